@@ -1,0 +1,134 @@
+//! Types shared by the kernel programs (`monitor-ebpf`) and the agent (`monitor`).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and a compile-time size check, because the
+//! kernel side writes these bytes and the agent reads them back through the BPF map syscalls.
+#![no_std]
+
+pub mod counters;
+pub mod tcp_state;
+
+/// Name of the per-socket hash map (`cookie -> SockActivity`).
+pub const SOCKETS_MAP: &str = "SOCKETS";
+/// Name of the per-CPU counter array (indexes in [`counters`]).
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the per-CPU state-transition array, indexed by `old * TCP_STATE_SLOTS + new`.
+pub const TRANSITIONS_MAP: &str = "TRANSITIONS";
+/// Name of the per-CPU socket-error array, indexed by errno.
+pub const ERRORS_MAP: &str = "SOCKET_ERRORS";
+/// Name of the global holding the kernel structure offsets.
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+
+/// Default capacity of the per-socket table; the agent may change it at load time.
+pub const DEFAULT_TABLE_CAPACITY: u32 = 262_144;
+/// Slots per dimension in the transition matrix (kernel TCP states are 1..=12).
+pub const TCP_STATE_SLOTS: u32 = 16;
+/// Errno values above this are folded into the last slot.
+pub const ERRNO_SLOTS: u32 = 160;
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+
+/// `SockActivity::flags`: the entry was written by the agent from sock_diag (socket predates the agent).
+pub const FLAG_SEEDED: u8 = 1 << 0;
+/// `SockActivity::flags`: `unacked_bytes` and `srtt_us` hold a value read from the socket.
+pub const FLAG_TRANSPORT_KNOWN: u8 = 1 << 1;
+
+/// Everything the kernel keeps about one TCP socket, keyed by its socket cookie.
+///
+/// Timestamps are `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`); 0 means "not seen since the
+/// socket was tracked", which the agent reports as unknown rather than as an age.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockActivity {
+    /// Local address; IPv4 uses the first four bytes.
+    pub saddr: [u8; 16],
+    /// Remote address; IPv4 uses the first four bytes.
+    pub daddr: [u8; 16],
+    /// `comm` of the last process that sent or received on the socket (NUL padded).
+    pub comm: [u8; 16],
+    pub state_since_ns: u64,
+    pub last_send_ns: u64,
+    pub last_recv_ns: u64,
+    pub last_peer_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Network namespace inode (`/proc/PID/ns/net`), 0 when unknown.
+    pub netns: u32,
+    /// Owning process (tgid), taken in process context; 0 when unknown.
+    pub tgid: u32,
+    /// `snd_nxt - snd_una` at the last inbound segment or retransmit.
+    pub unacked_bytes: u32,
+    pub srtt_us: u32,
+    pub retransmits: u32,
+    pub family: u16,
+    /// Local port, host byte order.
+    pub sport: u16,
+    /// Remote port, host byte order.
+    pub dport: u16,
+    /// Kernel TCP state number (see [`tcp_state`]).
+    pub state: u8,
+    pub flags: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<SockActivity>() == 128);
+const _: () = assert!(core::mem::align_of::<SockActivity>() == 8);
+
+impl SockActivity {
+    pub const fn zeroed() -> Self {
+        Self {
+            saddr: [0; 16],
+            daddr: [0; 16],
+            comm: [0; 16],
+            state_since_ns: 0,
+            last_send_ns: 0,
+            last_recv_ns: 0,
+            last_peer_ns: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            netns: 0,
+            tgid: 0,
+            unacked_bytes: 0,
+            srtt_us: 0,
+            retransmits: 0,
+            family: 0,
+            sport: 0,
+            dport: 0,
+            state: 0,
+            flags: 0,
+        }
+    }
+}
+
+/// Byte offsets of the kernel fields the programs read, computed by the agent from
+/// `/sys/kernel/btf/vmlinux` at start-up (Rust eBPF has no CO-RE relocations).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_state: u32,
+    pub skc_net: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// `struct net` → `ns.inum`.
+    pub net_ns_inum: u32,
+    pub sk_protocol: u32,
+    pub sk_err: u32,
+    pub tcp_snd_nxt: u32,
+    pub tcp_snd_una: u32,
+    pub tcp_srtt_us: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 15 * 4);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are repr(C), contain only integers and byte arrays, and have no padding
+    // (checked by the size assertions above).
+    unsafe impl aya::Pod for super::SockActivity {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}

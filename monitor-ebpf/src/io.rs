@@ -1,0 +1,81 @@
+//! `sock_send_length` / `sock_recv_length`: the end of sock_sendmsg/sock_recvmsg, in the calling
+//! process. The hot path: one cookie, one lookup, a few stores. The owner is refreshed only when a
+//! different process uses the socket.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use monitor_common::SockActivity;
+
+use crate::table::{self, SOCKETS};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Send,
+    Recv,
+}
+
+// TP_PROTO(struct sock *sk, int ret, int flags)
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
+    on_io(ctx.arg(0), ctx.arg(1), Direction::Send);
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
+    on_io(ctx.arg(0), ctx.arg(1), Direction::Recv);
+    0
+}
+
+#[inline(always)]
+fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
+    let cookie = table::cookie(sk);
+    let entry = match SOCKETS.get_ptr_mut(&cookie) {
+        Some(entry) => unsafe { &mut *entry },
+        None => {
+            // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
+            // seeding has not reached it). Everything else (UDP, UNIX, ...) stops here.
+            let off = table::offsets();
+            if !table::is_tcp(sk, &off) {
+                return;
+            }
+            let state: u8 = table::read(sk, off.skc_state).unwrap_or(0);
+            let fresh = table::identity(sk, &off, state);
+            table::insert_new(cookie, &fresh);
+            match SOCKETS.get_ptr_mut(&cookie) {
+                Some(entry) => unsafe { &mut *entry },
+                None => return,
+            }
+        }
+    };
+    record_owner(entry);
+    if ret <= 0 {
+        // Errors (EAGAIN from a polling loop) and EOF are not data.
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    match dir {
+        Direction::Send => {
+            entry.last_send_ns = now;
+            entry.bytes_sent += ret as u64;
+        }
+        Direction::Recv => {
+            entry.last_recv_ns = now;
+            entry.bytes_received += ret as u64;
+        }
+    }
+}
+
+#[inline(always)]
+fn record_owner(entry: &mut SockActivity) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if entry.tgid != tgid {
+        entry.tgid = tgid;
+        entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+}

@@ -1,0 +1,26 @@
+//! Kernel side of tcp-liveness: BTF tracepoints that keep one `SockActivity` per TCP socket, keyed
+//! by socket cookie, aggregated in place (no per-event records reach userspace).
+//!
+//! Each entry point is a thin wrapper; the work is in the modules:
+//! - `state`: `inet_sock_set_state` — creates, updates and deletes table entries;
+//! - `io`: `sock_send_length` / `sock_recv_length` — application send/receive and the owner;
+//! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
+//! - `table`: the maps and the helpers that read socket fields.
+#![no_std]
+#![no_main]
+
+mod io;
+mod peer;
+mod state;
+mod table;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects programs that can reach a panic, so this is never executed.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,75 @@
+//! Signals from the peer and from the TCP stack: inbound segments (`tcp_probe`, which fires for
+//! pure ACKs and keepalive answers too: "the peer is alive"), retransmits, resets, socket errors,
+//! and socket destruction.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use monitor_common::counters;
+
+use crate::table::{self, SOCKETS};
+
+// TP_PROTO(struct sock *sk, struct sk_buff *skb)
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
+    let sk: *mut c_void = ctx.arg(0);
+    let cookie = table::cookie(sk);
+    if let Some(entry) = SOCKETS.get_ptr_mut(&cookie) {
+        let entry = unsafe { &mut *entry };
+        entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
+        table::read_transport(sk, &table::offsets(), entry);
+    }
+    0
+}
+
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+    let sk: *mut c_void = ctx.arg(0);
+    table::count(counters::RETRANSMITS);
+    let cookie = table::cookie(sk);
+    if let Some(entry) = SOCKETS.get_ptr_mut(&cookie) {
+        let entry = unsafe { &mut *entry };
+        // Retransmits of one socket run under its lock, so the increment does not race.
+        entry.retransmits += 1;
+        // The peer is silent, so tcp_probe no longer refreshes the in-flight bytes: do it here.
+        table::read_transport(sk, &table::offsets(), entry);
+    }
+    0
+}
+
+// TP_PROTO(const struct sock *sk)
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
+    table::count(counters::RESETS_RECEIVED);
+    0
+}
+
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
+// sk may be NULL (a reset for a segment that matched no socket): only the count is kept.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
+    table::count(counters::RESETS_SENT);
+    0
+}
+
+// TP_PROTO(const struct sock *sk)
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
+    let sk: *mut c_void = ctx.arg(0);
+    let off = table::offsets();
+    if table::is_tcp(sk, &off) {
+        let err: i32 = table::read(sk, off.sk_err).unwrap_or(0);
+        table::count_error(err.unsigned_abs());
+    }
+    0
+}
+
+// TP_PROTO(struct sock *sk)
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
+    let sk: *mut c_void = ctx.arg(0);
+    // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
+    let _ = SOCKETS.remove(&table::cookie(sk));
+    0
+}

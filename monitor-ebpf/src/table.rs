@@ -1,0 +1,159 @@
+//! The per-socket table and the counters, plus helpers that read kernel socket fields.
+//!
+//! Field offsets come from the agent (computed from the kernel's BTF) through the read-only
+//! `OFFSETS` global, so nothing here hard-codes a kernel structure layout.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_get_socket_cookie, bpf_probe_read_kernel},
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use monitor_common::{
+    AF_INET, AF_INET6, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, IPPROTO_TCP, KernelOffsets,
+    SockActivity, TCP_STATE_SLOTS, counters,
+};
+
+/// cookie → activity. A plain hash with explicit deletes: an LRU map would evict exactly the idle
+/// sockets this tool exists to find. The agent sets the capacity at load time.
+#[map(name = "SOCKETS")]
+pub static SOCKETS: HashMap<u64, SockActivity> =
+    HashMap::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
+
+#[map(name = "TRANSITIONS")]
+static TRANSITIONS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(TCP_STATE_SLOTS * TCP_STATE_SLOTS, 0);
+
+#[map(name = "SOCKET_ERRORS")]
+static SOCKET_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_SLOTS, 0);
+
+/// Filled in by the agent before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    skc_daddr: 0,
+    skc_rcv_saddr: 0,
+    skc_dport: 0,
+    skc_num: 0,
+    skc_family: 0,
+    skc_state: 0,
+    skc_net: 0,
+    skc_v6_daddr: 0,
+    skc_v6_rcv_saddr: 0,
+    net_ns_inum: 0,
+    sk_protocol: 0,
+    sk_err: 0,
+    tcp_snd_nxt: 0,
+    tcp_snd_una: 0,
+    tcp_srtt_us: 0,
+};
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    // Volatile so the compiler reads the value the agent wrote instead of folding the zeros above.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn bump(array: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = array.get_ptr_mut(index) {
+        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count(index: u32) {
+    bump(&COUNTERS, index);
+}
+
+#[inline(always)]
+pub fn count_transition(old: u32, new: u32) {
+    if old < TCP_STATE_SLOTS && new < TCP_STATE_SLOTS {
+        bump(&TRANSITIONS, old * TCP_STATE_SLOTS + new);
+    }
+}
+
+#[inline(always)]
+pub fn count_error(errno: u32) {
+    let slot = if errno < ERRNO_SLOTS {
+        errno
+    } else {
+        ERRNO_SLOTS - 1
+    };
+    bump(&SOCKET_ERRORS, slot);
+}
+
+#[inline(always)]
+pub fn cookie(sk: *mut c_void) -> u64 {
+    unsafe { bpf_get_socket_cookie(sk) }
+}
+
+/// Reads a `T` at `offset` bytes into the kernel object at `base`.
+#[inline(always)]
+pub fn read<T>(base: *const c_void, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(base.cast::<u8>().add(offset as usize).cast::<T>()).ok() }
+}
+
+/// True for IPv4/IPv6 TCP sockets (the tracepoints also fire for UDP, UNIX, netlink, ...).
+#[inline(always)]
+pub fn is_tcp(sk: *const c_void, off: &KernelOffsets) -> bool {
+    let family: u16 = read(sk, off.skc_family).unwrap_or(0);
+    if family != AF_INET && family != AF_INET6 {
+        return false;
+    }
+    read::<u16>(sk, off.sk_protocol) == Some(IPPROTO_TCP)
+}
+
+/// Builds a fresh entry with the socket's addresses, ports and network namespace.
+#[inline(always)]
+pub fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> SockActivity {
+    let mut entry = SockActivity::zeroed();
+    let family: u16 = read(sk, off.skc_family).unwrap_or(0);
+    entry.family = family;
+    entry.state = state;
+    if family == AF_INET6 {
+        entry.saddr = read(sk, off.skc_v6_rcv_saddr).unwrap_or([0; 16]);
+        entry.daddr = read(sk, off.skc_v6_daddr).unwrap_or([0; 16]);
+    } else {
+        let saddr: [u8; 4] = read(sk, off.skc_rcv_saddr).unwrap_or([0; 4]);
+        let daddr: [u8; 4] = read(sk, off.skc_daddr).unwrap_or([0; 4]);
+        entry.saddr[..4].copy_from_slice(&saddr);
+        entry.daddr[..4].copy_from_slice(&daddr);
+    }
+    entry.sport = read(sk, off.skc_num).unwrap_or(0);
+    entry.dport = u16::from_be(read(sk, off.skc_dport).unwrap_or(0));
+    let net: *const c_void = read(sk, off.skc_net).unwrap_or(core::ptr::null());
+    if !net.is_null() {
+        entry.netns = read(net, off.net_ns_inum).unwrap_or(0);
+    }
+    entry
+}
+
+/// Inserts `entry` unless the key exists; counts a failure when the table is full.
+#[inline(always)]
+pub fn insert_new(cookie: u64, entry: &SockActivity) {
+    // BPF_NOEXIST: never overwrite what another CPU (or the agent's seeding) just wrote.
+    const BPF_NOEXIST: u64 = 1;
+    if let Err(err) = SOCKETS.insert(&cookie, entry, BPF_NOEXIST) {
+        const EEXIST: i32 = 17;
+        if err != -EEXIST {
+            count(counters::TABLE_INSERT_FAILURES);
+        }
+    }
+}
+
+/// Records `snd_nxt - snd_una` (and the smoothed RTT) from the socket into `entry`.
+#[inline(always)]
+pub fn read_transport(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
+    let nxt: u32 = read(sk, off.tcp_snd_nxt).unwrap_or(0);
+    let una: u32 = read(sk, off.tcp_snd_una).unwrap_or(0);
+    let srtt_x8: u32 = read(sk, off.tcp_srtt_us).unwrap_or(0);
+    entry.unacked_bytes = nxt.wrapping_sub(una);
+    // The kernel keeps srtt_us scaled by 8.
+    entry.srtt_us = srtt_x8 >> 3;
+    entry.flags |= monitor_common::FLAG_TRANSPORT_KNOWN;
+}

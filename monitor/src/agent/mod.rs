@@ -1,0 +1,83 @@
+//! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
+
+mod scan;
+mod seeding;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    config::RunConfig,
+    export::{
+        SnapshotStore,
+        http::{self, HttpState},
+        metrics::Metrics,
+    },
+    probes::Probes,
+};
+
+pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let probes = Probes::load(config.table_capacity).context("loading the kernel programs")?;
+    let attached = probes.hooks.iter().filter(|h| h.attached).count();
+    tracing::info!(
+        attached,
+        total = probes.hooks.len(),
+        capacity = config.table_capacity,
+        "probes loaded"
+    );
+    let probes = Arc::new(Mutex::new(probes));
+
+    let seeded = {
+        let probes = Arc::clone(&probes);
+        tokio::task::spawn_blocking(move || seeding::seed(&probes)).await?
+    };
+    tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
+
+    let store = Arc::new(SnapshotStore::default());
+    let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+    tracing::info!(listen = %config.listen, "serving /metrics, /connections, /healthz");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let state = HttpState {
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            allow_remote_connections: config.allow_remote_connections,
+        };
+        let mut stop = stop_rx.clone();
+        tokio::spawn(http::serve(listener, state, async move {
+            let _ = stop.wait_for(|&s| s).await;
+        }))
+    };
+    let scanner = tokio::spawn(scan::run_loop(
+        Arc::clone(&probes),
+        store,
+        metrics,
+        config.scan_interval,
+        stop_rx,
+    ));
+
+    wait_for_signal().await?;
+    tracing::info!("stopping: detaching probes");
+    let _ = stop_tx.send(true);
+    scanner.await?;
+    server.await?.context("HTTP server")?;
+    // Last reference: dropping the probes detaches every program and frees the maps.
+    drop(probes);
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

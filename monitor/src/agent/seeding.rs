@@ -1,0 +1,63 @@
+//! Seeds the kernel table with sockets that existed before the agent started, so their ages are
+//! right from the first scrape.
+//!
+//! Race: a socket can close between the dump and our insert, after the kernel side already
+//! deleted it, leaving an entry nobody would ever delete. A second dump after the inserts finds
+//! those (gone from the kernel, present in our table) and removes them.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use monitor_common::tcp_state;
+
+use crate::{probes::Probes, seed};
+
+/// Every state a live socket can be in. Afterwards the kernel side sees every transition,
+/// listen() included.
+pub const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
+    | 1 << tcp_state::LISTEN
+    | 1 << tcp_state::SYN_SENT
+    | 1 << tcp_state::SYN_RECV
+    | 1 << tcp_state::FIN_WAIT1
+    | 1 << tcp_state::FIN_WAIT2
+    | 1 << tcp_state::CLOSE_WAIT
+    | 1 << tcp_state::LAST_ACK
+    | 1 << tcp_state::CLOSING;
+
+/// Returns how many entries were written.
+pub fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
+    let sockets = seed::dump_all(LIVE_STATES_MASK);
+    let owners = seed::socket_owners();
+    let now = seed::monotonic_now_ns();
+    let mut written = Vec::new();
+    {
+        let mut probes = probes.lock().expect("probes lock");
+        for sock in &sockets {
+            let entry = seed::to_activity(sock, owners.get(&sock.inode), now);
+            match probes.maps.seed(sock.cookie, &entry) {
+                Ok(true) => written.push(sock.cookie),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "seeding stopped: table full or unavailable");
+                    break;
+                }
+            }
+        }
+    }
+    let still_open: HashSet<u64> = seed::dump_all(LIVE_STATES_MASK)
+        .iter()
+        .map(|s| s.cookie)
+        .collect();
+    let mut probes = probes.lock().expect("probes lock");
+    let mut kept = 0;
+    for cookie in written {
+        if still_open.contains(&cookie) {
+            kept += 1;
+        } else {
+            probes.maps.forget(cookie);
+        }
+    }
+    kept
+}

@@ -1,0 +1,261 @@
+//! `tcp-liveness connections`: ask a running agent for its connections and print them like `ss`.
+
+use std::{
+    io::{ErrorKind, Write as _},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use monitor_common::tcp_state;
+
+use crate::export::json::ConnectionView;
+
+/// Largest answer accepted: a full 262k-entry table is ~120 MB of JSON; ureq's default is 10 MB.
+const BODY_LIMIT: u64 = 512 * 1024 * 1024;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConnectionsArgs {
+    /// Base URL of the running agent's HTTP listener.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9977")]
+    pub agent: String,
+    /// Only connections in this TCP state (established, close_wait, close-wait, SYN_SENT, ...).
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
+    pub state: Option<u8>,
+    /// Only connections idle at least this long (30s, 5m, 2h); unknown idle times never match.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub min_idle: Option<Duration>,
+    /// Print the agent's JSON (pretty-printed) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+// Checked here too, so a typo fails at once with clap's usage message instead of a round trip.
+fn parse_state(s: &str) -> Result<u8, String> {
+    tcp_state::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a TCP state (try established, close_wait)"))
+}
+
+pub fn run(args: &ConnectionsArgs) -> anyhow::Result<()> {
+    let url = format!("{}/connections", args.agent.trim_end_matches('/'));
+    let body = fetch(&url, args)?;
+    let views: Vec<ConnectionView> = serde_json::from_str(&body)
+        .with_context(|| format!("{url} did not answer a connection list"))?;
+    let out = if args.json {
+        // Through ConnectionView rather than serde_json::Value: Value would sort the keys
+        // alphabetically, while the struct keeps the documented field order.
+        serde_json::to_string_pretty(&views)? + "\n"
+    } else {
+        format_table(&views)
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        // `| head` closing the pipe is not an error worth reporting.
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to stdout"),
+    }
+}
+
+fn fetch(url: &str, args: &ConnectionsArgs) -> anyhow::Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        // 4xx answers carry a one-line explanation worth showing; read them instead of erroring.
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    if let Some(name) = args.state.and_then(tcp_state::name) {
+        request = request.query("state", name);
+    }
+    if let Some(min_idle) = args.min_idle {
+        request = request.query("min_idle", format!("{}ms", min_idle.as_millis()));
+    }
+    let mut response = request.call().map_err(|err| match err {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            anyhow!("invalid --agent URL {:?}: {err}", args.agent)
+        }
+        _ => anyhow!(
+            "cannot reach the agent at {url}: {err} (is `tcp-liveness` running and listening there? see --agent)"
+        ),
+    })?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(BODY_LIMIT)
+        .read_to_string()
+        .with_context(|| format!("reading the answer from {url}"))?;
+    if !status.is_success() {
+        // The agent's errors are one line; anything longer is some other server's page.
+        let first_line = body
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        let detail: String = first_line.chars().take(200).collect();
+        bail!("{url} answered {status}: {detail}");
+    }
+    Ok(body)
+}
+
+/// An age in the largest two units, the way `ps`/`kubectl` show them: `850ms`, `12s`, `4m05s`,
+/// `2h11m`, `3d04h`; `-` when unknown.
+pub fn human_age(seconds: Option<f64>) -> String {
+    let Some(seconds) = seconds else {
+        return "-".to_owned();
+    };
+    // Negative or NaN cannot come from the agent; clamp rather than print garbage.
+    let ms = if seconds.is_finite() && seconds > 0.0 {
+        (seconds * 1000.0).round() as u64
+    } else {
+        0
+    };
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+const HEADER: [&str; 12] = [
+    "STATE",
+    "LOCAL",
+    "REMOTE",
+    "PID/COMM",
+    "STATE-AGE",
+    "IDLE",
+    "SEND",
+    "RECV",
+    "PEER",
+    "UNACKED",
+    "RETRANS",
+    "SUSPECT",
+];
+/// Ages and counts are right-aligned so their magnitudes line up.
+const RIGHT_ALIGNED: [bool; 12] = [
+    false, false, false, false, true, true, true, true, true, true, true, false,
+];
+
+fn row(c: &ConnectionView) -> [String; 12] {
+    let owner = match (c.pid, c.comm.as_deref()) {
+        (Some(pid), Some(comm)) => format!("{pid}/{comm}"),
+        (Some(pid), None) => pid.to_string(),
+        (None, Some(comm)) => format!("-/{comm}"),
+        (None, None) => "-".to_owned(),
+    };
+    [
+        c.state.clone(),
+        c.local.clone(),
+        c.remote.clone(),
+        owner,
+        human_age(c.state_age_seconds),
+        human_age(c.idle_seconds),
+        human_age(c.since_send_seconds),
+        human_age(c.since_recv_seconds),
+        human_age(c.since_peer_seconds),
+        c.unacked_bytes
+            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        c.retransmits.to_string(),
+        if c.suspect.is_empty() {
+            "-".to_owned()
+        } else {
+            c.suspect.join(",")
+        },
+    ]
+}
+
+/// The `ss`-like table: a header, then one aligned line per connection.
+pub fn format_table(views: &[ConnectionView]) -> String {
+    let rows: Vec<[String; 12]> = std::iter::once(HEADER.map(str::to_owned))
+        .chain(views.iter().map(row))
+        .collect();
+    let mut widths = [0; 12];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            let sep = if i == 0 { "" } else { "  " };
+            if RIGHT_ALIGNED[i] {
+                line += &format!("{sep}{pad}{cell}");
+            } else {
+                line += &format!("{sep}{cell}{pad}");
+            }
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_ages() {
+        let cases = [
+            (None, "-"),
+            (Some(0.0), "0ms"),
+            (Some(0.85), "850ms"),
+            (Some(12.4), "12s"),
+            (Some(245.0), "4m05s"),
+            (Some(2.0 * 3600.0 + 11.0 * 60.0 + 59.0), "2h11m"),
+            (Some(3.0 * 86400.0 + 4.0 * 3600.0 + 5.0), "3d04h"),
+            (Some(-1.0), "0ms"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(human_age(input), expected, "{input:?}");
+        }
+    }
+
+    fn view(state: &str, remote: &str, idle: Option<f64>, suspect: &[&str]) -> ConnectionView {
+        ConnectionView {
+            cookie: 1,
+            state: state.into(),
+            local: "10.0.0.1:443".into(),
+            remote: remote.into(),
+            netns: None,
+            pid: Some(812),
+            comm: Some("nginx".into()),
+            state_age_seconds: Some(7900.0),
+            idle_seconds: idle,
+            since_send_seconds: idle,
+            since_recv_seconds: None,
+            since_peer_seconds: Some(0.05),
+            bytes_sent: 0,
+            bytes_received: 0,
+            unacked_bytes: Some(1448),
+            srtt_ms: None,
+            retransmits: 12,
+            seeded: false,
+            suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let views = [
+            view(
+                "close_wait",
+                "[2001:db8::7]:51234",
+                Some(245.0),
+                &["peer closed", "idle"],
+            ),
+            view("established", "10.0.0.2:80", None, &[]),
+        ];
+        let expected = "\
+STATE        LOCAL         REMOTE               PID/COMM   STATE-AGE   IDLE   SEND  RECV  PEER  UNACKED  RETRANS  SUSPECT
+close_wait   10.0.0.1:443  [2001:db8::7]:51234  812/nginx      2h11m  4m05s  4m05s     -  50ms     1448       12  peer closed,idle
+established  10.0.0.1:443  10.0.0.2:80          812/nginx      2h11m      -      -     -  50ms     1448       12  -
+";
+        assert_eq!(format_table(&views), expected);
+        assert_eq!(format_table(&[]).lines().count(), 1, "header only");
+    }
+}

@@ -1,0 +1,109 @@
+//! The agent's HTTP endpoint: `/metrics`, `/connections`, `/healthz`.
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse as _, Response},
+    routing::get,
+};
+
+use super::{
+    SnapshotStore,
+    json::{ConnectionFilter, FilterParams, connection_views},
+    metrics::Metrics,
+};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Arc<SnapshotStore>,
+    pub metrics: Arc<Metrics>,
+    /// Serve `/connections` to non-loopback clients too (`--allow-remote-connections`).
+    pub allow_remote_connections: bool,
+}
+
+/// Whether `ip` is this host's loopback, including IPv4 loopback seen through a dual-stack
+/// (`::ffff:127.0.0.1`) socket.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The routes. `/connections` needs the peer address: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`serve`] does.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/connections", get(connections))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A one-line plain-text answer (errors, health) that reads well in `curl` output.
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let body = state.metrics.render();
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+}
+
+async fn connections(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<FilterParams>,
+) -> Response {
+    // Addresses, pids and process names of every connection on the host are more than a
+    // metrics scraper needs; remote access is opt-in.
+    if !state.allow_remote_connections && !is_loopback(peer.ip()) {
+        let msg = format!(
+            "/connections is only served to loopback clients ({} is not one); start the agent with --allow-remote-connections to serve it remotely\n",
+            peer.ip()
+        );
+        return text(StatusCode::FORBIDDEN, msg);
+    }
+    match ConnectionFilter::from_params(&params) {
+        Ok(filter) => Json(connection_views(&state.store.latest(), &filter)).into_response(),
+        Err(err) => text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+    }
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    if state.store.is_ready() {
+        text(StatusCode::OK, "ok".into())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "starting".into())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use axum::body::to_bytes;
+use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED};
+
+use super::*;
+use crate::{
+    export::json::ConnectionView,
+    table::{Connection, Snapshot},
+};
+
+fn conn(cookie: u64, state: u8) -> Connection {
+    Connection {
+        cookie,
+        state,
+        local: "127.0.0.1:9977".parse().unwrap(),
+        remote: "[2001:db8::1]:443".parse().unwrap(),
+        netns: None,
+        pid: Some(7),
+        comm: Some("curl".into()),
+        state_age: None,
+        idle: Some(Duration::from_secs(cookie * 10)),
+        since_send: None,
+        since_recv: None,
+        since_peer: None,
+        bytes_sent: 1,
+        bytes_received: 2,
+        unacked_bytes: Some(0),
+        srtt: None,
+        retransmits: 0,
+        seeded: false,
+        suspect: Vec::new(),
+    }
+}
+
+fn state(allow_remote_connections: bool) -> HttpState {
+    let store = Arc::new(SnapshotStore::new());
+    let metrics = Arc::new(Metrics::new(Arc::clone(&store), "test"));
+    HttpState {
+        store,
+        metrics,
+        allow_remote_connections,
+    }
+}
+
+#[test]
+fn loopback_addresses() {
+    assert!(is_loopback(Ipv4Addr::LOCALHOST.into()));
+    assert!(is_loopback(Ipv4Addr::new(127, 3, 2, 1).into()));
+    assert!(is_loopback(Ipv6Addr::LOCALHOST.into()));
+    assert!(is_loopback(
+        Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().into()
+    ));
+    assert!(!is_loopback(Ipv4Addr::new(10, 0, 0, 1).into()));
+    assert!(!is_loopback(
+        Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().into()
+    ));
+    assert!(!is_loopback("2001:db8::1".parse().unwrap()));
+    assert!(!is_loopback(Ipv4Addr::UNSPECIFIED.into()));
+}
+
+async fn call_connections(state: HttpState, peer: &str) -> (StatusCode, String) {
+    let peer = ConnectInfo(peer.parse().unwrap());
+    let response = connections(State(state), peer, Query(FilterParams::default())).await;
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn connections_refuses_remote_peers_unless_allowed() {
+    let (status, body) = call_connections(state(false), "10.1.2.3:5000").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body.contains("--allow-remote-connections") && body.contains("10.1.2.3"),
+        "{body}"
+    );
+    assert_eq!(body.trim_end().lines().count(), 1);
+
+    let (status, _) = call_connections(state(false), "[::ffff:127.0.0.1]:5000").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call_connections(state(true), "10.1.2.3:5000").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+}
+
+/// GET `path` on the test server; ureq is blocking, so it runs off the runtime threads.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().unwrap();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), content_type, body)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn serves_every_route_and_shuts_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = state(false);
+    let store = Arc::clone(&state.store);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(get(addr, "/healthz").await.0, 503);
+    assert_eq!(get(addr, "/healthz").await.2, "starting");
+    store.publish(Snapshot {
+        connections: vec![
+            conn(1, ESTABLISHED),
+            conn(6, CLOSE_WAIT),
+            conn(2, CLOSE_WAIT),
+        ],
+        ..Snapshot::default()
+    });
+    assert_eq!(
+        get(addr, "/healthz").await,
+        (200, "text/plain; charset=utf-8".into(), "ok".into())
+    );
+
+    let (status, content_type, body) = get(addr, "/metrics").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/plain; version=0.0.4")
+    );
+    assert!(
+        body.contains("tcp_liveness_connections{state=\"close_wait\"} 2\n"),
+        "{body}"
+    );
+
+    let (status, content_type, body) = get(addr, "/connections").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let all: Vec<ConnectionView> = serde_json::from_str(&body).unwrap();
+    assert_eq!(all.iter().map(|c| c.cookie).collect::<Vec<_>>(), [1, 6, 2]);
+    assert_eq!(all[0].remote, "[2001:db8::1]:443");
+
+    let (status, _, body) = get(addr, "/connections?state=CLOSE-WAIT&min_idle=30s").await;
+    assert_eq!(status, 200);
+    let filtered: Vec<ConnectionView> = serde_json::from_str(&body).unwrap();
+    assert_eq!(filtered.iter().map(|c| c.cookie).collect::<Vec<_>>(), [6]);
+
+    let (status, _, body) = get(addr, "/connections?min_idle=soon").await;
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("invalid query parameter min_idle="),
+        "{body}"
+    );
+    assert_eq!(get(addr, "/nope").await.0, 404);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

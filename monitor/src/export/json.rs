@@ -1,0 +1,152 @@
+//! `/connections`: one JSON object per connection, and the query filters.
+//!
+//! Unknown values are `null`, never 0: an idle time of 0 would claim "active right now" about a
+//! socket whose history the agent simply never saw.
+
+use std::time::Duration;
+
+use monitor_common::tcp_state;
+use serde::{Deserialize, Serialize};
+
+use crate::table::{Connection, Snapshot};
+
+/// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub cookie: u64,
+    /// Lowercase kernel state name (`close_wait`).
+    pub state: String,
+    /// `ip:port`, IPv6 in brackets.
+    pub local: String,
+    pub remote: String,
+    pub netns: Option<u32>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub state_age_seconds: Option<f64>,
+    pub idle_seconds: Option<f64>,
+    pub since_send_seconds: Option<f64>,
+    pub since_recv_seconds: Option<f64>,
+    pub since_peer_seconds: Option<f64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub unacked_bytes: Option<u32>,
+    pub srtt_ms: Option<f64>,
+    pub retransmits: u32,
+    pub seeded: bool,
+    pub suspect: Vec<String>,
+}
+
+/// Seconds with millisecond resolution: finer digits are noise next to the scan interval.
+fn seconds(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_millis() as f64 / 1000.0)
+}
+
+/// Display name of a state; an unexpected number stays visible instead of failing the response.
+pub fn state_label(state: u8) -> String {
+    tcp_state::name(state).map_or_else(|| format!("state_{state}"), str::to_owned)
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            cookie: c.cookie,
+            state: state_label(c.state),
+            local: c.local.to_string(),
+            remote: c.remote.to_string(),
+            netns: c.netns,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            state_age_seconds: seconds(c.state_age),
+            idle_seconds: seconds(c.idle),
+            since_send_seconds: seconds(c.since_send),
+            since_recv_seconds: seconds(c.since_recv),
+            since_peer_seconds: seconds(c.since_peer),
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            unacked_bytes: c.unacked_bytes,
+            srtt_ms: c.srtt.map(|d| d.as_micros() as f64 / 1000.0),
+            retransmits: c.retransmits,
+            seeded: c.seeded,
+            suspect: c.suspect.clone(),
+        }
+    }
+}
+
+/// The raw `/connections` query string parameters.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct FilterParams {
+    pub state: Option<String>,
+    pub min_idle: Option<String>,
+}
+
+/// A query parameter that does not parse; the message is the whole 400 response body.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    #[error(
+        "invalid query parameter state={0:?}: not a TCP state (try established, close_wait, syn_sent, listen)"
+    )]
+    State(String),
+    #[error("invalid query parameter min_idle={value:?}: {reason} (try 30s, 5m, 2h)")]
+    MinIdle { value: String, reason: String },
+}
+
+/// Which connections `/connections` returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionFilter {
+    pub state: Option<u8>,
+    /// Only connections idle at least this long; connections with unknown idle time never match.
+    pub min_idle: Option<Duration>,
+}
+
+/// syn_recv is two kernel states (3 and request sockets, 12); both compare as one.
+fn same_state(a: u8, b: u8) -> bool {
+    let norm = |s| {
+        if s == tcp_state::NEW_SYN_RECV {
+            tcp_state::SYN_RECV
+        } else {
+            s
+        }
+    };
+    norm(a) == norm(b)
+}
+
+impl ConnectionFilter {
+    pub fn from_params(params: &FilterParams) -> Result<Self, FilterError> {
+        let state = params
+            .state
+            .as_deref()
+            .map(|s| tcp_state::parse(s).ok_or_else(|| FilterError::State(s.to_owned())))
+            .transpose()?;
+        let min_idle = params
+            .min_idle
+            .as_deref()
+            .map(|v| {
+                humantime::parse_duration(v).map_err(|e| FilterError::MinIdle {
+                    value: v.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(Self { state, min_idle })
+    }
+
+    pub fn matches(&self, c: &Connection) -> bool {
+        self.state.is_none_or(|s| same_state(s, c.state))
+            && self
+                .min_idle
+                .is_none_or(|min| c.idle.is_some_and(|idle| idle >= min))
+    }
+}
+
+/// The `/connections` answer: matching connections, in snapshot order.
+pub fn connection_views(snapshot: &Snapshot, filter: &ConnectionFilter) -> Vec<ConnectionView> {
+    snapshot
+        .connections
+        .iter()
+        .filter(|c| filter.matches(c))
+        .map(ConnectionView::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use std::net::{Ipv6Addr, SocketAddr};
+
+use serde_json::json;
+
+use super::*;
+
+fn conn(state: u8, idle: Option<Duration>) -> Connection {
+    Connection {
+        cookie: 42,
+        state,
+        local: SocketAddr::from((Ipv6Addr::LOCALHOST, 8080)),
+        remote: "10.0.0.2:51000".parse().unwrap(),
+        netns: Some(4026531840),
+        pid: Some(1234),
+        comm: Some("nginx".into()),
+        state_age: Some(Duration::from_millis(61_250)),
+        idle,
+        since_send: Some(Duration::from_micros(1_500_900)),
+        since_recv: None,
+        since_peer: None,
+        bytes_sent: 10,
+        bytes_received: 20,
+        unacked_bytes: None,
+        srtt: Some(Duration::from_micros(1_250)),
+        retransmits: 3,
+        seeded: true,
+        suspect: vec!["peer silent".into()],
+    }
+}
+
+#[test]
+fn view_serializes_unknown_as_null() {
+    let view = ConnectionView::from(&conn(tcp_state::CLOSE_WAIT, None));
+    let value = serde_json::to_value(&view).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "cookie": 42, "state": "close_wait", "local": "[::1]:8080",
+            "remote": "10.0.0.2:51000", "netns": 4026531840u32, "pid": 1234, "comm": "nginx",
+            "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
+            "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
+            "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25, "retransmits": 3,
+            "seeded": true, "suspect": ["peer silent"],
+        })
+    );
+    let back: ConnectionView = serde_json::from_value(value).unwrap();
+    assert_eq!(back, view);
+}
+
+fn params(state: Option<&str>, min_idle: Option<&str>) -> FilterParams {
+    FilterParams {
+        state: state.map(Into::into),
+        min_idle: min_idle.map(Into::into),
+    }
+}
+
+#[test]
+fn filter_parses_state_spellings_and_durations() {
+    for spelling in ["close_wait", "close-wait", "CLOSE_WAIT"] {
+        let f = ConnectionFilter::from_params(&params(Some(spelling), None)).unwrap();
+        assert_eq!(f.state, Some(tcp_state::CLOSE_WAIT));
+    }
+    let f = ConnectionFilter::from_params(&params(None, Some("1m 30s"))).unwrap();
+    assert_eq!(f.min_idle, Some(Duration::from_secs(90)));
+    assert_eq!(
+        ConnectionFilter::from_params(&params(None, None)).unwrap(),
+        Default::default()
+    );
+}
+
+#[test]
+fn bad_parameters_name_the_parameter() {
+    let err = ConnectionFilter::from_params(&params(Some("open"), None)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid query parameter state=\"open\""),
+        "{err}"
+    );
+    let err = ConnectionFilter::from_params(&params(None, Some("soon"))).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid query parameter min_idle=\"soon\""),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\n'));
+}
+
+#[test]
+fn filter_matches_state_and_min_idle() {
+    let secs = |s| Some(Duration::from_secs(s));
+    let by_state = ConnectionFilter {
+        state: Some(tcp_state::SYN_RECV),
+        min_idle: None,
+    };
+    assert!(by_state.matches(&conn(tcp_state::NEW_SYN_RECV, None)));
+    assert!(!by_state.matches(&conn(tcp_state::ESTABLISHED, None)));
+
+    let idle = ConnectionFilter {
+        state: None,
+        min_idle: secs(30),
+    };
+    assert!(idle.matches(&conn(tcp_state::ESTABLISHED, secs(30))));
+    assert!(!idle.matches(&conn(tcp_state::ESTABLISHED, secs(29))));
+    assert!(
+        !idle.matches(&conn(tcp_state::ESTABLISHED, None)),
+        "unknown idle excluded"
+    );
+
+    let snapshot = Snapshot {
+        connections: vec![
+            conn(tcp_state::ESTABLISHED, secs(60)),
+            conn(tcp_state::LISTEN, None),
+        ],
+        ..Snapshot::default()
+    };
+    let views = connection_views(&snapshot, &idle);
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].state, "established");
+}

@@ -1,0 +1,225 @@
+//! Prometheus metrics, built from the latest [`Snapshot`] at scrape time.
+//!
+//! Only aggregates: per-connection labels (addresses, pids) would make the series count grow with
+//! the connection count. Per-connection detail is in `/connections`.
+
+mod errno;
+mod proto;
+mod specs;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use monitor_common::tcp_state;
+use prometheus::{
+    Histogram, HistogramOpts, Registry, TextEncoder,
+    core::{Collector, Desc},
+    proto::MetricFamily,
+};
+
+pub use self::{errno::errno_name, proto::histogram};
+use self::{
+    proto::{counter, gauge, histogram_metric},
+    specs::*,
+};
+use super::SnapshotStore;
+use crate::table::Snapshot;
+
+/// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
+/// so a connection kept open by keepalives alone still lands in a finite bucket.
+pub const IDLE_BUCKETS: [f64; 13] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+/// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
+/// reach seconds for a full 262k-entry table.
+const SCAN_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The reported state a kernel state counts as: request sockets (NEW_SYN_RECV) are syn_recv;
+/// states outside [`tcp_state::REPORTED`] (time_wait, close) are not reported.
+fn reported_state(state: u8) -> Option<u8> {
+    let state = if state == tcp_state::NEW_SYN_RECV {
+        tcp_state::SYN_RECV
+    } else {
+        state
+    };
+    tcp_state::REPORTED.contains(&state).then_some(state)
+}
+
+/// Every metric derived from one snapshot (pure; the collector calls it on each scrape).
+pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily> {
+    let mut per_state: BTreeMap<u8, (u64, Vec<f64>)> = tcp_state::REPORTED
+        .iter()
+        .map(|&s| (s, (0, Vec::new())))
+        .collect();
+    for conn in &snapshot.connections {
+        let Some(entry) = reported_state(conn.state).and_then(|s| per_state.get_mut(&s)) else {
+            continue;
+        };
+        entry.0 += 1;
+        if let Some(idle) = conn.idle {
+            entry.1.push(idle.as_secs_f64());
+        }
+    }
+    let state_name = |s: u8| tcp_state::name(s).unwrap_or("unknown");
+    // Every reported state, even at 0: a series that vanishes breaks rate() and alerts.
+    let connections = tcp_state::REPORTED
+        .iter()
+        .map(|s| gauge(&[("state", state_name(*s))], per_state[s].0 as f64))
+        .collect();
+    let idle = tcp_state::REPORTED
+        .iter()
+        .filter(|&&s| s != tcp_state::LISTEN)
+        .map(|s| {
+            let samples = per_state[s].1.iter().copied();
+            histogram_metric(
+                &[("state", state_name(*s))],
+                histogram(samples, &IDLE_BUCKETS),
+            )
+        })
+        .collect();
+
+    // Maps, not vectors: two sources can share a label set (a hook listed twice, states 3 and 12
+    // both named syn_recv), and Prometheus rejects duplicate series in one scrape.
+    let mut hooks = BTreeMap::new();
+    for hook in &snapshot.hooks {
+        *hooks.entry(hook.hook).or_insert(false) |= hook.attached;
+    }
+    let mut transitions = BTreeMap::new();
+    for &(from, to, n) in &snapshot.counters.transitions {
+        if let (Some(from), Some(to)) = (tcp_state::name(from), tcp_state::name(to)) {
+            *transitions.entry((from, to)).or_insert(0) += n;
+        }
+    }
+    let mut errors = BTreeMap::new();
+    for &(errno, n) in &snapshot.counters.socket_errors {
+        *errors.entry(errno_name(errno)).or_insert(0) += n;
+    }
+
+    let c = &snapshot.counters;
+    vec![
+        CONNECTIONS.family(connections),
+        IDLE.family(idle),
+        TRACKED.family(vec![gauge(&[], snapshot.tracked_sockets as f64)]),
+        CAPACITY.family(vec![gauge(&[], f64::from(snapshot.table_capacity))]),
+        INSERT_FAILURES.family(vec![counter(&[], c.table_insert_failures)]),
+        HOOK_ATTACHED.family(
+            hooks
+                .into_iter()
+                .map(|(h, up)| gauge(&[("hook", h)], f64::from(u8::from(up))))
+                .collect(),
+        ),
+        TRANSITIONS.family(
+            transitions
+                .into_iter()
+                .map(|((f, t), n)| counter(&[("from", f), ("to", t)], n))
+                .collect(),
+        ),
+        RETRANSMITS.family(vec![counter(&[], c.retransmits)]),
+        RESETS.family(vec![
+            counter(&[("direction", "sent")], c.resets_sent),
+            counter(&[("direction", "received")], c.resets_received),
+        ]),
+        SOCKET_ERRORS.family(
+            errors
+                .into_iter()
+                .map(|(e, n)| counter(&[("error", &e)], n))
+                .collect(),
+        ),
+        BUILD_INFO.family(vec![gauge(&[("version", version)], 1.0)]),
+    ]
+}
+
+/// A [`Collector`] that reads the latest snapshot on every scrape, so metrics are never staler
+/// than the last scan and cost nothing between scrapes.
+pub struct SnapshotCollector {
+    store: Arc<SnapshotStore>,
+    version: String,
+    descs: Vec<Desc>,
+}
+
+impl SnapshotCollector {
+    pub fn new(store: Arc<SnapshotStore>, version: &str) -> prometheus::Result<Self> {
+        let descs = SNAPSHOT_SPECS
+            .iter()
+            .map(|s| {
+                let labels = s.labels.iter().map(|l| (*l).to_owned()).collect();
+                Desc::new(s.name.to_owned(), s.help.to_owned(), labels, HashMap::new())
+            })
+            .collect::<prometheus::Result<_>>()?;
+        Ok(Self {
+            store,
+            version: version.to_owned(),
+            descs,
+        })
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        snapshot_families(&self.store.latest(), &self.version)
+    }
+}
+
+/// The agent's metrics registry: the snapshot collector plus the scan-duration histogram.
+pub struct Metrics {
+    registry: Registry,
+    scan_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new(store: Arc<SnapshotStore>, version: &str) -> Self {
+        // Registration only fails on invalid or duplicate names, all constants here (and covered
+        // by the tests), so a failure is a programming error.
+        let scan_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tcp_liveness_scan_duration_seconds",
+                "Time taken to read the kernel socket table and build one snapshot.",
+            )
+            .buckets(SCAN_BUCKETS.to_vec()),
+        )
+        .expect("valid scan duration histogram");
+        let registry = Registry::new();
+        registry
+            .register(Box::new(scan_duration.clone()))
+            .expect("register scan duration");
+        let collector = SnapshotCollector::new(store, version).expect("valid metric specs");
+        registry
+            .register(Box::new(collector))
+            .expect("register snapshot collector");
+        Self {
+            registry,
+            scan_duration,
+        }
+    }
+
+    /// Records how long one scan took.
+    pub fn observe_scan(&self, duration: Duration) {
+        self.scan_duration.observe(duration.as_secs_f64());
+    }
+
+    /// All metrics in the Prometheus text format ([`prometheus::TEXT_FORMAT`]).
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            // Only fails on families without a name or metrics, which `gather` already drops.
+            .unwrap_or_else(|err| {
+                tracing::error!(%err, "cannot encode metrics");
+                String::new()
+            })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

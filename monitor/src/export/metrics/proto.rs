@@ -1,0 +1,129 @@
+//! Small builders for the `prometheus::proto` types, so the collector reads as a list of metrics.
+//!
+//! The collector builds families from scratch on every scrape (rather than keeping live
+//! `GaugeVec`s) so a state or errno that disappears from the snapshot cannot leave a stale series.
+
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+
+/// Name, help text, type and label names of one metric family.
+pub(super) struct Spec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricType,
+    pub labels: &'static [&'static str],
+}
+
+impl Spec {
+    /// A family of this spec holding `metrics` (whose labels must match `self.labels`).
+    pub fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
+        let mut family = MetricFamily::default();
+        family.set_name(self.name.to_owned());
+        family.set_help(self.help.to_owned());
+        family.set_field_type(self.kind);
+        family.set_metric(metrics);
+        family
+    }
+}
+
+fn with_labels(labels: &[(&str, &str)]) -> proto::Metric {
+    let pairs = labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect();
+    let mut metric = proto::Metric::default();
+    metric.set_label(pairs);
+    metric
+}
+
+pub(super) fn gauge(labels: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut gauge = proto::Gauge::default();
+    gauge.set_value(value);
+    let mut metric = with_labels(labels);
+    metric.set_gauge(gauge);
+    metric
+}
+
+pub(super) fn counter(labels: &[(&str, &str)], value: u64) -> proto::Metric {
+    let mut counter = proto::Counter::default();
+    // Loses precision only past 2^53 events, which a TCP counter will not reach.
+    counter.set_value(value as f64);
+    let mut metric = with_labels(labels);
+    metric.set_counter(counter);
+    metric
+}
+
+pub(super) fn histogram_metric(
+    labels: &[(&str, &str)],
+    histogram: proto::Histogram,
+) -> proto::Metric {
+    let mut metric = with_labels(labels);
+    metric.set_histogram(histogram);
+    metric
+}
+
+/// Builds a histogram from raw samples: one cumulative bucket per upper bound in `bounds`
+/// (ascending, without +Inf: the text encoder adds it from `sample_count`).
+pub fn histogram(samples: impl IntoIterator<Item = f64>, bounds: &[f64]) -> proto::Histogram {
+    let mut per_bucket = vec![0u64; bounds.len()];
+    let (mut count, mut sum) = (0u64, 0.0f64);
+    for sample in samples {
+        count += 1;
+        sum += sample;
+        // Prometheus buckets are inclusive upper bounds (`le`).
+        if let Some(i) = bounds.iter().position(|&bound| sample <= bound) {
+            per_bucket[i] += 1;
+        }
+    }
+    let mut cumulative = 0;
+    let buckets = bounds
+        .iter()
+        .zip(per_bucket)
+        .map(|(&bound, n)| {
+            cumulative += n;
+            let mut bucket = proto::Bucket::default();
+            bucket.set_upper_bound(bound);
+            bucket.set_cumulative_count(cumulative);
+            bucket
+        })
+        .collect();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_sample_count(count);
+    histogram.set_sample_sum(sum);
+    histogram.set_bucket(buckets);
+    histogram
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(h: &proto::Histogram) -> Vec<u64> {
+        h.get_bucket()
+            .iter()
+            .map(|b| b.cumulative_count())
+            .collect()
+    }
+
+    #[test]
+    fn histogram_is_cumulative_with_inclusive_bounds() {
+        let h = histogram([0.05, 0.1, 0.7, 3.0, 99.0], &[0.1, 1.0, 5.0]);
+        assert_eq!(counts(&h), [2, 3, 4]);
+        assert_eq!(h.get_sample_count(), 5);
+        assert!((h.get_sample_sum() - 102.85).abs() < 1e-9);
+        let bounds: Vec<f64> = h.get_bucket().iter().map(|b| b.upper_bound()).collect();
+        assert_eq!(bounds, [0.1, 1.0, 5.0]);
+    }
+
+    #[test]
+    fn empty_histogram_has_zero_buckets() {
+        let h = histogram([], &[1.0, 2.0]);
+        assert_eq!(counts(&h), [0, 0]);
+        assert_eq!(h.get_sample_count(), 0);
+        assert_eq!(h.get_sample_sum(), 0.0);
+    }
+}

@@ -1,0 +1,101 @@
+//! Names, types and help texts of the snapshot metrics. The names are a contract with
+//! dashboards and alerts: change them only with a release note.
+
+use prometheus::proto::MetricType::{self, COUNTER, GAUGE, HISTOGRAM};
+
+use super::proto::Spec;
+
+const fn spec(
+    name: &'static str,
+    kind: MetricType,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        help,
+        kind,
+        labels,
+    }
+}
+
+pub(super) const CONNECTIONS: Spec = spec(
+    "tcp_liveness_connections",
+    GAUGE,
+    &["state"],
+    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets; listen sockets come from sock_diag).",
+);
+pub(super) const IDLE: Spec = spec(
+    "tcp_liveness_idle_seconds",
+    HISTOGRAM,
+    &["state"],
+    "Time since each non-listening socket last sent, received or heard from its peer, at the last scan; sockets with no activity seen since the agent started are left out.",
+);
+pub(super) const TRACKED: Spec = spec(
+    "tcp_liveness_tracked_sockets",
+    GAUGE,
+    &[],
+    "Entries in the kernel socket table at the last scan.",
+);
+pub(super) const CAPACITY: Spec = spec(
+    "tcp_liveness_table_capacity",
+    GAUGE,
+    &[],
+    "Capacity of the kernel socket table; when tracked_sockets reaches it, new sockets go unmonitored.",
+);
+pub(super) const INSERT_FAILURES: Spec = spec(
+    "tcp_liveness_table_insert_failures_total",
+    COUNTER,
+    &[],
+    "Sockets the kernel programs could not add to the table (full or out of memory); those sockets are not monitored.",
+);
+pub(super) const HOOK_ATTACHED: Spec = spec(
+    "tcp_liveness_hook_attached",
+    GAUGE,
+    &["hook"],
+    "1 if the kernel hook is attached, 0 if it failed to attach (the agent log says why); without it some fields stay unknown.",
+);
+pub(super) const TRANSITIONS: Spec = spec(
+    "tcp_liveness_state_transitions_total",
+    COUNTER,
+    &["from", "to"],
+    "TCP state changes seen by the kernel programs since the agent started.",
+);
+pub(super) const RETRANSMITS: Spec = spec(
+    "tcp_liveness_retransmits_total",
+    COUNTER,
+    &[],
+    "TCP segment retransmissions seen since the agent started.",
+);
+pub(super) const RESETS: Spec = spec(
+    "tcp_liveness_resets_total",
+    COUNTER,
+    &["direction"],
+    "TCP RST segments sent and received since the agent started.",
+);
+pub(super) const SOCKET_ERRORS: Spec = spec(
+    "tcp_liveness_socket_errors_total",
+    COUNTER,
+    &["error"],
+    "Errors reported on TCP sockets (sk_err, e.g. ETIMEDOUT when retransmissions or keepalives give up), by errno name, since the agent started.",
+);
+pub(super) const BUILD_INFO: Spec = spec(
+    "tcp_liveness_build_info",
+    GAUGE,
+    &["version"],
+    "Always 1; the version label is the version of the running agent.",
+);
+
+pub(super) const SNAPSHOT_SPECS: [&Spec; 11] = [
+    &CONNECTIONS,
+    &IDLE,
+    &TRACKED,
+    &CAPACITY,
+    &INSERT_FAILURES,
+    &HOOK_ATTACHED,
+    &TRANSITIONS,
+    &RETRANSMITS,
+    &RESETS,
+    &SOCKET_ERRORS,
+    &BUILD_INFO,
+];

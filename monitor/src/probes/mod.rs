@@ -1,0 +1,134 @@
+//! Loads and attaches the kernel programs, and gives typed access to their maps. The only module
+//! that touches aya.
+//!
+//! Every hook is attached independently: a hook the kernel refuses is logged and reported as not
+//! attached, and the agent runs with the rest.
+
+pub mod maps;
+pub mod offsets;
+
+use std::path::Path;
+
+use aya::{Btf, Ebpf, EbpfLoader, programs::BtfTracePoint};
+use monitor_common::{OFFSETS_GLOBAL, SOCKETS_MAP};
+use thiserror::Error;
+
+use crate::table::HookStatus;
+
+pub use maps::KernelMaps;
+
+/// The object built from `monitor-ebpf` by build.rs, embedded in the agent.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp-liveness"));
+
+/// Every hook: (program name in the object, BTF tracepoint it attaches to). They are the same
+/// name, which is also the `hook` label in `tcp_liveness_hook_attached`.
+pub const HOOKS: [&str; 9] = [
+    "inet_sock_set_state",
+    "sock_send_length",
+    "sock_recv_length",
+    "tcp_probe",
+    "tcp_retransmit_skb",
+    "tcp_receive_reset",
+    "tcp_send_reset",
+    "inet_sk_error_report",
+    "tcp_destroy_sock",
+];
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("reading kernel BTF: {0}")]
+    Btf(String),
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("map {0} missing from the eBPF object")]
+    MissingMap(&'static str),
+}
+
+/// The loaded programs. Dropping it detaches every hook and frees the maps.
+pub struct Probes {
+    // Held for its Drop: it owns the program links.
+    _ebpf: Ebpf,
+    pub maps: KernelMaps,
+    pub hooks: Vec<HookStatus>,
+    pub capacity: u32,
+}
+
+impl Probes {
+    /// Loads the programs with a table of `capacity` sockets and attaches every hook it can.
+    pub fn load(capacity: u32) -> Result<Self, ProbeError> {
+        raise_memlock_limit();
+        let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
+        tracing::debug!(?offsets, "kernel structure offsets from BTF");
+        let mut ebpf = EbpfLoader::new()
+            .override_global(OFFSETS_GLOBAL, &offsets, true)
+            .map_max_entries(SOCKETS_MAP, capacity)
+            .load(PROGRAMS)?;
+        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let hooks = HOOKS
+            .iter()
+            .map(|&hook| {
+                let error = attach(&mut ebpf, &btf, hook).err();
+                match &error {
+                    None => tracing::info!(hook, "hook attached"),
+                    Some(error) => {
+                        tracing::warn!(hook, %error, "hook not attached; running without it")
+                    }
+                }
+                HookStatus {
+                    hook,
+                    attached: error.is_none(),
+                    error,
+                }
+            })
+            .collect();
+        let maps = KernelMaps::take(&mut ebpf)?;
+        Ok(Self {
+            _ebpf: ebpf,
+            maps,
+            hooks,
+            capacity,
+        })
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), String> {
+    let program = ebpf
+        .program_mut(hook)
+        .ok_or_else(|| format!("program {hook} missing from the object"))?;
+    let program: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+    program.load(hook, btf).map_err(|e| error_chain(&e))?;
+    program.attach().map_err(|e| error_chain(&e))?;
+    Ok(())
+}
+
+/// The kernel accounts BPF memory by memcg on current kernels; where it still uses RLIMIT_MEMLOCK
+/// the limit must be raised. Failing to raise it (no CAP_SYS_RESOURCE) is only a warning.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not raise RLIMIT_MEMLOCK; fine on kernels that account BPF memory by memcg"
+        );
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

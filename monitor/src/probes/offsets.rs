@@ -1,0 +1,134 @@
+//! Kernel structure offsets for the programs, read from the running kernel's BTF.
+//!
+//! Rust eBPF has no CO-RE relocations, so instead of compiling in a struct layout the agent looks
+//! each field up in `/sys/kernel/btf/vmlinux` and hands the offsets to the programs as a global.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use monitor_common::KernelOffsets;
+
+use super::ProbeError;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Looks up every field the programs read.
+pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
+    let btf =
+        Btf::from_file(path).map_err(|e| ProbeError::Btf(format!("{}: {e}", path.display())))?;
+    let sock = |path: &[&str]| field_offset(&btf, "sock", path);
+    Ok(KernelOffsets {
+        skc_daddr: sock(&["__sk_common", "skc_daddr"])?,
+        skc_rcv_saddr: sock(&["__sk_common", "skc_rcv_saddr"])?,
+        skc_dport: sock(&["__sk_common", "skc_dport"])?,
+        skc_num: sock(&["__sk_common", "skc_num"])?,
+        skc_family: sock(&["__sk_common", "skc_family"])?,
+        skc_state: sock(&["__sk_common", "skc_state"])?,
+        skc_net: sock(&["__sk_common", "skc_net", "net"])?,
+        skc_v6_daddr: sock(&["__sk_common", "skc_v6_daddr"])?,
+        skc_v6_rcv_saddr: sock(&["__sk_common", "skc_v6_rcv_saddr"])?,
+        net_ns_inum: field_offset(&btf, "net", &["ns", "inum"])?,
+        sk_protocol: sock(&["sk_protocol"])?,
+        sk_err: sock(&["sk_err"])?,
+        tcp_snd_nxt: field_offset(&btf, "tcp_sock", &["snd_nxt"])?,
+        tcp_snd_una: field_offset(&btf, "tcp_sock", &["snd_una"])?,
+        tcp_srtt_us: field_offset(&btf, "tcp_sock", &["srtt_us"])?,
+    })
+}
+
+/// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
+/// Anonymous struct/union members are searched transparently, as C does.
+fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
+    let missing = || ProbeError::Btf(format!("struct {root}: no field {}", path.join(".")));
+    let mut current = named_struct(btf, root).ok_or_else(missing)?;
+    let mut offset_bits = 0u32;
+    for (i, name) in path.iter().enumerate() {
+        let (bits, member_type) = find_member(btf, &current, name).ok_or_else(missing)?;
+        offset_bits += bits;
+        if i + 1 < path.len() {
+            current = as_struct(btf, member_type).ok_or_else(missing)?;
+        }
+    }
+    if offset_bits % 8 != 0 {
+        return Err(ProbeError::Btf(format!(
+            "struct {root}: {} is a bit-field, not byte aligned",
+            path.join(".")
+        )));
+    }
+    Ok(offset_bits / 8)
+}
+
+fn named_struct(btf: &Btf, name: &str) -> Option<btf_rs::Struct> {
+    btf.resolve_types_by_name(name)
+        .ok()?
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+}
+
+/// Follows typedefs and qualifiers down to a struct or union.
+fn as_struct(btf: &Btf, mut t: Type) -> Option<btf_rs::Struct> {
+    for _ in 0..16 {
+        t = match t {
+            Type::Struct(s) | Type::Union(s) => return Some(s),
+            Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) => {
+                let inner = t.as_btf_type()?;
+                btf.resolve_chained_type(inner).ok()?
+            }
+            _ => return None,
+        };
+    }
+    None
+}
+
+/// Finds `name` among the members of `s`, descending into anonymous members.
+/// Returns the bit offset from the start of `s` and the member's type.
+fn find_member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Option<(u32, Type)> {
+    for member in &s.members {
+        let member_name = btf.resolve_name(member).unwrap_or_default();
+        let member_type = btf.resolve_chained_type(member).ok()?;
+        if member_name == name {
+            return Some((member.bit_offset(), member_type));
+        }
+        if member_name.is_empty()
+            && let Some(inner) = as_struct(btf, member_type)
+            && let Some((bits, t)) = find_member(btf, &inner, name)
+        {
+            return Some((member.bit_offset() + bits, t));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against this machine's kernel BTF; the layout of `struct sock_common` has been stable
+    /// for years (skc_daddr first, ports at 12/14, family at 16), which makes it a usable oracle.
+    #[test]
+    fn finds_sock_common_fields_in_kernel_btf() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{VMLINUX_BTF} missing in CI"
+            );
+            eprintln!("skipping: {VMLINUX_BTF} not present");
+            return;
+        }
+        let off = from_kernel(path).expect("offsets");
+        assert_eq!(off.skc_daddr, 0);
+        assert_eq!(off.skc_rcv_saddr, 4);
+        assert_eq!(off.skc_dport, 12);
+        assert_eq!(off.skc_num, 14);
+        assert_eq!(off.skc_family, 16);
+        assert_eq!(off.skc_state, 18);
+        assert!(off.skc_v6_daddr > off.skc_net);
+        assert!(off.sk_protocol > off.skc_v6_rcv_saddr);
+        assert_ne!(off.tcp_snd_nxt, off.tcp_snd_una);
+        assert!(off.net_ns_inum > 0);
+    }
+}

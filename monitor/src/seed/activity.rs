@@ -1,0 +1,97 @@
+//! A sock_diag socket as a kernel-table entry, so pre-existing sockets and new events share one
+//! entry keyed by the socket cookie.
+
+use std::net::{IpAddr, SocketAddr};
+
+use monitor_common::{FLAG_SEEDED, FLAG_TRANSPORT_KNOWN, SockActivity, tcp_state};
+
+use super::{DiagSocket, Owner};
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The kernel-table entry for a pre-existing socket. `now_ns` is `CLOCK_MONOTONIC` nanoseconds,
+/// the clock the kernel programs stamp with.
+///
+/// tcp_info's `last*` fields are "milliseconds ago"; they become timestamps relative to `now_ns`,
+/// never 0 (0 means "not seen"). The time the socket entered its state is unknown (the kernel
+/// does not keep it), so `state_since_ns` stays 0. Listeners keep every time at 0: the kernel
+/// fills no times for them, and their zeros would read as "just now".
+pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> SockActivity {
+    let mut entry = SockActivity::zeroed();
+    entry.saddr = addr_bytes(&sock.local);
+    entry.daddr = addr_bytes(&sock.remote);
+    entry.sport = sock.local.port();
+    entry.dport = sock.remote.port();
+    entry.family = sock.family;
+    entry.state = sock.state;
+    entry.netns = sock.netns;
+    entry.flags = FLAG_SEEDED;
+    if let Some(owner) = owner {
+        entry.tgid = owner.pid;
+        entry.comm = comm_bytes(&owner.comm);
+    }
+    let Some(info) = sock
+        .tcp_info
+        .as_ref()
+        .filter(|_| sock.state != tcp_state::LISTEN)
+    else {
+        return entry;
+    };
+    entry.last_send_ns = ago(now_ns, info.last_data_sent_ms);
+    entry.last_recv_ns = ago(now_ns, info.last_data_recv_ms);
+    entry.last_peer_ns = ago(now_ns, info.last_ack_recv_ms);
+    entry.bytes_sent = info.bytes_sent.unwrap_or(0);
+    entry.bytes_received = info.bytes_received.unwrap_or(0);
+    entry.retransmits = info.total_retrans;
+    entry.srtt_us = info.rtt_us;
+    if let (Some(sent), Some(retrans), Some(acked)) =
+        (info.bytes_sent, info.bytes_retrans, info.bytes_acked)
+    {
+        // bytes_sent counts retransmitted bytes again; what is left after the acked bytes is in flight.
+        let unacked = sent.saturating_sub(retrans).saturating_sub(acked);
+        entry.unacked_bytes = u32::try_from(unacked).unwrap_or(u32::MAX);
+        entry.flags |= FLAG_TRANSPORT_KNOWN;
+    }
+    entry
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux, so the
+    // call cannot fail and leaves `ts` initialised.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// `now_ns` minus `ms`, kept off the reserved 0 ("unknown").
+fn ago(now_ns: u64, ms: u32) -> u64 {
+    now_ns.saturating_sub(u64::from(ms) * NS_PER_MS).max(1)
+}
+
+/// IPv4 in the first four bytes, network order; IPv6 (v4-mapped included) in all sixteen.
+fn addr_bytes(addr: &SocketAddr) -> [u8; 16] {
+    let mut out = [0; 16];
+    match addr.ip() {
+        IpAddr::V4(ip) => out[..4].copy_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => out = ip.octets(),
+    }
+    out
+}
+
+/// NUL-padded, at most 15 bytes like the kernel's `TASK_COMM_LEN` buffer.
+fn comm_bytes(comm: &str) -> [u8; 16] {
+    let mut out = [0; 16];
+    let bytes = comm.as_bytes();
+    let len = bytes.len().min(15);
+    out[..len].copy_from_slice(&bytes[..len]);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! Which process holds each socket: `/proc/*/fd/*` links of the form `socket:[INODE]`.
+
+use std::{collections::HashMap, fs, path::Path};
+
+use super::netns;
+
+/// A process holding a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    /// `/proc/PID/comm`, trimmed.
+    pub comm: String,
+}
+
+/// Owner of each socket inode. A socket shared by several processes (fork, fd passing) is given
+/// to the lowest pid, so repeated scans agree. Unreadable entries are skipped: processes exit while
+/// we look, and without CAP_SYS_PTRACE others' fd tables are closed to us.
+pub fn socket_owners() -> HashMap<u32, Owner> {
+    let mut owners = HashMap::new();
+    // Ascending pids: the first process seen holding an inode is the lowest.
+    for pid in netns::pids() {
+        let proc_dir = Path::new("/proc").join(pid.to_string());
+        let Ok(fds) = fs::read_dir(proc_dir.join("fd")) else {
+            continue;
+        };
+        let mut comm = None;
+        for fd in fds.flatten() {
+            let Some(inode) = fs::read_link(fd.path())
+                .ok()
+                .and_then(|target| socket_inode(target.to_str()?))
+            else {
+                continue;
+            };
+            if owners.contains_key(&inode) {
+                continue;
+            }
+            // Read once per process, and only for processes that hold a socket.
+            let comm = comm.get_or_insert_with(|| read_comm(&proc_dir));
+            owners.insert(
+                inode,
+                Owner {
+                    pid,
+                    comm: comm.clone(),
+                },
+            );
+        }
+    }
+    owners
+}
+
+/// The inode in a `socket:[N]` fd link.
+fn socket_inode(link: &str) -> Option<u32> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn read_comm(proc_dir: &Path) -> String {
+    fs::read_to_string(proc_dir.join("comm"))
+        .map(|comm| comm.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_socket_links() {
+        assert_eq!(socket_inode("socket:[123456]"), Some(123_456));
+        assert_eq!(socket_inode("socket:[4294967295]"), Some(u32::MAX));
+        assert_eq!(socket_inode("pipe:[123]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
+        assert_eq!(socket_inode("socket:[12"), None);
+        assert_eq!(socket_inode("socket:[x]"), None);
+    }
+
+    #[test]
+    fn finds_our_own_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let inode = super::super::tests::socket_inode_of(&listener);
+        let owners = socket_owners();
+        let owner = owners.get(&inode).expect("our socket is listed");
+        assert_eq!(owner.pid, std::process::id());
+        let comm = fs::read_to_string("/proc/self/comm").expect("own comm");
+        assert_eq!(owner.comm, comm.trim_end());
+    }
+}

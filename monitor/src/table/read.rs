@@ -1,0 +1,16 @@
+//! Reads the kernel table into [`Connection`]s.
+
+use monitor_common::tcp_state;
+
+use super::{Connection, convert};
+use crate::probes::KernelMaps;
+
+/// Every tracked socket as of `now_ns`. TIME_WAIT and CLOSE are never live entries; skip any
+/// straggler so counts match what `ss` shows for live sockets.
+pub fn connections(maps: &KernelMaps, now_ns: u64) -> Vec<Connection> {
+    maps.sockets()
+        .iter()
+        .filter(|(_, e)| e.state != tcp_state::CLOSE && e.state != tcp_state::TIME_WAIT)
+        .map(|(cookie, entry)| convert::connection(*cookie, entry, now_ns))
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! The agent binary under test, with its HTTP endpoints.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use super::{wait_for, wait_for_optional};
+
+pub struct Agent {
+    child: Option<Child>,
+    pub base: String,
+}
+
+impl Agent {
+    /// Starts `tcp-liveness run` on 127.0.0.1:`port` with a fast scan, and waits until it serves.
+    pub fn start(port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--scan-interval",
+                "250ms",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        let agent = Self {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for("agent /healthz", Duration::from_secs(60), || {
+            ureq::get(&format!("{}/healthz", agent.base))
+                .call()
+                .ok()
+                .map(|_| ())
+        });
+        // One more scan so the published snapshot postdates anything the caller set up.
+        std::thread::sleep(Duration::from_millis(600));
+        agent
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        ureq::get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .body_mut()
+            .read_to_string()
+            .expect("read body")
+    }
+
+    pub fn connections(&self) -> Vec<Value> {
+        serde_json::from_str(&self.get("/connections")).expect("/connections is JSON")
+    }
+
+    /// Connections in namespace `inode`.
+    pub fn connections_in(&self, inode: u64) -> Vec<Value> {
+        self.connections()
+            .into_iter()
+            .filter(|c| c["netns"].as_u64() == Some(inode))
+            .collect()
+    }
+
+    /// Value of one sample line of /metrics, e.g. `tcp_liveness_connections{state="listen"}`.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        self.get("/metrics").lines().find_map(|line| {
+            let rest = line.strip_prefix(sample)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent running");
+        // SAFETY: kill on a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let exited = wait_for_optional(Duration::from_secs(15), || child.try_wait().ok().flatten());
+        exited.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("agent did not exit within 15 s of SIGTERM");
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The kernel's own view: `ss -tanieO` inside a namespace, parsed into the fields the tests compare.
+
+use std::{collections::HashMap, process::Command};
+
+#[derive(Debug, Clone)]
+pub struct SsSocket {
+    /// Our lowercase state name (established, close_wait, ...).
+    pub state: String,
+    pub local: String,
+    pub remote: String,
+    pub cookie: Option<u64>,
+    /// Key:value fields from the info part (lastsnd, lastrcv, lastack, unacked, retrans, ...).
+    pub fields: HashMap<String, String>,
+}
+
+impl SsSocket {
+    pub fn ms(&self, key: &str) -> Option<f64> {
+        self.fields
+            .get(key)?
+            .parse::<f64>()
+            .ok()
+            .map(|ms| ms / 1000.0)
+    }
+
+    /// Total retransmits: `retrans:current/total`.
+    pub fn total_retrans(&self) -> u64 {
+        self.fields
+            .get("retrans")
+            .and_then(|v| v.split('/').nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn state_name(ss: &str) -> String {
+    match ss {
+        "ESTAB" => "established",
+        "SYN-SENT" => "syn_sent",
+        "SYN-RECV" => "syn_recv",
+        "FIN-WAIT-1" => "fin_wait1",
+        "FIN-WAIT-2" => "fin_wait2",
+        "TIME-WAIT" => "time_wait",
+        "CLOSE-WAIT" => "close_wait",
+        "LAST-ACK" => "last_ack",
+        "LISTEN" => "listen",
+        "CLOSING" => "closing",
+        other => other,
+    }
+    .to_string()
+}
+
+pub fn parse(output: &str) -> Vec<SsSocket> {
+    output
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            if tokens.len() < 5 {
+                return None;
+            }
+            let mut fields = HashMap::new();
+            for token in &tokens[5..] {
+                if let Some((k, v)) = token.split_once(':') {
+                    fields.insert(k.to_string(), v.to_string());
+                }
+            }
+            let cookie = fields
+                .get("sk")
+                .and_then(|v| u64::from_str_radix(v, 16).ok());
+            Some(SsSocket {
+                state: state_name(tokens[0]),
+                local: tokens[3].to_string(),
+                remote: tokens[4].to_string(),
+                cookie,
+                fields,
+            })
+        })
+        .collect()
+}
+
+/// TCP sockets in namespace `ns`, all states, with tcp_info.
+pub fn sockets(ns: &str) -> Vec<SsSocket> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-tanieO"])
+        .output()
+        .expect("run ss");
+    assert!(out.status.success(), "ss in {ns} failed");
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Counts per state.
+pub fn state_counts(sockets: &[SsSocket]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for s in sockets {
+        *counts.entry(s.state.clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn parses_ss_oneline_output() {
+    let out = "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n\
+ESTAB 0 0 10.9.0.2:40000 10.9.0.1:7000 ino:123 sk:1f cgroup:/ <-> ts sack cubic lastsnd:1500 lastrcv:1400 lastack:1400 unacked:2 retrans:1/4\n";
+    let s = &parse(out)[0];
+    assert_eq!(s.state, "established");
+    assert_eq!(s.remote, "10.9.0.1:7000");
+    assert_eq!(s.cookie, Some(0x1f));
+    assert_eq!(s.ms("lastsnd"), Some(1.5));
+    assert_eq!(s.total_retrans(), 4);
+}

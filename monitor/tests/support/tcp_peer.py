@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""TCP peers for the kernel tests: each mode is one connection behaviour the agent must classify.
+
+Prints "ready" on stdout once listening/connected, so the test knows when to look.
+Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF)
+Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn)
+"""
+import socket
+import sys
+import threading
+import time
+
+
+def ready():
+    print("ready", flush=True)
+
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def serve(host, port, mode):
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, port))
+    srv.listen(4096)
+    ready()
+    held = []  # no-close: keep every socket referenced so nothing closes it
+
+    def handle(conn):
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                break
+            if mode in ("echo", "no-close"):
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    return
+        if mode == "no-close":
+            held.append(conn)  # the peer closed; we never do: CLOSE_WAIT
+        else:
+            conn.close()
+
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+def client(host, port, mode, n):
+    if mode == "churn":
+        for _ in range(n):
+            s = socket.create_connection((host, port))
+            s.sendall(b"x")
+            s.close()
+        ready()
+        time.sleep(3600)
+        return
+    s = socket.create_connection((host, port))
+    if mode == "busy":
+        ready()
+        while True:
+            s.sendall(b"ping")
+            s.recv(64)
+    elif mode == "idle":
+        s.sendall(b"hello")
+        s.recv(64)
+        ready()
+        time.sleep(3600)
+    elif mode == "close":
+        s.sendall(b"bye")
+        s.close()
+        ready()
+        time.sleep(3600)
+    elif mode == "send":
+        ready()
+        while True:
+            s.sendall(b"x" * 1000)
+            time.sleep(0.1)
+
+
+def main():
+    role, host, port, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    n = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    if role == "server":
+        serve(host, port, mode)
+    else:
+        client(host, port, mode, n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+//! Project tasks: `cargo xtask setup | run | test`.
+//!
+//! `setup` makes a fresh machine able to build and test tcp-liveness (idempotent: it only installs
+//! what is missing). `run` and `test` call it first, so the README's two commands work anywhere.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "tcp-liveness project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing needs (nightly rust-src, LLVM 22, bpf-linker, iptables,
+    /// bpftool) and mount tracefs. Safe to run again.
+    Setup,
+    /// Build the agent (release) and run it with its defaults; extra arguments go to `run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the kernel tests (root, real programs, real connections).
+    Test,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.task {
+        Task::Setup => setup::all(),
+        Task::Run { args } => {
+            setup::all()?;
+            cargo(&["build", "--release", "--package", "monitor"])?;
+            let status = Command::new("target/release/tcp-liveness")
+                .arg("run")
+                .args(&args)
+                .status()
+                .context("starting target/release/tcp-liveness")?;
+            if !status.success() {
+                bail!("tcp-liveness exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test => {
+            setup::all()?;
+            cargo(&["fmt", "--all", "--check"])?;
+            // The eBPF crate only builds for the bpf target; aya-build compiles it from
+            // monitor/build.rs, and it is linted on its own target here.
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "monitor-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            nightly_cargo(&[
+                "clippy",
+                "--package",
+                "monitor-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(&[
+                "test",
+                "--workspace",
+                "--exclude",
+                "monitor-ebpf",
+                "--lib",
+                "--bins",
+            ])?;
+            // Kernel tests load programs and create namespaces: one at a time, so that each
+            // test's agent and counts are its own.
+            cargo(&[
+                "test",
+                "--package",
+                "monitor",
+                "--tests",
+                "--",
+                "--test-threads=1",
+            ])
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    status(
+        Command::new(cargo).args(args),
+        &format!("cargo {}", args.join(" ")),
+    )
+}
+
+/// The eBPF crate needs nightly (build-std); `rustup run` picks it whatever cargo runs xtask.
+fn nightly_cargo(args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"]).args(args);
+    // Inherited from the stable cargo running xtask; it would pin the wrong rustc.
+    cmd.env_remove("RUSTC").env_remove("CARGO");
+    status(&mut cmd, &format!("cargo +nightly {}", args.join(" ")))
+}
+
+fn status(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Idempotent machine setup: each step checks before it installs.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Context as _, bail};
+
+/// The nightly the eBPF crate builds with must use the same LLVM major as bpf-linker.
+const LLVM_MAJOR: &str = "22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages: LLVM for bpf-linker, and the tools the kernel tests drive.
+const PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "/usr/lib/llvm-22/lib/libLLVM.so"),
+    ("libzstd-dev", "/usr/include/zstd.h"),
+    ("zlib1g-dev", "/usr/include/zlib.h"),
+    ("libxml2-dev", "/usr/include/libxml2/libxml/parser.h"),
+    ("iptables", "/usr/sbin/iptables"),
+    ("bpftool", "/usr/sbin/bpftool"),
+    ("iproute2", "/usr/bin/ss"),
+    ("python3", "/usr/bin/python3"),
+];
+
+pub fn all() -> anyhow::Result<()> {
+    debian_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    tracefs()
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    run("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !status.success() {
+        bail!("apt-get install {} failed ({status})", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("running rustup (is rustup installed?)")?;
+    let listing = String::from_utf8_lossy(&installed.stdout);
+    if !installed.status.success() {
+        eprintln!("setup: installing the nightly toolchain");
+        run(
+            "rustup",
+            &[
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ],
+        )?;
+    } else if !listing.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to nightly");
+        run(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let current = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = current
+        && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
+    {
+        return Ok(());
+    }
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (1-2 minutes)"
+    );
+    let prefix = format!("/usr/lib/llvm-{LLVM_MAJOR}");
+    let feature = format!("llvm-{LLVM_MAJOR}");
+    let status = Command::new("cargo")
+        .args([
+            "install",
+            "--locked",
+            "--force",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        ])
+        .args(["--no-default-features", "--features", &feature])
+        // bpf-linker's default feature wants LLVM 23, which Debian does not ship here.
+        .env("LLVM_PREFIX", &prefix)
+        .env(format!("LLVM_SYS_{LLVM_MAJOR}1_PREFIX"), &prefix)
+        .status()
+        .context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!("cargo install bpf-linker failed ({status})");
+    }
+    Ok(())
+}
+
+/// Tracepoint attachment needs tracefs, which a fresh machine does not mount.
+fn tracefs() -> anyhow::Result<()> {
+    if Path::new("/sys/kernel/tracing/events").exists() {
+        return Ok(());
+    }
+    eprintln!("setup: mounting tracefs at /sys/kernel/tracing");
+    run(
+        "mount",
+        &["-t", "tracefs", "tracefs", "/sys/kernel/tracing"],
+    )
+}
