@@ -309,6 +309,12 @@ fn churn_leaves_no_entries_behind() {
         &["client", &net.server_ip, "7000", "churn", "3000"],
     );
     let (si, ci) = (NetPair::inode(&net.server), NetPair::inode(&net.client));
+    let connects = "tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}";
+    wait_for(
+        "the agent to count every connect",
+        Duration::from_secs(20),
+        || (agent.metric(connects).unwrap_or(0.0) >= 3000.0).then_some(()),
+    );
     wait_for(
         "churned sockets to leave the table",
         Duration::from_secs(20),
