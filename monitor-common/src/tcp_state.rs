@@ -67,3 +67,24 @@ fn name_bytes(state: u8) -> Option<&'static [u8]> {
         None => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_our_names_and_ss_spellings() {
+        assert_eq!(parse("close_wait"), Some(CLOSE_WAIT));
+        assert_eq!(parse("CLOSE-WAIT"), Some(CLOSE_WAIT));
+        assert_eq!(parse("syn_recv"), Some(SYN_RECV));
+        assert_eq!(parse("estab"), None);
+        assert_eq!(parse("a-very-long-name-indeed"), None);
+    }
+
+    #[test]
+    fn every_reported_state_has_a_name_that_parses_back() {
+        for state in REPORTED {
+            assert_eq!(parse(name(state).unwrap()), Some(state));
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
     let cookie = table::cookie(sk);
-    let entry = match SOCKETS.get_ptr_mut(&cookie) {
+    let entry = match SOCKETS.get_ptr_mut(cookie) {
         Some(entry) => unsafe { &mut *entry },
         None => {
             // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
@@ -47,7 +47,7 @@ fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
             let state: u8 = table::read(sk, off.skc_state).unwrap_or(0);
             let fresh = table::identity(sk, &off, state);
             table::insert_new(cookie, &fresh);
-            match SOCKETS.get_ptr_mut(&cookie) {
+            match SOCKETS.get_ptr_mut(cookie) {
                 Some(entry) => unsafe { &mut *entry },
                 None => return,
             }

@@ -14,7 +14,7 @@ use crate::table::{self, SOCKETS};
 pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let cookie = table::cookie(sk);
-    if let Some(entry) = SOCKETS.get_ptr_mut(&cookie) {
+    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
         entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
         table::read_transport(sk, &table::offsets(), entry);
@@ -28,7 +28,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     table::count(counters::RETRANSMITS);
     let cookie = table::cookie(sk);
-    if let Some(entry) = SOCKETS.get_ptr_mut(&cookie) {
+    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
         // Retransmits of one socket run under its lock, so the increment does not race.
         entry.retransmits += 1;
@@ -70,6 +70,6 @@ pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
-    let _ = SOCKETS.remove(&table::cookie(sk));
+    let _ = SOCKETS.remove(table::cookie(sk));
     0
 }

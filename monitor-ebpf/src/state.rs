@@ -33,11 +33,11 @@ fn on_state_change(sk: *mut c_void, old: u32, new: u32) {
     if new == tcp_state::CLOSE as u32 {
         // CLOSE is the end (TIME_WAIT is handled by a separate mini-socket that the kernel does
         // not report here): delete now so nothing leaks.
-        let _ = SOCKETS.remove(&cookie);
+        let _ = SOCKETS.remove(cookie);
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = SOCKETS.get_ptr_mut(&cookie) {
+    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
         entry.state = new as u8;
         entry.state_since_ns = now;

@@ -138,7 +138,7 @@ pub fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> SockActivi
 pub fn insert_new(cookie: u64, entry: &SockActivity) {
     // BPF_NOEXIST: never overwrite what another CPU (or the agent's seeding) just wrote.
     const BPF_NOEXIST: u64 = 1;
-    if let Err(err) = SOCKETS.insert(&cookie, entry, BPF_NOEXIST) {
+    if let Err(err) = SOCKETS.insert(cookie, entry, BPF_NOEXIST) {
         const EEXIST: i32 = 17;
         if err != -EEXIST {
             count(counters::TABLE_INSERT_FAILURES);

@@ -99,7 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "test",
                 "--package",
                 "monitor",
-                "--tests",
+                "--test",
+                "*",
                 "--",
                 "--test-threads=1",
             ])

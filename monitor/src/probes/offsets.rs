@@ -49,7 +49,7 @@ fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError>
             current = as_struct(btf, member_type).ok_or_else(missing)?;
         }
     }
-    if offset_bits % 8 != 0 {
+    if !offset_bits.is_multiple_of(8) {
         return Err(ProbeError::Btf(format!(
             "struct {root}: {} is a bit-field, not byte aligned",
             path.join(".")
