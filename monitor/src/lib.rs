@@ -12,3 +12,4 @@ pub mod export;
 pub mod probes;
 pub mod seed;
 pub mod table;
+pub mod verdict;

@@ -67,7 +67,7 @@ impl From<&Connection> for ConnectionView {
             srtt_ms: c.srtt.map(|d| d.as_micros() as f64 / 1000.0),
             retransmits: c.retransmits,
             seeded: c.seeded,
-            suspect: c.suspect.clone(),
+            suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
         }
     }
 }

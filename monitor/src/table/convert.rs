@@ -44,6 +44,11 @@ pub fn connection(cookie: u64, entry: &SockActivity, now_ns: u64) -> Connection 
         retransmits: entry.retransmits,
         seeded: entry.flags & FLAG_SEEDED != 0,
         suspect: Vec::new(),
+        keepalive: None,
+        user_timeout: None,
+        orphan: false,
+        cgroup: None,
+        gives_up_in: None,
     }
 }
 

@@ -37,8 +37,60 @@ pub struct Connection {
     pub retransmits: u32,
     /// The socket existed before the agent started; its history came from sock_diag.
     pub seeded: bool,
-    /// Reasons this connection looks dead or leaking (filled by the verdicts; empty until then).
-    pub suspect: Vec<String>,
+    /// SO_KEEPALIVE and its effective timers, when known.
+    pub keepalive: Option<Keepalive>,
+    /// TCP_USER_TIMEOUT, when set on the socket.
+    pub user_timeout: Option<Duration>,
+    /// The application has closed the socket (the kernel finishes it alone), when known.
+    pub orphan: bool,
+    /// cgroup v2 path of the owning process (container attribution), when known.
+    pub cgroup: Option<String>,
+    /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
+    pub gives_up_in: Option<Duration>,
+    /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
+    pub suspect: Vec<crate::verdict::Reason>,
+}
+
+impl Connection {
+    /// A connection with nothing known but its identity (tests and conversions fill the rest).
+    pub fn new(cookie: u64, state: u8, local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            cookie,
+            state,
+            local,
+            remote,
+            netns: None,
+            pid: None,
+            comm: None,
+            state_age: None,
+            idle: None,
+            since_send: None,
+            since_recv: None,
+            since_peer: None,
+            bytes_sent: 0,
+            bytes_received: 0,
+            unacked_bytes: None,
+            srtt: None,
+            retransmits: 0,
+            seeded: false,
+            keepalive: None,
+            user_timeout: None,
+            orphan: false,
+            cgroup: None,
+            gives_up_in: None,
+            suspect: Vec::new(),
+        }
+    }
+}
+
+/// Keepalive settings of one socket. Timers are the effective values: the socket's own when set
+/// (TCP_KEEPIDLE/INTVL/CNT), else the sysctl defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub enabled: bool,
+    pub idle: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
 }
 
 /// Kernel-side counters, summed over CPUs. All monotonic.

@@ -33,6 +33,11 @@ fn conn(cookie: u64, state: u8) -> Connection {
         retransmits: 0,
         seeded: false,
         suspect: Vec::new(),
+        keepalive: None,
+        user_timeout: None,
+        orphan: false,
+        cgroup: None,
+        gives_up_in: None,
     }
 }
 

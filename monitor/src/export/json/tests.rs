@@ -24,7 +24,12 @@ fn conn(state: u8, idle: Option<Duration>) -> Connection {
         srtt: Some(Duration::from_micros(1_250)),
         retransmits: 3,
         seeded: true,
-        suspect: vec!["peer silent".into()],
+        suspect: vec![crate::verdict::Reason::PeerUnresponsive],
+        keepalive: None,
+        user_timeout: None,
+        orphan: false,
+        cgroup: None,
+        gives_up_in: None,
     }
 }
 
@@ -40,7 +45,7 @@ fn view_serializes_unknown_as_null() {
             "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
             "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
             "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25, "retransmits": 3,
-            "seeded": true, "suspect": ["peer silent"],
+            "seeded": true, "suspect": ["peer_unresponsive"],
         })
     );
     let back: ConnectionView = serde_json::from_value(value).unwrap();

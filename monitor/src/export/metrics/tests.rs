@@ -31,6 +31,11 @@ fn conn(state: u8, idle_ms: Option<u64>) -> Connection {
         retransmits: 0,
         seeded: false,
         suspect: Vec::new(),
+        keepalive: None,
+        user_timeout: None,
+        orphan: false,
+        cgroup: None,
+        gives_up_in: None,
     }
 }
 

@@ -1,0 +1,81 @@
+//! Thresholds, per-port/per-process overrides, and the ignore list. Built by `config`.
+
+use std::time::Duration;
+
+use crate::table::Connection;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    pub close_wait_after: Duration,
+    pub fin_wait2_after: Duration,
+    pub unresponsive_after: Duration,
+    pub idle_after: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            close_wait_after: Duration::from_secs(60),
+            fin_wait2_after: Duration::from_secs(120),
+            unresponsive_after: Duration::from_secs(10),
+            idle_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Selects connections by local port, remote port and/or process name (all given must match).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matcher {
+    pub local_port: Option<u16>,
+    pub remote_port: Option<u16>,
+    pub process: Option<String>,
+}
+
+impl Matcher {
+    pub fn matches(&self, c: &Connection) -> bool {
+        self.local_port.is_none_or(|p| c.local.port() == p)
+            && self.remote_port.is_none_or(|p| c.remote.port() == p)
+            && self
+                .process
+                .as_deref()
+                .is_none_or(|p| c.comm.as_deref() == Some(p))
+    }
+}
+
+/// Thresholds that replace the defaults for matching connections (unset fields keep the default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Override {
+    pub matcher: Matcher,
+    pub close_wait_after: Option<Duration>,
+    pub fin_wait2_after: Option<Duration>,
+    pub unresponsive_after: Option<Duration>,
+    pub idle_after: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub defaults: Thresholds,
+    /// Applied in order; later matches win field by field.
+    pub overrides: Vec<Override>,
+    /// Connections never flagged.
+    pub ignore: Vec<Matcher>,
+    /// net.ipv4.tcp_retries2 (for "gives up in"); 15 when unreadable.
+    pub tcp_retries2: u32,
+}
+
+impl Policy {
+    pub fn thresholds_for(&self, c: &Connection) -> Thresholds {
+        let mut t = self.defaults;
+        for o in self.overrides.iter().filter(|o| o.matcher.matches(c)) {
+            t.close_wait_after = o.close_wait_after.unwrap_or(t.close_wait_after);
+            t.fin_wait2_after = o.fin_wait2_after.unwrap_or(t.fin_wait2_after);
+            t.unresponsive_after = o.unresponsive_after.unwrap_or(t.unresponsive_after);
+            t.idle_after = o.idle_after.unwrap_or(t.idle_after);
+        }
+        t
+    }
+
+    pub fn ignored(&self, c: &Connection) -> bool {
+        self.ignore.iter().any(|m| m.matches(c))
+    }
+}
