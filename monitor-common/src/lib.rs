@@ -33,6 +33,15 @@ pub const IPPROTO_TCP: u16 = 6;
 pub const FLAG_SEEDED: u8 = 1 << 0;
 /// `SockActivity::flags`: `unacked_bytes` and `srtt_us` hold a value read from the socket.
 pub const FLAG_TRANSPORT_KNOWN: u8 = 1 << 1;
+/// `SockActivity::flags`: the socket options below (keepalive, user timeout) have been read.
+pub const FLAG_OPTIONS_KNOWN: u8 = 1 << 2;
+/// `SockActivity::flags`: SO_KEEPALIVE is on (valid with `FLAG_OPTIONS_KNOWN`).
+pub const FLAG_KEEPALIVE_ON: u8 = 1 << 3;
+/// `SockActivity::flags`: the application has closed the socket (orphan, SOCK_DEAD).
+pub const FLAG_ORPHAN: u8 = 1 << 4;
+/// `SockActivity::flags`: `state_since_ns` is only a lower bound (when the agent first saw the
+/// socket), for sockets that predate the agent.
+pub const FLAG_STATE_SINCE_LOWER_BOUND: u8 = 1 << 5;
 
 /// Everything the kernel keeps about one TCP socket, keyed by its socket cookie.
 ///
@@ -61,6 +70,12 @@ pub struct SockActivity {
     pub unacked_bytes: u32,
     pub srtt_us: u32,
     pub retransmits: u32,
+    /// TCP_KEEPIDLE in jiffies; 0 = the sysctl default.
+    pub keepalive_time: u32,
+    /// TCP_KEEPINTVL in jiffies; 0 = the sysctl default.
+    pub keepalive_intvl: u32,
+    /// TCP_USER_TIMEOUT in milliseconds; 0 = not set.
+    pub user_timeout_ms: u32,
     pub family: u16,
     /// Local port, host byte order.
     pub sport: u16,
@@ -69,9 +84,12 @@ pub struct SockActivity {
     /// Kernel TCP state number (see [`tcp_state`]).
     pub state: u8,
     pub flags: u8,
+    /// TCP_KEEPCNT; 0 = the sysctl default.
+    pub keepalive_probes: u8,
+    pub _pad: [u8; 7],
 }
 
-const _: () = assert!(core::mem::size_of::<SockActivity>() == 128);
+const _: () = assert!(core::mem::size_of::<SockActivity>() == 144);
 const _: () = assert!(core::mem::align_of::<SockActivity>() == 8);
 
 impl SockActivity {
@@ -94,8 +112,13 @@ impl SockActivity {
             family: 0,
             sport: 0,
             dport: 0,
+            keepalive_time: 0,
+            keepalive_intvl: 0,
+            user_timeout_ms: 0,
             state: 0,
             flags: 0,
+            keepalive_probes: 0,
+            _pad: [0; 7],
         }
     }
 }
@@ -121,9 +144,18 @@ pub struct KernelOffsets {
     pub tcp_snd_nxt: u32,
     pub tcp_snd_una: u32,
     pub tcp_srtt_us: u32,
+    pub tcp_keepalive_time: u32,
+    pub tcp_keepalive_intvl: u32,
+    pub tcp_keepalive_probes: u32,
+    /// `tcp_sock` → `inet_conn.icsk_user_timeout`.
+    pub icsk_user_timeout: u32,
+    pub sk_flags: u32,
+    /// Bit numbers in `sk_flags` (`enum sock_flags`).
+    pub sock_dead_bit: u32,
+    pub sock_keepopen_bit: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 15 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 22 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

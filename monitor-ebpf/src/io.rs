@@ -13,6 +13,8 @@ use monitor_common::SockActivity;
 
 use crate::table::{self, SOCKETS};
 
+const OPTIONS_REFRESH_NS: u64 = 1_000_000_000;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Send,
@@ -59,6 +61,16 @@ fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
+    // Socket options change rarely (usually right after connect/accept): re-read them on the
+    // first I/O after a quiet second, which keeps the per-packet path at one lookup.
+    let last_io = if entry.last_send_ns > entry.last_recv_ns {
+        entry.last_send_ns
+    } else {
+        entry.last_recv_ns
+    };
+    if now.wrapping_sub(last_io) > OPTIONS_REFRESH_NS {
+        table::read_options(sk, &table::offsets(), entry);
+    }
     match dir {
         Direction::Send => {
             entry.last_send_ns = now;

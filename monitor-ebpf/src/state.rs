@@ -39,12 +39,18 @@ fn on_state_change(sk: *mut c_void, old: u32, new: u32) {
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
-        entry.state = new as u8;
-        entry.state_since_ns = now;
+        // close() on a FIN_WAIT2 socket "moves" it to FIN_WAIT2 again: not a new state.
+        if entry.state != new as u8 {
+            entry.state = new as u8;
+            entry.state_since_ns = now;
+            entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
+        }
+        table::read_options(sk, &off, entry);
         return;
     }
     let mut entry = table::identity(sk, &off, new as u8);
     entry.state_since_ns = now;
+    table::read_options(sk, &off, &mut entry);
     if old == tcp_state::CLOSE as u32
         && (new == tcp_state::SYN_SENT as u32 || new == tcp_state::LISTEN as u32)
     {

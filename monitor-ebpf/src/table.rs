@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
 };
 use monitor_common::{
-    AF_INET, AF_INET6, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, IPPROTO_TCP, KernelOffsets,
-    SockActivity, TCP_STATE_SLOTS, counters,
+    AF_INET, AF_INET6, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN,
+    FLAG_ORPHAN, IPPROTO_TCP, KernelOffsets, SockActivity, TCP_STATE_SLOTS, counters,
 };
 
 /// cookie → activity. A plain hash with explicit deletes: an LRU map would evict exactly the idle
@@ -49,6 +49,13 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_snd_nxt: 0,
     tcp_snd_una: 0,
     tcp_srtt_us: 0,
+    tcp_keepalive_time: 0,
+    tcp_keepalive_intvl: 0,
+    tcp_keepalive_probes: 0,
+    icsk_user_timeout: 0,
+    sk_flags: 0,
+    sock_dead_bit: 0,
+    sock_keepopen_bit: 0,
 };
 
 #[inline(always)]
@@ -156,4 +163,26 @@ pub fn read_transport(sk: *const c_void, off: &KernelOffsets, entry: &mut SockAc
     // The kernel keeps srtt_us scaled by 8.
     entry.srtt_us = srtt_x8 >> 3;
     entry.flags |= monitor_common::FLAG_TRANSPORT_KNOWN;
+}
+
+/// Records the socket options that decide whether a dead peer can ever be noticed (keepalive and
+/// its timers, TCP_USER_TIMEOUT) and whether the application still holds the socket. Called on
+/// state changes and on the first I/O after a quiet second, never per packet.
+#[inline(always)]
+pub fn read_options(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
+    let Some(flags) = read::<u64>(sk, off.sk_flags) else {
+        return;
+    };
+    entry.flags &= !(FLAG_KEEPALIVE_ON | FLAG_ORPHAN);
+    if flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
+        entry.flags |= FLAG_KEEPALIVE_ON;
+    }
+    if flags & (1 << (off.sock_dead_bit & 63)) != 0 {
+        entry.flags |= FLAG_ORPHAN;
+    }
+    entry.keepalive_time = read(sk, off.tcp_keepalive_time).unwrap_or(0);
+    entry.keepalive_intvl = read(sk, off.tcp_keepalive_intvl).unwrap_or(0);
+    entry.keepalive_probes = read(sk, off.tcp_keepalive_probes).unwrap_or(0);
+    entry.user_timeout_ms = read(sk, off.icsk_user_timeout).unwrap_or(0);
+    entry.flags |= FLAG_OPTIONS_KNOWN;
 }

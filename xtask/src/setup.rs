@@ -18,6 +18,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "/usr/sbin/bpftool"),
     ("iproute2", "/usr/bin/ss"),
     ("python3", "/usr/bin/python3"),
+    // The Alertmanager end-to-end test (monitor/tests/alertmanager.rs).
+    (
+        "prometheus-alertmanager",
+        "/usr/bin/prometheus-alertmanager",
+    ),
 ];
 
 pub fn all() -> anyhow::Result<()> {

@@ -1,5 +1,7 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
+pub mod alerting;
+mod cgroups;
 mod scan;
 mod seeding;
 
@@ -19,6 +21,12 @@ use crate::{
 };
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    // First: an unusable Alertmanager URL fails before any probe is loaded.
+    let alerting = alerting::Alerting::new(
+        config.alert_log_limit,
+        config.alertmanager_url.as_deref(),
+        config.scan_interval,
+    )?;
     let probes = Probes::load(config.table_capacity).context("loading the kernel programs")?;
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
@@ -40,7 +48,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
-    tracing::info!(listen = %config.listen, "serving /metrics, /connections, /healthz");
+    tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -59,6 +67,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         store,
         metrics,
         config.scan_interval,
+        scan::ScanContext {
+            defaults: crate::table::kernel_defaults::load(),
+            policy: config.policy.clone(),
+            grouping: crate::table::Grouping {
+                top_n: config.top_n,
+                by_cgroup: config.group_by == crate::config::GroupBy::Cgroup,
+            },
+            alerting: Mutex::new(alerting),
+        },
         stop_rx,
     ));
 

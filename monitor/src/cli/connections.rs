@@ -37,7 +37,14 @@ fn parse_state(s: &str) -> Result<u8, String> {
 
 pub fn run(args: &ConnectionsArgs) -> anyhow::Result<()> {
     let url = format!("{}/connections", args.agent.trim_end_matches('/'));
-    let body = fetch(&url, args)?;
+    let mut query = Vec::new();
+    if let Some(name) = args.state.and_then(tcp_state::name) {
+        query.push(("state", name.to_owned()));
+    }
+    if let Some(min_idle) = args.min_idle {
+        query.push(("min_idle", format!("{}ms", min_idle.as_millis())));
+    }
+    let body = fetch(&url, &args.agent, &query)?;
     let views: Vec<ConnectionView> = serde_json::from_str(&body)
         .with_context(|| format!("{url} did not answer a connection list"))?;
     let out = if args.json {
@@ -54,23 +61,21 @@ pub fn run(args: &ConnectionsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn fetch(url: &str, args: &ConnectionsArgs) -> anyhow::Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// GET `url` (built from the `--agent` value `agent`) with `query`; the body of a 2xx answer,
+/// else an error that says what to check.
+pub(crate) fn fetch(url: &str, agent: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+    let client: ureq::Agent = ureq::Agent::config_builder()
         // 4xx answers carry a one-line explanation worth showing; read them instead of erroring.
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut request = agent.get(url);
-    if let Some(name) = args.state.and_then(tcp_state::name) {
-        request = request.query("state", name);
-    }
-    if let Some(min_idle) = args.min_idle {
-        request = request.query("min_idle", format!("{}ms", min_idle.as_millis()));
-    }
+    let request = client
+        .get(url)
+        .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
     let mut response = request.call().map_err(|err| match err {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
-            anyhow!("invalid --agent URL {:?}: {err}", args.agent)
+            anyhow!("invalid --agent URL {agent:?}: {err}")
         }
         _ => anyhow!(
             "cannot reach the agent at {url}: {err} (is `tcp-liveness` running and listening there? see --agent)"
@@ -235,6 +240,13 @@ mod tests {
             srtt_ms: None,
             retransmits: 12,
             seeded: false,
+            state_age_at_least_seconds: None,
+            keepalive: None,
+            user_timeout_seconds: None,
+            orphan: false,
+            cgroup: None,
+            container: None,
+            gives_up_in_seconds: None,
             suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
         }
     }

@@ -1,10 +1,11 @@
-//! Command line: `run` (the agent) and `connections` (ask a running agent).
+//! Command line: `run` (the agent), `connections` and `check` (ask a running agent).
 
+pub mod check;
 pub mod connections;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{LogFormat, RunConfig};
+use crate::config::{self, LogFormat, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,15 +21,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: load the kernel probes, serve /metrics, /connections and /healthz.
-    Run(RunConfig),
+    // Boxed: every setting as text makes it far larger than the other variants.
+    Run(Box<RunArgs>),
     /// Print the connections a running agent sees, ss-like.
     Connections(connections::ConnectionsArgs),
+    /// Monitoring-plugin check: list the agent's alert groups; exit 0 (none), 1 (some),
+    /// 3 (agent unreachable).
+    Check(check::CheckArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(config) => {
+        Command::Run(args) => {
+            // Before anything else: a bad config exits 2 without loading any probe.
+            let config = config::load(&args)?;
             init_logging(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -37,6 +44,8 @@ pub fn main() -> anyhow::Result<()> {
             runtime.block_on(crate::agent::run(config))
         }
         Command::Connections(args) => connections::run(&args),
+        // Its own exit codes: main's "1 on error" would read as WARNING to a monitoring system.
+        Command::Check(args) => std::process::exit(check::run(&args)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The agent's HTTP endpoint: `/metrics`, `/connections`, `/healthz`.
+//! The agent's HTTP endpoint: `/metrics`, `/connections`, `/alerts`, `/healthz`.
 
 use std::{
     future::Future,
@@ -16,6 +16,7 @@ use axum::{
 
 use super::{
     SnapshotStore,
+    alerts::{self, AlertsView},
     json::{ConnectionFilter, FilterParams, connection_views},
     metrics::Metrics,
 };
@@ -46,6 +47,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/connections", get(connections))
+        .route("/alerts", get(alerts))
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -82,19 +84,40 @@ async fn connections(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<FilterParams>,
 ) -> Response {
-    // Addresses, pids and process names of every connection on the host are more than a
-    // metrics scraper needs; remote access is opt-in.
-    if !state.allow_remote_connections && !is_loopback(peer.ip()) {
-        let msg = format!(
-            "/connections is only served to loopback clients ({} is not one); start the agent with --allow-remote-connections to serve it remotely\n",
-            peer.ip()
-        );
-        return text(StatusCode::FORBIDDEN, msg);
+    if let Some(refused) = refuse_remote(&state, peer, "/connections") {
+        return refused;
     }
     match ConnectionFilter::from_params(&params) {
         Ok(filter) => Json(connection_views(&state.store.latest(), &filter)).into_response(),
         Err(err) => text(StatusCode::BAD_REQUEST, format!("{err}\n")),
     }
+}
+
+/// Addresses, pids and process names of every connection on the host are more than a metrics
+/// scraper needs; remote access is opt-in.
+fn refuse_remote(state: &HttpState, peer: SocketAddr, path: &str) -> Option<Response> {
+    if state.allow_remote_connections || is_loopback(peer.ip()) {
+        return None;
+    }
+    let msg = format!(
+        "{path} is only served to loopback clients ({} is not one); start the agent with --allow-remote-connections to serve it remotely\n",
+        peer.ip()
+    );
+    Some(text(StatusCode::FORBIDDEN, msg))
+}
+
+/// Samples carry addresses, so the same rule as `/connections`.
+async fn alerts(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(refused) = refuse_remote(&state, peer, "/alerts") {
+        return refused;
+    }
+    Json(AlertsView {
+        alerts: alerts::group(&state.store.latest()),
+    })
+    .into_response()
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

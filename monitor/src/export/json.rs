@@ -33,7 +33,43 @@ pub struct ConnectionView {
     pub srtt_ms: Option<f64>,
     pub retransmits: u32,
     pub seeded: bool,
+    /// For sockets that predate the agent: in this state at least this long.
+    #[serde(default)]
+    pub state_age_at_least_seconds: Option<f64>,
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveView>,
+    #[serde(default)]
+    pub user_timeout_seconds: Option<f64>,
+    /// The application has closed the socket; the kernel finishes it alone.
+    #[serde(default)]
+    pub orphan: bool,
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Container id derived from the cgroup path, when it has one.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// For peer_unresponsive: seconds until the kernel gives up retransmitting.
+    #[serde(default)]
+    pub gives_up_in_seconds: Option<f64>,
     pub suspect: Vec<String>,
+}
+
+/// SO_KEEPALIVE and its effective timers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeepaliveView {
+    pub enabled: bool,
+    pub idle_seconds: Option<f64>,
+    pub interval_seconds: Option<f64>,
+    pub count: Option<u32>,
+}
+
+/// The container id in a cgroup path (docker-<id>.scope, cri-containerd-<id>.scope, /docker/<id>,
+/// libpod-<id>...): the last 64-hex-digit run in the path.
+pub fn container_id(cgroup: &str) -> Option<String> {
+    cgroup
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .rfind(|run| run.len() == 64)
+        .map(str::to_owned)
 }
 
 /// Seconds with millisecond resolution: finer digits are noise next to the scan interval.
@@ -67,6 +103,18 @@ impl From<&Connection> for ConnectionView {
             srtt_ms: c.srtt.map(|d| d.as_micros() as f64 / 1000.0),
             retransmits: c.retransmits,
             seeded: c.seeded,
+            state_age_at_least_seconds: seconds(c.state_age_at_least),
+            keepalive: c.keepalive.map(|ka| KeepaliveView {
+                enabled: ka.enabled,
+                idle_seconds: seconds(ka.idle),
+                interval_seconds: seconds(ka.interval),
+                count: ka.count,
+            }),
+            user_timeout_seconds: seconds(c.user_timeout),
+            orphan: c.orphan,
+            cgroup: c.cgroup.clone(),
+            container: c.cgroup.as_deref().and_then(container_id),
+            gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
         }
     }

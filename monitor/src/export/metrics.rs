@@ -8,6 +8,7 @@ mod proto;
 mod specs;
 #[cfg(test)]
 mod tests;
+pub mod verdicts;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -134,6 +135,9 @@ pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily
         ),
         BUILD_INFO.family(vec![gauge(&[("version", version)], 1.0)]),
     ]
+    .into_iter()
+    .chain(verdicts::families(snapshot))
+    .collect()
 }
 
 /// A [`Collector`] that reads the latest snapshot on every scrape, so metrics are never staler

@@ -33,6 +33,13 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         tcp_snd_nxt: field_offset(&btf, "tcp_sock", &["snd_nxt"])?,
         tcp_snd_una: field_offset(&btf, "tcp_sock", &["snd_una"])?,
         tcp_srtt_us: field_offset(&btf, "tcp_sock", &["srtt_us"])?,
+        tcp_keepalive_time: field_offset(&btf, "tcp_sock", &["keepalive_time"])?,
+        tcp_keepalive_intvl: field_offset(&btf, "tcp_sock", &["keepalive_intvl"])?,
+        tcp_keepalive_probes: field_offset(&btf, "tcp_sock", &["keepalive_probes"])?,
+        icsk_user_timeout: field_offset(&btf, "tcp_sock", &["inet_conn", "icsk_user_timeout"])?,
+        sk_flags: sock(&["__sk_common", "skc_flags"])?,
+        sock_dead_bit: enum_value(&btf, "sock_flags", "SOCK_DEAD")?,
+        sock_keepopen_bit: enum_value(&btf, "sock_flags", "SOCK_KEEPOPEN")?,
     })
 }
 
@@ -56,6 +63,22 @@ fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError>
         )));
     }
     Ok(offset_bits / 8)
+}
+
+/// Value of `name` in `enum root`.
+fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, ProbeError> {
+    btf.resolve_types_by_name(root)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Enum(e) => e
+                .members
+                .iter()
+                .find(|m| btf.resolve_name(*m).ok().as_deref() == Some(name))
+                .map(|m| m.val()),
+            _ => None,
+        })
+        .ok_or_else(|| ProbeError::Btf(format!("enum {root}: no value {name}")))
 }
 
 fn named_struct(btf: &Btf, name: &str) -> Option<btf_rs::Struct> {
@@ -130,5 +153,8 @@ mod tests {
         assert!(off.sk_protocol > off.skc_v6_rcv_saddr);
         assert_ne!(off.tcp_snd_nxt, off.tcp_snd_una);
         assert!(off.net_ns_inum > 0);
+        // Stable for decades in include/net/sock.h.
+        assert_eq!((off.sock_dead_bit, off.sock_keepopen_bit), (0, 3));
+        assert!(off.icsk_user_timeout > 0 && off.tcp_keepalive_time > off.icsk_user_timeout);
     }
 }

@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use monitor_common::{FLAG_SEEDED, FLAG_TRANSPORT_KNOWN, SockActivity, tcp_state};
+use monitor_common::{
+    FLAG_KEEPALIVE_ON, FLAG_ORPHAN, FLAG_SEEDED, FLAG_STATE_SINCE_LOWER_BOUND,
+    FLAG_TRANSPORT_KNOWN, SockActivity, tcp_state,
+};
 
 use super::{DiagSocket, Owner};
 
@@ -25,7 +28,17 @@ pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> Soc
     entry.family = sock.family;
     entry.state = sock.state;
     entry.netns = sock.netns;
-    entry.flags = FLAG_SEEDED;
+    // Entered its state before we looked: the seeding time is only a lower bound.
+    entry.state_since_ns = now_ns.max(1);
+    entry.flags = FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND;
+    if sock.inode == 0 {
+        entry.flags |= FLAG_ORPHAN;
+    }
+    // sock_diag shows SO_KEEPALIVE only through the timer: a pending keepalive timer means on.
+    // (Which timers the socket uses is not visible; the kernel side reads them on the next I/O.)
+    if sock.keepalive_timer {
+        entry.flags |= FLAG_KEEPALIVE_ON;
+    }
     if let Some(owner) = owner {
         entry.tgid = owner.pid;
         entry.comm = comm_bytes(&owner.comm);

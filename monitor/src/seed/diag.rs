@@ -8,7 +8,7 @@ use netlink_packet_core::{
 use netlink_packet_sock_diag::{
     SockDiagMessage,
     constants::{AF_INET, AF_INET6, IPPROTO_TCP},
-    inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla},
+    inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer, nlas::Nla},
 };
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
@@ -35,6 +35,9 @@ pub struct DiagSocket {
     pub inode: u32,
     /// Absent for TIME_WAIT and request sockets, which have no `tcp_info`.
     pub tcp_info: Option<TcpInfoSummary>,
+    /// The pending timer is the keepalive timer (`ss -o` shows `timer:(keepalive,…)`): an idle
+    /// socket with SO_KEEPALIVE on always has it armed.
+    pub keepalive_timer: bool,
 }
 
 /// Large enough for any dump message: the kernel sizes dump batches to at most 32 KiB.
@@ -196,6 +199,7 @@ fn from_response(netns: u32, response: &InetResponse) -> DiagSocket {
         remote: SocketAddr::new(id.destination_address, id.destination_port),
         inode: header.inode,
         tcp_info,
+        keepalive_timer: matches!(header.timer, Some(Timer::KeepAlive(_))),
     }
 }
 

@@ -5,16 +5,47 @@ use std::{
     time::Duration,
 };
 
-use monitor_common::{AF_INET6, FLAG_SEEDED, FLAG_TRANSPORT_KNOWN, SockActivity};
+use monitor_common::{
+    AF_INET6, FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN, FLAG_ORPHAN, FLAG_SEEDED,
+    FLAG_STATE_SINCE_LOWER_BOUND, FLAG_TRANSPORT_KNOWN, SockActivity,
+};
 
-use super::Connection;
+use super::{Connection, Keepalive};
+
+/// What a socket inherits when it does not set its own keepalive timers, and the kernel tick
+/// length to convert the ones it does set (the kernel stores them in jiffies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketDefaults {
+    /// CONFIG_HZ; None when the kernel config is unreadable (custom timers then stay unknown).
+    pub hz: Option<u32>,
+    pub keepalive_time: Duration,
+    pub keepalive_intvl: Duration,
+    pub keepalive_probes: u32,
+}
+
+impl Default for SocketDefaults {
+    /// The kernel's own defaults (net.ipv4.tcp_keepalive_*).
+    fn default() -> Self {
+        Self {
+            hz: None,
+            keepalive_time: Duration::from_secs(7200),
+            keepalive_intvl: Duration::from_secs(75),
+            keepalive_probes: 9,
+        }
+    }
+}
 
 /// Time from a kernel timestamp to `now_ns`; `None` for 0 ("never seen").
 pub fn age(now_ns: u64, at_ns: u64) -> Option<Duration> {
     (at_ns != 0).then(|| Duration::from_nanos(now_ns.saturating_sub(at_ns)))
 }
 
-pub fn connection(cookie: u64, entry: &SockActivity, now_ns: u64) -> Connection {
+pub fn connection(
+    cookie: u64,
+    entry: &SockActivity,
+    now_ns: u64,
+    defaults: &SocketDefaults,
+) -> Connection {
     let since = |at| age(now_ns, at);
     // Idle = since the most recent activity in either direction. A socket that has carried no
     // data yet counts from when it entered its state (e.g. a fresh, silent connection).
@@ -23,32 +54,63 @@ pub fn connection(cookie: u64, entry: &SockActivity, now_ns: u64) -> Connection 
         .max()
         .filter(|&t| t != 0)
         .unwrap_or(entry.state_since_ns);
-    let transport_known = entry.flags & FLAG_TRANSPORT_KNOWN != 0;
-    Connection {
+    let flag = |f: u8| entry.flags & f != 0;
+    let state_since_exact = !flag(FLAG_STATE_SINCE_LOWER_BOUND);
+    let options_known = flag(FLAG_OPTIONS_KNOWN);
+    let mut c = Connection::new(
         cookie,
-        state: entry.state,
-        local: socket_addr(entry.family, &entry.saddr, entry.sport),
-        remote: socket_addr(entry.family, &entry.daddr, entry.dport),
-        netns: (entry.netns != 0).then_some(entry.netns),
-        pid: (entry.tgid != 0).then_some(entry.tgid),
-        comm: (entry.tgid != 0).then(|| comm(&entry.comm)),
-        state_age: since(entry.state_since_ns),
-        idle: since(last_activity),
-        since_send: since(entry.last_send_ns),
-        since_recv: since(entry.last_recv_ns),
-        since_peer: since(entry.last_peer_ns),
-        bytes_sent: entry.bytes_sent,
-        bytes_received: entry.bytes_received,
-        unacked_bytes: transport_known.then_some(entry.unacked_bytes),
-        srtt: transport_known.then(|| Duration::from_micros(entry.srtt_us.into())),
-        retransmits: entry.retransmits,
-        seeded: entry.flags & FLAG_SEEDED != 0,
-        suspect: Vec::new(),
-        keepalive: None,
-        user_timeout: None,
-        orphan: false,
-        cgroup: None,
-        gives_up_in: None,
+        entry.state,
+        socket_addr(entry.family, &entry.saddr, entry.sport),
+        socket_addr(entry.family, &entry.daddr, entry.dport),
+    );
+    c.netns = (entry.netns != 0).then_some(entry.netns);
+    c.pid = (entry.tgid != 0).then_some(entry.tgid);
+    c.comm = (entry.tgid != 0).then(|| comm(&entry.comm));
+    c.state_age = since(entry.state_since_ns).filter(|_| state_since_exact);
+    c.state_age_at_least = since(entry.state_since_ns).filter(|_| !state_since_exact);
+    c.idle = since(last_activity);
+    c.since_send = since(entry.last_send_ns);
+    c.since_recv = since(entry.last_recv_ns);
+    c.since_peer = since(entry.last_peer_ns);
+    c.bytes_sent = entry.bytes_sent;
+    c.bytes_received = entry.bytes_received;
+    if flag(FLAG_TRANSPORT_KNOWN) {
+        c.unacked_bytes = Some(entry.unacked_bytes);
+        c.srtt = Some(Duration::from_micros(entry.srtt_us.into()));
+    }
+    c.retransmits = entry.retransmits;
+    c.seeded = flag(FLAG_SEEDED);
+    c.orphan = flag(FLAG_ORPHAN);
+    if options_known {
+        c.keepalive = Some(keepalive(entry, defaults));
+        c.user_timeout = (entry.user_timeout_ms != 0)
+            .then(|| Duration::from_millis(entry.user_timeout_ms.into()));
+    } else if flag(FLAG_KEEPALIVE_ON) {
+        // Seeded from sock_diag: a pending keepalive timer says it is on, not with which timers.
+        c.keepalive = Some(Keepalive {
+            enabled: true,
+            idle: None,
+            interval: None,
+            count: None,
+        });
+    }
+    c
+}
+
+fn keepalive(entry: &SockActivity, defaults: &SocketDefaults) -> Keepalive {
+    let jiffies = |j: u32, default: Duration| match (j, defaults.hz) {
+        (0, _) => Some(default),
+        (j, Some(hz)) if hz > 0 => Some(Duration::from_millis(u64::from(j) * 1000 / u64::from(hz))),
+        _ => None,
+    };
+    Keepalive {
+        enabled: entry.flags & FLAG_KEEPALIVE_ON != 0,
+        idle: jiffies(entry.keepalive_time, defaults.keepalive_time),
+        interval: jiffies(entry.keepalive_intvl, defaults.keepalive_intvl),
+        count: Some(match entry.keepalive_probes {
+            0 => defaults.keepalive_probes,
+            n => n.into(),
+        }),
     }
 }
 
@@ -68,81 +130,4 @@ fn comm(raw: &[u8; 16]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use monitor_common::{AF_INET, tcp_state};
-
-    use super::*;
-
-    const SEC: u64 = 1_000_000_000;
-
-    fn entry() -> SockActivity {
-        let mut e = SockActivity::zeroed();
-        e.family = AF_INET;
-        e.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        e.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
-        e.sport = 5000;
-        e.dport = 80;
-        e.state = tcp_state::ESTABLISHED;
-        e.state_since_ns = 100 * SEC;
-        e
-    }
-
-    #[test]
-    fn unknown_values_stay_unknown() {
-        let c = connection(7, &entry(), 130 * SEC);
-        assert_eq!(c.local.to_string(), "10.0.0.1:5000");
-        assert_eq!(c.remote.to_string(), "10.0.0.2:80");
-        assert_eq!(c.pid, None);
-        assert_eq!(c.comm, None);
-        assert_eq!(c.since_send, None);
-        assert_eq!(c.since_peer, None);
-        assert_eq!(c.unacked_bytes, None);
-        assert_eq!(c.netns, None);
-        assert_eq!(c.state_age, Some(Duration::from_secs(30)));
-        // Nothing carried yet: idle since the state was entered.
-        assert_eq!(c.idle, Some(Duration::from_secs(30)));
-    }
-
-    #[test]
-    fn idle_is_since_the_latest_activity_in_either_direction() {
-        let mut e = entry();
-        e.last_send_ns = 110 * SEC;
-        e.last_recv_ns = 120 * SEC;
-        e.last_peer_ns = 115 * SEC;
-        e.tgid = 42;
-        e.comm[..5].copy_from_slice(b"redis");
-        let c = connection(7, &e, 130 * SEC);
-        assert_eq!(c.idle, Some(Duration::from_secs(10)));
-        assert_eq!(c.since_send, Some(Duration::from_secs(20)));
-        assert_eq!(c.since_peer, Some(Duration::from_secs(15)));
-        assert_eq!(c.pid, Some(42));
-        assert_eq!(c.comm.as_deref(), Some("redis"));
-    }
-
-    #[test]
-    fn ipv6_addresses_and_transport_fields() {
-        let mut e = entry();
-        e.family = AF_INET6;
-        e.saddr = Ipv6Addr::LOCALHOST.octets();
-        e.daddr = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
-        e.flags = FLAG_TRANSPORT_KNOWN | FLAG_SEEDED;
-        e.unacked_bytes = 1448;
-        e.srtt_us = 250;
-        let c = connection(7, &e, 130 * SEC);
-        assert_eq!(c.local.to_string(), "[::1]:5000");
-        assert_eq!(c.remote.to_string(), "[fd00::2]:80");
-        assert_eq!(c.unacked_bytes, Some(1448));
-        assert_eq!(c.srtt, Some(Duration::from_micros(250)));
-        assert!(c.seeded);
-    }
-
-    #[test]
-    fn clock_skew_never_underflows() {
-        let mut e = entry();
-        e.last_send_ns = 200 * SEC; // written by another CPU after our clock reading
-        assert_eq!(
-            connection(1, &e, 130 * SEC).since_send,
-            Some(Duration::ZERO)
-        );
-    }
-}
+mod tests;

@@ -4,9 +4,12 @@
 //! clock reading. Tests build snapshots by hand.
 
 pub mod convert;
+pub mod kernel_defaults;
 pub mod read;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use crate::verdict::Reason;
 
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +26,8 @@ pub struct Connection {
     pub comm: Option<String>,
     /// Time in the current state; unknown for sockets that predate the agent.
     pub state_age: Option<Duration>,
+    /// For sockets that predate the agent: in this state at least this long (since first seen).
+    pub state_age_at_least: Option<Duration>,
     /// Time since the most recent of send, receive and packet from the peer.
     pub idle: Option<Duration>,
     pub since_send: Option<Duration>,
@@ -48,7 +53,7 @@ pub struct Connection {
     /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
     pub gives_up_in: Option<Duration>,
     /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
-    pub suspect: Vec<crate::verdict::Reason>,
+    pub suspect: Vec<Reason>,
 }
 
 impl Connection {
@@ -63,6 +68,7 @@ impl Connection {
             pid: None,
             comm: None,
             state_age: None,
+            state_age_at_least: None,
             idle: None,
             since_send: None,
             since_recv: None,
@@ -126,4 +132,25 @@ pub struct Snapshot {
     pub hooks: Vec<HookStatus>,
     /// How long the scan took.
     pub scan_duration: Duration,
+    /// Connections newly found suspect since the agent started, per reason (cumulative).
+    pub detections: BTreeMap<Reason, u64>,
+    /// How owners are grouped in bounded-cardinality metrics.
+    pub grouping: Grouping,
+}
+
+/// Top-N settings for owner-labelled metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grouping {
+    pub top_n: usize,
+    /// Label owners by cgroup (containers) instead of process name.
+    pub by_cgroup: bool,
+}
+
+impl Default for Grouping {
+    fn default() -> Self {
+        Self {
+            top_n: 20,
+            by_cgroup: false,
+        }
+    }
 }

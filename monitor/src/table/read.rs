@@ -7,10 +7,14 @@ use crate::probes::KernelMaps;
 
 /// Every tracked socket as of `now_ns`. TIME_WAIT and CLOSE are never live entries; skip any
 /// straggler so counts match what `ss` shows for live sockets.
-pub fn connections(maps: &KernelMaps, now_ns: u64) -> Vec<Connection> {
+pub fn connections(
+    maps: &KernelMaps,
+    now_ns: u64,
+    defaults: &convert::SocketDefaults,
+) -> Vec<Connection> {
     maps.sockets()
         .iter()
         .filter(|(_, e)| e.state != tcp_state::CLOSE && e.state != tcp_state::TIME_WAIT)
-        .map(|(cookie, entry)| convert::connection(*cookie, entry, now_ns))
+        .map(|(cookie, entry)| convert::connection(*cookie, entry, now_ns, defaults))
         .collect()
 }

@@ -1,1 +1,110 @@
-//! Rules (in progress).
+//! The rules: one function per reason, each a plain predicate over one [`Connection`].
+
+use std::time::Duration;
+
+use monitor_common::tcp_state;
+
+use super::{Policy, Reason, Thresholds, retransmission_limit};
+use crate::table::{Connection, Snapshot};
+
+/// Fills `suspect` (and `gives_up_in`) on every connection of the snapshot.
+pub fn apply(snapshot: &mut Snapshot, policy: &Policy) {
+    for c in &mut snapshot.connections {
+        let (reasons, gives_up_in) = evaluate(c, policy);
+        c.suspect = reasons;
+        c.gives_up_in = gives_up_in;
+    }
+}
+
+/// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
+pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duration>) {
+    if policy.ignored(c) {
+        return (Vec::new(), None);
+    }
+    let t = policy.thresholds_for(c);
+    let mut reasons = Vec::new();
+    let mut gives_up_in = None;
+    if close_wait_stuck(c, &t) {
+        reasons.push(Reason::CloseWaitStuck);
+    }
+    if fin_wait2_stuck(c, &t) {
+        reasons.push(Reason::FinWait2Stuck);
+    }
+    if peer_unresponsive(c, &t) {
+        reasons.push(Reason::PeerUnresponsive);
+        let limit = retransmission_limit(c.user_timeout, policy.tcp_retries2);
+        gives_up_in = c.since_peer.map(|silent| limit.saturating_sub(silent));
+    }
+    if keepalive_unanswered(c) {
+        reasons.push(Reason::KeepaliveUnanswered);
+    }
+    if idle_no_keepalive(c, &t) {
+        reasons.push(Reason::IdleNoKeepalive);
+    }
+    (reasons, gives_up_in)
+}
+
+/// How long the socket has been in its state: exact, or at least since the agent first saw it.
+fn time_in_state(c: &Connection) -> Option<Duration> {
+    c.state_age.or(c.state_age_at_least)
+}
+
+fn longer(age: Option<Duration>, limit: Duration) -> bool {
+    age.is_some_and(|age| age > limit)
+}
+
+/// The peer closed; the local application never did.
+fn close_wait_stuck(c: &Connection, t: &Thresholds) -> bool {
+    c.state == tcp_state::CLOSE_WAIT && longer(time_in_state(c), t.close_wait_after)
+}
+
+/// We closed our side, the peer never closed its side, and the application still holds the
+/// socket. (After close() the kernel finishes an orphaned FIN_WAIT2 alone within tcp_fin_timeout.)
+fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
+    c.state == tcp_state::FIN_WAIT2 && !c.orphan && longer(time_in_state(c), t.fin_wait2_after)
+}
+
+/// Data outstanding, being retransmitted, and nothing from the peer: it is gone while we send.
+fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
+    let sending_states = [
+        tcp_state::ESTABLISHED,
+        tcp_state::CLOSE_WAIT,
+        tcp_state::FIN_WAIT1,
+        tcp_state::LAST_ACK,
+    ];
+    sending_states.contains(&c.state)
+        && c.unacked_bytes.is_some_and(|n| n > 0)
+        && c.retransmits > 0
+        && longer(c.since_peer, t.unresponsive_after)
+}
+
+/// Keepalive is on, nothing is outstanding, and the peer has been silent for longer than the
+/// first probe plus one probe interval: at least one probe went unanswered (answers, even pure
+/// ACKs, refresh `since_peer`). The kernel resets the connection only after `count` probes.
+fn keepalive_unanswered(c: &Connection) -> bool {
+    let Some(ka) = c.keepalive.filter(|ka| ka.enabled) else {
+        return false;
+    };
+    let (Some(idle), Some(interval)) = (ka.idle, ka.interval) else {
+        return false;
+    };
+    c.state == tcp_state::ESTABLISHED
+        && c.unacked_bytes.is_none_or(|n| n == 0)
+        && longer(c.since_peer, idle + interval)
+}
+
+/// ESTABLISHED, nothing from the peer for a long time, and nothing that would ever notice a dead
+/// peer: no keepalive, no TCP_USER_TIMEOUT. Only when keepalive is known to be off.
+fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
+    let keepalive_off = c.keepalive.is_some_and(|ka| !ka.enabled);
+    // Any packet from the peer (data or ACK) shows it alive; a socket that never heard from it
+    // counts from when it was established.
+    let silent_for = c.since_peer.or(c.since_recv).or(time_in_state(c));
+    c.state == tcp_state::ESTABLISHED
+        && keepalive_off
+        && c.user_timeout.is_none()
+        && longer(silent_for, t.idle_after)
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,11 @@ pub struct Agent {
 impl Agent {
     /// Starts `tcp-liveness run` on 127.0.0.1:`port` with a fast scan, and waits until it serves.
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Same, with extra `run` arguments (thresholds, Alertmanager URL, ...).
+    pub fn start_with(port: u16, extra_args: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
             .args([
                 "run",
@@ -25,6 +30,7 @@ impl Agent {
                 "--scan-interval",
                 "250ms",
             ])
+            .args(extra_args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

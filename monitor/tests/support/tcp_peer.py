@@ -3,7 +3,11 @@
 
 Prints "ready" on stdout once listening/connected, so the test knows when to look.
 Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF)
-Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn)
+Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn |
+          keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | half-close-hold (shutdown
+          our side, keep the socket) | half-close (shutdown, read the reply, close) |
+          heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs))
+Server mode sink: read and never write.
 """
 import socket
 import sys
@@ -60,7 +64,39 @@ def client(host, port, mode, n):
         time.sleep(3600)
         return
     s = socket.create_connection((host, port))
-    if mode == "busy":
+    if mode == "keepalive":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, n)
+        s.sendall(b"hello")
+        s.recv(64)
+        ready()
+        try:
+            s.recv(64)  # blocks until the kernel gives up (ETIMEDOUT) or the peer closes
+        except OSError:
+            pass
+        time.sleep(3600)
+    elif mode == "half-close-hold":
+        s.sendall(b"hello")
+        s.recv(64)
+        s.shutdown(socket.SHUT_WR)
+        ready()
+        time.sleep(3600)
+    elif mode == "half-close":
+        s.sendall(b"hello")
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(64):
+            pass
+        s.close()
+        ready()
+        time.sleep(3600)
+    elif mode == "heartbeat":
+        ready()
+        while True:
+            s.sendall(b".")
+            time.sleep(0.5)
+    elif mode == "busy":
         ready()
         while True:
             s.sendall(b"ping")

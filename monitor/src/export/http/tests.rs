@@ -22,6 +22,7 @@ fn conn(cookie: u64, state: u8) -> Connection {
         pid: Some(7),
         comm: Some("curl".into()),
         state_age: None,
+        state_age_at_least: None,
         idle: Some(Duration::from_secs(cookie * 10)),
         since_send: None,
         since_recv: None,
@@ -174,4 +175,31 @@ async fn serves_every_route_and_shuts_down() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn alerts_are_grouped_and_loopback_only() {
+    let state = state(false);
+    let mut suspect = conn(3, CLOSE_WAIT);
+    suspect.suspect = vec![crate::verdict::Reason::CloseWaitStuck];
+    state.store.publish(Snapshot {
+        connections: vec![conn(1, ESTABLISHED), suspect],
+        ..Snapshot::default()
+    });
+    let call = |peer: &str| {
+        let peer = ConnectInfo(peer.parse().unwrap());
+        alerts(State(state.clone()), peer)
+    };
+    let refused = call("10.1.2.3:5000").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body = to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).starts_with("/alerts is only served"));
+
+    let ok = call("127.0.0.1:5000").await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body = to_bytes(ok.into_body(), usize::MAX).await.unwrap();
+    let view: AlertsView = serde_json::from_slice(&body).unwrap();
+    assert_eq!(view.alerts.len(), 1);
+    assert_eq!(view.alerts[0].process, "curl");
+    assert_eq!(view.alerts[0].samples[0].cookie, 3);
 }

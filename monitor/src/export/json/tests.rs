@@ -14,6 +14,7 @@ fn conn(state: u8, idle: Option<Duration>) -> Connection {
         pid: Some(1234),
         comm: Some("nginx".into()),
         state_age: Some(Duration::from_millis(61_250)),
+        state_age_at_least: None,
         idle,
         since_send: Some(Duration::from_micros(1_500_900)),
         since_recv: None,
@@ -28,7 +29,7 @@ fn conn(state: u8, idle: Option<Duration>) -> Connection {
         keepalive: None,
         user_timeout: None,
         orphan: false,
-        cgroup: None,
+        cgroup: Some("/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope".into()),
         gives_up_in: None,
     }
 }
@@ -45,7 +46,11 @@ fn view_serializes_unknown_as_null() {
             "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
             "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
             "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25, "retransmits": 3,
-            "seeded": true, "suspect": ["peer_unresponsive"],
+            "seeded": true, "state_age_at_least_seconds": null, "keepalive": null,
+            "user_timeout_seconds": null, "orphan": false,
+            "cgroup": "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+            "container": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "gives_up_in_seconds": null, "suspect": ["peer_unresponsive"],
         })
     );
     let back: ConnectionView = serde_json::from_value(value).unwrap();
@@ -121,4 +126,20 @@ fn filter_matches_state_and_min_idle() {
     let views = connection_views(&snapshot, &idle);
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].state, "established");
+}
+
+#[test]
+fn container_ids_from_cgroup_paths() {
+    let id = "a".repeat(64);
+    assert_eq!(
+        container_id(&format!(
+            "/kubepods/burstable/pod1/cri-containerd-{id}.scope"
+        )),
+        Some(id.clone())
+    );
+    assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
+    assert_eq!(
+        container_id("/user.slice/user-0.slice/session-1.scope"),
+        None
+    );
 }

@@ -86,7 +86,43 @@ pub(super) const BUILD_INFO: Spec = spec(
     "Always 1; the version label is the version of the running agent.",
 );
 
-pub(super) const SNAPSHOT_SPECS: [&Spec; 11] = [
+pub(super) const SUSPECTS: Spec = spec(
+    "tcp_liveness_suspect_connections",
+    GAUGE,
+    &["reason"],
+    "Connections that look dead or leaking at the last scan, by reason (close_wait_stuck, fin_wait2_stuck, peer_unresponsive, keepalive_unanswered, idle_no_keepalive). See /alerts and /connections for which.",
+);
+pub(super) const DETECTIONS: Spec = spec(
+    "tcp_liveness_suspect_detections_total",
+    COUNTER,
+    &["reason"],
+    "Connections newly found suspect, by reason, since the agent started.",
+);
+pub(super) const CLOSE_WAIT_BY_OWNER: Spec = spec(
+    "tcp_liveness_close_wait_connections",
+    GAUGE,
+    &["process", "local_port"],
+    "CLOSE_WAIT sockets by owning process (or cgroup, per group_by) and local port: the top N by count, the rest summed as process=\"other\". A growing count means the application does not close() after the peer closes.",
+);
+pub(super) const CLOSE_WAIT_OLDEST: Spec = spec(
+    "tcp_liveness_close_wait_oldest_seconds",
+    GAUGE,
+    &["process"],
+    "Age of the oldest CLOSE_WAIT socket of each process (top N by count, rest as \"other\"); a lower bound for sockets that predate the agent.",
+);
+pub(super) const KEEPALIVE_DISABLED: Spec = spec(
+    "tcp_liveness_keepalive_disabled_connections",
+    GAUGE,
+    &["state"],
+    "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
+);
+
+pub(super) const SNAPSHOT_SPECS: [&Spec; 16] = [
+    &SUSPECTS,
+    &DETECTIONS,
+    &CLOSE_WAIT_BY_OWNER,
+    &CLOSE_WAIT_OLDEST,
+    &KEEPALIVE_DISABLED,
     &CONNECTIONS,
     &IDLE,
     &TRACKED,

@@ -20,6 +20,7 @@ fn conn(state: u8, idle_ms: Option<u64>) -> Connection {
         pid: None,
         comm: None,
         state_age: None,
+        state_age_at_least: None,
         idle: idle_ms.map(Duration::from_millis),
         since_send: None,
         since_recv: None,
@@ -79,6 +80,7 @@ fn snapshot() -> Snapshot {
             },
         ],
         scan_duration: Duration::from_millis(3),
+        ..Snapshot::default()
     }
 }
 

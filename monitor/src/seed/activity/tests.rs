@@ -32,6 +32,7 @@ fn established_v4() -> DiagSocket {
         remote: "10.9.8.7:5432".parse().expect("addr"),
         inode: 123,
         tcp_info: Some(info()),
+        keepalive_timer: false,
     }
 }
 
@@ -51,7 +52,12 @@ fn established_v4_with_owner() {
     assert_eq!(a.netns, 4026531840);
     assert_eq!(a.tgid, 777);
     assert_eq!(&a.comm, b"postgres\0\0\0\0\0\0\0\0");
-    assert_eq!(a.state_since_ns, 0, "unknown for seeded sockets");
+    assert_eq!(
+        a.state_since_ns, NOW,
+        "only a lower bound for seeded sockets"
+    );
+    assert_ne!(a.flags & FLAG_STATE_SINCE_LOWER_BOUND, 0);
+    assert_eq!(a.flags & (FLAG_ORPHAN | FLAG_KEEPALIVE_ON), 0);
     assert_eq!(a.last_send_ns, NOW - 1_000_000_000);
     assert_eq!(a.last_recv_ns, NOW - 2_000_000_000);
     assert_eq!(a.last_peer_ns, NOW - 30_000_000);
@@ -63,7 +69,7 @@ fn established_v4_with_owner() {
     );
     assert_eq!(a.srtt_us, 180);
     assert_eq!(a.retransmits, 4);
-    assert_eq!(a.flags, FLAG_SEEDED | FLAG_TRANSPORT_KNOWN);
+    assert_eq!(a.flags, FLAG_SEEDED | FLAG_TRANSPORT_KNOWN | FLAG_STATE_SINCE_LOWER_BOUND);
 }
 
 #[test]
@@ -123,7 +129,7 @@ fn unacked_needs_all_three_counters() {
     });
     let a = to_activity(&sock, None, NOW);
     assert_eq!(a.unacked_bytes, 0);
-    assert_eq!(a.flags, FLAG_SEEDED);
+    assert_eq!(a.flags, FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND);
     assert_eq!(a.bytes_sent, 0);
     assert_eq!(a.bytes_received, 555);
     assert_eq!(
@@ -159,7 +165,11 @@ fn no_tcp_info_leaves_times_unknown() {
     sock.tcp_info = None;
     let a = to_activity(&sock, None, NOW);
     assert_eq!((a.last_send_ns, a.last_recv_ns, a.last_peer_ns), (0, 0, 0));
-    assert_eq!(a.flags, FLAG_SEEDED);
+    assert_eq!(
+        a.flags,
+        FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND | FLAG_ORPHAN,
+        "no inode: orphan"
+    );
     assert_eq!(a.state, tcp_state::TIME_WAIT);
 }
 
@@ -172,7 +182,15 @@ fn listeners_get_no_times() {
     sock.tcp_info = Some(TcpInfoSummary::default());
     let a = to_activity(&sock, None, NOW);
     assert_eq!((a.last_send_ns, a.last_recv_ns, a.last_peer_ns), (0, 0, 0));
-    assert_eq!(a.flags, FLAG_SEEDED);
+    assert_eq!(a.flags, FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND);
+}
+
+#[test]
+fn a_pending_keepalive_timer_means_keepalive_is_on() {
+    let mut sock = established_v4();
+    sock.keepalive_timer = true;
+    let a = to_activity(&sock, None, NOW);
+    assert_ne!(a.flags & FLAG_KEEPALIVE_ON, 0);
 }
 
 #[test]

@@ -1,0 +1,235 @@
+//! Alert transitions: one log line when a connection becomes suspect (or stops being), counted
+//! detections for the metrics, and the optional Alertmanager push.
+//!
+//! The diffing ([`Tracker::diff`]) and the choice of lines ([`plan`]) are pure; only
+//! [`Tracker::observe`] writes logs.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use crate::{
+    export::alerts::{self, client::AlertmanagerClient},
+    table::{Connection, Snapshot},
+    verdict::Reason,
+};
+
+/// What is remembered about a suspect connection, so its "cleared" line can still name it after
+/// the socket is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub cookie: u64,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub netns: Option<u32>,
+}
+
+impl From<&Connection> for Seen {
+    fn from(c: &Connection) -> Self {
+        Self {
+            cookie: c.cookie,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            local: c.local,
+            remote: c.remote,
+            netns: c.netns,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    New,
+    Cleared,
+}
+
+/// One connection entering or leaving one reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub change: Change,
+    pub reason: Reason,
+    pub conn: Seen,
+    /// New: how long it has been in trouble. Cleared: unknown.
+    pub age: Option<Duration>,
+    /// Cleared: the socket is gone (rather than recovered).
+    pub closed: bool,
+}
+
+/// Per-reason counts of one scan's transitions (non-zero only, in reason order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transitions {
+    pub new: Vec<(Reason, usize)>,
+    pub cleared: Vec<(Reason, usize)>,
+}
+
+fn count(events: &[Event], change: Change) -> Vec<(Reason, usize)> {
+    let mut counts = BTreeMap::new();
+    for e in events.iter().filter(|e| e.change == change) {
+        *counts.entry(e.reason).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Suspect (connection, reason) pairs from one scan to the next.
+#[derive(Debug)]
+pub struct Tracker {
+    suspects: HashMap<(u64, Reason), Seen>,
+    detections: BTreeMap<Reason, u64>,
+    log_limit: usize,
+}
+
+impl Tracker {
+    /// `log_limit`: individual lines per scan before the rest is summarized per reason.
+    pub fn new(log_limit: usize) -> Self {
+        Self {
+            suspects: HashMap::new(),
+            // Every reason from the start, so the counter exists at 0 before the first detection.
+            detections: Reason::ALL.into_iter().map(|r| (r, 0)).collect(),
+            log_limit,
+        }
+    }
+
+    /// New detections per reason since the agent started.
+    pub fn detections(&self) -> &BTreeMap<Reason, u64> {
+        &self.detections
+    }
+
+    /// Compares `snapshot` with the previous one: new events in snapshot order, then cleared ones
+    /// by reason and cookie. Updates the state and the detection counts; logs nothing.
+    pub fn diff(&mut self, snapshot: &Snapshot) -> Vec<Event> {
+        let mut previous = std::mem::take(&mut self.suspects);
+        let mut events = Vec::new();
+        for c in &snapshot.connections {
+            for &reason in &c.suspect {
+                let seen = previous.remove(&(c.cookie, reason)).unwrap_or_else(|| {
+                    *self.detections.entry(reason).or_default() += 1;
+                    events.push(Event {
+                        change: Change::New,
+                        reason,
+                        conn: Seen::from(c),
+                        age: alerts::age(c, reason),
+                        closed: false,
+                    });
+                    Seen::from(c)
+                });
+                self.suspects.insert((c.cookie, reason), seen);
+            }
+        }
+        if !previous.is_empty() {
+            let open: HashSet<u64> = snapshot.connections.iter().map(|c| c.cookie).collect();
+            let mut cleared: Vec<_> = previous.into_iter().collect();
+            cleared.sort_by_key(|((cookie, reason), _)| (*reason, *cookie));
+            events.extend(cleared.into_iter().map(|((cookie, reason), conn)| Event {
+                change: Change::Cleared,
+                reason,
+                conn,
+                age: None,
+                closed: !open.contains(&cookie),
+            }));
+        }
+        events
+    }
+
+    /// One scan: diff, log (rate-limited), and the per-reason counts.
+    pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
+        let events = self.diff(snapshot);
+        let (lines, rest) = plan(&events, self.log_limit);
+        lines.iter().for_each(log_event);
+        for (change, reason, more) in rest {
+            let reason = reason.as_str();
+            match change {
+                Change::New => tracing::warn!(reason, more, "and {more} more {reason}"),
+                Change::Cleared => tracing::info!(reason, more, "and {more} more {reason} cleared"),
+            }
+        }
+        Transitions {
+            new: count(&events, Change::New),
+            cleared: count(&events, Change::Cleared),
+        }
+    }
+}
+
+/// The first `limit` events get a line each; the rest are counted per (change, reason).
+pub fn plan(events: &[Event], limit: usize) -> (&[Event], Vec<(Change, Reason, usize)>) {
+    let (lines, rest) = events.split_at(events.len().min(limit));
+    let mut counts: BTreeMap<(Change, Reason), usize> = BTreeMap::new();
+    for e in rest {
+        *counts.entry((e.change, e.reason)).or_default() += 1;
+    }
+    let summary = counts.into_iter().map(|((c, r), n)| (c, r, n)).collect();
+    (lines, summary)
+}
+
+fn log_event(e: &Event) {
+    let (reason, c) = (e.reason.as_str(), &e.conn);
+    let comm = c.comm.as_deref();
+    match e.change {
+        Change::New => tracing::warn!(
+            reason,
+            pid = c.pid,
+            comm,
+            local = %c.local,
+            remote = %c.remote,
+            netns = c.netns,
+            age_seconds = e.age.map(|d| d.as_millis() as f64 / 1000.0),
+            remedy = e.reason.remedy(),
+            "suspect connection: {reason}"
+        ),
+        Change::Cleared => tracing::info!(
+            reason,
+            pid = c.pid,
+            comm,
+            local = %c.local,
+            remote = %c.remote,
+            netns = c.netns,
+            closed = e.closed,
+            "suspect connection cleared: {reason}"
+        ),
+    }
+}
+
+/// The tracker and the optional Alertmanager push, run once per scan.
+pub struct Alerting {
+    pub tracker: Tracker,
+    alertmanager: Option<AlertmanagerClient>,
+}
+
+impl Alerting {
+    /// `scan_interval` sets how long a pushed alert stays firing without a resend.
+    pub fn new(
+        log_limit: usize,
+        alertmanager_url: Option<&str>,
+        scan_interval: Duration,
+    ) -> anyhow::Result<Self> {
+        // 4 scans, as Alertmanager's clients conventionally do; at least 4 send timeouts so a
+        // slow POST (which makes the sender skip scans) does not let alerts expire and flap.
+        let hold = 4 * scan_interval.max(alerts::client::SEND_TIMEOUT);
+        let alertmanager = alertmanager_url
+            .map(|url| AlertmanagerClient::start(url, hold))
+            .transpose()?;
+        Ok(Self {
+            tracker: Tracker::new(log_limit),
+            alertmanager,
+        })
+    }
+
+    /// Logs this scan's transitions and hands the alert groups to the Alertmanager sender.
+    pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
+        let transitions = self.tracker.observe(snapshot);
+        if let Some(client) = &self.alertmanager {
+            client.push(alerts::group(snapshot));
+        }
+        transitions
+    }
+
+    pub fn detections(&self) -> &BTreeMap<Reason, u64> {
+        self.tracker.detections()
+    }
+}
+
+#[cfg(test)]
+mod tests;

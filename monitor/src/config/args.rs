@@ -1,0 +1,72 @@
+//! `tcp-liveness run` flags. Every setting is also a config file key (`--close-wait-after` is
+//! `close_wait_after`). Values stay text here: `resolve` parses flags and file values with the
+//! same code, and `None` means "not given", so the file and then the default apply.
+//! The "[default: …]" in each help text is checked against `SETTINGS` by a unit test.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Clone, Debug, Default, Args)]
+pub struct RunArgs {
+    /// TOML config file (keys as the flags, in snake_case); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address for /metrics, /connections and /healthz. [default: 0.0.0.0:9977]
+    #[arg(long, value_name = "ADDR", env = "TCP_LIVENESS_LISTEN")]
+    pub listen: Option<String>,
+
+    /// How often the kernel table is read, 100ms to 1h. [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub scan_interval: Option<String>,
+
+    /// Sockets tracked in the kernel (about 200 bytes each); inserts beyond it are counted
+    /// (tcp_liveness_table_insert_failures_total). [default: 262144]
+    #[arg(long, value_name = "N")]
+    pub table_capacity: Option<String>,
+
+    /// Serve /connections (addresses, processes) to non-loopback clients too. [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_remote_connections: Option<String>,
+
+    /// Log line format: text or json. [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Report a socket in CLOSE_WAIT this long (the application never closed it). [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub close_wait_after: Option<String>,
+
+    /// Report a held socket in FIN_WAIT2 this long (the peer never closed). [default: 120s]
+    #[arg(long, value_name = "DURATION")]
+    pub fin_wait2_after: Option<String>,
+
+    /// Report a connection retransmitting with no reply from the peer this long. [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub unresponsive_after: Option<String>,
+
+    /// Report a connection idle this long with no keepalive or user timeout. [default: 15m]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_after: Option<String>,
+
+    /// Largest CLOSE_WAIT owners exported as metric series, 0 to 1000. [default: 20]
+    #[arg(long, value_name = "N")]
+    pub top_n: Option<String>,
+
+    /// How owners are grouped in the top-N and in alerts: process or cgroup. [default: process]
+    #[arg(long, value_name = "WHAT")]
+    pub group_by: Option<String>,
+
+    /// Alertmanager base URL (http or https) to send alerts to; empty for none. [default: none]
+    #[arg(long, value_name = "URL")]
+    pub alertmanager_url: Option<String>,
+
+    /// Suspect connections logged one per line per scan, 0 to 10000. [default: 20]
+    #[arg(long, value_name = "N")]
+    pub alert_log_limit: Option<String>,
+
+    /// Audit connections' keepalive settings. [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub keepalive_audit: Option<String>,
+}

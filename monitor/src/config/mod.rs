@@ -1,0 +1,210 @@
+//! Agent settings: flags ([`RunArgs`]) over a TOML file ([`FileConfig`]) over built-in defaults,
+//! validated into one [`RunConfig`] before anything touches the kernel.
+//!
+//! Every problem is a [`ConfigError`]: one line naming the flag or the file and key. The binary
+//! exits 2 on it, as clap does for a bad command line. deploy/tcp-liveness.toml documents keys.
+
+mod args;
+mod file;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::{fmt::Display, net::SocketAddr, path::Path, time::Duration};
+
+pub use args::RunArgs;
+pub use file::FileConfig;
+use values::Raw;
+
+use crate::verdict::{Policy, Thresholds};
+
+/// Every top-level setting with its default, written as a flag value and parsed as one.
+/// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
+const SETTINGS: &[(&str, &str)] = &[
+    ("listen", "0.0.0.0:9977"),
+    ("scan_interval", "5s"),
+    ("table_capacity", "262144"),
+    ("allow_remote_connections", "false"),
+    ("log_format", "text"),
+    ("close_wait_after", "60s"),
+    ("fin_wait2_after", "120s"),
+    ("unresponsive_after", "10s"),
+    ("idle_after", "15m"),
+    ("top_n", "20"),
+    ("group_by", "process"),
+    ("alertmanager_url", ""),
+    ("alert_log_limit", "20"),
+    ("keepalive_audit", "true"),
+];
+
+/// What the kernel uses when /proc/sys/net/ipv4/tcp_retries2 cannot be read.
+pub const DEFAULT_TCP_RETRIES2: u32 = 15;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How connection owners are grouped for the CLOSE_WAIT top-N and for alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Process,
+    /// cgroup v2 path: one group per container or systemd unit.
+    Cgroup,
+}
+
+/// The validated settings of `tcp-liveness run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunConfig {
+    /// Address for /metrics, /connections and /healthz.
+    pub listen: SocketAddr,
+    /// How often the kernel table is read into the snapshot.
+    pub scan_interval: Duration,
+    /// Maximum number of sockets tracked in the kernel.
+    pub table_capacity: u32,
+    /// Serve /connections to non-loopback clients too.
+    pub allow_remote_connections: bool,
+    pub log_format: LogFormat,
+    /// CLOSE_WAIT owners exported as metric series.
+    pub top_n: usize,
+    pub group_by: GroupBy,
+    /// Alertmanager base URL (http or https), when alerts are sent.
+    pub alertmanager_url: Option<String>,
+    /// Suspect connections logged individually per scan.
+    pub alert_log_limit: usize,
+    pub keepalive_audit: bool,
+    /// Thresholds, overrides and ignore list; `tcp_retries2` is filled by [`load`].
+    pub policy: Policy,
+}
+
+/// A setting that cannot be used, as one line: `--flag: problem` or `config FILE: key: problem`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn flag(key: &str, problem: impl Display) -> Self {
+        Self(format!("--{}: {problem}", key.replace('_', "-")))
+    }
+
+    fn in_file(path: &Path, message: impl Display) -> Self {
+        Self(format!("config {}: {message}", path.display()))
+    }
+}
+
+/// Reads the `--config` file if given, then [`RunConfig::resolve`]s; fills in the host's
+/// tcp_retries2. Touches nothing else, so it is safe to call before loading any probe.
+pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path)?,
+        None => FileConfig::default(),
+    };
+    let mut config = RunConfig::resolve(args, &file)?;
+    config.policy.tcp_retries2 = host_tcp_retries2().unwrap_or(DEFAULT_TCP_RETRIES2);
+    Ok(config)
+}
+
+/// In the agent's network namespace; other namespaces may differ, but this is the best guess.
+fn host_tcp_retries2() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_retries2").ok()?;
+    text.trim().parse().ok()
+}
+
+impl RunConfig {
+    /// Flags over file over defaults. Pure: no I/O; `policy.tcp_retries2` is the kernel default.
+    pub fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let get = Resolver { file };
+        let defaults = Thresholds {
+            close_wait_after: get.value(
+                "close_wait_after",
+                &args.close_wait_after,
+                values::threshold,
+            )?,
+            fin_wait2_after: get.value(
+                "fin_wait2_after",
+                &args.fin_wait2_after,
+                values::threshold,
+            )?,
+            unresponsive_after: get.value(
+                "unresponsive_after",
+                &args.unresponsive_after,
+                values::threshold,
+            )?,
+            idle_after: get.value("idle_after", &args.idle_after, values::threshold)?,
+        };
+        Ok(Self {
+            listen: get.value("listen", &args.listen, values::listen)?,
+            scan_interval: get.value(
+                "scan_interval",
+                &args.scan_interval,
+                values::scan_interval,
+            )?,
+            table_capacity: get.value(
+                "table_capacity",
+                &args.table_capacity,
+                values::table_capacity,
+            )?,
+            allow_remote_connections: get.value(
+                "allow_remote_connections",
+                &args.allow_remote_connections,
+                values::boolean,
+            )?,
+            log_format: get.value("log_format", &args.log_format, values::log_format)?,
+            top_n: get.value("top_n", &args.top_n, |raw| values::count(raw, 1000))?,
+            group_by: get.value("group_by", &args.group_by, values::group_by)?,
+            alertmanager_url: get.value(
+                "alertmanager_url",
+                &args.alertmanager_url,
+                values::alertmanager_url,
+            )?,
+            alert_log_limit: get.value("alert_log_limit", &args.alert_log_limit, |raw| {
+                values::count(raw, 10_000)
+            })?,
+            keepalive_audit: get.value(
+                "keepalive_audit",
+                &args.keepalive_audit,
+                values::boolean,
+            )?,
+            policy: Policy {
+                defaults,
+                overrides: file.overrides.clone(),
+                ignore: file.ignore.clone(),
+                tcp_retries2: DEFAULT_TCP_RETRIES2,
+            },
+        })
+    }
+}
+
+struct Resolver<'a> {
+    file: &'a FileConfig,
+}
+
+impl Resolver<'_> {
+    /// The flag if given, else the file's value, else the default. A bad file value is an error
+    /// even when a flag replaces it: the file is what gets deployed, it should not hide mistakes.
+    fn value<T>(
+        &self,
+        key: &str,
+        flag: &Option<String>,
+        parse: impl Fn(Raw<'_>) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let from_file = match self.file.get(key) {
+            Some(value) => Some(parse(Raw::Toml(value)).map_err(|p| self.file.error(key, p))?),
+            None => None,
+        };
+        if let Some(text) = flag {
+            return parse(Raw::Text(text)).map_err(|p| ConfigError::flag(key, p));
+        }
+        if let Some(value) = from_file {
+            return Ok(value);
+        }
+        let default = SETTINGS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, d)| d);
+        parse(Raw::Text(default))
+            .map_err(|p| ConfigError(format!("built-in default of {key}: {p}")))
+    }
+}

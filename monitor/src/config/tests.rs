@@ -1,0 +1,445 @@
+use std::{path::Path, time::Duration};
+
+use clap::{Args as _, Command};
+use monitor_common::DEFAULT_TABLE_CAPACITY;
+
+use super::*;
+use crate::{
+    table::Connection,
+    verdict::{Matcher, Override},
+};
+
+const PATH: &str = "/etc/x.toml";
+const EXAMPLE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/tcp-liveness.toml"
+));
+
+fn file(text: &str) -> Result<FileConfig, ConfigError> {
+    FileConfig::parse(Path::new(PATH), text)
+}
+
+fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
+    RunConfig::resolve(args, &file(text)?)
+}
+
+fn defaults() -> RunConfig {
+    RunConfig::resolve(&RunArgs::default(), &FileConfig::default()).expect("defaults are valid")
+}
+
+/// The message for a file (with no flags), checked to be one line.
+fn file_error(text: &str) -> String {
+    let message = resolve(&RunArgs::default(), text)
+        .expect_err("should be rejected")
+        .to_string();
+    assert!(!message.contains('\n'), "one line: {message}");
+    message
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn defaults_without_flags_or_file() {
+    let c = defaults();
+    assert_eq!(c.listen, "0.0.0.0:9977".parse().unwrap());
+    assert_eq!(c.scan_interval, secs(5));
+    assert_eq!(c.table_capacity, DEFAULT_TABLE_CAPACITY);
+    assert!(!c.allow_remote_connections);
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.top_n, 20);
+    assert_eq!(c.group_by, GroupBy::Process);
+    assert_eq!(c.alertmanager_url, None);
+    assert_eq!(c.alert_log_limit, 20);
+    assert!(c.keepalive_audit);
+    // The verdict module's own defaults, so tests built on Policy::default() agree with the agent.
+    assert_eq!(c.policy.defaults, Thresholds::default());
+    assert!(c.policy.overrides.is_empty() && c.policy.ignore.is_empty());
+    assert_eq!(c.policy.tcp_retries2, DEFAULT_TCP_RETRIES2);
+}
+
+#[test]
+fn file_values_replace_defaults() {
+    let c = resolve(
+        &RunArgs::default(),
+        r#"
+        listen = "127.0.0.1:9000"
+        scan_interval = "250ms"
+        table_capacity = 4096
+        allow_remote_connections = true
+        log_format = "json"
+        close_wait_after = "30s"
+        fin_wait2_after = "1m"
+        unresponsive_after = "5s"
+        idle_after = "1h"
+        top_n = 5
+        group_by = "cgroup"
+        alertmanager_url = "https://am.example:9093"
+        alert_log_limit = 0
+        keepalive_audit = false
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.scan_interval, Duration::from_millis(250));
+    assert_eq!(c.table_capacity, 4096);
+    assert!(c.allow_remote_connections);
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(
+        c.policy.defaults,
+        Thresholds {
+            close_wait_after: secs(30),
+            fin_wait2_after: secs(60),
+            unresponsive_after: secs(5),
+            idle_after: secs(3600),
+        }
+    );
+    assert_eq!((c.top_n, c.group_by), (5, GroupBy::Cgroup));
+    assert_eq!(
+        c.alertmanager_url.as_deref(),
+        Some("https://am.example:9093")
+    );
+    assert_eq!(c.alert_log_limit, 0);
+    assert!(!c.keepalive_audit);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let args = RunArgs {
+        scan_interval: Some("2s".into()),
+        allow_remote_connections: Some("false".into()),
+        alertmanager_url: Some(String::new()),
+        ..RunArgs::default()
+    };
+    let text = r#"
+        scan_interval = "10s"
+        idle_after = "2h"
+        allow_remote_connections = true
+        alertmanager_url = "http://am:9093"
+    "#;
+    let c = resolve(&args, text).unwrap();
+    assert_eq!(c.scan_interval, secs(2));
+    assert_eq!(
+        c.policy.defaults.idle_after,
+        secs(7200),
+        "no flag: the file's value"
+    );
+    assert!(!c.allow_remote_connections);
+    assert_eq!(
+        c.alertmanager_url, None,
+        "an empty flag turns off the file's URL"
+    );
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let bad = |args: RunArgs| {
+        RunConfig::resolve(&args, &FileConfig::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        bad(RunArgs {
+            close_wait_after: Some("5".into()),
+            ..Default::default()
+        }),
+        r#"--close-wait-after: invalid duration "5" (examples: 30s, 15m)"#
+    );
+    assert_eq!(
+        bad(RunArgs {
+            table_capacity: Some("lots".into()),
+            ..Default::default()
+        }),
+        r#"--table-capacity: not a number: "lots""#
+    );
+    assert_eq!(
+        bad(RunArgs {
+            keepalive_audit: Some("maybe".into()),
+            ..Default::default()
+        }),
+        r#"--keepalive-audit: expected true or false, got "maybe""#
+    );
+    assert_eq!(
+        bad(RunArgs {
+            listen: Some("9977".into()),
+            ..Default::default()
+        }),
+        r#"--listen: invalid address "9977" (expected IP:PORT, e.g. 0.0.0.0:9977)"#
+    );
+}
+
+#[test]
+fn bad_file_values_name_the_file_and_key() {
+    let cases = [
+        (
+            r#"close_wait_after = "5""#,
+            r#"close_wait_after: invalid duration "5" (examples: 30s, 15m)"#,
+        ),
+        (
+            "scan_interval = 5",
+            r#"scan_interval: expected a duration string such as "30s", got integer 5"#,
+        ),
+        (
+            r#"scan_interval = "2h""#,
+            r#"scan_interval: "2h" is out of range: must be between 100ms and 1h"#,
+        ),
+        (
+            r#"idle_after = "31days""#,
+            r#"idle_after: "31days" is out of range: must be between 100ms and 30 days"#,
+        ),
+        (
+            r#"unresponsive_after = "10ms""#,
+            r#"unresponsive_after: "10ms" is out of range: must be between 100ms and 30 days"#,
+        ),
+        (
+            "table_capacity = 12",
+            "table_capacity: 12 is out of range: must be between 1024 and 16777216",
+        ),
+        (
+            r#"table_capacity = "big""#,
+            r#"table_capacity: expected an integer, got string "big""#,
+        ),
+        (
+            "top_n = -1",
+            "top_n: -1 is out of range: must be between 0 and 1000",
+        ),
+        (
+            r#"allow_remote_connections = "yes""#,
+            r#"allow_remote_connections: expected true or false, got string "yes""#,
+        ),
+        (
+            r#"log_format = "xml""#,
+            r#"log_format: expected "text" or "json", got "xml""#,
+        ),
+        (
+            r#"group_by = "pod""#,
+            r#"group_by: expected "process" or "cgroup", got "pod""#,
+        ),
+        (
+            r#"alertmanager_url = "ftp://am:9093""#,
+            r#"alertmanager_url: URL "ftp://am:9093" must start with http:// or https://"#,
+        ),
+        (
+            r#"alertmanager_url = "am:9093""#,
+            r#"alertmanager_url: URL "am:9093" must start with http:// or https://"#,
+        ),
+        (
+            r#"alertmanager_url = "http://""#,
+            r#"alertmanager_url: invalid URL "http://" (expected http://HOST:PORT or https://...)"#,
+        ),
+        (
+            r#"close_wait = "5s""#,
+            r#"unknown key "close_wait" (did you mean close_wait_after?)"#,
+        ),
+        (
+            r#"close-wait-after = "5s""#,
+            r#"unknown key "close-wait-after" (did you mean close_wait_after?)"#,
+        ),
+        (r#"colour = "blue""#, r#"unknown key "colour""#),
+        (
+            "listen = ",
+            "line 1: string values must be quoted, expected literal string",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            file_error(text),
+            format!("config {PATH}: {expected}"),
+            "for {text}"
+        );
+    }
+}
+
+#[test]
+fn bad_file_value_is_reported_even_when_a_flag_replaces_it() {
+    let args = RunArgs {
+        idle_after: Some("1h".into()),
+        ..Default::default()
+    };
+    let err = resolve(&args, r#"idle_after = "forever""#).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config /etc/x.toml: idle_after:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_sections_name_the_entry() {
+    let cases = [
+        (
+            "[[override]]\nidle_after = \"2h\"",
+            "[[override]] #1: override needs local_port, remote_port or process",
+        ),
+        (
+            "[[override]]\nlocal_port = 80\nidle_after = \"2h\"\n[[override]]\nlocal_port = 81",
+            "[[override]] #2: override sets no threshold (one of close_wait_after, \
+             fin_wait2_after, unresponsive_after, idle_after)",
+        ),
+        (
+            "[[override]]\nlocal_port = 80\nidle = \"2h\"",
+            r#"[[override]] #1: unknown key "idle" (did you mean idle_after?)"#,
+        ),
+        (
+            "[[override]]\nlocal_port = 70000\nidle_after = \"2h\"",
+            "[[override]] #1: local_port: 70000 is out of range: must be between 1 and 65535",
+        ),
+        (
+            "[[override]]\nlocal_port = 80\nidle_after = \"2\"",
+            r#"[[override]] #1: idle_after: invalid duration "2" (examples: 30s, 15m)"#,
+        ),
+        (
+            "[override]\nlocal_port = 80\nidle_after = \"2h\"",
+            "override: expected [[override]] sections (double brackets)",
+        ),
+        (
+            "[[ignore]]",
+            "[[ignore]] #1: ignore needs local_port, remote_port or process",
+        ),
+        (
+            "[[ignore]]\nidle_after = \"2h\"",
+            r#"[[ignore]] #1: unknown key "idle_after""#,
+        ),
+        (
+            "[[ignore]]\nprocess = \"kube-controller-manager\"",
+            r#"[[ignore]] #1: process: "kube-controller-manager" is longer than the kernel's 15-byte process name (comm) and would never match; write "kube-controller""#,
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            file_error(text),
+            format!("config {PATH}: {expected}"),
+            "for {text}"
+        );
+    }
+}
+
+fn conn(local_port: u16, remote_port: u16, comm: &str) -> Connection {
+    let mut c = Connection::new(
+        1,
+        1,
+        format!("10.0.0.1:{local_port}").parse().unwrap(),
+        format!("10.0.0.2:{remote_port}").parse().unwrap(),
+    );
+    c.comm = Some(comm.into());
+    c
+}
+
+#[test]
+fn policy_applies_overrides_in_file_order() {
+    let c = resolve(
+        &RunArgs::default(),
+        r#"
+        idle_after = "1h"
+        [[override]]
+        local_port = 8080
+        idle_after = "2h"
+        close_wait_after = "5m"
+        [[override]]
+        local_port = 8080
+        process = "nginx"
+        idle_after = "3h"
+        [[ignore]]
+        process = "sshd"
+        [[ignore]]
+        remote_port = 22
+        "#,
+    )
+    .unwrap();
+    let policy = &c.policy;
+    assert_eq!(
+        policy.overrides[1],
+        Override {
+            matcher: Matcher {
+                local_port: Some(8080),
+                process: Some("nginx".into()),
+                ..Matcher::default()
+            },
+            idle_after: Some(secs(3 * 3600)),
+            ..Override::default()
+        }
+    );
+    let nginx = policy.thresholds_for(&conn(8080, 40000, "nginx"));
+    assert_eq!(nginx.idle_after, secs(3 * 3600), "the later override wins");
+    assert_eq!(
+        nginx.close_wait_after,
+        secs(300),
+        "fields it does not set stay from the earlier"
+    );
+    let other = policy.thresholds_for(&conn(8080, 40000, "envoy"));
+    assert_eq!(other.idle_after, secs(2 * 3600));
+    let elsewhere = policy.thresholds_for(&conn(9000, 40000, "nginx"));
+    assert_eq!(elsewhere.idle_after, secs(3600), "the file's default");
+    assert_eq!(elsewhere.fin_wait2_after, secs(120), "the built-in default");
+    assert!(policy.ignored(&conn(22, 5000, "sshd")));
+    assert!(policy.ignored(&conn(5000, 22, "ssh")));
+    assert!(!policy.ignored(&conn(22, 5000, "nginx")));
+}
+
+/// The `#key = value` example lines of the shipped file, enabled.
+fn example_with_examples_enabled() -> String {
+    EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_file_as_shipped_is_the_defaults() {
+    assert_eq!(resolve(&RunArgs::default(), EXAMPLE).unwrap(), defaults());
+}
+
+#[test]
+fn example_file_examples_are_valid() {
+    let c = resolve(&RunArgs::default(), &example_with_examples_enabled()).unwrap();
+    assert_eq!(c.policy.overrides.len(), 2);
+    assert_eq!(c.policy.ignore.len(), 2);
+    assert!(c.alertmanager_url.is_some());
+}
+
+#[test]
+fn example_file_documents_every_key() {
+    let enabled = example_with_examples_enabled();
+    let keys: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
+    for key in keys.iter().chain(&[
+        "[[override]]",
+        "[[ignore]]",
+        "local_port",
+        "remote_port",
+        "process",
+    ]) {
+        assert!(
+            enabled.lines().any(|l| l.starts_with(key)),
+            "deploy/tcp-liveness.toml does not show {key}"
+        );
+    }
+}
+
+/// Every setting has a flag and every flag is a setting, and `--help` states the real default.
+#[test]
+fn flags_match_settings_and_help_shows_defaults() {
+    let command = RunArgs::augment_args(Command::new("run"));
+    let flags: Vec<_> = command
+        .get_arguments()
+        .filter_map(|a| Some((a.get_long()?, a.get_help()?.to_string())))
+        .filter(|(long, _)| *long != "config")
+        .collect();
+    assert_eq!(flags.len(), SETTINGS.len());
+    for (long, help) in flags {
+        let key = long.replace('-', "_");
+        let (_, default) = SETTINGS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("--{long} is not in SETTINGS"));
+        let shown = if default.is_empty() { "none" } else { default };
+        assert!(
+            help.ends_with(&format!("[default: {shown}]")),
+            "--{long} help should end with [default: {shown}]: {help}"
+        );
+    }
+}

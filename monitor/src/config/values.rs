@@ -1,0 +1,181 @@
+//! Parsers for single values. Each takes a [`Raw`] (flag text or TOML value) so a flag and the
+//! file go through the same checks and produce the same message; the caller adds the key.
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::{GroupBy, LogFormat};
+
+/// A value as given: text (a flag, or a built-in default) or a value from the TOML file.
+#[derive(Clone, Copy, Debug)]
+pub enum Raw<'a> {
+    Text(&'a str),
+    Toml(&'a toml::Value),
+}
+
+/// "integer 5", "string \"x\"", or just "table" (tables and arrays would not fit one line).
+fn describe(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(_) | toml::Value::Array(_) => value.type_str().to_string(),
+        scalar => format!("{} {scalar}", scalar.type_str()),
+    }
+}
+
+fn string(raw: Raw<'_>) -> Result<&str, String> {
+    match raw {
+        Raw::Text(text) => Ok(text),
+        Raw::Toml(toml::Value::String(text)) => Ok(text),
+        Raw::Toml(other) => Err(format!("expected a string, got {}", describe(other))),
+    }
+}
+
+fn integer(raw: Raw<'_>) -> Result<i64, String> {
+    match raw {
+        Raw::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a number: {text:?}")),
+        Raw::Toml(toml::Value::Integer(n)) => Ok(*n),
+        Raw::Toml(other) => Err(format!("expected an integer, got {}", describe(other))),
+    }
+}
+
+fn integer_between(raw: Raw<'_>, min: i64, max: i64) -> Result<i64, String> {
+    let n = integer(raw)?;
+    if !(min..=max).contains(&n) {
+        return Err(format!(
+            "{n} is out of range: must be between {min} and {max}"
+        ));
+    }
+    Ok(n)
+}
+
+pub fn boolean(raw: Raw<'_>) -> Result<bool, String> {
+    match raw {
+        Raw::Text("true") | Raw::Toml(toml::Value::Boolean(true)) => Ok(true),
+        Raw::Text("false") | Raw::Toml(toml::Value::Boolean(false)) => Ok(false),
+        Raw::Text(text) => Err(format!("expected true or false, got {text:?}")),
+        Raw::Toml(other) => Err(format!("expected true or false, got {}", describe(other))),
+    }
+}
+
+fn duration_between(
+    raw: Raw<'_>,
+    min: Duration,
+    max: Duration,
+    range: &str,
+) -> Result<Duration, String> {
+    let text = match raw {
+        Raw::Text(text) => text,
+        Raw::Toml(toml::Value::String(text)) => text,
+        // A bare TOML number has no unit; say what is expected rather than guess seconds.
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a duration string such as \"30s\", got {}",
+                describe(other)
+            ));
+        }
+    };
+    let d = humantime::parse_duration(text)
+        .map_err(|_| format!("invalid duration {text:?} (examples: 30s, 15m)"))?;
+    if d < min || d > max {
+        return Err(format!("{text:?} is out of range: must be between {range}"));
+    }
+    Ok(d)
+}
+
+/// How often the kernel table is read: often enough to be useful, rarely enough to be cheap.
+pub fn scan_interval(raw: Raw<'_>) -> Result<Duration, String> {
+    duration_between(
+        raw,
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+        "100ms and 1h",
+    )
+}
+
+/// A verdict threshold: below 100 ms is noise (scans are slower), above 30 days never fires.
+pub fn threshold(raw: Raw<'_>) -> Result<Duration, String> {
+    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+    duration_between(
+        raw,
+        Duration::from_millis(100),
+        THIRTY_DAYS,
+        "100ms and 30 days",
+    )
+}
+
+pub fn listen(raw: Raw<'_>) -> Result<SocketAddr, String> {
+    let text = string(raw)?;
+    text.parse()
+        .map_err(|_| format!("invalid address {text:?} (expected IP:PORT, e.g. 0.0.0.0:9977)"))
+}
+
+/// Kernel map entries; the map is preallocated, so the ceiling bounds kernel memory (~200 B each).
+pub fn table_capacity(raw: Raw<'_>) -> Result<u32, String> {
+    let n = integer_between(raw, 1024, 16_777_216)?;
+    Ok(u32::try_from(n).expect("range checked"))
+}
+
+/// A count of things emitted per scan (metric series, log lines); bounded to keep output sane.
+pub fn count(raw: Raw<'_>, max: i64) -> Result<usize, String> {
+    let n = integer_between(raw, 0, max)?;
+    Ok(usize::try_from(n).expect("range checked"))
+}
+
+pub fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
+    match string(raw)? {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("expected \"text\" or \"json\", got {other:?}")),
+    }
+}
+
+pub fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
+    match string(raw)? {
+        "process" => Ok(GroupBy::Process),
+        "cgroup" => Ok(GroupBy::Cgroup),
+        other => Err(format!("expected \"process\" or \"cgroup\", got {other:?}")),
+    }
+}
+
+/// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.
+pub fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
+    let text = string(raw)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || format!("invalid URL {text:?} (expected http://HOST:PORT or https://...)");
+    let uri: ureq::http::Uri = text.parse().map_err(|_| invalid())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("URL {text:?} must start with http:// or https://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// Port 0 never appears on an established connection, so it can only be a mistake.
+pub fn port(raw: Raw<'_>) -> Result<u16, String> {
+    let n = integer_between(raw, 1, 65535)?;
+    Ok(u16::try_from(n).expect("range checked"))
+}
+
+/// A process name as the kernel keeps it (comm): at most 15 bytes, so a longer one never matches.
+pub fn process(raw: Raw<'_>) -> Result<String, String> {
+    let name = string(raw)?;
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 15 {
+        let cut = (0..=15)
+            .rev()
+            .find(|&i| name.is_char_boundary(i))
+            .unwrap_or(0);
+        return Err(format!(
+            "{name:?} is longer than the kernel's 15-byte process name (comm) and would never match; write {:?}",
+            &name[..cut]
+        ));
+    }
+    Ok(name.to_string())
+}

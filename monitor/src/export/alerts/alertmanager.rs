@@ -1,0 +1,176 @@
+//! Alert groups as Alertmanager API v2 alerts (`POST /api/v2/alerts`). Pure: what to send, and
+//! which groups were already sent; [`super::client`] does the sending.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+
+use super::{AlertGroup, GroupKey};
+use crate::{cli::connections::human_age, verdict::Reason};
+
+/// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PostableAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// RFC 3339.
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    /// RFC 3339. In the future while firing (Alertmanager resolves it by itself if we stop
+    /// resending), now once resolved.
+    #[serde(rename = "endsAt")]
+    pub ends_at: String,
+    #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+/// `close_wait_stuck` → `TcpLivenessCloseWaitStuck`.
+pub fn alert_name(reason: Reason) -> String {
+    let mut name = String::from("TcpLiveness");
+    for word in reason.as_str().split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name
+}
+
+/// An idle connection without keepalive is a latent risk, not a failure in progress.
+pub fn severity(reason: Reason) -> &'static str {
+    match reason {
+        Reason::IdleNoKeepalive => "info",
+        _ => "warning",
+    }
+}
+
+fn what(reason: Reason) -> &'static str {
+    match reason {
+        Reason::CloseWaitStuck => "stuck in CLOSE_WAIT",
+        Reason::FinWait2Stuck => "stuck in FIN_WAIT2",
+        Reason::PeerUnresponsive => "with an unresponsive peer",
+        Reason::KeepaliveUnanswered => "with unanswered keepalive probes",
+        Reason::IdleNoKeepalive => "idle without keepalive",
+    }
+}
+
+/// "3 connections of redis-server on port 6379 stuck in CLOSE_WAIT, oldest 5m00s".
+pub fn summary(group: &AlertGroup) -> String {
+    let noun = if group.count == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
+    let mut text = format!(
+        "{} {noun} of {} on port {} {}",
+        group.count,
+        group.process,
+        group.local_port,
+        what(group.reason)
+    );
+    if group.oldest_seconds.is_some() {
+        text += &format!(", oldest {}", human_age(group.oldest_seconds));
+    }
+    text
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The alerts for `groups`, each `(group, when it started firing)`, all ending at `ends_at`.
+/// Labels identify the group (Alertmanager fingerprints alerts by their labels), so counts and
+/// ages go in the annotations, which may change between resends.
+pub fn build_alerts(
+    groups: &[(&AlertGroup, SystemTime)],
+    ends_at: SystemTime,
+    instance: &str,
+) -> Vec<PostableAlert> {
+    groups
+        .iter()
+        .map(|(group, starts_at)| {
+            let labels = [
+                ("alertname", alert_name(group.reason)),
+                ("reason", group.reason.as_str().to_owned()),
+                ("process", group.process.clone()),
+                ("local_port", group.local_port.to_string()),
+                ("instance", instance.to_owned()),
+                ("severity", severity(group.reason).to_owned()),
+            ];
+            let annotations = [
+                ("summary", summary(group)),
+                ("description", group.reason.remedy().to_owned()),
+            ];
+            PostableAlert {
+                labels: labels.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
+                annotations: annotations
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .into_iter()
+                    .collect(),
+                starts_at: rfc3339(*starts_at),
+                // A start after the end is rejected by Alertmanager; clamp in case the clock
+                // stepped back between scans.
+                ends_at: rfc3339(ends_at.max(*starts_at)),
+                generator_url: None,
+            }
+        })
+        .collect()
+}
+
+/// In key order, so every POST lists the alerts the same way.
+fn sorted(map: &HashMap<GroupKey, (AlertGroup, SystemTime)>) -> Vec<(&AlertGroup, SystemTime)> {
+    let mut v: Vec<_> = map.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.into_iter().map(|(_, (g, t))| (g, *t)).collect()
+}
+
+/// What has been sent: firing groups (re-sent every scan) and resolved ones not yet delivered.
+#[derive(Debug, Default)]
+pub struct PushState {
+    firing: HashMap<GroupKey, (AlertGroup, SystemTime)>,
+    resolved: HashMap<GroupKey, (AlertGroup, SystemTime)>,
+}
+
+impl PushState {
+    /// The alerts to send for the current `groups`: every firing group with
+    /// `endsAt = now + hold`, and every group that disappeared with `endsAt = now`. Resolved
+    /// alerts are repeated until [`delivered`](Self::delivered), so a failed POST does not leave
+    /// an alert firing until it expires.
+    pub fn alerts(
+        &mut self,
+        groups: Vec<AlertGroup>,
+        now: SystemTime,
+        hold: Duration,
+        instance: &str,
+    ) -> Vec<PostableAlert> {
+        let mut firing = HashMap::with_capacity(groups.len());
+        for group in groups {
+            let key = group.key();
+            self.resolved.remove(&key);
+            let started = self.firing.remove(&key).map_or(now, |(_, started)| started);
+            firing.insert(key, (group, started));
+        }
+        self.resolved.extend(self.firing.drain());
+        self.firing = firing;
+
+        let mut alerts = build_alerts(&sorted(&self.firing), now + hold, instance);
+        alerts.extend(build_alerts(&sorted(&self.resolved), now, instance));
+        alerts
+    }
+
+    /// The last batch reached Alertmanager: resolved groups need not be sent again.
+    pub fn delivered(&mut self) {
+        self.resolved.clear();
+    }
+
+    pub fn firing(&self) -> usize {
+        self.firing.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

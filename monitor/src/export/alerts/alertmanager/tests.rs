@@ -1,0 +1,157 @@
+use std::time::{Duration, SystemTime};
+
+use super::*;
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+}
+
+fn group(reason: Reason, process: &str, port: u16, count: usize) -> AlertGroup {
+    AlertGroup {
+        reason,
+        process: process.into(),
+        local_port: port,
+        count,
+        oldest_seconds: Some(300.0),
+        pids: vec![42],
+        samples: Vec::new(),
+        remedy: reason.remedy().into(),
+    }
+}
+
+#[test]
+fn names_and_summaries() {
+    assert_eq!(
+        alert_name(Reason::CloseWaitStuck),
+        "TcpLivenessCloseWaitStuck"
+    );
+    assert_eq!(
+        alert_name(Reason::FinWait2Stuck),
+        "TcpLivenessFinWait2Stuck"
+    );
+    assert_eq!(
+        alert_name(Reason::IdleNoKeepalive),
+        "TcpLivenessIdleNoKeepalive"
+    );
+    assert_eq!(
+        summary(&group(Reason::CloseWaitStuck, "redis-server", 6379, 3)),
+        "3 connections of redis-server on port 6379 stuck in CLOSE_WAIT, oldest 5m00s"
+    );
+    let mut one = group(Reason::PeerUnresponsive, "curl", 51000, 1);
+    one.oldest_seconds = None;
+    assert_eq!(
+        summary(&one),
+        "1 connection of curl on port 51000 with an unresponsive peer"
+    );
+}
+
+#[test]
+fn firing_alert_has_identity_labels_and_a_future_end() {
+    let g = group(Reason::CloseWaitStuck, "redis-server", 6379, 3);
+    let alerts = build_alerts(&[(&g, at(0))], at(20), "web-1");
+    assert_eq!(alerts.len(), 1);
+    let json = serde_json::to_value(&alerts[0]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "labels": {
+                "alertname": "TcpLivenessCloseWaitStuck",
+                "reason": "close_wait_stuck",
+                "process": "redis-server",
+                "local_port": "6379",
+                "instance": "web-1",
+                "severity": "warning",
+            },
+            "annotations": {
+                "summary": "3 connections of redis-server on port 6379 stuck in CLOSE_WAIT, oldest 5m00s",
+                "description": Reason::CloseWaitStuck.remedy(),
+            },
+            "startsAt": "2023-11-14T22:13:20.000Z",
+            "endsAt": "2023-11-14T22:13:40.000Z",
+        })
+    );
+    let idle = group(Reason::IdleNoKeepalive, "app", 80, 1);
+    let alerts = build_alerts(&[(&idle, at(0))], at(5), "web-1");
+    assert_eq!(alerts[0].labels["severity"], "info");
+}
+
+#[test]
+fn end_never_precedes_start() {
+    let g = group(Reason::CloseWaitStuck, "x", 1, 1);
+    let alerts = build_alerts(&[(&g, at(10))], at(5), "h");
+    assert_eq!(alerts[0].ends_at, alerts[0].starts_at);
+}
+
+fn ends(alerts: &[PostableAlert]) -> Vec<(&str, &str, &str)> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a.labels["process"].as_str(),
+                a.starts_at.as_str(),
+                a.ends_at.as_str(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn groups_fire_every_scan_then_resolve_once_delivered() {
+    let hold = Duration::from_secs(20);
+    let mut state = PushState::default();
+    let a = || group(Reason::CloseWaitStuck, "a", 1, 1);
+    let b = || group(Reason::CloseWaitStuck, "b", 2, 1);
+
+    let first = state.alerts(vec![a(), b()], at(0), hold, "h");
+    assert_eq!(
+        ends(&first),
+        [
+            ("a", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:40.000Z"),
+            ("b", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:40.000Z"),
+        ]
+    );
+    state.delivered();
+
+    // `b` is gone: resolved (ends now), and `a` keeps its original start.
+    let second = state.alerts(vec![a()], at(5), hold, "h");
+    assert_eq!(
+        ends(&second),
+        [
+            ("a", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:45.000Z"),
+            ("b", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:25.000Z"),
+        ]
+    );
+    assert_eq!(state.firing(), 1);
+
+    // The POST failed (no `delivered`): the resolution is sent again.
+    let third = state.alerts(vec![a()], at(10), hold, "h");
+    assert_eq!(third.len(), 2);
+    assert_eq!(third[1].ends_at, "2023-11-14T22:13:30.000Z");
+    state.delivered();
+
+    // Delivered: only `a` again; everything gone: `a` resolved, then nothing to send.
+    assert_eq!(state.alerts(vec![a()], at(15), hold, "h").len(), 1);
+    state.delivered();
+    let last = state.alerts(Vec::new(), at(20), hold, "h");
+    assert_eq!(
+        ends(&last),
+        [("a", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:40.000Z")]
+    );
+    state.delivered();
+    assert!(state.alerts(Vec::new(), at(25), hold, "h").is_empty());
+}
+
+#[test]
+fn a_group_that_comes_back_fires_again_with_a_new_start() {
+    let hold = Duration::from_secs(20);
+    let mut state = PushState::default();
+    let a = || group(Reason::CloseWaitStuck, "a", 1, 1);
+    state.alerts(vec![a()], at(0), hold, "h");
+    state.alerts(Vec::new(), at(5), hold, "h");
+    // Back before the resolution was delivered: no resolution is sent for it.
+    let back = state.alerts(vec![a()], at(10), hold, "h");
+    assert_eq!(
+        ends(&back),
+        [("a", "2023-11-14T22:13:30.000Z", "2023-11-14T22:13:50.000Z")]
+    );
+}

@@ -1,0 +1,165 @@
+use std::time::Duration;
+
+use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED};
+
+use super::*;
+
+fn secs(n: u64) -> Option<Duration> {
+    Some(Duration::from_secs(n))
+}
+
+/// A connection of `comm` (pid `pid`) on local port `port`, suspect for `reasons`.
+fn conn(cookie: u64, comm: Option<&str>, pid: u32, port: u16, reasons: &[Reason]) -> Connection {
+    let mut c = Connection::new(
+        cookie,
+        CLOSE_WAIT,
+        format!("10.0.0.1:{port}").parse().unwrap(),
+        format!("10.0.0.2:{}", 40000 + cookie).parse().unwrap(),
+    );
+    c.comm = comm.map(str::to_owned);
+    c.pid = Some(pid);
+    c.state_age = secs(cookie * 10);
+    c.idle = secs(cookie);
+    c.suspect = reasons.to_vec();
+    c
+}
+
+fn snapshot(connections: Vec<Connection>) -> Snapshot {
+    Snapshot {
+        connections,
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn groups_by_reason_process_and_port_largest_first() {
+    use Reason::*;
+    let groups = group(&snapshot(vec![
+        conn(1, Some("redis-server"), 10, 6379, &[CloseWaitStuck]),
+        conn(2, Some("nginx"), 20, 443, &[IdleNoKeepalive]),
+        conn(3, Some("redis-server"), 11, 6379, &[CloseWaitStuck]),
+        conn(4, Some("redis-server"), 10, 6380, &[CloseWaitStuck]),
+        conn(5, None, 30, 6379, &[CloseWaitStuck, IdleNoKeepalive]),
+        conn(6, Some("nginx"), 20, 443, &[]),
+    ]));
+    let keys: Vec<_> = groups
+        .iter()
+        .map(|g| (g.reason, g.process.as_str(), g.local_port, g.count))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (CloseWaitStuck, "redis-server", 6379, 2),
+            (CloseWaitStuck, "redis-server", 6380, 1),
+            (CloseWaitStuck, "unknown", 6379, 1),
+            (IdleNoKeepalive, "nginx", 443, 1),
+            (IdleNoKeepalive, "unknown", 6379, 1),
+        ]
+    );
+    let redis = &groups[0];
+    assert_eq!(redis.pids, [10, 11]);
+    assert_eq!(redis.oldest_seconds, Some(30.0), "state age of cookie 3");
+    assert_eq!(redis.remedy, CloseWaitStuck.remedy());
+    // idle_no_keepalive goes by idle time, not by time in state.
+    assert_eq!(groups[4].oldest_seconds, Some(5.0));
+}
+
+#[test]
+fn ages_follow_the_reason_and_fall_back_to_idle() {
+    let mut c = conn(1, None, 1, 80, &[]);
+    c.state_age = secs(100);
+    c.since_peer = secs(50);
+    c.idle = secs(7);
+    assert_eq!(age(&c, Reason::CloseWaitStuck), secs(100));
+    assert_eq!(age(&c, Reason::FinWait2Stuck), secs(100));
+    assert_eq!(age(&c, Reason::PeerUnresponsive), secs(50));
+    assert_eq!(age(&c, Reason::KeepaliveUnanswered), secs(50));
+    assert_eq!(age(&c, Reason::IdleNoKeepalive), secs(7));
+    c.state_age = None;
+    c.state_age_at_least = secs(60);
+    assert_eq!(
+        age(&c, Reason::CloseWaitStuck),
+        secs(60),
+        "seeded: the lower bound"
+    );
+    c.state_age_at_least = None;
+    c.since_peer = None;
+    assert_eq!(age(&c, Reason::CloseWaitStuck), secs(7));
+    assert_eq!(age(&c, Reason::PeerUnresponsive), secs(7));
+    c.idle = None;
+    assert_eq!(age(&c, Reason::CloseWaitStuck), None);
+}
+
+#[test]
+fn large_groups_keep_three_oldest_samples_and_ten_pids() {
+    let mut conns: Vec<Connection> = (1..=50)
+        .map(|i| {
+            conn(
+                i,
+                Some("leaky"),
+                1000 - i as u32,
+                8080,
+                &[Reason::CloseWaitStuck],
+            )
+        })
+        .collect();
+    // An unknown age never outranks a known one.
+    conns[0].state_age = None;
+    conns[0].idle = None;
+    let groups = group(&snapshot(conns));
+    assert_eq!(groups.len(), 1);
+    let g = &groups[0];
+    assert_eq!(g.count, 50);
+    assert_eq!(g.oldest_seconds, Some(500.0));
+    let cookies: Vec<u64> = g.samples.iter().map(|s| s.cookie).collect();
+    assert_eq!(cookies, [50, 49, 48]);
+    assert_eq!(g.pids, (950..960).collect::<Vec<u32>>());
+}
+
+#[test]
+fn unknown_ages_are_null_and_ties_are_stable() {
+    let mut a = conn(2, Some("x"), 1, 80, &[Reason::PeerUnresponsive]);
+    let mut b = conn(1, Some("x"), 1, 80, &[Reason::PeerUnresponsive]);
+    for c in [&mut a, &mut b] {
+        c.idle = None;
+        c.since_peer = None;
+    }
+    let g = &group(&snapshot(vec![a, b]))[0];
+    assert_eq!(g.oldest_seconds, None);
+    assert_eq!(g.pids, [1]);
+    let cookies: Vec<u64> = g.samples.iter().map(|s| s.cookie).collect();
+    assert_eq!(cookies, [1, 2]);
+}
+
+#[test]
+fn no_suspects_no_groups() {
+    let mut c = conn(1, Some("x"), 1, 80, &[]);
+    c.state = ESTABLISHED;
+    assert!(group(&snapshot(vec![c])).is_empty());
+    assert!(group(&Snapshot::default()).is_empty());
+}
+
+#[test]
+fn json_round_trips_with_reason_names() {
+    let view = AlertsView {
+        alerts: group(&snapshot(vec![conn(
+            1,
+            Some("redis-server"),
+            10,
+            6379,
+            &[Reason::FinWait2Stuck],
+        )])),
+    };
+    let json = serde_json::to_value(&view).unwrap();
+    let first = &json["alerts"][0];
+    assert_eq!(first["reason"], "fin_wait2_stuck");
+    assert_eq!(first["process"], "redis-server");
+    assert_eq!(first["local_port"], 6379);
+    assert_eq!(first["samples"][0]["local"], "10.0.0.1:6379");
+    let back: AlertsView = serde_json::from_value(json).unwrap();
+    assert_eq!(back, view);
+    let bad = r#"{"reason":"gremlins","process":"x","local_port":1,"count":1,
+        "oldest_seconds":null,"pids":[],"samples":[]}"#;
+    let err = serde_json::from_str::<AlertGroup>(bad).unwrap_err();
+    assert!(err.to_string().contains("gremlins"), "{err}");
+}

@@ -1,0 +1,149 @@
+use std::net::SocketAddr;
+
+use super::*;
+use crate::{
+    table::Keepalive,
+    verdict::{Matcher, Override},
+};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+fn conn(state: u8) -> Connection {
+    let local: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+    let remote: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut c = Connection::new(1, state, local, remote);
+    c.comm = Some("app".into());
+    c.state_age = Some(S(1));
+    c.since_peer = Some(S(1));
+    c.unacked_bytes = Some(0);
+    c.keepalive = Some(Keepalive {
+        enabled: false,
+        idle: Some(S(7200)),
+        interval: Some(S(75)),
+        count: Some(9),
+    });
+    c
+}
+
+fn policy() -> Policy {
+    Policy {
+        tcp_retries2: 15,
+        ..Policy::default()
+    }
+}
+
+fn reasons(c: &Connection) -> Vec<Reason> {
+    evaluate(c, &policy()).0
+}
+
+#[test]
+fn healthy_connections_are_clean() {
+    let busy = conn(tcp_state::ESTABLISHED);
+    assert!(reasons(&busy).is_empty());
+    let mut listener = conn(tcp_state::LISTEN);
+    listener.state_age = Some(S(86_400));
+    assert!(reasons(&listener).is_empty());
+}
+
+#[test]
+fn close_wait_after_threshold_including_seeded_lower_bound() {
+    let mut c = conn(tcp_state::CLOSE_WAIT);
+    c.state_age = Some(S(59));
+    assert!(reasons(&c).is_empty());
+    c.state_age = Some(S(61));
+    assert_eq!(reasons(&c), [Reason::CloseWaitStuck]);
+    c.state_age = None;
+    c.state_age_at_least = Some(S(61));
+    assert_eq!(reasons(&c), [Reason::CloseWaitStuck]);
+}
+
+#[test]
+fn fin_wait2_only_when_the_application_still_holds_it() {
+    let mut c = conn(tcp_state::FIN_WAIT2);
+    c.state_age = Some(S(121));
+    assert_eq!(reasons(&c), [Reason::FinWait2Stuck]);
+    c.orphan = true;
+    assert!(reasons(&c).is_empty());
+}
+
+#[test]
+fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.unacked_bytes = Some(1000);
+    c.retransmits = 4;
+    c.since_peer = Some(S(9));
+    assert!(reasons(&c).is_empty());
+    c.since_peer = Some(S(11));
+    let (r, gives_up) = evaluate(&c, &policy());
+    assert_eq!(r, [Reason::PeerUnresponsive]);
+    assert_eq!(gives_up, Some(Duration::from_millis(924_600) - S(11)));
+    c.user_timeout = Some(S(30));
+    assert_eq!(evaluate(&c, &policy()).1, Some(S(19)));
+    c.retransmits = 0;
+    assert!(
+        reasons(&c).is_empty(),
+        "silence without retransmits is not this verdict"
+    );
+}
+
+#[test]
+fn keepalive_unanswered_after_first_probe_interval() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.keepalive = Some(Keepalive {
+        enabled: true,
+        idle: Some(S(2)),
+        interval: Some(S(1)),
+        count: Some(5),
+    });
+    c.since_peer = Some(Duration::from_millis(2500));
+    assert!(reasons(&c).is_empty(), "probe not yet due for an answer");
+    c.since_peer = Some(S(4));
+    assert_eq!(reasons(&c), [Reason::KeepaliveUnanswered]);
+}
+
+#[test]
+fn idle_without_keepalive_or_user_timeout() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.since_peer = Some(S(16 * 60));
+    assert_eq!(reasons(&c), [Reason::IdleNoKeepalive]);
+    c.user_timeout = Some(S(30));
+    assert!(
+        reasons(&c).is_empty(),
+        "TCP_USER_TIMEOUT bounds a dead peer on send"
+    );
+    c.user_timeout = None;
+    c.keepalive = None;
+    assert!(reasons(&c).is_empty(), "unknown keepalive is not a verdict");
+    c.keepalive = Some(Keepalive {
+        enabled: true,
+        idle: Some(S(7200)),
+        interval: Some(S(75)),
+        count: Some(9),
+    });
+    assert!(reasons(&c).is_empty());
+}
+
+#[test]
+fn overrides_and_ignore_list() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.since_peer = Some(S(16 * 60));
+    let mut p = policy();
+    p.overrides.push(Override {
+        matcher: Matcher {
+            local_port: Some(8080),
+            ..Matcher::default()
+        },
+        idle_after: Some(S(2 * 3600)),
+        ..Override::default()
+    });
+    assert!(
+        evaluate(&c, &p).0.is_empty(),
+        "long-poll port allows 2 h idle"
+    );
+    p.overrides.clear();
+    p.ignore.push(Matcher {
+        process: Some("app".into()),
+        ..Matcher::default()
+    });
+    assert!(evaluate(&c, &p).0.is_empty());
+}

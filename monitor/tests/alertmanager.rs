@@ -1,0 +1,102 @@
+//! End to end with a real Alertmanager: a leaked CLOSE_WAIT socket becomes a firing alert, and
+//! the alert resolves once the socket is gone. Also `tcp-liveness check` against the live agent.
+//! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
+
+mod am;
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use am::Alertmanager;
+use serde_json::Value;
+use support::{
+    agent::Agent,
+    net::{NetPair, Peer},
+    privileged, wait_for,
+};
+
+const PORT: &str = "7221";
+
+/// Our alert for the test's server socket (other alerts about this host may exist).
+fn ours(alert: &Value) -> bool {
+    let labels = &alert["labels"];
+    labels["reason"] == "close_wait_stuck"
+        && labels["process"] == "python3"
+        && labels["local_port"] == PORT
+}
+
+/// Firing: state active and an end still in the future (resolved alerts may linger briefly).
+fn firing(alert: &Value) -> bool {
+    let ends_in_future = alert["endsAt"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .is_some_and(|t| t > std::time::SystemTime::now());
+    alert["status"]["state"] == "active" && ends_in_future
+}
+
+fn check(agent: &Agent) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
+        .args(["check", "--agent", &agent.base])
+        .output()
+        .expect("run tcp-liveness check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+    )
+}
+
+#[test]
+fn close_wait_alert_fires_then_resolves() {
+    if !privileged("close_wait_alert") {
+        return;
+    }
+    let am = Alertmanager::start();
+    let net = NetPair::new("am", 221);
+    let mut server = Peer::start(&net.server, &["server", &net.server_ip, PORT, "no-close"]);
+    let _client = Peer::start(&net.client, &["client", &net.server_ip, PORT, "close"]);
+    let agent = Agent::start_with(
+        19921,
+        &["--alertmanager-url", &am.base, "--close-wait-after", "1s"],
+    );
+
+    let alert = wait_for(
+        "the CLOSE_WAIT alert in Alertmanager",
+        Duration::from_secs(30),
+        || am.alerts().into_iter().find(|a| ours(a) && firing(a)),
+    );
+    assert_eq!(
+        alert["labels"]["alertname"], "TcpLivenessCloseWaitStuck",
+        "{alert}"
+    );
+    assert_eq!(alert["labels"]["severity"], "warning", "{alert}");
+    let summary = alert["annotations"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with(&format!(
+            "1 connection of python3 on port {PORT} stuck in CLOSE_WAIT"
+        )),
+        "{alert}"
+    );
+
+    // The agent's own view, and the check built on it.
+    let groups: Value = serde_json::from_str(&agent.get("/alerts")).expect("/alerts is JSON");
+    let group = groups["alerts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|g| g["process"] == "python3"))
+        .unwrap_or_else(|| panic!("python3 group in /alerts: {groups}"));
+    assert_eq!(group["reason"], "close_wait_stuck");
+    assert_eq!(group["pids"][0], server.pid);
+    assert_eq!(group["samples"][0]["state"], "close_wait");
+    let (code, out) = check(&agent);
+    assert_eq!(code, Some(1), "check with an alert present: {out}");
+    assert!(
+        out.contains("close_wait_stuck") && out.contains("python3"),
+        "{out}"
+    );
+
+    // The leaking process exits: its CLOSE_WAIT socket is closed, the group disappears, and the
+    // agent tells Alertmanager at once (not when endsAt runs out).
+    server.stop();
+    wait_for("the alert to resolve", Duration::from_secs(15), || {
+        (!am.alerts().iter().any(|a| ours(a) && firing(a))).then_some(())
+    });
+}

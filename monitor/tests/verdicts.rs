@@ -1,0 +1,256 @@
+//! Verdict tests: real connections in namespaces, each fault made for real, each verdict checked
+//! for reason, owner and timing; healthy controls checked to stay clean for three times the
+//! thresholds. Thresholds are shortened by flags so the suite runs in seconds.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    agent::Agent,
+    net::{NetPair, Peer},
+    privileged, wait_for,
+};
+
+/// Every threshold short; the scan interval is 250 ms (support::agent).
+const FAST: &[&str] = &[
+    "--close-wait-after",
+    "2s",
+    "--fin-wait2-after",
+    "2s",
+    "--unresponsive-after",
+    "2s",
+    "--idle-after",
+    "3s",
+];
+/// Threshold + one scan interval, plus slack for the HTTP round trip on a busy 2-core machine.
+const SLACK: Duration = Duration::from_millis(1250);
+
+fn has_reason(c: &Value, reason: &str) -> bool {
+    c["suspect"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r == reason))
+}
+
+/// Waits for a connection in `netns` flagged with `reason`; returns it and when it appeared.
+fn wait_for_verdict(agent: &Agent, netns: u64, reason: &str, within: Duration) -> (Value, Instant) {
+    let c = wait_for(&format!("a {reason} verdict"), within, || {
+        agent
+            .connections_in(netns)
+            .into_iter()
+            .find(|c| has_reason(c, reason))
+    });
+    (c, Instant::now())
+}
+
+#[test]
+fn close_wait_and_fin_wait2_stuck_name_their_owners() {
+    if !privileged("close_wait_and_fin_wait2_stuck") {
+        return;
+    }
+    let net = NetPair::new("vcw", 211);
+    let agent = Agent::start_with(19911, FAST);
+    let server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]);
+    let client = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "half-close-hold"],
+    );
+    let started = Instant::now();
+    let early = agent.connections_in(NetPair::inode(&net.server));
+    let cw = early
+        .iter()
+        .find(|c| c["state"] == "close_wait")
+        .expect("CLOSE_WAIT seen");
+    assert!(
+        cw["suspect"].as_array().unwrap().is_empty(),
+        "flagged before its threshold: {cw}"
+    );
+
+    let (cw, _) = wait_for_verdict(
+        &agent,
+        NetPair::inode(&net.server),
+        "close_wait_stuck",
+        Duration::from_secs(2) + SLACK,
+    );
+    assert_eq!(cw["state"], "close_wait");
+    assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid)));
+    assert_eq!(cw["comm"], "python3");
+    assert_eq!(cw["local"], format!("{}:7000", net.server_ip));
+    let (fw, _) = wait_for_verdict(
+        &agent,
+        NetPair::inode(&net.client),
+        "fin_wait2_stuck",
+        Duration::from_secs(1),
+    );
+    assert_eq!(fw["state"], "fin_wait2");
+    assert_eq!(fw["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert!(started.elapsed() < Duration::from_secs(2) + 2 * SLACK);
+
+    let pile = agent
+        .metric("tcp_liveness_close_wait_connections{local_port=\"7000\",process=\"python3\"}");
+    assert!(
+        pile.unwrap_or(0.0) >= 1.0,
+        "per-process/port pile-up metric: {pile:?}"
+    );
+    let suspects = agent.metric("tcp_liveness_suspect_connections{reason=\"close_wait_stuck\"}");
+    assert!(suspects.unwrap_or(0.0) >= 1.0);
+    let detections =
+        agent.metric("tcp_liveness_suspect_detections_total{reason=\"fin_wait2_stuck\"}");
+    assert!(
+        detections.unwrap_or(0.0) >= 1.0,
+        "detections counted: {detections:?}"
+    );
+}
+
+#[test]
+fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
+    if !privileged("peer_unresponsive") {
+        return;
+    }
+    let net = NetPair::new("vpu", 212);
+    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let agent = Agent::start_with(19912, FAST);
+    let client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]);
+    std::thread::sleep(Duration::from_secs(1));
+    net.drop_server_input();
+    let (c, _) = wait_for_verdict(
+        &agent,
+        NetPair::inode(&net.client),
+        "peer_unresponsive",
+        Duration::from_secs(2) + SLACK,
+    );
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid)));
+    let gives_up = c["gives_up_in_seconds"]
+        .as_f64()
+        .expect("time until the kernel gives up");
+    assert!(
+        gives_up > 900.0 && gives_up < 924.6,
+        "tcp_retries2=15 → ~924.6 s minus the silence: {gives_up}"
+    );
+}
+
+#[test]
+fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
+    if !privileged("keepalive_unanswered") {
+        return;
+    }
+    let net = NetPair::new("vka", 213);
+    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let agent = Agent::start_with(19913, FAST);
+    let etimedout = "tcp_liveness_socket_errors_total{error=\"ETIMEDOUT\"}";
+    let before = agent.metric(etimedout).unwrap_or(0.0);
+    // Keepalive after 1 s idle, every 1 s, 4 probes: the kernel gives up ~5 s after the drop.
+    let client = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "keepalive", "4"],
+    );
+    let inode = NetPair::inode(&net.client);
+    std::thread::sleep(Duration::from_secs(3));
+    let answered = agent.connections_in(inode);
+    let c = answered
+        .iter()
+        .find(|c| c["state"] == "established")
+        .expect("connection");
+    assert_eq!(c["keepalive"]["enabled"], true, "{c}");
+    assert_eq!(c["keepalive"]["idle_seconds"].as_f64(), Some(1.0), "{c}");
+    assert_eq!(c["keepalive"]["count"].as_u64(), Some(4), "{c}");
+    assert!(
+        c["suspect"].as_array().unwrap().is_empty(),
+        "answered keepalive is healthy: {c}"
+    );
+
+    net.drop_server_input();
+    let (flagged, _) = wait_for_verdict(
+        &agent,
+        inode,
+        "keepalive_unanswered",
+        Duration::from_secs(4),
+    );
+    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid)));
+    wait_for("the kernel's ETIMEDOUT", Duration::from_secs(15), || {
+        (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(())
+    });
+    wait_for(
+        "the dead socket to leave the table",
+        Duration::from_secs(5),
+        || {
+            agent
+                .connections_in(inode)
+                .iter()
+                .all(|c| c["cookie"] != flagged["cookie"])
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn idle_connection_without_keepalive_is_flagged() {
+    if !privileged("idle_no_keepalive") {
+        return;
+    }
+    let net = NetPair::new("vid", 214);
+    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let agent = Agent::start_with(19914, FAST);
+    let client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]);
+    let (c, _) = wait_for_verdict(
+        &agent,
+        NetPair::inode(&net.client),
+        "idle_no_keepalive",
+        Duration::from_secs(3) + SLACK + Duration::from_secs(1),
+    );
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert_eq!(c["keepalive"]["enabled"], false);
+    assert!(c["idle_seconds"].as_f64().unwrap() > 3.0);
+}
+
+#[test]
+fn healthy_connections_stay_clean_for_three_times_the_thresholds() {
+    if !privileged("healthy_controls") {
+        return;
+    }
+    let net = NetPair::new("vok", 215);
+    let _echo = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let _sink = Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]);
+    let agent = Agent::start_with(19915, FAST);
+    let _busy = Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]);
+    let _keepalive = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "keepalive", "5"],
+    );
+    let _long_poll = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7001", "heartbeat"],
+    );
+    let _half_close = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "half-close"],
+    );
+    let (si, ci) = (NetPair::inode(&net.server), NetPair::inode(&net.client));
+    let deadline = Instant::now() + Duration::from_secs(9);
+    let mut scans = 0;
+    while Instant::now() < deadline {
+        let ours: Vec<Value> = agent
+            .connections()
+            .into_iter()
+            .filter(|c| [Some(si), Some(ci)].contains(&c["netns"].as_u64()))
+            .collect();
+        assert!(
+            ours.iter().filter(|c| c["state"] == "established").count() >= 6,
+            "controls running"
+        );
+        for c in &ours {
+            assert!(
+                c["suspect"].as_array().unwrap().is_empty(),
+                "false positive: {c}"
+            );
+        }
+        scans += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(scans >= 10);
+    assert_eq!(
+        agent.metric("tcp_liveness_suspect_detections_total{reason=\"idle_no_keepalive\"}"),
+        Some(0.0)
+    );
+}
