@@ -69,7 +69,10 @@ fn established_v4_with_owner() {
     );
     assert_eq!(a.srtt_us, 180);
     assert_eq!(a.retransmits, 4);
-    assert_eq!(a.flags, FLAG_SEEDED | FLAG_TRANSPORT_KNOWN | FLAG_STATE_SINCE_LOWER_BOUND);
+    assert_eq!(
+        a.flags,
+        FLAG_SEEDED | FLAG_TRANSPORT_KNOWN | FLAG_STATE_SINCE_LOWER_BOUND
+    );
 }
 
 #[test]
