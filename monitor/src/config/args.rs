@@ -58,15 +58,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "WHAT")]
     pub group_by: Option<String>,
 
-    /// Alertmanager base URL (http or https) to send alerts to; empty for none. [default: none]
+    /// Alertmanager base URL (http://HOST:PORT) to send alerts to; empty for none. [default: none]
     #[arg(long, value_name = "URL")]
     pub alertmanager_url: Option<String>,
 
     /// Suspect connections logged one per line per scan, 0 to 10000. [default: 20]
     #[arg(long, value_name = "N")]
     pub alert_log_limit: Option<String>,
-
-    /// Audit connections' keepalive settings. [default: true]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub keepalive_audit: Option<String>,
 }

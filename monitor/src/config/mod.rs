@@ -35,7 +35,6 @@ const SETTINGS: &[(&str, &str)] = &[
     ("group_by", "process"),
     ("alertmanager_url", ""),
     ("alert_log_limit", "20"),
-    ("keepalive_audit", "true"),
 ];
 
 /// What the kernel uses when /proc/sys/net/ipv4/tcp_retries2 cannot be read.
@@ -70,11 +69,10 @@ pub struct RunConfig {
     /// CLOSE_WAIT owners exported as metric series.
     pub top_n: usize,
     pub group_by: GroupBy,
-    /// Alertmanager base URL (http or https), when alerts are sent.
+    /// Alertmanager base URL (http), when alerts are sent.
     pub alertmanager_url: Option<String>,
     /// Suspect connections logged individually per scan.
     pub alert_log_limit: usize,
-    pub keepalive_audit: bool,
     /// Thresholds, overrides and ignore list; `tcp_retries2` is filled by [`load`].
     pub policy: Policy,
 }
@@ -162,11 +160,6 @@ impl RunConfig {
             alert_log_limit: get.value("alert_log_limit", &args.alert_log_limit, |raw| {
                 values::count(raw, 10_000)
             })?,
-            keepalive_audit: get.value(
-                "keepalive_audit",
-                &args.keepalive_audit,
-                values::boolean,
-            )?,
             policy: Policy {
                 defaults,
                 overrides: file.overrides.clone(),

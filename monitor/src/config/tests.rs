@@ -52,7 +52,6 @@ fn defaults_without_flags_or_file() {
     assert_eq!(c.group_by, GroupBy::Process);
     assert_eq!(c.alertmanager_url, None);
     assert_eq!(c.alert_log_limit, 20);
-    assert!(c.keepalive_audit);
     // The verdict module's own defaults, so tests built on Policy::default() agree with the agent.
     assert_eq!(c.policy.defaults, Thresholds::default());
     assert!(c.policy.overrides.is_empty() && c.policy.ignore.is_empty());
@@ -75,9 +74,8 @@ fn file_values_replace_defaults() {
         idle_after = "1h"
         top_n = 5
         group_by = "cgroup"
-        alertmanager_url = "https://am.example:9093"
+        alertmanager_url = "http://am.example:9093"
         alert_log_limit = 0
-        keepalive_audit = false
         "#,
     )
     .unwrap();
@@ -98,10 +96,9 @@ fn file_values_replace_defaults() {
     assert_eq!((c.top_n, c.group_by), (5, GroupBy::Cgroup));
     assert_eq!(
         c.alertmanager_url.as_deref(),
-        Some("https://am.example:9093")
+        Some("http://am.example:9093")
     );
     assert_eq!(c.alert_log_limit, 0);
-    assert!(!c.keepalive_audit);
 }
 
 #[test]
@@ -155,10 +152,10 @@ fn bad_flags_name_the_flag() {
     );
     assert_eq!(
         bad(RunArgs {
-            keepalive_audit: Some("maybe".into()),
+            allow_remote_connections: Some("maybe".into()),
             ..Default::default()
         }),
-        r#"--keepalive-audit: expected true or false, got "maybe""#
+        r#"--allow-remote-connections: expected true or false, got "maybe""#
     );
     assert_eq!(
         bad(RunArgs {
@@ -218,15 +215,15 @@ fn bad_file_values_name_the_file_and_key() {
         ),
         (
             r#"alertmanager_url = "ftp://am:9093""#,
-            r#"alertmanager_url: URL "ftp://am:9093" must start with http:// or https://"#,
+            r#"alertmanager_url: URL "ftp://am:9093" must start with http://"#,
         ),
         (
             r#"alertmanager_url = "am:9093""#,
-            r#"alertmanager_url: URL "am:9093" must start with http:// or https://"#,
+            r#"alertmanager_url: URL "am:9093" must start with http://"#,
         ),
         (
             r#"alertmanager_url = "http://""#,
-            r#"alertmanager_url: invalid URL "http://" (expected http://HOST:PORT or https://...)"#,
+            r#"alertmanager_url: invalid URL "http://" (expected http://HOST:PORT)"#,
         ),
         (
             r#"close_wait = "5s""#,

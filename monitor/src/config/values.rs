@@ -144,10 +144,18 @@ pub fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let invalid = || format!("invalid URL {text:?} (expected http://HOST:PORT or https://...)");
+    let invalid = || format!("invalid URL {text:?} (expected http://HOST:PORT)");
     let uri: ureq::http::Uri = text.parse().map_err(|_| invalid())?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(format!("URL {text:?} must start with http:// or https://"));
+    match uri.scheme_str() {
+        Some("http") => {}
+        // The agent is built without a TLS stack (smaller, fewer native dependencies); say so
+        // up front instead of failing every push at run time.
+        Some("https") => {
+            return Err(format!(
+                "URL {text:?}: https is not supported; use http (e.g. a node-local Alertmanager or TLS proxy)"
+            ));
+        }
+        _ => return Err(format!("URL {text:?} must start with http://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
