@@ -349,6 +349,40 @@ fn churn_leaves_no_entries_behind() {
 }
 
 #[test]
+fn a_full_table_counts_insert_failures_and_keeps_working() {
+    if !privileged("table_full") {
+        return;
+    }
+    let net = NetPair::new("full", 207);
+    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let agent = Agent::start_with(19908, &["--table-capacity", "1024"]);
+    assert_eq!(agent.metric("tcp_liveness_table_capacity"), Some(1024.0));
+    // 700 connections are 1400 sockets (both ends), more than the table holds.
+    let _many = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "hold", "700"],
+    );
+    let failures = wait_for(
+        "insert failures to be counted",
+        Duration::from_secs(10),
+        || {
+            agent
+                .metric("tcp_liveness_table_insert_failures_total")
+                .filter(|&n| n > 0.0)
+        },
+    );
+    let tracked = agent
+        .metric("tcp_liveness_tracked_sockets")
+        .expect("tracked");
+    assert!(tracked <= 1024.0, "tracked {tracked} within capacity");
+    assert!(
+        failures >= 1400.0 - 1024.0,
+        "{failures} failures for 1400 sockets in 1024 slots"
+    );
+    assert_eq!(agent.get("/healthz"), "ok", "the agent keeps serving");
+}
+
+#[test]
 fn sigterm_exits_zero_and_unloads_every_program() {
     if !privileged("shutdown") {
         return;
