@@ -440,3 +440,16 @@ fn flags_match_settings_and_help_shows_defaults() {
         );
     }
 }
+
+#[test]
+fn https_alertmanager_is_refused_up_front() {
+    let err = RunConfig::resolve(
+        &RunArgs {
+            alertmanager_url: Some("https://am:9093".into()),
+            ..Default::default()
+        },
+        &FileConfig::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("https is not supported"), "{err}");
+}

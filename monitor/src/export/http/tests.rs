@@ -13,32 +13,16 @@ use crate::{
 };
 
 fn conn(cookie: u64, state: u8) -> Connection {
+    let local = "127.0.0.1:9977".parse().unwrap();
+    let remote = "[2001:db8::1]:443".parse().unwrap();
     Connection {
-        cookie,
-        state,
-        local: "127.0.0.1:9977".parse().unwrap(),
-        remote: "[2001:db8::1]:443".parse().unwrap(),
-        netns: None,
         pid: Some(7),
         comm: Some("curl".into()),
-        state_age: None,
-        state_age_at_least: None,
         idle: Some(Duration::from_secs(cookie * 10)),
-        since_send: None,
-        since_recv: None,
-        since_peer: None,
         bytes_sent: 1,
         bytes_received: 2,
         unacked_bytes: Some(0),
-        srtt: None,
-        retransmits: 0,
-        seeded: false,
-        suspect: Vec::new(),
-        keepalive: None,
-        user_timeout: None,
-        orphan: false,
-        cgroup: None,
-        gives_up_in: None,
+        ..Connection::new(cookie, state, local, remote)
     }
 }
 

@@ -5,32 +5,25 @@ use serde_json::json;
 use super::*;
 
 fn conn(state: u8, idle: Option<Duration>) -> Connection {
+    let local = SocketAddr::from((Ipv6Addr::LOCALHOST, 8080));
     Connection {
-        cookie: 42,
-        state,
-        local: SocketAddr::from((Ipv6Addr::LOCALHOST, 8080)),
-        remote: "10.0.0.2:51000".parse().unwrap(),
         netns: Some(4026531840),
         pid: Some(1234),
         comm: Some("nginx".into()),
         state_age: Some(Duration::from_millis(61_250)),
-        state_age_at_least: None,
         idle,
         since_send: Some(Duration::from_micros(1_500_900)),
-        since_recv: None,
-        since_peer: None,
         bytes_sent: 10,
         bytes_received: 20,
-        unacked_bytes: None,
         srtt: Some(Duration::from_micros(1_250)),
         retransmits: 3,
         seeded: true,
         suspect: vec![crate::verdict::Reason::PeerUnresponsive],
-        keepalive: None,
-        user_timeout: None,
-        orphan: false,
-        cgroup: Some("/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope".into()),
-        gives_up_in: None,
+        cgroup: Some(format!(
+            "/system.slice/docker-{}.scope",
+            "0123456789abcdef".repeat(4)
+        )),
+        ..Connection::new(42, state, local, "10.0.0.2:51000".parse().unwrap())
     }
 }
 

@@ -12,31 +12,8 @@ use crate::table::{Connection, HookStatus, KernelCounters};
 fn conn(state: u8, idle_ms: Option<u64>) -> Connection {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 80));
     Connection {
-        cookie: 1,
-        state,
-        local: addr,
-        remote: addr,
-        netns: None,
-        pid: None,
-        comm: None,
-        state_age: None,
-        state_age_at_least: None,
         idle: idle_ms.map(Duration::from_millis),
-        since_send: None,
-        since_recv: None,
-        since_peer: None,
-        bytes_sent: 0,
-        bytes_received: 0,
-        unacked_bytes: None,
-        srtt: None,
-        retransmits: 0,
-        seeded: false,
-        suspect: Vec::new(),
-        keepalive: None,
-        user_timeout: None,
-        orphan: false,
-        cgroup: None,
-        gives_up_in: None,
+        ..Connection::new(1, state, addr, addr)
     }
 }
 

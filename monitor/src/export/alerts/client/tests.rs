@@ -96,11 +96,3 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
     let (_, retried) = recv();
     assert_eq!(processes(&retried), ["redis-server"]);
 }
-
-#[test]
-fn only_plain_http_urls() {
-    let err = AlertmanagerClient::start("https://am:9093", Duration::from_secs(1))
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("only http://"), "{err}");
-}
