@@ -39,6 +39,13 @@ fn on_state_change(sk: *mut c_void, old: u32, new: u32) {
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
+        if entry.sport == 0 {
+            // connect() enters SYN_SENT before the kernel picks the local port (and a bound
+            // address may change): complete the identity at the next transition.
+            let id = table::identity(sk, &off, new as u8);
+            entry.sport = id.sport;
+            entry.saddr = id.saddr;
+        }
         // close() on a FIN_WAIT2 socket "moves" it to FIN_WAIT2 again: not a new state.
         if entry.state != new as u8 {
             entry.state = new as u8;

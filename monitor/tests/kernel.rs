@@ -94,6 +94,12 @@ fn idle_connection_ages_match_tcp_info() {
         .expect("agent sees the connection");
     assert_eq!(c["pid"].as_u64(), Some(client.pid as u64), "{c}");
     assert_eq!(c["remote"], format!("{}:7000", net.server_ip));
+    // connect() enters SYN_SENT before the kernel picks the local port: it must be filled in.
+    assert_eq!(
+        c["local"].as_str(),
+        Some(k.local.as_str()),
+        "same local address as ss"
+    );
     assert_eq!(
         c["cookie"].as_u64(),
         k.cookie,

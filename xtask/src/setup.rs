@@ -23,6 +23,13 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus-alertmanager",
         "/usr/bin/prometheus-alertmanager",
     ),
+    // Prometheus and promtool for monitor/tests/prometheus_e2e.rs (rules, dashboards' queries).
+    ("prometheus", "/usr/bin/promtool"),
+    // monitor/tests/deploy_manifests.rs: the systemd unit's checks.
+    ("systemd", "/usr/bin/systemd-analyze"),
+    ("strace", "/usr/bin/strace"),
+    // The same test installs its Python validators (Helm engine, schemas, hadolint) with pip.
+    ("python3-pip", "/usr/lib/python3/dist-packages/pip/__init__.py"),
 ];
 
 pub fn all() -> anyhow::Result<()> {
@@ -63,6 +70,15 @@ fn debian_packages() -> anyhow::Result<()> {
         .context("running apt-get install")?;
     if !status.success() {
         bail!("apt-get install {} failed ({status})", missing.join(" "));
+    }
+    // Debian starts the servers it installs; the tests start their own on free ports, and a
+    // stray system Prometheus (:9090) or Alertmanager (:9093) is not ours to leave running.
+    for service in ["prometheus", "prometheus-alertmanager"] {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", service])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status();
     }
     Ok(())
 }

@@ -98,7 +98,18 @@ pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily
             *transitions.entry((from, to)).or_insert(0) += n;
         }
     }
-    let mut errors = BTreeMap::new();
+    // The errors worth alerting on exist from the first scrape at 0, so that rate() and
+    // increase() count their first occurrence.
+    let mut errors: BTreeMap<_, u64> = [
+        libc::ETIMEDOUT,
+        libc::ECONNRESET,
+        libc::ECONNREFUSED,
+        libc::EHOSTUNREACH,
+        libc::EPIPE,
+    ]
+    .into_iter()
+    .map(|errno| (errno_name(errno as u32), 0))
+    .collect();
     for &(errno, n) in &snapshot.counters.socket_errors {
         *errors.entry(errno_name(errno)).or_insert(0) += n;
     }

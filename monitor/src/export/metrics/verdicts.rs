@@ -19,7 +19,13 @@ pub const OTHER: &str = "other";
 
 pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     let mut suspects: BTreeMap<Reason, u64> = Reason::ALL.iter().map(|&r| (r, 0)).collect();
-    let mut keepalive_off: BTreeMap<&str, u64> = BTreeMap::new();
+    // Every state present, 0 included, like tcp_liveness_connections.
+    let mut keepalive_off: BTreeMap<&str, u64> = tcp_state::REPORTED
+        .iter()
+        .filter(|&&s| s != tcp_state::LISTEN)
+        .filter_map(|&s| tcp_state::name(s))
+        .map(|name| (name, 0))
+        .collect();
     for c in &snapshot.connections {
         for r in &c.suspect {
             *suspects.entry(*r).or_default() += 1;
@@ -190,7 +196,13 @@ mod tests {
         };
         let families = families(&snapshot);
         assert_eq!(families[0].get_metric().len(), Reason::ALL.len());
-        let ka = &families[4].get_metric()[0];
-        assert_eq!(ka.get_gauge().get_value(), 1.0);
+        let ka = families[4].get_metric();
+        assert_eq!(
+            ka.len(),
+            tcp_state::REPORTED.len() - 1,
+            "every state but listen"
+        );
+        let total: f64 = ka.iter().map(|m| m.get_gauge().get_value()).sum();
+        assert_eq!(total, 1.0);
     }
 }
