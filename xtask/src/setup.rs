@@ -29,7 +29,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("systemd", "/usr/bin/systemd-analyze"),
     ("strace", "/usr/bin/strace"),
     // The same test installs its Python validators (Helm engine, schemas, hadolint) with pip.
-    ("python3-pip", "/usr/lib/python3/dist-packages/pip/__init__.py"),
+    ("python3-pip", "/usr/bin/pip3"),
 ];
 
 pub fn all() -> anyhow::Result<()> {

@@ -214,7 +214,9 @@ impl Metrics {
             .expect("register snapshot collector");
         // The agent's own CPU, memory and file descriptors (process_*): what it costs the host.
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("register process collector");
         Self {
             registry,

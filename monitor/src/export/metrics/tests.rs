@@ -172,7 +172,10 @@ fn empty_store_still_renders_every_state() {
     let text = metrics.render();
     assert!(text.contains(r#"tcp_liveness_connections{state="closing"} 0"#));
     assert!(text.contains("tcp_liveness_tracked_sockets 0"));
-    assert!(text.contains("process_resident_memory_bytes "), "the agent's own cost");
+    assert!(
+        text.contains("process_resident_memory_bytes "),
+        "the agent's own cost"
+    );
     // No transitions yet: that family is absent. The errors worth alerting on start at 0.
     assert!(!text.contains("tcp_liveness_state_transitions_total{"));
     assert!(text.contains(r#"tcp_liveness_socket_errors_total{error="ETIMEDOUT"} 0"#));
