@@ -125,6 +125,8 @@ impl From<&Connection> for ConnectionView {
 pub struct FilterParams {
     pub state: Option<String>,
     pub min_idle: Option<String>,
+    /// Network namespace inode (one pod or container's connections).
+    pub netns: Option<String>,
 }
 
 /// A query parameter that does not parse; the message is the whole 400 response body.
@@ -136,6 +138,10 @@ pub enum FilterError {
     State(String),
     #[error("invalid query parameter min_idle={value:?}: {reason} (try 30s, 5m, 2h)")]
     MinIdle { value: String, reason: String },
+    #[error(
+        "invalid query parameter netns={0:?}: expected a namespace inode number (stat -L -c %i /proc/PID/ns/net)"
+    )]
+    Netns(String),
 }
 
 /// Which connections `/connections` returns.
@@ -144,6 +150,7 @@ pub struct ConnectionFilter {
     pub state: Option<u8>,
     /// Only connections idle at least this long; connections with unknown idle time never match.
     pub min_idle: Option<Duration>,
+    pub netns: Option<u32>,
 }
 
 /// syn_recv is two kernel states (3 and request sockets, 12); both compare as one.
@@ -175,11 +182,21 @@ impl ConnectionFilter {
                 })
             })
             .transpose()?;
-        Ok(Self { state, min_idle })
+        let netns = params
+            .netns
+            .as_deref()
+            .map(|v| v.parse().map_err(|_| FilterError::Netns(v.to_owned())))
+            .transpose()?;
+        Ok(Self {
+            state,
+            min_idle,
+            netns,
+        })
     }
 
     pub fn matches(&self, c: &Connection) -> bool {
-        self.state.is_none_or(|s| same_state(s, c.state))
+        self.netns.is_none_or(|ns| c.netns == Some(ns))
+            && self.state.is_none_or(|s| same_state(s, c.state))
             && self
                 .min_idle
                 .is_none_or(|min| c.idle.is_some_and(|idle| idle >= min))

@@ -54,6 +54,7 @@ fn params(state: Option<&str>, min_idle: Option<&str>) -> FilterParams {
     FilterParams {
         state: state.map(Into::into),
         min_idle: min_idle.map(Into::into),
+        netns: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn filter_matches_state_and_min_idle() {
     let by_state = ConnectionFilter {
         state: Some(tcp_state::SYN_RECV),
         min_idle: None,
+        netns: None,
     };
     assert!(by_state.matches(&conn(tcp_state::NEW_SYN_RECV, None)));
     assert!(!by_state.matches(&conn(tcp_state::ESTABLISHED, None)));
@@ -101,6 +103,7 @@ fn filter_matches_state_and_min_idle() {
     let idle = ConnectionFilter {
         state: None,
         min_idle: secs(30),
+        netns: None,
     };
     assert!(idle.matches(&conn(tcp_state::ESTABLISHED, secs(30))));
     assert!(!idle.matches(&conn(tcp_state::ESTABLISHED, secs(29))));
@@ -134,5 +137,30 @@ fn container_ids_from_cgroup_paths() {
     assert_eq!(
         container_id("/user.slice/user-0.slice/session-1.scope"),
         None
+    );
+}
+
+#[test]
+fn netns_filter() {
+    let filter = ConnectionFilter::from_params(&FilterParams {
+        netns: Some("4026531840".into()),
+        ..FilterParams::default()
+    })
+    .unwrap();
+    assert!(filter.matches(&conn(tcp_state::ESTABLISHED, None)));
+    let other = ConnectionFilter {
+        netns: Some(1),
+        ..filter
+    };
+    assert!(!other.matches(&conn(tcp_state::ESTABLISHED, None)));
+    let bad = FilterParams {
+        netns: Some("host".into()),
+        ..FilterParams::default()
+    };
+    assert!(
+        ConnectionFilter::from_params(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("netns=\"host\"")
     );
 }
