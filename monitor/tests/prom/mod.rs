@@ -7,13 +7,12 @@ pub mod dashboards;
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::Duration,
+    process::{Command, Output, Stdio},
 };
 
 use serde_json::Value;
 
-use crate::support::wait_for;
+use crate::support::server::{LocalServer, apt_install};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -26,10 +25,8 @@ pub fn deploy_file(name: &str) -> PathBuf {
 }
 
 pub struct Prometheus {
-    child: Child,
+    _server: LocalServer,
     pub base: String,
-    // Removed on drop, after the process is gone (field order).
-    _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
@@ -37,37 +34,26 @@ impl Prometheus {
     /// text of a rule file) every second.
     pub fn start(target: &str, rules: &str) -> Self {
         install();
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("rules.yml"), rules).expect("write rules");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files: [rules.yml]\n\
-             scrape_configs:\n  - job_name: tcp-liveness\n    \
-             static_configs:\n      - targets: [\"{target}\"]\n"
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write config");
-        let port = free_port();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus");
-        let prom = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        wait_for("prometheus /-/ready", Duration::from_secs(30), || {
-            ureq::get(&format!("{}/-/ready", prom.base)).call().ok()
+        let server = LocalServer::start(PROMETHEUS, |dir, _port| {
+            std::fs::write(dir.join("rules.yml"), rules).expect("write rules");
+            let config = format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files: [rules.yml]\n\
+                 scrape_configs:\n  - job_name: tcp-liveness\n    \
+                 static_configs:\n      - targets: [\"{target}\"]\n"
+            );
+            let config_path = dir.join("prometheus.yml");
+            std::fs::write(&config_path, config).expect("write config");
+            vec![
+                format!("--config.file={}", config_path.display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+            ]
         });
-        prom
+        let base = server.base.clone();
+        Self {
+            _server: server,
+            base,
+        }
     }
 
     /// `GET /api/v1/<path>` with query parameters; the whole JSON answer, errors included (a
@@ -123,13 +109,6 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs promtool with `args`, `stdin` on its standard input.
 pub fn promtool(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(PROMTOOL)
@@ -168,47 +147,11 @@ pub fn promtool_available(test: &str) -> bool {
     false
 }
 
-/// A port free right now (the kernel picks it; a race with another process is unlikely enough).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-/// Installs the Debian package when missing (`cargo xtask setup` normally has done it).
+/// Installs Debian's prometheus package (server and promtool) when missing.
 fn install() {
-    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
-        return;
-    }
-    eprintln!("installing prometheus");
-    for args in [
-        &["update", "-qq"][..],
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "prometheus",
-        ],
-    ] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .expect("run apt-get");
-        assert!(status.success(), "apt-get {args:?} failed");
-    }
-    // On a machine that runs systemd (and no policy-rc.d forbidding it), the package enables and
-    // starts a system Prometheus on :9090 that nobody asked for: stop it. Our own instance uses a
-    // free port either way.
-    if Path::new("/run/systemd/system").exists() {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now", "prometheus"])
-            .status();
-    }
+    apt_install("prometheus", PROMETHEUS, "prometheus");
     assert!(
-        Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} missing after install"
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} missing after install"
     );
 }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod net;
+pub mod server;
 pub mod ss;
 
 use std::time::{Duration, Instant};
