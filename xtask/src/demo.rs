@@ -169,10 +169,10 @@ impl Demo {
         for ns in [SERVER_NS, CLIENT_NS] {
             // Leftovers of a run that was killed before it could clean up.
             let _ = quiet(Command::new("ip").args(["netns", "del", ns]));
-            run_cmd("ip", &["netns", "add", ns])?;
+            crate::setup::run("ip", &["netns", "add", ns])?;
             self.namespaces.push(ns);
         }
-        run_cmd(
+        crate::setup::run(
             "ip",
             &[
                 "link", "add", "tldemo0", "netns", SERVER_NS, "type", "veth", "peer", "name",
@@ -183,12 +183,12 @@ impl Demo {
             (SERVER_NS, "tldemo0", SERVER_IP),
             (CLIENT_NS, "tldemo1", CLIENT_IP),
         ] {
-            run_cmd(
+            crate::setup::run(
                 "ip",
                 &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev],
             )?;
-            run_cmd("ip", &["-n", ns, "link", "set", dev, "up"])?;
-            run_cmd("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+            crate::setup::run("ip", &["-n", ns, "link", "set", dev, "up"])?;
+            crate::setup::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Demo {
             script,
             &["client", SERVER_IP, &port(VANISH_PORT), "send"],
         )?;
-        run_cmd(
+        crate::setup::run(
             "ip",
             &[
                 "netns",
@@ -403,17 +403,6 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
     while Instant::now() < until && !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn run_cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {program}"))?;
-    if !status.success() {
-        bail!("{program} {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 fn quiet(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {

@@ -39,7 +39,8 @@ pub fn all() -> anyhow::Result<()> {
     tracefs()
 }
 
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+/// Runs a command, failing with its name and status when it does not succeed.
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(program)
         .args(args)
         .status()
