@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod floor;
 mod io;
 mod peer;
 mod state;

@@ -1,8 +1,10 @@
-//! Project tasks: `cargo xtask setup | run | test`.
+//! Project tasks: `cargo xtask setup | run | test | bench`.
 //!
 //! `setup` makes a fresh machine able to build and test tcp-liveness (idempotent: it only installs
 //! what is missing). `run` and `test` call it first, so the README's two commands work anywhere.
 
+mod bench;
+mod demo;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -29,6 +31,11 @@ enum Task {
     },
     /// Run every test: unit tests, then the kernel tests (root, real programs, real connections).
     Test,
+    /// Measure hook cost, application overhead, scan cost and detection latency (root); prints
+    /// a table (issue #5, BENCHMARKS.md).
+    Bench(bench::Args),
+    /// Show the agent finding a CLOSE_WAIT leak and a dead peer in namespaces (root, ~1 minute).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +51,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.task {
         Task::Setup => setup::all(),
+        Task::Demo(args) => demo::run(&args),
         Task::Run { args } => {
             setup::all()?;
             cargo(&["build", "--release", "--package", "monitor"])?;
@@ -57,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Task::Bench(args) => bench::run(args),
         Task::Test => {
             setup::all()?;
             cargo(&["fmt", "--all", "--check"])?;

@@ -4,6 +4,7 @@
 //! Every hook is attached independently: a hook the kernel refuses is logged and reported as not
 //! attached, and the agent runs with the rest.
 
+pub mod bench;
 pub mod maps;
 pub mod offsets;
 
@@ -47,6 +48,9 @@ pub enum ProbeError {
     },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
+    /// Loading, attaching or inspecting one program (the benchmark loader, `bench`).
+    #[error("{0}")]
+    Program(String),
 }
 
 /// The loaded programs. Dropping it detaches every hook and frees the maps.
@@ -61,13 +65,7 @@ pub struct Probes {
 impl Probes {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
-        raise_memlock_limit();
-        let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
-        tracing::debug!(?offsets, "kernel structure offsets from BTF");
-        let mut ebpf = EbpfLoader::new()
-            .override_global(OFFSETS_GLOBAL, &offsets, true)
-            .map_max_entries(SOCKETS_MAP, capacity)
-            .load(PROGRAMS)?;
+        let mut ebpf = load_object(capacity, &[])?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
         let hooks = HOOKS
             .iter()
@@ -94,6 +92,22 @@ impl Probes {
             capacity,
         })
     }
+}
+
+/// Loads the embedded object (maps created, no program loaded yet) with the kernel's offsets and a
+/// table of `capacity` sockets; `map_sizes` overrides other maps' capacities.
+fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeError> {
+    raise_memlock_limit();
+    let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
+    tracing::debug!(?offsets, "kernel structure offsets from BTF");
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global(OFFSETS_GLOBAL, &offsets, true)
+        .map_max_entries(SOCKETS_MAP, capacity);
+    for &(map, size) in map_sizes {
+        loader.map_max_entries(map, size);
+    }
+    Ok(loader.load(PROGRAMS)?)
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), String> {

@@ -1,0 +1,104 @@
+//! Helper for `cargo xtask bench` (root): the parts of the benchmark that need the agent's library.
+//!
+//! - `bench-probes hooks`: loads every real and floor program (`monitor::probes::bench`), then
+//!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
+//!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
+//! - `bench-probes diag N`: times N sock_diag dumps with tcp_info of every namespace
+//!   (`monitor::seed::dump_all`, what the agent's seeding does), or of the namespace at
+//!   NETNS_PATH only (`monitor::seed::dump`); one JSON line.
+
+use std::{
+    io::{BufRead as _, Write as _},
+    os::unix::fs::MetadataExt as _,
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use monitor::probes::bench::BenchProbes;
+use monitor_common::tcp_state;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("hooks") => hooks(),
+        Some("diag") => diag(
+            args.get(1).map_or(Ok(3), |n| n.parse())?,
+            args.get(2).map(PathBuf::from),
+        ),
+        _ => bail!("usage: bench-probes hooks | diag N [NETNS_PATH]"),
+    }
+}
+
+fn hooks() -> anyhow::Result<()> {
+    let mut probes = BenchProbes::load(monitor_common::DEFAULT_TABLE_CAPACITY)
+        .context("loading the programs")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let (command, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        match command {
+            "attach" => {
+                let names: Vec<String> = rest
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                probes.attach(&names)?;
+                writeln!(out, "ok")?;
+            }
+            "stats" => {
+                let mut all = serde_json::Map::new();
+                for name in BenchProbes::names() {
+                    let s = probes.stats(&name)?;
+                    all.insert(
+                        name,
+                        serde_json::json!({
+                            "id": s.id,
+                            "run_time_ns": s.run_time_ns,
+                            "run_count": s.run_count,
+                            "xlated_insns": s.xlated_insns,
+                            "verified_insns": s.verified_insns,
+                            "jited_bytes": s.jited_bytes,
+                        }),
+                    );
+                }
+                writeln!(out, "{}", serde_json::Value::Object(all))?;
+            }
+            "quit" => break,
+            other => bail!("unknown command {other:?}"),
+        }
+        out.flush()?;
+    }
+    probes.detach_all();
+    Ok(())
+}
+
+fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
+    let netns = match netns {
+        Some(path) => Some(monitor::seed::Netns {
+            inode: std::fs::metadata(&path)?.ino() as u32,
+            path,
+        }),
+        None => None,
+    };
+    // Every state the agent's table can hold (TIME_WAIT and CLOSE are never in it).
+    let mask = !(1u32 << tcp_state::TIME_WAIT) & !(1u32 << tcp_state::CLOSE);
+    let mut times_ns = Vec::new();
+    let mut sockets = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        sockets = match &netns {
+            Some(ns) => monitor::seed::dump(ns, mask)?.len(),
+            None => monitor::seed::dump_all(mask).len(),
+        };
+        times_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "times_ns": times_ns, "sockets": sockets })
+    );
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! For `cargo xtask bench` only (the agent never calls this): load the embedded object, attach a
+//! chosen set of programs in a chosen order — the real hooks and the `floor_*` programs
+//! (`monitor-ebpf/src/floor.rs`: one cookie, one hash lookup, one timestamp store, in their own map)
+//! — and read the kernel's per-program statistics (run time and count, kept while
+//! `BPF_ENABLE_STATS` is held) and instruction counts.
+
+use std::os::fd::OwnedFd;
+
+use aya::{
+    Btf, Ebpf,
+    programs::{BtfTracePoint, ProgramError, tp_btf::BtfTracePointLinkId},
+    sys::{Stats, enable_stats},
+};
+
+use super::{HOOKS, ProbeError, error_chain, load_object};
+
+/// The floor programs' map (`FLOOR` in floor.rs) and the capacity the benchmark gives it.
+pub const FLOOR_MAP: &str = "FLOOR";
+pub const FLOOR_CAPACITY: u32 = 1 << 17;
+
+/// Floor program names and the hook each shares with a real program (`floor_` + hook).
+pub const FLOOR_HOOKS: [&str; 6] = [
+    "inet_sock_set_state",
+    "sock_send_length",
+    "sock_recv_length",
+    "tcp_probe",
+    "tcp_retransmit_skb",
+    "tcp_destroy_sock",
+];
+
+pub fn floor_name(hook: &str) -> String {
+    format!("floor_{hook}")
+}
+
+/// One program's kernel statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgramStats {
+    pub id: u32,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+    /// Instructions after the verifier's rewrites (`bpftool prog dump xlated`).
+    pub xlated_insns: u32,
+    /// Instructions the verifier walked.
+    pub verified_insns: u32,
+    pub jited_bytes: u32,
+}
+
+/// Every real and floor program loaded (verified) once; attached and detached at will.
+pub struct BenchProbes {
+    ebpf: Ebpf,
+    links: Vec<(String, BtfTracePointLinkId)>,
+    // Keeps run-time statistics on while the probes live.
+    _stats: OwnedFd,
+}
+
+impl BenchProbes {
+    pub fn load(capacity: u32) -> Result<Self, ProbeError> {
+        let stats = enable_stats(Stats::RunTime)
+            .map_err(|e| ProbeError::Program(format!("BPF_ENABLE_STATS: {e}")))?;
+        let mut ebpf = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
+        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+        for hook in FLOOR_HOOKS {
+            program(&mut ebpf, &floor_name(hook))?
+                .load(hook, &btf)
+                .map_err(|e| ProbeError::Program(format!("floor_{hook}: {}", error_chain(&e))))?;
+        }
+        for hook in HOOKS {
+            program(&mut ebpf, hook)?
+                .load(hook, &btf)
+                .map_err(|e| ProbeError::Program(format!("{hook}: {}", error_chain(&e))))?;
+        }
+        Ok(Self {
+            ebpf,
+            links: Vec::new(),
+            _stats: stats,
+        })
+    }
+
+    /// Names of every program (real hooks, then floors).
+    pub fn names() -> Vec<String> {
+        HOOKS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .chain(FLOOR_HOOKS.iter().map(|h| floor_name(h)))
+            .collect()
+    }
+
+    /// Detaches everything, then attaches `names` in this order (programs on one tracepoint run
+    /// in attach order, so the benchmark alternates which one runs first).
+    pub fn attach(&mut self, names: &[String]) -> Result<(), ProbeError> {
+        self.detach_all();
+        for name in names {
+            let link = program(&mut self.ebpf, name)?
+                .attach()
+                .map_err(|e| ProbeError::Program(format!("attach {name}: {}", error_chain(&e))))?;
+            self.links.push((name.clone(), link));
+        }
+        Ok(())
+    }
+
+    pub fn detach_all(&mut self) {
+        for (name, link) in std::mem::take(&mut self.links) {
+            if let Ok(program) = program(&mut self.ebpf, &name) {
+                let _ = program.detach(link);
+            }
+        }
+    }
+
+    pub fn stats(&self, name: &str) -> Result<ProgramStats, ProbeError> {
+        let program: &BtfTracePoint = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| ProbeError::Program(format!("program {name} missing")))?
+            .try_into()
+            .map_err(|e: ProgramError| ProbeError::Program(e.to_string()))?;
+        let info = program
+            .info()
+            .map_err(|e| ProbeError::Program(format!("{name}: {}", error_chain(&e))))?;
+        Ok(ProgramStats {
+            id: info.id(),
+            run_time_ns: info.run_time().as_nanos() as u64,
+            run_count: info.run_count(),
+            xlated_insns: info.size_translated().unwrap_or(0) / 8,
+            verified_insns: info.verified_instruction_count().unwrap_or(0),
+            jited_bytes: info.size_jitted(),
+        })
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, ProbeError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::Program(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e: ProgramError| ProbeError::Program(e.to_string()))
+}

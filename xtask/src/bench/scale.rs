@@ -1,0 +1,274 @@
+//! Scan cost and growth: established loopback connections in a namespace of our own (both ends
+//! tracked: 2 sockets per connection), grown level by level under one agent at its default 5 s
+//! interval. Per level: the agent's own scan duration (its histogram), its CPU from /proc over
+//! whole intervals, RSS; and, right after a scan, a sock_diag dump with tcp_info of every namespace
+//! (`monitor::seed::dump_all`, what the agent's seeding runs) and `ss -tin` in the namespace.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{
+    Plan, Section,
+    agent::{Agent, metric},
+    netns::Netns,
+    stats,
+};
+
+/// Connections per worker process: 2 fds each, under the 20 000 hard RLIMIT_NOFILE here.
+const PER_WORKER: usize = 9_000;
+const INTERVAL: Duration = Duration::from_secs(5);
+const SCAN_SUM: &str = "tcp_liveness_scan_duration_seconds_sum";
+const SCAN_COUNT: &str = "tcp_liveness_scan_duration_seconds_count";
+
+/// Polls /metrics until the scan count moves: returns just after a scan was published.
+fn wait_for_scan(agent: &Agent) -> anyhow::Result<()> {
+    let start = metric(&agent.metrics()?, SCAN_COUNT);
+    let deadline = Instant::now() + INTERVAL * 4;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if metric(&agent.metrics()?, SCAN_COUNT) > start {
+            return Ok(());
+        }
+    }
+    bail!("no scan within {:?}", INTERVAL * 4)
+}
+
+struct Level {
+    connections: usize,
+    tracked: f64,
+    scan_s: f64,
+    scans: f64,
+    cpu_per_s: f64,
+    cpu_per_scan_s: f64,
+    rss: f64,
+    dump_s: Vec<f64>,
+    all_s: Vec<f64>,
+    ss_s: Vec<f64>,
+}
+
+/// sock_diag dump times (s): of every namespace, or of `netns` only.
+fn diag_dump(plan: &Plan, runs: usize, netns: Option<&Netns>) -> anyhow::Result<Vec<f64>> {
+    let out = Command::new(&plan.helper)
+        .args(["diag", &runs.to_string()])
+        .args(netns.map(|ns| format!("/run/netns/{}", ns.name)))
+        .env("RUST_LOG", "error")
+        .output()?;
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "bench-probes diag: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(value["times_ns"]
+        .as_array()
+        .context("times_ns")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .map(|ns| ns / 1e9)
+        .collect())
+}
+
+fn ss_dump(ns: &Netns) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ss", "-tin"])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("ss -tin failed");
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The scale table (3) and the growth fit (5).
+pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
+    let ns = Netns::new("scale")?;
+    let agent = Agent::start(&plan.agent, plan.port, &[])?;
+    let mut workers = Vec::new();
+    let mut total = 0;
+    let mut levels = Vec::new();
+    for &target in &plan.levels {
+        let started = Instant::now();
+        while total < target {
+            let count = PER_WORKER.min(target - total);
+            let port = (20_000 + workers.len()).to_string();
+            let worker = ns.worker(&["hold", &port, &count.to_string()])?;
+            if !worker.first.starts_with("ready") {
+                bail!("hold worker: {}", worker.first);
+            }
+            workers.push(worker);
+            total += count;
+        }
+        eprintln!(
+            "bench: {total} connections open in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        // Every connection tracked (both ends) before measuring.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let tracked = loop {
+            let tracked = metric(&agent.metrics()?, "tcp_liveness_tracked_sockets");
+            if tracked >= (2 * total) as f64 || Instant::now() > deadline {
+                break tracked;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        wait_for_scan(&agent)?;
+        std::thread::sleep(INTERVAL / 2);
+        let (cpu0, m0) = (agent.cpu()?, agent.metrics()?);
+        let window = INTERVAL * plan.scan_windows;
+        std::thread::sleep(window);
+        let (cpu1, m1) = (agent.cpu()?, agent.metrics()?);
+        let scans = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
+        let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scans;
+        let cpu = (cpu1 - cpu0).as_secs_f64();
+        let rss = agent.rss()? as f64;
+        let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..plan.dumps {
+            wait_for_scan(&agent)?;
+            dump_s.extend(diag_dump(plan, 1, Some(&ns))?);
+            all_s.extend(diag_dump(plan, 1, None)?);
+            ss_s.push(ss_dump(&ns)?);
+        }
+        eprintln!(
+            "bench: level {total}: scan {:.1} ms, dump {:.1} ms, cpu {:.2}%",
+            scan_s * 1e3,
+            stats::median(&dump_s) * 1e3,
+            cpu / window.as_secs_f64() * 100.0
+        );
+        levels.push(Level {
+            connections: total,
+            tracked,
+            scan_s,
+            scans,
+            cpu_per_s: cpu / window.as_secs_f64(),
+            cpu_per_scan_s: cpu / scans,
+            rss,
+            dump_s,
+            all_s,
+            ss_s,
+        });
+    }
+    let maps = agent.maps()?;
+    agent.stop()?;
+    drop(workers);
+    drop(ns);
+
+    let mut rows = Vec::new();
+    for l in &levels {
+        let dump = stats::median(&l.dump_s);
+        rows.push(vec![
+            l.connections.to_string(),
+            format!("{:.0}", l.tracked),
+            format!("{:.2} (n={})", l.scan_s * 1e3, l.scans),
+            stats::summary(&l.dump_s.iter().map(|s| s * 1e3).collect::<Vec<_>>(), 2),
+            stats::summary(&l.all_s.iter().map(|s| s * 1e3).collect::<Vec<_>>(), 1),
+            stats::summary(&l.ss_s.iter().map(|s| s * 1e3).collect::<Vec<_>>(), 1),
+            format!("{:.2}", l.scan_s / dump),
+            format!("{:.3}", l.cpu_per_s * 100.0),
+            format!("{:.2}", l.cpu_per_scan_s * 1e3),
+            format!("{:.1}", l.rss / (1 << 20) as f64),
+        ]);
+    }
+    let memlock: u64 = maps.iter().map(|m| m.memlock).sum();
+    let mut notes = vec![
+        "Targets at 100k connections: scan ≤ 0.5× the sock_diag dump, agent ≤ 1% of a core at \
+         the default 5 s interval, RSS ≤ 64 MiB."
+            .to_owned(),
+        format!(
+            "Agent CPU over {} whole intervals per level, from /proc/PID/stat (10 ms ticks), \
+             idle HTTP server included; scan ms = the agent's own \
+             tcp_liveness_scan_duration_seconds over the same window (mean of n scans). \
+             dump = monitor::seed::dump of the benchmark's namespace with tcp_info (the same \
+             sockets; `all ns` = dump_all, every namespace, what the agent's seeding runs), \
+             each right after a scan; scan / dump uses the first; \
+             ss = `ip netns exec … ss -tin > /dev/null`, process start included.",
+            plan.scan_windows
+        ),
+        format!(
+            "Kernel memory of the agent's maps (fdinfo memlock): {:.1} MiB in total — {}.",
+            memlock as f64 / (1 << 20) as f64,
+            maps.iter()
+                .map(|m| format!(
+                    "{} (type {}, {} entries) {:.1} KiB",
+                    m.name,
+                    m.map_type,
+                    m.max_entries,
+                    m.memlock as f64 / 1024.0
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    let scale = Section {
+        title:
+            "3. Scan cost and scale (one namespace, loopback, agent at the default 5 s interval)"
+                .into(),
+        header: [
+            "connections",
+            "tracked sockets",
+            "scan ms",
+            "sock_diag dump ms (this ns)",
+            "dump ms (all ns)",
+            "ss -tin ms",
+            "scan / dump",
+            "agent CPU % of a core",
+            "CPU ms per scan",
+            "RSS MiB",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        notes: std::mem::take(&mut notes),
+    };
+    let xs: Vec<f64> = levels.iter().map(|l| l.tracked).collect();
+    let fit_row = |what: &str, unit: &str, ys: Vec<f64>, scale: f64| {
+        let (slope, intercept, r2) = stats::fit(&xs, &ys);
+        vec![
+            what.to_owned(),
+            format!("{:.1} {unit}", slope * scale),
+            format!("{:.2}", intercept),
+            format!("{r2:.4}"),
+        ]
+    };
+    let growth = Section {
+        title: "5. Growth (least squares over the levels above, x = tracked sockets)".into(),
+        header: ["quantity", "slope per socket", "intercept", "r²"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            fit_row(
+                "agent scan (ms)",
+                "ns",
+                levels.iter().map(|l| l.scan_s * 1e3).collect(),
+                1e6,
+            ),
+            fit_row(
+                "agent CPU per scan (ms)",
+                "ns",
+                levels.iter().map(|l| l.cpu_per_scan_s * 1e3).collect(),
+                1e6,
+            ),
+            fit_row(
+                "sock_diag dump (ms)",
+                "ns",
+                levels
+                    .iter()
+                    .map(|l| stats::median(&l.dump_s) * 1e3)
+                    .collect(),
+                1e6,
+            ),
+            fit_row(
+                "agent RSS (MiB)",
+                "bytes",
+                levels.iter().map(|l| l.rss / (1 << 20) as f64).collect(),
+                (1 << 20) as f64,
+            ),
+        ],
+        notes: vec![],
+    };
+    Ok([scale, growth])
+}

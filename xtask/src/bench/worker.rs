@@ -1,0 +1,109 @@
+//! `xtask bench --worker …`: processes the benchmark starts inside its namespaces (through
+//! `ip netns exec`), controlled over stdin/stdout. EOF on stdin ends them.
+//!
+//! - `hold PORT COUNT`: listen on 127.0.0.1:PORT, open COUNT connections to it and keep both ends
+//!   (2 × COUNT sockets); prints `ready COUNT`.
+//! - `server ADDR:PORT`: accept and keep every connection, never close, discard what arrives;
+//!   prints `listening`.
+//! - `client ADDR:PORT close|stream`: connect; prints `port LOCAL_PORT`. `close`: closes the
+//!   socket on the next stdin line, then prints `closed`. `stream`: sends 512 B every 20 ms.
+
+use std::{
+    io::{BufRead as _, Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let arg = |i: usize| args.get(i).context("missing worker argument");
+    match arg(0)?.as_str() {
+        "hold" => hold(arg(1)?.parse()?, arg(2)?.parse()?),
+        "server" => server(arg(1)?),
+        "client" => client(arg(1)?, arg(2)?),
+        other => bail!("unknown worker {other:?}"),
+    }
+}
+
+fn wait_for_eof() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+fn say(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn hold(port: u16, count: usize) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    let acceptor = thread::spawn(move || -> std::io::Result<Vec<TcpStream>> {
+        let mut accepted = Vec::with_capacity(count);
+        while accepted.len() < count {
+            accepted.push(listener.accept()?.0);
+        }
+        Ok(accepted)
+    });
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(TcpStream::connect(("127.0.0.1", port))?);
+    }
+    let servers = acceptor
+        .join()
+        .map_err(|_| anyhow::anyhow!("acceptor panicked"))??;
+    say(&format!("ready {}", clients.len()))?;
+    wait_for_eof();
+    drop((clients, servers));
+    Ok(())
+}
+
+fn server(addr: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    say("listening")?;
+    thread::spawn(move || {
+        let mut kept = Vec::new();
+        for stream in listener.incoming().flatten() {
+            if let Ok(mut reader) = stream.try_clone() {
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+                    // End of stream: the peer closed. Never close our side (CLOSE_WAIT).
+                    thread::sleep(Duration::MAX);
+                });
+            }
+            kept.push(stream);
+        }
+    });
+    wait_for_eof();
+    Ok(())
+}
+
+fn client(addr: &str, mode: &str) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    say(&format!("port {}", stream.local_addr()?.port()))?;
+    match mode {
+        "close" => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            drop(stream);
+            say("closed")?;
+        }
+        "stream" => {
+            let mut writer = stream;
+            thread::spawn(move || {
+                let chunk = [5u8; 512];
+                while writer.write_all(&chunk).is_ok() {
+                    thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        other => bail!("unknown client mode {other:?}"),
+    }
+    wait_for_eof();
+    Ok(())
+}
