@@ -17,7 +17,10 @@ pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
         entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
-        table::read_transport(sk, &table::offsets(), entry);
+        let off = table::offsets();
+        let skb: *const c_void = ctx.arg(1);
+        let acked = table::read::<u32>(skb, off.skb_ack_seq);
+        table::read_transport(sk, &off, entry, acked);
     }
     0
 }
@@ -33,7 +36,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
         // Retransmits of one socket run under its lock, so the increment does not race.
         entry.retransmits += 1;
         // The peer is silent, so tcp_probe no longer refreshes the in-flight bytes: do it here.
-        table::read_transport(sk, &table::offsets(), entry);
+        table::read_transport(sk, &table::offsets(), entry, None);
     }
     0
 }

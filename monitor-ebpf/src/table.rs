@@ -56,6 +56,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_flags: 0,
     sock_dead_bit: 0,
     sock_keepopen_bit: 0,
+    tcp_transport_window: 0,
+    tcp_snd_nxt_slot: 0,
+    tcp_snd_una_slot: 0,
+    tcp_srtt_slot: 0,
+    skb_ack_seq: 0,
 };
 
 #[inline(always)]
@@ -154,11 +159,40 @@ pub fn insert_new(cookie: u64, entry: &SockActivity) {
 }
 
 /// Records `snd_nxt - snd_una` (and the smoothed RTT) from the socket into `entry`.
+///
+/// `acked`: the acknowledgement carried by the segment being received, when called from
+/// `tcp_probe`. That tracepoint fires before the kernel processes the segment, so `snd_una` does
+/// not include it yet; without it the last ACK of a burst would leave stale unacked bytes behind.
 #[inline(always)]
-pub fn read_transport(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
-    let nxt: u32 = read(sk, off.tcp_snd_nxt).unwrap_or(0);
-    let una: u32 = read(sk, off.tcp_snd_una).unwrap_or(0);
-    let srtt_x8: u32 = read(sk, off.tcp_srtt_us).unwrap_or(0);
+pub fn read_transport(
+    sk: *const c_void,
+    off: &KernelOffsets,
+    entry: &mut SockActivity,
+    acked: Option<u32>,
+) {
+    // This runs for every inbound segment: one kernel read where the three fields are close
+    // (they share a cache line on current kernels), three where they are not.
+    let (nxt, una, srtt_x8) = if off.tcp_transport_window != 0 {
+        let window: [u32; 4] = read(sk, off.tcp_transport_window).unwrap_or([0; 4]);
+        (
+            window[(off.tcp_snd_nxt_slot & 3) as usize],
+            window[(off.tcp_snd_una_slot & 3) as usize],
+            window[(off.tcp_srtt_slot & 3) as usize],
+        )
+    } else {
+        (
+            read(sk, off.tcp_snd_nxt).unwrap_or(0),
+            read(sk, off.tcp_snd_una).unwrap_or(0),
+            read::<u32>(sk, off.tcp_srtt_us).unwrap_or(0),
+        )
+    };
+    // Sequence-space comparisons (RFC 1982): the ACK counts only if it lies in (una, nxt].
+    let una = match acked {
+        Some(ack) if (ack.wrapping_sub(una) as i32) > 0 && (nxt.wrapping_sub(ack) as i32) >= 0 => {
+            ack
+        }
+        _ => una,
+    };
     entry.unacked_bytes = nxt.wrapping_sub(una);
     // The kernel keeps srtt_us scaled by 8.
     entry.srtt_us = srtt_x8 >> 3;
