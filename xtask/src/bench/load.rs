@@ -132,12 +132,7 @@ fn request_response(duration: Duration) -> anyhow::Result<f64> {
             })
         })
         .collect();
-    let mut total = 0;
-    for client in clients {
-        total += client
-            .join()
-            .map_err(|_| anyhow::anyhow!("client panicked"))??;
-    }
+    let total = join_total(clients)?;
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -174,12 +169,7 @@ fn churn(duration: Duration) -> anyhow::Result<f64> {
             })
         })
         .collect();
-    let mut total = 0;
-    for client in clients {
-        total += client
-            .join()
-            .map_err(|_| anyhow::anyhow!("client panicked"))??;
-    }
+    let total = join_total(clients)?;
     let rate = total as f64 / started.elapsed().as_secs_f64();
     drop(servers);
     Ok(rate)
@@ -204,4 +194,15 @@ fn bulk(duration: Duration) -> anyhow::Result<f64> {
     let rate = bytes as f64 / started.elapsed().as_secs_f64();
     let _ = stream.shutdown(Shutdown::Both);
     Ok(rate)
+}
+
+/// Waits for every load client and adds up what they completed.
+fn join_total(clients: Vec<thread::JoinHandle<std::io::Result<u64>>>) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for client in clients {
+        total += client
+            .join()
+            .map_err(|_| anyhow::anyhow!("client panicked"))??;
+    }
+    Ok(total)
 }
