@@ -95,8 +95,15 @@ fn idle_connection_ages_match_tcp_info() {
     assert_eq!(c["pid"].as_u64(), Some(client.pid as u64), "{c}");
     assert_eq!(c["remote"], format!("{}:7000", net.server_ip));
     // tcp_probe fires before the kernel applies the segment's ACK: the last ACK must still count.
-    assert_eq!(c["unacked_bytes"].as_u64(), Some(0), "all data acknowledged: {c}");
-    assert!(!k.fields.contains_key("unacked"), "ss agrees nothing is in flight");
+    assert_eq!(
+        c["unacked_bytes"].as_u64(),
+        Some(0),
+        "all data acknowledged: {c}"
+    );
+    assert!(
+        !k.fields.contains_key("unacked"),
+        "ss agrees nothing is in flight"
+    );
     // connect() enters SYN_SENT before the kernel picks the local port: it must be filled in.
     assert_eq!(
         c["local"].as_str(),
