@@ -73,7 +73,8 @@ pub fn report(groups: &[AlertGroup]) -> String {
             [
                 g.reason.as_str().to_owned(),
                 g.process.clone(),
-                format!("port {}", g.local_port),
+                g.local_port
+                    .map_or_else(|| "outbound".to_owned(), |p| format!("port {p}")),
                 plural(g.count, "connection"),
                 format!("oldest {}", human_age(g.oldest_seconds)),
             ]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::ConnectionView;
 use crate::{
-    table::{Connection, Snapshot},
+    table::{Connection, ServicePorts, Snapshot},
     verdict::Reason,
 };
 
@@ -31,7 +31,9 @@ pub struct AlertGroup {
     pub reason: Reason,
     /// Process name (`comm`), or `unknown`.
     pub process: String,
-    pub local_port: u16,
+    /// The service port (a port something listens on); null for outbound connections, whose
+    /// ephemeral local ports would otherwise make one alert per socket.
+    pub local_port: Option<u16>,
     pub count: usize,
     /// Age of the oldest connection in the group, by the clock that matters for the reason (see
     /// [`age`]); null when no connection's age is known.
@@ -50,7 +52,7 @@ pub struct AlertGroup {
 pub struct GroupKey {
     pub reason: Reason,
     pub process: String,
-    pub local_port: u16,
+    pub local_port: Option<u16>,
 }
 
 impl AlertGroup {
@@ -119,12 +121,13 @@ impl<'a> Acc<'a> {
 
 /// The active alerts: suspect connections grouped, largest group first.
 pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
-    let mut groups: HashMap<(Reason, &str, u16), Acc<'_>> = HashMap::new();
+    let services = ServicePorts::of(snapshot);
+    let mut groups: HashMap<(Reason, &str, Option<u16>), Acc<'_>> = HashMap::new();
     for c in &snapshot.connections {
         let process = c.comm.as_deref().unwrap_or(UNKNOWN_PROCESS);
         for &reason in &c.suspect {
             groups
-                .entry((reason, process, c.local.port()))
+                .entry((reason, process, services.service_port(c)))
                 .or_default()
                 .add(c, age(c, reason));
         }

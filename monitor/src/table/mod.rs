@@ -7,7 +7,11 @@ pub mod convert;
 pub mod kernel_defaults;
 pub mod read;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    time::Duration,
+};
 
 use crate::verdict::Reason;
 
@@ -136,6 +140,34 @@ pub struct Snapshot {
     pub detections: BTreeMap<Reason, u64>,
     /// How owners are grouped in bounded-cardinality metrics.
     pub grouping: Grouping,
+}
+
+/// The ports this host serves on: (network namespace, port) of every listening socket.
+#[derive(Debug, Default)]
+pub struct ServicePorts(HashSet<(Option<u32>, u16)>);
+
+impl ServicePorts {
+    pub fn of(snapshot: &Snapshot) -> Self {
+        let listening = snapshot
+            .connections
+            .iter()
+            .filter(|c| c.state == monitor_common::tcp_state::LISTEN);
+        Self(listening.map(|c| (c.netns, c.local.port())).collect())
+    }
+
+    /// The local port of `c` when it is a port something listens on (an accepted connection);
+    /// None for outbound connections, whose local port is ephemeral: labelling or grouping by it
+    /// would make one series or alert per leaked socket.
+    pub fn service_port(&self, c: &Connection) -> Option<u16> {
+        let port = c.local.port();
+        self.0.contains(&(c.netns, port)).then_some(port)
+    }
+}
+
+/// Label value for a connection's port in metrics and Alertmanager: the service port, or
+/// "outbound" for connections this host opened.
+pub fn port_label(port: Option<u16>) -> String {
+    port.map_or_else(|| "outbound".to_owned(), |p| p.to_string())
 }
 
 /// Top-N settings for owner-labelled metrics.

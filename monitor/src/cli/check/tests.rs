@@ -5,7 +5,7 @@ fn group(reason: Reason, process: &str, port: u16, count: usize, oldest: f64) ->
     AlertGroup {
         reason,
         process: process.into(),
-        local_port: port,
+        local_port: Some(port),
         count,
         oldest_seconds: Some(oldest),
         pids: vec![1],

@@ -9,7 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{AlertGroup, GroupKey};
-use crate::{cli::connections::human_age, verdict::Reason};
+use crate::{cli::connections::human_age, table::port_label, verdict::Reason};
 
 /// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -65,11 +65,13 @@ pub fn summary(group: &AlertGroup) -> String {
     } else {
         "connections"
     };
+    let place = group
+        .local_port
+        .map_or_else(|| "outbound".to_owned(), |p| format!("on port {p}"));
     let mut text = format!(
-        "{} {noun} of {} on port {} {}",
+        "{} {noun} of {} {place} {}",
         group.count,
         group.process,
-        group.local_port,
         what(group.reason)
     );
     if group.oldest_seconds.is_some() {
@@ -97,7 +99,7 @@ pub fn build_alerts(
                 ("alertname", alert_name(group.reason)),
                 ("reason", group.reason.as_str().to_owned()),
                 ("process", group.process.clone()),
-                ("local_port", group.local_port.to_string()),
+                ("local_port", port_label(group.local_port)),
                 ("instance", instance.to_owned()),
                 ("severity", severity(group.reason).to_owned()),
             ];

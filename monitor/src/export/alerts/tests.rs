@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED};
+use monitor_common::tcp_state::{self, CLOSE_WAIT, ESTABLISHED};
 
 use super::*;
 
@@ -24,7 +24,13 @@ fn conn(cookie: u64, comm: Option<&str>, pid: u32, port: u16, reasons: &[Reason]
     c
 }
 
-fn snapshot(connections: Vec<Connection>) -> Snapshot {
+/// The connections, plus listeners on the ports the tests use as service ports.
+fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
+    for port in [443, 6379, 6380] {
+        let mut listener = conn(900 + u64::from(port), Some("server"), 1, port, &[]);
+        listener.state = tcp_state::LISTEN;
+        connections.push(listener);
+    }
     Snapshot {
         connections,
         ..Snapshot::default()
@@ -49,11 +55,11 @@ fn groups_by_reason_process_and_port_largest_first() {
     assert_eq!(
         keys,
         [
-            (CloseWaitStuck, "redis-server", 6379, 2),
-            (CloseWaitStuck, "redis-server", 6380, 1),
-            (CloseWaitStuck, "unknown", 6379, 1),
-            (IdleNoKeepalive, "nginx", 443, 1),
-            (IdleNoKeepalive, "unknown", 6379, 1),
+            (CloseWaitStuck, "redis-server", Some(6379), 2),
+            (CloseWaitStuck, "redis-server", Some(6380), 1),
+            (CloseWaitStuck, "unknown", Some(6379), 1),
+            (IdleNoKeepalive, "nginx", Some(443), 1),
+            (IdleNoKeepalive, "unknown", Some(6379), 1),
         ]
     );
     let redis = &groups[0];
@@ -162,4 +168,22 @@ fn json_round_trips_with_reason_names() {
         "oldest_seconds":null,"pids":[],"samples":[]}"#;
     let err = serde_json::from_str::<AlertGroup>(bad).unwrap_err();
     assert!(err.to_string().contains("gremlins"), "{err}");
+}
+
+#[test]
+fn outbound_leaks_are_one_group_whatever_their_ephemeral_ports() {
+    let leaks = (0..50)
+        .map(|i| {
+            conn(
+                i + 1,
+                Some("http-client"),
+                7,
+                41000 + i as u16,
+                &[Reason::CloseWaitStuck],
+            )
+        })
+        .collect();
+    let groups = group(&snapshot(leaks));
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].local_port, groups[0].count), (None, 50));
 }

@@ -11,7 +11,7 @@ use super::{
     specs::{CLOSE_WAIT_BY_OWNER, CLOSE_WAIT_OLDEST, DETECTIONS, KEEPALIVE_DISABLED, SUSPECTS},
 };
 use crate::{
-    table::{Connection, Snapshot},
+    table::{Connection, ServicePorts, Snapshot, port_label},
     verdict::Reason,
 };
 
@@ -99,7 +99,8 @@ pub struct CloseWaitTop {
 /// CLOSE_WAIT grouped by owner and port, cut to the `top_n` owners with the most sockets.
 pub fn close_wait_top(snapshot: &Snapshot) -> CloseWaitTop {
     let by_cgroup = snapshot.grouping.by_cgroup;
-    let mut per_owner: HashMap<String, (u64, f64, BTreeMap<u16, u64>)> = HashMap::new();
+    let services = ServicePorts::of(snapshot);
+    let mut per_owner: HashMap<String, (u64, f64, BTreeMap<String, u64>)> = HashMap::new();
     for c in snapshot
         .connections
         .iter()
@@ -112,7 +113,10 @@ pub fn close_wait_top(snapshot: &Snapshot) -> CloseWaitTop {
         let entry = per_owner.entry(owner_label(c, by_cgroup)).or_default();
         entry.0 += 1;
         entry.1 = entry.1.max(age);
-        *entry.2.entry(c.local.port()).or_default() += 1;
+        *entry
+            .2
+            .entry(port_label(services.service_port(c)))
+            .or_default() += 1;
     }
     let mut owners: Vec<_> = per_owner.into_iter().collect();
     owners.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
@@ -120,7 +124,7 @@ pub fn close_wait_top(snapshot: &Snapshot) -> CloseWaitTop {
     for (rank, (owner, (count, oldest, ports))) in owners.into_iter().enumerate() {
         if rank < snapshot.grouping.top_n {
             for (port, n) in ports {
-                top.by_port.insert((owner.clone(), port.to_string()), n);
+                top.by_port.insert((owner.clone(), port), n);
             }
             top.oldest.insert(owner, oldest);
         } else {
@@ -154,13 +158,18 @@ mod tests {
 
     #[test]
     fn close_wait_top_n_folds_the_rest_into_other() {
-        let connections = vec![
+        let mut connections = vec![
             cw("redis", 6379, 10),
             cw("redis", 6379, 50),
             cw("redis", 6380, 5),
             cw("nginx", 80, 7),
             cw("java", 8080, 99),
         ];
+        for port in [6379, 6380, 80, 8080] {
+            let mut listener = cw("server", port, 0);
+            listener.state = tcp_state::LISTEN;
+            connections.push(listener);
+        }
         let snapshot = Snapshot {
             connections,
             grouping: Grouping {
@@ -204,5 +213,18 @@ mod tests {
         );
         let total: f64 = ka.iter().map(|m| m.get_gauge().get_value()).sum();
         assert_eq!(total, 1.0);
+    }
+
+    #[test]
+    fn outbound_connections_share_one_port_label() {
+        // A client leaking CLOSE_WAIT sockets on ephemeral ports: one series, not one per socket.
+        let connections = (40000..40100).map(|port| cw("client", port, 1)).collect();
+        let snapshot = Snapshot {
+            connections,
+            ..Snapshot::default()
+        };
+        let top = close_wait_top(&snapshot);
+        assert_eq!(top.by_port.len(), 1);
+        assert_eq!(top.by_port[&("client".into(), "outbound".into())], 100);
     }
 }

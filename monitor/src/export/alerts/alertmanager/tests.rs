@@ -10,7 +10,7 @@ fn group(reason: Reason, process: &str, port: u16, count: usize) -> AlertGroup {
     AlertGroup {
         reason,
         process: process.into(),
-        local_port: port,
+        local_port: Some(port),
         count,
         oldest_seconds: Some(300.0),
         pids: vec![42],

@@ -51,7 +51,7 @@ fn group(process: &str) -> AlertGroup {
     AlertGroup {
         reason: Reason::CloseWaitStuck,
         process: process.into(),
-        local_port: 6379,
+        local_port: Some(6379),
         count: 2,
         oldest_seconds: Some(61.0),
         pids: vec![1],
