@@ -24,18 +24,18 @@ enum Direction {
 // TP_PROTO(struct sock *sk, int ret, int flags)
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
-    on_io(ctx.arg(0), ctx.arg(1), Direction::Send);
+    on_io(&ctx, ctx.arg(0), ctx.arg(1), Direction::Send);
     0
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
-    on_io(ctx.arg(0), ctx.arg(1), Direction::Recv);
+    on_io(&ctx, ctx.arg(0), ctx.arg(1), Direction::Recv);
     0
 }
 
 #[inline(always)]
-fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
+fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) {
     let cookie = table::cookie(sk);
     let entry = match SOCKETS.get_ptr_mut(cookie) {
         Some(entry) => unsafe { &mut *entry },
@@ -48,7 +48,7 @@ fn on_io(sk: *mut c_void, ret: i32, dir: Direction) {
             }
             let state: u8 = table::read(sk, off.skc_state).unwrap_or(0);
             let fresh = table::identity(sk, &off, state);
-            table::insert_new(cookie, &fresh);
+            table::insert_new(ctx, cookie, &fresh);
             match SOCKETS.get_ptr_mut(cookie) {
                 Some(entry) => unsafe { &mut *entry },
                 None => return,

@@ -18,12 +18,12 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
-    on_state_change(sk, old as u32, new as u32);
+    on_state_change(&ctx, sk, old as u32, new as u32);
     0
 }
 
 #[inline(always)]
-fn on_state_change(sk: *mut c_void, old: u32, new: u32) {
+fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u32) {
     let off = table::offsets();
     if !table::is_tcp(sk, &off) {
         return;
@@ -66,5 +66,5 @@ fn on_state_change(sk: *mut c_void, old: u32, new: u32) {
         entry.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    table::insert_new(cookie, &entry);
+    table::insert_new(ctx, cookie, &entry);
 }

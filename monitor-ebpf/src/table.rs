@@ -6,10 +6,12 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_socket_cookie, bpf_probe_read_kernel},
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
+use aya_log_ebpf::warn;
 use monitor_common::{
     AF_INET, AF_INET6, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN,
     FLAG_ORPHAN, IPPROTO_TCP, KernelOffsets, SockActivity, TCP_STATE_SLOTS, counters,
@@ -69,11 +71,16 @@ pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+/// Adds one to a per-CPU slot and returns this CPU's new count (0 if the slot is missing).
 #[inline(always)]
-fn bump(array: &PerCpuArray<u64>, index: u32) {
-    if let Some(slot) = array.get_ptr_mut(index) {
+fn bump(array: &PerCpuArray<u64>, index: u32) -> u64 {
+    match array.get_ptr_mut(index) {
         // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
-        unsafe { *slot += 1 };
+        Some(slot) => unsafe {
+            *slot += 1;
+            *slot
+        },
+        None => 0,
     }
 }
 
@@ -145,15 +152,25 @@ pub fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> SockActivi
     entry
 }
 
-/// Inserts `entry` unless the key exists; counts a failure when the table is full.
+/// Inserts `entry` unless the key exists; counts a failure when the table is full, and says so in
+/// the agent's log (through aya-log) at the 1st, 2nd, 4th, 8th... failure on each CPU, so a full
+/// table under heavy churn is visible without flooding the log.
 #[inline(always)]
-pub fn insert_new(cookie: u64, entry: &SockActivity) {
+pub fn insert_new<C: EbpfContext>(ctx: &C, cookie: u64, entry: &SockActivity) {
     // BPF_NOEXIST: never overwrite what another CPU (or the agent's seeding) just wrote.
     const BPF_NOEXIST: u64 = 1;
     if let Err(err) = SOCKETS.insert(cookie, entry, BPF_NOEXIST) {
         const EEXIST: i32 = 17;
         if err != -EEXIST {
-            count(counters::TABLE_INSERT_FAILURES);
+            let failures = bump(&COUNTERS, counters::TABLE_INSERT_FAILURES);
+            if failures.is_power_of_two() {
+                warn!(
+                    ctx,
+                    "socket table full: {} failed inserts on this CPU (error {}); raise --table-capacity",
+                    failures,
+                    err
+                );
+            }
         }
     }
 }

@@ -371,7 +371,12 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
     }
     let net = NetPair::new("full", 207);
     let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start_with(19908, &["--table-capacity", "1024"]);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let agent = Agent::start_logged(
+        19908,
+        &["--table-capacity", "1024"],
+        log.reopen().expect("log file"),
+    );
     assert_eq!(agent.metric("tcp_liveness_table_capacity"), Some(1024.0));
     // 700 connections are 1400 sockets (both ends), more than the table holds.
     let _many = Peer::start(
@@ -396,6 +401,23 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
         "{failures} failures for 1400 sockets in 1024 slots"
     );
     assert_eq!(agent.get("/healthz"), "ok", "the agent keeps serving");
+    // The kernel programs say so through aya-log, a few lines rather than one per failure.
+    let text = wait_for(
+        "the kernel's 'table full' log line",
+        Duration::from_secs(5),
+        || {
+            let text = std::fs::read_to_string(log.path()).ok()?;
+            text.contains("socket table full").then_some(text)
+        },
+    );
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("socket table full"))
+        .count();
+    assert!(
+        lines < 64,
+        "{lines} log lines for {failures} failures: rate-limited"
+    );
 }
 
 #[test]

@@ -8,7 +8,10 @@ mod seeding;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
 
 use crate::{
     config::RunConfig,
@@ -35,6 +38,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         capacity = config.table_capacity,
         "probes loaded"
     );
+    let mut probes = probes;
+    if let Some(kernel_log) = probes.kernel_log.take() {
+        tokio::spawn(forward_kernel_log(kernel_log));
+    }
     let probes = Arc::new(Mutex::new(probes));
 
     let seeded = {
@@ -97,4 +104,25 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Forwards what the kernel programs log (aya-log ring buffer) whenever it has records.
+async fn forward_kernel_log(kernel_log: crate::probes::KernelLog) {
+    // SAFETY: the descriptor is the ring buffer map's, owned by `kernel_log`, which the AsyncFd
+    // owns from here on: it stays open and the same for the AsyncFd's whole life.
+    let registered = unsafe { AsyncFd::register_with_interest(kernel_log, Interest::READABLE) };
+    let mut kernel_log = match registered {
+        Ok(fd) => fd,
+        Err(error) => {
+            tracing::warn!(%error, "cannot poll the kernel programs' log");
+            return;
+        }
+    };
+    loop {
+        let Ok(mut ready) = kernel_log.readable_mut().await else {
+            return;
+        };
+        ready.get_inner_mut().flush();
+        ready.clear_ready();
+    }
 }

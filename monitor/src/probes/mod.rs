@@ -60,7 +60,14 @@ pub struct Probes {
     pub maps: KernelMaps,
     pub hooks: Vec<HookStatus>,
     pub capacity: u32,
+    /// Messages the kernel programs log (aya-log), for the agent to forward; None when the
+    /// object has no log buffer.
+    pub kernel_log: Option<KernelLog>,
 }
+
+/// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
+/// the agent's tracing subscriber receives.
+pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Probes {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can.
@@ -84,12 +91,16 @@ impl Probes {
                 }
             })
             .collect();
+        let kernel_log = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|error| tracing::warn!(%error, "kernel programs' log unavailable"))
+            .ok();
         let maps = KernelMaps::take(&mut ebpf)?;
         Ok(Self {
             _ebpf: ebpf,
             maps,
             hooks,
             capacity,
+            kernel_log,
         })
     }
 }

@@ -22,6 +22,15 @@ impl Agent {
 
     /// Same, with extra `run` arguments (thresholds, Alertmanager URL, ...).
     pub fn start_with(port: u16, extra_args: &[&str]) -> Self {
+        Self::spawn(port, extra_args, Stdio::inherit())
+    }
+
+    /// Same, with the agent's log (stderr) written to `log` for the test to read.
+    pub fn start_logged(port: u16, extra_args: &[&str], log: std::fs::File) -> Self {
+        Self::spawn(port, extra_args, Stdio::from(log))
+    }
+
+    fn spawn(port: u16, extra_args: &[&str], stderr: Stdio) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
             .args([
                 "run",
@@ -36,6 +45,7 @@ impl Agent {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn agent");
         let agent = Self {
