@@ -11,7 +11,10 @@ use std::{
 };
 
 use crate::{
-    export::alerts::{self, client::AlertmanagerClient},
+    export::{
+        alerts::{self, client::AlertmanagerClient},
+        json::seconds,
+    },
     table::{Connection, Snapshot},
     verdict::Reason,
 };
@@ -175,7 +178,7 @@ fn log_event(e: &Event) {
             local = %c.local,
             remote = %c.remote,
             netns = c.netns,
-            age_seconds = e.age.map(|d| d.as_millis() as f64 / 1000.0),
+            age_seconds = seconds(e.age),
             remedy = e.reason.remedy(),
             "suspect connection: {reason}"
         ),

@@ -12,7 +12,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::json::ConnectionView;
+use super::json::{ConnectionView, seconds};
 use crate::{
     table::{Connection, ServicePorts, Snapshot},
     verdict::Reason,
@@ -78,11 +78,6 @@ pub fn age(c: &Connection, reason: Reason) -> Option<Duration> {
     specific.or(c.idle)
 }
 
-/// Seconds with millisecond resolution, like `/connections`.
-fn seconds(d: Duration) -> f64 {
-    d.as_millis() as f64 / 1000.0
-}
-
 #[derive(Default)]
 struct Acc<'a> {
     count: usize,
@@ -141,7 +136,7 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
                 process: process.to_owned(),
                 local_port,
                 count: acc.count,
-                oldest_seconds: acc.oldest.map(seconds),
+                oldest_seconds: seconds(acc.oldest),
                 pids: acc.pids.into_iter().collect(),
                 samples: acc
                     .samples

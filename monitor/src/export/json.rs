@@ -73,7 +73,7 @@ pub fn container_id(cgroup: &str) -> Option<String> {
 }
 
 /// Seconds with millisecond resolution: finer digits are noise next to the scan interval.
-fn seconds(d: Option<Duration>) -> Option<f64> {
+pub(crate) fn seconds(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_millis() as f64 / 1000.0)
 }
 
