@@ -153,21 +153,11 @@ pub struct KernelOffsets {
     /// Bit numbers in `sk_flags` (`enum sock_flags`).
     pub sock_dead_bit: u32,
     pub sock_keepopen_bit: u32,
-    /// Offset of a 16-byte window of `tcp_sock` holding snd_nxt, snd_una and srtt_us, so the
-    /// per-packet hook reads them in one call; 0 when they are not that close on this kernel.
-    pub tcp_transport_window: u32,
-    /// Index (in u32 words) of each field inside that window.
-    pub tcp_snd_nxt_slot: u32,
-    pub tcp_snd_una_slot: u32,
-    pub tcp_srtt_slot: u32,
     /// `sk_buff` → `cb` + `tcp_skb_cb.ack_seq`: the acknowledgement the segment carries.
     pub skb_ack_seq: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 27 * 4);
-
-/// Bytes the per-packet hook reads in one call (`KernelOffsets::tcp_transport_window`).
-pub const TRANSPORT_WINDOW_BYTES: u32 = 16;
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 23 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

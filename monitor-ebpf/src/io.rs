@@ -43,11 +43,11 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
             // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
             // seeding has not reached it). Everything else (UDP, UNIX, ...) stops here.
             let off = table::offsets();
-            if !table::is_tcp(sk, &off) {
+            if !table::is_tcp(sk, off) {
                 return;
             }
-            let state: u8 = table::read(sk, off.skc_state).unwrap_or(0);
-            let fresh = table::identity(sk, &off, state);
+            let state: u8 = table::read(sk, off.skc_state);
+            let fresh = table::identity(sk, off, state);
             table::insert_new(ctx, cookie, &fresh);
             match SOCKETS.get_ptr_mut(cookie) {
                 Some(entry) => unsafe { &mut *entry },
@@ -69,7 +69,7 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
         entry.last_recv_ns
     };
     if now.wrapping_sub(last_io) > OPTIONS_REFRESH_NS {
-        table::read_options(sk, &table::offsets(), entry);
+        table::read_options(sk, table::offsets(), entry);
     }
     match dir {
         Direction::Send => {

@@ -17,10 +17,12 @@ pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
         let entry = unsafe { &mut *entry };
         entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
-        let off = table::offsets();
-        let skb: *const c_void = ctx.arg(1);
-        let acked = table::read::<u32>(skb, off.skb_ack_seq);
-        table::read_transport(sk, &off, entry, acked);
+        if let Some(tp) = table::tcp_sock(sk) {
+            let off = table::offsets();
+            let skb: *const c_void = ctx.arg(1);
+            let acked: u32 = table::read(skb, off.skb_ack_seq);
+            table::read_transport(tp, off, entry, Some(acked));
+        }
     }
     0
 }
@@ -36,7 +38,9 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
         // Retransmits of one socket run under its lock, so the increment does not race.
         entry.retransmits += 1;
         // The peer is silent, so tcp_probe no longer refreshes the in-flight bytes: do it here.
-        table::read_transport(sk, &table::offsets(), entry, None);
+        if let Some(tp) = table::tcp_sock(sk) {
+            table::read_transport(tp, table::offsets(), entry, None);
+        }
     }
     0
 }
@@ -61,8 +65,8 @@ pub fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
 pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let off = table::offsets();
-    if table::is_tcp(sk, &off) {
-        let err: i32 = table::read(sk, off.sk_err).unwrap_or(0);
+    if table::is_tcp(sk, off) {
+        let err: i32 = table::read(sk, off.sk_err);
         table::count_error(err.unsigned_abs());
     }
     0

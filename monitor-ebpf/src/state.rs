@@ -25,7 +25,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u32) {
     let off = table::offsets();
-    if !table::is_tcp(sk, &off) {
+    if !table::is_tcp(sk, off) {
         return;
     }
     table::count_transition(old, new);
@@ -42,7 +42,7 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
         if entry.sport == 0 {
             // connect() enters SYN_SENT before the kernel picks the local port (and a bound
             // address may change): complete the identity at the next transition.
-            let id = table::identity(sk, &off, new as u8);
+            let id = table::identity(sk, off, new as u8);
             entry.sport = id.sport;
             entry.saddr = id.saddr;
         }
@@ -52,12 +52,12 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
             entry.state_since_ns = now;
             entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
         }
-        table::read_options(sk, &off, entry);
+        table::read_options(sk, off, entry);
         return;
     }
-    let mut entry = table::identity(sk, &off, new as u8);
+    let mut entry = table::identity(sk, off, new as u8);
     entry.state_since_ns = now;
-    table::read_options(sk, &off, &mut entry);
+    table::read_options(sk, off, &mut entry);
     if old == tcp_state::CLOSE as u32
         && (new == tcp_state::SYN_SENT as u32 || new == tcp_state::LISTEN as u32)
     {

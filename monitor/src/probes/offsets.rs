@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use monitor_common::{KernelOffsets, TRANSPORT_WINDOW_BYTES};
+use monitor_common::KernelOffsets;
 
 use super::ProbeError;
 
@@ -17,7 +17,7 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
     let btf =
         Btf::from_file(path).map_err(|e| ProbeError::Btf(format!("{}: {e}", path.display())))?;
     let sock = |path: &[&str]| field_offset(&btf, "sock", path);
-    Ok(with_transport_window(KernelOffsets {
+    Ok(KernelOffsets {
         skc_daddr: sock(&["__sk_common", "skc_daddr"])?,
         skc_rcv_saddr: sock(&["__sk_common", "skc_rcv_saddr"])?,
         skc_dport: sock(&["__sk_common", "skc_dport"])?,
@@ -42,25 +42,7 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         sock_keepopen_bit: enum_value(&btf, "sock_flags", "SOCK_KEEPOPEN")?,
         skb_ack_seq: field_offset(&btf, "sk_buff", &["cb"])?
             + field_offset(&btf, "tcp_skb_cb", &["ack_seq"])?,
-        ..KernelOffsets::default()
-    }))
-}
-
-/// Fills the one-read window for snd_nxt, snd_una and srtt_us when the three u32 fields fit in
-/// TRANSPORT_WINDOW_BYTES (aligned to 4); otherwise leaves it 0 and the hook reads each field.
-fn with_transport_window(mut off: KernelOffsets) -> KernelOffsets {
-    let fields = [off.tcp_snd_nxt, off.tcp_snd_una, off.tcp_srtt_us];
-    let base = fields.iter().copied().min().unwrap_or(0);
-    let fits = fields
-        .iter()
-        .all(|&f| (f - base).is_multiple_of(4) && f - base + 4 <= TRANSPORT_WINDOW_BYTES);
-    if fits && base != 0 {
-        off.tcp_transport_window = base;
-        off.tcp_snd_nxt_slot = (off.tcp_snd_nxt - base) / 4;
-        off.tcp_snd_una_slot = (off.tcp_snd_una - base) / 4;
-        off.tcp_srtt_slot = (off.tcp_srtt_us - base) / 4;
-    }
-    off
+    })
 }
 
 /// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
@@ -172,41 +154,9 @@ mod tests {
         assert!(off.skc_v6_daddr > off.skc_net);
         assert!(off.sk_protocol > off.skc_v6_rcv_saddr);
         assert_ne!(off.tcp_snd_nxt, off.tcp_snd_una);
-        if off.tcp_transport_window != 0 {
-            let at = |slot: u32| off.tcp_transport_window + 4 * slot;
-            assert_eq!(at(off.tcp_snd_nxt_slot), off.tcp_snd_nxt);
-            assert_eq!(at(off.tcp_snd_una_slot), off.tcp_snd_una);
-            assert_eq!(at(off.tcp_srtt_slot), off.tcp_srtt_us);
-        }
         assert!(off.net_ns_inum > 0);
         // Stable for decades in include/net/sock.h.
         assert_eq!((off.sock_dead_bit, off.sock_keepopen_bit), (0, 3));
         assert!(off.icsk_user_timeout > 0 && off.tcp_keepalive_time > off.icsk_user_timeout);
-    }
-
-    #[test]
-    fn transport_window_only_when_the_fields_are_close() {
-        let near = with_transport_window(KernelOffsets {
-            tcp_snd_nxt: 1668,
-            tcp_snd_una: 1672,
-            tcp_srtt_us: 1680,
-            ..KernelOffsets::default()
-        });
-        assert_eq!(near.tcp_transport_window, 1668);
-        assert_eq!(
-            (
-                near.tcp_snd_nxt_slot,
-                near.tcp_snd_una_slot,
-                near.tcp_srtt_slot
-            ),
-            (0, 1, 3)
-        );
-        let far = with_transport_window(KernelOffsets {
-            tcp_snd_nxt: 1668,
-            tcp_snd_una: 1672,
-            tcp_srtt_us: 1800,
-            ..KernelOffsets::default()
-        });
-        assert_eq!(far.tcp_transport_window, 0);
     }
 }
