@@ -65,6 +65,14 @@ impl KernelMaps {
         }
     }
 
+    /// Calls `f` for every live entry of the socket table, in no particular order, without
+    /// collecting them first.
+    pub fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
+        for (cookie, entry) in self.sockets() {
+            f(cookie, &entry);
+        }
+    }
+
     /// Adds a socket that predates the agent, unless the kernel side already tracks it (its own
     /// data is fresher). Returns whether the entry was written.
     pub fn seed(&mut self, cookie: u64, entry: &SockActivity) -> Result<bool, MapError> {
