@@ -7,8 +7,17 @@
 pub mod counters;
 pub mod tcp_state;
 
-/// Name of the per-socket hash map (`cookie -> SockActivity`).
-pub const SOCKETS_MAP: &str = "SOCKETS";
+/// The socket table is an array of [`SockActivity`] slots that the agent maps into its memory
+/// (`BPF_F_MMAPABLE`), so a scan reads memory instead of walking a hash map through syscalls.
+pub const SLOTS_MAP: &str = "SOCKET_SLOTS";
+/// socket cookie → slot index in [`SLOTS_MAP`] (what the hooks look up).
+pub const INDEX_MAP: &str = "SOCKET_INDEX";
+/// Slots freed by closed sockets, reused first (a stack keeps the used slots dense).
+pub const FREE_SLOTS_MAP: &str = "FREE_SLOTS";
+/// One u32, mappable: how many slots have ever been handed out (the scan reads slots below it).
+pub const SLOTS_USED_MAP: &str = "SLOTS_USED";
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h).
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Name of the per-CPU counter array (indexes in [`counters`]).
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the per-CPU state-transition array, indexed by `old * TCP_STATE_SLOTS + new`.
@@ -50,6 +59,8 @@ pub const FLAG_STATE_SINCE_LOWER_BOUND: u8 = 1 << 5;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockActivity {
+    /// Socket cookie of the socket in this slot; 0 for a free slot (or one being filled).
+    pub cookie: u64,
     /// Local address; IPv4 uses the first four bytes.
     pub saddr: [u8; 16],
     /// Remote address; IPv4 uses the first four bytes.
@@ -89,12 +100,13 @@ pub struct SockActivity {
     pub _pad: [u8; 7],
 }
 
-const _: () = assert!(core::mem::size_of::<SockActivity>() == 144);
+const _: () = assert!(core::mem::size_of::<SockActivity>() == 152);
 const _: () = assert!(core::mem::align_of::<SockActivity>() == 8);
 
 impl SockActivity {
     pub const fn zeroed() -> Self {
         Self {
+            cookie: 0,
             saddr: [0; 16],
             daddr: [0; 16],
             comm: [0; 16],

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use monitor_common::SockActivity;
 
-use crate::table::{self, SOCKETS};
+use crate::table;
 
 const OPTIONS_REFRESH_NS: u64 = 1_000_000_000;
 
@@ -37,8 +37,8 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) {
     let cookie = table::cookie(sk);
-    let entry = match SOCKETS.get_ptr_mut(cookie) {
-        Some(entry) => unsafe { &mut *entry },
+    let entry = match table::entry(cookie) {
+        Some(entry) => entry,
         None => {
             // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
             // seeding has not reached it). Everything else (UDP, UNIX, ...) stops here.
@@ -48,9 +48,8 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
             }
             let state: u8 = table::read(sk, off.skc_state);
             let fresh = table::identity(sk, off, state);
-            table::insert_new(ctx, cookie, &fresh);
-            match SOCKETS.get_ptr_mut(cookie) {
-                Some(entry) => unsafe { &mut *entry },
+            match table::insert_new(ctx, cookie, &fresh) {
+                Some(entry) => entry,
                 None => return,
             }
         }

@@ -8,6 +8,10 @@
 //! - `table`: the maps and the helpers that read socket fields.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
+// offered; an atomic add whose result is unused is the BPF_XADD instruction every kernel has.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod floor;
 mod io;

@@ -7,15 +7,14 @@ use core::ffi::c_void;
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use monitor_common::counters;
 
-use crate::table::{self, SOCKETS};
+use crate::table;
 
 // TP_PROTO(struct sock *sk, struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let cookie = table::cookie(sk);
-    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
-        let entry = unsafe { &mut *entry };
+    if let Some(entry) = table::entry(cookie) {
         entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
         if let Some(tp) = table::tcp_sock(sk) {
             let off = table::offsets();
@@ -33,8 +32,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     table::count(counters::RETRANSMITS);
     let cookie = table::cookie(sk);
-    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
-        let entry = unsafe { &mut *entry };
+    if let Some(entry) = table::entry(cookie) {
         // Retransmits of one socket run under its lock, so the increment does not race.
         entry.retransmits += 1;
         // The peer is silent, so tcp_probe no longer refreshes the in-flight bytes: do it here.
@@ -77,6 +75,6 @@ pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
-    let _ = SOCKETS.remove(table::cookie(sk));
+    table::remove(table::cookie(sk));
     0
 }

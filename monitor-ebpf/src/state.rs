@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::tcp_state;
 
-use crate::table::{self, SOCKETS};
+use crate::table;
 
 // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -33,12 +33,11 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
     if new == tcp_state::CLOSE as u32 {
         // CLOSE is the end (TIME_WAIT is handled by a separate mini-socket that the kernel does
         // not report here): delete now so nothing leaks.
-        let _ = SOCKETS.remove(cookie);
+        table::remove(cookie);
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = SOCKETS.get_ptr_mut(cookie) {
-        let entry = unsafe { &mut *entry };
+    if let Some(entry) = table::entry(cookie) {
         if entry.sport == 0 {
             // connect() enters SYN_SENT before the kernel picks the local port (and a bound
             // address may change): complete the identity at the next transition.
@@ -66,5 +65,5 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
         entry.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    table::insert_new(ctx, cookie, &entry);
+    let _ = table::insert_new(ctx, cookie, &entry);
 }

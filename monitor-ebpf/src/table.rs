@@ -3,25 +3,38 @@
 //! Field offsets come from the agent (computed from the kernel's BTF) through the read-only
 //! `OFFSETS` global, so nothing here hard-codes a kernel structure layout.
 
-use core::ffi::c_void;
+use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock},
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, Stack},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    AF_INET, AF_INET6, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN,
-    FLAG_ORPHAN, IPPROTO_TCP, KernelOffsets, SockActivity, TCP_STATE_SLOTS, counters,
+    AF_INET, AF_INET6, BPF_F_MMAPABLE, DEFAULT_TABLE_CAPACITY, ERRNO_SLOTS, FLAG_KEEPALIVE_ON,
+    FLAG_OPTIONS_KNOWN, FLAG_ORPHAN, IPPROTO_TCP, KernelOffsets, SockActivity, TCP_STATE_SLOTS,
+    counters,
 };
 
-/// cookie → activity. A plain hash with explicit deletes: an LRU map would evict exactly the idle
-/// sockets this tool exists to find. The agent sets the capacity at load time.
-#[map(name = "SOCKETS")]
-pub static SOCKETS: HashMap<u64, SockActivity> =
-    HashMap::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
+// The socket table: slots the agent reads through a memory mapping, and an index the hooks use
+// to find a socket's slot. Plain maps with explicit deletes: an LRU would evict exactly the idle
+// sockets this tool exists to find. The agent sets the capacity of all three at load time.
+#[map(name = "SOCKET_SLOTS")]
+static SOCKET_SLOTS: Array<SockActivity> =
+    Array::with_max_entries(DEFAULT_TABLE_CAPACITY, BPF_F_MMAPABLE);
+
+#[map(name = "SOCKET_INDEX")]
+static SOCKET_INDEX: HashMap<u64, u32> = HashMap::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
+
+#[map(name = "FREE_SLOTS")]
+static FREE_SLOTS: Stack<u32> = Stack::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
+
+/// Slots ever handed out (index 0): the scan reads the slots below it. Shared with the agent's
+/// seeding through its mapping.
+#[map(name = "SLOTS_USED")]
+static SLOTS_USED: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
@@ -183,26 +196,102 @@ fn address6(sk: *const c_void, offset: u32) -> [u8; 16] {
     bytes
 }
 
-/// Inserts `entry` unless the key exists; counts a failure when the table is full, and says so in
-/// the agent's log (through aya-log) at the 1st, 2nd, 4th, 8th... failure on each CPU, so a full
-/// table under heavy churn is visible without flooding the log.
+/// The entry of the socket with this cookie, if it is tracked.
 #[inline(always)]
-pub fn insert_new<C: EbpfContext>(ctx: &C, cookie: u64, entry: &SockActivity) {
+pub fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
+    let slot = unsafe { *SOCKET_INDEX.get(&cookie)? };
+    // Array lookups are inlined by the verifier: the index lookup is the only hash on the path.
+    SOCKET_SLOTS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
+}
+
+/// Tracks a new socket: takes a free slot, fills it, indexes it, then publishes the cookie (the
+/// agent skips slots whose cookie is 0, so it never reads a half-written entry as live).
+/// Returns the entry, or the existing one when another CPU (or the seeding) got there first.
+///
+/// A full table is counted, and said in the agent's log (through aya-log) at the 1st, 2nd, 4th,
+/// 8th... failure on each CPU, so heavy churn into a full table is visible without flooding it.
+#[inline(always)]
+pub fn insert_new<C: EbpfContext>(
+    ctx: &C,
+    cookie: u64,
+    fresh: &SockActivity,
+) -> Option<&'static mut SockActivity> {
+    const ENOSPC: i64 = 28;
+    let Some((slot, entry)) = allocate_slot() else {
+        table_full(ctx, -ENOSPC);
+        return None;
+    };
+    *entry = *fresh;
+    entry.cookie = 0;
     // BPF_NOEXIST: never overwrite what another CPU (or the agent's seeding) just wrote.
     const BPF_NOEXIST: u64 = 1;
-    if let Err(err) = SOCKETS.insert(cookie, entry, BPF_NOEXIST) {
-        const EEXIST: i32 = 17;
-        if err != -EEXIST {
-            let failures = bump(&COUNTERS, counters::TABLE_INSERT_FAILURES);
-            if failures.is_power_of_two() {
-                warn!(
-                    ctx,
-                    "socket table full: {} failed inserts on this CPU (error {}); raise --table-capacity",
-                    failures,
-                    err
-                );
+    match SOCKET_INDEX.insert(cookie, slot, BPF_NOEXIST) {
+        Ok(()) => {
+            unsafe { core::ptr::write_volatile(&mut entry.cookie, cookie) };
+            Some(entry)
+        }
+        Err(err) => {
+            release_slot(slot, entry);
+            const EEXIST: i64 = 17;
+            if err as i64 == -EEXIST {
+                self::entry(cookie)
+            } else {
+                table_full(ctx, err as i64);
+                None
             }
         }
+    }
+}
+
+/// Stops tracking a socket. Only the caller whose index delete succeeds frees the slot, so a
+/// socket closed on two paths at once (CLOSE transition, destroy) cannot free it twice.
+#[inline(always)]
+pub fn remove(cookie: u64) {
+    let Some(&slot) = (unsafe { SOCKET_INDEX.get(&cookie) }) else {
+        return;
+    };
+    if SOCKET_INDEX.remove(cookie).is_ok()
+        && let Some(entry) = SOCKET_SLOTS.get_ptr_mut(slot)
+    {
+        release_slot(slot, unsafe { &mut *entry });
+    }
+}
+
+/// A free slot. The agent fills FREE_SLOTS with every slot at start-up, highest first, and freed
+/// slots go back on top: recycled slots are reused first and never-used ones come out in
+/// ascending order, so the slots in use stay dense at the bottom of the array.
+#[inline(always)]
+fn allocate_slot() -> Option<(u32, &'static mut SockActivity)> {
+    let slot = FREE_SLOTS.pop().ok().flatten()?;
+    let entry = unsafe { &mut *SOCKET_SLOTS.get_ptr_mut(slot)? };
+    if entry.state == 0 {
+        // Never used (every entry has a state): one more slot for the agent's scan to read. An
+        // atomic add without a result, which every BPF instruction set has (BPF_XADD).
+        if let Some(used) = SLOTS_USED.get_ptr_mut(0) {
+            unsafe {
+                core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(used, 1)
+            };
+        }
+    }
+    Some((slot, entry))
+}
+
+#[inline(always)]
+fn release_slot(slot: u32, entry: &mut SockActivity) {
+    unsafe { core::ptr::write_volatile(&mut entry.cookie, 0) };
+    let _ = FREE_SLOTS.push(slot, 0);
+}
+
+#[inline(always)]
+fn table_full<C: EbpfContext>(ctx: &C, err: i64) {
+    let failures = bump(&COUNTERS, counters::TABLE_INSERT_FAILURES);
+    if failures.is_power_of_two() {
+        warn!(
+            ctx,
+            "socket table full: {} failed inserts on this CPU (error {}); raise --table-capacity",
+            failures,
+            err
+        );
     }
 }
 

@@ -1,30 +1,32 @@
 //! Typed handles on the kernel maps: read the socket table and the counters, write seed entries.
 
 use std::{
-    os::fd::{AsFd as _, AsRawFd as _, RawFd},
-    sync::atomic::{AtomicUsize, Ordering},
+    ptr::NonNull,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use aya::{
     Ebpf,
-    maps::{HashMap, IterableMap as _, MapData, MapError, PerCpuArray},
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray, Stack},
 };
 use monitor_common::{
-    COUNTERS_MAP, ERRNO_SLOTS, ERRORS_MAP, SOCKETS_MAP, SockActivity, TCP_STATE_SLOTS,
-    TRANSITIONS_MAP, counters,
+    COUNTERS_MAP, ERRNO_SLOTS, ERRORS_MAP, FREE_SLOTS_MAP, INDEX_MAP, SLOTS_MAP, SLOTS_USED_MAP,
+    SockActivity, TCP_STATE_SLOTS, TRANSITIONS_MAP, counters,
 };
 
 use super::ProbeError;
-use crate::table::KernelCounters;
+use crate::table::{KernelCounters, read::SocketSource};
 
 pub struct KernelMaps {
-    sockets: HashMap<MapData, u64, SockActivity>,
+    table: Arc<SocketTable>,
+    index: HashMap<MapData, u64, u32>,
+    free_slots: Stack<MapData, u32>,
     counters: PerCpuArray<MapData, u64>,
     transitions: PerCpuArray<MapData, u64>,
     errors: PerCpuArray<MapData, u64>,
-    /// Entries in the last read: the next read allocates that much at once instead of growing
-    /// (and copying) its vector several times.
-    last_len: AtomicUsize,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
@@ -38,57 +40,103 @@ where
 impl KernelMaps {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         Ok(Self {
-            sockets: take(ebpf, SOCKETS_MAP)?,
+            table: Arc::new(SocketTable::map(ebpf)?),
+            index: take(ebpf, INDEX_MAP)?,
+            free_slots: take(ebpf, FREE_SLOTS_MAP)?,
             counters: take(ebpf, COUNTERS_MAP)?,
             transitions: take(ebpf, TRANSITIONS_MAP)?,
             errors: take(ebpf, ERRORS_MAP)?,
-            last_len: AtomicUsize::new(0),
         })
     }
 
-    /// Every entry of the socket table. Entries deleted while we iterate are skipped.
-    ///
-    /// Read with BPF_MAP_LOOKUP_BATCH (a few syscalls for the whole table); kernels without it
-    /// (before 5.6) get aya's iterator, which costs two syscalls per entry.
-    pub fn sockets(&self) -> Vec<(u64, SockActivity)> {
-        let fd = self.sockets.map().fd().as_fd().as_raw_fd();
-        let expected = self.last_len.load(Ordering::Relaxed);
-        match lookup_batch(fd, expected + expected / 8) {
-            Ok(entries) => {
-                self.last_len.store(entries.len(), Ordering::Relaxed);
-                entries
-            }
-            Err(error) => {
-                tracing::debug!(%error, "BPF_MAP_LOOKUP_BATCH unavailable; iterating");
-                self.sockets.iter().filter_map(Result::ok).collect()
-            }
-        }
+    /// Shared, lock-free read access to the socket table (scans and `/connections`).
+    pub fn reader(&self) -> Arc<SocketTable> {
+        Arc::clone(&self.table)
     }
 
     /// Calls `f` for every live entry of the socket table, in no particular order, without
     /// collecting them first.
     pub fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        for (cookie, entry) in self.sockets() {
-            f(cookie, &entry);
-        }
+        self.table.for_each_socket(f);
     }
 
     /// Adds a socket that predates the agent, unless the kernel side already tracks it (its own
-    /// data is fresher). Returns whether the entry was written.
+    /// data is fresher). Returns whether the entry was written. The same protocol as the kernel
+    /// side's insert: free slot, fill, index (no overwrite), publish the cookie.
     pub fn seed(&mut self, cookie: u64, entry: &SockActivity) -> Result<bool, MapError> {
+        // An empty stack is a full table (the pop fails with ENOENT).
+        let slot = self.free_slots.pop(0)?;
+        let Some(target) = self.table.slot(slot) else {
+            return Err(MapError::OutOfBounds {
+                index: slot,
+                max_entries: self.table.capacity,
+            });
+        };
+        // SAFETY: in bounds; the slot is ours (popped) until it is indexed.
+        if unsafe { (&raw const (*target).state).read_volatile() } == 0 {
+            // Never used: the scan must now read one more slot (as the kernel side does).
+            self.table.used().fetch_add(1, Ordering::Relaxed);
+        }
+        let mut fresh = *entry;
+        fresh.cookie = 0;
+        // SAFETY: `target` points into the live mapping; the slot is ours until it is indexed.
+        unsafe { target.write_volatile(fresh) };
         const BPF_NOEXIST: u64 = 1;
-        match self.sockets.insert(cookie, entry, BPF_NOEXIST) {
-            Ok(()) => Ok(true),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
-                Ok(false)
+        match self.index.insert(cookie, slot, BPF_NOEXIST) {
+            Ok(()) => {
+                // SAFETY: as above; publishing the cookie makes the entry live for readers.
+                unsafe { (&raw mut (*target).cookie).write_volatile(cookie) };
+                Ok(true)
             }
-            Err(e) => Err(e),
+            Err(error) => {
+                self.release(slot);
+                match error {
+                    MapError::SyscallError(e)
+                        if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+                    {
+                        Ok(false)
+                    }
+                    e => Err(e),
+                }
+            }
         }
     }
 
     /// Removes an entry (a seeded socket that closed before its entry was written).
     pub fn forget(&mut self, cookie: u64) {
-        let _ = self.sockets.remove(&cookie);
+        let Ok(slot) = self.index.get(&cookie, 0) else {
+            return;
+        };
+        if self.index.remove(&cookie).is_ok() {
+            self.release(slot);
+        }
+    }
+
+    /// Puts every slot on the free stack, highest first, so slots are handed out from 0 up.
+    /// Must run before the programs are attached.
+    pub fn provision_free_slots(ebpf: &mut Ebpf, capacity: u32) -> Result<(), ProbeError> {
+        let map = ebpf
+            .map_mut(FREE_SLOTS_MAP)
+            .ok_or(ProbeError::MissingMap(FREE_SLOTS_MAP))?;
+        let mut stack = Stack::<_, u32>::try_from(map).map_err(|source| ProbeError::Map {
+            name: FREE_SLOTS_MAP,
+            source,
+        })?;
+        for slot in (0..capacity).rev() {
+            stack.push(slot, 0).map_err(|source| ProbeError::Map {
+                name: FREE_SLOTS_MAP,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, slot: u32) {
+        if let Some(target) = self.table.slot(slot) {
+            // SAFETY: the slot is in the mapping and no longer indexed.
+            unsafe { (&raw mut (*target).cookie).write_volatile(0) };
+            let _ = self.free_slots.push(slot, 0);
+        }
     }
 
     pub fn counters(&self) -> Result<KernelCounters, MapError> {
@@ -120,67 +168,121 @@ fn nonzero(
     Ok(values.into_iter().filter(|&(_, n)| n > 0))
 }
 
-/// Entries per BPF_MAP_LOOKUP_BATCH call.
-const BATCH: usize = 4096;
+/// The socket slots and the "slots used" counter, mapped into the agent's memory.
+///
+/// Reading races with the kernel writing, field by field, as a batch lookup would: an entry can
+/// mix values from before and after one event, which is harmless for ages and counters. A slot
+/// whose cookie is 0 is free or being filled and is skipped.
+pub struct SocketTable {
+    slots: Mapping,
+    used: Mapping,
+    capacity: u32,
+}
 
-/// The whole socket table through BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not wrap: `bpf(2)`
-/// with the `batch` member of `union bpf_attr`.
-fn lookup_batch(map_fd: RawFd, expected: usize) -> std::io::Result<Vec<(u64, SockActivity)>> {
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-    // `union bpf_attr`, batch member (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    #[derive(Default)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
+// SAFETY: the mappings are shared memory accessed only through volatile and atomic operations.
+unsafe impl Send for SocketTable {}
+unsafe impl Sync for SocketTable {}
+
+impl SocketTable {
+    fn map(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+        let slots = Mapping::of(ebpf, SLOTS_MAP)?;
+        let capacity = (slots.len / size_of::<SockActivity>()) as u32;
+        Ok(Self {
+            slots,
+            used: Mapping::of(ebpf, SLOTS_USED_MAP)?,
+            capacity,
+        })
     }
-    let mut entries = Vec::with_capacity(expected);
-    let mut keys = vec![0u64; BATCH];
-    let mut values = vec![SockActivity::zeroed(); BATCH];
-    // Opaque position in the table (a bucket index for hash maps); `in_batch` 0 starts at the top.
-    let (mut token_in, mut token_out) = (0u64, 0u64);
-    let mut first = true;
-    loop {
-        let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &raw const token_in as u64 },
-            out_batch: &raw mut token_out as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: BATCH as u32,
-            map_fd: map_fd as u32,
-            ..Default::default()
+
+    fn used(&self) -> &AtomicU64 {
+        // SAFETY: the first 8 bytes of the SLOTS_USED mapping are its u64 (page aligned), which
+        // the kernel side also updates atomically.
+        unsafe { AtomicU64::from_ptr(self.used.ptr.as_ptr().cast()) }
+    }
+
+    fn slot(&self, slot: u32) -> Option<*mut SockActivity> {
+        (slot < self.capacity).then(|| {
+            // SAFETY: in bounds of the mapping (capacity slots).
+            unsafe {
+                self.slots
+                    .ptr
+                    .as_ptr()
+                    .cast::<SockActivity>()
+                    .add(slot as usize)
+            }
+        })
+    }
+}
+
+impl SocketSource for SocketTable {
+    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
+        // Only the slots ever handed out: the rest of the mapping is never touched (nor paged in).
+        let used = self
+            .used()
+            .load(Ordering::Relaxed)
+            .min(self.capacity.into()) as u32;
+        for slot in 0..used {
+            let Some(at) = self.slot(slot) else { break };
+            // SAFETY: in bounds; volatile because the kernel writes concurrently.
+            let cookie = unsafe { (&raw const (*at).cookie).read_volatile() };
+            if cookie == 0 {
+                continue;
+            }
+            let entry = unsafe { at.read_volatile() };
+            if entry.cookie != 0 {
+                f(entry.cookie, &entry);
+            }
+        }
+    }
+}
+
+/// A shared, read-write memory mapping of a `BPF_F_MMAPABLE` array map.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// Keeps the map (and its fd) alive as long as the mapping.
+    _map: MapData,
+}
+
+impl Mapping {
+    fn of(ebpf: &mut Ebpf, name: &'static str) -> Result<Self, ProbeError> {
+        let map = match ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))? {
+            Map::Array(data) => data,
+            _ => return Err(ProbeError::MissingMap(name)),
         };
-        // SAFETY: the buffers hold BATCH keys and values of the map's key and value sizes, and
-        // the tokens are 8 bytes (the kernel writes a u32 bucket index for hash maps).
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as u32,
+        let info = map
+            .info()
+            .map_err(|source| ProbeError::Map { name, source })?;
+        let len = info.value_size() as usize * info.max_entries() as usize;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(map.fd()));
+        // SAFETY: a fresh shared mapping of the map's values; the kernel checks the length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
             )
         };
-        let error = (ret < 0).then(std::io::Error::last_os_error);
-        let filled = attr.count as usize;
-        entries.extend(
-            keys[..filled]
-                .iter()
-                .copied()
-                .zip(values[..filled].iter().copied()),
-        );
-        match error {
-            None => {}
-            // The end of the table (the last entries, if any, came with it).
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(entries),
-            Some(e) => return Err(e),
+        if ptr == libc::MAP_FAILED {
+            return Err(ProbeError::Mmap {
+                name,
+                source: std::io::Error::last_os_error(),
+            });
         }
-        token_in = token_out;
-        first = false;
+        Ok(Self {
+            ptr: NonNull::new(ptr.cast()).expect("mmap returned NULL"),
+            len,
+            _map: map,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `of` mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

@@ -11,7 +11,7 @@ pub mod offsets;
 use std::path::Path;
 
 use aya::{Btf, Ebpf, EbpfLoader, programs::BtfTracePoint};
-use monitor_common::{OFFSETS_GLOBAL, SOCKETS_MAP};
+use monitor_common::{FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP};
 use thiserror::Error;
 
 use crate::table::HookStatus;
@@ -48,6 +48,11 @@ pub enum ProbeError {
     },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
+    #[error("mapping {name} into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        source: std::io::Error,
+    },
     /// Loading, attaching or inspecting one program (the benchmark loader, `bench`).
     #[error("{0}")]
     Program(String),
@@ -114,11 +119,15 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     let mut loader = EbpfLoader::new();
     loader
         .override_global(OFFSETS_GLOBAL, &offsets, true)
-        .map_max_entries(SOCKETS_MAP, capacity);
+        .map_max_entries(SLOTS_MAP, capacity)
+        .map_max_entries(INDEX_MAP, capacity)
+        .map_max_entries(FREE_SLOTS_MAP, capacity);
     for &(map, size) in map_sizes {
         loader.map_max_entries(map, size);
     }
-    Ok(loader.load(PROGRAMS)?)
+    let mut ebpf = loader.load(PROGRAMS)?;
+    KernelMaps::provision_free_slots(&mut ebpf, capacity)?;
+    Ok(ebpf)
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), String> {

@@ -18,9 +18,11 @@ pub fn connections(
     now_ns: u64,
     defaults: &convert::SocketDefaults,
 ) -> Vec<Connection> {
-    maps.sockets()
-        .iter()
-        .filter(|(_, e)| e.state != tcp_state::CLOSE && e.state != tcp_state::TIME_WAIT)
-        .map(|(cookie, entry)| convert::connection(*cookie, entry, now_ns, defaults))
-        .collect()
+    let mut connections = Vec::new();
+    maps.for_each_socket(&mut |cookie, entry| {
+        if entry.state != tcp_state::CLOSE && entry.state != tcp_state::TIME_WAIT {
+            connections.push(convert::connection(cookie, entry, now_ns, defaults));
+        }
+    });
+    connections
 }
