@@ -199,7 +199,7 @@ fn address6(sk: *const c_void, offset: u32) -> [u8; 16] {
 /// The entry of the socket with this cookie, if it is tracked.
 #[inline(always)]
 pub fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
-    let slot = unsafe { *SOCKET_INDEX.get(&cookie)? };
+    let slot = unsafe { *SOCKET_INDEX.get(cookie)? };
     // Array lookups are inlined by the verifier: the index lookup is the only hash on the path.
     SOCKET_SLOTS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
@@ -247,7 +247,7 @@ pub fn insert_new<C: EbpfContext>(
 /// socket closed on two paths at once (CLOSE transition, destroy) cannot free it twice.
 #[inline(always)]
 pub fn remove(cookie: u64) {
-    let Some(&slot) = (unsafe { SOCKET_INDEX.get(&cookie) }) else {
+    let Some(&slot) = (unsafe { SOCKET_INDEX.get(cookie) }) else {
         return;
     };
     if SOCKET_INDEX.remove(cookie).is_ok()
