@@ -3,12 +3,14 @@
 //! `seed` (sock_diag: sockets that predate the agent, listeners) →
 //! `table` (kernel map → [`table::Snapshot`], pure data) →
 //! `export` (Prometheus metrics, HTTP routes, JSON views) ;
-//! `agent` runs the loop, `cli` parses the command line, `config` validates settings.
+//! `agent` runs the loop, `cli` parses the command line, `config` validates settings, `memory`
+//! gives freed heap back after start-up and after each scan.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod memory;
 pub mod probes;
 pub mod seed;
 pub mod table;

@@ -1,9 +1,10 @@
 //! Typed handles on the kernel maps: read the socket table and the counters, write seed entries.
 
 use std::{
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     ptr::NonNull,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -168,13 +169,22 @@ fn nonzero(
     Ok(values.into_iter().filter(|&(_, n)| n > 0))
 }
 
+/// Slots per mapped segment: 4 096 × 152 bytes is exactly 152 pages, so segments start on pages.
+const SEGMENT_SLOTS: u32 = 4096;
+const _: () = assert!((SEGMENT_SLOTS as usize * size_of::<SockActivity>()).is_multiple_of(4096));
+
 /// The socket slots and the "slots used" counter, mapped into the agent's memory.
+///
+/// The slots are mapped a segment at a time, as far as they are used: the kernel maps every page
+/// of a mapping at once, so mapping the whole table would put all of it (38 MiB at the default
+/// capacity) in the agent's resident set whatever the number of sockets.
 ///
 /// Reading races with the kernel writing, field by field, as a batch lookup would: an entry can
 /// mix values from before and after one event, which is harmless for ages and counters. A slot
 /// whose cookie is 0 is free or being filled and is skipped.
 pub struct SocketTable {
-    slots: Mapping,
+    slots: MapData,
+    segments: Box<[OnceLock<Option<Mapping>>]>,
     used: Mapping,
     capacity: u32,
 }
@@ -185,11 +195,28 @@ unsafe impl Sync for SocketTable {}
 
 impl SocketTable {
     fn map(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
-        let slots = Mapping::of(ebpf, SLOTS_MAP)?;
-        let capacity = (slots.len / size_of::<SockActivity>()) as u32;
+        let slots = array_map(ebpf, SLOTS_MAP)?;
+        let info = slots.info().map_err(|source| ProbeError::Map {
+            name: SLOTS_MAP,
+            source,
+        })?;
+        let capacity = info.max_entries();
+        let used_map = array_map(ebpf, SLOTS_USED_MAP)?;
+        let used = Mapping::new(used_map.fd().as_fd(), 0, size_of::<u64>()).map_err(|source| {
+            ProbeError::Mmap {
+                name: SLOTS_USED_MAP,
+                source,
+            }
+        })?;
+        // The mapping holds its own reference to the map; the fd can go.
+        drop(used_map);
+        let segments = (0..capacity.div_ceil(SEGMENT_SLOTS))
+            .map(|_| OnceLock::new())
+            .collect();
         Ok(Self {
             slots,
-            used: Mapping::of(ebpf, SLOTS_USED_MAP)?,
+            segments,
+            used,
             capacity,
         })
     }
@@ -200,29 +227,36 @@ impl SocketTable {
         unsafe { AtomicU64::from_ptr(self.used.ptr.as_ptr().cast()) }
     }
 
+    /// Where slot `slot` is in our memory, mapping its segment on first use.
     fn slot(&self, slot: u32) -> Option<*mut SockActivity> {
-        (slot < self.capacity).then(|| {
-            // SAFETY: in bounds of the mapping (capacity slots).
-            unsafe {
-                self.slots
-                    .ptr
-                    .as_ptr()
-                    .cast::<SockActivity>()
-                    .add(slot as usize)
-            }
-        })
+        if slot >= self.capacity {
+            return None;
+        }
+        let index = slot / SEGMENT_SLOTS;
+        let segment = self.segments[index as usize].get_or_init(|| {
+            let first = index * SEGMENT_SLOTS;
+            let slots = SEGMENT_SLOTS.min(self.capacity - first);
+            let offset = first as usize * size_of::<SockActivity>();
+            let len = slots as usize * size_of::<SockActivity>();
+            Mapping::new(self.slots.fd().as_fd(), offset, len)
+                .inspect_err(|error| tracing::warn!(%error, index, "mapping table segment"))
+                .ok()
+        });
+        let base = segment.as_ref()?.ptr.as_ptr().cast::<SockActivity>();
+        // SAFETY: `slot % SEGMENT_SLOTS` is below the segment's slot count.
+        Some(unsafe { base.add((slot % SEGMENT_SLOTS) as usize) })
     }
 }
 
 impl SocketSource for SocketTable {
     fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        // Only the slots ever handed out: the rest of the mapping is never touched (nor paged in).
+        // Only the slots ever handed out: the rest is never mapped.
         let used = self
             .used()
             .load(Ordering::Relaxed)
             .min(self.capacity.into()) as u32;
         for slot in 0..used {
-            let Some(at) = self.slot(slot) else { break };
+            let Some(at) = self.slot(slot) else { continue };
             // SAFETY: in bounds; volatile because the kernel writes concurrently.
             let cookie = unsafe { (&raw const (*at).cookie).read_volatile() };
             if cookie == 0 {
@@ -236,53 +270,47 @@ impl SocketSource for SocketTable {
     }
 }
 
-/// A shared, read-write memory mapping of a `BPF_F_MMAPABLE` array map.
+fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, ProbeError> {
+    match ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))? {
+        Map::Array(data) => Ok(data),
+        _ => Err(ProbeError::MissingMap(name)),
+    }
+}
+
+/// A shared, read-write memory mapping of part of a `BPF_F_MMAPABLE` array map. It keeps the map
+/// alive by itself (the kernel holds a reference for the mapping).
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    /// Keeps the map (and its fd) alive as long as the mapping.
-    _map: MapData,
 }
 
 impl Mapping {
-    fn of(ebpf: &mut Ebpf, name: &'static str) -> Result<Self, ProbeError> {
-        let map = match ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))? {
-            Map::Array(data) => data,
-            _ => return Err(ProbeError::MissingMap(name)),
-        };
-        let info = map
-            .info()
-            .map_err(|source| ProbeError::Map { name, source })?;
-        let len = info.value_size() as usize * info.max_entries() as usize;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(map.fd()));
-        // SAFETY: a fresh shared mapping of the map's values; the kernel checks the length.
+    /// `offset` must be page aligned; the kernel refuses a range beyond the map's data.
+    fn new(fd: BorrowedFd<'_>, offset: usize, len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh shared mapping; the kernel checks the range against the map.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                fd,
-                0,
+                fd.as_raw_fd(),
+                offset as libc::off_t,
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(ProbeError::Mmap {
-                name,
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(std::io::Error::last_os_error());
         }
         Ok(Self {
             ptr: NonNull::new(ptr.cast()).expect("mmap returned NULL"),
             len,
-            _map: map,
         })
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `of` mapped.
+        // SAFETY: unmaps exactly what `new` mapped.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
