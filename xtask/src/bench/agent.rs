@@ -66,18 +66,27 @@ impl Agent {
         Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
     }
 
-    /// Resident set size in bytes.
-    pub fn rss(&self) -> anyhow::Result<u64> {
+    /// Resident set size in bytes: total (VmRSS), and of it the agent's own memory (RssAnon)
+    /// and file/shared mappings (RssFile: the binary and the mapped socket table).
+    pub fn rss(&self) -> anyhow::Result<Rss> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .context("no VmRSS")?
-            .split_whitespace()
-            .next()
-            .context("empty VmRSS")?
-            .parse::<u64>()?;
-        Ok(kib * 1024)
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .with_context(|| format!("no {name}"))?
+                .split_whitespace()
+                .next()
+                .with_context(|| format!("empty {name}"))?
+                .parse::<u64>()?;
+            Ok(kib * 1024)
+        };
+        Ok(Rss {
+            total: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+            peak: field("VmHWM:")?,
+        })
     }
 
     /// The agent's BPF maps from /proc/PID/fdinfo: (map id, type, max_entries, memlock bytes).
@@ -199,4 +208,14 @@ pub fn metric(text: &str, series: &str) -> f64 {
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// Resident memory of the agent, bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rss {
+    pub total: u64,
+    pub anon: u64,
+    pub file: u64,
+    /// Peak total (VmHWM) since the agent started.
+    pub peak: u64,
 }

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 
 use super::{
     Plan, Section,
-    agent::{Agent, metric},
+    agent::{Agent, Rss, metric},
     netns::Netns,
     stats,
 };
@@ -44,7 +44,7 @@ struct Level {
     scans: f64,
     cpu_per_s: f64,
     cpu_per_scan_s: f64,
-    rss: f64,
+    rss: Rss,
     dump_s: Vec<f64>,
     all_s: Vec<f64>,
     ss_s: Vec<f64>,
@@ -125,7 +125,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         let scans = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
         let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scans;
         let cpu = (cpu1 - cpu0).as_secs_f64();
-        let rss = agent.rss()? as f64;
+        let rss = agent.rss()?;
         let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..plan.dumps {
             wait_for_scan(&agent)?;
@@ -170,7 +170,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             format!("{:.2}", l.scan_s / dump),
             format!("{:.3}", l.cpu_per_s * 100.0),
             format!("{:.2}", l.cpu_per_scan_s * 1e3),
-            format!("{:.1}", l.rss / (1 << 20) as f64),
+            format!("{:.1}", mib(l.rss.total)),
+            format!("{:.1}", mib(l.rss.anon)),
+            format!("{:.1}", mib(l.rss.file)),
+            format!("{:.1}", mib(l.rss.peak)),
         ]);
     }
     let memlock: u64 = maps.iter().map(|m| m.memlock).sum();
@@ -185,7 +188,11 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
              dump = monitor::seed::dump of the benchmark's namespace with tcp_info (the same \
              sockets; `all ns` = dump_all, every namespace, what the agent's seeding runs), \
              each right after a scan; scan / dump uses the first; \
-             ss = `ip netns exec … ss -tin > /dev/null`, process start included.",
+             ss = `ip netns exec … ss -tin > /dev/null`, process start included. \
+             RSS = VmRSS after the window; anon = the agent's own memory (RssAnon); file = \
+             RssFile: the binary's pages and the mapped part of the socket table, which is the \
+             kernel map's memory (counted again in the map memory below), not a copy; peak = \
+             VmHWM since start.",
             plan.scan_windows
         ),
         format!(
@@ -218,6 +225,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             "agent CPU % of a core",
             "CPU ms per scan",
             "RSS MiB",
+            "of it anon MiB",
+            "of it file MiB",
+            "peak RSS MiB",
         ]
         .map(String::from)
         .to_vec(),
@@ -264,11 +274,15 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             fit_row(
                 "agent RSS (MiB)",
                 "bytes",
-                levels.iter().map(|l| l.rss / (1 << 20) as f64).collect(),
+                levels.iter().map(|l| mib(l.rss.total)).collect(),
                 (1 << 20) as f64,
             ),
         ],
         notes: vec![],
     };
     Ok([scale, growth])
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
