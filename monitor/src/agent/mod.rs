@@ -1,9 +1,9 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 pub mod alerting;
-mod cgroups;
-mod scan;
+pub mod scan;
 mod seeding;
+mod source;
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,7 @@ use crate::{
         metrics::Metrics,
     },
     probes::Probes,
+    table::pipeline::Pipeline,
 };
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -50,6 +51,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     };
     tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
 
+    let source = source::socket_source(&probes);
+    let pipeline = Arc::new(Pipeline::new(
+        crate::table::kernel_defaults::load(),
+        config.policy.clone(),
+    ));
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -62,6 +68,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         let state = HttpState {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
+            source: Arc::clone(&source),
+            pipeline: Arc::clone(&pipeline),
             allow_remote_connections: config.allow_remote_connections,
         };
         let mut stop = stop_rx.clone();
@@ -75,8 +83,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         metrics,
         config.scan_interval,
         scan::ScanContext {
-            defaults: crate::table::kernel_defaults::load(),
-            policy: config.policy.clone(),
+            source,
+            pipeline,
             grouping: crate::table::Grouping {
                 top_n: config.top_n,
                 by_cgroup: config.group_by == crate::config::GroupBy::Cgroup,
