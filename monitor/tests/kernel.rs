@@ -161,9 +161,12 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
         assert_eq!(c["pid"].as_u64(), Some(server.pid as u64), "owner pid: {c}");
         assert_eq!(c["comm"], "python3");
     }
-    let cw_metric = agent
-        .metric("tcp_liveness_connections{state=\"close_wait\"}")
-        .expect("metric");
+    // /connections reads the live table, /metrics the last scan: the metric may lag one scan.
+    let cw_metric = wait_for("the close_wait metric", Duration::from_secs(10), || {
+        agent
+            .metric("tcp_liveness_connections{state=\"close_wait\"}")
+            .filter(|&n| n >= 3.0)
+    });
     assert!(cw_metric >= 3.0, "metric close_wait {cw_metric}");
     let age_before = secs(&first[0], "state_age_seconds").expect("state age known");
     std::thread::sleep(Duration::from_secs(2));

@@ -15,7 +15,7 @@ use crate::{
         alerts::{self, client::AlertmanagerClient},
         json::seconds,
     },
-    table::{Connection, Snapshot},
+    table::{Comm, Connection, Snapshot},
     verdict::Reason,
 };
 
@@ -25,7 +25,7 @@ use crate::{
 pub struct Seen {
     pub cookie: u64,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Comm>,
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub netns: Option<u32>,
@@ -36,7 +36,7 @@ impl From<&Connection> for Seen {
         Self {
             cookie: c.cookie,
             pid: c.pid,
-            comm: c.comm.clone(),
+            comm: c.comm,
             local: c.local,
             remote: c.remote,
             netns: c.netns,
@@ -101,12 +101,18 @@ impl Tracker {
         &self.detections
     }
 
+    /// The cookies of the previous scan's suspects: the next scan reports which are still open
+    /// ([`Snapshot::watched_open`]).
+    pub fn watched(&self) -> HashSet<u64> {
+        self.suspects.keys().map(|(cookie, _)| *cookie).collect()
+    }
+
     /// Compares `snapshot` with the previous one: new events in snapshot order, then cleared ones
     /// by reason and cookie. Updates the state and the detection counts; logs nothing.
     pub fn diff(&mut self, snapshot: &Snapshot) -> Vec<Event> {
         let mut previous = std::mem::take(&mut self.suspects);
         let mut events = Vec::new();
-        for c in &snapshot.connections {
+        for c in &snapshot.suspects {
             for &reason in &c.suspect {
                 let seen = previous.remove(&(c.cookie, reason)).unwrap_or_else(|| {
                     *self.detections.entry(reason).or_default() += 1;
@@ -123,7 +129,7 @@ impl Tracker {
             }
         }
         if !previous.is_empty() {
-            let open: HashSet<u64> = snapshot.connections.iter().map(|c| c.cookie).collect();
+            let open = &snapshot.watched_open;
             let mut cleared: Vec<_> = previous.into_iter().collect();
             cleared.sort_by_key(|((cookie, reason), _)| (*reason, *cookie));
             events.extend(cleared.into_iter().map(|((cookie, reason), conn)| Event {

@@ -1,9 +1,9 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 pub mod alerting;
-mod cgroups;
-mod scan;
+pub mod scan;
 mod seeding;
+mod source;
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,7 @@ use crate::{
         metrics::Metrics,
     },
     probes::Probes,
+    table::pipeline::Pipeline,
 };
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -49,7 +50,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || seeding::seed(&probes)).await?
     };
     tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
+    // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
+    crate::memory::release_free_heap();
 
+    let source = source::socket_source(&probes);
+    let pipeline = Arc::new(Pipeline::new(
+        crate::table::kernel_defaults::load(),
+        config.policy.clone(),
+    ));
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -62,6 +70,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         let state = HttpState {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
+            source: Arc::clone(&source),
+            pipeline: Arc::clone(&pipeline),
             allow_remote_connections: config.allow_remote_connections,
         };
         let mut stop = stop_rx.clone();
@@ -75,8 +85,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         metrics,
         config.scan_interval,
         scan::ScanContext {
-            defaults: crate::table::kernel_defaults::load(),
-            policy: config.policy.clone(),
+            source,
+            pipeline,
             grouping: crate::table::Grouping {
                 top_n: config.top_n,
                 by_cgroup: config.group_by == crate::config::GroupBy::Cgroup,

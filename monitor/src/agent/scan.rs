@@ -1,4 +1,5 @@
-//! The scan loop: kernel table → Snapshot, published for HTTP and metrics.
+//! The scan loop: one streaming pass over the kernel table → Snapshot, published for HTTP and
+//! metrics.
 
 use std::{
     sync::{Arc, Mutex},
@@ -7,13 +8,11 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::cgroups::CgroupCache;
 use crate::{
     export::{SnapshotStore, metrics::Metrics},
     probes::Probes,
     seed,
-    table::{self, Grouping, Snapshot, convert::SocketDefaults},
-    verdict::{self, Policy},
+    table::{Grouping, Snapshot, pipeline::Pipeline, read::SocketSource, summary::SnapshotBuilder},
 };
 
 pub async fn run_loop(
@@ -25,7 +24,6 @@ pub async fn run_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let context = Arc::new(context);
-    let cgroups = Arc::new(Mutex::new(CgroupCache::default()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,60 +31,54 @@ pub async fn run_loop(
             _ = ticker.tick() => {}
             _ = stop.wait_for(|&s| s) => return,
         }
-        let (probes, context, cgroups) = (
-            Arc::clone(&probes),
-            Arc::clone(&context),
-            Arc::clone(&cgroups),
-        );
+        let (probes, context) = (Arc::clone(&probes), Arc::clone(&context));
         let scan = move || {
-            let mut cgroups = cgroups.lock().expect("cgroup cache lock");
-            scan_once(&probes, &context, &mut cgroups)
+            let started = Instant::now();
+            let mut snapshot = scan_once(&context, seed::monotonic_now_ns());
+            let probes = probes.lock().expect("probes lock");
+            snapshot.counters = probes.maps.counters().unwrap_or_else(|error| {
+                tracing::warn!(%error, "reading kernel counters");
+                Default::default()
+            });
+            snapshot.table_capacity = probes.capacity;
+            snapshot.hooks = probes.hooks.clone();
+            snapshot.scan_duration = started.elapsed();
+            snapshot
         };
         match tokio::task::spawn_blocking(scan).await {
             Ok(snapshot) => {
                 metrics.observe_scan(snapshot.scan_duration);
                 store.publish(snapshot);
+                // The previous snapshot and the scan's transient buffers were just freed.
+                crate::memory::release_free_heap();
             }
             Err(error) => tracing::error!(%error, "scan failed"),
         }
     }
 }
 
-fn scan_once(probes: &Mutex<Probes>, context: &ScanContext, cgroups: &mut CgroupCache) -> Snapshot {
-    let started = Instant::now();
-    let probes = probes.lock().expect("probes lock");
-    let now = seed::monotonic_now_ns();
-    let connections = table::read::connections(&probes.maps, now, &context.defaults);
-    let counters = probes.maps.counters().unwrap_or_else(|error| {
-        tracing::warn!(%error, "reading kernel counters");
-        Default::default()
-    });
-    let mut snapshot = Snapshot {
-        tracked_sockets: connections.len(),
-        connections,
-        counters,
-        table_capacity: probes.capacity,
-        hooks: probes.hooks.clone(),
-        scan_duration: Duration::ZERO,
-        detections: Default::default(),
-        grouping: context.grouping,
-    };
-    cgroups.annotate(&mut snapshot.connections);
-    verdict::rules::apply(&mut snapshot, &context.policy);
+/// One pass over the table as of `now_ns`, then the alert transitions. Leaves the counters,
+/// hooks, capacity and duration to the caller.
+pub fn scan_once(context: &ScanContext, now_ns: u64) -> Snapshot {
+    // Scans never overlap; the lock only makes the tracker Sync.
+    let mut alerting = context.alerting.lock().unwrap_or_else(|e| e.into_inner());
+    let mut builder = SnapshotBuilder::new(context.grouping, alerting.tracker.watched());
+    context
+        .pipeline
+        .scan(context.source.as_ref(), now_ns, &mut |c| builder.add(c));
+    let mut snapshot = builder.finish();
     // Transition logs and the Alertmanager push; the cumulative counts feed
     // tcp_liveness_suspect_detections_total.
-    let mut alerting = context.alerting.lock().unwrap_or_else(|e| e.into_inner());
     alerting.observe(&snapshot);
     snapshot.detections = alerting.detections().clone();
-    snapshot.scan_duration = started.elapsed();
     snapshot
 }
 
-/// What a scan needs besides the maps; fixed for the agent's lifetime.
+/// What a scan needs besides the probes; fixed for the agent's lifetime.
 pub struct ScanContext {
-    pub defaults: SocketDefaults,
-    pub policy: Policy,
+    pub source: Arc<dyn SocketSource>,
+    /// Shared with `/connections`.
+    pub pipeline: Arc<Pipeline>,
     pub grouping: Grouping,
-    /// Remembers the previous scan's suspects (scans never overlap; the lock only makes it Sync).
     pub alerting: Mutex<super::alerting::Alerting>,
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{ConnectionView, seconds};
 use crate::{
-    table::{Connection, ServicePorts, Snapshot},
+    table::{Connection, Snapshot},
     verdict::Reason,
 };
 
@@ -116,9 +116,9 @@ impl<'a> Acc<'a> {
 
 /// The active alerts: suspect connections grouped, largest group first.
 pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
-    let services = ServicePorts::of(snapshot);
+    let services = &snapshot.service_ports;
     let mut groups: HashMap<(Reason, &str, Option<u16>), Acc<'_>> = HashMap::new();
-    for c in &snapshot.connections {
+    for c in &snapshot.suspects {
         let process = c.comm.as_deref().unwrap_or(UNKNOWN_PROCESS);
         for &reason in &c.suspect {
             groups

@@ -17,8 +17,12 @@ use axum::{
 use super::{
     SnapshotStore,
     alerts::{self, AlertsView},
-    json::{ConnectionFilter, FilterParams, connection_views},
+    json::{ConnectionFilter, FilterParams, ViewsWriter},
     metrics::Metrics,
+};
+use crate::{
+    seed,
+    table::{pipeline::Pipeline, read::SocketSource},
 };
 
 /// What the handlers share.
@@ -26,6 +30,11 @@ use super::{
 pub struct HttpState {
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
+    /// The live socket table: `/connections` reads it at request time (the snapshot keeps no
+    /// per-connection data besides suspects).
+    pub source: Arc<dyn SocketSource>,
+    /// The scan's own per-socket pipeline, so `/connections` judges sockets exactly as it does.
+    pub pipeline: Arc<Pipeline>,
     /// Serve `/connections` to non-loopback clients too (`--allow-remote-connections`).
     pub allow_remote_connections: bool,
 }
@@ -87,10 +96,26 @@ async fn connections(
     if let Some(refused) = refuse_remote(&state, peer, "/connections") {
         return refused;
     }
-    match ConnectionFilter::from_params(&params) {
-        Ok(filter) => Json(connection_views(&state.store.latest(), &filter)).into_response(),
-        Err(err) => text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+    let filter = match ConnectionFilter::from_params(&params) {
+        Ok(filter) => filter,
+        Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+    };
+    // Reading the table and /proc is blocking work: off the runtime threads.
+    let read = tokio::task::spawn_blocking(move || live_connections(&state, filter));
+    match read.await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
     }
+}
+
+/// The `/connections` body: the live table through the scan's pipeline, as of now.
+fn live_connections(state: &HttpState, filter: ConnectionFilter) -> Vec<u8> {
+    let mut views = ViewsWriter::new(filter);
+    let now = seed::monotonic_now_ns();
+    state
+        .pipeline
+        .read(state.source.as_ref(), now, &mut |c| views.push(&c));
+    views.finish()
 }
 
 /// Addresses, pids and process names of every connection on the host are more than a metrics

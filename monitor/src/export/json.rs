@@ -8,7 +8,7 @@ use std::time::Duration;
 use monitor_common::tcp_state;
 use serde::{Deserialize, Serialize};
 
-use crate::table::{Connection, Snapshot};
+use crate::table::Connection;
 
 /// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl From<&Connection> for ConnectionView {
             remote: c.remote.to_string(),
             netns: c.netns,
             pid: c.pid,
-            comm: c.comm.clone(),
+            comm: c.comm.map(|comm| comm.to_string()),
             state_age_seconds: seconds(c.state_age),
             idle_seconds: seconds(c.idle),
             since_send_seconds: seconds(c.since_send),
@@ -112,7 +112,7 @@ impl From<&Connection> for ConnectionView {
             }),
             user_timeout_seconds: seconds(c.user_timeout),
             orphan: c.orphan,
-            cgroup: c.cgroup.clone(),
+            cgroup: c.cgroup.as_deref().map(str::to_owned),
             container: c.cgroup.as_deref().and_then(container_id),
             gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
@@ -203,14 +203,40 @@ impl ConnectionFilter {
     }
 }
 
-/// The `/connections` answer: matching connections, in snapshot order.
-pub fn connection_views(snapshot: &Snapshot, filter: &ConnectionFilter) -> Vec<ConnectionView> {
-    snapshot
-        .connections
-        .iter()
-        .filter(|c| filter.matches(c))
-        .map(ConnectionView::from)
-        .collect()
+/// The `/connections` answer, built one connection at a time: a JSON array of the
+/// [`ConnectionView`]s of the matching connections, in the order they are pushed. The same bytes
+/// as serializing a `Vec<ConnectionView>`, without holding every view (or connection) at once.
+#[derive(Debug)]
+pub struct ViewsWriter {
+    filter: ConnectionFilter,
+    json: Vec<u8>,
+}
+
+impl ViewsWriter {
+    pub fn new(filter: ConnectionFilter) -> Self {
+        Self {
+            filter,
+            json: b"[".to_vec(),
+        }
+    }
+
+    /// Appends `c` if it matches the filter.
+    pub fn push(&mut self, c: &Connection) {
+        if !self.filter.matches(c) {
+            return;
+        }
+        if self.json.len() > 1 {
+            self.json.push(b',');
+        }
+        // Writing plain data (strings, numbers) into a Vec cannot fail.
+        serde_json::to_writer(&mut self.json, &ConnectionView::from(c))
+            .expect("serializing a connection view");
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.json.push(b']');
+        self.json
+    }
 }
 
 #[cfg(test)]

@@ -25,63 +25,38 @@ use prometheus::{
 
 pub use self::{errno::errno_name, proto::histogram};
 use self::{
-    proto::{counter, gauge, histogram_metric},
+    proto::{counter, gauge, histogram_metric, idle_histogram},
     specs::*,
 };
 use super::SnapshotStore;
 use crate::table::Snapshot;
+pub use crate::table::summary::IDLE_BUCKETS;
 
-/// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
-/// so a connection kept open by keepalives alone still lands in a finite bucket.
-pub const IDLE_BUCKETS: [f64; 13] = [
-    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
-];
 /// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
 /// reach seconds for a full 262k-entry table.
 const SCAN_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The reported state a kernel state counts as: request sockets (NEW_SYN_RECV) are syn_recv;
-/// states outside [`tcp_state::REPORTED`] (time_wait, close) are not reported.
-fn reported_state(state: u8) -> Option<u8> {
-    let state = if state == tcp_state::NEW_SYN_RECV {
-        tcp_state::SYN_RECV
-    } else {
-        state
-    };
-    tcp_state::REPORTED.contains(&state).then_some(state)
-}
-
-/// Every metric derived from one snapshot (pure; the collector calls it on each scrape).
+/// Every metric derived from one snapshot (pure; the collector calls it on each scrape). Reads
+/// the snapshot's precomputed summary: the cost follows the number of series, not of sockets.
 pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily> {
-    let mut per_state: BTreeMap<u8, (u64, Vec<f64>)> = tcp_state::REPORTED
-        .iter()
-        .map(|&s| (s, (0, Vec::new())))
-        .collect();
-    for conn in &snapshot.connections {
-        let Some(entry) = reported_state(conn.state).and_then(|s| per_state.get_mut(&s)) else {
-            continue;
-        };
-        entry.0 += 1;
-        if let Some(idle) = conn.idle {
-            entry.1.push(idle.as_secs_f64());
-        }
-    }
+    let per_state = &snapshot.summary.states;
     let state_name = |s: u8| tcp_state::name(s).unwrap_or("unknown");
     // Every reported state, even at 0: a series that vanishes breaks rate() and alerts.
+    let count = |s: &u8| per_state.get(s).map_or(0, |summary| summary.count);
     let connections = tcp_state::REPORTED
         .iter()
-        .map(|s| gauge(&[("state", state_name(*s))], per_state[s].0 as f64))
+        .map(|s| gauge(&[("state", state_name(*s))], count(s) as f64))
         .collect();
     let idle = tcp_state::REPORTED
         .iter()
         .filter(|&&s| s != tcp_state::LISTEN)
         .map(|s| {
-            let samples = per_state[s].1.iter().copied();
+            let data = per_state.get(s).map(|summary| &summary.idle);
             histogram_metric(
                 &[("state", state_name(*s))],
-                histogram(samples, &IDLE_BUCKETS),
+                idle_histogram(data.cloned().unwrap_or_default()),
             )
         })
         .collect();

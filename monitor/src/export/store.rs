@@ -49,7 +49,7 @@ mod tests {
     fn ready_after_first_publish() {
         let store = SnapshotStore::new();
         assert!(!store.is_ready());
-        assert!(store.latest().connections.is_empty());
+        assert!(store.latest().suspects.is_empty());
         store.publish(Snapshot {
             tracked_sockets: 3,
             ..Snapshot::default()

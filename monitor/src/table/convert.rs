@@ -10,7 +10,7 @@ use monitor_common::{
     FLAG_STATE_SINCE_LOWER_BOUND, FLAG_TRANSPORT_KNOWN, SockActivity,
 };
 
-use super::{Connection, Keepalive};
+use super::{Comm, Connection, Keepalive};
 
 /// What a socket inherits when it does not set its own keepalive timers, and the kernel tick
 /// length to convert the ones it does set (the kernel stores them in jiffies).
@@ -65,7 +65,7 @@ pub fn connection(
     );
     c.netns = (entry.netns != 0).then_some(entry.netns);
     c.pid = (entry.tgid != 0).then_some(entry.tgid);
-    c.comm = (entry.tgid != 0).then(|| comm(&entry.comm));
+    c.comm = (entry.tgid != 0).then(|| Comm::from_kernel(&entry.comm));
     c.state_age = since(entry.state_since_ns).filter(|_| state_since_exact);
     c.state_age_at_least = since(entry.state_since_ns).filter(|_| !state_since_exact);
     c.idle = since(last_activity);
@@ -121,12 +121,6 @@ fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     };
     SocketAddr::new(ip, port)
-}
-
-/// The kernel's `comm` is NUL padded and not guaranteed UTF-8.
-fn comm(raw: &[u8; 16]) -> String {
-    let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..len]).into_owned()
 }
 
 #[cfg(test)]

@@ -1,18 +1,27 @@
 //! The snapshot: the one hand-off between I/O (maps, sock_diag) and logic (verdicts, metrics, JSON).
 //!
-//! A scan turns the kernel table into a [`Snapshot`] with every age computed once, against one
-//! clock reading. Tests build snapshots by hand.
+//! A scan streams the kernel table through one per-socket pipeline ([`pipeline`]: convert,
+//! attribute, judge, with every age computed against one clock reading) into a [`Snapshot`]
+//! that keeps aggregates and suspects only ([`summary`]): its size follows the number of label
+//! sets and suspects, not the number of sockets. Tests build snapshots from connection lists
+//! through the same code ([`Snapshot::from_connections`]).
 
+pub mod cgroups;
+pub mod comm;
 pub mod convert;
 pub mod kernel_defaults;
+pub mod pipeline;
 pub mod read;
+pub mod summary;
 
 use std::{
     collections::{BTreeMap, HashSet},
     net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 
+pub use self::{comm::Comm, summary::Summary};
 use crate::verdict::Reason;
 
 /// What the agent knows about one TCP socket at one scan.
@@ -27,7 +36,7 @@ pub struct Connection {
     /// Network namespace inode, when known.
     pub netns: Option<u32>,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Comm>,
     /// Time in the current state; unknown for sockets that predate the agent.
     pub state_age: Option<Duration>,
     /// For sockets that predate the agent: in this state at least this long (since first seen).
@@ -53,7 +62,8 @@ pub struct Connection {
     /// The application has closed the socket (the kernel finishes it alone), when known.
     pub orphan: bool,
     /// cgroup v2 path of the owning process (container attribution), when known.
-    pub cgroup: Option<String>,
+    /// Shared by every connection of the process (see [`cgroups::CgroupCache`]).
+    pub cgroup: Option<Arc<str>>,
     /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
     pub gives_up_in: Option<Duration>,
     /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
@@ -124,13 +134,22 @@ pub struct HookStatus {
     pub error: Option<String>,
 }
 
-/// One scan's view of the host.
+/// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
+/// (`/connections` reads the live table instead).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Every tracked socket, listeners included.
-    pub connections: Vec<Connection>,
+    /// Everything `/metrics` reports about the sockets, precomputed.
+    pub summary: Summary,
+    /// The connections with at least one reason in `suspect`, in table order.
+    pub suspects: Vec<Connection>,
+    /// Where something listens, to tell service ports from ephemeral ones.
+    pub service_ports: ServicePorts,
+    /// Of the cookies the scan was asked to watch (the alert tracker's previous suspects), those
+    /// still in the table: how a cleared alert tells "socket closed" from "recovered" without
+    /// the snapshot keeping every cookie.
+    pub watched_open: HashSet<u64>,
     pub counters: KernelCounters,
-    /// Entries in the kernel table.
+    /// Live entries in the kernel table (CLOSE and TIME_WAIT stragglers excluded).
     pub tracked_sockets: usize,
     pub table_capacity: u32,
     pub hooks: Vec<HookStatus>,
@@ -142,25 +161,42 @@ pub struct Snapshot {
     pub grouping: Grouping,
 }
 
+impl Snapshot {
+    /// The snapshot a scan of exactly these connections would publish (counters, hooks and
+    /// capacity left empty): tests and benchmarks build snapshots through the scan's own code.
+    /// Every cookie counts as watched.
+    pub fn from_connections(
+        connections: impl IntoIterator<Item = Connection>,
+        grouping: Grouping,
+    ) -> Self {
+        let connections: Vec<Connection> = connections.into_iter().collect();
+        let watched = connections.iter().map(|c| c.cookie).collect();
+        let mut builder = summary::SnapshotBuilder::new(grouping, watched);
+        connections.into_iter().for_each(|c| builder.add(c));
+        builder.finish()
+    }
+}
+
 /// The ports this host serves on: (network namespace, port) of every listening socket.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServicePorts(HashSet<(Option<u32>, u16)>);
 
 impl ServicePorts {
-    pub fn of(snapshot: &Snapshot) -> Self {
-        let listening = snapshot
-            .connections
-            .iter()
-            .filter(|c| c.state == monitor_common::tcp_state::LISTEN);
-        Self(listening.map(|c| (c.netns, c.local.port())).collect())
+    /// Records a listening socket.
+    pub fn insert(&mut self, netns: Option<u32>, port: u16) {
+        self.0.insert((netns, port));
     }
 
     /// The local port of `c` when it is a port something listens on (an accepted connection);
     /// None for outbound connections, whose local port is ephemeral: labelling or grouping by it
     /// would make one series or alert per leaked socket.
     pub fn service_port(&self, c: &Connection) -> Option<u16> {
-        let port = c.local.port();
-        self.0.contains(&(c.netns, port)).then_some(port)
+        self.resolve(c.netns, c.local.port())
+    }
+
+    /// [`service_port`](Self::service_port) for a (namespace, local port) pair.
+    pub fn resolve(&self, netns: Option<u32>, port: u16) -> Option<u16> {
+        self.0.contains(&(netns, port)).then_some(port)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Verdicts: which connections look dead or leaking, and why. Pure: Snapshot in, reasons out.
+//! Verdicts: which connections look dead or leaking, and why. Pure: a Connection in, reasons out.
 //!
 //! Re-evaluated on every scan. The reason strings are a contract (metrics labels, JSON, alerts).
 

@@ -5,16 +5,7 @@ use std::time::Duration;
 use monitor_common::tcp_state;
 
 use super::{Policy, Reason, Thresholds, retransmission_limit};
-use crate::table::{Connection, Snapshot};
-
-/// Fills `suspect` (and `gives_up_in`) on every connection of the snapshot.
-pub fn apply(snapshot: &mut Snapshot, policy: &Policy) {
-    for c in &mut snapshot.connections {
-        let (reasons, gives_up_in) = evaluate(c, policy);
-        c.suspect = reasons;
-        c.gives_up_in = gives_up_in;
-    }
-}
+use crate::table::Connection;
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
 pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duration>) {

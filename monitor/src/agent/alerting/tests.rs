@@ -17,10 +17,7 @@ fn conn(cookie: u64, reasons: &[Reason]) -> Connection {
 }
 
 fn snapshot(connections: Vec<Connection>) -> Snapshot {
-    Snapshot {
-        connections,
-        ..Snapshot::default()
-    }
+    Snapshot::from_connections(connections, Default::default())
 }
 
 fn summary(events: &[Event]) -> Vec<(Change, Reason, u64, bool)> {

@@ -16,7 +16,7 @@ fn conn(cookie: u64, comm: Option<&str>, pid: u32, port: u16, reasons: &[Reason]
         format!("10.0.0.1:{port}").parse().unwrap(),
         format!("10.0.0.2:{}", 40000 + cookie).parse().unwrap(),
     );
-    c.comm = comm.map(str::to_owned);
+    c.comm = comm.map(Into::into);
     c.pid = Some(pid);
     c.state_age = secs(cookie * 10);
     c.idle = secs(cookie);
@@ -31,10 +31,7 @@ fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
         listener.state = tcp_state::LISTEN;
         connections.push(listener);
     }
-    Snapshot {
-        connections,
-        ..Snapshot::default()
-    }
+    Snapshot::from_connections(connections, Default::default())
 }
 
 #[test]

@@ -4,14 +4,19 @@ use std::{
 };
 
 use axum::body::to_bytes;
-use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED};
+use monitor_common::{
+    AF_INET6, SockActivity,
+    tcp_state::{CLOSE_WAIT, ESTABLISHED, TIME_WAIT},
+};
 
 use super::*;
 use crate::{
     export::json::ConnectionView,
-    table::{Connection, Snapshot},
+    table::{Connection, Grouping, Snapshot, convert::SocketDefaults},
+    verdict::Policy,
 };
 
+/// A connection as the scan's snapshot holds it (for /metrics and /alerts).
 fn conn(cookie: u64, state: u8) -> Connection {
     let local = "127.0.0.1:9977".parse().unwrap();
     let remote = "[2001:db8::1]:443".parse().unwrap();
@@ -26,14 +31,42 @@ fn conn(cookie: u64, state: u8) -> Connection {
     }
 }
 
-fn state(allow_remote_connections: bool) -> HttpState {
+const SEC: u64 = 1_000_000_000;
+
+/// A kernel-table entry of `curl` (pid 7), [::1]:9977 → [2001:db8::1]:443, in `state` for
+/// `state_secs` and idle for `idle_secs`, as of the test's monotonic clock.
+fn entry(state: u8, state_secs: u64, idle_secs: u64) -> SockActivity {
+    let now = seed::monotonic_now_ns();
+    let mut e = SockActivity::zeroed();
+    e.family = AF_INET6;
+    e.saddr = Ipv6Addr::LOCALHOST.octets();
+    e.daddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+    e.sport = 9977;
+    e.dport = 443;
+    e.state = state;
+    e.tgid = 7;
+    e.comm[..4].copy_from_slice(b"curl");
+    e.state_since_ns = now - state_secs * SEC;
+    e.last_send_ns = now - idle_secs * SEC;
+    e.bytes_sent = 1;
+    e.bytes_received = 2;
+    e
+}
+
+fn state_with(allow_remote_connections: bool, table: Vec<(u64, SockActivity)>) -> HttpState {
     let store = Arc::new(SnapshotStore::new());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), "test"));
     HttpState {
         store,
         metrics,
+        source: Arc::new(table),
+        pipeline: Arc::new(Pipeline::new(SocketDefaults::default(), Policy::default())),
         allow_remote_connections,
     }
+}
+
+fn state(allow_remote_connections: bool) -> HttpState {
+    state_with(allow_remote_connections, Vec::new())
 }
 
 #[test]
@@ -102,7 +135,13 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
 async fn serves_every_route_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = state(false);
+    let table = vec![
+        (1, entry(ESTABLISHED, 100, 10)),
+        (6, entry(CLOSE_WAIT, 100, 60)),
+        (9, entry(TIME_WAIT, 100, 60)),
+        (2, entry(CLOSE_WAIT, 100, 20)),
+    ];
+    let state = state_with(false, table);
     let store = Arc::clone(&state.store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async move {
@@ -111,14 +150,14 @@ async fn serves_every_route_and_shuts_down() {
 
     assert_eq!(get(addr, "/healthz").await.0, 503);
     assert_eq!(get(addr, "/healthz").await.2, "starting");
-    store.publish(Snapshot {
-        connections: vec![
+    store.publish(Snapshot::from_connections(
+        [
             conn(1, ESTABLISHED),
             conn(6, CLOSE_WAIT),
             conn(2, CLOSE_WAIT),
         ],
-        ..Snapshot::default()
-    });
+        Grouping::default(),
+    ));
     assert_eq!(
         get(addr, "/healthz").await,
         (200, "text/plain; charset=utf-8".into(), "ok".into())
@@ -137,8 +176,21 @@ async fn serves_every_route_and_shuts_down() {
     let (status, content_type, body) = get(addr, "/connections").await;
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
     let all: Vec<ConnectionView> = serde_json::from_str(&body).unwrap();
-    assert_eq!(all.iter().map(|c| c.cookie).collect::<Vec<_>>(), [1, 6, 2]);
+    assert_eq!(
+        all.iter().map(|c| c.cookie).collect::<Vec<_>>(),
+        [1, 6, 2],
+        "the live table, in table order, without TIME_WAIT"
+    );
     assert_eq!(all[0].remote, "[2001:db8::1]:443");
+    assert_eq!(all[0].comm.as_deref(), Some("curl"));
+    // Judged at request time by the scan's pipeline: 100 s in CLOSE_WAIT is past the 60 s default.
+    assert_eq!(all[1].suspect, ["close_wait_stuck"]);
+    assert!(all[0].suspect.is_empty());
+    assert!(
+        all[1]
+            .idle_seconds
+            .is_some_and(|s| (60.0..70.0).contains(&s))
+    );
 
     let (status, _, body) = get(addr, "/connections?state=CLOSE-WAIT&min_idle=30s").await;
     assert_eq!(status, 200);
@@ -166,10 +218,10 @@ async fn alerts_are_grouped_and_loopback_only() {
     let state = state(false);
     let mut suspect = conn(3, CLOSE_WAIT);
     suspect.suspect = vec![crate::verdict::Reason::CloseWaitStuck];
-    state.store.publish(Snapshot {
-        connections: vec![conn(1, ESTABLISHED), suspect],
-        ..Snapshot::default()
-    });
+    state.store.publish(Snapshot::from_connections(
+        [conn(1, ESTABLISHED), suspect],
+        Grouping::default(),
+    ));
     let call = |peer: &str| {
         let peer = ConnectInfo(peer.parse().unwrap());
         alerts(State(state.clone()), peer)
@@ -186,4 +238,37 @@ async fn alerts_are_grouped_and_loopback_only() {
     assert_eq!(view.alerts.len(), 1);
     assert_eq!(view.alerts[0].process, "curl");
     assert_eq!(view.alerts[0].samples[0].cookie, 3);
+}
+
+#[tokio::test]
+async fn connections_filters_the_live_table_like_json_filters() {
+    let mut other_ns = entry(ESTABLISHED, 100, 100);
+    other_ns.netns = 5;
+    let table = vec![
+        (1, entry(ESTABLISHED, 100, 10)),
+        (2, other_ns),
+        (3, entry(CLOSE_WAIT, 10, 10)),
+    ];
+    let state = state_with(false, table);
+    let call = |query: &str| {
+        let params = serde_json::from_value(serde_json::json!(
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .collect::<std::collections::HashMap<_, _>>()
+        ))
+        .unwrap();
+        let peer = ConnectInfo("127.0.0.1:1".parse().unwrap());
+        let state = state.clone();
+        async move {
+            let response = connections(State(state), peer, Query(params)).await;
+            let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let views: Vec<ConnectionView> = serde_json::from_slice(&body).unwrap();
+            views.iter().map(|v| v.cookie).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(call("").await, [1, 2, 3]);
+    assert_eq!(call("netns=5").await, [2]);
+    assert_eq!(call("state=established&min_idle=1m").await, [2]);
+    assert_eq!(call("state=close_wait").await, [3]);
 }

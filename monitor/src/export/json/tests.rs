@@ -19,10 +19,13 @@ fn conn(state: u8, idle: Option<Duration>) -> Connection {
         retransmits: 3,
         seeded: true,
         suspect: vec![crate::verdict::Reason::PeerUnresponsive],
-        cgroup: Some(format!(
-            "/system.slice/docker-{}.scope",
-            "0123456789abcdef".repeat(4)
-        )),
+        cgroup: Some(
+            format!(
+                "/system.slice/docker-{}.scope",
+                "0123456789abcdef".repeat(4)
+            )
+            .into(),
+        ),
         ..Connection::new(42, state, local, "10.0.0.2:51000".parse().unwrap())
     }
 }
@@ -112,16 +115,29 @@ fn filter_matches_state_and_min_idle() {
         "unknown idle excluded"
     );
 
-    let snapshot = Snapshot {
-        connections: vec![
-            conn(tcp_state::ESTABLISHED, secs(60)),
-            conn(tcp_state::LISTEN, None),
-        ],
-        ..Snapshot::default()
-    };
-    let views = connection_views(&snapshot, &idle);
+    let connections = [
+        conn(tcp_state::ESTABLISHED, secs(60)),
+        conn(tcp_state::LISTEN, None),
+    ];
+    let mut writer = ViewsWriter::new(idle);
+    connections.iter().for_each(|c| writer.push(c));
+    let views: Vec<ConnectionView> = serde_json::from_slice(&writer.finish()).unwrap();
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].state, "established");
+}
+
+#[test]
+fn writer_output_is_a_serialized_vector() {
+    let connections = [
+        conn(tcp_state::ESTABLISHED, Some(Duration::from_secs(60))),
+        conn(tcp_state::CLOSE_WAIT, None),
+    ];
+    let mut writer = ViewsWriter::new(ConnectionFilter::default());
+    connections.iter().for_each(|c| writer.push(c));
+    let views: Vec<ConnectionView> = connections.iter().map(ConnectionView::from).collect();
+    assert_eq!(writer.finish(), serde_json::to_vec(&views).unwrap());
+    let empty = ViewsWriter::new(ConnectionFilter::default()).finish();
+    assert_eq!(empty, b"[]");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 
+use crate::table::summary::{IDLE_BUCKETS, IdleHistogram};
+
 /// Name, help text, type and label names of one metric family.
 pub(super) struct Spec {
     pub name: &'static str,
@@ -79,11 +81,21 @@ pub fn histogram(samples: impl IntoIterator<Item = f64>, bounds: &[f64]) -> prot
             per_bucket[i] += 1;
         }
     }
+    from_counts(bounds, &per_bucket, count, sum)
+}
+
+/// The `tcp_liveness_idle_seconds` histogram of one state, from the scan's bucket counts.
+pub(super) fn idle_histogram(data: IdleHistogram) -> proto::Histogram {
+    from_counts(&IDLE_BUCKETS, &data.per_bucket, data.count, data.sum)
+}
+
+/// A histogram from per-bucket (not cumulative) counts, one per bound.
+fn from_counts(bounds: &[f64], per_bucket: &[u64], count: u64, sum: f64) -> proto::Histogram {
     let mut cumulative = 0;
     let buckets = bounds
         .iter()
         .zip(per_bucket)
-        .map(|(&bound, n)| {
+        .map(|(&bound, &n)| {
             cumulative += n;
             let mut bucket = proto::Bucket::default();
             bucket.set_upper_bound(bound);

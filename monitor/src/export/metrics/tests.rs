@@ -18,17 +18,17 @@ fn conn(state: u8, idle_ms: Option<u64>) -> Connection {
 }
 
 fn snapshot() -> Snapshot {
+    let connections = [
+        conn(ESTABLISHED, Some(200)),
+        conn(ESTABLISHED, Some(45_000)),
+        conn(ESTABLISHED, None),
+        conn(CLOSE_WAIT, Some(20_000_000)),
+        conn(CLOSE_WAIT, Some(3_000)),
+        conn(NEW_SYN_RECV, None),
+        conn(LISTEN, None),
+        conn(TIME_WAIT, Some(1_000)),
+    ];
     Snapshot {
-        connections: vec![
-            conn(ESTABLISHED, Some(200)),
-            conn(ESTABLISHED, Some(45_000)),
-            conn(ESTABLISHED, None),
-            conn(CLOSE_WAIT, Some(20_000_000)),
-            conn(CLOSE_WAIT, Some(3_000)),
-            conn(NEW_SYN_RECV, None),
-            conn(LISTEN, None),
-            conn(TIME_WAIT, Some(1_000)),
-        ],
         counters: KernelCounters {
             retransmits: 7,
             resets_sent: 3,
@@ -57,7 +57,7 @@ fn snapshot() -> Snapshot {
             },
         ],
         scan_duration: Duration::from_millis(3),
-        ..Snapshot::default()
+        ..Snapshot::from_connections(connections, Default::default())
     }
 }
 

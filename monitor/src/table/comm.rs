@@ -1,0 +1,133 @@
+//! A process name held inline: a socket's `comm` without a heap allocation per connection.
+
+use std::{fmt, hash, ops::Deref};
+
+/// The kernel's TASK_COMM_LEN: 15 bytes and a NUL.
+const TASK_COMM_LEN: usize = 16;
+/// `comm` is not guaranteed UTF-8; each invalid byte becomes U+FFFD (3 bytes) in the lossy
+/// conversion, so the worst case is three times the raw length. Keeping the lossy text (rather
+/// than the raw bytes) is what lets [`Comm`] deref to `str` and print exactly as before.
+const CAPACITY: usize = 3 * TASK_COMM_LEN;
+
+/// A process name (`comm`), UTF-8, at most [`CAPACITY`] bytes, stored inline (`Copy`).
+#[derive(Clone, Copy)]
+pub struct Comm {
+    len: u8,
+    bytes: [u8; CAPACITY],
+}
+
+impl Comm {
+    /// From the kernel's NUL-padded, possibly non-UTF-8 buffer.
+    pub fn from_kernel(raw: &[u8; TASK_COMM_LEN]) -> Self {
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        Self::new(&String::from_utf8_lossy(&raw[..len]))
+    }
+
+    /// From text; cut at a character boundary if longer than the capacity (never happens for a
+    /// name that came from the kernel).
+    pub fn new(text: &str) -> Self {
+        let mut len = text.len().min(CAPACITY);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; CAPACITY];
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Self {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // `new` only copies whole characters of a `&str`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl Deref for Comm {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Comm {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Comm {}
+
+impl PartialEq<str> for Comm {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl hash::Hash for Comm {
+    fn hash<H: hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl serde::Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_names_are_nul_trimmed_and_lossy() {
+        assert_eq!(Comm::from_kernel(b"redis\0\0\0\0\0\0\0\0\0\0\0"), "redis");
+        assert_eq!(Comm::from_kernel(b"a-very-long-proc"), "a-very-long-proc");
+        let invalid = Comm::from_kernel(&[0xff; 16]);
+        assert_eq!(invalid.as_str(), "\u{fffd}".repeat(16));
+        assert_eq!(invalid.to_string(), String::from_utf8_lossy(&[0xff; 16]));
+    }
+
+    #[test]
+    fn compares_displays_and_serializes_as_text() {
+        let comm = Comm::from("nginx");
+        assert_eq!(comm, Comm::new("nginx"));
+        assert!(comm == "nginx");
+        assert_eq!(format!("{comm} {comm:?}"), "nginx \"nginx\"");
+        assert_eq!(serde_json::to_string(&comm).unwrap(), "\"nginx\"");
+        assert_eq!(Some(comm).as_deref(), Some("nginx"));
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(40);
+        assert_eq!(Comm::new(&long).as_str(), "é".repeat(24));
+    }
+}

@@ -1,0 +1,259 @@
+//! What a scan keeps: per-label-set aggregates for `/metrics` and the suspect connections.
+//!
+//! [`SnapshotBuilder`] takes the scan's connections one at a time and keeps only counters keyed
+//! by label sets (states, reasons, owners × ports), so rendering `/metrics` costs O(label sets),
+//! not O(connections). Pure: connections in, [`Snapshot`] out.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use monitor_common::tcp_state;
+
+use super::{Comm, Connection, Grouping, ServicePorts, Snapshot};
+use crate::verdict::Reason;
+
+/// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
+/// so a connection kept open by keepalives alone still lands in a finite bucket.
+pub const IDLE_BUCKETS: [f64; 13] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+/// Owner label for owners cut from the top N, and the port label that goes with it.
+pub const OTHER: &str = "other";
+/// Owner label when neither the process name nor the cgroup is known.
+const UNKNOWN_OWNER: &str = "unknown";
+
+/// The reported state a kernel state counts as: request sockets (NEW_SYN_RECV) are syn_recv;
+/// states outside [`tcp_state::REPORTED`] (time_wait, close) are not reported.
+pub fn reported_state(state: u8) -> Option<u8> {
+    let state = if state == tcp_state::NEW_SYN_RECV {
+        tcp_state::SYN_RECV
+    } else {
+        state
+    };
+    tcp_state::REPORTED.contains(&state).then_some(state)
+}
+
+/// Raw data of one histogram: per-bucket (not cumulative) counts over [`IDLE_BUCKETS`], samples
+/// past the last bound counted only in `count`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IdleHistogram {
+    pub per_bucket: [u64; IDLE_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl IdleHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        self.count += 1;
+        self.sum += seconds;
+        // Prometheus buckets are inclusive upper bounds (`le`).
+        if let Some(i) = IDLE_BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.per_bucket[i] += 1;
+        }
+    }
+}
+
+/// Sockets of one reported state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateSummary {
+    pub count: u64,
+    /// Idle times of the sockets whose idle time is known.
+    pub idle: IdleHistogram,
+}
+
+/// CLOSE_WAIT grouped by owner and port, cut to the top N owners.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloseWaitTop {
+    /// (owner, local port) → count; owners beyond the top N are folded into ("other", "other").
+    pub by_port: BTreeMap<(String, String), u64>,
+    /// owner → oldest age in seconds (top N owners, the rest as "other").
+    pub oldest: BTreeMap<String, f64>,
+}
+
+/// Everything `/metrics` reports about the sockets of one scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Every reported state, 0 included: a series that vanishes breaks rate() and alerts.
+    pub states: BTreeMap<u8, StateSummary>,
+    /// Suspect connections per reason, every reason present.
+    pub suspects: BTreeMap<Reason, u64>,
+    /// Sockets with keepalive known to be off, per state name (every reported state but listen
+    /// present).
+    pub keepalive_off: BTreeMap<&'static str, u64>,
+    pub close_wait: CloseWaitTop,
+}
+
+impl Default for Summary {
+    /// The summary of an empty table: every series at 0.
+    fn default() -> Self {
+        Self {
+            states: tcp_state::REPORTED
+                .iter()
+                .map(|&s| (s, StateSummary::default()))
+                .collect(),
+            suspects: Reason::ALL.iter().map(|&r| (r, 0)).collect(),
+            keepalive_off: tcp_state::REPORTED
+                .iter()
+                .filter(|&&s| s != tcp_state::LISTEN)
+                .filter_map(|&s| tcp_state::name(s))
+                .map(|name| (name, 0))
+                .collect(),
+            close_wait: CloseWaitTop::default(),
+        }
+    }
+}
+
+/// Who a CLOSE_WAIT socket is counted against, before it becomes a label (no allocation per
+/// socket: a name is inline, a cgroup is shared).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Owner {
+    Process(Comm),
+    Cgroup(Arc<str>),
+    Unknown,
+}
+
+impl Owner {
+    fn of(c: &Connection, by_cgroup: bool) -> Self {
+        match (by_cgroup, c.comm, &c.cgroup) {
+            (true, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
+            (false, Some(comm), _) => Owner::Process(comm),
+            _ => Owner::Unknown,
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            Owner::Process(comm) => comm.as_str(),
+            Owner::Cgroup(cgroup) => cgroup,
+            Owner::Unknown => UNKNOWN_OWNER,
+        }
+    }
+}
+
+/// CLOSE_WAIT sockets of one owner on one (namespace, raw local port): the port becomes a label
+/// only at the end of the scan, once every listener is known.
+#[derive(Clone, Copy, Debug, Default)]
+struct CloseWaitGroup {
+    count: u64,
+    oldest_seconds: f64,
+}
+
+/// Accumulates one scan, connection by connection.
+pub struct SnapshotBuilder {
+    grouping: Grouping,
+    watched: HashSet<u64>,
+    summary: Summary,
+    close_wait: HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    snapshot: Snapshot,
+}
+
+impl SnapshotBuilder {
+    /// `watched`: cookies whose presence in the table the snapshot reports (`watched_open`).
+    pub fn new(grouping: Grouping, watched: HashSet<u64>) -> Self {
+        Self {
+            grouping,
+            watched,
+            summary: Summary::default(),
+            close_wait: HashMap::new(),
+            snapshot: Snapshot {
+                grouping,
+                ..Snapshot::default()
+            },
+        }
+    }
+
+    /// Counts one connection; keeps it only if it is suspect.
+    pub fn add(&mut self, c: Connection) {
+        self.snapshot.tracked_sockets += 1;
+        if !self.watched.is_empty() && self.watched.contains(&c.cookie) {
+            self.snapshot.watched_open.insert(c.cookie);
+        }
+        if c.state == tcp_state::LISTEN {
+            self.snapshot.service_ports.insert(c.netns, c.local.port());
+        }
+        let summary = &mut self.summary;
+        if let Some(entry) = reported_state(c.state).and_then(|s| summary.states.get_mut(&s)) {
+            entry.count += 1;
+            if let Some(idle) = c.idle {
+                entry.idle.observe(idle.as_secs_f64());
+            }
+        }
+        for r in &c.suspect {
+            *summary.suspects.entry(*r).or_default() += 1;
+        }
+        if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
+            *summary
+                .keepalive_off
+                .entry(tcp_state::name(c.state).unwrap_or("unknown"))
+                .or_default() += 1;
+        }
+        if c.state == tcp_state::CLOSE_WAIT {
+            let age = c
+                .state_age
+                .or(c.state_age_at_least)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let owner = Owner::of(&c, self.grouping.by_cgroup);
+            let group = self
+                .close_wait
+                .entry((owner, c.netns, c.local.port()))
+                .or_default();
+            group.count += 1;
+            group.oldest_seconds = group.oldest_seconds.max(age);
+        }
+        if !c.suspect.is_empty() {
+            self.snapshot.suspects.push(c);
+        }
+    }
+
+    /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).
+    pub fn finish(mut self) -> Snapshot {
+        self.summary.close_wait = close_wait_top(
+            self.close_wait,
+            &self.snapshot.service_ports,
+            self.grouping.top_n,
+        );
+        self.snapshot.summary = self.summary;
+        self.snapshot
+    }
+}
+
+/// Resolves ports to labels, merges groups that end up with the same labels, and cuts to the
+/// `top_n` owners with the most sockets (ties broken by name).
+fn close_wait_top(
+    groups: HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    services: &ServicePorts,
+    top_n: usize,
+) -> CloseWaitTop {
+    let mut per_owner: HashMap<&str, (u64, f64, BTreeMap<String, u64>)> = HashMap::new();
+    for ((owner, netns, port), group) in &groups {
+        let entry = per_owner.entry(owner.label()).or_default();
+        entry.0 += group.count;
+        entry.1 = entry.1.max(group.oldest_seconds);
+        *entry
+            .2
+            .entry(super::port_label(services.resolve(*netns, *port)))
+            .or_default() += group.count;
+    }
+    let mut owners: Vec<_> = per_owner.into_iter().collect();
+    owners.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
+    let mut top = CloseWaitTop::default();
+    for (rank, (owner, (count, oldest, ports))) in owners.into_iter().enumerate() {
+        if rank < top_n {
+            for (port, n) in ports {
+                top.by_port.insert((owner.to_owned(), port), n);
+            }
+            top.oldest.insert(owner.to_owned(), oldest);
+        } else {
+            *top.by_port.entry((OTHER.into(), OTHER.into())).or_default() += count;
+            let other = top.oldest.entry(OTHER.into()).or_default();
+            *other = other.max(oldest);
+        }
+    }
+    top
+}
+
+#[cfg(test)]
+mod tests;

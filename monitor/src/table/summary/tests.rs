@@ -1,0 +1,185 @@
+use std::time::Duration;
+
+use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, TIME_WAIT};
+
+use super::*;
+use crate::table::Keepalive;
+
+fn conn(cookie: u64, state: u8, port: u16) -> Connection {
+    let local = format!("10.0.0.1:{port}").parse().unwrap();
+    Connection::new(cookie, state, local, "10.0.0.2:1".parse().unwrap())
+}
+
+fn cw(comm: &str, port: u16, age: u64) -> Connection {
+    let mut c = conn(1, CLOSE_WAIT, port);
+    c.comm = Some(comm.into());
+    c.state_age = Some(Duration::from_secs(age));
+    c
+}
+
+fn listener(port: u16) -> Connection {
+    let mut c = cw("server", port, 0);
+    c.state = LISTEN;
+    c
+}
+
+fn top_n(n: usize) -> Grouping {
+    Grouping {
+        top_n: n,
+        by_cgroup: false,
+    }
+}
+
+#[test]
+fn counts_states_idle_histogram_suspects_and_keepalive_off() {
+    let idle = |state, ms: Option<u64>| {
+        let mut c = conn(1, state, 80);
+        c.idle = ms.map(Duration::from_millis);
+        c
+    };
+    let mut suspect = idle(ESTABLISHED, Some(45_000));
+    suspect.suspect = vec![Reason::IdleNoKeepalive, Reason::PeerUnresponsive];
+    suspect.keepalive = Some(Keepalive {
+        enabled: false,
+        idle: None,
+        interval: None,
+        count: None,
+    });
+    let snapshot = Snapshot::from_connections(
+        [
+            idle(ESTABLISHED, Some(200)),
+            suspect,
+            idle(ESTABLISHED, None),
+            idle(NEW_SYN_RECV, None),
+            idle(TIME_WAIT, Some(1)),
+        ],
+        Grouping::default(),
+    );
+    let s = &snapshot.summary;
+    assert_eq!(snapshot.tracked_sockets, 5);
+    assert_eq!(s.states[&ESTABLISHED].count, 3);
+    assert_eq!(
+        s.states[&tcp_state::SYN_RECV].count,
+        1,
+        "request sockets are syn_recv"
+    );
+    assert!(!s.states.contains_key(&TIME_WAIT), "not reported");
+    let h = &s.states[&ESTABLISHED].idle;
+    assert_eq!((h.count, h.sum), (2, 45.2));
+    assert_eq!(h.per_bucket[1], 1, "0.2 s in le=0.5");
+    assert_eq!(h.per_bucket[6], 1, "45 s in le=60");
+    assert_eq!(s.suspects[&Reason::IdleNoKeepalive], 1);
+    assert_eq!(
+        s.suspects[&Reason::CloseWaitStuck],
+        0,
+        "every reason present"
+    );
+    assert_eq!(s.keepalive_off["established"], 1);
+    assert_eq!(s.keepalive_off["close_wait"], 0, "every state present");
+    assert_eq!(snapshot.suspects.len(), 1, "only suspects are kept");
+}
+
+#[test]
+fn empty_summary_has_every_series() {
+    let s = Summary::default();
+    assert_eq!(s.states.len(), tcp_state::REPORTED.len());
+    assert_eq!(s.suspects.len(), Reason::ALL.len());
+    assert_eq!(s.keepalive_off.len(), tcp_state::REPORTED.len() - 1);
+    assert_eq!(
+        Snapshot::from_connections([], Grouping::default()).summary,
+        s
+    );
+}
+
+#[test]
+fn close_wait_top_n_folds_the_rest_into_other() {
+    let mut connections = vec![
+        cw("redis", 6379, 10),
+        cw("redis", 6379, 50),
+        cw("redis", 6380, 5),
+        cw("nginx", 80, 7),
+        cw("java", 8080, 99),
+    ];
+    connections.extend([6379, 6380, 80, 8080].map(listener));
+    let top = Snapshot::from_connections(connections, top_n(2))
+        .summary
+        .close_wait;
+    assert_eq!(top.by_port[&("redis".into(), "6379".into())], 2);
+    assert_eq!(top.by_port[&("redis".into(), "6380".into())], 1);
+    // java and nginx tie at one socket each; names break the tie, so nginx is cut.
+    assert_eq!(top.by_port[&("java".into(), "8080".into())], 1);
+    assert_eq!(top.by_port[&(OTHER.into(), OTHER.into())], 1);
+    assert_eq!(top.by_port.len(), 4);
+    assert_eq!(top.oldest["redis"], 50.0);
+    assert_eq!(top.oldest[OTHER], 7.0);
+}
+
+#[test]
+fn outbound_connections_share_one_port_label() {
+    // A client leaking CLOSE_WAIT sockets on ephemeral ports: one series, not one per socket.
+    let connections = (40000..40100).map(|port| cw("client", port, 1));
+    let top = Snapshot::from_connections(connections, Grouping::default())
+        .summary
+        .close_wait;
+    assert_eq!(top.by_port.len(), 1);
+    assert_eq!(top.by_port[&("client".into(), "outbound".into())], 100);
+}
+
+#[test]
+fn ports_resolve_after_the_pass_per_namespace() {
+    // The listener comes after its accepted sockets in table order, and a socket on the same
+    // port in another namespace is outbound.
+    let mut other_ns = cw("app", 6379, 3);
+    other_ns.netns = Some(2);
+    let mut listening = listener(6379);
+    listening.netns = Some(1);
+    let mut accepted = cw("app", 6379, 4);
+    accepted.netns = Some(1);
+    let snapshot = Snapshot::from_connections([accepted, other_ns, listening], top_n(5));
+    let top = &snapshot.summary.close_wait;
+    assert_eq!(top.by_port[&("app".into(), "6379".into())], 1);
+    assert_eq!(top.by_port[&("app".into(), "outbound".into())], 1);
+    assert_eq!(top.oldest["app"], 4.0);
+    assert_eq!(snapshot.service_ports.resolve(Some(1), 6379), Some(6379));
+    assert_eq!(snapshot.service_ports.resolve(Some(2), 6379), None);
+}
+
+#[test]
+fn owners_by_cgroup_and_unknown_merge_by_label() {
+    let mut in_container = cw("redis", 1, 1);
+    in_container.cgroup = Some("/pod/a".into());
+    let mut same_container = cw("sidecar", 2, 2);
+    same_container.cgroup = Some("/pod/a".into());
+    let no_cgroup = cw("redis", 3, 3);
+    let mut named_unknown = cw("unknown", 4, 4);
+    named_unknown.cgroup = None;
+    let by_cgroup = Grouping {
+        top_n: 5,
+        by_cgroup: true,
+    };
+    let top = Snapshot::from_connections(
+        [in_container, same_container, no_cgroup, named_unknown],
+        by_cgroup,
+    )
+    .summary
+    .close_wait;
+    assert_eq!(top.by_port[&("/pod/a".into(), "outbound".into())], 2);
+    assert_eq!(top.by_port[&("unknown".into(), "outbound".into())], 2);
+    assert_eq!(top.oldest["unknown"], 4.0);
+
+    let mut no_comm = cw("x", 1, 9);
+    no_comm.comm = None;
+    let by_process = Snapshot::from_connections([no_comm, cw("unknown", 2, 1)], top_n(5));
+    let top = by_process.summary.close_wait;
+    assert_eq!(top.by_port[&("unknown".into(), "outbound".into())], 2);
+    assert_eq!(top.oldest["unknown"], 9.0);
+}
+
+#[test]
+fn watched_cookies_report_whether_they_are_still_open() {
+    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::from([1, 2]));
+    builder.add(conn(1, ESTABLISHED, 80));
+    builder.add(conn(3, ESTABLISHED, 80));
+    let snapshot = builder.finish();
+    assert_eq!(snapshot.watched_open, HashSet::from([1]));
+}
