@@ -1,6 +1,7 @@
 //! The agent's HTTP endpoint: `/metrics`, `/connections`, `/alerts`, `/healthz`.
 
 use std::{
+    convert::Infallible,
     future::Future,
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -8,6 +9,7 @@ use std::{
 
 use axum::{
     Json, Router,
+    body::{Body, Bytes},
     extract::{ConnectInfo, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse as _, Response},
@@ -100,22 +102,47 @@ async fn connections(
         Ok(filter) => filter,
         Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
     };
+    // Streamed: a whole-host answer is ~575 bytes per socket (115 MB at 200k sockets), which
+    // the agent should not hold at once. A few chunks in flight at most.
+    let (chunks, body) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     // Reading the table and /proc is blocking work: off the runtime threads.
-    let read = tokio::task::spawn_blocking(move || live_connections(&state, filter));
-    match read.await {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-        Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
-    }
+    tokio::task::spawn_blocking(move || live_connections(&state, filter, &chunks));
+    let body = futures_util::stream::unfold(body, |mut body| async move {
+        let chunk = body.recv().await?;
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), body))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
-/// The `/connections` body: the live table through the scan's pipeline, as of now.
-fn live_connections(state: &HttpState, filter: ConnectionFilter) -> Vec<u8> {
+/// Bytes per streamed piece of the `/connections` body.
+const CONNECTIONS_CHUNK: usize = 64 * 1024;
+
+/// The `/connections` body: the live table through the scan's pipeline, as of now, sent in
+/// pieces; stops early when the client has gone.
+fn live_connections(
+    state: &HttpState,
+    filter: ConnectionFilter,
+    chunks: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) {
     let mut views = ViewsWriter::new(filter);
     let now = seed::monotonic_now_ns();
-    state
-        .pipeline
-        .read(state.source.as_ref(), now, &mut |c| views.push(&c));
-    views.finish()
+    let mut client_open = true;
+    state.pipeline.read(state.source.as_ref(), now, &mut |c| {
+        if !client_open {
+            return;
+        }
+        views.push(&c);
+        if let Some(chunk) = views.take_at_least(CONNECTIONS_CHUNK) {
+            client_open = chunks.blocking_send(chunk).is_ok();
+        }
+    });
+    if client_open {
+        let _ = chunks.blocking_send(views.finish());
+    }
 }
 
 /// Addresses, pids and process names of every connection on the host are more than a metrics

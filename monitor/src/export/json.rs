@@ -210,6 +210,7 @@ impl ConnectionFilter {
 pub struct ViewsWriter {
     filter: ConnectionFilter,
     json: Vec<u8>,
+    written_any: bool,
 }
 
 impl ViewsWriter {
@@ -217,6 +218,7 @@ impl ViewsWriter {
         Self {
             filter,
             json: b"[".to_vec(),
+            written_any: false,
         }
     }
 
@@ -225,14 +227,22 @@ impl ViewsWriter {
         if !self.filter.matches(c) {
             return;
         }
-        if self.json.len() > 1 {
+        if self.written_any {
             self.json.push(b',');
         }
+        self.written_any = true;
         // Writing plain data (strings, numbers) into a Vec cannot fail.
         serde_json::to_writer(&mut self.json, &ConnectionView::from(c))
             .expect("serializing a connection view");
     }
 
+    /// What is written so far, once it reaches `at_least` bytes: a streamed response sends the
+    /// body in pieces instead of holding all of it (~575 bytes per connection).
+    pub fn take_at_least(&mut self, at_least: usize) -> Option<Vec<u8>> {
+        (self.json.len() >= at_least).then(|| std::mem::take(&mut self.json))
+    }
+
+    /// The rest of the body.
     pub fn finish(mut self) -> Vec<u8> {
         self.json.push(b']');
         self.json

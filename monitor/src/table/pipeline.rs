@@ -37,9 +37,16 @@ impl Pipeline {
         cgroups.end_scan();
     }
 
-    /// Like [`scan`](Self::scan), for readers between scans (`/connections`).
+    /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
+    /// is locked per socket, not for the pass: `f` may wait on a slow client, and a scan must
+    /// not wait behind it.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
-        self.pass(&mut self.cgroups(), source, now_ns, f);
+        source.for_each_socket(&mut |cookie, entry| {
+            let judged = self.judge(cookie, entry, now_ns, &mut self.cgroups());
+            if let Some(c) = judged {
+                f(c);
+            }
+        });
     }
 
     fn cgroups(&self) -> MutexGuard<'_, CgroupCache> {

@@ -272,3 +272,28 @@ async fn connections_filters_the_live_table_like_json_filters() {
     assert_eq!(call("state=established&min_idle=1m").await, [2]);
     assert_eq!(call("state=close_wait").await, [3]);
 }
+
+#[tokio::test]
+async fn a_large_table_streams_in_pieces_and_arrives_whole() {
+    // ~575 bytes per connection: 2 000 connections are about 18 chunks of CONNECTIONS_CHUNK.
+    let table: Vec<(u64, SockActivity)> = (1..=2000)
+        .map(|cookie| (cookie, entry(ESTABLISHED, 100, 10)))
+        .collect();
+    let peer = ConnectInfo("127.0.0.1:1".parse().unwrap());
+    let response = connections(
+        State(state_with(false, table)),
+        peer,
+        Query(FilterParams::default()),
+    )
+    .await;
+    let mut body = response.into_body().into_data_stream();
+    let (mut pieces, mut json) = (0, Vec::new());
+    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+        pieces += 1;
+        json.extend_from_slice(&piece.unwrap());
+    }
+    assert!(pieces > 2, "{pieces} pieces");
+    let views: Vec<ConnectionView> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(views.len(), 2000);
+    assert!(views.iter().map(|v| v.cookie).eq(1..=2000));
+}
