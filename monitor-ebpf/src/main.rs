@@ -1,11 +1,12 @@
-//! Kernel side of tcp-liveness: BTF tracepoints that keep one `SockActivity` per TCP socket, keyed
-//! by socket cookie, aggregated in place (no per-event records reach userspace).
+//! Kernel side of tcp-liveness: BTF tracepoints that keep one `SockActivity` per TCP socket (a
+//! slot of an array the agent maps into its memory, found by socket cookie through an index),
+//! aggregated in place (no per-event records reach userspace).
 //!
 //! Each entry point is a thin wrapper; the work is in the modules:
 //! - `state`: `inet_sock_set_state` — creates, updates and deletes table entries;
 //! - `io`: `sock_send_length` / `sock_recv_length` — application send/receive and the owner;
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
-//! - `table`: the maps and the helpers that read socket fields.
+//! - `table`: the maps, slot allocation, and the helpers that read socket fields.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
