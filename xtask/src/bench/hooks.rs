@@ -76,6 +76,31 @@ impl Drop for Helper {
     }
 }
 
+/// Attaches exactly `programs` (in that order), runs `load`, and returns ns per run and runs of
+/// each program that fired.
+fn measure(
+    helper: &mut Helper,
+    programs: &[String],
+    load: Load,
+    plan: &Plan,
+) -> anyhow::Result<BTreeMap<String, (f64, u64)>> {
+    let reply = helper.command(&format!("attach {}", programs.join(",")))?;
+    if reply != "ok" {
+        bail!("attach: {reply}");
+    }
+    let before = helper.stats()?;
+    load.run(plan.load_time)?;
+    let after = helper.stats()?;
+    Ok(programs
+        .iter()
+        .filter_map(|name| {
+            let dt = field(&after, name, "run_time_ns") - field(&before, name, "run_time_ns");
+            let dn = field(&after, name, "run_count") - field(&before, name, "run_count");
+            (dn > 0).then(|| (name.clone(), (dt as f64 / dn as f64, dn)))
+        })
+        .collect())
+}
+
 fn field(stats: &BTreeMap<String, Value>, name: &str, key: &str) -> u64 {
     stats
         .get(name)
@@ -101,6 +126,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
     let mut ns: BTreeMap<(&str, String), Vec<f64>> = BTreeMap::new();
     // (load, program) → real/floor ratio per repetition, `None` where a hook did not fire.
     let mut ratios: BTreeMap<(&str, String), Vec<Option<f64>>> = BTreeMap::new();
+    // (load, program) → real/floor ratio with each set attached alone, one per repetition.
+    let mut alone_ratios: BTreeMap<(&str, String), Vec<f64>> = BTreeMap::new();
     let mut runs: BTreeMap<(&str, String), u64> = BTreeMap::new();
     let loads = [("rr", Load::RequestResponse), ("churn", Load::Churn)];
     // Whole pairs, one repetition in each order.
@@ -111,31 +138,35 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
         } else {
             floors.iter().chain(&real).cloned().collect()
         };
-        let reply = helper.command(&format!("attach {}", order.join(",")))?;
-        if reply != "ok" {
-            bail!("attach: {reply}");
-        }
         for (tag, load) in loads {
-            let before = helper.stats()?;
-            load.run(plan.load_time)?;
-            let after = helper.stats()?;
-            let per_run = |name: &str| {
-                let dt = field(&after, name, "run_time_ns") - field(&before, name, "run_time_ns");
-                let dn = field(&after, name, "run_count") - field(&before, name, "run_count");
-                (dn > 0).then(|| (dt as f64 / dn as f64, dn))
-            };
-            for name in real.iter().chain(&floors) {
-                if let Some((cost, count)) = per_run(name) {
-                    ns.entry((tag, name.clone())).or_default().push(cost);
-                    *runs.entry((tag, name.clone())).or_default() += count;
-                }
+            let together = measure(&mut helper, &order, load, plan)?;
+            for (name, &(cost, count)) in &together {
+                ns.entry((tag, name.clone())).or_default().push(cost);
+                *runs.entry((tag, name.clone())).or_default() += count;
             }
+            // Each set alone, in alternating order: no shared cache, separate time windows.
+            let (first, second) = if rep % 2 == 0 {
+                (&real, &floors)
+            } else {
+                (&floors, &real)
+            };
+            let mut alone = measure(&mut helper, first, load, plan)?;
+            alone.extend(measure(&mut helper, second, load, plan)?);
             for name in &real {
-                let ratio = match (per_run(name), per_run(&format!("floor_{name}"))) {
+                let floor = format!("floor_{name}");
+                let ratio_of = |m: &BTreeMap<String, (f64, u64)>| match (m.get(name), m.get(&floor))
+                {
                     (Some((cost, _)), Some((floor, _))) => Some(cost / floor),
                     _ => None,
                 };
-                ratios.entry((tag, name.clone())).or_default().push(ratio);
+                ratios
+                    .entry((tag, name.clone()))
+                    .or_default()
+                    .push(ratio_of(&together));
+                alone_ratios
+                    .entry((tag, name.clone()))
+                    .or_default()
+                    .extend(ratio_of(&alone));
             }
         }
         eprintln!("bench: hooks repetition {}/{reps} done", rep + 1);
@@ -177,6 +208,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
                 ratio(|r| in_order(r, 0)),
                 ratio(|r| in_order(r, 1)),
                 ratio(order_balanced),
+                alone_ratios
+                    .get(&(tag, name.clone()))
+                    .filter(|r| !r.is_empty())
+                    .map_or("—".into(), |r| stats::summary(r, 2)),
                 target.to_owned(),
                 format!(
                     "{} / {}",
@@ -199,6 +234,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
             "ratio, real first".into(),
             "ratio, floor first".into(),
             "ratio to floor (order-balanced)".into(),
+            "ratio, each attached alone".into(),
             "target".into(),
             "xlated insns (prog / floor)".into(),
         ],
@@ -209,8 +245,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
              one timestamp store (monitor-ebpf/src/floor.rs). The program attached first pays \
              the cache misses the second then finds warm, so each order is shown, and the \
              figure of merit is the geometric mean of the two ratios of each pair of repetitions \
-             (one in each order), median [min–max] over pairs. Hooks that did not fire are \
-             omitted.",
+             (one in each order), median [min–max] over pairs. In the same repetitions each \
+             set is also attached alone, one after the other in alternating order, under the same \
+             load: that ratio shares no cache but compares different time windows. Hooks that \
+             did not fire are omitted.",
             reps, plan.load_time
         )],
     })
