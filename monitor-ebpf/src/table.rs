@@ -245,6 +245,12 @@ pub fn insert_new<C: EbpfContext>(
 
 /// Stops tracking a socket. Only the caller whose index delete succeeds frees the slot, so a
 /// socket closed on two paths at once (CLOSE transition, destroy) cannot free it twice.
+///
+/// Known window: a hook on another CPU that found this slot just before the delete still holds
+/// it; if a third CPU reuses the slot for a new socket meanwhile, that hook's last store lands in
+/// the new entry. It needs I/O on a socket being destroyed and a reuse within nanoseconds, and
+/// costs one field of one entry until its next event; a lock on every hot-path event would not be
+/// worth it.
 #[inline(always)]
 pub fn remove(cookie: u64) {
     let Some(&slot) = (unsafe { SOCKET_INDEX.get(cookie) }) else {
