@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use monitor_common::SockActivity;
+use monitor_common::{SockActivity, tcp_state};
 
 use crate::table;
 
@@ -47,6 +47,11 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
                 return;
             }
             let state: u8 = table::read(sk, off.skc_state);
+            if state == tcp_state::CLOSE {
+                // Already closed: the last read (EOF) or write (EPIPE) after the CLOSE transition
+                // deleted the entry. Tracking it again would only cost an insert and a delete.
+                return;
+            }
             let fresh = table::identity(sk, off, state);
             match table::insert_new(ctx, cookie, &fresh) {
                 Some(entry) => entry,

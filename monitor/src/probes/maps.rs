@@ -186,6 +186,9 @@ pub struct SocketTable {
     slots: MapData,
     segments: Box<[OnceLock<Option<Mapping>>]>,
     used: Mapping,
+    /// The mapping alone would keep the map alive; the open fd also lets tools (bpftool, the
+    /// tests) find it through /proc/PID/fdinfo.
+    _used_map: MapData,
     capacity: u32,
 }
 
@@ -208,8 +211,6 @@ impl SocketTable {
                 source,
             }
         })?;
-        // The mapping holds its own reference to the map; the fd can go.
-        drop(used_map);
         let segments = (0..capacity.div_ceil(SEGMENT_SLOTS))
             .map(|_| OnceLock::new())
             .collect();
@@ -217,6 +218,7 @@ impl SocketTable {
             slots,
             segments,
             used,
+            _used_map: used_map,
             capacity,
         })
     }

@@ -95,6 +95,40 @@ impl Agent {
     }
 
     /// SIGTERM, then the exit status.
+    /// The first 8 bytes of element 0 of the agent's BPF map `name`, as the kernel reports it
+    /// (bpftool), found through the map ids in the agent's /proc/PID/fdinfo.
+    pub fn map_u64(&self, name: &str) -> Option<u64> {
+        let pid = self.child.as_ref().expect("agent running").id();
+        let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+        let ids = fdinfo.filter_map(|f| {
+            let text = std::fs::read_to_string(f.ok()?.path()).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("map_id:"))
+                .map(|id| id.trim().to_owned())
+        });
+        for id in ids {
+            let bpftool = |what: &str| -> Option<Value> {
+                let out = Command::new("bpftool")
+                    .args(["-j", "map", what, "id", &id])
+                    .output()
+                    .expect("bpftool");
+                serde_json::from_slice(&out.stdout).ok()
+            };
+            if bpftool("show").is_none_or(|map| map["name"] != name) {
+                continue;
+            }
+            let dump = bpftool("dump")?;
+            // Without BTF, bpftool prints the value as hex byte strings.
+            let bytes: Vec<u8> = dump[0]["value"]
+                .as_array()?
+                .iter()
+                .filter_map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
+                .collect();
+            return Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?));
+        }
+        None
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("agent running");
         // SAFETY: kill on a pid we spawned and have not reaped.

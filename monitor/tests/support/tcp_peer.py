@@ -3,7 +3,8 @@
 
 Prints "ready" on stdout once listening/connected, so the test knows when to look.
 Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF)
-Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | hold (N idle) |
+Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
+          (N connections one at a time, each closed by both sides first) | hold (N idle) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs))
@@ -57,6 +58,17 @@ def serve(host, port, mode):
 def client(host, port, mode, n):
     if mode == "hold":
         held = [socket.create_connection((host, port)) for _ in range(n)]
+        ready()
+        time.sleep(3600)
+        return
+    if mode == "churn-orderly":
+        for _ in range(n):
+            s = socket.create_connection((host, port))
+            s.sendall(b"x")
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(64):
+                pass
+            s.close()
         ready()
         time.sleep(3600)
         return
