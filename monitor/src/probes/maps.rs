@@ -55,12 +55,6 @@ impl KernelMaps {
         Arc::clone(&self.table)
     }
 
-    /// Calls `f` for every live entry of the socket table, in no particular order, without
-    /// collecting them first.
-    pub fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        self.table.for_each_socket(f);
-    }
-
     /// Adds a socket that predates the agent, unless the kernel side already tracks it (its own
     /// data is fresher). Returns whether the entry was written. The same protocol as the kernel
     /// side's insert: free slot, fill, index (no overwrite), publish the cookie.

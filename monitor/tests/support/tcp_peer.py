@@ -61,21 +61,15 @@ def client(host, port, mode, n):
         ready()
         time.sleep(3600)
         return
-    if mode == "churn-orderly":
+    if mode in ("churn", "churn-orderly"):
         for _ in range(n):
             s = socket.create_connection((host, port))
             s.sendall(b"x")
-            s.shutdown(socket.SHUT_WR)
-            while s.recv(64):
-                pass
-            s.close()
-        ready()
-        time.sleep(3600)
-        return
-    if mode == "churn":
-        for _ in range(n):
-            s = socket.create_connection((host, port))
-            s.sendall(b"x")
+            if mode == "churn-orderly":
+                # Close our side and read to EOF: both ends are closed before the next connect.
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(64):
+                    pass
             s.close()
         ready()
         time.sleep(3600)
