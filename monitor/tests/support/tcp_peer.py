@@ -55,6 +55,14 @@ def serve(host, port, mode):
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
+def close_after_peer(s):
+    """Shut our side, read until the peer closes too, then close: an orderly end on both sides."""
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(64):
+        pass
+    s.close()
+
+
 def client(host, port, mode, n):
     if mode == "hold":
         held = [socket.create_connection((host, port)) for _ in range(n)]
@@ -66,11 +74,9 @@ def client(host, port, mode, n):
             s = socket.create_connection((host, port))
             s.sendall(b"x")
             if mode == "churn-orderly":
-                # Close our side and read to EOF: both ends are closed before the next connect.
-                s.shutdown(socket.SHUT_WR)
-                while s.recv(64):
-                    pass
-            s.close()
+                close_after_peer(s)  # both ends closed before the next connect
+            else:
+                s.close()
         ready()
         time.sleep(3600)
         return
@@ -96,10 +102,7 @@ def client(host, port, mode, n):
         time.sleep(3600)
     elif mode == "half-close":
         s.sendall(b"hello")
-        s.shutdown(socket.SHUT_WR)
-        while s.recv(64):
-            pass
-        s.close()
+        close_after_peer(s)
         ready()
         time.sleep(3600)
     elif mode == "heartbeat":
