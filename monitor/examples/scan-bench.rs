@@ -9,19 +9,18 @@
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use monitor::{
-    agent::{
-        alerting::Alerting,
-        scan::{ScanContext, scan_once},
-    },
+    alerting::{self, Alerting},
     export::{SnapshotStore, json::ViewsWriter, metrics::Metrics},
-    table::{Grouping, convert::SocketDefaults, pipeline::Pipeline, read::SocketSource},
+    model::Grouping,
+    probes::{FixedStatus, SocketSource},
+    scan::{Pipeline, Scanner, convert::SocketDefaults},
     verdict::Policy,
 };
 use monitor_common::{
@@ -148,20 +147,23 @@ fn main() -> anyhow::Result<()> {
     };
     let source: Arc<dyn SocketSource> = Arc::new(synthetic_table(sockets));
     let pipeline = Arc::new(Pipeline::new(SocketDefaults::default(), Policy::default()));
-    let context = ScanContext {
-        source: Arc::clone(&source),
-        pipeline: Arc::clone(&pipeline),
-        grouping: Grouping::default(),
-        alerting: Mutex::new(Alerting::new(10, None, Duration::from_secs(5))?),
-    };
+    let scanner = Scanner::new(
+        Arc::clone(&source),
+        Arc::new(FixedStatus::default()),
+        Arc::clone(&pipeline),
+        Grouping::default(),
+    );
+    let mut alerting = Alerting::new(10, None, Duration::from_secs(5))?;
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(Arc::clone(&store), "bench");
     println!("{sockets} synthetic sockets");
     for round in 0..3 {
         let (suspects, scan, heap) = measure(|| {
-            let snapshot = scan_once(&context, NOW_NS);
+            // The table pass and the alert transitions, as the agent's scan loop does them.
+            let snapshot = scanner.scan_table(alerting.watched(), NOW_NS);
+            alerting.observe(&snapshot);
             let suspects = snapshot.suspects.len();
-            store.publish(snapshot);
+            store.publish(snapshot, alerting.detections().clone());
             suspects
         });
         println!(
@@ -208,7 +210,7 @@ fn dump_for_comparison(text: &str, store: &SnapshotStore) -> anyhow::Result<()> 
         .filter(|l| !l.contains("process_") && !l.contains("scan_duration"))
         .collect();
     std::fs::write(format!("{dir}/metrics.txt"), stable.join("\n"))?;
-    let alerts = monitor::export::alerts::group(&store.latest());
+    let alerts = alerting::group(&store.latest().snapshot);
     std::fs::write(
         format!("{dir}/alerts.json"),
         serde_json::to_string_pretty(&alerts)?,

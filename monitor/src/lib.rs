@@ -1,17 +1,30 @@
-//! tcp-liveness agent. The data path, in module order:
-//! `probes` (load and attach the kernel programs; the only module touching aya) →
-//! `seed` (sock_diag: sockets that predate the agent, listeners) →
-//! `table` (kernel entry → [`table::Connection`] → [`table::Snapshot`]: one pipeline, pure data) →
-//! `export` (Prometheus metrics, HTTP routes, JSON views) ;
-//! `agent` runs the loop, `cli` parses the command line, `config` validates settings, `memory`
-//! gives freed heap back after start-up and after each scan.
+//! tcp-liveness agent.
+//!
+//! Rooms, bottom up; a module imports only from rooms below it (checked by the import-graph test
+//! in `tests/layering.rs`):
+//!
+//! ```text
+//! model                       Connection, Reason, label words, owner grouping, wire views
+//!   ← verdict                 pure rules: Connection + Policy → reasons
+//!   ← probes, seed, clock     the kernel: programs and maps (the only aya user), sock_diag, time
+//!   ← scan                    table + counters → one Snapshot (pipeline, summary, cgroups)
+//!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push
+//!   ← export                  /metrics, /connections, /alerts, /healthz
+//!   ← config                  flags + file → validated settings
+//!   ← agent, cli              the daemon loop; the command line
+//! ```
+//!
+//! `memory` (giving freed heap back) sits beside `clock` at the bottom.
 
 pub mod agent;
+pub mod alerting;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod export;
 pub mod memory;
+pub mod model;
 pub mod probes;
+pub mod scan;
 pub mod seed;
-pub mod table;
 pub mod verdict;

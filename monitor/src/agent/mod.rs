@@ -1,9 +1,7 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
-pub mod alerting;
-pub mod scan;
+mod scan_loop;
 mod seeding;
-mod source;
 
 use std::sync::{Arc, Mutex};
 
@@ -14,24 +12,31 @@ use tokio::{
 };
 
 use crate::{
-    config::RunConfig,
+    alerting::Alerting,
+    config::{GroupBy, RunConfig},
     export::{
         SnapshotStore,
         http::{self, HttpState},
         metrics::Metrics,
     },
-    probes::Probes,
-    table::pipeline::Pipeline,
+    model::Grouping,
+    probes::{KernelStatus, Probes},
+    scan::{Pipeline, Scanner, kernel_defaults},
 };
 
+/// Runs the agent until SIGTERM or SIGINT, then detaches everything.
+///
+/// # Errors
+/// An unusable Alertmanager URL, programs the kernel refuses as a whole, an address that cannot
+/// be bound, or a task that panicked.
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // First: an unusable Alertmanager URL fails before any probe is loaded.
-    let alerting = alerting::Alerting::new(
+    let alerting = Alerting::new(
         config.alert_log_limit,
         config.alertmanager_url.as_deref(),
         config.scan_interval,
     )?;
-    let probes = Probes::load(config.table_capacity).context("loading the kernel programs")?;
+    let mut probes = Probes::load(config.table_capacity).context("loading the kernel programs")?;
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
@@ -39,10 +44,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         capacity = config.table_capacity,
         "probes loaded"
     );
-    let mut probes = probes;
     if let Some(kernel_log) = probes.kernel_log.take() {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
+    let table = probes.socket_source();
     let probes = Arc::new(Mutex::new(probes));
 
     let seeded = {
@@ -53,13 +58,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    let source = source::socket_source(&probes);
     let pipeline = Arc::new(Pipeline::new(
-        crate::table::kernel_defaults::load(),
+        kernel_defaults::load(),
         config.policy.clone(),
+    ));
+    let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
+    let scanner = Arc::new(Scanner::new(
+        Arc::clone(&table),
+        kernel,
+        Arc::clone(&pipeline),
+        Grouping {
+            top_n: config.top_n,
+            by_cgroup: config.group_by == GroupBy::Cgroup,
+        },
     ));
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
+    metrics.set_scan_interval(config.scan_interval);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
@@ -70,8 +85,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         let state = HttpState {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
-            source: Arc::clone(&source),
-            pipeline: Arc::clone(&pipeline),
+            source: table,
+            pipeline,
             allow_remote_connections: config.allow_remote_connections,
         };
         let mut stop = stop_rx.clone();
@@ -79,20 +94,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             let _ = stop.wait_for(|&s| s).await;
         }))
     };
-    let scanner = tokio::spawn(scan::run_loop(
-        Arc::clone(&probes),
-        store,
-        metrics,
+    let scanner = tokio::spawn(scan_loop::run(
+        scanner,
+        alerting,
+        scan_loop::Outputs { store, metrics },
         config.scan_interval,
-        scan::ScanContext {
-            source,
-            pipeline,
-            grouping: crate::table::Grouping {
-                top_n: config.top_n,
-                by_cgroup: config.group_by == crate::config::GroupBy::Cgroup,
-            },
-            alerting: Mutex::new(alerting),
-        },
         stop_rx,
     ));
 

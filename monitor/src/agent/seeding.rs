@@ -30,7 +30,7 @@ pub const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
 pub fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
     let sockets = seed::dump_all(LIVE_STATES_MASK);
     let owners = seed::socket_owners();
-    let now = seed::monotonic_now_ns();
+    let now = crate::clock::monotonic_now_ns();
     let mut written = Vec::new();
     {
         let mut probes = probes.lock().expect("probes lock");

@@ -6,8 +6,11 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 
-use super::connections::{fetch, human_age};
-use crate::export::alerts::{AlertGroup, AlertsView};
+use super::connections::fetch;
+use crate::{
+    alerting::{AlertGroup, AlertsView},
+    model::format::human_age,
+};
 
 pub const OK: i32 = 0;
 pub const WARNING: i32 = 1;
@@ -72,7 +75,7 @@ pub fn report(groups: &[AlertGroup]) -> String {
         .map(|g| {
             [
                 g.reason.as_str().to_owned(),
-                g.process.clone(),
+                g.owner.clone(),
                 g.local_port
                     .map_or_else(|| "outbound".to_owned(), |p| format!("port {p}")),
                 plural(g.count, "connection"),

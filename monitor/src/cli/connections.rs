@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use monitor_common::tcp_state;
 
-use crate::export::json::ConnectionView;
+use crate::model::{ConnectionView, format::human_age};
 
 /// Largest answer accepted: a full 262k-entry table is ~120 MB of JSON; ureq's default is 10 MB.
 const BODY_LIMIT: u64 = 512 * 1024 * 1024;
@@ -101,28 +101,6 @@ pub(crate) fn fetch(url: &str, agent: &str, query: &[(&str, String)]) -> anyhow:
     Ok(body)
 }
 
-/// An age in the largest two units, the way `ps`/`kubectl` show them: `850ms`, `12s`, `4m05s`,
-/// `2h11m`, `3d04h`; `-` when unknown.
-pub fn human_age(seconds: Option<f64>) -> String {
-    let Some(seconds) = seconds else {
-        return "-".to_owned();
-    };
-    // Negative or NaN cannot come from the agent; clamp rather than print garbage.
-    let ms = if seconds.is_finite() && seconds > 0.0 {
-        (seconds * 1000.0).round() as u64
-    } else {
-        0
-    };
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms}ms"),
-        1..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
 const HEADER: [&str; 12] = [
     "STATE",
     "LOCAL",
@@ -202,23 +180,6 @@ pub fn format_table(views: &[ConnectionView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_ages() {
-        let cases = [
-            (None, "-"),
-            (Some(0.0), "0ms"),
-            (Some(0.85), "850ms"),
-            (Some(12.4), "12s"),
-            (Some(245.0), "4m05s"),
-            (Some(2.0 * 3600.0 + 11.0 * 60.0 + 59.0), "2h11m"),
-            (Some(3.0 * 86400.0 + 4.0 * 3600.0 + 5.0), "3d04h"),
-            (Some(-1.0), "0ms"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(human_age(input), expected, "{input:?}");
-        }
-    }
 
     fn view(state: &str, remote: &str, idle: Option<f64>, suspect: &[&str]) -> ConnectionView {
         ConnectionView {

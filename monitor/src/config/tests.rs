@@ -5,7 +5,7 @@ use monitor_common::DEFAULT_TABLE_CAPACITY;
 
 use super::*;
 use crate::{
-    table::Connection,
+    model::Connection,
     verdict::{Matcher, Override},
 };
 

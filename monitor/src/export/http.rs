@@ -18,13 +18,14 @@ use axum::{
 
 use super::{
     SnapshotStore,
-    alerts::{self, AlertsView},
     json::{ConnectionFilter, FilterParams, ViewsWriter},
     metrics::Metrics,
 };
 use crate::{
-    seed,
-    table::{pipeline::Pipeline, read::SocketSource},
+    alerting::{self, AlertsView},
+    clock,
+    probes::SocketSource,
+    scan::Pipeline,
 };
 
 /// What the handlers share.
@@ -129,7 +130,7 @@ fn live_connections(
     chunks: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
     let mut views = ViewsWriter::new(filter);
-    let now = seed::monotonic_now_ns();
+    let now = clock::monotonic_now_ns();
     let mut client_open = true;
     state.pipeline.read(state.source.as_ref(), now, &mut |c| {
         if !client_open {
@@ -167,7 +168,7 @@ async fn alerts(
         return refused;
     }
     Json(AlertsView {
-        alerts: alerts::group(&state.store.latest()),
+        alerts: alerting::group(&state.store.latest().snapshot),
     })
     .into_response()
 }

@@ -13,12 +13,12 @@ pub mod verdicts;
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use monitor_common::tcp_state;
 use prometheus::{
-    Histogram, HistogramOpts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
@@ -28,9 +28,9 @@ use self::{
     proto::{counter, gauge, histogram_metric, idle_histogram},
     specs::*,
 };
-use super::SnapshotStore;
-use crate::table::Snapshot;
-pub use crate::table::summary::IDLE_BUCKETS;
+use super::{Published, SnapshotStore};
+use crate::scan::ScanStage;
+pub use crate::scan::summary::IDLE_BUCKETS;
 
 /// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
 /// reach seconds for a full 262k-entry table.
@@ -38,9 +38,11 @@ const SCAN_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Every metric derived from one snapshot (pure; the collector calls it on each scrape). Reads
-/// the snapshot's precomputed summary: the cost follows the number of series, not of sockets.
-pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily> {
+/// Every metric derived from one published scan (pure; the collector calls it on each scrape).
+/// Reads the snapshot's precomputed summary: the cost follows the number of series, not of
+/// sockets.
+pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFamily> {
+    let snapshot = &published.snapshot;
     let per_state = &snapshot.summary.states;
     let state_name = |s: u8| tcp_state::name(s).unwrap_or("unknown");
     // Every reported state, even at 0: a series that vanishes breaks rate() and alerts.
@@ -122,7 +124,7 @@ pub fn snapshot_families(snapshot: &Snapshot, version: &str) -> Vec<MetricFamily
         BUILD_INFO.family(vec![gauge(&[("version", version)], 1.0)]),
     ]
     .into_iter()
-    .chain(verdicts::families(snapshot))
+    .chain(verdicts::families(published))
     .collect()
 }
 
@@ -161,10 +163,14 @@ impl Collector for SnapshotCollector {
     }
 }
 
-/// The agent's metrics registry: the snapshot collector plus the scan-duration histogram.
+/// The agent's metrics registry: the snapshot collector, plus the scan loop's own health
+/// (duration, errors per stage, last success, interval) and the process collector.
 pub struct Metrics {
     registry: Registry,
     scan_duration: Histogram,
+    scan_errors: IntCounterVec,
+    last_success: Gauge,
+    scan_interval: Gauge,
 }
 
 impl Metrics {
@@ -179,10 +185,39 @@ impl Metrics {
             .buckets(SCAN_BUCKETS.to_vec()),
         )
         .expect("valid scan duration histogram");
+        let scan_errors = IntCounterVec::new(
+            Opts::new(
+                "tcp_liveness_scan_errors_total",
+                "Scan stages that failed since the agent started, by stage (counters: reading the kernel programs' counter maps, whose last good values stay published; scan: the whole scan, whose previous results stay published).",
+            ),
+            &["stage"],
+        )
+        .expect("valid scan errors counter");
+        // Every stage at 0 from the start, so rate() and increase() see the first failure.
+        for stage in ScanStage::ALL {
+            scan_errors.with_label_values(&[stage.as_str()]);
+        }
+        let last_success = Gauge::new(
+            "tcp_liveness_last_scan_success_timestamp_seconds",
+            "Unix time at which the last scan completed with every stage succeeding; 0 before the first. Compare with time() and tcp_liveness_scan_interval_seconds to find a stalled agent.",
+        )
+        .expect("valid last success gauge");
+        let scan_interval = Gauge::new(
+            "tcp_liveness_scan_interval_seconds",
+            "The configured interval between scans (--scan-interval), in seconds.",
+        )
+        .expect("valid scan interval gauge");
         let registry = Registry::new();
-        registry
-            .register(Box::new(scan_duration.clone()))
-            .expect("register scan duration");
+        for collector in [
+            Box::new(scan_duration.clone()) as Box<dyn Collector>,
+            Box::new(scan_errors.clone()),
+            Box::new(last_success.clone()),
+            Box::new(scan_interval.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("register scan health metrics");
+        }
         let collector = SnapshotCollector::new(store, version).expect("valid metric specs");
         registry
             .register(Box::new(collector))
@@ -196,12 +231,33 @@ impl Metrics {
         Self {
             registry,
             scan_duration,
+            scan_errors,
+            last_success,
+            scan_interval,
         }
     }
 
     /// Records how long one scan took.
     pub fn observe_scan(&self, duration: Duration) {
         self.scan_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts one failure of `stage` (`tcp_liveness_scan_errors_total`).
+    pub fn scan_failed(&self, stage: ScanStage) {
+        self.scan_errors.with_label_values(&[stage.as_str()]).inc();
+    }
+
+    /// Records that a scan completed with every stage succeeding, at wall-clock time `at`.
+    pub fn scan_succeeded(&self, at: SystemTime) {
+        let unix = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_success.set(unix.as_secs_f64());
+    }
+
+    /// Exports the configured scan interval (`tcp_liveness_scan_interval_seconds`).
+    pub fn set_scan_interval(&self, interval: Duration) {
+        self.scan_interval.set(interval.as_secs_f64());
     }
 
     /// All metrics in the Prometheus text format ([`prometheus::TEXT_FORMAT`]).

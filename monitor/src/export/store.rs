@@ -1,17 +1,31 @@
-//! The latest snapshot, shared between the scan loop (writer) and HTTP handlers (readers).
+//! The latest published scan, shared between the scan loop (writer) and the HTTP handlers and
+//! the metrics collector (readers).
 
-use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
-use crate::table::Snapshot;
+use crate::{model::Reason, scan::Snapshot};
 
-/// Holds the most recent [`Snapshot`]. Readers get an `Arc` and drop the lock at once, so a slow
-/// scrape or a large `/connections` answer never holds up the next scan.
+/// What one scan publishes: the scan's snapshot and the alerting's cumulative detections, read
+/// together so a scrape never mixes two scans.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    pub snapshot: Snapshot,
+    /// Connections newly found suspect since the agent started, per reason
+    /// (`tcp_liveness_suspect_detections_total`).
+    pub detections: BTreeMap<Reason, u64>,
+}
+
+/// Holds the most recent [`Published`] scan. Readers get an `Arc` and drop the lock at once, so a
+/// slow scrape or a large answer never holds up the next scan.
 #[derive(Debug, Default)]
 pub struct SnapshotStore {
-    latest: RwLock<Arc<Snapshot>>,
+    latest: RwLock<Arc<Published>>,
     // Separate from the snapshot because an empty snapshot is a valid scan result (no sockets),
     // while `/healthz` must tell "never scanned" apart from it.
     published: AtomicBool,
@@ -22,20 +36,31 @@ impl SnapshotStore {
         Self::default()
     }
 
-    /// Replaces the latest snapshot.
-    pub fn publish(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
+    /// Replaces the latest scan.
+    pub fn publish(&self, snapshot: Snapshot, detections: BTreeMap<Reason, u64>) {
+        let published = Arc::new(Published {
+            snapshot,
+            detections,
+        });
         // A poisoned lock only means a reader panicked while cloning an Arc: the data is intact.
-        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        *self
+            .latest
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = published;
         self.published.store(true, Ordering::Release);
     }
 
-    /// The most recent snapshot (an empty one until the first [`publish`](Self::publish)).
-    pub fn latest(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.latest.read().unwrap_or_else(|e| e.into_inner()))
+    /// The most recent scan (an empty one until the first [`publish`](Self::publish)).
+    pub fn latest(&self) -> Arc<Published> {
+        Arc::clone(
+            &self
+                .latest
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
-    /// Whether a snapshot has been published at least once.
+    /// Whether a scan has been published at least once.
     pub fn is_ready(&self) -> bool {
         self.published.load(Ordering::Acquire)
     }
@@ -49,12 +74,15 @@ mod tests {
     fn ready_after_first_publish() {
         let store = SnapshotStore::new();
         assert!(!store.is_ready());
-        assert!(store.latest().suspects.is_empty());
-        store.publish(Snapshot {
-            tracked_sockets: 3,
-            ..Snapshot::default()
-        });
+        assert!(store.latest().snapshot.suspects.is_empty());
+        store.publish(
+            Snapshot {
+                tracked_sockets: 3,
+                ..Snapshot::default()
+            },
+            BTreeMap::new(),
+        );
         assert!(store.is_ready());
-        assert_eq!(store.latest().tracked_sockets, 3);
+        assert_eq!(store.latest().snapshot.tracked_sockets, 3);
     }
 }

@@ -19,7 +19,7 @@ use monitor_common::{
 };
 
 use super::ProbeError;
-use crate::table::{KernelCounters, read::SocketSource};
+use super::source::{KernelCounters, SocketSource};
 
 pub struct KernelMaps {
     table: Arc<SocketTable>,
@@ -134,17 +134,26 @@ impl KernelMaps {
         }
     }
 
-    pub fn counters(&self) -> Result<KernelCounters, MapError> {
-        let transitions = nonzero(&self.transitions, TCP_STATE_SLOTS * TCP_STATE_SLOTS)?
+    /// The counters, transitions and errno arrays, each summed over CPUs.
+    ///
+    /// # Errors
+    /// The first map read the kernel refused.
+    pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
+        let named = |name| move |source| ProbeError::Map { name, source };
+        let counter = |index| sum(&self.counters, index).map_err(named(COUNTERS_MAP));
+        let transitions = nonzero(&self.transitions, TCP_STATE_SLOTS * TCP_STATE_SLOTS)
+            .map_err(named(TRANSITIONS_MAP))?
             .map(|(i, n)| ((i / TCP_STATE_SLOTS) as u8, (i % TCP_STATE_SLOTS) as u8, n))
             .collect();
         Ok(KernelCounters {
-            retransmits: sum(&self.counters, counters::RETRANSMITS)?,
-            resets_sent: sum(&self.counters, counters::RESETS_SENT)?,
-            resets_received: sum(&self.counters, counters::RESETS_RECEIVED)?,
-            table_insert_failures: sum(&self.counters, counters::TABLE_INSERT_FAILURES)?,
+            retransmits: counter(counters::RETRANSMITS)?,
+            resets_sent: counter(counters::RESETS_SENT)?,
+            resets_received: counter(counters::RESETS_RECEIVED)?,
+            table_insert_failures: counter(counters::TABLE_INSERT_FAILURES)?,
             transitions,
-            socket_errors: nonzero(&self.errors, ERRNO_SLOTS)?.collect(),
+            socket_errors: nonzero(&self.errors, ERRNO_SLOTS)
+                .map_err(named(ERRORS_MAP))?
+                .collect(),
         })
     }
 }

@@ -7,14 +7,15 @@
 pub mod bench;
 pub mod maps;
 pub mod offsets;
+mod source;
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use aya::{Btf, Ebpf, EbpfLoader, programs::BtfTracePoint};
 use monitor_common::{FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP};
 use thiserror::Error;
 
-use crate::table::HookStatus;
+pub use self::source::{FixedStatus, HookStatus, KernelCounters, KernelStatus, SocketSource};
 
 pub use maps::KernelMaps;
 
@@ -107,6 +108,12 @@ impl Probes {
             capacity,
             kernel_log,
         })
+    }
+
+    /// The socket table, read through its memory mapping without this value's lock, so a
+    /// `/connections` request never waits for a scan (or the reverse).
+    pub fn socket_source(&self) -> Arc<dyn SocketSource> {
+        self.maps.reader()
     }
 }
 

@@ -68,20 +68,6 @@ pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> Soc
     entry
 }
 
-/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
-pub fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux, so the
-    // call cannot fail and leaves `ts` initialised.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
 /// `now_ns` minus `ms`, kept off the reserved 0 ("unknown").
 fn ago(now_ns: u64, ms: u32) -> u64 {
     now_ns.saturating_sub(u64::from(ms) * NS_PER_MS).max(1)

@@ -18,7 +18,7 @@ mod tests;
 
 use std::{io, path::PathBuf};
 
-pub use activity::{monotonic_now_ns, to_activity};
+pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
 pub use netns::{Netns, find_namespaces};
 pub use owners::{Owner, socket_owners};

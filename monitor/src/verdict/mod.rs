@@ -1,74 +1,17 @@
-//! Verdicts: which connections look dead or leaking, and why. Pure: a Connection in, reasons out.
-//!
-//! Re-evaluated on every scan. The reason strings are a contract (metrics labels, JSON, alerts).
+//! Verdicts: which connections look dead or leaking, and why. Pure: a [`Connection`] and the
+//! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
-pub mod policy;
-pub mod rules;
+mod policy;
+mod rules;
 
 use std::time::Duration;
 
-pub use policy::{Matcher, Override, Policy, Thresholds};
-
-/// Why a connection is suspect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// In CLOSE_WAIT too long: the peer closed, the local application never called close().
-    CloseWaitStuck,
-    /// In FIN_WAIT2 too long on a socket the application still holds: we closed, the peer never did.
-    FinWait2Stuck,
-    /// Unacknowledged data, retransmits, and no packet from the peer for too long: the peer is gone.
-    PeerUnresponsive,
-    /// Keepalive probes are going out and none is answered.
-    KeepaliveUnanswered,
-    /// Nothing received for too long, no keepalive, no TCP_USER_TIMEOUT: a dead peer would never
-    /// be noticed (the receive-only side of the half-open problem).
-    IdleNoKeepalive,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 5] = [
-        Reason::CloseWaitStuck,
-        Reason::FinWait2Stuck,
-        Reason::PeerUnresponsive,
-        Reason::KeepaliveUnanswered,
-        Reason::IdleNoKeepalive,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::CloseWaitStuck => "close_wait_stuck",
-            Reason::FinWait2Stuck => "fin_wait2_stuck",
-            Reason::PeerUnresponsive => "peer_unresponsive",
-            Reason::KeepaliveUnanswered => "keepalive_unanswered",
-            Reason::IdleNoKeepalive => "idle_no_keepalive",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-
-    /// What the on-call should do about it (used in logs, alerts and the README).
-    pub const fn remedy(self) -> &'static str {
-        match self {
-            Reason::CloseWaitStuck => {
-                "the application leaks sockets: fix the missing close() after the peer closes (read returned 0)"
-            }
-            Reason::FinWait2Stuck => {
-                "the peer never closed its side: check the peer application; set a read timeout or close() fully"
-            }
-            Reason::PeerUnresponsive => {
-                "the peer is gone while data is outstanding: set TCP_USER_TIMEOUT to fail fast; check the peer host and the network path"
-            }
-            Reason::KeepaliveUnanswered => {
-                "keepalive probes go unanswered: the peer host or a middlebox is gone; the kernel will reset the connection"
-            }
-            Reason::IdleNoKeepalive => {
-                "enable SO_KEEPALIVE with short timers, an application heartbeat, or TCP_USER_TIMEOUT, so a dead peer is noticed"
-            }
-        }
-    }
-}
+pub use self::{
+    policy::{Matcher, Override, Policy, Thresholds},
+    rules::evaluate,
+};
+#[cfg(doc)]
+use crate::model::{Connection, Reason};
 
 /// How long until the kernel gives up on an unresponsive peer (retransmission timeout), when known.
 pub fn retransmission_limit(user_timeout: Option<Duration>, tcp_retries2: u32) -> Duration {
@@ -92,14 +35,6 @@ pub fn model_timeout(retries: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reason_names_round_trip() {
-        for r in Reason::ALL {
-            assert_eq!(Reason::parse(r.as_str()), Some(r));
-        }
-        assert_eq!(Reason::parse("nope"), None);
-    }
 
     #[test]
     fn default_retries_give_the_well_known_15_minutes() {

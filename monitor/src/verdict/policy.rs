@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::table::Connection;
+use crate::model::Connection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {

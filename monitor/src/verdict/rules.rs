@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use monitor_common::tcp_state;
 
-use super::{Policy, Reason, Thresholds, retransmission_limit};
-use crate::table::Connection;
+use super::{Policy, Thresholds, retransmission_limit};
+use crate::model::{Connection, Reason};
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
 pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duration>) {

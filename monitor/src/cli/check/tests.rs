@@ -1,10 +1,10 @@
 use super::*;
-use crate::verdict::Reason;
+use crate::model::Reason;
 
-fn group(reason: Reason, process: &str, port: u16, count: usize, oldest: f64) -> AlertGroup {
+fn group(reason: Reason, owner: &str, port: u16, count: usize, oldest: f64) -> AlertGroup {
     AlertGroup {
         reason,
-        process: process.into(),
+        owner: owner.into(),
         local_port: Some(port),
         count,
         oldest_seconds: Some(oldest),

@@ -11,8 +11,8 @@ use monitor_common::{
 
 use super::*;
 use crate::{
-    export::json::ConnectionView,
-    table::{Connection, Grouping, Snapshot, convert::SocketDefaults},
+    model::{Connection, ConnectionView, Grouping},
+    scan::{Snapshot, convert::SocketDefaults},
     verdict::Policy,
 };
 
@@ -36,7 +36,7 @@ const SEC: u64 = 1_000_000_000;
 /// A kernel-table entry of `curl` (pid 7), [::1]:9977 → [2001:db8::1]:443, in `state` for
 /// `state_secs` and idle for `idle_secs`, as of the test's monotonic clock.
 fn entry(state: u8, state_secs: u64, idle_secs: u64) -> SockActivity {
-    let now = seed::monotonic_now_ns();
+    let now = clock::monotonic_now_ns();
     let mut e = SockActivity::zeroed();
     e.family = AF_INET6;
     e.saddr = Ipv6Addr::LOCALHOST.octets();
@@ -150,14 +150,17 @@ async fn serves_every_route_and_shuts_down() {
 
     assert_eq!(get(addr, "/healthz").await.0, 503);
     assert_eq!(get(addr, "/healthz").await.2, "starting");
-    store.publish(Snapshot::from_connections(
-        [
-            conn(1, ESTABLISHED),
-            conn(6, CLOSE_WAIT),
-            conn(2, CLOSE_WAIT),
-        ],
-        Grouping::default(),
-    ));
+    store.publish(
+        Snapshot::from_connections(
+            [
+                conn(1, ESTABLISHED),
+                conn(6, CLOSE_WAIT),
+                conn(2, CLOSE_WAIT),
+            ],
+            Grouping::default(),
+        ),
+        Default::default(),
+    );
     assert_eq!(
         get(addr, "/healthz").await,
         (200, "text/plain; charset=utf-8".into(), "ok".into())
@@ -217,11 +220,11 @@ async fn serves_every_route_and_shuts_down() {
 async fn alerts_are_grouped_and_loopback_only() {
     let state = state(false);
     let mut suspect = conn(3, CLOSE_WAIT);
-    suspect.suspect = vec![crate::verdict::Reason::CloseWaitStuck];
-    state.store.publish(Snapshot::from_connections(
-        [conn(1, ESTABLISHED), suspect],
-        Grouping::default(),
-    ));
+    suspect.suspect = vec![crate::model::Reason::CloseWaitStuck];
+    state.store.publish(
+        Snapshot::from_connections([conn(1, ESTABLISHED), suspect], Grouping::default()),
+        Default::default(),
+    );
     let call = |peer: &str| {
         let peer = ConnectInfo(peer.parse().unwrap());
         alerts(State(state.clone()), peer)
@@ -236,7 +239,7 @@ async fn alerts_are_grouped_and_loopback_only() {
     let body = to_bytes(ok.into_body(), usize::MAX).await.unwrap();
     let view: AlertsView = serde_json::from_slice(&body).unwrap();
     assert_eq!(view.alerts.len(), 1);
-    assert_eq!(view.alerts[0].process, "curl");
+    assert_eq!(view.alerts[0].owner, "curl");
     assert_eq!(view.alerts[0].samples[0].cookie, 3);
 }
 

@@ -3,6 +3,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use serde_json::json;
 
 use super::*;
+use crate::model::ConnectionView;
 
 fn conn(state: u8, idle: Option<Duration>) -> Connection {
     let local = SocketAddr::from((Ipv6Addr::LOCALHOST, 8080));
@@ -18,7 +19,7 @@ fn conn(state: u8, idle: Option<Duration>) -> Connection {
         srtt: Some(Duration::from_micros(1_250)),
         retransmits: 3,
         seeded: true,
-        suspect: vec![crate::verdict::Reason::PeerUnresponsive],
+        suspect: vec![crate::model::Reason::PeerUnresponsive],
         cgroup: Some(
             format!(
                 "/system.slice/docker-{}.scope",
@@ -138,22 +139,6 @@ fn writer_output_is_a_serialized_vector() {
     assert_eq!(writer.finish(), serde_json::to_vec(&views).unwrap());
     let empty = ViewsWriter::new(ConnectionFilter::default()).finish();
     assert_eq!(empty, b"[]");
-}
-
-#[test]
-fn container_ids_from_cgroup_paths() {
-    let id = "a".repeat(64);
-    assert_eq!(
-        container_id(&format!(
-            "/kubepods/burstable/pod1/cri-containerd-{id}.scope"
-        )),
-        Some(id.clone())
-    );
-    assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
-    assert_eq!(
-        container_id("/user.slice/user-0.slice/session-1.scope"),
-        None
-    );
 }
 
 #[test]

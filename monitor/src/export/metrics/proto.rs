@@ -5,7 +5,7 @@
 
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 
-use crate::table::summary::{IDLE_BUCKETS, IdleHistogram};
+use crate::scan::summary::{IDLE_BUCKETS, IdleHistogram};
 
 /// Name, help text, type and label names of one metric family.
 pub(super) struct Spec {

@@ -101,14 +101,14 @@ pub(super) const DETECTIONS: Spec = spec(
 pub(super) const CLOSE_WAIT_BY_OWNER: Spec = spec(
     "tcp_liveness_close_wait_connections",
     GAUGE,
-    &["process", "local_port"],
-    "CLOSE_WAIT sockets by owning process (or cgroup, per group_by) and local port: the top N by count, the rest summed as process=\"other\". A growing count means the application does not close() after the peer closes.",
+    &["owner", "local_port"],
+    "CLOSE_WAIT sockets by owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\". A growing count means the application does not close() after the peer closes.",
 );
 pub(super) const CLOSE_WAIT_OLDEST: Spec = spec(
     "tcp_liveness_close_wait_oldest_seconds",
     GAUGE,
-    &["process"],
-    "Age of the oldest CLOSE_WAIT socket of each process (top N by count, rest as \"other\"); a lower bound for sockets that predate the agent.",
+    &["owner"],
+    "Age of the oldest CLOSE_WAIT socket of each owner (process name, or cgroup per group_by; top N by count, rest as \"other\"), in seconds; a lower bound for sockets that predate the agent.",
 );
 pub(super) const KEEPALIVE_DISABLED: Spec = spec(
     "tcp_liveness_keepalive_disabled_connections",

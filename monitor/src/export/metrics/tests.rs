@@ -7,7 +7,11 @@ use std::{
 use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, TIME_WAIT};
 
 use super::*;
-use crate::table::{Connection, HookStatus, KernelCounters};
+use crate::{
+    model::Connection,
+    probes::{HookStatus, KernelCounters},
+    scan::Snapshot,
+};
 
 fn conn(state: u8, idle_ms: Option<u64>) -> Connection {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 80));
@@ -63,7 +67,7 @@ fn snapshot() -> Snapshot {
 
 fn rendered() -> String {
     let store = Arc::new(SnapshotStore::new());
-    store.publish(snapshot());
+    store.publish(snapshot(), Default::default());
     let metrics = Metrics::new(store, "1.2.3");
     metrics.observe_scan(Duration::from_millis(3));
     metrics.render()

@@ -7,13 +7,12 @@ use super::{
     proto::{counter, gauge},
     specs::{CLOSE_WAIT_BY_OWNER, CLOSE_WAIT_OLDEST, DETECTIONS, KEEPALIVE_DISABLED, SUSPECTS},
 };
-pub use crate::table::summary::OTHER;
-use crate::{table::Snapshot, verdict::Reason};
+use crate::{export::Published, model::Reason};
 
 /// From the snapshot's summary: the suspects and keepalive counts (every reason and state
 /// present, 0 included, like tcp_liveness_connections) and the CLOSE_WAIT top N.
-pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
-    let summary = &snapshot.summary;
+pub fn families(published: &Published) -> Vec<MetricFamily> {
+    let summary = &published.snapshot.summary;
     let (suspects, keepalive_off, close_wait) = (
         &summary.suspects,
         &summary.keepalive_off,
@@ -30,7 +29,7 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             Reason::ALL
                 .iter()
                 .map(|r| {
-                    let n = snapshot.detections.get(r).copied().unwrap_or(0);
+                    let n = published.detections.get(r).copied().unwrap_or(0);
                     counter(&[("reason", r.as_str())], n)
                 })
                 .collect(),
@@ -40,7 +39,7 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
                 .by_port
                 .iter()
                 .map(|((owner, port), n)| {
-                    gauge(&[("process", owner), ("local_port", port)], *n as f64)
+                    gauge(&[("owner", owner), ("local_port", port)], *n as f64)
                 })
                 .collect(),
         ),
@@ -48,7 +47,7 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             close_wait
                 .oldest
                 .iter()
-                .map(|(owner, secs)| gauge(&[("process", owner)], *secs))
+                .map(|(owner, secs)| gauge(&[("owner", owner)], *secs))
                 .collect(),
         ),
         KEEPALIVE_DISABLED.family(
@@ -67,7 +66,10 @@ mod tests {
     use monitor_common::tcp_state;
 
     use super::*;
-    use crate::table::{Connection, Grouping, Keepalive};
+    use crate::{
+        model::{Connection, Grouping, Keepalive},
+        scan::Snapshot,
+    };
 
     #[test]
     fn suspects_and_keepalive_families_have_every_reason() {
@@ -86,8 +88,11 @@ mod tests {
             count: None,
         });
         idle.suspect = vec![Reason::IdleNoKeepalive];
-        let snapshot = Snapshot::from_connections([idle], Grouping::default());
-        let families = families(&snapshot);
+        let published = Published {
+            snapshot: Snapshot::from_connections([idle], Grouping::default()),
+            ..Published::default()
+        };
+        let families = families(&published);
         assert_eq!(families[0].get_metric().len(), Reason::ALL.len());
         let ka = families[4].get_metric();
         assert_eq!(

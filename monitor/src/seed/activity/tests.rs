@@ -195,18 +195,3 @@ fn a_pending_keepalive_timer_means_keepalive_is_on() {
     let a = to_activity(&sock, None, NOW);
     assert_ne!(a.flags & FLAG_KEEPALIVE_ON, 0);
 }
-
-#[test]
-fn monotonic_clock_is_monotonic_and_not_realtime() {
-    let a = monotonic_now_ns();
-    let b = monotonic_now_ns();
-    assert!(a > 0 && b >= a);
-    let realtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos();
-    assert!(
-        u128::from(a) < realtime,
-        "uptime-based, far below the epoch clock"
-    );
-}

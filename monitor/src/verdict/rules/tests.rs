@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::{
-    table::Keepalive,
+    model::Keepalive,
     verdict::{Matcher, Override},
 };
 

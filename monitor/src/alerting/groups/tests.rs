@@ -35,7 +35,7 @@ fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
 }
 
 #[test]
-fn groups_by_reason_process_and_port_largest_first() {
+fn groups_by_reason_owner_and_port_largest_first() {
     use Reason::*;
     let groups = group(&snapshot(vec![
         conn(1, Some("redis-server"), 10, 6379, &[CloseWaitStuck]),
@@ -47,7 +47,7 @@ fn groups_by_reason_process_and_port_largest_first() {
     ]));
     let keys: Vec<_> = groups
         .iter()
-        .map(|g| (g.reason, g.process.as_str(), g.local_port, g.count))
+        .map(|g| (g.reason, g.owner.as_str(), g.local_port, g.count))
         .collect();
     assert_eq!(
         keys,
@@ -156,12 +156,12 @@ fn json_round_trips_with_reason_names() {
     let json = serde_json::to_value(&view).unwrap();
     let first = &json["alerts"][0];
     assert_eq!(first["reason"], "fin_wait2_stuck");
-    assert_eq!(first["process"], "redis-server");
+    assert_eq!(first["owner"], "redis-server");
     assert_eq!(first["local_port"], 6379);
     assert_eq!(first["samples"][0]["local"], "10.0.0.1:6379");
     let back: AlertsView = serde_json::from_value(json).unwrap();
     assert_eq!(back, view);
-    let bad = r#"{"reason":"gremlins","process":"x","local_port":1,"count":1,
+    let bad = r#"{"reason":"gremlins","owner":"x","local_port":1,"count":1,
         "oldest_seconds":null,"pids":[],"samples":[]}"#;
     let err = serde_json::from_str::<AlertGroup>(bad).unwrap_err();
     assert!(err.to_string().contains("gremlins"), "{err}");

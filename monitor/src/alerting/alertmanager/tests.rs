@@ -1,15 +1,16 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::model::Reason;
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
 }
 
-fn group(reason: Reason, process: &str, port: u16, count: usize) -> AlertGroup {
+fn group(reason: Reason, owner: &str, port: u16, count: usize) -> AlertGroup {
     AlertGroup {
         reason,
-        process: process.into(),
+        owner: owner.into(),
         local_port: Some(port),
         count,
         oldest_seconds: Some(300.0),
@@ -22,15 +23,15 @@ fn group(reason: Reason, process: &str, port: u16, count: usize) -> AlertGroup {
 #[test]
 fn names_and_summaries() {
     assert_eq!(
-        alert_name(Reason::CloseWaitStuck),
+        Reason::CloseWaitStuck.alert_name(),
         "TcpLivenessCloseWaitStuck"
     );
     assert_eq!(
-        alert_name(Reason::FinWait2Stuck),
+        Reason::FinWait2Stuck.alert_name(),
         "TcpLivenessFinWait2Stuck"
     );
     assert_eq!(
-        alert_name(Reason::IdleNoKeepalive),
+        Reason::IdleNoKeepalive.alert_name(),
         "TcpLivenessIdleNoKeepalive"
     );
     assert_eq!(
@@ -57,7 +58,7 @@ fn firing_alert_has_identity_labels_and_a_future_end() {
             "labels": {
                 "alertname": "TcpLivenessCloseWaitStuck",
                 "reason": "close_wait_stuck",
-                "process": "redis-server",
+                "owner": "redis-server",
                 "local_port": "6379",
                 "instance": "web-1",
                 "severity": "warning",
@@ -87,7 +88,7 @@ fn ends(alerts: &[PostableAlert]) -> Vec<(&str, &str, &str)> {
         .iter()
         .map(|a| {
             (
-                a.labels["process"].as_str(),
+                a.labels["owner"].as_str(),
                 a.starts_at.as_str(),
                 a.ends_at.as_str(),
             )

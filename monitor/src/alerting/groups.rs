@@ -1,9 +1,7 @@
-//! `/alerts`: suspect connections grouped by (reason × process × local port), the unit a human
+//! Alert groups: suspect connections grouped by (reason × owner × local port), the unit a human
 //! (and Alertmanager) acts on. Ten thousand leaked sockets of one service are one problem, not ten
-//! thousand. Pure: Snapshot in, groups out.
-
-pub mod alertmanager;
-pub mod client;
+//! thousand. The owner is the process name, or the cgroup with `group_by = "cgroup"`, as in the
+//! CLOSE_WAIT metrics. Pure: Snapshot in, groups out.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -12,25 +10,23 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::json::{ConnectionView, seconds};
 use crate::{
-    table::{Connection, Snapshot},
-    verdict::Reason,
+    model::{Connection, ConnectionView, Owner, Reason, format::seconds},
+    scan::Snapshot,
 };
 
-/// Process name used when the owner of a socket is unknown (it still must group somewhere).
-pub const UNKNOWN_PROCESS: &str = "unknown";
 /// Bounds what one group carries, so a 100k-socket leak still answers in a few kilobytes.
 const MAX_PIDS: usize = 10;
 const MAX_SAMPLES: usize = 3;
 
-/// One alert: the connections sharing a reason, a process and a local port.
+/// One alert: the connections sharing a reason, an owner and a local port.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertGroup {
     #[serde(with = "reason_name")]
     pub reason: Reason,
-    /// Process name (`comm`), or `unknown`.
-    pub process: String,
+    /// The owner (the `owner` label): process name (`comm`), or cgroup v2 path with
+    /// `group_by = "cgroup"`; `unknown` when not known.
+    pub owner: String,
     /// The service port (a port something listens on); null for outbound connections, whose
     /// ephemeral local ports would otherwise make one alert per socket.
     pub local_port: Option<u16>,
@@ -51,7 +47,7 @@ pub struct AlertGroup {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     pub reason: Reason,
-    pub process: String,
+    pub owner: String,
     pub local_port: Option<u16>,
 }
 
@@ -59,7 +55,7 @@ impl AlertGroup {
     pub fn key(&self) -> GroupKey {
         GroupKey {
             reason: self.reason,
-            process: self.process.clone(),
+            owner: self.owner.clone(),
             local_port: self.local_port,
         }
     }
@@ -114,26 +110,27 @@ impl<'a> Acc<'a> {
     }
 }
 
-/// The active alerts: suspect connections grouped, largest group first.
+/// The active alerts: suspect connections grouped by reason, owner (per the snapshot's
+/// grouping) and service port, largest group first.
 pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
     let services = &snapshot.service_ports;
-    let mut groups: HashMap<(Reason, &str, Option<u16>), Acc<'_>> = HashMap::new();
+    let mut groups: HashMap<(Reason, Owner, Option<u16>), Acc<'_>> = HashMap::new();
     for c in &snapshot.suspects {
-        let process = c.comm.as_deref().unwrap_or(UNKNOWN_PROCESS);
+        let owner = Owner::of(c, snapshot.grouping);
         for &reason in &c.suspect {
             groups
-                .entry((reason, process, services.service_port(c)))
+                .entry((reason, owner.clone(), services.service_port(c)))
                 .or_default()
                 .add(c, age(c, reason));
         }
     }
     let mut out: Vec<AlertGroup> = groups
         .into_iter()
-        .map(|((reason, process, local_port), mut acc)| {
+        .map(|((reason, owner, local_port), mut acc)| {
             acc.samples.sort_by(older_first);
             AlertGroup {
                 reason,
-                process: process.to_owned(),
+                owner: owner.label().to_owned(),
                 local_port,
                 count: acc.count,
                 oldest_seconds: seconds(acc.oldest),
@@ -149,7 +146,7 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
         .collect();
     out.sort_by(|a, b| {
         b.count.cmp(&a.count).then_with(|| {
-            (a.reason, &a.process, a.local_port).cmp(&(b.reason, &b.process, b.local_port))
+            (a.reason, &a.owner, a.local_port).cmp(&(b.reason, &b.owner, b.local_port))
         })
     });
     out
@@ -165,7 +162,7 @@ pub struct AlertsView {
 mod reason_name {
     use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
 
-    use crate::verdict::Reason;
+    use crate::model::Reason;
 
     pub fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(reason.as_str())

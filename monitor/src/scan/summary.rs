@@ -4,37 +4,21 @@
 //! by label sets (states, reasons, owners × ports), so rendering `/metrics` costs O(label sets),
 //! not O(connections). Pure: connections in, [`Snapshot`] out.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use monitor_common::tcp_state;
 
-use super::{Comm, Connection, Grouping, ServicePorts, Snapshot};
-use crate::verdict::Reason;
+use super::Snapshot;
+use crate::model::{
+    Connection, Grouping, Owner, Reason, ServicePorts,
+    labels::{self, OTHER, reported_state},
+};
 
 /// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
 /// so a connection kept open by keepalives alone still lands in a finite bucket.
 pub const IDLE_BUCKETS: [f64; 13] = [
     0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
-
-/// Owner label for owners cut from the top N, and the port label that goes with it.
-pub const OTHER: &str = "other";
-/// Owner label when neither the process name nor the cgroup is known.
-const UNKNOWN_OWNER: &str = "unknown";
-
-/// The reported state a kernel state counts as: request sockets (NEW_SYN_RECV) are syn_recv;
-/// states outside [`tcp_state::REPORTED`] (time_wait, close) are not reported.
-pub fn reported_state(state: u8) -> Option<u8> {
-    let state = if state == tcp_state::NEW_SYN_RECV {
-        tcp_state::SYN_RECV
-    } else {
-        state
-    };
-    tcp_state::REPORTED.contains(&state).then_some(state)
-}
 
 /// Raw data of one histogram: per-bucket (not cumulative) counts over [`IDLE_BUCKETS`], samples
 /// past the last bound counted only in `count`.
@@ -106,33 +90,6 @@ impl Default for Summary {
     }
 }
 
-/// Who a CLOSE_WAIT socket is counted against, before it becomes a label (no allocation per
-/// socket: a name is inline, a cgroup is shared).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Owner {
-    Process(Comm),
-    Cgroup(Arc<str>),
-    Unknown,
-}
-
-impl Owner {
-    fn of(c: &Connection, by_cgroup: bool) -> Self {
-        match (by_cgroup, c.comm, &c.cgroup) {
-            (true, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
-            (false, Some(comm), _) => Owner::Process(comm),
-            _ => Owner::Unknown,
-        }
-    }
-
-    fn label(&self) -> &str {
-        match self {
-            Owner::Process(comm) => comm.as_str(),
-            Owner::Cgroup(cgroup) => cgroup,
-            Owner::Unknown => UNKNOWN_OWNER,
-        }
-    }
-}
-
 /// CLOSE_WAIT sockets of one owner on one (namespace, raw local port): the port becomes a label
 /// only at the end of the scan, once every listener is known.
 #[derive(Clone, Copy, Debug, Default)]
@@ -187,7 +144,7 @@ impl SnapshotBuilder {
         if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
             *summary
                 .keepalive_off
-                .entry(tcp_state::name(c.state).unwrap_or("unknown"))
+                .entry(tcp_state::name(c.state).unwrap_or(labels::UNKNOWN))
                 .or_default() += 1;
         }
         if c.state == tcp_state::CLOSE_WAIT {
@@ -195,7 +152,7 @@ impl SnapshotBuilder {
                 .state_age
                 .or(c.state_age_at_least)
                 .map_or(0.0, |d| d.as_secs_f64());
-            let owner = Owner::of(&c, self.grouping.by_cgroup);
+            let owner = Owner::of(&c, self.grouping);
             let group = self
                 .close_wait
                 .entry((owner, c.netns, c.local.port()))
@@ -234,7 +191,7 @@ fn close_wait_top(
         entry.1 = entry.1.max(group.oldest_seconds);
         *entry
             .2
-            .entry(super::port_label(services.resolve(*netns, *port)))
+            .entry(labels::port_label(services.resolve(*netns, *port)))
             .or_default() += group.count;
     }
     let mut owners: Vec<_> = per_owner.into_iter().collect();

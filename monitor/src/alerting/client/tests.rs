@@ -7,7 +7,7 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::verdict::Reason;
+use crate::model::Reason;
 
 /// A fake Alertmanager: answers each POST with the next status of `statuses` and hands the
 /// (path, JSON body) over the channel.
@@ -47,10 +47,10 @@ fn fake_alertmanager(statuses: Vec<u16>) -> (String, mpsc::Receiver<(String, Val
     (base, rx)
 }
 
-fn group(process: &str) -> AlertGroup {
+fn group(owner: &str) -> AlertGroup {
     AlertGroup {
         reason: Reason::CloseWaitStuck,
-        process: process.into(),
+        owner: owner.into(),
         local_port: Some(6379),
         count: 2,
         oldest_seconds: Some(61.0),
@@ -60,11 +60,11 @@ fn group(process: &str) -> AlertGroup {
     }
 }
 
-fn processes(body: &Value) -> Vec<&str> {
+fn owners(body: &Value) -> Vec<&str> {
     body.as_array()
         .unwrap()
         .iter()
-        .map(|a| a["labels"]["process"].as_str().unwrap())
+        .map(|a| a["labels"]["owner"].as_str().unwrap())
         .collect()
 }
 
@@ -77,7 +77,7 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
     client.push(vec![group("redis-server")]);
     let (path, body) = recv();
     assert_eq!(path, "/api/v2/alerts");
-    assert_eq!(processes(&body), ["redis-server"]);
+    assert_eq!(owners(&body), ["redis-server"]);
     let alert = &body[0];
     assert_eq!(alert["labels"]["alertname"], "TcpLivenessCloseWaitStuck");
     assert!(
@@ -87,12 +87,12 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
 
     client.push(Vec::new());
     let (_, rejected) = recv();
-    assert_eq!(processes(&rejected), ["redis-server"]);
+    assert_eq!(owners(&rejected), ["redis-server"]);
     assert_eq!(rejected[0]["startsAt"], alert["startsAt"]);
     assert!(rejected[0]["endsAt"].as_str() < alert["endsAt"].as_str());
 
     // Rejected (400), so the resolution is sent again with the next scan.
     client.push(Vec::new());
     let (_, retried) = recv();
-    assert_eq!(processes(&retried), ["redis-server"]);
+    assert_eq!(owners(&retried), ["redis-server"]);
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, TIME_WAIT};
 
 use super::*;
-use crate::table::Keepalive;
+use crate::model::Keepalive;
 
 fn conn(cookie: u64, state: u8, port: u16) -> Connection {
     let local = format!("10.0.0.1:{port}").parse().unwrap();

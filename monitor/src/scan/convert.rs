@@ -10,7 +10,7 @@ use monitor_common::{
     FLAG_STATE_SINCE_LOWER_BOUND, FLAG_TRANSPORT_KNOWN, SockActivity,
 };
 
-use super::{Comm, Connection, Keepalive};
+use crate::model::{Comm, Connection, Keepalive};
 
 /// What a socket inherits when it does not set its own keepalive timers, and the kernel tick
 /// length to convert the ones it does set (the kernel stores them in jiffies).

@@ -7,9 +7,14 @@ use std::sync::{Mutex, MutexGuard};
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
-    Connection, cgroups::CgroupCache, convert, convert::SocketDefaults, read::SocketSource,
+    cgroups::CgroupCache,
+    convert::{self, SocketDefaults},
 };
-use crate::verdict::{Policy, rules};
+use crate::{
+    model::Connection,
+    probes::SocketSource,
+    verdict::{self, Policy},
+};
 
 /// What judging a socket needs; fixed for the agent's lifetime except the cgroup cache.
 pub struct Pipeline {
@@ -82,7 +87,7 @@ impl Pipeline {
         }
         let mut c = convert::connection(cookie, entry, now_ns, &self.defaults);
         c.cgroup = c.pid.and_then(|pid| cgroups.cgroup_of(pid));
-        (c.suspect, c.gives_up_in) = rules::evaluate(&c, &self.policy);
+        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy);
         Some(c)
     }
 }

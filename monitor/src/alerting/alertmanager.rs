@@ -9,7 +9,10 @@ use std::{
 use serde::Serialize;
 
 use super::{AlertGroup, GroupKey};
-use crate::{cli::connections::human_age, table::port_label, verdict::Reason};
+use crate::model::{
+    format::human_age,
+    labels::{self, port_label},
+};
 
 /// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -27,37 +30,6 @@ pub struct PostableAlert {
     pub generator_url: Option<String>,
 }
 
-/// `close_wait_stuck` → `TcpLivenessCloseWaitStuck`.
-pub fn alert_name(reason: Reason) -> String {
-    let mut name = String::from("TcpLiveness");
-    for word in reason.as_str().split('_') {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            name.extend(first.to_uppercase());
-            name.push_str(chars.as_str());
-        }
-    }
-    name
-}
-
-/// An idle connection without keepalive is a latent risk, not a failure in progress.
-pub fn severity(reason: Reason) -> &'static str {
-    match reason {
-        Reason::IdleNoKeepalive => "info",
-        _ => "warning",
-    }
-}
-
-fn what(reason: Reason) -> &'static str {
-    match reason {
-        Reason::CloseWaitStuck => "stuck in CLOSE_WAIT",
-        Reason::FinWait2Stuck => "stuck in FIN_WAIT2",
-        Reason::PeerUnresponsive => "with an unresponsive peer",
-        Reason::KeepaliveUnanswered => "with unanswered keepalive probes",
-        Reason::IdleNoKeepalive => "idle without keepalive",
-    }
-}
-
 /// "3 connections of redis-server on port 6379 stuck in CLOSE_WAIT, oldest 5m00s".
 pub fn summary(group: &AlertGroup) -> String {
     let noun = if group.count == 1 {
@@ -67,12 +39,12 @@ pub fn summary(group: &AlertGroup) -> String {
     };
     let place = group
         .local_port
-        .map_or_else(|| "outbound".to_owned(), |p| format!("on port {p}"));
+        .map_or_else(|| labels::OUTBOUND.to_owned(), |p| format!("on port {p}"));
     let mut text = format!(
         "{} {noun} of {} {place} {}",
         group.count,
-        group.process,
-        what(group.reason)
+        group.owner,
+        group.reason.symptom()
     );
     if group.oldest_seconds.is_some() {
         text += &format!(", oldest {}", human_age(group.oldest_seconds));
@@ -96,12 +68,12 @@ pub fn build_alerts(
         .iter()
         .map(|(group, starts_at)| {
             let labels = [
-                ("alertname", alert_name(group.reason)),
+                ("alertname", group.reason.alert_name().to_owned()),
                 ("reason", group.reason.as_str().to_owned()),
-                ("process", group.process.clone()),
+                ("owner", group.owner.clone()),
                 ("local_port", port_label(group.local_port)),
                 ("instance", instance.to_owned()),
-                ("severity", severity(group.reason).to_owned()),
+                ("severity", group.reason.severity().to_owned()),
             ];
             let annotations = [
                 ("summary", summary(group)),

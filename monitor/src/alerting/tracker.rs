@@ -1,5 +1,5 @@
-//! Alert transitions: one log line when a connection becomes suspect (or stops being), counted
-//! detections for the metrics, and the optional Alertmanager push.
+//! Alert transitions: one log line when a connection becomes suspect (or stops being), and the
+//! detections counted for the metrics.
 //!
 //! The diffing ([`Tracker::diff`]) and the choice of lines ([`plan`]) are pure; only
 //! [`Tracker::observe`] writes logs.
@@ -10,13 +10,10 @@ use std::{
     time::Duration,
 };
 
+use super::groups;
 use crate::{
-    export::{
-        alerts::{self, client::AlertmanagerClient},
-        json::seconds,
-    },
-    table::{Comm, Connection, Snapshot},
-    verdict::Reason,
+    model::{Comm, Connection, Reason, format::seconds},
+    scan::Snapshot,
 };
 
 /// What is remembered about a suspect connection, so its "cleared" line can still name it after
@@ -120,7 +117,7 @@ impl Tracker {
                         change: Change::New,
                         reason,
                         conn: Seen::from(c),
-                        age: alerts::age(c, reason),
+                        age: groups::age(c, reason),
                         closed: false,
                     });
                     Seen::from(c)
@@ -198,45 +195,6 @@ fn log_event(e: &Event) {
             closed = e.closed,
             "suspect connection cleared: {reason}"
         ),
-    }
-}
-
-/// The tracker and the optional Alertmanager push, run once per scan.
-pub struct Alerting {
-    pub tracker: Tracker,
-    alertmanager: Option<AlertmanagerClient>,
-}
-
-impl Alerting {
-    /// `scan_interval` sets how long a pushed alert stays firing without a resend.
-    pub fn new(
-        log_limit: usize,
-        alertmanager_url: Option<&str>,
-        scan_interval: Duration,
-    ) -> anyhow::Result<Self> {
-        // 4 scans, as Alertmanager's clients conventionally do; at least 4 send timeouts so a
-        // slow POST (which makes the sender skip scans) does not let alerts expire and flap.
-        let hold = 4 * scan_interval.max(alerts::client::SEND_TIMEOUT);
-        let alertmanager = alertmanager_url
-            .map(|url| AlertmanagerClient::start(url, hold))
-            .transpose()?;
-        Ok(Self {
-            tracker: Tracker::new(log_limit),
-            alertmanager,
-        })
-    }
-
-    /// Logs this scan's transitions and hands the alert groups to the Alertmanager sender.
-    pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
-        let transitions = self.tracker.observe(snapshot);
-        if let Some(client) = &self.alertmanager {
-            client.push(alerts::group(snapshot));
-        }
-        transitions
-    }
-
-    pub fn detections(&self) -> &BTreeMap<Reason, u64> {
-        self.tracker.detections()
     }
 }
 

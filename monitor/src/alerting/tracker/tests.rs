@@ -1,6 +1,7 @@
 use monitor_common::tcp_state::CLOSE_WAIT;
 
 use super::*;
+use crate::alerting::Alerting;
 
 fn conn(cookie: u64, reasons: &[Reason]) -> Connection {
     let mut c = Connection::new(

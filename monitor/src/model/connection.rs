@@ -1,0 +1,113 @@
+//! One TCP socket as the agent sees it at one moment: identity, owner, clocks, transport and
+//! keepalive settings, and the verdicts. Pure data; `scan` fills it, everything above reads it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use super::{Comm, Reason};
+
+/// What the agent knows about one TCP socket at one scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    /// Kernel socket cookie (the same id sock_diag reports as `idiag_cookie`).
+    pub cookie: u64,
+    /// Kernel TCP state number (`monitor_common::tcp_state`), from `inet_sock_set_state`.
+    pub state: u8,
+    /// Local address and port (`skc_rcv_saddr`, `skc_num`).
+    pub local: SocketAddr,
+    /// Peer address and port (`skc_daddr`, `skc_dport`); unspecified for listeners.
+    pub remote: SocketAddr,
+    /// Network namespace inode (`net.ns.inum`), when known.
+    pub netns: Option<u32>,
+    /// Owning process id (tgid), taken in process context (send/receive, `connect()`,
+    /// `listen()`) or, for seeded sockets, from the socket inode in `/proc/PID/fd`.
+    pub pid: Option<u32>,
+    /// The owner's `comm`, taken with `pid`.
+    pub comm: Option<Comm>,
+    /// Time in the current state; unknown for sockets that predate the agent.
+    pub state_age: Option<Duration>,
+    /// For sockets that predate the agent: in this state at least this long (since first seen).
+    pub state_age_at_least: Option<Duration>,
+    /// Time since the most recent of send, receive and packet from the peer.
+    pub idle: Option<Duration>,
+    /// Since the application last sent (`sock_send_length`; `tcp_info` lastsnd when seeded).
+    pub since_send: Option<Duration>,
+    /// Since the application last received (`sock_recv_length`; lastrcv when seeded).
+    pub since_recv: Option<Duration>,
+    /// Since the last segment from the peer, pure ACKs and keepalive answers included
+    /// (`tcp_probe`; lastack when seeded).
+    pub since_peer: Option<Duration>,
+    /// Bytes the application sent since the agent began tracking the socket.
+    pub bytes_sent: u64,
+    /// Bytes the application received since the agent began tracking the socket.
+    pub bytes_received: u64,
+    /// Bytes sent and not yet acknowledged (`snd_nxt - snd_una`), when read from the socket.
+    pub unacked_bytes: Option<u32>,
+    /// Smoothed round-trip time (`srtt_us`), when read from the socket.
+    pub srtt: Option<Duration>,
+    /// Retransmits seen since the agent started tracking the socket (plus tcp_info's total when seeded).
+    pub retransmits: u32,
+    /// The socket existed before the agent started; its history came from sock_diag.
+    pub seeded: bool,
+    /// SO_KEEPALIVE and its effective timers, when known.
+    pub keepalive: Option<Keepalive>,
+    /// TCP_USER_TIMEOUT (`icsk_user_timeout`), when set on the socket.
+    pub user_timeout: Option<Duration>,
+    /// The application has closed the socket (`SOCK_DEAD`): the kernel finishes it alone.
+    pub orphan: bool,
+    /// cgroup v2 path of the owning process (container attribution), when known.
+    /// Shared by every connection of the process (one `Arc` per pid, cached by the scan).
+    pub cgroup: Option<Arc<str>>,
+    /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
+    pub gives_up_in: Option<Duration>,
+    /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
+    pub suspect: Vec<Reason>,
+}
+
+impl Connection {
+    /// A connection with nothing known but its identity (tests and conversions fill the rest).
+    pub fn new(cookie: u64, state: u8, local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            cookie,
+            state,
+            local,
+            remote,
+            netns: None,
+            pid: None,
+            comm: None,
+            state_age: None,
+            state_age_at_least: None,
+            idle: None,
+            since_send: None,
+            since_recv: None,
+            since_peer: None,
+            bytes_sent: 0,
+            bytes_received: 0,
+            unacked_bytes: None,
+            srtt: None,
+            retransmits: 0,
+            seeded: false,
+            keepalive: None,
+            user_timeout: None,
+            orphan: false,
+            cgroup: None,
+            gives_up_in: None,
+            suspect: Vec::new(),
+        }
+    }
+}
+
+/// Keepalive settings of one socket. Timers are the effective values: the socket's own when set
+/// (TCP_KEEPIDLE/INTVL/CNT), else the sysctl defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// SO_KEEPALIVE (`SOCK_KEEPOPEN` in `sk_flags`).
+    pub enabled: bool,
+    /// Idle time before the first probe (`keepalive_time`, else `net.ipv4.tcp_keepalive_time`);
+    /// None when the socket's own value is set but CONFIG_HZ is unknown.
+    pub idle: Option<Duration>,
+    /// Between probes (`keepalive_intvl`, else `net.ipv4.tcp_keepalive_intvl`).
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the kernel resets (`keepalive_probes`, else
+    /// `net.ipv4.tcp_keepalive_probes`).
+    pub count: Option<u32>,
+}

@@ -1,0 +1,22 @@
+//! The vocabulary every other room speaks: a [`Connection`] and its parts, the [`Reason`]s a
+//! connection can be suspect for, the label words and the owner grouping of bounded-cardinality
+//! outputs, the wire form of a connection, and how durations are written. Pure data and pure
+//! functions; imports nothing from the rest of the crate.
+
+mod comm;
+mod connection;
+pub(crate) mod format;
+mod grouping;
+pub(crate) mod labels;
+mod ports;
+mod reason;
+mod view;
+
+pub use self::{
+    comm::Comm,
+    connection::{Connection, Keepalive},
+    grouping::{Grouping, Owner},
+    ports::ServicePorts,
+    reason::Reason,
+    view::{ConnectionView, KeepaliveView, container_id},
+};

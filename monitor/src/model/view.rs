@@ -1,0 +1,130 @@
+//! The wire form of a [`Connection`]: what `/connections` serves and alert samples carry, and
+//! what `tcp-liveness connections` reads back. Field names are a contract.
+//!
+//! Unknown values are `null`, never 0: an idle time of 0 would claim "active right now" about a
+//! socket whose history the agent simply never saw.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Connection, format::seconds, labels::state_label};
+
+/// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub cookie: u64,
+    /// Lowercase kernel state name (`close_wait`).
+    pub state: String,
+    /// `ip:port`, IPv6 in brackets.
+    pub local: String,
+    pub remote: String,
+    pub netns: Option<u32>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub state_age_seconds: Option<f64>,
+    pub idle_seconds: Option<f64>,
+    pub since_send_seconds: Option<f64>,
+    pub since_recv_seconds: Option<f64>,
+    pub since_peer_seconds: Option<f64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub unacked_bytes: Option<u32>,
+    pub srtt_ms: Option<f64>,
+    pub retransmits: u32,
+    pub seeded: bool,
+    /// For sockets that predate the agent: in this state at least this long.
+    #[serde(default)]
+    pub state_age_at_least_seconds: Option<f64>,
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveView>,
+    #[serde(default)]
+    pub user_timeout_seconds: Option<f64>,
+    /// The application has closed the socket; the kernel finishes it alone.
+    #[serde(default)]
+    pub orphan: bool,
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Container id derived from the cgroup path, when it has one.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// For peer_unresponsive: seconds until the kernel gives up retransmitting.
+    #[serde(default)]
+    pub gives_up_in_seconds: Option<f64>,
+    pub suspect: Vec<String>,
+}
+
+/// SO_KEEPALIVE and its effective timers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeepaliveView {
+    pub enabled: bool,
+    pub idle_seconds: Option<f64>,
+    pub interval_seconds: Option<f64>,
+    pub count: Option<u32>,
+}
+
+/// The container id in a cgroup path (docker-<id>.scope, cri-containerd-<id>.scope, /docker/<id>,
+/// libpod-<id>...): the last 64-hex-digit run in the path.
+pub fn container_id(cgroup: &str) -> Option<String> {
+    cgroup
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .rfind(|run| run.len() == 64)
+        .map(str::to_owned)
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            cookie: c.cookie,
+            state: state_label(c.state),
+            local: c.local.to_string(),
+            remote: c.remote.to_string(),
+            netns: c.netns,
+            pid: c.pid,
+            comm: c.comm.map(|comm| comm.to_string()),
+            state_age_seconds: seconds(c.state_age),
+            idle_seconds: seconds(c.idle),
+            since_send_seconds: seconds(c.since_send),
+            since_recv_seconds: seconds(c.since_recv),
+            since_peer_seconds: seconds(c.since_peer),
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            unacked_bytes: c.unacked_bytes,
+            srtt_ms: c.srtt.map(|d| d.as_micros() as f64 / 1000.0),
+            retransmits: c.retransmits,
+            seeded: c.seeded,
+            state_age_at_least_seconds: seconds(c.state_age_at_least),
+            keepalive: c.keepalive.map(|ka| KeepaliveView {
+                enabled: ka.enabled,
+                idle_seconds: seconds(ka.idle),
+                interval_seconds: seconds(ka.interval),
+                count: ka.count,
+            }),
+            user_timeout_seconds: seconds(c.user_timeout),
+            orphan: c.orphan,
+            cgroup: c.cgroup.as_deref().map(str::to_owned),
+            container: c.cgroup.as_deref().and_then(container_id),
+            gives_up_in_seconds: seconds(c.gives_up_in),
+            suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "a".repeat(64);
+        assert_eq!(
+            container_id(&format!(
+                "/kubepods/burstable/pod1/cri-containerd-{id}.scope"
+            )),
+            Some(id.clone())
+        );
+        assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
+        assert_eq!(
+            container_id("/user.slice/user-0.slice/session-1.scope"),
+            None
+        );
+    }
+}

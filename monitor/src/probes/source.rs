@@ -1,0 +1,110 @@
+//! What a scan reads from the kernel, as traits: the per-socket table ([`SocketSource`]) and the
+//! kernel-side counters and hook status ([`KernelStatus`]). The loaded programs implement both;
+//! tests and benchmarks use fixed values ([`FixedStatus`], a vector of entries).
+
+use std::sync::Mutex;
+
+use monitor_common::SockActivity;
+
+use super::{ProbeError, Probes};
+
+/// Read access to the per-socket table: the kernel maps in the agent, a vector in tests.
+pub trait SocketSource: Send + Sync {
+    /// Calls `f` for every entry (socket cookie, activity), in no particular order.
+    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity));
+}
+
+/// A fixed table (tests, benchmarks).
+impl SocketSource for Vec<(u64, SockActivity)> {
+    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
+        for (cookie, entry) in self {
+            f(*cookie, entry);
+        }
+    }
+}
+
+/// Kernel-side counters (the programs' per-CPU arrays), summed over CPUs. All monotonic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// `tcp_retransmit_skb` events.
+    pub retransmits: u64,
+    /// `tcp_send_reset` events.
+    pub resets_sent: u64,
+    /// `tcp_receive_reset` events.
+    pub resets_received: u64,
+    /// Sockets the programs could not add to the table (full, or out of memory).
+    pub table_insert_failures: u64,
+    /// `(from_state, to_state, count)` of `inet_sock_set_state`, non-zero entries only.
+    pub transitions: Vec<(u8, u8, u64)>,
+    /// `(errno, count)` of `inet_sk_error_report`, non-zero entries only.
+    pub socket_errors: Vec<(u32, u64)>,
+}
+
+/// Whether one kernel hook is attached, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookStatus {
+    /// Program and BTF tracepoint name (one of [`super::HOOKS`]).
+    pub hook: &'static str,
+    pub attached: bool,
+    /// The kernel's or the loader's refusal, as one line.
+    pub error: Option<String>,
+}
+
+/// What a scan reads from the kernel besides the table.
+pub trait KernelStatus: Send + Sync {
+    /// The programs' counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// A map read the kernel refused ([`ProbeError::Map`]).
+    fn counters(&self) -> Result<KernelCounters, ProbeError>;
+    /// Every hook, attached or not.
+    fn hooks(&self) -> Vec<HookStatus>;
+    /// Slots in the socket table (`--table-capacity`).
+    fn table_capacity(&self) -> u32;
+}
+
+/// The loaded programs (shared with seeding, hence the lock).
+impl KernelStatus for Mutex<Probes> {
+    fn counters(&self) -> Result<KernelCounters, ProbeError> {
+        let probes = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        probes.maps.counters()
+    }
+
+    fn hooks(&self) -> Vec<HookStatus> {
+        let probes = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        probes.hooks.clone()
+    }
+
+    fn table_capacity(&self) -> u32 {
+        let probes = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        probes.capacity
+    }
+}
+
+/// Fixed counters and hooks (tests, benchmarks): what a scan of a vector reports.
+#[derive(Clone, Debug, Default)]
+pub struct FixedStatus {
+    pub counters: KernelCounters,
+    pub hooks: Vec<HookStatus>,
+    pub capacity: u32,
+}
+
+impl KernelStatus for FixedStatus {
+    fn counters(&self) -> Result<KernelCounters, ProbeError> {
+        Ok(self.counters.clone())
+    }
+
+    fn hooks(&self) -> Vec<HookStatus> {
+        self.hooks.clone()
+    }
+
+    fn table_capacity(&self) -> u32 {
+        self.capacity
+    }
+}

@@ -1,0 +1,171 @@
+//! The scan: the kernel's per-socket table and counters in, one [`Snapshot`] out — the hand-off
+//! between I/O (maps, sock_diag) and everything that reports (alerting, metrics, HTTP).
+//!
+//! A scan streams the table through one per-socket pipeline ([`pipeline`]: convert, attribute,
+//! judge, with every age computed against one clock reading) into a [`Snapshot`] that keeps
+//! aggregates and suspects only ([`summary`]): its size follows the number of label sets and
+//! suspects, not the number of sockets. [`Scanner::scan`] is the one place a snapshot is built;
+//! tests build snapshots from connection lists through the same code
+//! ([`Snapshot::from_connections`]).
+
+pub(crate) mod cgroups;
+pub mod convert;
+pub mod kernel_defaults;
+pub mod pipeline;
+pub mod summary;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub use self::{pipeline::Pipeline, summary::Summary};
+use crate::{
+    clock,
+    model::{Connection, Grouping, ServicePorts},
+    probes::{HookStatus, KernelCounters, KernelStatus, SocketSource},
+};
+
+/// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
+/// (`/connections` reads the live table instead).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Everything `/metrics` reports about the sockets, precomputed.
+    pub summary: Summary,
+    /// The connections with at least one reason in `suspect`, in table order.
+    pub suspects: Vec<Connection>,
+    /// Where something listens, to tell service ports from ephemeral ones.
+    pub service_ports: ServicePorts,
+    /// Of the cookies the scan was asked to watch (the alert tracker's previous suspects), those
+    /// still in the table: how a cleared alert tells "socket closed" from "recovered" without
+    /// the snapshot keeping every cookie.
+    pub watched_open: HashSet<u64>,
+    /// The kernel programs' counters; after a failed read, the last values read (never zeros:
+    /// Prometheus would take them for a counter reset). See `failures`.
+    pub counters: KernelCounters,
+    /// Live entries in the kernel table (CLOSE and TIME_WAIT stragglers excluded).
+    pub tracked_sockets: usize,
+    /// Slots in the kernel table (`--table-capacity`).
+    pub table_capacity: u32,
+    /// Every hook, attached or not.
+    pub hooks: Vec<HookStatus>,
+    /// How long the scan took (table pass and counter read).
+    pub scan_duration: Duration,
+    /// How owners are grouped in bounded-cardinality metrics and alerts.
+    pub grouping: Grouping,
+    /// The stages of this scan that failed (values kept from an earlier scan instead).
+    pub failures: Vec<ScanFailure>,
+}
+
+/// A part of a scan that failed; its values in the snapshot are the last good ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ScanStage {
+    /// Reading the kernel programs' counter maps.
+    Counters,
+    /// The scan as a whole (it panicked or its thread could not run): nothing was published.
+    Scan,
+}
+
+impl ScanStage {
+    /// Every stage, so the error counter exists at 0 for each from the start.
+    pub const ALL: [ScanStage; 2] = [ScanStage::Counters, ScanStage::Scan];
+
+    /// The `stage` label of `tcp_liveness_scan_errors_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ScanStage::Counters => "counters",
+            ScanStage::Scan => "scan",
+        }
+    }
+}
+
+/// One failed stage and why, as one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanFailure {
+    pub stage: ScanStage,
+    pub error: String,
+}
+
+impl Snapshot {
+    /// The snapshot a scan of exactly these connections would publish (counters, hooks and
+    /// capacity left empty): tests and benchmarks build snapshots through the scan's own code.
+    /// Every cookie counts as watched.
+    pub fn from_connections(
+        connections: impl IntoIterator<Item = Connection>,
+        grouping: Grouping,
+    ) -> Self {
+        let connections: Vec<Connection> = connections.into_iter().collect();
+        let watched = connections.iter().map(|c| c.cookie).collect();
+        let mut builder = summary::SnapshotBuilder::new(grouping, watched);
+        connections.into_iter().for_each(|c| builder.add(c));
+        builder.finish()
+    }
+}
+
+/// Builds snapshots: the table pass, the counters and hook status, and the timing, together.
+/// Fixed for the agent's lifetime except the last good counters.
+pub struct Scanner {
+    table: Arc<dyn SocketSource>,
+    kernel: Arc<dyn KernelStatus>,
+    /// Shared with `/connections`, so both judge a socket the same way.
+    pipeline: Arc<Pipeline>,
+    grouping: Grouping,
+    /// The last counters read successfully, published again when a read fails.
+    last_counters: Mutex<KernelCounters>,
+}
+
+impl Scanner {
+    pub fn new(
+        table: Arc<dyn SocketSource>,
+        kernel: Arc<dyn KernelStatus>,
+        pipeline: Arc<Pipeline>,
+        grouping: Grouping,
+    ) -> Self {
+        Self {
+            table,
+            kernel,
+            pipeline,
+            grouping,
+            last_counters: Mutex::default(),
+        }
+    }
+
+    /// The per-socket pipeline this scanner judges with (for `/connections`).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// One complete scan as of now. `watched`: cookies whose presence the snapshot reports
+    /// ([`Snapshot::watched_open`]). A failed counter read is recorded in
+    /// [`Snapshot::failures`]; the rest of the snapshot is still fresh.
+    pub fn scan(&self, watched: HashSet<u64>) -> Snapshot {
+        let started = Instant::now();
+        let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
+        let read = self.kernel.counters();
+        let mut last = self
+            .last_counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match read {
+            Ok(counters) => *last = counters,
+            Err(error) => snapshot.failures.push(ScanFailure {
+                stage: ScanStage::Counters,
+                error: error.to_string(),
+            }),
+        }
+        snapshot.counters = last.clone();
+        snapshot.hooks = self.kernel.hooks();
+        snapshot.table_capacity = self.kernel.table_capacity();
+        snapshot.scan_duration = started.elapsed();
+        snapshot
+    }
+
+    /// The table pass alone, as of `now_ns` (benchmarks time it on its own).
+    pub fn scan_table(&self, watched: HashSet<u64>, now_ns: u64) -> Snapshot {
+        let mut builder = summary::SnapshotBuilder::new(self.grouping, watched);
+        self.pipeline
+            .scan(self.table.as_ref(), now_ns, &mut |c| builder.add(c));
+        builder.finish()
+    }
+}
