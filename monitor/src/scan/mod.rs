@@ -169,3 +169,6 @@ impl Scanner {
         builder.finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -184,3 +184,24 @@ fn empty_store_still_renders_every_state() {
     assert!(!text.contains("tcp_liveness_state_transitions_total{"));
     assert!(text.contains(r#"tcp_liveness_socket_errors_total{error="ETIMEDOUT"} 0"#));
 }
+
+/// Scan health: every stage's error counter exists at 0 from the start, failures count up, and
+/// the last success is a Unix timestamp (node_exporter's per-collector success metrics).
+#[test]
+fn scan_health_metrics() {
+    let metrics = Metrics::new(Arc::new(SnapshotStore::new()), "0");
+    let text = metrics.render();
+    assert!(text.contains(r#"tcp_liveness_scan_errors_total{stage="counters"} 0"#));
+    assert!(text.contains(r#"tcp_liveness_scan_errors_total{stage="scan"} 0"#));
+    assert!(text.contains("tcp_liveness_last_scan_success_timestamp_seconds 0"));
+
+    metrics.scan_failed(ScanStage::Counters);
+    metrics.scan_failed(ScanStage::Counters);
+    metrics.scan_succeeded(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500));
+    metrics.set_scan_interval(Duration::from_secs(5));
+    let text = metrics.render();
+    assert!(text.contains(r#"tcp_liveness_scan_errors_total{stage="counters"} 2"#));
+    assert!(text.contains(r#"tcp_liveness_scan_errors_total{stage="scan"} 0"#));
+    assert!(text.contains("tcp_liveness_last_scan_success_timestamp_seconds 1700000000.5"));
+    assert!(text.contains("tcp_liveness_scan_interval_seconds 5"));
+}
