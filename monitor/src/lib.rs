@@ -11,7 +11,9 @@
 //!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push
 //!   ← export                  /metrics, /connections, /alerts, /healthz
 //!   ← config                  flags + file → validated settings
-//!   ← agent, cli              the daemon loop; the command line
+//!   ← error                   the agent's error (wraps config's and probes')
+//!   ← agent                   the daemon: load, seed, scan loop, serve, stop
+//!   ← cli                     the command line (with main.rs, the only user of anyhow)
 //! ```
 //!
 //! `memory` (giving freed heap back) sits beside `clock` at the bottom.
@@ -21,6 +23,7 @@ pub mod alerting;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod export;
 pub mod memory;
 pub mod model;

@@ -17,6 +17,7 @@ const LEVELS: &[&[&str]] = &[
     &["alerting"],
     &["export"],
     &["config"],
+    &["error"],
     &["agent"],
     &["cli"],
 ];

@@ -5,7 +5,6 @@ mod seeding;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -14,6 +13,7 @@ use tokio::{
 use crate::{
     alerting::Alerting,
     config::{GroupBy, RunConfig},
+    error::Error,
     export::{
         SnapshotStore,
         http::{self, HttpState},
@@ -27,16 +27,20 @@ use crate::{
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything.
 ///
 /// # Errors
-/// An unusable Alertmanager URL, programs the kernel refuses as a whole, an address that cannot
-/// be bound, or a task that panicked.
-pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+/// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
+/// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
+pub async fn run(config: RunConfig) -> Result<(), Error> {
     // First: an unusable Alertmanager URL fails before any probe is loaded.
     let alerting = Alerting::new(
         config.alert_log_limit,
         config.alertmanager_url.as_deref(),
         config.scan_interval,
-    )?;
-    let mut probes = Probes::load(config.table_capacity).context("loading the kernel programs")?;
+    )
+    .map_err(|source| Error::Thread {
+        name: "alertmanager",
+        source,
+    })?;
+    let mut probes = Probes::load(config.table_capacity)?;
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
@@ -77,7 +81,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     metrics.set_scan_interval(config.scan_interval);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -106,15 +113,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     tracing::info!("stopping: detaching probes");
     let _ = stop_tx.send(true);
     scanner.await?;
-    server.await?.context("HTTP server")?;
+    server.await?.map_err(Error::Http)?;
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn wait_for_signal() -> Result<(), Error> {
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use crate::model::format::error_chain;
+
 use super::{
     AlertGroup,
     alertmanager::{PostableAlert, PushState},
@@ -34,7 +36,10 @@ impl AlertmanagerClient {
     /// Starts the sender thread for Alertmanager at `base_url` (`http://host:9093`).
     /// Firing alerts end `hold` after each send unless re-sent: long enough to survive a few
     /// skipped sends, short enough that alerts resolve by themselves if the agent dies.
-    pub fn start(base_url: &str, hold: Duration) -> anyhow::Result<Self> {
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start(base_url: &str, hold: Duration) -> std::io::Result<Self> {
         // config::values::alertmanager_url has checked it is http:// (no TLS stack in this build).
         let base = base_url.trim_end_matches('/');
         let url = format!("{base}/api/v2/alerts");
@@ -122,11 +127,34 @@ impl Worker {
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, alerts: &[PostableAlert]) -> Result<(), String> {
+/// Why one push did not reach Alertmanager.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// No answer: connection refused, timeout, DNS, …
+    #[error("POST {url}")]
+    Request {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// Alertmanager answered, and refused the alerts.
+    #[error("{url} answered {status}: {detail}")]
+    Rejected {
+        url: String,
+        status: ureq::http::StatusCode,
+        /// The first 200 characters of Alertmanager's explanation.
+        detail: String,
+    },
+}
+
+fn post(agent: &ureq::Agent, url: &str, alerts: &[PostableAlert]) -> Result<(), PushError> {
     let mut response = agent
         .post(url)
         .send_json(alerts)
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| PushError::Request {
+            url: url.to_owned(),
+            source: Box::new(source),
+        })?;
     if response.status().is_success() {
         return Ok(());
     }
@@ -137,8 +165,11 @@ fn post(agent: &ureq::Agent, url: &str, alerts: &[PostableAlert]) -> Result<(), 
         .limit(4096)
         .read_to_string()
         .unwrap_or_default();
-    let detail: String = body.trim().chars().take(200).collect();
-    Err(format!("{url} answered {}: {detail}", response.status()))
+    Err(PushError::Rejected {
+        url: url.to_owned(),
+        status: response.status(),
+        detail: body.trim().chars().take(200).collect(),
+    })
 }
 
 /// Logs the first failure, then at most one line a minute while failures go on, then the recovery.
@@ -149,7 +180,7 @@ struct FailureLog {
 }
 
 impl FailureLog {
-    fn failed(&mut self, url: &str, error: &str) {
+    fn failed(&mut self, url: &str, error: &PushError) {
         self.failing_since_log += 1;
         if self
             .last_logged
@@ -157,7 +188,7 @@ impl FailureLog {
         {
             tracing::warn!(
                 url,
-                %error,
+                error = error_chain(error),
                 failures = self.failing_since_log,
                 "cannot push alerts to Alertmanager (will keep retrying every scan)"
             );

@@ -29,12 +29,17 @@ pub struct Alerting {
 }
 
 impl Alerting {
+    /// `log_limit`: transition lines per scan before the rest are summarized per reason.
+    /// `alertmanager_url` (`http://host:9093`): where to push alert groups, if anywhere.
     /// `scan_interval` sets how long a pushed alert stays firing without a resend.
+    ///
+    /// # Errors
+    /// The Alertmanager sender thread could not be started.
     pub fn new(
         log_limit: usize,
         alertmanager_url: Option<&str>,
         scan_interval: Duration,
-    ) -> anyhow::Result<Self> {
+    ) -> std::io::Result<Self> {
         // 4 scans, as Alertmanager's clients conventionally do; at least 4 send timeouts so a
         // slow POST (which makes the sender skip scans) does not let alerts expire and flap.
         let hold = 4 * scan_interval.max(client::SEND_TIMEOUT);

@@ -41,7 +41,7 @@ pub fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(crate::agent::run(config))
+            Ok(runtime.block_on(crate::agent::run(config))?)
         }
         Command::Connections(args) => connections::run(&args),
         // Its own exit codes: main's "1 on error" would read as WARNING to a monitoring system.

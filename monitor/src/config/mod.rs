@@ -11,7 +11,12 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt::Display, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    fmt::Display,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 pub use args::RunArgs;
 pub use file::FileConfig;
@@ -77,18 +82,41 @@ pub struct RunConfig {
     pub policy: Policy,
 }
 
-/// A setting that cannot be used, as one line: `--flag: problem` or `config FILE: key: problem`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+/// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
+/// one line naming the flag, or the file and key: `--flag: problem`, `config FILE: key: problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value (`key` in its config-file spelling).
+    #[error("--{flag}: {problem}", flag = key.replace('_', "-"))]
+    Flag { key: String, problem: String },
+    /// The config file cannot be read.
+    #[error("config {}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file's syntax, structure, or one of its values (`problem` names the key).
+    #[error("config {}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    /// A built-in default that does not parse (a programming error, caught by the unit tests).
+    #[error("built-in default of {key}: {problem}")]
+    Default { key: String, problem: String },
+}
 
 impl ConfigError {
     fn flag(key: &str, problem: impl Display) -> Self {
-        Self(format!("--{}: {problem}", key.replace('_', "-")))
+        Self::Flag {
+            key: key.to_owned(),
+            problem: problem.to_string(),
+        }
     }
 
-    fn in_file(path: &Path, message: impl Display) -> Self {
-        Self(format!("config {}: {message}", path.display()))
+    fn in_file(path: &Path, problem: impl Display) -> Self {
+        Self::File {
+            path: path.to_path_buf(),
+            problem: problem.to_string(),
+        }
     }
 }
 
@@ -197,7 +225,9 @@ impl Resolver<'_> {
             .iter()
             .find(|(k, _)| *k == key)
             .map_or("", |(_, d)| d);
-        parse(Raw::Text(default))
-            .map_err(|p| ConfigError(format!("built-in default of {key}: {p}")))
+        parse(Raw::Text(default)).map_err(|problem| ConfigError::Default {
+            key: key.to_owned(),
+            problem,
+        })
     }
 }

@@ -1,5 +1,5 @@
-//! How durations are written, once: seconds in JSON and logs, short human ages in the CLI and
-//! alert summaries.
+//! How things are written, once: durations as seconds in JSON and logs, short human ages in the
+//! CLI and alert summaries, and errors with their causes on one line.
 
 use std::time::Duration;
 
@@ -31,6 +31,19 @@ pub fn human_age(seconds: Option<f64>) -> String {
     }
 }
 
+/// `error` and its chain of causes (`source()`), `: `-separated, the way `anyhow` prints `{:#}`:
+/// one log line that says what failed and why.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +63,18 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(human_age(input), expected, "{input:?}");
         }
+    }
+
+    #[test]
+    fn error_chain_joins_the_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("POST /api/v2/alerts")]
+        struct Post(#[source] std::io::Error);
+        let post = Post(std::io::Error::other("connection refused"));
+        assert_eq!(
+            error_chain(&post),
+            "POST /api/v2/alerts: connection refused"
+        );
     }
 
     #[test]

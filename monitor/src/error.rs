@@ -1,0 +1,43 @@
+//! The agent's error: every way `tcp-liveness run` can fail, each keeping its cause as
+//! [`source`](std::error::Error::source) (printed as a `: `-separated chain on one line).
+//! Rooms below keep their own error enums ([`ConfigError`], [`ProbeError`], `seed::SeedError`,
+//! `alerting::client::PushError`); `anyhow` appears only in `main.rs` and the command-line front
+//! end (`cli`).
+
+use std::{io, net::SocketAddr};
+
+use crate::{config::ConfigError, probes::ProbeError};
+
+/// Why the agent stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad flag or config value (the binary exits 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The kernel refused the programs as a whole (one refused hook is not an error).
+    #[error("loading the kernel programs")]
+    Probes(#[from] ProbeError),
+    /// The `--listen` address is in use or not on this host.
+    #[error("--listen {addr}: cannot bind")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// A helper thread (named) could not be started.
+    #[error("starting the {name} thread")]
+    Thread {
+        name: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The tokio runtime or its signal handlers could not be set up.
+    #[error("setting up the async runtime")]
+    Runtime(#[source] io::Error),
+    /// The HTTP server failed while serving.
+    #[error("serving HTTP")]
+    Http(#[source] io::Error),
+    /// A task of the agent panicked.
+    #[error("a task of the agent stopped unexpectedly")]
+    Task(#[from] tokio::task::JoinError),
+}
