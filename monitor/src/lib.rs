@@ -18,14 +18,17 @@
 //!
 //! `memory` (giving freed heap back) sits beside `clock` at the bottom.
 
-pub mod agent;
+//!
+//! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
+
+mod agent;
 pub mod alerting;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod error;
+mod error;
 pub mod export;
-pub mod memory;
+mod memory;
 pub mod model;
 pub mod probes;
 pub mod scan;

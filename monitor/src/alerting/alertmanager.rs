@@ -8,7 +8,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{AlertGroup, GroupKey};
+use super::{AlertGroup, groups::GroupKey};
 use crate::model::{
     format::human_age,
     labels::{self, port_label},

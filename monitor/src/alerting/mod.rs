@@ -5,10 +5,10 @@
 //! Everything here but the push thread ([`client`]) and the log lines is pure: a [`Snapshot`]
 //! in, events and groups out.
 
-pub mod alertmanager;
-pub mod client;
+mod alertmanager;
+mod client;
 mod groups;
-pub mod tracker;
+mod tracker;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -17,9 +17,10 @@ use std::{
 
 use self::client::AlertmanagerClient;
 pub use self::{
-    groups::{AlertGroup, AlertsView, GroupKey, age, group},
-    tracker::{Tracker, Transitions},
+    groups::{AlertGroup, AlertsView, group},
+    tracker::Transitions,
 };
+use self::tracker::Tracker;
 use crate::{model::Reason, scan::Snapshot};
 
 /// The tracker and the optional Alertmanager push, run once per scan.

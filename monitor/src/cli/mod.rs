@@ -1,7 +1,7 @@
 //! Command line: `run` (the agent), `connections` and `check` (ask a running agent).
 
-pub mod check;
-pub mod connections;
+mod check;
+mod connections;
 
 use clap::{Parser, Subcommand};
 

@@ -18,8 +18,8 @@ use std::{
     time::Duration,
 };
 
-pub use args::RunArgs;
-pub use file::FileConfig;
+pub(crate) use args::RunArgs;
+pub(crate) use file::FileConfig;
 use values::Raw;
 
 use crate::verdict::{Policy, Thresholds};

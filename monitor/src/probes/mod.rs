@@ -5,7 +5,7 @@
 //! attached, and the agent runs with the rest.
 
 pub mod bench;
-pub mod maps;
+pub(crate) mod maps;
 pub mod offsets;
 mod source;
 

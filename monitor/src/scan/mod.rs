@@ -10,8 +10,8 @@
 
 pub(crate) mod cgroups;
 pub mod convert;
-pub mod kernel_defaults;
-pub mod pipeline;
+pub(crate) mod kernel_defaults;
+mod pipeline;
 pub mod summary;
 
 use std::{
