@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::table;
+use crate::socket;
 
 /// cookie → last time seen. Sized by the benchmark loader (`FLOOR_MAP`).
 #[map(name = "FLOOR")]
@@ -25,7 +25,7 @@ static FLOOR: HashMap<u64, u64> = HashMap::with_max_entries(1, 0);
 #[inline(always)]
 fn floor(ctx: &BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let cookie = table::cookie(sk);
+    let cookie = socket::cookie(sk);
     let now = unsafe { bpf_ktime_get_ns() };
     match FLOOR.get_ptr_mut(cookie) {
         Some(slot) => unsafe { *slot = now },
@@ -64,6 +64,6 @@ pub fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "tcp_destroy_sock")]
 pub fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let _ = FLOOR.remove(table::cookie(sk));
+    let _ = FLOOR.remove(socket::cookie(sk));
     0
 }

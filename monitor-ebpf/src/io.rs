@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use monitor_common::{SockActivity, tcp_state};
 
-use crate::table;
+use crate::{maps, socket};
 
 const OPTIONS_REFRESH_NS: u64 = 1_000_000_000;
 
@@ -36,24 +36,24 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) {
-    let cookie = table::cookie(sk);
-    let entry = match table::entry(cookie) {
+    let cookie = socket::cookie(sk);
+    let entry = match maps::entry(cookie) {
         Some(entry) => entry,
         None => {
             // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
             // seeding has not reached it). Everything else (UDP, UNIX, ...) stops here.
-            let off = table::offsets();
-            if !table::is_tcp(sk, off) {
+            let off = socket::offsets();
+            if !socket::is_tcp(sk, off) {
                 return;
             }
-            let state: u8 = table::read(sk, off.skc_state);
+            let state: u8 = socket::read(sk, off.skc_state);
             if state == tcp_state::CLOSE {
                 // Already closed: the last read (EOF) or write (EPIPE) after the CLOSE transition
                 // deleted the entry. Tracking it again would only cost an insert and a delete.
                 return;
             }
-            let fresh = table::identity(sk, off, state);
-            match table::insert_new(ctx, cookie, &fresh) {
+            let fresh = socket::identity(sk, off, state);
+            match maps::insert_new(ctx, cookie, &fresh) {
                 Some(entry) => entry,
                 None => return,
             }
@@ -73,7 +73,7 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
         entry.last_recv_ns
     };
     if now.wrapping_sub(last_io) > OPTIONS_REFRESH_NS {
-        table::read_options(sk, table::offsets(), entry);
+        socket::read_options(sk, socket::offsets(), entry);
     }
     match dir {
         Direction::Send => {

@@ -6,7 +6,11 @@
 //! - `state`: `inet_sock_set_state` — creates, updates and deletes table entries;
 //! - `io`: `sock_send_length` / `sock_recv_length` — application send/receive and the owner;
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
-//! - `table`: the maps, slot allocation, and the helpers that read socket fields.
+//! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
+//!   release; the used-slot counter) and the counters;
+//! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
+//!   global) and the socket cookie;
+//! - `floor`: the benchmark's floor programs (never attached by the agent).
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
@@ -16,9 +20,10 @@
 
 mod floor;
 mod io;
+mod maps;
 mod peer;
+mod socket;
 mod state;
-mod table;
 
 #[cfg(not(test))]
 #[panic_handler]

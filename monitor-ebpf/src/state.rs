@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::tcp_state;
 
-use crate::table;
+use crate::{maps, socket};
 
 // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -24,24 +24,24 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u32) {
-    let off = table::offsets();
-    if !table::is_tcp(sk, off) {
+    let off = socket::offsets();
+    if !socket::is_tcp(sk, off) {
         return;
     }
-    table::count_transition(old, new);
-    let cookie = table::cookie(sk);
+    maps::count_transition(old, new);
+    let cookie = socket::cookie(sk);
     if new == tcp_state::CLOSE as u32 {
         // CLOSE is the end (TIME_WAIT is handled by a separate mini-socket that the kernel does
         // not report here): delete now so nothing leaks.
-        table::remove(cookie);
+        maps::remove(cookie);
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = table::entry(cookie) {
+    if let Some(entry) = maps::entry(cookie) {
         if entry.sport == 0 {
             // connect() enters SYN_SENT before the kernel picks the local port (and a bound
             // address may change): complete the identity at the next transition.
-            let id = table::identity(sk, off, new as u8);
+            let id = socket::identity(sk, off, new as u8);
             entry.sport = id.sport;
             entry.saddr = id.saddr;
         }
@@ -51,12 +51,12 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
             entry.state_since_ns = now;
             entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
         }
-        table::read_options(sk, off, entry);
+        socket::read_options(sk, off, entry);
         return;
     }
-    let mut entry = table::identity(sk, off, new as u8);
+    let mut entry = socket::identity(sk, off, new as u8);
     entry.state_since_ns = now;
-    table::read_options(sk, off, &mut entry);
+    socket::read_options(sk, off, &mut entry);
     if old == tcp_state::CLOSE as u32
         && (new == tcp_state::SYN_SENT as u32 || new == tcp_state::LISTEN as u32)
     {
@@ -65,5 +65,5 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
         entry.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    let _ = table::insert_new(ctx, cookie, &entry);
+    let _ = maps::insert_new(ctx, cookie, &entry);
 }
