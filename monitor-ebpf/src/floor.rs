@@ -1,9 +1,11 @@
 //! Benchmark floor: on the same hooks as the real programs, the least a per-socket monitor can do —
 //! one socket cookie, one hash lookup, one timestamp store (a delete on `tcp_destroy_sock`, like
-//! the real program) — in a map of its own. `cargo xtask
-//! bench` attaches these next to the real programs and reports each hook as a ratio to its floor.
-//! The agent never attaches them (it attaches only the names in `probes::HOOKS`); their map has one
-//! entry unless the benchmark loader sizes it (`probes::bench`).
+//! the real program) — in a map of its own. `cargo xtask bench` attaches these next to the real
+//! programs and reports each hook as a ratio to its floor.
+//!
+//! Compiled only with this crate's `bench` feature (`monitor`'s `bench` feature turns it on), so
+//! the object the agent embeds has neither these programs nor their map. Their map has one entry
+//! unless the benchmark loader sizes it (`monitor/src/probes/bench.rs`).
 
 use core::ffi::c_void;
 

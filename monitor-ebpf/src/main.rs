@@ -10,7 +10,8 @@
 //!   release; the used-slot counter) and the counters;
 //! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
 //!   global) and the socket cookie;
-//! - `floor`: the benchmark's floor programs (never attached by the agent).
+//! - `floor` (only with the `bench` feature): the benchmark's floor programs, which the agent's
+//!   object does not contain.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
@@ -18,6 +19,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+#[cfg(feature = "bench")]
 mod floor;
 mod io;
 mod maps;
