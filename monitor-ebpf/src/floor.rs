@@ -6,6 +6,10 @@
 //! Compiled only with this crate's `bench` feature (`monitor`'s `bench` feature turns it on), so
 //! the object the agent embeds has neither these programs nor their map. Their map has one entry
 //! unless the benchmark loader sizes it (`monitor/src/probes/bench.rs`).
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
+)]
 
 use core::ffi::c_void;
 
@@ -39,32 +43,32 @@ fn floor(ctx: &BtfTracePointContext) -> i32 {
 }
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn floor_inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+fn floor_inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "sock_send_length")]
-pub fn floor_sock_send_length(ctx: BtfTracePointContext) -> i32 {
+fn floor_sock_send_length(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
-pub fn floor_sock_recv_length(ctx: BtfTracePointContext) -> i32 {
+fn floor_sock_recv_length(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_probe")]
-pub fn floor_tcp_probe(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_probe(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_destroy_sock")]
-pub fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let _ = FLOOR.remove(socket::cookie(sk));
     0

@@ -14,10 +14,18 @@
 //!   object does not contain.
 #![no_std]
 #![no_main]
-// `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
-// offered; an atomic add whose result is unused is the BPF_XADD instruction every kernel has.
-#![allow(internal_features)]
 #![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "`atomic_xadd` (maps.rs): the BPF target has no compare-and-swap, so \
+              `AtomicU64::fetch_add` is not offered; an atomic add whose result is unused is the \
+              BPF_XADD instruction every kernel has"
+)]
+#![expect(
+    clippy::inline_always,
+    reason = "every helper is inlined into its program: each program stays one BPF function, with \
+              no BPF-to-BPF call on the per-event path and no dependence on LLVM's heuristics"
+)]
 
 #[cfg(feature = "bench")]
 mod floor;

@@ -51,7 +51,7 @@ static SOCKET_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_SLO
 
 /// The entry of the socket with this cookie, if it is tracked.
 #[inline(always)]
-pub fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
+pub(crate) fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
     let slot = unsafe { *SOCKET_INDEX.get(cookie)? };
     // Array lookups are inlined by the verifier: the index lookup is the only hash on the path.
     SOCKET_SLOTS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
@@ -64,32 +64,32 @@ pub fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
 /// A full table is counted, and said in the agent's log (through aya-log) at the 1st, 2nd, 4th,
 /// 8th... failure on each CPU, so heavy churn into a full table is visible without flooding it.
 #[inline(always)]
-pub fn insert_new<C: EbpfContext>(
+pub(crate) fn insert_new<C: EbpfContext>(
     ctx: &C,
     cookie: u64,
     fresh: &SockActivity,
 ) -> Option<&'static mut SockActivity> {
     const ENOSPC: i64 = 28;
+    const EEXIST: i64 = 17;
+    // Never overwrite what another CPU (or the agent's seeding) just wrote.
+    const BPF_NOEXIST: u64 = 1;
     let Some((slot, entry)) = allocate_slot() else {
         table_full(ctx, -ENOSPC);
         return None;
     };
     *entry = *fresh;
     entry.cookie = 0;
-    // BPF_NOEXIST: never overwrite what another CPU (or the agent's seeding) just wrote.
-    const BPF_NOEXIST: u64 = 1;
     match SOCKET_INDEX.insert(cookie, slot, BPF_NOEXIST) {
         Ok(()) => {
-            unsafe { core::ptr::write_volatile(&mut entry.cookie, cookie) };
+            unsafe { core::ptr::write_volatile(&raw mut entry.cookie, cookie) };
             Some(entry)
         }
         Err(err) => {
             release_slot(slot, entry);
-            const EEXIST: i64 = 17;
-            if err as i64 == -EEXIST {
+            if i64::from(err) == -EEXIST {
                 self::entry(cookie)
             } else {
-                table_full(ctx, err as i64);
+                table_full(ctx, i64::from(err));
                 None
             }
         }
@@ -105,7 +105,7 @@ pub fn insert_new<C: EbpfContext>(
 /// costs one field of one entry until its next event; a lock on every hot-path event would not be
 /// worth it.
 #[inline(always)]
-pub fn remove(cookie: u64) {
+pub(crate) fn remove(cookie: u64) {
     let Some(&slot) = (unsafe { SOCKET_INDEX.get(cookie) }) else {
         return;
     };
@@ -116,7 +116,7 @@ pub fn remove(cookie: u64) {
     }
 }
 
-/// A free slot. The agent fills FREE_SLOTS with every slot at start-up, highest first, and freed
+/// A free slot. The agent fills `FREE_SLOTS` with every slot at start-up, highest first, and freed
 /// slots go back on top: recycled slots are reused first and never-used ones come out in
 /// ascending order, so the slots in use stay dense at the bottom of the array.
 #[inline(always)]
@@ -137,7 +137,7 @@ fn allocate_slot() -> Option<(u32, &'static mut SockActivity)> {
 
 #[inline(always)]
 fn release_slot(slot: u32, entry: &mut SockActivity) {
-    unsafe { core::ptr::write_volatile(&mut entry.cookie, 0) };
+    unsafe { core::ptr::write_volatile(&raw mut entry.cookie, 0) };
     let _ = FREE_SLOTS.push(slot, 0);
 }
 
@@ -168,19 +168,19 @@ fn bump(array: &PerCpuArray<u64>, index: u32) -> u64 {
 }
 
 #[inline(always)]
-pub fn count(index: u32) {
+pub(crate) fn count(index: u32) {
     bump(&COUNTERS, index);
 }
 
 #[inline(always)]
-pub fn count_transition(old: u32, new: u32) {
+pub(crate) fn count_transition(old: u32, new: u32) {
     if old < TCP_STATE_SLOTS && new < TCP_STATE_SLOTS {
         bump(&TRANSITIONS, old * TCP_STATE_SLOTS + new);
     }
 }
 
 #[inline(always)]
-pub fn count_error(errno: u32) {
+pub(crate) fn count_error(errno: u32) {
     let slot = if errno < ERRNO_SLOTS {
         errno
     } else {

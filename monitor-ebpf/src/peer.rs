@@ -1,6 +1,10 @@
 //! Signals from the peer and from the TCP stack: inbound segments (`tcp_probe`, which fires for
 //! pure ACKs and keepalive answers too: "the peer is alive"), retransmits, resets, socket errors,
 //! and socket destruction.
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
+)]
 
 use core::ffi::c_void;
 
@@ -11,7 +15,7 @@ use crate::{maps, socket};
 
 // TP_PROTO(struct sock *sk, struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_probe")]
-pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
+fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let cookie = socket::cookie(sk);
     if let Some(entry) = maps::entry(cookie) {
@@ -28,7 +32,7 @@ pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
 
 // TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     maps::count(counters::RETRANSMITS);
     let cookie = socket::cookie(sk);
@@ -45,7 +49,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
 
 // TP_PROTO(const struct sock *sk)
 #[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
+fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
     maps::count(counters::RESETS_RECEIVED);
     0
 }
@@ -53,14 +57,14 @@ pub fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
 // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
 // sk may be NULL (a reset for a segment that matched no socket): only the count is kept.
 #[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
+fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
     maps::count(counters::RESETS_SENT);
     0
 }
 
 // TP_PROTO(const struct sock *sk)
 #[btf_tracepoint(function = "inet_sk_error_report")]
-pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
+fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let off = socket::offsets();
     if socket::is_tcp(sk, off) {
@@ -72,7 +76,7 @@ pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 
 // TP_PROTO(struct sock *sk)
 #[btf_tracepoint(function = "tcp_destroy_sock")]
-pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
+fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
     maps::remove(socket::cookie(sk));

@@ -40,7 +40,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 };
 
 #[inline(always)]
-pub fn offsets() -> &'static KernelOffsets {
+pub(crate) fn offsets() -> &'static KernelOffsets {
     // The compiler would fold the zeros above; a volatile read of the address hides the value
     // while each field is still loaded on its own (and the verifier sees it as a constant,
     // since the map behind it is frozen and read-only).
@@ -48,20 +48,20 @@ pub fn offsets() -> &'static KernelOffsets {
 }
 
 #[inline(always)]
-pub fn cookie(sk: *mut c_void) -> u64 {
+pub(crate) fn cookie(sk: *mut c_void) -> u64 {
     unsafe { bpf_get_socket_cookie(sk) }
 }
 
 /// Loads a `T` at `offset` bytes into the kernel object at `base`.
 ///
-/// `base` must be a pointer the verifier knows by its BTF type (a tp_btf argument, or what
+/// `base` must be a pointer the verifier knows by its BTF type (a `tp_btf` argument, or what
 /// [`tcp_sock`] returns) and `offset` must come from `OFFSETS`: that map is frozen and read-only,
 /// so the verifier sees the offset as a constant and checks the access against the type. The load
 /// is then a plain memory read with a fault handler (a faulting read gives 0), not a
 /// `bpf_probe_read_kernel` call — about 1 ns instead of ~28 ns here, and the hot paths make
 /// several of them.
 #[inline(always)]
-pub fn read<T: Copy>(base: *const c_void, offset: u32) -> T {
+pub(crate) fn read<T: Copy>(base: *const c_void, offset: u32) -> T {
     // SAFETY: the verifier rewrites BTF-typed loads into exception-handled ones; the fields are
     // naturally aligned in the kernel's layout.
     unsafe { core::ptr::read_volatile(base.cast::<u8>().add(offset as usize).cast::<T>()) }
@@ -70,8 +70,8 @@ pub fn read<T: Copy>(base: *const c_void, offset: u32) -> T {
 /// The same socket as a `struct tcp_sock`, whose fields lie past `struct sock` (the verifier
 /// refuses loads beyond the type it knows); `None` for a non-TCP or not-full socket.
 #[inline(always)]
-pub fn tcp_sock(sk: *const c_void) -> Option<*const c_void> {
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) };
+pub(crate) fn tcp_sock(sk: *const c_void) -> Option<*const c_void> {
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk.cast_mut()) };
     if tp.is_null() {
         None
     } else {
@@ -81,7 +81,7 @@ pub fn tcp_sock(sk: *const c_void) -> Option<*const c_void> {
 
 /// True for IPv4/IPv6 TCP sockets (the tracepoints also fire for UDP, UNIX, netlink, ...).
 #[inline(always)]
-pub fn is_tcp(sk: *const c_void, off: &KernelOffsets) -> bool {
+pub(crate) fn is_tcp(sk: *const c_void, off: &KernelOffsets) -> bool {
     let family: u16 = read(sk, off.skc_family);
     if family != AF_INET && family != AF_INET6 {
         return false;
@@ -91,7 +91,7 @@ pub fn is_tcp(sk: *const c_void, off: &KernelOffsets) -> bool {
 
 /// Builds a fresh entry with the socket's addresses, ports and network namespace.
 #[inline(always)]
-pub fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> SockActivity {
+pub(crate) fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> SockActivity {
     let mut entry = SockActivity::zeroed();
     let family: u16 = read(sk, off.skc_family);
     entry.family = family;
@@ -132,7 +132,7 @@ fn address6(sk: *const c_void, offset: u32) -> [u8; 16] {
 /// `tcp_probe`. That tracepoint fires before the kernel processes the segment, so `snd_una` does
 /// not include it yet; without it the last ACK of a burst would leave stale unacked bytes behind.
 #[inline(always)]
-pub fn read_transport(
+pub(crate) fn read_transport(
     tp: *const c_void,
     off: &KernelOffsets,
     entry: &mut SockActivity,
@@ -142,6 +142,10 @@ pub fn read_transport(
     let una: u32 = read(tp, off.tcp_snd_una);
     let srtt_x8: u32 = read(tp, off.tcp_srtt_us);
     // Sequence-space comparisons (RFC 1982): the ACK counts only if it lies in (una, nxt].
+    #[expect(
+        clippy::cast_possible_wrap,
+        reason = "sequence numbers compare by the sign of their wrapped difference"
+    )]
     let una = match acked {
         Some(ack) if (ack.wrapping_sub(una) as i32) > 0 && (nxt.wrapping_sub(ack) as i32) >= 0 => {
             ack
@@ -155,10 +159,10 @@ pub fn read_transport(
 }
 
 /// Records the socket options that decide whether a dead peer can ever be noticed (keepalive and
-/// its timers, TCP_USER_TIMEOUT) and whether the application still holds the socket. Called on
+/// its timers, `TCP_USER_TIMEOUT`) and whether the application still holds the socket. Called on
 /// state changes and on the first I/O after a quiet second, never per packet.
 #[inline(always)]
-pub fn read_options(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
+pub(crate) fn read_options(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
     let Some(tp) = tcp_sock(sk) else {
         return;
     };
