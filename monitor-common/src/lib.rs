@@ -1,8 +1,8 @@
 //! Types shared by the kernel programs (`monitor-ebpf`) and the agent (`monitor`).
 //!
-//! Everything here is `#[repr(C)]` with explicit padding and a compile-time size check, because both
-//! sides read and write the same bytes: the socket table through the agent's memory mapping of it,
-//! the counters through the BPF map syscalls, and the offsets as global data at load time.
+//! Everything here is `#[repr(C)]` with explicit padding and a compile-time size check, because
+//! both sides read and write the same bytes: the socket table through the agent's memory mapping
+//! of it, the counters through the BPF map syscalls, and the offsets as global data at load time.
 #![no_std]
 
 pub mod counters;

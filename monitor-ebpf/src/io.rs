@@ -1,5 +1,5 @@
 //! `sock_send_length` / `sock_recv_length`: the end of `sock_sendmsg` / `sock_recvmsg`, in the
-//! calling process. The hot path: one cookie, one lookup, a few stores. The owner's `comm` is
+//! calling process. The hot path: one cookie, one hash lookup, a few stores. The owner's `comm` is
 //! re-read only when a different process uses the socket, the socket options only on the first
 //! I/O after a quiet second.
 #![expect(
@@ -46,7 +46,8 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
         entry
     } else {
         // Not tracked yet: a TCP socket whose transitions we missed (it predates the agent and
-        // seeding has not reached it). Everything else (UDP, UNIX, ...) stops here.
+        // seeding has not reached it, or its insert failed on a full table). Everything else
+        // (UDP, UNIX, ...) stops here.
         let off = socket::offsets();
         if !socket::is_tcp(sk, off) {
             return;
@@ -70,7 +71,7 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
     }
     let now = unsafe { bpf_ktime_get_ns() };
     // Socket options change rarely (usually right after connect/accept): re-read them on the
-    // first I/O after a quiet second, which keeps the per-packet path at one lookup.
+    // first I/O after a quiet second, which keeps the per-packet path at one hash lookup.
     let last_io = if entry.last_send_ns > entry.last_recv_ns {
         entry.last_send_ns
     } else {

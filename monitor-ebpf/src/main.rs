@@ -38,7 +38,7 @@ mod state;
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects programs that can reach a panic, so this is never executed.
+    // Never runs: a program that could reach it would not load (the verifier rejects the loop).
     loop {}
 }
 

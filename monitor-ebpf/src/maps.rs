@@ -34,18 +34,22 @@ static SOCKET_INDEX: HashMap<u64, u32> = HashMap::with_max_entries(DEFAULT_TABLE
 #[map(name = "FREE_SLOTS")]
 static FREE_SLOTS: Stack<u32> = Stack::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
 
-/// Slots ever handed out (index 0): the scan reads the slots below it. Shared with the agent's
-/// seeding through its mapping.
+/// One `u64` (index 0): how many slots have ever been handed out; the scan reads the slots below
+/// it. The programs (`allocate_slot`) and the agent's seeding (through its mapping) both add to it
+/// atomically.
 #[map(name = "SLOTS_USED")]
 static SLOTS_USED: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
+/// Per-CPU counts, indexed by `monitor_common::counters`.
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
+/// Per-CPU state transitions, indexed by `old * TCP_STATE_SLOTS + new`.
 #[map(name = "TRANSITIONS")]
 static TRANSITIONS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(TCP_STATE_SLOTS * TCP_STATE_SLOTS, 0);
 
+/// Per-CPU socket errors, indexed by errno (the last slot takes the rest).
 #[map(name = "SOCKET_ERRORS")]
 static SOCKET_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_SLOTS, 0);
 
@@ -61,8 +65,9 @@ pub(crate) fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
 /// agent skips slots whose cookie is 0, so it never reads a half-written entry as live).
 /// Returns the entry, or the existing one when another CPU (or the seeding) got there first.
 ///
-/// A full table is counted, and said in the agent's log (through aya-log) at the 1st, 2nd, 4th,
-/// 8th... failure on each CPU, so heavy churn into a full table is visible without flooding it.
+/// A failed insert (no free slot, or the index refuses the cookie) is counted, and said in the
+/// agent's log (through aya-log) at the 1st, 2nd, 4th, 8th... failure on each CPU, so heavy churn
+/// into a full table is visible without flooding it.
 #[inline(always)]
 pub(crate) fn insert_new<C: EbpfContext>(
     ctx: &C,

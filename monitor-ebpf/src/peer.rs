@@ -1,6 +1,6 @@
 //! Signals from the peer and from the TCP stack: inbound segments (`tcp_probe`, which fires for
-//! pure ACKs and keepalive answers too: "the peer is alive"), retransmits, resets, socket errors,
-//! and socket destruction.
+//! every segment an ESTABLISHED socket receives, pure ACKs and keepalive answers too: "the peer is
+//! alive"), retransmits, resets, socket errors, and socket destruction.
 #![expect(
     clippy::needless_pass_by_value,
     reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
@@ -13,7 +13,7 @@ use monitor_common::counters;
 
 use crate::{maps, socket};
 
-// TP_PROTO(struct sock *sk, struct sk_buff *skb)
+// TP_PROTO(struct sock *sk, const struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_probe")]
 fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
@@ -30,7 +30,7 @@ fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-// TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err)
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
@@ -47,14 +47,14 @@ fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-// TP_PROTO(const struct sock *sk)
+// TP_PROTO(struct sock *sk)
 #[btf_tracepoint(function = "tcp_receive_reset")]
 fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
     maps::count(counters::RESETS_RECEIVED);
     0
 }
 
-// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, const enum sk_rst_reason reason)
 // sk may be NULL (a reset for a segment that matched no socket): only the count is kept.
 #[btf_tracepoint(function = "tcp_send_reset")]
 fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {

@@ -11,7 +11,7 @@ use monitor_common::{
     KernelOffsets, SockActivity,
 };
 
-/// Filled in by the agent before load (`EbpfLoader::set_global`).
+/// Filled in by the agent before load (`EbpfLoader::override_global`, from the kernel's BTF).
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets {
     skc_daddr: 0,
@@ -39,6 +39,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     skb_ack_seq: 0,
 };
 
+/// The offsets of the kernel fields the programs read.
 #[inline(always)]
 pub(crate) fn offsets() -> &'static KernelOffsets {
     // The compiler would fold the zeros above; a volatile read of the address hides the value
@@ -47,6 +48,8 @@ pub(crate) fn offsets() -> &'static KernelOffsets {
     unsafe { &*core::ptr::read_volatile(&core::ptr::addr_of!(OFFSETS)) }
 }
 
+/// The socket's cookie: the key of the socket table, the id `sock_diag` reports for the same
+/// socket (`idiag_cookie`).
 #[inline(always)]
 pub(crate) fn cookie(sk: *mut c_void) -> u64 {
     unsafe { bpf_get_socket_cookie(sk) }
