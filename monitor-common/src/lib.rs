@@ -1,7 +1,8 @@
 //! Types shared by the kernel programs (`monitor-ebpf`) and the agent (`monitor`).
 //!
-//! Everything here is `#[repr(C)]` with explicit padding and a compile-time size check, because the
-//! kernel side writes these bytes and the agent reads them back through the BPF map syscalls.
+//! Everything here is `#[repr(C)]` with explicit padding and a compile-time size check, because
+//! both sides read and write the same bytes: the socket table through the agent's memory mapping
+//! of it, the counters through the BPF map syscalls, and the offsets as global data at load time.
 #![no_std]
 
 pub mod counters;
@@ -14,7 +15,8 @@ pub const SLOTS_MAP: &str = "SOCKET_SLOTS";
 pub const INDEX_MAP: &str = "SOCKET_INDEX";
 /// Slots freed by closed sockets, reused first (a stack keeps the used slots dense).
 pub const FREE_SLOTS_MAP: &str = "FREE_SLOTS";
-/// One u32, mappable: how many slots have ever been handed out (the scan reads slots below it).
+/// One `u64`, mappable: how many slots have ever been handed out (the scan reads the slots below
+/// it). The kernel side and the agent's seeding both add to it atomically.
 pub const SLOTS_USED_MAP: &str = "SLOTS_USED";
 /// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h).
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -29,30 +31,38 @@ pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 
 /// Default capacity of the per-socket table; the agent may change it at load time.
 pub const DEFAULT_TABLE_CAPACITY: u32 = 262_144;
-/// Slots per dimension in the transition matrix (kernel TCP states are 1..=12).
+/// Slots per dimension in the transition matrix (kernel TCP states are 1..=13: `TCP_BOUND_INACTIVE`
+/// is 13 since Linux 6.8, though only `sock_diag` reports it).
 pub const TCP_STATE_SLOTS: u32 = 16;
-/// Errno values above this are folded into the last slot.
+/// Slots in the socket-error array, indexed by errno; errno values from `ERRNO_SLOTS - 1` up share
+/// the last slot.
 pub const ERRNO_SLOTS: u32 = 160;
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u16 = 6;
 
-/// `SockActivity::flags`: the entry was written by the agent from sock_diag (socket predates the agent).
+/// `SockActivity::flags`: the entry was written by the agent from `sock_diag` (the socket predates
+/// the agent).
 pub const FLAG_SEEDED: u8 = 1 << 0;
 /// `SockActivity::flags`: `unacked_bytes` and `srtt_us` hold a value read from the socket.
 pub const FLAG_TRANSPORT_KNOWN: u8 = 1 << 1;
-/// `SockActivity::flags`: the socket options below (keepalive, user timeout) have been read.
+/// `SockActivity::flags`: the kernel side has read the socket options (keepalive and its timers,
+/// user timeout, and `FLAG_KEEPALIVE_ON` / `FLAG_ORPHAN`) from the socket.
 pub const FLAG_OPTIONS_KNOWN: u8 = 1 << 2;
-/// `SockActivity::flags`: SO_KEEPALIVE is on (valid with `FLAG_OPTIONS_KNOWN`).
+/// `SockActivity::flags`: `SO_KEEPALIVE` is on: read from the socket (with `FLAG_OPTIONS_KNOWN`),
+/// or, in a seeded entry, a pending keepalive timer.
 pub const FLAG_KEEPALIVE_ON: u8 = 1 << 3;
-/// `SockActivity::flags`: the application has closed the socket (orphan, SOCK_DEAD).
+/// `SockActivity::flags`: the application has closed the socket (orphan): `SOCK_DEAD` read from the
+/// socket, or, in a seeded entry, a socket without an inode.
 pub const FLAG_ORPHAN: u8 = 1 << 4;
-/// `SockActivity::flags`: `state_since_ns` is only a lower bound (when the agent first saw the
-/// socket), for sockets that predate the agent.
+/// `SockActivity::flags`: the socket predates the agent and `state_since_ns` is when the agent
+/// first saw it, so the socket entered its state no later than that: its state age is only a
+/// lower bound.
 pub const FLAG_STATE_SINCE_LOWER_BOUND: u8 = 1 << 5;
 
-/// Everything the kernel keeps about one TCP socket, keyed by its socket cookie.
+/// Everything the kernel side keeps about one TCP socket: one slot of the socket table, found by
+/// socket cookie through the index map.
 ///
 /// Timestamps are `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`); 0 means "not seen since the
 /// socket was tracked", which the agent reports as unknown rather than as an age.
@@ -65,28 +75,42 @@ pub struct SockActivity {
     pub saddr: [u8; 16],
     /// Remote address; IPv4 uses the first four bytes.
     pub daddr: [u8; 16],
-    /// `comm` of the last process that sent or received on the socket (NUL padded).
+    /// `comm` of `tgid` (NUL padded).
     pub comm: [u8; 16],
+    /// When the socket entered `state` (see `FLAG_STATE_SINCE_LOWER_BOUND`).
     pub state_since_ns: u64,
+    /// Last application send that moved data (in a seeded entry, `tcp_info`'s last data sent).
     pub last_send_ns: u64,
+    /// Last application receive that moved data (in a seeded entry, `tcp_info`'s last data
+    /// received).
     pub last_recv_ns: u64,
+    /// Last segment from the peer (`tcp_probe`: data, pure ACKs and keepalive answers; in a seeded
+    /// entry, `tcp_info`'s last ACK received).
     pub last_peer_ns: u64,
+    /// Bytes sent by the application (a seeded entry starts from `tcp_info`'s count).
     pub bytes_sent: u64,
+    /// Bytes received by the application (a seeded entry starts from `tcp_info`'s count).
     pub bytes_received: u64,
     /// Network namespace inode (`/proc/PID/ns/net`), 0 when unknown.
     pub netns: u32,
-    /// Owning process (tgid), taken in process context; 0 when unknown.
+    /// Owning process (tgid), taken in process context: the process that called `connect()` or
+    /// `listen()`, then the last one that sent or received on the socket (in a seeded entry, a
+    /// process holding its file descriptor); 0 when unknown.
     pub tgid: u32,
-    /// `snd_nxt - snd_una` at the last inbound segment or retransmit.
+    /// Bytes in flight (`snd_nxt - snd_una`) at the last inbound segment or retransmit, or at
+    /// seeding (valid with `FLAG_TRANSPORT_KNOWN`).
     pub unacked_bytes: u32,
+    /// Smoothed RTT in microseconds, read with `unacked_bytes`.
     pub srtt_us: u32,
+    /// Segments retransmitted (a seeded entry starts from `tcp_info`'s total).
     pub retransmits: u32,
-    /// TCP_KEEPIDLE in jiffies; 0 = the sysctl default.
+    /// `TCP_KEEPIDLE` in jiffies; 0 = the sysctl default.
     pub keepalive_time: u32,
-    /// TCP_KEEPINTVL in jiffies; 0 = the sysctl default.
+    /// `TCP_KEEPINTVL` in jiffies; 0 = the sysctl default.
     pub keepalive_intvl: u32,
-    /// TCP_USER_TIMEOUT in milliseconds; 0 = not set.
+    /// `TCP_USER_TIMEOUT` in milliseconds; 0 = not set.
     pub user_timeout_ms: u32,
+    /// `AF_INET` or `AF_INET6`.
     pub family: u16,
     /// Local port, host byte order.
     pub sport: u16,
@@ -94,16 +118,19 @@ pub struct SockActivity {
     pub dport: u16,
     /// Kernel TCP state number (see [`tcp_state`]).
     pub state: u8,
+    /// `FLAG_*` bits.
     pub flags: u8,
-    /// TCP_KEEPCNT; 0 = the sysctl default.
+    /// `TCP_KEEPCNT`; 0 = the sysctl default.
     pub keepalive_probes: u8,
-    pub _pad: [u8; 7],
+    _pad: [u8; 7],
 }
 
 const _: () = assert!(core::mem::size_of::<SockActivity>() == 152);
 const _: () = assert!(core::mem::align_of::<SockActivity>() == 8);
 
 impl SockActivity {
+    /// An entry with every field 0 (a free slot, as the kernel creates the array).
+    #[must_use]
     pub const fn zeroed() -> Self {
         Self {
             cookie: 0,

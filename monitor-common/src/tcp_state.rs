@@ -1,4 +1,6 @@
 //! Kernel TCP state numbers (`include/net/tcp_states.h`) and the names the agent exports.
+//! `TCP_BOUND_INACTIVE` (13, Linux 6.8+) is left out: no socket enters it, only `sock_diag` uses it
+//! to report bound sockets, and the agent never asks for those.
 
 pub const ESTABLISHED: u8 = 1;
 pub const SYN_SENT: u8 = 2;
@@ -14,6 +16,7 @@ pub const CLOSING: u8 = 11;
 pub const NEW_SYN_RECV: u8 = 12;
 
 /// Lowercase kernel name of a state, as used in metric labels and JSON.
+#[must_use]
 pub const fn name(state: u8) -> Option<&'static str> {
     Some(match state {
         ESTABLISHED => "established",
@@ -45,6 +48,7 @@ pub const REPORTED: [u8; 9] = [
 ];
 
 /// Parses a lowercase state name (also accepts `ss`-style `close-wait` and upper case).
+#[must_use]
 pub fn parse(name: &str) -> Option<u8> {
     let mut buf = [0u8; 16];
     let bytes = name.as_bytes();

@@ -1,9 +1,15 @@
 //! Benchmark floor: on the same hooks as the real programs, the least a per-socket monitor can do —
 //! one socket cookie, one hash lookup, one timestamp store (a delete on `tcp_destroy_sock`, like
-//! the real program) — in a map of its own. `cargo xtask
-//! bench` attaches these next to the real programs and reports each hook as a ratio to its floor.
-//! The agent never attaches them (it attaches only the names in `probes::HOOKS`); their map has one
-//! entry unless the benchmark loader sizes it (`probes::bench`).
+//! the real program) — in a map of its own. `cargo xtask bench` attaches these next to the real
+//! programs and reports each hook as a ratio to its floor.
+//!
+//! Compiled only with this crate's `bench` feature (`monitor`'s `bench` feature turns it on), so
+//! the object the agent embeds has neither these programs nor their map. Their map has one entry
+//! unless the benchmark loader sizes it (`monitor/src/probes/bench.rs`).
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
+)]
 
 use core::ffi::c_void;
 
@@ -12,7 +18,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::table;
+use crate::socket;
 
 /// cookie → last time seen. Sized by the benchmark loader (`FLOOR_MAP`).
 #[map(name = "FLOOR")]
@@ -25,7 +31,7 @@ static FLOOR: HashMap<u64, u64> = HashMap::with_max_entries(1, 0);
 #[inline(always)]
 fn floor(ctx: &BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let cookie = table::cookie(sk);
+    let cookie = socket::cookie(sk);
     let now = unsafe { bpf_ktime_get_ns() };
     match FLOOR.get_ptr_mut(cookie) {
         Some(slot) => unsafe { *slot = now },
@@ -37,33 +43,33 @@ fn floor(ctx: &BtfTracePointContext) -> i32 {
 }
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn floor_inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+fn floor_inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "sock_send_length")]
-pub fn floor_sock_send_length(ctx: BtfTracePointContext) -> i32 {
+fn floor_sock_send_length(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
-pub fn floor_sock_recv_length(ctx: BtfTracePointContext) -> i32 {
+fn floor_sock_recv_length(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_probe")]
-pub fn floor_tcp_probe(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_probe(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     floor(&ctx)
 }
 
 #[btf_tracepoint(function = "tcp_destroy_sock")]
-pub fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
+fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let _ = FLOOR.remove(table::cookie(sk));
+    let _ = FLOOR.remove(socket::cookie(sk));
     0
 }

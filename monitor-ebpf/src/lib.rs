@@ -1,3 +1,5 @@
-// Empty library target: lets the agent declare this crate as a build-dependency so cargo rebuilds
-// the agent when the programs change (the programs themselves are the `tcp-liveness` binary).
+//! Empty library target. The agent declares this crate as a build-dependency so that cargo
+//! rebuilds the agent when this crate's dependencies (`monitor-common`, aya-ebpf) change; changes
+//! to the programs themselves (the `tcp-liveness` binary) are caught by aya-build's
+//! `rerun-if-changed` on this directory.
 #![no_std]

@@ -6,24 +6,39 @@
 //! - `state`: `inet_sock_set_state` — creates, updates and deletes table entries;
 //! - `io`: `sock_send_length` / `sock_recv_length` — application send/receive and the owner;
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
-//! - `table`: the maps, slot allocation, and the helpers that read socket fields.
+//! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
+//!   release; the used-slot counter) and the counters;
+//! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
+//!   global) and the socket cookie;
+//! - `floor` (only with the `bench` feature): the benchmark's floor programs, which the agent's
+//!   object does not contain.
 #![no_std]
 #![no_main]
-// `atomic_xadd`: the BPF target has no compare-and-swap, so `AtomicU64::fetch_add` is not
-// offered; an atomic add whose result is unused is the BPF_XADD instruction every kernel has.
-#![allow(internal_features)]
 #![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "`atomic_xadd` (maps.rs): the BPF target has no compare-and-swap, so \
+              `AtomicU64::fetch_add` is not offered; an atomic add whose result is unused is the \
+              BPF_XADD instruction every kernel has"
+)]
+#![expect(
+    clippy::inline_always,
+    reason = "every helper is inlined into its program: each program stays one BPF function, with \
+              no BPF-to-BPF call on the per-event path and no dependence on LLVM's heuristics"
+)]
 
+#[cfg(feature = "bench")]
 mod floor;
 mod io;
+mod maps;
 mod peer;
+mod socket;
 mod state;
-mod table;
 
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects programs that can reach a panic, so this is never executed.
+    // Never runs: a program that could reach it would not load (the verifier rejects the loop).
     loop {}
 }
 

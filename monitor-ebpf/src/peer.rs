@@ -1,80 +1,84 @@
 //! Signals from the peer and from the TCP stack: inbound segments (`tcp_probe`, which fires for
-//! pure ACKs and keepalive answers too: "the peer is alive"), retransmits, resets, socket errors,
-//! and socket destruction.
+//! every segment an ESTABLISHED socket receives, pure ACKs and keepalive answers too: "the peer is
+//! alive"), retransmits, resets, socket errors, and socket destruction.
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
+)]
 
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use monitor_common::counters;
 
-use crate::table;
+use crate::{maps, socket};
 
-// TP_PROTO(struct sock *sk, struct sk_buff *skb)
+// TP_PROTO(struct sock *sk, const struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_probe")]
-pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
+fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let cookie = table::cookie(sk);
-    if let Some(entry) = table::entry(cookie) {
+    let cookie = socket::cookie(sk);
+    if let Some(entry) = maps::entry(cookie) {
         entry.last_peer_ns = unsafe { bpf_ktime_get_ns() };
-        if let Some(tp) = table::tcp_sock(sk) {
-            let off = table::offsets();
+        if let Some(tp) = socket::tcp_sock(sk) {
+            let off = socket::offsets();
             let skb: *const c_void = ctx.arg(1);
-            let acked: u32 = table::read(skb, off.skb_ack_seq);
-            table::read_transport(tp, off, entry, Some(acked));
+            let acked: u32 = socket::read(skb, off.skb_ack_seq);
+            socket::read_transport(tp, off, entry, Some(acked));
         }
     }
     0
 }
 
-// TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err)
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    table::count(counters::RETRANSMITS);
-    let cookie = table::cookie(sk);
-    if let Some(entry) = table::entry(cookie) {
+    maps::count(counters::RETRANSMITS);
+    let cookie = socket::cookie(sk);
+    if let Some(entry) = maps::entry(cookie) {
         // Retransmits of one socket run under its lock, so the increment does not race.
         entry.retransmits += 1;
         // The peer is silent, so tcp_probe no longer refreshes the in-flight bytes: do it here.
-        if let Some(tp) = table::tcp_sock(sk) {
-            table::read_transport(tp, table::offsets(), entry, None);
+        if let Some(tp) = socket::tcp_sock(sk) {
+            socket::read_transport(tp, socket::offsets(), entry, None);
         }
     }
     0
 }
 
-// TP_PROTO(const struct sock *sk)
+// TP_PROTO(struct sock *sk)
 #[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
-    table::count(counters::RESETS_RECEIVED);
+fn tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
+    maps::count(counters::RESETS_RECEIVED);
     0
 }
 
-// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb, const enum sk_rst_reason reason)
 // sk may be NULL (a reset for a segment that matched no socket): only the count is kept.
 #[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
-    table::count(counters::RESETS_SENT);
+fn tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
+    maps::count(counters::RESETS_SENT);
     0
 }
 
 // TP_PROTO(const struct sock *sk)
 #[btf_tracepoint(function = "inet_sk_error_report")]
-pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
+fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
-    let off = table::offsets();
-    if table::is_tcp(sk, off) {
-        let err: i32 = table::read(sk, off.sk_err);
-        table::count_error(err.unsigned_abs());
+    let off = socket::offsets();
+    if socket::is_tcp(sk, off) {
+        let err: i32 = socket::read(sk, off.sk_err);
+        maps::count_error(err.unsigned_abs());
     }
     0
 }
 
 // TP_PROTO(struct sock *sk)
 #[btf_tracepoint(function = "tcp_destroy_sock")]
-pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
+fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
-    table::remove(table::cookie(sk));
+    maps::remove(socket::cookie(sk));
     0
 }

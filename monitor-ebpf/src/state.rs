@@ -1,5 +1,10 @@
-//! `inet_sock_set_state` (emitted by tcp_set_state): creates the entry on the first transition,
-//! records the state and when it was entered, deletes the entry when the socket reaches CLOSE.
+//! `inet_sock_set_state`, emitted by `tcp_set_state` and by `listen()` (CLOSE→LISTEN, measured on
+//! Linux 6.18): creates the entry on the first transition (into any state but CLOSE), records the
+//! state and when it was entered, deletes the entry when the socket reaches CLOSE.
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"
+)]
 
 use core::ffi::c_void;
 
@@ -10,60 +15,65 @@ use aya_ebpf::{
 };
 use monitor_common::tcp_state;
 
-use crate::table;
+use crate::{maps, socket};
 
 // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
 #[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
-    on_state_change(&ctx, sk, old as u32, new as u32);
+    on_state_change(&ctx, sk, old.cast_unsigned(), new.cast_unsigned());
     0
 }
 
 #[inline(always)]
 fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u32) {
-    let off = table::offsets();
-    if !table::is_tcp(sk, off) {
+    let off = socket::offsets();
+    if !socket::is_tcp(sk, off) {
         return;
     }
-    table::count_transition(old, new);
-    let cookie = table::cookie(sk);
-    if new == tcp_state::CLOSE as u32 {
+    maps::count_transition(old, new);
+    let cookie = socket::cookie(sk);
+    if new == u32::from(tcp_state::CLOSE) {
         // CLOSE is the end (TIME_WAIT is handled by a separate mini-socket that the kernel does
         // not report here): delete now so nothing leaks.
-        table::remove(cookie);
+        maps::remove(cookie);
         return;
     }
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "kernel TCP states are 1..=13; the entry keeps them in a u8"
+    )]
+    let state = new as u8;
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = table::entry(cookie) {
+    if let Some(entry) = maps::entry(cookie) {
         if entry.sport == 0 {
             // connect() enters SYN_SENT before the kernel picks the local port (and a bound
             // address may change): complete the identity at the next transition.
-            let id = table::identity(sk, off, new as u8);
+            let id = socket::identity(sk, off, state);
             entry.sport = id.sport;
             entry.saddr = id.saddr;
         }
         // close() on a FIN_WAIT2 socket "moves" it to FIN_WAIT2 again: not a new state.
-        if entry.state != new as u8 {
-            entry.state = new as u8;
+        if entry.state != state {
+            entry.state = state;
             entry.state_since_ns = now;
             entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
         }
-        table::read_options(sk, off, entry);
+        socket::read_options(sk, off, entry);
         return;
     }
-    let mut entry = table::identity(sk, off, new as u8);
+    let mut entry = socket::identity(sk, off, state);
     entry.state_since_ns = now;
-    table::read_options(sk, off, &mut entry);
-    if old == tcp_state::CLOSE as u32
-        && (new == tcp_state::SYN_SENT as u32 || new == tcp_state::LISTEN as u32)
+    socket::read_options(sk, off, &mut entry);
+    if old == u32::from(tcp_state::CLOSE)
+        && (new == u32::from(tcp_state::SYN_SENT) || new == u32::from(tcp_state::LISTEN))
     {
         // connect() and listen() run in the calling process: the transitions where `current` is
         // the owner. Passive opens and FIN/ACK processing run in softirq, where it is unrelated.
         entry.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    let _ = table::insert_new(ctx, cookie, &entry);
+    let _ = maps::insert_new(ctx, cookie, &entry);
 }

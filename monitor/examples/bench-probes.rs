@@ -1,4 +1,6 @@
 //! Helper for `cargo xtask bench` (root): the parts of the benchmark that need the agent's library.
+//! Needs `monitor`'s `bench` feature (`required-features`), which builds the kernel object with
+//! the floor programs: `cargo build --release -p monitor --features bench --example bench-probes`.
 //!
 //! - `bench-probes hooks`: loads every real and floor program (`monitor::probes::bench`), then
 //!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),

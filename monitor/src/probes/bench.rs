@@ -1,7 +1,8 @@
-//! For `cargo xtask bench` only (the agent never calls this): load the embedded object, attach a
-//! chosen set of programs in a chosen order — the real hooks and the `floor_*` programs
-//! (`monitor-ebpf/src/floor.rs`: one cookie, one hash lookup, one timestamp store, in their own map)
-//! — and read the kernel's per-program statistics (run time and count, kept while
+//! For `cargo xtask bench` only; compiled with the `bench` feature, which also puts the floor
+//! programs into the embedded object (the agent's default build has neither). Loads the object,
+//! attaches a chosen set of programs in a chosen order — the real hooks and the `floor_*`
+//! programs (`monitor-ebpf/src/floor.rs`: one cookie, one hash lookup, one timestamp store, in
+//! their own map) — and reads the kernel's per-program statistics (run time and count, kept while
 //! `BPF_ENABLE_STATS` is held) and instruction counts.
 
 use std::os::fd::OwnedFd;

@@ -4,6 +4,7 @@
 //! Every hook is attached independently: a hook the kernel refuses is logged and reported as not
 //! attached, and the agent runs with the rest.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub(crate) mod maps;
 pub mod offsets;

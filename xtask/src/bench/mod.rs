@@ -121,6 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--release",
         "--package",
         "monitor",
+        "--features",
+        "bench",
         "--example",
         "bench-probes",
     ])?;
