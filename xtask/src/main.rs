@@ -71,12 +71,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cargo(&["fmt", "--all", "--check"])?;
             // The eBPF crate only builds for the bpf target; aya-build compiles it from
             // monitor/build.rs, and it is linted on its own target here.
+            // With the benchmark feature: it only adds code (the floor programs' loader and
+            // the bench-probes example), so this lints every line of both builds.
             cargo(&[
                 "clippy",
                 "--workspace",
                 "--exclude",
                 "monitor-ebpf",
                 "--all-targets",
+                "--features",
+                "monitor/bench",
                 "--",
                 "-D",
                 "warnings",
@@ -90,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "bpfel-unknown-none",
                 "-Z",
                 "build-std=core",
+                "--features",
+                "bench",
                 "--",
                 "-D",
                 "warnings",
