@@ -141,6 +141,8 @@ impl PushState {
         self.resolved.clear();
     }
 
+    /// Groups currently firing (tests).
+    #[cfg(test)]
     pub fn firing(&self) -> usize {
         self.firing.len()
     }

@@ -16,11 +16,11 @@ use std::{
 };
 
 use self::client::AlertmanagerClient;
+use self::tracker::Tracker;
 pub use self::{
     groups::{AlertGroup, AlertsView, group},
     tracker::Transitions,
 };
-use self::tracker::Tracker;
 use crate::{model::Reason, scan::Snapshot};
 
 /// The tracker and the optional Alertmanager push, run once per scan.

@@ -9,11 +9,11 @@ use std::os::fd::OwnedFd;
 
 use aya::{
     Btf, Ebpf,
-    programs::{BtfTracePoint, ProgramError, tp_btf::BtfTracePointLinkId},
+    programs::{BtfTracePoint, tp_btf::BtfTracePointLinkId},
     sys::{Stats, enable_stats},
 };
 
-use super::{HOOKS, ProbeError, error_chain, load_object};
+use super::{HOOKS, ProbeError, btf_tracepoint, load_object};
 
 /// The floor programs' map (`FLOOR` in floor.rs) and the capacity the benchmark gives it.
 pub const FLOOR_MAP: &str = "FLOOR";
@@ -56,19 +56,19 @@ pub struct BenchProbes {
 
 impl BenchProbes {
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
-        let stats = enable_stats(Stats::RunTime)
-            .map_err(|e| ProbeError::Program(format!("BPF_ENABLE_STATS: {e}")))?;
+        let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
         let mut ebpf = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
-        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         for hook in FLOOR_HOOKS {
-            program(&mut ebpf, &floor_name(hook))?
+            let name = floor_name(hook);
+            btf_tracepoint(&mut ebpf, &name)?
                 .load(hook, &btf)
-                .map_err(|e| ProbeError::Program(format!("floor_{hook}: {}", error_chain(&e))))?;
+                .map_err(ProbeError::program(&name))?;
         }
         for hook in HOOKS {
-            program(&mut ebpf, hook)?
+            btf_tracepoint(&mut ebpf, hook)?
                 .load(hook, &btf)
-                .map_err(|e| ProbeError::Program(format!("{hook}: {}", error_chain(&e))))?;
+                .map_err(ProbeError::program(hook))?;
         }
         Ok(Self {
             ebpf,
@@ -91,9 +91,9 @@ impl BenchProbes {
     pub fn attach(&mut self, names: &[String]) -> Result<(), ProbeError> {
         self.detach_all();
         for name in names {
-            let link = program(&mut self.ebpf, name)?
+            let link = btf_tracepoint(&mut self.ebpf, name)?
                 .attach()
-                .map_err(|e| ProbeError::Program(format!("attach {name}: {}", error_chain(&e))))?;
+                .map_err(ProbeError::program(name))?;
             self.links.push((name.clone(), link));
         }
         Ok(())
@@ -101,7 +101,7 @@ impl BenchProbes {
 
     pub fn detach_all(&mut self) {
         for (name, link) in std::mem::take(&mut self.links) {
-            if let Ok(program) = program(&mut self.ebpf, &name) {
+            if let Ok(program) = btf_tracepoint(&mut self.ebpf, &name) {
                 let _ = program.detach(link);
             }
         }
@@ -111,12 +111,10 @@ impl BenchProbes {
         let program: &BtfTracePoint = self
             .ebpf
             .program(name)
-            .ok_or_else(|| ProbeError::Program(format!("program {name} missing")))?
+            .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
             .try_into()
-            .map_err(|e: ProgramError| ProbeError::Program(e.to_string()))?;
-        let info = program
-            .info()
-            .map_err(|e| ProbeError::Program(format!("{name}: {}", error_chain(&e))))?;
+            .map_err(ProbeError::program(name))?;
+        let info = program.info().map_err(ProbeError::program(name))?;
         Ok(ProgramStats {
             id: info.id(),
             run_time_ns: info.run_time().as_nanos() as u64,
@@ -126,11 +124,4 @@ impl BenchProbes {
             jited_bytes: info.size_jitted(),
         })
     }
-}
-
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, ProbeError> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| ProbeError::Program(format!("program {name} missing from the object")))?
-        .try_into()
-        .map_err(|e: ProgramError| ProbeError::Program(e.to_string()))
 }

@@ -10,11 +10,19 @@ pub(crate) mod maps;
 pub mod offsets;
 mod source;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
-use aya::{Btf, Ebpf, EbpfLoader, programs::BtfTracePoint};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, ProgramError},
+};
 use monitor_common::{FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP};
 use thiserror::Error;
+
+use crate::model::format::error_chain;
 
 pub use self::source::{FixedStatus, HookStatus, KernelCounters, KernelStatus, SocketSource};
 
@@ -37,27 +45,60 @@ pub const HOOKS: [&str; 9] = [
     "tcp_destroy_sock",
 ];
 
+/// Why the programs, a map or a program could not be used. Each variant keeps its cause as
+/// `source()`; [`error_chain`] prints the whole chain on one line.
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("reading kernel BTF: {0}")]
-    Btf(String),
-    #[error("loading the eBPF object: {0}")]
+    /// `/sys/kernel/btf/vmlinux` (or the given file) cannot be read or parsed for the offsets.
+    #[error("reading kernel BTF {}", path.display())]
+    BtfFile {
+        path: PathBuf,
+        #[source]
+        source: btf_rs::Error,
+    },
+    /// The kernel's BTF lacks a field, or has it where the programs cannot load it.
+    #[error("kernel BTF: {what}")]
+    BtfLayout { what: String },
+    /// aya cannot read the kernel's BTF (needed to load BTF tracepoints).
+    #[error("reading kernel BTF")]
+    KernelBtf(#[source] aya::BtfError),
+    #[error("loading the eBPF object")]
     Load(#[from] aya::EbpfError),
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
+        #[source]
         source: aya::maps::MapError,
     },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
-    #[error("mapping {name} into memory: {source}")]
+    #[error("mapping {name} into memory")]
     Mmap {
         name: &'static str,
+        #[source]
         source: std::io::Error,
     },
-    /// Loading, attaching or inspecting one program (the benchmark loader, `bench`).
-    #[error("{0}")]
-    Program(String),
+    #[error("program {0} missing from the eBPF object")]
+    MissingProgram(String),
+    /// Loading (verifying), attaching, detaching or inspecting one program.
+    #[error("program {name}")]
+    Program {
+        name: String,
+        #[source]
+        source: ProgramError,
+    },
+    /// Turning on the kernel's per-program run-time statistics (benchmarks).
+    #[error("BPF_ENABLE_STATS")]
+    Stats(#[source] aya::sys::SyscallError),
+}
+
+impl ProbeError {
+    fn program(name: &str) -> impl FnOnce(ProgramError) -> Self + '_ {
+        move |source| Self::Program {
+            name: name.to_owned(),
+            source,
+        }
+    }
 }
 
 /// The loaded programs. Dropping it detaches every hook and frees the maps.
@@ -80,11 +121,11 @@ impl Probes {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
         let mut ebpf = load_object(capacity, &[])?;
-        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let hooks = HOOKS
             .iter()
             .map(|&hook| {
-                let error = attach(&mut ebpf, &btf, hook).err();
+                let error = attach(&mut ebpf, &btf, hook).err().map(|e| error_chain(&e));
                 match &error {
                     None => tracing::info!(hook, "hook attached"),
                     Some(error) => {
@@ -138,14 +179,20 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     Ok(ebpf)
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), String> {
-    let program = ebpf
-        .program_mut(hook)
-        .ok_or_else(|| format!("program {hook} missing from the object"))?;
-    let program: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
-    program.load(hook, btf).map_err(|e| error_chain(&e))?;
-    program.attach().map_err(|e| error_chain(&e))?;
+/// Loads (verifies) the program named `hook` and attaches it to the BTF tracepoint of that name.
+fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), ProbeError> {
+    let program = btf_tracepoint(ebpf, hook)?;
+    program.load(hook, btf).map_err(ProbeError::program(hook))?;
+    program.attach().map_err(ProbeError::program(hook))?;
     Ok(())
+}
+
+/// The BTF tracepoint program `name` of the object.
+fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, ProbeError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
+        .try_into()
+        .map_err(ProbeError::program(name))
 }
 
 /// The kernel accounts BPF memory by memcg on current kernels; where it still uses RLIMIT_MEMLOCK
@@ -162,15 +209,4 @@ fn raise_memlock_limit() {
             "could not raise RLIMIT_MEMLOCK; fine on kernels that account BPF memory by memcg"
         );
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

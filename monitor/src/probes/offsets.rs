@@ -14,8 +14,10 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Looks up every field the programs read.
 pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
-    let btf =
-        Btf::from_file(path).map_err(|e| ProbeError::Btf(format!("{}: {e}", path.display())))?;
+    let btf = Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let sock = |path: &[&str]| field_offset(&btf, "sock", path);
     Ok(KernelOffsets {
         skc_daddr: sock(&["__sk_common", "skc_daddr"])?,
@@ -48,7 +50,9 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
 /// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
 /// Anonymous struct/union members are searched transparently, as C does.
 fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
-    let missing = || ProbeError::Btf(format!("struct {root}: no field {}", path.join(".")));
+    let missing = || ProbeError::BtfLayout {
+        what: format!("struct {root} has no field {}", path.join(".")),
+    };
     let mut current = named_struct(btf, root).ok_or_else(missing)?;
     let mut offset_bits = 0u32;
     for (i, name) in path.iter().enumerate() {
@@ -59,10 +63,12 @@ fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError>
         }
     }
     if !offset_bits.is_multiple_of(8) {
-        return Err(ProbeError::Btf(format!(
-            "struct {root}: {} is a bit-field, not byte aligned",
-            path.join(".")
-        )));
+        return Err(ProbeError::BtfLayout {
+            what: format!(
+                "struct {root}: {} is a bit-field, not byte aligned",
+                path.join(".")
+            ),
+        });
     }
     Ok(offset_bits / 8)
 }
@@ -80,7 +86,9 @@ fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, ProbeError> {
                 .map(|m| m.val()),
             _ => None,
         })
-        .ok_or_else(|| ProbeError::Btf(format!("enum {root}: no value {name}")))
+        .ok_or_else(|| ProbeError::BtfLayout {
+            what: format!("enum {root} has no value {name}"),
+        })
 }
 
 fn named_struct(btf: &Btf, name: &str) -> Option<btf_rs::Struct> {
