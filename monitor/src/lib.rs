@@ -16,7 +16,8 @@
 //!   ← cli                     the command line (with main.rs, the only user of anyhow)
 //! ```
 //!
-//! `memory` (giving freed heap back) sits beside `clock` at the bottom.
+//! `memory` (giving freed heap back) and `locks` (the one way to take a lock) sit beside `clock`
+//! at the bottom.
 
 //!
 //! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod export;
+mod locks;
 mod memory;
 pub mod model;
 pub mod probes;

@@ -59,9 +59,7 @@ fn scan_and_publish(
     store: &SnapshotStore,
     metrics: &Metrics,
 ) {
-    let mut alerting = alerting
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut alerting = crate::locks::lock(alerting);
     let snapshot = scanner.scan(alerting.watched());
     for failure in &snapshot.failures {
         tracing::warn!(

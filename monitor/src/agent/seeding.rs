@@ -33,7 +33,7 @@ pub fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
     let now = crate::clock::monotonic_now_ns();
     let mut written = Vec::new();
     {
-        let mut probes = probes.lock().expect("probes lock");
+        let mut probes = crate::locks::lock(probes);
         for sock in &sockets {
             let entry = seed::to_activity(sock, owners.get(&sock.inode), now);
             match probes.maps.seed(sock.cookie, &entry) {
@@ -50,7 +50,7 @@ pub fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
         .iter()
         .map(|s| s.cookie)
         .collect();
-    let mut probes = probes.lock().expect("probes lock");
+    let mut probes = crate::locks::lock(probes);
     let mut kept = 0;
     for cookie in written {
         if still_open.contains(&cookie) {

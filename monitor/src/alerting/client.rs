@@ -59,7 +59,7 @@ impl AlertmanagerClient {
     /// Hands the current groups to the sender thread (never blocks on the network).
     pub fn push(&self, groups: Vec<AlertGroup>) {
         let (slot, wake) = &*self.shared;
-        slot.lock().unwrap_or_else(|e| e.into_inner()).latest = Some(groups);
+        crate::locks::lock(slot).latest = Some(groups);
         wake.notify_one();
     }
 }
@@ -67,7 +67,7 @@ impl AlertmanagerClient {
 impl Drop for AlertmanagerClient {
     fn drop(&mut self) {
         let (slot, wake) = &*self.shared;
-        slot.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        crate::locks::lock(slot).closed = true;
         wake.notify_one();
     }
 }
@@ -91,7 +91,7 @@ struct Worker {
 impl Worker {
     fn next(&self) -> Option<Vec<AlertGroup>> {
         let (slot, wake) = &*self.shared;
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::locks::lock(slot);
         loop {
             if slot.closed {
                 return None;
@@ -99,7 +99,7 @@ impl Worker {
             if let Some(groups) = slot.latest.take() {
                 return Some(groups);
             }
-            slot = wake.wait(slot).unwrap_or_else(|e| e.into_inner());
+            slot = crate::locks::wait(wake, slot);
         }
     }
 

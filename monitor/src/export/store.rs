@@ -43,21 +43,13 @@ impl SnapshotStore {
             detections,
         });
         // A poisoned lock only means a reader panicked while cloning an Arc: the data is intact.
-        *self
-            .latest
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = published;
+        *crate::locks::write(&self.latest) = published;
         self.published.store(true, Ordering::Release);
     }
 
     /// The most recent scan (an empty one until the first [`publish`](Self::publish)).
     pub fn latest(&self) -> Arc<Published> {
-        Arc::clone(
-            &self
-                .latest
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        Arc::clone(&crate::locks::read(&self.latest))
     }
 
     /// Whether a scan has been published at least once.

@@ -66,23 +66,17 @@ pub trait KernelStatus: Send + Sync {
 /// The loaded programs (shared with seeding, hence the lock).
 impl KernelStatus for Mutex<Probes> {
     fn counters(&self) -> Result<KernelCounters, ProbeError> {
-        let probes = self
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let probes = crate::locks::lock(self);
         probes.maps.counters()
     }
 
     fn hooks(&self) -> Vec<HookStatus> {
-        let probes = self
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let probes = crate::locks::lock(self);
         probes.hooks.clone()
     }
 
     fn table_capacity(&self) -> u32 {
-        let probes = self
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let probes = crate::locks::lock(self);
         probes.capacity
     }
 }

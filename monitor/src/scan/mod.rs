@@ -143,10 +143,7 @@ impl Scanner {
         let started = Instant::now();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let read = self.kernel.counters();
-        let mut last = self
-            .last_counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = crate::locks::lock(&self.last_counters);
         match read {
             Ok(counters) => *last = counters,
             Err(error) => snapshot.failures.push(ScanFailure {

@@ -56,7 +56,7 @@ impl Pipeline {
 
     fn cgroups(&self) -> MutexGuard<'_, CgroupCache> {
         // A panic mid-pass leaves a valid cache (at worst missing entries).
-        self.cgroups.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.cgroups)
     }
 
     fn pass(
