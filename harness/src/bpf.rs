@@ -12,6 +12,7 @@ pub struct MapFd {
     pub id: u64,
     /// `enum bpf_map_type` number.
     pub map_type: u64,
+    /// Capacity in entries, as created.
     pub max_entries: u64,
     /// Kernel memory charged to the map, bytes.
     pub memlock: u64,

@@ -19,6 +19,9 @@
 //! Every guard (namespace, process, server) removes what it created in `Drop`, so a failing
 //! assertion or an error still cleans up.
 
+// Every public item says what it takes, returns and fails with: the harness serves three users.
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod apt;
 pub mod bpf;

@@ -106,7 +106,9 @@ impl Drop for Netns {
 /// 10.`subnet`.0.2/24. Addresses exist only inside the two namespaces; both are deleted on drop.
 #[derive(Debug)]
 pub struct NetPair {
+    /// The namespace holding the `.1` end: where servers listen.
     pub server: Netns,
+    /// The namespace holding the `.2` end: where clients connect from.
     pub client: Netns,
     /// `10.{subnet}.0.1`
     pub server_ip: String,

@@ -14,6 +14,7 @@ pub struct SsSocket {
     pub state: String,
     /// `ADDR:PORT` as printed (IPv6 in brackets).
     pub local: String,
+    /// The peer's `ADDR:PORT` (`0.0.0.0:*` for a listener).
     pub remote: String,
     /// The socket cookie (`sk:` in hex), what the agent reports as `cookie`.
     pub cookie: Option<u64>,

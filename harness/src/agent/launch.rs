@@ -123,12 +123,13 @@ impl Launch {
     pub fn spawn(self) -> anyhow::Result<Agent> {
         let listen = format!("127.0.0.1:{}", self.port);
         let mut cmd = match &self.capabilities {
-            Some(caps) => setpriv(caps),
+            Some(caps) => {
+                let mut setpriv = setpriv(caps);
+                setpriv.arg(&self.binary);
+                setpriv
+            }
             None => Command::new(&self.binary),
         };
-        if self.capabilities.is_some() {
-            cmd.arg(&self.binary);
-        }
         cmd.args(["run", "--listen", &listen])
             .args(&self.args)
             .stdout(Stdio::null());
