@@ -3,17 +3,20 @@
 //! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
 
 mod am;
-mod support;
 
 use std::{process::Command, time::Duration};
 
 use am::Alertmanager;
-use serde_json::Value;
-use support::{
-    agent::Agent,
-    net::{NetPair, Peer},
-    privileged, wait_for,
+use harness::{
+    agent::{Agent, Launch},
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    wait::wait_for,
 };
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 
 const PORT: &str = "7221";
 
@@ -35,8 +38,8 @@ fn firing(alert: &Value) -> bool {
 }
 
 fn check(agent: &Agent) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
-        .args(["check", "--agent", &agent.base])
+    let out = Command::new(AGENT)
+        .args(["check", "--agent", agent.url()])
         .output()
         .expect("run tcp-liveness check");
     (
@@ -47,17 +50,19 @@ fn check(agent: &Agent) -> (Option<i32>, String) {
 
 #[test]
 fn close_wait_alert_fires_then_resolves() {
-    if !privileged("close_wait_alert") {
+    if !privilege::may_run("close_wait_alert", Need::RootAndKernelBtf) {
         return;
     }
     let am = Alertmanager::start();
-    let net = NetPair::new("am", 221);
-    let mut server = Peer::start(&net.server, &["server", &net.server_ip, PORT, "no-close"]);
-    let _client = Peer::start(&net.client, &["client", &net.server_ip, PORT, "close"]);
-    let agent = Agent::start_with(
-        19921,
-        &["--alertmanager-url", &am.base, "--close-wait-after", "1s"],
-    );
+    let net = NetPair::create("am", 221).expect("namespaces");
+    let mut server =
+        Peer::start(&net.server, &["server", &net.server_ip, PORT, "no-close"]).expect("peer");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, PORT, "close"]).expect("peer");
+    let agent = Launch::test(AGENT, 19921)
+        .args(&["--alertmanager-url", &am.base, "--close-wait-after", "1s"])
+        .start()
+        .expect("agent");
 
     let alert = wait_for(
         "the CLOSE_WAIT alert in Alertmanager",
@@ -84,7 +89,7 @@ fn close_wait_alert_fires_then_resolves() {
         .and_then(|all| all.iter().find(|g| g["process"] == "python3"))
         .unwrap_or_else(|| panic!("python3 group in /alerts: {groups}"));
     assert_eq!(group["reason"], "close_wait_stuck");
-    assert_eq!(group["pids"][0], server.pid);
+    assert_eq!(group["pids"][0], server.pid());
     assert_eq!(group["samples"][0]["state"], "close_wait");
     let (code, out) = check(&agent);
     assert_eq!(code, Some(1), "check with an alert present: {out}");

@@ -10,8 +10,6 @@
 //! Tools missing from the machine are installed by the test (pip, into target/tmp); with CI=true
 //! a tool that cannot be had is a failure, elsewhere a skip with a message.
 
-mod support;
-
 use std::{
     collections::{BTreeSet, HashMap},
     fs,
@@ -22,10 +20,13 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
-use support::{
-    net::{NetPair, Peer},
-    privileged, wait_for, wait_for_optional,
+use harness::{
+    agent::{Agent, Launch, TEST_SCAN_INTERVAL},
+    http,
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    wait::wait_for,
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -41,10 +42,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(REPO).join(path)
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 /// False (skip) when `tool` is missing outside CI; a panic in CI.
 fn have(tool: &str, why: &str) -> bool {
     let found = Command::new("sh")
@@ -52,14 +49,7 @@ fn have(tool: &str, why: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            !in_ci(),
-            "{tool} is missing ({why}); CI=true makes this a failure"
-        );
-        eprintln!("SKIPPED: {tool} is missing ({why})");
-    }
-    found
+    found || privilege::skip(tool, &format!("missing ({why})"))
 }
 
 fn output_text(out: &Output) -> String {
@@ -144,93 +134,28 @@ fn unit_capabilities() -> String {
         .join(",")
 }
 
-/// `tcp-liveness run` as nobody with exactly `caps`, no_new_privs, the Kubernetes config file.
-struct ConfinedAgent {
-    child: std::process::Child,
-    base: String,
-    _config: tempfile::TempDir,
+/// `tcp-liveness run` as nobody with exactly `caps`, no_new_privs, the Kubernetes config file
+/// (kept in `config`, which must outlive the agent).
+fn start_confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Agent {
+    fs::set_permissions(config.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = config.path().join("tcp-liveness.toml");
+    fs::write(&file, configmap_toml()).expect("write config");
+    let file = file.to_str().expect("UTF-8 temp path");
+    Launch::new(AGENT, port)
+        .args(&["--config", file, "--scan-interval", TEST_SCAN_INTERVAL])
+        .confined(caps)
+        .start()
+        .expect("confined agent")
 }
 
-impl ConfinedAgent {
-    fn start(caps: &str, port: u16) -> Self {
-        let config = tempfile::tempdir().expect("tempdir");
-        fs::set_permissions(config.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let file = config.path().join("tcp-liveness.toml");
-        fs::write(&file, configmap_toml()).expect("write config");
-        let child = Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--no-new-privs",
-            ])
-            .arg(format!("--inh-caps=-all,{caps}"))
-            .arg(format!("--ambient-caps=-all,{caps}"))
-            .arg(format!("--bounding-set=-all,{caps}"))
-            .arg(AGENT)
-            .args(["run", "--config"])
-            .arg(&file)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--scan-interval",
-                "250ms",
-            ])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn setpriv");
-        let agent = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _config: config,
-        };
-        wait_for("confined agent /healthz", Duration::from_secs(60), || {
-            ureq::get(&format!("{}/healthz", agent.base)).call().ok()
-        });
-        agent
-    }
-
-    fn get(&self, path: &str) -> String {
-        ureq::get(&format!("{}{path}", self.base))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .body_mut()
-            .read_to_string()
-            .expect("body")
-    }
-
-    fn connections(&self) -> Vec<Value> {
-        serde_json::from_str(&self.get("/connections")).expect("JSON")
-    }
-
-    /// Lines `Key:\tvalue` of /proc/PID/status (setpriv execs: its pid is the agent's).
-    fn status(&self) -> HashMap<String, String> {
-        fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("agent status")
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-            .collect()
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill on a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = wait_for_optional(Duration::from_secs(15), || {
-            self.child.try_wait().ok().flatten()
-        });
-        status.unwrap_or_else(|| {
-            let _ = self.child.kill();
-            panic!("agent did not exit within 15 s of SIGTERM")
-        })
-    }
-}
-
-impl Drop for ConfinedAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Lines `Key:\tvalue` of /proc/PID/status (setpriv execs: its pid is the agent's).
+fn proc_status(agent: &Agent) -> HashMap<String, String> {
+    fs::read_to_string(format!("/proc/{}/status", agent.pid()))
+        .expect("agent status")
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 /// The TOML inside deploy/kubernetes/configmap.yaml (the block scalar under tcp-liveness.toml).
@@ -266,7 +191,9 @@ fn cap_bits(caps: &str) -> u64 {
 
 #[test]
 fn systemd_capabilities_are_enough() {
-    if !privileged("systemd_capabilities_are_enough") || !have("setpriv", "util-linux") {
+    if !privilege::may_run("systemd_capabilities_are_enough", Need::RootAndKernelBtf)
+        || !have("setpriv", "util-linux")
+    {
         return;
     }
     let caps = unit_capabilities();
@@ -276,13 +203,16 @@ fn systemd_capabilities_are_enough() {
     );
     // Opened before the agent, in other namespaces, by root: only setns() finds them, and only
     // CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH read a root process's fds for a non-root agent.
-    let net = NetPair::new("cap", 241);
-    let server = Peer::start(&net.server, &["server", &net.server_ip, "7241", "echo"]);
-    let _client = Peer::start(&net.client, &["client", &net.server_ip, "7241", "idle"]);
-    let server_ns = NetPair::inode(&net.server);
+    let net = NetPair::create("cap", 241).expect("namespaces");
+    let server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7241", "echo"]).expect("peer");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7241", "idle"]).expect("peer");
+    let server_ns = net.server.inode();
 
-    let agent = ConfinedAgent::start(&caps, 19941);
-    let status = agent.status();
+    let config = tempfile::tempdir().expect("tempdir");
+    let mut agent = start_confined(&caps, 19941, &config);
+    let status = proc_status(&agent);
     let mask = format!("{:016x}", cap_bits(&caps));
     assert_eq!(status["Uid"].split_whitespace().next(), Some("65534"));
     for key in ["CapEff", "CapAmb", "CapBnd"] {
@@ -306,12 +236,13 @@ fn systemd_capabilities_are_enough() {
     assert_eq!(seeded["seeded"], true, "{seeded}");
     assert_eq!(
         seeded["pid"].as_u64(),
-        Some(u64::from(server.pid)),
+        Some(u64::from(server.pid())),
         "{seeded}"
     );
 
     // Kernel events flow too: a connection made now shows its traffic.
-    let _busy = Peer::start(&net.client, &["client", &net.server_ip, "7241", "busy"]);
+    let _busy =
+        Peer::start(&net.client, &["client", &net.server_ip, "7241", "busy"]).expect("peer");
     wait_for(
         "new busy connection with traffic",
         Duration::from_secs(10),
@@ -324,12 +255,14 @@ fn systemd_capabilities_are_enough() {
             })
         },
     );
-    assert!(agent.stop().success(), "agent exit status after SIGTERM");
+    let status = agent.stop().expect("agent stops after SIGTERM");
+    assert!(status.success(), "agent exit status after SIGTERM");
 
     // Control: the same without CAP_SYS_ADMIN still attaches, but cannot enter the namespace,
     // so the socket opened before it is missing. The test can tell a set that is short.
     let short: Vec<&str> = caps.split(',').filter(|c| *c != "+sys_admin").collect();
-    let agent = ConfinedAgent::start(&short.join(","), 19942);
+    let config = tempfile::tempdir().expect("tempdir");
+    let mut agent = start_confined(&short.join(","), 19942, &config);
     std::thread::sleep(Duration::from_secs(1));
     let idle_seeded = agent
         .connections()
@@ -339,7 +272,7 @@ fn systemd_capabilities_are_enough() {
         !idle_seeded,
         "seeded without CAP_SYS_ADMIN: the control is wrong"
     );
-    assert!(agent.stop().success());
+    assert!(agent.stop().expect("agent stops after SIGTERM").success());
 }
 
 /// Every syscall name allowed by the unit's SystemCallFilter (groups expanded by systemd).
@@ -380,15 +313,19 @@ fn allowed_syscalls() -> BTreeSet<String> {
 
 #[test]
 fn systemd_filters_allow_what_the_agent_does() {
-    if !privileged("systemd_filters_allow_what_the_agent_does")
-        || !have("strace", "Debian package strace")
+    if !privilege::may_run(
+        "systemd_filters_allow_what_the_agent_does",
+        Need::RootAndKernelBtf,
+    ) || !have("strace", "Debian package strace")
         || !have("systemd-analyze", "Debian package systemd")
     {
         return;
     }
-    let net = NetPair::new("sys", 242);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7242", "no-close"]);
-    let _client = Peer::start(&net.client, &["client", &net.server_ip, "7242", "close"]);
+    let net = NetPair::create("sys", 242).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7242", "no-close"]).expect("peer");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7242", "close"]).expect("peer");
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("trace");
     let mut strace = Command::new("strace")
@@ -405,12 +342,11 @@ fn systemd_filters_allow_what_the_agent_does() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("spawn strace");
-    let base = "http://127.0.0.1:19943";
     wait_for("traced agent /healthz", Duration::from_secs(60), || {
-        ureq::get(&format!("{base}/healthz")).call().ok()
+        http::get_ok(19943, "/healthz").ok()
     });
     for path in ["/metrics", "/connections", "/alerts", "/healthz"] {
-        ureq::get(&format!("{base}{path}")).call().expect(path);
+        http::get_ok(19943, path).expect(path);
     }
     std::thread::sleep(Duration::from_secs(1));
     // The traced agent is strace's only child; SIGTERM it and strace ends with it.
@@ -510,8 +446,10 @@ fn py_tools() -> Option<&'static Path> {
             }
             other => {
                 let why = other.map_or_else(|e| e.to_string(), |o| output_text(&o));
-                assert!(!in_ci(), "pip install {PY_TOOLS:?} failed (CI=true): {why}");
-                eprintln!("SKIPPED: pip install {PY_TOOLS:?} failed: {why}");
+                privilege::skip(
+                    "deploy tools",
+                    &format!("pip install {PY_TOOLS:?} failed: {why}"),
+                );
                 None
             }
         }

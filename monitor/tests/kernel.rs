@@ -2,16 +2,20 @@
 //! agent's outputs checked against the kernel's own view (`ss`, i.e. sock_diag/tcp_info).
 //! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
 
-mod support;
-
 use std::{collections::HashMap, time::Duration};
 
-use serde_json::Value;
-use support::{
-    agent::Agent,
-    net::{NetPair, Peer},
-    privileged, ss, wait_for, wait_for_optional,
+use harness::{
+    agent::Launch,
+    bpf,
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    ss,
+    wait::{wait_for, wait_for_optional},
 };
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 
 fn secs(c: &Value, key: &str) -> Option<f64> {
     c[key].as_f64()
@@ -34,20 +38,28 @@ fn close_to(ours: f64, kernel: f64) -> bool {
 
 #[test]
 fn busy_connections_are_not_idle_and_state_counts_match_ss() {
-    if !privileged("busy_connections") {
+    if !privilege::may_run("busy_connections", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("busy", 201);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let net = NetPair::create("busy", 201).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
     let _clients: Vec<Peer> = (0..5)
-        .map(|_| Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]))
+        .map(|_| {
+            Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]).expect("peer")
+        })
         .collect();
-    let agent = Agent::start(19901);
+    let agent = Launch::test(AGENT, 19901).start().expect("agent");
     for ns in [&net.server, &net.client] {
-        let inode = NetPair::inode(ns);
+        let inode = ns.inode();
         let ours = agent.connections_in(inode);
-        let kernel = ss::state_counts(&ss::sockets(ns));
-        assert_eq!(by_state(&ours), kernel, "state counts in {ns}: agent vs ss");
+        let kernel = ss::state_counts(&ss::sockets(ns).expect("ss"));
+        assert_eq!(
+            by_state(&ours),
+            kernel,
+            "state counts in {}: agent vs ss",
+            ns.name()
+        );
         for c in ours.iter().filter(|c| c["state"] == "established") {
             let idle = secs(c, "idle_seconds").expect("busy connection has an idle age");
             assert!(idle < 1.0, "busy connection idle for {idle}s: {c}");
@@ -74,16 +86,18 @@ fn busy_connections_are_not_idle_and_state_counts_match_ss() {
 
 #[test]
 fn idle_connection_ages_match_tcp_info() {
-    if !privileged("idle_connection") {
+    if !privilege::may_run("idle_connection", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("idle", 202);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start(19902);
-    let client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]);
+    let net = NetPair::create("idle", 202).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19902).start().expect("agent");
+    let client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
     std::thread::sleep(Duration::from_secs(4));
-    let kernel = ss::sockets(&net.client);
-    let ours = agent.connections_in(NetPair::inode(&net.client));
+    let kernel = ss::sockets(&net.client).expect("ss");
+    let ours = agent.connections_in(net.client.inode());
     let k = kernel
         .iter()
         .find(|s| s.state == "established")
@@ -92,7 +106,7 @@ fn idle_connection_ages_match_tcp_info() {
         .iter()
         .find(|c| c["state"] == "established")
         .expect("agent sees the connection");
-    assert_eq!(c["pid"].as_u64(), Some(client.pid as u64), "{c}");
+    assert_eq!(c["pid"].as_u64(), Some(client.pid() as u64), "{c}");
     assert_eq!(c["remote"], format!("{}:7000", net.server_ip));
     // tcp_probe fires before the kernel applies the segment's ACK: the last ACK must still count.
     assert_eq!(
@@ -137,16 +151,19 @@ fn idle_connection_ages_match_tcp_info() {
 
 #[test]
 fn close_wait_leak_is_counted_with_owner_and_growing_age() {
-    if !privileged("close_wait") {
+    if !privilege::may_run("close_wait", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("cw", 203);
-    let agent = Agent::start(19903);
-    let server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]);
+    let net = NetPair::create("cw", 203).expect("namespaces");
+    let agent = Launch::test(AGENT, 19903).start().expect("agent");
+    let server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
     let _clients: Vec<Peer> = (0..3)
-        .map(|_| Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]))
+        .map(|_| {
+            Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer")
+        })
         .collect();
-    let inode = NetPair::inode(&net.server);
+    let inode = net.server.inode();
     let first = wait_for("3 CLOSE_WAIT sockets", Duration::from_secs(10), || {
         let cw: Vec<Value> = agent
             .connections_in(inode)
@@ -155,10 +172,14 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
             .collect();
         (cw.len() == 3).then_some(cw)
     });
-    let kernel = ss::state_counts(&ss::sockets(&net.server));
+    let kernel = ss::state_counts(&ss::sockets(&net.server).expect("ss"));
     assert_eq!(kernel.get("close_wait"), Some(&3), "ss agrees");
     for c in &first {
-        assert_eq!(c["pid"].as_u64(), Some(server.pid as u64), "owner pid: {c}");
+        assert_eq!(
+            c["pid"].as_u64(),
+            Some(server.pid() as u64),
+            "owner pid: {c}"
+        );
         assert_eq!(c["comm"], "python3");
     }
     // /connections reads the live table, /metrics the last scan: the metric may lag one scan.
@@ -184,14 +205,16 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
 
 #[test]
 fn vanished_peer_shows_unacked_retransmits_and_silence() {
-    if !privileged("vanished_peer") {
+    if !privilege::may_run("vanished_peer", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("gone", 204);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start(19904);
-    let _client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]);
-    let inode = NetPair::inode(&net.client);
+    let net = NetPair::create("gone", 204).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19904).start().expect("agent");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    let inode = net.client.inode();
     std::thread::sleep(Duration::from_secs(1));
     let healthy = agent.connections_in(inode);
     let before = healthy
@@ -204,7 +227,7 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
     );
     let cookie = before["cookie"].clone();
 
-    net.drop_server_input();
+    net.server.drop_input().expect("iptables DROP");
     std::thread::sleep(Duration::from_secs(3));
     let find = || {
         agent
@@ -217,6 +240,7 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
     std::thread::sleep(Duration::from_secs(2));
     let second = find();
     let kernel = ss::sockets(&net.client)
+        .expect("ss")
         .into_iter()
         .find(|s| s.cookie == cookie.as_u64())
         .expect("ss");
@@ -254,17 +278,19 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
 
 #[test]
 fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
-    if !privileged("preexisting") {
+    if !privilege::may_run("preexisting", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("pre", 205);
-    let server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]);
-    let idle = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]);
-    let _closer = Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]);
+    let net = NetPair::create("pre", 205).expect("namespaces");
+    let server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
+    let idle = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
+    let _closer =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer");
     std::thread::sleep(Duration::from_secs(3));
-    let agent = Agent::start(19905);
-    let kernel = ss::sockets(&net.client);
-    let ours = agent.connections_in(NetPair::inode(&net.client));
+    let agent = Launch::test(AGENT, 19905).start().expect("agent");
+    let kernel = ss::sockets(&net.client).expect("ss");
+    let ours = agent.connections_in(net.client.inode());
     let k = kernel
         .iter()
         .find(|s| s.state == "established")
@@ -276,7 +302,7 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
     assert_eq!(c["seeded"], true);
     assert_eq!(
         c["pid"].as_u64(),
-        Some(idle.pid as u64),
+        Some(idle.pid() as u64),
         "owner from /proc: {c}"
     );
     for (ours_key, kernel_key) in [
@@ -296,12 +322,12 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
     }
     // State age of a pre-existing socket is unknown to the kernel: null, not a made-up 0.
     assert!(c["state_age_seconds"].is_null(), "{c}");
-    let server_side = agent.connections_in(NetPair::inode(&net.server));
+    let server_side = agent.connections_in(net.server.inode());
     let cw = server_side
         .iter()
         .find(|c| c["state"] == "close_wait")
         .expect("pre-existing CLOSE_WAIT");
-    assert_eq!(cw["pid"].as_u64(), Some(server.pid as u64));
+    assert_eq!(cw["pid"].as_u64(), Some(server.pid() as u64));
     assert_eq!(
         server_side
             .iter()
@@ -314,20 +340,22 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
 
 #[test]
 fn churn_leaves_no_entries_behind() {
-    if !privileged("churn") {
+    if !privilege::may_run("churn", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("churn", 206);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start(19906);
+    let net = NetPair::create("churn", 206).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19906).start().expect("agent");
     let baseline = agent
         .metric("tcp_liveness_tracked_sockets")
         .expect("tracked");
     let _churn = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "churn", "3000"],
-    );
-    let (si, ci) = (NetPair::inode(&net.server), NetPair::inode(&net.client));
+    )
+    .expect("peer");
+    let (si, ci) = (net.server.inode(), net.client.inode());
     let connects = "tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}";
     wait_for(
         "the agent to count every connect",
@@ -371,15 +399,16 @@ fn churn_leaves_no_entries_behind() {
 
 #[test]
 fn freed_slots_are_reused() {
-    if !privileged("reuse") {
+    if !privilege::may_run("reuse", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("reuse", 208);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start(19909);
+    let net = NetPair::create("reuse", 208).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19909).start().expect("agent");
     let slots = || {
-        agent
-            .map_u64("SLOTS_USED")
+        bpf::map_named(agent.pid(), "SLOTS_USED")
+            .and_then(|map| bpf::first_u64(map.id))
             .expect("the agent's SLOTS_USED map")
     };
     let before = slots();
@@ -388,7 +417,8 @@ fn freed_slots_are_reused() {
     let _churn = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "churn-orderly", "500"],
-    );
+    )
+    .expect("peer");
     let connects = "tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}";
     wait_for(
         "the agent to count every connect",
@@ -406,23 +436,25 @@ fn freed_slots_are_reused() {
 
 #[test]
 fn a_full_table_counts_insert_failures_and_keeps_working() {
-    if !privileged("table_full") {
+    if !privilege::may_run("table_full", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("full", 207);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
+    let net = NetPair::create("full", 207).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = Agent::start_logged(
-        19908,
-        &["--table-capacity", "1024"],
-        log.reopen().expect("log file"),
-    );
+    let agent = Launch::test(AGENT, 19908)
+        .args(&["--table-capacity", "1024"])
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("agent");
     assert_eq!(agent.metric("tcp_liveness_table_capacity"), Some(1024.0));
     // 700 connections are 1400 sockets (both ends), more than the table holds.
     let _many = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "hold", "700"],
-    );
+    )
+    .expect("peer");
     let failures = wait_for(
         "insert failures to be counted",
         Duration::from_secs(10),
@@ -462,7 +494,7 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
 
 #[test]
 fn sigterm_exits_zero_and_unloads_every_program() {
-    if !privileged("shutdown") {
+    if !privilege::may_run("shutdown", Need::RootAndKernelBtf) {
         return;
     }
     let ours = |listing: &str| {
@@ -472,12 +504,12 @@ fn sigterm_exits_zero_and_unloads_every_program() {
             .count()
     };
     let before = ours(&bpftool_progs());
-    let mut agent = Agent::start(19907);
+    let mut agent = Launch::test(AGENT, 19907).start().expect("agent");
     assert!(
         ours(&bpftool_progs()) > before,
         "agent's programs are loaded while it runs"
     );
-    let status = agent.stop();
+    let status = agent.stop().expect("agent stops after SIGTERM");
     assert!(status.success(), "agent exit status {status}");
     assert_eq!(
         ours(&bpftool_progs()),

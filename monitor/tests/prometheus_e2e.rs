@@ -5,17 +5,20 @@
 //! missing promtool fails instead of skipping.
 
 mod prom;
-mod support;
 
 use std::{collections::BTreeSet, time::Duration};
 
+use harness::{
+    agent::Launch,
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    wait::{wait_for, wait_for_optional},
+};
 use prom::{Prometheus, dashboards, deploy_file, promtool};
 use serde_json::Value;
-use support::{
-    agent::Agent,
-    net::{NetPair, Peer},
-    privileged, wait_for,
-};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 
 const AGENT_PORT: u16 = 19931;
 /// The CLOSE_WAIT pile's server port, and the vanished peer's.
@@ -173,24 +176,21 @@ fn fast_rules() -> String {
 fn make_faults(net: &NetPair) -> Vec<Peer> {
     let (server, ip) = (&net.server, net.server_ip.as_str());
     // A CLOSE_WAIT pile: the server never closes, three clients do.
-    let mut peers = vec![Peer::start(server, &["server", ip, PILE_PORT, "no-close"])];
+    let mut peers =
+        vec![Peer::start(server, &["server", ip, PILE_PORT, "no-close"]).expect("peer")];
     for _ in 0..3 {
-        peers.push(Peer::start(
-            &net.client,
-            &["client", ip, PILE_PORT, "close"],
-        ));
+        peers.push(Peer::start(&net.client, &["client", ip, PILE_PORT, "close"]).expect("peer"));
     }
     // A vanished peer: a client keeps sending, then the server stops answering. Beside it a
     // keepalive client (1 s timers, 3 probes) gives up with ETIMEDOUT a few seconds later, so the
     // socket-errors panel, whose series appear with the first error, has data.
-    peers.push(Peer::start(server, &["server", ip, GONE_PORT, "echo"]));
-    peers.push(Peer::start(&net.client, &["client", ip, GONE_PORT, "send"]));
-    peers.push(Peer::start(
-        &net.client,
-        &["client", ip, GONE_PORT, "keepalive", "3"],
-    ));
+    peers.push(Peer::start(server, &["server", ip, GONE_PORT, "echo"]).expect("peer"));
+    peers.push(Peer::start(&net.client, &["client", ip, GONE_PORT, "send"]).expect("peer"));
+    peers.push(
+        Peer::start(&net.client, &["client", ip, GONE_PORT, "keepalive", "3"]).expect("peer"),
+    );
     std::thread::sleep(Duration::from_secs(1));
-    net.drop_server_input();
+    net.server.drop_input().expect("iptables DROP");
     peers
 }
 
@@ -211,7 +211,7 @@ fn check_dashboard_queries(prom: &Prometheus, vars: &[(&str, &str)]) {
             assert!(!q.contains('$'), "{file}: {title}: unknown variable in {q}");
             // Retried for a while: a series that appeared moments ago (ETIMEDOUT) needs a second
             // sample before rate() has a value.
-            let data = support::wait_for_optional(Duration::from_secs(15), || {
+            let data = wait_for_optional(Duration::from_secs(15), || {
                 let result = prom.query(&q);
                 let result = result.unwrap_or_else(|e| panic!("{file}: {title}: {e}\n{q}"));
                 (!result.is_empty()).then_some(())
@@ -257,14 +257,14 @@ fn check_loaded_rules(prom: &Prometheus) {
 
 #[test]
 fn prometheus_runs_every_dashboard_query_and_fires_the_alerts() {
-    if !privileged("prometheus_e2e") {
+    if !privilege::may_run("prometheus_e2e", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("pe", 231);
-    let agent = Agent::start_with(
-        AGENT_PORT,
-        &["--close-wait-after", "1s", "--unresponsive-after", "2s"],
-    );
+    let net = NetPair::create("pe", 231).expect("namespaces");
+    let agent = Launch::test(AGENT, AGENT_PORT)
+        .args(&["--close-wait-after", "1s", "--unresponsive-after", "2s"])
+        .start()
+        .expect("agent");
     let target = format!("127.0.0.1:{AGENT_PORT}");
     let prom = Prometheus::start(&target, &fast_rules());
     let _peers = make_faults(&net);

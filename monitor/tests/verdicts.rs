@@ -2,18 +2,20 @@
 //! for reason, owner and timing; healthy controls checked to stay clean for three times the
 //! thresholds. Thresholds are shortened by flags so the suite runs in seconds.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
-    agent::Agent,
-    net::{NetPair, Peer},
-    privileged, wait_for, wait_for_optional,
+use harness::{
+    agent::{Agent, Launch},
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    wait::{wait_for, wait_for_optional},
 };
+use serde_json::Value;
 
-/// Every threshold short; the scan interval is 250 ms (support::agent).
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+
+/// Every threshold short; the scan interval is 250 ms (`harness::agent::Launch::test`).
 const FAST: &[&str] = &[
     "--close-wait-after",
     "2s",
@@ -46,19 +48,24 @@ fn wait_for_verdict(agent: &Agent, netns: u64, reason: &str, within: Duration) -
 
 #[test]
 fn close_wait_and_fin_wait2_stuck_name_their_owners() {
-    if !privileged("close_wait_and_fin_wait2_stuck") {
+    if !privilege::may_run("close_wait_and_fin_wait2_stuck", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("vcw", 211);
-    let agent = Agent::start_with(19911, FAST);
-    let server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]);
+    let net = NetPair::create("vcw", 211).expect("namespaces");
+    let agent = Launch::test(AGENT, 19911)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
     let client = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "half-close-hold"],
-    );
+    )
+    .expect("peer");
     let started = Instant::now();
     let early = wait_for("the CLOSE_WAIT socket", Duration::from_secs(2), || {
-        let conns = agent.connections_in(NetPair::inode(&net.server));
+        let conns = agent.connections_in(net.server.inode());
         conns.into_iter().find(|c| c["state"] == "close_wait")
     });
     if early["state_age_seconds"].as_f64().unwrap_or(0.0) < 1.5 {
@@ -68,22 +75,22 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
 
     let (cw, _) = wait_for_verdict(
         &agent,
-        NetPair::inode(&net.server),
+        net.server.inode(),
         "close_wait_stuck",
         Duration::from_secs(2) + SLACK,
     );
     assert_eq!(cw["state"], "close_wait");
-    assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid)));
+    assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())));
     assert_eq!(cw["comm"], "python3");
     assert_eq!(cw["local"], format!("{}:7000", net.server_ip));
     let (fw, _) = wait_for_verdict(
         &agent,
-        NetPair::inode(&net.client),
+        net.client.inode(),
         "fin_wait2_stuck",
         Duration::from_secs(1),
     );
     assert_eq!(fw["state"], "fin_wait2");
-    assert_eq!(fw["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert_eq!(fw["pid"].as_u64(), Some(u64::from(client.pid())));
     assert!(started.elapsed() < Duration::from_secs(2) + 2 * SLACK);
 
     // /connections judges the live table, the metrics come from the last scan: they may lag
@@ -107,22 +114,27 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
 
 #[test]
 fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
-    if !privileged("peer_unresponsive") {
+    if !privilege::may_run("peer_unresponsive", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("vpu", 212);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start_with(19912, FAST);
-    let client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]);
+    let net = NetPair::create("vpu", 212).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19912)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
     std::thread::sleep(Duration::from_secs(1));
-    net.drop_server_input();
+    net.server.drop_input().expect("iptables DROP");
     let (c, _) = wait_for_verdict(
         &agent,
-        NetPair::inode(&net.client),
+        net.client.inode(),
         "peer_unresponsive",
         Duration::from_secs(2) + SLACK,
     );
-    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid())));
     let gives_up = c["gives_up_in_seconds"]
         .as_f64()
         .expect("time until the kernel gives up");
@@ -134,20 +146,25 @@ fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
 
 #[test]
 fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
-    if !privileged("keepalive_unanswered") {
+    if !privilege::may_run("keepalive_unanswered", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("vka", 213);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start_with(19913, FAST);
+    let net = NetPair::create("vka", 213).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19913)
+        .args(FAST)
+        .start()
+        .expect("agent");
     let etimedout = "tcp_liveness_socket_errors_total{error=\"ETIMEDOUT\"}";
     let before = agent.metric(etimedout).unwrap_or(0.0);
     // Keepalive after 1 s idle, every 1 s, 4 probes: the kernel gives up ~5 s after the drop.
     let client = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "keepalive", "4"],
-    );
-    let inode = NetPair::inode(&net.client);
+    )
+    .expect("peer");
+    let inode = net.client.inode();
     std::thread::sleep(Duration::from_secs(3));
     let answered = agent.connections_in(inode);
     let c = answered
@@ -162,14 +179,14 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
         "answered keepalive is healthy: {c}"
     );
 
-    net.drop_server_input();
+    net.server.drop_input().expect("iptables DROP");
     let (flagged, _) = wait_for_verdict(
         &agent,
         inode,
         "keepalive_unanswered",
         Duration::from_secs(4),
     );
-    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid())));
     wait_for("the kernel's ETIMEDOUT", Duration::from_secs(15), || {
         (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(())
     });
@@ -188,47 +205,61 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
 
 #[test]
 fn idle_connection_without_keepalive_is_flagged() {
-    if !privileged("idle_no_keepalive") {
+    if !privilege::may_run("idle_no_keepalive", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("vid", 214);
-    let _server = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let agent = Agent::start_with(19914, FAST);
-    let client = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]);
+    let net = NetPair::create("vid", 214).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19914)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
     let (c, _) = wait_for_verdict(
         &agent,
-        NetPair::inode(&net.client),
+        net.client.inode(),
         "idle_no_keepalive",
         Duration::from_secs(3) + SLACK + Duration::from_secs(1),
     );
-    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid)));
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid())));
     assert_eq!(c["keepalive"]["enabled"], false);
     assert!(c["idle_seconds"].as_f64().unwrap() > 3.0);
 }
 
 #[test]
 fn healthy_connections_stay_clean_for_three_times_the_thresholds() {
-    if !privileged("healthy_controls") {
+    if !privilege::may_run("healthy_controls", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::new("vok", 215);
-    let _echo = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]);
-    let _sink = Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]);
-    let agent = Agent::start_with(19915, FAST);
-    let _busy = Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]);
+    let net = NetPair::create("vok", 215).expect("namespaces");
+    let _echo =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let _sink =
+        Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
+    let agent = Launch::test(AGENT, 19915)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let _busy =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]).expect("peer");
     let _keepalive = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "keepalive", "5"],
-    );
+    )
+    .expect("peer");
     let _long_poll = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7001", "heartbeat"],
-    );
+    )
+    .expect("peer");
     let _half_close = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7000", "half-close"],
-    );
-    let (si, ci) = (NetPair::inode(&net.server), NetPair::inode(&net.client));
+    )
+    .expect("peer");
+    let (si, ci) = (net.server.inode(), net.client.inode());
     let ours = || -> Vec<Value> {
         let all = agent.connections();
         all.into_iter()

@@ -1,31 +1,35 @@
 //! `cargo xtask demo`: the agent finding a leak and a dead peer, live, next to a healthy connection.
 //!
 //! Two network namespaces joined by a veth pair hold three connections made by
-//! monitor/tests/support/tcp_peer.py: a busy echo (healthy, never flagged), a server that never
-//! closes after its client did (CLOSE_WAIT leak), and a client sending to a server that vanished
-//! (iptables DROP in the server's namespace). The agent runs with 5 s thresholds, and its own
-//! commands (`connections`, `check`) are printed every few seconds until the verdicts appear.
-//! Everything it made is removed on exit: normal end, error or Ctrl-C (the guard's Drop).
+//! harness/tcp_peer.py: a busy echo (healthy, never flagged), a server that never closes after
+//! its client did (CLOSE_WAIT leak), and a client sending to a server that vanished (iptables
+//! DROP in the server's namespace). The agent runs with 5 s thresholds, and its own commands
+//! (`connections`, `check`) are printed every few seconds until the verdicts appear.
+//! Everything it made is removed on exit: normal end, error or Ctrl-C (the guards' Drop).
 
 use std::{
-    io::{BufRead as _, BufReader},
-    net::TcpListener,
-    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
+use harness::{
+    agent::{Agent, Launch},
+    netns::NetPair,
+    peer::Peer,
+    ports::free_port_preferring,
+    privilege::require_root,
+};
 
 const SERVER_NS: &str = "tl-demo-server";
 const CLIENT_NS: &str = "tl-demo-client";
-/// Addresses exist only inside the two namespaces this demo creates.
+/// Addresses exist only inside the two namespaces this demo creates: 10.SUBNET.0.1 and .2.
+const SUBNET: u8 = 250;
 const SERVER_IP: &str = "10.250.0.1";
 const CLIENT_IP: &str = "10.250.0.2";
 const SUBNET_PREFIX: &str = "10.250.0.";
@@ -47,9 +51,10 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    if std::fs::metadata("/proc/self")?.uid() != 0 {
-        bail!("the demo needs root: it loads eBPF programs and creates network namespaces");
-    }
+    require_root(
+        "the demo",
+        "it loads eBPF programs and creates network namespaces",
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -60,20 +65,32 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let root = workspace_root();
     let agent_bin = root.join("target/release/tcp-liveness");
     let mut demo = Demo::default();
-    demo.network()?;
-    let port = free_port(args.port)?;
-    let url = format!("http://127.0.0.1:{port}");
+    let net = demo
+        .net
+        .insert(NetPair::create_named(SERVER_NS, CLIENT_NS, SUBNET)?);
+    // Seen matches the table's lines by these constants.
+    debug_assert_eq!(
+        (net.server_ip.as_str(), net.client_ip.as_str()),
+        (SERVER_IP, CLIENT_IP)
+    );
+    let port = free_port_preferring(args.port)?;
+    if port != args.port {
+        println!("port {} is taken; using {port}", args.port);
+    }
     let log = root.join("target/demo-agent.log");
-    demo.start_agent(&agent_bin, port, &log)?;
+    let agent = demo.start_agent(&agent_bin, port, &log)?;
+    let url = agent.url().to_owned();
     println!(
         "agent: {url} (scan every 1s, close_wait_after and unresponsive_after {THRESHOLD}), log: {}",
         log.display()
     );
-    demo.wait_healthy(&url, &stop)?;
-    if stop.load(Ordering::SeqCst) {
+    let ready = agent
+        .wait_ready(|| stop.load(Ordering::SeqCst))
+        .with_context(|| format!("the agent did not serve (see its log: {})", log.display()))?;
+    if !ready || stop.load(Ordering::SeqCst) {
         return Ok(());
     }
-    demo.connections(&root.join("monitor/tests/support/tcp_peer.py"))?;
+    demo.connections()?;
 
     // One scan after the connections exist, so the first table shows them.
     sleep_unless(&stop, Duration::from_millis(1500));
@@ -159,206 +176,88 @@ impl Seen {
 /// Everything the demo started or created; Drop removes it all, in reverse order.
 #[derive(Default)]
 struct Demo {
-    namespaces: Vec<&'static str>,
-    peers: Vec<Child>,
-    agent: Option<Child>,
+    net: Option<NetPair>,
+    peers: Vec<Peer>,
+    agent: Option<Agent>,
 }
 
 impl Demo {
-    fn network(&mut self) -> anyhow::Result<()> {
-        for ns in [SERVER_NS, CLIENT_NS] {
-            // Leftovers of a run that was killed before it could clean up.
-            let _ = quiet(Command::new("ip").args(["netns", "del", ns]));
-            crate::setup::run("ip", &["netns", "add", ns])?;
-            self.namespaces.push(ns);
-        }
-        crate::setup::run(
-            "ip",
-            &[
-                "link", "add", "tldemo0", "netns", SERVER_NS, "type", "veth", "peer", "name",
-                "tldemo1", "netns", CLIENT_NS,
-            ],
-        )?;
-        for (ns, dev, ip) in [
-            (SERVER_NS, "tldemo0", SERVER_IP),
-            (CLIENT_NS, "tldemo1", CLIENT_IP),
-        ] {
-            crate::setup::run(
-                "ip",
-                &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev],
-            )?;
-            crate::setup::run("ip", &["-n", ns, "link", "set", dev, "up"])?;
-            crate::setup::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(())
-    }
-
-    fn start_agent(&mut self, bin: &Path, port: u16, log: &Path) -> anyhow::Result<()> {
+    /// Spawns the agent (not yet serving: see `Agent::wait_ready`), its log (stderr) in `log`.
+    fn start_agent(&mut self, bin: &Path, port: u16, log: &Path) -> anyhow::Result<&mut Agent> {
         let log =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
-            .args([
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--scan-interval",
-                "1s",
-            ])
-            .args([
+        let launch = Launch::new(bin, port)
+            .args(&["--scan-interval", "1s"])
+            .args(&[
                 "--close-wait-after",
                 THRESHOLD,
                 "--unresponsive-after",
                 THRESHOLD,
             ])
-            .stdout(Stdio::null())
-            .stderr(log)
+            // The agent's own default log level: the log file is for the curious.
+            .rust_log(None)
+            .log_to(log)
             // Its own process group: the terminal's Ctrl-C reaches only xtask, which then
             // stops everything in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        self.agent = Some(child);
-        Ok(())
+            .own_process_group()
+            .stop_within(Duration::from_secs(10));
+        Ok(self.agent.insert(launch.spawn()?))
     }
 
-    fn connections(&mut self, script: &Path) -> anyhow::Result<()> {
-        let script = script.to_str().context("peer script path is not UTF-8")?;
+    fn connections(&mut self) -> anyhow::Result<()> {
+        let net = self.net.as_ref().context("no namespaces")?;
         let port = |p: u16| p.to_string();
         println!("\nconnections, {CLIENT_NS} ({CLIENT_IP}) -> {SERVER_NS} ({SERVER_IP}):");
-        self.peer(
-            SERVER_NS,
-            script,
+        let mut start = |ns, args: &[&str]| -> anyhow::Result<()> {
+            self.peers.push(Peer::start_in_own_group(ns, args)?);
+            Ok(())
+        };
+        start(
+            &net.server,
             &["server", SERVER_IP, &port(BUSY_PORT), "echo"],
         )?;
-        self.peer(
-            CLIENT_NS,
-            script,
+        start(
+            &net.client,
             &["client", SERVER_IP, &port(BUSY_PORT), "busy"],
         )?;
         println!("  :{BUSY_PORT}  healthy: the client sends and reads echoes nonstop");
-        self.peer(
-            SERVER_NS,
-            script,
+        start(
+            &net.server,
             &["server", SERVER_IP, &port(LEAK_PORT), "no-close"],
         )?;
-        self.peer(
-            CLIENT_NS,
-            script,
+        start(
+            &net.client,
             &["client", SERVER_IP, &port(LEAK_PORT), "close"],
         )?;
         println!(
             "  :{LEAK_PORT}  leak: the client closed, the server never calls close() (CLOSE_WAIT)"
         );
-        self.peer(
-            SERVER_NS,
-            script,
+        start(
+            &net.server,
             &["server", SERVER_IP, &port(VANISH_PORT), "echo"],
         )?;
-        self.peer(
-            CLIENT_NS,
-            script,
+        start(
+            &net.client,
             &["client", SERVER_IP, &port(VANISH_PORT), "send"],
         )?;
-        crate::setup::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                SERVER_NS,
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "tcp",
-                "--dport",
-                &port(VANISH_PORT),
-                "-j",
-                "DROP",
-            ],
-        )?;
+        net.server.drop_input_to_port(VANISH_PORT)?;
         println!(
             "  :{VANISH_PORT}  dead peer: the client keeps sending, the server's host drops everything (iptables)"
         );
         Ok(())
-    }
-
-    /// Until /healthz answers 200; an error if the agent exits first or takes a minute.
-    fn wait_healthy(&mut self, url: &str, stop: &AtomicBool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            if let Some(agent) = self.agent.as_mut()
-                && let Ok(Some(status)) = agent.try_wait()
-            {
-                bail!("the agent exited ({status}) before serving (see its log)");
-            }
-            let ok = Command::new("curl")
-                .args([
-                    "-sf",
-                    "-m",
-                    "2",
-                    "-o",
-                    "/dev/null",
-                    &format!("{url}/healthz"),
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        bail!("the agent did not become healthy at {url}/healthz (see its log)")
-    }
-
-    /// Starts tcp_peer.py in `ns` and waits for its "ready" line.
-    fn peer(&mut self, ns: &str, script: &str, args: &[&str]) -> anyhow::Result<()> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-u", script])
-            .args(args)
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .context("starting tcp_peer.py")?;
-        let stdout = child.stdout.take().context("peer stdout")?;
-        self.peers.push(child);
-        // On a thread, so that a peer that never gets ready is an error, not a hang.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) if line.trim() == "ready" => Ok(()),
-            other => bail!("tcp_peer.py {args:?} in {ns} did not start (said {other:?})"),
-        }
     }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
         // Newest first: each client goes before its server, which would otherwise break its pipe.
-        for peer in self.peers.iter_mut().rev() {
-            let _ = peer.kill();
-            let _ = peer.wait();
+        while let Some(peer) = self.peers.pop() {
+            drop(peer);
         }
-        if let Some(mut agent) = self.agent.take() {
-            // SIGTERM: the agent detaches its programs and exits 0.
-            let _ = quiet(Command::new("kill").args(["-TERM", &agent.id().to_string()]));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(agent.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = agent.kill();
-            let _ = agent.wait();
-        }
+        // SIGTERM: the agent detaches its programs and exits 0.
+        drop(self.agent.take());
         // Deleting a namespace removes its veth end and its iptables rules too.
-        for ns in self.namespaces.drain(..).rev() {
-            let _ = quiet(Command::new("ip").args(["netns", "del", ns]));
-        }
+        drop(self.net.take());
         println!(
             "demo: stopped the agent and the peers, removed namespaces {SERVER_NS} and {CLIENT_NS}"
         );
@@ -370,16 +269,6 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask is inside the workspace")
         .to_owned()
-}
-
-/// `wanted` if nothing listens there, else any free port.
-fn free_port(wanted: u16) -> anyhow::Result<u16> {
-    if TcpListener::bind(("127.0.0.1", wanted)).is_ok() {
-        return Ok(wanted);
-    }
-    let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
-    println!("port {wanted} is taken; using {port}");
-    Ok(port)
 }
 
 /// stdout of `tcp-liveness <command> --agent <url>`; `check` exits 1 when it lists alerts.
@@ -403,10 +292,6 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
     while Instant::now() < until && !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn quiet(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench`.
+//! Project tasks: `cargo xtask setup | run | test | bench | demo`.
 //!
 //! `setup` makes a fresh machine able to build and test tcp-liveness (idempotent: it only installs
 //! what is missing). `run` and `test` call it first, so the README's two commands work anywhere.
@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use harness::command::check;
 
 #[derive(Parser)]
 #[command(about = "tcp-liveness project tasks")]
@@ -125,10 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    status(
-        Command::new(cargo).args(args),
-        &format!("cargo {}", args.join(" ")),
-    )
+    check(Command::new(cargo).args(args))
 }
 
 /// The eBPF crate needs nightly (build-std); `rustup run` picks it whatever cargo runs xtask.
@@ -137,13 +135,5 @@ fn nightly_cargo(args: &[&str]) -> anyhow::Result<()> {
     cmd.args(["run", "nightly", "cargo"]).args(args);
     // Inherited from the stable cargo running xtask; it would pin the wrong rustc.
     cmd.env_remove("RUSTC").env_remove("CARGO");
-    status(&mut cmd, &format!("cargo +nightly {}", args.join(" ")))
-}
-
-fn status(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
+    check(&mut cmd)
 }

@@ -3,6 +3,7 @@
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
+use harness::{apt, command::run};
 
 /// The nightly the eBPF crate builds with must use the same LLVM major as bpf-linker.
 const LLVM_MAJOR: &str = "22";
@@ -39,18 +40,6 @@ pub fn all() -> anyhow::Result<()> {
     tracefs()
 }
 
-/// Runs a command, failing with its name and status when it does not succeed.
-pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {program}"))?;
-    if !status.success() {
-        bail!("{program} {} failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
 fn debian_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
@@ -61,25 +50,11 @@ fn debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing {}", missing.join(" "));
-    run("apt-get", &["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
-    let status = Command::new("apt-get")
-        .args(&args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get install")?;
-    if !status.success() {
-        bail!("apt-get install {} failed ({status})", missing.join(" "));
-    }
+    apt::install(&missing)?;
     // Debian starts the servers it installs; the tests start their own on free ports, and a
     // stray system Prometheus (:9090) or Alertmanager (:9093) is not ours to leave running.
     for service in ["prometheus", "prometheus-alertmanager"] {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now", service])
-            .stderr(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .status();
+        apt::disable_service(service);
     }
     Ok(())
 }

@@ -13,14 +13,12 @@ mod diag;
 mod netns;
 mod owners;
 mod tcp_info;
-#[cfg(test)]
-mod tests;
 
 use std::{io, path::PathBuf};
 
 pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
-pub use netns::{Netns, find_namespaces};
+pub use netns::{Netns, find_namespaces, ns_inode};
 pub use owners::{Owner, socket_owners};
 pub use tcp_info::TcpInfoSummary;
 

@@ -50,7 +50,7 @@ pub fn find_namespaces() -> Vec<Netns> {
 
 /// Inode of a namespace file, `None` when it cannot be read. nsfs inodes are 32-bit
 /// (`proc_inum`), the same width the kernel table stores.
-pub(super) fn ns_inode(path: &Path) -> Option<u32> {
+pub fn ns_inode(path: &Path) -> Option<u32> {
     let meta = fs::metadata(path).ok()?;
     u32::try_from(meta.ino()).ok()
 }

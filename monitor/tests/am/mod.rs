@@ -1,9 +1,8 @@
 //! A real Alertmanager (Debian's `prometheus-alertmanager`) on a free loopback port, with a null
 //! receiver, no clustering, and its state in a temporary directory; killed on drop.
 
+use harness::{apt, server::LocalServer};
 use serde_json::Value;
-
-use crate::support::server::{LocalServer, apt_install};
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
@@ -24,7 +23,8 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start() -> Self {
-        apt_install("prometheus-alertmanager", BINARY, "prometheus-alertmanager");
+        apt::ensure("prometheus-alertmanager", BINARY, "prometheus-alertmanager")
+            .expect("install Alertmanager");
         let server = LocalServer::start(BINARY, |dir, _port| {
             let config = dir.join("alertmanager.yml");
             std::fs::write(&config, CONFIG).expect("write config");
@@ -34,8 +34,9 @@ impl Alertmanager {
                 // Empty: no gossip listener, so parallel runs cannot join each other's cluster.
                 "--cluster.listen-address=".into(),
             ]
-        });
-        let base = server.base.clone();
+        })
+        .expect("start Alertmanager");
+        let base = server.url();
         Self {
             _server: server,
             base,

@@ -10,9 +10,12 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
+use harness::{
+    apt,
+    privilege::{is_root, skip},
+    server::LocalServer,
+};
 use serde_json::Value;
-
-use crate::support::server::{LocalServer, apt_install};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -48,8 +51,9 @@ impl Prometheus {
                 format!("--config.file={}", config_path.display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),
             ]
-        });
-        let base = server.base.clone();
+        })
+        .expect("start Prometheus");
+        let base = server.url();
         Self {
             _server: server,
             base,
@@ -134,22 +138,19 @@ pub fn promtool_available(test: &str) -> bool {
     if Path::new(PROMTOOL).exists() {
         return true;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if is_root() {
         install();
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {PROMTOOL} missing (`cargo xtask setup` installs it); CI=true makes this a failure"
-    );
-    eprintln!("SKIPPED {test}: {PROMTOOL} missing and not root to install it");
-    false
+    skip(
+        test,
+        &format!("{PROMTOOL} missing (`cargo xtask setup` installs it) and not root to install it"),
+    )
 }
 
 /// Installs Debian's prometheus package (server and promtool) when missing.
 fn install() {
-    apt_install("prometheus", PROMETHEUS, "prometheus");
+    apt::ensure("prometheus", PROMETHEUS, "prometheus").expect("install Prometheus");
     assert!(
         Path::new(PROMTOOL).exists(),
         "{PROMTOOL} missing after install"

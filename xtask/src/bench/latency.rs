@@ -7,14 +7,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use harness::{agent::Agent, metrics, netns::NetPair};
 use serde_json::Value;
 
-use super::{
-    Plan, Section,
-    agent::{Agent, metric},
-    netns::Pair,
-    stats,
-};
+use super::{Plan, Section, measured, stats, worker};
 
 const THRESHOLD: Duration = Duration::from_secs(2);
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -22,7 +18,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// Whether /connections lists a socket whose `side` (local or remote) has port `port`, flagged
 /// `reason`.
 fn flagged(agent: &Agent, port: u16, side: &str, reason: &str) -> anyhow::Result<bool> {
-    let list: Value = serde_json::from_str(&agent.get("/connections")?)?;
+    let list: Value = serde_json::from_str(&agent.try_get("/connections")?)?;
     let suffix = format!(":{port}");
     Ok(list.as_array().context("not an array")?.iter().any(|c| {
         c[side].as_str().is_some_and(|a| a.ends_with(&suffix))
@@ -33,8 +29,8 @@ fn flagged(agent: &Agent, port: u16, side: &str, reason: &str) -> anyhow::Result
 }
 
 fn gauge(agent: &Agent, reason: &str) -> anyhow::Result<f64> {
-    Ok(metric(
-        &agent.metrics()?,
+    Ok(metrics::sum(
+        &measured::metrics(agent)?,
         &format!("tcp_liveness_suspect_connections{{reason=\"{reason}\"}}"),
     ))
 }
@@ -73,11 +69,10 @@ fn local_port(first: &str) -> anyhow::Result<u16> {
 }
 
 pub fn run(plan: &Plan) -> anyhow::Result<Section> {
-    let pair = Pair::new(213)?;
+    let pair = NetPair::create("bench", 213)?;
     let secs = |d: Duration| format!("{}s", d.as_secs());
-    let agent = Agent::start(
-        &plan.agent,
-        plan.port,
+    let agent = measured::start(
+        plan,
         &[
             "--scan-interval",
             &secs(INTERVAL),
@@ -95,8 +90,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
         let phase = INTERVAL * 2 + INTERVAL.mul_f64(trial as f64 / plan.latency_trials as f64);
         // Peer close → CLOSE_WAIT on the server.
         let addr = format!("{}:{}", pair.server_ip, 7000 + trial);
-        let server = pair.server.worker(&["server", &addr])?;
-        let mut client = pair.client.worker(&["client", &addr, "close"])?;
+        let server = worker::spawn(&pair.server, &["server", &addr])?;
+        let mut client = worker::spawn(&pair.client, &["client", &addr, "close"])?;
         let port = local_port(&client.first)?;
         std::thread::sleep(phase);
         let baseline = gauge(&agent, "close_wait_stuck")?;
@@ -114,14 +109,13 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
         // Peer dropped while we send → peer_unresponsive on the client.
         let server_port = 8000 + trial as u16;
         let addr = format!("{}:{server_port}", pair.server_ip);
-        let server = pair.server.worker(&["server", &addr])?;
-        let client = pair.client.worker(&["client", &addr, "stream"])?;
+        let server = worker::spawn(&pair.server, &["server", &addr])?;
+        let client = worker::spawn(&pair.client, &["client", &addr, "stream"])?;
         local_port(&client.first)?;
         std::thread::sleep(phase);
         let baseline = gauge(&agent, "peer_unresponsive")?;
         let fault = Instant::now();
-        pair.server
-            .exec(&["iptables", "-A", "INPUT", "-j", "DROP"])?;
+        pair.server.drop_input()?;
         // The client's socket is the one flagged; it is found by the server's port, unique per
         // trial (its own local port is not always known to the agent, see BENCHMARKS.md).
         let detected = detect(
@@ -132,8 +126,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
             "peer_unresponsive",
             baseline,
         );
-        pair.server
-            .exec(&["iptables", "-D", "INPUT", "-j", "DROP"])?;
+        pair.server.stop_dropping_input()?;
         let (j, m) = detected?;
         drop_json.push(j);
         drop_metrics.push(m);
@@ -144,7 +137,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
             plan.latency_trials
         );
     }
-    agent.stop()?;
+    // SIGTERM; how the agent exits changes none of the figures taken.
+    drop(agent);
     let bound = (THRESHOLD + INTERVAL).as_secs_f64();
     let row = |fault: &str, reason: &str, where_: &str, v: &[f64]| {
         vec![

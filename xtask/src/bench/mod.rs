@@ -14,11 +14,10 @@
 //! `monitor/examples/bench-probes.rs`; load generators are in `load` (loopback) and `worker`
 //! (processes in namespaces).
 
-mod agent;
 mod hooks;
 mod latency;
 mod load;
-mod netns;
+mod measured;
 mod overhead;
 mod scale;
 mod stats;
@@ -33,6 +32,7 @@ use std::{
 use std::os::unix::process::CommandExt as _;
 
 use anyhow::{Context as _, bail};
+use harness::{ports::free_port, privilege::require_root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -98,9 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.worker.is_empty() {
         return worker::main(&args.worker);
     }
-    if !is_root() {
-        bail!("cargo xtask bench needs root (BPF, namespaces)");
-    }
+    require_root(
+        "cargo xtask bench",
+        "it loads BPF programs and creates network namespaces",
+    )?;
     if cfg!(debug_assertions) {
         // `cargo xtask` builds xtask unoptimised; the load generators must not be the bottleneck.
         crate::cargo(&["build", "--release", "--package", "xtask"])?;
@@ -179,19 +180,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("last.md"), &text)?;
     Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Kernel, CPUs, memory: the context every number depends on.

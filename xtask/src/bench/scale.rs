@@ -10,12 +10,16 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use harness::{
+    agent::Agent,
+    metrics::sum as metric,
+    netns::{Netns, unique_name},
+};
 
 use super::{
     Plan, Section,
-    agent::{Agent, Rss, metric},
-    netns::Netns,
-    stats,
+    measured::{self, Rss},
+    stats, worker,
 };
 
 /// Connections per worker process: 2 fds each, under the 20 000 hard RLIMIT_NOFILE here.
@@ -26,11 +30,11 @@ const SCAN_COUNT: &str = "tcp_liveness_scan_duration_seconds_count";
 
 /// Polls /metrics until the scan count moves: returns just after a scan was published.
 fn wait_for_scan(agent: &Agent) -> anyhow::Result<()> {
-    let start = metric(&agent.metrics()?, SCAN_COUNT);
+    let start = metric(&measured::metrics(agent)?, SCAN_COUNT);
     let deadline = Instant::now() + INTERVAL * 4;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        if metric(&agent.metrics()?, SCAN_COUNT) > start {
+        if metric(&measured::metrics(agent)?, SCAN_COUNT) > start {
             return Ok(());
         }
     }
@@ -54,7 +58,7 @@ struct Level {
 fn diag_dump(plan: &Plan, runs: usize, netns: Option<&Netns>) -> anyhow::Result<Vec<f64>> {
     let out = Command::new(&plan.helper)
         .args(["diag", &runs.to_string()])
-        .args(netns.map(|ns| format!("/run/netns/{}", ns.name)))
+        .args(netns.map(Netns::path))
         .env("RUST_LOG", "error")
         .output()?;
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
@@ -74,8 +78,9 @@ fn diag_dump(plan: &Plan, runs: usize, netns: Option<&Netns>) -> anyhow::Result<
 
 fn ss_dump(ns: &Netns) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ss", "-tin"])
+    let status = ns
+        .command("ss")
+        .arg("-tin")
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
@@ -86,8 +91,8 @@ fn ss_dump(ns: &Netns) -> anyhow::Result<f64> {
 
 /// The scale table (3) and the growth fit (5).
 pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
-    let ns = Netns::new("scale")?;
-    let agent = Agent::start(&plan.agent, plan.port, &[])?;
+    let ns = Netns::create(unique_name("bench-scale"))?;
+    let agent = measured::start(plan, &[])?;
     let mut workers = Vec::new();
     let mut total = 0;
     let mut levels = Vec::new();
@@ -96,7 +101,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         while total < target {
             let count = PER_WORKER.min(target - total);
             let port = (20_000 + workers.len()).to_string();
-            let worker = ns.worker(&["hold", &port, &count.to_string()])?;
+            let worker = worker::spawn(&ns, &["hold", &port, &count.to_string()])?;
             if !worker.first.starts_with("ready") {
                 bail!("hold worker: {}", worker.first);
             }
@@ -110,7 +115,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         // Every connection tracked (both ends) before measuring.
         let deadline = Instant::now() + Duration::from_secs(120);
         let tracked = loop {
-            let tracked = metric(&agent.metrics()?, "tcp_liveness_tracked_sockets");
+            let tracked = metric(&measured::metrics(&agent)?, "tcp_liveness_tracked_sockets");
             if tracked >= (2 * total) as f64 || Instant::now() > deadline {
                 break tracked;
             }
@@ -118,14 +123,14 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         };
         wait_for_scan(&agent)?;
         std::thread::sleep(INTERVAL / 2);
-        let (cpu0, m0) = (agent.cpu()?, agent.metrics()?);
+        let (cpu0, m0) = (measured::cpu(&agent)?, measured::metrics(&agent)?);
         let window = INTERVAL * plan.scan_windows;
         std::thread::sleep(window);
-        let (cpu1, m1) = (agent.cpu()?, agent.metrics()?);
+        let (cpu1, m1) = (measured::cpu(&agent)?, measured::metrics(&agent)?);
         let scans = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
         let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scans;
         let cpu = (cpu1 - cpu0).as_secs_f64();
-        let rss = agent.rss()?;
+        let rss = measured::rss(&agent)?;
         let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..plan.dumps {
             wait_for_scan(&agent)?;
@@ -152,8 +157,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             ss_s,
         });
     }
-    let maps = agent.maps()?;
-    agent.stop()?;
+    let maps = measured::maps(&agent)?;
+    // SIGTERM; how the agent exits changes none of the figures taken.
+    drop(agent);
     drop(workers);
     drop(ns);
 

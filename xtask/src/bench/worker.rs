@@ -1,5 +1,6 @@
 //! `xtask bench --worker …`: processes the benchmark starts inside its namespaces (through
-//! `ip netns exec`), controlled over stdin/stdout. EOF on stdin ends them.
+//! `ip netns exec`), controlled over stdin/stdout. EOF on stdin ends them. [`spawn`] starts one
+//! and gives the benchmark its [`Worker`] handle; [`main`] is the worker's side.
 //!
 //! - `hold PORT COUNT`: listen on 127.0.0.1:PORT, open COUNT connections to it and keep both ends
 //!   (2 × COUNT sockets); prints `ready COUNT`.
@@ -9,13 +10,77 @@
 //!   socket on the next stdin line, then prints `closed`. `stream`: sends 512 B every 20 ms.
 
 use std::{
-    io::{BufRead as _, Read as _, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
+    process::{Child, ChildStdin, ChildStdout, Stdio},
     thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
+use harness::netns::Netns;
+
+/// Starts `xtask bench --worker ARGS…` in `ns` with the hard RLIMIT_NOFILE as its soft limit,
+/// and waits for its first output line.
+pub fn spawn(ns: &Netns, args: &[&str]) -> anyhow::Result<Worker> {
+    let exe = std::env::current_exe()?;
+    let mut child = ns
+        .command("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n "$(ulimit -Hn)"; exec "$0" "$@""#)
+        .arg(exe)
+        .args(["bench", "--worker"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let mut stdout = BufReader::new(child.stdout.take().context("worker stdout")?);
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    if first.is_empty() {
+        let status = child.wait()?;
+        bail!("worker {args:?} exited before answering: {status}");
+    }
+    Ok(Worker {
+        child,
+        stdin,
+        stdout,
+        first: first.trim().to_owned(),
+    })
+}
+
+/// A worker process: its first output line, a command channel, killed on drop.
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub first: String,
+}
+
+impl Worker {
+    pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("worker stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    pub fn read_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(line.trim().to_owned())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // EOF on stdin ends a worker; kill in case it is blocked elsewhere.
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let arg = |i: usize| args.get(i).context("missing worker argument");

@@ -1,19 +1,30 @@
-//! The kernel's own view: `ss -tanieO` inside a namespace, parsed into the fields the tests compare.
+//! The kernel's own view of TCP sockets, `ss -tanieO` (sock_diag with `tcp_info`), parsed into
+//! the fields the tests compare the agent against.
 
 use std::{collections::HashMap, process::Command};
 
+use anyhow::{Context as _, bail};
+
+use crate::netns::Netns;
+
+/// One socket as `ss` prints it.
 #[derive(Debug, Clone)]
 pub struct SsSocket {
-    /// Our lowercase state name (established, close_wait, ...).
+    /// The agent's lowercase state name (`established`, `close_wait`, …).
     pub state: String,
+    /// `ADDR:PORT` as printed (IPv6 in brackets).
     pub local: String,
+    /// The peer's `ADDR:PORT` (`0.0.0.0:*` for a listener).
     pub remote: String,
+    /// The socket cookie (`sk:` in hex), what the agent reports as `cookie`.
     pub cookie: Option<u64>,
-    /// Key:value fields from the info part (lastsnd, lastrcv, lastack, unacked, retrans, ...).
+    /// Every `key:value` field of the extended and info parts (`ino`, `lastsnd`, `lastrcv`,
+    /// `lastack`, `unacked`, `retrans`, …), values as printed.
     pub fields: HashMap<String, String>,
 }
 
 impl SsSocket {
+    /// A millisecond field (`lastsnd`, `lastrcv`, `lastack`) in seconds; None when absent.
     pub fn ms(&self, key: &str) -> Option<f64> {
         self.fields
             .get(key)?
@@ -22,13 +33,18 @@ impl SsSocket {
             .map(|ms| ms / 1000.0)
     }
 
-    /// Total retransmits: `retrans:current/total`.
+    /// Total retransmits over the socket's life: `retrans:current/total`; 0 when absent.
     pub fn total_retrans(&self) -> u64 {
         self.fields
             .get("retrans")
             .and_then(|v| v.split('/').nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The socket's inode (`ino:`), what sock_diag reports as `idiag_inode`.
+    pub fn inode(&self) -> Option<u32> {
+        self.fields.get("ino")?.parse().ok()
     }
 }
 
@@ -49,6 +65,7 @@ fn state_name(ss: &str) -> String {
     .to_string()
 }
 
+/// Parses `ss -tanieO` output: one socket per line after the header.
 pub fn parse(output: &str) -> Vec<SsSocket> {
     output
         .lines()
@@ -78,17 +95,25 @@ pub fn parse(output: &str) -> Vec<SsSocket> {
         .collect()
 }
 
-/// TCP sockets in namespace `ns`, all states, with tcp_info.
-pub fn sockets(ns: &str) -> Vec<SsSocket> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "ss", "-tanieO"])
-        .output()
-        .expect("run ss");
-    assert!(out.status.success(), "ss in {ns} failed");
-    parse(&String::from_utf8_lossy(&out.stdout))
+/// TCP sockets of namespace `ns`, all states, with `tcp_info`. Errors when `ss` fails.
+pub fn sockets(ns: &Netns) -> anyhow::Result<Vec<SsSocket>> {
+    run(ns.command("ss").arg("-tanieO"))
 }
 
-/// Counts per state.
+/// TCP sockets of the caller's own namespace, all states, with `tcp_info`.
+pub fn sockets_here() -> anyhow::Result<Vec<SsSocket>> {
+    run(Command::new("ss").arg("-tanieO"))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<Vec<SsSocket>> {
+    let out = cmd.output().context("running ss")?;
+    if !out.status.success() {
+        bail!("ss failed ({})", out.status);
+    }
+    Ok(parse(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// How many sockets are in each state (keys as in [`SsSocket::state`]).
 pub fn state_counts(sockets: &[SsSocket]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for s in sockets {
@@ -97,14 +122,20 @@ pub fn state_counts(sockets: &[SsSocket]) -> HashMap<String, usize> {
     counts
 }
 
-#[test]
-fn parses_ss_oneline_output() {
-    let out = "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n\
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ss_oneline_output() {
+        let out = "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n\
 ESTAB 0 0 10.9.0.2:40000 10.9.0.1:7000 ino:123 sk:1f cgroup:/ <-> ts sack cubic lastsnd:1500 lastrcv:1400 lastack:1400 unacked:2 retrans:1/4\n";
-    let s = &parse(out)[0];
-    assert_eq!(s.state, "established");
-    assert_eq!(s.remote, "10.9.0.1:7000");
-    assert_eq!(s.cookie, Some(0x1f));
-    assert_eq!(s.ms("lastsnd"), Some(1.5));
-    assert_eq!(s.total_retrans(), 4);
+        let s = &parse(out)[0];
+        assert_eq!(s.state, "established");
+        assert_eq!(s.remote, "10.9.0.1:7000");
+        assert_eq!(s.cookie, Some(0x1f));
+        assert_eq!(s.inode(), Some(123));
+        assert_eq!(s.ms("lastsnd"), Some(1.5));
+        assert_eq!(s.total_retrans(), 4);
+    }
 }

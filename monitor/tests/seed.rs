@@ -1,58 +1,43 @@
-//! Privileged end-to-end tests against the running kernel. They need root (sock_diag in other
-//! namespaces, setns, `ip netns`); without it they skip, except under CI=true where a skip would
-//! hide a broken set-up, so they fail.
+//! sock_diag seeding against the running kernel: dumps of the agent's own namespace and of one
+//! the test creates, checked against the sockets the test opened and against `ss`. These need
+//! root (sock_diag in other namespaces, setns, `ip netns`); without it they skip, except under
+//! CI=true where a skip would hide a broken set-up, so they fail. `finds_our_own_socket` needs no
+//! privilege: a process may always read its own file descriptors.
 
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::AsFd,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
+use harness::{
+    command::ChildGuard,
+    netns::Netns as NamedNamespace,
+    privilege::{self, Need},
+    ss,
+};
+use monitor::seed::{self, DiagSocket, Netns, dump, dump_all, find_namespaces, socket_owners};
 use monitor_common::tcp_state;
 
-use super::*;
-
 /// Inode of a socket's file (`fstat` → `st_ino`), what sock_diag reports as `idiag_inode`.
-pub(super) fn socket_inode_of(fd: impl AsFd) -> u32 {
+fn socket_inode_of(fd: impl AsFd) -> u32 {
     let stat = nix::sys::stat::fstat(fd).expect("fstat on a socket");
     u32::try_from(stat.st_ino).expect("socket inodes are 32-bit")
 }
 
-/// Whether a privileged test may run; prints why not.
-fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root and CI=true forbids skipping"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
-}
-
-/// The cookie `ss -tein` prints (`sk:<hex>`) for the socket with this inode.
+/// The cookie `ss` prints (`sk:<hex>`) for the socket with this inode.
 fn ss_cookie(inode: u32) -> Option<u64> {
-    let out = Command::new("ss").args(["-tein", "-a"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let needle = format!("ino:{inode}");
-    let line = text
-        .lines()
-        .find(|line| line.split_whitespace().any(|t| t == needle))?;
-    let hex = line
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix("sk:"))?;
-    u64::from_str_radix(hex, 16).ok()
+    let sockets = ss::sockets_here().ok()?;
+    sockets.iter().find(|s| s.inode() == Some(inode))?.cookie
 }
 
 fn own_netns() -> Netns {
     let path = PathBuf::from("/proc/self/ns/net");
-    let inode = netns::ns_inode(&path).expect("own namespace readable");
+    let inode = seed::ns_inode(&path).expect("own namespace readable");
     Netns { inode, path }
 }
 
@@ -64,8 +49,19 @@ fn find(sockets: &[DiagSocket], local: SocketAddr, remote: SocketAddr) -> &DiagS
 }
 
 #[test]
+fn finds_our_own_socket() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let inode = socket_inode_of(&listener);
+    let owners = socket_owners();
+    let owner = owners.get(&inode).expect("our socket is listed");
+    assert_eq!(owner.pid, std::process::id());
+    let comm = std::fs::read_to_string("/proc/self/comm").expect("own comm");
+    assert_eq!(owner.comm, comm.trim_end());
+}
+
+#[test]
 fn loopback_sockets_match_the_kernel() {
-    if !privileged("loopback_sockets_match_the_kernel") {
+    if !privilege::may_run("loopback_sockets_match_the_kernel", Need::Root) {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -134,67 +130,32 @@ fn loopback_sockets_match_the_kernel() {
     assert_eq!(server_info.bytes_received, Some(5));
 }
 
-/// A named namespace with a listener process in it; torn down on drop, panics included.
-struct TestNamespace {
-    name: String,
-    child: Option<Child>,
-}
-
-impl TestNamespace {
-    fn create(name: &str) -> Self {
-        // Guard first, so a failure half-way still deletes what was made.
-        let guard = Self {
-            name: name.to_owned(),
-            child: None,
-        };
-        ip(&["netns", "add", name]);
-        // A fresh namespace's loopback is down, and 127.0.0.1 cannot be bound until it is up.
-        ip(&["-n", name, "link", "set", "lo", "up"]);
-        guard
-    }
-
-    fn spawn_listener(&mut self, port: u16) -> u32 {
-        let script = format!(
-            "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(30)"
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", &script])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn python3 in the namespace");
-        let pid = child.id();
-        self.child = Some(child);
-        pid
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("run ip");
-    assert!(status.success(), "ip {args:?} failed: {status}");
+/// A python3 listener on 127.0.0.1:`port` inside `ns`; killed on drop. `ip netns exec` execs
+/// python, so the guard's pid is the listener's owner.
+fn spawn_listener(ns: &NamedNamespace, port: u16) -> ChildGuard {
+    let script = format!(
+        "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(30)"
+    );
+    let child = ns
+        .command("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn python3 in the namespace");
+    ChildGuard::new(child)
 }
 
 #[test]
 fn dump_all_sees_listeners_in_other_namespaces() {
-    if !privileged("dump_all_sees_listeners_in_other_namespaces") {
+    if !privilege::may_run("dump_all_sees_listeners_in_other_namespaces", Need::Root) {
         return;
     }
     let name = format!("tl-seed-test-{}", std::process::id());
-    let mut ns = TestNamespace::create(&name);
-    let ns_inode = netns::ns_inode(&Path::new("/run/netns").join(&name)).expect("stat netns");
+    let ns = NamedNamespace::create(name.clone()).expect("create the namespace");
+    let ns_inode = seed::ns_inode(&Path::new("/run/netns").join(&name)).expect("stat netns");
     assert_ne!(ns_inode, own_netns().inode);
-    let pid = ns.spawn_listener(5555);
+    let listener = spawn_listener(&ns, 5555);
+    let pid = listener.id();
     let wanted: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
 
     // python3 needs a moment to start and bind.
@@ -224,6 +185,8 @@ fn dump_all_sees_listeners_in_other_namespaces() {
     let owner = owners.get(&found.inode).expect("listener has an owner");
     assert_eq!(owner.pid, pid, "ip netns exec execs python in place");
     assert!(owner.comm.starts_with("python"), "comm {}", owner.comm);
+    // The listener first, then the namespace: the order the test's old guard tore them down in.
+    drop(listener);
     drop(ns);
     assert!(!Path::new("/run/netns").join(&name).exists(), "cleaned up");
 }

@@ -1,0 +1,171 @@
+//! How to start the agent: binary, port, arguments, log, confinement, timeouts.
+
+use std::{
+    fs::File,
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+use super::Agent;
+
+/// A `tcp-liveness run --listen 127.0.0.1:PORT …` to start; [`start`](Self::start) runs it.
+#[derive(Debug)]
+pub struct Launch {
+    binary: PathBuf,
+    port: u16,
+    args: Vec<String>,
+    rust_log: Option<String>,
+    log: Option<File>,
+    capabilities: Option<String>,
+    own_process_group: bool,
+    ready_within: Duration,
+    settle: Duration,
+    stop_within: Duration,
+}
+
+/// The scan interval of [`Launch::test`]: short, so tests see changes within a second.
+pub const TEST_SCAN_INTERVAL: &str = "250ms";
+
+impl Launch {
+    /// `binary run --listen 127.0.0.1:port` with the agent's own defaults otherwise:
+    /// `RUST_LOG=warn`, stderr inherited, ready within 60 s, stopped within 15 s of SIGTERM.
+    pub fn new(binary: impl Into<PathBuf>, port: u16) -> Self {
+        Self {
+            binary: binary.into(),
+            port,
+            args: Vec::new(),
+            rust_log: Some("warn".into()),
+            log: None,
+            capabilities: None,
+            own_process_group: false,
+            ready_within: Duration::from_secs(60),
+            settle: Duration::ZERO,
+            stop_within: Duration::from_secs(15),
+        }
+    }
+
+    /// What the kernel tests run: [`new`](Self::new) scanning every [`TEST_SCAN_INTERVAL`],
+    /// `RUST_LOG` from the environment (default `warn`), and once ready, 600 ms more (one more
+    /// scan) so the published snapshot postdates anything the test set up before.
+    pub fn test(binary: impl Into<PathBuf>, port: u16) -> Self {
+        let mut launch = Self::new(binary, port).args(&["--scan-interval", TEST_SCAN_INTERVAL]);
+        launch.rust_log = Some(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        launch.settle = Duration::from_millis(600);
+        launch
+    }
+
+    /// More `run` arguments (thresholds, `--config`, `--alertmanager-url`, …).
+    #[must_use]
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// `RUST_LOG` for the agent; None leaves the caller's environment as it is.
+    #[must_use]
+    pub fn rust_log(mut self, filter: Option<&str>) -> Self {
+        self.rust_log = filter.map(str::to_owned);
+        self
+    }
+
+    /// Writes the agent's log (stderr) to `file` instead of the caller's stderr.
+    #[must_use]
+    pub fn log_to(mut self, file: File) -> Self {
+        self.log = Some(file);
+        self
+    }
+
+    /// Runs the agent as `nobody` with exactly `capabilities` (setpriv's syntax,
+    /// `+bpf,+perfmon,…`) in its effective, inheritable, ambient and bounding sets and
+    /// no_new_privs set: what a systemd unit with those capabilities gives it. setpriv execs the
+    /// agent, so the child's pid is the agent's.
+    #[must_use]
+    pub fn confined(mut self, capabilities: &str) -> Self {
+        self.capabilities = Some(capabilities.to_owned());
+        self
+    }
+
+    /// Starts the agent in a process group of its own: the terminal's Ctrl-C reaches only the
+    /// caller, which then stops everything in order (the demo).
+    #[must_use]
+    pub fn own_process_group(mut self) -> Self {
+        self.own_process_group = true;
+        self
+    }
+
+    /// How long the agent may take to answer `/healthz` (default 60 s).
+    #[must_use]
+    pub fn ready_within(mut self, timeout: Duration) -> Self {
+        self.ready_within = timeout;
+        self
+    }
+
+    /// How long the agent may take to exit after SIGTERM before it is killed (default 15 s).
+    #[must_use]
+    pub fn stop_within(mut self, timeout: Duration) -> Self {
+        self.stop_within = timeout;
+        self
+    }
+
+    /// Spawns the agent and waits until it serves ([`Agent::wait_ready`]). Errors when it cannot
+    /// be spawned, exits first, or does not serve in time; it is stopped then.
+    pub fn start(self) -> anyhow::Result<Agent> {
+        let mut agent = self.spawn()?;
+        agent.wait_ready(|| false)?;
+        Ok(agent)
+    }
+
+    /// Spawns the agent without waiting for it: call [`Agent::wait_ready`] next.
+    pub fn spawn(self) -> anyhow::Result<Agent> {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut cmd = match &self.capabilities {
+            Some(caps) => {
+                let mut setpriv = setpriv(caps);
+                setpriv.arg(&self.binary);
+                setpriv
+            }
+            None => Command::new(&self.binary),
+        };
+        cmd.args(["run", "--listen", &listen])
+            .args(&self.args)
+            .stdout(Stdio::null());
+        if let Some(filter) = &self.rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        if let Some(file) = self.log {
+            cmd.stderr(file);
+        }
+        if self.own_process_group {
+            cmd.process_group(0);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        Ok(Agent::new(
+            child,
+            self.port,
+            self.ready_within,
+            self.settle,
+            self.stop_within,
+        ))
+    }
+}
+
+/// `setpriv` as nobody with exactly `caps`, no_new_privs: the program and its arguments follow.
+fn setpriv(caps: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--no-new-privs",
+    ])
+    .arg(format!("--inh-caps=-all,{caps}"))
+    .arg(format!("--ambient-caps=-all,{caps}"))
+    .arg(format!("--bounding-set=-all,{caps}"));
+    cmd
+}

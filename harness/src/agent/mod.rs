@@ -1,0 +1,164 @@
+//! The agent under test or benchmark: the `tcp-liveness` binary as a child process, asked over
+//! HTTP, stopped with SIGTERM (it detaches its programs and exits 0).
+//!
+//! Start one with [`Launch`]. Queries that tests repeat many times ([`Agent::get`],
+//! [`Agent::metric`], [`Agent::connections`]) panic on an HTTP failure; [`Agent::try_get`] is
+//! the same GET as an error, for tools.
+
+mod launch;
+
+use std::{
+    process::{Child, ExitStatus},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use serde_json::Value;
+
+pub use launch::{Launch, TEST_SCAN_INTERVAL};
+
+use crate::{http, metrics, wait};
+
+/// How often start-up and shutdown are polled.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A running agent; stopped (SIGTERM, then SIGKILL after its stop timeout) on drop.
+#[derive(Debug)]
+pub struct Agent {
+    /// None once stopped.
+    child: Option<Child>,
+    pid: u32,
+    port: u16,
+    url: String,
+    ready_within: Duration,
+    settle: Duration,
+    stop_within: Duration,
+}
+
+impl Agent {
+    fn new(
+        child: Child,
+        port: u16,
+        ready_within: Duration,
+        settle: Duration,
+        stop_within: Duration,
+    ) -> Self {
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            ready_within,
+            settle,
+            stop_within,
+        }
+    }
+
+    /// Waits until `GET /healthz` answers 200, then for the launch's settle time. Ok(false) when
+    /// `cancelled()` turned true first (e.g. Ctrl-C). Errors when the agent exits first (a
+    /// healthy answer from another process on our port must not count) or does not answer within
+    /// the launch's ready timeout.
+    pub fn wait_ready(&mut self, cancelled: impl Fn() -> bool) -> anyhow::Result<bool> {
+        let port = self.port;
+        let child = self.child.as_mut().context("agent already stopped")?;
+        let ready = wait::poll(self.ready_within, POLL_EVERY, || {
+            if let Some(status) = child.try_wait()? {
+                bail!("agent exited during start-up: {status}");
+            }
+            if cancelled() {
+                return Ok(Some(false));
+            }
+            Ok(matches!(http::get(port, "/healthz"), Ok((200, _))).then_some(true))
+        })?;
+        let Some(ready) = ready else {
+            bail!(
+                "agent did not answer /healthz within {:?}",
+                self.ready_within
+            );
+        };
+        if ready {
+            std::thread::sleep(self.settle);
+        }
+        Ok(ready)
+    }
+
+    /// The agent's pid (setpriv execs it, so also for a confined launch).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `http://127.0.0.1:PORT`: what `tcp-liveness check --agent` takes.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The body of `GET path` (e.g. `/metrics`); an error unless the status is 2xx.
+    pub fn try_get(&self, path: &str) -> anyhow::Result<String> {
+        http::get_ok(self.port, path)
+    }
+
+    /// The body of `GET path`.
+    ///
+    /// # Panics
+    /// When the request fails or the status is not 2xx.
+    pub fn get(&self, path: &str) -> String {
+        self.try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e:#}"))
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `tcp_liveness_connections{state="listen"}`
+    /// (series exactly as rendered); None when the agent does not publish it.
+    ///
+    /// # Panics
+    /// When `/metrics` cannot be read.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metrics::value(&self.get("/metrics"), series)
+    }
+
+    /// `/connections`: every connection the agent tracks, as JSON objects.
+    ///
+    /// # Panics
+    /// When the request fails or the answer is not a JSON array.
+    pub fn connections(&self) -> Vec<Value> {
+        serde_json::from_str(&self.get("/connections")).expect("/connections is JSON")
+    }
+
+    /// `/connections?netns=INODE`: the connections of one network namespace.
+    ///
+    /// # Panics
+    /// As [`connections`](Self::connections).
+    pub fn connections_in(&self, netns_inode: u64) -> Vec<Value> {
+        let body = self.get(&format!("/connections?netns={netns_inode}"));
+        serde_json::from_str(&body).expect("/connections is JSON")
+    }
+
+    /// Sends SIGTERM and waits for the exit status. Errors when the agent does not exit within
+    /// the launch's stop timeout (it is killed then) or was stopped already.
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("agent already stopped")?;
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let pid = libc::pid_t::try_from(self.pid).context("pid out of range")?;
+        // SAFETY: kill() on the pid of a child we spawned and have not reaped, so it cannot
+        // have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let exited = wait::poll(self.stop_within, POLL_EVERY, || child.try_wait())?;
+        exited.ok_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow!(
+                "agent did not exit within {:?} of SIGTERM",
+                self.stop_within
+            )
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}

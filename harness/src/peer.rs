@@ -1,0 +1,85 @@
+//! `tcp_peer.py`: the TCP peers the kernel tests and the demo run inside namespaces, each mode
+//! one connection behaviour the agent must classify (see the script's docstring for the modes).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
+    process::Stdio,
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{command::ChildGuard, netns::Netns};
+
+/// The script, located through this crate's manifest directory (the harness is dev-only and
+/// runs from the source tree).
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tcp_peer.py");
+
+/// How long a peer may take to print "ready" (listening, or connected and in its mode).
+pub const READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// A `tcp_peer.py` process inside a namespace; killed on drop.
+#[derive(Debug)]
+pub struct Peer {
+    child: ChildGuard,
+}
+
+impl Peer {
+    /// Starts `tcp_peer.py ARGS…` in `ns` (e.g. `["server", ip, "7000", "echo"]`) and waits for
+    /// its "ready" line. Errors when it cannot start or is not ready within [`READY_WITHIN`];
+    /// the process is killed then.
+    pub fn start(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(ns, args, false)
+    }
+
+    /// [`start`](Self::start) in a process group of its own: the terminal's Ctrl-C reaches only
+    /// the caller, which then stops everything in order (the demo).
+    pub fn start_in_own_group(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(ns, args, true)
+    }
+
+    fn spawn(ns: &Netns, args: &[&str], own_group: bool) -> anyhow::Result<Self> {
+        let mut cmd = ns.command("python3");
+        cmd.args(["-u", SCRIPT]).args(args).stdout(Stdio::piped());
+        if own_group {
+            cmd.process_group(0);
+        }
+        let spawned = cmd.spawn().context("starting tcp_peer.py")?;
+        let mut peer = Self {
+            child: ChildGuard::new(spawned),
+        };
+        let stdout = peer
+            .child
+            .child_mut()
+            .stdout
+            .take()
+            .context("peer stdout")?;
+        // Read "ready" on a thread, so that a peer that never gets there is an error, not a hang.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(READY_WITHIN).unwrap_or_default();
+        if line.trim() != "ready" {
+            bail!(
+                "tcp_peer.py {args:?} in {} did not start (said {line:?})",
+                ns.name()
+            );
+        }
+        Ok(peer)
+    }
+
+    /// The pid of the Python process, which owns the peer's sockets (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the peer now (its sockets close: a server's clients see a reset or FIN).
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+}
