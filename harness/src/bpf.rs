@@ -53,12 +53,14 @@ fn bpftool_json(args: &[&str]) -> Option<Value> {
 }
 
 /// The map's name (as the kernel truncates it, 15 bytes); None when bpftool cannot say.
+#[must_use]
 pub fn map_name(id: u64) -> Option<String> {
     let map = bpftool_json(&["map", "show", "id", &id.to_string()])?;
     Some(map["name"].as_str()?.to_owned())
 }
 
 /// The first map named `name` that `pid` holds.
+#[must_use]
 pub fn map_named(pid: u32, name: &str) -> Option<MapFd> {
     let maps = maps_of(pid).ok()?;
     maps.into_iter()
@@ -66,6 +68,7 @@ pub fn map_named(pid: u32, name: &str) -> Option<MapFd> {
 }
 
 /// The first 8 bytes of element 0 of map `id`, little-endian, as `bpftool map dump` shows it.
+#[must_use]
 pub fn first_u64(id: u64) -> Option<u64> {
     let dump = bpftool_json(&["map", "dump", "id", &id.to_string()])?;
     // Without BTF, bpftool prints the value as hex byte strings.

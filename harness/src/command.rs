@@ -45,11 +45,13 @@ pub struct ChildGuard(Child);
 
 impl ChildGuard {
     /// Takes ownership of a spawned child.
+    #[must_use]
     pub fn new(child: Child) -> Self {
         Self(child)
     }
 
     /// The child's pid.
+    #[must_use]
     pub fn id(&self) -> u32 {
         self.0.id()
     }

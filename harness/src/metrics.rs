@@ -14,12 +14,14 @@ pub fn samples(text: &str) -> impl Iterator<Item = (&str, f64)> {
 }
 
 /// The value of the sample whose series is exactly `series`; None when there is none.
+#[must_use]
 pub fn value(text: &str, series: &str) -> Option<f64> {
     samples(text).find_map(|(name, value)| (name == series).then_some(value))
 }
 
 /// `series` summed: one series as rendered, or, for a bare metric name, every label set of it.
 /// 0 when nothing matches.
+#[must_use]
 pub fn sum(text: &str, series: &str) -> f64 {
     let bare = !series.contains('{');
     samples(text)

@@ -17,6 +17,7 @@ use crate::command::{self, run, run_quietly};
 pub const NAMED_NETNS_DIR: &str = "/run/netns";
 
 /// `tl-{tag}-{pid}`: a namespace name unique to this process, so runs side by side do not meet.
+#[must_use]
 pub fn unique_name(tag: &str) -> String {
     format!("tl-{tag}-{}", std::process::id())
 }
@@ -42,11 +43,13 @@ impl Netns {
     }
 
     /// The namespace's name, as `ip netns` knows it.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// `/run/netns/NAME`: a path to open the namespace by (setns, `nsenter --net=`).
+    #[must_use]
     pub fn path(&self) -> PathBuf {
         PathBuf::from(NAMED_NETNS_DIR).join(&self.name)
     }
@@ -55,6 +58,7 @@ impl Netns {
     ///
     /// # Panics
     /// When the namespace file cannot be read, which cannot happen while the guard lives.
+    #[must_use]
     pub fn inode(&self) -> u64 {
         let meta = std::fs::metadata(self.path())
             .unwrap_or_else(|e| panic!("stat {}: {e}", self.path().display()));
@@ -63,6 +67,7 @@ impl Netns {
 
     /// `ip netns exec NAME program`: a command for the caller to add arguments to and run.
     /// `ip netns exec` execs `program`, so the spawned child's pid is `program`'s.
+    #[must_use]
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name, program]);

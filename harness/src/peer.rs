@@ -74,6 +74,7 @@ impl Peer {
     }
 
     /// The pid of the Python process, which owns the peer's sockets (`ip netns exec` execs it).
+    #[must_use]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

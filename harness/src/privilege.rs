@@ -15,7 +15,7 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// What a test needs from the machine beyond a build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
-    /// Effective uid 0: `ip netns`, iptables, setns and sock_diag in other namespaces.
+    /// Effective uid 0: `ip netns`, iptables, setns and `sock_diag` in other namespaces.
     Root,
     /// The kernel's BTF at [`KERNEL_BTF`].
     KernelBtf,
@@ -24,17 +24,20 @@ pub enum Need {
 }
 
 /// True when `CI=true` is set: the CI run (`.ci/run`) must not pass by skipping.
+#[must_use]
 pub fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// True when the effective uid is 0.
+#[must_use]
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// True when [`KERNEL_BTF`] exists.
+#[must_use]
 pub fn has_kernel_btf() -> bool {
     Path::new(KERNEL_BTF).exists()
 }
@@ -44,6 +47,7 @@ pub fn has_kernel_btf() -> bool {
 ///
 /// # Panics
 /// Under `CI=true` when something is missing.
+#[must_use]
 pub fn may_run(test: &str, need: Need) -> bool {
     let wants_root = matches!(need, Need::Root | Need::RootAndKernelBtf);
     let wants_btf = matches!(need, Need::KernelBtf | Need::RootAndKernelBtf);
@@ -67,6 +71,7 @@ pub fn may_run(test: &str, need: Need) -> bool {
 ///
 /// # Panics
 /// Under `CI=true`: there a skip is a failure.
+#[must_use]
 pub fn skip(test: &str, why: &str) -> bool {
     assert!(
         !in_ci(),

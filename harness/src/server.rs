@@ -49,11 +49,13 @@ impl LocalServer {
     }
 
     /// `http://127.0.0.1:PORT`
+    #[must_use]
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The server's state directory (removed on drop).
+    #[must_use]
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

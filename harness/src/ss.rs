@@ -1,4 +1,4 @@
-//! The kernel's own view of TCP sockets, `ss -tanieO` (sock_diag with `tcp_info`), parsed into
+//! The kernel's own view of TCP sockets, `ss -tanieO` (`sock_diag` with `tcp_info`), parsed into
 //! the fields the tests compare the agent against.
 
 use std::{collections::HashMap, process::Command};
@@ -25,6 +25,7 @@ pub struct SsSocket {
 
 impl SsSocket {
     /// A millisecond field (`lastsnd`, `lastrcv`, `lastack`) in seconds; None when absent.
+    #[must_use]
     pub fn ms(&self, key: &str) -> Option<f64> {
         self.fields
             .get(key)?
@@ -34,6 +35,7 @@ impl SsSocket {
     }
 
     /// Total retransmits over the socket's life: `retrans:current/total`; 0 when absent.
+    #[must_use]
     pub fn total_retrans(&self) -> u64 {
         self.fields
             .get("retrans")
@@ -42,7 +44,8 @@ impl SsSocket {
             .unwrap_or(0)
     }
 
-    /// The socket's inode (`ino:`), what sock_diag reports as `idiag_inode`.
+    /// The socket's inode (`ino:`), what `sock_diag` reports as `idiag_inode`.
+    #[must_use]
     pub fn inode(&self) -> Option<u32> {
         self.fields.get("ino")?.parse().ok()
     }
@@ -66,6 +69,7 @@ fn state_name(ss: &str) -> String {
 }
 
 /// Parses `ss -tanieO` output: one socket per line after the header.
+#[must_use]
 pub fn parse(output: &str) -> Vec<SsSocket> {
     output
         .lines()
@@ -114,6 +118,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<Vec<SsSocket>> {
 }
 
 /// How many sockets are in each state (keys as in [`SsSocket::state`]).
+#[must_use]
 pub fn state_counts(sockets: &[SsSocket]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for s in sockets {

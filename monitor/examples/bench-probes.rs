@@ -5,9 +5,9 @@
 //! - `bench-probes hooks`: loads every real and floor program (`monitor::probes::bench`), then
 //!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
 //!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
-//! - `bench-probes diag N`: times N sock_diag dumps with tcp_info of every namespace
+//! - `bench-probes diag N`: times N `sock_diag` dumps with `tcp_info` of every namespace
 //!   (`monitor::seed::dump_all`, what the agent's seeding does), or of the namespace at
-//!   NETNS_PATH only (`monitor::seed::dump`); one JSON line.
+//!   `NETNS_PATH` only (`monitor::seed::dump`); one JSON line.
 
 use std::{
     io::{BufRead as _, Write as _},

@@ -78,8 +78,8 @@ const SEC: u64 = 1_000_000_000;
 const NOW_NS: u64 = 100_000 * SEC;
 
 /// Mostly ESTABLISHED (2% with keepalive off, some of them idle long enough to be suspect), 5%
-/// CLOSE_WAIT from five process names (half on listening ports, half outbound), 1% listeners,
-/// TIME_WAIT stragglers, some FIN_WAIT2 and SYN_SENT; 200 pids, a few of them real (this
+/// `CLOSE_WAIT` from five process names (half on listening ports, half outbound), 1% listeners,
+/// `TIME_WAIT` stragglers, some `FIN_WAIT2` and `SYN_SENT`; 200 pids, a few of them real (this
 /// process) so cgroup lookups hit /proc.
 fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
     let own_pid = std::process::id();

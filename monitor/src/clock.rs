@@ -1,7 +1,8 @@
 //! The kernel's clock, as the agent reads it: every timestamp the kernel programs store comes
-//! from `bpf_ktime_get_ns` (CLOCK_MONOTONIC), so every age is computed against this reading.
+//! from `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`), so every age is computed against this reading.
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+#[must_use]
 pub fn monotonic_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -9,7 +10,7 @@ pub fn monotonic_now_ns() -> u64 {
     };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux, so the
     // call cannot fail and leaves `ts` initialised.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)

@@ -10,7 +10,7 @@ use crate::{config::ConfigError, probes::ProbeError};
 
 /// Why the agent stopped or could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A bad flag or config value (the binary exits 2).
     #[error(transparent)]
     Config(#[from] ConfigError),

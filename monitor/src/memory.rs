@@ -6,7 +6,7 @@
 //! high-water mark: 27 MiB of freed start-up memory on an idle host, measured (1.3 MiB after).
 
 /// Returns free heap pages to the kernel (`malloc_trim(0)`, glibc only; elsewhere a no-op).
-pub fn release_free_heap() {
+pub(crate) fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and releases glibc's own free lists.
     unsafe {

@@ -1,4 +1,4 @@
-//! End to end with a real Alertmanager: a leaked CLOSE_WAIT socket becomes a firing alert, and
+//! End to end with a real Alertmanager: a leaked `CLOSE_WAIT` socket becomes a firing alert, and
 //! the alert resolves once the socket is gone. Also `tcp-liveness check` against the live agent.
 //! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
 

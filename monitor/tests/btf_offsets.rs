@@ -6,7 +6,7 @@ use std::path::Path;
 use harness::privilege::{self, KERNEL_BTF, Need};
 use monitor::probes::offsets::{VMLINUX_BTF, from_kernel};
 
-/// The layout of `struct sock_common` has been stable for years (skc_daddr first, ports at 12/14,
+/// The layout of `struct sock_common` has been stable for years (`skc_daddr` first, ports at 12/14,
 /// family at 16), which makes it a usable oracle.
 #[test]
 fn finds_sock_common_fields_in_kernel_btf() {

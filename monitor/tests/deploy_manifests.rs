@@ -75,7 +75,7 @@ fn unit_words(key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The unit with ExecStart pointing at the agent under test (the only difference from the file).
+/// The unit with `ExecStart` pointing at the agent under test (the only difference from the file).
 fn unit_for_test(dir: &Path) -> PathBuf {
     let text = unit_text().replace(
         "ExecStart=/usr/local/bin/tcp-liveness ",
@@ -134,7 +134,7 @@ fn unit_capabilities() -> String {
         .join(",")
 }
 
-/// `tcp-liveness run` as nobody with exactly `caps`, no_new_privs, the Kubernetes config file
+/// `tcp-liveness run` as nobody with exactly `caps`, `no_new_privs`, the Kubernetes config file
 /// (kept in `config`, which must outlive the agent).
 fn start_confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Agent {
     fs::set_permissions(config.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -168,7 +168,7 @@ fn configmap_toml() -> String {
     let toml: Vec<&str> = body
         .lines()
         .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| l.trim_start())
+        .map(str::trim_start)
         .collect();
     toml.join("\n") + "\n"
 }
@@ -275,7 +275,7 @@ fn systemd_capabilities_are_enough() {
     assert!(agent.stop().expect("agent stops after SIGTERM").success());
 }
 
-/// Every syscall name allowed by the unit's SystemCallFilter (groups expanded by systemd).
+/// Every syscall name allowed by the unit's `SystemCallFilter` (groups expanded by systemd).
 fn allowed_syscalls() -> BTreeSet<String> {
     let out = Command::new("systemd-analyze")
         .arg("syscall-filter")
@@ -342,7 +342,7 @@ fn systemd_filters_allow_what_the_agent_does() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("spawn strace");
-    wait_for("traced agent /healthz", Duration::from_secs(60), || {
+    wait_for("traced agent /healthz", Duration::from_mins(1), || {
         http::get_ok(19943, "/healthz").ok()
     });
     for path in ["/metrics", "/connections", "/alerts", "/healthz"] {
@@ -417,7 +417,7 @@ fn systemd_filters_allow_what_the_agent_does() {
 
 // --- Kubernetes, Helm, Containerfile --------------------------------------------------------------
 
-/// A directory with PY_TOOLS installed (pip --target), or None (skip) outside CI.
+/// A directory with `PY_TOOLS` installed (pip --target), or None (skip) outside CI.
 fn py_tools() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {

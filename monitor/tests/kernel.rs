@@ -1,5 +1,5 @@
 //! Kernel tests: the real programs, real TCP connections in namespaces the tests create, and the
-//! agent's outputs checked against the kernel's own view (`ss`, i.e. sock_diag/tcp_info).
+//! agent's outputs checked against the kernel's own view (`ss`, i.e. `sock_diag/tcp_info`).
 //! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
 
 use std::{collections::HashMap, time::Duration};
@@ -31,7 +31,7 @@ fn by_state(conns: &[Value]) -> HashMap<String, usize> {
     counts
 }
 
-/// Agreement within max(1 s, 2 %), the tolerance the issue sets for tcp_info comparisons.
+/// Agreement within max(1 s, 2 %), the tolerance the issue sets for `tcp_info` comparisons.
 fn close_to(ours: f64, kernel: f64) -> bool {
     (ours - kernel).abs() <= f64::max(1.0, kernel * 0.02)
 }
@@ -106,7 +106,7 @@ fn idle_connection_ages_match_tcp_info() {
         .iter()
         .find(|c| c["state"] == "established")
         .expect("agent sees the connection");
-    assert_eq!(c["pid"].as_u64(), Some(client.pid() as u64), "{c}");
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid())), "{c}");
     assert_eq!(c["remote"], format!("{}:7000", net.server_ip));
     // tcp_probe fires before the kernel applies the segment's ACK: the last ACK must still count.
     assert_eq!(
@@ -177,7 +177,7 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
     for c in &first {
         assert_eq!(
             c["pid"].as_u64(),
-            Some(server.pid() as u64),
+            Some(u64::from(server.pid())),
             "owner pid: {c}"
         );
         assert_eq!(c["comm"], "python3");
@@ -302,7 +302,7 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
     assert_eq!(c["seeded"], true);
     assert_eq!(
         c["pid"].as_u64(),
-        Some(idle.pid() as u64),
+        Some(u64::from(idle.pid())),
         "owner from /proc: {c}"
     );
     for (ours_key, kernel_key) in [
@@ -327,7 +327,7 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
         .iter()
         .find(|c| c["state"] == "close_wait")
         .expect("pre-existing CLOSE_WAIT");
-    assert_eq!(cw["pid"].as_u64(), Some(server.pid() as u64));
+    assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())));
     assert_eq!(
         server_side
             .iter()

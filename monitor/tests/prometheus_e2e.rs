@@ -1,6 +1,6 @@
 //! The Prometheus and Grafana side of the agent: the example rules pass promtool, the dashboards
 //! are complete, and, end to end with a real Prometheus scraping the real agent, every dashboard
-//! query and every rule runs and the CLOSE_WAIT and half-open alerts fire.
+//! query and every rule runs and the `CLOSE_WAIT` and half-open alerts fire.
 //! The end-to-end test runs as root (`cargo xtask test`); under CI=true a missing privilege or a
 //! missing promtool fails instead of skipping.
 
@@ -21,7 +21,7 @@ use serde_json::Value;
 const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 
 const AGENT_PORT: u16 = 19931;
-/// The CLOSE_WAIT pile's server port, and the vanished peer's.
+/// The `CLOSE_WAIT` pile's server port, and the vanished peer's.
 const PILE_PORT: &str = "7231";
 const GONE_PORT: &str = "7232";
 
@@ -196,7 +196,7 @@ fn make_faults(net: &NetPair) -> Vec<Peer> {
 
 /// Waits for a firing alert named `name` whose labels pass `matches`.
 fn wait_for_firing(prom: &Prometheus, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
-    wait_for(&format!("{name} firing"), Duration::from_secs(60), || {
+    wait_for(&format!("{name} firing"), Duration::from_mins(1), || {
         prom.alerts().into_iter().find(|a| {
             a["labels"]["alertname"] == name && a["state"] == "firing" && matches(&a["labels"])
         })

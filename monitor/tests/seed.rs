@@ -1,6 +1,6 @@
-//! sock_diag seeding against the running kernel: dumps of the agent's own namespace and of one
+//! `sock_diag` seeding against the running kernel: dumps of the agent's own namespace and of one
 //! the test creates, checked against the sockets the test opened and against `ss`. These need
-//! root (sock_diag in other namespaces, setns, `ip netns`); without it they skip, except under
+//! root (`sock_diag` in other namespaces, setns, `ip netns`); without it they skip, except under
 //! CI=true where a skip would hide a broken set-up, so they fail. `finds_our_own_socket` needs no
 //! privilege: a process may always read its own file descriptors.
 
@@ -23,7 +23,7 @@ use harness::{
 use monitor::seed::{self, DiagSocket, Netns, dump, dump_all, find_namespaces, socket_owners};
 use monitor_common::tcp_state;
 
-/// Inode of a socket's file (`fstat` → `st_ino`), what sock_diag reports as `idiag_inode`.
+/// Inode of a socket's file (`fstat` → `st_ino`), what `sock_diag` reports as `idiag_inode`.
 fn socket_inode_of(fd: impl AsFd) -> u32 {
     let stat = nix::sys::stat::fstat(fd).expect("fstat on a socket");
     u32::try_from(stat.st_ino).expect("socket inodes are 32-bit")

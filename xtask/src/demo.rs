@@ -1,8 +1,8 @@
 //! `cargo xtask demo`: the agent finding a leak and a dead peer, live, next to a healthy connection.
 //!
 //! Two network namespaces joined by a veth pair hold three connections made by
-//! harness/tcp_peer.py: a busy echo (healthy, never flagged), a server that never closes after
-//! its client did (CLOSE_WAIT leak), and a client sending to a server that vanished (iptables
+//! `harness/tcp_peer.py`: a busy echo (healthy, never flagged), a server that never closes after
+//! its client did (`CLOSE_WAIT` leak), and a client sending to a server that vanished (iptables
 //! DROP in the server's namespace). The agent runs with 5 s thresholds, and its own commands
 //! (`connections`, `check`) are printed every few seconds until the verdicts appear.
 //! Everything it made is removed on exit: normal end, error or Ctrl-C (the guards' Drop).
@@ -40,7 +40,7 @@ const THRESHOLD: &str = "5s";
 const REPORT_EVERY: Duration = Duration::from_secs(4);
 
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Stop after this many seconds; Ctrl-C stops earlier. The demo fails if by then the leak or
     /// the dead peer was not reported, or the healthy connection was.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -50,7 +50,7 @@ pub struct DemoArgs {
     port: u16,
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     require_root(
         "the demo",
         "it loads eBPF programs and creates network namespaces",

@@ -35,7 +35,7 @@ enum Task {
     /// Measure hook cost, application overhead, scan cost and detection latency (root); prints
     /// a table (issue #5, BENCHMARKS.md).
     Bench(bench::Args),
-    /// Show the agent finding a CLOSE_WAIT leak and a dead peer in namespaces (root, ~1 minute).
+    /// Show the agent finding a `CLOSE_WAIT` leak and a dead peer in namespaces (root, ~1 minute).
     Demo(demo::DemoArgs),
 }
 

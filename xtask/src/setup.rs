@@ -33,7 +33,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("python3-pip", "/usr/bin/pip3"),
 ];
 
-pub fn all() -> anyhow::Result<()> {
+pub(crate) fn all() -> anyhow::Result<()> {
     debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;

@@ -42,7 +42,7 @@ impl Launch {
             log: None,
             capabilities: None,
             own_process_group: false,
-            ready_within: Duration::from_secs(60),
+            ready_within: Duration::from_mins(1),
             settle: Duration::ZERO,
             stop_within: Duration::from_secs(15),
         }
@@ -81,7 +81,7 @@ impl Launch {
 
     /// Runs the agent as `nobody` with exactly `capabilities` (setpriv's syntax,
     /// `+bpf,+perfmon,…`) in its effective, inheritable, ambient and bounding sets and
-    /// no_new_privs set: what a systemd unit with those capabilities gives it. setpriv execs the
+    /// `no_new_privs` set: what a systemd unit with those capabilities gives it. setpriv execs the
     /// agent, so the child's pid is the agent's.
     #[must_use]
     pub fn confined(mut self, capabilities: &str) -> Self {
@@ -155,7 +155,7 @@ impl Launch {
     }
 }
 
-/// `setpriv` as nobody with exactly `caps`, no_new_privs: the program and its arguments follow.
+/// `setpriv` as nobody with exactly `caps`, `no_new_privs`: the program and its arguments follow.
 fn setpriv(caps: &str) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args([

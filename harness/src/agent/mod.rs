@@ -83,11 +83,13 @@ impl Agent {
     }
 
     /// The agent's pid (setpriv execs it, so also for a confined launch).
+    #[must_use]
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// `http://127.0.0.1:PORT`: what `tcp-liveness check --agent` takes.
+    #[must_use]
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -101,6 +103,7 @@ impl Agent {
     ///
     /// # Panics
     /// When the request fails or the status is not 2xx.
+    #[must_use]
     pub fn get(&self, path: &str) -> String {
         self.try_get(path)
             .unwrap_or_else(|e| panic!("GET {path}: {e:#}"))
@@ -111,6 +114,7 @@ impl Agent {
     ///
     /// # Panics
     /// When `/metrics` cannot be read.
+    #[must_use]
     pub fn metric(&self, series: &str) -> Option<f64> {
         metrics::value(&self.get("/metrics"), series)
     }
@@ -119,6 +123,7 @@ impl Agent {
     ///
     /// # Panics
     /// When the request fails or the answer is not a JSON array.
+    #[must_use]
     pub fn connections(&self) -> Vec<Value> {
         serde_json::from_str(&self.get("/connections")).expect("/connections is JSON")
     }
@@ -127,6 +132,7 @@ impl Agent {
     ///
     /// # Panics
     /// As [`connections`](Self::connections).
+    #[must_use]
     pub fn connections_in(&self, netns_inode: u64) -> Vec<Value> {
         let body = self.get(&format!("/connections?netns={netns_inode}"));
         serde_json::from_str(&body).expect("/connections is JSON")

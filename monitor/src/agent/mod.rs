@@ -29,7 +29,7 @@ use crate::{
 /// # Errors
 /// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
-pub async fn run(config: RunConfig) -> Result<(), Error> {
+pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     // First: an unusable Alertmanager URL fails before any probe is loaded.
     let alerting = Alerting::new(
         config.alert_log_limit,

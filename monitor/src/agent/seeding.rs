@@ -15,8 +15,8 @@ use monitor_common::tcp_state;
 use crate::{probes::Probes, seed};
 
 /// Every state a live socket can be in. Afterwards the kernel side sees every transition,
-/// listen() included.
-pub const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
+/// `listen()` included.
+pub(super) const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
     | 1 << tcp_state::LISTEN
     | 1 << tcp_state::SYN_SENT
     | 1 << tcp_state::SYN_RECV
@@ -27,7 +27,7 @@ pub const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
     | 1 << tcp_state::CLOSING;
 
 /// Returns how many entries were written.
-pub fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
+pub(super) fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
     let sockets = seed::dump_all(LIVE_STATES_MASK);
     let owners = seed::socket_owners();
     let now = crate::clock::monotonic_now_ns();

@@ -16,7 +16,7 @@ use crate::model::{
 
 /// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PostableAlert {
+pub(super) struct PostableAlert {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// RFC 3339.
@@ -30,8 +30,8 @@ pub struct PostableAlert {
     pub generator_url: Option<String>,
 }
 
-/// "3 connections of redis-server on port 6379 stuck in CLOSE_WAIT, oldest 5m00s".
-pub fn summary(group: &AlertGroup) -> String {
+/// "3 connections of redis-server on port 6379 stuck in `CLOSE_WAIT`, oldest 5m00s".
+pub(super) fn summary(group: &AlertGroup) -> String {
     let noun = if group.count == 1 {
         "connection"
     } else {
@@ -59,7 +59,7 @@ fn rfc3339(t: SystemTime) -> String {
 /// The alerts for `groups`, each `(group, when it started firing)`, all ending at `ends_at`.
 /// Labels identify the group (Alertmanager fingerprints alerts by their labels), so counts and
 /// ages go in the annotations, which may change between resends.
-pub fn build_alerts(
+pub(super) fn build_alerts(
     groups: &[(&AlertGroup, SystemTime)],
     ends_at: SystemTime,
     instance: &str,
@@ -104,7 +104,7 @@ fn sorted(map: &HashMap<GroupKey, (AlertGroup, SystemTime)>) -> Vec<(&AlertGroup
 
 /// What has been sent: firing groups (re-sent every scan) and resolved ones not yet delivered.
 #[derive(Debug, Default)]
-pub struct PushState {
+pub(super) struct PushState {
     firing: HashMap<GroupKey, (AlertGroup, SystemTime)>,
     resolved: HashMap<GroupKey, (AlertGroup, SystemTime)>,
 }
@@ -114,7 +114,7 @@ impl PushState {
     /// `endsAt = now + hold`, and every group that disappeared with `endsAt = now`. Resolved
     /// alerts are repeated until [`delivered`](Self::delivered), so a failed POST does not leave
     /// an alert firing until it expires.
-    pub fn alerts(
+    pub(super) fn alerts(
         &mut self,
         groups: Vec<AlertGroup>,
         now: SystemTime,
@@ -137,13 +137,13 @@ impl PushState {
     }
 
     /// The last batch reached Alertmanager: resolved groups need not be sent again.
-    pub fn delivered(&mut self) {
+    pub(super) fn delivered(&mut self) {
         self.resolved.clear();
     }
 
     /// Groups currently firing (tests).
     #[cfg(test)]
-    pub fn firing(&self) -> usize {
+    pub(super) fn firing(&self) -> usize {
         self.firing.len()
     }
 }

@@ -16,9 +16,9 @@ use super::{
 };
 
 /// Per POST. Short: the next scan brings fresh data anyway.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most one "still failing" log line per this long.
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+const FAILURE_LOG_EVERY: Duration = Duration::from_mins(1);
 
 #[derive(Default)]
 struct Slot {
@@ -28,7 +28,7 @@ struct Slot {
 
 type Shared = Arc<(Mutex<Slot>, Condvar)>;
 
-pub struct AlertmanagerClient {
+pub(super) struct AlertmanagerClient {
     shared: Shared,
 }
 
@@ -39,7 +39,7 @@ impl AlertmanagerClient {
     ///
     /// # Errors
     /// The thread could not be started.
-    pub fn start(base_url: &str, hold: Duration) -> std::io::Result<Self> {
+    pub(super) fn start(base_url: &str, hold: Duration) -> std::io::Result<Self> {
         // config::values::alertmanager_url has checked it is http:// (no TLS stack in this build).
         let base = base_url.trim_end_matches('/');
         let url = format!("{base}/api/v2/alerts");
@@ -57,7 +57,7 @@ impl AlertmanagerClient {
     }
 
     /// Hands the current groups to the sender thread (never blocks on the network).
-    pub fn push(&self, groups: Vec<AlertGroup>) {
+    pub(super) fn push(&self, groups: Vec<AlertGroup>) {
         let (slot, wake) = &*self.shared;
         crate::locks::lock(slot).latest = Some(groups);
         wake.notify_one();
@@ -129,7 +129,7 @@ impl Worker {
 
 /// Why one push did not reach Alertmanager.
 #[derive(Debug, thiserror::Error)]
-pub enum PushError {
+pub(super) enum PushError {
     /// No answer: connection refused, timeout, DNS, …
     #[error("POST {url}")]
     Request {

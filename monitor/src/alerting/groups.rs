@@ -1,7 +1,7 @@
 //! Alert groups: suspect connections grouped by (reason × owner × local port), the unit a human
 //! (and Alertmanager) acts on. Ten thousand leaked sockets of one service are one problem, not ten
 //! thousand. The owner is the process name, or the cgroup with `group_by = "cgroup"`, as in the
-//! CLOSE_WAIT metrics. Pure: Snapshot in, groups out.
+//! `CLOSE_WAIT` metrics. Pure: Snapshot in, groups out.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -52,6 +52,7 @@ pub struct GroupKey {
 }
 
 impl AlertGroup {
+    #[must_use]
     pub fn key(&self) -> GroupKey {
         GroupKey {
             reason: self.reason,
@@ -63,9 +64,9 @@ impl AlertGroup {
 
 /// How long a connection has been in trouble for `reason`: time in the state for the stuck
 /// states (for sockets that predate the agent, the lower bound the verdicts use too), time since
-/// the peer was last heard from for the dead-peer reasons, idle time for idle_no_keepalive.
+/// the peer was last heard from for the dead-peer reasons, idle time for `idle_no_keepalive`.
 /// Falls back to the idle time when that clock is unknown.
-pub fn age(c: &Connection, reason: Reason) -> Option<Duration> {
+pub(super) fn age(c: &Connection, reason: Reason) -> Option<Duration> {
     let specific = match reason {
         Reason::CloseWaitStuck | Reason::FinWait2Stuck => c.state_age.or(c.state_age_at_least),
         Reason::PeerUnresponsive | Reason::KeepaliveUnanswered => c.since_peer,
@@ -79,7 +80,7 @@ struct Acc<'a> {
     count: usize,
     oldest: Option<Duration>,
     pids: BTreeSet<u32>,
-    /// The oldest connections so far, oldest first, at most MAX_SAMPLES.
+    /// The oldest connections so far, oldest first, at most `MAX_SAMPLES`.
     samples: Vec<(Option<Duration>, &'a Connection)>,
 }
 
@@ -112,6 +113,7 @@ impl<'a> Acc<'a> {
 
 /// The active alerts: suspect connections grouped by reason, owner (per the snapshot's
 /// grouping) and service port, largest group first.
+#[must_use]
 pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
     let services = &snapshot.service_ports;
     let mut groups: HashMap<(Reason, Owner, Option<u16>), Acc<'_>> = HashMap::new();
@@ -164,11 +166,11 @@ mod reason_name {
 
     use crate::model::Reason;
 
-    pub fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(reason.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
         let name = String::deserialize(d)?;
         Reason::parse(&name).ok_or_else(|| D::Error::custom(format!("unknown reason {name:?}")))
     }

@@ -64,11 +64,13 @@ impl Alerting {
 
     /// Connections newly found suspect since the agent started, per reason (every reason
     /// present): `tcp_liveness_suspect_detections_total`.
+    #[must_use]
     pub fn detections(&self) -> &BTreeMap<Reason, u64> {
         self.tracker.detections()
     }
 
     /// The previous scan's suspects, for the next scan to report which are still open.
+    #[must_use]
     pub fn watched(&self) -> HashSet<u64> {
         self.tracker.watched()
     }

@@ -19,7 +19,7 @@ use crate::{
 /// What is remembered about a suspect connection, so its "cleared" line can still name it after
 /// the socket is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub(super) struct Seen {
     pub cookie: u64,
     pub pid: Option<u32>,
     pub comm: Option<Comm>,
@@ -42,14 +42,14 @@ impl From<&Connection> for Seen {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Change {
+pub(super) enum Change {
     New,
     Cleared,
 }
 
 /// One connection entering or leaving one reason.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Event {
+pub(super) struct Event {
     pub change: Change,
     pub reason: Reason,
     pub conn: Seen,
@@ -76,7 +76,7 @@ fn count(events: &[Event], change: Change) -> Vec<(Reason, usize)> {
 
 /// Suspect (connection, reason) pairs from one scan to the next.
 #[derive(Debug)]
-pub struct Tracker {
+pub(super) struct Tracker {
     suspects: HashMap<(u64, Reason), Seen>,
     detections: BTreeMap<Reason, u64>,
     log_limit: usize,
@@ -84,7 +84,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// `log_limit`: individual lines per scan before the rest is summarized per reason.
-    pub fn new(log_limit: usize) -> Self {
+    pub(super) fn new(log_limit: usize) -> Self {
         Self {
             suspects: HashMap::new(),
             // Every reason from the start, so the counter exists at 0 before the first detection.
@@ -94,19 +94,19 @@ impl Tracker {
     }
 
     /// New detections per reason since the agent started.
-    pub fn detections(&self) -> &BTreeMap<Reason, u64> {
+    pub(super) fn detections(&self) -> &BTreeMap<Reason, u64> {
         &self.detections
     }
 
     /// The cookies of the previous scan's suspects: the next scan reports which are still open
     /// ([`Snapshot::watched_open`]).
-    pub fn watched(&self) -> HashSet<u64> {
+    pub(super) fn watched(&self) -> HashSet<u64> {
         self.suspects.keys().map(|(cookie, _)| *cookie).collect()
     }
 
     /// Compares `snapshot` with the previous one: new events in snapshot order, then cleared ones
     /// by reason and cookie. Updates the state and the detection counts; logs nothing.
-    pub fn diff(&mut self, snapshot: &Snapshot) -> Vec<Event> {
+    pub(super) fn diff(&mut self, snapshot: &Snapshot) -> Vec<Event> {
         let mut previous = std::mem::take(&mut self.suspects);
         let mut events = Vec::new();
         for c in &snapshot.suspects {
@@ -141,7 +141,7 @@ impl Tracker {
     }
 
     /// One scan: diff, log (rate-limited), and the per-reason counts.
-    pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
+    pub(super) fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
         let events = self.diff(snapshot);
         let (lines, rest) = plan(&events, self.log_limit);
         lines.iter().for_each(log_event);
@@ -160,7 +160,7 @@ impl Tracker {
 }
 
 /// The first `limit` events get a line each; the rest are counted per (change, reason).
-pub fn plan(events: &[Event], limit: usize) -> (&[Event], Vec<(Change, Reason, usize)>) {
+pub(super) fn plan(events: &[Event], limit: usize) -> (&[Event], Vec<(Change, Reason, usize)>) {
     let (lines, rest) = events.split_at(events.len().min(limit));
     let mut counts: BTreeMap<(Change, Reason), usize> = BTreeMap::new();
     for e in rest {

@@ -12,9 +12,9 @@ use crate::{
     model::format::human_age,
 };
 
-pub const OK: i32 = 0;
-pub const WARNING: i32 = 1;
-pub const UNKNOWN: i32 = 3;
+pub(super) const OK: i32 = 0;
+pub(super) const WARNING: i32 = 1;
+pub(super) const UNKNOWN: i32 = 3;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct CheckArgs {
@@ -28,7 +28,7 @@ pub struct CheckArgs {
 
 /// Runs the check; returns the exit code. Everything, errors included, goes to stdout: monitoring
 /// systems show the plugin's stdout.
-pub fn run(args: &CheckArgs) -> i32 {
+pub(super) fn run(args: &CheckArgs) -> i32 {
     let (code, out) = match ask(args) {
         Ok(groups) => {
             let code = if groups.is_empty() { OK } else { WARNING };
@@ -59,7 +59,7 @@ fn ask(args: &CheckArgs) -> anyhow::Result<Vec<AlertGroup>> {
 }
 
 /// A status line, then one aligned line per group.
-pub fn report(groups: &[AlertGroup]) -> String {
+pub(super) fn report(groups: &[AlertGroup]) -> String {
     if groups.is_empty() {
         return "OK: no suspect connections\n".to_owned();
     }

@@ -18,7 +18,7 @@ pub struct ConnectionsArgs {
     /// Base URL of the running agent's HTTP listener.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9977")]
     pub agent: String,
-    /// Only connections in this TCP state (established, close_wait, close-wait, SYN_SENT, ...).
+    /// Only connections in this TCP state (established, `close_wait`, close-wait, `SYN_SENT`, ...).
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub state: Option<u8>,
     /// Only connections idle at least this long (30s, 5m, 2h); unknown idle times never match.
@@ -35,7 +35,7 @@ fn parse_state(s: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("{s:?} is not a TCP state (try established, close_wait)"))
 }
 
-pub fn run(args: &ConnectionsArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &ConnectionsArgs) -> anyhow::Result<()> {
     let url = format!("{}/connections", args.agent.trim_end_matches('/'));
     let mut query = Vec::new();
     if let Some(name) = args.state.and_then(tcp_state::name) {
@@ -149,7 +149,7 @@ fn row(c: &ConnectionView) -> [String; 12] {
 }
 
 /// The `ss`-like table: a header, then one aligned line per connection.
-pub fn format_table(views: &[ConnectionView]) -> String {
+pub(super) fn format_table(views: &[ConnectionView]) -> String {
     let rows: Vec<[String; 12]> = std::iter::once(HEADER.map(str::to_owned))
         .chain(views.iter().map(row))
         .collect();

@@ -9,7 +9,7 @@ use clap::Args;
 
 #[derive(Clone, Debug, Default, Args)]
 pub struct RunArgs {
-    /// TOML config file (keys as the flags, in snake_case); flags override it.
+    /// TOML config file (keys as the flags, in `snake_case`); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -22,7 +22,7 @@ pub struct RunArgs {
     pub scan_interval: Option<String>,
 
     /// Sockets tracked in the kernel (about 240 bytes each); inserts beyond it are counted
-    /// (tcp_liveness_table_insert_failures_total). [default: 262144]
+    /// (`tcp_liveness_table_insert_failures_total`). [default: 262144]
     #[arg(long, value_name = "N")]
     pub table_capacity: Option<String>,
 
@@ -34,11 +34,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
 
-    /// Report a socket in CLOSE_WAIT this long (the application never closed it). [default: 60s]
+    /// Report a socket in `CLOSE_WAIT` this long (the application never closed it). [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub close_wait_after: Option<String>,
 
-    /// Report a held socket in FIN_WAIT2 this long (the peer never closed). [default: 120s]
+    /// Report a held socket in `FIN_WAIT2` this long (the peer never closed). [default: 120s]
     #[arg(long, value_name = "DURATION")]
     pub fin_wait2_after: Option<String>,
 
@@ -50,7 +50,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub idle_after: Option<String>,
 
-    /// Largest CLOSE_WAIT owners exported as metric series, 0 to 1000. [default: 20]
+    /// Largest `CLOSE_WAIT` owners exported as metric series, 0 to 1000. [default: 20]
     #[arg(long, value_name = "N")]
     pub top_n: Option<String>,
 

@@ -42,7 +42,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("alert_log_limit", "20"),
 ];
 
-/// What the kernel uses when /proc/sys/net/ipv4/tcp_retries2 cannot be read.
+/// What the kernel uses when /`proc/sys/net/ipv4/tcp_retries2` cannot be read.
 pub const DEFAULT_TCP_RETRIES2: u32 = 15;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// How connection owners are grouped for the CLOSE_WAIT top-N and for alerts.
+/// How connection owners are grouped for the `CLOSE_WAIT` top-N and for alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupBy {
     Process,
@@ -71,7 +71,7 @@ pub struct RunConfig {
     /// Serve /connections to non-loopback clients too.
     pub allow_remote_connections: bool,
     pub log_format: LogFormat,
-    /// CLOSE_WAIT owners exported as metric series.
+    /// `CLOSE_WAIT` owners exported as metric series.
     pub top_n: usize,
     pub group_by: GroupBy,
     /// Alertmanager base URL (http), when alerts are sent.
@@ -121,7 +121,7 @@ impl ConfigError {
 }
 
 /// Reads the `--config` file if given, then [`RunConfig::resolve`]s; fills in the host's
-/// tcp_retries2. Touches nothing else, so it is safe to call before loading any probe.
+/// `tcp_retries2`. Touches nothing else, so it is safe to call before loading any probe.
 pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?,

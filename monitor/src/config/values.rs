@@ -7,7 +7,7 @@ use super::{GroupBy, LogFormat};
 
 /// A value as given: text (a flag, or a built-in default) or a value from the TOML file.
 #[derive(Clone, Copy, Debug)]
-pub enum Raw<'a> {
+pub(super) enum Raw<'a> {
     Text(&'a str),
     Toml(&'a toml::Value),
 }
@@ -49,7 +49,7 @@ fn integer_between(raw: Raw<'_>, min: i64, max: i64) -> Result<i64, String> {
     Ok(n)
 }
 
-pub fn boolean(raw: Raw<'_>) -> Result<bool, String> {
+pub(super) fn boolean(raw: Raw<'_>) -> Result<bool, String> {
     match raw {
         Raw::Text("true") | Raw::Toml(toml::Value::Boolean(true)) => Ok(true),
         Raw::Text("false") | Raw::Toml(toml::Value::Boolean(false)) => Ok(false),
@@ -84,18 +84,18 @@ fn duration_between(
 }
 
 /// How often the kernel table is read: often enough to be useful, rarely enough to be cheap.
-pub fn scan_interval(raw: Raw<'_>) -> Result<Duration, String> {
+pub(super) fn scan_interval(raw: Raw<'_>) -> Result<Duration, String> {
     duration_between(
         raw,
         Duration::from_millis(100),
-        Duration::from_secs(3600),
+        Duration::from_hours(1),
         "100ms and 1h",
     )
 }
 
 /// A verdict threshold: below 100 ms is noise (scans are slower), above 30 days never fires.
-pub fn threshold(raw: Raw<'_>) -> Result<Duration, String> {
-    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(super) fn threshold(raw: Raw<'_>) -> Result<Duration, String> {
+    const THIRTY_DAYS: Duration = Duration::from_hours(720);
     duration_between(
         raw,
         Duration::from_millis(100),
@@ -104,25 +104,25 @@ pub fn threshold(raw: Raw<'_>) -> Result<Duration, String> {
     )
 }
 
-pub fn listen(raw: Raw<'_>) -> Result<SocketAddr, String> {
+pub(super) fn listen(raw: Raw<'_>) -> Result<SocketAddr, String> {
     let text = string(raw)?;
     text.parse()
         .map_err(|_| format!("invalid address {text:?} (expected IP:PORT, e.g. 0.0.0.0:9977)"))
 }
 
 /// Kernel map entries; the map is preallocated, so the ceiling bounds kernel memory (~200 B each).
-pub fn table_capacity(raw: Raw<'_>) -> Result<u32, String> {
+pub(super) fn table_capacity(raw: Raw<'_>) -> Result<u32, String> {
     let n = integer_between(raw, 1024, 16_777_216)?;
     Ok(u32::try_from(n).expect("range checked"))
 }
 
 /// A count of things emitted per scan (metric series, log lines); bounded to keep output sane.
-pub fn count(raw: Raw<'_>, max: i64) -> Result<usize, String> {
+pub(super) fn count(raw: Raw<'_>, max: i64) -> Result<usize, String> {
     let n = integer_between(raw, 0, max)?;
     Ok(usize::try_from(n).expect("range checked"))
 }
 
-pub fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
+pub(super) fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
     match string(raw)? {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
@@ -130,7 +130,7 @@ pub fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
     }
 }
 
-pub fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
+pub(super) fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
     match string(raw)? {
         "process" => Ok(GroupBy::Process),
         "cgroup" => Ok(GroupBy::Cgroup),
@@ -139,7 +139,7 @@ pub fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
 }
 
 /// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.
-pub fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
+pub(super) fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
     let text = string(raw)?;
     if text.is_empty() {
         return Ok(None);
@@ -164,13 +164,13 @@ pub fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
 }
 
 /// Port 0 never appears on an established connection, so it can only be a mistake.
-pub fn port(raw: Raw<'_>) -> Result<u16, String> {
+pub(super) fn port(raw: Raw<'_>) -> Result<u16, String> {
     let n = integer_between(raw, 1, 65535)?;
     Ok(u16::try_from(n).expect("range checked"))
 }
 
 /// A process name as the kernel keeps it (comm): at most 15 bytes, so a longer one never matches.
-pub fn process(raw: Raw<'_>) -> Result<String, String> {
+pub(super) fn process(raw: Raw<'_>) -> Result<String, String> {
     let name = string(raw)?;
     if name.is_empty() {
         return Err("must not be empty".into());

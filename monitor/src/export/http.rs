@@ -30,7 +30,7 @@ use crate::{
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
     /// The live socket table: `/connections` reads it at request time (the snapshot keeps no
@@ -44,7 +44,7 @@ pub struct HttpState {
 
 /// Whether `ip` is this host's loopback, including IPv4 loopback seen through a dual-stack
 /// (`::ffff:127.0.0.1`) socket.
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
@@ -55,7 +55,7 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 
 /// The routes. `/connections` needs the peer address: serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`, as [`serve`] does.
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/connections", get(connections))
@@ -65,7 +65,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -40,7 +40,7 @@ pub struct ConnectionFilter {
     pub netns: Option<u32>,
 }
 
-/// syn_recv is two kernel states (3 and request sockets, 12); both compare as one.
+/// `syn_recv` is two kernel states (3 and request sockets, 12); both compare as one.
 fn same_state(a: u8, b: u8) -> bool {
     fold_syn_recv(a) == fold_syn_recv(b)
 }
@@ -74,6 +74,7 @@ impl ConnectionFilter {
         })
     }
 
+    #[must_use]
     pub fn matches(&self, c: &Connection) -> bool {
         self.netns.is_none_or(|ns| c.netns == Some(ns))
             && self.state.is_none_or(|s| same_state(s, c.state))
@@ -94,6 +95,7 @@ pub struct ViewsWriter {
 }
 
 impl ViewsWriter {
+    #[must_use]
     pub fn new(filter: ConnectionFilter) -> Self {
         Self {
             filter,
@@ -123,6 +125,7 @@ impl ViewsWriter {
     }
 
     /// The rest of the body.
+    #[must_use]
     pub fn finish(mut self) -> Vec<u8> {
         self.json.push(b']');
         self.json

@@ -26,7 +26,10 @@ use prometheus::{
 pub use self::{errno::errno_name, proto::histogram};
 use self::{
     proto::{counter, gauge, histogram_metric, idle_histogram},
-    specs::*,
+    specs::{
+        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES, RESETS,
+        RETRANSMITS, SNAPSHOT_SPECS, SOCKET_ERRORS, TRACKED, TRANSITIONS,
+    },
 };
 use super::{Published, SnapshotStore};
 use crate::scan::ScanStage;
@@ -41,6 +44,7 @@ const SCAN_BUCKETS: [f64; 13] = [
 /// Every metric derived from one published scan (pure; the collector calls it on each scrape).
 /// Reads the snapshot's precomputed summary: the cost follows the number of series, not of
 /// sockets.
+#[must_use]
 pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFamily> {
     let snapshot = &published.snapshot;
     let per_state = &snapshot.summary.states;
@@ -261,6 +265,7 @@ impl Metrics {
     }
 
     /// All metrics in the Prometheus text format ([`prometheus::TEXT_FORMAT`]).
+    #[must_use]
     pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
@@ -271,6 +276,7 @@ impl Metrics {
             })
     }
 
+    #[must_use]
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -32,6 +32,7 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }

@@ -2,7 +2,7 @@
 
 use std::{fmt, hash, ops::Deref};
 
-/// The kernel's TASK_COMM_LEN: 15 bytes and a NUL.
+/// The kernel's `TASK_COMM_LEN`: 15 bytes and a NUL.
 const TASK_COMM_LEN: usize = 16;
 /// `comm` is not guaranteed UTF-8; each invalid byte becomes U+FFFD (3 bytes) in the lossy
 /// conversion, so the worst case is three times the raw length. Keeping the lossy text (rather
@@ -18,6 +18,7 @@ pub struct Comm {
 
 impl Comm {
     /// From the kernel's NUL-padded, possibly non-UTF-8 buffer.
+    #[must_use]
     pub fn from_kernel(raw: &[u8; TASK_COMM_LEN]) -> Self {
         let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
         Self::new(&String::from_utf8_lossy(&raw[..len]))
@@ -25,6 +26,7 @@ impl Comm {
 
     /// From text; cut at a character boundary if longer than the capacity (never happens for a
     /// name that came from the kernel).
+    #[must_use]
     pub fn new(text: &str) -> Self {
         let mut len = text.len().min(CAPACITY);
         while !text.is_char_boundary(len) {
@@ -38,6 +40,7 @@ impl Comm {
         }
     }
 
+    #[must_use]
     pub fn as_str(&self) -> &str {
         // `new` only copies whole characters of a `&str`.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()

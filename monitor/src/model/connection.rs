@@ -8,7 +8,7 @@ use super::{Comm, Reason};
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connection {
-    /// Kernel socket cookie (the same id sock_diag reports as `idiag_cookie`).
+    /// Kernel socket cookie (the same id `sock_diag` reports as `idiag_cookie`).
     pub cookie: u64,
     /// Kernel TCP state number (`monitor_common::tcp_state`), from `inet_sock_set_state`.
     pub state: u8,
@@ -44,13 +44,13 @@ pub struct Connection {
     pub unacked_bytes: Option<u32>,
     /// Smoothed round-trip time (`srtt_us`), when read from the socket.
     pub srtt: Option<Duration>,
-    /// Retransmits seen since the agent started tracking the socket (plus tcp_info's total when seeded).
+    /// Retransmits seen since the agent started tracking the socket (plus `tcp_info`'s total when seeded).
     pub retransmits: u32,
-    /// The socket existed before the agent started; its history came from sock_diag.
+    /// The socket existed before the agent started; its history came from `sock_diag`.
     pub seeded: bool,
-    /// SO_KEEPALIVE and its effective timers, when known.
+    /// `SO_KEEPALIVE` and its effective timers, when known.
     pub keepalive: Option<Keepalive>,
-    /// TCP_USER_TIMEOUT (`icsk_user_timeout`), when set on the socket.
+    /// `TCP_USER_TIMEOUT` (`icsk_user_timeout`), when set on the socket.
     pub user_timeout: Option<Duration>,
     /// The application has closed the socket (`SOCK_DEAD`): the kernel finishes it alone.
     pub orphan: bool,
@@ -65,6 +65,7 @@ pub struct Connection {
 
 impl Connection {
     /// A connection with nothing known but its identity (tests and conversions fill the rest).
+    #[must_use]
     pub fn new(cookie: u64, state: u8, local: SocketAddr, remote: SocketAddr) -> Self {
         Self {
             cookie,
@@ -97,13 +98,13 @@ impl Connection {
 }
 
 /// Keepalive settings of one socket. Timers are the effective values: the socket's own when set
-/// (TCP_KEEPIDLE/INTVL/CNT), else the sysctl defaults.
+/// (`TCP_KEEPIDLE/INTVL/CNT`), else the sysctl defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
-    /// SO_KEEPALIVE (`SOCK_KEEPOPEN` in `sk_flags`).
+    /// `SO_KEEPALIVE` (`SOCK_KEEPOPEN` in `sk_flags`).
     pub enabled: bool,
     /// Idle time before the first probe (`keepalive_time`, else `net.ipv4.tcp_keepalive_time`);
-    /// None when the socket's own value is set but CONFIG_HZ is unknown.
+    /// None when the socket's own value is set but `CONFIG_HZ` is unknown.
     pub idle: Option<Duration>,
     /// Between probes (`keepalive_intvl`, else `net.ipv4.tcp_keepalive_intvl`).
     pub interval: Option<Duration>,

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 /// Seconds with millisecond resolution (finer digits are noise next to the scan interval);
 /// None stays None (JSON `null`: unknown, never 0).
-pub fn seconds(d: Option<Duration>) -> Option<f64> {
+pub(crate) fn seconds(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_millis() as f64 / 1000.0)
 }
 
 /// An age in the largest two units, the way `ps`/`kubectl` show them: `850ms`, `12s`, `4m05s`,
 /// `2h11m`, `3d04h`; `-` when unknown.
-pub fn human_age(seconds: Option<f64>) -> String {
+pub(crate) fn human_age(seconds: Option<f64>) -> String {
     let Some(seconds) = seconds else {
         return "-".to_owned();
     };
@@ -33,7 +33,7 @@ pub fn human_age(seconds: Option<f64>) -> String {
 
 /// `error` and its chain of causes (`source()`), `: `-separated, the way `anyhow` prints `{:#}`:
 /// one log line that says what failed and why.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,4 +1,4 @@
-//! Who a connection is counted against in bounded-cardinality outputs (the CLOSE_WAIT metrics
+//! Who a connection is counted against in bounded-cardinality outputs (the `CLOSE_WAIT` metrics
 //! and the alert groups): its process name, or its cgroup with `group_by = "cgroup"`.
 
 use std::sync::Arc;
@@ -37,6 +37,7 @@ pub enum Owner {
 
 impl Owner {
     /// `c`'s owner: its cgroup when `grouping.by_cgroup`, else its process name.
+    #[must_use]
     pub fn of(c: &Connection, grouping: Grouping) -> Self {
         match (grouping.by_cgroup, c.comm, &c.cgroup) {
             (true, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
@@ -46,6 +47,7 @@ impl Owner {
     }
 
     /// The `owner` label value: the name, the cgroup path, or [`labels::UNKNOWN`].
+    #[must_use]
     pub fn label(&self) -> &str {
         match self {
             Owner::Process(comm) => comm.as_str(),

@@ -4,15 +4,15 @@
 use monitor_common::tcp_state;
 
 /// Port label of a connection the host opened (its local port is ephemeral).
-pub const OUTBOUND: &str = "outbound";
+pub(crate) const OUTBOUND: &str = "outbound";
 /// Owner label when neither the process name nor the cgroup is known.
-pub const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 /// Owner (and port) label for the owners cut from a top-N list.
-pub const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 
-/// syn_recv is two kernel states: `TCP_SYN_RECV` (3) and request sockets, `TCP_NEW_SYN_RECV`
+/// `syn_recv` is two kernel states: `TCP_SYN_RECV` (3) and request sockets, `TCP_NEW_SYN_RECV`
 /// (12). Every report folds the second into the first.
-pub fn fold_syn_recv(state: u8) -> u8 {
+pub(crate) fn fold_syn_recv(state: u8) -> u8 {
     if state == tcp_state::NEW_SYN_RECV {
         tcp_state::SYN_RECV
     } else {
@@ -21,21 +21,21 @@ pub fn fold_syn_recv(state: u8) -> u8 {
 }
 
 /// The reported state a kernel state counts as ([`fold_syn_recv`]); None for states outside
-/// [`tcp_state::REPORTED`] (time_wait, close), which are never reported.
-pub fn reported_state(state: u8) -> Option<u8> {
+/// [`tcp_state::REPORTED`] (`time_wait`, close), which are never reported.
+pub(crate) fn reported_state(state: u8) -> Option<u8> {
     let state = fold_syn_recv(state);
     tcp_state::REPORTED.contains(&state).then_some(state)
 }
 
 /// Display name of a state (`close_wait`); an unexpected number stays visible (`state_42`)
 /// instead of failing the response.
-pub fn state_label(state: u8) -> String {
+pub(crate) fn state_label(state: u8) -> String {
     tcp_state::name(state).map_or_else(|| format!("state_{state}"), str::to_owned)
 }
 
 /// Port label in metrics and alerts: the service port, or [`OUTBOUND`] for connections this host
 /// opened (`None`).
-pub fn port_label(port: Option<u16>) -> String {
+pub(crate) fn port_label(port: Option<u16>) -> String {
     port.map_or_else(|| OUTBOUND.to_owned(), |p| p.to_string())
 }
 

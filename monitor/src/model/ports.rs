@@ -17,11 +17,13 @@ impl ServicePorts {
     /// The local port of `c` when it is a port something listens on (an accepted connection);
     /// None for outbound connections, whose local port is ephemeral: labelling or grouping by it
     /// would make one series or alert per leaked socket.
+    #[must_use]
     pub fn service_port(&self, c: &Connection) -> Option<u16> {
         self.resolve(c.netns, c.local.port())
     }
 
     /// [`service_port`](Self::service_port) for a (namespace, local port) pair.
+    #[must_use]
     pub fn resolve(&self, netns: Option<u32>, port: u16) -> Option<u16> {
         self.0.contains(&(netns, port)).then_some(port)
     }

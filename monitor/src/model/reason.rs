@@ -6,15 +6,15 @@
 /// Why a connection is suspect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
-    /// In CLOSE_WAIT too long: the peer closed, the local application never called close().
+    /// In `CLOSE_WAIT` too long: the peer closed, the local application never called `close()`.
     CloseWaitStuck,
-    /// In FIN_WAIT2 too long on a socket the application still holds: we closed, the peer never did.
+    /// In `FIN_WAIT2` too long on a socket the application still holds: we closed, the peer never did.
     FinWait2Stuck,
     /// Unacknowledged data, retransmits, and no packet from the peer for too long: the peer is gone.
     PeerUnresponsive,
     /// Keepalive probes are going out and none is answered.
     KeepaliveUnanswered,
-    /// Nothing received for too long, no keepalive, no TCP_USER_TIMEOUT: a dead peer would never
+    /// Nothing received for too long, no keepalive, no `TCP_USER_TIMEOUT`: a dead peer would never
     /// be noticed (the receive-only side of the half-open problem).
     IdleNoKeepalive,
 }
@@ -27,7 +27,7 @@ struct Words {
     alert_name: &'static str,
     /// Alertmanager `severity` label.
     severity: &'static str,
-    /// How an alert summary describes the connections ("stuck in CLOSE_WAIT").
+    /// How an alert summary describes the connections ("stuck in `CLOSE_WAIT`").
     symptom: &'static str,
     /// What the on-call should do about it (logs, alerts, `check`, the README).
     remedy: &'static str,
@@ -88,31 +88,37 @@ impl Reason {
     }
 
     /// The contract name: `reason` label value, JSON `suspect` entry (`close_wait_stuck`).
+    #[must_use]
     pub const fn as_str(self) -> &'static str {
         self.words().name
     }
 
     /// The reason named `text` ([`as_str`](Self::as_str)); None for any other text.
+    #[must_use]
     pub fn parse(text: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == text)
     }
 
     /// Alertmanager `alertname`: `close_wait_stuck` → `TcpLivenessCloseWaitStuck`.
+    #[must_use]
     pub const fn alert_name(self) -> &'static str {
         self.words().alert_name
     }
 
-    /// Alertmanager `severity`: `info` for idle_no_keepalive (a latent risk), else `warning`.
+    /// Alertmanager `severity`: `info` for `idle_no_keepalive` (a latent risk), else `warning`.
+    #[must_use]
     pub const fn severity(self) -> &'static str {
         self.words().severity
     }
 
-    /// How an alert summary describes the affected connections ("stuck in CLOSE_WAIT").
+    /// How an alert summary describes the affected connections ("stuck in `CLOSE_WAIT`").
+    #[must_use]
     pub const fn symptom(self) -> &'static str {
         self.words().symptom
     }
 
     /// What the on-call should do about it (used in logs, alerts and the README).
+    #[must_use]
     pub const fn remedy(self) -> &'static str {
         self.words().remedy
     }

@@ -46,13 +46,13 @@ pub struct ConnectionView {
     /// Container id derived from the cgroup path, when it has one.
     #[serde(default)]
     pub container: Option<String>,
-    /// For peer_unresponsive: seconds until the kernel gives up retransmitting.
+    /// For `peer_unresponsive`: seconds until the kernel gives up retransmitting.
     #[serde(default)]
     pub gives_up_in_seconds: Option<f64>,
     pub suspect: Vec<String>,
 }
 
-/// SO_KEEPALIVE and its effective timers.
+/// `SO_KEEPALIVE` and its effective timers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeepaliveView {
     pub enabled: bool,

@@ -29,6 +29,7 @@ pub const FLOOR_HOOKS: [&str; 6] = [
     "tcp_destroy_sock",
 ];
 
+#[must_use]
 pub fn floor_name(hook: &str) -> String {
     format!("floor_{hook}")
 }
@@ -78,6 +79,7 @@ impl BenchProbes {
     }
 
     /// Names of every program (real hooks, then floors).
+    #[must_use]
     pub fn names() -> Vec<String> {
         HOOKS
             .iter()

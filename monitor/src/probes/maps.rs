@@ -51,6 +51,7 @@ impl KernelMaps {
     }
 
     /// Shared, lock-free read access to the socket table (scans and `/connections`).
+    #[must_use]
     pub fn reader(&self) -> Arc<SocketTable> {
         Arc::clone(&self.table)
     }

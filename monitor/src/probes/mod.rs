@@ -129,7 +129,7 @@ impl Probes {
                 match &error {
                     None => tracing::info!(hook, "hook attached"),
                     Some(error) => {
-                        tracing::warn!(hook, %error, "hook not attached; running without it")
+                        tracing::warn!(hook, %error, "hook not attached; running without it");
                     }
                 }
                 HookStatus {
@@ -154,6 +154,7 @@ impl Probes {
 
     /// The socket table, read through its memory mapping without this value's lock, so a
     /// `/connections` request never waits for a scan (or the reverse).
+    #[must_use]
     pub fn socket_source(&self) -> Arc<dyn SocketSource> {
         self.maps.reader()
     }
@@ -195,15 +196,15 @@ fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTrace
         .map_err(ProbeError::program(name))
 }
 
-/// The kernel accounts BPF memory by memcg on current kernels; where it still uses RLIMIT_MEMLOCK
-/// the limit must be raised. Failing to raise it (no CAP_SYS_RESOURCE) is only a warning.
+/// The kernel accounts BPF memory by memcg on current kernels; where it still uses `RLIMIT_MEMLOCK`
+/// the limit must be raised. Failing to raise it (no `CAP_SYS_RESOURCE`) is only a warning.
 fn raise_memlock_limit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit reads a valid, initialised struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
         tracing::warn!(
             error = %std::io::Error::last_os_error(),
             "could not raise RLIMIT_MEMLOCK; fine on kernels that account BPF memory by memcg"

@@ -83,7 +83,7 @@ fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, ProbeError> {
                 .members
                 .iter()
                 .find(|m| btf.resolve_name(*m).ok().as_deref() == Some(name))
-                .map(|m| m.val()),
+                .map(btf_rs::EnumMember::val),
             _ => None,
         })
         .ok_or_else(|| ProbeError::BtfLayout {

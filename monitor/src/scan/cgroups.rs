@@ -6,7 +6,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 #[derive(Default)]
-pub struct CgroupCache {
+pub(crate) struct CgroupCache {
     /// Pids looked up since the current scan started.
     current: HashMap<u32, Option<Arc<str>>>,
     /// Pids of the previous scan not looked up again yet; dropped at the end of the scan.
@@ -18,16 +18,16 @@ impl CgroupCache {
     /// forgotten (pids get reused).
     ///
     /// [`end_scan`]: Self::end_scan
-    pub fn start_scan(&mut self) {
+    pub(crate) fn start_scan(&mut self) {
         self.previous = std::mem::take(&mut self.current);
     }
 
-    pub fn end_scan(&mut self) {
+    pub(crate) fn end_scan(&mut self) {
         self.previous = HashMap::new();
     }
 
     /// The cgroup of `pid`. Reads /proc only for pids not seen in the previous scan.
-    pub fn cgroup_of(&mut self, pid: u32) -> Option<Arc<str>> {
+    pub(crate) fn cgroup_of(&mut self, pid: u32) -> Option<Arc<str>> {
         if let Some(cgroup) = self.current.get(&pid) {
             return cgroup.clone();
         }

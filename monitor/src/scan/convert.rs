@@ -16,7 +16,7 @@ use crate::model::{Comm, Connection, Keepalive};
 /// length to convert the ones it does set (the kernel stores them in jiffies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketDefaults {
-    /// CONFIG_HZ; None when the kernel config is unreadable (custom timers then stay unknown).
+    /// `CONFIG_HZ`; None when the kernel config is unreadable (custom timers then stay unknown).
     pub hz: Option<u32>,
     pub keepalive_time: Duration,
     pub keepalive_intvl: Duration,
@@ -24,11 +24,11 @@ pub struct SocketDefaults {
 }
 
 impl Default for SocketDefaults {
-    /// The kernel's own defaults (net.ipv4.tcp_keepalive_*).
+    /// The kernel's own defaults (`net.ipv4.tcp_keepalive`_*).
     fn default() -> Self {
         Self {
             hz: None,
-            keepalive_time: Duration::from_secs(7200),
+            keepalive_time: Duration::from_hours(2),
             keepalive_intvl: Duration::from_secs(75),
             keepalive_probes: 9,
         }
@@ -36,10 +36,12 @@ impl Default for SocketDefaults {
 }
 
 /// Time from a kernel timestamp to `now_ns`; `None` for 0 ("never seen").
+#[must_use]
 pub fn age(now_ns: u64, at_ns: u64) -> Option<Duration> {
     (at_ns != 0).then(|| Duration::from_nanos(now_ns.saturating_sub(at_ns)))
 }
 
+#[must_use]
 pub fn connection(
     cookie: u64,
     entry: &SockActivity,

@@ -1,13 +1,12 @@
-//! Reads the host's keepalive defaults and the kernel tick rate (CONFIG_HZ) once at start-up.
+//! Reads the host's keepalive defaults and the kernel tick rate (`CONFIG_HZ`) once at start-up.
 
 use std::{io::Read as _, path::Path, time::Duration};
 
 use super::convert::SocketDefaults;
 
-pub fn load() -> SocketDefaults {
+pub(crate) fn load() -> SocketDefaults {
     let fallback = SocketDefaults::default();
-    let secs =
-        |name: &str, default: Duration| sysctl(name).map(Duration::from_secs).unwrap_or(default);
+    let secs = |name: &str, default: Duration| sysctl(name).map_or(default, Duration::from_secs);
     SocketDefaults {
         hz: config_hz(),
         keepalive_time: secs("tcp_keepalive_time", fallback.keepalive_time),
@@ -19,12 +18,12 @@ pub fn load() -> SocketDefaults {
 }
 
 /// net.ipv4.`name` in the agent's network namespace.
-pub fn sysctl(name: &str) -> Option<u64> {
+pub(crate) fn sysctl(name: &str) -> Option<u64> {
     let text = std::fs::read_to_string(Path::new("/proc/sys/net/ipv4").join(name)).ok()?;
     text.trim().parse().ok()
 }
 
-/// CONFIG_HZ from /proc/config.gz or /boot/config-<release>. Socket keepalive timers are kept in
+/// `CONFIG_HZ` from /proc/config.gz or /boot/config-<release>. Socket keepalive timers are kept in
 /// jiffies; without HZ the agent reports custom timers as unknown rather than guess.
 fn config_hz() -> Option<u32> {
     let mut text = String::new();

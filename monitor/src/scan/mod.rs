@@ -1,5 +1,5 @@
 //! The scan: the kernel's per-socket table and counters in, one [`Snapshot`] out — the hand-off
-//! between I/O (maps, sock_diag) and everything that reports (alerting, metrics, HTTP).
+//! between I/O (maps, `sock_diag`) and everything that reports (alerting, metrics, HTTP).
 //!
 //! A scan streams the table through one per-socket pipeline ([`pipeline`]: convert, attribute,
 //! judge, with every age computed against one clock reading) into a [`Snapshot`] that keeps
@@ -44,7 +44,7 @@ pub struct Snapshot {
     /// The kernel programs' counters; after a failed read, the last values read (never zeros:
     /// Prometheus would take them for a counter reset). See `failures`.
     pub counters: KernelCounters,
-    /// Live entries in the kernel table (CLOSE and TIME_WAIT stragglers excluded).
+    /// Live entries in the kernel table (CLOSE and `TIME_WAIT` stragglers excluded).
     pub tracked_sockets: usize,
     /// Slots in the kernel table (`--table-capacity`).
     pub table_capacity: u32,
@@ -72,6 +72,7 @@ impl ScanStage {
     pub const ALL: [ScanStage; 2] = [ScanStage::Counters, ScanStage::Scan];
 
     /// The `stage` label of `tcp_liveness_scan_errors_total`.
+    #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             ScanStage::Counters => "counters",

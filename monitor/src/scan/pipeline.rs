@@ -25,6 +25,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    #[must_use]
     pub fn new(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
             defaults,
@@ -73,7 +74,7 @@ impl Pipeline {
         });
     }
 
-    /// One entry; None for CLOSE and TIME_WAIT, which are never live entries (a straggler would
+    /// One entry; None for CLOSE and `TIME_WAIT`, which are never live entries (a straggler would
     /// make counts differ from what `ss` shows for live sockets).
     fn judge(
         &self,

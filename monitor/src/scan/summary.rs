@@ -48,7 +48,7 @@ pub struct StateSummary {
     pub idle: IdleHistogram,
 }
 
-/// CLOSE_WAIT grouped by owner and port, cut to the top N owners.
+/// `CLOSE_WAIT` grouped by owner and port, cut to the top N owners.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CloseWaitTop {
     /// (owner, local port) → count; owners beyond the top N are folded into ("other", "other").
@@ -60,7 +60,7 @@ pub struct CloseWaitTop {
 /// Everything `/metrics` reports about the sockets of one scan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
-    /// Every reported state, 0 included: a series that vanishes breaks rate() and alerts.
+    /// Every reported state, 0 included: a series that vanishes breaks `rate()` and alerts.
     pub states: BTreeMap<u8, StateSummary>,
     /// Suspect connections per reason, every reason present.
     pub suspects: BTreeMap<Reason, u64>,
@@ -90,7 +90,7 @@ impl Default for Summary {
     }
 }
 
-/// CLOSE_WAIT sockets of one owner on one (namespace, raw local port): the port becomes a label
+/// `CLOSE_WAIT` sockets of one owner on one (namespace, raw local port): the port becomes a label
 /// only at the end of the scan, once every listener is known.
 #[derive(Clone, Copy, Debug, Default)]
 struct CloseWaitGroup {
@@ -109,6 +109,7 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     /// `watched`: cookies whose presence in the table the snapshot reports (`watched_open`).
+    #[must_use]
     pub fn new(grouping: Grouping, watched: HashSet<u64>) -> Self {
         Self {
             grouping,
@@ -166,6 +167,7 @@ impl SnapshotBuilder {
     }
 
     /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).
+    #[must_use]
     pub fn finish(mut self) -> Snapshot {
         self.summary.close_wait = close_wait_top(
             self.close_wait,

@@ -1,4 +1,4 @@
-//! A sock_diag socket as a kernel-table entry, so pre-existing sockets and new events share one
+//! A `sock_diag` socket as a kernel-table entry, so pre-existing sockets and new events share one
 //! entry keyed by the socket cookie.
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,10 +15,11 @@ const NS_PER_MS: u64 = 1_000_000;
 /// The kernel-table entry for a pre-existing socket. `now_ns` is `CLOCK_MONOTONIC` nanoseconds,
 /// the clock the kernel programs stamp with.
 ///
-/// tcp_info's `last*` fields are "milliseconds ago"; they become timestamps relative to `now_ns`,
+/// `tcp_info`'s `last*` fields are "milliseconds ago"; they become timestamps relative to `now_ns`,
 /// never 0 (0 means "not seen"). The time the socket entered its state is unknown (the kernel
 /// does not keep it), so `state_since_ns` stays 0. Listeners keep every time at 0: the kernel
 /// fills no times for them, and their zeros would read as "just now".
+#[must_use]
 pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> SockActivity {
     let mut entry = SockActivity::zeroed();
     entry.saddr = addr_bytes(&sock.local);

@@ -1,4 +1,4 @@
-//! The sock_diag dump: one netlink request per address family, multipart replies until NLMSG_DONE.
+//! The `sock_diag` dump: one netlink request per address family, multipart replies until `NLMSG_DONE`.
 
 use std::net::SocketAddr;
 
@@ -18,7 +18,7 @@ use super::{
     tcp_info::{self, TcpInfoSummary},
 };
 
-/// One socket from a sock_diag dump.
+/// One socket from a `sock_diag` dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiagSocket {
     /// Inode of the namespace the socket lives in.
@@ -31,12 +31,12 @@ pub struct DiagSocket {
     /// IPv6 sockets stay V6, v4-mapped addresses included: that is how the kernel sees them.
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    /// 0 when the socket has no file (orphaned, e.g. FIN_WAIT2 after close; TIME_WAIT).
+    /// 0 when the socket has no file (orphaned, e.g. `FIN_WAIT2` after close; `TIME_WAIT`).
     pub inode: u32,
-    /// Absent for TIME_WAIT and request sockets, which have no `tcp_info`.
+    /// Absent for `TIME_WAIT` and request sockets, which have no `tcp_info`.
     pub tcp_info: Option<TcpInfoSummary>,
     /// The pending timer is the keepalive timer (`ss -o` shows `timer:(keepalive,…)`): an idle
-    /// socket with SO_KEEPALIVE on always has it armed.
+    /// socket with `SO_KEEPALIVE` on always has it armed.
     pub keepalive_timer: bool,
 }
 

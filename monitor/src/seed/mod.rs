@@ -1,7 +1,7 @@
-//! sock_diag seeding: the TCP sockets that existed before the agent started, and the listeners.
+//! `sock_diag` seeding: the TCP sockets that existed before the agent started, and the listeners.
 //!
 //! The kernel probes only see sockets that change state or move data after they attach, and never
-//! see `listen()`. sock_diag (an `inet_diag` dump over netlink) lists every TCP socket of a network
+//! see `listen()`. `sock_diag` (an `inet_diag` dump over netlink) lists every TCP socket of a network
 //! namespace with the kernel's own per-socket times (`tcp_info`), so the agent can seed its table and
 //! list listeners. A netlink socket only sees its own namespace, hence one dump per namespace.
 //!
@@ -22,7 +22,7 @@ pub use netns::{Netns, find_namespaces, ns_inode};
 pub use owners::{Owner, socket_owners};
 pub use tcp_info::TcpInfoSummary;
 
-/// Why a sock_diag dump failed.
+/// Why a `sock_diag` dump failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("cannot open network namespace {path}: {source}")]

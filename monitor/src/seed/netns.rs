@@ -29,6 +29,7 @@ const NAMED_NETNS_DIR: &str = "/run/netns";
 /// Every distinct network namespace: `/proc/self/ns/net` first, then `/proc/*/ns/net` (in pid
 /// order) and `/run/netns/*`, deduplicated by inode. Unreadable entries are skipped silently:
 /// processes exit while we look, and an unprivileged agent cannot read others' namespaces.
+#[must_use]
 pub fn find_namespaces() -> Vec<Netns> {
     let mut candidates = vec![PathBuf::from(SELF_NETNS)];
     candidates.extend(
@@ -50,12 +51,13 @@ pub fn find_namespaces() -> Vec<Netns> {
 
 /// Inode of a namespace file, `None` when it cannot be read. nsfs inodes are 32-bit
 /// (`proc_inum`), the same width the kernel table stores.
+#[must_use]
 pub fn ns_inode(path: &Path) -> Option<u32> {
     let meta = fs::metadata(path).ok()?;
     u32::try_from(meta.ino()).ok()
 }
 
-/// Runs `f` inside `ns`. setns() moves only the calling thread, so a foreign namespace is entered
+/// Runs `f` inside `ns`. `setns()` moves only the calling thread, so a foreign namespace is entered
 /// on a short-lived thread that dies with it; the caller's thread never changes namespace.
 pub(super) fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
 where

@@ -14,7 +14,8 @@ pub struct Owner {
 
 /// Owner of each socket inode. A socket shared by several processes (fork, fd passing) is given
 /// to the lowest pid, so repeated scans agree. Unreadable entries are skipped: processes exit while
-/// we look, and without CAP_SYS_PTRACE others' fd tables are closed to us.
+/// we look, and without `CAP_SYS_PTRACE` others' fd tables are closed to us.
+#[must_use]
 pub fn socket_owners() -> HashMap<u32, Owner> {
     let mut owners = HashMap::new();
     // Ascending pids: the first process seen holding an inode is the lowest.

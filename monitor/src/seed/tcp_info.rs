@@ -44,7 +44,7 @@ const BYTES_RETRANS: usize = 208;
 
 /// Parses the `INET_DIAG_INFO` attribute (native byte order, as the kernel wrote it). `None` when
 /// the buffer is too short for the non-optional fields.
-pub fn parse(buf: &[u8]) -> Option<TcpInfoSummary> {
+pub(super) fn parse(buf: &[u8]) -> Option<TcpInfoSummary> {
     Some(TcpInfoSummary {
         last_data_sent_ms: u32_at(buf, LAST_DATA_SENT)?,
         last_data_recv_ms: u32_at(buf, LAST_DATA_RECV)?,

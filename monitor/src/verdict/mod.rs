@@ -14,12 +14,14 @@ pub use self::{
 use crate::model::{Connection, Reason};
 
 /// How long until the kernel gives up on an unresponsive peer (retransmission timeout), when known.
+#[must_use]
 pub fn retransmission_limit(user_timeout: Option<Duration>, tcp_retries2: u32) -> Duration {
     user_timeout.unwrap_or_else(|| model_timeout(tcp_retries2))
 }
 
-/// The kernel's own model (tcp_model_timeout): exponential backoff from TCP_RTO_MIN (200 ms),
-/// capped at TCP_RTO_MAX (120 s), for `retries` retransmissions. 15 retries → 924.6 s.
+/// The kernel's own model (`tcp_model_timeout)`: exponential backoff from `TCP_RTO_MIN` (200 ms),
+/// capped at `TCP_RTO_MAX` (120 s), for `retries` retransmissions. 15 retries → 924.6 s.
+#[must_use]
 pub fn model_timeout(retries: u32) -> Duration {
     const RTO_MIN_MS: u64 = 200;
     const RTO_MAX_MS: u64 = 120_000;
@@ -39,7 +41,7 @@ mod tests {
     #[test]
     fn default_retries_give_the_well_known_15_minutes() {
         assert_eq!(model_timeout(15), Duration::from_millis(924_600));
-        assert_eq!(model_timeout(3), Duration::from_millis(3_000));
+        assert_eq!(model_timeout(3), Duration::from_secs(3));
         assert_eq!(
             retransmission_limit(Some(Duration::from_secs(30)), 15),
             Duration::from_secs(30)

@@ -15,10 +15,10 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
-            close_wait_after: Duration::from_secs(60),
-            fin_wait2_after: Duration::from_secs(120),
+            close_wait_after: Duration::from_mins(1),
+            fin_wait2_after: Duration::from_mins(2),
             unresponsive_after: Duration::from_secs(10),
-            idle_after: Duration::from_secs(15 * 60),
+            idle_after: Duration::from_mins(15),
         }
     }
 }
@@ -32,6 +32,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    #[must_use]
     pub fn matches(&self, c: &Connection) -> bool {
         self.local_port.is_none_or(|p| c.local.port() == p)
             && self.remote_port.is_none_or(|p| c.remote.port() == p)
@@ -59,11 +60,12 @@ pub struct Policy {
     pub overrides: Vec<Override>,
     /// Connections never flagged.
     pub ignore: Vec<Matcher>,
-    /// net.ipv4.tcp_retries2 (for "gives up in"); 15 when unreadable.
+    /// `net.ipv4.tcp_retries2` (for "gives up in"); 15 when unreadable.
     pub tcp_retries2: u32,
 }
 
 impl Policy {
+    #[must_use]
     pub fn thresholds_for(&self, c: &Connection) -> Thresholds {
         let mut t = self.defaults;
         for o in self.overrides.iter().filter(|o| o.matcher.matches(c)) {
@@ -75,6 +77,7 @@ impl Policy {
         t
     }
 
+    #[must_use]
     pub fn ignored(&self, c: &Connection) -> bool {
         self.ignore.iter().any(|m| m.matches(c))
     }

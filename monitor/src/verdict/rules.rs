@@ -8,6 +8,7 @@ use super::{Policy, Thresholds, retransmission_limit};
 use crate::model::{Connection, Reason};
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
+#[must_use]
 pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duration>) {
     if policy.ignored(c) {
         return (Vec::new(), None);
@@ -50,7 +51,7 @@ fn close_wait_stuck(c: &Connection, t: &Thresholds) -> bool {
 }
 
 /// We closed our side, the peer never closed its side, and the application still holds the
-/// socket. (After close() the kernel finishes an orphaned FIN_WAIT2 alone within tcp_fin_timeout.)
+/// socket. (After `close()` the kernel finishes an orphaned `FIN_WAIT2` alone within `tcp_fin_timeout`.)
 fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
     c.state == tcp_state::FIN_WAIT2 && !c.orphan && longer(time_in_state(c), t.fin_wait2_after)
 }
@@ -85,7 +86,7 @@ fn keepalive_unanswered(c: &Connection) -> bool {
 }
 
 /// ESTABLISHED, nothing from the peer for a long time, and nothing that would ever notice a dead
-/// peer: no keepalive, no TCP_USER_TIMEOUT. Only when keepalive is known to be off.
+/// peer: no keepalive, no `TCP_USER_TIMEOUT`. Only when keepalive is known to be off.
 fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let keepalive_off = c.keepalive.is_some_and(|ka| !ka.enabled);
     // Any packet from the peer (data or ACK) shows it alive; a socket that never heard from it

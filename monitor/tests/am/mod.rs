@@ -6,7 +6,7 @@ use serde_json::Value;
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
-/// Only routing matters: the null receiver notifies nobody; group_wait is short so alerts are
+/// Only routing matters: the null receiver notifies nobody; `group_wait` is short so alerts are
 /// processed quickly.
 const CONFIG: &str = r#"
 route:
@@ -16,13 +16,13 @@ receivers:
   - name: "null"
 "#;
 
-pub struct Alertmanager {
+pub(crate) struct Alertmanager {
     _server: LocalServer,
     pub base: String,
 }
 
 impl Alertmanager {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         apt::ensure("prometheus-alertmanager", BINARY, "prometheus-alertmanager")
             .expect("install Alertmanager");
         let server = LocalServer::start(BINARY, |dir, _port| {
@@ -44,7 +44,7 @@ impl Alertmanager {
     }
 
     /// `GET /api/v2/alerts`: the alerts Alertmanager currently holds (resolved ones drop out).
-    pub fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         let body = ureq::get(&format!("{}/api/v2/alerts", self.base))
             .call()
             .expect("GET /api/v2/alerts")

@@ -1,14 +1,14 @@
-//! The Grafana dashboards in `dashboards/`: their panels, and their PromQL with Grafana's
+//! The Grafana dashboards in `dashboards/`: their panels, and their `PromQL` with Grafana's
 //! template variables replaced by concrete values, so Prometheus itself can run them.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-pub const FILES: [&str; 2] = ["tcp-liveness-overview.json", "tcp-liveness-agent.json"];
+pub(crate) const FILES: [&str; 2] = ["tcp-liveness-overview.json", "tcp-liveness-agent.json"];
 
 /// `(file, dashboard)` for every dashboard.
-pub fn load() -> Vec<(&'static str, Value)> {
+pub(crate) fn load() -> Vec<(&'static str, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     FILES
         .iter()
@@ -23,7 +23,7 @@ pub fn load() -> Vec<(&'static str, Value)> {
 }
 
 /// Every panel, rows' collapsed children included.
-pub fn panels(dashboard: &Value) -> Vec<&Value> {
+pub(crate) fn panels(dashboard: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     for panel in dashboard["panels"].as_array().into_iter().flatten() {
         out.push(panel);
@@ -33,7 +33,7 @@ pub fn panels(dashboard: &Value) -> Vec<&Value> {
 }
 
 /// One query of one panel: `(panel title, PromQL as written)`.
-pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
+pub(crate) fn queries(dashboard: &Value) -> Vec<(String, String)> {
     panels(dashboard)
         .into_iter()
         .flat_map(|panel| {
@@ -48,7 +48,7 @@ pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
 }
 
 /// `(selector, label)` of each `label_values(selector, label)` query variable.
-pub fn label_values_variables(dashboard: &Value) -> Vec<(String, String)> {
+pub(crate) fn label_values_variables(dashboard: &Value) -> Vec<(String, String)> {
     let vars = dashboard["templating"]["list"].as_array().cloned();
     vars.unwrap_or_default()
         .iter()
@@ -71,7 +71,7 @@ pub fn label_values_variables(dashboard: &Value) -> Vec<(String, String)> {
 
 /// Replaces `$name` and `${name}` for each `(name, value)`. Longest names first, so `$__range`
 /// cannot eat the start of a longer variable.
-pub fn substitute(expr: &str, vars: &[(&str, &str)]) -> String {
+pub(crate) fn substitute(expr: &str, vars: &[(&str, &str)]) -> String {
     let mut vars = vars.to_vec();
     vars.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
     let mut out = expr.to_owned();

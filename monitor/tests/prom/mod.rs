@@ -2,7 +2,7 @@
 //! every second with a given rule file, its TSDB in a temporary directory; killed on drop. Also
 //! `promtool`, and reading the dashboards' queries.
 
-pub mod dashboards;
+pub(crate) mod dashboards;
 
 use std::{
     io::Write as _,
@@ -21,13 +21,13 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 
 /// `deploy/prometheus/<name>` in the repository.
-pub fn deploy_file(name: &str) -> PathBuf {
+pub(crate) fn deploy_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy/prometheus")
         .join(name)
 }
 
-pub struct Prometheus {
+pub(crate) struct Prometheus {
     _server: LocalServer,
     pub base: String,
 }
@@ -35,7 +35,7 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `target` (host:port) as job "tcp-liveness" every second and evaluates `rules` (the
     /// text of a rule file) every second.
-    pub fn start(target: &str, rules: &str) -> Self {
+    pub(crate) fn start(target: &str, rules: &str) -> Self {
         install();
         let server = LocalServer::start(PROMETHEUS, |dir, _port| {
             std::fs::write(dir.join("rules.yml"), rules).expect("write rules");
@@ -62,7 +62,7 @@ impl Prometheus {
 
     /// `GET /api/v1/<path>` with query parameters; the whole JSON answer, errors included (a
     /// query that does not parse answers 400 with `status: error` and the reason).
-    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+    pub(crate) fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
         let mut request = ureq::get(&format!("{}/api/v1/{path}", self.base))
             .config()
             .http_status_as_error(false)
@@ -81,7 +81,7 @@ impl Prometheus {
 
     /// An instant query at the current time: `Ok(result)` (the `data.result` array), or the
     /// error Prometheus gave.
-    pub fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+    pub(crate) fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let answer = self.api("query", &[("query", expr)]);
         if answer["status"] != "success" {
             return Err(format!("{}: {}", answer["errorType"], answer["error"]));
@@ -93,7 +93,7 @@ impl Prometheus {
     }
 
     /// Alerts pending or firing now (`/api/v1/alerts`).
-    pub fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         let answer = self.api("alerts", &[]);
         answer["data"]["alerts"]
             .as_array()
@@ -102,7 +102,7 @@ impl Prometheus {
     }
 
     /// Every rule Prometheus loaded, as `/api/v1/rules` lists it (with its parsed `query`).
-    pub fn rules(&self) -> Vec<Value> {
+    pub(crate) fn rules(&self) -> Vec<Value> {
         let answer = self.api("rules", &[]);
         let groups = answer["data"]["groups"].as_array().cloned();
         groups
@@ -114,7 +114,7 @@ impl Prometheus {
 }
 
 /// Runs promtool with `args`, `stdin` on its standard input.
-pub fn promtool(args: &[&str], stdin: &str) -> Output {
+pub(crate) fn promtool(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(PROMTOOL)
         .args(args)
         .stdin(Stdio::piped())
@@ -134,7 +134,7 @@ pub fn promtool(args: &[&str], stdin: &str) -> Output {
 
 /// True when promtool is there, installing it if we may (root). Without it the non-root test
 /// skips, except under CI=true, where a missing tool must not pass as a skip.
-pub fn promtool_available(test: &str) -> bool {
+pub(crate) fn promtool_available(test: &str) -> bool {
     if Path::new(PROMTOOL).exists() {
         return true;
     }

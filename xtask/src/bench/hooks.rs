@@ -1,5 +1,5 @@
 //! Hook cost: ns per invocation of every program from the kernel's own statistics
-//! (BPF_ENABLE_STATS run_time_ns / run_cnt), the real programs and the floor programs attached on
+//! (`BPF_ENABLE_STATS` `run_time_ns` / `run_cnt`), the real programs and the floor programs attached on
 //! the same hooks at the same time, under request/response and churn loads. Each repetition
 //! alternates which of the two runs first on a tracepoint: the first pays the cache misses on the
 //! socket and the map bucket that the second then finds warm (here that alone moves a ratio from
@@ -18,14 +18,14 @@ use serde_json::Value;
 use super::{Plan, Section, load::Load, stats};
 
 /// The `bench-probes hooks` helper (it links the agent's library to load the object).
-pub struct Helper {
+pub(super) struct Helper {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Helper {
-    pub fn start(plan: &Plan) -> anyhow::Result<Self> {
+    pub(super) fn start(plan: &Plan) -> anyhow::Result<Self> {
         let mut child = Command::new(&plan.helper)
             .arg("hooks")
             .env("RUST_LOG", "warn")
@@ -56,13 +56,13 @@ impl Helper {
         Ok(line.trim().to_owned())
     }
 
-    pub fn command(&mut self, command: &str) -> anyhow::Result<String> {
+    pub(super) fn command(&mut self, command: &str) -> anyhow::Result<String> {
         writeln!(self.stdin, "{command}")?;
         self.stdin.flush()?;
         self.line()
     }
 
-    pub fn stats(&mut self) -> anyhow::Result<BTreeMap<String, Value>> {
+    pub(super) fn stats(&mut self) -> anyhow::Result<BTreeMap<String, Value>> {
         let line = self.command("stats")?;
         Ok(serde_json::from_str::<BTreeMap<String, Value>>(&line)?)
     }
@@ -109,7 +109,7 @@ fn field(stats: &BTreeMap<String, Value>, name: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(plan: &Plan) -> anyhow::Result<Section> {
+pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let mut helper = Helper::start(plan)?;
     let first = helper.stats()?;
     let real: Vec<String> = first

@@ -1,6 +1,6 @@
 //! Detection latency: from the fault to the verdict in /connections and in /metrics, with small
 //! thresholds. Faults, in two namespaces joined by veth:
-//! - peer close: the client closes, the server never does (CLOSE_WAIT) → `close_wait_stuck`;
+//! - peer close: the client closes, the server never does (`CLOSE_WAIT`) → `close_wait_stuck`;
 //! - peer dropped: the client streams, the server's namespace drops all input (iptables) →
 //!   `peer_unresponsive` on the client's socket.
 
@@ -68,7 +68,7 @@ fn local_port(first: &str) -> anyhow::Result<u16> {
         .parse()?)
 }
 
-pub fn run(plan: &Plan) -> anyhow::Result<Section> {
+pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let pair = NetPair::create("bench", 213)?;
     let secs = |d: Duration| format!("{}s", d.as_secs());
     let agent = measured::start(
@@ -159,8 +159,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
     };
     Ok(Section {
         title: format!(
-            "4. Detection latency (s from fault to verdict; threshold {:?}, scan interval {:?})",
-            THRESHOLD, INTERVAL
+            "4. Detection latency (s from fault to verdict; threshold {THRESHOLD:?}, scan interval {INTERVAL:?})"
         ),
         header: ["fault", "verdict", "seen in", "latency s", "target", ""]
             .map(String::from)

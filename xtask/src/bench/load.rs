@@ -14,23 +14,23 @@ use std::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Load {
+pub(super) enum Load {
     /// 64-byte request, 64-byte response, `RR_CONNECTIONS` connections in parallel.
     RequestResponse,
-    /// connect, 1-byte request, 1-byte response, close (the server closes first, so TIME_WAIT
+    /// connect, 1-byte request, 1-byte response, close (the server closes first, so `TIME_WAIT`
     /// lands on the server's port, not on the client's ephemeral ports).
     Churn,
     /// One connection, 128 KiB writes.
     Bulk,
 }
 
-pub const RR_CONNECTIONS: usize = 4;
+pub(super) const RR_CONNECTIONS: usize = 4;
 const RR_MESSAGE: usize = 64;
 const CHURN_CLIENTS: usize = 2;
 const BULK_CHUNK: usize = 128 * 1024;
 
 impl Load {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::RequestResponse => "request/response (4 conns, 64 B)",
             Self::Churn => "connect/close churn",
@@ -38,7 +38,7 @@ impl Load {
         }
     }
 
-    pub fn unit(self) -> &'static str {
+    pub(super) fn unit(self) -> &'static str {
         match self {
             Self::RequestResponse => "transactions/s",
             Self::Churn => "connections/s",
@@ -47,7 +47,7 @@ impl Load {
     }
 
     /// Runs the load for `duration`; returns its rate in `unit()`.
-    pub fn run(self, duration: Duration) -> anyhow::Result<f64> {
+    pub(super) fn run(self, duration: Duration) -> anyhow::Result<f64> {
         match self {
             Self::RequestResponse => request_response(duration),
             Self::Churn => churn(duration),

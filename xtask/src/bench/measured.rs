@@ -13,7 +13,7 @@ use super::Plan;
 
 /// Starts `tcp-liveness run --listen 127.0.0.1:PORT EXTRA…` (the release build) and waits up to
 /// 90 s for /healthz; on drop or stop it gets SIGTERM and 20 s before it is killed.
-pub fn start(plan: &Plan, extra: &[&str]) -> anyhow::Result<Agent> {
+pub(super) fn start(plan: &Plan, extra: &[&str]) -> anyhow::Result<Agent> {
     Launch::new(&plan.agent, plan.port)
         .args(extra)
         .ready_within(Duration::from_secs(90))
@@ -22,12 +22,12 @@ pub fn start(plan: &Plan, extra: &[&str]) -> anyhow::Result<Agent> {
 }
 
 /// The agent's `/metrics` text.
-pub fn metrics(agent: &Agent) -> anyhow::Result<String> {
+pub(super) fn metrics(agent: &Agent) -> anyhow::Result<String> {
     agent.try_get("/metrics")
 }
 
 /// User + system CPU time of the agent so far.
-pub fn cpu(agent: &Agent) -> anyhow::Result<Duration> {
+pub(super) fn cpu(agent: &Agent) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid()))?;
     // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').context("malformed stat")?.1;
@@ -36,9 +36,9 @@ pub fn cpu(agent: &Agent) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
 }
 
-/// Resident set size in bytes: total (VmRSS), and of it the agent's own memory (RssAnon)
-/// and file/shared mappings (RssFile: the binary and the mapped socket table).
-pub fn rss(agent: &Agent) -> anyhow::Result<Rss> {
+/// Resident set size in bytes: total (`VmRSS`), and of it the agent's own memory (`RssAnon`)
+/// and file/shared mappings (`RssFile`: the binary and the mapped socket table).
+pub(super) fn rss(agent: &Agent) -> anyhow::Result<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))?;
     let field = |name: &str| -> anyhow::Result<u64> {
         let kib = status
@@ -60,7 +60,7 @@ pub fn rss(agent: &Agent) -> anyhow::Result<Rss> {
 }
 
 /// The agent's BPF maps, largest memlock first.
-pub fn maps(agent: &Agent) -> anyhow::Result<Vec<MapInfo>> {
+pub(super) fn maps(agent: &Agent) -> anyhow::Result<Vec<MapInfo>> {
     let maps = bpf::maps_of(agent.pid())?;
     Ok(maps
         .into_iter()
@@ -73,7 +73,7 @@ pub fn maps(agent: &Agent) -> anyhow::Result<Vec<MapInfo>> {
         .collect())
 }
 
-pub struct MapInfo {
+pub(super) struct MapInfo {
     pub name: String,
     pub map_type: u64,
     pub max_entries: u64,
@@ -91,10 +91,10 @@ fn clock_ticks() -> f64 {
 
 /// Resident memory of the agent, bytes.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Rss {
+pub(super) struct Rss {
     pub total: u64,
     pub anon: u64,
     pub file: u64,
-    /// Peak total (VmHWM) since the agent started.
+    /// Peak total (`VmHWM`) since the agent started.
     pub peak: u64,
 }

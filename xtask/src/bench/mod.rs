@@ -3,14 +3,14 @@
 //! repetitions interleaved, because the machine is shared and single runs vary by ±15%. Prints
 //! the tables (Markdown) and writes them to target/bench/last.md; no timed assertions anywhere.
 //!
-//! - `hooks`: per-program ns per invocation from the kernel's bpf_stats, real programs vs the
+//! - `hooks`: per-program ns per invocation from the kernel's `bpf_stats`, real programs vs the
 //!   floor programs (monitor-ebpf/src/floor.rs) on the same hooks, same load, same time;
 //! - `overhead`: loopback throughput with the agent vs without (request/response, churn, bulk);
-//! - `scale`: scan duration, agent CPU and RSS from 1k to 100k connections vs a sock_diag dump,
+//! - `scale`: scan duration, agent CPU and RSS from 1k to 100k connections vs a `sock_diag` dump,
 //!   and the growth slope;
 //! - `latency`: fault → verdict in /connections and /metrics.
 //!
-//! The parts that need the agent's library (loading the object, sock_diag) run in
+//! The parts that need the agent's library (loading the object, `sock_diag`) run in
 //! `monitor/examples/bench-probes.rs`; load generators are in `load` (loopback) and `worker`
 //! (processes in namespaces).
 
@@ -35,7 +35,7 @@ use anyhow::{Context as _, bail};
 use harness::{ports::free_port, privilege::require_root};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// A short run (fewer repetitions, 1k and 10k connections only).
     #[arg(long)]
     quick: bool,
@@ -52,7 +52,7 @@ pub struct Args {
 }
 
 /// What one run does, derived from the arguments.
-pub struct Plan {
+pub(crate) struct Plan {
     agent: PathBuf,
     helper: PathBuf,
     /// Agent HTTP port (loopback), picked free at start: a fixed port can be taken by someone
@@ -72,7 +72,7 @@ pub struct Plan {
 }
 
 /// One table of the report.
-pub struct Section {
+pub(crate) struct Section {
     title: String,
     header: Vec<String>,
     rows: Vec<Vec<String>>,
@@ -94,7 +94,7 @@ impl Section {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if !args.worker.is_empty() {
         return worker::main(&args.worker);
     }
@@ -199,7 +199,7 @@ fn machine() -> String {
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / (1 << 20) as f64);
+        .map_or(0.0, |kib| kib / f64::from(1 << 20));
     let kernel = read("/proc/sys/kernel/osrelease");
     format!(
         "### Machine\n\nLinux {}, {cpus} × {model}, {mem_gib:.1} GiB RAM.\n",

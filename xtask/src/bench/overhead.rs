@@ -55,7 +55,7 @@ fn toggled(plan: &Plan) -> anyhow::Result<BTreeMap<&'static str, [Vec<f64>; 5]>>
     Ok(out)
 }
 
-pub fn run(plan: &Plan) -> anyhow::Result<Section> {
+pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let toggled = toggled(plan)?;
     let mut on: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut off: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -136,7 +136,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Section> {
             "with agent".into(),
             "ratio (with/without)".into(),
             "target".into(),
-            "".into(),
+            String::new(),
         ],
         rows,
         notes: vec![format!(

@@ -1,7 +1,7 @@
 //! Scan cost and growth: established loopback connections in a namespace of our own (both ends
 //! tracked: 2 sockets per connection), grown level by level under one agent at its default 5 s
 //! interval. Per level: the agent's own scan duration (its histogram), its CPU from /proc over
-//! whole intervals, RSS; and, right after a scan, a sock_diag dump with tcp_info of every namespace
+//! whole intervals, RSS; and, right after a scan, a `sock_diag` dump with `tcp_info` of every namespace
 //! (`monitor::seed::dump_all`, what the agent's seeding runs) and `ss -tin` in the namespace.
 
 use std::{
@@ -22,7 +22,7 @@ use super::{
     stats, worker,
 };
 
-/// Connections per worker process: 2 fds each, under the 20 000 hard RLIMIT_NOFILE here.
+/// Connections per worker process: 2 fds each, under the 20 000 hard `RLIMIT_NOFILE` here.
 const PER_WORKER: usize = 9_000;
 const INTERVAL: Duration = Duration::from_secs(5);
 const SCAN_SUM: &str = "tcp_liveness_scan_duration_seconds_sum";
@@ -54,7 +54,7 @@ struct Level {
     ss_s: Vec<f64>,
 }
 
-/// sock_diag dump times (s): of every namespace, or of `netns` only.
+/// `sock_diag` dump times (s): of every namespace, or of `netns` only.
 fn diag_dump(plan: &Plan, runs: usize, netns: Option<&Netns>) -> anyhow::Result<Vec<f64>> {
     let out = Command::new(&plan.helper)
         .args(["diag", &runs.to_string()])
@@ -90,7 +90,7 @@ fn ss_dump(ns: &Netns) -> anyhow::Result<f64> {
 }
 
 /// The scale table (3) and the growth fit (5).
-pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
+pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
     let ns = Netns::create(unique_name("bench-scale"))?;
     let agent = measured::start(plan, &[])?;
     let mut workers = Vec::new();
@@ -113,7 +113,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             started.elapsed().as_secs_f64()
         );
         // Every connection tracked (both ends) before measuring.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_mins(2);
         let tracked = loop {
             let tracked = metric(&measured::metrics(&agent)?, "tcp_liveness_tracked_sockets");
             if tracked >= (2 * total) as f64 || Instant::now() > deadline {
@@ -129,7 +129,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         let (cpu1, m1) = (measured::cpu(&agent)?, measured::metrics(&agent)?);
         let scans = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
         let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scans;
-        let cpu = (cpu1 - cpu0).as_secs_f64();
+        let cpu = cpu1.checked_sub(cpu0).unwrap().as_secs_f64();
         let rss = measured::rss(&agent)?;
         let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..plan.dumps {
@@ -203,7 +203,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         ),
         format!(
             "Kernel memory of the agent's maps (fdinfo memlock): {:.1} MiB in total — {}.",
-            memlock as f64 / (1 << 20) as f64,
+            memlock as f64 / f64::from(1 << 20),
             maps.iter()
                 .map(|m| format!(
                     "{} (type {}, {} entries) {:.1} KiB",
@@ -281,7 +281,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
                 "agent RSS (MiB)",
                 "bytes",
                 levels.iter().map(|l| mib(l.rss.total)).collect(),
-                (1 << 20) as f64,
+                f64::from(1 << 20),
             ),
         ],
         notes: vec![],
@@ -290,5 +290,5 @@ pub fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
 }
 
 fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
+    bytes as f64 / f64::from(1 << 20)
 }

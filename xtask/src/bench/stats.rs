@@ -1,7 +1,7 @@
 //! Medians, spreads and a least-squares slope: every number in the table is a median over
 //! repetitions, shown with its spread (min–max).
 
-pub fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
@@ -11,11 +11,11 @@ pub fn median(values: &[f64]) -> f64 {
     if v.len() % 2 == 1 {
         v[mid]
     } else {
-        (v[mid - 1] + v[mid]) / 2.0
+        f64::midpoint(v[mid - 1], v[mid])
     }
 }
 
-pub fn min_max(values: &[f64]) -> (f64, f64) {
+pub(super) fn min_max(values: &[f64]) -> (f64, f64) {
     values
         .iter()
         .filter(|x| x.is_finite())
@@ -25,7 +25,7 @@ pub fn min_max(values: &[f64]) -> (f64, f64) {
 }
 
 /// `median [min–max]` with `decimals` digits.
-pub fn summary(values: &[f64], decimals: usize) -> String {
+pub(super) fn summary(values: &[f64], decimals: usize) -> String {
     if values.is_empty() {
         return "n/a".into();
     }
@@ -40,7 +40,7 @@ pub fn summary(values: &[f64], decimals: usize) -> String {
 }
 
 /// Least squares `y = slope * x + intercept`, and r².
-pub fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
+pub(super) fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
     let n = xs.len() as f64;
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();

@@ -20,9 +20,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use harness::netns::Netns;
 
-/// Starts `xtask bench --worker ARGS…` in `ns` with the hard RLIMIT_NOFILE as its soft limit,
+/// Starts `xtask bench --worker ARGS…` in `ns` with the hard `RLIMIT_NOFILE` as its soft limit,
 /// and waits for its first output line.
-pub fn spawn(ns: &Netns, args: &[&str]) -> anyhow::Result<Worker> {
+pub(super) fn spawn(ns: &Netns, args: &[&str]) -> anyhow::Result<Worker> {
     let exe = std::env::current_exe()?;
     let mut child = ns
         .command("sh")
@@ -51,7 +51,7 @@ pub fn spawn(ns: &Netns, args: &[&str]) -> anyhow::Result<Worker> {
 }
 
 /// A worker process: its first output line, a command channel, killed on drop.
-pub struct Worker {
+pub(super) struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -59,14 +59,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
+    pub(super) fn send(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("worker stdin closed")?;
         writeln!(stdin, "{line}")?;
         stdin.flush()?;
         Ok(())
     }
 
-    pub fn read_line(&mut self) -> anyhow::Result<String> {
+    pub(super) fn read_line(&mut self) -> anyhow::Result<String> {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         Ok(line.trim().to_owned())
@@ -82,7 +82,7 @@ impl Drop for Worker {
     }
 }
 
-pub fn main(args: &[String]) -> anyhow::Result<()> {
+pub(super) fn main(args: &[String]) -> anyhow::Result<()> {
     let arg = |i: usize| args.get(i).context("missing worker argument");
     match arg(0)?.as_str() {
         "hold" => hold(arg(1)?.parse()?, arg(2)?.parse()?),

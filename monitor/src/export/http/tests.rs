@@ -33,7 +33,7 @@ fn conn(cookie: u64, state: u8) -> Connection {
 
 const SEC: u64 = 1_000_000_000;
 
-/// A kernel-table entry of `curl` (pid 7), [::1]:9977 → [2001:db8::1]:443, in `state` for
+/// A kernel-table entry of `curl` (pid 7), [`::1`]:9977 → [`2001:db8::1`]:443, in `state` for
 /// `state_secs` and idle for `idle_secs`, as of the test's monotonic clock.
 fn entry(state: u8, state_secs: u64, idle_secs: u64) -> SockActivity {
     let now = clock::monotonic_now_ns();
@@ -74,9 +74,7 @@ fn loopback_addresses() {
     assert!(is_loopback(Ipv4Addr::LOCALHOST.into()));
     assert!(is_loopback(Ipv4Addr::new(127, 3, 2, 1).into()));
     assert!(is_loopback(Ipv6Addr::LOCALHOST.into()));
-    assert!(is_loopback(
-        Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().into()
-    ));
+    assert!(is_loopback(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into()));
     assert!(!is_loopback(Ipv4Addr::new(10, 0, 0, 1).into()));
     assert!(!is_loopback(
         Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().into()

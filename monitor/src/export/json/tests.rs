@@ -130,7 +130,7 @@ fn filter_matches_state_and_min_idle() {
 #[test]
 fn writer_output_is_a_serialized_vector() {
     let connections = [
-        conn(tcp_state::ESTABLISHED, Some(Duration::from_secs(60))),
+        conn(tcp_state::ESTABLISHED, Some(Duration::from_mins(1))),
         conn(tcp_state::CLOSE_WAIT, None),
     ];
     let mut writer = ViewsWriter::new(ConnectionFilter::default());

@@ -37,6 +37,7 @@ const NAMES: &[(i32, &str)] = &[
 ];
 
 /// Symbolic name of an errno (`"ETIMEDOUT"`), or `"errno_<n>"` when not in the table.
+#[must_use]
 pub fn errno_name(errno: u32) -> Cow<'static, str> {
     NAMES
         .iter()

@@ -17,7 +17,7 @@ pub(super) struct Spec {
 
 impl Spec {
     /// A family of this spec holding `metrics` (whose labels must match `self.labels`).
-    pub fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
+    pub(super) fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
         let mut family = MetricFamily::default();
         family.set_name(self.name.to_owned());
         family.set_help(self.help.to_owned());
@@ -117,7 +117,7 @@ mod tests {
     fn counts(h: &proto::Histogram) -> Vec<u64> {
         h.get_bucket()
             .iter()
-            .map(|b| b.cumulative_count())
+            .map(prometheus::proto::Bucket::cumulative_count)
             .collect()
     }
 
@@ -127,7 +127,11 @@ mod tests {
         assert_eq!(counts(&h), [2, 3, 4]);
         assert_eq!(h.get_sample_count(), 5);
         assert!((h.get_sample_sum() - 102.85).abs() < 1e-9);
-        let bounds: Vec<f64> = h.get_bucket().iter().map(|b| b.upper_bound()).collect();
+        let bounds: Vec<f64> = h
+            .get_bucket()
+            .iter()
+            .map(prometheus::proto::Bucket::upper_bound)
+            .collect();
         assert_eq!(bounds, [0.1, 1.0, 5.0]);
     }
 

@@ -186,7 +186,7 @@ fn empty_store_still_renders_every_state() {
 }
 
 /// Scan health: every stage's error counter exists at 0 from the start, failures count up, and
-/// the last success is a Unix timestamp (node_exporter's per-collector success metrics).
+/// the last success is a Unix timestamp (`node_exporter`'s per-collector success metrics).
 #[test]
 fn scan_health_metrics() {
     let metrics = Metrics::new(Arc::new(SnapshotStore::new()), "0");

@@ -10,7 +10,8 @@ use super::{
 use crate::{export::Published, model::Reason};
 
 /// From the snapshot's summary: the suspects and keepalive counts (every reason and state
-/// present, 0 included, like tcp_liveness_connections) and the CLOSE_WAIT top N.
+/// present, 0 included, like `tcp_liveness_connections`) and the `CLOSE_WAIT` top N.
+#[must_use]
 pub fn families(published: &Published) -> Vec<MetricFamily> {
     let summary = &published.snapshot.summary;
     let (suspects, keepalive_off, close_wait) = (

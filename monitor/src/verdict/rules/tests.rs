@@ -76,7 +76,10 @@ fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
     c.since_peer = Some(S(11));
     let (r, gives_up) = evaluate(&c, &policy());
     assert_eq!(r, [Reason::PeerUnresponsive]);
-    assert_eq!(gives_up, Some(Duration::from_millis(924_600) - S(11)));
+    assert_eq!(
+        gives_up,
+        Some(Duration::from_millis(924_600).checked_sub(S(11)).unwrap())
+    );
     c.user_timeout = Some(S(30));
     assert_eq!(evaluate(&c, &policy()).1, Some(S(19)));
     c.retransmits = 0;
