@@ -47,7 +47,8 @@ pub(super) fn summary(group: &AlertGroup) -> String {
         group.reason.symptom()
     );
     if group.oldest_seconds.is_some() {
-        text += &format!(", oldest {}", human_age(group.oldest_seconds));
+        text.push_str(", oldest ");
+        text.push_str(&human_age(group.oldest_seconds));
     }
     text
 }

@@ -166,6 +166,10 @@ mod reason_name {
 
     use crate::model::Reason;
 
+    #[expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's `with` passes the field by reference"
+    )]
     pub(super) fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(reason.as_str())
     }

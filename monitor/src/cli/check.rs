@@ -2,7 +2,7 @@
 //! Exit 0: no suspect connections; 1 (WARNING): some, one line per group; 3 (UNKNOWN): the agent
 //! could not be asked.
 
-use std::io::Write as _;
+use std::{fmt::Write as _, io::Write as _};
 
 use anyhow::Context as _;
 
@@ -91,7 +91,7 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
     }
     for (row, g) in rows.iter().zip(groups) {
         for (cell, w) in row.iter().zip(widths) {
-            out += &format!("{cell:<w$}  ");
+            let _ = write!(out, "{cell:<w$}  ");
         }
         out += g.reason.remedy();
         out.push('\n');

@@ -1,6 +1,7 @@
 //! `tcp-liveness connections`: ask a running agent for its connections and print them like `ss`.
 
 use std::{
+    fmt::Write as _,
     io::{ErrorKind, Write as _},
     time::Duration,
 };
@@ -165,11 +166,12 @@ pub(super) fn format_table(views: &[ConnectionView]) -> String {
         for (i, cell) in row.iter().enumerate() {
             let pad = " ".repeat(widths[i] - cell.chars().count());
             let sep = if i == 0 { "" } else { "  " };
-            if RIGHT_ALIGNED[i] {
-                line += &format!("{sep}{pad}{cell}");
+            // Writing into a String cannot fail.
+            let _ = if RIGHT_ALIGNED[i] {
+                write!(line, "{sep}{pad}{cell}")
             } else {
-                line += &format!("{sep}{cell}{pad}");
-            }
+                write!(line, "{sep}{cell}{pad}")
+            };
         }
         out += line.trim_end();
         out.push('\n');

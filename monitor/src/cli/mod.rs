@@ -30,6 +30,11 @@ pub enum Command {
     Check(check::CheckArgs),
 }
 
+/// Parses the command line and runs the command.
+///
+/// # Errors
+/// A bad setting (a [`config::ConfigError`]: the binary exits 2), an agent that cannot start or
+/// stops on an error, or a `connections` request that fails.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

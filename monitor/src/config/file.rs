@@ -58,7 +58,7 @@ impl FileConfig {
         self.settings.get(key)
     }
 
-    pub(super) fn error(&self, key: &str, problem: String) -> ConfigError {
+    pub(super) fn error(&self, key: &str, problem: &str) -> ConfigError {
         ConfigError::in_file(&self.path, format!("{key}: {problem}"))
     }
 }

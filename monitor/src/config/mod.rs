@@ -122,6 +122,10 @@ impl ConfigError {
 
 /// Reads the `--config` file if given, then [`RunConfig::resolve`]s; fills in the host's
 /// `tcp_retries2`. Touches nothing else, so it is safe to call before loading any probe.
+///
+/// # Errors
+/// The file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
+/// naming it.
 pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?,
@@ -140,54 +144,61 @@ fn host_tcp_retries2() -> Option<u32> {
 
 impl RunConfig {
     /// Flags over file over defaults. Pure: no I/O; `policy.tcp_retries2` is the kernel default.
+    ///
+    /// # Errors
+    /// A flag or file value that does not parse, named in the [`ConfigError`].
     pub fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
         let get = Resolver { file };
         let defaults = Thresholds {
             close_wait_after: get.value(
                 "close_wait_after",
-                &args.close_wait_after,
+                args.close_wait_after.as_deref(),
                 values::threshold,
             )?,
             fin_wait2_after: get.value(
                 "fin_wait2_after",
-                &args.fin_wait2_after,
+                args.fin_wait2_after.as_deref(),
                 values::threshold,
             )?,
             unresponsive_after: get.value(
                 "unresponsive_after",
-                &args.unresponsive_after,
+                args.unresponsive_after.as_deref(),
                 values::threshold,
             )?,
-            idle_after: get.value("idle_after", &args.idle_after, values::threshold)?,
+            idle_after: get.value("idle_after", args.idle_after.as_deref(), values::threshold)?,
         };
         Ok(Self {
-            listen: get.value("listen", &args.listen, values::listen)?,
+            listen: get.value("listen", args.listen.as_deref(), values::listen)?,
             scan_interval: get.value(
                 "scan_interval",
-                &args.scan_interval,
+                args.scan_interval.as_deref(),
                 values::scan_interval,
             )?,
             table_capacity: get.value(
                 "table_capacity",
-                &args.table_capacity,
+                args.table_capacity.as_deref(),
                 values::table_capacity,
             )?,
             allow_remote_connections: get.value(
                 "allow_remote_connections",
-                &args.allow_remote_connections,
+                args.allow_remote_connections.as_deref(),
                 values::boolean,
             )?,
-            log_format: get.value("log_format", &args.log_format, values::log_format)?,
-            top_n: get.value("top_n", &args.top_n, |raw| values::count(raw, 1000))?,
-            group_by: get.value("group_by", &args.group_by, values::group_by)?,
+            log_format: get.value("log_format", args.log_format.as_deref(), values::log_format)?,
+            top_n: get.value("top_n", args.top_n.as_deref(), |raw| {
+                values::count(raw, 1000)
+            })?,
+            group_by: get.value("group_by", args.group_by.as_deref(), values::group_by)?,
             alertmanager_url: get.value(
                 "alertmanager_url",
-                &args.alertmanager_url,
+                args.alertmanager_url.as_deref(),
                 values::alertmanager_url,
             )?,
-            alert_log_limit: get.value("alert_log_limit", &args.alert_log_limit, |raw| {
-                values::count(raw, 10_000)
-            })?,
+            alert_log_limit: get.value(
+                "alert_log_limit",
+                args.alert_log_limit.as_deref(),
+                |raw| values::count(raw, 10_000),
+            )?,
             policy: Policy {
                 defaults,
                 overrides: file.overrides.clone(),
@@ -208,11 +219,11 @@ impl Resolver<'_> {
     fn value<T>(
         &self,
         key: &str,
-        flag: &Option<String>,
+        flag: Option<&str>,
         parse: impl Fn(Raw<'_>) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
         let from_file = match self.file.get(key) {
-            Some(value) => Some(parse(Raw::Toml(value)).map_err(|p| self.file.error(key, p))?),
+            Some(value) => Some(parse(Raw::Toml(value)).map_err(|p| self.file.error(key, &p))?),
             None => None,
         };
         if let Some(text) = flag {

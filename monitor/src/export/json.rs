@@ -46,6 +46,10 @@ fn same_state(a: u8, b: u8) -> bool {
 }
 
 impl ConnectionFilter {
+    /// The filter the query string asks for.
+    ///
+    /// # Errors
+    /// A parameter that does not parse ([`FilterError`] names it; it is the 400 answer's body).
     pub fn from_params(params: &FilterParams) -> Result<Self, FilterError> {
         let state = params
             .state
@@ -105,6 +109,9 @@ impl ViewsWriter {
     }
 
     /// Appends `c` if it matches the filter.
+    ///
+    /// # Panics
+    /// Never: a view is plain data (strings and numbers) written into a `Vec`, which cannot fail.
     pub fn push(&mut self, c: &Connection) {
         if !self.filter.matches(c) {
             return;

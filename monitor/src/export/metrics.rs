@@ -32,8 +32,8 @@ use self::{
     },
 };
 use super::{Published, SnapshotStore};
-use crate::scan::ScanStage;
 pub use crate::scan::summary::IDLE_BUCKETS;
+use crate::scan::{ScanStage, summary::IdleHistogram};
 
 /// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
 /// reach seconds for a full 262k-entry table.
@@ -55,15 +55,15 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
         .iter()
         .map(|s| gauge(&[("state", state_name(*s))], count(s) as f64))
         .collect();
+    let no_sockets = IdleHistogram::default();
     let idle = tcp_state::REPORTED
         .iter()
         .filter(|&&s| s != tcp_state::LISTEN)
         .map(|s| {
-            let data = per_state.get(s).map(|summary| &summary.idle);
-            histogram_metric(
-                &[("state", state_name(*s))],
-                idle_histogram(data.cloned().unwrap_or_default()),
-            )
+            let data = per_state
+                .get(s)
+                .map_or(&no_sockets, |summary| &summary.idle);
+            histogram_metric(&[("state", state_name(*s))], idle_histogram(data))
         })
         .collect();
 
@@ -89,7 +89,7 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
         libc::EPIPE,
     ]
     .into_iter()
-    .map(|errno| (errno_name(errno as u32), 0))
+    .map(|errno| (errno_name(errno.cast_unsigned()), 0))
     .collect();
     for &(errno, n) in &snapshot.counters.socket_errors {
         *errors.entry(errno_name(errno)).or_insert(0) += n;
@@ -141,6 +141,10 @@ pub struct SnapshotCollector {
 }
 
 impl SnapshotCollector {
+    /// A collector of `store`'s latest scan; `version` is the `build_info` label.
+    ///
+    /// # Errors
+    /// A metric spec the prometheus crate rejects (a programming error; the tests build it).
     pub fn new(store: Arc<SnapshotStore>, version: &str) -> prometheus::Result<Self> {
         let descs = SNAPSHOT_SPECS
             .iter()
@@ -178,6 +182,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry over `store`'s latest scan; `version` is the `build_info` label.
+    ///
+    /// # Panics
+    /// Never in practice: registration fails only on invalid or duplicate metric names, all
+    /// constants here and covered by the unit tests.
     pub fn new(store: Arc<SnapshotStore>, version: &str) -> Self {
         // Registration only fails on invalid or duplicate names, all constants here (and covered
         // by the tests), so a failure is a programming error.

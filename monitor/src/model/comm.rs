@@ -26,6 +26,9 @@ impl Comm {
 
     /// From text; cut at a character boundary if longer than the capacity (never happens for a
     /// name that came from the kernel).
+    ///
+    /// # Panics
+    /// Never: the capacity (48 bytes) fits the one-byte length.
     #[must_use]
     pub fn new(text: &str) -> Self {
         let mut len = text.len().min(CAPACITY);
@@ -35,7 +38,7 @@ impl Comm {
         let mut bytes = [0; CAPACITY];
         bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
         Self {
-            len: len as u8,
+            len: u8::try_from(len).expect("CAPACITY fits in a u8"),
             bytes,
         }
     }

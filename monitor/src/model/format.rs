@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Seconds with millisecond resolution (finer digits are noise next to the scan interval);
 /// None stays None (JSON `null`: unknown, never 0).
 pub(crate) fn seconds(d: Option<Duration>) -> Option<f64> {
-    d.map(|d| d.as_millis() as f64 / 1000.0)
+    // u64 milliseconds: 584 million years, and exact in f64 below 2^53 ms (285 000 years).
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX) as f64 / 1000.0)
 }
 
 /// An age in the largest two units, the way `ps`/`kubectl` show them: `850ms`, `12s`, `4m05s`,
@@ -16,6 +17,11 @@ pub(crate) fn human_age(seconds: Option<f64>) -> String {
         return "-".to_owned();
     };
     // Negative or NaN cannot come from the agent; clamp rather than print garbage.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "positive and finite here; `as` saturates past u64::MAX ms (584 million years)"
+    )]
     let ms = if seconds.is_finite() && seconds > 0.0 {
         (seconds * 1000.0).round() as u64
     } else {

@@ -88,7 +88,9 @@ impl From<&Connection> for ConnectionView {
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_received,
             unacked_bytes: c.unacked_bytes,
-            srtt_ms: c.srtt.map(|d| d.as_micros() as f64 / 1000.0),
+            srtt_ms: c
+                .srtt
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX) as f64 / 1000.0),
             retransmits: c.retransmits,
             seeded: c.seeded,
             state_age_at_least_seconds: seconds(c.state_age_at_least),

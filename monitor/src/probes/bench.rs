@@ -56,6 +56,12 @@ pub struct BenchProbes {
 }
 
 impl BenchProbes {
+    /// Loads the object with a table of `capacity` sockets and verifies every real and floor
+    /// program, attaching none; keeps run-time statistics on until dropped.
+    ///
+    /// # Errors
+    /// Statistics refused (`CAP_SYS_ADMIN`), kernel BTF unreadable, or a program the verifier
+    /// rejects.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
         let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
         let mut ebpf = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
@@ -90,6 +96,9 @@ impl BenchProbes {
 
     /// Detaches everything, then attaches `names` in this order (programs on one tracepoint run
     /// in attach order, so the benchmark alternates which one runs first).
+    ///
+    /// # Errors
+    /// A name not in the object, or a program the kernel refuses to attach.
     pub fn attach(&mut self, names: &[String]) -> Result<(), ProbeError> {
         self.detach_all();
         for name in names {
@@ -109,6 +118,10 @@ impl BenchProbes {
         }
     }
 
+    /// The kernel's statistics of program `name` (`bpf_prog_info`).
+    ///
+    /// # Errors
+    /// A name not in the object, or the kernel refusing `BPF_OBJ_GET_INFO_BY_FD`.
     pub fn stats(&self, name: &str) -> Result<ProgramStats, ProbeError> {
         let program: &BtfTracePoint = self
             .ebpf
@@ -119,7 +132,7 @@ impl BenchProbes {
         let info = program.info().map_err(ProbeError::program(name))?;
         Ok(ProgramStats {
             id: info.id(),
-            run_time_ns: info.run_time().as_nanos() as u64,
+            run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
             run_count: info.run_count(),
             xlated_insns: info.size_translated().unwrap_or(0) / 8,
             verified_insns: info.verified_instruction_count().unwrap_or(0),

@@ -39,6 +39,11 @@ where
 }
 
 impl KernelMaps {
+    /// Takes the table, index, free-slot stack and counter maps out of the loaded object, and
+    /// maps the table's used-slot counter.
+    ///
+    /// # Errors
+    /// A map missing from the object, of the wrong type, or that cannot be memory-mapped.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         Ok(Self {
             table: Arc::new(SocketTable::map(ebpf)?),
@@ -59,7 +64,11 @@ impl KernelMaps {
     /// Adds a socket that predates the agent, unless the kernel side already tracks it (its own
     /// data is fresher). Returns whether the entry was written. The same protocol as the kernel
     /// side's insert: free slot, fill, index (no overwrite), publish the cookie.
+    ///
+    /// # Errors
+    /// The table is full (no free slot), or a map operation the kernel refused.
     pub fn seed(&mut self, cookie: u64, entry: &SockActivity) -> Result<bool, MapError> {
+        const BPF_NOEXIST: u64 = 1;
         // An empty stack is a full table (the pop fails with ENOENT).
         let slot = self.free_slots.pop(0)?;
         let Some(target) = self.table.slot(slot) else {
@@ -77,7 +86,6 @@ impl KernelMaps {
         fresh.cookie = 0;
         // SAFETY: `target` points into the live mapping; the slot is ours until it is indexed.
         unsafe { target.write_volatile(fresh) };
-        const BPF_NOEXIST: u64 = 1;
         match self.index.insert(cookie, slot, BPF_NOEXIST) {
             Ok(()) => {
                 // SAFETY: as above; publishing the cookie makes the entry live for readers.
@@ -110,6 +118,9 @@ impl KernelMaps {
 
     /// Puts every slot on the free stack, highest first, so slots are handed out from 0 up.
     /// Must run before the programs are attached.
+    ///
+    /// # Errors
+    /// The stack map is missing, or refuses a push.
     pub fn provision_free_slots(ebpf: &mut Ebpf, capacity: u32) -> Result<(), ProbeError> {
         let map = ebpf
             .map_mut(FREE_SLOTS_MAP)
@@ -144,7 +155,13 @@ impl KernelMaps {
         let counter = |index| sum(&self.counters, index).map_err(named(COUNTERS_MAP));
         let transitions = nonzero(&self.transitions, TCP_STATE_SLOTS * TCP_STATE_SLOTS)
             .map_err(named(TRANSITIONS_MAP))?
-            .map(|(i, n)| ((i / TCP_STATE_SLOTS) as u8, (i % TCP_STATE_SLOTS) as u8, n))
+            .map(|(i, n)| {
+                (
+                    state_of(i / TCP_STATE_SLOTS),
+                    state_of(i % TCP_STATE_SLOTS),
+                    n,
+                )
+            })
             .collect();
         Ok(KernelCounters {
             retransmits: counter(counters::RETRANSMITS)?,
@@ -157,6 +174,11 @@ impl KernelMaps {
                 .collect(),
         })
     }
+}
+
+/// A state index of the transitions array (below `TCP_STATE_SLOTS`, so it fits).
+fn state_of(index: u32) -> u8 {
+    u8::try_from(index).unwrap_or(u8::MAX)
 }
 
 fn sum(array: &PerCpuArray<MapData, u64>, index: u32) -> Result<u64, MapError> {
@@ -248,6 +270,10 @@ impl SocketTable {
                 .inspect_err(|error| tracing::warn!(%error, index, "mapping table segment"))
                 .ok()
         });
+        #[expect(
+            clippy::cast_ptr_alignment,
+            reason = "mmap returns page-aligned memory, and segments start on page boundaries"
+        )]
         let base = segment.as_ref()?.ptr.as_ptr().cast::<SockActivity>();
         // SAFETY: `slot % SEGMENT_SLOTS` is below the segment's slot count.
         Some(unsafe { base.add((slot % SEGMENT_SLOTS) as usize) })
@@ -257,10 +283,9 @@ impl SocketTable {
 impl SocketSource for SocketTable {
     fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
         // Only the slots ever handed out: the rest is never mapped.
-        let used = self
-            .used()
-            .load(Ordering::Relaxed)
-            .min(self.capacity.into()) as u32;
+        let used = u32::try_from(self.used().load(Ordering::Relaxed))
+            .unwrap_or(u32::MAX)
+            .min(self.capacity);
         for slot in 0..used {
             let Some(at) = self.slot(slot) else { continue };
             // SAFETY: in bounds; volatile because the kernel writes concurrently.
@@ -293,6 +318,7 @@ struct Mapping {
 impl Mapping {
     /// `offset` must be page aligned; the kernel refuses a range beyond the map's data.
     fn new(fd: BorrowedFd<'_>, offset: usize, len: usize) -> std::io::Result<Self> {
+        let offset = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
         // SAFETY: a fresh shared mapping; the kernel checks the range against the map.
         let ptr = unsafe {
             libc::mmap(
@@ -301,7 +327,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
-                offset as libc::off_t,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {

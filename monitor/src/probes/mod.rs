@@ -118,7 +118,12 @@ pub struct Probes {
 pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Probes {
-    /// Loads the programs with a table of `capacity` sockets and attaches every hook it can.
+    /// Loads the programs with a table of `capacity` sockets and attaches every hook it can
+    /// (a hook the kernel refuses is logged and reported in [`Probes::hooks`]).
+    ///
+    /// # Errors
+    /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
+    /// cannot be mapped into memory.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
         let mut ebpf = load_object(capacity, &[])?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;

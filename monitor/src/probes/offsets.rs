@@ -12,7 +12,11 @@ use super::ProbeError;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// Looks up every field the programs read.
+/// Looks up every field the programs read in the BTF file at `path` (normally [`VMLINUX_BTF`]).
+///
+/// # Errors
+/// The file cannot be read or parsed, or a field is missing or not byte-aligned
+/// ([`ProbeError::BtfFile`], [`ProbeError::BtfLayout`]).
 pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
     let btf = Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
         path: path.to_path_buf(),

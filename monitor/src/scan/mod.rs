@@ -99,7 +99,9 @@ impl Snapshot {
         let connections: Vec<Connection> = connections.into_iter().collect();
         let watched = connections.iter().map(|c| c.cookie).collect();
         let mut builder = summary::SnapshotBuilder::new(grouping, watched);
-        connections.into_iter().for_each(|c| builder.add(c));
+        for c in connections {
+            builder.add(c);
+        }
         builder.finish()
     }
 }

@@ -170,7 +170,7 @@ impl SnapshotBuilder {
     #[must_use]
     pub fn finish(mut self) -> Snapshot {
         self.summary.close_wait = close_wait_top(
-            self.close_wait,
+            &self.close_wait,
             &self.snapshot.service_ports,
             self.grouping.top_n,
         );
@@ -182,12 +182,12 @@ impl SnapshotBuilder {
 /// Resolves ports to labels, merges groups that end up with the same labels, and cuts to the
 /// `top_n` owners with the most sockets (ties broken by name).
 fn close_wait_top(
-    groups: HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    groups: &HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
     services: &ServicePorts,
     top_n: usize,
 ) -> CloseWaitTop {
     let mut per_owner: HashMap<&str, (u64, f64, BTreeMap<String, u64>)> = HashMap::new();
-    for ((owner, netns, port), group) in &groups {
+    for ((owner, netns, port), group) in groups {
         let entry = per_owner.entry(owner.label()).or_default();
         entry.0 += group.count;
         entry.1 = entry.1.max(group.oldest_seconds);

@@ -45,6 +45,10 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 /// Dumps TCP sockets whose state is in `state_mask` (bit `1 << state`, kernel numbering from
 /// `monitor_common::tcp_state`) in one namespace, IPv4 and IPv6, with `tcp_info`.
+///
+/// # Errors
+/// The namespace cannot be entered, or the netlink request fails or answers malformed messages
+/// ([`SeedError`]).
 pub fn dump(ns: &Netns, state_mask: u32) -> Result<Vec<DiagSocket>, SeedError> {
     let inode = ns.inode;
     netns::run_in(ns, move || {
@@ -192,7 +196,7 @@ fn from_response(netns: u32, response: &InetResponse) -> DiagSocket {
     });
     DiagSocket {
         netns,
-        cookie: cookie(&id.cookie),
+        cookie: cookie(id.cookie),
         family: u16::from(header.family),
         state: header.state,
         local: SocketAddr::new(id.source_address, id.source_port),
@@ -204,7 +208,7 @@ fn from_response(netns: u32, response: &InetResponse) -> DiagSocket {
 }
 
 /// `idiag_cookie` is two native-endian u32s, low half first (`sock_diag_save_cookie`).
-fn cookie(raw: &[u8; 8]) -> u64 {
+fn cookie(raw: [u8; 8]) -> u64 {
     let (lo, hi) = raw.split_at(4);
     let half = |b: &[u8]| u64::from(u32::from_ne_bytes(b.try_into().unwrap_or_default()));
     half(lo) | half(hi) << 32

@@ -3,7 +3,12 @@ use std::time::Duration;
 use monitor_common::tcp_state::{self, CLOSE_WAIT, ESTABLISHED};
 
 use super::*;
+use crate::model::Grouping;
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "compared with the Option<Duration> ages the grouping returns"
+)]
 fn secs(n: u64) -> Option<Duration> {
     Some(Duration::from_secs(n))
 }
@@ -31,7 +36,7 @@ fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
         listener.state = tcp_state::LISTEN;
         connections.push(listener);
     }
-    Snapshot::from_connections(connections, Default::default())
+    Snapshot::from_connections(connections, Grouping::default())
 }
 
 #[test]
@@ -100,7 +105,7 @@ fn large_groups_keep_three_oldest_samples_and_ten_pids() {
             conn(
                 i,
                 Some("leaky"),
-                1000 - i as u32,
+                1000 - u32::try_from(i).unwrap(),
                 8080,
                 &[Reason::CloseWaitStuck],
             )
@@ -175,7 +180,7 @@ fn outbound_leaks_are_one_group_whatever_their_ephemeral_ports() {
                 i + 1,
                 Some("http-client"),
                 7,
-                41000 + i as u16,
+                41000 + u16::try_from(i).unwrap(),
                 &[Reason::CloseWaitStuck],
             )
         })

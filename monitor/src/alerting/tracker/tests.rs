@@ -2,6 +2,7 @@ use monitor_common::tcp_state::CLOSE_WAIT;
 
 use super::*;
 use crate::alerting::Alerting;
+use crate::model::Grouping;
 
 fn conn(cookie: u64, reasons: &[Reason]) -> Connection {
     let mut c = Connection::new(
@@ -18,7 +19,7 @@ fn conn(cookie: u64, reasons: &[Reason]) -> Connection {
 }
 
 fn snapshot(connections: Vec<Connection>) -> Snapshot {
-    Snapshot::from_connections(connections, Default::default())
+    Snapshot::from_connections(connections, Grouping::default())
 }
 
 fn summary(events: &[Event]) -> Vec<(Change, Reason, u64, bool)> {

@@ -1,4 +1,5 @@
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
@@ -157,7 +158,7 @@ async fn serves_every_route_and_shuts_down() {
             ],
             Grouping::default(),
         ),
-        Default::default(),
+        BTreeMap::default(),
     );
     assert_eq!(
         get(addr, "/healthz").await,
@@ -221,7 +222,7 @@ async fn alerts_are_grouped_and_loopback_only() {
     suspect.suspect = vec![crate::model::Reason::CloseWaitStuck];
     state.store.publish(
         Snapshot::from_connections([conn(1, ESTABLISHED), suspect], Grouping::default()),
-        Default::default(),
+        BTreeMap::default(),
     );
     let call = |peer: &str| {
         let peer = ConnectInfo(peer.parse().unwrap());

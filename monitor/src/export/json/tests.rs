@@ -8,7 +8,7 @@ use crate::model::ConnectionView;
 fn conn(state: u8, idle: Option<Duration>) -> Connection {
     let local = SocketAddr::from((Ipv6Addr::LOCALHOST, 8080));
     Connection {
-        netns: Some(4026531840),
+        netns: Some(4_026_531_840),
         pid: Some(1234),
         comm: Some("nginx".into()),
         state_age: Some(Duration::from_millis(61_250)),
@@ -39,7 +39,7 @@ fn view_serializes_unknown_as_null() {
         value,
         json!({
             "cookie": 42, "state": "close_wait", "local": "[::1]:8080",
-            "remote": "10.0.0.2:51000", "netns": 4026531840u32, "pid": 1234, "comm": "nginx",
+            "remote": "10.0.0.2:51000", "netns": 4_026_531_840_u32, "pid": 1234, "comm": "nginx",
             "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
             "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
             "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25, "retransmits": 3,
@@ -72,7 +72,7 @@ fn filter_parses_state_spellings_and_durations() {
     assert_eq!(f.min_idle, Some(Duration::from_secs(90)));
     assert_eq!(
         ConnectionFilter::from_params(&params(None, None)).unwrap(),
-        Default::default()
+        ConnectionFilter::default()
     );
 }
 
@@ -121,7 +121,9 @@ fn filter_matches_state_and_min_idle() {
         conn(tcp_state::LISTEN, None),
     ];
     let mut writer = ViewsWriter::new(idle);
-    connections.iter().for_each(|c| writer.push(c));
+    for c in &connections {
+        writer.push(c);
+    }
     let views: Vec<ConnectionView> = serde_json::from_slice(&writer.finish()).unwrap();
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].state, "established");
@@ -134,7 +136,9 @@ fn writer_output_is_a_serialized_vector() {
         conn(tcp_state::CLOSE_WAIT, None),
     ];
     let mut writer = ViewsWriter::new(ConnectionFilter::default());
-    connections.iter().for_each(|c| writer.push(c));
+    for c in &connections {
+        writer.push(c);
+    }
     let views: Vec<ConnectionView> = connections.iter().map(ConnectionView::from).collect();
     assert_eq!(writer.finish(), serde_json::to_vec(&views).unwrap());
     let empty = ViewsWriter::new(ConnectionFilter::default()).finish();

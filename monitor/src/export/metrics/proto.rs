@@ -85,7 +85,7 @@ pub fn histogram(samples: impl IntoIterator<Item = f64>, bounds: &[f64]) -> prot
 }
 
 /// The `tcp_liveness_idle_seconds` histogram of one state, from the scan's bucket counts.
-pub(super) fn idle_histogram(data: IdleHistogram) -> proto::Histogram {
+pub(super) fn idle_histogram(data: &IdleHistogram) -> proto::Histogram {
     from_counts(&IDLE_BUCKETS, &data.per_bucket, data.count, data.sum)
 }
 
@@ -136,6 +136,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::float_cmp, reason = "no samples sum to exactly 0.0")]
     fn empty_histogram_has_zero_buckets() {
         let h = histogram([], &[1.0, 2.0]);
         assert_eq!(counts(&h), [0, 0]);

@@ -8,7 +8,7 @@ use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, T
 
 use super::*;
 use crate::{
-    model::Connection,
+    model::{Connection, Grouping},
     probes::{HookStatus, KernelCounters},
     scan::Snapshot,
 };
@@ -61,13 +61,13 @@ fn snapshot() -> Snapshot {
             },
         ],
         scan_duration: Duration::from_millis(3),
-        ..Snapshot::from_connections(connections, Default::default())
+        ..Snapshot::from_connections(connections, Grouping::default())
     }
 }
 
 fn rendered() -> String {
     let store = Arc::new(SnapshotStore::new());
-    store.publish(snapshot(), Default::default());
+    store.publish(snapshot(), BTreeMap::default());
     let metrics = Metrics::new(store, "1.2.3");
     metrics.observe_scan(Duration::from_millis(3));
     metrics.render()
@@ -138,6 +138,7 @@ fn every_family_has_help() {
 /// Parses the text output back and checks each histogram's buckets never decrease and end at
 /// `_count` — the invariant Prometheus relies on.
 #[test]
+#[expect(clippy::float_cmp, reason = "the last bound is exactly +Inf")]
 fn histogram_buckets_are_monotonic() {
     let text = rendered();
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();

@@ -73,6 +73,7 @@ mod tests {
     };
 
     #[test]
+    #[expect(clippy::float_cmp, reason = "a sum of gauges of 0 and 1 is exact")]
     fn suspects_and_keepalive_families_have_every_reason() {
         let mut idle = Connection::new(
             1,

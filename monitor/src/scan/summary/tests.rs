@@ -1,3 +1,8 @@
+#![expect(
+    clippy::float_cmp,
+    reason = "ages and sums built from whole seconds are exact in f64"
+)]
+
 use std::time::Duration;
 
 use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, TIME_WAIT};

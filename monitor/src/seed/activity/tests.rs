@@ -24,7 +24,7 @@ fn info() -> TcpInfoSummary {
 
 fn established_v4() -> DiagSocket {
     DiagSocket {
-        netns: 4026531840,
+        netns: 4_026_531_840,
         cookie: 42,
         family: AF_INET,
         state: tcp_state::ESTABLISHED,
@@ -49,7 +49,7 @@ fn established_v4_with_owner() {
     assert_eq!(&a.daddr[..4], &[10, 9, 8, 7]);
     assert_eq!((a.sport, a.dport), (40_000, 5432));
     assert_eq!(a.state, tcp_state::ESTABLISHED);
-    assert_eq!(a.netns, 4026531840);
+    assert_eq!(a.netns, 4_026_531_840);
     assert_eq!(a.tgid, 777);
     assert_eq!(&a.comm, b"postgres\0\0\0\0\0\0\0\0");
     assert_eq!(

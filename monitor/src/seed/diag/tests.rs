@@ -50,8 +50,9 @@ fn inet_diag_msg(m: &Msg, tcp_info: Option<&[u8]>) -> Vec<u8> {
     out.extend_from_slice(&m.dst);
     out.extend_from_slice(&0u32.to_ne_bytes()); // interface
     // sock_diag_save_cookie: cookie[0] = low half, cookie[1] = high half.
-    out.extend_from_slice(&(m.cookie as u32).to_ne_bytes());
-    out.extend_from_slice(&((m.cookie >> 32) as u32).to_ne_bytes());
+    let half = |bits: u64| u32::try_from(bits & 0xffff_ffff).unwrap().to_ne_bytes();
+    out.extend_from_slice(&half(m.cookie));
+    out.extend_from_slice(&half(m.cookie >> 32));
     for field in [0u32, 0, 0, 1000, m.inode] {
         // expires, rqueue, wqueue, uid, inode
         out.extend_from_slice(&field.to_ne_bytes());
@@ -108,13 +109,13 @@ fn parses_a_multipart_batch() {
 
     let mut out = Vec::new();
     assert_eq!(
-        parse_batch(&batch, 4026531840, &mut out).ok(),
+        parse_batch(&batch, 4_026_531_840, &mut out).ok(),
         Some(Batch::More)
     );
     assert_eq!(out.len(), 2);
 
     let first = &out[0];
-    assert_eq!(first.netns, 4026531840);
+    assert_eq!(first.netns, 4_026_531_840);
     assert_eq!(first.cookie, 0x1234_5678_9abc_def0);
     assert_eq!(first.family, 2);
     assert_eq!(first.state, 1);
@@ -204,5 +205,5 @@ fn cookie_halves() {
     let mut raw = [0u8; 8];
     raw[..4].copy_from_slice(&0xdead_beefu32.to_ne_bytes());
     raw[4..].copy_from_slice(&0x0000_0001u32.to_ne_bytes());
-    assert_eq!(cookie(&raw), 0x1_dead_beef);
+    assert_eq!(cookie(raw), 0x1_dead_beef);
 }
