@@ -17,8 +17,9 @@ const NS_PER_MS: u64 = 1_000_000;
 ///
 /// `tcp_info`'s `last*` fields are "milliseconds ago"; they become timestamps relative to `now_ns`,
 /// never 0 (0 means "not seen"). The time the socket entered its state is unknown (the kernel
-/// does not keep it), so `state_since_ns` stays 0. Listeners keep every time at 0: the kernel
-/// fills no times for them, and their zeros would read as "just now".
+/// does not keep it), so `state_since_ns` is `now_ns` flagged as a lower bound
+/// (`FLAG_STATE_SINCE_LOWER_BOUND`). Listeners keep every other time at 0: the kernel fills no
+/// times for them, and their zeros would read as "just now".
 #[must_use]
 pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> SockActivity {
     let mut entry = SockActivity::zeroed();

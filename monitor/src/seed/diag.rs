@@ -155,7 +155,7 @@ fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batc
     let mut rest = buf;
     while !rest.is_empty() {
         let len = NetlinkBuffer::new_checked(rest)
-            .map_err(|e| SeedError::Decode(e.to_string()))?
+            .map_err(SeedError::Decode)?
             .length() as usize;
         let (message, tail) = rest.split_at(len);
         // Messages are padded to 4 bytes (NLMSG_ALIGN).
@@ -177,7 +177,7 @@ fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batc
                     return Err(SeedError::Kernel(err.to_io()));
                 }
                 NetlinkPayload::Overrun(_) => {
-                    return Err(SeedError::Decode("netlink overrun".into()));
+                    return Err(SeedError::Overrun);
                 }
                 _ => {}
             },

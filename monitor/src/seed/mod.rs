@@ -1,9 +1,10 @@
-//! `sock_diag` seeding: the TCP sockets that existed before the agent started, and the listeners.
+//! `sock_diag` seeding: the TCP sockets that existed before the agent started.
 //!
-//! The kernel probes only see sockets that change state or move data after they attach, and never
-//! see `listen()`. `sock_diag` (an `inet_diag` dump over netlink) lists every TCP socket of a network
-//! namespace with the kernel's own per-socket times (`tcp_info`), so the agent can seed its table and
-//! list listeners. A netlink socket only sees its own namespace, hence one dump per namespace.
+//! The kernel probes only see sockets that change state or move data after they attach (a later
+//! `listen()` included: it is a CLOSE → LISTEN transition). `sock_diag` (an `inet_diag` dump over
+//! netlink) lists every TCP socket of a network namespace, listeners included, with the kernel's
+//! own per-socket times (`tcp_info`), so the agent can seed its table with what was there before
+//! it. A netlink socket only sees its own namespace, hence one dump per namespace.
 //!
 //! I/O lives in [`netns`] (namespaces), [`diag`] (netlink) and [`owners`] (`/proc`); parsing
 //! ([`tcp_info`]) and the conversion to a kernel-table entry ([`activity`]) are pure.
@@ -37,8 +38,10 @@ pub enum SeedError {
     Netlink(io::Error),
     #[error("sock_diag request refused by the kernel: {0}")]
     Kernel(io::Error),
-    #[error("malformed sock_diag message: {0}")]
-    Decode(String),
+    #[error("malformed sock_diag message")]
+    Decode(#[source] netlink_packet_core::DecodeError),
+    #[error("the kernel dropped sock_diag messages (netlink overrun)")]
+    Overrun,
     #[error("sock_diag message of {len} bytes did not fit the {capacity}-byte receive buffer")]
     Truncated { len: usize, capacity: usize },
 }

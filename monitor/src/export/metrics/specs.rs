@@ -23,7 +23,7 @@ pub(super) const CONNECTIONS: Spec = spec(
     "tcp_liveness_connections",
     GAUGE,
     &["state"],
-    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets; listen sockets come from sock_diag).",
+    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets).",
 );
 pub(super) const IDLE: Spec = spec(
     "tcp_liveness_idle_seconds",
