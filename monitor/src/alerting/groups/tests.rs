@@ -39,6 +39,42 @@ fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
     Snapshot::from_connections(connections, Grouping::default())
 }
 
+/// With `group_by = "cgroup"` an alert is one container's (or unit's) problem: two process
+/// names in one cgroup make one group, one name in two cgroups makes two, and a connection whose
+/// cgroup is unknown groups as `unknown` (as in the CLOSE_WAIT metrics).
+#[test]
+fn groups_by_cgroup_when_configured() {
+    let in_cgroup = |cookie, comm, cgroup: Option<&str>| {
+        let mut c = conn(cookie, Some(comm), 10, 6379, &[Reason::CloseWaitStuck]);
+        c.cgroup = cgroup.map(Into::into);
+        c
+    };
+    let connections = vec![
+        in_cgroup(1, "redis-server", Some("/system.slice/redis.service")),
+        in_cgroup(2, "redis-check", Some("/system.slice/redis.service")),
+        in_cgroup(3, "redis-server", Some("/kubepods/pod1")),
+        in_cgroup(4, "redis-server", None),
+    ];
+    let by_cgroup = Grouping {
+        by_cgroup: true,
+        ..Grouping::default()
+    };
+    let mut snapshot = snapshot(connections);
+    snapshot.grouping = by_cgroup;
+    let owners: Vec<_> = group(&snapshot)
+        .iter()
+        .map(|g| (g.owner.clone(), g.count))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("/system.slice/redis.service".to_owned(), 2),
+            ("/kubepods/pod1".to_owned(), 1),
+            ("unknown".to_owned(), 1),
+        ]
+    );
+}
+
 #[test]
 fn groups_by_reason_owner_and_port_largest_first() {
     use Reason::*;
