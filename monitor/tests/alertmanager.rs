@@ -24,7 +24,7 @@ const PORT: &str = "7221";
 fn ours(alert: &Value) -> bool {
     let labels = &alert["labels"];
     labels["reason"] == "close_wait_stuck"
-        && labels["process"] == "python3"
+        && labels["owner"] == "python3"
         && labels["local_port"] == PORT
 }
 
@@ -86,7 +86,7 @@ fn close_wait_alert_fires_then_resolves() {
     let groups: Value = serde_json::from_str(&agent.get("/alerts")).expect("/alerts is JSON");
     let group = groups["alerts"]
         .as_array()
-        .and_then(|all| all.iter().find(|g| g["process"] == "python3"))
+        .and_then(|all| all.iter().find(|g| g["owner"] == "python3"))
         .unwrap_or_else(|| panic!("python3 group in /alerts: {groups}"));
     assert_eq!(group["reason"], "close_wait_stuck");
     assert_eq!(group["pids"][0], server.pid());

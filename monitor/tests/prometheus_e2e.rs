@@ -280,7 +280,7 @@ fn prometheus_runs_every_dashboard_query_and_fires_the_alerts() {
     assert_ok("promtool check metrics on /metrics", &lint);
 
     let pile = wait_for_firing(&prom, "TcpLivenessCloseWaitPileUp", |l| {
-        l["process"] == "python3" && l["local_port"] == PILE_PORT
+        l["owner"] == "python3" && l["local_port"] == PILE_PORT
     });
     let summary = pile["annotations"]["summary"].as_str().unwrap_or_default();
     let expected = format!("3 CLOSE_WAIT sockets of python3 on port {PILE_PORT}");

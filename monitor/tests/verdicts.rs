@@ -101,7 +101,7 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
         })
     };
     let pile = metric_at_least_one(
-        "tcp_liveness_close_wait_connections{process=\"python3\",local_port=\"7000\"}",
+        "tcp_liveness_close_wait_connections{owner=\"python3\",local_port=\"7000\"}",
     );
     assert!(pile.is_some(), "per-process/port pile-up metric");
     let suspects =
