@@ -7,7 +7,9 @@ use anyhow::bail;
 use crate::command::{check, run_quietly};
 
 /// `apt-get update`, then `apt-get install` of `packages` without recommends, non-interactive.
-/// Errors when either fails.
+///
+/// # Errors
+/// When either cannot run or does not exit 0.
 pub fn install(packages: &[&str]) -> anyhow::Result<()> {
     for args in [
         &["update", "-qq"][..],
@@ -32,7 +34,10 @@ pub fn disable_service(service: &str) {
 }
 
 /// Installs `package` when `binary` is missing (`cargo xtask setup` normally has), then
-/// disables the `service` it started. Errors when the install fails or leaves `binary` missing.
+/// disables the `service` it started.
+///
+/// # Errors
+/// When the install fails or leaves `binary` missing.
 pub fn ensure(package: &str, binary: &str, service: &str) -> anyhow::Result<()> {
     if Path::new(binary).exists() {
         return Ok(());

@@ -18,9 +18,11 @@ pub struct MapFd {
     pub memlock: u64,
 }
 
-/// Every BPF map `pid` holds a file descriptor to, largest memlock first. Errors when
-/// `/proc/PID/fdinfo` cannot be listed (no such process, or not ours to read); descriptors
-/// closed while we look are skipped.
+/// Every BPF map `pid` holds a file descriptor to, largest memlock first; descriptors closed
+/// while we look are skipped.
+///
+/// # Errors
+/// When `/proc/PID/fdinfo` cannot be listed (no such process, or not ours to read).
 pub fn maps_of(pid: u32) -> anyhow::Result<Vec<MapFd>> {
     let mut maps = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {

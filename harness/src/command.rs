@@ -5,13 +5,18 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-/// Runs `program args` with stdio inherited (its own error messages reach the terminal); an
-/// error naming the command and its exit status unless it exits 0.
+/// Runs `program args` with stdio inherited (its own error messages reach the terminal).
+///
+/// # Errors
+/// When it cannot be started or does not exit 0; the error names the command and its status.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     check(Command::new(program).args(args))
 }
 
-/// Runs `cmd` to completion; an error naming it and its exit status unless it exits 0.
+/// Runs `cmd` to completion.
+///
+/// # Errors
+/// When it cannot be started or does not exit 0; the error names the command and its status.
 pub fn check(cmd: &mut Command) -> anyhow::Result<()> {
     let what = describe(cmd);
     let status = cmd.status().with_context(|| format!("running {what}"))?;

@@ -15,8 +15,10 @@ use anyhow::{Context as _, bail};
 /// server must not hang the caller.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `GET path` on 127.0.0.1:`port`: the status code and the body (UTF-8). Errors when nothing
-/// listens, the answer is not HTTP, or a read blocks for [`READ_TIMEOUT`].
+/// `GET path` on 127.0.0.1:`port`: the status code and the body (UTF-8), whatever the status.
+///
+/// # Errors
+/// When nothing listens, the answer is not UTF-8 HTTP, or a read blocks for [`READ_TIMEOUT`].
 pub fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -35,8 +37,10 @@ pub fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-/// The body of `GET path` on 127.0.0.1:`port`; an error (with status and body) unless the
-/// status is 2xx.
+/// The body of `GET path` on 127.0.0.1:`port`.
+///
+/// # Errors
+/// As [`get`], and when the status is not 2xx (the error has the status and body).
 pub fn get_ok(port: u16, path: &str) -> anyhow::Result<String> {
     match get(port, path)? {
         (200..=299, body) => Ok(body),

@@ -42,6 +42,10 @@ tcp_liveness_tracked_sockets 12\n\
 tcp_liveness_scan_duration_seconds_sum 0.25\n";
 
     #[test]
+    #[expect(
+        clippy::float_cmp,
+        reason = "the values are small integers parsed from text and summed, exact in f64"
+    )]
     fn reads_one_series_or_a_sum_over_labels() {
         assert_eq!(
             value(TEXT, "tcp_liveness_connections{state=\"listen\"}"),

@@ -31,7 +31,10 @@ pub struct Netns {
 impl Netns {
     /// Creates namespace `name`, first deleting a leftover of that name (from a run killed before
     /// its guards ran), and brings its loopback up (a fresh namespace's `lo` is down: 127.0.0.1
-    /// cannot even be bound). Errors when `ip` fails; what was created is deleted again.
+    /// cannot even be bound).
+    ///
+    /// # Errors
+    /// When `ip` fails; what was created is deleted again.
     pub fn create(name: impl Into<String>) -> anyhow::Result<Self> {
         let name = name.into();
         run_quietly("ip", &["netns", "del", &name]);
@@ -74,23 +77,35 @@ impl Netns {
         cmd
     }
 
-    /// Runs `program args` inside the namespace to completion; an error unless it exits 0.
+    /// Runs `program args` inside the namespace to completion.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not exit 0 (as [`command::check`]).
     pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
         command::check(self.command(program).args(args))
     }
 
     /// Drops every inbound packet (`iptables -A INPUT -j DROP`): whoever listens in here
     /// vanishes for its peers, who keep retransmitting unacknowledged data.
+    ///
+    /// # Errors
+    /// When `iptables` fails.
     pub fn drop_input(&self) -> anyhow::Result<()> {
         self.run("iptables", &["-A", "INPUT", "-j", "DROP"])
     }
 
     /// Removes the rule [`drop_input`](Self::drop_input) added: the host answers again.
+    ///
+    /// # Errors
+    /// When `iptables` fails (there is no such rule, for one).
     pub fn stop_dropping_input(&self) -> anyhow::Result<()> {
         self.run("iptables", &["-D", "INPUT", "-j", "DROP"])
     }
 
     /// Drops inbound TCP to local port `port` only: one server vanishes, others stay.
+    ///
+    /// # Errors
+    /// When `iptables` fails.
     pub fn drop_input_to_port(&self, port: u16) -> anyhow::Result<()> {
         let port = port.to_string();
         let rule = ["-A", "INPUT", "-p", "tcp", "--dport", &port, "-j", "DROP"];
@@ -123,6 +138,9 @@ pub struct NetPair {
 
 impl NetPair {
     /// The pair `tl-{tag}-s-{pid}` and `tl-{tag}-c-{pid}`: unique to this process.
+    ///
+    /// # Errors
+    /// As [`create_named`](Self::create_named).
     pub fn create(tag: &str, subnet: u8) -> anyhow::Result<Self> {
         let id = std::process::id();
         Self::create_named(
@@ -133,7 +151,9 @@ impl NetPair {
     }
 
     /// The pair with the given namespace names (leftovers of those names are deleted first).
-    /// Errors when `ip` fails; whatever was created is deleted again.
+    ///
+    /// # Errors
+    /// When `ip` fails; whatever was created is deleted again.
     pub fn create_named(
         server: impl Into<String>,
         client: impl Into<String>,

@@ -28,14 +28,19 @@ pub struct Peer {
 
 impl Peer {
     /// Starts `tcp_peer.py ARGS…` in `ns` (e.g. `["server", ip, "7000", "echo"]`) and waits for
-    /// its "ready" line. Errors when it cannot start or is not ready within [`READY_WITHIN`];
-    /// the process is killed then.
+    /// its "ready" line.
+    ///
+    /// # Errors
+    /// When it cannot start or is not ready within [`READY_WITHIN`]; the process is killed then.
     pub fn start(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
         Self::spawn(ns, args, false)
     }
 
     /// [`start`](Self::start) in a process group of its own: the terminal's Ctrl-C reaches only
     /// the caller, which then stops everything in order (the demo).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
     pub fn start_in_own_group(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
         Self::spawn(ns, args, true)
     }

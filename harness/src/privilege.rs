@@ -81,8 +81,10 @@ pub fn skip(test: &str, why: &str) -> bool {
     false
 }
 
-/// For tasks a human started (`cargo xtask bench`, `demo`): an error saying that `task` needs
-/// root and `why`, unless the effective uid is 0.
+/// For tasks a human started (`cargo xtask bench`, `demo`): Ok when the effective uid is 0.
+///
+/// # Errors
+/// When it is not: the error says that `task` needs root, and `why`.
 pub fn require_root(task: &str, why: &str) -> anyhow::Result<()> {
     if !is_root() {
         bail!("{task} needs root: {why}");

@@ -21,8 +21,11 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Runs `binary` with `args(state_dir, port)` plus `--web.listen-address=127.0.0.1:PORT`
-    /// and `--log.level=warn`, and waits until `GET /-/ready` answers 2xx. Errors when it cannot
-    /// start or is not ready within [`READY_WITHIN`].
+    /// and `--log.level=warn`, and waits until `GET /-/ready` answers 2xx.
+    ///
+    /// # Errors
+    /// When no temporary directory or free port is available, or the server cannot start or is
+    /// not ready within [`READY_WITHIN`] (it is killed then).
     pub fn start(
         binary: &str,
         args: impl FnOnce(&Path, u16) -> Vec<String>,

@@ -99,12 +99,18 @@ pub fn parse(output: &str) -> Vec<SsSocket> {
         .collect()
 }
 
-/// TCP sockets of namespace `ns`, all states, with `tcp_info`. Errors when `ss` fails.
+/// TCP sockets of namespace `ns`, all states, with `tcp_info`.
+///
+/// # Errors
+/// When `ss` cannot run or does not exit 0.
 pub fn sockets(ns: &Netns) -> anyhow::Result<Vec<SsSocket>> {
     run(ns.command("ss").arg("-tanieO"))
 }
 
 /// TCP sockets of the caller's own namespace, all states, with `tcp_info`.
+///
+/// # Errors
+/// When `ss` cannot run or does not exit 0.
 pub fn sockets_here() -> anyhow::Result<Vec<SsSocket>> {
     run(Command::new("ss").arg("-tanieO"))
 }

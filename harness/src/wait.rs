@@ -10,7 +10,10 @@ pub const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// Calls `check` every `every` until it returns `Ok(Some(value))` (→ `Ok(Some(value))`), or
 /// `timeout` has passed (→ `Ok(None)`). `check` runs at least once, and once more at or after
-/// the deadline; its first error ends the wait.
+/// the deadline.
+///
+/// # Errors
+/// The first error `check` returns, which ends the wait.
 pub fn poll<T, E>(
     timeout: Duration,
     every: Duration,

@@ -81,7 +81,9 @@ fn hooks() -> anyhow::Result<()> {
 fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
     let netns = match netns {
         Some(path) => Some(monitor::seed::Netns {
-            inode: std::fs::metadata(&path)?.ino() as u32,
+            // nsfs inodes are 32-bit (`proc_inum`), as the agent stores them.
+            inode: u32::try_from(std::fs::metadata(&path)?.ino())
+                .with_context(|| format!("{}: inode wider than 32 bits", path.display()))?,
             path,
         }),
         None => None,
@@ -96,7 +98,8 @@ fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
             Some(ns) => monitor::seed::dump(ns, mask)?.len(),
             None => monitor::seed::dump_all(mask).len(),
         };
-        times_ns.push(started.elapsed().as_nanos() as u64);
+        // Saturates after 584 years.
+        times_ns.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     println!(
         "{}",

@@ -17,7 +17,11 @@ use std::{
 
 use monitor::{
     alerting::{self, Alerting},
-    export::{SnapshotStore, json::ViewsWriter, metrics::Metrics},
+    export::{
+        SnapshotStore,
+        json::{ConnectionFilter, ViewsWriter},
+        metrics::Metrics,
+    },
     model::Grouping,
     probes::{FixedStatus, SocketSource},
     scan::{Pipeline, Scanner, convert::SocketDefaults},
@@ -69,7 +73,8 @@ fn measure<T>(step: impl FnOnce() -> T) -> (T, Duration, Heap) {
     let heap = Heap {
         peak: PEAK.load(Ordering::Relaxed) - live,
         allocated: TOTAL.load(Ordering::Relaxed) - total,
-        retained: LIVE.load(Ordering::Relaxed) as isize - live as isize,
+        // Live bytes never exceed isize::MAX (no allocation can), so both casts are exact.
+        retained: LIVE.load(Ordering::Relaxed).cast_signed() - live.cast_signed(),
     };
     (out, elapsed, heap)
 }
@@ -85,16 +90,14 @@ fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
     let own_pid = std::process::id();
     (0..n)
         .map(|i| {
+            let k = u32::try_from(i).expect("fewer than 2^32 synthetic sockets");
+            let [b0, b1, b2, _] = k.to_le_bytes();
             let mut e = SockActivity::zeroed();
             e.family = AF_INET;
-            e.saddr[..4].copy_from_slice(&[10, 0, (i >> 8) as u8, i as u8]);
-            e.daddr[..4].copy_from_slice(&[10, 1, (i >> 16) as u8, (i >> 8) as u8]);
-            e.netns = 4026531840 + (i % 4) as u32;
-            e.tgid = if i % 50 == 0 {
-                own_pid
-            } else {
-                1000 + (i % 200) as u32
-            };
+            e.saddr[..4].copy_from_slice(&[10, 0, b1, b0]);
+            e.daddr[..4].copy_from_slice(&[10, 1, b2, b1]);
+            e.netns = 4_026_531_840 + k % 4;
+            e.tgid = if i % 50 == 0 { own_pid } else { 1000 + k % 200 };
             let name: &[u8] = match i % 5 {
                 0 => b"nginx",
                 1 => b"redis-server",
@@ -115,7 +118,7 @@ fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
             e.last_send_ns = NOW_NS - (age / 2) * SEC;
             e.last_recv_ns = NOW_NS - (age / 3) * SEC;
             e.last_peer_ns = e.last_recv_ns;
-            e.sport = 40000 + (i % 20000) as u16;
+            e.sport = 40000 + (k % 20000) as u16;
             e.dport = 443;
             e.state = match i % 100 {
                 0 => tcp_state::LISTEN,
@@ -126,10 +129,10 @@ fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
                 _ => tcp_state::ESTABLISHED,
             };
             if e.state == tcp_state::LISTEN {
-                e.sport = 8000 + (i / 100 % 50) as u16;
+                e.sport = 8000 + (k / 100 % 50) as u16;
             }
             if e.state == tcp_state::CLOSE_WAIT && i % 2 == 0 {
-                e.sport = 8000 + (i % 50) as u16;
+                e.sport = 8000 + (k % 50) as u16;
             }
             (i as u64 + 1, e)
         })
@@ -181,7 +184,7 @@ fn main() -> anyhow::Result<()> {
             kib(heap.allocated),
         );
         let (json, read, heap) = measure(|| {
-            let mut views = ViewsWriter::new(Default::default());
+            let mut views = ViewsWriter::new(ConnectionFilter::default());
             pipeline.read(source.as_ref(), NOW_NS, &mut |c| views.push(&c));
             views.finish()
         });

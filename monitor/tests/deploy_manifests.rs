@@ -277,6 +277,16 @@ fn systemd_capabilities_are_enough() {
 
 /// Every syscall name allowed by the unit's `SystemCallFilter` (groups expanded by systemd).
 fn allowed_syscalls() -> BTreeSet<String> {
+    /// Adds syscall `name` to `out`, or for a `@group` every syscall in it, nested groups too.
+    fn expand(name: &str, groups: &HashMap<String, Vec<String>>, out: &mut BTreeSet<String>) {
+        match groups.get(name) {
+            Some(members) => members.iter().for_each(|m| expand(m, groups, out)),
+            None if name.starts_with('@') => panic!("unknown syscall group {name}"),
+            None => {
+                out.insert(name.to_owned());
+            }
+        }
+    }
     let out = Command::new("systemd-analyze")
         .arg("syscall-filter")
         .output()
@@ -286,21 +296,12 @@ fn allowed_syscalls() -> BTreeSet<String> {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let word = line.trim();
         if line.starts_with('@') {
-            current = word.to_owned();
+            word.clone_into(&mut current);
         } else if !word.is_empty() && !word.starts_with('#') && !current.is_empty() {
             groups
                 .entry(current.clone())
                 .or_default()
                 .push(word.to_owned());
-        }
-    }
-    fn expand(name: &str, groups: &HashMap<String, Vec<String>>, out: &mut BTreeSet<String>) {
-        match groups.get(name) {
-            Some(members) => members.iter().for_each(|m| expand(m, groups, out)),
-            None if name.starts_with('@') => panic!("unknown syscall group {name}"),
-            None => {
-                out.insert(name.to_owned());
-            }
         }
     }
     let mut allowed = BTreeSet::new();
@@ -446,7 +447,9 @@ fn py_tools() -> Option<&'static Path> {
             }
             other => {
                 let why = other.map_or_else(|e| e.to_string(), |o| output_text(&o));
-                privilege::skip(
+                // Called for its message (and, under CI, its failure): it returns false, and the
+                // answer is None either way.
+                let _ = privilege::skip(
                     "deploy tools",
                     &format!("pip install {PY_TOOLS:?} failed: {why}"),
                 );

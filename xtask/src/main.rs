@@ -66,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Bench(args) => bench::run(args),
+        Task::Bench(args) => bench::run(&args),
         Task::Test => {
             setup::all()?;
             cargo(&["fmt", "--all", "--check"])?;

@@ -111,8 +111,11 @@ impl Launch {
         self
     }
 
-    /// Spawns the agent and waits until it serves ([`Agent::wait_ready`]). Errors when it cannot
-    /// be spawned, exits first, or does not serve in time; it is stopped then.
+    /// Spawns the agent and waits until it serves ([`Agent::wait_ready`]).
+    ///
+    /// # Errors
+    /// When the agent cannot be spawned, exits first, or does not serve within the ready timeout;
+    /// it is stopped then.
     pub fn start(self) -> anyhow::Result<Agent> {
         let mut agent = self.spawn()?;
         agent.wait_ready(|| false)?;
@@ -120,6 +123,9 @@ impl Launch {
     }
 
     /// Spawns the agent without waiting for it: call [`Agent::wait_ready`] next.
+    ///
+    /// # Errors
+    /// When the binary (or `setpriv`, for a confined launch) cannot be spawned.
     pub fn spawn(self) -> anyhow::Result<Agent> {
         let listen = format!("127.0.0.1:{}", self.port);
         let mut cmd = match &self.capabilities {

@@ -55,9 +55,11 @@ impl Agent {
     }
 
     /// Waits until `GET /healthz` answers 200, then for the launch's settle time. Ok(false) when
-    /// `cancelled()` turned true first (e.g. Ctrl-C). Errors when the agent exits first (a
-    /// healthy answer from another process on our port must not count) or does not answer within
-    /// the launch's ready timeout.
+    /// `cancelled()` turned true first (e.g. Ctrl-C).
+    ///
+    /// # Errors
+    /// When the agent was stopped already, exits first (a healthy answer from another process on
+    /// our port must not count), or does not answer within the launch's ready timeout.
     pub fn wait_ready(&mut self, cancelled: impl Fn() -> bool) -> anyhow::Result<bool> {
         let port = self.port;
         let child = self.child.as_mut().context("agent already stopped")?;
@@ -94,7 +96,10 @@ impl Agent {
         &self.url
     }
 
-    /// The body of `GET path` (e.g. `/metrics`); an error unless the status is 2xx.
+    /// The body of `GET path` (e.g. `/metrics`).
+    ///
+    /// # Errors
+    /// When the request fails or the status is not 2xx (the error has the status and body).
     pub fn try_get(&self, path: &str) -> anyhow::Result<String> {
         http::get_ok(self.port, path)
     }
@@ -138,8 +143,11 @@ impl Agent {
         serde_json::from_str(&body).expect("/connections is JSON")
     }
 
-    /// Sends SIGTERM and waits for the exit status. Errors when the agent does not exit within
-    /// the launch's stop timeout (it is killed then) or was stopped already.
+    /// Sends SIGTERM and waits for the exit status.
+    ///
+    /// # Errors
+    /// When the agent does not exit within the launch's stop timeout (it is killed then), was
+    /// stopped already, or its status cannot be read.
     pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("agent already stopped")?;
         if let Some(status) = child.try_wait()? {

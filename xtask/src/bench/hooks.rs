@@ -109,6 +109,22 @@ fn field(stats: &BTreeMap<String, Value>, name: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The two loads every hook is measured under, by the tag the table shows.
+const LOADS: [(&str, Load); 2] = [("rr", Load::RequestResponse), ("churn", Load::Churn)];
+
+/// What the repetitions measured, per (load tag, program).
+#[derive(Default)]
+struct Measurements {
+    /// ns per run, one value per repetition.
+    ns: BTreeMap<(&'static str, String), Vec<f64>>,
+    /// real/floor ratio per repetition, `None` where a hook did not fire.
+    ratios: BTreeMap<(&'static str, String), Vec<Option<f64>>>,
+    /// real/floor ratio with each set attached alone, one per repetition.
+    alone_ratios: BTreeMap<(&'static str, String), Vec<f64>>,
+    /// Runs over all repetitions.
+    runs: BTreeMap<(&'static str, String), u64>,
+}
+
 pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let mut helper = Helper::start(plan)?;
     let first = helper.stats()?;
@@ -122,105 +138,13 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
         .filter(|n| n.starts_with("floor_"))
         .cloned()
         .collect();
-    // (load, program) → ns per run, one value per repetition.
-    let mut ns: BTreeMap<(&str, String), Vec<f64>> = BTreeMap::new();
-    // (load, program) → real/floor ratio per repetition, `None` where a hook did not fire.
-    let mut ratios: BTreeMap<(&str, String), Vec<Option<f64>>> = BTreeMap::new();
-    // (load, program) → real/floor ratio with each set attached alone, one per repetition.
-    let mut alone_ratios: BTreeMap<(&str, String), Vec<f64>> = BTreeMap::new();
-    let mut runs: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    let loads = [("rr", Load::RequestResponse), ("churn", Load::Churn)];
     // Whole pairs, one repetition in each order.
     let reps = plan.reps.div_ceil(2) * 2;
-    for rep in 0..reps {
-        let order: Vec<String> = if rep % 2 == 0 {
-            real.iter().chain(&floors).cloned().collect()
-        } else {
-            floors.iter().chain(&real).cloned().collect()
-        };
-        for (tag, load) in loads {
-            let together = measure(&mut helper, &order, load, plan)?;
-            for (name, &(cost, count)) in &together {
-                ns.entry((tag, name.clone())).or_default().push(cost);
-                *runs.entry((tag, name.clone())).or_default() += count;
-            }
-            // Each set alone, in alternating order: no shared cache, separate time windows.
-            let (first, second) = if rep % 2 == 0 {
-                (&real, &floors)
-            } else {
-                (&floors, &real)
-            };
-            let mut alone = measure(&mut helper, first, load, plan)?;
-            alone.extend(measure(&mut helper, second, load, plan)?);
-            for name in &real {
-                let floor = format!("floor_{name}");
-                let ratio_of = |m: &BTreeMap<String, (f64, u64)>| match (m.get(name), m.get(&floor))
-                {
-                    (Some((cost, _)), Some((floor, _))) => Some(cost / floor),
-                    _ => None,
-                };
-                ratios
-                    .entry((tag, name.clone()))
-                    .or_default()
-                    .push(ratio_of(&together));
-                alone_ratios
-                    .entry((tag, name.clone()))
-                    .or_default()
-                    .extend(ratio_of(&alone));
-            }
-        }
-        eprintln!("bench: hooks repetition {}/{reps} done", rep + 1);
-    }
+    let measured = repeat(&mut helper, plan, reps, &real, &floors)?;
     helper.command("attach ")?;
     let last = helper.stats()?;
     drop(helper);
 
-    let mut rows = Vec::new();
-    for (tag, _) in loads {
-        for name in &real {
-            let Some(costs) = ns.get(&(tag, name.clone())) else {
-                continue;
-            };
-            let floor = format!("floor_{name}");
-            let floor_costs = ns.get(&(tag, floor.clone()));
-            let by_rep = ratios.get(&(tag, name.clone()));
-            let ratio = |f: fn(&[Option<f64>]) -> Vec<f64>| {
-                let values = by_rep.map(|r| f(r)).unwrap_or_default();
-                if values.is_empty() {
-                    "—".to_owned()
-                } else {
-                    stats::summary(&values, 2)
-                }
-            };
-            let target = match name.as_str() {
-                "sock_send_length" | "sock_recv_length" | "tcp_probe" => "≤ 1.5× floor",
-                _ => "",
-            };
-            rows.push(vec![
-                tag.to_owned(),
-                name.clone(),
-                runs.get(&(tag, name.clone()))
-                    .copied()
-                    .unwrap_or(0)
-                    .to_string(),
-                stats::summary(costs, 0),
-                floor_costs.map_or("—".into(), |c| stats::summary(c, 0)),
-                ratio(|r| in_order(r, 0)),
-                ratio(|r| in_order(r, 1)),
-                ratio(order_balanced),
-                alone_ratios
-                    .get(&(tag, name.clone()))
-                    .filter(|r| !r.is_empty())
-                    .map_or("—".into(), |r| stats::summary(r, 2)),
-                target.to_owned(),
-                format!(
-                    "{} / {}",
-                    field(&last, name, "xlated_insns"),
-                    field(&last, &floor, "xlated_insns")
-                ),
-            ]);
-        }
-    }
     Ok(Section {
         title:
             "1. Hook cost (kernel bpf_stats, ns per invocation; median [min–max] over repetitions)"
@@ -238,7 +162,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
             "target".into(),
             "xlated insns (prog / floor)".into(),
         ],
-        rows,
+        rows: rows(&measured, &real, &last),
         notes: vec![format!(
             "{} repetitions × {:?} per load; real and floor programs attached together, \
              attach order alternated per repetition; the floor is one cookie + one hash lookup + \
@@ -252,6 +176,111 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
             reps, plan.load_time
         )],
     })
+}
+
+/// `reps` repetitions under every load: the `real` and `floors` programs attached together
+/// (real first on even repetitions, floors first on odd ones), then each set alone in the same
+/// alternating order.
+fn repeat(
+    helper: &mut Helper,
+    plan: &Plan,
+    reps: usize,
+    real: &[String],
+    floors: &[String],
+) -> anyhow::Result<Measurements> {
+    let mut m = Measurements::default();
+    for rep in 0..reps {
+        let order: Vec<String> = if rep % 2 == 0 {
+            real.iter().chain(floors).cloned().collect()
+        } else {
+            floors.iter().chain(real).cloned().collect()
+        };
+        for (tag, load) in LOADS {
+            let together = measure(helper, &order, load, plan)?;
+            for (name, &(cost, count)) in &together {
+                m.ns.entry((tag, name.clone())).or_default().push(cost);
+                *m.runs.entry((tag, name.clone())).or_default() += count;
+            }
+            // Each set alone, in alternating order: no shared cache, separate time windows.
+            let (first, second) = if rep % 2 == 0 {
+                (real, floors)
+            } else {
+                (floors, real)
+            };
+            let mut alone = measure(helper, first, load, plan)?;
+            alone.extend(measure(helper, second, load, plan)?);
+            for name in real {
+                let floor = format!("floor_{name}");
+                let ratio_of =
+                    |set: &BTreeMap<String, (f64, u64)>| match (set.get(name), set.get(&floor)) {
+                        (Some((cost, _)), Some((floor, _))) => Some(cost / floor),
+                        _ => None,
+                    };
+                m.ratios
+                    .entry((tag, name.clone()))
+                    .or_default()
+                    .push(ratio_of(&together));
+                m.alone_ratios
+                    .entry((tag, name.clone()))
+                    .or_default()
+                    .extend(ratio_of(&alone));
+            }
+        }
+        eprintln!("bench: hooks repetition {}/{reps} done", rep + 1);
+    }
+    Ok(m)
+}
+
+/// One row per load and real program that fired; `last` gives the programs' sizes.
+fn rows(m: &Measurements, real: &[String], last: &BTreeMap<String, Value>) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (tag, _) in LOADS {
+        for name in real {
+            let Some(costs) = m.ns.get(&(tag, name.clone())) else {
+                continue;
+            };
+            let floor = format!("floor_{name}");
+            let floor_costs = m.ns.get(&(tag, floor.clone()));
+            let by_rep = m.ratios.get(&(tag, name.clone()));
+            let ratio = |f: fn(&[Option<f64>]) -> Vec<f64>| {
+                let values = by_rep.map(|r| f(r)).unwrap_or_default();
+                if values.is_empty() {
+                    "—".to_owned()
+                } else {
+                    stats::summary(&values, 2)
+                }
+            };
+            let target = match name.as_str() {
+                "sock_send_length" | "sock_recv_length" | "tcp_probe" => "≤ 1.5× floor",
+                _ => "",
+            };
+            rows.push(vec![
+                tag.to_owned(),
+                name.clone(),
+                m.runs
+                    .get(&(tag, name.clone()))
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+                stats::summary(costs, 0),
+                floor_costs.map_or("—".into(), |c| stats::summary(c, 0)),
+                ratio(|r| in_order(r, 0)),
+                ratio(|r| in_order(r, 1)),
+                ratio(order_balanced),
+                m.alone_ratios
+                    .get(&(tag, name.clone()))
+                    .filter(|r| !r.is_empty())
+                    .map_or("—".into(), |r| stats::summary(r, 2)),
+                target.to_owned(),
+                format!(
+                    "{} / {}",
+                    field(last, name, "xlated_insns"),
+                    field(last, &floor, "xlated_insns")
+                ),
+            ]);
+        }
+    }
+    rows
 }
 
 /// The ratios of the repetitions in one attach order (0: real first, 1: floor first).

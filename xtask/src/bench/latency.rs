@@ -68,6 +68,66 @@ fn local_port(first: &str) -> anyhow::Result<u16> {
         .parse()?)
 }
 
+/// Trial `trial` of the peer close: the client closes `phase` after connecting, the server never
+/// does (`CLOSE_WAIT` on the server) → `close_wait_stuck`. (connections, metrics) latency in s.
+fn peer_close(
+    agent: &Agent,
+    pair: &NetPair,
+    trial: usize,
+    phase: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let addr = format!("{}:{}", pair.server_ip, 7000 + trial);
+    let server = worker::spawn(&pair.server, &["server", &addr])?;
+    let mut client = worker::spawn(&pair.client, &["client", &addr, "close"])?;
+    let port = local_port(&client.first)?;
+    std::thread::sleep(phase);
+    let baseline = gauge(agent, "close_wait_stuck")?;
+    let fault = Instant::now();
+    client.send("close")?;
+    let detected = detect(agent, fault, port, "remote", "close_wait_stuck", baseline)?;
+    let closed = client.read_line()?;
+    if closed != "closed" {
+        bail!("client: {closed:?}");
+    }
+    drop((client, server));
+    Ok(detected)
+}
+
+/// Trial `trial` of the dropped peer: the client streams, and `phase` after connecting the
+/// server's namespace drops all input → `peer_unresponsive` on the client. (connections, metrics)
+/// latency in s.
+fn peer_dropped(
+    agent: &Agent,
+    pair: &NetPair,
+    trial: usize,
+    phase: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let server_port =
+        u16::try_from(8000 + trial).context("too many latency trials: port 8000 + trial")?;
+    let addr = format!("{}:{server_port}", pair.server_ip);
+    let server = worker::spawn(&pair.server, &["server", &addr])?;
+    let client = worker::spawn(&pair.client, &["client", &addr, "stream"])?;
+    local_port(&client.first)?;
+    std::thread::sleep(phase);
+    let baseline = gauge(agent, "peer_unresponsive")?;
+    let fault = Instant::now();
+    pair.server.drop_input()?;
+    // The client's socket is the one flagged; it is found by the server's port, unique per
+    // trial (its own local port is not always known to the agent, see BENCHMARKS.md).
+    let detected = detect(
+        agent,
+        fault,
+        server_port,
+        "remote",
+        "peer_unresponsive",
+        baseline,
+    );
+    pair.server.stop_dropping_input()?;
+    let detected = detected?;
+    drop((client, server));
+    Ok(detected)
+}
+
 pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let pair = NetPair::create("bench", 213)?;
     let secs = |d: Duration| format!("{}s", d.as_secs());
@@ -88,49 +148,12 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
         // Spread the fault over the scan period: latency depends on where it falls between
         // two scans, and a fixed delay would sample one phase only.
         let phase = INTERVAL * 2 + INTERVAL.mul_f64(trial as f64 / plan.latency_trials as f64);
-        // Peer close → CLOSE_WAIT on the server.
-        let addr = format!("{}:{}", pair.server_ip, 7000 + trial);
-        let server = worker::spawn(&pair.server, &["server", &addr])?;
-        let mut client = worker::spawn(&pair.client, &["client", &addr, "close"])?;
-        let port = local_port(&client.first)?;
-        std::thread::sleep(phase);
-        let baseline = gauge(&agent, "close_wait_stuck")?;
-        let fault = Instant::now();
-        client.send("close")?;
-        let (j, m) = detect(&agent, fault, port, "remote", "close_wait_stuck", baseline)?;
-        let closed = client.read_line()?;
-        if closed != "closed" {
-            bail!("client: {closed:?}");
-        }
+        let (j, m) = peer_close(&agent, &pair, trial, phase)?;
         cw_json.push(j);
         cw_metrics.push(m);
-        drop((client, server));
-
-        // Peer dropped while we send → peer_unresponsive on the client.
-        let server_port = 8000 + trial as u16;
-        let addr = format!("{}:{server_port}", pair.server_ip);
-        let server = worker::spawn(&pair.server, &["server", &addr])?;
-        let client = worker::spawn(&pair.client, &["client", &addr, "stream"])?;
-        local_port(&client.first)?;
-        std::thread::sleep(phase);
-        let baseline = gauge(&agent, "peer_unresponsive")?;
-        let fault = Instant::now();
-        pair.server.drop_input()?;
-        // The client's socket is the one flagged; it is found by the server's port, unique per
-        // trial (its own local port is not always known to the agent, see BENCHMARKS.md).
-        let detected = detect(
-            &agent,
-            fault,
-            server_port,
-            "remote",
-            "peer_unresponsive",
-            baseline,
-        );
-        pair.server.stop_dropping_input()?;
-        let (j, m) = detected?;
+        let (j, m) = peer_dropped(&agent, &pair, trial, phase)?;
         drop_json.push(j);
         drop_metrics.push(m);
-        drop((client, server));
         eprintln!(
             "bench: latency trial {}/{} done",
             trial + 1,

@@ -24,6 +24,7 @@ mod stats;
 mod worker;
 
 use std::{
+    fmt,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -79,22 +80,24 @@ pub(crate) struct Section {
     notes: Vec<String>,
 }
 
-impl Section {
-    fn render(&self) -> String {
-        let mut out = format!("### {}\n\n", self.title);
-        out.push_str(&format!("| {} |\n", self.header.join(" | ")));
-        out.push_str(&format!("|{}\n", "---|".repeat(self.header.len())));
+/// The table in Markdown: the `###` title, header, separator and rows, then each note as a
+/// paragraph of its own.
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "### {}\n\n", self.title)?;
+        writeln!(f, "| {} |", self.header.join(" | "))?;
+        writeln!(f, "|{}", "---|".repeat(self.header.len()))?;
         for row in &self.rows {
-            out.push_str(&format!("| {} |\n", row.join(" | ")));
+            writeln!(f, "| {} |", row.join(" | "))?;
         }
         for note in &self.notes {
-            out.push_str(&format!("\n{note}\n"));
+            write!(f, "\n{note}\n")?;
         }
-        out
+        Ok(())
     }
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     if !args.worker.is_empty() {
         return worker::main(&args.worker);
     }
@@ -153,20 +156,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = vec![machine()];
     if wanted("hooks") {
-        report.push(hooks::run(&plan)?.render());
+        report.push(hooks::run(&plan)?.to_string());
     }
     if wanted("overhead") {
-        report.push(overhead::run(&plan)?.render());
+        report.push(overhead::run(&plan)?.to_string());
     }
     // Growth (5) is computed by the scale phase (3) but printed after latency (4).
     let mut growth = None;
     if wanted("scale") {
         let [scale, grown] = scale::run(&plan)?;
-        report.push(scale.render());
-        growth = Some(grown.render());
+        report.push(scale.to_string());
+        growth = Some(grown.to_string());
     }
     if wanted("latency") {
-        report.push(latency::run(&plan)?.render());
+        report.push(latency::run(&plan)?.to_string());
     }
     report.extend(growth);
     report.push(format!(

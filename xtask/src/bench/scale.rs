@@ -18,7 +18,7 @@ use harness::{
 
 use super::{
     Plan, Section,
-    measured::{self, Rss},
+    measured::{self, MapInfo, Rss},
     stats, worker,
 };
 
@@ -112,59 +112,70 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             "bench: {total} connections open in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        // Every connection tracked (both ends) before measuring.
-        let deadline = Instant::now() + Duration::from_mins(2);
-        let tracked = loop {
-            let tracked = metric(&measured::metrics(&agent)?, "tcp_liveness_tracked_sockets");
-            if tracked >= (2 * total) as f64 || Instant::now() > deadline {
-                break tracked;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
-        wait_for_scan(&agent)?;
-        std::thread::sleep(INTERVAL / 2);
-        let (cpu0, m0) = (measured::cpu(&agent)?, measured::metrics(&agent)?);
-        let window = INTERVAL * plan.scan_windows;
-        std::thread::sleep(window);
-        let (cpu1, m1) = (measured::cpu(&agent)?, measured::metrics(&agent)?);
-        let scans = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
-        let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scans;
-        let cpu = cpu1.checked_sub(cpu0).unwrap().as_secs_f64();
-        let rss = measured::rss(&agent)?;
-        let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..plan.dumps {
-            wait_for_scan(&agent)?;
-            dump_s.extend(diag_dump(plan, 1, Some(&ns))?);
-            all_s.extend(diag_dump(plan, 1, None)?);
-            ss_s.push(ss_dump(&ns)?);
-        }
-        eprintln!(
-            "bench: level {total}: scan {:.1} ms, dump {:.1} ms, cpu {:.2}%",
-            scan_s * 1e3,
-            stats::median(&dump_s) * 1e3,
-            cpu / window.as_secs_f64() * 100.0
-        );
-        levels.push(Level {
-            connections: total,
-            tracked,
-            scan_s,
-            scans,
-            cpu_per_s: cpu / window.as_secs_f64(),
-            cpu_per_scan_s: cpu / scans,
-            rss,
-            dump_s,
-            all_s,
-            ss_s,
-        });
+        levels.push(measure_level(plan, &agent, &ns, total)?);
     }
     let maps = measured::maps(&agent)?;
     // SIGTERM; how the agent exits changes none of the figures taken.
     drop(agent);
     drop(workers);
     drop(ns);
+    Ok([scale_section(plan, &levels, &maps), growth_section(&levels)])
+}
 
+/// Once the agent tracks both ends of all `total` connections open in `ns` (or after 2 minutes):
+/// its scans, CPU and RSS over `plan.scan_windows` intervals, then `plan.dumps` dumps each right
+/// after a scan.
+fn measure_level(plan: &Plan, agent: &Agent, ns: &Netns, total: usize) -> anyhow::Result<Level> {
+    // Every connection tracked (both ends) before measuring.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let tracked = loop {
+        let tracked = metric(&measured::metrics(agent)?, "tcp_liveness_tracked_sockets");
+        if tracked >= (2 * total) as f64 || Instant::now() > deadline {
+            break tracked;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    wait_for_scan(agent)?;
+    std::thread::sleep(INTERVAL / 2);
+    let (cpu0, m0) = (measured::cpu(agent)?, measured::metrics(agent)?);
+    let window = INTERVAL * plan.scan_windows;
+    std::thread::sleep(window);
+    let (cpu1, m1) = (measured::cpu(agent)?, measured::metrics(agent)?);
+    let scan_count = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
+    let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scan_count;
+    let cpu = cpu1.checked_sub(cpu0).unwrap().as_secs_f64();
+    let rss = measured::rss(agent)?;
+    let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..plan.dumps {
+        wait_for_scan(agent)?;
+        dump_s.extend(diag_dump(plan, 1, Some(ns))?);
+        all_s.extend(diag_dump(plan, 1, None)?);
+        ss_s.push(ss_dump(ns)?);
+    }
+    eprintln!(
+        "bench: level {total}: scan {:.1} ms, dump {:.1} ms, cpu {:.2}%",
+        scan_s * 1e3,
+        stats::median(&dump_s) * 1e3,
+        cpu / window.as_secs_f64() * 100.0
+    );
+    Ok(Level {
+        connections: total,
+        tracked,
+        scan_s,
+        scans: scan_count,
+        cpu_per_s: cpu / window.as_secs_f64(),
+        cpu_per_scan_s: cpu / scan_count,
+        rss,
+        dump_s,
+        all_s,
+        ss_s,
+    })
+}
+
+/// Table 3: one row per level, and notes on the method and the agent's map memory.
+fn scale_section(plan: &Plan, levels: &[Level], maps: &[MapInfo]) -> Section {
     let mut rows = Vec::new();
-    for l in &levels {
+    for l in levels {
         let dump = stats::median(&l.dump_s);
         rows.push(vec![
             l.connections.to_string(),
@@ -183,7 +194,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         ]);
     }
     let memlock: u64 = maps.iter().map(|m| m.memlock).sum();
-    let mut notes = vec![
+    let notes = vec![
         "Targets at 100k connections: scan ≤ 0.5× the sock_diag dump, agent ≤ 1% of a core at \
          the default 5 s interval, RSS ≤ 64 MiB."
             .to_owned(),
@@ -216,7 +227,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
                 .join(", ")
         ),
     ];
-    let scale = Section {
+    Section {
         title:
             "3. Scan cost and scale (one namespace, loopback, agent at the default 5 s interval)"
                 .into(),
@@ -238,8 +249,13 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
         .map(String::from)
         .to_vec(),
         rows,
-        notes: std::mem::take(&mut notes),
-    };
+        notes,
+    }
+}
+
+/// Table 5: least-squares growth of scan time, CPU per scan, dump time and RSS over the levels,
+/// per tracked socket.
+fn growth_section(levels: &[Level]) -> Section {
     let xs: Vec<f64> = levels.iter().map(|l| l.tracked).collect();
     let fit_row = |what: &str, unit: &str, ys: Vec<f64>, scale: f64| {
         let (slope, intercept, r2) = stats::fit(&xs, &ys);
@@ -250,7 +266,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             format!("{r2:.4}"),
         ]
     };
-    let growth = Section {
+    Section {
         title: "5. Growth (least squares over the levels above, x = tracked sockets)".into(),
         header: ["quantity", "slope per socket", "intercept", "r²"]
             .map(String::from)
@@ -285,8 +301,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
             ),
         ],
         notes: vec![],
-    };
-    Ok([scale, growth])
+    }
 }
 
 fn mib(bytes: u64) -> f64 {
