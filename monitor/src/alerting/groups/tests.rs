@@ -41,7 +41,7 @@ fn snapshot(mut connections: Vec<Connection>) -> Snapshot {
 
 /// With `group_by = "cgroup"` an alert is one container's (or unit's) problem: two process
 /// names in one cgroup make one group, one name in two cgroups makes two, and a connection whose
-/// cgroup is unknown groups as `unknown` (as in the CLOSE_WAIT metrics).
+/// cgroup is unknown groups as `unknown` (as in the `CLOSE_WAIT` metrics).
 #[test]
 fn groups_by_cgroup_when_configured() {
     let in_cgroup = |cookie, comm, cgroup: Option<&str>| {
