@@ -174,6 +174,13 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
     });
     let kernel = ss::state_counts(&ss::sockets(&net.server).expect("ss"));
     assert_eq!(kernel.get("close_wait"), Some(&3), "ss agrees");
+    // The owner's cgroup v2 path, as the kernel lists it for the process (the "0::" line).
+    let proc_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", server.pid()))
+        .expect("the server's /proc/PID/cgroup");
+    let cgroup = proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 hierarchy");
     for c in &first {
         assert_eq!(
             c["pid"].as_u64(),
@@ -181,6 +188,7 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
             "owner pid: {c}"
         );
         assert_eq!(c["comm"], "python3");
+        assert_eq!(c["cgroup"], cgroup, "owner cgroup: {c}");
     }
     // /connections reads the live table, /metrics the last scan: the metric may lag one scan.
     let cw_metric = wait_for("the close_wait metric", Duration::from_secs(10), || {

@@ -5,15 +5,30 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-#[derive(Default)]
 pub(crate) struct CgroupCache {
     /// Pids looked up since the current scan started.
     current: HashMap<u32, Option<Arc<str>>>,
     /// Pids of the previous scan not looked up again yet; dropped at the end of the scan.
     previous: HashMap<u32, Option<Arc<str>>>,
+    /// Where a pid's cgroup comes from: `/proc/PID/cgroup` (a fixed table in tests).
+    lookup: fn(u32) -> Option<Arc<str>>,
+}
+
+impl Default for CgroupCache {
+    fn default() -> Self {
+        Self::with_lookup(read)
+    }
 }
 
 impl CgroupCache {
+    fn with_lookup(lookup: fn(u32) -> Option<Arc<str>>) -> Self {
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            lookup,
+        }
+    }
+
     /// Starts a full pass over the table: pids not looked up again before [`end_scan`] are
     /// forgotten (pids get reused).
     ///
@@ -22,6 +37,7 @@ impl CgroupCache {
         self.previous = std::mem::take(&mut self.current);
     }
 
+    /// Ends the pass: pids of the previous pass not seen in this one are forgotten.
     pub(crate) fn end_scan(&mut self) {
         self.previous = HashMap::new();
     }
@@ -31,7 +47,10 @@ impl CgroupCache {
         if let Some(cgroup) = self.current.get(&pid) {
             return cgroup.clone();
         }
-        let cgroup = self.previous.remove(&pid).unwrap_or_else(|| read(pid));
+        let cgroup = self
+            .previous
+            .remove(&pid)
+            .unwrap_or_else(|| (self.lookup)(pid));
         self.current.insert(pid, cgroup.clone());
         cgroup
     }
@@ -48,6 +67,8 @@ fn parse(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[test]
@@ -57,29 +78,35 @@ mod tests {
         assert_eq!(parse("3:cpu:/\n"), None);
     }
 
+    /// A fixed lookup: pid 7 is in redis.service, every other pid has no cgroup; counts calls.
+    fn fixed(pid: u32) -> Option<Arc<str>> {
+        LOOKUPS.fetch_add(1, Ordering::Relaxed);
+        (pid == 7).then(|| Arc::from("/system.slice/redis.service"))
+    }
+    static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
     #[test]
-    fn attributes_our_own_process_and_shares_the_string() {
-        let pid = std::process::id();
-        let mut cache = CgroupCache::default();
+    fn one_lookup_per_pid_shared_string_forgotten_after_an_unseen_scan() {
+        let mut cache = CgroupCache::with_lookup(fixed);
         cache.start_scan();
-        let first = cache.cgroup_of(pid);
-        assert_eq!(first, read(pid));
-        assert!(first.is_some(), "this host has a cgroup v2 hierarchy");
-        let again = cache.cgroup_of(pid);
-        assert!(Arc::ptr_eq(
-            first.as_ref().unwrap(),
-            again.as_ref().unwrap()
-        ));
+        let first = cache.cgroup_of(7).expect("pid 7 has a cgroup");
+        assert_eq!(&*first, "/system.slice/redis.service");
+        let again = cache.cgroup_of(7).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one string per pid");
+        assert_eq!(cache.cgroup_of(8), None);
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2, "pid 7 once, pid 8 once");
         cache.end_scan();
-        // Kept across one scan boundary, forgotten after a scan that did not see the pid.
+        // Kept across one scan boundary without another lookup...
         cache.start_scan();
-        assert!(Arc::ptr_eq(
-            first.as_ref().unwrap(),
-            &cache.cgroup_of(pid).unwrap()
-        ));
+        assert!(Arc::ptr_eq(&first, &cache.cgroup_of(7).unwrap()));
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2);
         cache.end_scan();
+        // ...forgotten after a scan that did not see the pid (pids get reused).
         cache.start_scan();
         cache.end_scan();
         assert!(cache.current.is_empty() && cache.previous.is_empty());
+        cache.start_scan();
+        cache.cgroup_of(7);
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 3);
     }
 }
