@@ -69,7 +69,10 @@ fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     let off = socket::offsets();
     if socket::is_tcp(sk, off) {
         let err: i32 = socket::read(sk, off.sk_err);
-        maps::count_error(err.unsigned_abs());
+        // The report also fires for soft errors and cleared ones, with sk_err 0: not an error.
+        if err != 0 {
+            maps::count_error(err.unsigned_abs());
+        }
     }
     0
 }

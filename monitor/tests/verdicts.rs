@@ -142,6 +142,21 @@ fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
         gives_up > 900.0 && gives_up < 924.6,
         "tcp_retries2=15 → ~924.6 s minus the silence: {gives_up}"
     );
+    // One reason per fault: once the silence passes idle_after (3 s), this socket with data
+    // outstanding is still only peer_unresponsive, never also idle_no_keepalive.
+    let cookie = c["cookie"].clone();
+    let later = wait_for("silence past idle_after", Duration::from_secs(10), || {
+        agent
+            .connections_in(net.client.inode())
+            .into_iter()
+            .find(|c| c["cookie"] == cookie)
+            .filter(|c| c["since_peer_seconds"].as_f64().is_some_and(|s| s > 3.5))
+    });
+    assert_eq!(
+        later["suspect"],
+        serde_json::json!(["peer_unresponsive"]),
+        "{later}"
+    );
 }
 
 #[test]

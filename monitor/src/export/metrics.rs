@@ -91,7 +91,14 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
     .into_iter()
     .map(|errno| (errno_name(errno.cast_unsigned()), 0))
     .collect();
-    for &(errno, n) in &snapshot.counters.socket_errors {
+    // errno 0 is no error (a soft or cleared error was reported): programs older than this
+    // agent counted it.
+    for &(errno, n) in snapshot
+        .counters
+        .socket_errors
+        .iter()
+        .filter(|(e, _)| *e != 0)
+    {
         *errors.entry(errno_name(errno)).or_insert(0) += n;
     }
 

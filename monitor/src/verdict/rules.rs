@@ -86,7 +86,9 @@ fn keepalive_unanswered(c: &Connection) -> bool {
 }
 
 /// ESTABLISHED, nothing from the peer for a long time, and nothing that would ever notice a dead
-/// peer: no keepalive, no `TCP_USER_TIMEOUT`. Only when keepalive is known to be off.
+/// peer: no keepalive, no `TCP_USER_TIMEOUT`. Only when keepalive is known to be off, and only
+/// with nothing outstanding: a socket with unacknowledged data is not idle, its sender
+/// retransmits and will notice (that fault is `peer_unresponsive`: one reason per fault).
 fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let keepalive_off = c.keepalive.is_some_and(|ka| !ka.enabled);
     // Any packet from the peer (data or ACK) shows it alive; a socket that never heard from it
@@ -95,6 +97,7 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     c.state == tcp_state::ESTABLISHED
         && keepalive_off
         && c.user_timeout.is_none()
+        && c.unacked_bytes.is_none_or(|n| n == 0)
         && longer(silent_for, t.idle_after)
 }
 

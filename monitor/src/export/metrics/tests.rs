@@ -44,7 +44,7 @@ fn snapshot() -> Snapshot {
                 (3, ESTABLISHED, 1),
                 (200, 1, 9),
             ],
-            socket_errors: vec![(libc::ETIMEDOUT as u32, 5), (150, 1)],
+            socket_errors: vec![(libc::ETIMEDOUT as u32, 5), (150, 1), (0, 4)],
         },
         tracked_sockets: 8,
         table_capacity: 262_144,
@@ -113,7 +113,12 @@ fn render_contains_expected_lines() {
     for line in expected {
         assert!(lines.contains(&line), "missing {line:?} in:\n{text}");
     }
-    for absent in ["time_wait", r#"state="listen",le"#, "from=\"unknown"] {
+    for absent in [
+        "time_wait",
+        r#"state="listen",le"#,
+        "from=\"unknown",
+        "errno_0",
+    ] {
         assert!(!text.contains(absent), "unexpected {absent:?} in:\n{text}");
     }
     assert_eq!(text.matches("tcp_liveness_connections{").count(), 9);

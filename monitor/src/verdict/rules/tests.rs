@@ -126,6 +126,24 @@ fn idle_without_keepalive_or_user_timeout() {
     assert!(reasons(&c).is_empty());
 }
 
+/// A sender to a dead peer is `peer_unresponsive` and nothing else, however long the silence:
+/// with data outstanding it is not idle, and "enable SO_KEEPALIVE" would be the wrong remedy.
+#[test]
+fn one_reason_per_fault_a_dead_peer_with_data_outstanding_is_not_idle() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.unacked_bytes = Some(1700);
+    c.retransmits = 5;
+    c.since_peer = Some(S(16 * 60));
+    assert_eq!(reasons(&c), [Reason::PeerUnresponsive]);
+    c.unacked_bytes = Some(0);
+    c.retransmits = 0;
+    assert_eq!(
+        reasons(&c),
+        [Reason::IdleNoKeepalive],
+        "acknowledged: idle again"
+    );
+}
+
 #[test]
 fn overrides_and_ignore_list() {
     let mut c = conn(tcp_state::ESTABLISHED);
