@@ -1,5 +1,5 @@
-//! The BPF maps a process holds, as the kernel reports them: ids and sizes from
-//! `/proc/PID/fdinfo`, names and contents from `bpftool`.
+//! The BPF maps and programs a process holds, as the kernel reports them: ids and sizes from
+//! `/proc/PID/fdinfo`, names, contents and statistics from `bpftool`.
 
 use std::process::Command;
 
@@ -25,15 +25,8 @@ pub struct MapFd {
 /// When `/proc/PID/fdinfo` cannot be listed (no such process, or not ours to read).
 pub fn maps_of(pid: u32) -> anyhow::Result<Vec<MapFd>> {
     let mut maps = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+    for info in fdinfos(pid)? {
+        let field = |name: &str| fdinfo_field(&info, name);
         // Only map descriptors carry both (a struct_ops link has a map_id, no map_type).
         let (Some(id), Some(map_type)) = (field("map_id:"), field("map_type:")) else {
             continue;
@@ -47,6 +40,46 @@ pub fn maps_of(pid: u32) -> anyhow::Result<Vec<MapFd>> {
     }
     maps.sort_by_key(|m| std::cmp::Reverse(m.memlock));
     Ok(maps)
+}
+
+/// The ids of the BPF programs `pid` holds a descriptor to, directly or through a link,
+/// ascending and without repeats.
+///
+/// # Errors
+/// When `/proc/PID/fdinfo` cannot be listed (no such process, or not ours to read).
+pub fn program_ids_of(pid: u32) -> anyhow::Result<Vec<u64>> {
+    let mut ids: Vec<u64> = fdinfos(pid)?
+        .iter()
+        .filter_map(|info| fdinfo_field(info, "prog_id:"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// `bpftool prog show id ID` as JSON (`name`, `run_cnt`, `recursion_misses`, …; bpftool leaves
+/// a statistic out while it is 0); None when bpftool cannot say.
+#[must_use]
+pub fn program(id: u64) -> Option<Value> {
+    bpftool_json(&["prog", "show", "id", &id.to_string()])
+}
+
+/// The text of every `/proc/PID/fdinfo/*` entry; descriptors closed while we look are skipped.
+fn fdinfos(pid: u32) -> anyhow::Result<Vec<String>> {
+    let mut infos = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        if let Ok(info) = std::fs::read_to_string(entry?.path()) {
+            infos.push(info);
+        }
+    }
+    Ok(infos)
+}
+
+/// The number after `name` (`"map_id:"`) in one fdinfo text.
+fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 fn bpftool_json(args: &[&str]) -> Option<Value> {

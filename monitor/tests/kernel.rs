@@ -534,3 +534,43 @@ fn bpftool_progs() -> String {
     assert!(out.status.success(), "bpftool prog list failed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `tcp_liveness_hook_recursion_misses_total` exists for every attached hook and never runs
+/// ahead of the kernel's own count for the agent's program of that name (`bpftool prog show`
+/// of the program ids in the agent's fdinfo, read after the scrape; bpftool leaves the field out
+/// while it is 0).
+#[test]
+fn recursion_misses_are_the_kernels_per_program_counts() {
+    if !privilege::may_run("recursion_misses", Need::RootAndKernelBtf) {
+        return;
+    }
+    let agent = Launch::test(AGENT, 19914).start().expect("agent");
+    let series =
+        |hook: &str| format!("tcp_liveness_hook_recursion_misses_total{{hook=\"{hook}\"}}");
+    let ours: Vec<(&str, f64)> = wait_for(
+        "a scan with the miss counts",
+        Duration::from_secs(10),
+        || {
+            monitor::probes::HOOKS
+                .iter()
+                .map(|&hook| agent.metric(&series(hook)).map(|n| (hook, n)))
+                .collect()
+        },
+    );
+    let programs: Vec<Value> = bpf::program_ids_of(agent.pid())
+        .expect("the agent's descriptors")
+        .into_iter()
+        .filter_map(bpf::program)
+        .collect();
+    for (hook, ours) in ours {
+        let kernel = programs
+            .iter()
+            .find(|p| p["name"] == hook)
+            .unwrap_or_else(|| panic!("the agent's {hook} program in bpftool's list"));
+        let kernel_misses = kernel["recursion_misses"].as_f64().unwrap_or(0.0);
+        assert!(
+            ours <= kernel_misses,
+            "{hook}: agent {ours} > kernel {kernel_misses}"
+        );
+    }
+}

@@ -27,8 +27,8 @@ pub use self::{errno::errno_name, proto::histogram};
 use self::{
     proto::{counter, gauge, histogram_metric, idle_histogram},
     specs::{
-        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES, RESETS,
-        RETRANSMITS, SNAPSHOT_SPECS, SOCKET_ERRORS, TRACKED, TRANSITIONS,
+        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES, RECURSION_MISSES,
+        RESETS, RETRANSMITS, SNAPSHOT_SPECS, SOCKET_ERRORS, TRACKED, TRANSITIONS,
     },
 };
 use super::{Published, SnapshotStore};
@@ -113,6 +113,12 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
             hooks
                 .into_iter()
                 .map(|(h, up)| gauge(&[("hook", h)], f64::from(u8::from(up))))
+                .collect(),
+        ),
+        RECURSION_MISSES.family(
+            c.recursion_misses
+                .iter()
+                .map(|&(hook, n)| counter(&[("hook", hook)], n))
                 .collect(),
         ),
         TRANSITIONS.family(

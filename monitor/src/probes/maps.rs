@@ -172,6 +172,8 @@ impl KernelMaps {
             socket_errors: nonzero(&self.errors, ERRNO_SLOTS)
                 .map_err(named(ERRORS_MAP))?
                 .collect(),
+            // Program information, not a map: `Probes::recursion_misses` fills it in.
+            recursion_misses: Vec::new(),
         })
     }
 }

@@ -7,10 +7,12 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub(crate) mod maps;
+mod misses;
 pub mod offsets;
 mod source;
 
 use std::{
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -87,6 +89,13 @@ pub enum ProbeError {
         #[source]
         source: ProgramError,
     },
+    /// Reading one program's information (`BPF_OBJ_GET_INFO_BY_FD`).
+    #[error("program {name}: reading its information")]
+    ProgramInfo {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// Turning on the kernel's per-program run-time statistics (benchmarks).
     #[error("BPF_ENABLE_STATS")]
     Stats(#[source] aya::sys::SyscallError),
@@ -103,8 +112,8 @@ impl ProbeError {
 
 /// The loaded programs. Dropping it detaches every hook and frees the maps.
 pub struct Probes {
-    // Held for its Drop: it owns the program links.
-    _ebpf: Ebpf,
+    // Owns the program links: dropping it detaches every hook.
+    ebpf: Ebpf,
     pub maps: KernelMaps,
     pub hooks: Vec<HookStatus>,
     pub capacity: u32,
@@ -149,12 +158,33 @@ impl Probes {
             .ok();
         let maps = KernelMaps::take(&mut ebpf)?;
         Ok(Self {
-            _ebpf: ebpf,
+            ebpf,
             maps,
             hooks,
             capacity,
             kernel_log,
         })
+    }
+
+    /// `(hook, runs the kernel skipped)` for every attached hook (`recursion_misses`, see
+    /// [`misses`]).
+    ///
+    /// # Errors
+    /// The kernel refused the program information of one hook.
+    pub fn recursion_misses(&self) -> Result<Vec<(&'static str, u64)>, ProbeError> {
+        let attached = self.hooks.iter().filter(|h| h.attached).map(|h| h.hook);
+        attached
+            .map(|hook| {
+                let program = self
+                    .ebpf
+                    .program(hook)
+                    .ok_or_else(|| ProbeError::MissingProgram(hook.to_owned()))?;
+                let fd = program.fd().map_err(ProbeError::program(hook))?;
+                misses::recursion_misses(fd.as_fd())
+                    .map(|n| (hook, n))
+                    .map_err(|source| ProbeError::ProgramInfo { name: hook, source })
+            })
+            .collect()
     }
 
     /// The socket table, read through its memory mapping without this value's lock, so a

@@ -38,6 +38,9 @@ pub struct KernelCounters {
     pub transitions: Vec<(u8, u8, u64)>,
     /// `(errno, count)` of `inet_sk_error_report`, non-zero entries only.
     pub socket_errors: Vec<(u32, u64)>,
+    /// `(hook, runs the kernel skipped)` per attached hook: `bpf_prog_info.recursion_misses`,
+    /// events lost because the program was entered again on the same CPU while it ran.
+    pub recursion_misses: Vec<(&'static str, u64)>,
 }
 
 /// Whether one kernel hook is attached, and why not.
@@ -67,7 +70,10 @@ pub trait KernelStatus: Send + Sync {
 impl KernelStatus for Mutex<Probes> {
     fn counters(&self) -> Result<KernelCounters, ProbeError> {
         let probes = crate::locks::lock(self);
-        probes.maps.counters()
+        Ok(KernelCounters {
+            recursion_misses: probes.recursion_misses()?,
+            ..probes.maps.counters()?
+        })
     }
 
     fn hooks(&self) -> Vec<HookStatus> {

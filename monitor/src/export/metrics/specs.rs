@@ -55,6 +55,12 @@ pub(super) const HOOK_ATTACHED: Spec = spec(
     &["hook"],
     "1 if the kernel hook is attached, 0 if it failed to attach (the agent log says why); without it some fields stay unknown.",
 );
+pub(super) const RECURSION_MISSES: Spec = spec(
+    "tcp_liveness_hook_recursion_misses_total",
+    COUNTER,
+    &["hook"],
+    "Events each attached kernel hook missed because the kernel skipped the program (entered again on the same CPU while it ran, e.g. from softirq): bpf_prog_info.recursion_misses, what bpftool prints. A missed inet_sock_set_state is a lost state transition.",
+);
 pub(super) const TRANSITIONS: Spec = spec(
     "tcp_liveness_state_transitions_total",
     COUNTER,
@@ -117,7 +123,7 @@ pub(super) const KEEPALIVE_DISABLED: Spec = spec(
     "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
 );
 
-pub(super) const SNAPSHOT_SPECS: [&Spec; 16] = [
+pub(super) const SNAPSHOT_SPECS: [&Spec; 17] = [
     &SUSPECTS,
     &DETECTIONS,
     &CLOSE_WAIT_BY_OWNER,
@@ -129,6 +135,7 @@ pub(super) const SNAPSHOT_SPECS: [&Spec; 16] = [
     &CAPACITY,
     &INSERT_FAILURES,
     &HOOK_ATTACHED,
+    &RECURSION_MISSES,
     &TRANSITIONS,
     &RETRANSMITS,
     &RESETS,

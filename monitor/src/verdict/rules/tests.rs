@@ -127,7 +127,7 @@ fn idle_without_keepalive_or_user_timeout() {
 }
 
 /// A sender to a dead peer is `peer_unresponsive` and nothing else, however long the silence:
-/// with data outstanding it is not idle, and "enable SO_KEEPALIVE" would be the wrong remedy.
+/// with data outstanding it is not idle, and "enable `SO_KEEPALIVE`" would be the wrong remedy.
 #[test]
 fn one_reason_per_fault_a_dead_peer_with_data_outstanding_is_not_idle() {
     let mut c = conn(tcp_state::ESTABLISHED);
