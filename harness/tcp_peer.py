@@ -2,7 +2,8 @@
 """TCP peers for the kernel tests: each mode is one connection behaviour the agent must classify.
 
 Prints "ready" on stdout once listening/connected, so the test knows when to look.
-Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF)
+Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF |
+          no-close-worker: no-close, each connection served by a thread named "worker")
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | half-close-hold (shutdown
@@ -33,6 +34,10 @@ def serve(host, port, mode):
     held = []  # no-close: keep every socket referenced so nothing closes it
 
     def handle(conn):
+        if mode == "no-close-worker":
+            # The kernel's name for this thread (what a per-thread `comm` would report).
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+                comm.write("worker")
         while True:
             try:
                 data = conn.recv(65536)
@@ -40,13 +45,15 @@ def serve(host, port, mode):
                 return
             if not data:
                 break
-            if mode in ("echo", "no-close"):
+            if mode in ("echo", "no-close", "no-close-worker"):
                 try:
                     conn.sendall(data)
                 except OSError:
                     return
-        if mode == "no-close":
+        if mode in ("no-close", "no-close-worker"):
             held.append(conn)  # the peer closed; we never do: CLOSE_WAIT
+            if mode == "no-close-worker":
+                threading.Event().wait()  # the worker lives on, as a pool thread would
         else:
             conn.close()
 

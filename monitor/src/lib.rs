@@ -7,7 +7,7 @@
 //! model                       Connection, Reason, label words, owner grouping, wire views
 //!   ← verdict                 pure rules: Connection + Policy → reasons
 //!   ← probes, seed, clock     the kernel: programs and maps (the only aya user), sock_diag, time
-//!   ← scan                    table + counters → one Snapshot (pipeline, summary, cgroups)
+//!   ← scan                    table + counters → one Snapshot (pipeline, summary, /proc owners)
 //!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push
 //!   ← export                  /metrics, /connections, /alerts, /healthz
 //!   ← config                  flags + file → validated settings

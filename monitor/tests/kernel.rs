@@ -574,3 +574,74 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
         );
     }
 }
+
+/// A threaded server (each connection served by a thread named "worker") is one process named
+/// by its thread group leader: in `/connections`, in the CLOSE_WAIT metric and in `/alerts`.
+#[test]
+fn a_threaded_server_is_one_process_named_by_its_leader() {
+    if !privilege::may_run("threaded_server", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("thr", 215).expect("namespaces");
+    let agent = Launch::test(AGENT, 19915)
+        .args(&["--close-wait-after", "1s"])
+        .start()
+        .expect("agent");
+    let server = Peer::start(
+        &net.server,
+        &["server", &net.server_ip, "7000", "no-close-worker"],
+    )
+    .expect("peer");
+    let _clients: Vec<Peer> = (0..2)
+        .map(|_| {
+            Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer")
+        })
+        .collect();
+    let inode = net.server.inode();
+    let cw = wait_for("2 CLOSE_WAIT sockets", Duration::from_secs(10), || {
+        let cw: Vec<Value> = agent
+            .connections_in(inode)
+            .into_iter()
+            .filter(|c| c["state"] == "close_wait")
+            .collect();
+        (cw.len() == 2).then_some(cw)
+    });
+    // The test means something only if the kernel did see threads named otherwise.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .expect("the server's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|comm| comm.trim_end().to_owned())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "worker"),
+        "threads: {threads:?}"
+    );
+    for c in &cw {
+        assert_eq!(c["pid"].as_u64(), Some(u64::from(server.pid())), "{c}");
+        assert_eq!(
+            c["comm"], "python3",
+            "the leader's name, not a thread's: {c}"
+        );
+    }
+    let series = "tcp_liveness_close_wait_connections{owner=\"python3\",local_port=\"7000\"}";
+    wait_for(
+        "the close_wait metric of python3",
+        Duration::from_secs(10),
+        || agent.metric(series).filter(|&n| n >= 2.0),
+    );
+    let metrics = agent.get("/metrics");
+    assert!(!metrics.contains("owner=\"worker\""), "{metrics}");
+    // /alerts comes from the last scan: wait for the verdicts (close_wait_after 1 s).
+    let owners: Vec<String> = wait_for("close_wait_stuck alerts", Duration::from_secs(10), || {
+        let alerts: Value = serde_json::from_str(&agent.get("/alerts")).expect("alerts JSON");
+        let owners: Vec<String> = alerts["alerts"]
+            .as_array()
+            .expect("alert list")
+            .iter()
+            .filter(|g| g["reason"] == "close_wait_stuck")
+            .filter_map(|g| Some(g["owner"].as_str()?.to_owned()))
+            .collect();
+        (!owners.is_empty()).then_some(owners)
+    });
+    assert_eq!(owners, ["python3"], "one group, named by the leader");
+}

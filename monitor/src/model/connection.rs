@@ -21,7 +21,9 @@ pub struct Connection {
     /// Owning process id (tgid), taken in process context (send/receive, `connect()`,
     /// `listen()`) or, for seeded sockets, from the socket inode in `/proc/PID/fd`.
     pub pid: Option<u32>,
-    /// The owner's `comm`, taken with `pid`.
+    /// The owner's process name: the thread group leader's `comm` (`/proc/PID/comm`), so a
+    /// threaded server is one process; the name of the thread the kernel side saw when `/proc`
+    /// no longer has the pid.
     pub comm: Option<Comm>,
     /// Time in the current state; unknown for sockets that predate the agent.
     pub state_age: Option<Duration>,

@@ -8,10 +8,10 @@
 //! tests build snapshots from connection lists through the same code
 //! ([`Snapshot::from_connections`]).
 
-pub(crate) mod cgroups;
 pub mod convert;
 pub(crate) mod kernel_defaults;
 mod pipeline;
+pub(crate) mod processes;
 pub mod summary;
 
 use std::{

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
-    cgroups::CgroupCache,
     convert::{self, SocketDefaults},
+    processes::{self, ProcessCache},
 };
 use crate::{
     model::Connection,
@@ -16,31 +16,48 @@ use crate::{
     verdict::{self, Policy},
 };
 
-/// What judging a socket needs; fixed for the agent's lifetime except the cgroup cache.
+/// What judging a socket needs; fixed for the agent's lifetime except the process cache.
 pub struct Pipeline {
+    /// Keepalive defaults and `CONFIG_HZ`, for the conversion.
     pub defaults: SocketDefaults,
+    /// Thresholds, overrides and the ignore list, for the verdicts.
     pub policy: Policy,
-    /// Shared by the scan and the HTTP handlers; each pass takes it once, not once per socket.
-    cgroups: Mutex<CgroupCache>,
+    /// Owners' names and cgroups from `/proc`. Shared by the scan and the HTTP handlers; a scan
+    /// takes it once, a `/connections` reader once per socket.
+    processes: Mutex<ProcessCache>,
 }
 
 impl Pipeline {
+    /// A pipeline that looks owners up in `/proc`.
     #[must_use]
     pub fn new(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
             defaults,
             policy,
-            cgroups: Mutex::default(),
+            processes: Mutex::default(),
+        }
+    }
+
+    /// A pipeline that never reads `/proc` (unit tests: their pids are made up, and the host's
+    /// processes with those pids are not theirs). Owners keep the name the kernel side saw.
+    #[cfg(test)]
+    pub(crate) fn without_proc(defaults: SocketDefaults, policy: Policy) -> Self {
+        Self {
+            defaults,
+            policy,
+            processes: Mutex::new(ProcessCache::with_lookup(|_| {
+                processes::ProcessInfo::default()
+            })),
         }
     }
 
     /// A scan: every live socket of `source`, judged as of `now_ns`. Also ages the cgroup cache
     /// (pids that own no socket any more are forgotten).
     pub fn scan(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
-        let mut cgroups = self.cgroups();
-        cgroups.start_scan();
-        self.pass(&mut cgroups, source, now_ns, f);
-        cgroups.end_scan();
+        let mut processes = self.processes();
+        processes.start_scan();
+        self.pass(&mut processes, source, now_ns, f);
+        processes.end_scan();
     }
 
     /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
@@ -48,27 +65,27 @@ impl Pipeline {
     /// not wait behind it.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
         source.for_each_socket(&mut |cookie, entry| {
-            let judged = self.judge(cookie, entry, now_ns, &mut self.cgroups());
+            let judged = self.judge(cookie, entry, now_ns, &mut self.processes());
             if let Some(c) = judged {
                 f(c);
             }
         });
     }
 
-    fn cgroups(&self) -> MutexGuard<'_, CgroupCache> {
+    fn processes(&self) -> MutexGuard<'_, ProcessCache> {
         // A panic mid-pass leaves a valid cache (at worst missing entries).
-        crate::locks::lock(&self.cgroups)
+        crate::locks::lock(&self.processes)
     }
 
     fn pass(
         &self,
-        cgroups: &mut CgroupCache,
+        processes: &mut ProcessCache,
         source: &dyn SocketSource,
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) {
         source.for_each_socket(&mut |cookie, entry| {
-            if let Some(c) = self.judge(cookie, entry, now_ns, cgroups) {
+            if let Some(c) = self.judge(cookie, entry, now_ns, processes) {
                 f(c);
             }
         });
@@ -81,13 +98,18 @@ impl Pipeline {
         cookie: u64,
         entry: &SockActivity,
         now_ns: u64,
-        cgroups: &mut CgroupCache,
+        processes: &mut ProcessCache,
     ) -> Option<Connection> {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return None;
         }
         let mut c = convert::connection(cookie, entry, now_ns, &self.defaults);
-        c.cgroup = c.pid.and_then(|pid| cgroups.cgroup_of(pid));
+        if let Some(pid) = c.pid {
+            let process = processes.info(pid);
+            // The thread group leader's name: the kernel side saw whichever thread did the I/O.
+            c.comm = process.name.or(c.comm);
+            c.cgroup = process.cgroup;
+        }
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy);
         Some(c)
     }

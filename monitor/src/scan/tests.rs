@@ -57,7 +57,10 @@ fn scanner(failing: Vec<usize>) -> Scanner {
             reads: AtomicUsize::new(0),
             failing,
         }),
-        Arc::new(Pipeline::new(SocketDefaults::default(), Policy::default())),
+        Arc::new(Pipeline::without_proc(
+            SocketDefaults::default(),
+            Policy::default(),
+        )),
         Grouping::default(),
     )
 }

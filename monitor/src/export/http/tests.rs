@@ -61,7 +61,10 @@ fn state_with(allow_remote_connections: bool, table: Vec<(u64, SockActivity)>) -
         store,
         metrics,
         source: Arc::new(table),
-        pipeline: Arc::new(Pipeline::new(SocketDefaults::default(), Policy::default())),
+        pipeline: Arc::new(Pipeline::without_proc(
+            SocketDefaults::default(),
+            Policy::default(),
+        )),
         allow_remote_connections,
     }
 }

@@ -1,0 +1,151 @@
+//! Who owns a socket, as `/proc` tells it, cached per pid: the process name of the thread group
+//! leader (`/proc/PID/comm`, so a threaded server is one process whatever its threads are
+//! called) and the cgroup v2 path (container attribution).
+//!
+//! One `Arc<str>` per pid, shared by every connection of that process: attribution costs a
+//! reference count per socket, not a string.
+
+use std::{collections::HashMap, sync::Arc};
+
+use crate::model::Comm;
+
+/// What `/proc` says about one process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcessInfo {
+    /// The thread group leader's `comm` (`/proc/PID/comm`); None once the process is gone.
+    pub(crate) name: Option<Comm>,
+    /// The cgroup v2 path (`0::` line of `/proc/PID/cgroup`).
+    pub(crate) cgroup: Option<Arc<str>>,
+}
+
+pub(crate) struct ProcessCache {
+    /// Pids looked up since the current scan started.
+    current: HashMap<u32, ProcessInfo>,
+    /// Pids of the previous scan not looked up again yet; dropped at the end of the scan.
+    previous: HashMap<u32, ProcessInfo>,
+    /// Where a pid's information comes from: `/proc/PID` (a fixed table in tests).
+    lookup: fn(u32) -> ProcessInfo,
+}
+
+impl Default for ProcessCache {
+    fn default() -> Self {
+        Self::with_lookup(read)
+    }
+}
+
+impl ProcessCache {
+    pub(crate) fn with_lookup(lookup: fn(u32) -> ProcessInfo) -> Self {
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            lookup,
+        }
+    }
+
+    /// Starts a full pass over the table: pids not looked up again before [`end_scan`] are
+    /// forgotten (pids get reused).
+    ///
+    /// [`end_scan`]: Self::end_scan
+    pub(crate) fn start_scan(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    /// Ends the pass: pids of the previous pass not seen in this one are forgotten.
+    pub(crate) fn end_scan(&mut self) {
+        self.previous = HashMap::new();
+    }
+
+    /// What `/proc` says about `pid`. Reads it only for pids not seen in the previous scan.
+    pub(crate) fn info(&mut self, pid: u32) -> ProcessInfo {
+        if let Some(info) = self.current.get(&pid) {
+            return info.clone();
+        }
+        let info = self
+            .previous
+            .remove(&pid)
+            .unwrap_or_else(|| (self.lookup)(pid));
+        self.current.insert(pid, info.clone());
+        info
+    }
+}
+
+fn read(pid: u32) -> ProcessInfo {
+    let file = |name: &str| std::fs::read_to_string(format!("/proc/{pid}/{name}")).ok();
+    ProcessInfo {
+        name: file("comm").map(|comm| Comm::new(comm.trim_end_matches('\n'))),
+        cgroup: file("cgroup")
+            .as_deref()
+            .and_then(parse_cgroup)
+            .map(Arc::from),
+    }
+}
+
+/// The unified (v2) hierarchy line is `0::/path`; hybrid hosts list v1 controllers too.
+fn parse_cgroup(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn picks_the_unified_hierarchy() {
+        let hybrid = "12:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n0::/system.slice/redis.service\n";
+        assert_eq!(parse_cgroup(hybrid), Some("/system.slice/redis.service"));
+        assert_eq!(parse_cgroup("3:cpu:/\n"), None);
+    }
+
+    static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A fixed lookup: pid 7 is redis-server in redis.service, every other pid is gone; counts
+    /// calls.
+    fn fixed(pid: u32) -> ProcessInfo {
+        LOOKUPS.fetch_add(1, Ordering::Relaxed);
+        if pid != 7 {
+            return ProcessInfo::default();
+        }
+        ProcessInfo {
+            name: Some(Comm::new("redis-server")),
+            cgroup: Some(Arc::from("/system.slice/redis.service")),
+        }
+    }
+
+    #[test]
+    fn one_lookup_per_pid_shared_string_forgotten_after_an_unseen_scan() {
+        let mut cache = ProcessCache::with_lookup(fixed);
+        cache.start_scan();
+        let first = cache.info(7).cgroup.expect("pid 7 has a cgroup");
+        assert_eq!(&*first, "/system.slice/redis.service");
+        assert_eq!(cache.info(7).name, Some(Comm::new("redis-server")));
+        let again = cache.info(7).cgroup.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one string per pid");
+        assert_eq!(cache.info(8), ProcessInfo::default());
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2, "pid 7 once, pid 8 once");
+        cache.end_scan();
+        // Kept across one scan boundary without another lookup...
+        cache.start_scan();
+        assert!(Arc::ptr_eq(&first, &cache.info(7).cgroup.unwrap()));
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2);
+        cache.end_scan();
+        // ...forgotten after a scan that did not see the pid (pids get reused).
+        cache.start_scan();
+        cache.end_scan();
+        assert!(cache.current.is_empty() && cache.previous.is_empty());
+        cache.start_scan();
+        cache.info(7);
+        assert_eq!(LOOKUPS.load(Ordering::Relaxed), 3);
+    }
+
+    /// The name of a process is its thread group leader's, as /proc/PID/comm gives it: this
+    /// test's own process, whatever the test thread is called.
+    #[test]
+    fn reads_the_leaders_name_and_cgroup_of_this_process() {
+        let ours = read(std::process::id());
+        let leader = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(ours.name, Some(Comm::new(leader.trim_end())));
+        assert_eq!(read(u32::MAX).name, None, "no such process");
+    }
+}
