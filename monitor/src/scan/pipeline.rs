@@ -8,7 +8,7 @@ use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     convert::{self, SocketDefaults},
-    processes::{self, ProcessCache},
+    processes::ProcessCache,
 };
 use crate::{
     model::Connection,
@@ -46,7 +46,7 @@ impl Pipeline {
             defaults,
             policy,
             processes: Mutex::new(ProcessCache::with_lookup(|_| {
-                processes::ProcessInfo::default()
+                super::processes::ProcessInfo::default()
             })),
         }
     }
