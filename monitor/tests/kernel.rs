@@ -576,7 +576,7 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
 }
 
 /// A threaded server (each connection served by a thread named "worker") is one process named
-/// by its thread group leader: in `/connections`, in the CLOSE_WAIT metric and in `/alerts`.
+/// by its thread group leader: in `/connections`, in the `CLOSE_WAIT` metric and in `/alerts`.
 #[test]
 fn a_threaded_server_is_one_process_named_by_its_leader() {
     if !privilege::may_run("threaded_server", Need::RootAndKernelBtf) {
