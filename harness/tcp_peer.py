@@ -6,7 +6,8 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           no-close-worker: no-close, each connection served by a thread named "worker")
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
-          keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | half-close-hold (shutdown
+          keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
+          SO_KEEPALIVE with the namespace's sysctl timers) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs))
 Server mode sink: read and never write.
@@ -88,7 +89,17 @@ def client(host, port, mode, n):
         time.sleep(3600)
         return
     s = socket.create_connection((host, port))
-    if mode == "keepalive":
+    if mode == "keepalive-sysctl":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.sendall(b"hello")
+        s.recv(64)
+        ready()
+        try:
+            s.recv(64)  # blocks until the kernel gives up (ETIMEDOUT) or the peer closes
+        except OSError:
+            pass
+        time.sleep(3600)
+    elif mode == "keepalive":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)

@@ -218,6 +218,123 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
     );
 }
 
+/// `gives_up_in_seconds` follows the socket's own namespace's `tcp_retries2` (6 here: the
+/// kernel's model gives 25.4 s), not the host's (15: 924.6 s).
+#[test]
+fn give_up_time_follows_the_namespaces_tcp_retries2() {
+    if !privilege::may_run("retries2_namespace_sysctl", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrt", 217).expect("namespaces");
+    net.client
+        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
+        .expect("the client namespace's tcp_retries2");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19917)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    let inode = net.client.inode();
+    wait_for(
+        "data acknowledged by the peer",
+        Duration::from_secs(10),
+        || {
+            agent
+                .connections_in(inode)
+                .into_iter()
+                .find(|c| c["state"] == "established" && c["since_peer_seconds"].is_f64())
+        },
+    );
+    net.server.drop_input().expect("iptables DROP");
+    let (c, _) = wait_for_verdict(
+        &agent,
+        inode,
+        "peer_unresponsive",
+        Duration::from_secs(2) + SLACK,
+    );
+    let gives_up = c["gives_up_in_seconds"]
+        .as_f64()
+        .expect("time until the kernel gives up");
+    assert!(
+        gives_up > 15.0 && gives_up < 25.4,
+        "tcp_retries2=6 → 25.4 s minus the silence: {gives_up}"
+    );
+}
+
+/// A socket with `SO_KEEPALIVE` and no timers of its own inherits its **own** namespace's
+/// `tcp_keepalive_*` sysctls (here 4/2/4, a pod's; the host keeps 7200/75/9): the agent shows
+/// those and flags the unanswered probes before the kernel resets the connection (~12 s).
+#[test]
+fn keepalive_timers_come_from_the_sockets_own_namespace() {
+    if !privilege::may_run("keepalive_namespace_sysctls", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vks", 216).expect("namespaces");
+    net.client
+        .run(
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv4.tcp_keepalive_time=4",
+                "net.ipv4.tcp_keepalive_intvl=2",
+                "net.ipv4.tcp_keepalive_probes=4",
+            ],
+        )
+        .expect("the client namespace's sysctls");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_keepalive_time").expect("sysctl");
+    assert_ne!(
+        host.trim(),
+        "4",
+        "the host's own value must differ for this test to mean anything"
+    );
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19916)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let client = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "keepalive-sysctl"],
+    )
+    .expect("peer");
+    let inode = net.client.inode();
+    let c = wait_for(
+        "the namespace's keepalive timers",
+        Duration::from_secs(10),
+        || {
+            agent
+                .connections_in(inode)
+                .into_iter()
+                .find(|c| c["state"] == "established" && c["keepalive"]["enabled"] == true)
+                .filter(|c| c["keepalive"]["idle_seconds"].as_f64() == Some(4.0))
+        },
+    );
+    assert_eq!(
+        c["keepalive"]["interval_seconds"].as_f64(),
+        Some(2.0),
+        "{c}"
+    );
+    assert_eq!(c["keepalive"]["count"].as_u64(), Some(4), "{c}");
+    net.server.drop_input().expect("iptables DROP");
+    let dropped = Instant::now();
+    let (flagged, at) = wait_for_verdict(
+        &agent,
+        inode,
+        "keepalive_unanswered",
+        Duration::from_secs(6) + 2 * SLACK,
+    );
+    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid())));
+    assert!(
+        at.duration_since(dropped) < Duration::from_secs(12),
+        "flagged before the kernel resets the connection (4 s + 4 × 2 s)"
+    );
+}
+
 #[test]
 fn idle_connection_without_keepalive_is_flagged() {
     if !privilege::may_run("idle_no_keepalive", Need::RootAndKernelBtf) {

@@ -67,15 +67,18 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         config.policy.clone(),
     ));
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
-    let scanner = Arc::new(Scanner::new(
-        Arc::clone(&table),
-        kernel,
-        Arc::clone(&pipeline),
-        Grouping {
-            top_n: config.top_n,
-            by_cgroup: config.group_by == GroupBy::Cgroup,
-        },
-    ));
+    let scanner = Arc::new(
+        Scanner::new(
+            Arc::clone(&table),
+            kernel,
+            Arc::clone(&pipeline),
+            Grouping {
+                top_n: config.top_n,
+                by_cgroup: config.group_by == GroupBy::Cgroup,
+            },
+        )
+        .reading_namespace_sysctls(),
+    );
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);

@@ -42,9 +42,6 @@ const SETTINGS: &[(&str, &str)] = &[
     ("alert_log_limit", "20"),
 ];
 
-/// What the kernel uses when /`proc/sys/net/ipv4/tcp_retries2` cannot be read.
-pub const DEFAULT_TCP_RETRIES2: u32 = 15;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -78,7 +75,7 @@ pub struct RunConfig {
     pub alertmanager_url: Option<String>,
     /// Suspect connections logged individually per scan.
     pub alert_log_limit: usize,
-    /// Thresholds, overrides and ignore list; `tcp_retries2` is filled by [`load`].
+    /// Thresholds, overrides and ignore list.
     pub policy: Policy,
 }
 
@@ -120,8 +117,8 @@ impl ConfigError {
     }
 }
 
-/// Reads the `--config` file if given, then [`RunConfig::resolve`]s; fills in the host's
-/// `tcp_retries2`. Touches nothing else, so it is safe to call before loading any probe.
+/// Reads the `--config` file if given, then [`RunConfig::resolve`]s. Touches nothing else, so it
+/// is safe to call before loading any probe.
 ///
 /// # Errors
 /// The file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
@@ -131,19 +128,11 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let mut config = RunConfig::resolve(args, &file)?;
-    config.policy.tcp_retries2 = host_tcp_retries2().unwrap_or(DEFAULT_TCP_RETRIES2);
-    Ok(config)
-}
-
-/// In the agent's network namespace; other namespaces may differ, but this is the best guess.
-fn host_tcp_retries2() -> Option<u32> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_retries2").ok()?;
-    text.trim().parse().ok()
+    RunConfig::resolve(args, &file)
 }
 
 impl RunConfig {
-    /// Flags over file over defaults. Pure: no I/O; `policy.tcp_retries2` is the kernel default.
+    /// Flags over file over defaults. Pure: no I/O.
     ///
     /// # Errors
     /// A flag or file value that does not parse, named in the [`ConfigError`].
@@ -203,7 +192,6 @@ impl RunConfig {
                 defaults,
                 overrides: file.overrides.clone(),
                 ignore: file.ignore.clone(),
-                tcp_retries2: DEFAULT_TCP_RETRIES2,
             },
         })
     }

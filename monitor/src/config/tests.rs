@@ -55,7 +55,6 @@ fn defaults_without_flags_or_file() {
     // The verdict module's own defaults, so tests built on Policy::default() agree with the agent.
     assert_eq!(c.policy.defaults, Thresholds::default());
     assert!(c.policy.overrides.is_empty() && c.policy.ignore.is_empty());
-    assert_eq!(c.policy.tcp_retries2, DEFAULT_TCP_RETRIES2);
 }
 
 #[test]

@@ -12,25 +12,32 @@ use monitor_common::{
 
 use crate::model::{Comm, Connection, Keepalive};
 
-/// What a socket inherits when it does not set its own keepalive timers, and the kernel tick
-/// length to convert the ones it does set (the kernel stores them in jiffies).
+/// What a socket inherits when it does not set its own values: the sysctls of **its own**
+/// network namespace (pods set their own), and the kernel tick length to convert the timers it
+/// does set (the kernel stores them in jiffies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketDefaults {
     /// `CONFIG_HZ`; None when the kernel config is unreadable (custom timers then stay unknown).
     pub hz: Option<u32>,
+    /// `net.ipv4.tcp_keepalive_time`.
     pub keepalive_time: Duration,
+    /// `net.ipv4.tcp_keepalive_intvl`.
     pub keepalive_intvl: Duration,
+    /// `net.ipv4.tcp_keepalive_probes`.
     pub keepalive_probes: u32,
+    /// `net.ipv4.tcp_retries2`: retransmissions before the kernel gives up on a silent peer.
+    pub tcp_retries2: u32,
 }
 
 impl Default for SocketDefaults {
-    /// The kernel's own defaults (`net.ipv4.tcp_keepalive`_*).
+    /// The kernel's own defaults (`net.ipv4.tcp_keepalive_*`, `tcp_retries2`).
     fn default() -> Self {
         Self {
             hz: None,
             keepalive_time: Duration::from_hours(2),
             keepalive_intvl: Duration::from_secs(75),
             keepalive_probes: 9,
+            tcp_retries2: 15,
         }
     }
 }

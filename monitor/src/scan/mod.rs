@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub(crate) mod kernel_defaults;
+pub(crate) mod namespaces;
 mod pipeline;
 pub(crate) mod processes;
 pub mod summary;
@@ -116,6 +117,9 @@ pub struct Scanner {
     grouping: Grouping,
     /// The last counters read successfully, published again when a read fails.
     last_counters: Mutex<KernelCounters>,
+    /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
+    /// socket by the defaults they were given).
+    reads_namespaces: bool,
 }
 
 impl Scanner {
@@ -131,7 +135,18 @@ impl Scanner {
             pipeline,
             grouping,
             last_counters: Mutex::default(),
+            reads_namespaces: false,
         }
+    }
+
+    /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
+    /// `tcp_retries2`), read from a thread inside each namespace as namespaces appear and every
+    /// minute ([`namespaces`]). Needs `CAP_SYS_ADMIN` to enter other namespaces; one that cannot
+    /// be entered keeps the agent's own defaults.
+    #[must_use]
+    pub fn reading_namespace_sysctls(mut self) -> Self {
+        self.reads_namespaces = true;
+        self
     }
 
     /// The per-socket pipeline this scanner judges with (for `/connections`).
@@ -144,6 +159,9 @@ impl Scanner {
     /// [`Snapshot::failures`]; the rest of the snapshot is still fresh.
     pub fn scan(&self, watched: HashSet<u64>) -> Snapshot {
         let started = Instant::now();
+        if self.reads_namespaces {
+            self.pipeline.defaults.refresh_if_due();
+        }
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let read = self.kernel.counters();
         let mut last = crate::locks::lock(&self.last_counters);

@@ -8,6 +8,7 @@ use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     convert::{self, SocketDefaults},
+    namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
 };
 use crate::{
@@ -18,8 +19,8 @@ use crate::{
 
 /// What judging a socket needs; fixed for the agent's lifetime except the process cache.
 pub struct Pipeline {
-    /// Keepalive defaults and `CONFIG_HZ`, for the conversion.
-    pub defaults: SocketDefaults,
+    /// Each namespace's keepalive and retransmission sysctls, and `CONFIG_HZ`.
+    pub(crate) defaults: NamespaceDefaults,
     /// Thresholds, overrides and the ignore list, for the verdicts.
     pub policy: Policy,
     /// Owners' names and cgroups from `/proc`. Shared by the scan and the HTTP handlers; a scan
@@ -28,11 +29,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline that looks owners up in `/proc`.
+    /// A pipeline that looks owners up in `/proc`; `defaults` are the agent's own namespace's,
+    /// used for every socket until [`NamespaceDefaults::refresh_if_due`] reads the others.
     #[must_use]
     pub fn new(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
-            defaults,
+            defaults: NamespaceDefaults::new(defaults),
             policy,
             processes: Mutex::default(),
         }
@@ -43,7 +45,7 @@ impl Pipeline {
     #[cfg(test)]
     pub(crate) fn without_proc(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
-            defaults,
+            defaults: NamespaceDefaults::new(defaults),
             policy,
             processes: Mutex::new(ProcessCache::with_lookup(|_| {
                 super::processes::ProcessInfo::default()
@@ -64,8 +66,9 @@ impl Pipeline {
     /// is locked per socket, not for the pass: `f` may wait on a slow client, and a scan must
     /// not wait behind it.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
+        let namespaces = self.defaults.current();
         source.for_each_socket(&mut |cookie, entry| {
-            let judged = self.judge(cookie, entry, now_ns, &mut self.processes());
+            let judged = self.judge(cookie, entry, now_ns, &namespaces, &mut self.processes());
             if let Some(c) = judged {
                 f(c);
             }
@@ -84,8 +87,9 @@ impl Pipeline {
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) {
+        let namespaces = self.defaults.current();
         source.for_each_socket(&mut |cookie, entry| {
-            if let Some(c) = self.judge(cookie, entry, now_ns, processes) {
+            if let Some(c) = self.judge(cookie, entry, now_ns, &namespaces, processes) {
                 f(c);
             }
         });
@@ -98,19 +102,22 @@ impl Pipeline {
         cookie: u64,
         entry: &SockActivity,
         now_ns: u64,
+        namespaces: &DefaultsByNetns,
         processes: &mut ProcessCache,
     ) -> Option<Connection> {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return None;
         }
-        let mut c = convert::connection(cookie, entry, now_ns, &self.defaults);
+        let netns = (entry.netns != 0).then_some(entry.netns);
+        let defaults = self.defaults.of(namespaces, netns);
+        let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
             // The thread group leader's name: the kernel side saw whichever thread did the I/O.
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
         }
-        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy);
+        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy, defaults.tcp_retries2);
         Some(c)
     }
 }

@@ -19,7 +19,7 @@ use std::{io, path::PathBuf};
 
 pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
-pub use netns::{Netns, find_namespaces, ns_inode};
+pub use netns::{Netns, find_namespaces, ns_inode, run_in};
 pub use owners::{Owner, socket_owners};
 pub use tcp_info::TcpInfoSummary;
 

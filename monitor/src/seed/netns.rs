@@ -59,7 +59,10 @@ pub fn ns_inode(path: &Path) -> Option<u32> {
 
 /// Runs `f` inside `ns`. `setns()` moves only the calling thread, so a foreign namespace is entered
 /// on a short-lived thread that dies with it; the caller's thread never changes namespace.
-pub(super) fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
+///
+/// # Errors
+/// The namespace cannot be opened or entered, the thread cannot start or panics, or `f` fails.
+pub fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, SeedError> + Send + 'static,

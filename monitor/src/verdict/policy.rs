@@ -60,8 +60,6 @@ pub struct Policy {
     pub overrides: Vec<Override>,
     /// Connections never flagged.
     pub ignore: Vec<Matcher>,
-    /// `net.ipv4.tcp_retries2` (for "gives up in"); 15 when unreadable.
-    pub tcp_retries2: u32,
 }
 
 impl Policy {

@@ -8,8 +8,13 @@ use super::{Policy, Thresholds, retransmission_limit};
 use crate::model::{Connection, Reason};
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
+/// `tcp_retries2` is the sysctl of the socket's own network namespace.
 #[must_use]
-pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duration>) {
+pub fn evaluate(
+    c: &Connection,
+    policy: &Policy,
+    tcp_retries2: u32,
+) -> (Vec<Reason>, Option<Duration>) {
     if policy.ignored(c) {
         return (Vec::new(), None);
     }
@@ -24,7 +29,7 @@ pub fn evaluate(c: &Connection, policy: &Policy) -> (Vec<Reason>, Option<Duratio
     }
     if peer_unresponsive(c, &t) {
         reasons.push(Reason::PeerUnresponsive);
-        let limit = retransmission_limit(c.user_timeout, policy.tcp_retries2);
+        let limit = retransmission_limit(c.user_timeout, tcp_retries2);
         gives_up_in = c.since_peer.map(|silent| limit.saturating_sub(silent));
     }
     if keepalive_unanswered(c) {

@@ -26,14 +26,14 @@ fn conn(state: u8) -> Connection {
 }
 
 fn policy() -> Policy {
-    Policy {
-        tcp_retries2: 15,
-        ..Policy::default()
-    }
+    Policy::default()
 }
 
+/// The kernel's default `tcp_retries2`.
+const RETRIES2: u32 = 15;
+
 fn reasons(c: &Connection) -> Vec<Reason> {
-    evaluate(c, &policy()).0
+    evaluate(c, &policy(), RETRIES2).0
 }
 
 #[test]
@@ -74,14 +74,14 @@ fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
     c.since_peer = Some(S(9));
     assert!(reasons(&c).is_empty());
     c.since_peer = Some(S(11));
-    let (r, gives_up) = evaluate(&c, &policy());
+    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
     assert_eq!(r, [Reason::PeerUnresponsive]);
     assert_eq!(
         gives_up,
         Some(Duration::from_millis(924_600).checked_sub(S(11)).unwrap())
     );
     c.user_timeout = Some(S(30));
-    assert_eq!(evaluate(&c, &policy()).1, Some(S(19)));
+    assert_eq!(evaluate(&c, &policy(), RETRIES2).1, Some(S(19)));
     c.retransmits = 0;
     assert!(
         reasons(&c).is_empty(),
@@ -158,7 +158,7 @@ fn overrides_and_ignore_list() {
         ..Override::default()
     });
     assert!(
-        evaluate(&c, &p).0.is_empty(),
+        evaluate(&c, &p, RETRIES2).0.is_empty(),
         "long-poll port allows 2 h idle"
     );
     p.overrides.clear();
@@ -166,5 +166,5 @@ fn overrides_and_ignore_list() {
         process: Some("app".into()),
         ..Matcher::default()
     });
-    assert!(evaluate(&c, &p).0.is_empty());
+    assert!(evaluate(&c, &p, RETRIES2).0.is_empty());
 }
