@@ -344,6 +344,25 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
         1,
         "the listener (which only sock_diag can see) is listed"
     );
+    // Entered on the peer's FIN, 3 s before the agent: at least as old as the last packet from
+    // the peer (ss lastack), not only as old as the agent.
+    let at_least = secs(cw, "state_age_at_least_seconds").expect("a lower bound");
+    let kernel_cw = ss::sockets(&net.server)
+        .expect("ss")
+        .into_iter()
+        .find(|s| s.cookie == cw["cookie"].as_u64())
+        .expect("ss sees the CLOSE_WAIT socket");
+    let lastack = kernel_cw.ms("lastack").expect("tcp_info lastack");
+    assert!(
+        at_least >= 2.0 && close_to(at_least, lastack),
+        "state_age_at_least={at_least} vs lastack={lastack}"
+    );
+    // The closer's orphaned FIN_WAIT2 is a timewait mini-socket the kernel programs never see
+    // end: it is not seeded (an entry would outlive it).
+    assert!(
+        ours.iter().all(|c| c["state"] != "fin_wait2"),
+        "no entry for the orphaned FIN_WAIT2: {ours:?}"
+    );
 }
 
 #[test]

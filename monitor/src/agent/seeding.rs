@@ -34,7 +34,8 @@ pub(super) fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
     let mut written = Vec::new();
     {
         let mut probes = crate::locks::lock(probes);
-        for sock in &sockets {
+        // Timewait mini-sockets (orphaned FIN_WAIT2) are not seeded: nothing would remove them.
+        for sock in sockets.iter().filter(|s| s.is_full_socket()) {
             let entry = seed::to_activity(sock, owners.get(&sock.inode), now);
             match probes.maps.seed(sock.cookie, &entry) {
                 Ok(true) => written.push(sock.cookie),

@@ -17,9 +17,11 @@ const NS_PER_MS: u64 = 1_000_000;
 ///
 /// `tcp_info`'s `last*` fields are "milliseconds ago"; they become timestamps relative to `now_ns`,
 /// never 0 (0 means "not seen"). The time the socket entered its state is unknown (the kernel
-/// does not keep it), so `state_since_ns` is `now_ns` flagged as a lower bound
-/// (`FLAG_STATE_SINCE_LOWER_BOUND`). Listeners keep every other time at 0: the kernel fills no
-/// times for them, and their zeros would read as "just now".
+/// does not keep it), so `state_since_ns` is a lower bound (`FLAG_STATE_SINCE_LOWER_BOUND`): the
+/// older of `now_ns` and, for the states a packet from the peer enters (`CLOSE_WAIT`: its FIN;
+/// `FIN_WAIT2`: its ACK of ours), the last packet heard from the peer (`tcp_info` lastack) —
+/// every packet after the one that entered the state is more recent. Listeners keep every other
+/// time at 0: the kernel fills no times for them, and their zeros would read as "just now".
 #[must_use]
 pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> SockActivity {
     let mut entry = SockActivity::zeroed();
@@ -55,6 +57,9 @@ pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> Soc
     entry.last_send_ns = ago(now_ns, info.last_data_sent_ms);
     entry.last_recv_ns = ago(now_ns, info.last_data_recv_ms);
     entry.last_peer_ns = ago(now_ns, info.last_ack_recv_ms);
+    if matches!(sock.state, tcp_state::CLOSE_WAIT | tcp_state::FIN_WAIT2) {
+        entry.state_since_ns = entry.state_since_ns.min(entry.last_peer_ns);
+    }
     entry.bytes_sent = info.bytes_sent.unwrap_or(0);
     entry.bytes_received = info.bytes_received.unwrap_or(0);
     entry.retransmits = info.total_retrans;

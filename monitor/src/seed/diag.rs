@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use monitor_common::tcp_state;
+
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -38,6 +40,17 @@ pub struct DiagSocket {
     /// The pending timer is the keepalive timer (`ss -o` shows `timer:(keepalive,…)`): an idle
     /// socket with `SO_KEEPALIVE` on always has it armed.
     pub keepalive_timer: bool,
+}
+
+impl DiagSocket {
+    /// A full socket, not a timewait mini-socket: an orphaned `FIN_WAIT2` socket is one (the
+    /// kernel swaps the full socket for it at `close()`, and `sock_diag` lists it as
+    /// `FIN_WAIT2` without `tcp_info`). The kernel programs never see a mini-socket end, so a
+    /// table entry for one would outlive it: only full sockets are seeded.
+    #[must_use]
+    pub fn is_full_socket(&self) -> bool {
+        self.tcp_info.is_some() || self.state == tcp_state::LISTEN
+    }
 }
 
 /// Large enough for any dump message: the kernel sizes dump batches to at most 32 KiB.

@@ -195,3 +195,36 @@ fn a_pending_keepalive_timer_means_keepalive_is_on() {
     let a = to_activity(&sock, None, NOW);
     assert_ne!(a.flags & FLAG_KEEPALIVE_ON, 0);
 }
+
+/// A CLOSE_WAIT (or FIN_WAIT2) socket entered its state on a packet from the peer, so it has been
+/// in it at least since the peer was last heard from: a better bound than the seeding time. Other
+/// states keep the seeding time.
+#[test]
+fn states_a_peer_packet_enters_are_bounded_by_the_last_packet() {
+    let mut sock = established_v4();
+    sock.tcp_info = Some(TcpInfoSummary {
+        last_ack_recv_ms: 260_000,
+        ..info()
+    });
+    for state in [tcp_state::CLOSE_WAIT, tcp_state::FIN_WAIT2] {
+        sock.state = state;
+        let a = to_activity(&sock, None, NOW);
+        assert_eq!(a.state_since_ns, NOW - 260_000_000_000, "state {state}");
+        assert_ne!(a.flags & FLAG_STATE_SINCE_LOWER_BOUND, 0, "still a bound");
+    }
+    sock.state = tcp_state::ESTABLISHED;
+    assert_eq!(to_activity(&sock, None, NOW).state_since_ns, NOW);
+}
+
+/// An orphaned FIN_WAIT2 socket is a timewait mini-socket: listed without tcp_info, never seeded.
+#[test]
+fn only_full_sockets_are_seeded() {
+    let mut sock = established_v4();
+    assert!(sock.is_full_socket());
+    sock.state = tcp_state::FIN_WAIT2;
+    sock.inode = 0;
+    sock.tcp_info = None;
+    assert!(!sock.is_full_socket());
+    sock.state = tcp_state::LISTEN;
+    assert!(sock.is_full_socket());
+}
