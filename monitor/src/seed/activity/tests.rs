@@ -196,7 +196,7 @@ fn a_pending_keepalive_timer_means_keepalive_is_on() {
     assert_ne!(a.flags & FLAG_KEEPALIVE_ON, 0);
 }
 
-/// A CLOSE_WAIT (or FIN_WAIT2) socket entered its state on a packet from the peer, so it has been
+/// A `CLOSE_WAIT` (or `FIN_WAIT2`) socket entered its state on a packet from the peer, so it has been
 /// in it at least since the peer was last heard from: a better bound than the seeding time. Other
 /// states keep the seeding time.
 #[test]
@@ -216,7 +216,7 @@ fn states_a_peer_packet_enters_are_bounded_by_the_last_packet() {
     assert_eq!(to_activity(&sock, None, NOW).state_since_ns, NOW);
 }
 
-/// An orphaned FIN_WAIT2 socket is a timewait mini-socket: listed without tcp_info, never seeded.
+/// An orphaned `FIN_WAIT2` socket is a timewait mini-socket: listed without `tcp_info`, never seeded.
 #[test]
 fn only_full_sockets_are_seeded() {
     let mut sock = established_v4();
