@@ -3,7 +3,8 @@
 
 Prints "ready" on stdout once listening/connected, so the test knows when to look.
 Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF |
-          no-close-worker: no-close, each connection served by a thread named "worker")
+          no-close-worker: no-close, each connection served by a thread named "worker" |
+          trickle: 2 s after accept, send 100 bytes every 0.5 s, never read)
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
@@ -35,6 +36,14 @@ def serve(host, port, mode):
     held = []  # no-close: keep every socket referenced so nothing closes it
 
     def handle(conn):
+        if mode == "trickle":
+            time.sleep(2)  # room for the test to cut the peer off right after the handshake
+            while True:
+                try:
+                    conn.sendall(b"x" * 100)
+                except OSError:
+                    return
+                time.sleep(0.5)
         if mode == "no-close-worker":
             # The kernel's name for this thread (what a per-thread `comm` would report).
             with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:

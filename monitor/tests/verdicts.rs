@@ -218,6 +218,52 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
     );
 }
 
+/// The peer vanishes right after the handshake and the server keeps sending: no segment from the
+/// peer ever reaches the established socket, so the last one heard is the handshake's (what
+/// `ss` calls lastack), and the sender is `peer_unresponsive` (issue: it stayed `null` and clean).
+#[test]
+fn peer_gone_right_after_the_handshake_is_unresponsive() {
+    if !privilege::may_run("peer_gone_after_handshake", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vph", 218).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "trickle"]).expect("peer");
+    let agent = Launch::test(AGENT, 19918)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    // The client is cut off once connected (the handshake completes), before the server's first
+    // send 2 s after accept: nothing the server sends is ever acknowledged.
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "hold"]).expect("peer");
+    net.client.drop_input().expect("iptables DROP");
+    let inode = net.server.inode();
+    let (c, _) = wait_for_verdict(
+        &agent,
+        inode,
+        "peer_unresponsive",
+        Duration::from_secs(2) + 2 * SLACK,
+    );
+    let since_peer = c["since_peer_seconds"]
+        .as_f64()
+        .expect("the last packet from the peer is known: the handshake's");
+    let kernel = harness::ss::sockets(&net.server)
+        .expect("ss")
+        .into_iter()
+        .find(|s| s.cookie == c["cookie"].as_u64())
+        .expect("ss sees the socket");
+    let lastack = kernel.ms("lastack").expect("tcp_info lastack");
+    assert!(
+        (since_peer - lastack).abs() <= f64::max(1.0, lastack * 0.02),
+        "since_peer={since_peer} vs lastack={lastack}"
+    );
+    assert!(
+        kernel.total_retrans() > 0,
+        "the kernel retransmits: {kernel:?}"
+    );
+}
+
 /// `gives_up_in_seconds` follows the socket's own namespace's `tcp_retries2` (6 here: the
 /// kernel's model gives 25.4 s), not the host's (15: 924.6 s).
 #[test]

@@ -7,7 +7,7 @@ use std::{
 
 use monitor_common::{
     AF_INET6, FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN, FLAG_ORPHAN, FLAG_SEEDED,
-    FLAG_STATE_SINCE_LOWER_BOUND, FLAG_TRANSPORT_KNOWN, SockActivity,
+    FLAG_STATE_SINCE_LOWER_BOUND, FLAG_TRANSPORT_KNOWN, SockActivity, tcp_state,
 };
 
 use crate::model::{Comm, Connection, Keepalive};
@@ -80,7 +80,15 @@ pub fn connection(
     c.idle = since(last_activity);
     c.since_send = since(entry.last_send_ns);
     c.since_recv = since(entry.last_recv_ns);
-    c.since_peer = since(entry.last_peer_ns);
+    // tcp_probe fires for segments an ESTABLISHED socket receives: the packet that entered the
+    // state (the handshake's SYN-ACK or last ACK, its ACK of our FIN for FIN_WAIT2) is not
+    // always one of them (measured: a server cut off right after accept had none about half the
+    // time). Until another arrives, it is the last one heard from the peer.
+    let entered_on_peer_packet = matches!(
+        entry.state,
+        tcp_state::ESTABLISHED | tcp_state::CLOSE_WAIT | tcp_state::FIN_WAIT2
+    );
+    c.since_peer = since(entry.last_peer_ns).or(c.state_age.filter(|_| entered_on_peer_packet));
     c.bytes_sent = entry.bytes_sent;
     c.bytes_received = entry.bytes_received;
     if flag(FLAG_TRANSPORT_KNOWN) {

@@ -32,7 +32,9 @@ fn unknown_values_stay_unknown() {
     assert_eq!(c.pid, None);
     assert_eq!(c.comm, None);
     assert_eq!(c.since_send, None);
-    assert_eq!(c.since_peer, None);
+    // Not unknown: the packet that completed the handshake was the peer's (tcp_probe does not
+    // always see it), 30 s ago.
+    assert_eq!(c.since_peer, Some(Duration::from_secs(30)));
     assert_eq!(c.unacked_bytes, None);
     assert_eq!(c.netns, None);
     assert_eq!(c.keepalive, None);
@@ -113,4 +115,34 @@ fn seeded_state_age_is_a_lower_bound_only() {
     assert_eq!(c.state_age, None);
     assert_eq!(c.state_age_at_least, Some(Duration::from_secs(30)));
     assert!(c.orphan);
+}
+
+/// The last packet from the peer, when `tcp_probe` has seen none: the one that entered the state,
+/// for states a peer packet enters and whose entry time is exact; unknown otherwise.
+#[test]
+fn since_peer_falls_back_to_the_packet_that_entered_the_state() {
+    let mut e = entry();
+    e.state = tcp_state::SYN_SENT;
+    assert_eq!(
+        convert(&e, 130 * SEC).since_peer,
+        None,
+        "no peer packet yet"
+    );
+    e.state = tcp_state::FIN_WAIT2;
+    assert_eq!(
+        convert(&e, 130 * SEC).since_peer,
+        Some(Duration::from_secs(30))
+    );
+    e.flags |= FLAG_STATE_SINCE_LOWER_BOUND;
+    assert_eq!(
+        convert(&e, 130 * SEC).since_peer,
+        None,
+        "entry time only a bound"
+    );
+    e.flags &= !FLAG_STATE_SINCE_LOWER_BOUND;
+    e.last_peer_ns = 125 * SEC;
+    assert_eq!(
+        convert(&e, 130 * SEC).since_peer,
+        Some(Duration::from_secs(5))
+    );
 }
