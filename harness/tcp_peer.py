@@ -98,21 +98,12 @@ def client(host, port, mode, n):
         time.sleep(3600)
         return
     s = socket.create_connection((host, port))
-    if mode == "keepalive-sysctl":
+    if mode in ("keepalive", "keepalive-sysctl"):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        s.sendall(b"hello")
-        s.recv(64)
-        ready()
-        try:
-            s.recv(64)  # blocks until the kernel gives up (ETIMEDOUT) or the peer closes
-        except OSError:
-            pass
-        time.sleep(3600)
-    elif mode == "keepalive":
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, n)
+        if mode == "keepalive":  # else the namespace's tcp_keepalive_* sysctls apply
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, n)
         s.sendall(b"hello")
         s.recv(64)
         ready()
