@@ -11,6 +11,7 @@
 pub(crate) mod cgroups;
 pub mod convert;
 pub(crate) mod kernel_defaults;
+pub mod kernel_state;
 mod pipeline;
 pub mod summary;
 
