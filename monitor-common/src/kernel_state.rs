@@ -46,8 +46,8 @@ pub struct KernelSockState {
     pub now_jiffies: u64,
     /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) when the program visited this socket.
     pub now_ns: u64,
-    /// Inode of the socket's file (`sk_socket->file->f_inode->i_ino`, `ss -e` `ino:`); 0 when the
-    /// socket has no file (an orphan, or a kernel socket).
+    /// Inode of the socket (`SOCK_INODE(sk_socket)->i_ino`, as `sock_i_ino`; `ss -e` `ino:`); 0
+    /// when the socket has no `struct socket` (an orphan).
     pub inode: u64,
     /// Local address (`skc_rcv_saddr`, or `skc_v6_rcv_saddr` for `AF_INET6`), network byte
     /// order; IPv4 uses the first four bytes.

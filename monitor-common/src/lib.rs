@@ -219,17 +219,17 @@ pub struct KernelOffsets {
     pub icsk_pending: u32,
     pub sk_ack_backlog: u32,
     pub sk_max_ack_backlog: u32,
-    /// `struct sock` → `sk_socket`, `struct socket` → `file`, `struct file` → `f_inode`,
-    /// `struct inode` → `i_ino`: the socket's inode, four loads away.
+    /// `struct sock` → `sk_socket`.
     pub sk_socket: u32,
-    pub socket_file: u32,
-    pub file_inode: u32,
-    pub inode_ino: u32,
+    /// From a `struct socket` to its inode number: `socket_alloc.vfs_inode.i_ino` minus
+    /// `socket_alloc.socket` (`SOCK_INODE(sock)->i_ino`, the socket and its inode are one
+    /// allocation).
+    pub socket_ino: u32,
     /// `tcp_timewait_sock` → `tw_sk.tw_substate`.
     pub tw_substate: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{
     bpf_jiffies64, bpf_ktime_get_ns, bpf_seq_write, bpf_skc_to_tcp_request_sock,
-    bpf_skc_to_tcp_timewait_sock,
+    bpf_skc_to_tcp_timewait_sock, generated::bpf_probe_read_kernel,
 };
 use monitor_common::{
     AF_INET6, KernelOffsets,
@@ -168,25 +168,35 @@ fn full(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, record: &mut 
     record.backoff = read(tp, off.icsk_backoff);
     record.retransmits = read(tp, off.icsk_retransmits);
     record.pending_timer = read(tp, off.icsk_pending);
-    record.inode = inode(tp, off);
+    read_inode(tp, off, record);
 }
 
-/// `sk_socket->file->f_inode->i_ino` (what `sock_i_ino`, and so `ss -e` `ino:`, reports for a
-/// socket with a file); 0 when a link is missing. Each load is a BTF-typed pointer walk the
-/// verifier allows in tracing programs (a faulting load reads 0).
+/// `SOCK_INODE(sk->sk_socket)->i_ino`, what `sock_i_ino` (and so `sock_diag` and `ss -e`
+/// `ino:`) reports; left 0 for a socket without a `struct socket` (an orphan).
+///
+/// The inode lies in the same allocation, after the `struct socket` (`struct socket_alloc`):
+/// one `bpf_probe_read_kernel`, since the verifier refuses a typed load past the end of
+/// `struct socket`. Measured here at 200k cold sockets (program run time per socket): ~315 ns
+/// without the inode, ~540–580 ns with this read, ~900 ns walking
+/// `sk_socket->file->f_inode->i_ino` with typed loads (three dependent cache misses).
 #[inline(always)]
-fn inode(tp: *const c_void, off: &KernelOffsets) -> u64 {
-    let sock: *const c_void = read(tp, off.sk_socket);
+fn read_inode(tp: *const c_void, off: &KernelOffsets, record: &mut KernelSockState) {
+    let sock: *const u8 = read(tp, off.sk_socket);
     if sock.is_null() {
-        return 0;
+        return;
     }
-    let file: *const c_void = read(sock, off.socket_file);
-    if file.is_null() {
-        return 0;
+    let ino = sock.wrapping_add(off.socket_ino as usize);
+    // SAFETY: a probe read of 8 bytes straight into the record's field (no stack copy); the
+    // kernel zeroes the destination when the address is bad, which reads as no inode.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut record.inode).cast::<c_void>(),
+            RECORD_INODE_LEN,
+            ino.cast::<c_void>(),
+        );
     }
-    let inode: *const c_void = read(file, off.file_inode);
-    if inode.is_null() {
-        return 0;
-    }
-    read(inode, off.inode_ino)
 }
+
+/// Bytes of [`KernelSockState::inode`] (`i_ino` is an `unsigned long`: 8 bytes on 64-bit).
+const RECORD_INODE_LEN: u32 = 8;
+const _: () = assert!(size_of::<u64>() == RECORD_INODE_LEN as usize);

@@ -58,9 +58,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_ack_backlog: 0,
     sk_max_ack_backlog: 0,
     sk_socket: 0,
-    socket_file: 0,
-    file_inode: 0,
-    inode_ino: 0,
+    socket_ino: 0,
     tw_substate: 0,
 };
 

@@ -71,9 +71,8 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         sk_ack_backlog: sock(&["sk_ack_backlog"])?,
         sk_max_ack_backlog: sock(&["sk_max_ack_backlog"])?,
         sk_socket: sock(&["sk_socket"])?,
-        socket_file: field_offset(&btf, "socket", &["file"])?,
-        file_inode: field_offset(&btf, "file", &["f_inode"])?,
-        inode_ino: field_offset(&btf, "inode", &["i_ino"])?,
+        socket_ino: field_offset(&btf, "socket_alloc", &["vfs_inode", "i_ino"])?
+            - field_offset(&btf, "socket_alloc", &["socket"])?,
         tw_substate: field_offset(&btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
     })
 }
