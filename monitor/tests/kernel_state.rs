@@ -930,6 +930,14 @@ fn measure_iterator_against_sock_diag() {
     // The kernel's own run time of the program (run_time_ns, run_cnt) while this lives.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     eprintln!("{}", program_info());
+    for info in aya::programs::loaded_programs().flatten() {
+        if info.name_as_str() == Some(ITER_TCP_PROGRAM) {
+            eprintln!(
+                "{ITER_TCP_PROGRAM}: verifier walked {:?} instructions",
+                info.verified_instruction_count()
+            );
+        }
+    }
     let ns = TestNetns::create(harness::netns::unique_name("ksm")).expect("namespace");
     let netns = monitor_ns(&ns);
     let mut holders = Vec::new();
