@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod kernel_state;
 pub mod tcp_state;
 
 /// The socket table is an array of [`SockActivity`] slots that the agent maps into its memory
@@ -194,9 +195,41 @@ pub struct KernelOffsets {
     pub sock_keepopen_bit: u32,
     /// `sk_buff` → `cb` + `tcp_skb_cb.ack_seq`: the acknowledgement the segment carries.
     pub skb_ack_seq: u32,
+    // Read by the `iter/tcp` program (`kernel_state::KernelSockState`). `tcp_sock` fields, then
+    // `inet_connection_sock` ones (through `tcp_sock.inet_conn`), then `struct sock` ones.
+    pub tcp_write_seq: u32,
+    pub tcp_rcv_nxt: u32,
+    pub tcp_copied_seq: u32,
+    pub tcp_snd_wnd: u32,
+    pub tcp_rcv_tstamp: u32,
+    pub tcp_lsndtime: u32,
+    pub tcp_retrans_stamp: u32,
+    pub tcp_packets_out: u32,
+    pub tcp_retrans_out: u32,
+    pub tcp_total_retrans: u32,
+    /// Byte holding the `tcp_sock.tcp_usec_ts` bit-field, and the bit in that byte.
+    pub tcp_usec_ts_byte: u32,
+    pub tcp_usec_ts_bit: u32,
+    /// `tcp_sock` → `inet_conn.icsk_ack.lrcvtime`.
+    pub icsk_lrcvtime: u32,
+    pub icsk_rto: u32,
+    pub icsk_probes_out: u32,
+    pub icsk_backoff: u32,
+    pub icsk_retransmits: u32,
+    pub icsk_pending: u32,
+    pub sk_ack_backlog: u32,
+    pub sk_max_ack_backlog: u32,
+    /// `struct sock` → `sk_socket`.
+    pub sk_socket: u32,
+    /// From a `struct socket` to its inode number: `socket_alloc.vfs_inode.i_ino` minus
+    /// `socket_alloc.socket` (`SOCK_INODE(sock)->i_ino`, the socket and its inode are one
+    /// allocation).
+    pub socket_ino: u32,
+    /// `tcp_timewait_sock` → `tw_sk.tw_substate`.
+    pub tw_substate: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 23 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

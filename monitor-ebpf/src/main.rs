@@ -6,6 +6,8 @@
 //! - `state`: `inet_sock_set_state` — creates, updates and deletes table entries;
 //! - `io`: `sock_send_length` / `sock_recv_length` — application send/receive and the owner;
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
+//! - `iter`: the `iter/tcp` iterator — the kernel's own state of every TCP socket of a network
+//!   namespace, one record per socket, when the agent reads it (not on the packet path);
 //! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
 //!   release; the used-slot counter) and the counters;
 //! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
@@ -30,6 +32,7 @@
 #[cfg(feature = "bench")]
 mod floor;
 mod io;
+mod iter;
 mod maps;
 mod peer;
 mod socket;

@@ -37,6 +37,29 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sock_dead_bit: 0,
     sock_keepopen_bit: 0,
     skb_ack_seq: 0,
+    tcp_write_seq: 0,
+    tcp_rcv_nxt: 0,
+    tcp_copied_seq: 0,
+    tcp_snd_wnd: 0,
+    tcp_rcv_tstamp: 0,
+    tcp_lsndtime: 0,
+    tcp_retrans_stamp: 0,
+    tcp_packets_out: 0,
+    tcp_retrans_out: 0,
+    tcp_total_retrans: 0,
+    tcp_usec_ts_byte: 0,
+    tcp_usec_ts_bit: 0,
+    icsk_lrcvtime: 0,
+    icsk_rto: 0,
+    icsk_probes_out: 0,
+    icsk_backoff: 0,
+    icsk_retransmits: 0,
+    icsk_pending: 0,
+    sk_ack_backlog: 0,
+    sk_max_ack_backlog: 0,
+    sk_socket: 0,
+    socket_ino: 0,
+    tw_substate: 0,
 };
 
 /// The offsets of the kernel fields the programs read.
@@ -120,7 +143,7 @@ pub(crate) fn identity(sk: *const c_void, off: &KernelOffsets, state: u8) -> Soc
 
 /// An IPv6 address as two 8-byte loads (the verifier allows loads of 1, 2, 4 or 8 bytes).
 #[inline(always)]
-fn address6(sk: *const c_void, offset: u32) -> [u8; 16] {
+pub(crate) fn address6(sk: *const c_void, offset: u32) -> [u8; 16] {
     let high: u64 = read(sk, offset);
     let low: u64 = read(sk, offset + 8);
     let mut bytes = [0u8; 16];

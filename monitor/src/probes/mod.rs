@@ -2,10 +2,12 @@
 //! that touches aya.
 //!
 //! Every hook is attached independently: a hook the kernel refuses is logged and reported as not
-//! attached, and the agent runs with the rest.
+//! attached, and the agent runs with the rest. The `iter/tcp` iterator ([`kernel_state`]) is one
+//! more program, reported the same way.
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod kernel_state;
 pub(crate) mod maps;
 mod misses;
 pub mod offsets;
@@ -21,13 +23,16 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     programs::{BtfTracePoint, ProgramError},
 };
-use monitor_common::{FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP};
+use monitor_common::{
+    FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP, kernel_state::ITER_TCP_PROGRAM,
+};
 use thiserror::Error;
 
 use crate::model::format::error_chain;
 
 pub use self::source::{FixedStatus, HookStatus, KernelCounters, KernelStatus, SocketSource};
 
+pub use kernel_state::KernelStateReader;
 pub use maps::KernelMaps;
 
 /// The object built from `monitor-ebpf` by build.rs, embedded in the agent.
@@ -99,6 +104,14 @@ pub enum ProbeError {
     /// Turning on the kernel's per-program run-time statistics (benchmarks).
     #[error("BPF_ENABLE_STATS")]
     Stats(#[source] aya::sys::SyscallError),
+    /// Linking, creating or reading the `iter/tcp` iterator (`step` names the call), or output
+    /// that is not a whole number of records.
+    #[error("kernel socket state iterator: {step}")]
+    KernelState {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ProbeError {
@@ -120,6 +133,9 @@ pub struct Probes {
     /// Messages the kernel programs log (aya-log), for the agent to forward; None when the
     /// object has no log buffer.
     pub kernel_log: Option<KernelLog>,
+    /// The `iter/tcp` iterator (the kernel's own state of every TCP socket of a namespace); None
+    /// when the kernel refused it (its [`HookStatus`] in `hooks` says why).
+    pub kernel_state: Option<KernelStateReader>,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
@@ -128,7 +144,8 @@ pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Probes {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can
-    /// (a hook the kernel refuses is logged and reported in [`Probes::hooks`]).
+    /// (a hook the kernel refuses is logged and reported in [`Probes::hooks`]), then the
+    /// `iter/tcp` iterator (reported there too, as hook `iter_tcp`).
     ///
     /// # Errors
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
@@ -136,23 +153,13 @@ impl Probes {
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
         let mut ebpf = load_object(capacity, &[])?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
-        let hooks = HOOKS
+        let mut hooks: Vec<HookStatus> = HOOKS
             .iter()
-            .map(|&hook| {
-                let error = attach(&mut ebpf, &btf, hook).err().map(|e| error_chain(&e));
-                match &error {
-                    None => tracing::info!(hook, "hook attached"),
-                    Some(error) => {
-                        tracing::warn!(hook, %error, "hook not attached; running without it");
-                    }
-                }
-                HookStatus {
-                    hook,
-                    attached: error.is_none(),
-                    error,
-                }
-            })
+            .map(|&hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
             .collect();
+        let kernel_state = KernelStateReader::load(&mut ebpf, &btf);
+        hooks.push(hook_status(ITER_TCP_PROGRAM, kernel_state.as_ref().err()));
+        let kernel_state = kernel_state.ok();
         let kernel_log = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|error| tracing::warn!(%error, "kernel programs' log unavailable"))
             .ok();
@@ -163,6 +170,7 @@ impl Probes {
             hooks,
             capacity,
             kernel_log,
+            kernel_state,
         })
     }
 
@@ -213,6 +221,20 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     let mut ebpf = loader.load(PROGRAMS)?;
     KernelMaps::provision_free_slots(&mut ebpf, capacity)?;
     Ok(ebpf)
+}
+
+/// Logs whether `hook` could be attached, and says so as its [`HookStatus`].
+fn hook_status(hook: &'static str, refused: Option<&ProbeError>) -> HookStatus {
+    let error = refused.map(|e| error_chain(e));
+    match &error {
+        None => tracing::info!(hook, "hook attached"),
+        Some(error) => tracing::warn!(hook, %error, "hook not attached; running without it"),
+    }
+    HookStatus {
+        hook,
+        attached: error.is_none(),
+        error,
+    }
 }
 
 /// Loads (verifies) the program named `hook` and attaches it to the BTF tracepoint of that name.

@@ -23,6 +23,8 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         source,
     })?;
     let sock = |path: &[&str]| field_offset(&btf, "sock", path);
+    let tcp = |path: &[&str]| field_offset(&btf, "tcp_sock", path);
+    let usec_ts = bit_offset(&btf, "tcp_sock", &["tcp_usec_ts"])?;
     Ok(KernelOffsets {
         skc_daddr: sock(&["__sk_common", "skc_daddr"])?,
         skc_rcv_saddr: sock(&["__sk_common", "skc_rcv_saddr"])?,
@@ -48,12 +50,36 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         sock_keepopen_bit: enum_value(&btf, "sock_flags", "SOCK_KEEPOPEN")?,
         skb_ack_seq: field_offset(&btf, "sk_buff", &["cb"])?
             + field_offset(&btf, "tcp_skb_cb", &["ack_seq"])?,
+        tcp_write_seq: tcp(&["write_seq"])?,
+        tcp_rcv_nxt: tcp(&["rcv_nxt"])?,
+        tcp_copied_seq: tcp(&["copied_seq"])?,
+        tcp_snd_wnd: tcp(&["snd_wnd"])?,
+        tcp_rcv_tstamp: tcp(&["rcv_tstamp"])?,
+        tcp_lsndtime: tcp(&["lsndtime"])?,
+        tcp_retrans_stamp: tcp(&["retrans_stamp"])?,
+        tcp_packets_out: tcp(&["packets_out"])?,
+        tcp_retrans_out: tcp(&["retrans_out"])?,
+        tcp_total_retrans: tcp(&["total_retrans"])?,
+        tcp_usec_ts_byte: usec_ts / 8,
+        tcp_usec_ts_bit: usec_ts % 8,
+        icsk_lrcvtime: tcp(&["inet_conn", "icsk_ack", "lrcvtime"])?,
+        icsk_rto: tcp(&["inet_conn", "icsk_rto"])?,
+        icsk_probes_out: tcp(&["inet_conn", "icsk_probes_out"])?,
+        icsk_backoff: tcp(&["inet_conn", "icsk_backoff"])?,
+        icsk_retransmits: tcp(&["inet_conn", "icsk_retransmits"])?,
+        icsk_pending: tcp(&["inet_conn", "icsk_pending"])?,
+        sk_ack_backlog: sock(&["sk_ack_backlog"])?,
+        sk_max_ack_backlog: sock(&["sk_max_ack_backlog"])?,
+        sk_socket: sock(&["sk_socket"])?,
+        socket_ino: field_offset(&btf, "socket_alloc", &["vfs_inode", "i_ino"])?
+            - field_offset(&btf, "socket_alloc", &["socket"])?,
+        tw_substate: field_offset(&btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
     })
 }
 
-/// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
-/// Anonymous struct/union members are searched transparently, as C does.
-fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
+/// Bit offset of `path` inside `struct root`, as [`field_offset`] but bit-fields allowed
+/// (`tcp_sock.tcp_usec_ts`: the programs load the byte that holds it and test the bit).
+fn bit_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
     let missing = || ProbeError::BtfLayout {
         what: format!("struct {root} has no field {}", path.join(".")),
     };
@@ -66,6 +92,13 @@ fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError>
             current = as_struct(btf, member_type).ok_or_else(missing)?;
         }
     }
+    Ok(offset_bits)
+}
+
+/// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
+/// Anonymous struct/union members are searched transparently, as C does.
+fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
+    let offset_bits = bit_offset(btf, root, path)?;
     if !offset_bits.is_multiple_of(8) {
         return Err(ProbeError::BtfLayout {
             what: format!(

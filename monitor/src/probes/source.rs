@@ -46,7 +46,8 @@ pub struct KernelCounters {
 /// Whether one kernel hook is attached, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookStatus {
-    /// Program and BTF tracepoint name (one of [`super::HOOKS`]).
+    /// Program and BTF tracepoint name (one of [`super::HOOKS`]), or `iter_tcp` for the socket
+    /// state iterator.
     pub hook: &'static str,
     pub attached: bool,
     /// The kernel's or the loader's refusal, as one line.

@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub(crate) mod kernel_defaults;
+pub mod kernel_state;
 pub(crate) mod namespaces;
 mod pipeline;
 pub(crate) mod processes;

@@ -2,7 +2,7 @@
 //! `tcp_retries2` are per-namespace sysctls (a pod sets its own), so a socket is judged by its
 //! own namespace's values, never the agent's.
 //!
-//! Read from a thread inside each namespace ([`seed::run_in`]), cached by namespace inode, and
+//! Read from a thread inside each namespace ([`seed::in_namespace`]), cached by namespace inode, and
 //! read again when a scan meets a namespace it does not know yet (at most every
 //! [`RETRY_EVERY`]) and every [`REREAD_EVERY`] (sysctls can change).
 
@@ -87,7 +87,7 @@ impl NamespaceDefaults {
         let table: HashMap<u32, SocketDefaults> = seed::find_namespaces()
             .iter()
             .filter_map(|ns| {
-                let read = seed::run_in(ns, move || Ok(kernel_defaults::namespace_sysctls(hz)));
+                let read = seed::in_namespace(ns, move || kernel_defaults::namespace_sysctls(hz));
                 read.ok().map(|defaults| (ns.inode, defaults))
             })
             .collect();

@@ -19,7 +19,7 @@ use std::{io, path::PathBuf};
 
 pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
-pub use netns::{Netns, find_namespaces, ns_inode, run_in};
+pub use netns::{Netns, find_namespaces, in_namespace, ns_inode};
 pub use owners::{Owner, socket_owners};
 pub use tcp_info::TcpInfoSummary;
 
@@ -49,7 +49,8 @@ pub enum SeedError {
 impl SeedError {
     /// The namespace went away between listing and dumping (its last process exited): expected
     /// churn, not worth a warning.
-    fn is_vanished_namespace(&self) -> bool {
+    #[must_use]
+    pub fn is_vanished_namespace(&self) -> bool {
         matches!(self, Self::OpenNamespace { source, .. }
             if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)))
     }

@@ -62,7 +62,7 @@ pub fn ns_inode(path: &Path) -> Option<u32> {
 ///
 /// # Errors
 /// The namespace cannot be opened or entered, the thread cannot start or panics, or `f` fails.
-pub fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
+pub(super) fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, SeedError> + Send + 'static,
@@ -91,6 +91,22 @@ where
     handle
         .join()
         .map_err(|_| SeedError::ThreadPanicked(ns.path.clone()))?
+}
+
+/// Runs `f` inside `ns` and returns its result, as [`run_in`] does for the dumps: on the calling
+/// thread when it is already in `ns`, else on a short-lived thread that enters `ns` first. For
+/// work other than a `sock_diag` dump, whose errors are its own (`T` may be a `Result`): reading a
+/// BPF iterator, which walks the namespace of the thread that creates it.
+///
+/// # Errors
+/// The namespace cannot be opened ([`SeedError::OpenNamespace`]) or entered
+/// ([`SeedError::EnterNamespace`]), or its thread cannot start or panicked.
+pub fn in_namespace<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    run_in(ns, move || Ok(f()))
 }
 
 /// Numeric entries of `/proc`, ascending.
@@ -139,6 +155,22 @@ mod tests {
         let caller = thread::current().id();
         let ran_on = run_in(&own, move || Ok(thread::current().id())).expect("runs");
         assert_eq!(ran_on, caller);
+    }
+
+    #[test]
+    fn in_namespace_hands_back_the_closures_own_result() {
+        let own = Netns {
+            inode: ns_inode(Path::new(SELF_NETNS)).expect("own namespace readable"),
+            path: PathBuf::from(SELF_NETNS),
+        };
+        let inner: Result<u32, &str> = in_namespace(&own, || Err("its own error")).expect("ran");
+        assert_eq!(inner, Err("its own error"));
+        let gone = Netns {
+            inode: 1,
+            path: PathBuf::from("/proc/0/ns/net"),
+        };
+        let err = in_namespace(&gone, || 7).expect_err("no such namespace");
+        assert!(err.is_vanished_namespace(), "{err}");
     }
 
     #[test]
