@@ -52,6 +52,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
     let table = probes.socket_source();
+    let kernel_state = probes.kernel_state.clone();
     let probes = Arc::new(Mutex::new(probes));
 
     let seeded = {
@@ -67,18 +68,20 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         config.policy.clone(),
     ));
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
-    let scanner = Arc::new(
-        Scanner::new(
-            Arc::clone(&table),
-            kernel,
-            Arc::clone(&pipeline),
-            Grouping {
-                top_n: config.top_n,
-                by_cgroup: config.group_by == GroupBy::Cgroup,
-            },
-        )
-        .reading_namespace_sysctls(),
-    );
+    let mut scanner = Scanner::new(
+        Arc::clone(&table),
+        kernel,
+        Arc::clone(&pipeline),
+        Grouping {
+            top_n: config.top_n,
+            by_cgroup: config.group_by == GroupBy::Cgroup,
+        },
+    )
+    .reading_namespace_sysctls();
+    if let Some(reader) = kernel_state {
+        scanner = scanner.reading_kernel_state(reader);
+    }
+    let scanner = Arc::new(scanner);
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);

@@ -72,6 +72,7 @@ fn scan_and_publish(
     // Transition logs and the Alertmanager push.
     alerting.observe(&snapshot);
     metrics.observe_scan(snapshot.scan_duration);
+    metrics.stale_removed(snapshot.stale_removed);
     if snapshot.failures.is_empty() {
         metrics.scan_succeeded(SystemTime::now());
     }

@@ -201,6 +201,8 @@ mod tests {
             bytes_received: 0,
             unacked_bytes: Some(1448),
             srtt_ms: None,
+            send_queue_bytes: None,
+            recv_queue_bytes: None,
             retransmits: 12,
             seeded: false,
             state_age_at_least_seconds: None,

@@ -18,7 +18,7 @@ use std::{
 
 use monitor_common::tcp_state;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
@@ -51,9 +51,15 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
     let state_name = |s: u8| tcp_state::name(s).unwrap_or("unknown");
     // Every reported state, even at 0: a series that vanishes breaks rate() and alerts.
     let count = |s: &u8| per_state.get(s).map_or(0, |summary| summary.count);
+    // TIME_WAIT sockets have no table entry: counted from the kernel's own state when read.
+    let time_wait = snapshot.summary.time_wait.map(|n| {
+        let name = state_name(tcp_state::TIME_WAIT);
+        gauge(&[("state", name)], n as f64)
+    });
     let connections = tcp_state::REPORTED
         .iter()
         .map(|s| gauge(&[("state", state_name(*s))], count(s) as f64))
+        .chain(time_wait)
         .collect();
     let no_sockets = IdleHistogram::default();
     let idle = tcp_state::REPORTED
@@ -192,6 +198,7 @@ pub struct Metrics {
     scan_errors: IntCounterVec,
     last_success: Gauge,
     scan_interval: Gauge,
+    stale_removed: IntCounter,
 }
 
 impl Metrics {
@@ -233,9 +240,15 @@ impl Metrics {
             "The configured interval between scans (--scan-interval), in seconds.",
         )
         .expect("valid scan interval gauge");
+        let stale_removed = IntCounter::new(
+            "tcp_liveness_stale_entries_removed_total",
+            "Table entries removed because the kernel's own socket state (iter/tcp) no longer has their socket: closes the kernel programs never saw (a lost event, or a socket that predates the agent).",
+        )
+        .expect("valid stale entries counter");
         let registry = Registry::new();
         for collector in [
-            Box::new(scan_duration.clone()) as Box<dyn Collector>,
+            Box::new(stale_removed.clone()) as Box<dyn Collector>,
+            Box::new(scan_duration.clone()),
             Box::new(scan_errors.clone()),
             Box::new(last_success.clone()),
             Box::new(scan_interval.clone()),
@@ -260,7 +273,14 @@ impl Metrics {
             scan_errors,
             last_success,
             scan_interval,
+            stale_removed,
         }
+    }
+
+    /// Counts table entries a scan removed as stale (`tcp_liveness_stale_entries_removed_total`).
+    pub fn stale_removed(&self, entries: usize) {
+        self.stale_removed
+            .inc_by(u64::try_from(entries).unwrap_or(u64::MAX));
     }
 
     /// Records how long one scan took.

@@ -46,6 +46,12 @@ pub struct Connection {
     pub unacked_bytes: Option<u32>,
     /// Smoothed round-trip time (`srtt_us`), when read from the socket.
     pub srtt: Option<Duration>,
+    /// Bytes the application wrote that the peer has not acknowledged, sent or not
+    /// (`write_seq - snd_una`, `ss` Send-Q), from the kernel's socket state.
+    pub send_queue_bytes: Option<u32>,
+    /// Bytes received that the application has not read (`rcv_nxt - copied_seq`, `ss` Recv-Q),
+    /// from the kernel's socket state.
+    pub recv_queue_bytes: Option<u32>,
     /// Retransmits seen since the agent started tracking the socket (plus `tcp_info`'s total when seeded).
     pub retransmits: u32,
     /// The socket existed before the agent started; its history came from `sock_diag`.
@@ -87,6 +93,8 @@ impl Connection {
             bytes_received: 0,
             unacked_bytes: None,
             srtt: None,
+            send_queue_bytes: None,
+            recv_queue_bytes: None,
             retransmits: 0,
             seeded: false,
             keepalive: None,

@@ -29,6 +29,12 @@ pub struct ConnectionView {
     pub bytes_received: u64,
     pub unacked_bytes: Option<u32>,
     pub srtt_ms: Option<f64>,
+    /// Written by the application, not yet acknowledged (`ss` Send-Q).
+    #[serde(default)]
+    pub send_queue_bytes: Option<u32>,
+    /// Received, not yet read by the application (`ss` Recv-Q).
+    #[serde(default)]
+    pub recv_queue_bytes: Option<u32>,
     pub retransmits: u32,
     pub seeded: bool,
     /// For sockets that predate the agent: in this state at least this long.
@@ -91,6 +97,8 @@ impl From<&Connection> for ConnectionView {
             srtt_ms: c
                 .srtt
                 .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX) as f64 / 1000.0),
+            send_queue_bytes: c.send_queue_bytes,
+            recv_queue_bytes: c.recv_queue_bytes,
             retransmits: c.retransmits,
             seeded: c.seeded,
             state_age_at_least_seconds: seconds(c.state_age_at_least),

@@ -65,6 +65,8 @@ pub trait KernelStatus: Send + Sync {
     fn hooks(&self) -> Vec<HookStatus>;
     /// Slots in the socket table (`--table-capacity`).
     fn table_capacity(&self) -> u32;
+    /// Removes the table entries of `cookies` (sockets the kernel no longer has).
+    fn forget(&self, cookies: &[u64]);
 }
 
 /// The loaded programs (shared with seeding, hence the lock).
@@ -85,6 +87,13 @@ impl KernelStatus for Mutex<Probes> {
     fn table_capacity(&self) -> u32 {
         let probes = crate::locks::lock(self);
         probes.capacity
+    }
+
+    fn forget(&self, cookies: &[u64]) {
+        let mut probes = crate::locks::lock(self);
+        for &cookie in cookies {
+            probes.maps.forget(cookie);
+        }
     }
 }
 
@@ -108,4 +117,7 @@ impl KernelStatus for FixedStatus {
     fn table_capacity(&self) -> u32 {
         self.capacity
     }
+
+    /// A fixed table keeps its entries.
+    fn forget(&self, _cookies: &[u64]) {}
 }

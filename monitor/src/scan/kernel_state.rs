@@ -2,10 +2,22 @@
 //! inside each namespace by `seed`'s per-namespace threads. The glue lives here because `probes`
 //! and `seed` sit on one level and may not import each other; `scan` is the first room above both.
 
-use monitor_common::kernel_state::KernelSockState;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
+use monitor_common::{
+    SockActivity,
+    kernel_state::{KIND_FULL, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KernelSockState},
+    tcp_state,
+};
+
+use super::convert::SocketDefaults;
 use crate::{
-    probes::{KernelStateReader, ProbeError},
+    clock,
+    model::{Connection, Keepalive},
+    probes::{KernelStateReader, ProbeError, kernel_state::convert},
     seed::{self, Netns, SeedError},
 };
 
@@ -76,4 +88,133 @@ pub fn read_all(reader: &KernelStateReader) -> (Vec<KernelSockState>, Vec<Kernel
         }
     }
     (sockets, errors)
+}
+
+/// One read of the kernel's sockets in every namespace that could be read: what the scan takes
+/// as the truth about each socket, and what tells a table entry whose socket is gone.
+#[derive(Clone, Debug, Default)]
+pub struct KernelTruth {
+    /// Full sockets by cookie.
+    pub(crate) by_cookie: HashMap<u64, KernelSockState>,
+    /// The namespaces read in full: a table entry of one of them that the read did not list
+    /// is a socket the kernel no longer has.
+    pub(crate) namespaces: HashSet<u32>,
+    /// `CLOCK_MONOTONIC` when the read began: an entry whose state began later may be a socket
+    /// the read could not have seen yet.
+    pub(crate) started_ns: u64,
+    /// `TIME_WAIT` mini-sockets (what `ss` lists as TIME-WAIT): they have no table entry.
+    pub(crate) time_wait: u64,
+    /// Orphaned `FIN_WAIT2` sockets finishing as mini-sockets (`ss`: FIN-WAIT-2 without a
+    /// process): no table entry either.
+    pub(crate) orphan_fin_wait2: u64,
+}
+
+impl KernelTruth {
+    /// The truth of `records`, read from `namespaces`, a read that began at `started_ns`.
+    #[must_use]
+    pub fn new(records: Vec<KernelSockState>, namespaces: HashSet<u32>, started_ns: u64) -> Self {
+        let mut truth = Self {
+            namespaces,
+            started_ns,
+            ..Self::default()
+        };
+        for record in records {
+            match (record.kind, convert::diag_state(&record)) {
+                (KIND_TIME_WAIT, tcp_state::FIN_WAIT2) => truth.orphan_fin_wait2 += 1,
+                (KIND_TIME_WAIT, _) => truth.time_wait += 1,
+                (KIND_FULL, _) => {
+                    truth.by_cookie.insert(record.cookie, record);
+                }
+                _ => {}
+            }
+        }
+        truth
+    }
+
+    /// Whether `entry` (table entry of socket `cookie`) is for a socket the kernel no longer has:
+    /// its namespace was read in full, the read did not list it, and it was already in its state
+    /// when the read began (a newer socket may simply have come after the read).
+    #[must_use]
+    pub fn is_gone(&self, cookie: u64, entry: &SockActivity) -> bool {
+        entry.netns != 0
+            && self.namespaces.contains(&entry.netns)
+            && !self.by_cookie.contains_key(&cookie)
+            && entry.state_since_ns != 0
+            && entry.state_since_ns < self.started_ns
+    }
+}
+
+/// Reads every namespace ([`read_all`]) into a [`KernelTruth`]; the namespaces that failed are
+/// returned beside it (their entries are then judged by the hooks' values alone).
+#[must_use]
+pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateError>) {
+    let started_ns = clock::monotonic_now_ns();
+    let mut records = Vec::new();
+    let mut namespaces = HashSet::new();
+    let mut errors = Vec::new();
+    for ns in seed::find_namespaces() {
+        match read_namespace(reader, &ns) {
+            Ok(found) => {
+                namespaces.insert(ns.inode);
+                records.extend(found);
+            }
+            Err(error) if error.is_vanished_namespace() => {}
+            Err(error) => errors.push(error),
+        }
+    }
+    (KernelTruth::new(records, namespaces, started_ns), errors)
+}
+
+/// `c` (judged from `entry`, the hooks' view) with the kernel's own values for the socket
+/// (`record`, from a read that may be up to a few scans old): each value where the kernel's is
+/// the better observation.
+/// - the peer's last packet: the more recent of the hooks' (`tcp_probe`) and the kernel's
+///   `rcv_tstamp` (it also sees what `tcp_probe` does not, the handshake's last ACK);
+/// - state: the kernel's, when the hooks saw no transition since the read (a lost event);
+/// - retransmits: the larger count (both only grow);
+/// - keepalive and `TCP_USER_TIMEOUT`, orphaned, send and receive queues: the kernel's (options
+///   set after the last event are seen this way; `defaults` are the socket's namespace's
+///   sysctls, for the timers it does not set itself).
+///
+/// The hooks keep what the kernel does not: when the state was entered, the application's own
+/// sends and receives, the owner.
+pub fn apply(
+    c: &mut Connection,
+    entry: &SockActivity,
+    record: &KernelSockState,
+    now_ns: u64,
+    defaults: &SocketDefaults,
+) {
+    let since_read = Duration::from_nanos(now_ns.saturating_sub(record.now_ns));
+    let hz = defaults.hz;
+    if entry.state_since_ns < record.now_ns {
+        c.state = convert::diag_state(record);
+    }
+    if let Some(silent) = hz.and_then(|hz| convert::since_last_ack(record, hz)) {
+        let kernel = silent + since_read;
+        c.since_peer = Some(c.since_peer.map_or(kernel, |hooks| hooks.min(kernel)));
+    }
+    c.retransmits = c.retransmits.max(record.total_retrans);
+    c.send_queue_bytes = Some(convert::send_queue_bytes(record));
+    c.recv_queue_bytes = Some(convert::recv_queue_bytes(record));
+    if c.unacked_bytes.is_none() {
+        c.unacked_bytes = Some(convert::unacked_bytes(record));
+    }
+    c.orphan = record.flags & KS_DEAD != 0;
+    c.user_timeout =
+        (record.user_timeout_ms != 0).then(|| Duration::from_millis(record.user_timeout_ms.into()));
+    let timer = |jiffies: u32, default: Duration| match (jiffies, hz) {
+        (0, _) => Some(default),
+        (j, Some(hz)) => convert::jiffies_to_duration(j.into(), hz),
+        (_, None) => None,
+    };
+    c.keepalive = Some(Keepalive {
+        enabled: record.flags & KS_KEEPOPEN != 0,
+        idle: timer(record.keepalive_time, defaults.keepalive_time),
+        interval: timer(record.keepalive_intvl, defaults.keepalive_intvl),
+        count: Some(match record.keepalive_probes {
+            0 => defaults.keepalive_probes,
+            n => n.into(),
+        }),
+    });
 }

@@ -26,8 +26,11 @@ pub use self::{pipeline::Pipeline, summary::Summary};
 use crate::{
     clock,
     model::{Connection, Grouping, ServicePorts},
-    probes::{HookStatus, KernelCounters, KernelStatus, SocketSource},
+    probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
+
+/// Reads of the kernel's socket state take at most 1/this of a core (1%).
+pub const KERNEL_READ_SHARE: u32 = 100;
 
 /// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
 /// (`/connections` reads the live table instead).
@@ -58,6 +61,9 @@ pub struct Snapshot {
     pub grouping: Grouping,
     /// The stages of this scan that failed (values kept from an earlier scan instead).
     pub failures: Vec<ScanFailure>,
+    /// Table entries this scan removed because the kernel no longer has their socket (their
+    /// close was never seen: a lost event, or a socket that predates the agent).
+    pub stale_removed: usize,
 }
 
 /// A part of a scan that failed; its values in the snapshot are the last good ones.
@@ -121,6 +127,10 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
+    /// The `iter/tcp` reader of the kernel's own socket state, when it loaded.
+    kernel_state: Option<KernelStateReader>,
+    /// When the kernel's socket state may be read again (reads are paced to a share of a core).
+    next_kernel_read: Mutex<Option<Instant>>,
 }
 
 impl Scanner {
@@ -137,7 +147,41 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
+            kernel_state: None,
+            next_kernel_read: Mutex::new(None),
         }
+    }
+
+    /// Reads the kernel's own state of every socket ([`kernel_state::read_truth`]) before a scan,
+    /// paced so that the reads take at most 1/[`KERNEL_READ_SHARE`] of a core: every scan on a
+    /// host with a few thousand sockets, every half minute at 100k connections. The last read
+    /// overlays the hooks' values ([`kernel_state::apply`]), removes entries whose socket is
+    /// gone, and counts `TIME_WAIT` and orphaned `FIN_WAIT2` sockets.
+    #[must_use]
+    pub fn reading_kernel_state(mut self, reader: KernelStateReader) -> Self {
+        self.kernel_state = Some(reader);
+        self
+    }
+
+    /// Reads the kernel's socket state if it is time, and hands it to the pipeline.
+    fn refresh_kernel_state(&self) {
+        let Some(reader) = &self.kernel_state else {
+            return;
+        };
+        let mut next = crate::locks::lock(&self.next_kernel_read);
+        let started = Instant::now();
+        if next.is_some_and(|at| started < at) {
+            return;
+        }
+        let (truth, errors) = kernel_state::read_truth(reader);
+        for error in &errors {
+            tracing::debug!(
+                error = crate::model::format::error_chain(error),
+                "socket state"
+            );
+        }
+        self.pipeline.set_truth(truth);
+        *next = Some(started + started.elapsed() * KERNEL_READ_SHARE);
     }
 
     /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
@@ -163,6 +207,7 @@ impl Scanner {
         if self.reads_namespaces {
             self.pipeline.defaults.refresh_if_due();
         }
+        self.refresh_kernel_state();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let read = self.kernel.counters();
         let mut last = crate::locks::lock(&self.last_counters);
@@ -183,9 +228,16 @@ impl Scanner {
     /// The table pass alone, as of `now_ns` (benchmarks time it on its own).
     pub fn scan_table(&self, watched: HashSet<u64>, now_ns: u64) -> Snapshot {
         let mut builder = summary::SnapshotBuilder::new(self.grouping, watched);
-        self.pipeline
+        let gone = self
+            .pipeline
             .scan(self.table.as_ref(), now_ns, &mut |c| builder.add(c));
-        builder.finish()
+        if let Some(truth) = self.pipeline.truth() {
+            builder.add_mini_sockets(truth.time_wait, truth.orphan_fin_wait2);
+        }
+        let mut snapshot = builder.finish();
+        self.kernel.forget(&gone);
+        snapshot.stale_removed = gone.len();
+        snapshot
     }
 }
 

@@ -2,12 +2,13 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     convert::{self, SocketDefaults},
+    kernel_state::{self, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
 };
@@ -26,6 +27,9 @@ pub struct Pipeline {
     /// Owners' names and cgroups from `/proc`. Shared by the scan and the HTTP handlers; a scan
     /// takes it once, a `/connections` reader once per socket.
     processes: Mutex<ProcessCache>,
+    /// The last read of the kernel's own socket state (None before the first, or without the
+    /// iterator): its values overlay the hooks' where they are the better observation.
+    truth: RwLock<Option<Arc<KernelTruth>>>,
 }
 
 impl Pipeline {
@@ -37,6 +41,7 @@ impl Pipeline {
             defaults: NamespaceDefaults::new(defaults),
             policy,
             processes: Mutex::default(),
+            truth: RwLock::default(),
         }
     }
 
@@ -50,16 +55,35 @@ impl Pipeline {
             processes: Mutex::new(ProcessCache::with_lookup(|_| {
                 super::processes::ProcessInfo::default()
             })),
+            truth: RwLock::default(),
         }
     }
 
-    /// A scan: every live socket of `source`, judged as of `now_ns`. Also ages the cgroup cache
-    /// (pids that own no socket any more are forgotten).
-    pub fn scan(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
+    /// A scan: every live socket of `source`, judged as of `now_ns`. Also ages the process cache
+    /// (pids that own no socket any more are forgotten). Returns the cookies of the entries
+    /// whose socket the kernel no longer has ([`KernelTruth::is_gone`]): they are left out, and
+    /// the caller removes them from the table.
+    pub fn scan(
+        &self,
+        source: &dyn SocketSource,
+        now_ns: u64,
+        f: &mut dyn FnMut(Connection),
+    ) -> Vec<u64> {
         let mut processes = self.processes();
         processes.start_scan();
-        self.pass(&mut processes, source, now_ns, f);
+        let gone = self.pass(&mut processes, source, now_ns, f);
         processes.end_scan();
+        gone
+    }
+
+    /// Replaces the kernel truth the next passes overlay.
+    pub(crate) fn set_truth(&self, truth: KernelTruth) {
+        *crate::locks::write(&self.truth) = Some(Arc::new(truth));
+    }
+
+    /// The last kernel truth, if any.
+    pub(crate) fn truth(&self) -> Option<Arc<KernelTruth>> {
+        crate::locks::read(&self.truth).clone()
     }
 
     /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
@@ -67,8 +91,13 @@ impl Pipeline {
     /// not wait behind it.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
         let namespaces = self.defaults.current();
+        let truth = self.truth();
+        let context = Context {
+            namespaces: &namespaces,
+            truth: truth.as_deref(),
+        };
         source.for_each_socket(&mut |cookie, entry| {
-            let judged = self.judge(cookie, entry, now_ns, &namespaces, &mut self.processes());
+            let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
             if let Some(c) = judged {
                 f(c);
             }
@@ -86,13 +115,22 @@ impl Pipeline {
         source: &dyn SocketSource,
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
-    ) {
+    ) -> Vec<u64> {
         let namespaces = self.defaults.current();
+        let truth = self.truth();
+        let context = Context {
+            namespaces: &namespaces,
+            truth: truth.as_deref(),
+        };
+        let mut gone = Vec::new();
         source.for_each_socket(&mut |cookie, entry| {
-            if let Some(c) = self.judge(cookie, entry, now_ns, &namespaces, processes) {
+            if truth.as_ref().is_some_and(|t| t.is_gone(cookie, entry)) {
+                gone.push(cookie);
+            } else if let Some(c) = self.judge(cookie, entry, now_ns, &context, processes) {
                 f(c);
             }
         });
+        gone
     }
 
     /// One entry; None for CLOSE and `TIME_WAIT`, which are never live entries (a straggler would
@@ -102,15 +140,21 @@ impl Pipeline {
         cookie: u64,
         entry: &SockActivity,
         now_ns: u64,
-        namespaces: &DefaultsByNetns,
+        context: &Context<'_>,
         processes: &mut ProcessCache,
     ) -> Option<Connection> {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return None;
         }
+        if context.truth.is_some_and(|t| t.is_gone(cookie, entry)) {
+            return None;
+        }
         let netns = (entry.netns != 0).then_some(entry.netns);
-        let defaults = self.defaults.of(namespaces, netns);
+        let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
+        if let Some(record) = context.truth.and_then(|t| t.by_cookie.get(&cookie)) {
+            kernel_state::apply(&mut c, entry, record, now_ns, &defaults);
+        }
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
             // The thread group leader's name: the kernel side saw whichever thread did the I/O.
@@ -120,4 +164,10 @@ impl Pipeline {
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy, defaults.tcp_retries2);
         Some(c)
     }
+}
+
+/// What one pass reads once and every socket of it shares.
+struct Context<'a> {
+    namespaces: &'a DefaultsByNetns,
+    truth: Option<&'a KernelTruth>,
 }

@@ -68,6 +68,9 @@ pub struct Summary {
     /// present).
     pub keepalive_off: BTreeMap<&'static str, u64>,
     pub close_wait: CloseWaitTop,
+    /// `TIME_WAIT` sockets, from the kernel's own state (they have no table entry); None
+    /// without it.
+    pub time_wait: Option<u64>,
 }
 
 impl Default for Summary {
@@ -86,6 +89,7 @@ impl Default for Summary {
                 .map(|name| (name, 0))
                 .collect(),
             close_wait: CloseWaitTop::default(),
+            time_wait: None,
         }
     }
 }
@@ -163,6 +167,16 @@ impl SnapshotBuilder {
         }
         if !c.suspect.is_empty() {
             self.snapshot.suspects.push(c);
+        }
+    }
+
+    /// Counts the sockets the table has no entry for, from the kernel's own state: `TIME_WAIT`
+    /// (reported as `time_wait`) and orphaned `FIN_WAIT2` mini-sockets (counted as `fin_wait2`,
+    /// as `ss` does).
+    pub fn add_mini_sockets(&mut self, time_wait: u64, orphan_fin_wait2: u64) {
+        self.summary.time_wait = Some(time_wait);
+        if let Some(fin_wait2) = self.summary.states.get_mut(&tcp_state::FIN_WAIT2) {
+            fin_wait2.count += orphan_fin_wait2;
         }
     }
 

@@ -38,6 +38,8 @@ impl KernelStatus for FlakyCounters {
     fn table_capacity(&self) -> u32 {
         1024
     }
+
+    fn forget(&self, _cookies: &[u64]) {}
 }
 
 fn established(port: u16) -> SockActivity {
