@@ -4,7 +4,9 @@
 Prints "ready" on stdout once listening/connected, so the test knows when to look.
 Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close after EOF |
           no-close-worker: no-close, each connection served by a thread named "worker" |
-          trickle: 2 s after accept, send 100 bytes every 0.5 s, never read)
+          trickle: 2 s after accept, send 100 bytes every 0.5 s, never read |
+          keepalive-after-accept: SO_KEEPALIVE with 2 s / 2 s / 6 probes set right after
+          accept, then a blocking read | accept-only: accept, never read, write or close)
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
@@ -36,6 +38,20 @@ def serve(host, port, mode):
     held = []  # no-close: keep every socket referenced so nothing closes it
 
     def handle(conn):
+        if mode == "accept-only":
+            held.append(conn)
+            return
+        if mode == "keepalive-after-accept":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
+            try:
+                conn.recv(64)  # blocks: no send or receive ever completes on this socket
+            except OSError:
+                pass
+            held.append(conn)
+            return
         if mode == "trickle":
             time.sleep(2)  # room for the test to cut the peer off right after the handshake
             while True:

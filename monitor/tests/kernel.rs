@@ -664,3 +664,47 @@ fn a_threaded_server_is_one_process_named_by_its_leader() {
     });
     assert_eq!(owners, ["python3"], "one group, named by the leader");
 }
+
+/// A server accepts 7 connections and never reads, writes or closes them; the clients go away:
+/// 7 `CLOSE_WAIT` sockets no process ever did I/O on, owned by the server (the process holding
+/// them, from `/proc/PID/fd`, the same holder `ss -p` names).
+#[test]
+fn sockets_never_used_are_owned_by_the_process_holding_them() {
+    if !privilege::may_run("owner_without_io", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("own", 220).expect("namespaces");
+    let agent = Launch::test(AGENT, 19920).start().expect("agent");
+    let server = Peer::start(
+        &net.server,
+        &["server", &net.server_ip, "7000", "accept-only"],
+    )
+    .expect("peer");
+    let clients = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "hold", "7"],
+    )
+    .expect("peer");
+    let inode = net.server.inode();
+    wait_for("7 accepted connections", Duration::from_secs(10), || {
+        let ss = ss::sockets(&net.server).ok()?;
+        (ss::state_counts(&ss).get("established") == Some(&7)).then_some(())
+    });
+    drop(clients);
+    let cw = wait_for(
+        "7 owned CLOSE_WAIT sockets",
+        Duration::from_secs(10),
+        || {
+            let cw: Vec<Value> = agent
+                .connections_in(inode)
+                .into_iter()
+                .filter(|c| c["state"] == "close_wait" && c["pid"].is_u64())
+                .collect();
+            (cw.len() == 7).then_some(cw)
+        },
+    );
+    for c in &cw {
+        assert_eq!(c["pid"].as_u64(), Some(u64::from(server.pid())), "{c}");
+        assert_eq!(c["comm"], "python3", "{c}");
+    }
+}

@@ -264,6 +264,60 @@ fn peer_gone_right_after_the_handshake_is_unresponsive() {
     );
 }
 
+/// Keepalive set right after `accept()` (2 s / 2 s / 6 probes), then a blocking read that never
+/// returns: no send or receive ever completes on the socket, so only the kernel's own state
+/// says keepalive is on. The peer vanishes; the probes go unanswered and are flagged long before
+/// the kernel gives up (2 s + 6 × 2 s).
+#[test]
+fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
+    if !privilege::may_run("keepalive_after_accept", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vkx", 219).expect("namespaces");
+    let server = Peer::start(
+        &net.server,
+        &["server", &net.server_ip, "7000", "keepalive-after-accept"],
+    )
+    .expect("peer");
+    let agent = Launch::test(AGENT, 19919)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "hold"]).expect("peer");
+    net.client.drop_input().expect("iptables DROP");
+    let connected = Instant::now();
+    let inode = net.server.inode();
+    let c = wait_for(
+        "keepalive on, from the kernel",
+        Duration::from_secs(5),
+        || {
+            agent
+                .connections_in(inode)
+                .into_iter()
+                .find(|c| c["state"] == "established" && c["keepalive"]["enabled"] == true)
+        },
+    );
+    assert_eq!(c["keepalive"]["idle_seconds"].as_f64(), Some(2.0), "{c}");
+    assert_eq!(
+        c["keepalive"]["interval_seconds"].as_f64(),
+        Some(2.0),
+        "{c}"
+    );
+    assert_eq!(c["keepalive"]["count"].as_u64(), Some(6), "{c}");
+    let (flagged, at) = wait_for_verdict(
+        &agent,
+        inode,
+        "keepalive_unanswered",
+        Duration::from_secs(4) + 2 * SLACK,
+    );
+    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(server.pid())));
+    assert!(
+        at.duration_since(connected) < Duration::from_secs(14),
+        "flagged before the kernel resets the connection"
+    );
+}
+
 /// `gives_up_in_seconds` follows the socket's own namespace's `tcp_retries2` (6 here: the
 /// kernel's model gives 25.4 s), not the host's (15: 924.6 s).
 #[test]

@@ -107,6 +107,9 @@ pub struct KernelTruth {
     /// Orphaned `FIN_WAIT2` sockets finishing as mini-sockets (`ss`: FIN-WAIT-2 without a
     /// process): no table entry either.
     pub(crate) orphan_fin_wait2: u64,
+    /// Socket inode → the process holding it now (`/proc/PID/fd`, the lowest pid when several
+    /// do): the owner of a socket no process has sent or received on yet.
+    pub(crate) holders: HashMap<u32, u32>,
 }
 
 impl KernelTruth {
@@ -162,7 +165,12 @@ pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateEr
             Err(error) => errors.push(error),
         }
     }
-    (KernelTruth::new(records, namespaces, started_ns), errors)
+    let mut truth = KernelTruth::new(records, namespaces, started_ns);
+    truth.holders = seed::socket_owners()
+        .into_iter()
+        .map(|(inode, owner)| (inode, owner.pid))
+        .collect();
+    (truth, errors)
 }
 
 /// `c` (judged from `entry`, the hooks' view) with the kernel's own values for the socket
@@ -172,6 +180,7 @@ pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateEr
 ///   `rcv_tstamp` (it also sees what `tcp_probe` does not, the handshake's last ACK);
 /// - state: the kernel's, when the hooks saw no transition since the read (a lost event);
 /// - retransmits: the larger count (both only grow);
+/// - owner: the process holding the socket now (`holder`, from `/proc/PID/fd`), when there is one;
 /// - keepalive and `TCP_USER_TIMEOUT`, orphaned, send and receive queues: the kernel's (options
 ///   set after the last event are seen this way; `defaults` are the socket's namespace's
 ///   sysctls, for the timers it does not set itself).
@@ -182,9 +191,13 @@ pub fn apply(
     c: &mut Connection,
     entry: &SockActivity,
     record: &KernelSockState,
+    holder: Option<u32>,
     now_ns: u64,
     defaults: &SocketDefaults,
 ) {
+    if holder.is_some() {
+        c.pid = holder;
+    }
     let since_read = Duration::from_nanos(now_ns.saturating_sub(record.now_ns));
     let hz = defaults.hz;
     if entry.state_since_ns < record.now_ns {

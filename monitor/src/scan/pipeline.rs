@@ -152,8 +152,13 @@ impl Pipeline {
         let netns = (entry.netns != 0).then_some(entry.netns);
         let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
-        if let Some(record) = context.truth.and_then(|t| t.by_cookie.get(&cookie)) {
-            kernel_state::apply(&mut c, entry, record, now_ns, &defaults);
+        if let Some(truth) = context.truth
+            && let Some(record) = truth.by_cookie.get(&cookie)
+        {
+            let holder = u32::try_from(record.inode)
+                .ok()
+                .and_then(|inode| truth.holders.get(&inode).copied());
+            kernel_state::apply(&mut c, entry, record, holder, now_ns, &defaults);
         }
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
