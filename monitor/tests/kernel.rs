@@ -708,3 +708,37 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
         assert_eq!(c["comm"], "python3", "{c}");
     }
 }
+
+/// `TIME_WAIT` sockets have no table entry (the kernel swaps the full socket for a mini-socket),
+/// yet `tcp_liveness_connections{state="time_wait"}` counts them, as `ss` and node_exporter do: a
+/// `TIME_WAIT` pile-up (port exhaustion) must be visible.
+#[test]
+fn time_wait_sockets_are_counted_from_the_kernel() {
+    if !privilege::may_run("time_wait", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("tw", 221).expect("namespaces");
+    let agent = Launch::test(AGENT, 19921).start().expect("agent");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    // Each client connection shuts down first (and reads the server's FIN): its side waits in
+    // TIME_WAIT for 60 s.
+    let _churn = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "churn-orderly", "5"],
+    )
+    .expect("peer");
+    let kernel = wait_for("5 TIME_WAIT sockets", Duration::from_secs(10), || {
+        let counts = ss::state_counts(&ss::sockets(&net.client).ok()?);
+        counts.get("time_wait").copied().filter(|&n| n >= 5)
+    });
+    let ours = wait_for("the time_wait series", Duration::from_secs(10), || {
+        agent
+            .metric("tcp_liveness_connections{state=\"time_wait\"}")
+            .filter(|&n| n >= 5.0)
+    });
+    assert!(
+        ours >= 5.0,
+        "agent {ours}, kernel {kernel} in the test namespace alone"
+    );
+}

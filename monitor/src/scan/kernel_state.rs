@@ -231,3 +231,6 @@ pub fn apply(
         }),
     });
 }
+
+#[cfg(test)]
+mod tests;
