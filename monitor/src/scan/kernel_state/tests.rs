@@ -93,7 +93,7 @@ fn apply_takes_each_value_from_the_better_observation() {
     r.user_timeout_ms = 30_000;
     let mut c = connection();
     c.retransmits = 2;
-    c.since_peer = Some(Duration::from_secs(60));
+    c.since_peer = Some(Duration::from_mins(1));
     // A read 1 s ago; the hooks last saw a transition before it.
     apply(
         &mut c,
