@@ -710,7 +710,7 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
 }
 
 /// `TIME_WAIT` sockets have no table entry (the kernel swaps the full socket for a mini-socket),
-/// yet `tcp_liveness_connections{state="time_wait"}` counts them, as `ss` and node_exporter do: a
+/// yet `tcp_liveness_connections{state="time_wait"}` counts them, as `ss` and `node_exporter` do: a
 /// `TIME_WAIT` pile-up (port exhaustion) must be visible.
 #[test]
 fn time_wait_sockets_are_counted_from_the_kernel() {
