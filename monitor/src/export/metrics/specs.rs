@@ -23,7 +23,7 @@ pub(super) const CONNECTIONS: Spec = spec(
     "tcp_liveness_connections",
     GAUGE,
     &["state"],
-    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets).",
+    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets; time_wait and orphaned fin_wait2 sockets come from the kernel's own socket state, read with iter/tcp).",
 );
 pub(super) const IDLE: Spec = spec(
     "tcp_liveness_idle_seconds",
