@@ -65,6 +65,10 @@ pub struct Connection {
     /// cgroup v2 path of the owning process (container attribution), when known.
     /// Shared by every connection of the process (one `Arc` per pid, cached by the scan).
     pub cgroup: Option<Arc<str>>,
+    /// Since the first transmission of the data the kernel is retransmitting (`retrans_stamp`,
+    /// from the kernel read): the clock the kernel's give-up timer runs on. None when nothing
+    /// is being retransmitted, or without the kernel read.
+    pub since_retrans_start: Option<Duration>,
     /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
     pub gives_up_in: Option<Duration>,
     /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
@@ -101,6 +105,7 @@ impl Connection {
             user_timeout: None,
             orphan: false,
             cgroup: None,
+            since_retrans_start: None,
             gives_up_in: None,
             suspect: Vec::new(),
         }

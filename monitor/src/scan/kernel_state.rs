@@ -208,6 +208,7 @@ pub fn apply(
         c.since_peer = Some(c.since_peer.map_or(kernel, |hooks| hooks.min(kernel)));
     }
     c.retransmits = c.retransmits.max(record.total_retrans);
+    c.since_retrans_start = convert::since_retrans_start(record).map(|since| since + since_read);
     c.send_queue_bytes = Some(convert::send_queue_bytes(record));
     c.recv_queue_bytes = Some(convert::recv_queue_bytes(record));
     if c.unacked_bytes.is_none() {

@@ -30,7 +30,10 @@ pub fn evaluate(
     if peer_unresponsive(c, &t) {
         reasons.push(Reason::PeerUnresponsive);
         let limit = retransmission_limit(c.user_timeout, tcp_retries2);
-        gives_up_in = c.since_peer.map(|silent| limit.saturating_sub(silent));
+        // The kernel's timer runs from the first transmission of what it retransmits
+        // (retrans_stamp); without the kernel read, the peer's silence is the nearest clock.
+        let running = c.since_retrans_start.or(c.since_peer);
+        gives_up_in = running.map(|since| limit.saturating_sub(since));
     }
     if keepalive_unanswered(c) {
         reasons.push(Reason::KeepaliveUnanswered);

@@ -82,6 +82,10 @@ fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
     );
     c.user_timeout = Some(S(30));
     assert_eq!(evaluate(&c, &policy(), RETRIES2).1, Some(S(19)));
+    // With the kernel's clock for the give-up timer (retrans_stamp), that one counts.
+    c.since_retrans_start = Some(S(20));
+    assert_eq!(evaluate(&c, &policy(), RETRIES2).1, Some(S(10)));
+    c.since_retrans_start = None;
     c.retransmits = 0;
     assert!(
         reasons(&c).is_empty(),
