@@ -257,6 +257,15 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
         first["unacked_bytes"].as_u64().unwrap_or(0) > 0,
         "unacked after the peer vanished: {first}"
     );
+    // What the application wrote and the peer never acknowledged, sent or not (ss Send-Q), from
+    // the kernel's own state: at least what is in flight.
+    let queued = second["send_queue_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("send queue known: {second}"));
+    assert!(
+        queued >= second["unacked_bytes"].as_u64().unwrap_or(u64::MAX),
+        "send queue {queued} holds the unacknowledged bytes: {second}"
+    );
     let r1 = first["retransmits"].as_u64().unwrap();
     let r2 = second["retransmits"].as_u64().unwrap();
     assert!(r1 > 0 && r2 > r1, "retransmits grow: {r1} -> {r2}");
@@ -330,6 +339,11 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
     }
     // State age of a pre-existing socket is unknown to the kernel: null, not a made-up 0.
     assert!(c["state_age_seconds"].is_null(), "{c}");
+    // Its keepalive setting comes from the kernel's own state (it never set SO_KEEPALIVE).
+    assert_eq!(
+        c["keepalive"]["enabled"], false,
+        "keepalive known for a seeded socket: {c}"
+    );
     let server_side = agent.connections_in(net.server.inode());
     let cw = server_side
         .iter()

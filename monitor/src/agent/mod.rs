@@ -21,7 +21,7 @@ use crate::{
     },
     model::Grouping,
     probes::{KernelStatus, Probes},
-    scan::{Pipeline, Scanner, kernel_defaults},
+    scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything.
@@ -68,7 +68,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         config.policy.clone(),
     ));
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
-    let mut scanner = Scanner::new(
+    let scanner = Scanner::new(
         Arc::clone(&table),
         kernel,
         Arc::clone(&pipeline),
@@ -78,10 +78,15 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         },
     )
     .reading_namespace_sysctls();
-    if let Some(reader) = kernel_state {
-        scanner = scanner.reading_kernel_state(reader);
-    }
     let scanner = Arc::new(scanner);
+    // Reads the kernel's own socket state beside the scans (dropped before the probes).
+    let kernel_state = kernel_state
+        .map(|reader| KernelStateThread::start(Arc::clone(&pipeline), reader, config.scan_interval))
+        .transpose()
+        .map_err(|source| Error::Thread {
+            name: "kernel-state",
+            source,
+        })?;
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);
@@ -120,6 +125,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     let _ = stop_tx.send(true);
     scanner.await?;
     server.await?.map_err(Error::Http)?;
+    drop(kernel_state);
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())

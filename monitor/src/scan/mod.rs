@@ -18,7 +18,7 @@ pub mod summary;
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, mpsc::RecvTimeoutError},
     time::{Duration, Instant},
 };
 
@@ -29,8 +29,8 @@ use crate::{
     probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
-/// Reads of the kernel's socket state take at most 1/this of a core (1%).
-pub const KERNEL_READ_SHARE: u32 = 100;
+/// Reads of the kernel's socket state take at most 1/this of a core (0.5%).
+pub const KERNEL_READ_SHARE: u32 = 200;
 
 /// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
 /// (`/connections` reads the live table instead).
@@ -127,10 +127,6 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
-    /// The `iter/tcp` reader of the kernel's own socket state, when it loaded.
-    kernel_state: Option<KernelStateReader>,
-    /// When the kernel's socket state may be read again (reads are paced to a share of a core).
-    next_kernel_read: Mutex<Option<Instant>>,
 }
 
 impl Scanner {
@@ -147,41 +143,7 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
-            kernel_state: None,
-            next_kernel_read: Mutex::new(None),
         }
-    }
-
-    /// Reads the kernel's own state of every socket ([`kernel_state::read_truth`]) before a scan,
-    /// paced so that the reads take at most 1/[`KERNEL_READ_SHARE`] of a core: every scan on a
-    /// host with a few thousand sockets, every half minute at 100k connections. The last read
-    /// overlays the hooks' values ([`kernel_state::apply`]), removes entries whose socket is
-    /// gone, and counts `TIME_WAIT` and orphaned `FIN_WAIT2` sockets.
-    #[must_use]
-    pub fn reading_kernel_state(mut self, reader: KernelStateReader) -> Self {
-        self.kernel_state = Some(reader);
-        self
-    }
-
-    /// Reads the kernel's socket state if it is time, and hands it to the pipeline.
-    fn refresh_kernel_state(&self) {
-        let Some(reader) = &self.kernel_state else {
-            return;
-        };
-        let mut next = crate::locks::lock(&self.next_kernel_read);
-        let started = Instant::now();
-        if next.is_some_and(|at| started < at) {
-            return;
-        }
-        let (truth, errors) = kernel_state::read_truth(reader);
-        for error in &errors {
-            tracing::debug!(
-                error = crate::model::format::error_chain(error),
-                "socket state"
-            );
-        }
-        self.pipeline.set_truth(truth);
-        *next = Some(started + started.elapsed() * KERNEL_READ_SHARE);
     }
 
     /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
@@ -207,7 +169,6 @@ impl Scanner {
         if self.reads_namespaces {
             self.pipeline.defaults.refresh_if_due();
         }
-        self.refresh_kernel_state();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let read = self.kernel.counters();
         let mut last = crate::locks::lock(&self.last_counters);
@@ -238,6 +199,65 @@ impl Scanner {
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();
         snapshot
+    }
+}
+
+/// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]) and hands
+/// each read to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
+/// to at most 1/[`KERNEL_READ_SHARE`] of a core and never more often than `min_interval` (the
+/// scan interval): every scan on a host with a few thousand sockets, about every minute at 100k
+/// connections. Each read overlays the hooks' values ([`kernel_state::apply`]), tells which
+/// entries are gone, and counts `TIME_WAIT` and orphaned `FIN_WAIT2` sockets. Dropping it stops
+/// the thread (at once, even mid-wait) and joins it.
+pub struct KernelStateThread {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KernelStateThread {
+    /// Starts reading with `reader` into `pipeline`.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start(
+        pipeline: Arc<Pipeline>,
+        reader: KernelStateReader,
+        min_interval: Duration,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("kernel-state".into())
+            .spawn(move || {
+                loop {
+                    let started = Instant::now();
+                    let (truth, errors) = kernel_state::read_truth(&reader);
+                    for error in &errors {
+                        tracing::debug!(
+                            error = crate::model::format::error_chain(error),
+                            "socket state of a namespace"
+                        );
+                    }
+                    pipeline.set_truth(truth);
+                    let pause = (started.elapsed() * KERNEL_READ_SHARE).max(min_interval);
+                    // A message or a closed channel both mean stop.
+                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for KernelStateThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
