@@ -80,8 +80,15 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
+    let hz = crate::probes::kernel_state::kernel_hz();
+    if kernel_state.is_some() && hz.is_none() {
+        tracing::warn!("kernel tick rate unknown: the kernel's socket state is not read");
+    }
     let kernel_state = kernel_state
-        .map(|reader| KernelStateThread::start(Arc::clone(&pipeline), reader, config.scan_interval))
+        .zip(hz)
+        .map(|(reader, hz)| {
+            KernelStateThread::start(Arc::clone(&pipeline), reader, hz, config.scan_interval)
+        })
         .transpose()
         .map_err(|source| Error::Thread {
             name: "kernel-state",

@@ -94,8 +94,8 @@ pub fn read_all(reader: &KernelStateReader) -> (Vec<KernelSockState>, Vec<Kernel
 /// as the truth about each socket, and what tells a table entry whose socket is gone.
 #[derive(Clone, Debug, Default)]
 pub struct KernelTruth {
-    /// Full sockets by cookie.
-    pub(crate) by_cookie: HashMap<u64, KernelSockState>,
+    /// Full sockets by cookie, reduced to what the scan uses.
+    pub(crate) by_cookie: HashMap<u64, SocketTruth>,
     /// The namespaces read in full: a table entry of one of them that the read did not list
     /// is a socket the kernel no longer has.
     pub(crate) namespaces: HashSet<u32>,
@@ -113,25 +113,37 @@ pub struct KernelTruth {
 }
 
 impl KernelTruth {
-    /// The truth of `records`, read from `namespaces`, a read that began at `started_ns`.
+    /// The truth of `records` (ticks of `hz` per second), read from `namespaces`, a read that
+    /// began at `started_ns`.
     #[must_use]
-    pub fn new(records: Vec<KernelSockState>, namespaces: HashSet<u32>, started_ns: u64) -> Self {
+    pub fn new(
+        records: impl IntoIterator<Item = KernelSockState>,
+        hz: u32,
+        namespaces: HashSet<u32>,
+        started_ns: u64,
+    ) -> Self {
         let mut truth = Self {
             namespaces,
             started_ns,
             ..Self::default()
         };
         for record in records {
-            match (record.kind, convert::diag_state(&record)) {
-                (KIND_TIME_WAIT, tcp_state::FIN_WAIT2) => truth.orphan_fin_wait2 += 1,
-                (KIND_TIME_WAIT, _) => truth.time_wait += 1,
-                (KIND_FULL, _) => {
-                    truth.by_cookie.insert(record.cookie, record);
-                }
-                _ => {}
-            }
+            truth.add(&record, hz);
         }
         truth
+    }
+
+    /// Counts or keeps one record.
+    fn add(&mut self, record: &KernelSockState, hz: u32) {
+        match (record.kind, convert::diag_state(record)) {
+            (KIND_TIME_WAIT, tcp_state::FIN_WAIT2) => self.orphan_fin_wait2 += 1,
+            (KIND_TIME_WAIT, _) => self.time_wait += 1,
+            (KIND_FULL, _) => {
+                self.by_cookie
+                    .insert(record.cookie, SocketTruth::of(record, hz));
+            }
+            _ => {}
+        }
     }
 
     /// Whether `entry` (table entry of socket `cookie`) is for a socket the kernel no longer has:
@@ -147,29 +159,95 @@ impl KernelTruth {
     }
 }
 
-/// Reads every namespace ([`read_all`]) into a [`KernelTruth`]; the namespaces that failed are
-/// returned beside it (their entries are then judged by the hooks' values alone).
-#[must_use]
-pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateError>) {
-    let started_ns = clock::monotonic_now_ns();
-    let mut records = Vec::new();
-    let mut namespaces = HashSet::new();
-    let mut errors = Vec::new();
-    for ns in seed::find_namespaces() {
-        match read_namespace(reader, &ns) {
-            Ok(found) => {
-                namespaces.insert(ns.inode);
-                records.extend(found);
-            }
-            Err(error) if error.is_vanished_namespace() => {}
-            Err(error) => errors.push(error),
+/// What the scan uses of one full socket's kernel state (a record is 168 bytes; this keeps the
+/// read's memory small at 200k sockets). Ages are as of `read_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketTruth {
+    /// `CLOCK_MONOTONIC` of the read (`bpf_ktime_get_ns` in the iterator).
+    pub(crate) read_ns: u64,
+    /// Socket inode (0: none).
+    pub(crate) inode: u32,
+    /// `skc_state` as `ss` reports it.
+    pub(crate) state: u8,
+    /// `KS_KEEPOPEN`, `KS_DEAD`.
+    pub(crate) flags: u8,
+    /// `keepalive_probes` (0: the namespace's default).
+    pub(crate) keepalive_probes: u8,
+    /// Since the peer's last ACK (`rcv_tstamp`), at the read.
+    pub(crate) since_ack: Option<Duration>,
+    /// Since the first transmission of what is being retransmitted (`retrans_stamp`).
+    pub(crate) since_retrans_start: Option<Duration>,
+    /// `keepalive_time`, `keepalive_intvl` (None: the namespace's default).
+    pub(crate) keepalive_time: Option<Duration>,
+    pub(crate) keepalive_intvl: Option<Duration>,
+    pub(crate) unacked: u32,
+    pub(crate) send_queue: u32,
+    pub(crate) recv_queue: u32,
+    pub(crate) total_retrans: u32,
+    pub(crate) user_timeout_ms: u32,
+}
+
+impl SocketTruth {
+    fn of(r: &KernelSockState, hz: u32) -> Self {
+        let timer = |jiffies: u32| {
+            (jiffies != 0)
+                .then(|| convert::jiffies_to_duration(jiffies.into(), hz))
+                .flatten()
+        };
+        Self {
+            read_ns: r.now_ns,
+            inode: u32::try_from(r.inode).unwrap_or(0),
+            state: convert::diag_state(r),
+            flags: r.flags,
+            keepalive_probes: r.keepalive_probes,
+            since_ack: convert::since_last_ack(r, hz),
+            since_retrans_start: convert::since_retrans_start(r),
+            keepalive_time: timer(r.keepalive_time),
+            keepalive_intvl: timer(r.keepalive_intvl),
+            unacked: convert::unacked_bytes(r),
+            send_queue: convert::send_queue_bytes(r),
+            recv_queue: convert::recv_queue_bytes(r),
+            total_retrans: r.total_retrans,
+            user_timeout_ms: r.user_timeout_ms,
         }
     }
-    let mut truth = KernelTruth::new(records, namespaces, started_ns);
-    truth.holders = seed::socket_owners()
-        .into_iter()
-        .map(|(inode, owner)| (inode, owner.pid))
-        .collect();
+}
+
+/// Reads every namespace into a [`KernelTruth`], ticks of `hz` per second; the namespaces that
+/// failed are returned beside it (their entries are then judged by the hooks' values alone).
+/// Each namespace's records are reduced inside its thread, never held whole.
+#[must_use]
+pub fn read_truth(reader: &KernelStateReader, hz: u32) -> (KernelTruth, Vec<KernelStateError>) {
+    let started_ns = clock::monotonic_now_ns();
+    let mut truth = KernelTruth {
+        started_ns,
+        ..KernelTruth::default()
+    };
+    let mut errors = Vec::new();
+    for ns in seed::find_namespaces() {
+        let inside = reader.clone();
+        let read = seed::in_namespace(&ns, move || {
+            let mut part = KernelTruth::default();
+            inside
+                .for_each(|record| part.add(record, hz))
+                .map(|()| part)
+        });
+        match read {
+            Ok(Ok(part)) => {
+                truth.namespaces.insert(ns.inode);
+                truth.by_cookie.extend(part.by_cookie);
+                truth.time_wait += part.time_wait;
+                truth.orphan_fin_wait2 += part.orphan_fin_wait2;
+            }
+            Ok(Err(source)) => errors.push(KernelStateError::Read {
+                ns,
+                source: Box::new(source),
+            }),
+            Err(source) if source.is_vanished_namespace() => {}
+            Err(source) => errors.push(KernelStateError::Namespace { ns, source }),
+        }
+    }
+    truth.holders = seed::socket_holders();
     (truth, errors)
 }
 
@@ -187,10 +265,10 @@ pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateEr
 ///
 /// The hooks keep what the kernel does not: when the state was entered, the application's own
 /// sends and receives, the owner.
-pub fn apply(
+pub(crate) fn apply(
     c: &mut Connection,
     entry: &SockActivity,
-    record: &KernelSockState,
+    truth: &SocketTruth,
     holder: Option<u32>,
     now_ns: u64,
     defaults: &SocketDefaults,
@@ -198,35 +276,29 @@ pub fn apply(
     if holder.is_some() {
         c.pid = holder;
     }
-    let since_read = Duration::from_nanos(now_ns.saturating_sub(record.now_ns));
-    let hz = defaults.hz;
-    if entry.state_since_ns < record.now_ns {
-        c.state = convert::diag_state(record);
+    let since_read = Duration::from_nanos(now_ns.saturating_sub(truth.read_ns));
+    if entry.state_since_ns < truth.read_ns {
+        c.state = truth.state;
     }
-    if let Some(silent) = hz.and_then(|hz| convert::since_last_ack(record, hz)) {
+    if let Some(silent) = truth.since_ack {
         let kernel = silent + since_read;
         c.since_peer = Some(c.since_peer.map_or(kernel, |hooks| hooks.min(kernel)));
     }
-    c.retransmits = c.retransmits.max(record.total_retrans);
-    c.since_retrans_start = convert::since_retrans_start(record).map(|since| since + since_read);
-    c.send_queue_bytes = Some(convert::send_queue_bytes(record));
-    c.recv_queue_bytes = Some(convert::recv_queue_bytes(record));
+    c.retransmits = c.retransmits.max(truth.total_retrans);
+    c.since_retrans_start = truth.since_retrans_start.map(|since| since + since_read);
+    c.send_queue_bytes = Some(truth.send_queue);
+    c.recv_queue_bytes = Some(truth.recv_queue);
     if c.unacked_bytes.is_none() {
-        c.unacked_bytes = Some(convert::unacked_bytes(record));
+        c.unacked_bytes = Some(truth.unacked);
     }
-    c.orphan = record.flags & KS_DEAD != 0;
+    c.orphan = truth.flags & KS_DEAD != 0;
     c.user_timeout =
-        (record.user_timeout_ms != 0).then(|| Duration::from_millis(record.user_timeout_ms.into()));
-    let timer = |jiffies: u32, default: Duration| match (jiffies, hz) {
-        (0, _) => Some(default),
-        (j, Some(hz)) => convert::jiffies_to_duration(j.into(), hz),
-        (_, None) => None,
-    };
+        (truth.user_timeout_ms != 0).then(|| Duration::from_millis(truth.user_timeout_ms.into()));
     c.keepalive = Some(Keepalive {
-        enabled: record.flags & KS_KEEPOPEN != 0,
-        idle: timer(record.keepalive_time, defaults.keepalive_time),
-        interval: timer(record.keepalive_intvl, defaults.keepalive_intvl),
-        count: Some(match record.keepalive_probes {
+        enabled: truth.flags & KS_KEEPOPEN != 0,
+        idle: Some(truth.keepalive_time.unwrap_or(defaults.keepalive_time)),
+        interval: Some(truth.keepalive_intvl.unwrap_or(defaults.keepalive_intvl)),
+        count: Some(match truth.keepalive_probes {
             0 => defaults.keepalive_probes,
             n => n.into(),
         }),

@@ -215,13 +215,14 @@ pub struct KernelStateThread {
 }
 
 impl KernelStateThread {
-    /// Starts reading with `reader` into `pipeline`.
+    /// Starts reading with `reader` into `pipeline`; the kernel ticks `hz` times a second.
     ///
     /// # Errors
     /// The thread could not be started.
     pub fn start(
         pipeline: Arc<Pipeline>,
         reader: KernelStateReader,
+        hz: u32,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -230,7 +231,7 @@ impl KernelStateThread {
             .spawn(move || {
                 loop {
                     let started = Instant::now();
-                    let (truth, errors) = kernel_state::read_truth(&reader);
+                    let (truth, errors) = kernel_state::read_truth(&reader, hz);
                     for error in &errors {
                         tracing::debug!(
                             error = crate::model::format::error_chain(error),

@@ -155,9 +155,7 @@ impl Pipeline {
         if let Some(truth) = context.truth
             && let Some(record) = truth.by_cookie.get(&cookie)
         {
-            let holder = u32::try_from(record.inode)
-                .ok()
-                .and_then(|inode| truth.holders.get(&inode).copied());
+            let holder = truth.holders.get(&record.inode).copied();
             kernel_state::apply(&mut c, entry, record, holder, now_ns, &defaults);
         }
         if let Some(pid) = c.pid {

@@ -17,36 +17,45 @@ pub struct Owner {
 /// we look, and without `CAP_SYS_PTRACE` others' fd tables are closed to us.
 #[must_use]
 pub fn socket_owners() -> HashMap<u32, Owner> {
-    let mut owners = HashMap::new();
-    // Ascending pids: the first process seen holding an inode is the lowest.
-    for pid in netns::pids() {
-        let proc_dir = Path::new("/proc").join(pid.to_string());
-        let Ok(fds) = fs::read_dir(proc_dir.join("fd")) else {
-            continue;
-        };
-        let mut comm = None;
-        for fd in fds.flatten() {
-            let Some(inode) = fs::read_link(fd.path())
-                .ok()
-                .and_then(|target| socket_inode(target.to_str()?))
-            else {
-                continue;
-            };
-            if owners.contains_key(&inode) {
-                continue;
-            }
+    let mut comms: HashMap<u32, String> = HashMap::new();
+    socket_holders()
+        .into_iter()
+        .map(|(inode, pid)| {
             // Read once per process, and only for processes that hold a socket.
-            let comm = comm.get_or_insert_with(|| read_comm(&proc_dir));
-            owners.insert(
+            let comm = comms
+                .entry(pid)
+                .or_insert_with(|| read_comm(&Path::new("/proc").join(pid.to_string())));
+            (
                 inode,
                 Owner {
                     pid,
                     comm: comm.clone(),
                 },
-            );
+            )
+        })
+        .collect()
+}
+
+/// The pid holding each socket inode (as [`socket_owners`], without the names: small enough to
+/// rebuild for every socket on the host).
+#[must_use]
+pub fn socket_holders() -> HashMap<u32, u32> {
+    let mut holders = HashMap::new();
+    // Ascending pids: the first process seen holding an inode is the lowest.
+    for pid in netns::pids() {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Some(inode) = fs::read_link(fd.path())
+                .ok()
+                .and_then(|target| socket_inode(target.to_str()?))
+            {
+                holders.entry(inode).or_insert(pid);
+            }
         }
     }
-    owners
+    holders
 }
 
 /// The inode in a `socket:[N]` fd link.

@@ -36,7 +36,7 @@ fn mini_sockets_are_counted_full_sockets_kept() {
         time_wait,
         record(4, KIND_REQUEST, tcp_state::NEW_SYN_RECV),
     ];
-    let truth = KernelTruth::new(records, HashSet::from([7]), 100 * SEC);
+    let truth = KernelTruth::new(records, HZ, HashSet::from([7]), 100 * SEC);
     assert_eq!(truth.by_cookie.keys().copied().collect::<Vec<_>>(), [1]);
     assert_eq!((truth.time_wait, truth.orphan_fin_wait2), (1, 1));
 }
@@ -47,6 +47,7 @@ fn mini_sockets_are_counted_full_sockets_kept() {
 fn an_entry_is_gone_only_when_the_read_could_have_seen_it() {
     let truth = KernelTruth::new(
         vec![record(1, KIND_FULL, tcp_state::ESTABLISHED)],
+        HZ,
         HashSet::from([7]),
         100 * SEC,
     );
@@ -91,6 +92,8 @@ fn apply_takes_each_value_from_the_better_observation() {
     r.flags = KS_KEEPOPEN;
     r.keepalive_time = 2 * HZ;
     r.user_timeout_ms = 30_000;
+    let truth = KernelTruth::new([r], HZ, HashSet::from([7]), 100 * SEC);
+    let r = truth.by_cookie[&1];
     let mut c = connection();
     c.retransmits = 2;
     c.since_peer = Some(Duration::from_mins(1));
