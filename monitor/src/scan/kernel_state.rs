@@ -2,10 +2,7 @@
 //! inside each namespace by `seed`'s per-namespace threads. The glue lives here because `probes`
 //! and `seed` sit on one level and may not import each other; `scan` is the first room above both.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
 use monitor_common::{
     SockActivity,
@@ -20,6 +17,10 @@ use crate::{
     probes::{KernelStateReader, ProbeError, kernel_state::convert},
     seed::{self, Netns, SeedError},
 };
+
+/// A hash map with a fast hasher: the scan looks every socket up once (foldhash, as hashbrown
+/// uses; keys are kernel cookies and inodes, not attacker-chosen strings).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why one namespace's sockets could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,7 @@ pub fn read_all(reader: &KernelStateReader) -> (Vec<KernelSockState>, Vec<Kernel
 #[derive(Clone, Debug, Default)]
 pub struct KernelTruth {
     /// Full sockets by cookie, reduced to what the scan uses.
-    pub(crate) by_cookie: HashMap<u64, SocketTruth>,
+    pub(crate) by_cookie: FastMap<u64, SocketTruth>,
     /// The namespaces read in full: a table entry of one of them that the read did not list
     /// is a socket the kernel no longer has.
     pub(crate) namespaces: HashSet<u32>,
@@ -109,7 +110,7 @@ pub struct KernelTruth {
     pub(crate) orphan_fin_wait2: u64,
     /// Socket inode → the process holding it now (`/proc/PID/fd`, the lowest pid when several
     /// do): the owner of a socket no process has sent or received on yet.
-    pub(crate) holders: HashMap<u32, u32>,
+    pub(crate) holders: FastMap<u32, u32>,
 }
 
 impl KernelTruth {
@@ -151,9 +152,13 @@ impl KernelTruth {
     /// when the read began (a newer socket may simply have come after the read).
     #[must_use]
     pub fn is_gone(&self, cookie: u64, entry: &SockActivity) -> bool {
+        !self.by_cookie.contains_key(&cookie) && self.is_gone_unlisted(entry)
+    }
+
+    /// [`is_gone`](Self::is_gone) for an entry already known not to be listed.
+    pub(crate) fn is_gone_unlisted(&self, entry: &SockActivity) -> bool {
         entry.netns != 0
             && self.namespaces.contains(&entry.netns)
-            && !self.by_cookie.contains_key(&cookie)
             && entry.state_since_ns != 0
             && entry.state_since_ns < self.started_ns
     }
@@ -247,7 +252,7 @@ pub fn read_truth(reader: &KernelStateReader, hz: u32) -> (KernelTruth, Vec<Kern
             Err(source) => errors.push(KernelStateError::Namespace { ns, source }),
         }
     }
-    truth.holders = seed::socket_holders();
+    truth.holders = seed::socket_holders().into_iter().collect();
     (truth, errors)
 }
 

@@ -98,7 +98,7 @@ impl Pipeline {
         };
         source.for_each_socket(&mut |cookie, entry| {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
-            if let Some(c) = judged {
+            if let Judged::Live(c) = judged {
                 f(c);
             }
         });
@@ -123,18 +123,19 @@ impl Pipeline {
             truth: truth.as_deref(),
         };
         let mut gone = Vec::new();
-        source.for_each_socket(&mut |cookie, entry| {
-            if truth.as_ref().is_some_and(|t| t.is_gone(cookie, entry)) {
-                gone.push(cookie);
-            } else if let Some(c) = self.judge(cookie, entry, now_ns, &context, processes) {
-                f(c);
-            }
+        source.for_each_socket(&mut |cookie, entry| match self
+            .judge(cookie, entry, now_ns, &context, processes)
+        {
+            Judged::Live(c) => f(c),
+            Judged::Gone => gone.push(cookie),
+            Judged::NotLive => {}
         });
         gone
     }
 
-    /// One entry; None for CLOSE and `TIME_WAIT`, which are never live entries (a straggler would
-    /// make counts differ from what `ss` shows for live sockets).
+    /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
+    /// counts differ from what `ss` shows for live sockets); one whose socket the kernel no
+    /// longer has is gone. One lookup of the kernel truth per socket.
     fn judge(
         &self,
         cookie: u64,
@@ -142,19 +143,18 @@ impl Pipeline {
         now_ns: u64,
         context: &Context<'_>,
         processes: &mut ProcessCache,
-    ) -> Option<Connection> {
+    ) -> Judged {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
-            return None;
+            return Judged::NotLive;
         }
-        if context.truth.is_some_and(|t| t.is_gone(cookie, entry)) {
-            return None;
+        let record = context.truth.and_then(|t| t.by_cookie.get(&cookie));
+        if record.is_none() && context.truth.is_some_and(|t| t.is_gone_unlisted(entry)) {
+            return Judged::Gone;
         }
         let netns = (entry.netns != 0).then_some(entry.netns);
         let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
-        if let Some(truth) = context.truth
-            && let Some(record) = truth.by_cookie.get(&cookie)
-        {
+        if let (Some(truth), Some(record)) = (context.truth, record) {
             let holder = truth.holders.get(&record.inode).copied();
             kernel_state::apply(&mut c, entry, record, holder, now_ns, &defaults);
         }
@@ -165,8 +165,21 @@ impl Pipeline {
             c.cgroup = process.cgroup;
         }
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy, defaults.tcp_retries2);
-        Some(c)
+        Judged::Live(c)
     }
+}
+
+/// What became of one table entry in a pass.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned by value once per socket and consumed at once; boxing would allocate per socket"
+)]
+enum Judged {
+    Live(Connection),
+    /// CLOSE or `TIME_WAIT`: never reported.
+    NotLive,
+    /// The kernel no longer has the socket.
+    Gone,
 }
 
 /// What one pass reads once and every socket of it shares.
