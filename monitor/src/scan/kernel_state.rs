@@ -263,7 +263,8 @@ pub fn read_truth(reader: &KernelStateReader, hz: u32) -> (KernelTruth, Vec<Kern
 ///   `rcv_tstamp` (it also sees what `tcp_probe` does not, the handshake's last ACK);
 /// - state: the kernel's, when the hooks saw no transition since the read (a lost event);
 /// - retransmits: the larger count (both only grow);
-/// - owner: the process holding the socket now (`holder`, from `/proc/PID/fd`), when there is one;
+/// - owner: the process holding the socket (`holder`, from `/proc/PID/fd`), when given (the
+///   caller passes it for sockets no process did I/O on);
 /// - keepalive and `TCP_USER_TIMEOUT`, orphaned, send and receive queues: the kernel's (options
 ///   set after the last event are seen this way; `defaults` are the socket's namespace's
 ///   sysctls, for the timers it does not set itself).

@@ -239,6 +239,8 @@ impl KernelStateThread {
                         );
                     }
                     pipeline.set_truth(truth);
+                    // The previous read and this one's per-namespace parts were just freed.
+                    crate::memory::release_free_heap();
                     let pause = (started.elapsed() * KERNEL_READ_SHARE).max(min_interval);
                     // A message or a closed channel both mean stop.
                     if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {

@@ -155,7 +155,13 @@ impl Pipeline {
         let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         if let (Some(truth), Some(record)) = (context.truth, record) {
-            let holder = truth.holders.get(&record.inode).copied();
+            // The holder answers "who owns it" where no process did I/O on it; the I/O owner
+            // is kept otherwise (one lookup fewer per socket on a busy host).
+            let holder = c
+                .pid
+                .is_none()
+                .then(|| truth.holders.get(&record.inode).copied())
+                .flatten();
             kernel_state::apply(&mut c, entry, record, holder, now_ns, &defaults);
         }
         if let Some(pid) = c.pid {
