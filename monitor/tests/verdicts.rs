@@ -298,23 +298,13 @@ fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
                 .find(|c| c["state"] == "established" && c["keepalive"]["enabled"] == true)
         },
     );
-    assert_eq!(c["keepalive"]["idle_seconds"].as_f64(), Some(2.0), "{c}");
-    assert_eq!(
-        c["keepalive"]["interval_seconds"].as_f64(),
-        Some(2.0),
-        "{c}"
-    );
-    assert_eq!(c["keepalive"]["count"].as_u64(), Some(6), "{c}");
-    let (flagged, at) = wait_for_verdict(
+    assert_keepalive_timers(&c, 2.0, 2.0, 6);
+    keepalive_flagged_before_reset(
         &agent,
         inode,
-        "keepalive_unanswered",
-        Duration::from_secs(4) + 2 * SLACK,
-    );
-    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(server.pid())));
-    assert!(
-        at.duration_since(connected) < Duration::from_secs(14),
-        "flagged before the kernel resets the connection"
+        server.pid(),
+        (connected, Duration::from_secs(4)),
+        Duration::from_secs(14),
     );
 }
 
@@ -431,24 +421,45 @@ fn keepalive_timers_come_from_the_sockets_own_namespace() {
                 .filter(|c| c["keepalive"]["idle_seconds"].as_f64() == Some(4.0))
         },
     );
-    assert_eq!(
-        c["keepalive"]["interval_seconds"].as_f64(),
-        Some(2.0),
-        "{c}"
-    );
-    assert_eq!(c["keepalive"]["count"].as_u64(), Some(4), "{c}");
+    assert_keepalive_timers(&c, 4.0, 2.0, 4);
     net.server.drop_input().expect("iptables DROP");
-    let dropped = Instant::now();
-    let (flagged, at) = wait_for_verdict(
+    keepalive_flagged_before_reset(
         &agent,
         inode,
-        "keepalive_unanswered",
-        Duration::from_secs(6) + 2 * SLACK,
+        client.pid(),
+        (Instant::now(), Duration::from_secs(6)),
+        // 4 s + 4 × 2 s
+        Duration::from_secs(12),
     );
-    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid())));
+}
+
+/// `c`'s effective keepalive timers, as `/connections` shows them.
+fn assert_keepalive_timers(c: &Value, idle: f64, interval: f64, count: u64) {
+    assert_eq!(c["keepalive"]["idle_seconds"].as_f64(), Some(idle), "{c}");
+    assert_eq!(
+        c["keepalive"]["interval_seconds"].as_f64(),
+        Some(interval),
+        "{c}"
+    );
+    assert_eq!(c["keepalive"]["count"].as_u64(), Some(count), "{c}");
+}
+
+/// Waits for `keepalive_unanswered` on a socket of `owner` in `netns`: due `threshold` after
+/// `since` (plus two slacks), and it must come before the kernel resets the connection, `reset`
+/// after `since`.
+fn keepalive_flagged_before_reset(
+    agent: &Agent,
+    netns: u64,
+    owner: u32,
+    (since, threshold): (Instant, Duration),
+    reset: Duration,
+) {
+    let (flagged, at) =
+        wait_for_verdict(agent, netns, "keepalive_unanswered", threshold + 2 * SLACK);
+    assert_eq!(flagged["pid"].as_u64(), Some(u64::from(owner)));
     assert!(
-        at.duration_since(dropped) < Duration::from_secs(12),
-        "flagged before the kernel resets the connection (4 s + 4 × 2 s)"
+        at.duration_since(since) < reset,
+        "flagged before the kernel resets the connection"
     );
 }
 
