@@ -7,6 +7,13 @@ use anyhow::{Context as _, bail};
 
 use crate::netns::Netns;
 
+/// Whether an age the agent reports (`ours`, seconds) agrees with the kernel's (`kernel`, seconds,
+/// from `tcp_info`): within max(1 s, 2 %), the tolerance the issues set for these comparisons.
+#[must_use]
+pub fn close_to(ours: f64, kernel: f64) -> bool {
+    (ours - kernel).abs() <= f64::max(1.0, kernel * 0.02)
+}
+
 /// One socket as `ss` prints it.
 #[derive(Debug, Clone)]
 pub struct SsSocket {

@@ -10,7 +10,7 @@ use harness::{
     netns::NetPair,
     peer::Peer,
     privilege::{self, Need},
-    ss,
+    ss::{self, close_to},
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
@@ -29,11 +29,6 @@ fn by_state(conns: &[Value]) -> HashMap<String, usize> {
             .or_default() += 1;
     }
     counts
-}
-
-/// Agreement within max(1 s, 2 %), the tolerance the issue sets for `tcp_info` comparisons.
-fn close_to(ours: f64, kernel: f64) -> bool {
-    (ours - kernel).abs() <= f64::max(1.0, kernel * 0.02)
 }
 
 #[test]

@@ -20,7 +20,7 @@ use harness::{
     netns::{NetPair, Netns as TestNetns},
     peer::Peer,
     privilege::{self, Need},
-    ss::{self, SsSocket},
+    ss::{self, SsSocket, close_to},
     wait::wait_for,
 };
 use monitor::{
@@ -155,11 +155,6 @@ fn hz() -> u32 {
         }
     }
     hz
-}
-
-/// Agreement within max(1 s, 2 %), the tolerance issue 10 sets against `tcp_info`.
-fn close_to(ours: f64, kernel: f64) -> bool {
-    (ours - kernel).abs() <= f64::max(1.0, kernel * 0.02)
 }
 
 /// `kernel` equals `a` or `b`, or lies between them (a value that moved while `ss` ran).

@@ -255,7 +255,7 @@ fn peer_gone_right_after_the_handshake_is_unresponsive() {
         .expect("ss sees the socket");
     let lastack = kernel.ms("lastack").expect("tcp_info lastack");
     assert!(
-        (since_peer - lastack).abs() <= f64::max(1.0, lastack * 0.02),
+        harness::ss::close_to(since_peer, lastack),
         "since_peer={since_peer} vs lastack={lastack}"
     );
     assert!(
