@@ -60,9 +60,18 @@ pub fn read_namespace(
     reader: &KernelStateReader,
     ns: &Netns,
 ) -> Result<Vec<KernelSockState>, KernelStateError> {
+    with_reader_in(reader, ns, KernelStateReader::read)
+}
+
+/// Runs `read` with `reader` on a thread inside `ns`, naming the namespace in its errors.
+fn with_reader_in<T: Send + 'static>(
+    reader: &KernelStateReader,
+    ns: &Netns,
+    read: impl FnOnce(&KernelStateReader) -> Result<T, ProbeError> + Send + 'static,
+) -> Result<T, KernelStateError> {
     let inside = reader.clone();
-    match seed::in_namespace(ns, move || inside.read()) {
-        Ok(Ok(sockets)) => Ok(sockets),
+    match seed::in_namespace(ns, move || read(&inside)) {
+        Ok(Ok(found)) => Ok(found),
         Ok(Err(source)) => Err(KernelStateError::Read {
             ns: ns.clone(),
             source: Box::new(source),
@@ -72,23 +81,6 @@ pub fn read_namespace(
             source,
         }),
     }
-}
-
-/// [`read_namespace`] for every namespace of [`seed::find_namespaces`]: the sockets of all that
-/// could be read, and the errors of the others (vanished namespaces are left out: they have no
-/// sockets left).
-#[must_use]
-pub fn read_all(reader: &KernelStateReader) -> (Vec<KernelSockState>, Vec<KernelStateError>) {
-    let mut sockets = Vec::new();
-    let mut errors = Vec::new();
-    for ns in seed::find_namespaces() {
-        match read_namespace(reader, &ns) {
-            Ok(found) => sockets.extend(found),
-            Err(error) if error.is_vanished_namespace() => {}
-            Err(error) => errors.push(error),
-        }
-    }
-    (sockets, errors)
 }
 
 /// One read of the kernel's sockets in every namespace that could be read: what the scan takes
@@ -230,26 +222,22 @@ pub fn read_truth(reader: &KernelStateReader, hz: u32) -> (KernelTruth, Vec<Kern
     };
     let mut errors = Vec::new();
     for ns in seed::find_namespaces() {
-        let inside = reader.clone();
-        let read = seed::in_namespace(&ns, move || {
+        let read = with_reader_in(reader, &ns, move |inside| {
             let mut part = KernelTruth::default();
             inside
                 .for_each(|record| part.add(record, hz))
                 .map(|()| part)
         });
         match read {
-            Ok(Ok(part)) => {
+            Ok(part) => {
                 truth.namespaces.insert(ns.inode);
                 truth.by_cookie.extend(part.by_cookie);
                 truth.time_wait += part.time_wait;
                 truth.orphan_fin_wait2 += part.orphan_fin_wait2;
             }
-            Ok(Err(source)) => errors.push(KernelStateError::Read {
-                ns,
-                source: Box::new(source),
-            }),
-            Err(source) if source.is_vanished_namespace() => {}
-            Err(source) => errors.push(KernelStateError::Namespace { ns, source }),
+            // A namespace that vanished has no sockets left.
+            Err(error) if error.is_vanished_namespace() => {}
+            Err(error) => errors.push(error),
         }
     }
     truth.holders = seed::socket_holders().into_iter().collect();
