@@ -6,8 +6,13 @@
 //! stay in jiffies and sequence numbers stay raw, with the clocks read at the same moment
 //! (`now_jiffies`, `now_ns`) so the agent can turn them into ages.
 
-/// Name of the `iter/tcp` program in the object.
+/// Name of the `iter/tcp` program in the object that writes one [`KernelSockState`] per socket.
 pub const ITER_TCP_PROGRAM: &str = "iter_tcp";
+/// Name of the `iter/tcp` program that refreshes the socket table: it writes each tracked
+/// socket's own values into its slot ([`crate::KernelSample`], and the kernel-kept fields of
+/// [`crate::SockActivity`] in place), and one [`KernelSockState`] for every other socket
+/// (untracked full sockets, `TIME_WAIT` and request sockets).
+pub const ITER_TCP_TABLE_PROGRAM: &str = "iter_tcp_table";
 
 /// [`KernelSockState::kind`]: not recognised (never written by the current program).
 pub const KIND_UNKNOWN: u8 = 0;

@@ -124,9 +124,12 @@ pub struct SockActivity {
     /// `TCP_KEEPCNT`; 0 = the sysctl default.
     pub keepalive_probes: u8,
     _pad: [u8; 7],
+    /// What the socket itself said at the last kernel read (written by the `iter/tcp` table
+    /// refresh program only; zero until the first read visits the socket).
+    pub kernel: KernelSample,
 }
 
-const _: () = assert!(core::mem::size_of::<SockActivity>() == 152);
+const _: () = assert!(core::mem::size_of::<SockActivity>() == 192);
 const _: () = assert!(core::mem::align_of::<SockActivity>() == 8);
 
 impl SockActivity {
@@ -159,6 +162,64 @@ impl SockActivity {
             flags: 0,
             keepalive_probes: 0,
             _pad: [0; 7],
+            kernel: KernelSample::zeroed(),
+        }
+    }
+}
+
+/// The values of one tracked socket that only the socket itself keeps, copied raw by the
+/// `iter/tcp` table refresh program (`iter_tcp_table`) into the socket's slot whenever the agent
+/// reads the kernel's socket state. The same program also refreshes, in place, the
+/// [`SockActivity`] fields the kernel keeps a truer value of: the socket options and orphan
+/// flag, `unacked_bytes` and `srtt_us`, and `retransmits` (the larger of the hooks' count and
+/// `total_retrans`).
+///
+/// Nothing is converted on the kernel side: jiffies and sequence numbers stay raw, with the
+/// clocks of the visit beside them (`read_ns`, `read_jiffies`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSample {
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) when the read visited the socket; 0 = never.
+    pub read_ns: u64,
+    /// Low 32 bits of `bpf_jiffies64()` at the same moment (the kernel's `tcp_jiffies32`).
+    pub read_jiffies: u32,
+    /// Last ACK from the peer, jiffies (`tcp_sock.rcv_tstamp`; `ss -i` `lastack`).
+    pub rcv_tstamp: u32,
+    /// First transmission of what is being retransmitted (`tcp_sock.retrans_stamp`), ms of
+    /// `CLOCK_MONOTONIC` (µs with [`kernel_state::KS_USEC_TS`]) truncated to 32 bits; 0 = none.
+    pub retrans_stamp: u32,
+    /// Written by the application, not yet acknowledged: `write_seq - snd_una` (`ss` `Send-Q`).
+    pub send_queue: u32,
+    /// Received, not yet read by the application: `rcv_nxt - copied_seq` (`ss` `Recv-Q`; may
+    /// read as negative while the kernel moves the two: clamp at 0).
+    pub recv_queue: u32,
+    /// Socket inode (`SOCK_INODE(sk_socket)->i_ino`, truncated to 32 bits as `ss -e` `ino:`
+    /// prints it); 0 for an orphan.
+    pub inode: u32,
+    /// `skc_state` at the visit.
+    pub state: u8,
+    /// [`kernel_state::KS_USEC_TS`] (other `KS_*` bits are not set here).
+    pub flags: u8,
+    _pad: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<KernelSample>() == 40);
+
+impl KernelSample {
+    /// A sample no read has written.
+    #[must_use]
+    pub const fn zeroed() -> Self {
+        Self {
+            read_ns: 0,
+            read_jiffies: 0,
+            rcv_tstamp: 0,
+            retrans_stamp: 0,
+            send_queue: 0,
+            recv_queue: 0,
+            inode: 0,
+            state: 0,
+            flags: 0,
+            _pad: [0; 6],
         }
     }
 }
@@ -236,5 +297,6 @@ mod pod {
     // SAFETY: both are repr(C), contain only integers and byte arrays, and have no padding
     // (checked by the size assertions above).
     unsafe impl aya::Pod for super::SockActivity {}
+    unsafe impl aya::Pod for super::KernelSample {}
     unsafe impl aya::Pod for super::KernelOffsets {}
 }

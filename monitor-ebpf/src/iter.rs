@@ -1,5 +1,10 @@
-//! `iter/tcp`: the kernel's own state of every TCP socket of a network namespace, one
-//! [`KernelSockState`] record per socket written to the iterator's file with `bpf_seq_write`.
+//! `iter/tcp`: the kernel's own state of every TCP socket of a network namespace. Two programs:
+//! - `iter_tcp` writes one [`KernelSockState`] record per socket to the iterator's file
+//!   (`bpf_seq_write`): the whole view, for tools and tests;
+//! - `iter_tcp_table` refreshes the socket table instead: a socket the table tracks gets the
+//!   kernel's values written into its own slot ([`refresh`]), and only the others (untracked
+//!   full sockets, `TIME_WAIT` and request sockets) are written out as records. This is what the
+//!   agent reads: nothing per tracked socket crosses into userspace or is kept twice.
 //!
 //! The kernel calls the program once per socket of the namespace of the process that opened the
 //! iterator (full sockets locked with `lock_sock_fast`, `TIME_WAIT` and request sockets too), and
@@ -17,14 +22,17 @@ use aya_ebpf::helpers::{
     bpf_skc_to_tcp_timewait_sock, generated::bpf_probe_read_kernel,
 };
 use monitor_common::{
-    AF_INET6, KernelOffsets,
+    AF_INET6, KernelOffsets, SockActivity,
     kernel_state::{
         KIND_FULL, KIND_REQUEST, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_USEC_TS, KernelSockState,
     },
     tcp_state,
 };
 
-use crate::socket::{self, read};
+use crate::{
+    maps,
+    socket::{self, read},
+};
 
 /// `struct bpf_iter_meta` (`include/linux/bpf.h`).
 #[repr(C)]
@@ -61,15 +69,98 @@ extern "C" fn iter_tcp(ctx: *mut IterTcpCtx) -> i32 {
     if sk.is_null() {
         return 0;
     }
-    let record = snapshot(sk, uid);
-    // SAFETY: `meta` is never NULL for a running iterator; the record lives on this stack frame
-    // and is fully initialised (`zeroed` first). A full buffer is reported by the kernel as a
-    // short read and the same socket is shown again in the next read() call.
+    write(meta, &snapshot(sk, uid));
+    0
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/tcp")]
+extern "C" fn iter_tcp_table(ctx: *mut IterTcpCtx) -> i32 {
+    // SAFETY: as in `iter_tcp`.
+    let (meta, sk, uid) = unsafe { ((*ctx).meta, (*ctx).sk_common, (*ctx).uid) };
+    if sk.is_null() {
+        return 0;
+    }
+    if let Some(tp) = socket::tcp_sock(sk)
+        && let Some(entry) = maps::entry(socket::cookie(sk))
+    {
+        refresh(sk, tp, socket::offsets(), entry);
+        return 0;
+    }
+    write(meta, &snapshot(sk, uid));
+    0
+}
+
+/// Appends `record` to the iterator's output.
+#[inline(always)]
+fn write(meta: *mut IterMeta, record: &KernelSockState) {
+    // SAFETY: `meta` is never NULL for a running iterator; the record is fully initialised
+    // (`zeroed` first). A full buffer is reported by the kernel as a short read and the same
+    // socket is shown again in the next read() call.
     unsafe {
         let seq = (*meta).seq;
-        bpf_seq_write(seq.cast(), (&raw const record).cast::<c_void>(), RECORD_LEN);
+        bpf_seq_write(
+            seq.cast(),
+            core::ptr::from_ref(record).cast::<c_void>(),
+            RECORD_LEN,
+        );
     }
-    0
+}
+
+/// Writes a tracked full socket's own values into its table entry: the raw sample (ages and
+/// queues the agent converts), and in place the socket options and orphan flag, the bytes in
+/// flight and the smoothed RTT, and the retransmit count where the kernel's is higher (the hooks
+/// count only what they saw). The iterator holds the socket's lock (`lock_sock_fast`), which the
+/// hooks that write these fields also run under, so no event of this socket interleaves.
+#[inline(always)]
+fn refresh(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
+    // SAFETY: helpers without preconditions.
+    let (now_ns, now_jiffies) = unsafe { (bpf_ktime_get_ns(), bpf_jiffies64()) };
+    socket::read_options(sk, off, entry);
+    socket::read_transport(tp, off, entry, None);
+    let total_retrans: u32 = read(tp, off.tcp_total_retrans);
+    if total_retrans > entry.retransmits {
+        entry.retransmits = total_retrans;
+    }
+    let owned = entry.tgid != 0;
+    let sample = &mut entry.kernel;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the kernel compares u32 jiffies (tcp_jiffies32): the low 32 bits are its clock"
+    )]
+    let jiffies32 = now_jiffies as u32;
+    sample.read_jiffies = jiffies32;
+    sample.rcv_tstamp = read(tp, off.tcp_rcv_tstamp);
+    sample.retrans_stamp = read(tp, off.tcp_retrans_stamp);
+    let una: u32 = read(tp, off.tcp_snd_una);
+    let write_seq: u32 = read(tp, off.tcp_write_seq);
+    let rcv_nxt: u32 = read(tp, off.tcp_rcv_nxt);
+    let copied: u32 = read(tp, off.tcp_copied_seq);
+    sample.send_queue = write_seq.wrapping_sub(una);
+    sample.recv_queue = rcv_nxt.wrapping_sub(copied);
+    sample.state = read(sk, off.skc_state);
+    let usec_ts: u8 = read(tp, off.tcp_usec_ts_byte);
+    sample.flags = if usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0 {
+        KS_USEC_TS
+    } else {
+        0
+    };
+    // The inode only serves to find a holder for a socket no process did I/O on: the read
+    // costs about as much as the rest of the visit, so it is skipped for owned sockets.
+    sample.inode = if owned {
+        0
+    } else {
+        let mut inode = 0u64;
+        read_inode_into(tp, off, &mut inode);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "socket inode numbers come from a 32-bit counter (get_next_ino)"
+        )]
+        let inode32 = inode as u32;
+        inode32
+    };
+    // Last: a reader that sees this visit's time sees the values above.
+    unsafe { core::ptr::write_volatile(&raw mut sample.read_ns, now_ns) };
 }
 
 /// Everything about one socket: identity for every kind, the rest for full sockets.
@@ -168,7 +259,7 @@ fn full(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, record: &mut 
     record.backoff = read(tp, off.icsk_backoff);
     record.retransmits = read(tp, off.icsk_retransmits);
     record.pending_timer = read(tp, off.icsk_pending);
-    read_inode(tp, off, record);
+    read_inode_into(tp, off, &mut record.inode);
 }
 
 /// `SOCK_INODE(sk->sk_socket)->i_ino`, what `sock_i_ino` (and so `sock_diag` and `ss -e`
@@ -180,23 +271,23 @@ fn full(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, record: &mut 
 /// without the inode, ~540–580 ns with this read, ~900 ns walking
 /// `sk_socket->file->f_inode->i_ino` with typed loads (three dependent cache misses).
 #[inline(always)]
-fn read_inode(tp: *const c_void, off: &KernelOffsets, record: &mut KernelSockState) {
+fn read_inode_into(tp: *const c_void, off: &KernelOffsets, inode: &mut u64) {
     let sock: *const u8 = read(tp, off.sk_socket);
     if sock.is_null() {
         return;
     }
     let ino = sock.wrapping_add(off.socket_ino as usize);
-    // SAFETY: a probe read of 8 bytes straight into the record's field (no stack copy); the
-    // kernel zeroes the destination when the address is bad, which reads as no inode.
+    // SAFETY: a probe read of 8 bytes straight into `inode`; the kernel zeroes the destination
+    // when the address is bad, which reads as no inode.
     unsafe {
         bpf_probe_read_kernel(
-            (&raw mut record.inode).cast::<c_void>(),
+            core::ptr::from_mut(inode).cast::<c_void>(),
             RECORD_INODE_LEN,
             ino.cast::<c_void>(),
         );
     }
 }
 
-/// Bytes of [`KernelSockState::inode`] (`i_ino` is an `unsigned long`: 8 bytes on 64-bit).
+/// Bytes of an inode number (`i_ino` is an `unsigned long`: 8 bytes on 64-bit).
 const RECORD_INODE_LEN: u32 = 8;
 const _: () = assert!(size_of::<u64>() == RECORD_INODE_LEN as usize);

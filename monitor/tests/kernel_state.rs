@@ -41,7 +41,7 @@ use monitor::{
 use monitor_common::{
     AF_INET, AF_INET6,
     kernel_state::{
-        ITER_TCP_PROGRAM, KIND_FULL, KIND_REQUEST, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN,
+        ITER_TCP_TABLE_PROGRAM, KIND_FULL, KIND_REQUEST, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN,
         KernelSockState,
     },
     tcp_state,
@@ -118,19 +118,22 @@ fn read_by_cookie(reader: &KernelStateReader, ns: &TestNetns) -> HashMap<u64, Ke
     by_cookie
 }
 
+/// The probes with both iterators: the agent's table refresh (its hook status must say it
+/// loaded) and the records program these tests compare with `ss`.
 fn load_reader() -> (Probes, KernelStateReader) {
-    let probes = Probes::load(CAPACITY).expect("load the probes");
+    let mut probes = Probes::load(CAPACITY).expect("load the probes");
     let status = probes
         .hooks
         .iter()
-        .find(|h| h.hook == ITER_TCP_PROGRAM)
-        .expect("the iterator has a hook status");
+        .find(|h| h.hook == ITER_TCP_TABLE_PROGRAM)
+        .expect("the table refresh iterator has a hook status");
     assert!(status.attached, "iter/tcp refused: {:?}", status.error);
     assert_eq!(status.error, None);
-    let reader = probes
-        .kernel_state
-        .clone()
-        .expect("reader present when attached");
+    assert!(
+        probes.table_refresh.is_some(),
+        "reader present when attached"
+    );
+    let reader = probes.records_reader().expect("load the records iterator");
     (probes, reader)
 }
 

@@ -52,7 +52,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
     let table = probes.socket_source();
-    let kernel_state = probes.kernel_state.clone();
+    let table_refresh = probes.table_refresh.clone();
     let probes = Arc::new(Mutex::new(probes));
 
     let seeded = {
@@ -80,14 +80,14 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
-    let hz = crate::probes::kernel_state::kernel_hz();
-    if kernel_state.is_some() && hz.is_none() {
-        tracing::warn!("kernel tick rate unknown: the kernel's socket state is not read");
-    }
-    let kernel_state = kernel_state
-        .zip(hz)
-        .map(|(reader, hz)| {
-            KernelStateThread::start(Arc::clone(&pipeline), reader, hz, config.scan_interval)
+    let kernel_state = table_refresh
+        .map(|reader| {
+            KernelStateThread::start(
+                Arc::clone(&pipeline),
+                Arc::clone(&table),
+                reader,
+                config.scan_interval,
+            )
         })
         .transpose()
         .map_err(|source| Error::Thread {

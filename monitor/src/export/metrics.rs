@@ -25,15 +25,16 @@ use prometheus::{
 
 pub use self::{errno::errno_name, proto::histogram};
 use self::{
-    proto::{counter, gauge, histogram_metric, idle_histogram},
+    proto::{counter, float_counter, gauge, histogram_metric, idle_histogram},
     specs::{
-        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES, RECURSION_MISSES,
-        RESETS, RETRANSMITS, SNAPSHOT_SPECS, SOCKET_ERRORS, TRACKED, TRANSITIONS,
+        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
+        KERNEL_READ_SECONDS, KERNEL_READS, RECURSION_MISSES, RESETS, RETRANSMITS, SNAPSHOT_SPECS,
+        SOCKET_ERRORS, TRACKED, TRANSITIONS, UNTRACKED,
     },
 };
 use super::{Published, SnapshotStore};
 pub use crate::scan::summary::IDLE_BUCKETS;
-use crate::scan::{ScanStage, summary::IdleHistogram};
+use crate::scan::{ScanStage, Snapshot, summary::IdleHistogram};
 
 /// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
 /// reach seconds for a full 262k-entry table.
@@ -112,8 +113,6 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
     vec![
         CONNECTIONS.family(connections),
         IDLE.family(idle),
-        TRACKED.family(vec![gauge(&[], snapshot.tracked_sockets as f64)]),
-        CAPACITY.family(vec![gauge(&[], f64::from(snapshot.table_capacity))]),
         INSERT_FAILURES.family(vec![counter(&[], c.table_insert_failures)]),
         HOOK_ATTACHED.family(
             hooks
@@ -147,8 +146,24 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
         BUILD_INFO.family(vec![gauge(&[("version", version)], 1.0)]),
     ]
     .into_iter()
+    .chain(table_families(snapshot))
     .chain(verdicts::families(published))
     .collect()
+}
+
+/// The socket table's size and coverage, and the kernel reads that check it.
+fn table_families(snapshot: &Snapshot) -> [MetricFamily; 5] {
+    // Without kernel reads (the iterator refused), their series are absent rather than 0: 0
+    // untracked would claim a check that was never made.
+    let reads = snapshot.summary.kernel_reads;
+    let one = |metric: Option<prometheus::proto::Metric>| metric.into_iter().collect();
+    [
+        TRACKED.family(vec![gauge(&[], snapshot.tracked_sockets as f64)]),
+        CAPACITY.family(vec![gauge(&[], f64::from(snapshot.table_capacity))]),
+        UNTRACKED.family(one(reads.map(|r| gauge(&[], r.untracked as f64)))),
+        KERNEL_READS.family(one(reads.map(|r| counter(&[], r.total)))),
+        KERNEL_READ_SECONDS.family(one(reads.map(|r| float_counter(&[], r.seconds)))),
+    ]
 }
 
 /// A [`Collector`] that reads the latest snapshot on every scrape, so metrics are never staler

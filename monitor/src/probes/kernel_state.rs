@@ -23,7 +23,9 @@ use std::{
 };
 
 use aya::{Btf, Ebpf, programs::Iter};
-use monitor_common::kernel_state::{ITER_TCP_PROGRAM, KernelSockState};
+use monitor_common::kernel_state::KernelSockState;
+#[cfg(doc)]
+use monitor_common::kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM};
 
 use super::ProbeError;
 
@@ -46,14 +48,14 @@ pub struct KernelStateReader {
 }
 
 impl KernelStateReader {
-    /// Loads (verifies) [`ITER_TCP_PROGRAM`] of `ebpf` as a `tcp` iterator and links it.
+    /// Loads (verifies) the program `name` of `ebpf` ([`ITER_TCP_PROGRAM`] or
+    /// [`ITER_TCP_TABLE_PROGRAM`]) as a `tcp` iterator and links it.
     ///
     /// # Errors
     /// The object has no such program ([`ProbeError::MissingProgram`]), the verifier or the kernel
     /// refuses it ([`ProbeError::Program`]), or `BPF_LINK_CREATE` fails
     /// ([`ProbeError::KernelState`]).
-    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf) -> Result<Self, ProbeError> {
-        let name = ITER_TCP_PROGRAM;
+    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<Self, ProbeError> {
         let program: &mut Iter = ebpf
             .program_mut(name)
             .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?

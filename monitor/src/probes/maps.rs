@@ -197,14 +197,14 @@ fn nonzero(
     Ok(values.into_iter().filter(|&(_, n)| n > 0))
 }
 
-/// Slots per mapped segment: 4 096 × 152 bytes is exactly 152 pages, so segments start on pages.
+/// Slots per mapped segment: 4 096 × 192 bytes is exactly 192 pages, so segments start on pages.
 const SEGMENT_SLOTS: u32 = 4096;
 const _: () = assert!((SEGMENT_SLOTS as usize * size_of::<SockActivity>()).is_multiple_of(4096));
 
 /// The socket slots and the "slots used" counter, mapped into the agent's memory.
 ///
 /// The slots are mapped a segment at a time, as far as they are used: the kernel maps every page
-/// of a mapping at once, so mapping the whole table would put all of it (38 MiB at the default
+/// of a mapping at once, so mapping the whole table would put all of it (48 MiB at the default
 /// capacity) in the agent's resident set whatever the number of sockets.
 ///
 /// Reading races with the kernel writing, field by field, as a batch lookup would: an entry can
@@ -282,8 +282,9 @@ impl SocketTable {
     }
 }
 
-impl SocketSource for SocketTable {
-    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
+impl SocketTable {
+    /// Calls `f` with each live slot's place in our memory and a copy of its entry.
+    fn for_each_live(&self, f: &mut dyn FnMut(*mut SockActivity, &SockActivity)) {
         // Only the slots ever handed out: the rest is never mapped.
         let used = u32::try_from(self.used().load(Ordering::Relaxed))
             .unwrap_or(u32::MAX)
@@ -297,9 +298,36 @@ impl SocketSource for SocketTable {
             }
             let entry = unsafe { at.read_volatile() };
             if entry.cookie != 0 {
-                f(entry.cookie, &entry);
+                f(at, &entry);
             }
         }
+    }
+}
+
+impl SocketSource for SocketTable {
+    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
+        self.for_each_live(&mut |_, entry| f(entry.cookie, entry));
+    }
+
+    /// Writes the adopted owner's pid into the slot. A hook may write the slot's owner at the
+    /// same moment (a process doing I/O on it): either value is a process holding the socket.
+    fn adopt_owners(&self, owner: &mut dyn FnMut(&SockActivity) -> Option<u32>) -> usize {
+        let mut adopted = 0;
+        self.for_each_live(&mut |at, entry| {
+            if entry.tgid != 0 {
+                return;
+            }
+            let Some(pid) = owner(entry) else { return };
+            // SAFETY: `at` is a slot of the mapping; u64 and u32 accesses are atomic here. The
+            // cookie is checked again so a slot reused meanwhile is left alone.
+            unsafe {
+                if (&raw const (*at).cookie).read_volatile() == entry.cookie {
+                    (&raw mut (*at).tgid).write_volatile(pid);
+                    adopted += 1;
+                }
+            }
+        });
+        adopted
     }
 }
 

@@ -24,7 +24,8 @@ use aya::{
     programs::{BtfTracePoint, ProgramError},
 };
 use monitor_common::{
-    FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP, kernel_state::ITER_TCP_PROGRAM,
+    FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP,
+    kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM},
 };
 use thiserror::Error;
 
@@ -133,9 +134,10 @@ pub struct Probes {
     /// Messages the kernel programs log (aya-log), for the agent to forward; None when the
     /// object has no log buffer.
     pub kernel_log: Option<KernelLog>,
-    /// The `iter/tcp` iterator (the kernel's own state of every TCP socket of a namespace); None
-    /// when the kernel refused it (its [`HookStatus`] in `hooks` says why).
-    pub kernel_state: Option<KernelStateReader>,
+    /// The `iter/tcp` table refresh program (`iter_tcp_table`): writes the kernel's own values
+    /// of every tracked socket of a namespace into its slot, and yields the other sockets as
+    /// records. None when the kernel refused it (its [`HookStatus`] in `hooks` says why).
+    pub table_refresh: Option<KernelStateReader>,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
@@ -157,9 +159,12 @@ impl Probes {
             .iter()
             .map(|&hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
             .collect();
-        let kernel_state = KernelStateReader::load(&mut ebpf, &btf);
-        hooks.push(hook_status(ITER_TCP_PROGRAM, kernel_state.as_ref().err()));
-        let kernel_state = kernel_state.ok();
+        let table_refresh = KernelStateReader::load(&mut ebpf, &btf, ITER_TCP_TABLE_PROGRAM);
+        hooks.push(hook_status(
+            ITER_TCP_TABLE_PROGRAM,
+            table_refresh.as_ref().err(),
+        ));
+        let table_refresh = table_refresh.ok();
         let kernel_log = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|error| tracing::warn!(%error, "kernel programs' log unavailable"))
             .ok();
@@ -170,8 +175,19 @@ impl Probes {
             hooks,
             capacity,
             kernel_log,
-            kernel_state,
+            table_refresh,
         })
+    }
+
+    /// Loads the `iter_tcp` program, which writes one record per socket of a namespace (every
+    /// socket, tracked or not, with every field): the whole view for tools and tests. The agent
+    /// itself uses [`Probes::table_refresh`].
+    ///
+    /// # Errors
+    /// The kernel BTF cannot be read, or as [`KernelStateReader::load`].
+    pub fn records_reader(&mut self) -> Result<KernelStateReader, ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+        KernelStateReader::load(&mut self.ebpf, &btf, ITER_TCP_PROGRAM)
     }
 
     /// `(hook, runs the kernel skipped)` for every attached hook (`recursion_misses`, see

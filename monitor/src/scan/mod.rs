@@ -193,7 +193,12 @@ impl Scanner {
             .pipeline
             .scan(self.table.as_ref(), now_ns, &mut |c| builder.add(c));
         if let Some(truth) = self.pipeline.truth() {
-            builder.add_mini_sockets(truth.time_wait, truth.orphan_fin_wait2);
+            let reads = summary::KernelReads {
+                total: truth.reads,
+                seconds: truth.read_time.as_secs_f64(),
+                untracked: truth.untracked,
+            };
+            builder.add_kernel_read(truth.time_wait, truth.orphan_fin_wait2, reads);
         }
         let mut snapshot = builder.finish();
         self.kernel.forget(&gone);
@@ -202,12 +207,13 @@ impl Scanner {
     }
 }
 
-/// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]) and hands
-/// each read to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
+/// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]: the kernel
+/// writes each tracked socket's values into its slot) and hands what each read found besides the
+/// table to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
 /// to at most 1/[`KERNEL_READ_SHARE`] of a core and never more often than `min_interval` (the
 /// scan interval): every scan on a host with a few thousand sockets, about every minute at 100k
-/// connections. Each read overlays the hooks' values ([`kernel_state::apply`]), tells which
-/// entries are gone, and counts `TIME_WAIT` and orphaned `FIN_WAIT2` sockets. Dropping it stops
+/// connections. Each read refreshes the values the kernel keeps ([`kernel_state::apply`]), tells
+/// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets. Dropping it stops
 /// the thread (at once, even mid-wait) and joins it.
 pub struct KernelStateThread {
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -215,33 +221,41 @@ pub struct KernelStateThread {
 }
 
 impl KernelStateThread {
-    /// Starts reading with `reader` into `pipeline`; the kernel ticks `hz` times a second.
+    /// Starts refreshing `table` with `reader` (the table refresh program), handing what the
+    /// reads find besides the table to `pipeline`, and adopting owners for sockets no process
+    /// did I/O on ([`kernel_state::adopt_owners`]).
     ///
     /// # Errors
     /// The thread could not be started.
     pub fn start(
         pipeline: Arc<Pipeline>,
+        table: Arc<dyn SocketSource>,
         reader: KernelStateReader,
-        hz: u32,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("kernel-state".into())
             .spawn(move || {
+                let (mut reads, mut read_time) = (0, Duration::ZERO);
                 loop {
                     let started = Instant::now();
-                    let (truth, errors) = kernel_state::read_truth(&reader, hz);
+                    let (mut truth, errors) = kernel_state::read_truth(&reader);
                     for error in &errors {
                         tracing::debug!(
                             error = crate::model::format::error_chain(error),
                             "socket state of a namespace"
                         );
                     }
-                    pipeline.set_truth(truth);
-                    // The previous read and this one's per-namespace parts were just freed.
+                    kernel_state::adopt_owners(table.as_ref());
+                    // The /proc walk's buffers were just freed.
                     crate::memory::release_free_heap();
-                    let pause = (started.elapsed() * KERNEL_READ_SHARE).max(min_interval);
+                    let elapsed = started.elapsed();
+                    reads += 1;
+                    read_time += elapsed;
+                    (truth.reads, truth.read_time) = (reads, read_time);
+                    pipeline.set_truth(truth);
+                    let pause = (elapsed * KERNEL_READ_SHARE).max(min_interval);
                     // A message or a closed channel both mean stop.
                     if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
                         return;

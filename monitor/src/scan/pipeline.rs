@@ -27,8 +27,8 @@ pub struct Pipeline {
     /// Owners' names and cgroups from `/proc`. Shared by the scan and the HTTP handlers; a scan
     /// takes it once, a `/connections` reader once per socket.
     processes: Mutex<ProcessCache>,
-    /// The last read of the kernel's own socket state (None before the first, or without the
-    /// iterator): its values overlay the hooks' where they are the better observation.
+    /// What the last read of the kernel's own socket state found besides the table (None before
+    /// the first, or without the iterator): which namespaces were read, and when.
     truth: RwLock<Option<Arc<KernelTruth>>>,
 }
 
@@ -135,7 +135,8 @@ impl Pipeline {
 
     /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
     /// counts differ from what `ss` shows for live sockets); one whose socket the kernel no
-    /// longer has is gone. One lookup of the kernel truth per socket.
+    /// longer has is gone. The kernel's own values come from the entry itself (the last read
+    /// wrote them into its slot).
     fn judge(
         &self,
         cookie: u64,
@@ -147,23 +148,13 @@ impl Pipeline {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return Judged::NotLive;
         }
-        let record = context.truth.and_then(|t| t.by_cookie.get(&cookie));
-        if record.is_none() && context.truth.is_some_and(|t| t.is_gone_unlisted(entry)) {
+        if context.truth.is_some_and(|t| t.is_gone(entry)) {
             return Judged::Gone;
         }
         let netns = (entry.netns != 0).then_some(entry.netns);
         let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
-        if let (Some(truth), Some(record)) = (context.truth, record) {
-            // The holder answers "who owns it" where no process did I/O on it; the I/O owner
-            // is kept otherwise (one lookup fewer per socket on a busy host).
-            let holder = c
-                .pid
-                .is_none()
-                .then(|| truth.holders.get(&record.inode).copied())
-                .flatten();
-            kernel_state::apply(&mut c, entry, record, holder, now_ns, &defaults);
-        }
+        kernel_state::apply(&mut c, entry, now_ns, &defaults);
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
             // The thread group leader's name: the kernel side saw whichever thread did the I/O.

@@ -71,6 +71,20 @@ pub struct Summary {
     /// `TIME_WAIT` sockets, from the kernel's own state (they have no table entry); None
     /// without it.
     pub time_wait: Option<u64>,
+    /// The reads of the kernel's own socket state so far; None without them.
+    pub kernel_reads: Option<KernelReads>,
+}
+
+/// The kernel-state reads (`iter/tcp`, every namespace) so far, and what the last one found
+/// outside the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KernelReads {
+    /// Reads completed since the agent started.
+    pub total: u64,
+    /// Time spent in them (wall clock, seconds): with `total`, what the pacing allows.
+    pub seconds: f64,
+    /// Full sockets the kernel had and the table did not, at the last read.
+    pub untracked: u64,
 }
 
 impl Default for Summary {
@@ -90,6 +104,7 @@ impl Default for Summary {
                 .collect(),
             close_wait: CloseWaitTop::default(),
             time_wait: None,
+            kernel_reads: None,
         }
     }
 }
@@ -172,12 +187,13 @@ impl SnapshotBuilder {
 
     /// Counts the sockets the table has no entry for, from the kernel's own state: `TIME_WAIT`
     /// (reported as `time_wait`) and orphaned `FIN_WAIT2` mini-sockets (counted as `fin_wait2`,
-    /// as `ss` does).
-    pub fn add_mini_sockets(&mut self, time_wait: u64, orphan_fin_wait2: u64) {
+    /// as `ss` does); and keeps the reads' own figures.
+    pub fn add_kernel_read(&mut self, time_wait: u64, orphan_fin_wait2: u64, reads: KernelReads) {
         self.summary.time_wait = Some(time_wait);
         if let Some(fin_wait2) = self.summary.states.get_mut(&tcp_state::FIN_WAIT2) {
             fin_wait2.count += orphan_fin_wait2;
         }
+        self.summary.kernel_reads = Some(reads);
     }
 
     /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).

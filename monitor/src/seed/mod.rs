@@ -20,7 +20,7 @@ use std::{io, path::PathBuf};
 pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
 pub use netns::{Netns, find_namespaces, in_namespace, ns_inode};
-pub use owners::{Owner, socket_holders, socket_owners};
+pub use owners::{Owner, socket_holders, socket_holders_of, socket_owners};
 pub use tcp_info::TcpInfoSummary;
 
 /// Why a `sock_diag` dump failed.

@@ -51,9 +51,14 @@ pub(super) fn gauge(labels: &[(&str, &str)], value: f64) -> proto::Metric {
 }
 
 pub(super) fn counter(labels: &[(&str, &str)], value: u64) -> proto::Metric {
-    let mut counter = proto::Counter::default();
     // Loses precision only past 2^53 events, which a TCP counter will not reach.
-    counter.set_value(value as f64);
+    float_counter(labels, value as f64)
+}
+
+/// A counter of a continuous quantity (seconds).
+pub(super) fn float_counter(labels: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut counter = proto::Counter::default();
+    counter.set_value(value);
     let mut metric = with_labels(labels);
     metric.set_counter(counter);
     metric

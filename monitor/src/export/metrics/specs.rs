@@ -43,6 +43,24 @@ pub(super) const CAPACITY: Spec = spec(
     &[],
     "Capacity of the kernel socket table; when tracked_sockets reaches it, new sockets go unmonitored.",
 );
+pub(super) const UNTRACKED: Spec = spec(
+    "tcp_liveness_untracked_sockets",
+    GAUGE,
+    &[],
+    "Full TCP sockets the kernel had and the socket table did not at the last kernel read (missed while the table was full, or opened during the read); those sockets are not monitored.",
+);
+pub(super) const KERNEL_READS: Spec = spec(
+    "tcp_liveness_kernel_reads_total",
+    COUNTER,
+    &[],
+    "Reads of every network namespace's TCP sockets with iter/tcp, which refresh the table with each socket's own kernel state.",
+);
+pub(super) const KERNEL_READ_SECONDS: Spec = spec(
+    "tcp_liveness_kernel_read_seconds_total",
+    COUNTER,
+    &[],
+    "Time spent in those reads (paced to at most 0.5% of a core, and at most one per scan interval).",
+);
 pub(super) const INSERT_FAILURES: Spec = spec(
     "tcp_liveness_table_insert_failures_total",
     COUNTER,
@@ -123,7 +141,7 @@ pub(super) const KEEPALIVE_DISABLED: Spec = spec(
     "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
 );
 
-pub(super) const SNAPSHOT_SPECS: [&Spec; 17] = [
+pub(super) const SNAPSHOT_SPECS: [&Spec; 20] = [
     &SUSPECTS,
     &DETECTIONS,
     &CLOSE_WAIT_BY_OWNER,
@@ -133,6 +151,9 @@ pub(super) const SNAPSHOT_SPECS: [&Spec; 17] = [
     &IDLE,
     &TRACKED,
     &CAPACITY,
+    &UNTRACKED,
+    &KERNEL_READS,
+    &KERNEL_READ_SECONDS,
     &INSERT_FAILURES,
     &HOOK_ATTACHED,
     &RECURSION_MISSES,

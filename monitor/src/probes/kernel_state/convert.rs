@@ -62,20 +62,27 @@ pub fn since_last_ack(s: &KernelSockState, hz: u32) -> Option<Duration> {
 /// nothing is being retransmitted (`retrans_stamp == 0`).
 #[must_use]
 pub fn since_retrans_start(s: &KernelSockState) -> Option<Duration> {
-    if s.retrans_stamp == 0 {
+    since_stamp(s.now_ns, s.retrans_stamp, s.flags & KS_USEC_TS != 0)
+}
+
+/// Time from `stamp`, a TCP timestamp (the low 32 bits of `CLOCK_MONOTONIC` in ms, or in µs when
+/// `usec`), to `now_ns` of the same clock, in wrapping arithmetic as the kernel compares them;
+/// `None` for a zero stamp (the kernel's "not set").
+#[must_use]
+pub fn since_stamp(now_ns: u64, stamp: u32, usec: bool) -> Option<Duration> {
+    if stamp == 0 {
         return None;
     }
-    let usec = s.flags & KS_USEC_TS != 0;
     let now = if usec {
-        s.now_ns / 1_000
+        now_ns / 1_000
     } else {
-        s.now_ns / 1_000_000
+        now_ns / 1_000_000
     };
     #[expect(
         clippy::cast_possible_truncation,
         reason = "the kernel keeps the stamp as the low 32 bits of the same clock"
     )]
-    let delta = u64::from((now as u32).wrapping_sub(s.retrans_stamp));
+    let delta = u64::from((now as u32).wrapping_sub(stamp));
     Some(if usec {
         Duration::from_micros(delta)
     } else {
@@ -100,7 +107,13 @@ pub fn send_queue_bytes(s: &KernelSockState) -> u32 {
 /// (`inet_diag`'s `idiag_rqueue`, `ss` `Recv-Q`, for a non-listener).
 #[must_use]
 pub fn recv_queue_bytes(s: &KernelSockState) -> u32 {
-    let queued = s.rcv_nxt.wrapping_sub(s.copied_seq);
+    clamp_queue(s.rcv_nxt.wrapping_sub(s.copied_seq))
+}
+
+/// A receive queue computed as `rcv_nxt - copied_seq`, which reads as negative (a huge `u32`)
+/// while the kernel moves the two: 0 then, as `inet_diag` reports it.
+#[must_use]
+pub fn clamp_queue(queued: u32) -> u32 {
     if queued.cast_signed() < 0 { 0 } else { queued }
 }
 

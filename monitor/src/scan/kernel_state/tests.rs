@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use monitor_common::kernel_state::KIND_REQUEST;
+use monitor_common::kernel_state::{KIND_REQUEST, KS_USEC_TS};
 
 use super::*;
 
@@ -18,50 +18,62 @@ fn record(cookie: u64, kind: u8, state: u8) -> KernelSockState {
 
 fn entry(state_since_ns: u64) -> SockActivity {
     let mut e = SockActivity::zeroed();
+    e.cookie = 1;
     e.state = tcp_state::ESTABLISHED;
     e.netns = 7;
     e.state_since_ns = state_since_ns;
     e
 }
 
+/// What the refresh program writes out (sockets the table does not track) is counted by kind.
 #[test]
-fn mini_sockets_are_counted_full_sockets_kept() {
+fn records_of_untracked_sockets_are_counted_by_kind() {
     let mut orphan = record(2, KIND_TIME_WAIT, tcp_state::TIME_WAIT);
     orphan.tw_substate = tcp_state::FIN_WAIT2;
     let mut time_wait = record(3, KIND_TIME_WAIT, tcp_state::TIME_WAIT);
     time_wait.tw_substate = tcp_state::TIME_WAIT;
-    let records = vec![
+    let mut part = KernelTruth::default();
+    for r in [
         record(1, KIND_FULL, tcp_state::ESTABLISHED),
         orphan,
         time_wait,
         record(4, KIND_REQUEST, tcp_state::NEW_SYN_RECV),
-    ];
-    let truth = KernelTruth::new(records, HZ, HashSet::from([7]), 100 * SEC);
-    assert_eq!(truth.by_cookie.keys().copied().collect::<Vec<_>>(), [1]);
-    assert_eq!((truth.time_wait, truth.orphan_fin_wait2), (1, 1));
+    ] {
+        part.add(&r);
+    }
+    let mut truth = KernelTruth::default();
+    truth.merge(7, 100 * SEC, &part);
+    truth.merge(8, 101 * SEC, &part);
+    assert_eq!(
+        (truth.untracked, truth.time_wait, truth.orphan_fin_wait2),
+        (2, 2, 2)
+    );
+    assert_eq!(truth.namespaces.get(&8), Some(&(101 * SEC)));
 }
 
-/// Gone: its namespace was read, the read did not list it, and it was in its state before the
+/// Gone: its namespace was read, that read did not visit it, and it was in its state before the
 /// read began. Anything else stays.
 #[test]
 fn an_entry_is_gone_only_when_the_read_could_have_seen_it() {
-    let truth = KernelTruth::new(
-        vec![record(1, KIND_FULL, tcp_state::ESTABLISHED)],
-        HZ,
-        HashSet::from([7]),
-        100 * SEC,
-    );
-    assert!(!truth.is_gone(1, &entry(50 * SEC)), "listed");
+    let mut truth = KernelTruth::default();
+    truth.merge(7, 100 * SEC, &KernelTruth::default());
+    let mut visited = entry(50 * SEC);
+    visited.kernel.read_ns = 100 * SEC + 5;
+    assert!(!truth.is_gone(&visited), "visited by the read");
+    let mut earlier = entry(50 * SEC);
+    earlier.kernel.read_ns = 40 * SEC;
+    assert!(truth.is_gone(&earlier), "visited only by an earlier read");
     assert!(
-        truth.is_gone(2, &entry(50 * SEC)),
-        "not listed, older than the read"
+        truth.is_gone(&entry(50 * SEC)),
+        "never visited, older than the read"
     );
-    assert!(!truth.is_gone(2, &entry(150 * SEC)), "newer than the read");
+    assert!(!truth.is_gone(&entry(150 * SEC)), "newer than the read");
+    assert!(!truth.is_gone(&entry(0)), "state start unknown");
     let mut elsewhere = entry(50 * SEC);
     elsewhere.netns = 8;
-    assert!(!truth.is_gone(2, &elsewhere), "namespace not read");
+    assert!(!truth.is_gone(&elsewhere), "namespace not read");
     elsewhere.netns = 0;
-    assert!(!truth.is_gone(2, &elsewhere), "namespace unknown");
+    assert!(!truth.is_gone(&elsewhere), "namespace unknown");
 }
 
 fn connection() -> Connection {
@@ -76,74 +88,93 @@ fn defaults() -> SocketDefaults {
     }
 }
 
+/// An entry the last read visited at 100 s: peer silent 10 s then, 5 s into a retransmission
+/// episode, 1 700 bytes written and not acknowledged, 300 received and not read.
+fn sampled(state_since_ns: u64, kernel_state: u8) -> SockActivity {
+    let mut e = entry(state_since_ns);
+    e.kernel.read_ns = 100 * SEC;
+    e.kernel.read_jiffies = 10_000;
+    e.kernel.rcv_tstamp = 10_000 - 10 * HZ;
+    e.kernel.retrans_stamp = 95_000; // ms: 5 s before the read
+    e.kernel.send_queue = 1_700;
+    e.kernel.recv_queue = 300;
+    e.kernel.state = kernel_state;
+    e
+}
+
 /// The kernel's values where they are the better observation; the hooks' where they are newer.
 #[test]
 fn apply_takes_each_value_from_the_better_observation() {
-    let mut r = record(1, KIND_FULL, tcp_state::CLOSE_WAIT);
-    r.now_ns = 100 * SEC;
-    r.now_jiffies = 10_000;
-    r.rcv_tstamp = 10_000 - 10 * HZ; // 10 s before the read
-    r.snd_una = 1_000;
-    r.snd_nxt = 1_100;
-    r.write_seq = 2_700;
-    r.rcv_nxt = 500;
-    r.copied_seq = 200;
-    r.total_retrans = 5;
-    r.flags = KS_KEEPOPEN;
-    r.keepalive_time = 2 * HZ;
-    r.user_timeout_ms = 30_000;
-    let truth = KernelTruth::new([r], HZ, HashSet::from([7]), 100 * SEC);
-    let r = truth.by_cookie[&1];
+    // A read 1 s ago; the hooks last saw a transition before it, into another state.
+    let e = sampled(50 * SEC, tcp_state::CLOSE_WAIT);
     let mut c = connection();
-    c.retransmits = 2;
+    c.state_age = Some(Duration::from_secs(51));
     c.since_peer = Some(Duration::from_mins(1));
-    // A read 1 s ago; the hooks last saw a transition before it.
-    apply(
-        &mut c,
-        &entry(50 * SEC),
-        &r,
-        Some(42),
-        101 * SEC,
-        &defaults(),
-    );
+    apply(&mut c, &e, 101 * SEC, &defaults());
     assert_eq!(
         c.state,
         tcp_state::CLOSE_WAIT,
         "a transition the hooks missed"
+    );
+    assert_eq!(c.state_age, None, "when it happened is not known");
+    assert_eq!(
+        c.state_age_at_least,
+        Some(Duration::from_secs(1)),
+        "no later than the read"
     );
     assert_eq!(
         c.since_peer,
         Some(Duration::from_secs(11)),
         "the kernel's is more recent"
     );
-    assert_eq!(c.pid, Some(42), "the process holding it");
-    assert_eq!(c.retransmits, 5);
-    assert_eq!(c.unacked_bytes, Some(100));
+    assert_eq!(c.since_retrans_start, Some(Duration::from_secs(6)));
     assert_eq!(c.send_queue_bytes, Some(1_700));
     assert_eq!(c.recv_queue_bytes, Some(300));
-    assert_eq!(c.user_timeout, Some(Duration::from_secs(30)));
-    let ka = c.keepalive.expect("keepalive from the kernel");
-    assert!(ka.enabled);
-    assert_eq!(ka.idle, Some(Duration::from_secs(2)), "the socket's own");
-    assert_eq!(
-        ka.interval,
-        Some(Duration::from_secs(75)),
-        "the namespace's default"
-    );
-    assert_eq!(ka.count, Some(9));
 
     // The hooks saw a transition after the read, and a packet 3 s ago: theirs are newer.
+    let e = sampled(100 * SEC + 1, tcp_state::CLOSE_WAIT);
     let mut c = connection();
+    c.state_age = Some(Duration::from_secs(1));
     c.since_peer = Some(Duration::from_secs(3));
-    apply(
-        &mut c,
-        &entry(100 * SEC + 1),
-        &r,
-        None,
-        101 * SEC,
-        &defaults(),
-    );
+    apply(&mut c, &e, 101 * SEC, &defaults());
     assert_eq!(c.state, tcp_state::ESTABLISHED);
+    assert_eq!(c.state_age, Some(Duration::from_secs(1)));
     assert_eq!(c.since_peer, Some(Duration::from_secs(3)));
-    assert_eq!(c.pid, None, "no holder: the hooks' owner stays");
+}
+
+#[test]
+fn apply_without_a_read_or_a_tick_rate_keeps_the_hooks_values() {
+    let mut e = sampled(50 * SEC, tcp_state::CLOSE_WAIT);
+    e.kernel.read_ns = 0;
+    let mut c = connection();
+    c.since_peer = Some(Duration::from_mins(1));
+    apply(&mut c, &e, 101 * SEC, &defaults());
+    assert_eq!(
+        (c.state, c.since_peer, c.send_queue_bytes),
+        (tcp_state::ESTABLISHED, Some(Duration::from_mins(1)), None)
+    );
+
+    // Read, but jiffies cannot be converted: the ACK age stays the hooks'.
+    let e = sampled(50 * SEC, tcp_state::ESTABLISHED);
+    let mut c = connection();
+    c.since_peer = Some(Duration::from_mins(1));
+    let no_hz = SocketDefaults {
+        hz: None,
+        ..defaults()
+    };
+    apply(&mut c, &e, 101 * SEC, &no_hz);
+    assert_eq!(c.since_peer, Some(Duration::from_mins(1)));
+    assert_eq!(c.send_queue_bytes, Some(1_700));
+}
+
+#[test]
+fn microsecond_stamps_and_negative_queues_read_as_the_kernel_reports_them() {
+    let mut e = sampled(50 * SEC, tcp_state::ESTABLISHED);
+    e.kernel.flags = KS_USEC_TS;
+    e.kernel.retrans_stamp = 99_500_000; // µs: 0.5 s before the read
+    e.kernel.recv_queue = 0u32.wrapping_sub(5);
+    let mut c = connection();
+    apply(&mut c, &e, 100 * SEC, &defaults());
+    assert_eq!(c.since_retrans_start, Some(Duration::from_millis(500)));
+    assert_eq!(c.recv_queue_bytes, Some(0));
 }
