@@ -20,7 +20,7 @@ use crate::{
         metrics::Metrics,
     },
     model::Grouping,
-    probes::{KernelStatus, Probes},
+    probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
@@ -70,7 +70,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
-        kernel,
+        Arc::clone(&kernel),
         Arc::clone(&pipeline),
         Grouping {
             top_n: config.top_n,
@@ -80,20 +80,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
-    let kernel_state = table_refresh
-        .map(|reader| {
-            KernelStateThread::start(
-                Arc::clone(&pipeline),
-                Arc::clone(&table),
-                reader,
-                config.scan_interval,
-            )
-        })
-        .transpose()
-        .map_err(|source| Error::Thread {
-            name: "kernel-state",
-            source,
-        })?;
+    let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);
@@ -136,6 +123,27 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())
+}
+
+/// The thread refreshing the table from the kernel's own socket state; None when the kernel
+/// refused the iterator (the hooks' values are then used alone).
+fn start_kernel_state(
+    reader: Option<KernelStateReader>,
+    pipeline: &Arc<Pipeline>,
+    table: &Arc<dyn SocketSource>,
+    kernel: &Arc<dyn KernelStatus>,
+    config: &RunConfig,
+) -> Result<Option<KernelStateThread>, Error> {
+    let Some(reader) = reader else {
+        return Ok(None);
+    };
+    let (pipeline, table, kernel) = (Arc::clone(pipeline), Arc::clone(table), Arc::clone(kernel));
+    KernelStateThread::start(pipeline, table, kernel, reader, config.scan_interval)
+        .map(Some)
+        .map_err(|source| Error::Thread {
+            name: "kernel-state",
+            source,
+        })
 }
 
 async fn wait_for_signal() -> Result<(), Error> {

@@ -74,6 +74,13 @@ pub trait KernelStatus: Send + Sync {
     fn table_capacity(&self) -> u32;
     /// Removes the table entries of `cookies` (sockets the kernel no longer has).
     fn forget(&self, cookies: &[u64]);
+    /// Adds entries for sockets the table lacks (`(cookie, entry)`, as seeding does), until the
+    /// table is full; a socket the programs tracked meanwhile keeps their entry. Returns how many
+    /// were added. A fixed table adds none.
+    fn track(&self, sockets: &[(u64, SockActivity)]) -> usize {
+        let _ = sockets;
+        0
+    }
 }
 
 /// The loaded programs (shared with seeding, hence the lock).
@@ -101,6 +108,20 @@ impl KernelStatus for Mutex<Probes> {
         for &cookie in cookies {
             probes.maps.forget(cookie);
         }
+    }
+
+    fn track(&self, sockets: &[(u64, SockActivity)]) -> usize {
+        let mut probes = crate::locks::lock(self);
+        let mut added = 0;
+        for (cookie, entry) in sockets {
+            match probes.maps.seed(*cookie, entry) {
+                Ok(true) => added += 1,
+                Ok(false) => {}
+                // Full (no free slot) or refused: the next read tries again.
+                Err(_) => break,
+            }
+        }
+        added
     }
 }
 

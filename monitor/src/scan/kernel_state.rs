@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use monitor_common::{
+    FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN, FLAG_ORPHAN, FLAG_SEEDED, FLAG_STATE_SINCE_LOWER_BOUND,
     SockActivity,
-    kernel_state::{KIND_FULL, KIND_TIME_WAIT, KS_USEC_TS, KernelSockState},
+    kernel_state::{KIND_FULL, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_USEC_TS, KernelSockState},
     tcp_state,
 };
 
@@ -15,7 +16,7 @@ use super::convert::SocketDefaults;
 use crate::{
     clock,
     model::Connection,
-    probes::{KernelStateReader, ProbeError, SocketSource, kernel_state::convert},
+    probes::{KernelStateReader, KernelStatus, ProbeError, SocketSource, kernel_state::convert},
     seed::{self, Netns, SeedError},
 };
 
@@ -101,8 +102,11 @@ pub struct KernelTruth {
     /// process): no table entry either.
     pub(crate) orphan_fin_wait2: u64,
     /// Full sockets the kernel has and the table does not (missed while the table was full, or
-    /// created during the read).
+    /// created during the read), less those added to the table after the read.
     pub(crate) untracked: u64,
+    /// The first [`MAX_MISSING_KEPT`] of them, as read, for the reading thread to add to the
+    /// table ([`track_missing`]); taken out before the truth is handed to the scans.
+    pub(crate) missing: Vec<KernelSockState>,
     /// Reads completed since the agent started, this one included, and the time they took
     /// (owner adoption included): set by the reading thread.
     pub(crate) reads: u64,
@@ -115,17 +119,24 @@ impl KernelTruth {
         match (record.kind, convert::diag_state(record)) {
             (KIND_TIME_WAIT, tcp_state::FIN_WAIT2) => self.orphan_fin_wait2 += 1,
             (KIND_TIME_WAIT, _) => self.time_wait += 1,
-            (KIND_FULL, _) => self.untracked += 1,
+            (KIND_FULL, _) => {
+                self.untracked += 1;
+                if self.missing.len() < MAX_MISSING_KEPT {
+                    self.missing.push(*record);
+                }
+            }
             _ => {}
         }
     }
 
     /// Adds one namespace's part, read from `started_ns`.
-    fn merge(&mut self, netns: u32, started_ns: u64, part: &KernelTruth) {
+    fn merge(&mut self, netns: u32, started_ns: u64, part: KernelTruth) {
         self.namespaces.insert(netns, started_ns);
         self.time_wait += part.time_wait;
         self.orphan_fin_wait2 += part.orphan_fin_wait2;
         self.untracked += part.untracked;
+        let room = MAX_MISSING_KEPT.saturating_sub(self.missing.len());
+        self.missing.extend(part.missing.into_iter().take(room));
     }
 
     /// Whether `entry` is for a socket the kernel no longer has: its namespace was read in full,
@@ -158,13 +169,97 @@ pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateEr
             inside.for_each(|record| part.add(record)).map(|()| part)
         });
         match read {
-            Ok(part) => truth.merge(ns.inode, started_ns, &part),
+            Ok(part) => truth.merge(ns.inode, started_ns, part),
             // A namespace that vanished has no sockets left.
             Err(error) if error.is_vanished_namespace() => {}
             Err(error) => errors.push(error),
         }
     }
     (truth, errors)
+}
+
+/// Untracked sockets kept per read to add to the table (168 bytes each): a table that overflowed
+/// fills up again over a few reads rather than holding every missed socket at once.
+pub(crate) const MAX_MISSING_KEPT: usize = 4096;
+
+/// Adds the sockets the read found outside the table (`truth.missing`, taken) while it has room,
+/// each as seeding would (the state's start is a lower bound: the read), and lowers
+/// `truth.untracked` by those added. `hz` converts the record's jiffies. Returns how many.
+pub fn track_missing(truth: &mut KernelTruth, kernel: &dyn KernelStatus, hz: Option<u32>) -> usize {
+    let missing = std::mem::take(&mut truth.missing);
+    if missing.is_empty() {
+        return 0;
+    }
+    let entries: Vec<(u64, SockActivity)> = missing
+        .iter()
+        .filter(|r| r.state != tcp_state::CLOSE)
+        .map(|r| (r.cookie, entry_of(r, hz)))
+        .collect();
+    let added = kernel.track(&entries);
+    truth.untracked = truth.untracked.saturating_sub(added as u64);
+    added
+}
+
+/// The table entry of a full socket the table missed, from its kernel record: identity, state
+/// (entered no later than the read: a lower bound, as for seeded sockets, or the peer's last
+/// ACK for the states a packet from it enters), the last data sent and received and the peer's
+/// last ACK, retransmits, the socket options, and the sample the refresh would write.
+#[must_use]
+pub fn entry_of(r: &KernelSockState, hz: Option<u32>) -> SockActivity {
+    let mut e = SockActivity::zeroed();
+    e.family = r.family;
+    e.saddr = r.saddr;
+    e.daddr = r.daddr;
+    e.sport = r.sport;
+    e.dport = r.dport;
+    e.netns = r.netns;
+    e.state = r.state;
+    e.state_since_ns = r.now_ns.max(1);
+    e.flags = FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND | FLAG_OPTIONS_KNOWN;
+    if r.flags & KS_KEEPOPEN != 0 {
+        e.flags |= FLAG_KEEPALIVE_ON;
+    }
+    if r.flags & KS_DEAD != 0 {
+        e.flags |= FLAG_ORPHAN;
+    }
+    e.keepalive_time = r.keepalive_time;
+    e.keepalive_intvl = r.keepalive_intvl;
+    e.keepalive_probes = r.keepalive_probes;
+    e.user_timeout_ms = r.user_timeout_ms;
+    e.retransmits = r.total_retrans;
+    if r.state != tcp_state::LISTEN
+        && let Some(hz) = hz
+    {
+        // As seeding from tcp_info: ages become timestamps, never 0 ("not seen").
+        let at = |since: Option<Duration>| {
+            since.map_or(0, |d| {
+                let ago = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                r.now_ns.saturating_sub(ago).max(1)
+            })
+        };
+        e.last_send_ns = at(convert::since_last_send(r, hz));
+        e.last_recv_ns = at(convert::since_last_recv(r, hz));
+        e.last_peer_ns = at(convert::since_last_ack(r, hz));
+        if matches!(r.state, tcp_state::CLOSE_WAIT | tcp_state::FIN_WAIT2) && e.last_peer_ns != 0 {
+            e.state_since_ns = e.state_since_ns.min(e.last_peer_ns);
+        }
+    }
+    let k = &mut e.kernel;
+    k.read_ns = r.now_ns;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the kernel compares u32 jiffies: the low 32 bits are the stamps' clock"
+    )]
+    let read_jiffies = r.now_jiffies as u32;
+    k.read_jiffies = read_jiffies;
+    k.rcv_tstamp = r.rcv_tstamp;
+    k.retrans_stamp = r.retrans_stamp;
+    k.send_queue = convert::send_queue_bytes(r);
+    k.recv_queue = convert::recv_queue_bytes(r);
+    k.inode = u32::try_from(r.inode).unwrap_or(0);
+    k.state = r.state;
+    k.flags = r.flags & KS_USEC_TS;
+    e
 }
 
 /// Gives each tracked socket that no process has sent or received on (no owner yet) the process

@@ -222,14 +222,16 @@ pub struct KernelStateThread {
 
 impl KernelStateThread {
     /// Starts refreshing `table` with `reader` (the table refresh program), handing what the
-    /// reads find besides the table to `pipeline`, and adopting owners for sockets no process
-    /// did I/O on ([`kernel_state::adopt_owners`]).
+    /// reads find besides the table to `pipeline`, adding the sockets the table missed through
+    /// `kernel` while it has room ([`kernel_state::track_missing`]), and adopting owners for
+    /// sockets no process did I/O on ([`kernel_state::adopt_owners`]).
     ///
     /// # Errors
     /// The thread could not be started.
     pub fn start(
         pipeline: Arc<Pipeline>,
         table: Arc<dyn SocketSource>,
+        kernel: Arc<dyn KernelStatus>,
         reader: KernelStateReader,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
@@ -247,6 +249,8 @@ impl KernelStateThread {
                             "socket state of a namespace"
                         );
                     }
+                    let hz = pipeline.defaults.hz();
+                    kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
                     kernel_state::adopt_owners(table.as_ref());
                     // The /proc walk's buffers were just freed.
                     crate::memory::release_free_heap();

@@ -48,6 +48,11 @@ impl NamespaceDefaults {
         }
     }
 
+    /// The kernel's tick rate (`CONFIG_HZ`; the same in every namespace), None when unknown.
+    pub(crate) fn hz(&self) -> Option<u32> {
+        self.host.hz
+    }
+
     /// The table as of now, for one pass (one lock per pass, not per socket).
     pub(crate) fn current(&self) -> DefaultsByNetns {
         Arc::clone(&locks::read(&self.by_netns))

@@ -42,11 +42,17 @@ fn records_of_untracked_sockets_are_counted_by_kind() {
         part.add(&r);
     }
     let mut truth = KernelTruth::default();
-    truth.merge(7, 100 * SEC, &part);
-    truth.merge(8, 101 * SEC, &part);
+    truth.merge(7, 100 * SEC, part.clone());
+    truth.merge(8, 101 * SEC, part);
     assert_eq!(
         (truth.untracked, truth.time_wait, truth.orphan_fin_wait2),
         (2, 2, 2)
+    );
+    let kept: Vec<u64> = truth.missing.iter().map(|r| r.cookie).collect();
+    assert_eq!(
+        kept,
+        [1, 1],
+        "the untracked full sockets, to add to the table"
     );
     assert_eq!(truth.namespaces.get(&8), Some(&(101 * SEC)));
 }
@@ -56,7 +62,7 @@ fn records_of_untracked_sockets_are_counted_by_kind() {
 #[test]
 fn an_entry_is_gone_only_when_the_read_could_have_seen_it() {
     let mut truth = KernelTruth::default();
-    truth.merge(7, 100 * SEC, &KernelTruth::default());
+    truth.merge(7, 100 * SEC, KernelTruth::default());
     let mut visited = entry(50 * SEC);
     visited.kernel.read_ns = 100 * SEC + 5;
     assert!(!truth.is_gone(&visited), "visited by the read");
@@ -177,4 +183,47 @@ fn microsecond_stamps_and_negative_queues_read_as_the_kernel_reports_them() {
     apply(&mut c, &e, 100 * SEC, &defaults());
     assert_eq!(c.since_retrans_start, Some(Duration::from_millis(500)));
     assert_eq!(c.recv_queue_bytes, Some(0));
+}
+
+/// A socket the table missed becomes an entry as seeding would make it: times from the kernel's
+/// stamps, the state's start a bound (the peer's FIN for `CLOSE_WAIT`), options known, and the
+/// sample the refresh would write.
+#[test]
+fn a_missed_socket_becomes_an_entry_with_the_kernels_values() {
+    let mut r = record(9, KIND_FULL, tcp_state::CLOSE_WAIT);
+    r.family = monitor_common::AF_INET;
+    r.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+    r.sport = 7000;
+    r.dport = 40_000;
+    r.now_ns = 100 * SEC;
+    r.now_jiffies = 10_000;
+    r.rcv_tstamp = 10_000 - 4 * HZ; // peer's last ACK (its FIN) 4 s before the read
+    r.lsndtime = 10_000 - 6 * HZ;
+    r.lrcvtime = 10_000 - 4 * HZ;
+    r.flags = monitor_common::kernel_state::KS_KEEPOPEN;
+    r.keepalive_time = 30 * HZ;
+    r.total_retrans = 3;
+    r.write_seq = 150;
+    r.snd_una = 100;
+    r.inode = 4242;
+    let e = entry_of(&r, Some(HZ));
+    assert_eq!(
+        (e.state, e.netns, e.sport, e.dport),
+        (tcp_state::CLOSE_WAIT, 7, 7000, 40_000)
+    );
+    assert_eq!(&e.saddr[..4], &[10, 0, 0, 1]);
+    assert_eq!(e.last_peer_ns, 96 * SEC);
+    assert_eq!(e.last_send_ns, 94 * SEC);
+    assert_eq!(e.state_since_ns, 96 * SEC, "no later than the peer's FIN");
+    let flags = FLAG_SEEDED | FLAG_STATE_SINCE_LOWER_BOUND | FLAG_OPTIONS_KNOWN;
+    assert_eq!(e.flags & flags, flags);
+    assert_ne!(e.flags & FLAG_KEEPALIVE_ON, 0);
+    assert_eq!((e.keepalive_time, e.retransmits), (30 * HZ, 3));
+    assert_eq!(
+        (e.kernel.read_ns, e.kernel.send_queue, e.kernel.inode),
+        (100 * SEC, 50, 4242)
+    );
+    // Without the tick rate no time is guessed.
+    let e = entry_of(&r, None);
+    assert_eq!((e.last_peer_ns, e.state_since_ns), (0, 100 * SEC));
 }
