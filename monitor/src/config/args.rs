@@ -21,7 +21,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub scan_interval: Option<String>,
 
-    /// Sockets tracked in the kernel (about 240 bytes each); inserts beyond it are counted
+    /// Sockets tracked in the kernel (about 280 bytes each); inserts beyond it are counted
     /// (`tcp_liveness_table_insert_failures_total`). [default: 262144]
     #[arg(long, value_name = "N")]
     pub table_capacity: Option<String>,
