@@ -190,3 +190,66 @@ fn dump_all_sees_listeners_in_other_namespaces() {
     drop(ns);
     assert!(!Path::new("/run/netns").join(&name).exists(), "cleaned up");
 }
+
+/// The exact query a verdict is confirmed with: the kernel's answer about one socket, by
+/// addresses, ports and cookie, equals what a dump says of it; a wrong cookie (another socket
+/// with those addresses) and a closed socket are "no such socket".
+#[test]
+fn an_exact_query_answers_for_one_socket() {
+    if !privilege::may_run("an_exact_query_answers_for_one_socket", Need::Root) {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    // The client closes: the server end is in CLOSE_WAIT, the client's in FIN_WAIT2.
+    client
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let ns = own_netns();
+    let local = server.local_addr().expect("addr");
+    let remote = server.peer_addr().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dumped = loop {
+        let sockets = dump(&ns, 1 << tcp_state::CLOSE_WAIT).expect("dump");
+        if let Some(s) = sockets
+            .iter()
+            .find(|s| s.local == local && s.remote == remote)
+        {
+            break s.clone();
+        }
+        assert!(Instant::now() < deadline, "server end never in CLOSE_WAIT");
+        thread::sleep(Duration::from_millis(20));
+    };
+    let key = |cookie| seed::SocketKey {
+        netns: ns.inode,
+        family: monitor_common::AF_INET,
+        local,
+        remote,
+        cookie,
+    };
+    let mut queries = seed::SocketQueries::default();
+    let answer = queries
+        .query(&key(dumped.cookie))
+        .expect("query")
+        .expect("the socket exists");
+    assert_eq!(answer.cookie, dumped.cookie);
+    assert_eq!(answer.state, tcp_state::CLOSE_WAIT);
+    assert_eq!(answer.inode, socket_inode_of(&server));
+    assert!(answer.tcp_info.is_some(), "with tcp_info");
+    assert_eq!(
+        queries.query(&key(dumped.cookie ^ 1)).expect("query"),
+        None,
+        "another cookie is another socket"
+    );
+    drop(server);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while queries.query(&key(dumped.cookie)).expect("query").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "a closed socket is still answered for"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -63,10 +63,9 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    let pipeline = Arc::new(Pipeline::new(
-        kernel_defaults::load(),
-        config.policy.clone(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(kernel_defaults::load(), config.policy.clone()).confirming_verdicts(),
+    );
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),

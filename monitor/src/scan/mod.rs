@@ -8,6 +8,7 @@
 //! tests build snapshots from connection lists through the same code
 //! ([`Snapshot::from_connections`]).
 
+mod confirm;
 pub mod convert;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
@@ -71,19 +72,22 @@ pub struct Snapshot {
 pub enum ScanStage {
     /// Reading the kernel programs' counter maps.
     Counters,
+    /// Asking the kernel about a new suspect (the verdict then stands unconfirmed).
+    Confirm,
     /// The scan as a whole (it panicked or its thread could not run): nothing was published.
     Scan,
 }
 
 impl ScanStage {
     /// Every stage, so the error counter exists at 0 for each from the start.
-    pub const ALL: [ScanStage; 2] = [ScanStage::Counters, ScanStage::Scan];
+    pub const ALL: [ScanStage; 3] = [ScanStage::Counters, ScanStage::Confirm, ScanStage::Scan];
 
     /// The `stage` label of `tcp_liveness_scan_errors_total`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             ScanStage::Counters => "counters",
+            ScanStage::Confirm => "confirm",
             ScanStage::Scan => "scan",
         }
     }
@@ -169,7 +173,18 @@ impl Scanner {
         if self.reads_namespaces {
             self.pipeline.defaults.refresh_if_due();
         }
+        let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
+        let failed = self.pipeline.confirm_errors() - confirm_errors;
+        if failed > 0 {
+            snapshot.failures.push(ScanFailure {
+                stage: ScanStage::Confirm,
+                error: format!(
+                    "{failed} new verdicts could not be confirmed against the kernel's socket \
+                     state (they stand unconfirmed; the debug log says why)"
+                ),
+            });
+        }
         let read = self.kernel.counters();
         let mut last = crate::locks::lock(&self.last_counters);
         match read {
@@ -243,6 +258,7 @@ impl KernelStateThread {
                 loop {
                     let started = Instant::now();
                     let (mut truth, errors) = kernel_state::read_truth(&reader);
+                    let read = started.elapsed();
                     for error in &errors {
                         tracing::debug!(
                             error = crate::model::format::error_chain(error),
@@ -250,10 +266,19 @@ impl KernelStateThread {
                         );
                     }
                     let hz = pipeline.defaults.hz();
-                    kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
-                    kernel_state::adopt_owners(table.as_ref());
+                    let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
+                    let adopted = kernel_state::adopt_owners(table.as_ref());
                     // The /proc walk's buffers were just freed.
                     crate::memory::release_free_heap();
+                    tracing::debug!(
+                        read_ms = read.as_secs_f64() * 1e3,
+                        total_ms = started.elapsed().as_secs_f64() * 1e3,
+                        namespaces = truth.namespaces.len(),
+                        added,
+                        adopted,
+                        untracked = truth.untracked,
+                        "kernel socket state read"
+                    );
                     let elapsed = started.elapsed();
                     reads += 1;
                     read_time += elapsed;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
+    confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
     kernel_state::{self, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
@@ -30,6 +31,14 @@ pub struct Pipeline {
     /// What the last read of the kernel's own socket state found besides the table (None before
     /// the first, or without the iterator): which namespaces were read, and when.
     truth: RwLock<Option<Arc<KernelTruth>>>,
+    /// Confirms new verdicts against the kernel at the scan that raises them; locked by a scan
+    /// for its pass.
+    confirmer: Mutex<Confirmer>,
+    /// The reasons the last scan confirmed, by cookie: `/connections` shows only those.
+    confirmed: RwLock<Arc<Confirmed>>,
+    /// Whether verdicts are confirmed against the kernel (the agent; tests and benchmarks judge
+    /// made-up sockets the kernel has never had).
+    confirms: bool,
 }
 
 impl Pipeline {
@@ -42,7 +51,18 @@ impl Pipeline {
             policy,
             processes: Mutex::default(),
             truth: RwLock::default(),
+            confirmer: Mutex::default(),
+            confirmed: RwLock::default(),
+            confirms: false,
         }
+    }
+
+    /// Raises a verdict only once the socket's kernel state at that scan confirms it
+    /// ([`confirm`]: an exact `sock_diag` query per new suspect, in the socket's namespace).
+    #[must_use]
+    pub fn confirming_verdicts(mut self) -> Self {
+        self.confirms = true;
+        self
     }
 
     /// A pipeline that never reads `/proc` (unit tests: their pids are made up, and the host's
@@ -56,6 +76,9 @@ impl Pipeline {
                 super::processes::ProcessInfo::default()
             })),
             truth: RwLock::default(),
+            confirmer: Mutex::default(),
+            confirmed: RwLock::default(),
+            confirms: false,
         }
     }
 
@@ -70,10 +93,18 @@ impl Pipeline {
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
         let mut processes = self.processes();
+        let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
-        let gone = self.pass(&mut processes, source, now_ns, f);
+        confirmer.start_scan();
+        let gone = self.pass(&mut processes, &mut confirmer, source, now_ns, f);
         processes.end_scan();
+        *crate::locks::write(&self.confirmed) = confirmer.end_scan();
         gone
+    }
+
+    /// Verdict confirmations that failed (the kernel could not be asked), since the start.
+    pub(crate) fn confirm_errors(&self) -> u64 {
+        crate::locks::lock(&self.confirmer).errors
     }
 
     /// Replaces the kernel truth the next passes overlay.
@@ -89,16 +120,26 @@ impl Pipeline {
     /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
     /// is locked per socket, not for the pass: `f` may wait on a slow client, and a scan must
     /// not wait behind it.
+    /// When verdicts are confirmed, suspects show the reasons the last scan confirmed, and only
+    /// those.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
         let namespaces = self.defaults.current();
         let truth = self.truth();
+        let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
         let context = Context {
             namespaces: &namespaces,
             truth: truth.as_deref(),
         };
         source.for_each_socket(&mut |cookie, entry| {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
-            if let Judged::Live(c) = judged {
+            if let Judged::Live(mut c) = judged {
+                if self.confirms {
+                    let known = confirmed.get(&cookie);
+                    c.suspect.retain(|r| known.is_some_and(|k| k.contains(r)));
+                    if c.suspect.is_empty() {
+                        c.gives_up_in = None;
+                    }
+                }
                 f(c);
             }
         });
@@ -112,6 +153,7 @@ impl Pipeline {
     fn pass(
         &self,
         processes: &mut ProcessCache,
+        confirmer: &mut Confirmer,
         source: &dyn SocketSource,
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
@@ -126,6 +168,22 @@ impl Pipeline {
         source.for_each_socket(&mut |cookie, entry| match self
             .judge(cookie, entry, now_ns, &context, processes)
         {
+            Judged::Live(mut c) if self.confirms && !c.suspect.is_empty() => {
+                let retries2 = self.defaults.of(&namespaces, c.netns).tcp_retries2;
+                let judge = |c: &Connection| verdict::evaluate(c, &self.policy, retries2);
+                let key = confirm::key_of(&c);
+                match confirmer.confirm(&mut c, key, |c| judge(c).0) {
+                    Outcome::Gone => gone.push(cookie),
+                    Outcome::Judged => {
+                        c.gives_up_in = if c.suspect.is_empty() {
+                            None
+                        } else {
+                            judge(&c).1
+                        };
+                        f(c);
+                    }
+                }
+            }
             Judged::Live(c) => f(c),
             Judged::Gone => gone.push(cookie),
             Judged::NotLive => {}

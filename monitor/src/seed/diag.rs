@@ -54,7 +54,7 @@ impl DiagSocket {
 }
 
 /// Large enough for any dump message: the kernel sizes dump batches to at most 32 KiB.
-const RECV_BUFFER: usize = 64 * 1024;
+pub(super) const RECV_BUFFER: usize = 64 * 1024;
 
 /// Dumps TCP sockets whose state is in `state_mask` (bit `1 << state`, kernel numbering from
 /// `monitor_common::tcp_state`) in one namespace, IPv4 and IPv6, with `tcp_info`.
@@ -91,7 +91,7 @@ pub fn dump_all(state_mask: u32) -> Vec<DiagSocket> {
     all
 }
 
-fn open_socket() -> Result<Socket, SeedError> {
+pub(super) fn open_socket() -> Result<Socket, SeedError> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(SeedError::Netlink)?;
     socket.bind_auto().map_err(SeedError::Netlink)?;
     socket
@@ -200,7 +200,7 @@ fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batc
     Ok(Batch::More)
 }
 
-fn from_response(netns: u32, response: &InetResponse) -> DiagSocket {
+pub(super) fn from_response(netns: u32, response: &InetResponse) -> DiagSocket {
     let header = &response.header;
     let id = &header.socket_id;
     let tcp_info = response.nlas.iter().find_map(|nla| match nla {

@@ -6,13 +6,15 @@
 //! own per-socket times (`tcp_info`), so the agent can seed its table with what was there before
 //! it. A netlink socket only sees its own namespace, hence one dump per namespace.
 //!
-//! I/O lives in [`netns`] (namespaces), [`diag`] (netlink) and [`owners`] (`/proc`); parsing
+//! I/O lives in [`netns`] (namespaces), [`diag`] (netlink dumps), [`query`] (one socket, for
+//! confirming a verdict) and [`owners`] (`/proc`); parsing
 //! ([`tcp_info`]) and the conversion to a kernel-table entry ([`activity`]) are pure.
 
 mod activity;
 mod diag;
 mod netns;
 mod owners;
+mod query;
 mod tcp_info;
 
 use std::{io, path::PathBuf};
@@ -21,6 +23,7 @@ pub use activity::to_activity;
 pub use diag::{DiagSocket, dump, dump_all};
 pub use netns::{Netns, find_namespaces, in_namespace, ns_inode};
 pub use owners::{Owner, socket_holders, socket_holders_of, socket_owners};
+pub use query::{SocketKey, SocketQueries};
 pub use tcp_info::TcpInfoSummary;
 
 /// Why a `sock_diag` dump failed.
