@@ -12,14 +12,13 @@ use tokio::{
 
 use crate::{
     alerting::Alerting,
-    config::{GroupBy, RunConfig},
+    config::RunConfig,
     error::Error,
     export::{
         SnapshotStore,
         http::{self, HttpState},
         metrics::Metrics,
     },
-    model::Grouping,
     probes::{KernelStatus, Probes},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
@@ -72,10 +71,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         Arc::clone(&table),
         kernel,
         Arc::clone(&pipeline),
-        Grouping {
-            top_n: config.top_n,
-            by_cgroup: config.group_by == GroupBy::Cgroup,
-        },
+        config.grouping(),
     )
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);

@@ -54,6 +54,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub top_n: Option<String>,
 
+    /// Service ports per owner kept as their own `CLOSE_WAIT` series and alert groups, 0 to
+    /// 1000; the owner's other ports are summed as `local_port="other"`. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub top_ports: Option<String>,
+
+    /// Alert groups per scan in /alerts and the Alertmanager push, 10 to 10000; past it the
+    /// smallest fold into one `owner="other"` group per reason. [default: 200]
+    #[arg(long, value_name = "N")]
+    pub max_alert_groups: Option<String>,
+
     /// How owners are grouped in the top-N and in alerts: process or cgroup. [default: process]
     #[arg(long, value_name = "WHAT")]
     pub group_by: Option<String>,

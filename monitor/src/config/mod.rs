@@ -22,7 +22,10 @@ pub(crate) use args::RunArgs;
 pub(crate) use file::FileConfig;
 use values::Raw;
 
-use crate::verdict::{Policy, Thresholds};
+use crate::{
+    model::Grouping,
+    verdict::{Policy, Thresholds},
+};
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
 /// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
@@ -37,6 +40,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("unresponsive_after", "10s"),
     ("idle_after", "15m"),
     ("top_n", "20"),
+    ("top_ports", "10"),
+    ("max_alert_groups", "200"),
     ("group_by", "process"),
     ("alertmanager_url", ""),
     ("alert_log_limit", "20"),
@@ -70,6 +75,10 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     /// `CLOSE_WAIT` owners exported as metric series.
     pub top_n: usize,
+    /// Service ports per owner kept as their own series and alert groups.
+    pub top_ports: usize,
+    /// Alert groups listed per scan, the folded ones included.
+    pub max_alert_groups: usize,
     pub group_by: GroupBy,
     /// Alertmanager base URL (http), when alerts are sent.
     pub alertmanager_url: Option<String>,
@@ -177,6 +186,14 @@ impl RunConfig {
             top_n: get.value("top_n", args.top_n.as_deref(), |raw| {
                 values::count(raw, 1000)
             })?,
+            top_ports: get.value("top_ports", args.top_ports.as_deref(), |raw| {
+                values::count(raw, 1000)
+            })?,
+            max_alert_groups: get.value(
+                "max_alert_groups",
+                args.max_alert_groups.as_deref(),
+                values::max_alert_groups,
+            )?,
             group_by: get.value("group_by", args.group_by.as_deref(), values::group_by)?,
             alertmanager_url: get.value(
                 "alertmanager_url",
@@ -194,6 +211,19 @@ impl RunConfig {
                 ignore: file.ignore.clone(),
             },
         })
+    }
+}
+
+impl RunConfig {
+    /// The owner grouping and caps of the `CLOSE_WAIT` metrics and the alert groups.
+    #[must_use]
+    pub fn grouping(&self) -> Grouping {
+        Grouping {
+            top_n: self.top_n,
+            top_ports: self.top_ports,
+            max_alert_groups: self.max_alert_groups,
+            by_cgroup: self.group_by == GroupBy::Cgroup,
+        }
     }
 }
 

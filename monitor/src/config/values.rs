@@ -122,6 +122,12 @@ pub(super) fn count(raw: Raw<'_>, max: i64) -> Result<usize, String> {
     Ok(usize::try_from(n).expect("range checked"))
 }
 
+/// Alert groups per scan: at least one per reason, so the folded `other` groups always fit.
+pub(super) fn max_alert_groups(raw: Raw<'_>) -> Result<usize, String> {
+    let n = integer_between(raw, 10, 10_000)?;
+    Ok(usize::try_from(n).expect("range checked"))
+}
+
 pub(super) fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
     match string(raw)? {
         "text" => Ok(LogFormat::Text),

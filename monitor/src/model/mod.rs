@@ -15,8 +15,8 @@ mod view;
 pub use self::{
     comm::Comm,
     connection::{Connection, Keepalive},
-    grouping::{Grouping, Owner},
-    ports::ServicePorts,
+    grouping::{Grouping, Owner, split_top_ports},
+    ports::{LocalPort, ServicePorts},
     reason::Reason,
     view::{ConnectionView, KeepaliveView, container_id},
 };

@@ -7,7 +7,7 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::model::Reason;
+use crate::model::{LocalPort, Reason};
 
 /// A fake Alertmanager: answers each POST with the next status of `statuses` and hands the
 /// (path, JSON body) over the channel.
@@ -51,7 +51,8 @@ fn group(owner: &str) -> AlertGroup {
     AlertGroup {
         reason: Reason::CloseWaitStuck,
         owner: owner.into(),
-        local_port: Some(6379),
+        local_port: LocalPort::Service(6379),
+        folded_groups: 0,
         count: 2,
         oldest_seconds: Some(61.0),
         pids: vec![1],
