@@ -13,7 +13,7 @@ mod reason;
 mod view;
 
 pub use self::{
-    comm::Comm,
+    comm::{Comm, TASK_COMM_LEN, kernel_buffer},
     connection::{Connection, Keepalive},
     grouping::{Grouping, Owner, split_top_ports},
     ports::{LocalPort, ServicePorts},
