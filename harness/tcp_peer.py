@@ -7,6 +7,11 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           trickle: 2 s after accept, send 100 bytes every 0.5 s, never read |
           keepalive-after-accept: SO_KEEPALIVE with 2 s / 2 s / 6 probes set right after
           accept, then a blocking read | accept-only: accept, never read, write or close)
+          server HOST PORT many-ports N: listen on PORT .. PORT+N-1, accept, never read or close:
+          one process with a CLOSE_WAIT socket on each of N service ports once the client closes
+Clients:  client HOST PORT close-many N: connect to PORT .. PORT+N-1 and close each at once.
+Any mode: the environment variable TCP_PEER_COMM_HEX (hex bytes) renames the process
+          (prctl(PR_SET_NAME): any bytes, control characters and invalid UTF-8 included).
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
@@ -15,10 +20,16 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs))
 Server mode sink: read and never write.
 """
+import ctypes
+import os
+import resource
+import selectors
 import socket
 import sys
 import threading
 import time
+
+PR_SET_NAME = 15
 
 
 def ready():
@@ -88,6 +99,29 @@ def serve(host, port, mode):
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
+def serve_many_ports(host, first, n):
+    """One process, n listeners, every accepted socket held and never read: CLOSE_WAIT on n ports."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * n + 64)), hard))
+    sel = selectors.DefaultSelector()
+    for port in range(first, first + n):
+        srv = socket.socket(family(host), socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(16)
+        srv.setblocking(False)
+        sel.register(srv, selectors.EVENT_READ)
+    ready()
+    held = []
+    while True:
+        for key, _ in sel.select():
+            try:
+                conn, _ = key.fileobj.accept()
+            except BlockingIOError:
+                continue
+            held.append(conn)
+
+
 def close_after_peer(s):
     """Shut our side, read until the peer closes too, then close: an orderly end on both sides."""
     s.shutdown(socket.SHUT_WR)
@@ -99,6 +133,12 @@ def close_after_peer(s):
 def client(host, port, mode, n):
     if mode == "hold":
         held = [socket.create_connection((host, port)) for _ in range(n)]
+        ready()
+        time.sleep(3600)
+        return
+    if mode == "close-many":
+        for port in range(port, port + n):
+            socket.create_connection((host, port)).close()
         ready()
         time.sleep(3600)
         return
@@ -167,10 +207,21 @@ def client(host, port, mode, n):
             time.sleep(0.1)
 
 
+def rename_from_env():
+    name = os.environ.get("TCP_PEER_COMM_HEX")
+    if name:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_NAME, bytes.fromhex(name), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
+
+
 def main():
+    rename_from_env()
     role, host, port, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     n = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-    if role == "server":
+    if role == "server" and mode == "many-ports":
+        serve_many_ports(host, port, n)
+    elif role == "server":
         serve(host, port, mode)
     else:
         client(host, port, mode, n)

@@ -2,6 +2,7 @@
 //! one connection behaviour the agent must classify (see the script's docstring for the modes).
 
 use std::{
+    fmt::Write as _,
     io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
     process::Stdio,
@@ -33,7 +34,17 @@ impl Peer {
     /// # Errors
     /// When it cannot start or is not ready within [`READY_WITHIN`]; the process is killed then.
     pub fn start(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(ns, args, false)
+        Self::spawn(ns, args, false, None)
+    }
+
+    /// [`start`](Self::start) with the process renamed to `comm` (`prctl(PR_SET_NAME)`, any
+    /// bytes: control characters and invalid UTF-8 included; the kernel keeps 15) before it
+    /// opens any socket.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_named(ns: &Netns, args: &[&str], comm: &[u8]) -> anyhow::Result<Self> {
+        Self::spawn(ns, args, false, Some(comm))
     }
 
     /// [`start`](Self::start) in a process group of its own: the terminal's Ctrl-C reaches only
@@ -42,12 +53,24 @@ impl Peer {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn start_in_own_group(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(ns, args, true)
+        Self::spawn(ns, args, true, None)
     }
 
-    fn spawn(ns: &Netns, args: &[&str], own_group: bool) -> anyhow::Result<Self> {
+    fn spawn(
+        ns: &Netns,
+        args: &[&str],
+        own_group: bool,
+        comm: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
         let mut cmd = ns.command("python3");
         cmd.args(["-u", SCRIPT]).args(args).stdout(Stdio::piped());
+        if let Some(comm) = comm {
+            let hex = comm.iter().fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
+            cmd.env("TCP_PEER_COMM_HEX", hex);
+        }
         if own_group {
             cmd.process_group(0);
         }

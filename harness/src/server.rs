@@ -30,6 +30,19 @@ impl LocalServer {
         binary: &str,
         args: impl FnOnce(&Path, u16) -> Vec<String>,
     ) -> anyhow::Result<Self> {
+        Self::start_ready_when(binary, args, |port| http::get_ok(port, "/-/ready").is_ok())
+    }
+
+    /// [`start`](Self::start) for a server that plain HTTP cannot ask (TLS, basic auth):
+    /// `ready(port)` says when it is ready.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_ready_when(
+        binary: &str,
+        args: impl FnOnce(&Path, u16) -> Vec<String>,
+        ready: impl Fn(u16) -> bool,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let port = free_port()?;
         let child = Command::new(binary)
@@ -44,11 +57,17 @@ impl LocalServer {
             port,
             dir,
         };
-        let ready = wait::wait_for_optional(READY_WITHIN, || http::get_ok(port, "/-/ready").ok());
+        let ready = wait::wait_for_optional(READY_WITHIN, || ready(port).then_some(()));
         if ready.is_none() {
-            bail!("{binary} did not answer /-/ready within {READY_WITHIN:?}");
+            bail!("{binary} was not ready within {READY_WITHIN:?}");
         }
         Ok(server)
+    }
+
+    /// The port it listens on (loopback).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:PORT`

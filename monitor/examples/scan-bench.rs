@@ -156,7 +156,12 @@ fn main() -> anyhow::Result<()> {
         Arc::clone(&pipeline),
         Grouping::default(),
     );
-    let mut alerting = Alerting::new(10, None, Duration::from_secs(5))?;
+    let mut alerting = Alerting::new(
+        10,
+        None,
+        &monitor::alerting::HttpConfig::default(),
+        Duration::from_secs(5),
+    )?;
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(Arc::clone(&store), "bench");
     println!("{sockets} synthetic sockets");

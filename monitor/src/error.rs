@@ -24,6 +24,9 @@ pub(crate) enum Error {
         #[source]
         source: io::Error,
     },
+    /// Alerting could not start: an unusable CA, certificate, key or password file, or its thread.
+    #[error("setting up alerting")]
+    Alerting(#[from] crate::alerting::AlertingError),
     /// A helper thread (named) could not be started.
     #[error("starting the {name} thread")]
     Thread {

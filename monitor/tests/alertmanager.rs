@@ -6,7 +6,7 @@ mod am;
 
 use std::{process::Command, time::Duration};
 
-use am::Alertmanager;
+use am::{Alertmanager, PASSWORD, USER, pki::Pki};
 use harness::{
     agent::{Agent, Launch},
     netns::NetPair,
@@ -19,6 +19,8 @@ use serde_json::Value;
 const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 
 const PORT: &str = "7221";
+/// The leaking server's port in the HTTPS test.
+const TLS_PORT: &str = "7222";
 
 /// Our alert for the test's server socket (other alerts about this host may exist).
 fn ours(alert: &Value) -> bool {
@@ -104,4 +106,91 @@ fn close_wait_alert_fires_then_resolves() {
     wait_for("the alert to resolve", Duration::from_secs(15), || {
         (!am.alerts().iter().any(|a| ours(a) && firing(a))).then_some(())
     });
+}
+
+/// HTTPS to an Alertmanager that requires a client certificate and basic auth (its own
+/// `--web.config.file`): the alert arrives, and no push fails. Then an agent given the wrong CA
+/// cannot push: each attempt is counted as a failure and the log says why.
+#[test]
+fn https_push_with_client_certificate_and_basic_auth() {
+    if !privilege::may_run("https_alertmanager", Need::RootAndKernelBtf) {
+        return;
+    }
+    let pki = Pki::create();
+    let am = Alertmanager::start_tls(&pki);
+    let password_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(password_file.path(), format!("{PASSWORD}\n")).expect("write password");
+    let password = password_file.path().to_str().expect("UTF-8 path");
+    let net = NetPair::create("amtls", 222).expect("namespaces");
+    let _server = Peer::start(
+        &net.server,
+        &["server", &net.server_ip, TLS_PORT, "no-close"],
+    )
+    .expect("peer");
+    let _client =
+        Peer::start(&net.client, &["client", &net.server_ip, TLS_PORT, "close"]).expect("peer");
+    let launch = |ca: &str| {
+        let (ca, cert, key) = (
+            pki.file(ca),
+            pki.file("client.pem"),
+            pki.file("client-key.pem"),
+        );
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let agent = Launch::test(AGENT, 19922)
+            .args(&[
+                "--close-wait-after",
+                "1s",
+                "--alertmanager-url",
+                &am.base,
+                "--alertmanager-ca-file",
+                &ca,
+                "--alertmanager-cert-file",
+                &cert,
+                "--alertmanager-key-file",
+                &key,
+                "--alertmanager-username",
+                USER,
+                "--alertmanager-password-file",
+                password,
+            ])
+            .log_to(log.reopen().expect("reopen log"))
+            .start()
+            .unwrap_or_else(|e| {
+                let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!("agent: {e:#}\n{text}")
+            });
+        (agent, log)
+    };
+    let ours_tls = |a: &Value| {
+        a["labels"]["reason"] == "close_wait_stuck" && a["labels"]["local_port"] == TLS_PORT
+    };
+
+    let (mut agent, _log) = launch("ca.pem");
+    let alert = wait_for(
+        "the CLOSE_WAIT alert in the HTTPS Alertmanager",
+        Duration::from_secs(30),
+        || am.alerts().into_iter().find(|a| ours_tls(a) && firing(a)),
+    );
+    assert_eq!(alert["labels"]["alertname"], "TcpLivenessCloseWaitStuck");
+    let pushes = agent.metric("tcp_liveness_alertmanager_pushes_total");
+    assert!(pushes.is_some_and(|n| n >= 1.0), "pushes: {pushes:?}");
+    assert_eq!(
+        agent.metric("tcp_liveness_alertmanager_push_failures_total"),
+        Some(0.0)
+    );
+    agent.stop().expect("stop agent");
+
+    // The wrong CA: Alertmanager's certificate cannot be verified, nothing is sent.
+    let (agent, log) = launch("other-ca.pem");
+    wait_for("two failed pushes", Duration::from_secs(30), || {
+        agent
+            .metric("tcp_liveness_alertmanager_push_failures_total")
+            .filter(|&n| n >= 2.0)
+    });
+    let text = std::fs::read_to_string(log.path()).expect("read agent log");
+    let line = text
+        .lines()
+        .find(|l| l.contains("cannot push alerts to Alertmanager"))
+        .unwrap_or_else(|| panic!("no push failure in the log:\n{text}"));
+    assert!(line.contains("UnknownIssuer"), "{line}");
 }

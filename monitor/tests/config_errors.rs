@@ -81,3 +81,18 @@ fn unknown_flag() {
     assert_eq!(code, Some(2), "stderr: {stderr}");
     assert!(stderr.contains("--close-wait"), "{stderr}");
 }
+
+/// An https Alertmanager's CA file is read before anything is loaded: a missing one is a usage
+/// error naming the setting and the file.
+#[test]
+fn missing_alertmanager_ca_file() {
+    assert_usage_error(
+        &[
+            "--alertmanager-url",
+            "https://127.0.0.1:9093",
+            "--alertmanager-ca-file",
+            "/nonexistent/ca.pem",
+        ],
+        "alertmanager_ca_file /nonexistent/ca.pem: cannot read: No such file or directory (os error 2)",
+    );
+}

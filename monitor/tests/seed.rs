@@ -20,7 +20,10 @@ use harness::{
     privilege::{self, Need},
     ss,
 };
-use monitor::seed::{self, DiagSocket, Netns, dump, dump_all, find_namespaces, socket_owners};
+use monitor::{
+    model::Comm,
+    seed::{self, DiagSocket, Netns, dump, dump_all, find_namespaces, socket_owners},
+};
 use monitor_common::tcp_state;
 
 /// Inode of a socket's file (`fstat` → `st_ino`), what `sock_diag` reports as `idiag_inode`.
@@ -56,7 +59,42 @@ fn finds_our_own_socket() {
     let owner = owners.get(&inode).expect("our socket is listed");
     assert_eq!(owner.pid, std::process::id());
     let comm = std::fs::read_to_string("/proc/self/comm").expect("own comm");
-    assert_eq!(owner.comm, comm.trim_end());
+    assert_eq!(Comm::from_kernel(&owner.comm), comm.trim_end());
+}
+
+/// A process name that is not UTF-8 (any process can `prctl(PR_SET_NAME)` one) is seeded as the
+/// lossy name the kernel programs would give it, not as an empty one.
+#[test]
+fn a_name_that_is_not_utf8_is_seeded_lossily() {
+    let script = "import ctypes, socket, sys\n\
+        ctypes.CDLL(None).prctl(15, b'bad\\xff\\xfe\\x1bname', 0, 0, 0)\n\
+        s = socket.socket()\n\
+        s.bind(('127.0.0.1', 0))\n\
+        s.listen()\n\
+        print('ready', flush=True)\n\
+        sys.stdin.read()\n";
+    let child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let pid = child.id();
+    let mut guard = ChildGuard::new(child);
+    let stdout = guard.child_mut().stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    let owners = socket_owners();
+    let owner = owners
+        .values()
+        .find(|o| o.pid == pid)
+        .expect("the child's listener is listed");
+    assert_eq!(
+        Comm::from_kernel(&owner.comm).as_str(),
+        "bad\u{fffd}\u{fffd}\u{1b}name"
+    );
 }
 
 #[test]
@@ -184,7 +222,8 @@ fn dump_all_sees_listeners_in_other_namespaces() {
     let owners = socket_owners();
     let owner = owners.get(&found.inode).expect("listener has an owner");
     assert_eq!(owner.pid, pid, "ip netns exec execs python in place");
-    assert!(owner.comm.starts_with("python"), "comm {}", owner.comm);
+    let comm = Comm::from_kernel(&owner.comm);
+    assert!(comm.starts_with("python"), "comm {comm}");
     // The listener first, then the namespace: the order the test's old guard tore them down in.
     drop(listener);
     drop(ns);

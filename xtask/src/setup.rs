@@ -24,6 +24,9 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus-alertmanager",
         "/usr/bin/prometheus-alertmanager",
     ),
+    // Its HTTPS case: certificates made with openssl, Alertmanager asked with curl.
+    ("openssl", "/usr/bin/openssl"),
+    ("curl", "/usr/bin/curl"),
     // Prometheus and promtool for monitor/tests/prometheus_e2e.rs (rules, dashboards' queries).
     ("prometheus", "/usr/bin/promtool"),
     // monitor/tests/deploy_manifests.rs: the systemd unit's checks.

@@ -12,14 +12,13 @@ use tokio::{
 
 use crate::{
     alerting::Alerting,
-    config::{GroupBy, RunConfig},
+    config::RunConfig,
     error::Error,
     export::{
         SnapshotStore,
         http::{self, HttpState},
         metrics::Metrics,
     },
-    model::Grouping,
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
@@ -34,12 +33,9 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     let alerting = Alerting::new(
         config.alert_log_limit,
         config.alertmanager_url.as_deref(),
+        &config.alertmanager_http,
         config.scan_interval,
-    )
-    .map_err(|source| Error::Thread {
-        name: "alertmanager",
-        source,
-    })?;
+    )?;
     let mut probes = Probes::load(config.table_capacity)?;
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
@@ -71,10 +67,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
         Arc::clone(&table),
         Arc::clone(&kernel),
         Arc::clone(&pipeline),
-        Grouping {
-            top_n: config.top_n,
-            by_cgroup: config.group_by == GroupBy::Cgroup,
-        },
+        config.grouping(),
     )
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
@@ -83,6 +76,9 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);
+    alerting
+        .register_metrics(metrics.registry())
+        .expect("push counters register once");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {

@@ -9,10 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{AlertGroup, groups::GroupKey};
-use crate::model::{
-    format::human_age,
-    labels::{self, port_label},
-};
+use crate::model::{LocalPort, format::human_age, labels};
 
 /// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,22 +27,22 @@ pub(super) struct PostableAlert {
     pub generator_url: Option<String>,
 }
 
-/// "3 connections of redis-server on port 6379 stuck in `CLOSE_WAIT`, oldest 5m00s".
+/// "3 connections of redis-server on port 6379 stuck in `CLOSE_WAIT`, oldest 5m00s"; a folded
+/// group says what it folds: "2990 connections of app on 2990 more ports …", "40 connections in
+/// 35 more groups (past `max_alert_groups`) …".
 pub(super) fn summary(group: &AlertGroup) -> String {
-    let noun = if group.count == 1 {
-        "connection"
-    } else {
-        "connections"
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let connections = plural(group.count, "connection");
+    let more = |what| plural(group.folded_groups, &format!("more {what}"));
+    let whose = match (group.local_port, group.owner.as_str()) {
+        (LocalPort::Service(port), owner) => format!("of {owner} on port {port}"),
+        (LocalPort::Outbound, owner) => format!("of {owner} {}", labels::OUTBOUND),
+        (LocalPort::Other, labels::OTHER) => {
+            format!("in {} (past max_alert_groups)", more("group"))
+        }
+        (LocalPort::Other, owner) => format!("of {owner} on {} (past top_ports)", more("port")),
     };
-    let place = group
-        .local_port
-        .map_or_else(|| labels::OUTBOUND.to_owned(), |p| format!("on port {p}"));
-    let mut text = format!(
-        "{} {noun} of {} {place} {}",
-        group.count,
-        group.owner,
-        group.reason.symptom()
-    );
+    let mut text = format!("{connections} {whose} {}", group.reason.symptom());
     if group.oldest_seconds.is_some() {
         text.push_str(", oldest ");
         text.push_str(&human_age(group.oldest_seconds));
@@ -72,7 +69,7 @@ pub(super) fn build_alerts(
                 ("alertname", group.reason.alert_name().to_owned()),
                 ("reason", group.reason.as_str().to_owned()),
                 ("owner", group.owner.clone()),
-                ("local_port", port_label(group.local_port)),
+                ("local_port", group.local_port.label()),
                 ("instance", instance.to_owned()),
                 ("severity", group.reason.severity().to_owned()),
             ];

@@ -8,11 +8,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use prometheus::IntCounter;
+
 use crate::model::format::error_chain;
 
 use super::{
     AlertGroup,
     alertmanager::{PostableAlert, PushState},
+    http_config::LoadedHttpConfig,
 };
 
 /// Per POST. Short: the next scan brings fresh data anyway.
@@ -28,27 +31,59 @@ struct Slot {
 
 type Shared = Arc<(Mutex<Slot>, Condvar)>;
 
+/// `tcp_liveness_alertmanager_pushes_total` and `…_push_failures_total`.
+#[derive(Clone, Debug)]
+pub(super) struct PushCounters {
+    pub pushes: IntCounter,
+    pub failures: IntCounter,
+}
+
+impl PushCounters {
+    pub(super) fn new() -> Self {
+        // Constant, valid names: creation cannot fail.
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid counter");
+        Self {
+            pushes: counter(
+                "tcp_liveness_alertmanager_pushes_total",
+                "POSTs of alerts to Alertmanager attempted since the agent started (at most one per scan; skipped while the previous one is in flight).",
+            ),
+            failures: counter(
+                "tcp_liveness_alertmanager_push_failures_total",
+                "POSTs of alerts to Alertmanager that failed: no connection, a TLS error (unknown CA, bad client certificate), a timeout, or an answer other than 2xx (e.g. 401 for wrong basic auth credentials). The log says which, at most once a minute.",
+            ),
+        }
+    }
+}
+
 pub(super) struct AlertmanagerClient {
     shared: Shared,
 }
 
 impl AlertmanagerClient {
-    /// Starts the sender thread for Alertmanager at `base_url` (`http://host:9093`).
+    /// Starts the sender thread for Alertmanager at `base_url` (`http://host:9093` or
+    /// `https://…`, reached with `http`'s TLS and basic auth settings), counting into `counters`.
     /// Firing alerts end `hold` after each send unless re-sent: long enough to survive a few
     /// skipped sends, short enough that alerts resolve by themselves if the agent dies.
     ///
     /// # Errors
     /// The thread could not be started.
-    pub(super) fn start(base_url: &str, hold: Duration) -> std::io::Result<Self> {
-        // config::values::alertmanager_url has checked it is http:// (no TLS stack in this build).
+    pub(super) fn start(
+        base_url: &str,
+        http: &LoadedHttpConfig,
+        hold: Duration,
+        counters: PushCounters,
+    ) -> std::io::Result<Self> {
         let base = base_url.trim_end_matches('/');
         let url = format!("{base}/api/v2/alerts");
         let shared: Shared = Arc::default();
         let worker = Worker {
             url,
+            agent: http.agent(SEND_TIMEOUT),
+            authorization: http.authorization().map(str::to_owned),
             hold,
             instance: hostname(),
             shared: Arc::clone(&shared),
+            counters,
         };
         std::thread::Builder::new()
             .name("alertmanager".into())
@@ -83,9 +118,13 @@ fn hostname() -> String {
 
 struct Worker {
     url: String,
+    agent: ureq::Agent,
+    /// `Authorization` header value (basic auth), if configured.
+    authorization: Option<String>,
     hold: Duration,
     instance: String,
     shared: Shared,
+    counters: PushCounters,
 }
 
 impl Worker {
@@ -104,11 +143,6 @@ impl Worker {
     }
 
     fn run(self) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(SEND_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
         let mut state = PushState::default();
         let mut failures = FailureLog::default();
         while let Some(groups) = self.next() {
@@ -116,12 +150,21 @@ impl Worker {
             if alerts.is_empty() {
                 continue;
             }
-            match post(&agent, &self.url, &alerts) {
+            self.counters.pushes.inc();
+            match post(
+                &self.agent,
+                &self.url,
+                self.authorization.as_deref(),
+                &alerts,
+            ) {
                 Ok(()) => {
                     state.delivered();
                     failures.succeeded(&self.url);
                 }
-                Err(error) => failures.failed(&self.url, &error),
+                Err(error) => {
+                    self.counters.failures.inc();
+                    failures.failed(&self.url, &error);
+                }
             }
         }
     }
@@ -130,7 +173,8 @@ impl Worker {
 /// Why one push did not reach Alertmanager.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum PushError {
-    /// No answer: connection refused, timeout, DNS, …
+    /// No answer: connection refused, timeout, DNS, TLS (an unknown CA, a refused client
+    /// certificate), …
     #[error("POST {url}")]
     Request {
         url: String,
@@ -147,9 +191,17 @@ pub(super) enum PushError {
     },
 }
 
-fn post(agent: &ureq::Agent, url: &str, alerts: &[PostableAlert]) -> Result<(), PushError> {
-    let mut response = agent
-        .post(url)
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    authorization: Option<&str>,
+    alerts: &[PostableAlert],
+) -> Result<(), PushError> {
+    let mut request = agent.post(url);
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let mut response = request
         .send_json(alerts)
         .map_err(|source| PushError::Request {
             url: url.to_owned(),

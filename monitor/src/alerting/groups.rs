@@ -1,7 +1,9 @@
 //! Alert groups: suspect connections grouped by (reason × owner × local port), the unit a human
 //! (and Alertmanager) acts on. Ten thousand leaked sockets of one service are one problem, not ten
 //! thousand. The owner is the process name, or the cgroup with `group_by = "cgroup"`, as in the
-//! `CLOSE_WAIT` metrics. Pure: Snapshot in, groups out.
+//! `CLOSE_WAIT` metrics. The count is bounded as the metrics are: an owner's service ports past
+//! its top `top_ports` fold into one `local_port: "other"` group, and past `max_alert_groups` the
+//! smallest groups fold into one `owner: "other"` group per reason. Pure: Snapshot in, groups out.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -11,7 +13,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{Connection, ConnectionView, Owner, Reason, format::seconds},
+    model::{
+        Connection, ConnectionView, LocalPort, Owner, Reason, format::seconds, labels::OTHER,
+        split_top_ports,
+    },
     scan::Snapshot,
 };
 
@@ -28,9 +33,14 @@ pub struct AlertGroup {
     /// `group_by = "cgroup"`; `unknown` when not known.
     pub owner: String,
     /// The service port (a port something listens on); null for outbound connections, whose
-    /// ephemeral local ports would otherwise make one alert per socket.
-    pub local_port: Option<u16>,
+    /// ephemeral local ports would otherwise make one alert per socket; `"other"` for a folded
+    /// group.
+    pub local_port: LocalPort,
     pub count: usize,
+    /// How many reason × owner × port groups this one sums: 0 for a plain group; for a folded
+    /// one (`local_port: "other"`), the ports or groups folded into it.
+    #[serde(default)]
+    pub folded_groups: usize,
     /// Age of the oldest connection in the group, by the clock that matters for the reason (see
     /// [`age`]); null when no connection's age is known.
     pub oldest_seconds: Option<f64>,
@@ -48,7 +58,7 @@ pub struct AlertGroup {
 pub struct GroupKey {
     pub reason: Reason,
     pub owner: String,
-    pub local_port: Option<u16>,
+    pub local_port: LocalPort,
 }
 
 impl AlertGroup {
@@ -98,10 +108,7 @@ impl<'a> Acc<'a> {
         // Option orders None below Some: an unknown age never hides a known one.
         self.oldest = self.oldest.max(age);
         if let Some(pid) = c.pid {
-            self.pids.insert(pid);
-            if self.pids.len() > MAX_PIDS {
-                self.pids.pop_last();
-            }
+            self.add_pid(pid);
         }
         self.samples.push((age, c));
         if self.samples.len() > MAX_SAMPLES {
@@ -109,49 +116,152 @@ impl<'a> Acc<'a> {
             self.samples.truncate(MAX_SAMPLES);
         }
     }
+
+    fn add_pid(&mut self, pid: u32) {
+        self.pids.insert(pid);
+        if self.pids.len() > MAX_PIDS {
+            self.pids.pop_last();
+        }
+    }
+
+    /// Folds `other` into this group: the sum, the oldest, the lowest pids, the oldest samples.
+    fn merge(&mut self, other: Acc<'a>) {
+        self.count += other.count;
+        self.oldest = self.oldest.max(other.oldest);
+        for pid in other.pids {
+            self.add_pid(pid);
+        }
+        self.samples.extend(other.samples);
+        self.samples.sort_by(older_first);
+        self.samples.truncate(MAX_SAMPLES);
+    }
+}
+
+/// A group on its way to an [`AlertGroup`]: `folded` counts the groups merged into it.
+struct Pending<'a> {
+    reason: Reason,
+    owner: String,
+    port: LocalPort,
+    folded: usize,
+    acc: Acc<'a>,
+}
+
+impl<'a> Pending<'a> {
+    /// Largest first, then by key, so the listing and the cut are stable between scans.
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.acc
+            .count
+            .cmp(&a.acc.count)
+            .then_with(|| (a.reason, &a.owner, a.port).cmp(&(b.reason, &b.owner, b.port)))
+    }
+
+    /// Folds the groups of `folded` into one (`reason`, `owner`, "other"); None if empty.
+    fn folded(
+        reason: Reason,
+        owner: &str,
+        folded: impl IntoIterator<Item = (usize, Acc<'a>)>,
+    ) -> Option<Self> {
+        let mut into: Option<Self> = None;
+        for (groups, acc) in folded {
+            let into = into.get_or_insert_with(|| Self {
+                reason,
+                owner: owner.to_owned(),
+                port: LocalPort::Other,
+                folded: 0,
+                acc: Acc::default(),
+            });
+            into.folded += groups;
+            into.acc.merge(acc);
+        }
+        into
+    }
+
+    fn finish(mut self) -> AlertGroup {
+        self.acc.samples.sort_by(older_first);
+        AlertGroup {
+            reason: self.reason,
+            owner: self.owner,
+            local_port: self.port,
+            count: self.acc.count,
+            folded_groups: self.folded,
+            oldest_seconds: seconds(self.acc.oldest),
+            pids: self.acc.pids.into_iter().collect(),
+            samples: self
+                .acc
+                .samples
+                .iter()
+                .map(|(_, c)| ConnectionView::from(*c))
+                .collect(),
+            remedy: self.reason.remedy().to_owned(),
+        }
+    }
 }
 
 /// The active alerts: suspect connections grouped by reason, owner (per the snapshot's
-/// grouping) and service port, largest group first.
+/// grouping) and service port, largest group first, folded to the snapshot's caps (see the
+/// module documentation).
 #[must_use]
 pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
+    let grouping = snapshot.grouping;
     let services = &snapshot.service_ports;
-    let mut groups: HashMap<(Reason, Owner, Option<u16>), Acc<'_>> = HashMap::new();
+    let mut per_owner: HashMap<(Reason, Owner), HashMap<Option<u16>, Acc<'_>>> = HashMap::new();
     for c in &snapshot.suspects {
-        let owner = Owner::of(c, snapshot.grouping);
+        let owner = Owner::of(c, grouping);
         for &reason in &c.suspect {
-            groups
-                .entry((reason, owner.clone(), services.service_port(c)))
+            per_owner
+                .entry((reason, owner.clone()))
+                .or_default()
+                .entry(services.service_port(c))
                 .or_default()
                 .add(c, age(c, reason));
         }
     }
-    let mut out: Vec<AlertGroup> = groups
-        .into_iter()
-        .map(|((reason, owner, local_port), mut acc)| {
-            acc.samples.sort_by(older_first);
-            AlertGroup {
-                reason,
-                owner: owner.label().to_owned(),
-                local_port,
-                count: acc.count,
-                oldest_seconds: seconds(acc.oldest),
-                pids: acc.pids.into_iter().collect(),
-                samples: acc
-                    .samples
-                    .iter()
-                    .map(|(_, c)| ConnectionView::from(*c))
-                    .collect(),
-                remedy: reason.remedy().to_owned(),
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.count.cmp(&a.count).then_with(|| {
-            (a.reason, &a.owner, a.local_port).cmp(&(b.reason, &b.owner, b.local_port))
-        })
-    });
-    out
+    let mut pending = Vec::new();
+    for ((reason, owner), ports) in per_owner {
+        let owner = owner.label();
+        let ports = ports
+            .into_iter()
+            .map(|(port, acc)| (port, acc.count as u64, acc));
+        let (kept, folded) = split_top_ports(ports.collect(), grouping.top_ports);
+        pending.extend(kept.into_iter().map(|(port, _, acc)| Pending {
+            reason,
+            owner: owner.to_owned(),
+            port: LocalPort::from(port),
+            folded: 0,
+            acc,
+        }));
+        let folded = folded.into_iter().map(|(_, _, acc)| (1, acc));
+        pending.extend(Pending::folded(reason, owner, folded));
+    }
+    pending.sort_by(Pending::order);
+    cap(&mut pending, grouping.max_alert_groups);
+    pending.into_iter().map(Pending::finish).collect()
+}
+
+/// Cuts `groups` (sorted largest first) to at most `max` entries: the largest are kept and the
+/// rest fold into one (reason, "other", "other") group per reason, which count against `max`
+/// too. At least one group per reason present is left when `max` is smaller than that.
+fn cap(groups: &mut Vec<Pending<'_>>, max: usize) {
+    if groups.len() <= max {
+        return;
+    }
+    let reasons_past =
+        |keep: usize| -> BTreeSet<Reason> { groups[keep..].iter().map(|g| g.reason).collect() };
+    let mut keep = max;
+    while keep > 0 && keep + reasons_past(keep).len() > max {
+        keep -= 1;
+    }
+    let mut rest: HashMap<Reason, Vec<(usize, Acc<'_>)>> = HashMap::new();
+    for g in groups.drain(keep..) {
+        rest.entry(g.reason)
+            .or_default()
+            .push((g.folded.max(1), g.acc));
+    }
+    groups.extend(
+        rest.into_iter()
+            .filter_map(|(reason, folded)| Pending::folded(reason, OTHER, folded)),
+    );
+    groups.sort_by(Pending::order);
 }
 
 /// The `/alerts` answer.

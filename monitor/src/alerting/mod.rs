@@ -8,6 +8,7 @@
 mod alertmanager;
 mod client;
 mod groups;
+mod http_config;
 mod tracker;
 
 use std::{
@@ -15,10 +16,11 @@ use std::{
     time::Duration,
 };
 
-use self::client::AlertmanagerClient;
+use self::client::{AlertmanagerClient, PushCounters};
 use self::tracker::Tracker;
 pub use self::{
     groups::{AlertGroup, AlertsView, group},
+    http_config::{BasicAuth, HttpConfig, HttpConfigError, LoadedHttpConfig},
     tracker::Transitions,
 };
 use crate::{model::Reason, scan::Snapshot};
@@ -26,37 +28,69 @@ use crate::{model::Reason, scan::Snapshot};
 /// The tracker and the optional Alertmanager push, run once per scan.
 pub struct Alerting {
     tracker: Tracker,
-    alertmanager: Option<AlertmanagerClient>,
+    alertmanager: Option<(AlertmanagerClient, PushCounters)>,
+}
+
+/// Why alerting could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    /// A CA, certificate, key or password file named by the settings is unusable.
+    #[error(transparent)]
+    HttpConfig(#[from] HttpConfigError),
+    /// The Alertmanager sender thread could not be started.
+    #[error("starting the alertmanager thread")]
+    Thread(#[source] std::io::Error),
 }
 
 impl Alerting {
     /// `log_limit`: transition lines per scan before the rest are summarized per reason.
-    /// `alertmanager_url` (`http://host:9093`): where to push alert groups, if anywhere.
+    /// `alertmanager_url` (`http://host:9093`, `https://…`): where to push alert groups, if
+    /// anywhere, with `http`'s TLS and basic auth settings.
     /// `scan_interval` sets how long a pushed alert stays firing without a resend.
     ///
     /// # Errors
-    /// The Alertmanager sender thread could not be started.
+    /// A file of `http` is unusable, or the sender thread could not be started.
     pub fn new(
         log_limit: usize,
         alertmanager_url: Option<&str>,
+        http: &HttpConfig,
         scan_interval: Duration,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, AlertingError> {
         // 4 scans, as Alertmanager's clients conventionally do; at least 4 send timeouts so a
         // slow POST (which makes the sender skip scans) does not let alerts expire and flap.
         let hold = 4 * scan_interval.max(client::SEND_TIMEOUT);
-        let alertmanager = alertmanager_url
-            .map(|url| AlertmanagerClient::start(url, hold))
-            .transpose()?;
+        let alertmanager = match alertmanager_url {
+            None => None,
+            Some(url) => {
+                let counters = PushCounters::new();
+                let client = AlertmanagerClient::start(url, &http.load()?, hold, counters.clone())
+                    .map_err(AlertingError::Thread)?;
+                Some((client, counters))
+            }
+        };
         Ok(Self {
             tracker: Tracker::new(log_limit),
             alertmanager,
         })
     }
 
+    /// Adds the push counters (`tcp_liveness_alertmanager_pushes_total`,
+    /// `…_push_failures_total`) to `registry` when there is an Alertmanager to push to.
+    ///
+    /// # Errors
+    /// The names are already registered (a programming error).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        if let Some((_, counters)) = &self.alertmanager {
+            registry.register(Box::new(counters.pushes.clone()))?;
+            registry.register(Box::new(counters.failures.clone()))?;
+        }
+        Ok(())
+    }
+
     /// Logs this scan's transitions and hands the alert groups to the Alertmanager sender.
     pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
         let transitions = self.tracker.observe(snapshot);
-        if let Some(client) = &self.alertmanager {
+        if let Some((client, _)) = &self.alertmanager {
             client.push(group(snapshot));
         }
         transitions

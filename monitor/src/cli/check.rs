@@ -9,7 +9,11 @@ use anyhow::Context as _;
 use super::connections::fetch;
 use crate::{
     alerting::{AlertGroup, AlertsView},
-    model::format::human_age,
+    model::{
+        LocalPort,
+        format::{escape_control, human_age},
+        labels,
+    },
 };
 
 pub(super) const OK: i32 = 0;
@@ -40,7 +44,11 @@ pub(super) fn run(args: &CheckArgs) -> i32 {
             };
             (code, out)
         }
-        Err(error) => (UNKNOWN, format!("UNKNOWN: {error:#}\n")),
+        // The error can quote what the server answered.
+        Err(error) => (
+            UNKNOWN,
+            format!("UNKNOWN: {}\n", escape_control(&format!("{error:#}"))),
+        ),
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe must not turn WARNING into a panic; the code still says it all.
@@ -75,9 +83,16 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
         .map(|g| {
             [
                 g.reason.as_str().to_owned(),
-                g.owner.clone(),
-                g.local_port
-                    .map_or_else(|| "outbound".to_owned(), |p| format!("port {p}")),
+                // The owner is a process name anyone can set: no raw control characters.
+                escape_control(&g.owner).into_owned(),
+                match g.local_port {
+                    LocalPort::Service(port) => format!("port {port}"),
+                    LocalPort::Outbound => labels::OUTBOUND.to_owned(),
+                    LocalPort::Other if g.owner == labels::OTHER => {
+                        plural(g.folded_groups, "more group")
+                    }
+                    LocalPort::Other => plural(g.folded_groups, "more port"),
+                },
                 plural(g.count, "connection"),
                 format!("oldest {}", human_age(g.oldest_seconds)),
             ]

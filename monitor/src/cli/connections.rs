@@ -9,7 +9,10 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use monitor_common::tcp_state;
 
-use crate::model::{ConnectionView, format::human_age};
+use crate::model::{
+    ConnectionView,
+    format::{escape_control, human_age},
+};
 
 /// Largest answer accepted: a full 262k-entry table is ~120 MB of JSON; ureq's default is 10 MB.
 const BODY_LIMIT: u64 = 512 * 1024 * 1024;
@@ -96,7 +99,7 @@ pub(crate) fn fetch(url: &str, agent: &str, query: &[(&str, String)]) -> anyhow:
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("");
-        let detail: String = first_line.chars().take(200).collect();
+        let detail: String = escape_control(first_line).chars().take(200).collect();
         bail!("{url} answered {status}: {detail}");
     }
     Ok(body)
@@ -121,6 +124,8 @@ const RIGHT_ALIGNED: [bool; 12] = [
     false, false, false, false, true, true, true, true, true, true, true, false,
 ];
 
+/// One table row; every cell is escaped ([`escape_control`]): the process name is chosen by
+/// whoever runs the process, and the rest comes over the network.
 fn row(c: &ConnectionView) -> [String; 12] {
     let owner = match (c.pid, c.comm.as_deref()) {
         (Some(pid), Some(comm)) => format!("{pid}/{comm}"),
@@ -147,6 +152,7 @@ fn row(c: &ConnectionView) -> [String; 12] {
             c.suspect.join(",")
         },
     ]
+    .map(|cell| escape_control(&cell).into_owned())
 }
 
 /// The `ss`-like table: a header, then one aligned line per connection.
@@ -234,5 +240,16 @@ established  10.0.0.1:443  10.0.0.2:80          812/nginx      2h11m      -     
 ";
         assert_eq!(format_table(&views), expected);
         assert_eq!(format_table(&[]).lines().count(), 1, "header only");
+    }
+
+    /// A process can name itself with terminal escapes (`prctl(PR_SET_NAME)`); the table shows
+    /// them as text, and a multi-byte name still lines up.
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let mut crafted = view("established", "10.0.0.2:80", None, &[]);
+        crafted.comm = Some("x\u{1b}[2J\rroot".into());
+        let out = format_table(&[crafted]);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("812/x\\x1b[2J\\x0droot"), "{out}");
     }
 }

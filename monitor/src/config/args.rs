@@ -54,13 +54,53 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub top_n: Option<String>,
 
+    /// Service ports per owner kept as their own `CLOSE_WAIT` series and alert groups, 0 to
+    /// 1000; the owner's other ports are summed as `local_port="other"`. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub top_ports: Option<String>,
+
+    /// Alert groups per scan in /alerts and the Alertmanager push, 10 to 10000; past it the
+    /// smallest fold into one `owner="other"` group per reason. [default: 200]
+    #[arg(long, value_name = "N")]
+    pub max_alert_groups: Option<String>,
+
     /// How owners are grouped in the top-N and in alerts: process or cgroup. [default: process]
     #[arg(long, value_name = "WHAT")]
     pub group_by: Option<String>,
 
-    /// Alertmanager base URL (http://HOST:PORT) to send alerts to; empty for none. [default: none]
+    /// Alertmanager base URL (http://HOST:PORT or https://HOST:PORT) to send alerts to; empty
+    /// for none. [default: none]
     #[arg(long, value_name = "URL")]
     pub alertmanager_url: Option<String>,
+
+    /// PEM file of the CA(s) that sign Alertmanager's certificate, instead of the built-in
+    /// public roots (Prometheus's `tls_config.ca_file`). [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_ca_file: Option<String>,
+
+    /// PEM client certificate (chain) for Alertmanager's TLS client authentication
+    /// (`tls_config.cert_file`); needs --alertmanager-key-file. [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_cert_file: Option<String>,
+
+    /// PEM private key of --alertmanager-cert-file (`tls_config.key_file`). [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_key_file: Option<String>,
+
+    /// Do not verify Alertmanager's certificate (`tls_config.insecure_skip_verify`; testing
+    /// only). [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub alertmanager_insecure_skip_verify: Option<String>,
+
+    /// Basic auth user for Alertmanager (`basic_auth.username`); needs
+    /// --alertmanager-password-file. [default: none]
+    #[arg(long, value_name = "USER")]
+    pub alertmanager_username: Option<String>,
+
+    /// File holding the basic auth password, read at start, surrounding whitespace trimmed
+    /// (`basic_auth.password_file`). [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_password_file: Option<String>,
 
     /// Suspect connections logged one per line per scan, 0 to 10000. [default: 20]
     #[arg(long, value_name = "N")]

@@ -22,7 +22,11 @@ pub(crate) use args::RunArgs;
 pub(crate) use file::FileConfig;
 use values::Raw;
 
-use crate::verdict::{Policy, Thresholds};
+use crate::{
+    alerting::{BasicAuth, HttpConfig},
+    model::Grouping,
+    verdict::{Policy, Thresholds},
+};
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
 /// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
@@ -37,8 +41,16 @@ const SETTINGS: &[(&str, &str)] = &[
     ("unresponsive_after", "10s"),
     ("idle_after", "15m"),
     ("top_n", "20"),
+    ("top_ports", "10"),
+    ("max_alert_groups", "200"),
     ("group_by", "process"),
     ("alertmanager_url", ""),
+    ("alertmanager_ca_file", ""),
+    ("alertmanager_cert_file", ""),
+    ("alertmanager_key_file", ""),
+    ("alertmanager_insecure_skip_verify", "false"),
+    ("alertmanager_username", ""),
+    ("alertmanager_password_file", ""),
     ("alert_log_limit", "20"),
 ];
 
@@ -70,9 +82,15 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     /// `CLOSE_WAIT` owners exported as metric series.
     pub top_n: usize,
+    /// Service ports per owner kept as their own series and alert groups.
+    pub top_ports: usize,
+    /// Alert groups listed per scan, the folded ones included.
+    pub max_alert_groups: usize,
     pub group_by: GroupBy,
-    /// Alertmanager base URL (http), when alerts are sent.
+    /// Alertmanager base URL (http or https), when alerts are sent.
     pub alertmanager_url: Option<String>,
+    /// How to reach it: CA, client certificate, basic auth (Prometheus's `http_config`).
+    pub alertmanager_http: HttpConfig,
     /// Suspect connections logged individually per scan.
     pub alert_log_limit: usize,
     /// Thresholds, overrides and ignore list.
@@ -96,6 +114,12 @@ pub enum ConfigError {
     /// The config file's syntax, structure, or one of its values (`problem` names the key).
     #[error("config {}: {problem}", path.display())]
     File { path: PathBuf, problem: String },
+    /// Settings that are each valid but do not go together (the message names them).
+    #[error("{problem}")]
+    Combination { problem: String },
+    /// A file a setting names cannot be used (the message names the setting and the file).
+    #[error("{problem}")]
+    Unusable { problem: String },
     /// A built-in default that does not parse (a programming error, caught by the unit tests).
     #[error("built-in default of {key}: {problem}")]
     Default { key: String, problem: String },
@@ -128,7 +152,18 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    RunConfig::resolve(args, &file)
+    let config = RunConfig::resolve(args, &file)?;
+    // The CA, client certificate and password files are read now, so a missing or bad one stops
+    // the agent here (exit 2) rather than failing every push.
+    if config.alertmanager_url.is_some() {
+        config
+            .alertmanager_http
+            .load()
+            .map_err(|error| ConfigError::Unusable {
+                problem: crate::model::format::error_chain(&error),
+            })?;
+    }
+    Ok(config)
 }
 
 impl RunConfig {
@@ -177,12 +212,21 @@ impl RunConfig {
             top_n: get.value("top_n", args.top_n.as_deref(), |raw| {
                 values::count(raw, 1000)
             })?,
+            top_ports: get.value("top_ports", args.top_ports.as_deref(), |raw| {
+                values::count(raw, 1000)
+            })?,
+            max_alert_groups: get.value(
+                "max_alert_groups",
+                args.max_alert_groups.as_deref(),
+                values::max_alert_groups,
+            )?,
             group_by: get.value("group_by", args.group_by.as_deref(), values::group_by)?,
             alertmanager_url: get.value(
                 "alertmanager_url",
                 args.alertmanager_url.as_deref(),
                 values::alertmanager_url,
             )?,
+            alertmanager_http: alertmanager_http(&get, args)?,
             alert_log_limit: get.value(
                 "alert_log_limit",
                 args.alert_log_limit.as_deref(),
@@ -194,6 +238,89 @@ impl RunConfig {
                 ignore: file.ignore.clone(),
             },
         })
+    }
+}
+
+impl RunConfig {
+    /// The owner grouping and caps of the `CLOSE_WAIT` metrics and the alert groups.
+    #[must_use]
+    pub fn grouping(&self) -> Grouping {
+        Grouping {
+            top_n: self.top_n,
+            top_ports: self.top_ports,
+            max_alert_groups: self.max_alert_groups,
+            by_cgroup: self.group_by == GroupBy::Cgroup,
+        }
+    }
+}
+
+/// The `alertmanager_*` settings of Prometheus's `http_config`, checked to go together: a client
+/// certificate needs its key, a password file needs a username and the other way round.
+fn alertmanager_http(get: &Resolver<'_>, args: &RunArgs) -> Result<HttpConfig, ConfigError> {
+    let path = |key, flag: &Option<String>| get.value(key, flag.as_deref(), values::optional_path);
+    let config = HttpConfig {
+        ca_file: path("alertmanager_ca_file", &args.alertmanager_ca_file)?,
+        cert_file: path("alertmanager_cert_file", &args.alertmanager_cert_file)?,
+        key_file: path("alertmanager_key_file", &args.alertmanager_key_file)?,
+        insecure_skip_verify: get.value(
+            "alertmanager_insecure_skip_verify",
+            args.alertmanager_insecure_skip_verify.as_deref(),
+            values::boolean,
+        )?,
+        basic_auth: None,
+    };
+    let username = get.value(
+        "alertmanager_username",
+        args.alertmanager_username.as_deref(),
+        values::optional_text,
+    )?;
+    let password_file = path(
+        "alertmanager_password_file",
+        &args.alertmanager_password_file,
+    )?;
+    let pair = |a: &str, b: &str, why: &str| {
+        Err(ConfigError::Combination {
+            problem: format!("{a} is set without {b} ({why})"),
+        })
+    };
+    let client_cert = "a client certificate needs its key";
+    let basic_auth = "basic auth needs both";
+    let basic_auth = match (username, password_file) {
+        (Some(username), Some(password_file)) => Some(BasicAuth {
+            username,
+            password_file,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return pair(
+                "alertmanager_username",
+                "alertmanager_password_file",
+                basic_auth,
+            );
+        }
+        (None, Some(_)) => {
+            return pair(
+                "alertmanager_password_file",
+                "alertmanager_username",
+                basic_auth,
+            );
+        }
+    };
+    match (&config.cert_file, &config.key_file) {
+        (Some(_), None) => pair(
+            "alertmanager_cert_file",
+            "alertmanager_key_file",
+            client_cert,
+        ),
+        (None, Some(_)) => pair(
+            "alertmanager_key_file",
+            "alertmanager_cert_file",
+            client_cert,
+        ),
+        _ => Ok(HttpConfig {
+            basic_auth,
+            ..config
+        }),
     }
 }
 

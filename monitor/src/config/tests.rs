@@ -214,15 +214,15 @@ fn bad_file_values_name_the_file_and_key() {
         ),
         (
             r#"alertmanager_url = "ftp://am:9093""#,
-            r#"alertmanager_url: URL "ftp://am:9093" must start with http://"#,
+            r#"alertmanager_url: URL "ftp://am:9093" must start with http:// or https://"#,
         ),
         (
             r#"alertmanager_url = "am:9093""#,
-            r#"alertmanager_url: URL "am:9093" must start with http://"#,
+            r#"alertmanager_url: URL "am:9093" must start with http:// or https://"#,
         ),
         (
             r#"alertmanager_url = "http://""#,
-            r#"alertmanager_url: invalid URL "http://" (expected http://HOST:PORT)"#,
+            r#"alertmanager_url: invalid URL "http://" (expected http://HOST:PORT or https://HOST:PORT)"#,
         ),
         (
             r#"close_wait = "5s""#,
@@ -440,15 +440,81 @@ fn flags_match_settings_and_help_shows_defaults() {
     }
 }
 
+/// HTTPS with Prometheus's `http_config` options: accepted as paths (read by `load`, not by the
+/// pure `resolve`); the parts that only work together are checked to come together.
 #[test]
-fn https_alertmanager_is_refused_up_front() {
-    let err = RunConfig::resolve(
+fn https_alertmanager_with_tls_and_basic_auth() {
+    let c = resolve(
         &RunArgs {
-            alertmanager_url: Some("https://am:9093".into()),
-            ..Default::default()
+            alertmanager_password_file: Some("/etc/am/password".into()),
+            ..RunArgs::default()
         },
-        &FileConfig::default(),
+        r#"
+        alertmanager_url = "https://am.example:9093"
+        alertmanager_ca_file = "/etc/am/ca.pem"
+        alertmanager_cert_file = "/etc/am/client.pem"
+        alertmanager_key_file = "/etc/am/client-key.pem"
+        alertmanager_username = "tcp-liveness"
+        "#,
     )
-    .unwrap_err();
-    assert!(err.to_string().contains("https is not supported"), "{err}");
+    .unwrap();
+    assert_eq!(
+        c.alertmanager_url.as_deref(),
+        Some("https://am.example:9093")
+    );
+    let http = &c.alertmanager_http;
+    assert_eq!(http.ca_file.as_deref(), Some(Path::new("/etc/am/ca.pem")));
+    assert_eq!(
+        http.key_file.as_deref(),
+        Some(Path::new("/etc/am/client-key.pem"))
+    );
+    assert!(!http.insecure_skip_verify);
+    let auth = http.basic_auth.as_ref().unwrap();
+    assert_eq!(auth.username, "tcp-liveness");
+    assert_eq!(auth.password_file, Path::new("/etc/am/password"));
+    assert_eq!(
+        defaults().alertmanager_http,
+        crate::alerting::HttpConfig::default()
+    );
+
+    for (text, message) in [
+        (
+            r#"alertmanager_cert_file = "/c.pem""#,
+            "alertmanager_cert_file is set without alertmanager_key_file (a client certificate needs its key)",
+        ),
+        (
+            r#"alertmanager_username = "u""#,
+            "alertmanager_username is set without alertmanager_password_file (basic auth needs both)",
+        ),
+        (
+            r#"alertmanager_password_file = "/p""#,
+            "alertmanager_password_file is set without alertmanager_username (basic auth needs both)",
+        ),
+    ] {
+        assert_eq!(file_error(text), message);
+    }
+}
+
+/// `load` reads the files the settings name, so a missing CA stops the agent with one line
+/// (exit 2: a `ConfigError`) before anything is loaded.
+#[test]
+fn load_reads_the_alertmanager_files() {
+    let args = RunArgs {
+        alertmanager_url: Some("https://am:9093".into()),
+        alertmanager_ca_file: Some("/nonexistent/ca.pem".into()),
+        ..RunArgs::default()
+    };
+    let err = load(&args).unwrap_err().to_string();
+    assert!(
+        err.starts_with("alertmanager_ca_file /nonexistent/ca.pem: cannot read: "),
+        "{err}"
+    );
+    let unused = RunArgs {
+        alertmanager_url: Some(String::new()),
+        ..args
+    };
+    assert!(
+        load(&unused).is_ok(),
+        "no Alertmanager: the files are not needed"
+    );
 }

@@ -122,6 +122,12 @@ pub(super) fn count(raw: Raw<'_>, max: i64) -> Result<usize, String> {
     Ok(usize::try_from(n).expect("range checked"))
 }
 
+/// Alert groups per scan: at least one per reason, so the folded `other` groups always fit.
+pub(super) fn max_alert_groups(raw: Raw<'_>) -> Result<usize, String> {
+    let n = integer_between(raw, 10, 10_000)?;
+    Ok(usize::try_from(n).expect("range checked"))
+}
+
 pub(super) fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
     match string(raw)? {
         "text" => Ok(LogFormat::Text),
@@ -144,23 +150,27 @@ pub(super) fn alertmanager_url(raw: Raw<'_>) -> Result<Option<String>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let invalid = || format!("invalid URL {text:?} (expected http://HOST:PORT)");
+    let invalid =
+        || format!("invalid URL {text:?} (expected http://HOST:PORT or https://HOST:PORT)");
     let uri: ureq::http::Uri = text.parse().map_err(|_| invalid())?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        // The agent is built without a TLS stack (smaller, fewer native dependencies); say so
-        // up front instead of failing every push at run time.
-        Some("https") => {
-            return Err(format!(
-                "URL {text:?}: https is not supported; use http (e.g. a node-local Alertmanager or TLS proxy)"
-            ));
-        }
-        _ => return Err(format!("URL {text:?} must start with http://")),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("URL {text:?} must start with http:// or https://"));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
     }
     Ok(Some(text.to_string()))
+}
+
+/// A file path; empty means none (so a flag can unset the file's).
+pub(super) fn optional_path(raw: Raw<'_>) -> Result<Option<std::path::PathBuf>, String> {
+    Ok(optional_text(raw)?.map(std::path::PathBuf::from))
+}
+
+/// Text; empty means none.
+pub(super) fn optional_text(raw: Raw<'_>) -> Result<Option<String>, String> {
+    let text = string(raw)?;
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 /// Port 0 never appears on an established connection, so it can only be a mistake.

@@ -3,7 +3,19 @@
 use std::{fmt, hash, ops::Deref};
 
 /// The kernel's `TASK_COMM_LEN`: 15 bytes and a NUL.
-const TASK_COMM_LEN: usize = 16;
+pub const TASK_COMM_LEN: usize = 16;
+
+/// `/proc/PID/comm`'s bytes (the name and a newline) as the kernel's NUL-padded buffer: raw
+/// bytes, not text, so a name that is not UTF-8 reaches [`Comm::from_kernel`]'s one lossy
+/// conversion the same way whether it came from `/proc` or from the kernel programs.
+#[must_use]
+pub fn kernel_buffer(proc_comm: &[u8]) -> [u8; TASK_COMM_LEN] {
+    let name = proc_comm.strip_suffix(b"\n").unwrap_or(proc_comm);
+    let len = name.len().min(TASK_COMM_LEN - 1);
+    let mut out = [0; TASK_COMM_LEN];
+    out[..len].copy_from_slice(&name[..len]);
+    out
+}
 /// `comm` is not guaranteed UTF-8; each invalid byte becomes U+FFFD (3 bytes) in the lossy
 /// conversion, so the worst case is three times the raw length. Keeping the lossy text (rather
 /// than the raw bytes) is what lets [`Comm`] deref to `str` and print exactly as before.
@@ -22,6 +34,12 @@ impl Comm {
     pub fn from_kernel(raw: &[u8; TASK_COMM_LEN]) -> Self {
         let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
         Self::new(&String::from_utf8_lossy(&raw[..len]))
+    }
+
+    /// From `/proc/PID/comm`'s bytes (see [`kernel_buffer`]).
+    #[must_use]
+    pub fn from_proc(proc_comm: &[u8]) -> Self {
+        Self::from_kernel(&kernel_buffer(proc_comm))
     }
 
     /// From text; cut at a character boundary if longer than the capacity (never happens for a
@@ -119,6 +137,24 @@ mod tests {
         let invalid = Comm::from_kernel(&[0xff; 16]);
         assert_eq!(invalid.as_str(), "\u{fffd}".repeat(16));
         assert_eq!(invalid.to_string(), String::from_utf8_lossy(&[0xff; 16]));
+    }
+
+    /// A name that is not UTF-8 is the same lossy text from `/proc` as from the kernel, never
+    /// empty; the newline `/proc` adds is not part of it.
+    #[test]
+    fn proc_names_take_the_same_lossy_path() {
+        let raw = b"caf\xe9-\xff\x1b";
+        let mut kernel = [0; TASK_COMM_LEN];
+        kernel[..raw.len()].copy_from_slice(raw);
+        let from_proc = Comm::from_proc(b"caf\xe9-\xff\x1b\n");
+        assert_eq!(from_proc, Comm::from_kernel(&kernel));
+        assert_eq!(from_proc.as_str(), "caf\u{fffd}-\u{fffd}\u{1b}");
+        assert_eq!(kernel_buffer(b"redis-server\n")[..13], *b"redis-server\0");
+        assert_eq!(
+            kernel_buffer(b"a-very-long-process\n")[15],
+            0,
+            "15 bytes and a NUL"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! How things are written, once: durations as seconds in JSON and logs, short human ages in the
 //! CLI and alert summaries, and errors with their causes on one line.
 
-use std::time::Duration;
+use std::{borrow::Cow, fmt::Write as _, time::Duration};
 
 /// Seconds with millisecond resolution (finer digits are noise next to the scan interval);
 /// None stays None (JSON `null`: unknown, never 0).
@@ -35,6 +35,37 @@ pub(crate) fn human_age(seconds: Option<f64>) -> String {
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
+}
+
+/// `text` safe to print on a terminal: control characters (ESC, CR, BEL, DEL, the C1 range…),
+/// which a process can put in its own name (`prctl(PR_SET_NAME)`) to rewrite or hide what the
+/// operator sees, are written as `\x1b`-style escapes (`\u{9b}` past ASCII), and so are the
+/// bidirectional overrides that reorder what follows; a backslash is doubled so an escape cannot
+/// be faked. Borrowed when there is nothing to escape.
+pub(crate) fn escape_control(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || is_bidi_control(c) || c == '\\';
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The Unicode bidirectional marks, embeddings, overrides and isolates (not `is_control`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `error` and its chain of causes (`source()`), `: `-separated, the way `anyhow` prints `{:#}`:
@@ -80,6 +111,28 @@ mod tests {
         assert_eq!(
             error_chain(&post),
             "POST /api/v2/alerts: connection refused"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(escape_control("redis-server"), Cow::Borrowed(_)));
+        assert_eq!(escape_control("évil\u{1b}[2J\rok"), "évil\\x1b[2J\\x0dok");
+        assert_eq!(escape_control("a\u{9b}b\u{7f}"), "a\\u{9b}b\\x7f");
+        assert_eq!(
+            escape_control("txt.\u{202e}exe"),
+            "txt.\\u{202e}exe",
+            "bidi override"
+        );
+        assert_eq!(
+            escape_control("\\x1b"),
+            "\\\\x1b",
+            "a literal backslash is not an escape"
+        );
+        assert_eq!(
+            escape_control("\u{fffd}"),
+            "\u{fffd}",
+            "the lossy replacement is printable"
         );
     }
 

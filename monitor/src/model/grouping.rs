@@ -5,11 +5,20 @@ use std::sync::Arc;
 
 use super::{Comm, Connection, labels};
 
-/// Top-N settings for owner-labelled metrics and alert groups.
+/// Top-N settings for owner-labelled metrics and alert groups: the caps that keep their
+/// cardinality bounded whatever one process does (3,000 leaked sockets on 3,000 ports are at
+/// most `top_ports` + 2 series and alert groups per reason, not 3,000).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grouping {
     /// Owners kept as their own series; the rest are folded into [`labels::OTHER`].
     pub top_n: usize,
+    /// Service ports kept per owner (by socket count) as their own series and alert groups; the
+    /// rest of the owner's ports are folded into `local_port` [`labels::OTHER`]. Outbound
+    /// connections are one group already and are never folded.
+    pub top_ports: usize,
+    /// Alert groups listed per scan (`/alerts`, the Alertmanager push, `check`), folded groups
+    /// included: past it, the smallest groups are folded into one `owner="other"` group per reason.
+    pub max_alert_groups: usize,
     /// Owners are cgroup v2 paths (containers, systemd units) instead of process names.
     pub by_cgroup: bool,
 }
@@ -18,6 +27,8 @@ impl Default for Grouping {
     fn default() -> Self {
         Self {
             top_n: 20,
+            top_ports: 10,
+            max_alert_groups: 200,
             by_cgroup: false,
         }
     }
@@ -54,5 +65,65 @@ impl Owner {
             Owner::Cgroup(cgroup) => cgroup,
             Owner::Unknown => labels::UNKNOWN,
         }
+    }
+}
+
+/// One owner's connections on one local port: (port, None for outbound; count; the caller's data).
+pub(crate) type PortGroup<T> = (Option<u16>, u64, T);
+
+/// Splits one owner's groups, each `(port, count, data)` with port None for outbound, into the
+/// kept ones and the folded ones: the `keep` service ports with the most connections (ties broken
+/// by the lower port) are kept, and outbound always (it is one group already); the rest are
+/// folded. Both halves come back largest first.
+#[must_use]
+pub fn split_top_ports<T>(
+    mut groups: Vec<PortGroup<T>>,
+    keep: usize,
+) -> (Vec<PortGroup<T>>, Vec<PortGroup<T>>) {
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut services = 0;
+    groups.into_iter().partition(|(port, _, _)| {
+        if port.is_none() {
+            return true;
+        }
+        services += 1;
+        services <= keep
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_largest_service_ports_and_outbound() {
+        let groups = vec![
+            (Some(80), 5, 'a'),
+            (None, 1, 'o'),
+            (Some(443), 9, 'b'),
+            (Some(22), 5, 'c'),
+            (Some(8080), 1, 'd'),
+        ];
+        let (kept, folded) = split_top_ports(groups, 2);
+        // 80 and 22 tie at 5: the lower port wins. Outbound is kept although smallest.
+        assert_eq!(
+            kept,
+            [(Some(443), 9, 'b'), (Some(22), 5, 'c'), (None, 1, 'o')]
+        );
+        assert_eq!(folded, [(Some(80), 5, 'a'), (Some(8080), 1, 'd')]);
+    }
+
+    #[test]
+    fn three_thousand_ports_fold_to_the_cap() {
+        let groups: Vec<_> = (1..=3000).map(|p| (Some(p), 1, ())).collect();
+        let (kept, folded) = split_top_ports(groups, 10);
+        assert_eq!(kept.len(), 10);
+        assert_eq!(folded.len(), 2990);
+        let (kept, folded) = split_top_ports(vec![(Some(1), 1, ())], 0);
+        assert_eq!(
+            (kept.len(), folded.len()),
+            (0, 1),
+            "0 folds every service port"
+        );
     }
 }

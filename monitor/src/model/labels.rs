@@ -33,12 +33,6 @@ pub(crate) fn state_label(state: u8) -> String {
     tcp_state::name(state).map_or_else(|| format!("state_{state}"), str::to_owned)
 }
 
-/// Port label in metrics and alerts: the service port, or [`OUTBOUND`] for connections this host
-/// opened (`None`).
-pub(crate) fn port_label(port: Option<u16>) -> String {
-    port.map_or_else(|| OUTBOUND.to_owned(), |p| p.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,9 +46,5 @@ mod tests {
         assert_eq!(reported_state(tcp_state::TIME_WAIT), None);
         assert_eq!(state_label(tcp_state::CLOSE_WAIT), "close_wait");
         assert_eq!(state_label(42), "state_42");
-        assert_eq!(
-            (port_label(None), port_label(Some(80))),
-            ("outbound".into(), "80".into())
-        );
     }
 }

@@ -13,10 +13,10 @@ mod reason;
 mod view;
 
 pub use self::{
-    comm::Comm,
+    comm::{Comm, TASK_COMM_LEN, kernel_buffer},
     connection::{Connection, Keepalive},
-    grouping::{Grouping, Owner},
-    ports::ServicePorts,
+    grouping::{Grouping, Owner, split_top_ports},
+    ports::{LocalPort, ServicePorts},
     reason::Reason,
     view::{ConnectionView, KeepaliveView, container_id},
 };

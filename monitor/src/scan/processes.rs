@@ -70,10 +70,13 @@ impl ProcessCache {
 }
 
 fn read(pid: u32) -> ProcessInfo {
-    let file = |name: &str| std::fs::read_to_string(format!("/proc/{pid}/{name}")).ok();
+    let file = |name: &str| std::fs::read(format!("/proc/{pid}/{name}")).ok();
     ProcessInfo {
-        name: file("comm").map(|comm| Comm::new(comm.trim_end_matches('\n'))),
+        // Bytes: a name that is not UTF-8 takes the one lossy path every name takes.
+        name: file("comm").map(|comm| Comm::from_proc(&comm)),
         cgroup: file("cgroup")
+            .as_deref()
+            .map(String::from_utf8_lossy)
             .as_deref()
             .and_then(parse_cgroup)
             .map(Arc::from),

@@ -10,8 +10,9 @@ use monitor_common::tcp_state;
 
 use super::Snapshot;
 use crate::model::{
-    Connection, Grouping, Owner, Reason, ServicePorts,
+    Connection, Grouping, LocalPort, Owner, Reason, ServicePorts,
     labels::{self, OTHER, reported_state},
+    split_top_ports,
 };
 
 /// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
@@ -48,13 +49,18 @@ pub struct StateSummary {
     pub idle: IdleHistogram,
 }
 
-/// `CLOSE_WAIT` grouped by owner and port, cut to the top N owners.
+/// `CLOSE_WAIT` grouped by owner and port, cut to the top N owners and their top ports.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CloseWaitTop {
-    /// (owner, local port) → count; owners beyond the top N are folded into ("other", "other").
+    /// (owner, local port) → count; owners beyond the top N are folded into ("other", "other"),
+    /// an owner's service ports beyond its top ports into (owner, "other").
     pub by_port: BTreeMap<(String, String), u64>,
     /// owner → oldest age in seconds (top N owners, the rest as "other").
     pub oldest: BTreeMap<String, f64>,
+    /// Owners past the top N, summed as `owner="other"`.
+    pub folded_owners: usize,
+    /// (owner, service port) pairs past each owner's top ports, summed as `local_port="other"`.
+    pub folded_ports: usize,
 }
 
 /// Everything `/metrics` reports about the sockets of one scan.
@@ -202,43 +208,62 @@ impl SnapshotBuilder {
         self.summary.close_wait = close_wait_top(
             &self.close_wait,
             &self.snapshot.service_ports,
-            self.grouping.top_n,
+            self.grouping,
         );
         self.snapshot.summary = self.summary;
         self.snapshot
     }
 }
 
+/// One owner's `CLOSE_WAIT` sockets: total, oldest, and per port (None: outbound).
+#[derive(Default)]
+struct OwnerCloseWait {
+    count: u64,
+    oldest_seconds: f64,
+    ports: HashMap<Option<u16>, u64>,
+}
+
 /// Resolves ports to labels, merges groups that end up with the same labels, and cuts to the
-/// `top_n` owners with the most sockets (ties broken by name).
+/// `top_n` owners with the most sockets (ties broken by name), and each kept owner to its
+/// `top_ports` service ports with the most sockets (ties broken by port number), the rest of its
+/// ports summed as `local_port="other"`.
 fn close_wait_top(
     groups: &HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
     services: &ServicePorts,
-    top_n: usize,
+    grouping: Grouping,
 ) -> CloseWaitTop {
-    let mut per_owner: HashMap<&str, (u64, f64, BTreeMap<String, u64>)> = HashMap::new();
+    let mut per_owner: HashMap<&str, OwnerCloseWait> = HashMap::new();
     for ((owner, netns, port), group) in groups {
         let entry = per_owner.entry(owner.label()).or_default();
-        entry.0 += group.count;
-        entry.1 = entry.1.max(group.oldest_seconds);
+        entry.count += group.count;
+        entry.oldest_seconds = entry.oldest_seconds.max(group.oldest_seconds);
         *entry
-            .2
-            .entry(labels::port_label(services.resolve(*netns, *port)))
+            .ports
+            .entry(services.resolve(*netns, *port))
             .or_default() += group.count;
     }
     let mut owners: Vec<_> = per_owner.into_iter().collect();
-    owners.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
+    owners.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
     let mut top = CloseWaitTop::default();
-    for (rank, (owner, (count, oldest, ports))) in owners.into_iter().enumerate() {
-        if rank < top_n {
-            for (port, n) in ports {
-                top.by_port.insert((owner.to_owned(), port), n);
+    for (rank, (owner, summary)) in owners.into_iter().enumerate() {
+        if rank < grouping.top_n {
+            let ports = summary.ports.into_iter().map(|(port, n)| (port, n, ()));
+            let (kept, folded) = split_top_ports(ports.collect(), grouping.top_ports);
+            for (port, n, ()) in kept {
+                top.by_port
+                    .insert((owner.to_owned(), LocalPort::from(port).label()), n);
             }
-            top.oldest.insert(owner.to_owned(), oldest);
+            if !folded.is_empty() {
+                top.folded_ports += folded.len();
+                let n = folded.iter().map(|(_, n, ())| n).sum();
+                top.by_port.insert((owner.to_owned(), OTHER.into()), n);
+            }
+            top.oldest.insert(owner.to_owned(), summary.oldest_seconds);
         } else {
-            *top.by_port.entry((OTHER.into(), OTHER.into())).or_default() += count;
+            top.folded_owners += 1;
+            *top.by_port.entry((OTHER.into(), OTHER.into())).or_default() += summary.count;
             let other = top.oldest.entry(OTHER.into()).or_default();
-            *other = other.max(oldest);
+            *other = other.max(summary.oldest_seconds);
         }
     }
     top

@@ -45,7 +45,7 @@ pub fn to_activity(sock: &DiagSocket, owner: Option<&Owner>, now_ns: u64) -> Soc
     }
     if let Some(owner) = owner {
         entry.tgid = owner.pid;
-        entry.comm = comm_bytes(&owner.comm);
+        entry.comm = owner.comm;
     }
     let Some(info) = sock
         .tcp_info
@@ -87,15 +87,6 @@ fn addr_bytes(addr: &SocketAddr) -> [u8; 16] {
         IpAddr::V4(ip) => out[..4].copy_from_slice(&ip.octets()),
         IpAddr::V6(ip) => out = ip.octets(),
     }
-    out
-}
-
-/// NUL-padded, at most 15 bytes like the kernel's `TASK_COMM_LEN` buffer.
-fn comm_bytes(comm: &str) -> [u8; 16] {
-    let mut out = [0; 16];
-    let bytes = comm.as_bytes();
-    let len = bytes.len().min(15);
-    out[..len].copy_from_slice(&bytes[..len]);
     out
 }
 

@@ -3,13 +3,15 @@
 use std::{collections::HashMap, fs, path::Path};
 
 use super::netns;
+use crate::model::{TASK_COMM_LEN, kernel_buffer};
 
 /// A process holding a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub pid: u32,
-    /// `/proc/PID/comm`, trimmed.
-    pub comm: String,
+    /// `/proc/PID/comm` as the kernel's NUL-padded buffer: raw bytes, made text (lossily) only
+    /// where every name is, when the table entry is read.
+    pub comm: [u8; TASK_COMM_LEN],
 }
 
 /// Owner of each socket inode. A socket shared by several processes (fork, fd passing) is given
@@ -17,7 +19,7 @@ pub struct Owner {
 /// we look, and without `CAP_SYS_PTRACE` others' fd tables are closed to us.
 #[must_use]
 pub fn socket_owners() -> HashMap<u32, Owner> {
-    let mut comms: HashMap<u32, String> = HashMap::new();
+    let mut comms: HashMap<u32, [u8; TASK_COMM_LEN]> = HashMap::new();
     socket_holders()
         .into_iter()
         .map(|(inode, pid)| {
@@ -25,13 +27,7 @@ pub fn socket_owners() -> HashMap<u32, Owner> {
             let comm = comms
                 .entry(pid)
                 .or_insert_with(|| read_comm(&Path::new("/proc").join(pid.to_string())));
-            (
-                inode,
-                Owner {
-                    pid,
-                    comm: comm.clone(),
-                },
-            )
+            (inode, Owner { pid, comm: *comm })
         })
         .collect()
 }
@@ -73,9 +69,10 @@ fn socket_inode(link: &str) -> Option<u32> {
         .ok()
 }
 
-fn read_comm(proc_dir: &Path) -> String {
-    fs::read_to_string(proc_dir.join("comm"))
-        .map(|comm| comm.trim_end().to_owned())
+/// Bytes, not `read_to_string`: a name that is not UTF-8 must not become an empty one.
+fn read_comm(proc_dir: &Path) -> [u8; TASK_COMM_LEN] {
+    fs::read(proc_dir.join("comm"))
+        .map(|comm| kernel_buffer(&comm))
         .unwrap_or_default()
 }
 

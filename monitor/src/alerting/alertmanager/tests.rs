@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::model::Reason;
+use crate::model::{LocalPort, Reason};
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -11,7 +11,8 @@ fn group(reason: Reason, owner: &str, port: u16, count: usize) -> AlertGroup {
     AlertGroup {
         reason,
         owner: owner.into(),
-        local_port: Some(port),
+        local_port: LocalPort::Service(port),
+        folded_groups: 0,
         count,
         oldest_seconds: Some(300.0),
         pids: vec![42],

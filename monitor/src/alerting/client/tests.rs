@@ -7,7 +7,7 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::model::Reason;
+use crate::model::{LocalPort, Reason};
 
 /// A fake Alertmanager: answers each POST with the next status of `statuses` and hands the
 /// (path, JSON body) over the channel.
@@ -51,7 +51,8 @@ fn group(owner: &str) -> AlertGroup {
     AlertGroup {
         reason: Reason::CloseWaitStuck,
         owner: owner.into(),
-        local_port: Some(6379),
+        local_port: LocalPort::Service(6379),
+        folded_groups: 0,
         count: 2,
         oldest_seconds: Some(61.0),
         pids: vec![1],
@@ -71,7 +72,15 @@ fn owners(body: &Value) -> Vec<&str> {
 #[test]
 fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
     let (base, posts) = fake_alertmanager(vec![200, 400, 200]);
-    let client = AlertmanagerClient::start(&format!("{base}/"), Duration::from_secs(20)).unwrap();
+    let http = super::super::HttpConfig::default().load().unwrap();
+    let counters = PushCounters::new();
+    let client = AlertmanagerClient::start(
+        &format!("{base}/"),
+        &http,
+        Duration::from_secs(20),
+        counters.clone(),
+    )
+    .unwrap();
     let recv = || posts.recv_timeout(Duration::from_secs(10)).unwrap();
 
     client.push(vec![group("redis-server")]);
@@ -95,4 +104,19 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
     client.push(Vec::new());
     let (_, retried) = recv();
     assert_eq!(owners(&retried), ["redis-server"]);
+    // The counters are updated right after each answer: wait for the third.
+    harness_free_wait(|| counters.pushes.get() == 3);
+    assert_eq!(counters.failures.get(), 1, "the 400");
+}
+
+/// Polls `done` for up to 10 s (the sender thread counts right after the reply is written).
+fn harness_free_wait(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -77,6 +77,7 @@ fn groups_by_cgroup_when_configured() {
 
 #[test]
 fn groups_by_reason_owner_and_port_largest_first() {
+    use LocalPort::Service;
     use Reason::*;
     let groups = group(&snapshot(vec![
         conn(1, Some("redis-server"), 10, 6379, &[CloseWaitStuck]),
@@ -93,11 +94,11 @@ fn groups_by_reason_owner_and_port_largest_first() {
     assert_eq!(
         keys,
         [
-            (CloseWaitStuck, "redis-server", Some(6379), 2),
-            (CloseWaitStuck, "redis-server", Some(6380), 1),
-            (CloseWaitStuck, "unknown", Some(6379), 1),
-            (IdleNoKeepalive, "nginx", Some(443), 1),
-            (IdleNoKeepalive, "unknown", Some(6379), 1),
+            (CloseWaitStuck, "redis-server", Service(6379), 2),
+            (CloseWaitStuck, "redis-server", Service(6380), 1),
+            (CloseWaitStuck, "unknown", Service(6379), 1),
+            (IdleNoKeepalive, "nginx", Service(443), 1),
+            (IdleNoKeepalive, "unknown", Service(6379), 1),
         ]
     );
     let redis = &groups[0];
@@ -199,6 +200,7 @@ fn json_round_trips_with_reason_names() {
     assert_eq!(first["reason"], "fin_wait2_stuck");
     assert_eq!(first["owner"], "redis-server");
     assert_eq!(first["local_port"], 6379);
+    assert_eq!(first["folded_groups"], 0);
     assert_eq!(first["samples"][0]["local"], "10.0.0.1:6379");
     let back: AlertsView = serde_json::from_value(json).unwrap();
     assert_eq!(back, view);
@@ -223,5 +225,110 @@ fn outbound_leaks_are_one_group_whatever_their_ephemeral_ports() {
         .collect();
     let groups = group(&snapshot(leaks));
     assert_eq!(groups.len(), 1);
-    assert_eq!((groups[0].local_port, groups[0].count), (None, 50));
+    assert_eq!(
+        (groups[0].local_port, groups[0].count),
+        (LocalPort::Outbound, 50)
+    );
+}
+
+/// One process leaking on 3,000 service ports (the case): its `top_ports` largest ports
+/// are groups of their own, the rest one `local_port: "other"` group that says how many it folds;
+/// outbound stays its own group.
+#[test]
+fn an_owners_ports_past_top_ports_fold_into_other() {
+    let mut connections = Vec::new();
+    let mut listeners = Vec::new();
+    for i in 0..3000_u16 {
+        let port = 20_000 + i;
+        // Port 20000 has 3 sockets, 20001 has 2, the rest 1 each.
+        for _ in 0..(3_u16.saturating_sub(i).max(1)) {
+            connections.push(conn(1, Some("leaky"), 7, port, &[Reason::CloseWaitStuck]));
+        }
+        let mut listener = conn(1, Some("leaky"), 7, port, &[]);
+        listener.state = tcp_state::LISTEN;
+        listeners.push(listener);
+    }
+    connections.push(conn(1, Some("leaky"), 7, 45_000, &[Reason::CloseWaitStuck]));
+    connections.extend(listeners);
+    let snapshot = Snapshot::from_connections(connections, Grouping::default());
+    let groups = group(&snapshot);
+    assert_eq!(groups.len(), 12, "10 ports, other, outbound");
+    let ports: Vec<_> = groups
+        .iter()
+        .map(|g| (g.local_port, g.count))
+        .take(3)
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (LocalPort::Other, 2990),
+            (LocalPort::Service(20_000), 3),
+            (LocalPort::Service(20_001), 2)
+        ]
+    );
+    let other = &groups[0];
+    assert_eq!(
+        (other.owner.as_str(), other.count, other.folded_groups),
+        ("leaky", 2990, 2990)
+    );
+    assert_eq!(other.samples.len(), 3);
+    assert_eq!(other.pids, [7]);
+    assert!(groups.iter().any(|g| g.local_port == LocalPort::Outbound));
+    let total: usize = groups.iter().map(|g| g.count).sum();
+    assert_eq!(
+        total,
+        3000 + 2 + 1 + 1,
+        "every connection still counted once"
+    );
+}
+
+/// Past `max_alert_groups`, the smallest groups fold into one `owner: "other"` group per reason,
+/// which counts against the cap; the largest stay as they are.
+#[test]
+fn groups_past_the_cap_fold_into_one_other_group_per_reason() {
+    let mut connections = Vec::new();
+    let mut cookie = 0;
+    let mut add = |owner: &str, n: usize, reason| {
+        for _ in 0..n {
+            cookie += 1;
+            connections.push(conn(cookie, Some(owner), 1, 6379, &[reason]));
+        }
+    };
+    for i in 0..20 {
+        add(&format!("app{i:02}"), 30 - i, Reason::CloseWaitStuck);
+    }
+    for i in 0..5 {
+        add(&format!("idle{i}"), 1, Reason::IdleNoKeepalive);
+    }
+    let mut snapshot = snapshot(connections);
+    snapshot.grouping.max_alert_groups = 10;
+    let groups = group(&snapshot);
+    assert_eq!(groups.len(), 10);
+    // 8 kept + one "other" per reason = 10.
+    let kept: Vec<_> = groups
+        .iter()
+        .filter(|g| g.local_port != LocalPort::Other)
+        .map(|g| g.owner.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "app00", "app01", "app02", "app03", "app04", "app05", "app06", "app07"
+        ]
+    );
+    let folded: Vec<_> = groups
+        .iter()
+        .filter(|g| g.local_port == LocalPort::Other)
+        .map(|g| (g.reason, g.owner.as_str(), g.count, g.folded_groups))
+        .collect();
+    // app08..app19: 22 + 21 + ... + 11 = 198 connections in 12 groups.
+    assert_eq!(
+        folded,
+        [
+            (Reason::CloseWaitStuck, "other", 198, 12),
+            (Reason::IdleNoKeepalive, "other", 5, 5),
+        ]
+    );
+    snapshot.grouping.max_alert_groups = 25;
+    assert_eq!(group(&snapshot).len(), 25, "under the cap: nothing folded");
 }

@@ -1,7 +1,7 @@
 use monitor_common::tcp_state::CLOSE_WAIT;
 
 use super::*;
-use crate::alerting::Alerting;
+use crate::alerting::{Alerting, HttpConfig};
 use crate::model::Grouping;
 
 fn conn(cookie: u64, reasons: &[Reason]) -> Connection {
@@ -117,7 +117,7 @@ fn lines_beyond_the_limit_are_summarized_per_reason() {
 
 #[test]
 fn alerting_without_alertmanager_only_tracks() {
-    let mut a = Alerting::new(20, None, Duration::from_secs(5)).unwrap();
+    let mut a = Alerting::new(20, None, &HttpConfig::default(), Duration::from_secs(5)).unwrap();
     let t = a.observe(&snapshot(vec![conn(1, &[Cw])]));
     assert_eq!(t.new, [(Cw, 1)]);
     assert_eq!(a.detections()[&Cw], 1);

@@ -1,11 +1,12 @@
 use super::*;
-use crate::model::Reason;
+use crate::model::{LocalPort, Reason};
 
 fn group(reason: Reason, owner: &str, port: u16, count: usize, oldest: f64) -> AlertGroup {
     AlertGroup {
         reason,
         owner: owner.into(),
-        local_port: Some(port),
+        local_port: LocalPort::Service(port),
+        folded_groups: 0,
         count,
         oldest_seconds: Some(oldest),
         pids: vec![1],
@@ -49,4 +50,21 @@ fn unreachable_agent_is_unknown() {
         "{err:#}"
     );
     assert_eq!(run(&args), UNKNOWN);
+}
+
+#[test]
+fn crafted_owners_are_escaped_and_folded_groups_say_what_they_fold() {
+    let mut crafted = group(Reason::CloseWaitStuck, "x\u{1b}]0;pwned\u{7}\r", 80, 1, 1.0);
+    let mut folded = group(Reason::CloseWaitStuck, "leaky", 80, 2990, 1.0);
+    folded.local_port = LocalPort::Other;
+    folded.folded_groups = 2990;
+    let mut rest = group(Reason::IdleNoKeepalive, "other", 80, 5, 1.0);
+    rest.local_port = LocalPort::Other;
+    rest.folded_groups = 4;
+    crafted.pids.clear();
+    let out = report(&[folded, rest, crafted]);
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(out.contains("x\\x1b]0;pwned\\x07\\x0d"), "{out}");
+    assert!(out.contains("  2990 more ports  2990 connections"), "{out}");
+    assert!(out.contains("  4 more groups    5 connections"), "{out}");
 }

@@ -126,7 +126,7 @@ pub(super) const CLOSE_WAIT_BY_OWNER: Spec = spec(
     "tcp_liveness_close_wait_connections",
     GAUGE,
     &["owner", "local_port"],
-    "CLOSE_WAIT sockets by owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\". A growing count means the application does not close() after the peer closes.",
+    "CLOSE_WAIT sockets by owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports by count, the rest summed as local_port=\"other\". A growing count means the application does not close() after the peer closes.",
 );
 pub(super) const CLOSE_WAIT_OLDEST: Spec = spec(
     "tcp_liveness_close_wait_oldest_seconds",
@@ -141,11 +141,47 @@ pub(super) const KEEPALIVE_DISABLED: Spec = spec(
     "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
 );
 
-pub(super) const SNAPSHOT_SPECS: [&Spec; 20] = [
+pub(super) const CARDINALITY_LIMIT: Spec = spec(
+    "tcp_liveness_cardinality_limit",
+    GAUGE,
+    &["setting"],
+    "The caps on owner-labelled series and alert groups, by config key: top_n (owners in the CLOSE_WAIT metrics), top_ports (service ports per owner in the CLOSE_WAIT metrics and alert groups), max_alert_groups (alert groups per scan in /alerts and the Alertmanager push).",
+);
+pub(super) const CLOSE_WAIT_FOLDED_OWNERS: Spec = spec(
+    "tcp_liveness_close_wait_folded_owners",
+    GAUGE,
+    &[],
+    "Owners with CLOSE_WAIT sockets past top_n at the last scan, summed into owner=\"other\".",
+);
+pub(super) const CLOSE_WAIT_FOLDED_PORTS: Spec = spec(
+    "tcp_liveness_close_wait_folded_ports",
+    GAUGE,
+    &[],
+    "Service ports with CLOSE_WAIT sockets past their owner's top_ports at the last scan, summed into local_port=\"other\".",
+);
+pub(super) const ALERT_GROUPS: Spec = spec(
+    "tcp_liveness_alert_groups",
+    GAUGE,
+    &[],
+    "Alert groups at the last scan, as /alerts lists them and the Alertmanager push sends them (folded groups included; at most max_alert_groups).",
+);
+pub(super) const ALERT_GROUPS_FOLDED: Spec = spec(
+    "tcp_liveness_alert_groups_folded",
+    GAUGE,
+    &[],
+    "Reason x owner x port groups at the last scan folded into local_port=\"other\" groups (ports past top_ports, groups past max_alert_groups); 0 when every group is listed on its own.",
+);
+
+pub(super) const SNAPSHOT_SPECS: [&Spec; 25] = [
     &SUSPECTS,
     &DETECTIONS,
     &CLOSE_WAIT_BY_OWNER,
     &CLOSE_WAIT_OLDEST,
+    &CARDINALITY_LIMIT,
+    &CLOSE_WAIT_FOLDED_OWNERS,
+    &CLOSE_WAIT_FOLDED_PORTS,
+    &ALERT_GROUPS,
+    &ALERT_GROUPS_FOLDED,
     &KEEPALIVE_DISABLED,
     &CONNECTIONS,
     &IDLE,

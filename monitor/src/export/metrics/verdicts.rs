@@ -5,9 +5,13 @@ use prometheus::proto::MetricFamily;
 
 use super::{
     proto::{counter, gauge},
-    specs::{CLOSE_WAIT_BY_OWNER, CLOSE_WAIT_OLDEST, DETECTIONS, KEEPALIVE_DISABLED, SUSPECTS},
+    specs::{
+        ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
+        CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
+        KEEPALIVE_DISABLED, SUSPECTS,
+    },
 };
-use crate::{export::Published, model::Reason};
+use crate::{alerting, export::Published, model::Reason};
 
 /// From the snapshot's summary: the suspects and keepalive counts (every reason and state
 /// present, 0 included, like `tcp_liveness_connections`) and the `CLOSE_WAIT` top N.
@@ -58,6 +62,35 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
                 .collect(),
         ),
     ]
+    .into_iter()
+    .chain(cardinality(published))
+    .collect()
+}
+
+/// The caps and what they folded at the last scan. The alert groups are grouped again here
+/// (as `/alerts` does per request): O(suspects), small next to the scan that found them.
+fn cardinality(published: &Published) -> Vec<MetricFamily> {
+    let snapshot = &published.snapshot;
+    let grouping = snapshot.grouping;
+    let close_wait = &snapshot.summary.close_wait;
+    let groups = alerting::group(snapshot);
+    let folded: usize = groups.iter().map(|g| g.folded_groups).sum();
+    vec![
+        CARDINALITY_LIMIT.family(
+            [
+                ("top_n", grouping.top_n),
+                ("top_ports", grouping.top_ports),
+                ("max_alert_groups", grouping.max_alert_groups),
+            ]
+            .iter()
+            .map(|(setting, n)| gauge(&[("setting", setting)], *n as f64))
+            .collect(),
+        ),
+        CLOSE_WAIT_FOLDED_OWNERS.family(vec![gauge(&[], close_wait.folded_owners as f64)]),
+        CLOSE_WAIT_FOLDED_PORTS.family(vec![gauge(&[], close_wait.folded_ports as f64)]),
+        ALERT_GROUPS.family(vec![gauge(&[], groups.len() as f64)]),
+        ALERT_GROUPS_FOLDED.family(vec![gauge(&[], folded as f64)]),
+    ]
 }
 
 #[cfg(test)]
@@ -104,5 +137,60 @@ mod tests {
         );
         let total: f64 = ka.iter().map(|m| m.get_gauge().get_value()).sum();
         assert_eq!(total, 1.0);
+    }
+
+    /// The caps are exported, and so is what they folded: 30 service ports of one owner with
+    /// `top_ports` = 10 are 12 `CLOSE_WAIT` series (10, other, and nothing outbound) and 11 alert
+    /// groups, 20 ports folded in each.
+    #[test]
+    #[expect(clippy::float_cmp, reason = "gauges set from small integers are exact")]
+    fn caps_and_folded_counts_are_exported() {
+        let mut connections = Vec::new();
+        for port in 1000..1030 {
+            let local = format!("10.0.0.1:{port}").parse().unwrap();
+            let mut c = Connection::new(
+                1,
+                tcp_state::CLOSE_WAIT,
+                local,
+                "10.0.0.2:1".parse().unwrap(),
+            );
+            c.comm = Some("leaky".into());
+            c.suspect = vec![Reason::CloseWaitStuck];
+            let mut listener = c.clone();
+            listener.state = tcp_state::LISTEN;
+            listener.suspect.clear();
+            connections.extend([c, listener]);
+        }
+        let published = Published {
+            snapshot: Snapshot::from_connections(connections, Grouping::default()),
+            ..Published::default()
+        };
+        let families = families(&published);
+        let value = |name: &str, label: Option<&str>| {
+            let family = families.iter().find(|f| f.name() == name).unwrap();
+            family
+                .get_metric()
+                .iter()
+                .find(|m| label.is_none_or(|l| m.get_label().iter().any(|p| p.value() == l)))
+                .map(|m| m.get_gauge().get_value())
+                .unwrap()
+        };
+        let series = families
+            .iter()
+            .find(|f| f.name() == "tcp_liveness_close_wait_connections")
+            .unwrap()
+            .get_metric()
+            .len();
+        assert_eq!(series, 11, "10 ports and other");
+        let got = [
+            value("tcp_liveness_cardinality_limit", Some("top_ports")),
+            value("tcp_liveness_cardinality_limit", Some("max_alert_groups")),
+            value("tcp_liveness_cardinality_limit", Some("top_n")),
+            value("tcp_liveness_close_wait_folded_ports", None),
+            value("tcp_liveness_close_wait_folded_owners", None),
+            value("tcp_liveness_alert_groups", None),
+            value("tcp_liveness_alert_groups_folded", None),
+        ];
+        assert_eq!(got, [10.0, 200.0, 20.0, 20.0, 0.0, 11.0, 20.0]);
     }
 }

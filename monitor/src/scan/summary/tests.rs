@@ -31,7 +31,7 @@ fn listener(port: u16) -> Connection {
 fn top_n(n: usize) -> Grouping {
     Grouping {
         top_n: n,
-        by_cgroup: false,
+        ..Grouping::default()
     }
 }
 
@@ -117,6 +117,37 @@ fn close_wait_top_n_folds_the_rest_into_other() {
     assert_eq!(top.by_port.len(), 4);
     assert_eq!(top.oldest["redis"], 50.0);
     assert_eq!(top.oldest[OTHER], 7.0);
+    assert_eq!((top.folded_owners, top.folded_ports), (1, 0));
+}
+
+/// The case: one process with `CLOSE_WAIT` sockets on 3,000 service ports makes
+/// `top_ports` + 2 series (its largest ports, "other", outbound), not 3,000.
+#[test]
+fn close_wait_ports_past_top_ports_fold_into_other() {
+    let mut connections: Vec<Connection> = (0..3000).map(|i| cw("leaky", 20_000 + i, 1)).collect();
+    connections.extend([cw("leaky", 20_000, 5), cw("leaky", 45_000, 2)]);
+    connections.extend((0..3000).map(|i| listener(20_000 + i)));
+    let mut grouping = top_n(5);
+    grouping.top_ports = 10;
+    let top = Snapshot::from_connections(connections, grouping)
+        .summary
+        .close_wait;
+    let leaky: Vec<_> = top
+        .by_port
+        .iter()
+        .filter(|((o, _), _)| o == "leaky")
+        .collect();
+    assert_eq!(leaky.len(), 12, "10 ports, other, outbound: {leaky:?}");
+    assert_eq!(top.by_port[&("leaky".into(), "20000".into())], 2);
+    assert_eq!(
+        top.by_port[&("leaky".into(), "20009".into())],
+        1,
+        "ties: lowest ports"
+    );
+    assert_eq!(top.by_port[&("leaky".into(), OTHER.into())], 2990);
+    assert_eq!(top.by_port[&("leaky".into(), "outbound".into())], 1);
+    assert_eq!((top.folded_owners, top.folded_ports), (0, 2990));
+    assert_eq!(top.oldest["leaky"], 5.0);
 }
 
 #[test]
@@ -161,6 +192,7 @@ fn owners_by_cgroup_and_unknown_merge_by_label() {
     let by_cgroup = Grouping {
         top_n: 5,
         by_cgroup: true,
+        ..Grouping::default()
     };
     let top = Snapshot::from_connections(
         [in_container, same_container, no_cgroup, named_unknown],

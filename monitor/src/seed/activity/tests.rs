@@ -3,7 +3,7 @@ use std::net::Ipv4Addr;
 use monitor_common::{AF_INET, AF_INET6};
 
 use super::*;
-use crate::seed::TcpInfoSummary;
+use crate::{model::kernel_buffer, seed::TcpInfoSummary};
 
 const NOW: u64 = 5_000_000_000_000; // 5000 s of uptime
 
@@ -40,7 +40,7 @@ fn established_v4() -> DiagSocket {
 fn established_v4_with_owner() {
     let owner = Owner {
         pid: 777,
-        comm: "postgres".into(),
+        comm: kernel_buffer(b"postgres\n"),
     };
     let a = to_activity(&established_v4(), Some(&owner), NOW);
     assert_eq!(a.family, AF_INET);
@@ -101,7 +101,7 @@ fn ipv6_and_v4_mapped_fill_sixteen_bytes() {
 fn long_comm_is_truncated_to_15_bytes() {
     let owner = Owner {
         pid: 1,
-        comm: "a-very-long-process-name".into(),
+        comm: kernel_buffer(b"a-very-long-process-name\n"),
     };
     let a = to_activity(&established_v4(), Some(&owner), NOW);
     assert_eq!(&a.comm[..15], b"a-very-long-pro");
