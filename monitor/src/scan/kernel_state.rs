@@ -264,21 +264,38 @@ pub fn entry_of(r: &KernelSockState, hz: Option<u32>) -> SockActivity {
 
 /// Gives each tracked socket that no process has sent or received on (no owner yet) the process
 /// holding it now (`/proc/PID/fd`, the lowest pid when several do), found by the inode the last
-/// read put in its slot. The `/proc` walk runs only when such a socket exists; an adopted owner
-/// stays until a process does I/O on the socket. Returns how many sockets were given one.
-pub fn adopt_owners(table: &dyn SocketSource) -> usize {
-    let mut wanted = FastSet::default();
+/// read put in its slot. An adopted owner stays until a process does I/O on the socket.
+///
+/// The `/proc` walk reads every descriptor on the host, so it runs only for inodes not searched
+/// before: `unfound` keeps those no process held (a socket of a process in another PID
+/// namespace, or in flight between processes), pruned to the ones still unowned, and is
+/// searched again every [`RESEARCH_UNFOUND_EVERY`] reads. Returns how many sockets were given
+/// an owner.
+pub(crate) fn adopt_owners(
+    table: &dyn SocketSource,
+    unfound: &mut FastSet<u32>,
+    reads: u64,
+) -> usize {
+    if reads.is_multiple_of(RESEARCH_UNFOUND_EVERY) {
+        unfound.clear();
+    }
+    let mut unowned = FastSet::default();
     table.for_each_socket(&mut |_, entry| {
         if entry.tgid == 0 && entry.kernel.inode != 0 {
-            wanted.insert(entry.kernel.inode);
+            unowned.insert(entry.kernel.inode);
         }
     });
-    if wanted.is_empty() {
+    unfound.retain(|inode| unowned.contains(inode));
+    if unowned.iter().all(|inode| unfound.contains(inode)) {
         return 0;
     }
-    let holders = seed::socket_holders_of(|inode| wanted.contains(&inode));
+    let holders = seed::socket_holders_of(|inode| unowned.contains(&inode));
+    unfound.extend(unowned.iter().filter(|inode| !holders.contains_key(inode)));
     table.adopt_owners(&mut |entry| holders.get(&entry.kernel.inode).copied())
 }
+
+/// Kernel reads between two searches for the holders of sockets no process was found holding.
+pub(crate) const RESEARCH_UNFOUND_EVERY: u64 = 20;
 
 /// `c` (converted from `entry`, the hooks' view) with the values only the socket keeps, from the
 /// sample the last kernel read wrote into the entry (no-op before the first read visited it).
@@ -309,8 +326,11 @@ pub(crate) fn apply(
         c.state_age = None;
         c.state_age_at_least = Some(since_read);
     }
+    // A listener's `rcv_tstamp` is not a peer's (it has none): seeding leaves its times at 0 too.
+    let has_peer = entry.state != tcp_state::LISTEN;
     if let Some(silent) = defaults
         .hz
+        .filter(|_| has_peer)
         .and_then(|hz| convert::jiffies_since(k.read_jiffies.into(), k.rcv_tstamp, hz))
     {
         let kernel = silent + since_read;

@@ -226,10 +226,10 @@ impl Scanner {
 /// writes each tracked socket's values into its slot) and hands what each read found besides the
 /// table to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
 /// to at most 1/[`KERNEL_READ_SHARE`] of a core and never more often than `min_interval` (the
-/// scan interval): every scan on a host with a few thousand sockets, about every minute at 100k
+/// scan interval): every scan on a host with a few thousand sockets, every few minutes at 100k
 /// connections. Each read refreshes the values the kernel keeps ([`kernel_state::apply`]), tells
-/// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets. Dropping it stops
-/// the thread (at once, even mid-wait) and joins it.
+/// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets.
+/// Dropping it stops the thread (at once, even mid-wait) and joins it.
 pub struct KernelStateThread {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -255,6 +255,7 @@ impl KernelStateThread {
             .name("kernel-state".into())
             .spawn(move || {
                 let (mut reads, mut read_time) = (0, Duration::ZERO);
+                let mut unfound = kernel_state::FastSet::default();
                 loop {
                     let started = Instant::now();
                     let (mut truth, errors) = kernel_state::read_truth(&reader);
@@ -267,7 +268,7 @@ impl KernelStateThread {
                     }
                     let hz = pipeline.defaults.hz();
                     let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
-                    let adopted = kernel_state::adopt_owners(table.as_ref());
+                    let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
                     // The /proc walk's buffers were just freed.
                     crate::memory::release_free_heap();
                     tracing::debug!(
