@@ -3,7 +3,10 @@
 mod scan_loop;
 mod seeding;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -20,7 +23,7 @@ use crate::{
         metrics::Metrics,
     },
     model::Grouping,
-    probes::{KernelStatus, Probes},
+    probes::{KernelStateReader, KernelStatus, Probes},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
@@ -30,7 +33,15 @@ use crate::{
 /// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
-    // First: an unusable Alertmanager URL fails before any probe is loaded.
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
+    // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
+    // fail in milliseconds, before any probe is loaded or namespace seeded.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let alerting = Alerting::new(
         config.alert_log_limit,
         config.alertmanager_url.as_deref(),
@@ -80,29 +91,10 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
-    let hz = crate::probes::kernel_state::kernel_hz();
-    if kernel_state.is_some() && hz.is_none() {
-        tracing::warn!("kernel tick rate unknown: the kernel's socket state is not read");
-    }
-    let kernel_state = kernel_state
-        .zip(hz)
-        .map(|(reader, hz)| {
-            KernelStateThread::start(Arc::clone(&pipeline), reader, hz, config.scan_interval)
-        })
-        .transpose()
-        .map_err(|source| Error::Thread {
-            name: "kernel-state",
-            source,
-        })?;
+    let kernel_state = start_kernel_state(kernel_state, &pipeline, config.scan_interval)?;
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -136,6 +128,27 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())
+}
+
+/// The thread reading the kernel's own socket state into `pipeline`, when the kernel has the
+/// iterator and its tick rate is known.
+fn start_kernel_state(
+    reader: Option<KernelStateReader>,
+    pipeline: &Arc<Pipeline>,
+    interval: Duration,
+) -> Result<Option<KernelStateThread>, Error> {
+    let hz = crate::probes::kernel_state::kernel_hz();
+    if reader.is_some() && hz.is_none() {
+        tracing::warn!("kernel tick rate unknown: the kernel's socket state is not read");
+    }
+    reader
+        .zip(hz)
+        .map(|(reader, hz)| KernelStateThread::start(Arc::clone(pipeline), reader, hz, interval))
+        .transpose()
+        .map_err(|source| Error::Thread {
+            name: "kernel-state",
+            source,
+        })
 }
 
 async fn wait_for_signal() -> Result<(), Error> {
