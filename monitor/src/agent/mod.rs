@@ -8,9 +8,11 @@ use std::{
     time::Duration,
 };
 
+use scan_loop::ScanThread;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
+    sync::Semaphore,
 };
 
 use crate::{
@@ -18,7 +20,7 @@ use crate::{
     config::{GroupBy, RunConfig},
     error::Error,
     export::{
-        SnapshotStore,
+        SnapshotStore, health,
         http::{self, HttpState},
         metrics::Metrics,
     },
@@ -97,7 +99,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     metrics.set_scan_interval(config.scan_interval);
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let state = HttpState {
             store: Arc::clone(&store),
@@ -105,24 +107,27 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
             source: table,
             pipeline,
             allow_remote_connections: config.allow_remote_connections,
+            connections_streams: Arc::new(Semaphore::new(http::MAX_CONNECTIONS_STREAMS)),
+            stale_after: health::stale_after(config.scan_interval),
         };
-        let mut stop = stop_rx.clone();
         tokio::spawn(http::serve(listener, state, async move {
-            let _ = stop.wait_for(|&s| s).await;
+            let _ = stop_rx.wait_for(|&s| s).await;
         }))
     };
-    let scanner = tokio::spawn(scan_loop::run(
-        scanner,
-        alerting,
-        scan_loop::Outputs { store, metrics },
-        config.scan_interval,
-        stop_rx,
-    ));
+    let outputs = scan_loop::Outputs { store, metrics };
+    let scans =
+        ScanThread::start(scanner, alerting, outputs, config.scan_interval).map_err(|source| {
+            Error::Thread {
+                name: "scan",
+                source,
+            }
+        })?;
 
     wait_for_signal().await?;
     tracing::info!("stopping: detaching probes");
     let _ = stop_tx.send(true);
-    scanner.await?;
+    // Waits for a scan in progress (its Alertmanager push is bounded by the client's timeout).
+    tokio::task::block_in_place(|| drop(scans));
     server.await?.map_err(Error::Http)?;
     drop(kernel_state);
     // Last reference: dropping the probes detaches every program and frees the maps.
