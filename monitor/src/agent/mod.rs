@@ -1,5 +1,6 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
+mod reload;
 mod scan_loop;
 mod seeding;
 
@@ -8,10 +9,12 @@ use std::{
     time::Duration,
 };
 
+pub(crate) use reload::LoadConfig;
+use reload::Reloader;
 use scan_loop::ScanThread;
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     sync::Semaphore,
 };
 
@@ -22,20 +25,23 @@ use crate::{
     export::{
         SnapshotStore, health,
         http::{self, HttpState},
-        metrics::Metrics,
+        metrics::{Metrics, ReloadMetrics},
     },
     model::Grouping,
     probes::{KernelStateReader, KernelStatus, Probes},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
-/// Runs the agent until SIGTERM or SIGINT, then detaches everything.
+/// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
+/// applies what it can of the result ([`Reloader`]).
 ///
 /// # Errors
 /// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
-pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
+pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
+    // From here on SIGHUP is ours: its default action would end the agent with no log line.
+    let mut signals = Signals::install()?;
     // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
     // fail in milliseconds, before any probe is loaded or namespace seeded.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -105,7 +111,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             source: table,
-            pipeline,
+            pipeline: Arc::clone(&pipeline),
             allow_remote_connections: config.allow_remote_connections,
             connections_streams: Arc::new(Semaphore::new(http::MAX_CONNECTIONS_STREAMS)),
             stale_after: health::stale_after(config.scan_interval),
@@ -114,6 +120,12 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
             let _ = stop_rx.wait_for(|&s| s).await;
         }))
     };
+    let reloader = Reloader::new(
+        config.clone(),
+        load,
+        pipeline,
+        ReloadMetrics::register(&metrics),
+    );
     let outputs = scan_loop::Outputs { store, metrics };
     let scans =
         ScanThread::start(scanner, alerting, outputs, config.scan_interval).map_err(|source| {
@@ -123,7 +135,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
             }
         })?;
 
-    wait_for_signal().await?;
+    signals.serve_until_stopped(reloader).await;
     tracing::info!("stopping: detaching probes");
     let _ = stop_tx.send(true);
     // Waits for a scan in progress (its Alertmanager push is bounded by the client's timeout).
@@ -156,14 +168,33 @@ fn start_kernel_state(
         })
 }
 
-async fn wait_for_signal() -> Result<(), Error> {
-    let mut term = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals the agent handles, installed before anything is loaded.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Error> {
+        let install = |kind| signal(kind).map_err(Error::Runtime);
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// Reloads the config on each SIGHUP; returns at SIGTERM or SIGINT.
+    async fn serve_until_stopped(&mut self, mut reloader: Reloader) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                Some(()) = self.hup.recv() => reloader.reload(),
+            }
+        }
+    }
 }
 
 /// Forwards what the kernel programs log (aya-log ring buffer) whenever it has records.

@@ -48,7 +48,9 @@ pub fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            Ok(runtime.block_on(crate::agent::run(config))?)
+            // SIGHUP resolves the same flags over the file again.
+            let load = Box::new(move || config::load(&args));
+            Ok(runtime.block_on(crate::agent::run(config, load))?)
         }
         Command::Connections(args) => connections::run(&args),
         // Its own exit codes: main's "1 on error" would read as WARNING to a monitoring system.
