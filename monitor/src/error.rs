@@ -44,3 +44,12 @@ pub(crate) enum Error {
     #[error("a task of the agent stopped unexpectedly")]
     Task(#[from] tokio::task::JoinError),
 }
+
+impl Error {
+    /// Whether the operator's input is at fault, not the host: a bad setting, or a `--listen`
+    /// address in use or not on this host. The binary exits 2 on these, as clap does for a bad
+    /// command line, so a supervisor can tell them from a failure worth retrying.
+    pub(crate) fn is_usage(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::Bind { .. })
+    }
+}

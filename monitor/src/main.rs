@@ -1,11 +1,7 @@
 fn main() {
     if let Err(error) = monitor::cli::main() {
-        // One line naming the problem, then a non-zero exit.
+        // One line naming the problem, then a non-zero exit (2 for bad input).
         eprintln!("tcp-liveness: {error:#}");
-        // A bad setting is a usage error: exit 2, as clap does for bad flags.
-        let usage = error
-            .downcast_ref::<monitor::config::ConfigError>()
-            .is_some();
-        std::process::exit(if usage { 2 } else { 1 });
+        std::process::exit(monitor::cli::exit_code(&error));
     }
 }

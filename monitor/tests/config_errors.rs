@@ -1,7 +1,11 @@
 //! The real binary on bad settings: exit code 2 and one stderr line naming the flag or key.
 //! No root needed: settings are validated before any kernel program is loaded.
 
-use std::{io::Write as _, process::Command};
+use std::{
+    io::Write as _,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 /// Runs `tcp-liveness run ARGS`; returns the exit code and stderr.
 fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -95,4 +99,80 @@ fn missing_alertmanager_ca_file() {
         ],
         "alertmanager_ca_file /nonexistent/ca.pem: cannot read: No such file or directory (os error 2)",
     );
+}
+
+#[test]
+fn negative_duration_as_a_separate_word_names_the_flag() {
+    assert_usage_error(
+        &["--scan-interval", "-5s"],
+        r#"--scan-interval: negative duration "-5s": must be between 100ms and 1h"#,
+    );
+}
+
+#[test]
+fn config_file_larger_than_the_limit() {
+    // A comment line of 1 MiB: valid TOML, so only the size can refuse it.
+    let file = config_file(&format!("#{}\n", "x".repeat(1024 * 1024)));
+    let path = file.path().to_str().unwrap();
+    assert_usage_error(
+        &["--config", path],
+        &format!("config {path}: larger than 1024 KiB, the most a config file may be"),
+    );
+    // Endless: without the limit this reads until memory runs out.
+    assert_usage_error(
+        &["--config", "/dev/zero"],
+        "config /dev/zero: larger than 1024 KiB, the most a config file may be",
+    );
+}
+
+/// Runs `tcp-liveness run --listen ADDR` logging at info to a pipe; returns the exit code, the
+/// time it took, and stderr.
+fn run_listening_on(addr: &str) -> (Option<i32>, Duration, String) {
+    let start = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_tcp-liveness"))
+        .args(["run", "--listen", addr])
+        .env_remove("TCP_LIVENESS_LISTEN")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run tcp-liveness");
+    (
+        output.status.code(),
+        start.elapsed(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A port in use or an address not on this host: bad input, found before any kernel program is
+/// loaded (as root, loading and seeding would otherwise take seconds and log "probes loaded").
+/// The log goes to a pipe here, so it has no colour codes either.
+#[test]
+fn unusable_listen_address_exits_2_before_loading_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let taken = taken.local_addr().expect("local address").to_string();
+    let cases = [
+        (taken.as_str(), "Address already in use (os error 98)"),
+        // TEST-NET-1 (RFC 5737): never an address of this host.
+        (
+            "192.0.2.1:9977",
+            "Cannot assign requested address (os error 99)",
+        ),
+    ];
+    for (addr, cause) in cases {
+        let (code, took, stderr) = run_listening_on(addr);
+        assert_eq!(code, Some(2), "exit code for {addr}; stderr: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!("tcp-liveness: --listen {addr}: cannot bind: {cause}")
+        );
+        assert!(stderr.contains("starting"), "the log was written: {stderr}");
+        assert!(!stderr.contains("probes loaded"), "{stderr}");
+        assert!(!stderr.contains("hook attached"), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "colour codes in a piped log: {stderr:?}"
+        );
+        assert!(took < Duration::from_secs(2), "{addr}: took {took:?}");
+    }
 }

@@ -137,6 +137,13 @@ fn unit_capabilities() -> String {
 /// `tcp-liveness run` as nobody with exactly `caps`, `no_new_privs`, the Kubernetes config file
 /// (kept in `config`, which must outlive the agent).
 fn start_confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Agent {
+    confined(caps, port, config)
+        .start()
+        .expect("confined agent")
+}
+
+/// [`start_confined`]'s launch, not started yet.
+fn confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Launch {
     fs::set_permissions(config.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let file = config.path().join("tcp-liveness.toml");
     fs::write(&file, configmap_toml()).expect("write config");
@@ -144,8 +151,6 @@ fn start_confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Agent {
     Launch::new(AGENT, port)
         .args(&["--config", file, "--scan-interval", TEST_SCAN_INTERVAL])
         .confined(caps)
-        .start()
-        .expect("confined agent")
 }
 
 /// Lines `Key:\tvalue` of /proc/PID/status (setpriv execs: its pid is the agent's).
@@ -273,6 +278,32 @@ fn systemd_capabilities_are_enough() {
         "seeded without CAP_SYS_ADMIN: the control is wrong"
     );
     assert!(agent.stop().expect("agent stops after SIGTERM").success());
+}
+
+/// A start under the unit's capabilities (no `CAP_SYS_RESOURCE`) logs no warning about
+/// `RLIMIT_MEMLOCK`: this kernel charges BPF memory to the memory cgroup, the limit is moot.
+#[test]
+fn no_memlock_warning_under_the_unit() {
+    if !privilege::may_run("no_memlock_warning_under_the_unit", Need::RootAndKernelBtf)
+        || !have("setpriv", "util-linux")
+    {
+        return;
+    }
+    let config = tempfile::tempdir().expect("tempdir");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut agent = confined(&unit_capabilities(), 19954, &config)
+        .rust_log(Some("debug"))
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("confined agent");
+    assert!(agent.stop().expect("agent stops after SIGTERM").success());
+    let text = fs::read_to_string(log.path()).expect("agent log");
+    assert!(
+        text.contains("probes loaded"),
+        "the log was written: {text}"
+    );
+    let memlock: Vec<&str> = text.lines().filter(|l| l.contains("MEMLOCK")).collect();
+    assert!(memlock.is_empty(), "{memlock:#?}");
 }
 
 /// Every syscall name allowed by the unit's `SystemCallFilter` (groups expanded by systemd).

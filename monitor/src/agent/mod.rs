@@ -1,13 +1,18 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
+mod reload;
 mod scan_loop;
 mod seeding;
 
 use std::sync::{Arc, Mutex};
 
+pub(crate) use reload::LoadConfig;
+use reload::Reloader;
+use scan_loop::ScanThread;
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
+    sync::Semaphore,
 };
 
 use crate::{
@@ -15,21 +20,32 @@ use crate::{
     config::RunConfig,
     error::Error,
     export::{
-        SnapshotStore,
+        SnapshotStore, health,
         http::{self, HttpState},
-        metrics::Metrics,
+        metrics::{Metrics, ReloadMetrics},
     },
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
-/// Runs the agent until SIGTERM or SIGINT, then detaches everything.
+/// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
+/// applies what it can of the result ([`Reloader`]).
 ///
 /// # Errors
 /// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
-pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
-    // First: an unusable Alertmanager URL fails before any probe is loaded.
+pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
+    // From here on SIGHUP is ours: its default action would end the agent with no log line.
+    let mut signals = Signals::install()?;
+    // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
+    // fail in milliseconds, before any probe is loaded or namespace seeded.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let alerting = Alerting::new(
         config.alert_log_limit,
         config.alertmanager_url.as_deref(),
@@ -79,40 +95,43 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     alerting
         .register_metrics(metrics.registry())
         .expect("push counters register once");
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let state = HttpState {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             source: table,
-            pipeline,
+            pipeline: Arc::clone(&pipeline),
             allow_remote_connections: config.allow_remote_connections,
+            connections_streams: Arc::new(Semaphore::new(http::MAX_CONNECTIONS_STREAMS)),
+            stale_after: health::stale_after(config.scan_interval),
         };
-        let mut stop = stop_rx.clone();
         tokio::spawn(http::serve(listener, state, async move {
-            let _ = stop.wait_for(|&s| s).await;
+            let _ = stop_rx.wait_for(|&s| s).await;
         }))
     };
-    let scanner = tokio::spawn(scan_loop::run(
-        scanner,
-        alerting,
-        scan_loop::Outputs { store, metrics },
-        config.scan_interval,
-        stop_rx,
-    ));
+    let reloader = Reloader::new(
+        config.clone(),
+        load,
+        pipeline,
+        ReloadMetrics::register(&metrics),
+    );
+    let outputs = scan_loop::Outputs { store, metrics };
+    let scans =
+        ScanThread::start(scanner, alerting, outputs, config.scan_interval).map_err(|source| {
+            Error::Thread {
+                name: "scan",
+                source,
+            }
+        })?;
 
-    wait_for_signal().await?;
+    signals.serve_until_stopped(reloader).await;
     tracing::info!("stopping: detaching probes");
     let _ = stop_tx.send(true);
-    scanner.await?;
+    // Waits for a scan in progress (its Alertmanager push is bounded by the client's timeout).
+    tokio::task::block_in_place(|| drop(scans));
     server.await?.map_err(Error::Http)?;
     drop(kernel_state);
     // Last reference: dropping the probes detaches every program and frees the maps.
@@ -141,14 +160,33 @@ fn start_kernel_state(
         })
 }
 
-async fn wait_for_signal() -> Result<(), Error> {
-    let mut term = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals the agent handles, installed before anything is loaded.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Error> {
+        let install = |kind| signal(kind).map_err(Error::Runtime);
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// Reloads the config on each SIGHUP; returns at SIGTERM or SIGINT.
+    async fn serve_until_stopped(&mut self, mut reloader: Reloader) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                Some(()) = self.hup.recv() => reloader.reload(),
+            }
+        }
+    }
 }
 
 /// Forwards what the kernel programs log (aya-log ring buffer) whenever it has records.

@@ -1,13 +1,19 @@
-//! The scan loop: every interval, one complete scan ([`Scanner::scan`]), then the alert
+//! The scan thread: every interval, one complete scan ([`Scanner::scan`]), then the alert
 //! transitions, then publish for HTTP and metrics. A failed stage is counted and logged, and what
 //! it would have produced keeps its last good value: nothing is ever published as zeros.
+//!
+//! A thread of its own, not the runtime's shared blocking pool: HTTP readers (`/connections`
+//! streams to slow clients) hold threads of that pool, and must never delay a scan.
 
 use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        mpsc::{self, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
 };
-
-use tokio::sync::watch;
 
 use crate::{
     alerting::Alerting,
@@ -21,45 +27,66 @@ pub(crate) struct Outputs {
     pub metrics: Arc<Metrics>,
 }
 
-/// Scans every `interval` until `stop` turns true. Scans never overlap (each waits for the
-/// previous one), and run off the async threads (they read memory and /proc).
-pub(crate) async fn run(
-    scanner: Arc<Scanner>,
-    alerting: Alerting,
-    outputs: Outputs,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    // The alert tracker is only used by one scan at a time; the lock makes it movable into
-    // the blocking task.
-    let alerting = Arc::new(Mutex::new(alerting));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|&s| s) => return,
-        }
-        let (scanner, alerting) = (Arc::clone(&scanner), Arc::clone(&alerting));
-        let store = Arc::clone(&outputs.store);
-        let metrics = Arc::clone(&outputs.metrics);
-        let scan = move || scan_and_publish(&scanner, &alerting, &store, &metrics);
-        if let Err(error) = tokio::task::spawn_blocking(scan).await {
-            // The previous scan stays published; /healthz and the stalled-scan rule see the age.
-            tracing::error!(%error, "scan failed; keeping the previous results");
-            outputs.metrics.scan_failed(ScanStage::Scan);
+/// The running scan thread. Scans never overlap: each starts `interval` after the previous one
+/// started, or at once when that one took longer. Dropping it stops the thread (at once when it
+/// is between scans, else after the current scan) and joins it.
+pub(crate) struct ScanThread {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ScanThread {
+    /// Starts scanning, the first scan at once.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn start(
+        scanner: Arc<Scanner>,
+        mut alerting: Alerting,
+        outputs: Outputs,
+        interval: Duration,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("scan".into())
+            .spawn(move || {
+                loop {
+                    let started = Instant::now();
+                    let scan = AssertUnwindSafe(|| {
+                        scan_and_publish(&scanner, &mut alerting, &outputs);
+                    });
+                    if std::panic::catch_unwind(scan).is_err() {
+                        // The previous scan stays published; /healthz and the stalled-scan rule
+                        // see its age.
+                        tracing::error!("scan failed; keeping the previous results");
+                        outputs.metrics.scan_failed(ScanStage::Scan);
+                    }
+                    let pause = interval.saturating_sub(started.elapsed());
+                    // A message or a closed channel both mean stop.
+                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ScanThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
 /// One scan, its alert transitions, and the publication of both.
-fn scan_and_publish(
-    scanner: &Scanner,
-    alerting: &Mutex<Alerting>,
-    store: &SnapshotStore,
-    metrics: &Metrics,
-) {
-    let mut alerting = crate::locks::lock(alerting);
+fn scan_and_publish(scanner: &Scanner, alerting: &mut Alerting, outputs: &Outputs) {
+    let Outputs { store, metrics } = outputs;
     let snapshot = scanner.scan(alerting.watched());
     for failure in &snapshot.failures {
         tracing::warn!(
@@ -73,8 +100,10 @@ fn scan_and_publish(
     alerting.observe(&snapshot);
     metrics.observe_scan(snapshot.scan_duration);
     metrics.stale_removed(snapshot.stale_removed);
+    // Success first: /healthz must not see the first scan published but not yet successful.
     if snapshot.failures.is_empty() {
         metrics.scan_succeeded(SystemTime::now());
+        store.scan_succeeded(crate::clock::monotonic_now_ns());
     }
     store.publish(snapshot, alerting.detections().clone());
     // The previous snapshot and the scan's transient buffers were just freed.

@@ -3,6 +3,8 @@
 mod check;
 mod connections;
 
+use std::{ffi::OsStr, io::IsTerminal as _};
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, LogFormat, RunArgs};
@@ -46,7 +48,9 @@ pub fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            Ok(runtime.block_on(crate::agent::run(config))?)
+            // SIGHUP resolves the same flags over the file again.
+            let load = Box::new(move || config::load(&args));
+            Ok(runtime.block_on(crate::agent::run(config, load))?)
         }
         Command::Connections(args) => connections::run(&args),
         // Its own exit codes: main's "1 on error" would read as WARNING to a monitoring system.
@@ -54,14 +58,57 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The exit status for an error [`main`] returned: 2 for bad input (a setting, or a `--listen`
+/// address that cannot be bound), as clap does for a bad command line; 1 otherwise.
+#[must_use]
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    let usage = error.downcast_ref::<config::ConfigError>().is_some()
+        || error
+            .downcast_ref::<crate::error::Error>()
+            .is_some_and(crate::error::Error::is_usage);
+    if usage { 2 } else { 1 }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Whether text logs carry colour codes: only on a terminal (a file or journald would store
+/// the escapes), and never when `NO_COLOR` is set to anything but empty (<https://no-color.org>).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::log_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(
+            log_colour(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
+        assert!(
+            !log_colour(false, None),
+            "a file or journald gets no escapes"
+        );
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
     }
 }

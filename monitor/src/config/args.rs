@@ -2,6 +2,8 @@
 //! `close_wait_after`). Values stay text here: `resolve` parses flags and file values with the
 //! same code, and `None` means "not given", so the file and then the default apply.
 //! The "[default: …]" in each help text is checked against `SETTINGS` by a unit test.
+//! Durations and counts take a leading `-` as their value, so `--scan-interval -5s` is our
+//! "negative duration" error naming the flag, not clap's "unexpected argument '-5'".
 
 use std::path::PathBuf;
 
@@ -18,12 +20,12 @@ pub struct RunArgs {
     pub listen: Option<String>,
 
     /// How often the kernel table is read, 100ms to 1h. [default: 5s]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub scan_interval: Option<String>,
 
     /// Sockets tracked in the kernel (about 280 bytes each); inserts beyond it are counted
     /// (`tcp_liveness_table_insert_failures_total`). [default: 262144]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub table_capacity: Option<String>,
 
     /// Serve /connections (addresses, processes) to non-loopback clients too. [default: false]
@@ -35,23 +37,23 @@ pub struct RunArgs {
     pub log_format: Option<String>,
 
     /// Report a socket in `CLOSE_WAIT` this long (the application never closed it). [default: 60s]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub close_wait_after: Option<String>,
 
     /// Report a held socket in `FIN_WAIT2` this long (the peer never closed). [default: 120s]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub fin_wait2_after: Option<String>,
 
     /// Report a connection retransmitting with no reply from the peer this long. [default: 10s]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub unresponsive_after: Option<String>,
 
     /// Report a connection idle this long with no keepalive or user timeout. [default: 15m]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub idle_after: Option<String>,
 
     /// Largest `CLOSE_WAIT` owners exported as metric series, 0 to 1000. [default: 20]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub top_n: Option<String>,
 
     /// Service ports per owner kept as their own `CLOSE_WAIT` series and alert groups, 0 to
@@ -103,6 +105,6 @@ pub struct RunArgs {
     pub alertmanager_password_file: Option<String>,
 
     /// Suspect connections logged one per line per scan, 0 to 10000. [default: 20]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub alert_log_limit: Option<String>,
 }

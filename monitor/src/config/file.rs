@@ -2,7 +2,10 @@
 //! on one line. `[[override]]` and `[[ignore]]` exist only here and are parsed on read; the
 //! top-level settings stay raw until `resolve`, which parses them exactly like flags.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+};
 
 use super::{
     ConfigError, SETTINGS,
@@ -18,6 +21,10 @@ const THRESHOLD_KEYS: [&str; 4] = [
     "idle_after",
 ];
 
+/// The largest config file read, in bytes: a real one is a few KiB even with hundreds of
+/// `[[override]]` sections.
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 /// A parsed config file; `FileConfig::default()` stands for "no file".
 #[derive(Clone, Debug, Default)]
 pub struct FileConfig {
@@ -29,11 +36,30 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
+    /// Reads and [`parse`](Self::parse)s the file at `path`, at most [`MAX_FILE_BYTES`] of it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when it cannot be read (or is not UTF-8), [`ConfigError::File`]
+    /// when it is larger than the limit (`--config /dev/zero` would otherwise fill memory) or
+    /// does not parse.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError::in_file(
+                path,
+                format!(
+                    "larger than {} KiB, the most a config file may be",
+                    MAX_FILE_BYTES / 1024
+                ),
+            ));
+        }
         Self::parse(path, &text)
     }
 

@@ -6,6 +6,7 @@
 
 mod args;
 mod file;
+mod reload;
 mod values;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use std::{path::Path, time::Duration};
 
-use clap::{Args as _, Command};
+use clap::{Args as _, Command, FromArgMatches as _};
 use monitor_common::DEFAULT_TABLE_CAPACITY;
 
 use super::*;
@@ -163,6 +163,58 @@ fn bad_flags_name_the_flag() {
         }),
         r#"--listen: invalid address "9977" (expected IP:PORT, e.g. 0.0.0.0:9977)"#
     );
+    assert_eq!(
+        bad(RunArgs {
+            scan_interval: Some("-5s".into()),
+            ..Default::default()
+        }),
+        r#"--scan-interval: negative duration "-5s": must be between 100ms and 1h"#
+    );
+}
+
+/// `-5s` and `-5` as separate words reach our parsers (which name the flag) instead of clap
+/// taking them for an unknown flag `-5`.
+#[test]
+fn negative_values_are_values_not_flags() {
+    let parse = |args: &[&str]| {
+        let command = RunArgs::augment_args(Command::new("run"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("run").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        RunArgs::from_arg_matches(&matches).map_err(|e| e.to_string())
+    };
+    for flag in [
+        "--scan-interval",
+        "--close-wait-after",
+        "--fin-wait2-after",
+        "--unresponsive-after",
+        "--idle-after",
+    ] {
+        let args = parse(&[flag, "-5s"]).unwrap_or_else(|e| panic!("{flag} -5s: {e}"));
+        let err = RunConfig::resolve(&args, &FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                r#"{flag}: negative duration "-5s": must be between"#
+            )),
+            "{err}"
+        );
+    }
+    for (flag, range) in [
+        ("--top-n", "0 and 1000"),
+        ("--alert-log-limit", "0 and 10000"),
+        ("--table-capacity", "1024 and 16777216"),
+    ] {
+        let args = parse(&[flag, "-5"]).unwrap_or_else(|e| panic!("{flag} -5: {e}"));
+        let err = RunConfig::resolve(&args, &FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("{flag}: -5 is out of range: must be between {range}")
+        );
+    }
 }
 
 #[test]
@@ -187,6 +239,10 @@ fn bad_file_values_name_the_file_and_key() {
         (
             r#"unresponsive_after = "10ms""#,
             r#"unresponsive_after: "10ms" is out of range: must be between 100ms and 30 days"#,
+        ),
+        (
+            r#"idle_after = "-1m""#,
+            r#"idle_after: negative duration "-1m": must be between 100ms and 30 days"#,
         ),
         (
             "table_capacity = 12",

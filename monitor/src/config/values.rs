@@ -75,6 +75,11 @@ fn duration_between(
             ));
         }
     };
+    if text.trim_start().starts_with('-') {
+        return Err(format!(
+            "negative duration {text:?}: must be between {range}"
+        ));
+    }
     let d = humantime::parse_duration(text)
         .map_err(|_| format!("invalid duration {text:?} (examples: 30s, 15m)"))?;
     if d < min || d > max {

@@ -5,6 +5,7 @@ use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use axum::{
@@ -15,9 +16,11 @@ use axum::{
     response::{IntoResponse as _, Response},
     routing::get,
 };
+use tokio::sync::Semaphore;
 
 use super::{
     SnapshotStore,
+    health::Health,
     json::{ConnectionFilter, FilterParams, ViewsWriter},
     metrics::Metrics,
 };
@@ -40,7 +43,17 @@ pub(crate) struct HttpState {
     pub pipeline: Arc<Pipeline>,
     /// Serve `/connections` to non-loopback clients too (`--allow-remote-connections`).
     pub allow_remote_connections: bool,
+    /// `/connections` answers being produced or sent at once, at most
+    /// [`MAX_CONNECTIONS_STREAMS`] permits; past them the answer is 503.
+    pub connections_streams: Arc<Semaphore>,
+    /// How long without a successful scan before `/healthz` fails ([`super::health::stale_after`]).
+    pub stale_after: Duration,
 }
+
+/// Concurrent `/connections` answers: each holds a blocking thread while it reads the table and
+/// up to a few hundred KiB buffered for its client, for as long as the client takes to read.
+/// Slow readers past this number get 503 instead of piling up threads and memory.
+pub(crate) const MAX_CONNECTIONS_STREAMS: usize = 8;
 
 /// Whether `ip` is this host's loopback, including IPv4 loopback seen through a dual-stack
 /// (`::ffff:127.0.0.1`) socket.
@@ -103,14 +116,33 @@ async fn connections(
         Ok(filter) => filter,
         Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
     };
+    // Held by the producer and by the body, so it is released once both are done: the answer
+    // fully sent, or the client gone.
+    let Ok(permit) = Arc::clone(&state.connections_streams).try_acquire_owned() else {
+        let mut busy = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{MAX_CONNECTIONS_STREAMS} /connections answers are already in progress; try again later\n"
+            ),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return busy;
+    };
+    let permit = Arc::new(permit);
     // Streamed: a whole-host answer is ~575 bytes per socket (115 MB at 200k sockets), which
     // the agent should not hold at once. A few chunks in flight at most.
     let (chunks, body) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    // Reading the table and /proc is blocking work: off the runtime threads.
-    tokio::task::spawn_blocking(move || live_connections(&state, filter, &chunks));
-    let body = futures_util::stream::unfold(body, |mut body| async move {
+    // Reading the table and /proc is blocking work: off the runtime threads (the scan has a
+    // thread of its own, so these never delay it).
+    let producer_permit = Arc::clone(&permit);
+    tokio::task::spawn_blocking(move || {
+        live_connections(&state, filter, &chunks);
+        drop(producer_permit);
+    });
+    let body = futures_util::stream::unfold((body, permit), |(mut body, permit)| async move {
         let chunk = body.recv().await?;
-        Some((Ok::<_, Infallible>(Bytes::from(chunk)), body))
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), (body, permit)))
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -173,12 +205,17 @@ async fn alerts(
     .into_response()
 }
 
+/// 200 while scans keep succeeding; 503 before the first and once none has succeeded for
+/// [`stale_after`](super::health::stale_after) the scan interval.
 async fn healthz(State(state): State<HttpState>) -> Response {
-    if state.store.is_ready() {
-        text(StatusCode::OK, "ok".into())
-    } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "starting".into())
-    }
+    let health = state
+        .store
+        .health(clock::monotonic_now_ns(), state.stale_after);
+    let status = match health {
+        Health::Healthy => StatusCode::OK,
+        Health::Starting | Health::Stale { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, health.message(state.stale_after))
 }
 
 #[cfg(test)]

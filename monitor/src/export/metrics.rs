@@ -5,6 +5,7 @@
 
 mod errno;
 mod proto;
+mod reload;
 mod specs;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,7 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-pub use self::{errno::errno_name, proto::histogram};
+pub use self::{errno::errno_name, proto::histogram, reload::ReloadMetrics};
 use self::{
     proto::{counter, float_counter, gauge, histogram_metric, idle_histogram},
     specs::{

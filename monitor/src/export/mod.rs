@@ -3,6 +3,7 @@
 //! published scan from a [`SnapshotStore`] or the live table through the scan's own pipeline;
 //! nothing here touches the kernel maps directly.
 
+pub(crate) mod health;
 pub(crate) mod http;
 pub mod json;
 pub mod metrics;

@@ -5,10 +5,12 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
+use super::health::Health;
 use crate::{model::Reason, scan::Snapshot};
 
 /// What one scan publishes: the scan's snapshot and the alerting's cumulative detections, read
@@ -29,6 +31,8 @@ pub struct SnapshotStore {
     // Separate from the snapshot because an empty snapshot is a valid scan result (no sockets),
     // while `/healthz` must tell "never scanned" apart from it.
     published: AtomicBool,
+    /// `CLOCK_MONOTONIC` nanoseconds of the last scan with every stage succeeding; 0 for none.
+    last_success_ns: AtomicU64,
 }
 
 impl SnapshotStore {
@@ -56,6 +60,24 @@ impl SnapshotStore {
     /// Whether a scan has been published at least once.
     pub fn is_ready(&self) -> bool {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// Records that a scan completed with every stage succeeding, at `CLOCK_MONOTONIC`
+    /// nanoseconds `at_ns`.
+    pub fn scan_succeeded(&self, at_ns: u64) {
+        self.last_success_ns.store(at_ns.max(1), Ordering::Release);
+    }
+
+    /// [`Health`] as of `now_ns` (`CLOCK_MONOTONIC`); lock-free, so a scan stuck while
+    /// publishing cannot hold up the answer.
+    pub(crate) fn health(&self, now_ns: u64, stale_after: Duration) -> Health {
+        let last_success = self.last_success_ns.load(Ordering::Acquire);
+        Health::of(
+            self.is_ready(),
+            (last_success != 0).then_some(last_success),
+            now_ns,
+            stale_after,
+        )
     }
 }
 

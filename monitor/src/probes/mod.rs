@@ -222,7 +222,10 @@ impl Probes {
 /// Loads the embedded object (maps created, no program loaded yet) with the kernel's offsets and a
 /// table of `capacity` sockets; `map_sizes` overrides other maps' capacities.
 fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeError> {
-    raise_memlock_limit();
+    // No RLIMIT_MEMLOCK raise here: kernels from 5.11 charge BPF memory to the memory cgroup
+    // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
+    // it. Raising it unconditionally failed, with a warning, on every start under the shipped
+    // unit (no CAP_SYS_RESOURCE).
     let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
     tracing::debug!(?offsets, "kernel structure offsets from BTF");
     let mut loader = EbpfLoader::new();
@@ -267,20 +270,4 @@ fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTrace
         .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
         .try_into()
         .map_err(ProbeError::program(name))
-}
-
-/// The kernel accounts BPF memory by memcg on current kernels; where it still uses `RLIMIT_MEMLOCK`
-/// the limit must be raised. Failing to raise it (no `CAP_SYS_RESOURCE`) is only a warning.
-fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid, initialised struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "could not raise RLIMIT_MEMLOCK; fine on kernels that account BPF memory by memcg"
-        );
-    }
 }

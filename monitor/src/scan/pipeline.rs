@@ -19,12 +19,14 @@ use crate::{
     verdict::{self, Policy},
 };
 
-/// What judging a socket needs; fixed for the agent's lifetime except the process cache.
+/// What judging a socket needs; fixed for the agent's lifetime except the process cache, the
+/// kernel truth and the policy (replaced on a config reload).
 pub struct Pipeline {
     /// Each namespace's keepalive and retransmission sysctls, and `CONFIG_HZ`.
     pub(crate) defaults: NamespaceDefaults,
-    /// Thresholds, overrides and the ignore list, for the verdicts.
-    pub policy: Policy,
+    /// Thresholds, overrides and the ignore list, for the verdicts. A pass takes the `Arc` once,
+    /// so a reload never changes the rules halfway through a scan or an answer.
+    policy: RwLock<Arc<Policy>>,
     /// Owners' names and cgroups from `/proc`. Shared by the scan and the HTTP handlers; a scan
     /// takes it once, a `/connections` reader once per socket.
     processes: Mutex<ProcessCache>,
@@ -48,7 +50,7 @@ impl Pipeline {
     pub fn new(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
             defaults: NamespaceDefaults::new(defaults),
-            policy,
+            policy: RwLock::new(Arc::new(policy)),
             processes: Mutex::default(),
             truth: RwLock::default(),
             confirmer: Mutex::default(),
@@ -71,7 +73,7 @@ impl Pipeline {
     pub(crate) fn without_proc(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
             defaults: NamespaceDefaults::new(defaults),
-            policy,
+            policy: RwLock::new(Arc::new(policy)),
             processes: Mutex::new(ProcessCache::with_lookup(|_| {
                 super::processes::ProcessInfo::default()
             })),
@@ -112,6 +114,17 @@ impl Pipeline {
         *crate::locks::write(&self.truth) = Some(Arc::new(truth));
     }
 
+    /// Replaces the thresholds, overrides and ignore list from the next pass on (a config
+    /// reload).
+    pub(crate) fn set_policy(&self, policy: Policy) {
+        *crate::locks::write(&self.policy) = Arc::new(policy);
+    }
+
+    /// The policy passes use now.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&crate::locks::read(&self.policy))
+    }
+
     /// The last kernel truth, if any.
     pub(crate) fn truth(&self) -> Option<Arc<KernelTruth>> {
         crate::locks::read(&self.truth).clone()
@@ -126,9 +139,11 @@ impl Pipeline {
         let namespaces = self.defaults.current();
         let truth = self.truth();
         let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
+        let policy = self.policy();
         let context = Context {
             namespaces: &namespaces,
             truth: truth.as_deref(),
+            policy: &policy,
         };
         source.for_each_socket(&mut |cookie, entry| {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
@@ -160,9 +175,11 @@ impl Pipeline {
     ) -> Vec<u64> {
         let namespaces = self.defaults.current();
         let truth = self.truth();
+        let policy = self.policy();
         let context = Context {
             namespaces: &namespaces,
             truth: truth.as_deref(),
+            policy: &policy,
         };
         let mut gone = Vec::new();
         source.for_each_socket(&mut |cookie, entry| match self
@@ -170,7 +187,7 @@ impl Pipeline {
         {
             Judged::Live(mut c) if self.confirms && !c.suspect.is_empty() => {
                 let retries2 = self.defaults.of(&namespaces, c.netns).tcp_retries2;
-                let judge = |c: &Connection| verdict::evaluate(c, &self.policy, retries2);
+                let judge = |c: &Connection| verdict::evaluate(c, &policy, retries2);
                 let key = confirm::key_of(&c);
                 match confirmer.confirm(&mut c, key, |c| judge(c).0) {
                     Outcome::Gone => gone.push(cookie),
@@ -219,7 +236,7 @@ impl Pipeline {
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
         }
-        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &self.policy, defaults.tcp_retries2);
+        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, context.policy, defaults.tcp_retries2);
         Judged::Live(c)
     }
 }
@@ -241,4 +258,5 @@ enum Judged {
 struct Context<'a> {
     namespaces: &'a DefaultsByNetns,
     truth: Option<&'a KernelTruth>,
+    policy: &'a Policy,
 }

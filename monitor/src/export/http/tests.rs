@@ -66,6 +66,8 @@ fn state_with(allow_remote_connections: bool, table: Vec<(u64, SockActivity)>) -
             Policy::default(),
         )),
         allow_remote_connections,
+        connections_streams: Arc::new(Semaphore::new(MAX_CONNECTIONS_STREAMS)),
+        stale_after: Duration::from_secs(10),
     }
 }
 
@@ -152,6 +154,7 @@ async fn serves_every_route_and_shuts_down() {
 
     assert_eq!(get(addr, "/healthz").await.0, 503);
     assert_eq!(get(addr, "/healthz").await.2, "starting");
+    store.scan_succeeded(clock::monotonic_now_ns());
     store.publish(
         Snapshot::from_connections(
             [
@@ -301,4 +304,77 @@ async fn a_large_table_streams_in_pieces_and_arrives_whole() {
     let views: Vec<ConnectionView> = serde_json::from_slice(&json).unwrap();
     assert_eq!(views.len(), 2000);
     assert!(views.iter().map(|v| v.cookie).eq(1..=2000));
+}
+
+/// Answers past [`MAX_CONNECTIONS_STREAMS`] are refused while the others are still being read,
+/// and a slot frees once its client has gone.
+#[tokio::test]
+async fn concurrent_connections_answers_are_capped() {
+    // ~1.1 MB per answer: far more than the few chunks a producer may buffer, so an answer
+    // whose body nobody reads holds its slot.
+    let table: Vec<(u64, SockActivity)> = (1..=2000)
+        .map(|cookie| (cookie, entry(ESTABLISHED, 100, 10)))
+        .collect();
+    let state = state_with(false, table);
+    let call = || {
+        let peer = ConnectInfo("127.0.0.1:1".parse().unwrap());
+        connections(State(state.clone()), peer, Query(FilterParams::default()))
+    };
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_STREAMS {
+        let response = call().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response);
+    }
+    let refused = call().await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    let body = to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        "8 /connections answers are already in progress; try again later\n"
+    );
+
+    // One client goes: its producer notices at its next chunk and the slot frees.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = call().await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot freed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn healthz_fails_once_the_last_successful_scan_is_too_old() {
+    let mut state = state(false);
+    state.stale_after = Duration::from_secs(2);
+    state.store.publish(Snapshot::default(), BTreeMap::new());
+    let answer = |state: HttpState| async move {
+        let response = healthz(State(state)).await;
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    assert_eq!(
+        answer(state.clone()).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stale: no scan has succeeded".into()
+        )
+    );
+    state.store.scan_succeeded(clock::monotonic_now_ns());
+    assert_eq!(answer(state.clone()).await, (StatusCode::OK, "ok".into()));
+    state
+        .store
+        .scan_succeeded(clock::monotonic_now_ns() - 3 * SEC);
+    let (status, body) = answer(state).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.starts_with("stale: the last successful scan was 3."),
+        "{body}"
+    );
 }
