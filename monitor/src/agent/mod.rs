@@ -1,5 +1,6 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
+mod descriptors;
 mod scan_loop;
 mod seeding;
 
@@ -10,13 +11,15 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub(crate) use descriptors::raise_limit as raise_open_file_limit;
+
 use crate::{
     alerting::Alerting,
     config::{GroupBy, RunConfig},
     error::Error,
     export::{
         SnapshotStore,
-        http::{self, HttpState},
+        http::{self, HttpState, auth::BasicAuth, limits::Limits, server_metrics::ServerMetrics},
         metrics::Metrics,
     },
     model::Grouping,
@@ -114,10 +117,7 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
             pipeline,
             allow_remote_connections: config.allow_remote_connections,
         };
-        let mut stop = stop_rx.clone();
-        tokio::spawn(http::serve(listener, state, async move {
-            let _ = stop.wait_for(|&s| s).await;
-        }))
+        serve_http(listener, state, &config, &metrics, stop_rx.clone())
     };
     let scanner = tokio::spawn(scan_loop::run(
         scanner,
@@ -136,6 +136,41 @@ pub(crate) async fn run(config: RunConfig) -> Result<(), Error> {
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())
+}
+
+/// Serves HTTP until `stop` turns true.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    config: &RunConfig,
+    metrics: &Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let stopped = async move {
+        let _ = stop.wait_for(|&s| s).await;
+    };
+    tokio::spawn(http::serve(
+        listener,
+        state,
+        server_options(config, metrics),
+        stopped,
+    ))
+}
+
+/// How the HTTP server serves: the configured limits, TLS and users, its metrics registered.
+fn server_options(config: &RunConfig, metrics: &Metrics) -> http::server::Options {
+    http::server::Options {
+        limits: Limits {
+            max_connections: config.max_connections,
+            max_connections_per_client: config.max_connections_per_client,
+            ..Limits::default()
+        },
+        tls: config.web.tls.as_ref().map(|tls| Arc::clone(&tls.server)),
+        auth: BasicAuth::new(config.web.users.clone()).map(Arc::new),
+        loopback_only: !config.allow_remote_connections,
+        metrics: ServerMetrics::register(metrics.registry())
+            .expect("HTTP server metrics registered once"),
+    }
 }
 
 async fn wait_for_signal() -> Result<(), Error> {

@@ -22,7 +22,10 @@ pub(crate) use args::RunArgs;
 pub(crate) use file::FileConfig;
 use values::Raw;
 
-use crate::verdict::{Policy, Thresholds};
+use crate::{
+    export::http::web_config::WebConfig,
+    verdict::{Policy, Thresholds},
+};
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
 /// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
@@ -40,7 +43,28 @@ const SETTINGS: &[(&str, &str)] = &[
     ("group_by", "process"),
     ("alertmanager_url", ""),
     ("alert_log_limit", "20"),
+    ("web_config_file", ""),
+    ("web_max_connections", "512"),
+    ("web_max_connections_per_client", "32"),
 ];
+
+/// Flags spelled otherwise than their key with `-` for `_`: the `--web.*` names of `node_exporter`.
+const FLAG_NAMES: &[(&str, &str)] = &[
+    ("web_config_file", "web.config.file"),
+    ("web_max_connections", "web.max-connections"),
+    (
+        "web_max_connections_per_client",
+        "web.max-connections-per-client",
+    ),
+];
+
+/// The flag (without `--`) that sets config key `key`.
+pub(crate) fn flag_name(key: &str) -> String {
+    FLAG_NAMES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or_else(|| key.replace('_', "-"), |(_, flag)| (*flag).to_owned())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -75,6 +99,15 @@ pub struct RunConfig {
     pub alertmanager_url: Option<String>,
     /// Suspect connections logged individually per scan.
     pub alert_log_limit: usize,
+    /// The web config file (`--web.config.file`): TLS and basic authentication.
+    pub web_config_file: Option<PathBuf>,
+    /// What the web config file says, read by [`load`] (default, plain HTTP, from
+    /// [`RunConfig::resolve`], which does no I/O).
+    pub(crate) web: WebConfig,
+    /// HTTP connections open at once, in all.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one client address.
+    pub max_connections_per_client: usize,
     /// Thresholds, overrides and ignore list.
     pub policy: Policy,
 }
@@ -84,7 +117,7 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A flag's value (`key` in its config-file spelling).
-    #[error("--{flag}: {problem}", flag = key.replace('_', "-"))]
+    #[error("--{flag}: {problem}", flag = flag_name(key))]
     Flag { key: String, problem: String },
     /// The config file cannot be read.
     #[error("config {}: cannot read", path.display())]
@@ -96,6 +129,9 @@ pub enum ConfigError {
     /// The config file's syntax, structure, or one of its values (`problem` names the key).
     #[error("config {}: {problem}", path.display())]
     File { path: PathBuf, problem: String },
+    /// The web config file (`--web.config.file`) cannot be read, or says something unusable.
+    #[error("web config {}: {problem}", path.display())]
+    WebConfig { path: PathBuf, problem: String },
     /// A built-in default that does not parse (a programming error, caught by the unit tests).
     #[error("built-in default of {key}: {problem}")]
     Default { key: String, problem: String },
@@ -117,18 +153,26 @@ impl ConfigError {
     }
 }
 
-/// Reads the `--config` file if given, then [`RunConfig::resolve`]s. Touches nothing else, so it
-/// is safe to call before loading any probe.
+/// Reads the `--config` file if given, then [`RunConfig::resolve`]s, then reads the web config
+/// file if one is set (and the certificates it names). Touches nothing else, so it is safe to
+/// call before loading any probe.
 ///
 /// # Errors
-/// The file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
+/// A file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
 /// naming it.
 pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    RunConfig::resolve(args, &file)
+    let mut config = RunConfig::resolve(args, &file)?;
+    if let Some(path) = &config.web_config_file {
+        config.web = WebConfig::load(path).map_err(|problem| ConfigError::WebConfig {
+            path: path.clone(),
+            problem,
+        })?;
+    }
+    Ok(config)
 }
 
 impl RunConfig {
@@ -187,6 +231,22 @@ impl RunConfig {
                 "alert_log_limit",
                 args.alert_log_limit.as_deref(),
                 |raw| values::count(raw, 10_000),
+            )?,
+            web_config_file: get.value(
+                "web_config_file",
+                args.web_config_file.as_deref(),
+                values::optional_path,
+            )?,
+            web: WebConfig::default(),
+            max_connections: get.value(
+                "web_max_connections",
+                args.web_max_connections.as_deref(),
+                values::max_connections,
+            )?,
+            max_connections_per_client: get.value(
+                "web_max_connections_per_client",
+                args.web_max_connections_per_client.as_deref(),
+                values::max_connections,
             )?,
             policy: Policy {
                 defaults,

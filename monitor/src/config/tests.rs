@@ -427,10 +427,9 @@ fn flags_match_settings_and_help_shows_defaults() {
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {
-        let key = long.replace('-', "_");
         let (_, default) = SETTINGS
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| flag_name(k) == long)
             .unwrap_or_else(|| panic!("--{long} is not in SETTINGS"));
         let shown = if default.is_empty() { "none" } else { default };
         assert!(

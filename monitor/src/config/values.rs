@@ -1,7 +1,7 @@
 //! Parsers for single values. Each takes a [`Raw`] (flag text or TOML value) so a flag and the
 //! file go through the same checks and produce the same message; the caller adds the key.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{GroupBy, LogFormat};
 
@@ -186,4 +186,16 @@ pub(super) fn process(raw: Raw<'_>) -> Result<String, String> {
         ));
     }
     Ok(name.to_string())
+}
+
+/// A file name; empty means none, so a flag can turn off the file's.
+pub(super) fn optional_path(raw: Raw<'_>) -> Result<Option<PathBuf>, String> {
+    let text = string(raw)?;
+    Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+}
+
+/// HTTP connections open at once: each costs a descriptor and up to tens of KB (TLS).
+pub(super) fn max_connections(raw: Raw<'_>) -> Result<usize, String> {
+    let n = integer_between(raw, 1, 65_536)?;
+    Ok(usize::try_from(n).expect("range checked"))
 }
