@@ -23,12 +23,20 @@ pub(crate) const CONCURRENT_CHECKS: usize = 2;
 const UNKNOWN_USER_HASH: &str = "$2y$10$4TeExH2xL5Ob4Zuv1fD0TO5VfF7pP4v5HrXBaS9mhDBkTlyfs7/5a";
 
 /// The users and their hashes, and the passwords already found right.
-#[derive(Debug)]
 pub(crate) struct BasicAuth {
     users: BTreeMap<String, String>,
     /// user → the password that passed bcrypt (compared in constant time).
     verified: Mutex<HashMap<String, Vec<u8>>>,
     checks: Semaphore,
+}
+
+/// User names only: a remembered password must never reach a log line.
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BasicAuth {
@@ -138,5 +146,10 @@ mod tests {
         assert!(!auth.remembered("prom", b"righ"));
         assert!(!auth.allows(Some(&header("prom:righ"))).await);
         assert!(BasicAuth::new(BTreeMap::new()).is_none());
+        let debug = format!("{auth:?}");
+        assert!(
+            debug.contains("prom") && !debug.contains("right"),
+            "{debug}"
+        );
     }
 }

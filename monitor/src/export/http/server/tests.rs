@@ -271,6 +271,16 @@ async fn shutdown_is_bounded_with_stuck_clients() {
 }
 
 #[tokio::test]
+async fn a_large_answer_arrives_whole_through_the_small_buffers() {
+    let server = start(options(Limits::default())).await;
+    let answer = exchange(server.connect().await, &get_request("/big", "x", "")).await;
+    assert_eq!(status(&answer), 200);
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(body.len(), BIG);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_server_stops_at_once() {
     let server = start(options(Limits::default())).await;
     let answer = exchange(server.connect().await, &get_request("/healthz", "x", "")).await;
