@@ -15,12 +15,14 @@ use tokio::{
     time::Instant,
 };
 
-/// When the connection last moved a byte, shared between its stream and its idle timer.
+/// When the connection last read and last wrote a byte, shared between its stream and its
+/// timers.
 #[derive(Clone, Debug)]
 pub(crate) struct Progress {
     start: Instant,
-    /// Milliseconds after `start`.
-    last_ms: Arc<AtomicU64>,
+    /// Microseconds after `start`, plus one; 0: never.
+    last_read: Arc<AtomicU64>,
+    last_write: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -28,18 +30,29 @@ impl Progress {
     pub(crate) fn new() -> Self {
         Self {
             start: Instant::now(),
-            last_ms: Arc::default(),
+            last_read: Arc::default(),
+            last_write: Arc::default(),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn touch(&self, which: &AtomicU64) {
+        let us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        which.store(us + 1, Ordering::Relaxed);
     }
 
     /// When a byte was last read or written (the start if never).
     pub(crate) fn last(&self) -> Instant {
-        self.start + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        let latest = self
+            .last_read
+            .load(Ordering::Relaxed)
+            .max(self.last_write.load(Ordering::Relaxed));
+        self.start + std::time::Duration::from_micros(latest.saturating_sub(1))
+    }
+
+    /// Whether bytes arrived since the last write: a request (head) begun and not answered, as
+    /// opposed to a connection idle since its last answer or since it opened.
+    pub(crate) fn read_since_write(&self) -> bool {
+        self.last_read.load(Ordering::Relaxed) > self.last_write.load(Ordering::Relaxed)
     }
 }
 
@@ -65,7 +78,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.progress.touch();
+            self.progress.touch(&self.progress.last_read);
         }
         polled
     }
@@ -79,7 +92,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.progress.touch();
+            self.progress.touch(&self.progress.last_write);
         }
         polled
     }
@@ -91,7 +104,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.progress.touch();
+            self.progress.touch(&self.progress.last_write);
         }
         polled
     }
@@ -123,13 +136,15 @@ mod tests {
         let mut tracked = Tracked::new(ours, progress.clone());
         tokio::time::advance(std::time::Duration::from_secs(2)).await;
         assert_eq!(progress.last(), start, "nothing moved yet");
-        tracked.write_all(b"x").await.unwrap();
-        let wrote = progress.last();
-        assert!(wrote >= start + std::time::Duration::from_secs(2));
+        assert!(!progress.read_since_write());
+        theirs.write_all(b"GET").await.unwrap();
+        let mut head = [0; 3];
+        tracked.read_exact(&mut head).await.unwrap();
+        assert!(progress.read_since_write(), "a request begun");
+        assert!(progress.last() >= start + std::time::Duration::from_secs(2));
         tokio::time::advance(std::time::Duration::from_secs(3)).await;
-        theirs.write_all(b"y").await.unwrap();
-        let mut byte = [0];
-        tracked.read_exact(&mut byte).await.unwrap();
-        assert!(progress.last() >= wrote + std::time::Duration::from_secs(3));
+        tracked.write_all(b"x").await.unwrap();
+        assert!(!progress.read_since_write(), "answered");
+        assert!(progress.last() >= start + std::time::Duration::from_secs(5));
     }
 }

@@ -207,9 +207,14 @@ async fn http<S>(
         tokio::select! {
             done = conn.as_mut() => {
                 match done {
-                    Err(error) if error.is_timeout() => {
+                    // Only a request begun and not finished counts: a connection idle since
+                    // its last answer (keep-alive) or since it opened closes the same way.
+                    Err(error) if error.is_timeout() && progress.read_since_write() => {
                         metrics.dropped(Dropped::HeaderTimeout);
                         tracing::debug!(%peer, "no complete request head in time: closed");
+                    }
+                    Err(error) if error.is_timeout() => {
+                        tracing::debug!(%peer, "idle connection closed");
                     }
                     Err(error) => tracing::debug!(%peer, %error, "HTTP connection ended"),
                     Ok(()) => {}

@@ -9,7 +9,7 @@ use super::limits::Refused;
 /// `tcp_liveness_http_connections_dropped_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dropped {
-    /// No complete request head within the header timeout (slowloris, or idle keep-alive).
+    /// A request head begun and not finished within the header timeout (a slowloris).
     HeaderTimeout,
     /// No byte read or written within the idle timeout (a client that stopped reading).
     IdleTimeout,
@@ -78,7 +78,7 @@ impl ServerMetrics {
         let dropped = IntCounterVec::new(
             Opts::new(
                 "tcp_liveness_http_connections_dropped_total",
-                "Connections the HTTP endpoint closed without an answer, by reason (header_timeout: no complete request within 10 s, also idle keep-alive connections; idle_timeout: no byte read or written for 60 s; tls_handshake: failed or too slow).",
+                "Connections the HTTP endpoint closed without an answer, by reason (header_timeout: a request begun and not complete within 10 s; idle_timeout: no byte read or written for 60 s; tls_handshake: failed or too slow).",
             ),
             &["reason"],
         )

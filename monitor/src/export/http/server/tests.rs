@@ -162,8 +162,16 @@ async fn a_half_sent_request_is_dropped_at_the_header_timeout() {
     half.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
+    // Idle since it opened, and idle since its answer (keep-alive): closed too, not counted.
+    let mut silent = server.connect().await;
+    let mut kept = server.connect().await;
+    kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let took = closed_within(&mut half, Duration::from_secs(5)).await;
     assert!(took >= Duration::from_millis(400), "{took:?}");
+    closed_within(&mut silent, Duration::from_secs(5)).await;
+    closed_within(&mut kept, Duration::from_secs(5)).await;
     assert_eq!(
         server.metric("tcp_liveness_http_connections_dropped_total{reason=\"header_timeout\"}"),
         1
