@@ -420,3 +420,93 @@ fn tls_and_basic_auth_with_curl_and_prometheus() {
     let built = prometheus.query("tcp_liveness_build_info").expect("query");
     assert_eq!(built.len(), 1, "{built:?}");
 }
+
+/// Sets `pid`'s soft open-file limit to `n` (the hard one stays: raising it back would need
+/// `CAP_SYS_RESOURCE`, which a container may not have).
+fn set_soft_nofile(pid: u32, n: usize) {
+    run(
+        "prlimit",
+        &["--pid", &pid.to_string(), &format!("--nofile={n}:")],
+    )
+    .expect("prlimit");
+}
+
+/// `pid`'s soft open-file limit.
+fn soft_nofile(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("Max open files")
+}
+
+#[test]
+fn accept_errors_are_logged_and_counted_and_the_agent_recovers() {
+    if !privilege::may_run("accept_errors", Need::RootAndKernelBtf) {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let port = free_port().expect("port");
+    let agent = Launch::test(AGENT, port)
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("agent");
+    let pid = agent.pid();
+    // Room for a few more descriptors only: connections from four clients (within the
+    // per-client limit) run the agent out of them.
+    let (fds, soft) = (open_fds(pid), soft_nofile(pid));
+    set_soft_nofile(pid, fds + 4);
+    let clients: Vec<TcpStream> = (2..6)
+        .flat_map(|last| (0..8).map(move |_| connect_from([127, 0, 0, last], port)))
+        .collect();
+    let errors_logged = wait_for(
+        "an accept error in the log",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(log.path()).ok()?;
+            text.contains("cannot accept HTTP connections")
+                .then_some(text)
+        },
+    );
+    assert!(
+        errors_logged.contains("Too many open files"),
+        "{errors_logged}"
+    );
+    drop(clients);
+    set_soft_nofile(pid, soft);
+    let errors = wait_for("/metrics again", Duration::from_secs(20), || {
+        agent.metric("tcp_liveness_http_accept_errors_total")
+    });
+    assert!(errors >= 1.0, "{errors}");
+}
+
+/// A connection to the agent on 127.0.0.1:`port` from `ip` (a loopback address other than
+/// 127.0.0.1: another client as far as the agent's limits go). std cannot bind before
+/// connecting, hence libc.
+fn connect_from(ip: [u8; 4], port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd as _;
+    let addr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
+    // SAFETY: plain socket calls on a descriptor we create and hand to TcpStream, which owns
+    // it from then on; the addresses are valid sockaddr_in values of the length given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = addr(ip, 0);
+        let rc = libc::bind(fd, (&raw const local).cast(), len);
+        assert_eq!(rc, 0, "bind {ip:?}: {}", std::io::Error::last_os_error());
+        let remote = addr([127, 0, 0, 1], port);
+        let rc = libc::connect(fd, (&raw const remote).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
