@@ -82,8 +82,13 @@ fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
+/// bpftool's JSON answer; None when it fails (it then prints `{"error": …}`, which is no
+/// answer: a program or map that no longer exists, for one).
 fn bpftool_json(args: &[&str]) -> Option<Value> {
     let out = Command::new("bpftool").arg("-j").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
     serde_json::from_slice(&out.stdout).ok()
 }
 

@@ -11,6 +11,7 @@
 //! - [`ss`]: the kernel's own view of sockets (`ss`), the tests' oracle.
 //! - [`bpf`]: the BPF maps a process holds (fdinfo, bpftool).
 //! - [`server`]: a server from Debian's packages (Prometheus, Alertmanager) on a free port.
+//! - [`tls`]: test certificates (a CA, server and client certificates), made with `openssl`.
 //! - [`http`], [`metrics`], [`ports`], [`wait`], [`command`], [`apt`]: the small pieces the
 //!   others are made of.
 //!
@@ -34,4 +35,5 @@ pub mod ports;
 pub mod privilege;
 pub mod server;
 pub mod ss;
+pub mod tls;
 pub mod wait;

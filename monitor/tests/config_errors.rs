@@ -176,3 +176,44 @@ fn unusable_listen_address_exits_2_before_loading_anything() {
         assert!(took < Duration::from_secs(2), "{addr}: took {took:?}");
     }
 }
+
+#[test]
+fn unknown_key_in_web_config_file() {
+    let file = config_file("tls_server_config:\n  cert_fil: server.crt\n");
+    let path = file.path().to_str().unwrap();
+    let (code, stderr) = run(&["--web.config.file", path]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    let line = stderr.trim_end();
+    assert!(!line.contains('\n'), "one line: {stderr}");
+    assert!(
+        line.starts_with(&format!(
+            "tcp-liveness: web config {path}: tls_server_config: unknown field `cert_fil`"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn web_config_naming_an_unreadable_certificate() {
+    let file = config_file("tls_server_config:\n  cert_file: absent.crt\n  key_file: absent.key\n");
+    let path = file.path().to_str().unwrap();
+    let cert = file.path().parent().unwrap().join("absent.crt");
+    let (code, stderr) = run(&["--web.config.file", path]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "tcp-liveness: web config {path}: cert_file {}: ",
+            cert.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_web_flag_value_names_the_flag() {
+    assert_usage_error(
+        &["--web.max-connections", "0"],
+        "--web.max-connections: 0 is out of range: must be between 1 and 65536",
+    );
+}

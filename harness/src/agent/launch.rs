@@ -17,6 +17,7 @@ use super::Agent;
 pub struct Launch {
     binary: PathBuf,
     port: u16,
+    listen_ip: String,
     args: Vec<String>,
     rust_log: Option<String>,
     log: Option<File>,
@@ -37,6 +38,7 @@ impl Launch {
         Self {
             binary: binary.into(),
             port,
+            listen_ip: "127.0.0.1".into(),
             args: Vec::new(),
             rust_log: Some("warn".into()),
             log: None,
@@ -62,6 +64,14 @@ impl Launch {
     #[must_use]
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Listens on `ip` (e.g. `0.0.0.0`, for clients in other namespaces) instead of 127.0.0.1;
+    /// the harness still asks it on 127.0.0.1, so `ip` must include loopback.
+    #[must_use]
+    pub fn listen_on(mut self, ip: &str) -> Self {
+        ip.clone_into(&mut self.listen_ip);
         self
     }
 
@@ -127,7 +137,7 @@ impl Launch {
     /// # Errors
     /// When the binary (or `setpriv`, for a confined launch) cannot be spawned.
     pub fn spawn(self) -> anyhow::Result<Agent> {
-        let listen = format!("127.0.0.1:{}", self.port);
+        let listen = format!("{}:{}", self.listen_ip, self.port);
         let mut cmd = match &self.capabilities {
             Some(caps) => {
                 let mut setpriv = setpriv(caps);

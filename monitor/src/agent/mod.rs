@@ -1,5 +1,6 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
+mod descriptors;
 mod reload;
 mod scan_loop;
 mod seeding;
@@ -15,13 +16,15 @@ use tokio::{
     sync::Semaphore,
 };
 
+pub(crate) use descriptors::raise_limit as raise_open_file_limit;
+
 use crate::{
     alerting::Alerting,
     config::RunConfig,
     error::Error,
     export::{
         SnapshotStore, health,
-        http::{self, HttpState},
+        http::{self, HttpState, auth::BasicAuth, limits::Limits, server_metrics::ServerMetrics},
         metrics::{Metrics, ReloadMetrics},
     },
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
@@ -97,7 +100,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         .expect("push counters register once");
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let state = HttpState {
             store: Arc::clone(&store),
@@ -108,9 +111,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
             connections_streams: Arc::new(Semaphore::new(http::MAX_CONNECTIONS_STREAMS)),
             stale_after: health::stale_after(config.scan_interval),
         };
-        tokio::spawn(http::serve(listener, state, async move {
-            let _ = stop_rx.wait_for(|&s| s).await;
-        }))
+        serve_http(listener, state, &config, &metrics, stop_rx.clone())
     };
     let reloader = Reloader::new(
         config.clone(),
@@ -158,6 +159,41 @@ fn start_kernel_state(
             name: "kernel-state",
             source,
         })
+}
+
+/// Serves HTTP until `stop` turns true.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    config: &RunConfig,
+    metrics: &Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let stopped = async move {
+        let _ = stop.wait_for(|&s| s).await;
+    };
+    tokio::spawn(http::serve(
+        listener,
+        state,
+        server_options(config, metrics),
+        stopped,
+    ))
+}
+
+/// How the HTTP server serves: the configured limits, TLS and users, its metrics registered.
+fn server_options(config: &RunConfig, metrics: &Metrics) -> http::server::Options {
+    http::server::Options {
+        limits: Limits {
+            max_connections: config.max_connections,
+            max_connections_per_client: config.max_connections_per_client,
+            ..Limits::default()
+        },
+        tls: config.web.tls.as_ref().map(|tls| Arc::clone(&tls.server)),
+        auth: BasicAuth::new(config.web.users.clone()).map(Arc::new),
+        loopback_only: !config.allow_remote_connections,
+        metrics: ServerMetrics::register(metrics.registry())
+            .expect("HTTP server metrics registered once"),
+    }
 }
 
 /// The signals the agent handles, installed before anything is loaded.

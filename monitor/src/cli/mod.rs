@@ -44,6 +44,8 @@ pub fn main() -> anyhow::Result<()> {
             // Before anything else: a bad config exits 2 without loading any probe.
             let config = config::load(&args)?;
             init_logging(config.log_format);
+            // Before any thread starts: one descriptor per HTTP connection and BPF object.
+            crate::agent::raise_open_file_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -107,4 +107,19 @@ pub struct RunArgs {
     /// Suspect connections logged one per line per scan, 0 to 10000. [default: 20]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub alert_log_limit: Option<String>,
+
+    /// Web config file (the format of `node_exporter`): TLS (`tls_server_config`) and basic
+    /// authentication (`basic_auth_users`, bcrypt hashes). [default: none]
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<String>,
+
+    /// HTTP connections open at once; more are closed as soon as accepted (counted in
+    /// `tcp_liveness_http_connections_refused_total`), 1 to 65536. [default: 512]
+    #[arg(long = "web.max-connections", value_name = "N")]
+    pub web_max_connections: Option<String>,
+
+    /// HTTP connections open at once from one client address (an IPv6 client's /64), so one
+    /// client cannot take them all, 1 to 65536. [default: 32]
+    #[arg(long = "web.max-connections-per-client", value_name = "N")]
+    pub web_max_connections_per_client: Option<String>,
 }

@@ -25,6 +25,7 @@ use values::Raw;
 
 use crate::{
     alerting::{BasicAuth, HttpConfig},
+    export::http::web_config::WebConfig,
     model::Grouping,
     verdict::{Policy, Thresholds},
 };
@@ -53,7 +54,28 @@ const SETTINGS: &[(&str, &str)] = &[
     ("alertmanager_username", ""),
     ("alertmanager_password_file", ""),
     ("alert_log_limit", "20"),
+    ("web_config_file", ""),
+    ("web_max_connections", "512"),
+    ("web_max_connections_per_client", "32"),
 ];
+
+/// Flags spelled otherwise than their key with `-` for `_`: the `--web.*` names of `node_exporter`.
+const FLAG_NAMES: &[(&str, &str)] = &[
+    ("web_config_file", "web.config.file"),
+    ("web_max_connections", "web.max-connections"),
+    (
+        "web_max_connections_per_client",
+        "web.max-connections-per-client",
+    ),
+];
+
+/// The flag (without `--`) that sets config key `key`.
+pub(crate) fn flag_name(key: &str) -> String {
+    FLAG_NAMES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or_else(|| key.replace('_', "-"), |(_, flag)| (*flag).to_owned())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -94,6 +116,15 @@ pub struct RunConfig {
     pub alertmanager_http: HttpConfig,
     /// Suspect connections logged individually per scan.
     pub alert_log_limit: usize,
+    /// The web config file (`--web.config.file`): TLS and basic authentication.
+    pub web_config_file: Option<PathBuf>,
+    /// What the web config file says, read by [`load`] (default, plain HTTP, from
+    /// [`RunConfig::resolve`], which does no I/O).
+    pub(crate) web: WebConfig,
+    /// HTTP connections open at once, in all.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one client address.
+    pub max_connections_per_client: usize,
     /// Thresholds, overrides and ignore list.
     pub policy: Policy,
 }
@@ -103,7 +134,7 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A flag's value (`key` in its config-file spelling).
-    #[error("--{flag}: {problem}", flag = key.replace('_', "-"))]
+    #[error("--{flag}: {problem}", flag = flag_name(key))]
     Flag { key: String, problem: String },
     /// The config file cannot be read.
     #[error("config {}: cannot read", path.display())]
@@ -121,6 +152,9 @@ pub enum ConfigError {
     /// A file a setting names cannot be used (the message names the setting and the file).
     #[error("{problem}")]
     Unusable { problem: String },
+    /// The web config file (`--web.config.file`) cannot be read, or says something unusable.
+    #[error("web config {}: {problem}", path.display())]
+    WebConfig { path: PathBuf, problem: String },
     /// A built-in default that does not parse (a programming error, caught by the unit tests).
     #[error("built-in default of {key}: {problem}")]
     Default { key: String, problem: String },
@@ -142,18 +176,19 @@ impl ConfigError {
     }
 }
 
-/// Reads the `--config` file if given, then [`RunConfig::resolve`]s. Touches nothing else, so it
-/// is safe to call before loading any probe.
+/// Reads the `--config` file if given, then [`RunConfig::resolve`]s, then reads the web config
+/// file if one is set (and the certificates it names). Touches nothing else, so it is safe to
+/// call before loading any probe.
 ///
 /// # Errors
-/// The file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
+/// A file cannot be read or parsed, or a flag, key or value is unusable: a [`ConfigError`]
 /// naming it.
 pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let config = RunConfig::resolve(args, &file)?;
+    let mut config = RunConfig::resolve(args, &file)?;
     // The CA, client certificate and password files are read now, so a missing or bad one stops
     // the agent here (exit 2) rather than failing every push.
     if config.alertmanager_url.is_some() {
@@ -163,6 +198,12 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
             .map_err(|error| ConfigError::Unusable {
                 problem: crate::model::format::error_chain(&error),
             })?;
+    }
+    if let Some(path) = &config.web_config_file {
+        config.web = WebConfig::load(path).map_err(|problem| ConfigError::WebConfig {
+            path: path.clone(),
+            problem,
+        })?;
     }
     Ok(config)
 }
@@ -232,6 +273,22 @@ impl RunConfig {
                 "alert_log_limit",
                 args.alert_log_limit.as_deref(),
                 |raw| values::count(raw, 10_000),
+            )?,
+            web_config_file: get.value(
+                "web_config_file",
+                args.web_config_file.as_deref(),
+                values::optional_path,
+            )?,
+            web: WebConfig::default(),
+            max_connections: get.value(
+                "web_max_connections",
+                args.web_max_connections.as_deref(),
+                values::max_connections,
+            )?,
+            max_connections_per_client: get.value(
+                "web_max_connections_per_client",
+                args.web_max_connections_per_client.as_deref(),
+                values::max_connections,
             )?,
             policy: Policy {
                 defaults,

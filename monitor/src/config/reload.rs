@@ -105,6 +105,12 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             path(h.basic_auth.as_ref().map(|a| a.password_file.as_path())),
         ),
         ("alert_log_limit", c.alert_log_limit.to_string()),
+        ("web_config_file", path(c.web_config_file.as_deref())),
+        ("web_max_connections", c.max_connections.to_string()),
+        (
+            "web_max_connections_per_client",
+            c.max_connections_per_client.to_string(),
+        ),
         (
             "[[override]]",
             list(c.policy.overrides.iter().map(override_text)),

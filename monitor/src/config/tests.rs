@@ -483,10 +483,9 @@ fn flags_match_settings_and_help_shows_defaults() {
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {
-        let key = long.replace('-', "_");
         let (_, default) = SETTINGS
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| flag_name(k) == long)
             .unwrap_or_else(|| panic!("--{long} is not in SETTINGS"));
         let shown = if default.is_empty() { "none" } else { default };
         assert!(
@@ -572,5 +571,72 @@ fn load_reads_the_alertmanager_files() {
     assert!(
         load(&unused).is_ok(),
         "no Alertmanager: the files are not needed"
+    );
+}
+
+#[test]
+fn web_settings_from_defaults_file_and_flags() {
+    let c = defaults();
+    assert_eq!(
+        (
+            c.web_config_file.as_deref(),
+            c.max_connections,
+            c.max_connections_per_client
+        ),
+        (None, 512, 32)
+    );
+    assert_eq!(c.web, WebConfig::default(), "plain HTTP, no users");
+
+    let text = "web_config_file = \"/etc/web.yml\"\nweb_max_connections = 100\n";
+    let c = resolve(&RunArgs::default(), text).unwrap();
+    assert_eq!(
+        c.web_config_file.as_deref(),
+        Some(Path::new("/etc/web.yml"))
+    );
+    assert_eq!(c.max_connections, 100);
+    let flags = RunArgs {
+        web_config_file: Some(String::new()),
+        web_max_connections_per_client: Some("4".into()),
+        ..RunArgs::default()
+    };
+    let c = resolve(&flags, text).unwrap();
+    assert_eq!(
+        c.web_config_file, None,
+        "an empty flag turns off the file's"
+    );
+    assert_eq!((c.max_connections, c.max_connections_per_client), (100, 4));
+
+    let err = resolve(&RunArgs::default(), "web_max_connections = 0\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config /etc/x.toml: web_max_connections: 0 is out of range: must be between 1 and 65536"
+    );
+    assert_eq!(flag_name("web_config_file"), "web.config.file");
+    assert_eq!(flag_name("close_wait_after"), "close-wait-after");
+}
+
+/// `load` reads the web config file after the rest, and names it in errors.
+#[test]
+fn load_reads_the_web_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.yml");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(&path, format!("basic_auth_users:\n  prom: {hash}\n")).unwrap();
+    let args = RunArgs {
+        web_config_file: Some(path.display().to_string()),
+        ..RunArgs::default()
+    };
+    let c = load(&args).unwrap();
+    assert_eq!(c.web.users.keys().collect::<Vec<_>>(), ["prom"]);
+    assert!(c.web.tls.is_none());
+
+    std::fs::write(&path, "basic_auth_users: [prom]\n").unwrap();
+    let err = load(&args).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "web config {}: basic_auth_users: ",
+            path.display()
+        )),
+        "{err}"
     );
 }

@@ -202,3 +202,9 @@ pub(super) fn process(raw: Raw<'_>) -> Result<String, String> {
     }
     Ok(name.to_string())
 }
+
+/// HTTP connections open at once: each costs a descriptor and up to tens of KB (TLS).
+pub(super) fn max_connections(raw: Raw<'_>) -> Result<usize, String> {
+    let n = integer_between(raw, 1, 65_536)?;
+    Ok(usize::try_from(n).expect("range checked"))
+}

@@ -1,4 +1,15 @@
 //! The agent's HTTP endpoint: `/metrics`, `/connections`, `/alerts`, `/healthz`.
+//!
+//! The routes are here; how connections are served (limits, timeouts, TLS, authentication,
+//! shutdown) is in [`server`], the web config file in [`web_config`].
+
+pub(crate) mod auth;
+mod host;
+pub(crate) mod limits;
+mod progress;
+pub(crate) mod server;
+pub(crate) mod server_metrics;
+pub(crate) mod web_config;
 
 use std::{
     convert::Infallible,
@@ -66,8 +77,8 @@ pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// The routes. `/connections` needs the peer address: serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`serve`] does.
+/// The routes. `/connections` needs the peer address as a `ConnectInfo<SocketAddr>` request
+/// extension, as [`serve`] gives it.
 pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -77,16 +88,15 @@ pub(crate) fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for a bounded time
+/// ([`server::serve`]).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
+    options: server::Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(state), options, shutdown).await
 }
 
 /// A one-line plain-text answer (errors, health) that reads well in `curl` output.

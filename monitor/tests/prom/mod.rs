@@ -36,13 +36,19 @@ impl Prometheus {
     /// Scrapes `target` (host:port) as job "tcp-liveness" every second and evaluates `rules` (the
     /// text of a rule file) every second.
     pub(crate) fn start(target: &str, rules: &str) -> Self {
+        Self::start_scraping(target, rules, "")
+    }
+
+    /// As [`start`](Self::start), with more settings for the scrape job: YAML lines indented
+    /// by four spaces, e.g. `scheme`, `tls_config`, `basic_auth`.
+    pub(crate) fn start_scraping(target: &str, rules: &str, job_settings: &str) -> Self {
         install();
         let server = LocalServer::start(PROMETHEUS, |dir, _port| {
             std::fs::write(dir.join("rules.yml"), rules).expect("write rules");
             let config = format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
                  rule_files: [rules.yml]\n\
-                 scrape_configs:\n  - job_name: tcp-liveness\n    \
+                 scrape_configs:\n  - job_name: tcp-liveness\n{job_settings}    \
                  static_configs:\n      - targets: [\"{target}\"]\n"
             );
             let config_path = dir.join("prometheus.yml");

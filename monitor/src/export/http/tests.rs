@@ -71,6 +71,17 @@ fn state_with(allow_remote_connections: bool, table: Vec<(u64, SockActivity)>) -
     }
 }
 
+/// The server as the agent runs it by default, plain HTTP.
+fn test_options() -> server::Options {
+    server::Options {
+        limits: limits::Limits::default(),
+        tls: None,
+        auth: None,
+        loopback_only: true,
+        metrics: server_metrics::ServerMetrics::unregistered(),
+    }
+}
+
 fn state(allow_remote_connections: bool) -> HttpState {
     state_with(allow_remote_connections, Vec::new())
 }
@@ -148,7 +159,7 @@ async fn serves_every_route_and_shuts_down() {
     let state = state_with(false, table);
     let store = Arc::clone(&state.store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, state, async move {
+    let server = tokio::spawn(serve(listener, state, test_options(), async move {
         let _ = stopped.await;
     }));
 

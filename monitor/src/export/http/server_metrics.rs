@@ -1,0 +1,117 @@
+//! The HTTP server's own metrics: open connections, refused ones, accept errors, and
+//! connections dropped by a timeout or a failed TLS handshake.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::limits::Refused;
+
+/// Why the server dropped a connection (the `reason` label of
+/// `tcp_liveness_http_connections_dropped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// A request head begun and not finished within the header timeout (a slowloris).
+    HeaderTimeout,
+    /// No byte read or written within the idle timeout (a client that stopped reading).
+    IdleTimeout,
+    /// The TLS handshake failed or did not finish within the header timeout.
+    TlsHandshake,
+}
+
+impl Dropped {
+    const ALL: [Self; 3] = [Self::HeaderTimeout, Self::IdleTimeout, Self::TlsHandshake];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "header_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::TlsHandshake => "tls_handshake",
+        }
+    }
+}
+
+/// Cheap to clone: the metrics are shared handles.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerMetrics {
+    open: IntGauge,
+    refused: IntCounterVec,
+    accept_errors: IntCounter,
+    dropped: IntCounterVec,
+}
+
+impl ServerMetrics {
+    /// The metrics, registered in `registry` (the agent's, served on `/metrics`).
+    ///
+    /// # Errors
+    /// When a name is already registered there.
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self::unregistered();
+        registry.register(Box::new(metrics.open.clone()))?;
+        registry.register(Box::new(metrics.refused.clone()))?;
+        registry.register(Box::new(metrics.accept_errors.clone()))?;
+        registry.register(Box::new(metrics.dropped.clone()))?;
+        Ok(metrics)
+    }
+
+    /// The metrics, not exported anywhere (tests).
+    ///
+    /// # Panics
+    /// Never: the names and labels are constants, valid (the tests build them).
+    pub(crate) fn unregistered() -> Self {
+        let open = IntGauge::new(
+            "tcp_liveness_http_open_connections",
+            "Connections to the agent's HTTP endpoint open now (at most --web.max-connections).",
+        )
+        .expect("valid open connections gauge");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "tcp_liveness_http_connections_refused_total",
+                "Connections to the HTTP endpoint closed as soon as accepted because a limit was reached, by limit (max_connections: --web.max-connections in all; max_connections_per_client: --web.max-connections-per-client from one address).",
+            ),
+            &["limit"],
+        )
+        .expect("valid refused connections counter");
+        let accept_errors = IntCounter::new(
+            "tcp_liveness_http_accept_errors_total",
+            "Errors accepting a connection on the HTTP endpoint (e.g. out of file descriptors); each is logged.",
+        )
+        .expect("valid accept errors counter");
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "tcp_liveness_http_connections_dropped_total",
+                "Connections the HTTP endpoint closed without an answer, by reason (header_timeout: a request begun and not complete within 10 s; idle_timeout: no byte read or written for 60 s; tls_handshake: failed or too slow).",
+            ),
+            &["reason"],
+        )
+        .expect("valid dropped connections counter");
+        // Every label from the start, so rate() and increase() see the first one.
+        for limit in Refused::ALL {
+            refused.with_label_values(&[limit.as_str()]);
+        }
+        for reason in Dropped::ALL {
+            dropped.with_label_values(&[reason.as_str()]);
+        }
+        Self {
+            open,
+            refused,
+            accept_errors,
+            dropped,
+        }
+    }
+
+    pub(crate) fn set_open(&self, connections: usize) {
+        self.open
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn refused(&self, limit: Refused) {
+        self.refused.with_label_values(&[limit.as_str()]).inc();
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.inc();
+    }
+
+    pub(crate) fn dropped(&self, reason: Dropped) {
+        self.dropped.with_label_values(&[reason.as_str()]).inc();
+    }
+}
