@@ -540,7 +540,7 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     if !privilege::may_run("table_room", Need::RootAndKernelBtf) {
         return;
     }
-    let net = NetPair::create("room", 212).expect("namespaces");
+    let net = NetPair::create("room", 223).expect("namespaces");
     let _server =
         Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
     let agent = Launch::test(AGENT, 19912)

@@ -33,7 +33,11 @@ impl Comm {
     #[must_use]
     pub fn from_kernel(raw: &[u8; TASK_COMM_LEN]) -> Self {
         let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-        Self::new(&String::from_utf8_lossy(&raw[..len]))
+        // Valid UTF-8 (nearly every name) is copied as it is: no allocation once per socket.
+        match std::str::from_utf8(&raw[..len]) {
+            Ok(text) => Self::new(text),
+            Err(_) => Self::new(&String::from_utf8_lossy(&raw[..len])),
+        }
     }
 
     /// From `/proc/PID/comm`'s bytes (see [`kernel_buffer`]).

@@ -30,8 +30,10 @@ use crate::{
     probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
-/// Reads of the kernel's socket state take at most 1/this of a core (0.5%).
-pub const KERNEL_READ_SHARE: u32 = 200;
+/// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts
+/// confirmed at scan time by an exact query, the reads refresh values and find stale entries;
+/// at 100k connections they come every few minutes.
+pub const KERNEL_READ_SHARE: u32 = 400;
 
 /// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
 /// (`/connections` reads the live table instead).

@@ -5,8 +5,9 @@
 //! One `Arc<str>` per pid, shared by every connection of that process: attribution costs a
 //! reference count per socket, not a string.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
+use super::kernel_state::FastMap;
 use crate::model::Comm;
 
 /// What `/proc` says about one process.
@@ -20,9 +21,12 @@ pub(crate) struct ProcessInfo {
 
 pub(crate) struct ProcessCache {
     /// Pids looked up since the current scan started.
-    current: HashMap<u32, ProcessInfo>,
+    current: FastMap<u32, ProcessInfo>,
     /// Pids of the previous scan not looked up again yet; dropped at the end of the scan.
-    previous: HashMap<u32, ProcessInfo>,
+    previous: FastMap<u32, ProcessInfo>,
+    /// The last pid answered: a process's sockets tend to sit in neighbouring slots, so most
+    /// lookups in a pass are the same pid as the one before (no hash at all).
+    last: Option<(u32, ProcessInfo)>,
     /// Where a pid's information comes from: `/proc/PID` (a fixed table in tests).
     lookup: fn(u32) -> ProcessInfo,
 }
@@ -36,8 +40,9 @@ impl Default for ProcessCache {
 impl ProcessCache {
     pub(crate) fn with_lookup(lookup: fn(u32) -> ProcessInfo) -> Self {
         Self {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: FastMap::default(),
+            previous: FastMap::default(),
+            last: None,
             lookup,
         }
     }
@@ -48,23 +53,32 @@ impl ProcessCache {
     /// [`end_scan`]: Self::end_scan
     pub(crate) fn start_scan(&mut self) {
         self.previous = std::mem::take(&mut self.current);
+        self.last = None;
     }
 
     /// Ends the pass: pids of the previous pass not seen in this one are forgotten.
     pub(crate) fn end_scan(&mut self) {
-        self.previous = HashMap::new();
+        self.previous = FastMap::default();
     }
 
     /// What `/proc` says about `pid`. Reads it only for pids not seen in the previous scan.
     pub(crate) fn info(&mut self, pid: u32) -> ProcessInfo {
-        if let Some(info) = self.current.get(&pid) {
+        if let Some((last, info)) = &self.last
+            && *last == pid
+        {
             return info.clone();
         }
-        let info = self
-            .previous
-            .remove(&pid)
-            .unwrap_or_else(|| (self.lookup)(pid));
-        self.current.insert(pid, info.clone());
+        let info = if let Some(info) = self.current.get(&pid) {
+            info.clone()
+        } else {
+            let info = self
+                .previous
+                .remove(&pid)
+                .unwrap_or_else(|| (self.lookup)(pid));
+            self.current.insert(pid, info.clone());
+            info
+        };
+        self.last = Some((pid, info.clone()));
         info
     }
 }

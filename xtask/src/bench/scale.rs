@@ -161,8 +161,8 @@ fn measure_level(plan: &Plan, agent: &Agent, ns: &Netns, total: usize) -> anyhow
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    // The kernel reads are paced (at most 0.5% of a core, at most one per interval), so at
-    // 100k connections one comes every ~30 s: the window runs from just after one read to just
+    // The kernel reads are paced (at most 0.25% of a core, at most one per interval), so at
+    // 100k connections one comes every few minutes: the window runs from just after one read to just
     // after the `plan.scan_windows / 2`-th next (at least `scan_windows` intervals), whole
     // read periods, so the CPU is the long-run average and not whether a read fell inside.
     let m = measured::metrics(agent)?;
@@ -260,7 +260,7 @@ fn scale_section(plan: &Plan, levels: &[Level], maps: &[MapInfo]) -> Section {
         format!(
             "Agent CPU from /proc/PID/stat (10 ms ticks), idle HTTP server included, over whole \
              kernel-read periods: from just after one read of every namespace's sockets \
-             (iter/tcp, paced to 0.5% of a core) to just after the {}-th next, and at least {} \
+             (iter/tcp, paced to 0.25% of a core) to just after the {}-th next, and at least {} \
              intervals; scan ms = the agent's own tcp_liveness_scan_duration_seconds over the \
              same window (mean of n scans); kernel read ms = \
              tcp_liveness_kernel_read_seconds_total / reads in the window. \

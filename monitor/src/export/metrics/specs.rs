@@ -59,7 +59,7 @@ pub(super) const KERNEL_READ_SECONDS: Spec = spec(
     "tcp_liveness_kernel_read_seconds_total",
     COUNTER,
     &[],
-    "Time spent in those reads (paced to at most 0.5% of a core, and at most one per scan interval).",
+    "Time spent in those reads (paced to at most 0.25% of a core, and at most one per scan interval).",
 );
 pub(super) const INSERT_FAILURES: Spec = spec(
     "tcp_liveness_table_insert_failures_total",
