@@ -6,7 +6,8 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           no-close-worker: no-close, each connection served by a thread named "worker" |
           trickle: 2 s after accept, send 100 bytes every 0.5 s, never read |
           keepalive-after-accept: SO_KEEPALIVE with 2 s / 2 s / 6 probes set right after
-          accept, then a blocking read | accept-only: accept, never read, write or close)
+          accept, then a blocking read | accept-only: accept, never read, write or close |
+          never-accept: listen and never accept: connections wait in the accept queue)
           server HOST PORT many-ports N: listen on PORT .. PORT+N-1, accept, never read or close:
           one process with a CLOSE_WAIT socket on each of N service ports once the client closes
 Clients:  client HOST PORT close-many N: connect to PORT .. PORT+N-1 and close each at once.
@@ -46,6 +47,10 @@ def serve(host, port, mode):
     srv.bind((host, port))
     srv.listen(4096)
     ready()
+    if mode == "never-accept":
+        # Connections complete in the kernel and wait in the accept queue for ever.
+        time.sleep(3600)
+        return
     held = []  # no-close: keep every socket referenced so nothing closes it
 
     def handle(conn):

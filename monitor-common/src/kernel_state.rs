@@ -34,6 +34,9 @@ pub const KS_DEAD: u8 = 1 << 1;
 /// [`KernelSockState::flags`]: `tcp_sock.tcp_usec_ts` is set (the connection negotiated
 /// microsecond TCP timestamps): `retrans_stamp` is in microseconds instead of milliseconds.
 pub const KS_USEC_TS: u8 = 1 << 2;
+/// `sk_socket` is NULL: no process holds a file for the socket. Without [`KS_DEAD`], it is still
+/// in its listener's accept queue (the handshake completed, `accept()` has not taken it yet).
+pub const KS_NO_SOCKET: u8 = 1 << 3;
 
 /// One TCP socket of a network namespace as the kernel keeps it, read by the `iter/tcp` program.
 ///

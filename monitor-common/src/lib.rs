@@ -198,7 +198,8 @@ pub struct KernelSample {
     pub inode: u32,
     /// `skc_state` at the visit.
     pub state: u8,
-    /// [`kernel_state::KS_USEC_TS`] (other `KS_*` bits are not set here).
+    /// [`kernel_state::KS_USEC_TS`], [`kernel_state::KS_NO_SOCKET`] (other `KS_*` bits are
+    /// not set here: the entry's own flags carry keepalive and orphan).
     pub flags: u8,
     _pad: [u8; 6],
 }

@@ -24,7 +24,8 @@ use aya_ebpf::helpers::{
 use monitor_common::{
     AF_INET6, KernelOffsets, SockActivity,
     kernel_state::{
-        KIND_FULL, KIND_REQUEST, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_USEC_TS, KernelSockState,
+        KIND_FULL, KIND_REQUEST, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_NO_SOCKET, KS_USEC_TS,
+        KernelSockState,
     },
     tcp_state,
 };
@@ -145,9 +146,13 @@ fn refresh(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, entry: &mu
     } else {
         0
     };
+    let sock: u64 = read(tp, off.sk_socket);
+    if sock == 0 {
+        sample.flags |= KS_NO_SOCKET;
+    }
     // The inode only serves to find a holder for a socket no process did I/O on: the read
     // costs about as much as the rest of the visit, so it is skipped for owned sockets.
-    sample.inode = if owned {
+    sample.inode = if owned || sock == 0 {
         0
     } else {
         let mut inode = 0u64;
@@ -259,6 +264,10 @@ fn full(sk: *const c_void, tp: *const c_void, off: &KernelOffsets, record: &mut 
     record.backoff = read(tp, off.icsk_backoff);
     record.retransmits = read(tp, off.icsk_retransmits);
     record.pending_timer = read(tp, off.icsk_pending);
+    let sock: u64 = read(tp, off.sk_socket);
+    if sock == 0 {
+        record.flags |= KS_NO_SOCKET;
+    }
     read_inode_into(tp, off, &mut record.inode);
 }
 

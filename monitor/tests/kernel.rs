@@ -799,6 +799,63 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
     }
 }
 
+/// Issue 10 (5c): connections that completed the handshake but were never `accept()`ed have no
+/// process file (`ss -e` `ino:0`): the agent says they are in the accept queue and names the
+/// listener's owner, before and after the clients close them (`CLOSE_WAIT` in the queue).
+#[test]
+fn sockets_in_the_accept_queue_are_owned_by_the_listeners_process() {
+    if !privilege::may_run("owner_accept_queue", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("aq", 224).expect("namespaces");
+    let agent = Launch::test(AGENT, 19924).start().expect("agent");
+    let server = Peer::start(
+        &net.server,
+        &["server", &net.server_ip, "7000", "never-accept"],
+    )
+    .expect("peer");
+    let clients = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "hold", "4"],
+    )
+    .expect("peer");
+    let inode = net.server.inode();
+    let queued = |state: &'static str| {
+        let (net, agent) = (&net, &agent);
+        move || {
+            let kernel: Vec<_> = ss::sockets(&net.server)
+                .ok()?
+                .into_iter()
+                .filter(|s| s.state == state)
+                .collect();
+            let ours: Vec<Value> = agent
+                .connections_in(inode)
+                .into_iter()
+                .filter(|c| c["state"] == state && c["accept_queue"] == true)
+                .collect();
+            (kernel.len() == 4 && ours.len() == 4).then_some((kernel, ours))
+        }
+    };
+    let check = |state: &'static str| {
+        let (kernel, ours) = wait_for(
+            &format!("4 {state} sockets in the accept queue"),
+            Duration::from_secs(10),
+            queued(state),
+        );
+        for s in &kernel {
+            assert_eq!(s.inode(), Some(0), "never accepted: no process file: {s:?}");
+        }
+        for c in &ours {
+            assert_eq!(c["pid"].as_u64(), Some(u64::from(server.pid())), "{c}");
+            assert_eq!(c["comm"], "python3", "{c}");
+        }
+    };
+    check("established");
+    // The clients close: the queued sockets turn CLOSE_WAIT, still never accepted.
+    drop(clients);
+    check("close_wait");
+}
+
 /// `TIME_WAIT` sockets have no table entry (the kernel swaps the full socket for a mini-socket),
 /// yet `tcp_liveness_connections{state="time_wait"}` counts them, as `ss` and `node_exporter` do: a
 /// `TIME_WAIT` pile-up (port exhaustion) must be visible.

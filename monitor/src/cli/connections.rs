@@ -215,6 +215,7 @@ mod tests {
             keepalive: None,
             user_timeout_seconds: None,
             orphan: false,
+            accept_queue: false,
             cgroup: None,
             container: None,
             gives_up_in_seconds: None,

@@ -62,6 +62,9 @@ pub struct Connection {
     pub user_timeout: Option<Duration>,
     /// The application has closed the socket (`SOCK_DEAD`): the kernel finishes it alone.
     pub orphan: bool,
+    /// Still in its listener's accept queue: the handshake completed and no `accept()` took it
+    /// (`sk_socket` NULL, not orphaned). Its owner is the listener's.
+    pub accept_queue: bool,
     /// cgroup v2 path of the owning process (container attribution), when known.
     /// Shared by every connection of the process (one `Arc` per pid, cached by the scan).
     pub cgroup: Option<Arc<str>>,
@@ -104,6 +107,7 @@ impl Connection {
             keepalive: None,
             user_timeout: None,
             orphan: false,
+            accept_queue: false,
             cgroup: None,
             since_retrans_start: None,
             gives_up_in: None,

@@ -47,6 +47,10 @@ pub struct ConnectionView {
     /// The application has closed the socket; the kernel finishes it alone.
     #[serde(default)]
     pub orphan: bool,
+    /// Still in its listener's accept queue (never accepted); `pid` and `comm` are the
+    /// listener's owner.
+    #[serde(default)]
+    pub accept_queue: bool,
     #[serde(default)]
     pub cgroup: Option<String>,
     /// Container id derived from the cgroup path, when it has one.
@@ -110,6 +114,7 @@ impl From<&Connection> for ConnectionView {
             }),
             user_timeout_seconds: seconds(c.user_timeout),
             orphan: c.orphan,
+            accept_queue: c.accept_queue,
             cgroup: c.cgroup.as_deref().map(str::to_owned),
             container: c.cgroup.as_deref().and_then(container_id),
             gives_up_in_seconds: seconds(c.gives_up_in),

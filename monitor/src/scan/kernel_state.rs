@@ -8,7 +8,9 @@ use std::time::Duration;
 use monitor_common::{
     FLAG_KEEPALIVE_ON, FLAG_OPTIONS_KNOWN, FLAG_ORPHAN, FLAG_SEEDED, FLAG_STATE_SINCE_LOWER_BOUND,
     SockActivity,
-    kernel_state::{KIND_FULL, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_USEC_TS, KernelSockState},
+    kernel_state::{
+        KIND_FULL, KIND_TIME_WAIT, KS_DEAD, KS_KEEPOPEN, KS_NO_SOCKET, KS_USEC_TS, KernelSockState,
+    },
     tcp_state,
 };
 
@@ -258,7 +260,7 @@ pub fn entry_of(r: &KernelSockState, hz: Option<u32>) -> SockActivity {
     k.recv_queue = convert::recv_queue_bytes(r);
     k.inode = u32::try_from(r.inode).unwrap_or(0);
     k.state = r.state;
-    k.flags = r.flags & KS_USEC_TS;
+    k.flags = r.flags & (KS_USEC_TS | KS_NO_SOCKET);
     e
 }
 
@@ -296,6 +298,16 @@ pub(crate) fn adopt_owners(
 
 /// Kernel reads between two searches for the holders of sockets no process was found holding.
 pub(crate) const RESEARCH_UNFOUND_EVERY: u64 = 20;
+
+/// Whether the last kernel read found `entry`'s socket still in its listener's accept queue: a
+/// full socket without a `struct socket` that the application has not closed.
+#[must_use]
+pub fn in_accept_queue(entry: &SockActivity) -> bool {
+    entry.kernel.read_ns != 0
+        && entry.kernel.flags & KS_NO_SOCKET != 0
+        && entry.flags & FLAG_ORPHAN == 0
+        && entry.state != tcp_state::LISTEN
+}
 
 /// `c` (converted from `entry`, the hooks' view) with the values only the socket keeps, from the
 /// sample the last kernel read wrote into the entry (no-op before the first read visited it).

@@ -9,7 +9,7 @@ use monitor_common::{SockActivity, tcp_state};
 use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
-    kernel_state::{self, KernelTruth},
+    kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
 };
@@ -38,6 +38,9 @@ pub struct Pipeline {
     confirmer: Mutex<Confirmer>,
     /// The reasons the last scan confirmed, by cookie: `/connections` shows only those.
     confirmed: RwLock<Arc<Confirmed>>,
+    /// The owner of each listener by (namespace, port), from the last scan: a connection still
+    /// in a listener's accept queue belongs to the listener's owner.
+    listeners: RwLock<Arc<Listeners>>,
     /// Whether verdicts are confirmed against the kernel (the agent; tests and benchmarks judge
     /// made-up sockets the kernel has never had).
     confirms: bool,
@@ -55,6 +58,7 @@ impl Pipeline {
             truth: RwLock::default(),
             confirmer: Mutex::default(),
             confirmed: RwLock::default(),
+            listeners: RwLock::default(),
             confirms: false,
         }
     }
@@ -80,6 +84,7 @@ impl Pipeline {
             truth: RwLock::default(),
             confirmer: Mutex::default(),
             confirmed: RwLock::default(),
+            listeners: RwLock::default(),
             confirms: false,
         }
     }
@@ -98,8 +103,17 @@ impl Pipeline {
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
         confirmer.start_scan();
-        let gone = self.pass(&mut processes, &mut confirmer, source, now_ns, f);
+        let mut listeners = Listeners::default();
+        let gone = self.pass(&mut processes, &mut confirmer, source, now_ns, &mut |c| {
+            if c.state == tcp_state::LISTEN
+                && let (Some(netns), Some(pid)) = (c.netns, c.pid)
+            {
+                listeners.entry((netns, c.local.port())).or_insert(pid);
+            }
+            f(c);
+        });
         processes.end_scan();
+        *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
         gone
     }
@@ -140,10 +154,12 @@ impl Pipeline {
         let truth = self.truth();
         let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
         let policy = self.policy();
+        let listeners = Arc::clone(&crate::locks::read(&self.listeners));
         let context = Context {
             namespaces: &namespaces,
             truth: truth.as_deref(),
             policy: &policy,
+            listeners: &listeners,
         };
         source.for_each_socket(&mut |cookie, entry| {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
@@ -176,10 +192,12 @@ impl Pipeline {
         let namespaces = self.defaults.current();
         let truth = self.truth();
         let policy = self.policy();
+        let listeners = Arc::clone(&crate::locks::read(&self.listeners));
         let context = Context {
             namespaces: &namespaces,
             truth: truth.as_deref(),
             policy: &policy,
+            listeners: &listeners,
         };
         let mut gone = Vec::new();
         source.for_each_socket(&mut |cookie, entry| match self
@@ -230,6 +248,13 @@ impl Pipeline {
         let defaults = self.defaults.of(context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(&mut c, entry, now_ns, &defaults);
+        if c.pid.is_none() && kernel_state::in_accept_queue(entry) {
+            c.accept_queue = true;
+            c.pid = c
+                .netns
+                .and_then(|netns| context.listeners.get(&(netns, c.local.port())))
+                .copied();
+        }
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
             // The thread group leader's name: the kernel side saw whichever thread did the I/O.
@@ -255,8 +280,12 @@ enum Judged {
 }
 
 /// What one pass reads once and every socket of it shares.
+/// The owner (pid) of each listening socket by (network namespace, port).
+type Listeners = FastMap<(u32, u16), u32>;
+
 struct Context<'a> {
     namespaces: &'a DefaultsByNetns,
     truth: Option<&'a KernelTruth>,
     policy: &'a Policy,
+    listeners: &'a Listeners,
 }

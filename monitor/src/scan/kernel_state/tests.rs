@@ -227,3 +227,20 @@ fn a_missed_socket_becomes_an_entry_with_the_kernels_values() {
     let e = entry_of(&r, None);
     assert_eq!((e.last_peer_ns, e.state_since_ns), (0, 100 * SEC));
 }
+
+/// In the accept queue: read, no `struct socket`, not closed by the application, not a listener.
+#[test]
+fn a_socket_without_a_file_that_is_not_orphaned_is_in_the_accept_queue() {
+    let mut e = sampled(50 * SEC, tcp_state::ESTABLISHED);
+    assert!(!in_accept_queue(&e), "has a struct socket");
+    e.kernel.flags |= monitor_common::kernel_state::KS_NO_SOCKET;
+    assert!(in_accept_queue(&e));
+    e.flags |= FLAG_ORPHAN;
+    assert!(!in_accept_queue(&e), "orphaned: closed by the application");
+    e.flags &= !FLAG_ORPHAN;
+    e.state = tcp_state::LISTEN;
+    assert!(!in_accept_queue(&e), "a listener");
+    e.state = tcp_state::ESTABLISHED;
+    e.kernel.read_ns = 0;
+    assert!(!in_accept_queue(&e), "never read");
+}
