@@ -18,7 +18,8 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
           SO_KEEPALIVE with the namespace's sysctl timers) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
-          heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs))
+          heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs) |
+          send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms))
 Server mode sink: read and never write.
 """
 import ctypes
@@ -159,6 +160,9 @@ def client(host, port, mode, n):
         time.sleep(3600)
         return
     s = socket.create_connection((host, port))
+    if mode == "send-user-timeout":
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, n)
+        mode = "send"
     if mode in ("keepalive", "keepalive-sysctl"):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if mode == "keepalive":  # else the namespace's tcp_keepalive_* sysctls apply

@@ -371,6 +371,76 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
     );
 }
 
+/// With `TCP_USER_TIMEOUT` (12 s here) the kernel gives up that long after the first
+/// unacknowledged transmission, whatever `tcp_retries2` says: `gives_up_in_seconds` follows it,
+/// and the reset (ETIMEDOUT) lands within max(2 s, 5 %) of the prediction.
+#[test]
+fn give_up_time_follows_tcp_user_timeout() {
+    if !privilege::may_run("user_timeout_give_up", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vut", 225).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19925)
+        .args(FAST)
+        .start()
+        .expect("agent");
+    let _client = Peer::start(
+        &net.client,
+        &[
+            "client",
+            &net.server_ip,
+            "7000",
+            "send-user-timeout",
+            "12000",
+        ],
+    )
+    .expect("peer");
+    let inode = net.client.inode();
+    wait_for(
+        "data acknowledged, the user timeout seen",
+        Duration::from_secs(10),
+        || {
+            agent.connections_in(inode).into_iter().find(|c| {
+                c["state"] == "established"
+                    && c["since_peer_seconds"].is_f64()
+                    && c["user_timeout_seconds"].as_f64() == Some(12.0)
+            })
+        },
+    );
+    net.server.drop_input().expect("iptables DROP");
+    let (c, _) = wait_for_verdict(
+        &agent,
+        inode,
+        "peer_unresponsive",
+        Duration::from_secs(2) + SLACK,
+    );
+    let gives_up = c["gives_up_in_seconds"]
+        .as_f64()
+        .expect("time until the kernel gives up");
+    assert!(
+        gives_up > 3.0 && gives_up < 12.0,
+        "12 s from the first unacknowledged transmission: {gives_up}"
+    );
+    let predicted = Instant::now() + Duration::from_secs_f64(gives_up);
+    let etimedout = "tcp_liveness_socket_errors_total{error=\"ETIMEDOUT\"}";
+    let before = agent.metric(etimedout).unwrap_or(0.0);
+    wait_for("the kernel's ETIMEDOUT", Duration::from_secs(20), || {
+        (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(())
+    });
+    let measured = Instant::now();
+    let error = if measured > predicted {
+        measured - predicted
+    } else {
+        predicted - measured
+    };
+    assert!(
+        error.as_secs_f64() <= f64::max(2.0, gives_up * 0.05),
+        "reset {error:?} away from the predicted give-up ({gives_up} s ahead)"
+    );
+}
+
 /// A socket with `SO_KEEPALIVE` and no timers of its own inherits its **own** namespace's
 /// `tcp_keepalive_*` sysctls (here 4/2/4, a pod's; the host keeps 7200/75/9): the agent shows
 /// those and flags the unanswered probes before the kernel resets the connection (~12 s).
