@@ -131,21 +131,33 @@ fn dump_family(
 
 /// The serialized dump request for one family.
 fn request(family: u8, state_mask: u32) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let socket_id = if family == AF_INET6 {
         SocketId::new_v6()
     } else {
         SocketId::new_v4()
     };
+    // retain, not truncate: the crate's flags stop at CLOSING and would drop NEW_SYN_RECV.
+    let states = StateFlags::from_bits_retain(state_mask);
+    serialize(NLM_F_REQUEST | NLM_F_DUMP, family, states, socket_id)
+}
+
+/// One TCP `inet_diag` request with `tcp_info` (`flags`: `NLM_F_REQUEST`, and `NLM_F_DUMP` for
+/// every socket matching `states` rather than the one `socket_id` names), serialized.
+pub(super) fn serialize(
+    flags: u16,
+    family: u8,
+    states: StateFlags,
+    socket_id: SocketId,
+) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
     let mut packet = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::INFO,
-            // retain, not truncate: the crate's flags stop at CLOSING and would drop NEW_SYN_RECV.
-            states: StateFlags::from_bits_retain(state_mask),
+            states,
             socket_id,
         })
         .into(),

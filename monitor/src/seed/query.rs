@@ -11,11 +11,10 @@ use std::{
     net::SocketAddr,
 };
 
-use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::IPPROTO_TCP,
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    inet::{SocketId, StateFlags},
 };
 use netlink_sys::Socket;
 
@@ -104,8 +103,6 @@ fn ask(socket: &Socket, key: &SocketKey) -> Result<Option<DiagSocket>, SeedError
 
 /// The serialized exact request: every state, with `tcp_info`.
 fn request(key: &SocketKey) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
     let lo = u32::try_from(key.cookie & u64::from(u32::MAX)).unwrap_or(0);
     let hi = u32::try_from(key.cookie >> 32).unwrap_or(0);
     let mut cookie = [0u8; 8];
@@ -119,19 +116,6 @@ fn request(key: &SocketKey) -> Vec<u8> {
         interface_id: 0,
         cookie,
     };
-    let mut packet = NetlinkMessage::new(
-        header,
-        SockDiagMessage::InetRequest(InetRequest {
-            family: u8::try_from(key.family).unwrap_or(0),
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::INFO,
-            states: StateFlags::all(),
-            socket_id,
-        })
-        .into(),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    buf
+    let family = u8::try_from(key.family).unwrap_or(0);
+    diag::serialize(NLM_F_REQUEST, family, StateFlags::all(), socket_id)
 }
