@@ -32,6 +32,7 @@ pub mod export;
 mod locks;
 mod memory;
 pub mod model;
+mod periodic;
 pub mod probes;
 pub mod scan;
 pub mod seed;

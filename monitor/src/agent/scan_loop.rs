@@ -7,17 +7,14 @@
 
 use std::{
     panic::AssertUnwindSafe,
-    sync::{
-        Arc,
-        mpsc::{self, RecvTimeoutError},
-    },
-    thread::JoinHandle,
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
 use crate::{
     alerting::Alerting,
     export::{SnapshotStore, metrics::Metrics},
+    periodic::Periodic,
     scan::{ScanStage, Scanner},
 };
 
@@ -31,8 +28,7 @@ pub(crate) struct Outputs {
 /// started, or at once when that one took longer. Dropping it stops the thread (at once when it
 /// is between scans, else after the current scan) and joins it.
 pub(crate) struct ScanThread {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl ScanThread {
@@ -46,41 +42,20 @@ impl ScanThread {
         outputs: Outputs,
         interval: Duration,
     ) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("scan".into())
-            .spawn(move || {
-                loop {
-                    let started = Instant::now();
-                    let scan = AssertUnwindSafe(|| {
-                        scan_and_publish(&scanner, &mut alerting, &outputs);
-                    });
-                    if std::panic::catch_unwind(scan).is_err() {
-                        // The previous scan stays published; /healthz and the stalled-scan rule
-                        // see its age.
-                        tracing::error!("scan failed; keeping the previous results");
-                        outputs.metrics.scan_failed(ScanStage::Scan);
-                    }
-                    let pause = interval.saturating_sub(started.elapsed());
-                    // A message or a closed channel both mean stop.
-                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for ScanThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let thread = Periodic::start("scan", move || {
+            let started = Instant::now();
+            let scan = AssertUnwindSafe(|| {
+                scan_and_publish(&scanner, &mut alerting, &outputs);
+            });
+            if std::panic::catch_unwind(scan).is_err() {
+                // The previous scan stays published; /healthz and the stalled-scan rule see its
+                // age.
+                tracing::error!("scan failed; keeping the previous results");
+                outputs.metrics.scan_failed(ScanStage::Scan);
+            }
+            interval.saturating_sub(started.elapsed())
+        })?;
+        Ok(Self { _thread: thread })
     }
 }
 

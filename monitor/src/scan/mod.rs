@@ -19,7 +19,7 @@ pub mod summary;
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, mpsc::RecvTimeoutError},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -27,6 +27,7 @@ pub use self::{pipeline::Pipeline, summary::Summary};
 use crate::{
     clock,
     model::{Connection, Grouping, ServicePorts},
+    periodic::Periodic,
     probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
@@ -233,8 +234,7 @@ impl Scanner {
 /// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets.
 /// Dropping it stops the thread (at once, even mid-wait) and joins it.
 pub struct KernelStateThread {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl KernelStateThread {
@@ -252,61 +252,40 @@ impl KernelStateThread {
         reader: KernelStateReader,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("kernel-state".into())
-            .spawn(move || {
-                let (mut reads, mut read_time) = (0, Duration::ZERO);
-                let mut unfound = kernel_state::FastSet::default();
-                loop {
-                    let started = Instant::now();
-                    let (mut truth, errors) = kernel_state::read_truth(&reader);
-                    let read = started.elapsed();
-                    for error in &errors {
-                        tracing::debug!(
-                            error = crate::model::format::error_chain(error),
-                            "socket state of a namespace"
-                        );
-                    }
-                    let hz = pipeline.defaults.hz();
-                    let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
-                    let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
-                    // The /proc walk's buffers were just freed.
-                    crate::memory::release_free_heap();
-                    tracing::debug!(
-                        read_ms = read.as_secs_f64() * 1e3,
-                        total_ms = started.elapsed().as_secs_f64() * 1e3,
-                        namespaces = truth.namespaces.len(),
-                        added,
-                        adopted,
-                        untracked = truth.untracked,
-                        "kernel socket state read"
-                    );
-                    let elapsed = started.elapsed();
-                    reads += 1;
-                    read_time += elapsed;
-                    (truth.reads, truth.read_time) = (reads, read_time);
-                    pipeline.set_truth(truth);
-                    let pause = (elapsed * KERNEL_READ_SHARE).max(min_interval);
-                    // A message or a closed channel both mean stop.
-                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for KernelStateThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let (mut reads, mut read_time) = (0, Duration::ZERO);
+        let mut unfound = kernel_state::FastSet::default();
+        let thread = Periodic::start("kernel-state", move || {
+            let started = Instant::now();
+            let (mut truth, errors) = kernel_state::read_truth(&reader);
+            let read = started.elapsed();
+            for error in &errors {
+                tracing::debug!(
+                    error = crate::model::format::error_chain(error),
+                    "socket state of a namespace"
+                );
+            }
+            let hz = pipeline.defaults.hz();
+            let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
+            let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
+            // The /proc walk's buffers were just freed.
+            crate::memory::release_free_heap();
+            tracing::debug!(
+                read_ms = read.as_secs_f64() * 1e3,
+                total_ms = started.elapsed().as_secs_f64() * 1e3,
+                namespaces = truth.namespaces.len(),
+                added,
+                adopted,
+                untracked = truth.untracked,
+                "kernel socket state read"
+            );
+            let elapsed = started.elapsed();
+            reads += 1;
+            read_time += elapsed;
+            (truth.reads, truth.read_time) = (reads, read_time);
+            pipeline.set_truth(truth);
+            (elapsed * KERNEL_READ_SHARE).max(min_interval)
+        })?;
+        Ok(Self { _thread: thread })
     }
 }
 

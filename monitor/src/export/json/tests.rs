@@ -45,7 +45,7 @@ fn view_serializes_unknown_as_null() {
             "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25,
             "send_queue_bytes": null, "recv_queue_bytes": null, "retransmits": 3,
             "seeded": true, "state_age_at_least_seconds": null, "keepalive": null,
-            "user_timeout_seconds": null, "orphan": false,
+            "user_timeout_seconds": null, "orphan": false, "accept_queue": false,
             "cgroup": "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
             "container": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "gives_up_in_seconds": null, "suspect": ["peer_unresponsive"],

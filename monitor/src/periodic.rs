@@ -1,0 +1,91 @@
+//! A named thread that runs one job over and over, pausing between runs for as long as each run
+//! asks, until it is dropped: the scan loop and the kernel-state reader. Their own threads, not
+//! a runtime's shared pool, so nothing else (an HTTP client reading slowly) can delay them.
+
+use std::{
+    sync::mpsc::{self, RecvTimeoutError},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+/// The running thread. Dropping it stops the thread — at once when it is pausing, else after the
+/// run in progress — and joins it.
+pub(crate) struct Periodic {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Periodic {
+    /// Starts thread `name` calling `run` at once and then again after the pause each call
+    /// returns.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn start(
+        name: &str,
+        mut run: impl FnMut() -> Duration + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                loop {
+                    let pause = run();
+                    // A message or a closed channel both mean stop.
+                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use super::*;
+
+    /// Runs again after each pause, and a drop during a long pause stops it at once.
+    #[test]
+    fn runs_until_dropped() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let thread = Periodic::start("test", move || {
+            if counted.fetch_add(1, Ordering::SeqCst) < 2 {
+                Duration::ZERO
+            } else {
+                Duration::from_hours(1)
+            }
+        })
+        .expect("thread");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 3 {
+            assert!(std::time::Instant::now() < deadline, "three runs");
+            std::thread::yield_now();
+        }
+        let dropped = std::time::Instant::now();
+        drop(thread);
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "stopped mid-pause"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}
