@@ -16,8 +16,8 @@
 //!   ← cli                     the command line (with main.rs, the only user of anyhow)
 //! ```
 //!
-//! `memory` (giving freed heap back) and `locks` (the one way to take a lock) sit beside `clock`
-//! at the bottom.
+//! `memory` (giving freed heap back), `locks` (the one way to take a lock) and `privileges`
+//! (capabilities: the start-up check and the per-thread drop) sit beside `clock` at the bottom.
 
 //!
 //! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
@@ -32,6 +32,7 @@ pub mod export;
 mod locks;
 mod memory;
 pub mod model;
+mod privileges;
 pub mod probes;
 pub mod scan;
 pub mod seed;

@@ -11,7 +11,7 @@ use std::{
 
 /// Rooms by level, bottom first. A room may import rooms of a lower level only.
 const LEVELS: &[&[&str]] = &[
-    &["model", "clock", "memory", "locks"],
+    &["model", "clock", "memory", "locks", "privileges"],
     &["verdict", "probes", "seed"],
     &["scan"],
     &["alerting"],
