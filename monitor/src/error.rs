@@ -17,6 +17,9 @@ pub(crate) enum Error {
     /// The kernel refused the programs as a whole (one refused hook is not an error).
     #[error("loading the kernel programs")]
     Probes(#[from] ProbeError),
+    /// Start-up lacks a capability (named), or the kernel refused to lower them.
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
     /// The `--listen` address is in use or not on this host.
     #[error("--listen {addr}: cannot bind")]
     Bind {
@@ -46,10 +49,16 @@ pub(crate) enum Error {
 }
 
 impl Error {
-    /// Whether the operator's input is at fault, not the host: a bad setting, or a `--listen`
-    /// address in use or not on this host. The binary exits 2 on these, as clap does for a bad
-    /// command line, so a supervisor can tell them from a failure worth retrying.
+    /// Whether the operator's input is at fault, not the host: a bad setting, a `--listen`
+    /// address in use or not on this host, or a capability the service was not given. The binary
+    /// exits 2 on these, as clap does for a bad command line, so a supervisor can tell them from
+    /// a failure worth retrying.
     pub(crate) fn is_usage(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Bind { .. })
+        matches!(
+            self,
+            Self::Config(_)
+                | Self::Bind { .. }
+                | Self::Privileges(crate::privileges::PrivilegeError::Missing(_))
+        )
     }
 }

@@ -16,8 +16,8 @@
 //!   ← cli                     the command line (with main.rs, the only user of anyhow)
 //! ```
 //!
-//! `memory` (giving freed heap back) and `locks` (the one way to take a lock) sit beside `clock`
-//! at the bottom.
+//! `memory` (giving freed heap back), `locks` (the one way to take a lock) and `privileges`
+//! (capabilities: the start-up check and the per-thread drop) sit beside `clock` at the bottom.
 
 //!
 //! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
@@ -33,6 +33,7 @@ mod locks;
 mod memory;
 pub mod model;
 mod periodic;
+mod privileges;
 pub mod probes;
 pub mod scan;
 pub mod seed;

@@ -220,8 +220,11 @@ fn systemd_capabilities_are_enough() {
     let status = proc_status(&agent);
     let mask = format!("{:016x}", cap_bits(&caps));
     assert_eq!(status["Uid"].split_whitespace().next(), Some("65534"));
-    for key in ["CapEff", "CapAmb", "CapBnd"] {
-        assert_eq!(status[key], mask, "{key} of the agent");
+    // Started with the unit's set (it passed the start-up check), then dropped it: the main
+    // thread keeps nothing; without CAP_SETPCAP the bounding set stays the unit's.
+    assert_eq!(status["CapBnd"], mask, "CapBnd of the agent");
+    for key in ["CapEff", "CapPrm", "CapAmb"] {
+        assert_eq!(status[key], "0000000000000000", "{key} of the main thread");
     }
     assert_eq!(status["NoNewPrivs"], "1");
 
@@ -248,7 +251,7 @@ fn systemd_capabilities_are_enough() {
     // Kernel events flow too: a connection made now shows its traffic.
     let _busy =
         Peer::start(&net.client, &["client", &net.server_ip, "7241", "busy"]).expect("peer");
-    wait_for(
+    let busy = wait_for(
         "new busy connection with traffic",
         Duration::from_secs(10),
         || {
@@ -260,24 +263,45 @@ fn systemd_capabilities_are_enough() {
             })
         },
     );
+    // Its owner, a root process, found after the drop: the kept CAP_SYS_PTRACE and
+    // CAP_DAC_READ_SEARCH still work in the kernel-state thread.
+    let owner = wait_for(
+        "the new connection's owner",
+        Duration::from_secs(10),
+        || {
+            agent
+                .connections()
+                .into_iter()
+                .find(|c| c["cookie"] == busy["cookie"] && c["pid"].is_u64())
+        },
+    );
+    assert_eq!(
+        owner["pid"].as_u64(),
+        Some(u64::from(server.pid())),
+        "{owner}"
+    );
     let status = agent.stop().expect("agent stops after SIGTERM");
     assert!(status.success(), "agent exit status after SIGTERM");
 
-    // Control: the same without CAP_SYS_ADMIN still attaches, but cannot enter the namespace,
-    // so the socket opened before it is missing. The test can tell a set that is short.
+    // Control: the same set short of CAP_SYS_ADMIN, which would miss the sockets opened in other
+    // namespaces before it, does not start: it names what is missing, before loading anything.
     let short: Vec<&str> = caps.split(',').filter(|c| *c != "+sys_admin").collect();
     let config = tempfile::tempdir().expect("tempdir");
-    let mut agent = start_confined(&short.join(","), 19942, &config);
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_seeded = agent
-        .connections()
-        .into_iter()
-        .any(|c| c["netns"].as_u64() == Some(server_ns) && c["seeded"] == true);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut agent = confined(&short.join(","), 19942, &config)
+        .log_to(log.reopen().expect("log file"))
+        .spawn()
+        .expect("spawn");
+    let ready = agent.wait_ready(|| false);
+    assert!(ready.is_err(), "started without CAP_SYS_ADMIN");
+    let status = agent.stop().expect("exit status");
+    let text = fs::read_to_string(log.path()).expect("agent log");
+    assert_eq!(status.code(), Some(2), "{text}");
+    let last = text.lines().last().unwrap_or_default();
     assert!(
-        !idle_seeded,
-        "seeded without CAP_SYS_ADMIN: the control is wrong"
+        last.contains("missing capability CAP_SYS_ADMIN"),
+        "last line: {last}"
     );
-    assert!(agent.stop().expect("agent stops after SIGTERM").success());
 }
 
 /// A start under the unit's capabilities (no `CAP_SYS_RESOURCE`) logs no warning about

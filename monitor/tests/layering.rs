@@ -11,7 +11,14 @@ use std::{
 
 /// Rooms by level, bottom first. A room may import rooms of a lower level only.
 const LEVELS: &[&[&str]] = &[
-    &["model", "clock", "memory", "locks", "periodic"],
+    &[
+        "model",
+        "clock",
+        "memory",
+        "locks",
+        "periodic",
+        "privileges",
+    ],
     &["verdict", "probes", "seed"],
     &["scan"],
     &["alerting"],

@@ -171,8 +171,10 @@ impl Launch {
     }
 }
 
-/// `setpriv` as nobody with exactly `caps`, `no_new_privs`: the program and its arguments follow.
-fn setpriv(caps: &str) -> Command {
+/// `setpriv` as nobody with exactly `caps` (`+bpf,+perfmon,…`), `no_new_privs`: the program and
+/// its arguments follow. What [`Launch::confined`] runs, for a test that runs the binary itself.
+#[must_use]
+pub fn setpriv(caps: &str) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args([
         "--reuid=nobody",

@@ -27,6 +27,7 @@ use crate::{
         http::{self, HttpState, auth::BasicAuth, limits::Limits, server_metrics::ServerMetrics},
         metrics::{Metrics, ReloadMetrics},
     },
+    privileges::{self, Feature},
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
     scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
@@ -35,10 +36,13 @@ use crate::{
 /// applies what it can of the result ([`Reloader`]).
 ///
 /// # Errors
-/// Programs the kernel refuses as a whole ([`Error::Probes`]), an address that cannot be bound
+/// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
+/// as a whole ([`Error::Probes`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
+    // A capability the service was not given is named here, not found as a refused load later.
+    privileges::check_start()?;
     // From here on SIGHUP is ours: its default action would end the agent with no log line.
     let mut signals = Signals::install()?;
     // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
@@ -70,10 +74,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let table_refresh = probes.table_refresh.clone();
     let probes = Arc::new(Mutex::new(probes));
 
-    let seeded = {
-        let probes = Arc::clone(&probes);
-        tokio::task::spawn_blocking(move || seeding::seed(&probes)).await?
-    };
+    // On this thread, which still has every capability (the runtime's threads have none).
+    let seeded = tokio::task::block_in_place(|| seeding::seed(&probes));
     tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
@@ -90,6 +92,10 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     )
     .reading_namespace_sysctls();
     let scanner = Arc::new(scanner);
+    // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
+    // threads started next inherit the kept set.
+    let kept = privileges::kept(RUNNING_FEATURES);
+    privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     let store = Arc::new(SnapshotStore::default());
@@ -127,6 +133,12 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
                 source,
             }
         })?;
+    // Every thread that needs the kept set runs: this one (signals, reloads) keeps nothing.
+    privileges::restrict_thread(&privileges::kept(&[]))?;
+    tracing::info!(
+        kept = ?kept.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "capabilities dropped; kept only in the scan and kernel-state threads"
+    );
 
     signals.serve_until_stopped(reloader).await;
     tracing::info!("stopping: detaching probes");
@@ -139,6 +151,11 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     drop(probes);
     Ok(())
 }
+
+/// What the running agent does that needs a capability (README, "Privileges"): its scan and
+/// kernel-state threads enter every network namespace and walk every process's descriptors. A
+/// feature that needs more (socket destroy) adds itself here when its setting enables it.
+const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];
 
 /// The thread refreshing the table from the kernel's own socket state; None when the kernel
 /// refused the iterator (the hooks' values are then used alone).

@@ -87,7 +87,12 @@ impl AlertmanagerClient {
         };
         std::thread::Builder::new()
             .name("alertmanager".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                // Reads Alertmanager's answers: no capability (this thread starts before the
+                // agent drops them).
+                crate::privileges::drop_all_in_thread();
+                worker.run();
+            })?;
         Ok(Self { shared })
     }
 

@@ -46,8 +46,11 @@ pub fn main() -> anyhow::Result<()> {
             init_logging(config.log_format);
             // Before any thread starts: one descriptor per HTTP connection and BPF object.
             crate::agent::raise_open_file_limit();
+            // Its threads (workers, blocking pool) parse network input: none keeps a capability.
+            // The agent's start-up runs on this thread, which keeps them until it is done.
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .on_thread_start(crate::privileges::drop_all_in_thread)
                 .enable_all()
                 .build()?;
             // SIGHUP resolves the same flags over the file again.
