@@ -147,20 +147,12 @@ impl Pipeline {
     /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
     /// is locked per socket, not for the pass: `f` may wait on a slow client, and a scan must
     /// not wait behind it.
+    ///
     /// When verdicts are confirmed, suspects show the reasons the last scan confirmed, and only
     /// those.
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
-        let namespaces = self.defaults.current();
-        let truth = self.truth();
+        let context = self.context();
         let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
-        let policy = self.policy();
-        let listeners = Arc::clone(&crate::locks::read(&self.listeners));
-        let context = Context {
-            namespaces: &namespaces,
-            truth: truth.as_deref(),
-            policy: &policy,
-            listeners: &listeners,
-        };
         source.for_each_socket(&mut |cookie, entry| {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
             if let Judged::Live(mut c) = judged {
@@ -176,6 +168,16 @@ impl Pipeline {
         });
     }
 
+    /// What a pass shares across its sockets, taken once at its start.
+    fn context(&self) -> Context {
+        Context {
+            namespaces: self.defaults.current(),
+            truth: self.truth(),
+            policy: self.policy(),
+            listeners: Arc::clone(&crate::locks::read(&self.listeners)),
+        }
+    }
+
     fn processes(&self) -> MutexGuard<'_, ProcessCache> {
         // A panic mid-pass leaves a valid cache (at worst missing entries).
         crate::locks::lock(&self.processes)
@@ -189,23 +191,14 @@ impl Pipeline {
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
-        let namespaces = self.defaults.current();
-        let truth = self.truth();
-        let policy = self.policy();
-        let listeners = Arc::clone(&crate::locks::read(&self.listeners));
-        let context = Context {
-            namespaces: &namespaces,
-            truth: truth.as_deref(),
-            policy: &policy,
-            listeners: &listeners,
-        };
+        let context = self.context();
         let mut gone = Vec::new();
         source.for_each_socket(&mut |cookie, entry| match self
             .judge(cookie, entry, now_ns, &context, processes)
         {
             Judged::Live(mut c) if self.confirms && !c.suspect.is_empty() => {
-                let retries2 = self.defaults.of(&namespaces, c.netns).tcp_retries2;
-                let judge = |c: &Connection| verdict::evaluate(c, &policy, retries2);
+                let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
+                let judge = |c: &Connection| verdict::evaluate(c, &context.policy, retries2);
                 let key = confirm::key_of(&c);
                 match confirmer.confirm(&mut c, key, |c| judge(c).0) {
                     Outcome::Gone => gone.push(cookie),
@@ -235,17 +228,17 @@ impl Pipeline {
         cookie: u64,
         entry: &SockActivity,
         now_ns: u64,
-        context: &Context<'_>,
+        context: &Context,
         processes: &mut ProcessCache,
     ) -> Judged {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return Judged::NotLive;
         }
-        if context.truth.is_some_and(|t| t.is_gone(entry)) {
+        if context.truth.as_deref().is_some_and(|t| t.is_gone(entry)) {
             return Judged::Gone;
         }
         let netns = (entry.netns != 0).then_some(entry.netns);
-        let defaults = self.defaults.of(context.namespaces, netns);
+        let defaults = self.defaults.of(&context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(&mut c, entry, now_ns, &defaults);
         if c.pid.is_none() && kernel_state::in_accept_queue(entry) {
@@ -261,7 +254,7 @@ impl Pipeline {
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
         }
-        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, context.policy, defaults.tcp_retries2);
+        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
         Judged::Live(c)
     }
 }
@@ -279,13 +272,13 @@ enum Judged {
     Gone,
 }
 
-/// What one pass reads once and every socket of it shares.
 /// The owner (pid) of each listening socket by (network namespace, port).
 type Listeners = FastMap<(u32, u16), u32>;
 
-struct Context<'a> {
-    namespaces: &'a DefaultsByNetns,
-    truth: Option<&'a KernelTruth>,
-    policy: &'a Policy,
-    listeners: &'a Listeners,
+/// What one pass reads once and every socket of it shares.
+struct Context {
+    namespaces: DefaultsByNetns,
+    truth: Option<Arc<KernelTruth>>,
+    policy: Arc<Policy>,
+    listeners: Arc<Listeners>,
 }
