@@ -338,23 +338,24 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
                 .find(|c| c["state"] == "established" && c["since_peer_seconds"].is_f64())
         },
     );
-    net.server.drop_input().expect("iptables DROP");
-    let (c, _) = wait_for_verdict(
-        &agent,
-        inode,
-        "peer_unresponsive",
-        Duration::from_secs(2) + SLACK,
-    );
-    let gives_up = reset_comes_when_predicted(&agent, &c);
+    let gives_up = vanish_and_time_the_reset(&net, &agent, inode);
     assert!(
         gives_up > 15.0 && gives_up < 25.4,
         "tcp_retries2=6 → 25.4 s minus the time retransmitting: {gives_up}"
     );
 }
 
-/// The kernel's own reset (ETIMEDOUT, counted by the agent) comes when `c`'s
-/// `gives_up_in_seconds` said, within max(2 s, 5 %); returns that prediction (s).
-fn reset_comes_when_predicted(agent: &Agent, c: &Value) -> f64 {
+/// The server vanishes (all its input dropped); once the sender in namespace `inode` is
+/// `peer_unresponsive`, the kernel's own reset (ETIMEDOUT, counted by the agent) must come when
+/// its `gives_up_in_seconds` said, within max(2 s, 5 %). Returns that prediction (s).
+fn vanish_and_time_the_reset(net: &NetPair, agent: &Agent, inode: u64) -> f64 {
+    net.server.drop_input().expect("iptables DROP");
+    let (c, _) = wait_for_verdict(
+        agent,
+        inode,
+        "peer_unresponsive",
+        Duration::from_secs(2) + SLACK,
+    );
     let gives_up = c["gives_up_in_seconds"]
         .as_f64()
         .expect("time until the kernel gives up");
@@ -417,14 +418,7 @@ fn give_up_time_follows_tcp_user_timeout() {
             })
         },
     );
-    net.server.drop_input().expect("iptables DROP");
-    let (c, _) = wait_for_verdict(
-        &agent,
-        inode,
-        "peer_unresponsive",
-        Duration::from_secs(2) + SLACK,
-    );
-    let gives_up = reset_comes_when_predicted(&agent, &c);
+    let gives_up = vanish_and_time_the_reset(&net, &agent, inode);
     assert!(
         gives_up > 3.0 && gives_up < 12.0,
         "12 s from the first unacknowledged transmission: {gives_up}"
