@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod kernel_state;
+pub mod sockopt;
 pub mod tcp_state;
 
 /// The socket table is an array of [`SockActivity`] slots that the agent maps into its memory

@@ -37,7 +37,7 @@ use crate::{
 
 /// `struct bpf_iter_meta` (`include/linux/bpf.h`).
 #[repr(C)]
-struct IterMeta {
+pub(crate) struct IterMeta {
     seq: *mut c_void,
     session_id: u64,
     seq_num: u64,
@@ -46,10 +46,10 @@ struct IterMeta {
 /// `struct bpf_iter__tcp` (`net/ipv4/tcp_ipv4.c`): the verifier types `sk_common` as a nullable
 /// `struct sock_common *` from the kernel's BTF.
 #[repr(C)]
-struct IterTcpCtx {
-    meta: *mut IterMeta,
-    sk_common: *mut c_void,
-    uid: u32,
+pub(crate) struct IterTcpCtx {
+    pub(crate) meta: *mut IterMeta,
+    pub(crate) sk_common: *mut c_void,
+    pub(crate) uid: u32,
 }
 
 /// The record size `bpf_seq_write` takes, checked at compile time to fit its `u32`.

@@ -8,6 +8,8 @@
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
 //! - `iter`: the `iter/tcp` iterator — the kernel's own state of every TCP socket of a network
 //!   namespace, one record per socket, when the agent reads it (not on the packet path);
+//! - `sockopt`: the `iter/tcp` program that applies the agent's socket option changes
+//!   (`bpf_setsockopt`; probes and keepalive enforcement);
 //! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
 //!   release; the used-slot counter) and the counters;
 //! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
@@ -36,6 +38,7 @@ mod iter;
 mod maps;
 mod peer;
 mod socket;
+mod sockopt;
 mod state;
 
 #[cfg(not(test))]

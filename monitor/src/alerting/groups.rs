@@ -79,7 +79,7 @@ impl AlertGroup {
 pub(super) fn age(c: &Connection, reason: Reason) -> Option<Duration> {
     let specific = match reason {
         Reason::CloseWaitStuck | Reason::FinWait2Stuck => c.state_age.or(c.state_age_at_least),
-        Reason::PeerUnresponsive | Reason::KeepaliveUnanswered => c.since_peer,
+        Reason::PeerUnresponsive | Reason::KeepaliveUnanswered | Reason::PeerDead => c.since_peer,
         Reason::IdleNoKeepalive => c.idle,
     };
     specific.or(c.idle)

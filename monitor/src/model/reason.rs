@@ -17,6 +17,9 @@ pub enum Reason {
     /// Nothing received for too long, no keepalive, no `TCP_USER_TIMEOUT`: a dead peer would never
     /// be noticed (the receive-only side of the half-open problem).
     IdleNoKeepalive,
+    /// Our own keepalive probes (the `[probe]` feature) went unanswered: the peer of a quiet
+    /// connection is proven gone, the strongest verdict for a receive-only socket.
+    PeerDead,
 }
 
 /// Every string one reason is known by.
@@ -34,7 +37,7 @@ struct Words {
 }
 
 /// In [`Reason::ALL`] order.
-const WORDS: [Words; 5] = [
+const WORDS: [Words; 6] = [
     Words {
         name: "close_wait_stuck",
         alert_name: "TcpLivenessCloseWaitStuck",
@@ -71,16 +74,24 @@ const WORDS: [Words; 5] = [
         symptom: "idle without keepalive",
         remedy: "enable SO_KEEPALIVE with short timers, an application heartbeat, or TCP_USER_TIMEOUT, so a dead peer is noticed",
     },
+    Words {
+        name: "peer_dead",
+        alert_name: "TcpLivenessPeerDead",
+        severity: "warning",
+        symptom: "with a peer that no longer answers probes",
+        remedy: "the peer host is gone and the application will never notice: close the connection (or let a [[remediate]] policy destroy it) and enable keepalive or TCP_USER_TIMEOUT",
+    },
 ];
 
 impl Reason {
     /// Every reason, in the order metrics and summaries list them.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::CloseWaitStuck,
         Reason::FinWait2Stuck,
         Reason::PeerUnresponsive,
         Reason::KeepaliveUnanswered,
         Reason::IdleNoKeepalive,
+        Reason::PeerDead,
     ];
 
     const fn words(self) -> &'static Words {

@@ -30,7 +30,7 @@ pub struct KernelMaps {
     errors: PerCpuArray<MapData, u64>,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {

@@ -11,6 +11,7 @@ pub mod kernel_state;
 pub(crate) mod maps;
 mod misses;
 pub mod offsets;
+pub mod sockopt;
 mod source;
 
 use std::{
@@ -35,6 +36,7 @@ pub use self::source::{FixedStatus, HookStatus, KernelCounters, KernelStatus, So
 
 pub use kernel_state::KernelStateReader;
 pub use maps::KernelMaps;
+pub use sockopt::SockoptControl;
 
 /// The object built from `monitor-ebpf` by build.rs, embedded in the agent.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp-liveness"));
@@ -188,6 +190,17 @@ impl Probes {
     pub fn records_reader(&mut self) -> Result<KernelStateReader, ProbeError> {
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         KernelStateReader::load(&mut self.ebpf, &btf, ITER_TCP_PROGRAM)
+    }
+
+    /// Loads the `iter_tcp_sockopt` program and takes its request map, for the features that
+    /// change sockets' options (`[probe]`, `[[enforce]]`). Loaded only on demand: without those
+    /// features the kernel never verifies it. Needs `CAP_BPF` (call it before privileges drop).
+    ///
+    /// # Errors
+    /// The kernel BTF cannot be read, or as [`SockoptControl::load`].
+    pub fn sockopt_control(&mut self) -> Result<SockoptControl, ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+        SockoptControl::load(&mut self.ebpf, &btf)
     }
 
     /// `(hook, runs the kernel skipped)` for every attached hook (`recursion_misses`, see
