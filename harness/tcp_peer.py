@@ -19,7 +19,9 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           SO_KEEPALIVE with the namespace's sysctl timers) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs) |
-          send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms))
+          send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms) |
+          idle-report (idle, receive-only; prints "options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT
+          USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change))
 Server mode sink: read and never write.
 """
 import ctypes
@@ -198,6 +200,17 @@ def client(host, port, mode, n):
         while True:
             s.sendall(b"ping")
             s.recv(64)
+    elif mode == "idle-report":
+        s.sendall(b"hello")
+        s.recv(64)
+        ready()
+        last = None
+        while True:
+            now = options(s)
+            if now != last:
+                print("options " + " ".join(str(v) for v in now), flush=True)
+                last = now
+            time.sleep(0.02)
     elif mode == "idle":
         s.sendall(b"hello")
         s.recv(64)
@@ -214,6 +227,17 @@ def client(host, port, mode, n):
         while True:
             s.sendall(b"x" * 1000)
             time.sleep(0.1)
+
+
+def options(s):
+    """The socket's keepalive options and user timeout, as the application's getsockopt sees them."""
+    return (
+        s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+    )
 
 
 def rename_from_env():

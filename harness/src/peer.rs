@@ -25,6 +25,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Peer {
     child: ChildGuard,
+    /// What it printed after "ready" (modes that report, e.g. `idle-report`), line by line.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Peer {
@@ -75,8 +77,10 @@ impl Peer {
             cmd.process_group(0);
         }
         let spawned = cmd.spawn().context("starting tcp_peer.py")?;
+        let (line_tx, lines) = mpsc::channel();
         let mut peer = Self {
             child: ChildGuard::new(spawned),
+            lines,
         };
         let stdout = peer
             .child
@@ -87,9 +91,16 @@ impl Peer {
         // Read "ready" on a thread, so that a peer that never gets there is an error, not a hang.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
+            // Keep reading until the peer exits: a report printed into a closed pipe would
+            // kill it. The thread ends with the peer (end of file).
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                let _ = line_tx.send(line);
+            }
         });
         let line = rx.recv_timeout(READY_WITHIN).unwrap_or_default();
         if line.trim() != "ready" {
@@ -105,6 +116,12 @@ impl Peer {
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The lines the peer printed after "ready" since the last call, in order.
+    #[must_use]
+    pub fn take_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// Kills the peer now (its sockets close: a server's clients see a reset or FIN).

@@ -1,6 +1,7 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 mod descriptors;
+mod probing;
 mod reload;
 mod scan_loop;
 mod seeding;
@@ -70,6 +71,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     if let Some(kernel_log) = probes.kernel_log.take() {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
+    // Loaded now, while the thread has CAP_BPF; runs after the drop with none.
+    let sockopt = probing::load_control(&config, &mut probes)?;
     let table = probes.socket_source();
     let table_refresh = probes.table_refresh.clone();
     let probes = Arc::new(Mutex::new(probes));
@@ -80,9 +83,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    let pipeline = Arc::new(
-        Pipeline::new(kernel_defaults::load(), config.policy.clone()).confirming_verdicts(),
-    );
+    let (pipeline, probe_book) =
+        probing::pipeline(kernel_defaults::load(), &config, sockopt.is_some());
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
@@ -98,12 +100,15 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
+    // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
+    let probe_thread = probing::start(probe_book.as_ref(), sockopt)?;
     let store = Arc::new(SnapshotStore::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
     metrics.set_scan_interval(config.scan_interval);
     alerting
         .register_metrics(metrics.registry())
         .expect("push counters register once");
+    probing::register_metrics(probe_book.as_deref(), &metrics);
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -147,6 +152,9 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     tokio::task::block_in_place(|| drop(scans));
     server.await?.map_err(Error::Http)?;
     drop(kernel_state);
+    // Restores every socket still being probed (on the probe thread, which may enter
+    // namespaces) before the program is unloaded.
+    drop(probe_thread);
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())

@@ -146,13 +146,23 @@ fn row(c: &ConnectionView) -> [String; 12] {
         c.unacked_bytes
             .map_or_else(|| "-".to_owned(), |n| n.to_string()),
         c.retransmits.to_string(),
-        if c.suspect.is_empty() {
-            "-".to_owned()
-        } else {
-            c.suspect.join(",")
-        },
+        verdict_cell(c),
     ]
     .map(|cell| escape_control(&cell).into_owned())
+}
+
+/// The suspect reasons (`-` for none), then the latest keepalive probe's result when the
+/// agent probed the socket (`[probe]`): `- probe=peer_alive`, `peer_dead probe=peer_dead`.
+fn verdict_cell(c: &ConnectionView) -> String {
+    let reasons = if c.suspect.is_empty() {
+        "-".to_owned()
+    } else {
+        c.suspect.join(",")
+    };
+    match &c.probe {
+        Some(probe) => format!("{reasons} probe={}", probe.result),
+        None => reasons,
+    }
 }
 
 /// The `ss`-like table: a header, then one aligned line per connection.
@@ -220,6 +230,7 @@ mod tests {
             container: None,
             gives_up_in_seconds: None,
             suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
+            probe: None,
         }
     }
 

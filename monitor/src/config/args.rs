@@ -108,6 +108,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub alert_log_limit: Option<String>,
 
+    /// Keepalive probes (`[probe]`): make the kernel send keepalive probes on quiet connections
+    /// without keepalive to prove their peer alive (`peer_alive`) or dead (`peer_dead`); the
+    /// options are put back afterwards. [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub probe: Option<String>,
+
+    /// Idle time (nothing from the peer) before a connection is probed. [default: `idle_after`]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub probe_after: Option<String>,
+
+    /// Between keepalive probes of one connection, whole seconds, 1s to 1h. [default: 5s]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub probe_interval: Option<String>,
+
+    /// Unanswered probes before `peer_dead`, 1 to 100. [default: 3]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub probe_count: Option<String>,
+
     /// Web config file (the format of `node_exporter`): TLS (`tls_server_config`) and basic
     /// authentication (`basic_auth_users`, bcrypt hashes). [default: none]
     #[arg(long = "web.config.file", value_name = "FILE")]

@@ -14,6 +14,8 @@ use super::{
 use crate::verdict::{Matcher, Override};
 
 const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
+/// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
+const OVERRIDE_SWITCH_KEYS: [&str; 1] = ["probe"];
 const THRESHOLD_KEYS: [&str; 4] = [
     "close_wait_after",
     "fin_wait2_after",
@@ -33,6 +35,8 @@ pub struct FileConfig {
     settings: toml::Table,
     pub(super) overrides: Vec<Override>,
     pub(super) ignore: Vec<Matcher>,
+    /// The `[probe]` table, keys checked, values not yet parsed (empty: none).
+    pub(super) probe: toml::Table,
 }
 
 impl FileConfig {
@@ -70,6 +74,12 @@ impl FileConfig {
         let overrides =
             sections(settings.remove("override"), "override", override_entry).map_err(error)?;
         let ignore = sections(settings.remove("ignore"), "ignore", ignore_entry).map_err(error)?;
+        let probe = match settings.remove("probe") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(error("probe: expected a [probe] table".into())),
+        };
+        super::probe::check_table(&probe).map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -77,6 +87,7 @@ impl FileConfig {
             settings,
             overrides,
             ignore,
+            probe,
         })
     }
 
@@ -107,7 +118,7 @@ fn syntax(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
+pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
     match table.keys().find(|k| !known.contains(&k.as_str())) {
         None => Ok(()),
         Some(key) => {
@@ -172,7 +183,15 @@ fn matcher(table: &toml::Table) -> Result<Matcher, String> {
 }
 
 fn override_entry(table: &toml::Table) -> Result<Override, String> {
-    check_keys(table, &[&MATCHER_KEYS[..], &THRESHOLD_KEYS[..]].concat())?;
+    check_keys(
+        table,
+        &[
+            &MATCHER_KEYS[..],
+            &THRESHOLD_KEYS[..],
+            &OVERRIDE_SWITCH_KEYS[..],
+        ]
+        .concat(),
+    )?;
     let threshold = |key| field(table, key, values::threshold);
     let entry = Override {
         matcher: matcher(table)?,
@@ -180,15 +199,21 @@ fn override_entry(table: &toml::Table) -> Result<Override, String> {
         fin_wait2_after: threshold("fin_wait2_after")?,
         unresponsive_after: threshold("unresponsive_after")?,
         idle_after: threshold("idle_after")?,
+        probe: field(table, "probe", values::boolean)?,
     };
     // Without a matcher it would silently replace the defaults for every connection.
     if entry.matcher == Matcher::default() {
         return Err("override needs local_port, remote_port or process".into());
     }
-    if THRESHOLD_KEYS.iter().all(|key| !table.contains_key(*key)) {
+    if THRESHOLD_KEYS
+        .iter()
+        .chain(&OVERRIDE_SWITCH_KEYS)
+        .all(|key| !table.contains_key(*key))
+    {
         return Err(format!(
-            "override sets no threshold (one of {})",
-            THRESHOLD_KEYS.join(", ")
+            "override sets nothing (one of {}, {})",
+            THRESHOLD_KEYS.join(", "),
+            OVERRIDE_SWITCH_KEYS.join(", ")
         ));
     }
     Ok(entry)

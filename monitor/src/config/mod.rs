@@ -6,6 +6,7 @@
 
 mod args;
 mod file;
+mod probe;
 mod reload;
 mod values;
 
@@ -27,6 +28,7 @@ use crate::{
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
     model::Grouping,
+    scan::probe::ProbeSettings,
     verdict::{Policy, Thresholds},
 };
 
@@ -127,6 +129,8 @@ pub struct RunConfig {
     pub max_connections_per_client: usize,
     /// Thresholds, overrides and ignore list.
     pub policy: Policy,
+    /// `[probe]`: keepalive probes of quiet connections (off unless enabled).
+    pub probe: ProbeSettings,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -295,6 +299,7 @@ impl RunConfig {
                 overrides: file.overrides.clone(),
                 ignore: file.ignore.clone(),
             },
+            probe: probe::resolve(args, file)?,
         })
     }
 }

@@ -116,6 +116,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             list(c.policy.overrides.iter().map(override_text)),
         ),
         ("[[ignore]]", list(c.policy.ignore.iter().map(matcher_text))),
+        ("[probe]", format!("{:?}", c.probe)),
     ]
 }
 
@@ -149,6 +150,7 @@ fn override_text(o: &Override) -> String {
     ]
     .into_iter()
     .filter_map(|(key, value)| Some(format!("{key}={}", humantime::format_duration(value?))))
+    .chain(o.probe.map(|probe| format!("probe={probe}")))
     .collect();
     format!("{}: {}", matcher_text(&o.matcher), thresholds.join(" "))
 }
@@ -171,7 +173,7 @@ mod tests {
         let expected: Vec<&str> = SETTINGS
             .iter()
             .map(|(k, _)| *k)
-            .chain(["[[override]]", "[[ignore]]"])
+            .chain(["[[override]]", "[[ignore]]", "[probe]"])
             .collect();
         assert_eq!(keys, expected);
     }

@@ -39,7 +39,7 @@ fn integer(raw: Raw<'_>) -> Result<i64, String> {
     }
 }
 
-fn integer_between(raw: Raw<'_>, min: i64, max: i64) -> Result<i64, String> {
+pub(super) fn integer_between(raw: Raw<'_>, min: i64, max: i64) -> Result<i64, String> {
     let n = integer(raw)?;
     if !(min..=max).contains(&n) {
         return Err(format!(
@@ -58,7 +58,7 @@ pub(super) fn boolean(raw: Raw<'_>) -> Result<bool, String> {
     }
 }
 
-fn duration_between(
+pub(super) fn duration_between(
     raw: Raw<'_>,
     min: Duration,
     max: Duration,

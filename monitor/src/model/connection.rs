@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use super::{Comm, Reason};
+use super::{Comm, ProbeResult, Reason};
 
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +76,8 @@ pub struct Connection {
     pub gives_up_in: Option<Duration>,
     /// Reasons this connection looks dead or leaking (filled by the verdicts each scan).
     pub suspect: Vec<Reason>,
+    /// The latest keepalive probe of the `[probe]` feature, when it probed this socket.
+    pub probe: Option<ProbeResult>,
 }
 
 impl Connection {
@@ -112,6 +114,7 @@ impl Connection {
             since_retrans_start: None,
             gives_up_in: None,
             suspect: Vec::new(),
+            probe: None,
         }
     }
 }

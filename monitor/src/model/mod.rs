@@ -9,6 +9,7 @@ pub(crate) mod format;
 mod grouping;
 pub(crate) mod labels;
 mod ports;
+mod probe;
 mod reason;
 mod view;
 
@@ -17,6 +18,7 @@ pub use self::{
     connection::{Connection, Keepalive},
     grouping::{Grouping, Owner, split_top_ports},
     ports::{LocalPort, ServicePorts},
+    probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
     view::{ConnectionView, KeepaliveView, container_id},
 };

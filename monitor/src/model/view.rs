@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Connection, format::seconds, labels::state_label};
+use super::{Connection, ProbeView, format::seconds, labels::state_label};
 
 /// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +60,9 @@ pub struct ConnectionView {
     #[serde(default)]
     pub gives_up_in_seconds: Option<f64>,
     pub suspect: Vec<String>,
+    /// The latest keepalive probe (`[probe]`); absent when the socket was never probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeView>,
 }
 
 /// `SO_KEEPALIVE` and its effective timers.
@@ -119,6 +122,7 @@ impl From<&Connection> for ConnectionView {
             container: c.cgroup.as_deref().and_then(container_id),
             gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
+            probe: c.probe.as_ref().map(ProbeView::from),
         }
     }
 }

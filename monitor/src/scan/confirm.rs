@@ -135,7 +135,9 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
             c.unacked_bytes = Some(u32::try_from(unacked).unwrap_or(u32::MAX));
         }
     }
-    if kernel.keepalive_timer {
+    // A running keepalive probe's timer is ours, not the application's.
+    let probing = c.probe.is_some_and(|p| p.in_progress);
+    if kernel.keepalive_timer && !probing {
         let timers = c.keepalive.unwrap_or(Keepalive {
             enabled: true,
             idle: None,

@@ -14,6 +14,7 @@ pub(crate) mod kernel_defaults;
 pub mod kernel_state;
 pub(crate) mod namespaces;
 mod pipeline;
+pub mod probe;
 pub(crate) mod processes;
 pub mod summary;
 

@@ -11,6 +11,7 @@ use super::{
     convert::{self, SocketDefaults},
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
+    probe::ProbeBook,
     processes::ProcessCache,
 };
 use crate::{
@@ -44,6 +45,9 @@ pub struct Pipeline {
     /// Whether verdicts are confirmed against the kernel (the agent; tests and benchmarks judge
     /// made-up sockets the kernel has never had).
     confirms: bool,
+    /// The keepalive probes (`[probe]`), when enabled: results go into each connection, the
+    /// scans offer candidates.
+    probing: Option<Arc<ProbeBook>>,
 }
 
 impl Pipeline {
@@ -60,6 +64,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
+            probing: None,
         }
     }
 
@@ -68,6 +73,14 @@ impl Pipeline {
     #[must_use]
     pub fn confirming_verdicts(mut self) -> Self {
         self.confirms = true;
+        self
+    }
+
+    /// Puts the keepalive probes' state into every connection and offers the scans' candidates
+    /// to `book` ([`ProbeBook::annotate`], [`ProbeBook::observe`]).
+    #[must_use]
+    pub fn probing(mut self, book: Arc<ProbeBook>) -> Self {
+        self.probing = Some(book);
         self
     }
 
@@ -86,6 +99,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
+            probing: None,
         }
     }
 
@@ -113,6 +127,9 @@ impl Pipeline {
             f(c);
         });
         processes.end_scan();
+        if let Some(book) = &self.probing {
+            book.end_scan();
+        }
         *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
         gone
@@ -208,15 +225,26 @@ impl Pipeline {
                         } else {
                             judge(&c).1
                         };
+                        self.offer_probe(&c, &context);
                         f(c);
                     }
                 }
             }
-            Judged::Live(c) => f(c),
+            Judged::Live(c) => {
+                self.offer_probe(&c, &context);
+                f(c);
+            }
             Judged::Gone => gone.push(cookie),
             Judged::NotLive => {}
         });
         gone
+    }
+
+    /// At a scan: `c` is a candidate for a keepalive probe, if probing is on and it qualifies.
+    fn offer_probe(&self, c: &Connection, context: &Context) {
+        if let Some(book) = &self.probing {
+            book.observe(c, &context.policy);
+        }
     }
 
     /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
@@ -253,6 +281,9 @@ impl Pipeline {
             // The thread group leader's name: the kernel side saw whichever thread did the I/O.
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
+        }
+        if let Some(book) = &self.probing {
+            book.annotate(&mut c, now_ns, &context.policy);
         }
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
         Judged::Live(c)

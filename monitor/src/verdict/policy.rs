@@ -51,6 +51,9 @@ pub struct Override {
     pub fin_wait2_after: Option<Duration>,
     pub unresponsive_after: Option<Duration>,
     pub idle_after: Option<Duration>,
+    /// `probe = true|false`: opts matching connections in or out of keepalive probes
+    /// (`[probe]`), whatever `[probe].enabled` says.
+    pub probe: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +76,20 @@ impl Policy {
             t.idle_after = o.idle_after.unwrap_or(t.idle_after);
         }
         t
+    }
+
+    /// Whether `c` may be probed (`[probe]`): the last matching override that says `probe`,
+    /// else `enabled` (`[probe].enabled`). Ignored connections never are.
+    #[must_use]
+    pub fn probe_opted_in(&self, c: &Connection, enabled: bool) -> bool {
+        !self.ignored(c)
+            && self
+                .overrides
+                .iter()
+                .rev()
+                .filter(|o| o.matcher.matches(c))
+                .find_map(|o| o.probe)
+                .unwrap_or(enabled)
     }
 
     #[must_use]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use monitor_common::tcp_state;
 
 use super::{Policy, Thresholds, retransmission_limit};
-use crate::model::{Connection, Reason};
+use crate::model::{Connection, PeerVerdict, Reason};
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
 /// `tcp_retries2` is the sysctl of the socket's own network namespace.
@@ -38,7 +38,9 @@ pub fn evaluate(
     if keepalive_unanswered(c) {
         reasons.push(Reason::KeepaliveUnanswered);
     }
-    if idle_no_keepalive(c, &t) {
+    if peer_dead(c) {
+        reasons.push(Reason::PeerDead);
+    } else if idle_no_keepalive(c, &t) && !peer_alive(c) {
         reasons.push(Reason::IdleNoKeepalive);
     }
     (reasons, gives_up_in)
@@ -107,6 +109,21 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
         && c.user_timeout.is_none()
         && c.unacked_bytes.is_none_or(|n| n == 0)
         && longer(silent_for, t.idle_after)
+}
+
+/// Our own keepalive probes went unanswered `[probe].count` times and the peer has not been
+/// heard from since (`scan::probe` decides both): the peer is gone. Replaces
+/// `idle_no_keepalive`, the risk it proves real (one reason per fault).
+fn peer_dead(c: &Connection) -> bool {
+    c.probe
+        .is_some_and(|p| p.verdict == Some(PeerVerdict::Dead))
+}
+
+/// The peer answered our probe and the connection has not been idle for `[probe].after` since:
+/// it is idle, not dead, so `idle_no_keepalive` is not raised.
+fn peer_alive(c: &Connection) -> bool {
+    c.probe
+        .is_some_and(|p| p.verdict == Some(PeerVerdict::Alive))
 }
 
 #[cfg(test)]

@@ -172,3 +172,83 @@ fn overrides_and_ignore_list() {
     });
     assert!(evaluate(&c, &p, RETRIES2).0.is_empty());
 }
+
+fn probed(answered: bool, alive: bool, dead: bool) -> crate::model::ProbeResult {
+    use crate::model::PeerVerdict;
+    crate::model::ProbeResult {
+        sent_at: std::time::SystemTime::UNIX_EPOCH,
+        in_progress: false,
+        answered,
+        rtt: None,
+        unanswered: if answered { 0 } else { 3 },
+        verdict: match (alive, dead) {
+            (true, _) => Some(PeerVerdict::Alive),
+            (false, true) => Some(PeerVerdict::Dead),
+            (false, false) => None,
+        },
+    }
+}
+
+/// The probe's evidence decides: a dead peer replaces `idle_no_keepalive` with `peer_dead`, an
+/// answer clears it while fresh; an expired answer leaves the idle risk as it was.
+#[test]
+fn probe_results_replace_the_idle_risk() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.since_peer = Some(S(16 * 60));
+    assert_eq!(reasons(&c), vec![Reason::IdleNoKeepalive]);
+    c.probe = Some(probed(false, false, true));
+    assert_eq!(reasons(&c), vec![Reason::PeerDead]);
+    c.probe = Some(probed(true, true, false));
+    assert!(reasons(&c).is_empty(), "peer_alive: no alert");
+    c.probe = Some(probed(true, false, false));
+    assert_eq!(reasons(&c), vec![Reason::IdleNoKeepalive], "answer expired");
+    let mut ignored = policy();
+    ignored.ignore.push(Matcher {
+        local_port: Some(8080),
+        ..Matcher::default()
+    });
+    c.probe = Some(probed(false, false, true));
+    assert!(evaluate(&c, &ignored, RETRIES2).0.is_empty());
+}
+
+/// `probe = true|false` in an override wins over `[probe].enabled`; the last one that says
+/// wins; ignored connections are never probed.
+#[test]
+fn probe_opt_in_and_out_by_override() {
+    let c = conn(tcp_state::ESTABLISHED);
+    let mut p = policy();
+    assert!(!p.probe_opted_in(&c, false));
+    assert!(p.probe_opted_in(&c, true));
+    p.overrides.push(Override {
+        matcher: Matcher {
+            local_port: Some(8080),
+            ..Matcher::default()
+        },
+        probe: Some(true),
+        ..Override::default()
+    });
+    p.overrides.push(Override {
+        matcher: Matcher {
+            process: Some("other".into()),
+            ..Matcher::default()
+        },
+        probe: Some(false),
+        ..Override::default()
+    });
+    assert!(p.probe_opted_in(&c, false), "opted in by port");
+    p.overrides.push(Override {
+        matcher: Matcher {
+            process: Some("app".into()),
+            ..Matcher::default()
+        },
+        probe: Some(false),
+        ..Override::default()
+    });
+    assert!(!p.probe_opted_in(&c, true), "the later override opts out");
+    p.overrides.clear();
+    p.ignore.push(Matcher {
+        process: Some("app".into()),
+        ..Matcher::default()
+    });
+    assert!(!p.probe_opted_in(&c, true), "ignored: never probed");
+}

@@ -1,0 +1,309 @@
+//! The keepalive probe state machine, pure: which candidates start (caps), which running probes
+//! finish (answered, or out of time), what each outcome means. No I/O: the probe thread
+//! ([`super::thread`]) turns its plans into `SockoptControl::apply` calls in each namespace and
+//! hands the kernel's outcomes back.
+//!
+//! A socket goes candidate → running (keepalive on with the probe's timers) → finished (the
+//! application's options restored; a result kept while the connection lives).
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
+
+use monitor_common::sockopt::{
+    OUTCOME_DONE, SET_KEEPALIVE, SET_KEEPCNT, SET_KEEPIDLE, SET_KEEPINTVL, SET_USER_TIMEOUT,
+    SockoptRequest, SockoptValues,
+};
+
+use super::{ProbeSettings, jiffies_to_duration};
+use crate::{
+    model::Comm,
+    scan::kernel_state::{FastMap, FastSet},
+};
+
+/// `TCP_KEEPCNT` while probing: the kernel's maximum, so the kernel never resets the connection
+/// because of our probes within the probe window (it would take 127 unanswered probes).
+pub(crate) const PROBE_KEEPCNT: u32 = 127;
+
+/// The options a probe sets: keepalive on, first probe after `interval`, then every `interval`.
+const START_SET: u32 = SET_KEEPALIVE | SET_KEEPIDLE | SET_KEEPINTVL | SET_KEEPCNT;
+/// What a finish puts back: all five options, as the application's `getsockopt` showed them.
+const RESTORE_SET: u32 = START_SET | SET_USER_TIMEOUT;
+
+/// A connection the last scan found worth probing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub cookie: u64,
+    /// Network namespace inode: the probe runs inside it.
+    pub netns: u32,
+    /// For the audit log: whose socket, and how long nothing came from the peer.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub silent_for: Duration,
+}
+
+/// A probe in progress: keepalive is on with the probe's timers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Running {
+    pub candidate: Candidate,
+    /// `CLOCK_MONOTONIC` at the start, and the wall clock for `sent_at`.
+    pub started_ns: u64,
+    pub sent_at: SystemTime,
+    /// The start's outcome: the application's options (`before`), `rcv_tstamp` and `jiffies`.
+    pub start: SockoptRequest,
+    /// The hooks saw a segment from the peer after the start (`tcp_probe`, via the scans).
+    pub heard: bool,
+}
+
+/// A finished probe, kept while its connection lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Finished {
+    pub sent_at: SystemTime,
+    pub ended_ns: u64,
+    pub answered: bool,
+    pub rtt: Option<Duration>,
+    /// `icsk_probes_out` at the finish: probes sent since the peer last answered.
+    pub unanswered: u32,
+    /// `count` probes unanswered: the peer is gone.
+    pub dead: bool,
+}
+
+/// What one finish concluded, for the metrics and the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Conclusion {
+    Answered,
+    /// `count` probes went unanswered: `peer_dead`.
+    Dead,
+    /// No answer, but fewer than `count` probes went out (the socket got busy: the kernel sends
+    /// no keepalive with data in flight); no verdict.
+    Inconclusive,
+    /// The socket was gone (closed meanwhile): nothing to restore.
+    Gone,
+}
+
+/// The whole state: candidates from the last scan, running probes, finished results.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    pub(super) settings: ProbeSettings,
+    /// Offered by the scan in progress / the last scan.
+    offers: Vec<Candidate>,
+    pending: Vec<Candidate>,
+    pub(super) running: FastMap<u64, Running>,
+    pub(super) results: FastMap<u64, Finished>,
+    /// Cookies with a result that the scan in progress saw (the rest are forgotten at its end).
+    seen: FastSet<u64>,
+    /// The per-second cap: the current one-second window and the starts in it.
+    window_start_ns: u64,
+    started_in_window: u32,
+    hz: Option<u32>,
+}
+
+impl Machine {
+    pub(crate) fn new(settings: ProbeSettings, hz: Option<u32>) -> Self {
+        Self {
+            settings,
+            offers: Vec::new(),
+            pending: Vec::new(),
+            running: FastMap::default(),
+            results: FastMap::default(),
+            seen: FastSet::default(),
+            window_start_ns: 0,
+            started_in_window: 0,
+            hz,
+        }
+    }
+
+    /// A scan found `candidate` worth probing. At most `max_per_scan` are kept per scan: the
+    /// rest wait for a later one.
+    pub(crate) fn offer(&mut self, candidate: Candidate) {
+        let busy = self.running.contains_key(&candidate.cookie)
+            || self.results.get(&candidate.cookie).is_some_and(|r| r.dead);
+        if !busy && self.offers.len() < self.settings.max_per_scan as usize {
+            self.offers.push(candidate);
+        }
+    }
+
+    /// The scan saw `cookie` alive: its result is kept.
+    pub(crate) fn saw(&mut self, cookie: u64) {
+        if self.results.contains_key(&cookie) {
+            self.seen.insert(cookie);
+        }
+    }
+
+    /// The scan ended: its offers become the pending starts, results of connections it did not
+    /// see are forgotten.
+    pub(crate) fn end_scan(&mut self) {
+        self.pending = std::mem::take(&mut self.offers);
+        let seen = std::mem::take(&mut self.seen);
+        self.results.retain(|cookie, _| seen.contains(cookie));
+    }
+
+    /// The hooks saw the peer `since_peer` ago, as of `now_ns`: a running probe that started
+    /// before that was answered.
+    pub(crate) fn heard(&mut self, cookie: u64, since_peer: Duration, now_ns: u64) {
+        if let Some(running) = self.running.get_mut(&cookie) {
+            let heard_at = now_ns.saturating_sub(duration_ns(since_peer));
+            if heard_at > running.started_ns {
+                running.heard = true;
+            }
+        }
+    }
+
+    /// The candidates to start now, each with its request: while fewer than `max_per_scan` run
+    /// and the per-second budget lasts. Taken out of the pending list.
+    pub(crate) fn starts(&mut self, now_ns: u64) -> Vec<(Candidate, SockoptRequest)> {
+        if now_ns.saturating_sub(self.window_start_ns) >= 1_000_000_000 {
+            self.window_start_ns = now_ns;
+            self.started_in_window = 0;
+        }
+        let room = (self.settings.max_per_scan as usize).saturating_sub(self.running.len());
+        let budget = self
+            .settings
+            .max_per_second
+            .saturating_sub(self.started_in_window) as usize;
+        let take = room.min(budget).min(self.pending.len());
+        let chosen: Vec<Candidate> = self.pending.drain(..take).collect();
+        self.started_in_window += u32::try_from(chosen.len()).unwrap_or(u32::MAX);
+        chosen
+            .into_iter()
+            .filter(|c| !self.running.contains_key(&c.cookie))
+            .map(|c| (c, self.start_request()))
+            .collect()
+    }
+
+    /// Keepalive on, `TCP_KEEPIDLE` and `TCP_KEEPINTVL` = `interval`, `TCP_KEEPCNT` = 127.
+    pub(crate) fn start_request(&self) -> SockoptRequest {
+        let interval = self.settings.interval_s();
+        SockoptRequest {
+            set: START_SET,
+            want: SockoptValues {
+                keepalive: 1,
+                keepidle_s: interval,
+                keepintvl_s: interval,
+                keepcnt: PROBE_KEEPCNT,
+                user_timeout_ms: 0,
+            },
+            ..SockoptRequest::default()
+        }
+    }
+
+    /// `TCP_KEEPIDLE` again, now that keepalive is on: the kernel re-arms the timer with the
+    /// time left (`tcp_sock_set_keepidle_locked`), none for a socket idle longer than
+    /// `interval`, so the first probe goes out at once instead of after one interval.
+    pub(crate) fn kick_request(&self) -> SockoptRequest {
+        SockoptRequest {
+            set: SET_KEEPIDLE,
+            want: SockoptValues {
+                keepidle_s: self.settings.interval_s(),
+                ..SockoptValues::default()
+            },
+            ..SockoptRequest::default()
+        }
+    }
+
+    /// The kernel's answer to a start. A socket it did not see, or one that refused an option,
+    /// is not running (the caller restores what was applied, if anything).
+    pub(crate) fn started(
+        &mut self,
+        candidate: Candidate,
+        outcome: &SockoptRequest,
+        now_ns: u64,
+        now: SystemTime,
+    ) -> bool {
+        if outcome.outcome != OUTCOME_DONE || outcome.applied != START_SET || outcome.error != 0 {
+            return false;
+        }
+        self.running.insert(
+            candidate.cookie,
+            Running {
+                candidate,
+                started_ns: now_ns,
+                sent_at: now,
+                start: *outcome,
+                heard: false,
+            },
+        );
+        true
+    }
+
+    /// How long a probe runs unanswered: `count` probes `interval` apart (the first at once),
+    /// then half an interval for the last answer and the timer wheel's lateness.
+    pub(crate) fn deadline(&self) -> Duration {
+        self.settings.interval * self.settings.count + self.settings.interval / 2
+    }
+
+    /// The running probes to finish now (answered, or out of time), or all of them
+    /// (`everything`: the agent stops). Each with its restore request; they stay running until
+    /// [`finished`](Self::finished).
+    pub(crate) fn due(&self, now_ns: u64, everything: bool) -> Vec<(Running, SockoptRequest)> {
+        let deadline = duration_ns(self.deadline());
+        self.running
+            .values()
+            .filter(|r| everything || r.heard || now_ns.saturating_sub(r.started_ns) >= deadline)
+            .map(|r| (*r, restore_request(&r.start)))
+            .collect()
+    }
+
+    /// The kernel's answer to a finish (`outcome`: after the restore; `probes_out` and
+    /// `rcv_tstamp` as they were just before it).
+    pub(crate) fn finished(
+        &mut self,
+        cookie: u64,
+        outcome: &SockoptRequest,
+        now_ns: u64,
+    ) -> Conclusion {
+        let Some(running) = self.running.remove(&cookie) else {
+            return Conclusion::Gone;
+        };
+        if outcome.outcome != OUTCOME_DONE {
+            return Conclusion::Gone;
+        }
+        let start = &running.start;
+        let acked = outcome.rcv_tstamp != start.rcv_tstamp;
+        let answered = acked || running.heard;
+        let rtt = acked
+            .then(|| {
+                let jiffies = outcome.rcv_tstamp.wrapping_sub(start.now_jiffies);
+                // Before the start's jiffies (a wrap, or an ACK in the same tick): no rtt.
+                (i32::try_from(jiffies).is_ok()).then_some(jiffies)
+            })
+            .flatten()
+            .and_then(|j| self.hz.map(|hz| jiffies_to_duration(j, hz)));
+        let dead = !answered && outcome.probes_out >= self.settings.count;
+        self.results.insert(
+            cookie,
+            Finished {
+                sent_at: running.sent_at,
+                ended_ns: now_ns,
+                answered,
+                rtt,
+                unanswered: if answered { 0 } else { outcome.probes_out },
+                dead,
+            },
+        );
+        match (answered, dead) {
+            (true, _) => Conclusion::Answered,
+            (false, true) => Conclusion::Dead,
+            (false, false) => Conclusion::Inconclusive,
+        }
+    }
+}
+
+/// Puts back what the application had: the start's `before`, all five options.
+pub(crate) fn restore_request(start: &SockoptRequest) -> SockoptRequest {
+    SockoptRequest {
+        set: RESTORE_SET,
+        want: start.before,
+        ..SockoptRequest::default()
+    }
+}
+
+pub(super) fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

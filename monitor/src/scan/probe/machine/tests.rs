@@ -1,0 +1,239 @@
+use monitor_common::sockopt::{OUTCOME_NOT_SEEN, SockoptValues};
+
+use super::*;
+
+const SECOND: u64 = 1_000_000_000;
+
+fn settings() -> ProbeSettings {
+    ProbeSettings {
+        enabled: true,
+        after: Some(Duration::from_secs(10)),
+        interval: Duration::from_secs(2),
+        count: 3,
+        max_per_second: 100,
+        max_per_scan: 2,
+    }
+}
+
+fn candidate(cookie: u64) -> Candidate {
+    Candidate {
+        cookie,
+        netns: 7,
+        local: "10.0.0.1:40000".parse().unwrap(),
+        remote: "10.0.0.2:80".parse().unwrap(),
+        pid: Some(1),
+        comm: None,
+        silent_for: Duration::from_mins(1),
+    }
+}
+
+const APP: SockoptValues = SockoptValues {
+    keepalive: 0,
+    keepidle_s: 7200,
+    keepintvl_s: 75,
+    keepcnt: 9,
+    user_timeout_ms: 0,
+};
+
+/// What the kernel answers to a start: everything applied, the application's options before.
+fn started_outcome(rcv_tstamp: u32, now_jiffies: u32) -> SockoptRequest {
+    SockoptRequest {
+        set: START_SET,
+        outcome: OUTCOME_DONE,
+        applied: START_SET,
+        before: APP,
+        rcv_tstamp,
+        now_jiffies,
+        ..SockoptRequest::default()
+    }
+}
+
+fn finish_outcome(rcv_tstamp: u32, probes_out: u32) -> SockoptRequest {
+    SockoptRequest {
+        set: RESTORE_SET,
+        outcome: OUTCOME_DONE,
+        applied: RESTORE_SET,
+        rcv_tstamp,
+        probes_out,
+        ..SockoptRequest::default()
+    }
+}
+
+fn machine() -> Machine {
+    Machine::new(settings(), Some(250))
+}
+
+/// Offers, then a scan end, then starts: each step of the candidate's way in.
+fn start(m: &mut Machine, cookie: u64, at: u64) {
+    m.offer(candidate(cookie));
+    m.end_scan();
+    let starts = m.starts(at);
+    assert_eq!(starts.len(), 1);
+    assert!(m.started(
+        candidate(cookie),
+        &started_outcome(1000, 5000),
+        at,
+        SystemTime::UNIX_EPOCH
+    ));
+}
+
+#[test]
+fn start_sets_keepalive_with_probe_timers_and_restore_puts_back_before() {
+    let m = machine();
+    let req = m.start_request();
+    assert_eq!(req.set, START_SET);
+    assert_eq!(
+        req.want,
+        SockoptValues {
+            keepalive: 1,
+            keepidle_s: 2,
+            keepintvl_s: 2,
+            keepcnt: 127,
+            user_timeout_ms: 0
+        }
+    );
+    assert_eq!(m.kick_request().set, SET_KEEPIDLE);
+    assert_eq!(m.kick_request().want.keepidle_s, 2);
+    let restore = restore_request(&started_outcome(1, 2));
+    assert_eq!(restore.set, RESTORE_SET, "all five options");
+    assert_eq!(restore.want, APP, "exactly what the application had");
+}
+
+/// `max_per_scan` bounds the probes in progress; `max_per_second` the starts per second.
+#[test]
+fn caps_hold() {
+    let mut m = machine();
+    for cookie in 1..=5 {
+        m.offer(candidate(cookie));
+    }
+    m.end_scan();
+    let first = m.starts(SECOND);
+    assert_eq!(first.len(), 2, "max_per_scan = 2");
+    for (c, _) in &first {
+        assert!(m.started(*c, &started_outcome(0, 0), SECOND, SystemTime::UNIX_EPOCH));
+    }
+    m.offer(candidate(3));
+    m.end_scan();
+    assert!(m.starts(SECOND).is_empty(), "two in flight: no room");
+
+    let mut per_second = Machine::new(
+        ProbeSettings {
+            max_per_second: 1,
+            max_per_scan: 10,
+            ..settings()
+        },
+        None,
+    );
+    for cookie in 1..=3 {
+        per_second.offer(candidate(cookie));
+    }
+    per_second.end_scan();
+    assert_eq!(per_second.starts(SECOND).len(), 1);
+    assert!(
+        per_second.starts(SECOND + SECOND / 2).is_empty(),
+        "same second"
+    );
+    assert_eq!(per_second.starts(2 * SECOND).len(), 1, "next second");
+}
+
+#[test]
+fn offers_are_capped_per_scan_and_skip_running_and_dead() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    m.offer(candidate(1));
+    for cookie in 2..=9 {
+        m.offer(candidate(cookie));
+    }
+    m.end_scan();
+    assert_eq!(m.pending.len(), 2, "max_per_scan offers per scan");
+    assert!(
+        m.pending.iter().all(|c| c.cookie != 1),
+        "running: not offered"
+    );
+}
+
+#[test]
+fn answered_probe_finishes_early_with_rtt() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    assert!(
+        m.due(SECOND + SECOND / 2, false).is_empty(),
+        "not answered, not out of time"
+    );
+    // The hooks saw the peer 0.2 s ago, after the start.
+    m.heard(1, Duration::from_millis(200), 2 * SECOND);
+    let due = m.due(2 * SECOND, false);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1.want, APP);
+    // The answer came 2 jiffies after the start (rcv_tstamp 5002, start jiffies 5000).
+    let conclusion = m.finished(1, &finish_outcome(5002, 0), 2 * SECOND);
+    assert_eq!(conclusion, Conclusion::Answered);
+    let r = m.results[&1];
+    assert!(r.answered && !r.dead);
+    assert_eq!(r.rtt, Some(Duration::from_millis(8)), "2 jiffies at HZ=250");
+    assert!(m.running.is_empty());
+}
+
+#[test]
+fn unanswered_probes_are_dead_after_count_intervals() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    // 3 × 2 s + 1 s.
+    assert_eq!(m.deadline(), Duration::from_secs(7));
+    assert!(m.due(SECOND + 6 * SECOND, false).is_empty());
+    assert_eq!(m.due(SECOND + 7 * SECOND, false).len(), 1);
+    let conclusion = m.finished(1, &finish_outcome(1000, 3), 8 * SECOND);
+    assert_eq!(conclusion, Conclusion::Dead);
+    let r = m.results[&1];
+    assert!(!r.answered && r.dead && r.rtt.is_none());
+    assert_eq!(r.unanswered, 3);
+    // A dead connection is not probed again.
+    m.offer(candidate(1));
+    m.end_scan();
+    assert!(m.pending.is_empty());
+}
+
+#[test]
+fn fewer_probes_than_count_are_inconclusive_and_a_gone_socket_is_forgotten() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    assert_eq!(
+        m.finished(1, &finish_outcome(1000, 1), 9 * SECOND),
+        Conclusion::Inconclusive
+    );
+    assert!(!m.results[&1].dead);
+    start(&mut m, 2, SECOND);
+    let gone = SockoptRequest {
+        outcome: OUTCOME_NOT_SEEN,
+        ..SockoptRequest::default()
+    };
+    assert_eq!(m.finished(2, &gone, 9 * SECOND), Conclusion::Gone);
+    assert!(!m.results.contains_key(&2));
+}
+
+#[test]
+fn refused_starts_do_not_run_and_stop_finishes_everything() {
+    let mut m = machine();
+    let refused = SockoptRequest {
+        applied: SET_KEEPALIVE,
+        error: -22,
+        ..started_outcome(0, 0)
+    };
+    assert!(!m.started(candidate(1), &refused, SECOND, SystemTime::UNIX_EPOCH));
+    assert!(m.running.is_empty());
+    start(&mut m, 2, SECOND);
+    start(&mut m, 3, SECOND);
+    assert_eq!(m.due(SECOND, true).len(), 2, "at stop: every running probe");
+}
+
+#[test]
+fn results_live_while_the_scans_see_their_connection() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    m.finished(1, &finish_outcome(1000, 3), 9 * SECOND);
+    m.saw(1);
+    m.end_scan();
+    assert!(m.results.contains_key(&1));
+    m.end_scan();
+    assert!(!m.results.contains_key(&1), "closed: forgotten");
+}
