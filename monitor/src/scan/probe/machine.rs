@@ -69,6 +69,8 @@ pub(crate) struct Finished {
     pub unanswered: u32,
     /// `count` probes unanswered: the peer is gone.
     pub dead: bool,
+    /// The application's options, put back at the finish.
+    pub before: SockoptValues,
 }
 
 /// What one finish concluded, for the metrics and the audit log.
@@ -282,6 +284,7 @@ impl Machine {
                 rtt,
                 unanswered: if answered { 0 } else { outcome.probes_out },
                 dead,
+                before: start.before,
             },
         );
         match (answered, dead) {

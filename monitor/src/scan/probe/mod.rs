@@ -16,7 +16,7 @@ mod thread;
 
 use std::time::Duration;
 
-use monitor_common::tcp_state;
+use monitor_common::{sockopt::SockoptValues, tcp_state};
 use prometheus::IntCounterVec;
 
 use self::machine::{Candidate, Conclusion, Machine};
@@ -131,16 +131,7 @@ impl ProbeBook {
             m.heard(c.cookie, since_peer, now_ns);
         }
         if let Some(running) = m.running.get(&c.cookie) {
-            let before = running.start.before;
-            let secs = |s: u32| Some(Duration::from_secs(s.into()));
-            c.keepalive = Some(Keepalive {
-                enabled: before.keepalive != 0,
-                idle: secs(before.keepidle_s),
-                interval: secs(before.keepintvl_s),
-                count: Some(before.keepcnt),
-            });
-            c.user_timeout = (before.user_timeout_ms != 0)
-                .then(|| Duration::from_millis(before.user_timeout_ms.into()));
+            applications_options(c, &running.start.before);
             let last = m.results.get(&c.cookie);
             // A connection that answered its last probe stays alive while the next one runs
             // (an answer ends it within a scan): no idle alert flickers in between.
@@ -156,9 +147,20 @@ impl ProbeBook {
             return;
         }
         let after = m.settings.after;
+        let interval = m.settings.interval;
         let Some(result) = m.results.get_mut(&c.cookie) else {
             return;
         };
+        // The last kernel read may predate the restore: it still shows the probe's timers.
+        let probe_timers = Some(Keepalive {
+            enabled: true,
+            idle: Some(interval),
+            interval: Some(interval),
+            count: Some(machine::PROBE_KEEPCNT),
+        });
+        if c.keepalive == probe_timers {
+            applications_options(c, &result.before);
+        }
         let since_finish = Duration::from_nanos(now_ns.saturating_sub(result.ended_ns));
         let heard_since = c.since_peer.is_some_and(|s| s < since_finish);
         if result.dead && heard_since {
@@ -220,6 +222,20 @@ impl ProbeBook {
         };
         self.probes_total.with_label_values(&[result]).inc();
     }
+}
+
+/// `c` with the options its application has (`before`, what its `getsockopt` returned before
+/// the probe) instead of the probe's.
+fn applications_options(c: &mut Connection, before: &SockoptValues) {
+    let secs = |s: u32| Some(Duration::from_secs(s.into()));
+    c.keepalive = Some(Keepalive {
+        enabled: before.keepalive != 0,
+        idle: secs(before.keepidle_s),
+        interval: secs(before.keepintvl_s),
+        count: Some(before.keepcnt),
+    });
+    c.user_timeout =
+        (before.user_timeout_ms != 0).then(|| Duration::from_millis(before.user_timeout_ms.into()));
 }
 
 /// Whether `c` may be probed, and for how long nothing came from its peer: ESTABLISHED, not

@@ -131,6 +131,7 @@ fn results_expire_with_idleness_and_news_from_the_peer() {
         rtt: None,
         unanswered: 0,
         dead,
+        before: SockoptValues::default(),
     };
     b.machine().results.insert(1, finished(true, false));
     let mut c = quiet(3);
@@ -155,6 +156,18 @@ fn results_expire_with_idleness_and_news_from_the_peer() {
         None,
         "heard from after the verdict"
     );
+
+    // A kernel read from before the restore still shows the probe's timers: not the
+    // application's keepalive.
+    let mut stale = quiet(20);
+    stale.keepalive = Some(Keepalive {
+        enabled: true,
+        idle: Some(S(1)),
+        interval: Some(S(1)),
+        count: Some(127),
+    });
+    b.annotate(&mut stale, 110 * 1_000_000_000, &policy);
+    assert_eq!(stale.keepalive.map(|ka| ka.enabled), Some(false));
 }
 
 #[test]

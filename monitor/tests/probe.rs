@@ -1,0 +1,349 @@
+//! `[probe]` on the real kernel: the agent makes the kernel send keepalive probes on quiet
+//! connections of other processes, proves a live peer alive and a vanished one dead, and puts
+//! the options back — the owning process's own `getsockopt` (`tcp_peer.py idle-report`) is the
+//! oracle. Run as root, under the shared kernel test lock; under CI=true a missing privilege
+//! fails instead of skipping.
+
+use std::{
+    io::Write as _,
+    time::{Duration, Instant},
+};
+
+use harness::{
+    agent::{Agent, Launch},
+    netns::NetPair,
+    peer::Peer,
+    privilege::{self, Need},
+    wait::{wait_for, wait_for_optional},
+};
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+
+/// Probe after 2 s of silence, 1 s apart, 3 unanswered = dead; `idle_no_keepalive` only after
+/// 4 s, so a live peer is proven alive before the idle verdict could be raised.
+const PROBE_FAST: &[&str] = &[
+    "--idle-after",
+    "4s",
+    "--probe",
+    "--probe-after",
+    "2s",
+    "--probe-interval",
+    "1s",
+    "--probe-count",
+    "3",
+];
+/// Only the client side is probed: the server's own probes would reach the client even with
+/// the server's input dropped (a host that still sends is heard from).
+const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write config");
+    file
+}
+
+/// One scan (250 ms), the probe thread's tick, and the HTTP round trip on a busy machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// `options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT USER_TIMEOUT` lines of an `idle-report` peer.
+fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
+    for line in peer.take_lines() {
+        let Some(values) = line.strip_prefix("options ") else {
+            continue;
+        };
+        let parsed: Vec<u32> = values.split(' ').map(|v| v.parse().unwrap()).collect();
+        seen.push(parsed.try_into().expect("five options"));
+    }
+}
+
+/// The options the peer reports first, as soon as it has.
+fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
+    wait_for("the peer's options", Duration::from_secs(5), || {
+        options(peer, seen);
+        seen.first().copied()
+    })
+}
+
+/// The established connection to `port` in the client namespace.
+fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Value> {
+    let remote = format!("{}:{port}", net.server_ip);
+    agent
+        .connections_in(net.client.inode())
+        .into_iter()
+        .find(|c| c["state"] == "established" && c["remote"] == remote)
+}
+
+fn probe_result(c: &Value) -> Option<&str> {
+    c["probe"]["result"].as_str()
+}
+
+fn suspects(c: &Value) -> Vec<String> {
+    c["suspect"]
+        .as_array()
+        .expect("suspect list")
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A receive-only idle connection to a live peer is proven alive (no alert, ever), its owner's
+/// options are the same before and after each probe; once the peer's host drops everything,
+/// the next probe proves it dead within after + count × interval + one scan, the kernel
+/// leaves the connection alone, and the options are again the application's.
+#[test]
+fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
+    if !privilege::may_run("probe_alive_then_dead", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("pra", 226).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let config = config_file(CLIENT_ONLY);
+    let agent = Launch::test(AGENT, 19961)
+        .args(PROBE_FAST)
+        .args(&["--config", config.path().to_str().unwrap()])
+        .start()
+        .expect("agent");
+    let client = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "idle-report"],
+    )
+    .expect("peer");
+    let mut seen = Vec::new();
+    let original = first_options(&client, &mut seen);
+    assert_eq!(original[0], 0, "keepalive off: {original:?}");
+
+    let started = Instant::now();
+    let alive = wait_for("peer_alive", Duration::from_secs(2) + 2 * SLACK, || {
+        client_conn(&agent, &net, 7000).filter(|c| probe_result(c) == Some("peer_alive"))
+    });
+    assert_eq!(alive["probe"]["answered"], true, "{alive}");
+    let rtt = alive["probe"]["rtt_ms"].as_f64().expect("rtt_ms");
+    assert!(rtt < 100.0, "veth round trip to jiffies resolution: {rtt}");
+    assert!(suspects(&alive).is_empty(), "{alive}");
+    // Probed again every 2 s of silence, never suspect (idle_after 4 s would say
+    // idle_no_keepalive without the answers).
+    while started.elapsed() < Duration::from_secs(9) {
+        let c = client_conn(&agent, &net, 7000).expect("connection");
+        assert!(suspects(&c).is_empty(), "a live peer is not suspect: {c}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    options(&client, &mut seen);
+    assert!(
+        seen.contains(&[1, 1, 1, 127, 0]),
+        "the probe's options were on the socket: {seen:?}"
+    );
+    let answered = agent
+        .metric("tcp_liveness_probes_total{result=\"answered\"}")
+        .unwrap_or(0.0);
+    assert!(
+        answered >= 2.0,
+        "re-probed after each 2 s of silence: {answered}"
+    );
+
+    net.server.drop_input().expect("iptables DROP");
+    let dropped = Instant::now();
+    let dead = wait_for(
+        "peer_dead",
+        Duration::from_secs(2 + 3) + Duration::from_millis(500) + SLACK,
+        // Raised (confirmed by a scan), not only probed.
+        || {
+            client_conn(&agent, &net, 7000).filter(|c| {
+                probe_result(c) == Some("peer_dead") && suspects(c).contains(&"peer_dead".into())
+            })
+        },
+    );
+    eprintln!("peer_dead {:?} after the drop", dropped.elapsed());
+    assert_eq!(suspects(&dead), ["peer_dead"], "{dead}");
+    assert!(dead["probe"]["unanswered"].as_u64() >= Some(3), "{dead}");
+    assert_eq!(dead["probe"]["answered"], false);
+    let unanswered = wait_for_optional(Duration::from_secs(2), || {
+        agent
+            .metric("tcp_liveness_probes_total{result=\"unanswered\"}")
+            .filter(|&n| n >= 1.0)
+    });
+    assert!(unanswered.is_some(), "unanswered counted");
+    let suspected = wait_for_optional(Duration::from_secs(2), || {
+        agent
+            .metric("tcp_liveness_suspect_connections{reason=\"peer_dead\"}")
+            .filter(|&n| n >= 1.0)
+    });
+    assert!(suspected.is_some(), "peer_dead among the suspects");
+
+    // Restored: the application's getsockopt answers as before the first probe.
+    std::thread::sleep(Duration::from_millis(300));
+    options(&client, &mut seen);
+    assert_eq!(seen.last(), Some(&original), "options put back: {seen:?}");
+    // The kernel did not reset the connection because of the probes; the verdict stays.
+    std::thread::sleep(Duration::from_secs(2));
+    let later = client_conn(&agent, &net, 7000).expect("still established");
+    assert_eq!(suspects(&later), ["peer_dead"], "{later}");
+    options(&client, &mut seen);
+    assert_eq!(seen.last(), Some(&original), "not probed again: {seen:?}");
+}
+
+/// `max_per_scan = 1` with three dead-peer candidates: they are probed one at a time (each
+/// probe runs count × interval), never two at once; a connection with data in flight to the
+/// same vanished peer is never probed. Opt-in by an override (`probe = true`) while
+/// `[probe].enabled` is false: the server's sockets (not matched) are never probed.
+#[test]
+fn caps_hold_and_data_in_flight_is_never_probed() {
+    if !privilege::may_run("probe_caps", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("prc", 227).expect("namespaces");
+    let mut config = tempfile::NamedTempFile::new().expect("temp file");
+    write!(
+        config,
+        "idle_after = \"1h\"\nunresponsive_after = \"2s\"\n[probe]\nenabled = false\nafter = \"2s\"\ninterval = \"1s\"\n\
+         count = 2\nmax_per_scan = 1\n[[override]]\nremote_port = 7000\nprobe = true\n"
+    )
+    .expect("write config");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let agent = Launch::test(AGENT, 19962)
+        .args(&["--config", config.path().to_str().unwrap()])
+        .start()
+        .expect("agent");
+    let _idle = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "hold", "3"],
+    )
+    .expect("peer");
+    let _sender =
+        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    std::thread::sleep(Duration::from_millis(500));
+    net.server.drop_input().expect("iptables DROP");
+
+    let client_conns = || -> Vec<Value> {
+        agent
+            .connections_in(net.client.inode())
+            .into_iter()
+            .filter(|c| c["state"] == "established")
+            .collect()
+    };
+    let in_flight = |c: &Value| c["unacked_bytes"].as_u64().unwrap_or(0) > 0;
+    let mut most_at_once = 0;
+    let deadline = Instant::now() + Duration::from_secs(2 + 3 * 3) + 2 * SLACK;
+    let dead = loop {
+        let conns = client_conns();
+        let running = conns
+            .iter()
+            .filter(|c| probe_result(c) == Some("in_progress"))
+            .count();
+        most_at_once = most_at_once.max(running);
+        for c in &conns {
+            assert!(
+                !in_flight(c) || c["probe"].is_null(),
+                "data in flight: never probed: {c}"
+            );
+            // The probe's keepalive is not the application's: never judged as such.
+            assert!(
+                !suspects(c).contains(&"keepalive_unanswered".to_owned()),
+                "{c}"
+            );
+        }
+        let dead = conns
+            .iter()
+            .filter(|c| probe_result(c) == Some("peer_dead"))
+            .count();
+        if dead == 3 || Instant::now() > deadline {
+            break dead;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(dead, 3, "each idle connection probed in turn");
+    assert_eq!(most_at_once, 1, "max_per_scan = 1: one probe at a time");
+    let conns = client_conns();
+    let sender = conns
+        .iter()
+        .find(|c| in_flight(c))
+        .expect("the sender's connection, data unacknowledged");
+    assert!(sender["probe"].is_null(), "{sender}");
+    assert!(
+        suspects(sender).contains(&"peer_unresponsive".to_owned()),
+        "{sender}"
+    );
+    for c in agent.connections_in(net.server.inode()) {
+        assert!(c["probe"].is_null(), "not opted in: {c}");
+    }
+}
+
+/// SIGTERM during a probe: the agent puts the options back before it exits.
+#[test]
+fn probes_in_progress_are_restored_at_shutdown() {
+    if !privilege::may_run("probe_shutdown", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("prs", 228).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    // A probe of a dead peer runs 3 × 30 s: it is surely still running at the stop.
+    let config = config_file(CLIENT_ONLY);
+    let mut agent = Launch::test(AGENT, 19963)
+        .args(&["--config", config.path().to_str().unwrap()])
+        .args(&["--probe", "--probe-after", "2s", "--probe-interval", "30s"])
+        .start()
+        .expect("agent");
+    let client = Peer::start(
+        &net.client,
+        &["client", &net.server_ip, "7000", "idle-report"],
+    )
+    .expect("peer");
+    net.server.drop_input().expect("iptables DROP");
+    let mut seen = Vec::new();
+    let original = first_options(&client, &mut seen);
+    wait_for(
+        "the probe to start",
+        Duration::from_secs(2) + 2 * SLACK,
+        || {
+            options(&client, &mut seen);
+            seen.last().filter(|o| o[0] == 1).copied()
+        },
+    );
+    let probing = client_conn(&agent, &net, 7000).expect("connection");
+    assert_eq!(probe_result(&probing), Some("in_progress"), "{probing}");
+    let status = agent.stop().expect("stop");
+    assert!(status.success(), "{status}");
+    let restored = wait_for_optional(Duration::from_secs(1), || {
+        options(&client, &mut seen);
+        seen.last().filter(|o| **o == original).copied()
+    });
+    assert_eq!(restored, Some(original), "put back at shutdown: {seen:?}");
+}
+
+/// Bad `[probe]` values: one line naming the key or flag, exit 2, before anything is loaded.
+#[test]
+fn bad_probe_settings_exit_2_with_one_line() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(AGENT)
+            .arg("run")
+            .args(args)
+            .env_remove("TCP_LIVENESS_LISTEN")
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--probe-count", "0"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        "tcp-liveness: --probe-count: 0 is out of range: must be between 1 and 100\n"
+    );
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    write!(file, "[probe]\ninterval = \"2500ms\"\n").expect("write");
+    let path = file.path().to_str().unwrap();
+    let (code, stderr) = run(&["--config", path]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "tcp-liveness: config {path}: [probe] interval: 2s 500ms is not a whole number of \
+             seconds (the kernel's keepalive timers take seconds)\n"
+        )
+    );
+}
