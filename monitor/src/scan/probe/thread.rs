@@ -240,11 +240,22 @@ fn apply_in(
     match ran {
         Ok(Ok(outcomes)) => Some(outcomes.into_iter().collect()),
         Ok(Err(error)) => {
-            tracing::warn!(netns, error = %crate::model::format::error_chain(&error), "keepalive probe: socket options");
+            tracing::warn!(
+                netns,
+                error = %crate::model::format::error_chain(&error),
+                "keepalive probe: socket options"
+            );
             None
         }
         Err(error) => {
-            tracing::warn!(netns, error = %crate::model::format::error_chain(&error), "keepalive probe: entering the namespace");
+            // Listed again next round: a namespace that is gone is then not found, and its
+            // probes end (their sockets went with it).
+            namespaces.by_inode.remove(&netns);
+            tracing::warn!(
+                netns,
+                error = %crate::model::format::error_chain(&error),
+                "keepalive probe: entering the namespace"
+            );
             None
         }
     }
