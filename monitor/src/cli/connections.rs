@@ -234,6 +234,31 @@ mod tests {
         }
     }
 
+    /// A probed connection shows the probe's result beside its reasons.
+    #[test]
+    fn probe_results_follow_the_reasons() {
+        let mut alive = view("established", "10.0.0.2:6379", Some(90.0), &[]);
+        alive.probe = Some(crate::model::ProbeView {
+            sent_at: "2026-12-01T03:00:00.000Z".into(),
+            result: "peer_alive".into(),
+            answered: true,
+            rtt_ms: Some(4.0),
+            unanswered: 0,
+        });
+        assert_eq!(verdict_cell(&alive), "- probe=peer_alive");
+        let dead = ConnectionView {
+            suspect: vec!["peer_dead".into()],
+            probe: alive.probe.clone().map(|p| crate::model::ProbeView {
+                result: "peer_dead".into(),
+                ..p
+            }),
+            ..alive
+        };
+        assert_eq!(verdict_cell(&dead), "peer_dead probe=peer_dead");
+        let never = view("established", "10.0.0.2:6379", None, &[]);
+        assert_eq!(verdict_cell(&never), "-");
+    }
+
     #[test]
     fn table_is_aligned() {
         let views = [
