@@ -142,7 +142,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     privileges::restrict_thread(&privileges::kept(&[]))?;
     tracing::info!(
         kept = ?kept.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "capabilities dropped; kept only in the scan and kernel-state threads"
+        "capabilities dropped; kept only in the scan, kernel-state and probe threads"
     );
 
     signals.serve_until_stopped(reloader).await;
@@ -154,7 +154,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     drop(kernel_state);
     // Restores every socket still being probed (on the probe thread, which may enter
     // namespaces) before the program is unloaded.
-    drop(probe_thread);
+    tokio::task::block_in_place(|| drop(probe_thread));
     // Last reference: dropping the probes detaches every program and frees the maps.
     drop(probes);
     Ok(())
