@@ -11,9 +11,9 @@ use super::{
     ConfigError, SETTINGS,
     values::{self, Raw},
 };
-use crate::verdict::{Matcher, Override};
+use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
 
-const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
+pub(super) const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
 const THRESHOLD_KEYS: [&str; 4] = [
     "close_wait_after",
     "fin_wait2_after",
@@ -33,6 +33,8 @@ pub struct FileConfig {
     settings: toml::Table,
     pub(super) overrides: Vec<Override>,
     pub(super) ignore: Vec<Matcher>,
+    /// `[[remediate]]` policies, in file order.
+    pub(super) remediate: Vec<RemediatePolicy>,
 }
 
 impl FileConfig {
@@ -70,6 +72,12 @@ impl FileConfig {
         let overrides =
             sections(settings.remove("override"), "override", override_entry).map_err(error)?;
         let ignore = sections(settings.remove("ignore"), "ignore", ignore_entry).map_err(error)?;
+        let remediate = numbered_sections(
+            settings.remove("remediate"),
+            "remediate",
+            super::remediate::entry,
+        )
+        .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -77,6 +85,7 @@ impl FileConfig {
             settings,
             overrides,
             ignore,
+            remediate,
         })
     }
 
@@ -107,7 +116,7 @@ fn syntax(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
+pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
     match table.keys().find(|k| !known.contains(&k.as_str())) {
         None => Ok(()),
         Some(key) => {
@@ -151,8 +160,23 @@ fn sections<T>(
         .collect()
 }
 
+/// [`sections`] whose `entry` is also told the section's 1-based number (policies name
+/// themselves by it).
+fn numbered_sections<T>(
+    value: Option<toml::Value>,
+    name: &str,
+    entry: fn(usize, &toml::Table) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let tables = sections(value, name, |table| Ok(table.clone()))?;
+    let at = |n: usize, problem: String| format!("[[{name}]] #{n}: {problem}");
+    (1..)
+        .zip(&tables)
+        .map(|(n, table)| entry(n, table).map_err(|p| at(n, p)))
+        .collect()
+}
+
 /// An optional key of a section, parsed; the error names the key.
-fn field<T>(
+pub(super) fn field<T>(
     table: &toml::Table,
     key: &str,
     parse: fn(Raw<'_>) -> Result<T, String>,
@@ -163,7 +187,7 @@ fn field<T>(
         .transpose()
 }
 
-fn matcher(table: &toml::Table) -> Result<Matcher, String> {
+pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
     Ok(Matcher {
         local_port: field(table, "local_port", values::port)?,
         remote_port: field(table, "remote_port", values::port)?,

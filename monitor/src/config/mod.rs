@@ -7,6 +7,7 @@
 mod args;
 mod file;
 mod reload;
+mod remediate;
 mod values;
 
 #[cfg(test)]
@@ -27,7 +28,7 @@ use crate::{
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
     model::Grouping,
-    verdict::{Policy, Thresholds},
+    verdict::{Policy, Thresholds, remediation::RemediatePolicy},
 };
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
@@ -127,6 +128,8 @@ pub struct RunConfig {
     pub max_connections_per_client: usize,
     /// Thresholds, overrides and ignore list.
     pub policy: Policy,
+    /// `[[remediate]]` policies (file only; applied at start, a reload needs a restart).
+    pub remediate: Vec<RemediatePolicy>,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -295,6 +298,7 @@ impl RunConfig {
                 overrides: file.overrides.clone(),
                 ignore: file.ignore.clone(),
             },
+            remediate: file.remediate.clone(),
         })
     }
 }

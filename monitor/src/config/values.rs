@@ -58,7 +58,7 @@ pub(super) fn boolean(raw: Raw<'_>) -> Result<bool, String> {
     }
 }
 
-fn duration_between(
+pub(super) fn duration_between(
     raw: Raw<'_>,
     min: Duration,
     max: Duration,
