@@ -29,7 +29,10 @@ use crate::{
     },
     privileges::{self, Feature},
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
-    scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
+    scan::{
+        KernelStateThread, Pipeline, Scanner, kernel_defaults,
+        remediate::{RemediationCounters, Remediator},
+    },
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
@@ -42,7 +45,7 @@ use crate::{
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     // A capability the service was not given is named here, not found as a refused load later.
-    privileges::check_start()?;
+    privileges::check_start(&running_features(&config))?;
     // From here on SIGHUP is ours: its default action would end the agent with no log line.
     let mut signals = Signals::install()?;
     // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
@@ -91,10 +94,11 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         config.grouping(),
     )
     .reading_namespace_sysctls();
-    let scanner = Arc::new(scanner);
+    let remediation = RemediationCounters::new(&config.remediate);
+    let scanner = Arc::new(with_remediation(scanner, &config, &remediation));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
-    let kept = privileges::kept(RUNNING_FEATURES);
+    let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
@@ -104,6 +108,9 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     alerting
         .register_metrics(metrics.registry())
         .expect("push counters register once");
+    remediation
+        .register(metrics.registry())
+        .expect("registered once");
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -156,6 +163,39 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
 /// kernel-state threads enter every network namespace and walk every process's descriptors. A
 /// feature that needs more (socket destroy) adds itself here when its setting enables it.
 const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];
+
+/// `scanner`, remediating by the `[[remediate]]` policies if there are any.
+fn with_remediation(
+    scanner: Scanner,
+    config: &RunConfig,
+    counters: &RemediationCounters,
+) -> Scanner {
+    if config.remediate.is_empty() {
+        return scanner;
+    }
+    for policy in &config.remediate {
+        tracing::info!(
+            policy = %policy.name(),
+            dry_run = policy.dry_run,
+            min_age = %humantime::format_duration(policy.min_age),
+            max_per_minute = policy.max_per_minute,
+            "remediation policy"
+        );
+    }
+    let remediator = Remediator::new(config.remediate.clone(), counters.clone());
+    scanner.remediating(remediator)
+}
+
+/// [`RUNNING_FEATURES`], and [`Feature::Destroy`] when a `[[remediate]]` policy really destroys
+/// (dry-run ones only log: no `CAP_NET_ADMIN` then).
+fn running_features(config: &RunConfig) -> Vec<Feature> {
+    let destroys = config.remediate.iter().any(|p| !p.dry_run);
+    let mut features = RUNNING_FEATURES.to_vec();
+    if destroys {
+        features.push(Feature::Destroy);
+    }
+    features
+}
 
 /// The thread refreshing the table from the kernel's own socket state; None when the kernel
 /// refused the iterator (the hooks' values are then used alone).
