@@ -25,6 +25,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Peer {
     child: ChildGuard,
+    /// What it prints after "ready", line by line (e.g. `error ECONNABORTED`).
+    lines: mpsc::Receiver<String>,
 }
 
 impl Peer {
@@ -75,23 +77,21 @@ impl Peer {
             cmd.process_group(0);
         }
         let spawned = cmd.spawn().context("starting tcp_peer.py")?;
-        let mut peer = Self {
-            child: ChildGuard::new(spawned),
-        };
-        let stdout = peer
-            .child
-            .child_mut()
-            .stdout
-            .take()
-            .context("peer stdout")?;
-        // Read "ready" on a thread, so that a peer that never gets there is an error, not a hang.
+        let mut child = ChildGuard::new(spawned);
+        let stdout = child.child_mut().stdout.take().context("peer stdout")?;
+        // Read lines on a thread, so that a peer that never gets to "ready" is an error, not a
+        // hang. The thread ends when the peer does (its stdout closes).
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
         });
-        let line = rx.recv_timeout(READY_WITHIN).unwrap_or_default();
+        let peer = Self { child, lines: rx };
+        let line = peer.lines.recv_timeout(READY_WITHIN).unwrap_or_default();
         if line.trim() != "ready" {
             bail!(
                 "tcp_peer.py {args:?} in {} did not start (said {line:?})",
@@ -105,6 +105,13 @@ impl Peer {
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The next line the peer prints after "ready", waiting at most `within`; None when it
+    /// prints nothing by then (or has exited).
+    #[must_use]
+    pub fn next_line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
     }
 
     /// Kills the peer now (its sockets close: a server's clients see a reset or FIN).

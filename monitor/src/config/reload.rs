@@ -199,9 +199,8 @@ mod tests {
     #[test]
     fn remediation_changes_need_a_restart() {
         let old = config("");
-        let new = config(
-            "[[remediate]]\nreason = \"peer_dead\"\nremote_port = 6379\nmin_age = \"2m\"\n",
-        );
+        let new =
+            config("[[remediate]]\nreason = \"peer_dead\"\nremote_port = 6379\nmin_age = \"2m\"\n");
         let changes = old.changes(&new);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].key, "[[remediate]]");
