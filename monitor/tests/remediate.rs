@@ -7,17 +7,18 @@ use std::{
     collections::HashSet,
     fs,
     io::Write as _,
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use harness::{
-    agent::{Agent, Launch},
+    agent::{self, Agent, Launch},
+    capabilities::{self, NET_ADMIN, mask},
     netns::{NetPair, Netns},
     peer::Peer,
     privilege::{self, Need},
     ss,
-    wait::{wait_for, wait_for_optional},
+    wait::{self, wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
@@ -86,18 +87,41 @@ fn flagged(agent: &Agent, ns: &Netns, reason: &str, n: usize, within: Duration) 
     })
 }
 
-fn remediations(agent: &Agent, result: &str) -> f64 {
+/// `CAP_NET_ADMIN` is kept by the scan thread (and the kernel-state thread, which shares the
+/// kept set) when a policy destroys, and by no thread otherwise; never by any other thread.
+fn assert_net_admin_only_in_scan_threads(agent: &Agent, destroys: bool) {
+    let threads = capabilities::threads(agent.pid());
+    let scan = threads
+        .iter()
+        .find(|t| t.name == "scan")
+        .expect("scan thread");
+    assert_eq!(
+        scan.effective & mask(&[NET_ADMIN]) != 0,
+        destroys,
+        "{scan:?}"
+    );
+    for t in threads
+        .iter()
+        .filter(|t| !["scan", "kernel-state"].contains(&t.name.as_str()))
+    {
+        assert_eq!(t.effective & mask(&[NET_ADMIN]), 0, "{t:?}");
+        assert_eq!(t.permitted & mask(&[NET_ADMIN]), 0, "{t:?}");
+    }
+}
+
+/// `tcp_liveness_remediations_total{reason="peer_unresponsive",result}`; None while absent.
+fn remediations(agent: &Agent, result: &str) -> Option<u64> {
     let series = format!(
         "tcp_liveness_remediations_total{{reason=\"peer_unresponsive\",result=\"{result}\"}}"
     );
-    agent.metric(&series).unwrap_or(0.0)
+    let value = agent.metric(&series)?;
+    Some(value.to_string().parse().expect("a count"))
 }
 
-/// Waits until the counter for `result` reads `n`.
-fn wait_count(agent: &Agent, result: &str, n: f64, within: Duration) {
+/// Waits until the counter for `result` reads `n` (fails if it goes past).
+fn wait_count(agent: &Agent, result: &str, n: u64, within: Duration) {
     let reached = wait_for_optional(within, || {
-        let value = remediations(agent, result);
-        (value >= n).then_some(value)
+        remediations(agent, result).filter(|&value| value >= n)
     });
     assert_eq!(reached, Some(n), "remediations {result}");
 }
@@ -118,13 +142,14 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(19931, &policy, &log);
+    assert_net_admin_only_in_scan_threads(&agent, true);
     let dead = senders(&net, "7000", 3);
     let controls = senders(&net, "7001", 2);
     let control_cookies = cookies_to(&net.client, 7001);
     assert_eq!(control_cookies.len(), 2, "control connections");
     assert_eq!(
         remediations(&agent, "destroyed"),
-        0.0,
+        Some(0),
         "series exist from the start"
     );
 
@@ -160,8 +185,8 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         took <= SLACK,
         "destroyed {took:?} after the verdicts were confirmed"
     );
-    wait_count(&agent, "destroyed", 1.0, 2 * SLACK);
-    wait_count(&agent, "rate_limited", 2.0, 2 * SLACK);
+    wait_count(&agent, "destroyed", 1, 2 * SLACK);
+    wait_count(&agent, "rate_limited", 2, 2 * SLACK);
 
     // The rate limit holds for the minute: the other two stay, blocked; the controls never
     // see an error. Eight scans of nothing more.
@@ -188,22 +213,26 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         control_cookies,
         "controls untouched (ss)"
     );
-    assert_eq!(remediations(&agent, "destroyed"), 1.0);
-    assert_eq!(remediations(&agent, "rate_limited"), 2.0);
-    assert_eq!(remediations(&agent, "failed"), 0.0);
+    assert_eq!(remediations(&agent, "destroyed"), Some(1));
+    assert_eq!(remediations(&agent, "rate_limited"), Some(2));
+    assert_eq!(remediations(&agent, "failed"), Some(0));
 
-    // The audit line: who, what, why, result.
     let log = fs::read_to_string(log.path()).expect("agent log");
+    assert_audit_line(&log, gone[0], net.client.inode(), &control_cookies);
+}
+
+/// The destroy's audit line names who, what, why and the result; the controls are in none.
+fn assert_audit_line(log: &str, cookie: u64, netns: u64, controls: &HashSet<u64>) {
     let line = log
         .lines()
         .find(|l| l.contains("remediation: connection destroyed"))
         .expect("an audit line for the destroy");
     for field in [
-        format!("cookie={}", gone[0]),
+        format!("cookie={cookie}"),
         "result=\"destroyed\"".into(),
         "policy=#1 peer_unresponsive".into(),
         "comm=\"python3\"".into(),
-        format!("netns={}", net.client.inode()),
+        format!("netns={netns}"),
         "state=\"established\"".into(),
         "retransmits=".into(),
         "unacked_bytes=".into(),
@@ -211,7 +240,7 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     ] {
         assert!(line.contains(&field), "{field} in {line}");
     }
-    for cookie in &control_cookies {
+    for cookie in controls {
         assert!(
             !log.contains(&format!("cookie={cookie} ")),
             "control {cookie} in the log"
@@ -231,6 +260,7 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
     let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\n");
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(19932, &policy, &log);
+    assert_net_admin_only_in_scan_threads(&agent, false);
     let dead = senders(&net, "7000", 1);
     let cookies = cookies_to(&net.client, 7000);
     net.server.drop_input().expect("iptables DROP");
@@ -241,7 +271,7 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
         1,
         Duration::from_secs(2) + 3 * SLACK,
     );
-    wait_count(&agent, "dry_run", 1.0, 2 * SLACK);
+    wait_count(&agent, "dry_run", 1, 2 * SLACK);
 
     // Reported once, never destroyed: eight more scans change nothing.
     assert_eq!(
@@ -250,8 +280,8 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
         "the send still blocks"
     );
     assert_eq!(cookies_to(&net.client, 7000), cookies, "ss still shows it");
-    assert_eq!(remediations(&agent, "dry_run"), 1.0);
-    assert_eq!(remediations(&agent, "destroyed"), 0.0);
+    assert_eq!(remediations(&agent, "dry_run"), Some(1));
+    assert_eq!(remediations(&agent, "destroyed"), Some(0));
     let log = fs::read_to_string(log.path()).expect("agent log");
     let line = log
         .lines()
@@ -354,4 +384,61 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     assert!(err.starts_with("not found"), "{err}");
     let (code, _, err) = destroy(&["--cookie", "twelve"]);
     assert_eq!(code, Some(2), "bad input: {err}");
+}
+
+/// A destroying policy needs `CAP_NET_ADMIN`: a start without it exits 2 naming it, before
+/// anything is loaded; a dry-run policy starts without it.
+#[test]
+fn a_destroying_policy_without_cap_net_admin_does_not_start() {
+    if !privilege::may_run("remediate_net_admin", Need::Root) {
+        return;
+    }
+    let start = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
+    let destroying = config_file("[[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n");
+    let (code, stderr) = run_confined(start, &destroying, 19934);
+    assert_eq!(code, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "tcp-liveness: missing capability CAP_NET_ADMIN, needed to destroy sockets"
+        ),
+        "{last}"
+    );
+    assert!(!stderr.contains("probes loaded"), "{stderr}");
+
+    let dry_run = config_file("[[remediate]]\nreason = \"peer_dead\"\n");
+    let path = dry_run.path().to_str().expect("UTF-8 path");
+    let agent = Launch::test(AGENT, 19935)
+        .confined(start)
+        .args(&["--config", path])
+        .start()
+        .expect("a dry-run policy needs no CAP_NET_ADMIN");
+    assert_net_admin_only_in_scan_threads(&agent, false);
+}
+
+/// Runs `tcp-liveness run --config POLICY` as nobody with exactly `caps`; returns the exit
+/// code and stderr. An agent still running after 30 s (it started) is killed and fails the test.
+fn run_confined(caps: &str, policy: &tempfile::NamedTempFile, port: u16) -> (Option<i32>, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let path = policy.path().to_str().expect("UTF-8 path");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = agent::setpriv(caps)
+        .arg(AGENT)
+        .args(["run", "--listen", &listen, "--config", path])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("setpriv runs");
+    let exited = wait::poll(Duration::from_secs(30), wait::POLL_EVERY, || {
+        child.try_wait()
+    })
+    .expect("wait for the agent");
+    let stderr = fs::read_to_string(log.path()).expect("agent log");
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("started with {caps} and still running after 30 s: {stderr}");
+    };
+    (status.code(), stderr)
 }
