@@ -20,7 +20,6 @@ mod evidence;
 
 use std::{
     collections::VecDeque,
-    fmt::Write as _,
     time::{Duration, Instant},
 };
 
@@ -307,20 +306,12 @@ fn act(dry_run: bool, key: &SocketKey, control: &mut dyn SocketControl) -> (Acti
 }
 
 /// The audit line: who (pid, comm, cgroup), what (cookie, addresses, namespace, state), why
-/// (reason, policy, the verdict's evidence), and the result.
+/// (reason, policy, the verdict's evidence: `since_peer_seconds`, `retransmits`,
+/// `unacked_bytes`), the result, and what changed or failed (`detail`) when it says more.
 fn audit(c: &Connection, policy: &RemediatePolicy, result: ActionResult, detail: &str) {
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let mut evidence = String::new();
-    if let Some(s) = secs(c.since_peer) {
-        let _ = write!(evidence, "no packet from the peer for {s:.1}s");
-    }
-    let _ = write!(
-        evidence,
-        "{}{} retransmits, {} unacked bytes",
-        if evidence.is_empty() { "" } else { ", " },
-        c.retransmits,
-        c.unacked_bytes.map_or("unknown".into(), |b| b.to_string())
-    );
+    // Omitted from the line when there is nothing to add.
+    let detail = (!detail.is_empty()).then_some(detail);
     let state = monitor_common::tcp_state::name(c.state).unwrap_or("unknown");
     macro_rules! line {
         ($level:ident, $message:literal) => {
@@ -340,7 +331,6 @@ fn audit(c: &Connection, policy: &RemediatePolicy, result: ActionResult, detail:
                 since_peer_seconds = secs(c.since_peer),
                 retransmits = c.retransmits,
                 unacked_bytes = c.unacked_bytes,
-                evidence,
                 detail,
                 $message
             )
