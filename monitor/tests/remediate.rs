@@ -442,3 +442,65 @@ fn run_confined(caps: &str, policy: &tempfile::NamedTempFile, port: u16) -> (Opt
     };
     (status.code(), stderr)
 }
+
+/// A peer that answers again after the first look saves its connection: one look is never
+/// enough to destroy. With `unresponsive_after = 500ms` the first look comes 0.5–2.5 s after the
+/// drop, when the next retransmission (at 0.6, 1.4 or 3.0 s: RTO 200 ms doubling) is less than
+/// a scan (2 s) away: the peer's ACK of it clears the verdict before the second look (had the
+/// table not seen the ACK yet, the second look would: `skipped_changed`, unit-tested).
+#[test]
+fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
+    if !privilege::may_run("remediate_changed", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrx", 246).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\n");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let path = policy.path().to_str().expect("UTF-8 path");
+    // Not Launch::test: its scan interval is 250 ms.
+    let agent = Launch::new(AGENT, 19936)
+        .args(&["--unresponsive-after", "500ms"])
+        .args(&["--config", path, "--scan-interval", "2s"])
+        .rust_log(Some("info,monitor::scan::remediate=debug"))
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("agent");
+    let client = senders(&net, "7000", 1);
+    let cookie = *cookies_to(&net.client, 7000)
+        .iter()
+        .next()
+        .expect("one connection");
+    net.server.drop_input().expect("iptables DROP");
+    let suspects = r#"tcp_liveness_suspect_connections{reason="peer_unresponsive"}"#;
+    let published = |n: f64| {
+        wait_for_optional(Duration::from_secs(10), || {
+            agent.metric(suspects).filter(|v| (v - n).abs() < 0.5)
+        })
+        .is_some()
+    };
+    wait_for("the first look", Duration::from_secs(10), || {
+        let text = fs::read_to_string(log.path()).expect("agent log");
+        text.lines()
+            .any(|l| l.contains("first look recorded") && l.contains(&format!("cookie={cookie}")))
+            .then_some(())
+    });
+    assert!(published(1.0), "the scan of the first look published");
+    net.server.stop_dropping_input().expect("iptables -D");
+    // A later scan, its remediation included, published without the verdict.
+    assert!(published(0.0), "the verdict cleared");
+
+    assert_eq!(remediations(&agent, "destroyed"), Some(0));
+    assert_eq!(
+        client[0].next_line(Duration::from_millis(500)),
+        None,
+        "no error"
+    );
+    assert!(
+        cookies_to(&net.client, 7000).contains(&cookie),
+        "ss: still there"
+    );
+    let text = fs::read_to_string(log.path()).expect("agent log");
+    assert!(!text.contains("connection destroyed"), "{text}");
+}

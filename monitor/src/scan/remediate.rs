@@ -221,7 +221,11 @@ impl Remediator {
             } else {
                 looks += 1;
                 match self.look(c, policy.reason, &key, control, judge, now_ms()) {
-                    Look::First => continue,
+                    Look::First => {
+                        let policy = policy.name();
+                        tracing::debug!(cookie = c.cookie, %policy, "remediation: first look recorded");
+                        continue;
+                    }
                     Look::Act if full => (ActionResult::RateLimited, String::new()),
                     Look::Act => {
                         self.recent[index].push_back(now);
