@@ -202,9 +202,7 @@ impl Remediator {
         let mut looks = 0;
         let mut present = FastSet::default();
         for c in suspects {
-            let Some(index) = policy_for(&self.policies, c)
-                .and_then(|p| self.policies.iter().position(|q| q.number == p.number))
-            else {
+            let Some(index) = policy_for(&self.policies, c) else {
                 continue;
             };
             present.insert(c.cookie);

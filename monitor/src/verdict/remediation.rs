@@ -56,13 +56,11 @@ impl RemediatePolicy {
     }
 }
 
-/// The first policy that selects `c` (first match wins, as for `[[enforce]]`).
+/// The index in `policies` of the first that selects `c` (first match wins, as for
+/// `[[enforce]]`).
 #[must_use]
-pub fn policy_for<'a>(
-    policies: &'a [RemediatePolicy],
-    c: &Connection,
-) -> Option<&'a RemediatePolicy> {
-    policies.iter().find(|p| p.selects(c))
+pub fn policy_for(policies: &[RemediatePolicy], c: &Connection) -> Option<usize> {
+    policies.iter().position(|p| p.selects(c))
 }
 
 #[cfg(test)]
@@ -104,9 +102,9 @@ mod tests {
             policy(3, Reason::PeerUnresponsive, None),
         ];
         let redis = suspect(Reason::PeerUnresponsive, 6379, 60);
-        assert_eq!(policy_for(&policies, &redis).map(|p| p.number), Some(2));
+        assert_eq!(policy_for(&policies, &redis), Some(1));
         let other = suspect(Reason::PeerUnresponsive, 80, 60);
-        assert_eq!(policy_for(&policies, &other).map(|p| p.number), Some(3));
+        assert_eq!(policy_for(&policies, &other), Some(2));
         let idle = suspect(Reason::IdleNoKeepalive, 80, 60);
         assert_eq!(
             policy_for(&policies, &idle),
