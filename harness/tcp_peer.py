@@ -21,10 +21,12 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs) |
           send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms) |
           idle-report (idle, receive-only; prints "options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT
-          USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change))
+          USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change) |
+          send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket))
 Server mode sink: read and never write.
 """
 import ctypes
+import errno
 import os
 import resource
 import selectors
@@ -227,6 +229,15 @@ def client(host, port, mode, n):
         while True:
             s.sendall(b"x" * 1000)
             time.sleep(0.1)
+    elif mode == "send-report":
+        ready()
+        try:
+            while True:
+                s.sendall(b"x" * 1000)  # blocks once the send buffer is full (a vanished peer)
+                time.sleep(0.1)
+        except OSError as e:
+            print(f"error {errno.errorcode.get(e.errno, e.errno)}", flush=True)
+        time.sleep(3600)
 
 
 def options(s):

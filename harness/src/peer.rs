@@ -25,7 +25,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Peer {
     child: ChildGuard,
-    /// What it printed after "ready" (modes that report, e.g. `idle-report`), line by line.
+    /// What it prints after "ready", line by line (reports such as `error ECONNABORTED` or
+    /// `options ...`).
     lines: mpsc::Receiver<String>,
 }
 
@@ -77,32 +78,21 @@ impl Peer {
             cmd.process_group(0);
         }
         let spawned = cmd.spawn().context("starting tcp_peer.py")?;
-        let (line_tx, lines) = mpsc::channel();
-        let mut peer = Self {
-            child: ChildGuard::new(spawned),
-            lines,
-        };
-        let stdout = peer
-            .child
-            .child_mut()
-            .stdout
-            .take()
-            .context("peer stdout")?;
-        // Read "ready" on a thread, so that a peer that never gets there is an error, not a hang.
+        let mut child = ChildGuard::new(spawned);
+        let stdout = child.child_mut().stdout.take().context("peer stdout")?;
+        // Read lines on a thread, so that a peer that never gets to "ready" is an error, not a
+        // hang. The thread ends when the peer does (its stdout closes).
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading until the peer exits: a report printed into a closed pipe would
-            // kill it. The thread ends with the peer (end of file).
-            for line in reader.lines() {
+            for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                let _ = line_tx.send(line);
+                if tx.send(line).is_err() {
+                    return;
+                }
             }
         });
-        let line = rx.recv_timeout(READY_WITHIN).unwrap_or_default();
+        let peer = Self { child, lines: rx };
+        let line = peer.lines.recv_timeout(READY_WITHIN).unwrap_or_default();
         if line.trim() != "ready" {
             bail!(
                 "tcp_peer.py {args:?} in {} did not start (said {line:?})",
@@ -122,6 +112,13 @@ impl Peer {
     #[must_use]
     pub fn take_lines(&self) -> Vec<String> {
         self.lines.try_iter().collect()
+    }
+
+    /// The next line the peer prints after "ready", waiting at most `within`; None when it
+    /// prints nothing by then (or has exited).
+    #[must_use]
+    pub fn next_line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
     }
 
     /// Kills the peer now (its sockets close: a server's clients see a reset or FIN).

@@ -39,12 +39,17 @@ const DAC_READ_SEARCH: Need = Need {
     why: "list other users' /proc/PID/fd (socket owners)",
 };
 
+const NET_ADMIN: Need = Need {
+    cap: Capability::CAP_NET_ADMIN,
+    why: "destroy sockets for a [[remediate]] policy with dry_run = false (sock_diag SOCK_DESTROY)",
+};
+
 /// What start-up needs: loading and attaching the programs, then seeding every namespace's
 /// sockets with their owners (the same set as the systemd unit's).
 pub(crate) const START: &[Need] = &[BPF, PERFMON, SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH];
 
-/// A part of the running agent that needs a capability after start-up. A feature that needs one
-/// more (socket destroy: `CAP_NET_ADMIN`) is a new variant, enabled by its setting.
+/// A part of the running agent that needs a capability after start-up; the ones beyond
+/// [`Feature::Namespaces`] and [`Feature::Owners`] are enabled by their setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Feature {
     /// Work inside every network namespace: the kernel-state reads (`iter/tcp`), the namespace
@@ -52,6 +57,9 @@ pub(crate) enum Feature {
     Namespaces,
     /// Socket owners: walks of every user's `/proc/PID/fd`.
     Owners,
+    /// Ending confirmed-dead connections (`[[remediate]]` with `dry_run = false`): `sock_diag`
+    /// `SOCK_DESTROY` from the scan thread.
+    Destroy,
 }
 
 impl Feature {
@@ -61,6 +69,7 @@ impl Feature {
         match self {
             Self::Namespaces => &[SYS_ADMIN, SYS_PTRACE],
             Self::Owners => &[SYS_PTRACE, DAC_READ_SEARCH],
+            Self::Destroy => &[NET_ADMIN],
         }
     }
 }
@@ -107,14 +116,20 @@ pub(crate) enum PrivilegeError {
     NoNewPrivs(#[source] nix::Error),
 }
 
-/// Checks that the calling thread's effective set holds every [`START`] need.
+/// Checks that the calling thread's effective set holds every [`START`] need and what the
+/// running `features` need.
 ///
 /// # Errors
 /// [`PrivilegeError::Missing`] naming the first one missing, or the set cannot be read.
-pub(crate) fn check_start() -> Result<(), PrivilegeError> {
+pub(crate) fn check_start(features: &[Feature]) -> Result<(), PrivilegeError> {
     let effective = caps::read(None, CapSet::Effective)?;
     let supported = caps::runtime::thread_all_supported();
-    match first_missing(START, &effective, &supported) {
+    let needs: Vec<Need> = START
+        .iter()
+        .copied()
+        .chain(features.iter().flat_map(|f| f.needs()).copied())
+        .collect();
+    match first_missing(&needs, &effective, &supported) {
         Some(need) => Err(PrivilegeError::Missing(*need)),
         None => Ok(()),
     }
@@ -178,6 +193,19 @@ mod tests {
         assert!(
             super::kept(&[]).is_empty(),
             "no feature, no capability: the network threads"
+        );
+    }
+
+    #[test]
+    fn destroy_adds_net_admin_only() {
+        let with = kept(&[Feature::Namespaces, Feature::Owners, Feature::Destroy]);
+        let without = kept(&[Feature::Namespaces, Feature::Owners]);
+        let added: Vec<_> = with.difference(&without).copied().collect();
+        assert_eq!(added, [Capability::CAP_NET_ADMIN]);
+        let line = PrivilegeError::Missing(NET_ADMIN).to_string();
+        assert!(
+            line.starts_with("missing capability CAP_NET_ADMIN, needed to destroy sockets"),
+            "{line}"
         );
     }
 

@@ -217,3 +217,31 @@ fn bad_web_flag_value_names_the_flag() {
         "--web.max-connections: 0 is out of range: must be between 1 and 65536",
     );
 }
+
+/// `[[remediate]]`: an unknown reason (named with the valid ones), `close_wait_stuck` (the
+/// descriptor leak would stay) and a bad `min_age` each stop the agent with one line, exit 2.
+#[test]
+fn bad_remediate_policies() {
+    let cases = [
+        (
+            "reason = \"dead\"",
+            r#"reason: unknown reason "dead" (one of peer_dead, peer_unresponsive, keepalive_unanswered, fin_wait2_stuck)"#,
+        ),
+        (
+            "reason = \"close_wait_stuck\"",
+            "reason: close_wait_stuck cannot be remediated: destroying the socket does not make the application call close(), its descriptor leak stays (fix the application)",
+        ),
+        (
+            "reason = \"peer_dead\"\nmin_age = \"2 fortnights\"",
+            r#"min_age: invalid duration "2 fortnights" (examples: 30s, 15m)"#,
+        ),
+    ];
+    for (body, problem) in cases {
+        let file = config_file(&format!("[[remediate]]\n{body}\n"));
+        let path = file.path().to_str().unwrap();
+        assert_usage_error(
+            &["--config", path],
+            &format!("config {path}: [[remediate]] #1: {problem}"),
+        );
+    }
+}

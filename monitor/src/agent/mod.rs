@@ -30,7 +30,11 @@ use crate::{
     },
     privileges::{self, Feature},
     probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
-    scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
+    scan::{
+        KernelStateThread, Pipeline, Scanner, kernel_defaults,
+        probe::ProbeBook,
+        remediate::{RemediationCounters, Remediator},
+    },
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
@@ -43,7 +47,7 @@ use crate::{
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     // A capability the service was not given is named here, not found as a refused load later.
-    privileges::check_start()?;
+    privileges::check_start(&running_features(&config))?;
     // From here on SIGHUP is ours: its default action would end the agent with no log line.
     let mut signals = Signals::install()?;
     // First: a port in use or an address not on this host, and an unusable Alertmanager URL,
@@ -93,22 +97,17 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         config.grouping(),
     )
     .reading_namespace_sysctls();
-    let scanner = Arc::new(scanner);
+    let remediation = RemediationCounters::new(&config.remediate);
+    let scanner = Arc::new(with_remediation(scanner, &config, &remediation));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
-    let kept = privileges::kept(RUNNING_FEATURES);
+    let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
     let probe_thread = probing::start(probe_book.as_ref(), sockopt)?;
-    let store = Arc::new(SnapshotStore::default());
-    let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
-    metrics.set_scan_interval(config.scan_interval);
-    alerting
-        .register_metrics(metrics.registry())
-        .expect("push counters register once");
-    probing::register_metrics(probe_book.as_deref(), &metrics);
+    let (store, metrics) = new_metrics(&config, &alerting, probe_book.as_deref(), &remediation);
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -160,10 +159,64 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     Ok(())
 }
 
+/// The snapshot store and the metrics registry, with every counter the agent's parts keep on
+/// their own (Alertmanager pushes, probes, remediations) registered.
+fn new_metrics(
+    config: &RunConfig,
+    alerting: &Alerting,
+    probe_book: Option<&ProbeBook>,
+    remediation: &RemediationCounters,
+) -> (Arc<SnapshotStore>, Arc<Metrics>) {
+    let store = Arc::new(SnapshotStore::default());
+    let metrics = Arc::new(Metrics::new(Arc::clone(&store), env!("CARGO_PKG_VERSION")));
+    metrics.set_scan_interval(config.scan_interval);
+    alerting
+        .register_metrics(metrics.registry())
+        .expect("push counters register once");
+    probing::register_metrics(probe_book, &metrics);
+    remediation
+        .register(metrics.registry())
+        .expect("registered once");
+    (store, metrics)
+}
+
 /// What the running agent does that needs a capability (README, "Privileges"): its scan and
 /// kernel-state threads enter every network namespace and walk every process's descriptors. A
 /// feature that needs more (socket destroy) adds itself here when its setting enables it.
 const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];
+
+/// `scanner`, remediating by the `[[remediate]]` policies if there are any.
+fn with_remediation(
+    scanner: Scanner,
+    config: &RunConfig,
+    counters: &RemediationCounters,
+) -> Scanner {
+    if config.remediate.is_empty() {
+        return scanner;
+    }
+    for policy in &config.remediate {
+        tracing::info!(
+            policy = %policy.name(),
+            dry_run = policy.dry_run,
+            min_age = %humantime::format_duration(policy.min_age),
+            max_per_minute = policy.max_per_minute,
+            "remediation policy"
+        );
+    }
+    let remediator = Remediator::new(config.remediate.clone(), counters.clone());
+    scanner.remediating(remediator)
+}
+
+/// [`RUNNING_FEATURES`], and [`Feature::Destroy`] when a `[[remediate]]` policy really destroys
+/// (dry-run ones only log: no `CAP_NET_ADMIN` then).
+fn running_features(config: &RunConfig) -> Vec<Feature> {
+    let destroys = config.remediate.iter().any(|p| !p.dry_run);
+    let mut features = RUNNING_FEATURES.to_vec();
+    if destroys {
+        features.push(Feature::Destroy);
+    }
+    features
+}
 
 /// The thread refreshing the table from the kernel's own socket state; None when the kernel
 /// refused the iterator (the hooks' values are then used alone).

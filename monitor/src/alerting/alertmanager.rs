@@ -50,6 +50,20 @@ pub(super) fn summary(group: &AlertGroup) -> String {
     text
 }
 
+/// What `[[remediate]]` policies did to the group's connections while it fired (`destroyed 1,
+/// rate_limited 2 ([[remediate]])`); None when nothing.
+pub(super) fn remediation(group: &AlertGroup) -> Option<String> {
+    if group.remediations.is_empty() {
+        return None;
+    }
+    let done: Vec<String> = group
+        .remediations
+        .iter()
+        .map(|(result, n)| format!("{result} {n}"))
+        .collect();
+    Some(format!("{} ([[remediate]])", done.join(", ")))
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -74,14 +88,15 @@ pub(super) fn build_alerts(
                 ("severity", group.reason.severity().to_owned()),
             ];
             let annotations = [
-                ("summary", summary(group)),
-                ("description", group.reason.remedy().to_owned()),
+                ("summary", Some(summary(group))),
+                ("description", Some(group.reason.remedy().to_owned())),
+                ("remediation", remediation(group)),
             ];
             PostableAlert {
                 labels: labels.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
                 annotations: annotations
-                    .map(|(k, v)| (k.to_owned(), v))
                     .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
                     .collect(),
                 starts_at: rfc3339(*starts_at),
                 // A start after the end is rejected by Alertmanager; clamp in case the clock
@@ -120,10 +135,15 @@ impl PushState {
         instance: &str,
     ) -> Vec<PostableAlert> {
         let mut firing = HashMap::with_capacity(groups.len());
-        for group in groups {
+        for mut group in groups {
             let key = group.key();
             self.resolved.remove(&key);
-            let started = self.firing.remove(&key).map_or(now, |(_, started)| started);
+            let previous = self.firing.remove(&key);
+            let started = previous.as_ref().map_or(now, |(_, started)| *started);
+            // Each action is reported once: the alert sums them while it fires.
+            for (result, n) in previous.into_iter().flat_map(|(g, _)| g.remediations) {
+                *group.remediations.entry(result).or_default() += n;
+            }
             firing.insert(key, (group, started));
         }
         self.resolved.extend(self.firing.drain());

@@ -6,7 +6,7 @@
 //! smallest groups fold into one `owner: "other"` group per reason. Pure: Snapshot in, groups out.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::Duration,
 };
 
@@ -17,7 +17,7 @@ use crate::{
         Connection, ConnectionView, LocalPort, Owner, Reason, format::seconds, labels::OTHER,
         split_top_ports,
     },
-    scan::Snapshot,
+    scan::{Snapshot, remediate::ActionResult},
 };
 
 /// Bounds what one group carries, so a 100k-socket leak still answers in a few kilobytes.
@@ -51,6 +51,10 @@ pub struct AlertGroup {
     /// What to do about it (the reason's remedy), so `curl /alerts` alone is actionable.
     #[serde(default)]
     pub remedy: String,
+    /// What `[[remediate]]` policies did to the group's connections at this scan, by result
+    /// (`destroyed`, `dry_run`, …); the Alertmanager alert sums them while it fires.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remediations: BTreeMap<String, u64>,
 }
 
 /// Identity of a group across scans (Alertmanager labels are built from it).
@@ -72,18 +76,9 @@ impl AlertGroup {
     }
 }
 
-/// How long a connection has been in trouble for `reason`: time in the state for the stuck
-/// states (for sockets that predate the agent, the lower bound the verdicts use too), time since
-/// the peer was last heard from for the dead-peer reasons, idle time for `idle_no_keepalive`.
-/// Falls back to the idle time when that clock is unknown.
-pub(super) fn age(c: &Connection, reason: Reason) -> Option<Duration> {
-    let specific = match reason {
-        Reason::CloseWaitStuck | Reason::FinWait2Stuck => c.state_age.or(c.state_age_at_least),
-        Reason::PeerUnresponsive | Reason::KeepaliveUnanswered | Reason::PeerDead => c.since_peer,
-        Reason::IdleNoKeepalive => c.idle,
-    };
-    specific.or(c.idle)
-}
+/// How long a connection has been in trouble for a reason (in `model`: `[[remediate]]`'s
+/// `min_age` uses the same clock).
+pub(super) use crate::model::verdict_age as age;
 
 #[derive(Default)]
 struct Acc<'a> {
@@ -92,6 +87,8 @@ struct Acc<'a> {
     pids: BTreeSet<u32>,
     /// The oldest connections so far, oldest first, at most `MAX_SAMPLES`.
     samples: Vec<(Option<Duration>, &'a Connection)>,
+    /// Remediation results of the group's connections at this scan.
+    remediations: BTreeMap<&'static str, u64>,
 }
 
 /// Oldest first; unknown ages last; cookie breaks ties so the answer is stable between scans.
@@ -103,8 +100,11 @@ fn older_first(
 }
 
 impl<'a> Acc<'a> {
-    fn add(&mut self, c: &'a Connection, age: Option<Duration>) {
+    fn add(&mut self, c: &'a Connection, age: Option<Duration>, acted: Option<ActionResult>) {
         self.count += 1;
+        if let Some(result) = acted {
+            *self.remediations.entry(result.as_str()).or_default() += 1;
+        }
         // Option orders None below Some: an unknown age never hides a known one.
         self.oldest = self.oldest.max(age);
         if let Some(pid) = c.pid {
@@ -128,6 +128,9 @@ impl<'a> Acc<'a> {
     fn merge(&mut self, other: Acc<'a>) {
         self.count += other.count;
         self.oldest = self.oldest.max(other.oldest);
+        for (result, n) in other.remediations {
+            *self.remediations.entry(result).or_default() += n;
+        }
         for pid in other.pids {
             self.add_pid(pid);
         }
@@ -193,6 +196,12 @@ impl<'a> Pending<'a> {
                 .map(|(_, c)| ConnectionView::from(*c))
                 .collect(),
             remedy: self.reason.remedy().to_owned(),
+            remediations: self
+                .acc
+                .remediations
+                .into_iter()
+                .map(|(result, n)| (result.to_owned(), n))
+                .collect(),
         }
     }
 }
@@ -205,6 +214,11 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
     let grouping = snapshot.grouping;
     let services = &snapshot.service_ports;
     let mut per_owner: HashMap<(Reason, Owner), HashMap<Option<u16>, Acc<'_>>> = HashMap::new();
+    let acted: HashMap<(u64, Reason), ActionResult> = snapshot
+        .remediations
+        .iter()
+        .map(|a| ((a.cookie, a.reason), a.result))
+        .collect();
     for c in &snapshot.suspects {
         let owner = Owner::of(c, grouping);
         for &reason in &c.suspect {
@@ -213,7 +227,7 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
                 .or_default()
                 .entry(services.service_port(c))
                 .or_default()
-                .add(c, age(c, reason));
+                .add(c, age(c, reason), acted.get(&(c.cookie, reason)).copied());
         }
     }
     let mut pending = Vec::new();

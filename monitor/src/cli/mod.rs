@@ -1,7 +1,9 @@
-//! Command line: `run` (the agent), `connections` and `check` (ask a running agent).
+//! Command line: `run` (the agent), `connections` and `check` (ask a running agent), `destroy`
+//! (end one connection).
 
 mod check;
 mod connections;
+mod destroy;
 
 use std::{ffi::OsStr, io::IsTerminal as _};
 
@@ -30,6 +32,9 @@ pub enum Command {
     /// Monitoring-plugin check: list the agent's alert groups; exit 0 (none), 1 (some),
     /// 3 (agent unreachable).
     Check(check::CheckArgs),
+    /// End one connection (`sock_diag` `SOCK_DESTROY`, as `ss -K`): only a suspect one unless
+    /// --force; exit 0 done, 1 refused or not found, 2 bad input.
+    Destroy(destroy::DestroyArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -60,6 +65,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Connections(args) => connections::run(&args),
         // Its own exit codes: main's "1 on error" would read as WARNING to a monitoring system.
         Command::Check(args) => std::process::exit(check::run(&args)),
+        Command::Destroy(args) => std::process::exit(destroy::run(&args)),
     }
 }
 

@@ -11,9 +11,9 @@ use super::{
     ConfigError, SETTINGS,
     values::{self, Raw},
 };
-use crate::verdict::{Matcher, Override};
+use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
 
-const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
+pub(super) const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
 const OVERRIDE_SWITCH_KEYS: [&str; 1] = ["probe"];
 const THRESHOLD_KEYS: [&str; 4] = [
@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub(super) ignore: Vec<Matcher>,
     /// The `[probe]` table, keys checked, values not yet parsed (empty: none).
     pub(super) probe: toml::Table,
+    /// `[[remediate]]` policies, in file order.
+    pub(super) remediate: Vec<RemediatePolicy>,
 }
 
 impl FileConfig {
@@ -80,6 +82,12 @@ impl FileConfig {
             Some(_) => return Err(error("probe: expected a [probe] table".into())),
         };
         super::probe::check_table(&probe).map_err(error)?;
+        let remediate = numbered_sections(
+            settings.remove("remediate"),
+            "remediate",
+            super::remediate::entry,
+        )
+        .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -88,6 +96,7 @@ impl FileConfig {
             overrides,
             ignore,
             probe,
+            remediate,
         })
     }
 
@@ -162,8 +171,23 @@ fn sections<T>(
         .collect()
 }
 
+/// [`sections`] whose `entry` is also told the section's 1-based number (policies name
+/// themselves by it).
+fn numbered_sections<T>(
+    value: Option<toml::Value>,
+    name: &str,
+    entry: fn(usize, &toml::Table) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let tables = sections(value, name, |table| Ok(table.clone()))?;
+    let at = |n: usize, problem: String| format!("[[{name}]] #{n}: {problem}");
+    (1..)
+        .zip(&tables)
+        .map(|(n, table)| entry(n, table).map_err(|p| at(n, p)))
+        .collect()
+}
+
 /// An optional key of a section, parsed; the error names the key.
-fn field<T>(
+pub(super) fn field<T>(
     table: &toml::Table,
     key: &str,
     parse: fn(Raw<'_>) -> Result<T, String>,
@@ -174,7 +198,7 @@ fn field<T>(
         .transpose()
 }
 
-fn matcher(table: &toml::Table) -> Result<Matcher, String> {
+pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
     Ok(Matcher {
         local_port: field(table, "local_port", values::port)?,
         remote_port: field(table, "remote_port", values::port)?,

@@ -8,6 +8,7 @@ mod args;
 mod file;
 mod probe;
 mod reload;
+mod remediate;
 mod values;
 
 #[cfg(test)]
@@ -29,7 +30,7 @@ use crate::{
     export::http::web_config::WebConfig,
     model::Grouping,
     scan::probe::ProbeSettings,
-    verdict::{Policy, Thresholds},
+    verdict::{Policy, Thresholds, remediation::RemediatePolicy},
 };
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
@@ -131,6 +132,8 @@ pub struct RunConfig {
     pub policy: Policy,
     /// `[probe]`: keepalive probes of quiet connections (off unless enabled).
     pub probe: ProbeSettings,
+    /// `[[remediate]]` policies (file only; applied at start, a reload needs a restart).
+    pub remediate: Vec<RemediatePolicy>,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -300,6 +303,7 @@ impl RunConfig {
                 ignore: file.ignore.clone(),
             },
             probe: probe::resolve(args, file)?,
+            remediate: file.remediate.clone(),
         })
     }
 }

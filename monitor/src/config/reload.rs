@@ -6,7 +6,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::{GroupBy, LogFormat, RunConfig};
-use crate::verdict::{Matcher, Override};
+use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
 
 /// Settings a reload applies to the running agent: what the verdicts read.
 pub(crate) const LIVE_KEYS: [&str; 6] = [
@@ -117,7 +117,25 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ),
         ("[[ignore]]", list(c.policy.ignore.iter().map(matcher_text))),
         ("[probe]", format!("{:?}", c.probe)),
+        (
+            "[[remediate]]",
+            list(c.remediate.iter().map(remediate_text)),
+        ),
     ]
+}
+
+/// `reason=peer_dead remote_port=6379 min_age=2m dry_run=true max_per_minute=10`: a restart
+/// applies it (a policy that destroys needs `CAP_NET_ADMIN`, kept only when started with one).
+fn remediate_text(p: &RemediatePolicy) -> String {
+    let matcher = matcher_text(&p.matcher);
+    let space = if matcher.is_empty() { "" } else { " " };
+    format!(
+        "reason={}{space}{matcher} min_age={} dry_run={} max_per_minute={}",
+        p.reason.as_str(),
+        humantime::format_duration(p.min_age),
+        p.dry_run,
+        p.max_per_minute
+    )
 }
 
 /// `[a; b]`, `[]` for none.
@@ -173,9 +191,26 @@ mod tests {
         let expected: Vec<&str> = SETTINGS
             .iter()
             .map(|(k, _)| *k)
-            .chain(["[[override]]", "[[ignore]]", "[probe]"])
+            .chain(["[[override]]", "[[ignore]]", "[probe]", "[[remediate]]"])
             .collect();
         assert_eq!(keys, expected);
+    }
+
+    /// A new `[[remediate]]` policy is named in full and needs a restart (a destroying one
+    /// needs `CAP_NET_ADMIN`, which the running agent kept only if it started with one).
+    #[test]
+    fn remediation_changes_need_a_restart() {
+        let old = config("");
+        let new =
+            config("[[remediate]]\nreason = \"peer_dead\"\nremote_port = 6379\nmin_age = \"2m\"\n");
+        let changes = old.changes(&new);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].key, "[[remediate]]");
+        assert_eq!(
+            changes[0].new,
+            "[reason=peer_dead remote_port=6379 min_age=2m dry_run=true max_per_minute=10]"
+        );
+        assert!(!changes[0].is_live());
     }
 
     #[test]

@@ -452,6 +452,8 @@ fn example_file_examples_are_valid() {
     assert_eq!(c.policy.overrides.len(), 2);
     assert_eq!(c.policy.ignore.len(), 2);
     assert!(c.alertmanager_url.is_some());
+    assert_eq!(c.remediate.len(), 1, "the [[remediate]] example");
+    assert!(c.remediate[0].dry_run, "the example stays a dry run");
 }
 
 #[test]
@@ -461,6 +463,11 @@ fn example_file_documents_every_key() {
     for key in keys.iter().chain(&[
         "[[override]]",
         "[[ignore]]",
+        "[[remediate]]",
+        "reason",
+        "min_age",
+        "dry_run",
+        "max_per_minute",
         "local_port",
         "remote_port",
         "process",

@@ -3,6 +3,7 @@
 //! outputs, the wire form of a connection, and how durations are written. Pure data and pure
 //! functions; imports nothing from the rest of the crate.
 
+mod age;
 mod comm;
 mod connection;
 pub(crate) mod format;
@@ -14,6 +15,7 @@ mod reason;
 mod view;
 
 pub use self::{
+    age::verdict_age,
     comm::{Comm, TASK_COMM_LEN, kernel_buffer},
     connection::{Connection, Keepalive},
     grouping::{Grouping, Owner, split_top_ports},

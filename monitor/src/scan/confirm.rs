@@ -107,6 +107,11 @@ impl Confirmer {
         Outcome::Judged
     }
 
+    /// The per-namespace exact-query sockets (remediation looks and destroys through them).
+    pub(crate) fn queries(&mut self) -> &mut SocketQueries {
+        &mut self.queries
+    }
+
     fn remember(&mut self, c: &Connection) {
         if !c.suspect.is_empty() {
             self.now.insert(c.cookie, c.suspect.clone());

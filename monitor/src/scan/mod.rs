@@ -16,6 +16,7 @@ pub(crate) mod namespaces;
 mod pipeline;
 pub mod probe;
 pub(crate) mod processes;
+pub mod remediate;
 pub mod summary;
 
 use std::{
@@ -69,6 +70,8 @@ pub struct Snapshot {
     /// Table entries this scan removed because the kernel no longer has their socket (their
     /// close was never seen: a lost event, or a socket that predates the agent).
     pub stale_removed: usize,
+    /// What `[[remediate]]` policies did at this scan (each socket's result reported once).
+    pub remediations: Vec<remediate::Action>,
 }
 
 /// A part of a scan that failed; its values in the snapshot are the last good ones.
@@ -135,6 +138,8 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
+    /// `[[remediate]]`: None without policies.
+    remediator: Option<Mutex<remediate::Remediator>>,
 }
 
 impl Scanner {
@@ -151,7 +156,16 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
+            remediator: None,
         }
+    }
+
+    /// Acts on confirmed verdicts by `remediator`'s policies after each scan's table pass
+    /// ([`remediate`]); the actions are in [`Snapshot::remediations`].
+    #[must_use]
+    pub fn remediating(mut self, remediator: remediate::Remediator) -> Self {
+        self.remediator = Some(Mutex::new(remediator));
+        self
     }
 
     /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
@@ -179,6 +193,10 @@ impl Scanner {
         }
         let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
+        if let Some(remediator) = &self.remediator {
+            let mut remediator = crate::locks::lock(remediator);
+            snapshot.remediations = self.pipeline.remediate(&mut remediator, &snapshot.suspects);
+        }
         let failed = self.pipeline.confirm_errors() - confirm_errors;
         if failed > 0 {
             snapshot.failures.push(ScanFailure {

@@ -13,6 +13,7 @@ use super::{
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     probe::ProbeBook,
     processes::ProcessCache,
+    remediate::{Action, Remediator},
 };
 use crate::{
     model::Connection,
@@ -133,6 +134,24 @@ impl Pipeline {
         *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
         gone
+    }
+
+    /// Runs `remediator` on this scan's confirmed `suspects` (after the pass: their verdicts
+    /// are confirmed), through the confirmer's exact-query sockets and with the verdict rules
+    /// as the current policy applies them.
+    pub(crate) fn remediate(
+        &self,
+        remediator: &mut Remediator,
+        suspects: &[Connection],
+    ) -> Vec<Action> {
+        let context = self.context();
+        let judge = |c: &Connection| {
+            let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
+            verdict::evaluate(c, &context.policy, retries2).0
+        };
+        let now_ms = || crate::clock::monotonic_now_ns() / 1_000_000;
+        let mut confirmer = crate::locks::lock(&self.confirmer);
+        remediator.run(suspects, confirmer.queries(), &judge, &now_ms)
     }
 
     /// Verdict confirmations that failed (the kernel could not be asked), since the start.

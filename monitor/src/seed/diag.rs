@@ -9,7 +9,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY},
     inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer, nlas::Nla},
 };
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
@@ -138,12 +138,21 @@ fn request(family: u8, state_mask: u32) -> Vec<u8> {
     };
     // retain, not truncate: the crate's flags stop at CLOSING and would drop NEW_SYN_RECV.
     let states = StateFlags::from_bits_retain(state_mask);
-    serialize(NLM_F_REQUEST | NLM_F_DUMP, family, states, socket_id)
+    serialize(
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        family,
+        states,
+        socket_id,
+    )
 }
 
-/// One TCP `inet_diag` request with `tcp_info` (`flags`: `NLM_F_REQUEST`, and `NLM_F_DUMP` for
-/// every socket matching `states` rather than the one `socket_id` names), serialized.
+/// One TCP `inet_diag` request with `tcp_info`, serialized: `message_type` `SOCK_DIAG_BY_FAMILY`
+/// to read (`flags`: `NLM_F_REQUEST`, and `NLM_F_DUMP` for every socket matching `states`
+/// rather than the one `socket_id` names) or `SOCK_DESTROY` to destroy the one `socket_id`
+/// names (what `ss -K` sends; the payload is the same `inet_diag_req_v2`).
 pub(super) fn serialize(
+    message_type: u16,
     flags: u16,
     family: u8,
     states: StateFlags,
@@ -163,6 +172,8 @@ pub(super) fn serialize(
         .into(),
     );
     packet.finalize();
+    // finalize() wrote the payload's own type (SOCK_DIAG_BY_FAMILY); SOCK_DESTROY shares it.
+    packet.header.message_type = message_type;
     let mut buf = vec![0; packet.buffer_len()];
     packet.serialize(&mut buf);
     buf

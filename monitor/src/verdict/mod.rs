@@ -2,6 +2,7 @@
 //! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
 mod policy;
+pub mod remediation;
 mod rules;
 
 use std::time::Duration;

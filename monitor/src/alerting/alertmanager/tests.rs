@@ -18,6 +18,7 @@ fn group(reason: Reason, owner: &str, port: u16, count: usize) -> AlertGroup {
         pids: vec![42],
         samples: Vec::new(),
         remedy: reason.remedy().into(),
+        remediations: std::collections::BTreeMap::new(),
     }
 }
 
@@ -155,5 +156,47 @@ fn a_group_that_comes_back_fires_again_with_a_new_start() {
     assert_eq!(
         ends(&back),
         [("a", "2023-11-14T22:13:30.000Z", "2023-11-14T22:13:50.000Z")]
+    );
+}
+
+/// What `[[remediate]]` did is an annotation of the group's alert, summed while it fires, and
+/// kept on the resolved alert (the destroyed connections were its last ones).
+#[test]
+fn remediations_annotate_the_alert_and_add_up_while_it_fires() {
+    let acted = |n: u64| {
+        let mut g = group(Reason::PeerUnresponsive, "app", 7000, 3);
+        g.remediations.insert("destroyed".into(), n);
+        g.remediations.insert("rate_limited".into(), 2);
+        g
+    };
+    let mut state = PushState::default();
+    let hold = Duration::from_mins(1);
+    let first = state.alerts(vec![acted(1)], at(0), hold, "web-1");
+    assert_eq!(
+        first[0].annotations.get("remediation").map(String::as_str),
+        Some("destroyed 1, rate_limited 2 ([[remediate]])")
+    );
+    let second = state.alerts(vec![acted(1)], at(5), hold, "web-1");
+    assert_eq!(
+        second[0].annotations.get("remediation").map(String::as_str),
+        Some("destroyed 2, rate_limited 4 ([[remediate]])")
+    );
+    let resolved = state.alerts(Vec::new(), at(10), hold, "web-1");
+    assert_eq!(
+        resolved[0]
+            .annotations
+            .get("remediation")
+            .map(String::as_str),
+        Some("destroyed 2, rate_limited 4 ([[remediate]])")
+    );
+    let quiet = state.alerts(
+        vec![group(Reason::CloseWaitStuck, "db", 5432, 1)],
+        at(20),
+        hold,
+        "web-1",
+    );
+    assert!(
+        !quiet[0].annotations.contains_key("remediation"),
+        "none without actions"
     );
 }

@@ -58,6 +58,7 @@ fn group(owner: &str) -> AlertGroup {
         pids: vec![1],
         samples: Vec::new(),
         remedy: String::new(),
+        remediations: std::collections::BTreeMap::new(),
     }
 }
 

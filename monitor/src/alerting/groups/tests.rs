@@ -332,3 +332,33 @@ fn groups_past_the_cap_fold_into_one_other_group_per_reason() {
     snapshot.grouping.max_alert_groups = 25;
     assert_eq!(group(&snapshot).len(), 25, "under the cap: nothing folded");
 }
+
+/// A remediation is counted in the group of the connection and reason it acted on, only.
+#[test]
+fn remediations_count_in_their_connections_group() {
+    use crate::scan::remediate::{Action, ActionResult};
+    let mut snap = snapshot(vec![
+        conn(1, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
+        conn(2, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
+        conn(3, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
+        conn(4, Some("db"), 11, 443, &[Reason::PeerUnresponsive]),
+    ]);
+    let action = |cookie, result| Action {
+        cookie,
+        reason: Reason::PeerUnresponsive,
+        policy: 1,
+        result,
+    };
+    snap.remediations = vec![
+        action(1, ActionResult::Destroyed),
+        action(2, ActionResult::RateLimited),
+        action(3, ActionResult::RateLimited),
+    ];
+    let groups = group(&snap);
+    let app = groups.iter().find(|g| g.owner == "app").expect("app group");
+    let expected: std::collections::BTreeMap<String, u64> =
+        [("destroyed".to_owned(), 1), ("rate_limited".to_owned(), 2)].into();
+    assert_eq!(app.remediations, expected);
+    let db = groups.iter().find(|g| g.owner == "db").expect("db group");
+    assert!(db.remediations.is_empty());
+}

@@ -12,6 +12,7 @@ fn group(reason: Reason, owner: &str, port: u16, count: usize, oldest: f64) -> A
         pids: vec![1],
         samples: Vec::new(),
         remedy: reason.remedy().into(),
+        remediations: std::collections::BTreeMap::new(),
     }
 }
 

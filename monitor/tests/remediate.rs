@@ -1,0 +1,506 @@
+//! Remediation on the real kernel: applications blocked in `send()` to a vanished peer
+//! (iptables DROP in the peer's namespace) and healthy controls beside them, the real agent with
+//! a `[[remediate]]` policy, and `tcp-liveness destroy` by hand. `ss` and the applications' own
+//! errors are the oracles. Thresholds are seconds and the scan interval 250 ms.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write as _,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use harness::{
+    agent::{self, Agent, Launch},
+    capabilities::{self, NET_ADMIN, mask},
+    netns::{NetPair, Netns},
+    peer::Peer,
+    privilege::{self, Need},
+    ss,
+    wait::{self, wait_for, wait_for_optional},
+};
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+
+/// `peer_unresponsive` after 2 s of silence with data outstanding.
+const FAST: &[&str] = &["--unresponsive-after", "2s"];
+
+/// The HTTP round trips and a busy 2-core machine on top of a scan interval.
+const SLACK: Duration = Duration::from_millis(1250);
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write config");
+    file
+}
+
+/// The agent with `policy` as its config file, logging at info into `log`.
+fn agent_with(port: u16, policy: &tempfile::NamedTempFile, log: &tempfile::NamedTempFile) -> Agent {
+    let path = policy.path().to_str().expect("UTF-8 path");
+    Launch::test(AGENT, port)
+        .args(FAST)
+        .args(&["--config", path])
+        .rust_log(Some("info"))
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("agent")
+}
+
+/// `n` clients in `net.client` sending to `port` until a send fails (`send-report`).
+fn senders(net: &NetPair, port: &str, n: usize) -> Vec<Peer> {
+    (0..n)
+        .map(|_| {
+            Peer::start(
+                &net.client,
+                &["client", &net.server_ip, port, "send-report"],
+            )
+            .expect("peer")
+        })
+        .collect()
+}
+
+/// Cookies of the established sockets in `ns` whose peer port is `port` (`ss`).
+fn cookies_to(ns: &Netns, port: u16) -> HashSet<u64> {
+    ss::sockets(ns)
+        .expect("ss")
+        .into_iter()
+        .filter(|s| s.state == "established" && s.remote.ends_with(&format!(":{port}")))
+        .filter_map(|s| s.cookie)
+        .collect()
+}
+
+/// The connections in `ns` flagged `reason`, once there are `n`.
+fn flagged(agent: &Agent, ns: &Netns, reason: &str, n: usize, within: Duration) -> Vec<Value> {
+    wait_for(&format!("{n} {reason} verdicts"), within, || {
+        let conns: Vec<Value> = agent
+            .connections_in(ns.inode())
+            .into_iter()
+            .filter(|c| {
+                c["suspect"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r == reason))
+            })
+            .collect();
+        (conns.len() >= n).then_some(conns)
+    })
+}
+
+/// `CAP_NET_ADMIN` is kept by the scan thread (and the kernel-state thread, which shares the
+/// kept set) when a policy destroys, and by no thread otherwise; never by any other thread.
+fn assert_net_admin_only_in_scan_threads(agent: &Agent, destroys: bool) {
+    let threads = capabilities::threads(agent.pid());
+    let scan = threads
+        .iter()
+        .find(|t| t.name == "scan")
+        .expect("scan thread");
+    assert_eq!(
+        scan.effective & mask(&[NET_ADMIN]) != 0,
+        destroys,
+        "{scan:?}"
+    );
+    for t in threads
+        .iter()
+        .filter(|t| !["scan", "kernel-state"].contains(&t.name.as_str()))
+    {
+        assert_eq!(t.effective & mask(&[NET_ADMIN]), 0, "{t:?}");
+        assert_eq!(t.permitted & mask(&[NET_ADMIN]), 0, "{t:?}");
+    }
+}
+
+/// `tcp_liveness_remediations_total{reason="peer_unresponsive",result}`; None while absent.
+fn remediations(agent: &Agent, result: &str) -> Option<u64> {
+    let series = format!(
+        "tcp_liveness_remediations_total{{reason=\"peer_unresponsive\",result=\"{result}\"}}"
+    );
+    let value = agent.metric(&series)?;
+    Some(value.to_string().parse().expect("a count"))
+}
+
+/// Waits until the counter for `result` reads `n` (fails if it goes past).
+fn wait_count(agent: &Agent, result: &str, n: u64, within: Duration) {
+    let reached = wait_for_optional(within, || {
+        remediations(agent, result).filter(|&value| value >= n)
+    });
+    assert_eq!(reached, Some(n), "remediations {result}");
+}
+
+#[test]
+fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_touched() {
+    if !privilege::may_run("remediate_destroys", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrd", 243).expect("namespaces");
+    let _dead_server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    let _live_server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
+    // Every connection is eligible (no matcher): only the verdict keeps the controls safe.
+    let policy = config_file(
+        "[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\nmax_per_minute = 1\n",
+    );
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let agent = agent_with(19931, &policy, &log);
+    assert_net_admin_only_in_scan_threads(&agent, true);
+    let dead = senders(&net, "7000", 3);
+    let controls = senders(&net, "7001", 2);
+    let control_cookies = cookies_to(&net.client, 7001);
+    assert_eq!(control_cookies.len(), 2, "control connections");
+    assert_eq!(
+        remediations(&agent, "destroyed"),
+        Some(0),
+        "series exist from the start"
+    );
+
+    net.server.drop_input_to_port(7000).expect("iptables DROP");
+    let verdicts = flagged(
+        &agent,
+        &net.client,
+        "peer_unresponsive",
+        3,
+        Duration::from_secs(2) + 3 * SLACK,
+    );
+    let confirmed = Instant::now();
+    let dead_cookies: HashSet<u64> = verdicts
+        .iter()
+        .filter_map(|c| c["cookie"].as_u64())
+        .collect();
+    assert!(
+        dead_cookies.is_disjoint(&control_cookies),
+        "controls are not suspect"
+    );
+
+    // One application gets ECONNABORTED (tcp_abort) within a scan of the confirmation: the
+    // first look is at the confirming scan, the destroy at the next one.
+    let (errored, line) = wait_for("an application's send to fail", 2 * SLACK, || {
+        dead.iter()
+            .enumerate()
+            .find_map(|(i, p)| p.next_line(Duration::from_millis(20)).map(|l| (i, l)))
+    });
+    let took = confirmed.elapsed();
+    eprintln!("destroyed {took:?} after the verdicts were seen confirmed");
+    assert_eq!(line, "error ECONNABORTED", "client {errored}");
+    assert!(
+        took <= SLACK,
+        "destroyed {took:?} after the verdicts were confirmed"
+    );
+    wait_count(&agent, "destroyed", 1, 2 * SLACK);
+    wait_count(&agent, "rate_limited", 2, 2 * SLACK);
+
+    // The rate limit holds for the minute: the other two stay, blocked; the controls never
+    // see an error. Eight scans of nothing more.
+    let quiet = Duration::from_secs(2);
+    let started = Instant::now();
+    while started.elapsed() < quiet {
+        for (i, p) in dead.iter().enumerate().filter(|(i, _)| *i != errored) {
+            assert_eq!(
+                p.next_line(Duration::from_millis(50)),
+                None,
+                "dead client {i}"
+            );
+        }
+        for (i, p) in controls.iter().enumerate() {
+            assert_eq!(p.next_line(Duration::from_millis(50)), None, "control {i}");
+        }
+    }
+    let left = cookies_to(&net.client, 7000);
+    assert_eq!(left.len(), 2, "two dead connections left (ss): {left:?}");
+    let gone: Vec<u64> = dead_cookies.difference(&left).copied().collect();
+    assert_eq!(gone.len(), 1, "exactly one destroyed: {gone:?}");
+    assert_eq!(
+        cookies_to(&net.client, 7001),
+        control_cookies,
+        "controls untouched (ss)"
+    );
+    assert_eq!(remediations(&agent, "destroyed"), Some(1));
+    assert_eq!(remediations(&agent, "rate_limited"), Some(2));
+    assert_eq!(remediations(&agent, "failed"), Some(0));
+
+    let log = fs::read_to_string(log.path()).expect("agent log");
+    assert_audit_line(&log, gone[0], net.client.inode(), &control_cookies);
+}
+
+/// The destroy's audit line names who, what, why and the result; the controls are in none.
+fn assert_audit_line(log: &str, cookie: u64, netns: u64, controls: &HashSet<u64>) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("remediation: connection destroyed"))
+        .expect("an audit line for the destroy");
+    for field in [
+        format!("cookie={cookie}"),
+        "result=\"destroyed\"".into(),
+        "policy=#1 peer_unresponsive".into(),
+        "comm=\"python3\"".into(),
+        format!("netns={netns}"),
+        "state=\"established\"".into(),
+        "retransmits=".into(),
+        "unacked_bytes=".into(),
+        "since_peer_seconds=".into(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    for cookie in controls {
+        assert!(
+            !log.contains(&format!("cookie={cookie} ")),
+            "control {cookie} in the log"
+        );
+    }
+}
+
+#[test]
+fn dry_run_destroys_nothing_but_logs_and_counts() {
+    if !privilege::may_run("remediate_dry_run", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrn", 244).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    // dry_run is the default.
+    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\n");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let agent = agent_with(19932, &policy, &log);
+    assert_net_admin_only_in_scan_threads(&agent, false);
+    let dead = senders(&net, "7000", 1);
+    let cookies = cookies_to(&net.client, 7000);
+    net.server.drop_input().expect("iptables DROP");
+    flagged(
+        &agent,
+        &net.client,
+        "peer_unresponsive",
+        1,
+        Duration::from_secs(2) + 3 * SLACK,
+    );
+    wait_count(&agent, "dry_run", 1, 2 * SLACK);
+
+    // Reported once, never destroyed: eight more scans change nothing.
+    assert_eq!(
+        dead[0].next_line(Duration::from_secs(2)),
+        None,
+        "the send still blocks"
+    );
+    assert_eq!(cookies_to(&net.client, 7000), cookies, "ss still shows it");
+    assert_eq!(remediations(&agent, "dry_run"), Some(1));
+    assert_eq!(remediations(&agent, "destroyed"), Some(0));
+    let log = fs::read_to_string(log.path()).expect("agent log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("remediation (dry run): would destroy the connection"))
+        .expect("an audit line for the dry run");
+    let cookie = cookies.iter().next().expect("one");
+    assert!(line.contains(&format!("cookie={cookie}")), "{line}");
+    assert!(line.contains("dry_run=true"), "{line}");
+}
+
+/// Runs `tcp-liveness destroy ARGS`; returns the exit code, stdout and stderr.
+fn destroy(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(AGENT)
+        .arg("destroy")
+        .args(args)
+        .output()
+        .expect("run tcp-liveness destroy");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn destroy_command_refuses_a_healthy_connection_unless_forced() {
+    if !privilege::may_run("destroy_command", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrc", 245).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    let agent = Launch::test(AGENT, 19933).start().expect("agent");
+    let clients = senders(&net, "7000", 2);
+    let cookies = cookies_to(&net.client, 7000);
+    assert_eq!(cookies.len(), 2);
+    // Wait until the agent lists both (healthy: no verdict).
+    wait_for("both connections listed", 2 * SLACK, || {
+        let listed: HashSet<u64> = agent
+            .connections_in(net.client.inode())
+            .iter()
+            .filter_map(|c| c["cookie"].as_u64())
+            .collect();
+        cookies.is_subset(&listed).then_some(())
+    });
+    let mut cookies = cookies.into_iter();
+    let (first, second) = (cookies.next().unwrap(), cookies.next().unwrap());
+    let first_text = first.to_string();
+    let url = agent.url().to_owned();
+
+    let (code, _, err) = destroy(&["--cookie", &first_text, "--agent", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not suspect; --force to destroy it anyway"),
+        "{err}"
+    );
+    let (code, out, err) = destroy(&[
+        "--cookie",
+        &first_text,
+        "--agent",
+        &url,
+        "--force",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with(&format!("dry run: would destroy connection {first}")),
+        "{out}"
+    );
+    assert!(
+        cookies_to(&net.client, 7000).contains(&first),
+        "refused and dry run leave it"
+    );
+
+    let (code, out, err) = destroy(&["--cookie", &first_text, "--agent", &url, "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with(&format!("destroyed connection {first}")),
+        "{out}"
+    );
+    assert!(!cookies_to(&net.client, 7000).contains(&first), "ss: gone");
+    let seen = clients
+        .iter()
+        .find_map(|c| c.next_line(Duration::from_secs(2)));
+    assert_eq!(
+        seen.as_deref(),
+        Some("error ECONNABORTED"),
+        "the application sees it"
+    );
+
+    // Without an agent, --force finds the socket with a sock_diag dump of every namespace.
+    let second_text = second.to_string();
+    let nowhere = "http://127.0.0.1:1";
+    let (code, _, err) = destroy(&["--cookie", &second_text, "--agent", nowhere]);
+    assert_eq!(code, Some(1), "no agent, no --force: {err}");
+    let (code, out, err) = destroy(&["--cookie", &second_text, "--agent", nowhere, "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("found with sock_diag"), "{out}");
+    assert!(!cookies_to(&net.client, 7000).contains(&second), "ss: gone");
+
+    let (code, _, err) = destroy(&["--cookie", &second_text, "--agent", nowhere, "--force"]);
+    assert_eq!(code, Some(1), "gone now: {err}");
+    assert!(err.starts_with("not found"), "{err}");
+    let (code, _, err) = destroy(&["--cookie", "twelve"]);
+    assert_eq!(code, Some(2), "bad input: {err}");
+}
+
+/// A destroying policy needs `CAP_NET_ADMIN`: a start without it exits 2 naming it, before
+/// anything is loaded; a dry-run policy starts without it.
+#[test]
+fn a_destroying_policy_without_cap_net_admin_does_not_start() {
+    if !privilege::may_run("remediate_net_admin", Need::Root) {
+        return;
+    }
+    let start = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
+    let destroying = config_file("[[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n");
+    let (code, stderr) = run_confined(start, &destroying, 19934);
+    assert_eq!(code, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "tcp-liveness: missing capability CAP_NET_ADMIN, needed to destroy sockets"
+        ),
+        "{last}"
+    );
+    assert!(!stderr.contains("probes loaded"), "{stderr}");
+
+    let dry_run = config_file("[[remediate]]\nreason = \"peer_dead\"\n");
+    let path = dry_run.path().to_str().expect("UTF-8 path");
+    let agent = Launch::test(AGENT, 19935)
+        .confined(start)
+        .args(&["--config", path])
+        .start()
+        .expect("a dry-run policy needs no CAP_NET_ADMIN");
+    assert_net_admin_only_in_scan_threads(&agent, false);
+}
+
+/// Runs `tcp-liveness run --config POLICY` as nobody with exactly `caps`; returns the exit
+/// code and stderr. An agent still running after 30 s (it started) is killed and fails the test.
+fn run_confined(caps: &str, policy: &tempfile::NamedTempFile, port: u16) -> (Option<i32>, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let path = policy.path().to_str().expect("UTF-8 path");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = agent::setpriv(caps)
+        .arg(AGENT)
+        .args(["run", "--listen", &listen, "--config", path])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("setpriv runs");
+    let exited = wait::poll(Duration::from_secs(30), wait::POLL_EVERY, || {
+        child.try_wait()
+    })
+    .expect("wait for the agent");
+    let stderr = fs::read_to_string(log.path()).expect("agent log");
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("started with {caps} and still running after 30 s: {stderr}");
+    };
+    (status.code(), stderr)
+}
+
+/// A peer that answers again after the first look saves its connection: one look is never
+/// enough to destroy. With `unresponsive_after = 500ms` the first look comes 0.5–2.5 s after the
+/// drop, when the next retransmission (at 0.6, 1.4 or 3.0 s: RTO 200 ms doubling) is less than
+/// a scan (2 s) away: the peer's ACK of it clears the verdict before the second look (had the
+/// table not seen the ACK yet, the second look would: `skipped_changed`, unit-tested).
+#[test]
+fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
+    if !privilege::may_run("remediate_changed", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vrx", 246).expect("namespaces");
+    let _server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\n");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let path = policy.path().to_str().expect("UTF-8 path");
+    // Not Launch::test: its scan interval is 250 ms.
+    let agent = Launch::new(AGENT, 19936)
+        .args(&["--unresponsive-after", "500ms"])
+        .args(&["--config", path, "--scan-interval", "2s"])
+        .rust_log(Some("info,monitor::scan::remediate=debug"))
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("agent");
+    let client = senders(&net, "7000", 1);
+    let cookie = *cookies_to(&net.client, 7000)
+        .iter()
+        .next()
+        .expect("one connection");
+    net.server.drop_input().expect("iptables DROP");
+    let suspects = r#"tcp_liveness_suspect_connections{reason="peer_unresponsive"}"#;
+    let published = |n: f64| {
+        wait_for_optional(Duration::from_secs(10), || {
+            agent.metric(suspects).filter(|v| (v - n).abs() < 0.5)
+        })
+        .is_some()
+    };
+    wait_for("the first look", Duration::from_secs(10), || {
+        let text = fs::read_to_string(log.path()).expect("agent log");
+        text.lines()
+            .any(|l| l.contains("first look recorded") && l.contains(&format!("cookie={cookie}")))
+            .then_some(())
+    });
+    assert!(published(1.0), "the scan of the first look published");
+    net.server.stop_dropping_input().expect("iptables -D");
+    // A later scan, its remediation included, published without the verdict.
+    assert!(published(0.0), "the verdict cleared");
+
+    assert_eq!(remediations(&agent, "destroyed"), Some(0));
+    assert_eq!(
+        client[0].next_line(Duration::from_millis(500)),
+        None,
+        "no error"
+    );
+    assert!(
+        cookies_to(&net.client, 7000).contains(&cookie),
+        "ss: still there"
+    );
+    let text = fs::read_to_string(log.path()).expect("agent log");
+    assert!(!text.contains("connection destroyed"), "{text}");
+}
