@@ -11,9 +11,9 @@ use super::{
     ConfigError, SETTINGS,
     values::{self, Raw},
 };
-use crate::verdict::{Matcher, Override};
+use crate::verdict::{Enforce, Matcher, Override};
 
-const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
+pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
 const THRESHOLD_KEYS: [&str; 4] = [
     "close_wait_after",
     "fin_wait2_after",
@@ -33,6 +33,8 @@ pub struct FileConfig {
     settings: toml::Table,
     pub(super) overrides: Vec<Override>,
     pub(super) ignore: Vec<Matcher>,
+    /// `[[enforce]]` policies in file order (`config/enforce.rs`).
+    pub(super) enforce: Vec<Enforce>,
 }
 
 impl FileConfig {
@@ -70,6 +72,9 @@ impl FileConfig {
         let overrides =
             sections(settings.remove("override"), "override", override_entry).map_err(error)?;
         let ignore = sections(settings.remove("ignore"), "ignore", ignore_entry).map_err(error)?;
+        let enforce = sections(settings.remove("enforce"), "enforce", super::enforce::entry)
+            .and_then(super::enforce::check_list)
+            .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -77,6 +82,7 @@ impl FileConfig {
             settings,
             overrides,
             ignore,
+            enforce,
         })
     }
 
@@ -107,7 +113,7 @@ fn syntax(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
+pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
     match table.keys().find(|k| !known.contains(&k.as_str())) {
         None => Ok(()),
         Some(key) => {
@@ -125,7 +131,7 @@ fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
 }
 
 /// `[[name]]` sections, each parsed by `entry`; errors say which one (1-based, as in the file).
-fn sections<T>(
+pub(super) fn sections<T>(
     value: Option<toml::Value>,
     name: &str,
     entry: fn(&toml::Table) -> Result<T, String>,
@@ -152,7 +158,7 @@ fn sections<T>(
 }
 
 /// An optional key of a section, parsed; the error names the key.
-fn field<T>(
+pub(super) fn field<T>(
     table: &toml::Table,
     key: &str,
     parse: fn(Raw<'_>) -> Result<T, String>,
@@ -163,11 +169,12 @@ fn field<T>(
         .transpose()
 }
 
-fn matcher(table: &toml::Table) -> Result<Matcher, String> {
+pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
     Ok(Matcher {
         local_port: field(table, "local_port", values::port)?,
         remote_port: field(table, "remote_port", values::port)?,
         process: field(table, "process", values::process)?,
+        cgroup: field(table, "cgroup", values::cgroup)?,
     })
 }
 
@@ -183,7 +190,7 @@ fn override_entry(table: &toml::Table) -> Result<Override, String> {
     };
     // Without a matcher it would silently replace the defaults for every connection.
     if entry.matcher == Matcher::default() {
-        return Err("override needs local_port, remote_port or process".into());
+        return Err("override needs local_port, remote_port, process or cgroup".into());
     }
     if THRESHOLD_KEYS.iter().all(|key| !table.contains_key(*key)) {
         return Err(format!(
@@ -199,7 +206,7 @@ fn ignore_entry(table: &toml::Table) -> Result<Matcher, String> {
     let matcher = matcher(table)?;
     // An empty matcher would ignore everything: surely not what was meant.
     if matcher == Matcher::default() {
-        return Err("ignore needs local_port, remote_port or process".into());
+        return Err("ignore needs local_port, remote_port, process or cgroup".into());
     }
     Ok(matcher)
 }

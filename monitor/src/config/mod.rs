@@ -5,6 +5,7 @@
 //! exits 2 on it, as clap does for a bad command line. deploy/tcp-liveness.toml documents keys.
 
 mod args;
+mod enforce;
 mod file;
 mod reload;
 mod values;
@@ -27,11 +28,12 @@ use crate::{
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
     model::Grouping,
-    verdict::{Policy, Thresholds},
+    verdict::{Enforce, Policy, Thresholds},
 };
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
-/// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
+/// This list is also the set of keys the file accepts (besides `[[override]]`, `[[ignore]]` and
+/// `[[enforce]]`).
 const SETTINGS: &[(&str, &str)] = &[
     ("listen", "0.0.0.0:9977"),
     ("scan_interval", "5s"),
@@ -127,6 +129,8 @@ pub struct RunConfig {
     pub max_connections_per_client: usize,
     /// Thresholds, overrides and ignore list.
     pub policy: Policy,
+    /// `[[enforce]]` policies in file order (first match wins); empty: nothing is enforced.
+    pub enforce: Vec<Enforce>,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -198,6 +202,12 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
             .map_err(|error| ConfigError::Unusable {
                 problem: crate::model::format::error_chain(&error),
             })?;
+    }
+    if config.enforce.iter().any(|p| p.matcher.cgroup.is_some()) {
+        let root = crate::probes::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
+            problem: format!("[[enforce]] cgroup: no cgroup v2 hierarchy mounted ({error})"),
+        })?;
+        enforce::check_cgroups(&config.enforce, &root)?;
     }
     if let Some(path) = &config.web_config_file {
         config.web = WebConfig::load(path).map_err(|problem| ConfigError::WebConfig {
@@ -295,6 +305,7 @@ impl RunConfig {
                 overrides: file.overrides.clone(),
                 ignore: file.ignore.clone(),
             },
+            enforce: file.enforce.clone(),
         })
     }
 }

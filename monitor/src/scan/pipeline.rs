@@ -2,13 +2,14 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
+    enforce::Enforcement,
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
@@ -44,6 +45,9 @@ pub struct Pipeline {
     /// Whether verdicts are confirmed against the kernel (the agent; tests and benchmarks judge
     /// made-up sockets the kernel has never had).
     confirms: bool,
+    /// `[[enforce]]`, when configured: which policy each socket got, and the agent's own
+    /// applications at each scan.
+    enforcement: OnceLock<Arc<Enforcement>>,
 }
 
 impl Pipeline {
@@ -60,6 +64,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
+            enforcement: OnceLock::new(),
         }
     }
 
@@ -86,6 +91,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
+            enforcement: OnceLock::new(),
         }
     }
 
@@ -99,6 +105,8 @@ impl Pipeline {
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
+        // First: the pass's context takes the enforced sockets' names it publishes.
+        let mut enforce = self.enforcement.get().map(|e| e.start_pass());
         let mut processes = self.processes();
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
@@ -110,12 +118,30 @@ impl Pipeline {
             {
                 listeners.entry((netns, c.local.port())).or_insert(pid);
             }
+            if let Some(pass) = &mut enforce {
+                pass.observe(&c);
+            }
             f(c);
         });
         processes.end_scan();
         *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
+        drop((processes, confirmer));
+        // Outside the pass's locks: `/connections` readers do not wait for the iterator reads.
+        if let Some(pass) = enforce {
+            let _enforced = pass.finish();
+        }
         gone
+    }
+
+    /// Hands the `[[enforce]]` state to the passes (once, at start-up).
+    pub fn set_enforcement(&self, enforcement: Arc<Enforcement>) {
+        let _ = self.enforcement.set(enforcement);
+    }
+
+    /// The `[[enforce]]` state, when configured.
+    pub fn enforcement(&self) -> Option<&Arc<Enforcement>> {
+        self.enforcement.get()
     }
 
     /// Verdict confirmations that failed (the kernel could not be asked), since the start.
@@ -175,6 +201,7 @@ impl Pipeline {
             truth: self.truth(),
             policy: self.policy(),
             listeners: Arc::clone(&crate::locks::read(&self.listeners)),
+            enforced: self.enforcement.get().map(|e| e.names()),
         }
     }
 
@@ -254,6 +281,10 @@ impl Pipeline {
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
         }
+        c.enforced = context
+            .enforced
+            .as_ref()
+            .and_then(|names| names.get(&cookie).cloned());
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
         Judged::Live(c)
     }
@@ -281,4 +312,6 @@ struct Context {
     truth: Option<Arc<KernelTruth>>,
     policy: Arc<Policy>,
     listeners: Arc<Listeners>,
+    /// cookie → `[[enforce]]` policy name (None without `[[enforce]]`).
+    enforced: Option<Arc<FastMap<u64, Arc<str>>>>,
 }
