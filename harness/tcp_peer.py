@@ -19,7 +19,12 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           SO_KEEPALIVE with the namespace's sysctl timers) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs) |
-          send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms))
+          send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms) |
+          recv-report (no options of its own; after "ready" prints "options KEEPALIVE IDLE INTVL
+          CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, then blocks in
+          recv() and prints "error ERRNO_NAME" or "eof" when it ends) | recv-report-preset
+          (recv-report, with SO_KEEPALIVE, TCP_KEEPIDLE 100, TCP_KEEPINTVL 50, TCP_KEEPCNT 5 set
+          before connect()))
 Server mode sink: read and never write.
 """
 import ctypes
@@ -159,6 +164,9 @@ def client(host, port, mode, n):
         ready()
         time.sleep(3600)
         return
+    if mode in ("recv-report", "recv-report-preset"):
+        recv_report(host, port, mode == "recv-report-preset")
+        return
     s = socket.create_connection((host, port))
     if mode == "send-user-timeout":
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, n)
@@ -214,6 +222,41 @@ def client(host, port, mode, n):
         while True:
             s.sendall(b"x" * 1000)
             time.sleep(0.1)
+
+
+def options(s):
+    tcp = socket.IPPROTO_TCP
+    values = [s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] + [
+        s.getsockopt(tcp, o)
+        for o in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)
+    ]
+    return "options " + " ".join(str(v) for v in values)
+
+
+def recv_report(host, port, preset):
+    """A receive-only client: reports its socket options as the application sees them, and how
+    its blocking recv() ends."""
+    import errno
+    import signal
+
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    if preset:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 100)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 50)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
+    s.connect((host, port))
+    s.sendall(b"hello")
+    s.recv(64)
+    signal.signal(signal.SIGUSR1, lambda *_: print(options(s), flush=True))
+    ready()
+    print(options(s), flush=True)
+    try:
+        data = s.recv(64)  # PEP 475: a signal handler runs, then recv() resumes
+        print("eof" if not data else "data", flush=True)
+    except OSError as e:
+        print("error " + errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+    time.sleep(3600)
 
 
 def rename_from_env():
