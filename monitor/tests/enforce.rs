@@ -131,6 +131,7 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
     let took = dropped.elapsed();
     assert_eq!(ended.as_deref(), Some("error ETIMEDOUT"), "after {took:?}");
     assert!(took <= bound + SLACK, "reset after {took:?}");
+    eprintln!("reset {took:?} after the peer vanished (bound {bound:?})");
     // The outside client has no keepalive: still blocked in recv(), its options as they were.
     assert_eq!(options_now(&outside), untouched);
     assert!(connection_to(&agent, net.client.inode(), &remote).is_some());
@@ -211,16 +212,34 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         let out = net
             .client
             .command("ss")
-            .args(["-tnoH", "state", "established", "dport", &format!("= :{port}")])
+            .args([
+                "-tnoH",
+                "state",
+                "established",
+                "dport",
+                &format!("= :{port}"),
+            ])
             .output()
             .expect("ss");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(ss_timer(7002).contains("timer:(keepalive,"), "{}", ss_timer(7002));
-    let c = wait_for("the existing connection named", Duration::from_secs(3), || {
-        connection_to(&agent, net.client.inode(), &format!("{}:7002", net.server_ip))
+    assert!(
+        ss_timer(7002).contains("timer:(keepalive,"),
+        "{}",
+        ss_timer(7002)
+    );
+    let c = wait_for(
+        "the existing connection named",
+        Duration::from_secs(3),
+        || {
+            connection_to(
+                &agent,
+                net.client.inode(),
+                &format!("{}:7002", net.server_ip),
+            )
             .filter(|c| c["enforced"] == "existing-7002")
-    });
+        },
+    );
     assert_eq!(c["seeded"], true, "{c}");
 
     // The process name is known only to the scan: the agent applies the policy then, once.
@@ -230,13 +249,25 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         b"enf-proc",
     )
     .expect("client");
-    assert_eq!(options(&named)[0], 0, "the kernel program left it to the agent");
+    assert_eq!(
+        options(&named)[0],
+        0,
+        "the kernel program left it to the agent"
+    );
     wait_for("the process policy applied", Duration::from_secs(3), || {
         (options_now(&named) == [1, 30, 6, 4, 0]).then_some(())
     });
-    assert!(ss_timer(7003).contains("timer:(keepalive,"), "{}", ss_timer(7003));
+    assert!(
+        ss_timer(7003).contains("timer:(keepalive,"),
+        "{}",
+        ss_timer(7003)
+    );
     wait_for("the process policy named", Duration::from_secs(3), || {
-        connection_to(&agent, net.client.inode(), &format!("{}:7003", net.server_ip))
-            .filter(|c| c["enforced"] == "by-process")
+        connection_to(
+            &agent,
+            net.client.inode(),
+            &format!("{}:7003", net.server_ip),
+        )
+        .filter(|c| c["enforced"] == "by-process")
     });
 }
