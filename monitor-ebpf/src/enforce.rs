@@ -19,7 +19,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+        BPF_F_NO_PREALLOC, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
     },
     helpers::{bpf_get_socket_cookie, bpf_probe_read_kernel, bpf_setsockopt},
@@ -46,8 +46,11 @@ use crate::{
 static ENFORCE_POLICIES: Array<EnforceSlot> = Array::with_max_entries(ENFORCE_SLOTS, 0);
 
 /// What was applied, by socket cookie; deleted by this program when the socket closes.
+/// Not preallocated: the object is loaded with every agent, `[[enforce]]` or not, and a
+/// preallocated map of this capacity would hold megabytes of kernel memory for nothing.
 #[map(name = "ENFORCED")]
-static ENFORCED: HashMap<u64, EnforcedSocket> = HashMap::with_max_entries(ENFORCED_CAPACITY, 0);
+static ENFORCED: HashMap<u64, EnforcedSocket> =
+    HashMap::with_max_entries(ENFORCED_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Filled in by the agent before load (from the kernel's BTF).
 #[unsafe(no_mangle)]
