@@ -24,17 +24,34 @@ const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 /// One scan (250 ms) and an HTTP round trip on a busy 2-core machine.
 const SLACK: Duration = Duration::from_millis(1250);
 
-/// Starts the agent with `config` (a TOML text) written to a temporary file.
+/// Starts the agent with `config` (a TOML text) written to a temporary file; its log (with the
+/// enforcement audit lines) goes to `agent.log` in the same directory.
 fn agent_with(port: u16, config: &str) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("enforce.toml");
     fs::write(&file, config).expect("write config");
+    let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
     let agent = Launch::test(AGENT, port)
         .args(&["--config", file.to_str().expect("UTF-8 path")])
+        .rust_log(Some("warn,monitor::scan::enforce=info"))
+        .log_to(log)
         .start()
         .expect("agent");
     (agent, dir)
 }
+
+/// The audit lines of the agent's log that contain `text`.
+fn audit(dir: &tempfile::TempDir, text: &str) -> Vec<String> {
+    fs::read_to_string(dir.path().join("agent.log"))
+        .expect("agent log")
+        .lines()
+        .filter(|l| l.contains(text))
+        .map(str::to_owned)
+        .collect()
+}
+
+const BY_KERNEL: &str = "enforce: new connections given the policy at establishment";
+const BY_ITERATOR: &str = "enforce: policy applied to connections through the socket iterator";
 
 /// The `options …` line a `recv-report` peer prints: keepalive, idle, interval, count, user
 /// timeout (ms), as its own `getsockopt` returns them.
@@ -144,7 +161,14 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
     }
     let net = NetPair::create("enff", 233).expect("namespaces");
     let cgroup = Cgroup::create("tcp-liveness-test-enforce-fill").expect("cgroup");
-    let _a = Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    // The server is in the cgroup too: its accepted connections are established in softirq,
+    // where the current task is not the owner; the policy must still find them by the socket.
+    let _a = Peer::start_in_cgroup(
+        &net.server,
+        &["server", &net.server_ip, "7000", "echo"],
+        &cgroup,
+    )
+    .expect("peer");
     let _b = Peer::start(&net.server, &["server", &net.server_ip, "7001", "echo"]).expect("peer");
     // First match wins: port 7001 is overridden wherever the client is; the cgroup's fill
     // policy takes the rest of its connections.
@@ -155,7 +179,7 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
          keepalive = {{ idle = \"2s\", interval = \"1s\", count = 2 }}\nuser_timeout = \"7s\"\n",
         cgroup.path()
     );
-    let (_agent, _dir) = agent_with(19933, &config);
+    let (agent, dir) = agent_with(19933, &config);
     let start = |port: &str, mode: &str| {
         Peer::start_in_cgroup(
             &net.client,
@@ -181,6 +205,55 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
     // Nothing re-applies: the application's own later setsockopt would win (no second change).
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(options_now(&plain_fill), [1, 2, 1, 2, 7000]);
+
+    // Accepted connections: both of port 7000's server sockets have the keepalive timer (the
+    // server set nothing), port 7001's server (outside the cgroup) has none.
+    let timers = |port: u16| {
+        let out = net
+            .server
+            .command("ss")
+            .args([
+                "-tnoH",
+                "state",
+                "established",
+                "sport",
+                &format!("= :{port}"),
+            ])
+            .output()
+            .expect("ss");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let keepalive = text
+            .lines()
+            .filter(|l| l.contains("timer:(keepalive,"))
+            .count();
+        (text.lines().count(), keepalive)
+    };
+    assert_eq!(timers(7000), (2, 2), "accepted in the cgroup");
+    assert_eq!(timers(7001), (1, 0), "accepted outside every policy");
+    let accepted = wait_for(
+        "the accepted connections named",
+        Duration::from_secs(3),
+        || {
+            let named: Vec<_> = agent
+                .connections_in(net.server.inode())
+                .into_iter()
+                .filter(|c| c["local"] == format!("{}:7000", net.server_ip))
+                .filter(|c| c["enforced"] == "fill-cgroup")
+                .collect();
+            (named.len() == 2).then_some(named)
+        },
+    );
+    assert_eq!(accepted.len(), 2);
+    // All of it at establishment, by the kernel program (accepted ones included): nothing was
+    // left for the agent's iterator, which would also have set these options a scan later.
+    let by_kernel = audit(&dir, BY_KERNEL);
+    for policy in ["fill-cgroup", "override-7001"] {
+        assert!(
+            by_kernel.iter().any(|l| l.contains(policy)),
+            "{policy}: {by_kernel:?}"
+        );
+    }
+    assert_eq!(audit(&dir, BY_ITERATOR), Vec::<String>::new());
 }
 
 #[test]
@@ -202,7 +275,7 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
          keepalive = { idle = \"20s\", interval = \"5s\", count = 3 }\nuser_timeout = \"9s\"\n\
          [[enforce]]\nname = \"by-process\"\nprocess = \"enf-proc\"\n\
          keepalive = { idle = \"30s\", interval = \"6s\", count = 4 }\n";
-    let (agent, _dir) = agent_with(19934, config);
+    let (agent, dir) = agent_with(19934, config);
     assert_eq!(
         options_now(&existing),
         [1, 20, 5, 3, 9000],
@@ -270,4 +343,11 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         )
         .filter(|c| c["enforced"] == "by-process")
     });
+    let by_iterator = audit(&dir, BY_ITERATOR);
+    for policy in ["existing-7002", "by-process"] {
+        assert!(
+            by_iterator.iter().any(|l| l.contains(policy)),
+            "{policy}: {by_iterator:?}"
+        );
+    }
 }
