@@ -11,8 +11,8 @@ use aya::{
     programs::{CgroupAttachMode, SockOps},
 };
 use monitor_common::enforce::{
-    ENFORCE_POLICIES_MAP, ENFORCE_SLOTS, ENFORCED_MAP, EnforceSlot, EnforcedSocket,
-    SOCK_OPS_ENFORCE_PROGRAM,
+    ENFORCE_POLICIES_MAP, ENFORCE_SLOTS, ENFORCED_CAPACITY, ENFORCED_MAP, EnforceSlot,
+    EnforcedSocket, SOCK_OPS_ENFORCE_PROGRAM,
 };
 
 use super::{ProbeError, Probes, maps::take};
@@ -28,8 +28,12 @@ impl EnforceRecords {
     #[must_use]
     pub fn all(&self) -> Vec<(u64, EnforcedSocket)> {
         let map = crate::locks::lock(&self.enforced);
-        // An entry deleted during the walk ends it early: the next scan reads the rest.
-        map.iter().map_while(Result::ok).collect()
+        // Two syscalls per entry (next key, lookup). An entry deleted during the walk can make
+        // the kernel start over: bounded by the capacity; the next scan reads the rest.
+        map.iter()
+            .map_while(Result::ok)
+            .take(ENFORCED_CAPACITY as usize)
+            .collect()
     }
 }
 
