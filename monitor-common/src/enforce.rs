@@ -7,7 +7,9 @@
 //! cookie in [`ENFORCED_MAP`] and removed when the socket closes.
 //!
 //! Why one program at the root and not one attachment per policy cgroup: `sock_ops` programs may
-//! not call `bpf_sk_cgroup_id`/`bpf_sk_ancestor_cgroup_id` (`sock_ops_func_proto`), and several
+//! not call `bpf_sk_cgroup_id`/`bpf_sk_ancestor_cgroup_id` (`sock_ops_func_proto`; measured on
+//! Linux 6.18: "program of this type cannot use helper `bpf_sk_ancestor_cgroup_id#129`"),
+//! `bpf_get_current_cgroup_id` names the wrong task for passive opens (softirq), and several
 //! attachments run in cgroup order, not in the config's first-match order. The program reads the
 //! socket's cgroup itself instead (`sock.sk_cgrp_data.cgroup`, then `cgroup.ancestors[level]`,
 //! `cgroup.kn`, `kernfs_node.id`: what `bpf_sk_ancestor_cgroup_id` reads), at offsets from the

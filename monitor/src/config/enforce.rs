@@ -226,6 +226,44 @@ mode = "override"
     }
 
     #[test]
+    fn override_and_ignore_match_on_cgroup_too() {
+        let file = parse(
+            "[[override]]\ncgroup = \"/kubepods/\"\nidle_after = \"1h\"\n\
+             [[ignore]]\ncgroup = \"/system.slice/sshd.service\"\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            file.overrides[0].matcher.cgroup.as_deref(),
+            Some("/kubepods")
+        );
+        assert_eq!(
+            file.ignore[0].cgroup.as_deref(),
+            Some("/system.slice/sshd.service")
+        );
+    }
+
+    /// `[[enforce]]` is set in the kernel before the program is attached: a reload that changes
+    /// it is reported as needing a restart.
+    #[test]
+    fn a_changed_enforce_list_needs_a_restart() {
+        let config = |text: &str| {
+            let file = parse(text).expect("parses");
+            crate::config::RunConfig::resolve(&crate::config::RunArgs::default(), &file)
+                .expect("resolves")
+        };
+        let old = config("");
+        let new = config("[[enforce]]\nname = \"a\"\nlocal_port = 80\nuser_timeout = \"5s\"\n");
+        let changes = old.changes(&new);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].key, "[[enforce]]");
+        assert_eq!(
+            changes[0].new,
+            "[a: local_port=80 mode=fill user_timeout=5s]"
+        );
+        assert!(!changes[0].is_live());
+    }
+
+    #[test]
     fn a_missing_cgroup_is_an_error_naming_the_policy() {
         let file = parse("[[enforce]]\nname = \"a\"\ncgroup = \"/no/such\"\nuser_timeout = \"1s\"")
             .expect("parses");
