@@ -38,6 +38,7 @@ pub(super) fn start(
         step: "finding its mount in /proc/self/mountinfo".into(),
         source,
     })?;
+    warn_if_own_cgroup_namespace();
     let slots = policies
         .iter()
         .map(|p| slot(p, &root))
@@ -91,4 +92,21 @@ fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, ProbeError> 
         want: request.want,
         reserved: 0,
     })
+}
+
+/// In a cgroup namespace of its own (a container's default), the agent's cgroup v2 mount is its
+/// container's subtree: the attachment covers only that, and cgroup paths are relative to it.
+/// Said once at start (pid 1 is the host's init with the host's pid namespace).
+fn warn_if_own_cgroup_namespace() {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+    if let (Some(own), Some(init)) = (ns("self"), ns("1"))
+        && own != init
+    {
+        tracing::warn!(
+            own = %own.display(),
+            init = %init.display(),
+            "enforce: the agent is in a cgroup namespace of its own: [[enforce]] reaches only the \
+             connections of processes inside it; run it in the host's cgroup namespace"
+        );
+    }
 }
