@@ -37,6 +37,14 @@ impl EnforceRecords {
     }
 }
 
+impl EnforceRecords {
+    /// Whether the program enforced socket `cookie` and has not seen it close.
+    #[must_use]
+    pub fn contains(&self, cookie: u64) -> bool {
+        crate::locks::lock(&self.enforced).get(&cookie, 0).is_ok()
+    }
+}
+
 impl Probes {
     /// Writes `slots` (config order, at most `ENFORCE_SLOTS`) into the program's policy map,
     /// loads it and attaches it to `cgroup_root` (the cgroup v2 mount). Needs `CAP_BPF` and

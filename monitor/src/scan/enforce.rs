@@ -44,11 +44,17 @@ pub trait Applier: Send + Sync {
 pub trait KernelRecords: Send + Sync {
     /// Every socket the program enforced and that has not closed: (cookie, record).
     fn all(&self) -> Vec<(u64, EnforcedSocket)>;
+    /// Whether the program enforced socket `cookie` (one lookup).
+    fn contains(&self, cookie: u64) -> bool;
 }
 
 impl KernelRecords for crate::probes::EnforceRecords {
     fn all(&self) -> Vec<(u64, EnforcedSocket)> {
         crate::probes::EnforceRecords::all(self)
+    }
+
+    fn contains(&self, cookie: u64) -> bool {
+        crate::probes::EnforceRecords::contains(self, cookie)
     }
 }
 
@@ -194,6 +200,12 @@ impl Pass<'_> {
     #[must_use = "the count is for the audit log"]
     pub fn finish(mut self) -> usize {
         let policies = Arc::clone(&self.enforcement.policies);
+        // A connection established after the pass read the kernel's records, and reached by the
+        // pass, is the kernel program's: it has it by now (it runs right after the state change
+        // that put the socket in the table), so it is not applied twice.
+        let kernel = &self.enforcement.kernel;
+        self.pending
+            .retain(|&(_, cookie, _)| !kernel.contains(cookie));
         let mut by_netns: BTreeMap<Option<u32>, Vec<(u64, usize)>> = BTreeMap::new();
         for (netns, cookie, policy) in std::mem::take(&mut self.pending) {
             by_netns.entry(netns).or_default().push((cookie, policy));
@@ -259,36 +271,9 @@ impl Pass<'_> {
     }
 }
 
-/// The agent's [`Applier`]: the `iter_tcp_sockopt` program, read from a thread inside the
-/// socket's namespace (`seed::in_namespace`; needs `CAP_SYS_ADMIN` for other namespaces).
-pub struct IteratorApplier {
-    pub control: Arc<crate::probes::SockoptControl>,
-}
+mod iterator;
 
-impl Applier for IteratorApplier {
-    fn apply(
-        &self,
-        netns: Option<u32>,
-        requests: &[(u64, SockoptRequest)],
-    ) -> Result<Vec<(u64, SockoptRequest)>, String> {
-        let own = crate::seed::ns_inode(std::path::Path::new("/proc/self/ns/net"));
-        let control = Arc::clone(&self.control);
-        let requests = requests.to_vec();
-        let run = move || {
-            control
-                .apply(&requests)
-                .map_err(|e| crate::model::format::error_chain(&e))
-        };
-        if netns.is_none() || netns == own {
-            return run();
-        }
-        let ns = crate::seed::find_namespaces()
-            .into_iter()
-            .find(|ns| Some(ns.inode) == netns)
-            .ok_or_else(|| format!("network namespace {netns:?} not found"))?;
-        crate::seed::in_namespace(&ns, run).map_err(|e| crate::model::format::error_chain(&e))?
-    }
-}
+pub use iterator::IteratorApplier;
 
 #[cfg(test)]
 mod tests;

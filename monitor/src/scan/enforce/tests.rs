@@ -48,7 +48,12 @@ struct Fixed(Vec<(u64, EnforcedSocket)>);
 
 impl KernelRecords for Fixed {
     fn all(&self) -> Vec<(u64, EnforcedSocket)> {
-        self.0.clone()
+        // Cookie 7 is enforced at establishment while the pass runs: not listed at its start.
+        self.0.iter().copied().filter(|&(c, _)| c != 7).collect()
+    }
+
+    fn contains(&self, cookie: u64) -> bool {
+        self.0.iter().any(|&(c, _)| c == cookie)
     }
 }
 
@@ -89,15 +94,19 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
             },
         ),
     ];
-    // Cookie 5 was enforced by the kernel program (policy 1) at establishment.
-    let kernel = Fixed(vec![(
-        5,
-        EnforcedSocket {
-            slot: 1,
-            applied: SET_USER_TIMEOUT,
-            ..EnforcedSocket::default()
-        },
-    )]);
+    // Cookies 5 and 7 were enforced by the kernel program at establishment; 7 only after the
+    // pass read its records.
+    let kernel = Fixed(vec![
+        (7, EnforcedSocket::default()),
+        (
+            5,
+            EnforcedSocket {
+                slot: 1,
+                applied: SET_USER_TIMEOUT,
+                ..EnforcedSocket::default()
+            },
+        ),
+    ]);
     let e = Enforcement::new(
         policies,
         Box::new(kernel),
@@ -110,6 +119,7 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
     pass.observe(&connection(3, 81, Some("nginx"), 8)); // no policy
     pass.observe(&connection(4, 80, None, 7)); // owner unknown: later
     pass.observe(&connection(5, 80, Some("nginx"), 7)); // the kernel did it
+    pass.observe(&connection(7, 80, Some("nginx"), 7)); // the kernel did it, during the pass
     pass.observe(&connection(99, 80, Some("curl"), 8)); // gone meanwhile
     let mut closing = connection(6, 80, Some("curl"), 7);
     closing.state = tcp_state::CLOSE_WAIT;
