@@ -82,6 +82,33 @@ fn connection_to(agent: &Agent, netns: u64, remote: &str) -> Option<serde_json::
         .find(|c| c["remote"] == remote && c["state"] == "established")
 }
 
+/// `ss -to` in `ns` for established connections to `port`: the `timer:(keepalive,…)` oracle.
+fn ss_to(ns: &harness::netns::Netns, port: u16) -> String {
+    let out = ns
+        .command("ss")
+        .args([
+            "-tnoH",
+            "state",
+            "established",
+            "dport",
+            &format!("= :{port}"),
+        ])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `sock_ops_enforce` is attached to the cgroup v2 root (`bpftool cgroup show`).
+fn sock_ops_attached() -> bool {
+    let root = harness::cgroup::v2_root().expect("cgroup v2 root");
+    let out = std::process::Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(root)
+        .output()
+        .expect("bpftool");
+    String::from_utf8_lossy(&out.stdout).contains("sock_ops_enforce")
+}
+
 #[test]
 fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest() {
     if !privilege::may_run("enforce_vanished_peer", Need::RootAndKernelBtf) {
@@ -281,25 +308,10 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         [1, 20, 5, 3, 9000],
         "applied at start-up"
     );
-    let ss_timer = |port: u16| {
-        let out = net
-            .client
-            .command("ss")
-            .args([
-                "-tnoH",
-                "state",
-                "established",
-                "dport",
-                &format!("= :{port}"),
-            ])
-            .output()
-            .expect("ss");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     assert!(
-        ss_timer(7002).contains("timer:(keepalive,"),
+        ss_to(&net.client, 7002).contains("timer:(keepalive,"),
         "{}",
-        ss_timer(7002)
+        ss_to(&net.client, 7002)
     );
     let c = wait_for(
         "the existing connection named",
@@ -331,9 +343,9 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         (options_now(&named) == [1, 30, 6, 4, 0]).then_some(())
     });
     assert!(
-        ss_timer(7003).contains("timer:(keepalive,"),
+        ss_to(&net.client, 7003).contains("timer:(keepalive,"),
         "{}",
-        ss_timer(7003)
+        ss_to(&net.client, 7003)
     );
     wait_for("the process policy named", Duration::from_secs(3), || {
         connection_to(
@@ -350,4 +362,12 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
             "{policy}: {by_iterator:?}"
         );
     }
+
+    // The agent's exit detaches the program from the cgroup root; sockets keep what was set.
+    assert!(sock_ops_attached(), "attached while the agent runs");
+    let mut agent = agent;
+    assert!(agent.stop().expect("stop").success());
+    assert!(!sock_ops_attached(), "detached at exit");
+    assert_eq!(options_now(&existing), [1, 20, 5, 3, 9000]);
+    assert_eq!(options_now(&named), [1, 30, 6, 4, 0]);
 }
