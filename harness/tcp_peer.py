@@ -22,7 +22,12 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms) |
           idle-report (idle, receive-only; prints "options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT
           USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change) |
-          send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket))
+          send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket) |
+          recv-report (no options of its own; after "ready" prints "options KEEPALIVE IDLE INTVL
+          CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, then blocks in
+          recv() and prints "error ERRNO_NAME" or "eof" when it ends) | recv-report-preset
+          (recv-report, with SO_KEEPALIVE, TCP_KEEPIDLE 100, TCP_KEEPINTVL 50, TCP_KEEPCNT 5 set
+          before connect()))
 Server mode sink: read and never write.
 """
 import ctypes
@@ -163,6 +168,9 @@ def client(host, port, mode, n):
         ready()
         time.sleep(3600)
         return
+    if mode in ("recv-report", "recv-report-preset"):
+        recv_report(host, port, mode == "recv-report-preset")
+        return
     s = socket.create_connection((host, port))
     if mode == "send-user-timeout":
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, n)
@@ -208,9 +216,9 @@ def client(host, port, mode, n):
         ready()
         last = None
         while True:
-            now = options(s)
+            now = options_line(s)
             if now != last:
-                print("options " + " ".join(str(v) for v in now), flush=True)
+                print(now, flush=True)
                 last = now
             time.sleep(0.02)
     elif mode == "idle":
@@ -249,6 +257,37 @@ def options(s):
         s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
         s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
     )
+
+
+def options_line(s):
+    """`options(s)` as the line the report modes print."""
+    return "options " + " ".join(str(v) for v in options(s))
+
+
+def recv_report(host, port, preset):
+    """A receive-only client: reports its socket options as the application sees them, and how
+    its blocking recv() ends."""
+    import errno
+    import signal
+
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    if preset:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 100)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 50)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
+    s.connect((host, port))
+    s.sendall(b"hello")
+    s.recv(64)
+    signal.signal(signal.SIGUSR1, lambda *_: print(options_line(s), flush=True))
+    ready()
+    print(options_line(s), flush=True)
+    try:
+        data = s.recv(64)  # PEP 475: a signal handler runs, then recv() resumes
+        print("eof" if not data else "data", flush=True)
+    except OSError as e:
+        print("error " + errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+    time.sleep(3600)
 
 
 def rename_from_env():

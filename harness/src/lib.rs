@@ -10,6 +10,7 @@
 //! - [`peer`]: `tcp_peer.py`, the TCP peers the tests and the demo run inside namespaces.
 //! - [`ss`]: the kernel's own view of sockets (`ss`), the tests' oracle.
 //! - [`bpf`]: the BPF maps a process holds (fdinfo, bpftool).
+//! - [`cgroup`]: a cgroup v2 directory the test creates, and peers started inside it.
 //! - [`capabilities`]: the capability sets of each thread of a process (`/proc/PID/task`).
 //! - [`server`]: a server from Debian's packages (Prometheus, Alertmanager) on a free port.
 //! - [`tls`]: test certificates (a CA, server and client certificates), made with `openssl`.
@@ -28,6 +29,7 @@ pub mod agent;
 pub mod apt;
 pub mod bpf;
 pub mod capabilities;
+pub mod cgroup;
 pub mod command;
 pub mod http;
 pub mod metrics;

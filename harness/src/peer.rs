@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{command::ChildGuard, netns::Netns};
+use crate::{cgroup::Cgroup, command::ChildGuard, netns::Netns};
 
 /// The script, located through this crate's manifest directory (the harness is dev-only and
 /// runs from the source tree).
@@ -25,8 +25,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Peer {
     child: ChildGuard,
-    /// What it prints after "ready", line by line (reports such as `error ECONNABORTED` or
-    /// `options ...`).
+    /// What it prints after "ready", line by line (reports such as `error ECONNABORTED`,
+    /// `options ...` or `eof`).
     lines: mpsc::Receiver<String>,
 }
 
@@ -37,7 +37,38 @@ impl Peer {
     /// # Errors
     /// When it cannot start or is not ready within [`READY_WITHIN`]; the process is killed then.
     pub fn start(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(ns, args, false, None)
+        Self::spawn(ns, args, false, None, None)
+    }
+
+    /// [`start`](Self::start) inside `cgroup`: the process is in it before it opens any socket.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), or the cgroup cannot be entered.
+    pub fn start_in_cgroup(ns: &Netns, args: &[&str], cgroup: &Cgroup) -> anyhow::Result<Self> {
+        Self::spawn(ns, args, false, None, Some(cgroup))
+    }
+
+    /// The next line the peer printed after "ready", waiting at most `timeout`; None if none
+    /// came (or the peer exited).
+    #[must_use]
+    pub fn line_within(&self, timeout: Duration) -> Option<String> {
+        self.lines
+            .recv_timeout(timeout)
+            .ok()
+            .map(|l| l.trim_end().to_owned())
+    }
+
+    /// Sends the peer `SIGUSR1` (`recv-report` prints its socket options).
+    ///
+    /// # Errors
+    /// The signal cannot be sent.
+    pub fn signal_usr1(&self) -> anyhow::Result<()> {
+        let pid = libc::pid_t::try_from(self.pid()).context("pid")?;
+        // SAFETY: kill(2) on our own child's pid.
+        if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+            bail!("kill: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// [`start`](Self::start) with the process renamed to `comm` (`prctl(PR_SET_NAME)`, any
@@ -47,7 +78,7 @@ impl Peer {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn start_named(ns: &Netns, args: &[&str], comm: &[u8]) -> anyhow::Result<Self> {
-        Self::spawn(ns, args, false, Some(comm))
+        Self::spawn(ns, args, false, Some(comm), None)
     }
 
     /// [`start`](Self::start) in a process group of its own: the terminal's Ctrl-C reaches only
@@ -56,7 +87,7 @@ impl Peer {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn start_in_own_group(ns: &Netns, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(ns, args, true, None)
+        Self::spawn(ns, args, true, None, None)
     }
 
     fn spawn(
@@ -64,6 +95,7 @@ impl Peer {
         args: &[&str],
         own_group: bool,
         comm: Option<&[u8]>,
+        cgroup: Option<&Cgroup>,
     ) -> anyhow::Result<Self> {
         let mut cmd = ns.command("python3");
         cmd.args(["-u", SCRIPT]).args(args).stdout(Stdio::piped());
@@ -76,6 +108,9 @@ impl Peer {
         }
         if own_group {
             cmd.process_group(0);
+        }
+        if let Some(cgroup) = cgroup {
+            cgroup.start_inside(&mut cmd)?;
         }
         let spawned = cmd.spawn().context("starting tcp_peer.py")?;
         let mut child = ChildGuard::new(spawned);

@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod enforce;
 pub mod kernel_state;
 pub mod sockopt;
 pub mod tcp_state;

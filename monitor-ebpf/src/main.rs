@@ -10,6 +10,8 @@
 //!   namespace, one record per socket, when the agent reads it (not on the packet path);
 //! - `sockopt`: the `iter/tcp` program that applies the agent's socket option changes
 //!   (`bpf_setsockopt`; probes and keepalive enforcement);
+//! - `enforce`: the `sock_ops` program that gives new connections the keepalive timers and user
+//!   timeout of their `[[enforce]]` policy;
 //! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
 //!   release; the used-slot counter) and the counters;
 //! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
@@ -31,6 +33,7 @@
               no BPF-to-BPF call on the per-event path and no dependence on LLVM's heuristics"
 )]
 
+mod enforce;
 #[cfg(feature = "bench")]
 mod floor;
 mod io;

@@ -44,7 +44,7 @@ const TCP_USER_TIMEOUT: i32 = 18;
 
 /// Every option the program handles, in the order it applies them: timers before
 /// `SO_KEEPALIVE`, so keepalive (re)starts with its new idle time.
-const OPTIONS: [(u32, i32, i32); 5] = [
+pub(crate) const OPTIONS: [(u32, i32, i32); 5] = [
     (SET_USER_TIMEOUT, SOL_TCP, TCP_USER_TIMEOUT),
     (SET_KEEPCNT, SOL_TCP, TCP_KEEPCNT),
     (SET_KEEPINTVL, SOL_TCP, TCP_KEEPINTVL),
@@ -123,7 +123,7 @@ fn apply(sk: *mut c_void, tp: *const c_void, off: &KernelOffsets, request: &mut 
 /// `SET_*` bits of the options the application (or anyone) set explicitly: the raw fields the
 /// kernel leaves 0 until `setsockopt` (0 = "use the namespace's sysctl").
 #[inline(always)]
-fn explicit_options(sk: *const c_void, tp: *const c_void, off: &KernelOffsets) -> u32 {
+pub(crate) fn explicit_options(sk: *const c_void, tp: *const c_void, off: &KernelOffsets) -> u32 {
     let flags: u64 = read(sk, off.sk_flags);
     let mut explicit = 0;
     if flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
@@ -146,7 +146,7 @@ fn explicit_options(sk: *const c_void, tp: *const c_void, off: &KernelOffsets) -
 
 /// The field of `values` for one `SET_*` bit.
 #[inline(always)]
-fn value_of(values: &mut SockoptValues, bit: u32) -> &mut u32 {
+pub(crate) fn value_of(values: &mut SockoptValues, bit: u32) -> &mut u32 {
     match bit {
         SET_KEEPALIVE => &mut values.keepalive,
         SET_KEEPIDLE => &mut values.keepidle_s,
@@ -174,7 +174,7 @@ fn set(sk: *mut c_void, level: i32, name: i32, value: u32) -> Result<(), i32> {
 
 /// A helper's negative return as an `i32` errno (they are small).
 #[inline(always)]
-fn errno(ret: i64) -> i32 {
+pub(crate) fn errno(ret: i64) -> i32 {
     #[expect(clippy::cast_possible_truncation, reason = "helpers return -errno")]
     let e = ret as i32;
     e

@@ -1,6 +1,7 @@
 //! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 mod descriptors;
+mod enforce;
 mod probing;
 mod reload;
 mod scan_loop;
@@ -99,6 +100,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     .reading_namespace_sysctls();
     let remediation = RemediationCounters::new(&config.remediate);
     let scanner = Arc::new(with_remediation(scanner, &config, &remediation));
+    // Before the drop below: loading, attaching to the cgroup and entering namespaces need it.
+    tokio::task::block_in_place(|| enforce::start(&config.enforce, &probes, &pipeline, &*table))?;
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
     let kept = privileges::kept(&running_features(&config));

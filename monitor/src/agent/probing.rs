@@ -35,7 +35,7 @@ fn wanted(config: &RunConfig) -> bool {
 pub(super) fn load_control(
     config: &RunConfig,
     probes: &mut Probes,
-) -> Result<Option<SockoptControl>, Error> {
+) -> Result<Option<Arc<SockoptControl>>, Error> {
     if !wanted(config) {
         return Ok(None);
     }
@@ -83,7 +83,7 @@ pub(super) fn register_metrics(book: Option<&ProbeBook>, metrics: &Metrics) {
 /// The thread could not be started.
 pub(super) fn start(
     book: Option<&Arc<ProbeBook>>,
-    control: Option<SockoptControl>,
+    control: Option<Arc<SockoptControl>>,
 ) -> Result<Option<ProbeThread>, Error> {
     let (Some(book), Some(control)) = (book, control) else {
         return Ok(None);

@@ -228,6 +228,7 @@ mod tests {
             accept_queue: false,
             cgroup: None,
             container: None,
+            enforced: None,
             gives_up_in_seconds: None,
             suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
             probe: None,

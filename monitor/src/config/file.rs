@@ -11,9 +11,9 @@ use super::{
     ConfigError, SETTINGS,
     values::{self, Raw},
 };
-use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
+use crate::verdict::{Enforce, Matcher, Override, remediation::RemediatePolicy};
 
-pub(super) const MATCHER_KEYS: [&str; 3] = ["local_port", "remote_port", "process"];
+pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
 const OVERRIDE_SWITCH_KEYS: [&str; 1] = ["probe"];
 const THRESHOLD_KEYS: [&str; 4] = [
@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub(super) probe: toml::Table,
     /// `[[remediate]]` policies, in file order.
     pub(super) remediate: Vec<RemediatePolicy>,
+    /// `[[enforce]]` policies in file order (`config/enforce.rs`).
+    pub(super) enforce: Vec<Enforce>,
 }
 
 impl FileConfig {
@@ -88,6 +90,9 @@ impl FileConfig {
             super::remediate::entry,
         )
         .map_err(error)?;
+        let enforce = sections(settings.remove("enforce"), "enforce", super::enforce::entry)
+            .and_then(super::enforce::check_list)
+            .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -97,6 +102,7 @@ impl FileConfig {
             ignore,
             probe,
             remediate,
+            enforce,
         })
     }
 
@@ -145,7 +151,7 @@ pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), Stri
 }
 
 /// `[[name]]` sections, each parsed by `entry`; errors say which one (1-based, as in the file).
-fn sections<T>(
+pub(super) fn sections<T>(
     value: Option<toml::Value>,
     name: &str,
     entry: fn(&toml::Table) -> Result<T, String>,
@@ -203,6 +209,7 @@ pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
         local_port: field(table, "local_port", values::port)?,
         remote_port: field(table, "remote_port", values::port)?,
         process: field(table, "process", values::process)?,
+        cgroup: field(table, "cgroup", values::cgroup)?,
     })
 }
 
@@ -227,7 +234,7 @@ fn override_entry(table: &toml::Table) -> Result<Override, String> {
     };
     // Without a matcher it would silently replace the defaults for every connection.
     if entry.matcher == Matcher::default() {
-        return Err("override needs local_port, remote_port or process".into());
+        return Err("override needs local_port, remote_port, process or cgroup".into());
     }
     if THRESHOLD_KEYS
         .iter()
@@ -248,7 +255,7 @@ fn ignore_entry(table: &toml::Table) -> Result<Matcher, String> {
     let matcher = matcher(table)?;
     // An empty matcher would ignore everything: surely not what was meant.
     if matcher == Matcher::default() {
-        return Err("ignore needs local_port, remote_port or process".into());
+        return Err("ignore needs local_port, remote_port, process or cgroup".into());
     }
     Ok(matcher)
 }

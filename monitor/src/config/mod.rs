@@ -5,6 +5,7 @@
 //! exits 2 on it, as clap does for a bad command line. deploy/tcp-liveness.toml documents keys.
 
 mod args;
+mod enforce;
 mod file;
 mod probe;
 mod reload;
@@ -30,11 +31,13 @@ use crate::{
     export::http::web_config::WebConfig,
     model::Grouping,
     scan::probe::ProbeSettings,
+    verdict::Enforce,
     verdict::{Policy, Thresholds, remediation::RemediatePolicy},
 };
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.
-/// This list is also the set of keys the file accepts (besides `[[override]]` and `[[ignore]]`).
+/// This list is also the set of keys the file accepts (besides `[[override]]`, `[[ignore]]` and
+/// `[[enforce]]`).
 const SETTINGS: &[(&str, &str)] = &[
     ("listen", "0.0.0.0:9977"),
     ("scan_interval", "5s"),
@@ -134,6 +137,8 @@ pub struct RunConfig {
     pub probe: ProbeSettings,
     /// `[[remediate]]` policies (file only; applied at start, a reload needs a restart).
     pub remediate: Vec<RemediatePolicy>,
+    /// `[[enforce]]` policies in file order (first match wins); empty: nothing is enforced.
+    pub enforce: Vec<Enforce>,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -205,6 +210,12 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
             .map_err(|error| ConfigError::Unusable {
                 problem: crate::model::format::error_chain(&error),
             })?;
+    }
+    if config.enforce.iter().any(|p| p.matcher.cgroup.is_some()) {
+        let root = crate::probes::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
+            problem: format!("[[enforce]] cgroup: no cgroup v2 hierarchy mounted ({error})"),
+        })?;
+        enforce::check_cgroups(&config.enforce, &root)?;
     }
     if let Some(path) = &config.web_config_file {
         config.web = WebConfig::load(path).map_err(|problem| ConfigError::WebConfig {
@@ -304,6 +315,7 @@ impl RunConfig {
             },
             probe: probe::resolve(args, file)?,
             remediate: file.remediate.clone(),
+            enforce: file.enforce.clone(),
         })
     }
 }

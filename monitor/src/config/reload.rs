@@ -6,6 +6,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::{GroupBy, LogFormat, RunConfig};
+use crate::verdict::Enforce;
 use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
 
 /// Settings a reload applies to the running agent: what the verdicts read.
@@ -121,6 +122,8 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             "[[remediate]]",
             list(c.remediate.iter().map(remediate_text)),
         ),
+        // Restart-only: the kernel program's policies are set before it is attached.
+        ("[[enforce]]", list(c.enforce.iter().map(enforce_text))),
     ]
 }
 
@@ -155,6 +158,27 @@ fn matcher_text(m: &Matcher) -> String {
     field("local_port", m.local_port.map(|p| p.to_string()));
     field("remote_port", m.remote_port.map(|p| p.to_string()));
     field("process", m.process.as_ref().map(|p| format!("{p:?}")));
+    field("cgroup", m.cgroup.as_ref().map(|p| format!("{p:?}")));
+    text
+}
+
+/// `payments: cgroup="/x" mode=fill keepalive=30s/10s/3 user_timeout=1m`.
+fn enforce_text(p: &Enforce) -> String {
+    let d =
+        |d: Option<Duration>| d.map_or("-".into(), |d| humantime::format_duration(d).to_string());
+    let mut text = format!(
+        "{}: {} mode={}",
+        p.name,
+        matcher_text(&p.matcher),
+        p.mode.as_str()
+    );
+    if let Some(ka) = p.keepalive {
+        let count = ka.count.map_or("-".into(), |c| c.to_string());
+        let _ = write!(text, " keepalive={}/{}/{count}", d(ka.idle), d(ka.interval));
+    }
+    if p.user_timeout.is_some() {
+        let _ = write!(text, " user_timeout={}", d(p.user_timeout));
+    }
     text
 }
 
@@ -191,7 +215,13 @@ mod tests {
         let expected: Vec<&str> = SETTINGS
             .iter()
             .map(|(k, _)| *k)
-            .chain(["[[override]]", "[[ignore]]", "[probe]", "[[remediate]]"])
+            .chain([
+                "[[override]]",
+                "[[ignore]]",
+                "[probe]",
+                "[[remediate]]",
+                "[[enforce]]",
+            ])
             .collect();
         assert_eq!(keys, expected);
     }

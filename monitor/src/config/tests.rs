@@ -322,7 +322,7 @@ fn bad_sections_name_the_entry() {
     let cases = [
         (
             "[[override]]\nidle_after = \"2h\"",
-            "[[override]] #1: override needs local_port, remote_port or process",
+            "[[override]] #1: override needs local_port, remote_port, process or cgroup",
         ),
         (
             "[[override]]\nlocal_port = 80\nidle_after = \"2h\"\n[[override]]\nlocal_port = 81",
@@ -347,7 +347,7 @@ fn bad_sections_name_the_entry() {
         ),
         (
             "[[ignore]]",
-            "[[ignore]] #1: ignore needs local_port, remote_port or process",
+            "[[ignore]] #1: ignore needs local_port, remote_port, process or cgroup",
         ),
         (
             "[[ignore]]\nidle_after = \"2h\"",

@@ -20,7 +20,7 @@ fn describe(value: &toml::Value) -> String {
     }
 }
 
-fn string(raw: Raw<'_>) -> Result<&str, String> {
+pub(super) fn string(raw: Raw<'_>) -> Result<&str, String> {
     match raw {
         Raw::Text(text) => Ok(text),
         Raw::Toml(toml::Value::String(text)) => Ok(text),
@@ -207,4 +207,24 @@ pub(super) fn process(raw: Raw<'_>) -> Result<String, String> {
 pub(super) fn max_connections(raw: Raw<'_>) -> Result<usize, String> {
     let n = integer_between(raw, 1, 65_536)?;
     Ok(usize::try_from(n).expect("range checked"))
+}
+
+/// A cgroup v2 path as `/proc/PID/cgroup` writes it: absolute, no `.` or `..` components; a
+/// trailing `/` is dropped. Whether it exists is checked when the config is loaded.
+pub(super) fn cgroup(raw: Raw<'_>) -> Result<String, String> {
+    let path = string(raw)?;
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} is not a cgroup v2 path (absolute, as in /proc/PID/cgroup: \"/system.slice/x.service\")"
+        ));
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("{path:?} has a . or .. component"));
+    }
+    let trimmed = path.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
 }

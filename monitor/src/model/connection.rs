@@ -68,6 +68,9 @@ pub struct Connection {
     /// cgroup v2 path of the owning process (container attribution), when known.
     /// Shared by every connection of the process (one `Arc` per pid, cached by the scan).
     pub cgroup: Option<Arc<str>>,
+    /// The `[[enforce]]` policy that set this connection's keepalive timers or user timeout
+    /// (its `name`), when one did.
+    pub enforced: Option<Arc<str>>,
     /// Since the first transmission of the data the kernel is retransmitting (`retrans_stamp`,
     /// from the kernel read): the clock the kernel's give-up timer runs on. None when nothing
     /// is being retransmitted, or without the kernel read.
@@ -111,6 +114,7 @@ impl Connection {
             orphan: false,
             accept_queue: false,
             cgroup: None,
+            enforced: None,
             since_retrans_start: None,
             gives_up_in: None,
             suspect: Vec::new(),

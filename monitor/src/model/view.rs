@@ -56,6 +56,9 @@ pub struct ConnectionView {
     /// Container id derived from the cgroup path, when it has one.
     #[serde(default)]
     pub container: Option<String>,
+    /// The `[[enforce]]` policy that set the connection's keepalive timers or user timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<String>,
     /// For `peer_unresponsive`: seconds until the kernel gives up retransmitting.
     #[serde(default)]
     pub gives_up_in_seconds: Option<f64>,
@@ -120,6 +123,7 @@ impl From<&Connection> for ConnectionView {
             accept_queue: c.accept_queue,
             cgroup: c.cgroup.as_deref().map(str::to_owned),
             container: c.cgroup.as_deref().and_then(container_id),
+            enforced: c.enforced.as_deref().map(str::to_owned),
             gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
             probe: c.probe.as_ref().map(ProbeView::from),

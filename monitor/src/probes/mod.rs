@@ -7,6 +7,8 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod cgroup;
+pub mod enforce;
 pub mod kernel_state;
 pub(crate) mod maps;
 mod misses;
@@ -26,6 +28,7 @@ use aya::{
 };
 use monitor_common::{
     FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP,
+    enforce::ENFORCE_OFFSETS_GLOBAL,
     kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM},
 };
 use thiserror::Error;
@@ -34,6 +37,7 @@ use crate::model::format::error_chain;
 
 pub use self::source::{FixedStatus, HookStatus, KernelCounters, KernelStatus, SocketSource};
 
+pub use enforce::EnforceRecords;
 pub use kernel_state::KernelStateReader;
 pub use maps::KernelMaps;
 pub use sockopt::SockoptControl;
@@ -107,6 +111,13 @@ pub enum ProbeError {
     /// Turning on the kernel's per-program run-time statistics (benchmarks).
     #[error("BPF_ENABLE_STATS")]
     Stats(#[source] aya::sys::SyscallError),
+    /// Finding or opening the cgroup v2 hierarchy, or a cgroup in it (`[[enforce]]`).
+    #[error("cgroup v2 hierarchy: {step}")]
+    Cgroup {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Linking, creating or reading the `iter/tcp` iterator (`step` names the call), or output
     /// that is not a whole number of records.
     #[error("kernel socket state iterator: {step}")]
@@ -140,6 +151,8 @@ pub struct Probes {
     /// of every tracked socket of a namespace into its slot, and yields the other sockets as
     /// records. None when the kernel refused it (its [`HookStatus`] in `hooks` says why).
     pub table_refresh: Option<KernelStateReader>,
+    /// The `iter_tcp_sockopt` program once loaded ([`Probes::sockopt_control`]).
+    sockopt: Option<Arc<SockoptControl>>,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
@@ -178,6 +191,7 @@ impl Probes {
             capacity,
             kernel_log,
             table_refresh,
+            sockopt: None,
         })
     }
 
@@ -194,13 +208,19 @@ impl Probes {
 
     /// Loads the `iter_tcp_sockopt` program and takes its request map, for the features that
     /// change sockets' options (`[probe]`, `[[enforce]]`). Loaded only on demand: without those
-    /// features the kernel never verifies it. Needs `CAP_BPF` (call it before privileges drop).
+    /// features the kernel never verifies it; loaded once, every caller shares it. Needs `CAP_BPF`
+    /// the first time (call it before privileges drop).
     ///
     /// # Errors
     /// The kernel BTF cannot be read, or as [`SockoptControl::load`].
-    pub fn sockopt_control(&mut self) -> Result<SockoptControl, ProbeError> {
+    pub fn sockopt_control(&mut self) -> Result<Arc<SockoptControl>, ProbeError> {
+        if let Some(control) = &self.sockopt {
+            return Ok(Arc::clone(control));
+        }
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
-        SockoptControl::load(&mut self.ebpf, &btf)
+        let control = Arc::new(SockoptControl::load(&mut self.ebpf, &btf)?);
+        self.sockopt = Some(Arc::clone(&control));
+        Ok(control)
     }
 
     /// `(hook, runs the kernel skipped)` for every attached hook (`recursion_misses`, see
@@ -241,9 +261,13 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     // unit (no CAP_SYS_RESOURCE).
     let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
     tracing::debug!(?offsets, "kernel structure offsets from BTF");
+    // Zeros when the BTF lacks them: `[[enforce]]` then refuses to attach (`Probes::enforce`).
+    let enforce_offsets =
+        offsets::enforce_from_kernel(Path::new(offsets::VMLINUX_BTF)).unwrap_or_default();
     let mut loader = EbpfLoader::new();
     loader
         .override_global(OFFSETS_GLOBAL, &offsets, true)
+        .override_global(ENFORCE_OFFSETS_GLOBAL, &enforce_offsets, true)
         .map_max_entries(SLOTS_MAP, capacity)
         .map_max_entries(INDEX_MAP, capacity)
         .map_max_entries(FREE_SLOTS_MAP, capacity);

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use monitor_common::KernelOffsets;
+use monitor_common::{KernelOffsets, enforce::EnforceOffsets};
 
 use super::ProbeError;
 
@@ -74,6 +74,26 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         socket_ino: field_offset(&btf, "socket_alloc", &["vfs_inode", "i_ino"])?
             - field_offset(&btf, "socket_alloc", &["socket"])?,
         tw_substate: field_offset(&btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
+    })
+}
+
+/// The fields the `[[enforce]]` program follows from a socket to its cgroup's ancestors' ids
+/// (what `bpf_sk_ancestor_cgroup_id` reads, which `sock_ops` programs may not call).
+///
+/// # Errors
+/// As [`from_kernel`]; kernels before 6.1 have `cgroup.ancestor_ids` instead of `ancestors`.
+pub fn enforce_from_kernel(path: &Path) -> Result<EnforceOffsets, ProbeError> {
+    let btf = Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(EnforceOffsets {
+        sk_cgroup: field_offset(&btf, "sock", &["sk_cgrp_data", "cgroup"])?,
+        cgroup_level: field_offset(&btf, "cgroup", &["level"])?,
+        cgroup_ancestors: field_offset(&btf, "cgroup", &["ancestors"])?,
+        cgroup_kn: field_offset(&btf, "cgroup", &["kn"])?,
+        kernfs_node_id: field_offset(&btf, "kernfs_node", &["id"])?,
+        reserved: 0,
     })
 }
 

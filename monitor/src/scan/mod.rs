@@ -10,6 +10,7 @@
 
 mod confirm;
 pub mod convert;
+pub mod enforce;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
 pub(crate) mod namespaces;
@@ -238,6 +239,15 @@ impl Scanner {
             builder.add_kernel_read(truth.time_wait, truth.orphan_fin_wait2, reads);
         }
         let mut snapshot = builder.finish();
+        if let Some(enforcement) = self.pipeline.enforcement() {
+            for name in enforcement.policy_names() {
+                snapshot
+                    .summary
+                    .enforced
+                    .entry(Arc::clone(name))
+                    .or_default();
+            }
+        }
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();
         snapshot

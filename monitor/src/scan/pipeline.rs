@@ -2,13 +2,14 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
+    enforce::Enforcement,
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     probe::ProbeBook,
@@ -49,6 +50,9 @@ pub struct Pipeline {
     /// The keepalive probes (`[probe]`), when enabled: results go into each connection, the
     /// scans offer candidates.
     probing: Option<Arc<ProbeBook>>,
+    /// `[[enforce]]`, when configured: which policy each socket got, and the agent's own
+    /// applications at each scan.
+    enforcement: OnceLock<Arc<Enforcement>>,
 }
 
 impl Pipeline {
@@ -66,6 +70,7 @@ impl Pipeline {
             listeners: RwLock::default(),
             confirms: false,
             probing: None,
+            enforcement: OnceLock::new(),
         }
     }
 
@@ -101,6 +106,7 @@ impl Pipeline {
             listeners: RwLock::default(),
             confirms: false,
             probing: None,
+            enforcement: OnceLock::new(),
         }
     }
 
@@ -114,6 +120,8 @@ impl Pipeline {
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
+        // First: the pass's context takes the enforced sockets' names it publishes.
+        let mut enforce = self.enforcement.get().map(|e| e.start_pass());
         let mut processes = self.processes();
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
@@ -125,6 +133,9 @@ impl Pipeline {
             {
                 listeners.entry((netns, c.local.port())).or_insert(pid);
             }
+            if let Some(pass) = &mut enforce {
+                pass.observe(&c);
+            }
             f(c);
         });
         processes.end_scan();
@@ -133,6 +144,11 @@ impl Pipeline {
         }
         *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
+        drop((processes, confirmer));
+        // Outside the pass's locks: `/connections` readers do not wait for the iterator reads.
+        if let Some(pass) = enforce {
+            let _enforced = pass.finish();
+        }
         gone
     }
 
@@ -152,6 +168,16 @@ impl Pipeline {
         let now_ms = || crate::clock::monotonic_now_ns() / 1_000_000;
         let mut confirmer = crate::locks::lock(&self.confirmer);
         remediator.run(suspects, confirmer.queries(), &judge, &now_ms)
+    }
+
+    /// Hands the `[[enforce]]` state to the passes (once, at start-up).
+    pub fn set_enforcement(&self, enforcement: Arc<Enforcement>) {
+        let _ = self.enforcement.set(enforcement);
+    }
+
+    /// The `[[enforce]]` state, when configured.
+    pub fn enforcement(&self) -> Option<&Arc<Enforcement>> {
+        self.enforcement.get()
     }
 
     /// Verdict confirmations that failed (the kernel could not be asked), since the start.
@@ -211,6 +237,7 @@ impl Pipeline {
             truth: self.truth(),
             policy: self.policy(),
             listeners: Arc::clone(&crate::locks::read(&self.listeners)),
+            enforced: self.enforcement.get().map(|e| e.names()),
         }
     }
 
@@ -304,6 +331,10 @@ impl Pipeline {
         if let Some(book) = &self.probing {
             book.annotate(&mut c, now_ns, &context.policy);
         }
+        c.enforced = context
+            .enforced
+            .as_ref()
+            .and_then(|names| names.get(&cookie).cloned());
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
         Judged::Live(c)
     }
@@ -331,4 +362,6 @@ struct Context {
     truth: Option<Arc<KernelTruth>>,
     policy: Arc<Policy>,
     listeners: Arc<Listeners>,
+    /// cookie → `[[enforce]]` policy name (None without `[[enforce]]`).
+    enforced: Option<Arc<FastMap<u64, Arc<str>>>>,
 }

@@ -4,7 +4,10 @@
 //! by label sets (states, reasons, owners × ports), so rendering `/metrics` costs O(label sets),
 //! not O(connections). Pure: connections in, [`Snapshot`] out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use monitor_common::tcp_state;
 
@@ -79,6 +82,8 @@ pub struct Summary {
     pub time_wait: Option<u64>,
     /// The reads of the kernel's own socket state so far; None without them.
     pub kernel_reads: Option<KernelReads>,
+    /// Connections an `[[enforce]]` policy set, by policy name (every policy, 0 included).
+    pub enforced: BTreeMap<Arc<str>, u64>,
 }
 
 /// The kernel-state reads (`iter/tcp`, every namespace) so far, and what the last one found
@@ -111,6 +116,7 @@ impl Default for Summary {
             close_wait: CloseWaitTop::default(),
             time_wait: None,
             kernel_reads: None,
+            enforced: BTreeMap::new(),
         }
     }
 }
@@ -166,6 +172,9 @@ impl SnapshotBuilder {
         }
         for r in &c.suspect {
             *summary.suspects.entry(*r).or_default() += 1;
+        }
+        if let Some(policy) = &c.enforced {
+            *summary.enforced.entry(Arc::clone(policy)).or_default() += 1;
         }
         if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
             *summary

@@ -1,6 +1,7 @@
 //! Verdicts: which connections look dead or leaking, and why. Pure: a [`Connection`] and the
 //! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
+pub mod enforce;
 mod policy;
 pub mod remediation;
 mod rules;
@@ -8,7 +9,8 @@ mod rules;
 use std::time::Duration;
 
 pub use self::{
-    policy::{Matcher, Override, Policy, Thresholds},
+    enforce::{Enforce, EnforceMode, KeepaliveTimers},
+    policy::{Matcher, Override, Policy, Thresholds, in_cgroup},
     rules::evaluate,
 };
 #[cfg(doc)]

@@ -23,12 +23,16 @@ impl Default for Thresholds {
     }
 }
 
-/// Selects connections by local port, remote port and/or process name (all given must match).
+/// Selects connections by local port, remote port, process name and/or cgroup (all given must
+/// match).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Matcher {
     pub local_port: Option<u16>,
     pub remote_port: Option<u16>,
     pub process: Option<String>,
+    /// A cgroup v2 path (`/system.slice/payments.service`): matches connections whose owner is
+    /// in it or in one of its descendants (whole path components: `/a/b` does not match `/a/bc`).
+    pub cgroup: Option<String>,
 }
 
 impl Matcher {
@@ -40,7 +44,21 @@ impl Matcher {
                 .process
                 .as_deref()
                 .is_none_or(|p| c.comm.as_deref() == Some(p))
+            && self
+                .cgroup
+                .as_deref()
+                .is_none_or(|prefix| c.cgroup.as_deref().is_some_and(|g| in_cgroup(g, prefix)))
     }
+}
+
+/// Whether cgroup `path` is `prefix` or lies below it, compared by whole path components.
+#[must_use]
+pub fn in_cgroup(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Thresholds that replace the defaults for matching connections (unset fields keep the default).
@@ -95,5 +113,35 @@ impl Policy {
     #[must_use]
     pub fn ignored(&self, c: &Connection) -> bool {
         self.ignore.iter().any(|m| m.matches(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_prefix_matches_whole_components_only() {
+        let unit = "/system.slice/payments.service";
+        assert!(in_cgroup(unit, unit));
+        assert!(in_cgroup("/system.slice/payments.service/worker", unit));
+        assert!(!in_cgroup("/system.slice/payments.service2", unit));
+        assert!(!in_cgroup("/system.slice", unit));
+        assert!(in_cgroup("/anything", "/"), "the root holds every cgroup");
+    }
+
+    #[test]
+    fn matcher_with_cgroup_needs_a_known_cgroup() {
+        let m = Matcher {
+            cgroup: Some("/kubepods".into()),
+            ..Matcher::default()
+        };
+        let addr = "127.0.0.1:80".parse().expect("address");
+        let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
+        assert!(!m.matches(&c), "unknown cgroup never matches");
+        c.cgroup = Some("/kubepods/pod1/ctr".into());
+        assert!(m.matches(&c));
+        c.cgroup = Some("/kubepods-besteffort".into());
+        assert!(!m.matches(&c));
     }
 }

@@ -141,6 +141,13 @@ pub(super) const KEEPALIVE_DISABLED: Spec = spec(
     "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
 );
 
+pub(super) const ENFORCED: Spec = spec(
+    "tcp_liveness_enforced_connections",
+    GAUGE,
+    &["policy"],
+    "Live connections whose keepalive timers or user timeout an [[enforce]] policy set, by policy name (every configured policy present, 0 included).",
+);
+
 pub(super) const CARDINALITY_LIMIT: Spec = spec(
     "tcp_liveness_cardinality_limit",
     GAUGE,
@@ -172,8 +179,9 @@ pub(super) const ALERT_GROUPS_FOLDED: Spec = spec(
     "Reason x owner x port groups at the last scan folded into local_port=\"other\" groups (ports past top_ports, groups past max_alert_groups); 0 when every group is listed on its own.",
 );
 
-pub(super) const SNAPSHOT_SPECS: [&Spec; 25] = [
+pub(super) const SNAPSHOT_SPECS: [&Spec; 26] = [
     &SUSPECTS,
+    &ENFORCED,
     &DETECTIONS,
     &CLOSE_WAIT_BY_OWNER,
     &CLOSE_WAIT_OLDEST,

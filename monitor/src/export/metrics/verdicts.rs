@@ -7,7 +7,7 @@ use super::{
     proto::{counter, gauge},
     specs::{
         ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
-        CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
+        CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS, ENFORCED,
         KEEPALIVE_DISABLED, SUSPECTS,
     },
 };
@@ -59,6 +59,13 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
             keepalive_off
                 .iter()
                 .map(|(s, n)| gauge(&[("state", s)], *n as f64))
+                .collect(),
+        ),
+        ENFORCED.family(
+            summary
+                .enforced
+                .iter()
+                .map(|(policy, n)| gauge(&[("policy", policy)], *n as f64))
                 .collect(),
         ),
     ]

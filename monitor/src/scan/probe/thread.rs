@@ -40,9 +40,8 @@ impl ProbeThread {
     ///
     /// # Errors
     /// The thread could not be started.
-    pub fn start(book: Arc<ProbeBook>, control: SockoptControl) -> std::io::Result<Self> {
+    pub fn start(book: Arc<ProbeBook>, control: Arc<SockoptControl>) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        let control = Arc::new(control);
         let thread = std::thread::Builder::new()
             .name("probe".into())
             .spawn(move || {

@@ -1,0 +1,110 @@
+//! `[[enforce]]` at start-up: the kernel program's policy slots filled and the program attached
+//! to the cgroup v2 root (new connections), the socket-option iterator loaded, and the
+//! connections that already exist given their policy once (issue 12 §2). Runs on the main thread
+//! before privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
+//! `CAP_SYS_ADMIN`, entering other namespaces `CAP_SYS_ADMIN`.
+
+use std::sync::{Arc, Mutex};
+
+use monitor_common::enforce::{EnforceSlot, SLOT_ACTIVE, SLOT_DEFERRED};
+
+use crate::{
+    clock,
+    error::Error,
+    probes::{ProbeError, Probes, SocketSource, cgroup},
+    scan::{
+        Pipeline,
+        enforce::{Enforcement, IteratorApplier},
+    },
+    verdict::Enforce,
+};
+
+/// Attaches the program and applies the policies to existing connections; nothing without
+/// `[[enforce]]`.
+///
+/// # Errors
+/// The cgroup v2 hierarchy cannot be found or a policy's cgroup read, or the kernel refuses the
+/// program, its maps or the attachment ([`Error::Probes`]).
+pub(super) fn start(
+    policies: &[Enforce],
+    probes: &Mutex<Probes>,
+    pipeline: &Pipeline,
+    table: &dyn SocketSource,
+) -> Result<(), Error> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let root = cgroup::v2_root().map_err(|source| ProbeError::Cgroup {
+        step: "finding its mount in /proc/self/mountinfo".into(),
+        source,
+    })?;
+    warn_if_own_cgroup_namespace();
+    let slots = policies
+        .iter()
+        .map(|p| slot(p, &root))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (records, control) = {
+        let mut probes = crate::locks::lock(probes);
+        let records = probes.enforce(&slots, &root)?;
+        (records, probes.sockopt_control()?)
+    };
+    tracing::info!(
+        policies = policies.len(),
+        cgroup_root = %root.display(),
+        "enforce: sock_ops program attached; new connections get their policy at establishment"
+    );
+    let applier = IteratorApplier { control };
+    let enforcement = Arc::new(Enforcement::new(
+        policies.to_vec(),
+        Box::new(records),
+        Box::new(applier),
+    ));
+    pipeline.set_enforcement(Arc::clone(&enforcement));
+    // The connections that exist now, once (the scans take those whose owner shows up later).
+    let mut pass = enforcement.start_pass();
+    pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(&c));
+    let count = pass.finish();
+    tracing::info!(count, "enforce: existing connections given their policy");
+    Ok(())
+}
+
+/// The kernel program's view of policy `p`: ports, cgroup (id and depth of its directory under
+/// `root`), what to set.
+fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, ProbeError> {
+    let (cgroup_id, cgroup_level) = match &p.matcher.cgroup {
+        None => (0, 0),
+        Some(path) => cgroup::id_and_level(root, path).map_err(|source| ProbeError::Cgroup {
+            step: format!("[[enforce]] {}: reading cgroup {path}", p.name),
+            source,
+        })?,
+    };
+    let request = p.request();
+    Ok(EnforceSlot {
+        flags: SLOT_ACTIVE | if p.needs_owner() { SLOT_DEFERRED } else { 0 },
+        local_port: p.matcher.local_port.map_or(0, u32::from),
+        remote_port: p.matcher.remote_port.map_or(0, u32::from),
+        cgroup_level,
+        cgroup_id,
+        set: request.set,
+        fill: request.fill,
+        want: request.want,
+        reserved: 0,
+    })
+}
+
+/// In a cgroup namespace of its own (a container's default), the agent's cgroup v2 mount is its
+/// container's subtree: the attachment covers only that, and cgroup paths are relative to it.
+/// Said once at start (pid 1 is the host's init with the host's pid namespace).
+fn warn_if_own_cgroup_namespace() {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+    if let (Some(own), Some(init)) = (ns("self"), ns("1"))
+        && own != init
+    {
+        tracing::warn!(
+            own = %own.display(),
+            init = %init.display(),
+            "enforce: the agent is in a cgroup namespace of its own: [[enforce]] reaches only the \
+             connections of processes inside it; run it in the host's cgroup namespace"
+        );
+    }
+}

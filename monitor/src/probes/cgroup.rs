@@ -1,0 +1,71 @@
+//! The cgroup v2 hierarchy: where it is mounted (`/sys/fs/cgroup` on unified hosts,
+//! `/sys/fs/cgroup/unified` on hybrid ones) and a cgroup's id and depth, as the kernel program
+//! compares them (`monitor_common::enforce`).
+
+use std::{
+    io,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+/// The mount point of the cgroup v2 hierarchy, from `/proc/self/mountinfo`.
+///
+/// # Errors
+/// `mountinfo` cannot be read, or lists no `cgroup2` file system (`NotFound`).
+pub fn v2_root() -> io::Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    v2_root_in(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no cgroup2 file system in /proc/self/mountinfo",
+        )
+    })
+}
+
+/// The first `cgroup2` mount point of a `mountinfo` text (`man 5 proc`: the mount point is the
+/// fifth field; the file system type follows the ` - ` separator).
+fn v2_root_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        mount.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// The cgroup id (the directory's inode number, what `kernfs_node.id` holds) and depth (the
+/// root is 0) of cgroup `path` (as `/proc/PID/cgroup` writes it) under `root`.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn id_and_level(root: &Path, path: &str) -> io::Result<(u64, u32)> {
+    let meta = std::fs::metadata(root.join(path.trim_start_matches('/')))?;
+    let level = path.split('/').filter(|c| !c.is_empty()).count();
+    Ok((meta.ino(), u32::try_from(level).unwrap_or(u32::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_unified_mount_on_a_hybrid_host() {
+        let text = "30 25 0:26 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755\n\
+                    31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n\
+                    32 30 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,name=systemd\n";
+        assert_eq!(
+            v2_root_in(text),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(v2_root_in("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn depth_counts_path_components() {
+        let root = std::env::temp_dir();
+        let (_, level) = id_and_level(&root, "/").expect("the root exists");
+        assert_eq!(level, 0);
+        assert!(id_and_level(&root, "/no/such/cgroup").is_err());
+    }
+}
