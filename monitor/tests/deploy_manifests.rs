@@ -13,7 +13,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     fs,
-    os::unix::fs::PermissionsExt as _,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::OnceLock,
@@ -394,10 +394,18 @@ fn systemd_filters_allow_what_the_agent_does() {
             "127.0.0.1:19943",
             "--scan-interval",
             "250ms",
+            // Every slot is pushed onto the free-slot stack at load, one bpf() call each: a
+            // small table keeps the traced start (~30 µs per traced call) to seconds.
+            "--table-capacity",
+            "16384",
         ])
         .env("RUST_LOG", "warn")
+        // Its own group: the traced agent is in it too, and a failing test kills both (killing
+        // strace alone would detach the agent and leave it running).
+        .process_group(0)
         .spawn()
         .expect("spawn strace");
+    let _group = KillGroupOnDrop(strace.id());
     wait_for("traced agent /healthz", Duration::from_mins(1), || {
         http::get_ok(19943, "/healthz").ok()
     });
@@ -544,4 +552,16 @@ fn containerfile_lints_clean() {
     let ignore = fs::read_to_string(repo("deploy/container/Containerfile.dockerignore"))
         .expect("Containerfile.dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target"));
+}
+
+/// Sends SIGKILL to a whole process group when dropped (a test's traced agent and its tracer).
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.0) {
+            // SAFETY: kill() on a process group this test created; gone already is fine.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+    }
 }

@@ -59,7 +59,9 @@ impl Probes {
         cgroup_root: &Path,
     ) -> Result<EnforceRecords, ProbeError> {
         // Checked here: the object was loaded with zero offsets if the BTF lacked them.
-        super::offsets::enforce_from_kernel(Path::new(super::offsets::VMLINUX_BTF))?;
+        super::offsets::enforce_from_btf(&super::offsets::read_btf(Path::new(
+            super::offsets::VMLINUX_BTF,
+        ))?)?;
         let mut policies: Array<MapData, EnforceSlot> = take(&mut self.ebpf, ENFORCE_POLICIES_MAP)?;
         let map_error = |source| ProbeError::Map {
             name: ENFORCE_POLICIES_MAP,

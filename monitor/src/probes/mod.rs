@@ -259,11 +259,12 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
     // it. Raising it unconditionally failed, with a warning, on every start under the shipped
     // unit (no CAP_SYS_RESOURCE).
-    let offsets = offsets::from_kernel(Path::new(offsets::VMLINUX_BTF))?;
+    let btf = offsets::read_btf(Path::new(offsets::VMLINUX_BTF))?;
+    let offsets = offsets::from_btf(&btf)?;
     tracing::debug!(?offsets, "kernel structure offsets from BTF");
     // Zeros when the BTF lacks them: `[[enforce]]` then refuses to attach (`Probes::enforce`).
-    let enforce_offsets =
-        offsets::enforce_from_kernel(Path::new(offsets::VMLINUX_BTF)).unwrap_or_default();
+    let enforce_offsets = offsets::enforce_from_btf(&btf).unwrap_or_default();
+    drop(btf);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(OFFSETS_GLOBAL, &offsets, true)

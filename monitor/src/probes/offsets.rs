@@ -18,13 +18,28 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// The file cannot be read or parsed, or a field is missing or not byte-aligned
 /// ([`ProbeError::BtfFile`], [`ProbeError::BtfLayout`]).
 pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
-    let btf = Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
+    from_btf(&read_btf(path)?)
+}
+
+/// Parses the BTF file at `path` (normally [`VMLINUX_BTF`], ~6 MiB: parse it once per start).
+///
+/// # Errors
+/// [`ProbeError::BtfFile`]: the file cannot be read or parsed.
+pub fn read_btf(path: &Path) -> Result<Btf, ProbeError> {
+    Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
         path: path.to_path_buf(),
         source,
-    })?;
-    let sock = |path: &[&str]| field_offset(&btf, "sock", path);
-    let tcp = |path: &[&str]| field_offset(&btf, "tcp_sock", path);
-    let usec_ts = bit_offset(&btf, "tcp_sock", &["tcp_usec_ts"])?;
+    })
+}
+
+/// As [`from_kernel`], from BTF already parsed.
+///
+/// # Errors
+/// [`ProbeError::BtfLayout`]: a field is missing or not byte-aligned.
+pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, ProbeError> {
+    let sock = |path: &[&str]| field_offset(btf, "sock", path);
+    let tcp = |path: &[&str]| field_offset(btf, "tcp_sock", path);
+    let usec_ts = bit_offset(btf, "tcp_sock", &["tcp_usec_ts"])?;
     Ok(KernelOffsets {
         skc_daddr: sock(&["__sk_common", "skc_daddr"])?,
         skc_rcv_saddr: sock(&["__sk_common", "skc_rcv_saddr"])?,
@@ -35,21 +50,21 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         skc_net: sock(&["__sk_common", "skc_net", "net"])?,
         skc_v6_daddr: sock(&["__sk_common", "skc_v6_daddr"])?,
         skc_v6_rcv_saddr: sock(&["__sk_common", "skc_v6_rcv_saddr"])?,
-        net_ns_inum: field_offset(&btf, "net", &["ns", "inum"])?,
+        net_ns_inum: field_offset(btf, "net", &["ns", "inum"])?,
         sk_protocol: sock(&["sk_protocol"])?,
         sk_err: sock(&["sk_err"])?,
-        tcp_snd_nxt: field_offset(&btf, "tcp_sock", &["snd_nxt"])?,
-        tcp_snd_una: field_offset(&btf, "tcp_sock", &["snd_una"])?,
-        tcp_srtt_us: field_offset(&btf, "tcp_sock", &["srtt_us"])?,
-        tcp_keepalive_time: field_offset(&btf, "tcp_sock", &["keepalive_time"])?,
-        tcp_keepalive_intvl: field_offset(&btf, "tcp_sock", &["keepalive_intvl"])?,
-        tcp_keepalive_probes: field_offset(&btf, "tcp_sock", &["keepalive_probes"])?,
-        icsk_user_timeout: field_offset(&btf, "tcp_sock", &["inet_conn", "icsk_user_timeout"])?,
+        tcp_snd_nxt: field_offset(btf, "tcp_sock", &["snd_nxt"])?,
+        tcp_snd_una: field_offset(btf, "tcp_sock", &["snd_una"])?,
+        tcp_srtt_us: field_offset(btf, "tcp_sock", &["srtt_us"])?,
+        tcp_keepalive_time: field_offset(btf, "tcp_sock", &["keepalive_time"])?,
+        tcp_keepalive_intvl: field_offset(btf, "tcp_sock", &["keepalive_intvl"])?,
+        tcp_keepalive_probes: field_offset(btf, "tcp_sock", &["keepalive_probes"])?,
+        icsk_user_timeout: field_offset(btf, "tcp_sock", &["inet_conn", "icsk_user_timeout"])?,
         sk_flags: sock(&["__sk_common", "skc_flags"])?,
-        sock_dead_bit: enum_value(&btf, "sock_flags", "SOCK_DEAD")?,
-        sock_keepopen_bit: enum_value(&btf, "sock_flags", "SOCK_KEEPOPEN")?,
-        skb_ack_seq: field_offset(&btf, "sk_buff", &["cb"])?
-            + field_offset(&btf, "tcp_skb_cb", &["ack_seq"])?,
+        sock_dead_bit: enum_value(btf, "sock_flags", "SOCK_DEAD")?,
+        sock_keepopen_bit: enum_value(btf, "sock_flags", "SOCK_KEEPOPEN")?,
+        skb_ack_seq: field_offset(btf, "sk_buff", &["cb"])?
+            + field_offset(btf, "tcp_skb_cb", &["ack_seq"])?,
         tcp_write_seq: tcp(&["write_seq"])?,
         tcp_rcv_nxt: tcp(&["rcv_nxt"])?,
         tcp_copied_seq: tcp(&["copied_seq"])?,
@@ -71,9 +86,9 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
         sk_ack_backlog: sock(&["sk_ack_backlog"])?,
         sk_max_ack_backlog: sock(&["sk_max_ack_backlog"])?,
         sk_socket: sock(&["sk_socket"])?,
-        socket_ino: field_offset(&btf, "socket_alloc", &["vfs_inode", "i_ino"])?
-            - field_offset(&btf, "socket_alloc", &["socket"])?,
-        tw_substate: field_offset(&btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
+        socket_ino: field_offset(btf, "socket_alloc", &["vfs_inode", "i_ino"])?
+            - field_offset(btf, "socket_alloc", &["socket"])?,
+        tw_substate: field_offset(btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
     })
 }
 
@@ -81,18 +96,14 @@ pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
 /// (what `bpf_sk_ancestor_cgroup_id` reads, which `sock_ops` programs may not call).
 ///
 /// # Errors
-/// As [`from_kernel`]; kernels before 6.1 have `cgroup.ancestor_ids` instead of `ancestors`.
-pub fn enforce_from_kernel(path: &Path) -> Result<EnforceOffsets, ProbeError> {
-    let btf = Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// As [`from_btf`]; kernels before 6.1 have `cgroup.ancestor_ids` instead of `ancestors`.
+pub fn enforce_from_btf(btf: &Btf) -> Result<EnforceOffsets, ProbeError> {
     Ok(EnforceOffsets {
-        sk_cgroup: field_offset(&btf, "sock", &["sk_cgrp_data", "cgroup"])?,
-        cgroup_level: field_offset(&btf, "cgroup", &["level"])?,
-        cgroup_ancestors: field_offset(&btf, "cgroup", &["ancestors"])?,
-        cgroup_kn: field_offset(&btf, "cgroup", &["kn"])?,
-        kernfs_node_id: field_offset(&btf, "kernfs_node", &["id"])?,
+        sk_cgroup: field_offset(btf, "sock", &["sk_cgrp_data", "cgroup"])?,
+        cgroup_level: field_offset(btf, "cgroup", &["level"])?,
+        cgroup_ancestors: field_offset(btf, "cgroup", &["ancestors"])?,
+        cgroup_kn: field_offset(btf, "cgroup", &["kn"])?,
+        kernfs_node_id: field_offset(btf, "kernfs_node", &["id"])?,
         reserved: 0,
     })
 }
