@@ -48,16 +48,6 @@ impl Peer {
         Self::spawn(ns, args, false, None, Some(cgroup))
     }
 
-    /// The next line the peer printed after "ready", waiting at most `timeout`; None if none
-    /// came (or the peer exited).
-    #[must_use]
-    pub fn line_within(&self, timeout: Duration) -> Option<String> {
-        self.lines
-            .recv_timeout(timeout)
-            .ok()
-            .map(|l| l.trim_end().to_owned())
-    }
-
     /// Sends the peer `SIGUSR1` (`recv-report` prints its socket options).
     ///
     /// # Errors

@@ -57,7 +57,7 @@ const BY_ITERATOR: &str = "enforce: policy applied to connections through the so
 /// timeout (ms), as its own `getsockopt` returns them.
 fn options(peer: &Peer) -> [u32; 5] {
     let line = peer
-        .line_within(Duration::from_secs(5))
+        .next_line(Duration::from_secs(5))
         .expect("an options line");
     let values: Vec<u32> = line
         .strip_prefix("options ")
@@ -171,7 +171,7 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
     net.server.drop_input().expect("iptables DROP");
     let dropped = Instant::now();
     let bound = Duration::from_secs(2 + 2 + 1);
-    let ended = inside.line_within(bound + SLACK);
+    let ended = inside.next_line(bound + SLACK);
     let took = dropped.elapsed();
     assert_eq!(ended.as_deref(), Some("error ETIMEDOUT"), "after {took:?}");
     assert!(took <= bound + SLACK, "reset after {took:?}");

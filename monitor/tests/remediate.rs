@@ -504,3 +504,87 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     let text = fs::read_to_string(log.path()).expect("agent log");
     assert!(!text.contains("connection destroyed"), "{text}");
 }
+
+/// Probe and remediation together, the whole answer for a receive-only connection: the agent's
+/// keepalive probes prove one peer gone (`peer_dead`) and a `peer_dead` policy ends the
+/// connection, so the application blocked in `recv()` — which on its own would wait forever —
+/// gets ECONNABORTED. A second receive-only connection, probed too, whose peer answers
+/// (`peer_alive`), is never touched.
+#[test]
+fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
+    if !privilege::may_run("remediate_peer_dead", Need::RootAndKernelBtf) {
+        return;
+    }
+    let net = NetPair::create("vpd", 244).expect("namespaces");
+    let _dead_server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let _live_server =
+        Peer::start(&net.server, &["server", &net.server_ip, "7001", "echo"]).expect("peer");
+    let config = config_file(
+        "idle_after = \"1h\"\n\
+         [probe]\nenabled = false\nafter = \"2s\"\ninterval = \"1s\"\ncount = 2\n\
+         [[override]]\nremote_port = 7000\nprobe = true\n\
+         [[override]]\nremote_port = 7001\nprobe = true\n\
+         [[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n",
+    );
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let agent = agent_with(19934, &config, &log);
+    let receiver = |port: &str| {
+        let peer = Peer::start(
+            &net.client,
+            &["client", &net.server_ip, port, "recv-report"],
+        )
+        .expect("peer");
+        let options = peer
+            .next_line(Duration::from_secs(5))
+            .expect("options line");
+        assert!(options.starts_with("options 0 "), "no keepalive: {options}");
+        peer
+    };
+    let dead = receiver("7000");
+    let live = receiver("7001");
+    let live_cookies = cookies_to(&net.client, 7001);
+    assert_eq!(live_cookies.len(), 1, "the live connection (ss)");
+    net.server.drop_input_to_port(7000).expect("iptables DROP");
+
+    // Quiet for `after` (2 s), then `count` probes 1 s apart and half an interval; then a look,
+    // and the destroy a scan later.
+    let started = Instant::now();
+    let line = dead
+        .next_line(Duration::from_secs(2 + 2 + 1) + 4 * SLACK)
+        .expect("the dead connection's recv() to fail");
+    eprintln!(
+        "recv() failed {:?} after the peer vanished",
+        started.elapsed()
+    );
+    assert_eq!(line, "error ECONNABORTED");
+    assert!(cookies_to(&net.client, 7000).is_empty(), "destroyed (ss)");
+    let destroyed = "tcp_liveness_remediations_total{reason=\"peer_dead\",result=\"destroyed\"}";
+    let count = wait_for_optional(2 * SLACK, || {
+        agent.metric(destroyed).filter(|v| v.to_string() == "1")
+    });
+    assert!(count.is_some(), "one peer_dead destroy counted");
+
+    // The live peer answered its probe: alive, never suspect, never touched.
+    let alive = wait_for_optional(2 * SLACK, || {
+        agent
+            .connections_in(net.client.inode())
+            .into_iter()
+            .find(|c| c["remote"].as_str().is_some_and(|r| r.ends_with(":7001")))
+            .filter(|c| c["probe"]["result"] == "peer_alive")
+    });
+    let alive = alive.expect("the live connection probed and found alive");
+    assert_eq!(alive["suspect"], serde_json::json!([]), "{alive}");
+    assert_eq!(live.next_line(Duration::from_millis(200)), None, "no error");
+    assert_eq!(
+        cookies_to(&net.client, 7001),
+        live_cookies,
+        "untouched (ss)"
+    );
+    let log = fs::read_to_string(log.path()).expect("agent log");
+    let audit = log
+        .lines()
+        .find(|l| l.contains("remediation: connection destroyed"))
+        .expect("an audit line");
+    assert!(audit.contains("reason=\"peer_dead\""), "{audit}");
+}
