@@ -550,14 +550,14 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
     // Quiet for `after` (2 s), then `count` probes 1 s apart and half an interval; then a look,
     // and the destroy a scan later.
     let started = Instant::now();
-    let line = dead
+    let ended = dead
         .next_line(Duration::from_secs(2 + 2 + 1) + 4 * SLACK)
         .expect("the dead connection's recv() to fail");
     eprintln!(
         "recv() failed {:?} after the peer vanished",
         started.elapsed()
     );
-    assert_eq!(line, "error ECONNABORTED");
+    assert_eq!(ended, "error ECONNABORTED");
     assert!(cookies_to(&net.client, 7000).is_empty(), "destroyed (ss)");
     let destroyed = "tcp_liveness_remediations_total{reason=\"peer_dead\",result=\"destroyed\"}";
     let count = wait_for_optional(2 * SLACK, || {
