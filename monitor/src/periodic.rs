@@ -25,14 +25,28 @@ impl Periodic {
         name: &str,
         mut run: impl FnMut() -> Duration + Send + 'static,
     ) -> std::io::Result<Self> {
+        Self::start_with_last_run(name, move |last| if last { Duration::ZERO } else { run() })
+    }
+
+    /// As [`start`](Self::start), calling `run(false)` each time, and once more `run(true)`
+    /// when stopped, before the thread ends (a job with something to undo: the probe thread
+    /// puts back the options of the sockets it is still probing).
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn start_with_last_run(
+        name: &str,
+        mut run: impl FnMut(bool) -> Duration + Send + 'static,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 loop {
-                    let pause = run();
+                    let pause = run(false);
                     // A message or a closed channel both mean stop.
                     if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
+                        run(true);
                         return;
                     }
                 }
@@ -87,5 +101,24 @@ mod tests {
             "stopped mid-pause"
         );
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    /// The last run comes once, after the stop, and only then.
+    #[test]
+    fn the_last_run_follows_the_stop() {
+        let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&runs);
+        let thread = Periodic::start_with_last_run("test", move |last| {
+            seen.lock().expect("not poisoned").push(last);
+            Duration::from_hours(1)
+        })
+        .expect("thread");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runs.lock().expect("not poisoned").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "a first run");
+            std::thread::yield_now();
+        }
+        drop(thread);
+        assert_eq!(*runs.lock().expect("not poisoned"), [false, true]);
     }
 }

@@ -7,8 +7,7 @@
 //! `CAP_SYS_ADMIN`; the map updates and the iterator reads on the loaded program need none.
 
 use std::{
-    sync::{Arc, mpsc},
-    thread::JoinHandle,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::{
     clock,
+    periodic::Periodic,
     probes::SockoptControl,
     scan::kernel_state::FastMap,
     seed::{self, Netns},
@@ -31,8 +31,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// The running probe thread. Dropping it stops the thread, which first restores every socket
 /// it is still probing, and joins it.
 pub struct ProbeThread {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl ProbeThread {
@@ -41,32 +40,12 @@ impl ProbeThread {
     /// # Errors
     /// The thread could not be started.
     pub fn start(book: Arc<ProbeBook>, control: Arc<SockoptControl>) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("probe".into())
-            .spawn(move || {
-                let mut namespaces = Namespaces::default();
-                loop {
-                    step(&book, &control, &mut namespaces, false);
-                    if stopped.recv_timeout(TICK) != Err(mpsc::RecvTimeoutError::Timeout) {
-                        break;
-                    }
-                }
-                step(&book, &control, &mut namespaces, true);
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
+        let mut namespaces = Namespaces::default();
+        Periodic::start_with_last_run("probe", move |stopping| {
+            step(&book, &control, &mut namespaces, stopping);
+            TICK
         })
-    }
-}
-
-impl Drop for ProbeThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        .map(|thread| Self { _thread: thread })
     }
 }
 
