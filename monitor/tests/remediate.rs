@@ -71,19 +71,21 @@ fn cookies_to(ns: &Netns, port: u16) -> HashSet<u64> {
         .collect()
 }
 
-/// The connections in `ns` flagged `reason`, once there are `n`.
+/// The connections in `ns` flagged `reason`, once `n` different ones have been seen flagged.
+/// Counted over successive looks, not at one: verdicts may land at different scans, and a
+/// destroying policy can end the first before the last is flagged.
 fn flagged(agent: &Agent, ns: &Netns, reason: &str, n: usize, within: Duration) -> Vec<Value> {
+    let mut seen: std::collections::BTreeMap<u64, Value> = std::collections::BTreeMap::new();
     wait_for(&format!("{n} {reason} verdicts"), within, || {
-        let conns: Vec<Value> = agent
-            .connections_in(ns.inode())
-            .into_iter()
-            .filter(|c| {
-                c["suspect"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r == reason))
-            })
-            .collect();
-        (conns.len() >= n).then_some(conns)
+        for c in agent.connections_in(ns.inode()) {
+            let is_flagged = c["suspect"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == reason));
+            if let (true, Some(cookie)) = (is_flagged, c["cookie"].as_u64()) {
+                seen.entry(cookie).or_insert(c);
+            }
+        }
+        (seen.len() >= n).then(|| seen.values().cloned().collect())
     })
 }
 
