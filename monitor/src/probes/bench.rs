@@ -64,7 +64,7 @@ impl BenchProbes {
     /// rejects.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
         let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
-        let mut ebpf = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
+        let (mut ebpf, _) = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         for hook in FLOOR_HOOKS {
             let name = floor_name(hook);

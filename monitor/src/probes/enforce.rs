@@ -58,10 +58,10 @@ impl Probes {
         slots: &[EnforceSlot],
         cgroup_root: &Path,
     ) -> Result<EnforceRecords, ProbeError> {
-        // Checked here: the object was loaded with zero offsets if the BTF lacked them.
-        super::offsets::enforce_from_btf(&super::offsets::read_btf(Path::new(
-            super::offsets::VMLINUX_BTF,
-        ))?)?;
+        // The object was loaded with zero offsets if the BTF lacked them: refuse to attach.
+        if let Some(why) = self.enforce_unavailable.take() {
+            return Err(why);
+        }
         let mut policies: Array<MapData, EnforceSlot> = take(&mut self.ebpf, ENFORCE_POLICIES_MAP)?;
         let map_error = |source| ProbeError::Map {
             name: ENFORCE_POLICIES_MAP,

@@ -28,7 +28,7 @@ use aya::{
 };
 use monitor_common::{
     FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP,
-    enforce::ENFORCE_OFFSETS_GLOBAL,
+    enforce::{ENFORCE_OFFSETS_GLOBAL, EnforceOffsets},
     kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM},
 };
 use thiserror::Error;
@@ -153,6 +153,8 @@ pub struct Probes {
     pub table_refresh: Option<KernelStateReader>,
     /// The `iter_tcp_sockopt` program once loaded ([`Probes::sockopt_control`]).
     sockopt: Option<Arc<SockoptControl>>,
+    /// Why `[[enforce]]` cannot attach on this kernel, found when the object was loaded.
+    enforce_unavailable: Option<ProbeError>,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
@@ -168,7 +170,7 @@ impl Probes {
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
     /// cannot be mapped into memory.
     pub fn load(capacity: u32) -> Result<Self, ProbeError> {
-        let mut ebpf = load_object(capacity, &[])?;
+        let (mut ebpf, enforce_unavailable) = load_object(capacity, &[])?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut hooks: Vec<HookStatus> = HOOKS
             .iter()
@@ -192,6 +194,7 @@ impl Probes {
             kernel_log,
             table_refresh,
             sockopt: None,
+            enforce_unavailable,
         })
     }
 
@@ -254,7 +257,12 @@ impl Probes {
 
 /// Loads the embedded object (maps created, no program loaded yet) with the kernel's offsets and a
 /// table of `capacity` sockets; `map_sizes` overrides other maps' capacities.
-fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeError> {
+/// Also returns why `[[enforce]]` cannot work here, if the kernel's BTF lacks the cgroup fields
+/// its program follows (the object is then loaded with zero offsets for them).
+fn load_object(
+    capacity: u32,
+    map_sizes: &[(&str, u32)],
+) -> Result<(Ebpf, Option<ProbeError>), ProbeError> {
     // No RLIMIT_MEMLOCK raise here: kernels from 5.11 charge BPF memory to the memory cgroup
     // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
     // it. Raising it unconditionally failed, with a warning, on every start under the shipped
@@ -263,7 +271,10 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     let offsets = offsets::from_btf(&btf)?;
     tracing::debug!(?offsets, "kernel structure offsets from BTF");
     // Zeros when the BTF lacks them: `[[enforce]]` then refuses to attach (`Probes::enforce`).
-    let enforce_offsets = offsets::enforce_from_btf(&btf).unwrap_or_default();
+    let (enforce_offsets, enforce_unavailable) = match offsets::enforce_from_btf(&btf) {
+        Ok(offsets) => (offsets, None),
+        Err(why) => (EnforceOffsets::default(), Some(why)),
+    };
     drop(btf);
     let mut loader = EbpfLoader::new();
     loader
@@ -277,7 +288,7 @@ fn load_object(capacity: u32, map_sizes: &[(&str, u32)]) -> Result<Ebpf, ProbeEr
     }
     let mut ebpf = loader.load(PROGRAMS)?;
     KernelMaps::provision_free_slots(&mut ebpf, capacity)?;
-    Ok(ebpf)
+    Ok((ebpf, enforce_unavailable))
 }
 
 /// Logs whether `hook` could be attached, and says so as its [`HookStatus`].
