@@ -5,10 +5,7 @@
 //! namespace, counters from the maps, owners of new sockets. A start short of a capability exits
 //! 2 with one line naming it.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use harness::{
     agent::{self, Launch},
@@ -16,7 +13,7 @@ use harness::{
     netns::NetPair,
     peer::Peer,
     privilege::{self, Need},
-    wait::{self, wait_for},
+    wait::wait_for,
 };
 use serde_json::Value;
 
@@ -110,33 +107,6 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
     );
 }
 
-/// Runs `tcp-liveness run` as nobody with exactly `caps`; returns the exit code and stderr. An
-/// agent still running after 30 s (it started although short of a capability) is killed and
-/// fails the test.
-fn run_confined(caps: &str, port: u16) -> (Option<i32>, String) {
-    let listen = format!("127.0.0.1:{port}");
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = agent::setpriv(caps)
-        .arg(AGENT)
-        .args(["run", "--listen", &listen])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().expect("log file"))
-        .spawn()
-        .expect("setpriv runs");
-    let exited = wait::poll(Duration::from_secs(30), wait::POLL_EVERY, || {
-        child.try_wait()
-    })
-    .expect("wait for the agent");
-    let stderr = std::fs::read_to_string(log.path()).expect("agent log");
-    let Some(status) = exited else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("started with {caps} and still running after 30 s: {stderr}");
-    };
-    (status.code(), stderr)
-}
-
 #[test]
 fn a_missing_capability_is_named_before_anything_is_loaded() {
     if !privilege::may_run("missing_capability", Need::Root) {
@@ -159,7 +129,7 @@ fn a_missing_capability_is_named_before_anything_is_loaded() {
             .filter(|c| **c != missing)
             .map(|c| format!("+{c}"))
             .collect();
-        let (code, stderr) = run_confined(&caps.join(","), port);
+        let (code, stderr) = agent::run_confined(AGENT, &caps.join(","), port, &[]);
         assert_eq!(code, Some(2), "without {missing}: {stderr}");
         let last = stderr.lines().last().unwrap_or_default();
         let name = format!("missing capability CAP_{}", missing.to_uppercase());

@@ -7,7 +7,7 @@ use std::{
     collections::HashSet,
     fs,
     io::Write as _,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,7 @@ use harness::{
     peer::Peer,
     privilege::{self, Need},
     ss,
-    wait::{self, wait_for, wait_for_optional},
+    wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
@@ -397,7 +397,8 @@ fn a_destroying_policy_without_cap_net_admin_does_not_start() {
     }
     let start = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
     let destroying = config_file("[[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n");
-    let (code, stderr) = run_confined(start, &destroying, 19934);
+    let path = destroying.path().to_str().expect("UTF-8 path");
+    let (code, stderr) = agent::run_confined(AGENT, start, 19934, &["--config", path]);
     assert_eq!(code, Some(2), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
@@ -416,33 +417,6 @@ fn a_destroying_policy_without_cap_net_admin_does_not_start() {
         .start()
         .expect("a dry-run policy needs no CAP_NET_ADMIN");
     assert_net_admin_only_in_scan_threads(&agent, false);
-}
-
-/// Runs `tcp-liveness run --config POLICY` as nobody with exactly `caps`; returns the exit
-/// code and stderr. An agent still running after 30 s (it started) is killed and fails the test.
-fn run_confined(caps: &str, policy: &tempfile::NamedTempFile, port: u16) -> (Option<i32>, String) {
-    let listen = format!("127.0.0.1:{port}");
-    let path = policy.path().to_str().expect("UTF-8 path");
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = agent::setpriv(caps)
-        .arg(AGENT)
-        .args(["run", "--listen", &listen, "--config", path])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().expect("log file"))
-        .spawn()
-        .expect("setpriv runs");
-    let exited = wait::poll(Duration::from_secs(30), wait::POLL_EVERY, || {
-        child.try_wait()
-    })
-    .expect("wait for the agent");
-    let stderr = fs::read_to_string(log.path()).expect("agent log");
-    let Some(status) = exited else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("started with {caps} and still running after 30 s: {stderr}");
-    };
-    (status.code(), stderr)
 }
 
 /// A peer that answers again after the first look saves its connection: one look is never
@@ -530,7 +504,7 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
          [[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = agent_with(19934, &config, &log);
+    let agent = agent_with(19937, &config, &log);
     let receiver = |port: &str| {
         let peer = Peer::start(
             &net.client,

@@ -187,3 +187,35 @@ pub fn setpriv(caps: &str) -> Command {
     .arg(format!("--bounding-set=-all,{caps}"));
     cmd
 }
+
+/// Runs `AGENT run --listen 127.0.0.1:PORT EXTRA…` through [`setpriv`] with exactly `caps`, for
+/// a test of what the agent refuses at start; returns its exit code and stderr.
+///
+/// # Panics
+/// `setpriv` cannot run, or the agent is still running after 30 s (it started: it is killed and
+/// the test fails, with its stderr).
+#[must_use]
+pub fn run_confined(agent: &str, caps: &str, port: u16, extra: &[&str]) -> (Option<i32>, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = setpriv(caps)
+        .arg(agent)
+        .args(["run", "--listen", &listen])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("setpriv runs");
+    let exited = crate::wait::poll(Duration::from_secs(30), crate::wait::POLL_EVERY, || {
+        child.try_wait()
+    })
+    .expect("wait for the agent");
+    let stderr = std::fs::read_to_string(log.path()).expect("agent log");
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("started with {caps} and still running after 30 s: {stderr}");
+    };
+    (status.code(), stderr)
+}

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
-pub use launch::{Launch, TEST_SCAN_INTERVAL, setpriv};
+pub use launch::{Launch, TEST_SCAN_INTERVAL, run_confined, setpriv};
 
 use crate::{http, metrics, wait};
 
