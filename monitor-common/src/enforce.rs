@@ -1,4 +1,4 @@
-//! Keepalive and `TCP_USER_TIMEOUT` enforcement for new connections (`[[enforce]]`, issue 12):
+//! Keepalive and `TCP_USER_TIMEOUT` enforcement for new connections (`[[enforce]]`):
 //! the `sock_ops` program [`SOCK_OPS_ENFORCE_PROGRAM`] (`monitor-ebpf/src/enforce.rs`), attached
 //! to the root of the cgroup v2 hierarchy, runs when a connection is established (active and
 //! passive) and applies the first [`EnforceSlot`] of [`ENFORCE_POLICIES_MAP`] that matches it

@@ -5,7 +5,7 @@
 //! as they were, applies the requested ones with `bpf_setsockopt` under the socket's lock, and
 //! writes the outcome back into the same map value, which the agent then reads and deletes.
 //!
-//! Used by the active features (issue 12): keepalive probes (`[probe]`: switch keepalive on with
+//! Used by the active features: keepalive probes (`[probe]`: switch keepalive on with
 //! short timers, later put back what was there) and keepalive enforcement for connections that
 //! existed before a `[[enforce]]` policy (new ones get it from the `sock_ops` program).
 
