@@ -1,7 +1,9 @@
 //! One kernel test's world: the privilege gate, then namespaces, peers and agents that never meet
 //! another test's, each removed when it is dropped, a failing assertion included.
 //!
-//! ```ignore
+//! ```no_run
+//! use harness::{privilege::Need, scenario::Scenario};
+//! # const AGENT: &str = "target/debug/tcp-liveness";
 //! let Some(sc) = Scenario::with_net(AGENT, "close_wait", Need::RootAndKernelBtf) else {
 //!     return; // skipped: not root (a failure under CI=true)
 //! };
