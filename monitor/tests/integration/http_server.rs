@@ -175,7 +175,11 @@ fn slowloris_from_a_namespace_does_not_stop_scrapes() {
     };
     let link = HostLink::create();
     let port = free_port().expect("port");
-    let agent = sc.launch().listen_on("0.0.0.0").start().expect("agent");
+    let agent = sc
+        .launch_on(port)
+        .listen_on("0.0.0.0")
+        .start()
+        .expect("agent");
     let pid = agent.pid();
     let rss_before = rss_kib(pid);
 
@@ -251,7 +255,7 @@ fn sigterm_with_stuck_clients_exits_in_bounded_time_with_programs_detached() {
     let (_pile, _) = python_in(&ns, SOCKET_PILE, &["8000"]);
     let port = free_port().expect("port");
     let mut agent = sc
-        .launch()
+        .launch_on(port)
         .stop_within(Duration::from_secs(30))
         .start()
         .expect("agent");
@@ -347,7 +351,7 @@ fn tls_and_basic_auth_with_curl_and_prometheus() {
     .expect("write web config");
     let port = free_port().expect("port");
     let _agent = sc
-        .launch()
+        .launch_on(port)
         .args(&["--web.config.file", web_config.to_str().unwrap()])
         .spawn()
         .expect("agent");
@@ -442,7 +446,7 @@ fn accept_errors_are_logged_and_counted_and_the_agent_recovers() {
     let log = tempfile::NamedTempFile::new().expect("log file");
     let port = free_port().expect("port");
     let agent = sc
-        .launch()
+        .launch_on(port)
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");
