@@ -7,7 +7,7 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::model::{LocalPort, Reason};
+use crate::model::Reason;
 
 /// A fake Alertmanager: answers each POST with the next status of `statuses` and hands the
 /// (path, JSON body) over the channel.
