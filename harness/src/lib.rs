@@ -2,6 +2,8 @@
 //! (`cargo xtask bench`) and the demo (`cargo xtask demo`): one copy of everything they need to
 //! set up a host, drive real connections and read the agent.
 //!
+//! - [`scenario`]: one kernel test's set-up: the gate, namespaces with allocated names and
+//!   subnet, peers, and agents on free ports; removed on drop.
 //! - [`privilege`]: the one gate: root, kernel BTF or a tool, or skip with a message; under
 //!   `CI=true` a missing one fails instead.
 //! - [`netns`]: network namespaces and veth pairs, iptables DROP rules; removed on drop.
@@ -37,6 +39,7 @@ pub mod netns;
 pub mod peer;
 pub mod ports;
 pub mod privilege;
+pub mod scenario;
 pub mod server;
 pub mod ss;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! tcp-liveness agent.
 //!
 //! Rooms, bottom up; a module imports only from rooms below it (checked by the import-graph test
-//! in `tests/layering.rs`):
+//! in `tests/integration/layering.rs`):
 //!
 //! ```text
 //! model                       Connection, Reason, label words, owner grouping, wire views

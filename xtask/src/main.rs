@@ -109,14 +109,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--lib",
                 "--bins",
             ])?;
-            // Kernel tests load programs and create namespaces: one at a time, so that each
-            // test's agent and counts are its own.
+            // The integration tests are one binary (monitor/tests/integration). They load
+            // programs and create namespaces: one at a time, so that each test's agent and
+            // counts are its own.
             cargo(&[
                 "test",
                 "--package",
                 "monitor",
                 "--test",
-                "*",
+                "integration",
                 "--",
                 "--test-threads=1",
             ])

@@ -19,7 +19,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "/usr/sbin/bpftool"),
     ("iproute2", "/usr/bin/ss"),
     ("python3", "/usr/bin/python3"),
-    // The Alertmanager end-to-end test (monitor/tests/alertmanager.rs).
+    // The Alertmanager end-to-end test (monitor/tests/integration/alertmanager.rs).
     (
         "prometheus-alertmanager",
         "/usr/bin/prometheus-alertmanager",
@@ -27,9 +27,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // Its HTTPS case: certificates made with openssl, Alertmanager asked with curl.
     ("openssl", "/usr/bin/openssl"),
     ("curl", "/usr/bin/curl"),
-    // Prometheus and promtool for monitor/tests/prometheus_e2e.rs (rules, dashboards' queries).
+    // Prometheus and promtool for monitor/tests/integration/prometheus_e2e.rs (rules, the
+    // dashboards' queries).
     ("prometheus", "/usr/bin/promtool"),
-    // monitor/tests/deploy_manifests.rs: the systemd unit's checks.
+    // monitor/tests/integration/deploy_manifests.rs: the systemd unit's checks.
     ("systemd", "/usr/bin/systemd-analyze"),
     ("strace", "/usr/bin/strace"),
     // The same test installs its Python validators (Helm engine, schemas, hadolint) with pip.

@@ -26,10 +26,14 @@ pub struct Launch {
     ready_within: Duration,
     settle: Duration,
     stop_within: Duration,
+    scan_interval: Duration,
 }
 
 /// The scan interval of [`Launch::test`]: short, so tests see changes within a second.
 pub const TEST_SCAN_INTERVAL: &str = "250ms";
+
+/// The agent's own scan interval when no `--scan-interval` is given (its CLI default).
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Launch {
     /// `binary run --listen 127.0.0.1:port` with the agent's own defaults otherwise:
@@ -47,6 +51,7 @@ impl Launch {
             ready_within: Duration::from_mins(1),
             settle: Duration::ZERO,
             stop_within: Duration::from_secs(15),
+            scan_interval: DEFAULT_SCAN_INTERVAL,
         }
     }
 
@@ -60,9 +65,20 @@ impl Launch {
         launch
     }
 
-    /// More `run` arguments (thresholds, `--config`, `--alertmanager-url`, …).
+    /// More `run` arguments (thresholds, `--config`, `--alertmanager-url`, …). A
+    /// `--scan-interval` among them (`250ms`, `2s`) becomes the [`Agent::scan_interval`] the
+    /// waits derive their deadlines from; an interval set in a `--config` file is not seen.
+    ///
+    /// # Panics
+    /// When a `--scan-interval` value is neither whole milliseconds (`ms`) nor whole seconds (`s`).
     #[must_use]
     pub fn args(mut self, args: &[&str]) -> Self {
+        if let Some(at) = args.iter().position(|a| *a == "--scan-interval")
+            && let Some(value) = args.get(at + 1)
+        {
+            self.scan_interval = parse_interval(value)
+                .unwrap_or_else(|| panic!("--scan-interval {value}: not `Nms` or `Ns`"));
+        }
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
@@ -164,11 +180,23 @@ impl Launch {
         Ok(Agent::new(
             child,
             self.port,
-            self.ready_within,
-            self.settle,
-            self.stop_within,
+            (self.ready_within, self.settle, self.stop_within),
+            self.scan_interval,
         ))
     }
+}
+
+/// `250ms` or `2s` as a duration; None for any other form (the agent accepts more, the tests
+/// use these two).
+fn parse_interval(value: &str) -> Option<Duration> {
+    if let Some(ms) = value.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    value
+        .strip_suffix('s')?
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// `setpriv` as nobody with exactly `caps` (`+bpf,+perfmon,…`), `no_new_privs`: the program and
@@ -218,4 +246,22 @@ pub fn run_confined(agent: &str, caps: &str, port: u16, extra: &[&str]) -> (Opti
         panic!("started with {caps} and still running after 30 s: {stderr}");
     };
     (status.code(), stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_interval_follows_the_arguments() {
+        let test = Launch::test("tcp-liveness", 1);
+        assert_eq!(test.scan_interval, Duration::from_millis(250));
+        let slow = Launch::test("tcp-liveness", 1).args(&["--scan-interval", "2s"]);
+        assert_eq!(slow.scan_interval, Duration::from_secs(2));
+        assert_eq!(
+            Launch::new("tcp-liveness", 1).scan_interval,
+            DEFAULT_SCAN_INTERVAL
+        );
+        assert_eq!(parse_interval("1m"), None);
+    }
 }

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
-pub use launch::{Launch, TEST_SCAN_INTERVAL, run_confined, setpriv};
+pub use launch::{DEFAULT_SCAN_INTERVAL, Launch, TEST_SCAN_INTERVAL, run_confined, setpriv};
 
 use crate::{http, metrics, wait};
 
@@ -33,15 +33,20 @@ pub struct Agent {
     ready_within: Duration,
     settle: Duration,
     stop_within: Duration,
+    scan_interval: Duration,
 }
+
+/// How many scans a change may take to show in what the agent serves: the deadline of
+/// [`Agent::wait_connections`], and a unit for the tests' own waits ([`Agent::scans`]). Generous
+/// (10 s at the tests' 250 ms) because a 2-core machine running other builds delays scans.
+pub const SCANS_TO_SHOW: u32 = 40;
 
 impl Agent {
     fn new(
         child: Child,
         port: u16,
-        ready_within: Duration,
-        settle: Duration,
-        stop_within: Duration,
+        (ready_within, settle, stop_within): (Duration, Duration, Duration),
+        scan_interval: Duration,
     ) -> Self {
         Self {
             pid: child.id(),
@@ -51,7 +56,51 @@ impl Agent {
             ready_within,
             settle,
             stop_within,
+            scan_interval,
         }
+    }
+
+    /// The loopback port it serves on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The scan interval it was started with (`--scan-interval`, else the agent's default).
+    #[must_use]
+    pub fn scan_interval(&self) -> Duration {
+        self.scan_interval
+    }
+
+    /// `n` scan intervals: a deadline in the agent's own cadence, for a wait on what its scans
+    /// publish.
+    #[must_use]
+    pub fn scans(&self, n: u32) -> Duration {
+        self.scan_interval * n
+    }
+
+    /// Polls `/connections?netns=INODE` until exactly `n` connections satisfy `matches`, and
+    /// returns them; `what` names them in the failure.
+    ///
+    /// # Panics
+    /// When that is not the case within [`SCANS_TO_SHOW`] scans, or `/connections` cannot be
+    /// read.
+    pub fn wait_connections(
+        &self,
+        netns_inode: u64,
+        n: usize,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let what = format!("{n} {what} in /connections");
+        wait::wait_for(&what, self.scans(SCANS_TO_SHOW), || {
+            let found: Vec<Value> = self
+                .connections_in(netns_inode)
+                .into_iter()
+                .filter(|c| matches(c))
+                .collect();
+            (found.len() == n).then_some(found)
+        })
     }
 
     /// Waits until `GET /healthz` answers 200, then for the launch's settle time. Ok(false) when

@@ -304,5 +304,33 @@ mod reason_name {
     }
 }
 
+/// The unit tests' one alert group fixture.
+#[cfg(test)]
+impl AlertGroup {
+    /// A plain (unfolded) group: `count` connections flagged `reason`, owned by `owner` (pid 1)
+    /// on service port `port`, the oldest `oldest_seconds` old; the reason's remedy, no samples
+    /// and no remediations.
+    pub(crate) fn example(
+        reason: Reason,
+        owner: &str,
+        port: u16,
+        count: usize,
+        oldest_seconds: f64,
+    ) -> Self {
+        Self {
+            reason,
+            owner: owner.into(),
+            local_port: LocalPort::Service(port),
+            count,
+            folded_groups: 0,
+            oldest_seconds: Some(oldest_seconds),
+            pids: vec![1],
+            samples: Vec::new(),
+            remedy: reason.remedy().into(),
+            remediations: BTreeMap::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,25 +1,15 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::model::{LocalPort, Reason};
+use crate::model::Reason;
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
 }
 
+/// A group whose oldest connection is 5 minutes old.
 fn group(reason: Reason, owner: &str, port: u16, count: usize) -> AlertGroup {
-    AlertGroup {
-        reason,
-        owner: owner.into(),
-        local_port: LocalPort::Service(port),
-        folded_groups: 0,
-        count,
-        oldest_seconds: Some(300.0),
-        pids: vec![42],
-        samples: Vec::new(),
-        remedy: reason.remedy().into(),
-        remediations: std::collections::BTreeMap::new(),
-    }
+    AlertGroup::example(reason, owner, port, count, 300.0)
 }
 
 #[test]

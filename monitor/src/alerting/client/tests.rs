@@ -7,7 +7,7 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::model::{LocalPort, Reason};
+use crate::model::Reason;
 
 /// A fake Alertmanager: answers each POST with the next status of `statuses` and hands the
 /// (path, JSON body) over the channel.
@@ -48,18 +48,7 @@ fn fake_alertmanager(statuses: Vec<u16>) -> (String, mpsc::Receiver<(String, Val
 }
 
 fn group(owner: &str) -> AlertGroup {
-    AlertGroup {
-        reason: Reason::CloseWaitStuck,
-        owner: owner.into(),
-        local_port: LocalPort::Service(6379),
-        folded_groups: 0,
-        count: 2,
-        oldest_seconds: Some(61.0),
-        pids: vec![1],
-        samples: Vec::new(),
-        remedy: String::new(),
-        remediations: std::collections::BTreeMap::new(),
-    }
+    AlertGroup::example(Reason::CloseWaitStuck, owner, 6379, 2, 61.0)
 }
 
 fn owners(body: &Value) -> Vec<&str> {

@@ -1,27 +1,12 @@
 use super::*;
 use crate::model::{LocalPort, Reason};
 
-fn group(reason: Reason, owner: &str, port: u16, count: usize, oldest: f64) -> AlertGroup {
-    AlertGroup {
-        reason,
-        owner: owner.into(),
-        local_port: LocalPort::Service(port),
-        folded_groups: 0,
-        count,
-        oldest_seconds: Some(oldest),
-        pids: vec![1],
-        samples: Vec::new(),
-        remedy: reason.remedy().into(),
-        remediations: std::collections::BTreeMap::new(),
-    }
-}
-
 #[test]
 fn report_lines() {
     assert_eq!(report(&[]), "OK: no suspect connections\n");
     let out = report(&[
-        group(Reason::CloseWaitStuck, "redis-server", 6379, 3, 300.0),
-        group(Reason::IdleNoKeepalive, "java", 8080, 1, 7200.0),
+        AlertGroup::example(Reason::CloseWaitStuck, "redis-server", 6379, 3, 300.0),
+        AlertGroup::example(Reason::IdleNoKeepalive, "java", 8080, 1, 7200.0),
     ]);
     let expected = format!(
         "WARNING: 4 suspect connections in 2 groups\n\
@@ -55,11 +40,12 @@ fn unreachable_agent_is_unknown() {
 
 #[test]
 fn crafted_owners_are_escaped_and_folded_groups_say_what_they_fold() {
-    let mut crafted = group(Reason::CloseWaitStuck, "x\u{1b}]0;pwned\u{7}\r", 80, 1, 1.0);
-    let mut folded = group(Reason::CloseWaitStuck, "leaky", 80, 2990, 1.0);
+    let mut crafted =
+        AlertGroup::example(Reason::CloseWaitStuck, "x\u{1b}]0;pwned\u{7}\r", 80, 1, 1.0);
+    let mut folded = AlertGroup::example(Reason::CloseWaitStuck, "leaky", 80, 2990, 1.0);
     folded.local_port = LocalPort::Other;
     folded.folded_groups = 2990;
-    let mut rest = group(Reason::IdleNoKeepalive, "other", 80, 5, 1.0);
+    let mut rest = AlertGroup::example(Reason::IdleNoKeepalive, "other", 80, 5, 1.0);
     rest.local_port = LocalPort::Other;
     rest.folded_groups = 4;
     crafted.pids.clear();

@@ -12,26 +12,23 @@ use std::{
 };
 
 use harness::{
-    agent::{Agent, Launch},
-    cgroup::Cgroup,
-    netns::NetPair,
-    peer::Peer,
-    privilege::{self, Need},
-    wait::wait_for,
+    agent::Agent, cgroup::Cgroup, peer::Peer, privilege::Need, scenario::Scenario, wait::wait_for,
 };
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::scenario;
+
 /// One scan (250 ms) and an HTTP round trip on a busy 2-core machine.
 const SLACK: Duration = Duration::from_millis(1250);
 
 /// Starts the agent with `config` (a TOML text) written to a temporary file; its log (with the
 /// enforcement audit lines) goes to `agent.log` in the same directory.
-fn agent_with(port: u16, config: &str) -> (Agent, tempfile::TempDir) {
+fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("enforce.toml");
     fs::write(&file, config).expect("write config");
     let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
-    let agent = Launch::test(AGENT, port)
+    let agent = sc
+        .launch()
         .args(&["--config", file.to_str().expect("UTF-8 path")])
         .rust_log(Some("warn,monitor::scan::enforce=info"))
         .log_to(log)
@@ -111,30 +108,25 @@ fn sock_ops_attached() -> bool {
 
 #[test]
 fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest() {
-    if !privilege::may_run("enforce_vanished_peer", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("enforce_vanished_peer", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("enf", 232).expect("namespaces");
+    };
+    let net = sc.net();
     let cgroup = Cgroup::create("tcp-liveness-test-enforce").expect("cgroup");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    let _server = sc.server(&["echo"]);
     let config = format!(
         "[[enforce]]\nname = \"test-keepalive\"\ncgroup = \"{}\"\n\
          keepalive = {{ idle = \"2s\", interval = \"1s\", count = 2 }}\n",
         cgroup.path()
     );
-    let (agent, _dir) = agent_with(19932, &config);
+    let (agent, _dir) = agent_with(&sc, &config);
     let inside = Peer::start_in_cgroup(
         &net.client,
         &["client", &net.server_ip, "7000", "recv-report"],
         &cgroup,
     )
     .expect("client in the cgroup");
-    let outside = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "recv-report"],
-    )
-    .expect("client outside");
+    let outside = sc.client(&["recv-report"]);
     assert_eq!(
         options(&inside)[..4],
         [1, 2, 1, 2],
@@ -183,10 +175,10 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
 
 #[test]
 fn fill_keeps_the_applications_timers_and_override_replaces_them() {
-    if !privilege::may_run("enforce_fill_override", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("enforce_fill_override", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("enff", 233).expect("namespaces");
+    };
+    let net = sc.net();
     let cgroup = Cgroup::create("tcp-liveness-test-enforce-fill").expect("cgroup");
     // The server is in the cgroup too: its accepted connections are established in softirq,
     // where the current task is not the owner; the policy must still find them by the socket.
@@ -206,7 +198,7 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
          keepalive = {{ idle = \"2s\", interval = \"1s\", count = 2 }}\nuser_timeout = \"7s\"\n",
         cgroup.path()
     );
-    let (agent, dir) = agent_with(19933, &config);
+    let (agent, dir) = agent_with(&sc, &config);
     let start = |port: &str, mode: &str| {
         Peer::start_in_cgroup(
             &net.client,
@@ -257,20 +249,10 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
     };
     assert_eq!(timers(7000), (2, 2), "accepted in the cgroup");
     assert_eq!(timers(7001), (1, 0), "accepted outside every policy");
-    let accepted = wait_for(
-        "the accepted connections named",
-        Duration::from_secs(3),
-        || {
-            let named: Vec<_> = agent
-                .connections_in(net.server.inode())
-                .into_iter()
-                .filter(|c| c["local"] == format!("{}:7000", net.server_ip))
-                .filter(|c| c["enforced"] == "fill-cgroup")
-                .collect();
-            (named.len() == 2).then_some(named)
-        },
-    );
-    assert_eq!(accepted.len(), 2);
+    let local = format!("{}:7000", net.server_ip);
+    agent.wait_connections(net.server.inode(), 2, "accepted connections named", |c| {
+        c["local"] == local && c["enforced"] == "fill-cgroup"
+    });
     // All of it at establishment, by the kernel program (accepted ones included): nothing was
     // left for the agent's iterator, which would also have set these options a scan later.
     let by_kernel = audit(&dir, BY_KERNEL);
@@ -285,10 +267,10 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
 
 #[test]
 fn existing_and_process_matched_connections_get_the_policy_through_the_iterator() {
-    if !privilege::may_run("enforce_iterator", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("enforce_iterator", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("enfi", 234).expect("namespaces");
+    };
+    let net = sc.net();
     let _a = Peer::start(&net.server, &["server", &net.server_ip, "7002", "echo"]).expect("peer");
     let _b = Peer::start(&net.server, &["server", &net.server_ip, "7003", "echo"]).expect("peer");
     // Before the agent: no sock_ops program saw this connection being established.
@@ -302,7 +284,7 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
          keepalive = { idle = \"20s\", interval = \"5s\", count = 3 }\nuser_timeout = \"9s\"\n\
          [[enforce]]\nname = \"by-process\"\nprocess = \"enf-proc\"\n\
          keepalive = { idle = \"30s\", interval = \"6s\", count = 4 }\n";
-    let (agent, dir) = agent_with(19934, config);
+    let (agent, dir) = agent_with(&sc, config);
     assert_eq!(
         options_now(&existing),
         [1, 20, 5, 3, 9000],

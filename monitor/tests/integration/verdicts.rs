@@ -5,15 +5,15 @@
 use std::time::{Duration, Instant};
 
 use harness::{
-    agent::{Agent, Launch},
+    agent::Agent,
     netns::NetPair,
     peer::Peer,
-    privilege::{self, Need},
+    privilege::Need,
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{SCANS_TO_SHOW, scenario};
 
 /// Every threshold short; the scan interval is 250 ms (`harness::agent::Launch::test`).
 const FAST: &[&str] = &[
@@ -48,36 +48,42 @@ fn wait_for_verdict(agent: &Agent, netns: u64, reason: &str, within: Duration) -
 
 #[test]
 fn close_wait_and_fin_wait2_stuck_name_their_owners() {
-    if !privilege::may_run("close_wait_and_fin_wait2_stuck", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("close_wait_and_fin_wait2_stuck", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vcw", 211).expect("namespaces");
-    let agent = Launch::test(AGENT, 19911)
-        .args(FAST)
+    };
+    let net = sc.net();
+    // FAST, with a CLOSE_WAIT threshold twice the time the first read of the socket may take:
+    // that read always lands before the threshold, so the check on it always runs.
+    let close_wait_after = Duration::from_secs(4);
+    let read_within = Duration::from_secs(2);
+    let agent = sc
+        .launch()
+        .args(&["--close-wait-after", "4s", "--fin-wait2-after", "2s"])
+        .args(&["--unresponsive-after", "2s", "--idle-after", "3s"])
         .start()
         .expect("agent");
-    let server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
-    let client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "half-close-hold"],
-    )
-    .expect("peer");
+    let server = sc.server(&["no-close"]);
+    let client = sc.client(&["half-close-hold"]);
     let started = Instant::now();
-    let early = wait_for("the CLOSE_WAIT socket", Duration::from_secs(2), || {
+    let early = wait_for("the CLOSE_WAIT socket", read_within, || {
         let conns = agent.connections_in(net.server.inode());
         conns.into_iter().find(|c| c["state"] == "close_wait")
     });
-    if early["state_age_seconds"].as_f64().unwrap_or(0.0) < 1.5 {
-        let reasons = early["suspect"].as_array().unwrap();
-        assert!(reasons.is_empty(), "flagged before its threshold: {early}");
-    }
+    let age = early["state_age_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("the state age of a CLOSE_WAIT seen entering: {early}"));
+    assert!(
+        age < close_wait_after.as_secs_f64(),
+        "read before the threshold: {early}"
+    );
+    let reasons = early["suspect"].as_array().expect("a suspect list");
+    assert!(reasons.is_empty(), "flagged before its threshold: {early}");
 
     let (cw, _) = wait_for_verdict(
         &agent,
         net.server.inode(),
         "close_wait_stuck",
-        Duration::from_secs(2) + SLACK,
+        close_wait_after + SLACK,
     );
     assert_eq!(cw["state"], "close_wait");
     assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())));
@@ -91,7 +97,7 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
     );
     assert_eq!(fw["state"], "fin_wait2");
     assert_eq!(fw["pid"].as_u64(), Some(u64::from(client.pid())));
-    assert!(started.elapsed() < Duration::from_secs(2) + 2 * SLACK);
+    assert!(started.elapsed() < close_wait_after + 2 * SLACK);
 
     // /connections judges the live table, the metrics come from the last scan: they may lag
     // the verdicts above by one scan.
@@ -114,18 +120,13 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
 
 #[test]
 fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
-    if !privilege::may_run("peer_unresponsive", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("peer_unresponsive", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vpu", 212).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19912)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let client = sc.client(&["send"]);
     std::thread::sleep(Duration::from_secs(1));
     net.server.drop_input().expect("iptables DROP");
     let (c, _) = wait_for_verdict(
@@ -145,13 +146,17 @@ fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
     // One reason per fault: once the silence passes idle_after (3 s), this socket with data
     // outstanding is still only peer_unresponsive, never also idle_no_keepalive.
     let cookie = c["cookie"].clone();
-    let later = wait_for("silence past idle_after", Duration::from_secs(10), || {
-        agent
-            .connections_in(net.client.inode())
-            .into_iter()
-            .find(|c| c["cookie"] == cookie)
-            .filter(|c| c["since_peer_seconds"].as_f64().is_some_and(|s| s > 3.5))
-    });
+    let later = wait_for(
+        "silence past idle_after",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            agent
+                .connections_in(net.client.inode())
+                .into_iter()
+                .find(|c| c["cookie"] == cookie)
+                .filter(|c| c["since_peer_seconds"].as_f64().is_some_and(|s| s > 3.5))
+        },
+    );
     assert_eq!(
         later["suspect"],
         serde_json::json!(["peer_unresponsive"]),
@@ -161,24 +166,16 @@ fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
 
 #[test]
 fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
-    if !privilege::may_run("keepalive_unanswered", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("keepalive_unanswered", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vka", 213).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19913)
-        .args(FAST)
-        .start()
-        .expect("agent");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
     let etimedout = "tcp_liveness_socket_errors_total{error=\"ETIMEDOUT\"}";
     let before = agent.metric(etimedout).unwrap_or(0.0);
     // Keepalive after 1 s idle, every 1 s, 4 probes: the kernel gives up ~5 s after the drop.
-    let client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "keepalive", "4"],
-    )
-    .expect("peer");
+    let client = sc.client(&["keepalive", "4"]);
     let inode = net.client.inode();
     std::thread::sleep(Duration::from_secs(3));
     let answered = agent.connections_in(inode);
@@ -202,12 +199,14 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
         Duration::from_secs(4),
     );
     assert_eq!(flagged["pid"].as_u64(), Some(u64::from(client.pid())));
-    wait_for("the kernel's ETIMEDOUT", Duration::from_secs(15), || {
-        (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(())
-    });
+    wait_for(
+        "the kernel's ETIMEDOUT",
+        agent.scans(3 * SCANS_TO_SHOW / 2),
+        || (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(()),
+    );
     wait_for(
         "the dead socket to leave the table",
-        Duration::from_secs(5),
+        agent.scans(SCANS_TO_SHOW / 2),
         || {
             agent
                 .connections_in(inode)
@@ -223,20 +222,15 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
 /// `ss` calls lastack), and the sender is `peer_unresponsive` (issue: it stayed `null` and clean).
 #[test]
 fn peer_gone_right_after_the_handshake_is_unresponsive() {
-    if !privilege::may_run("peer_gone_after_handshake", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("peer_gone_after_handshake", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vph", 218).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "trickle"]).expect("peer");
-    let agent = Launch::test(AGENT, 19918)
-        .args(FAST)
-        .start()
-        .expect("agent");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["trickle"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
     // The client is cut off once connected (the handshake completes), before the server's first
     // send 2 s after accept: nothing the server sends is ever acknowledged.
-    let _client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "hold"]).expect("peer");
+    let _client = sc.client(&["hold"]);
     net.client.drop_input().expect("iptables DROP");
     let inode = net.server.inode();
     let (c, _) = wait_for_verdict(
@@ -270,27 +264,19 @@ fn peer_gone_right_after_the_handshake_is_unresponsive() {
 /// the kernel gives up (2 s + 6 × 2 s).
 #[test]
 fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
-    if !privilege::may_run("keepalive_after_accept", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("keepalive_after_accept", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vkx", 219).expect("namespaces");
-    let server = Peer::start(
-        &net.server,
-        &["server", &net.server_ip, "7000", "keepalive-after-accept"],
-    )
-    .expect("peer");
-    let agent = Launch::test(AGENT, 19919)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let _client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "hold"]).expect("peer");
+    };
+    let net = sc.net();
+    let server = sc.server(&["keepalive-after-accept"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let _client = sc.client(&["hold"]);
     net.client.drop_input().expect("iptables DROP");
     let connected = Instant::now();
     let inode = net.server.inode();
     let c = wait_for(
         "keepalive on, from the kernel",
-        Duration::from_secs(5),
+        agent.scans(SCANS_TO_SHOW / 2),
         || {
             agent
                 .connections_in(inode)
@@ -312,25 +298,20 @@ fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
 /// kernel's model gives 25.4 s), not the host's (15: 924.6 s).
 #[test]
 fn give_up_time_follows_the_namespaces_tcp_retries2() {
-    if !privilege::may_run("retries2_namespace_sysctl", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("retries2_namespace_sysctl", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vrt", 217).expect("namespaces");
+    };
+    let net = sc.net();
     net.client
         .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
         .expect("the client namespace's tcp_retries2");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19917)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let _client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let _client = sc.client(&["send"]);
     let inode = net.client.inode();
     wait_for(
         "data acknowledged by the peer",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent
                 .connections_in(inode)
@@ -338,7 +319,7 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
                 .find(|c| c["state"] == "established" && c["since_peer_seconds"].is_f64())
         },
     );
-    let gives_up = vanish_and_time_the_reset(&net, &agent, inode);
+    let gives_up = vanish_and_time_the_reset(net, &agent, inode);
     assert!(
         gives_up > 15.0 && gives_up < 25.4,
         "tcp_retries2=6 → 25.4 s minus the time retransmitting: {gives_up}"
@@ -385,31 +366,17 @@ fn vanish_and_time_the_reset(net: &NetPair, agent: &Agent, inode: u64) -> f64 {
 /// and the reset (ETIMEDOUT) lands within max(2 s, 5 %) of the prediction.
 #[test]
 fn give_up_time_follows_tcp_user_timeout() {
-    if !privilege::may_run("user_timeout_give_up", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("user_timeout_give_up", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vut", 225).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19925)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let _client = Peer::start(
-        &net.client,
-        &[
-            "client",
-            &net.server_ip,
-            "7000",
-            "send-user-timeout",
-            "12000",
-        ],
-    )
-    .expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let _client = sc.client(&["send-user-timeout", "12000"]);
     let inode = net.client.inode();
     wait_for(
         "data acknowledged, the user timeout seen",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent.connections_in(inode).into_iter().find(|c| {
                 c["state"] == "established"
@@ -418,7 +385,7 @@ fn give_up_time_follows_tcp_user_timeout() {
             })
         },
     );
-    let gives_up = vanish_and_time_the_reset(&net, &agent, inode);
+    let gives_up = vanish_and_time_the_reset(net, &agent, inode);
     assert!(
         gives_up > 3.0 && gives_up < 12.0,
         "12 s from the first unacknowledged transmission: {gives_up}"
@@ -430,10 +397,10 @@ fn give_up_time_follows_tcp_user_timeout() {
 /// those and flags the unanswered probes before the kernel resets the connection (~12 s).
 #[test]
 fn keepalive_timers_come_from_the_sockets_own_namespace() {
-    if !privilege::may_run("keepalive_namespace_sysctls", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("keepalive_namespace_sysctls", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vks", 216).expect("namespaces");
+    };
+    let net = sc.net();
     net.client
         .run(
             "sysctl",
@@ -452,21 +419,13 @@ fn keepalive_timers_come_from_the_sockets_own_namespace() {
         "4",
         "the host's own value must differ for this test to mean anything"
     );
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19916)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "keepalive-sysctl"],
-    )
-    .expect("peer");
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let client = sc.client(&["keepalive-sysctl"]);
     let inode = net.client.inode();
     let c = wait_for(
         "the namespace's keepalive timers",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent
                 .connections_in(inode)
@@ -519,18 +478,13 @@ fn keepalive_flagged_before_reset(
 
 #[test]
 fn idle_connection_without_keepalive_is_flagged() {
-    if !privilege::may_run("idle_no_keepalive", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("idle_no_keepalive", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vid", 214).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19914)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let client = sc.client(&["idle"]);
     let (c, _) = wait_for_verdict(
         &agent,
         net.client.inode(),
@@ -544,35 +498,22 @@ fn idle_connection_without_keepalive_is_flagged() {
 
 #[test]
 fn healthy_connections_stay_clean_for_three_times_the_thresholds() {
-    if !privilege::may_run("healthy_controls", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("healthy_controls", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vok", 215).expect("namespaces");
-    let _echo =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let net = sc.net();
+    let _echo = sc.server(&["echo"]);
     let _sink =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
-    let agent = Launch::test(AGENT, 19915)
-        .args(FAST)
-        .start()
-        .expect("agent");
-    let _busy =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]).expect("peer");
-    let _keepalive = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "keepalive", "5"],
-    )
-    .expect("peer");
+    let agent = sc.launch().args(FAST).start().expect("agent");
+    let _busy = sc.client(&["busy"]);
+    let _keepalive = sc.client(&["keepalive", "5"]);
     let _long_poll = Peer::start(
         &net.client,
         &["client", &net.server_ip, "7001", "heartbeat"],
     )
     .expect("peer");
-    let _half_close = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "half-close"],
-    )
-    .expect("peer");
+    let _half_close = sc.client(&["half-close"]);
     let (si, ci) = (net.server.inode(), net.client.inode());
     let ours = || -> Vec<Value> {
         let all = agent.connections();

@@ -3,23 +3,13 @@
 //! operator's terminal escaped and never empty. Real sockets in test namespaces, the real agent
 //! and CLI. Run as root (`cargo xtask test`); under CI=true a missing privilege fails.
 
-#[expect(dead_code, reason = "the HTTPS Alertmanager is alertmanager.rs's")]
-mod am;
-
 use std::{process::Command, time::Duration};
 
-use am::Alertmanager;
-use harness::{
-    agent::Launch,
-    metrics,
-    netns::NetPair,
-    peer::Peer,
-    privilege::{self, Need},
-    wait::wait_for,
-};
+use harness::{metrics, peer::Peer, privilege::Need, wait::wait_for};
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::am::Alertmanager;
+use crate::common::{AGENT, scenario};
 
 /// The case: 3,000 service ports, each with one `CLOSE_WAIT` socket of one process.
 /// (3,000 is fast here: one Python process, a few seconds including the agent's start.)
@@ -34,11 +24,11 @@ const MAX_ALERT_GROUPS: f64 = 200.0;
 /// and in Alertmanager, and the folding is visible in the metrics.
 #[test]
 fn three_thousand_ports_make_at_most_the_cap_of_series_and_alerts() {
-    if !privilege::may_run("cardinality", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("cardinality", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let am = Alertmanager::start();
-    let net = NetPair::create("ports", 251).expect("namespaces");
+    let net = sc.net();
     let (first, count) = (FIRST_PORT.to_string(), PORTS.to_string());
     let _server = Peer::start_named(
         &net.server,
@@ -51,7 +41,8 @@ fn three_thousand_ports_make_at_most_the_cap_of_series_and_alerts() {
         &["client", &net.server_ip, &first, "close-many", &count],
     )
     .expect("client closing 3000 connections");
-    let agent = Launch::test(AGENT, 19941)
+    let agent = sc
+        .launch()
         .args(&["--close-wait-after", "1s", "--alertmanager-url", &am.base])
         .start()
         .expect("agent");
@@ -141,13 +132,13 @@ fn three_thousand_ports_make_at_most_the_cap_of_series_and_alerts() {
 /// never an empty one, and `tcp-liveness connections` and `check` print no raw control character.
 #[test]
 fn crafted_process_names_reach_the_terminal_escaped() {
-    if !privilege::may_run("crafted_names", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("crafted_names", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     // ESC [ 2 J clears the screen; CR rewinds the line; 0xff 0xfe are not UTF-8. 15 bytes.
     let crafted = b"\x1b[2J\rok\xff\xfeevil";
     let lossy = "\u{1b}[2J\rok\u{fffd}\u{fffd}evil";
-    let net = NetPair::create("names", 252).expect("namespaces");
+    let net = sc.net();
     let _server = Peer::start_named(
         &net.server,
         &["server", &net.server_ip, "7252", "no-close"],
@@ -156,7 +147,8 @@ fn crafted_process_names_reach_the_terminal_escaped() {
     .expect("server");
     let _client =
         Peer::start(&net.client, &["client", &net.server_ip, "7252", "close"]).expect("client");
-    let agent = Launch::test(AGENT, 19942)
+    let agent = sc
+        .launch()
         .args(&["--close-wait-after", "1s"])
         .start()
         .expect("agent");

@@ -5,12 +5,6 @@
 //! `Host` on a loopback-only path. Root (the agent loads its programs); under CI=true a missing
 //! privilege fails instead of skipping.
 
-#[expect(
-    dead_code,
-    reason = "shared with prometheus_e2e; this file uses Prometheus only"
-)]
-mod prom;
-
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::TcpStream,
@@ -20,17 +14,17 @@ use std::{
 };
 
 use harness::{
-    agent::Launch,
     bpf,
     command::{ChildGuard, run, run_quietly},
     netns::Netns,
     ports::free_port,
-    privilege::{self, Need},
+    privilege::Need,
     tls::TestPki,
     wait::wait_for,
 };
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::agent_only;
+use crate::prom;
 
 /// Half-sent requests: opens N connections to HOST:PORT, each sending a request head without
 /// its end, then one more header line per second on each, replacing every connection the
@@ -176,12 +170,13 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn slowloris_from_a_namespace_does_not_stop_scrapes() {
-    if !privilege::may_run("slowloris_from_a_namespace", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("slowloris_from_a_namespace", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let link = HostLink::create();
     let port = free_port().expect("port");
-    let agent = Launch::test(AGENT, port)
+    let agent = sc
+        .launch_on(port)
         .listen_on("0.0.0.0")
         .start()
         .expect("agent");
@@ -251,15 +246,16 @@ fn queued(stream: &TcpStream) -> usize {
 
 #[test]
 fn sigterm_with_stuck_clients_exits_in_bounded_time_with_programs_detached() {
-    if !privilege::may_run("sigterm_with_stuck_clients", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("sigterm_with_stuck_clients", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     // 16 000 sockets: a /connections answer of ~9 MB, more than the socket buffers between a
     // client that does not read and the agent hold, so the agent's answer stays in flight.
     let ns = Netns::create(harness::netns::unique_name("pile")).expect("namespace");
     let (_pile, _) = python_in(&ns, SOCKET_PILE, &["8000"]);
     let port = free_port().expect("port");
-    let mut agent = Launch::test(AGENT, port)
+    let mut agent = sc
+        .launch_on(port)
         .stop_within(Duration::from_secs(30))
         .start()
         .expect("agent");
@@ -337,9 +333,9 @@ fn curl(args: &[&str]) -> Result<u16, String> {
 
 #[test]
 fn tls_and_basic_auth_with_curl_and_prometheus() {
-    if !privilege::may_run("tls_and_basic_auth", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("tls_and_basic_auth", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::create(dir.path()).expect("test certificates");
     let hash = bcrypt::hash("s3cret", 8).expect("hash");
@@ -354,7 +350,8 @@ fn tls_and_basic_auth_with_curl_and_prometheus() {
     )
     .expect("write web config");
     let port = free_port().expect("port");
-    let _agent = Launch::test(AGENT, port)
+    let _agent = sc
+        .launch_on(port)
         .args(&["--web.config.file", web_config.to_str().unwrap()])
         .spawn()
         .expect("agent");
@@ -443,12 +440,13 @@ fn soft_nofile(pid: u32) -> usize {
 
 #[test]
 fn accept_errors_are_logged_and_counted_and_the_agent_recovers() {
-    if !privilege::may_run("accept_errors", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("accept_errors", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let log = tempfile::NamedTempFile::new().expect("log file");
     let port = free_port().expect("port");
-    let agent = Launch::test(AGENT, port)
+    let agent = sc
+        .launch_on(port)
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");

@@ -8,16 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{
-    agent::Launch,
-    http,
-    netns::NetPair,
-    peer::Peer,
-    privilege::{self, Need},
-    wait::wait_for,
-};
+use harness::{http, privilege::Need, wait::wait_for};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{SCANS_TO_SHOW, agent_only, scenario};
 
 /// The agent's cap on concurrent `/connections` answers (`http::MAX_CONNECTIONS_STREAMS`).
 const STREAMS_CAP: usize = 8;
@@ -55,27 +48,18 @@ impl SlowReader {
 
 #[test]
 fn slow_connections_readers_are_capped_and_scans_go_on() {
-    const PORT: u16 = 19951;
-    if !privilege::may_run("slow_connections_readers", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("slow_connections_readers", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("slow", 251).expect("namespaces");
-    let _server = Peer::start(
-        &net.server,
-        &["server", &net.server_ip, "7000", "accept-only"],
-    )
-    .expect("peer");
+    };
+    let _net = sc.net();
+    let _server = sc.server(&["accept-only"]);
     // 12 000 sockets: a /connections answer of about 7 MB, more than a loopback socket buffers
     // (about 2.6 MB: its send buffer starts at 10 segments of 64 KiB) plus the agent's chunks.
-    let _clients = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "6000"],
-    )
-    .expect("peer");
-    let agent = Launch::test(AGENT, PORT).start().expect("agent");
+    let _clients = sc.client(&["hold", "6000"]);
+    let agent = sc.agent();
     wait_for(
         "the held connections tracked",
-        Duration::from_secs(30),
+        agent.scans(3 * SCANS_TO_SHOW),
         || {
             agent
                 .metric("tcp_liveness_connections{state=\"established\"}")
@@ -84,7 +68,7 @@ fn slow_connections_readers_are_capped_and_scans_go_on() {
     );
 
     let readers: Vec<SlowReader> = (0..STREAMS_CAP + 4)
-        .map(|_| SlowReader::open(PORT))
+        .map(|_| SlowReader::open(agent.port()))
         .collect();
     let statuses: Vec<u16> = readers.iter().map(|r| r.status).collect();
     let expected: Vec<u16> = [200; STREAMS_CAP].into_iter().chain([503; 4]).collect();
@@ -99,11 +83,11 @@ fn slow_connections_readers_are_capped_and_scans_go_on() {
     let before = last_success();
     wait_for(
         "scans to go on beside the slow readers",
-        Duration::from_secs(15),
+        agent.scans(3 * SCANS_TO_SHOW / 2),
         || (last_success() >= before + 2.0).then_some(()),
     );
     assert_eq!(
-        http::get(PORT, "/healthz").expect("healthz"),
+        http::get(agent.port(), "/healthz").expect("healthz"),
         (200, "ok".into())
     );
 
@@ -111,8 +95,8 @@ fn slow_connections_readers_are_capped_and_scans_go_on() {
     drop(readers);
     wait_for(
         "a /connections answer again",
-        Duration::from_secs(15),
-        || matches!(http::get(PORT, "/connections"), Ok((200, _))).then_some(()),
+        agent.scans(3 * SCANS_TO_SHOW / 2),
+        || matches!(http::get(agent.port(), "/connections"), Ok((200, _))).then_some(()),
     );
 }
 
@@ -178,16 +162,15 @@ impl Drop for StoppedThread {
 /// while the HTTP threads answer; it recovers when scans resume.
 #[test]
 fn healthz_fails_while_scans_are_stopped() {
-    const PORT: u16 = 19952;
-    if !privilege::may_run(
+    let Some(sc) = agent_only(
         "healthz_fails_while_scans_are_stopped",
         Need::RootAndKernelBtf,
-    ) {
+    ) else {
         return;
-    }
-    let agent = Launch::test(AGENT, PORT).start().expect("agent");
+    };
+    let agent = sc.agent();
     assert_eq!(
-        http::get(PORT, "/healthz").expect("healthz"),
+        http::get(agent.port(), "/healthz").expect("healthz"),
         (200, "ok".into())
     );
 
@@ -195,8 +178,8 @@ fn healthz_fails_while_scans_are_stopped() {
     let stopped_at = Instant::now();
     let body = wait_for(
         "/healthz to fail",
-        Duration::from_secs(20),
-        || match http::get(PORT, "/healthz") {
+        agent.scans(2 * SCANS_TO_SHOW),
+        || match http::get(agent.port(), "/healthz") {
             Ok((503, body)) => Some(body),
             _ => None,
         },
@@ -210,7 +193,9 @@ fn healthz_fails_while_scans_are_stopped() {
     assert!(after >= Duration::from_secs(9), "503 after only {after:?}");
 
     drop(scan);
-    wait_for("/healthz to recover", Duration::from_secs(5), || {
-        matches!(http::get(PORT, "/healthz"), Ok((200, _))).then_some(())
-    });
+    wait_for(
+        "/healthz to recover",
+        agent.scans(SCANS_TO_SHOW / 2),
+        || matches!(http::get(agent.port(), "/healthz"), Ok((200, _))).then_some(()),
+    );
 }

@@ -10,15 +10,15 @@ use std::{
 };
 
 use harness::{
-    agent::{Agent, Launch},
+    agent::Agent,
     netns::NetPair,
     peer::Peer,
-    privilege::{self, Need},
+    privilege::Need,
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{AGENT, scenario};
 
 /// Probe after 2 s of silence, 1 s apart, 3 unanswered = dead; `idle_no_keepalive` only after
 /// 4 s, so a live peer is proven alive before the idle verdict could be raised.
@@ -93,30 +93,26 @@ fn suspects(c: &Value) -> Vec<String> {
 /// leaves the connection alone, and the options are again the application's.
 #[test]
 fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
-    if !privilege::may_run("probe_alive_then_dead", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("probe_alive_then_dead", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("pra", 226).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
     let config = config_file(CLIENT_ONLY);
-    let agent = Launch::test(AGENT, 19961)
+    let agent = sc
+        .launch()
         .args(PROBE_FAST)
         .args(&["--config", config.path().to_str().unwrap()])
         .start()
         .expect("agent");
-    let client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "idle-report"],
-    )
-    .expect("peer");
+    let client = sc.client(&["idle-report"]);
     let mut seen = Vec::new();
     let original = first_options(&client, &mut seen);
     assert_eq!(original[0], 0, "keepalive off: {original:?}");
 
     let started = Instant::now();
     let alive = wait_for("peer_alive", Duration::from_secs(2) + 2 * SLACK, || {
-        client_conn(&agent, &net, 7000).filter(|c| probe_result(c) == Some("peer_alive"))
+        client_conn(&agent, net, 7000).filter(|c| probe_result(c) == Some("peer_alive"))
     });
     assert_eq!(alive["probe"]["answered"], true, "{alive}");
     let rtt = alive["probe"]["rtt_ms"].as_f64().expect("rtt_ms");
@@ -129,7 +125,7 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     // Probed again every 2 s of silence, never suspect (idle_after 4 s would say
     // idle_no_keepalive without the answers).
     while started.elapsed() < Duration::from_secs(9) {
-        let c = client_conn(&agent, &net, 7000).expect("connection");
+        let c = client_conn(&agent, net, 7000).expect("connection");
         assert!(suspects(&c).is_empty(), "a live peer is not suspect: {c}");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -153,7 +149,7 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
         Duration::from_secs(2 + 3) + Duration::from_millis(500) + SLACK,
         // Raised (confirmed by a scan), not only probed.
         || {
-            client_conn(&agent, &net, 7000).filter(|c| {
+            client_conn(&agent, net, 7000).filter(|c| {
                 probe_result(c) == Some("peer_dead") && suspects(c).contains(&"peer_dead".into())
             })
         },
@@ -181,7 +177,7 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     assert_eq!(seen.last(), Some(&original), "options put back: {seen:?}");
     // The kernel did not reset the connection because of the probes; the verdict stays.
     std::thread::sleep(Duration::from_secs(2));
-    let later = client_conn(&agent, &net, 7000).expect("still established");
+    let later = client_conn(&agent, net, 7000).expect("still established");
     assert_eq!(suspects(&later), ["peer_dead"], "{later}");
     options(&client, &mut seen);
     assert_eq!(seen.last(), Some(&original), "not probed again: {seen:?}");
@@ -193,10 +189,10 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
 /// `[probe].enabled` is false: the server's sockets (not matched) are never probed.
 #[test]
 fn caps_hold_and_data_in_flight_is_never_probed() {
-    if !privilege::may_run("probe_caps", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("probe_caps", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("prc", 227).expect("namespaces");
+    };
+    let net = sc.net();
     let mut config = tempfile::NamedTempFile::new().expect("temp file");
     write!(
         config,
@@ -204,19 +200,14 @@ fn caps_hold_and_data_in_flight_is_never_probed() {
          count = 2\nmax_per_scan = 1\n[[override]]\nremote_port = 7000\nprobe = true\n"
     )
     .expect("write config");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19962)
+    let _server = sc.server(&["echo"]);
+    let agent = sc
+        .launch()
         .args(&["--config", config.path().to_str().unwrap()])
         .start()
         .expect("agent");
-    let _idle = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "3"],
-    )
-    .expect("peer");
-    let _sender =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    let _idle = sc.client(&["hold", "3"]);
+    let _sender = sc.client(&["send"]);
     std::thread::sleep(Duration::from_millis(500));
     net.server.drop_input().expect("iptables DROP");
 
@@ -277,24 +268,20 @@ fn caps_hold_and_data_in_flight_is_never_probed() {
 /// SIGTERM during a probe: the agent puts the options back before it exits.
 #[test]
 fn probes_in_progress_are_restored_at_shutdown() {
-    if !privilege::may_run("probe_shutdown", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("probe_shutdown", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("prs", 228).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
     // A probe of a dead peer runs 3 × 30 s: it is surely still running at the stop.
     let config = config_file(CLIENT_ONLY);
-    let mut agent = Launch::test(AGENT, 19963)
+    let mut agent = sc
+        .launch()
         .args(&["--config", config.path().to_str().unwrap()])
         .args(&["--probe", "--probe-after", "2s", "--probe-interval", "30s"])
         .start()
         .expect("agent");
-    let client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "idle-report"],
-    )
-    .expect("peer");
+    let client = sc.client(&["idle-report"]);
     net.server.drop_input().expect("iptables DROP");
     let mut seen = Vec::new();
     let original = first_options(&client, &mut seen);
@@ -306,7 +293,7 @@ fn probes_in_progress_are_restored_at_shutdown() {
             seen.last().filter(|o| o[0] == 1).copied()
         },
     );
-    let probing = client_conn(&agent, &net, 7000).expect("connection");
+    let probing = client_conn(&agent, net, 7000).expect("connection");
     assert_eq!(probe_result(&probing), Some("in_progress"), "{probing}");
     let status = agent.stop().expect("stop");
     assert!(status.success(), "{status}");

@@ -4,17 +4,10 @@
 
 use std::{fs, path::Path, time::Duration};
 
-use harness::{
-    agent::{Agent, Launch},
-    netns::NetPair,
-    peer::Peer,
-    privilege::{self, Need},
-    wait::wait_for,
-};
+use harness::{agent::Agent, privilege::Need, wait::wait_for};
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
-const PORT: u16 = 19953;
+use crate::common::{SCANS_TO_SHOW, scenario};
 
 fn hangup(agent: &Agent) {
     let pid = libc::pid_t::try_from(agent.pid()).expect("pid");
@@ -55,31 +48,27 @@ fn log_lines(log: &Path, text: &str, count: usize) -> Vec<String> {
 
 #[test]
 fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
-    if !privilege::may_run("sighup_reloads", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("sighup_reloads", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("hup", 252).expect("namespaces");
+    };
+    let net = sc.net();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("tcp-liveness.toml");
     fs::write(&file, "close_wait_after = \"1h\"\n").expect("write config");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut agent = Launch::test(AGENT, PORT)
+    let mut agent = sc
+        .launch()
         .args(&["--config", file.to_str().expect("UTF-8 path")])
         .rust_log(Some("info"))
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
-    let _client = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "half-close-hold"],
-    )
-    .expect("peer");
+    let _server = sc.server(&["no-close"]);
+    let _client = sc.client(&["half-close-hold"]);
     let server_ns = net.server.inode();
     let aged = wait_for(
         "a CLOSE_WAIT socket 2 s old",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || close_wait(&agent, server_ns).filter(|c| c["state_age_seconds"].as_f64() >= Some(2.0)),
     );
     assert!(!flagged(&aged), "flagged under the 1h threshold: {aged}");
@@ -87,9 +76,11 @@ fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
     // A lower threshold, and a setting that needs a restart.
     fs::write(&file, "close_wait_after = \"1s\"\ntop_n = 3\n").expect("write config");
     hangup(&agent);
-    wait_for("the 1s threshold to apply", Duration::from_secs(5), || {
-        close_wait(&agent, server_ns).filter(flagged)
-    });
+    wait_for(
+        "the 1s threshold to apply",
+        agent.scans(SCANS_TO_SHOW / 2),
+        || close_wait(&agent, server_ns).filter(flagged),
+    );
     let reloaded = log_lines(log.path(), "setting reloaded", 1);
     assert_eq!(reloaded.len(), 1, "{reloaded:?}");
     assert!(
@@ -112,9 +103,11 @@ fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
         rejected[0].contains(r#"close_wait_after: invalid duration "soon""#),
         "{rejected:?}"
     );
-    wait_for("the reload failure metric", Duration::from_secs(5), || {
-        (agent.metric("tcp_liveness_config_last_reload_successful") == Some(0.0)).then_some(())
-    });
+    wait_for(
+        "the reload failure metric",
+        agent.scans(SCANS_TO_SHOW / 2),
+        || (agent.metric("tcp_liveness_config_last_reload_successful") == Some(0.0)).then_some(()),
+    );
     let still = close_wait(&agent, server_ns).expect("the CLOSE_WAIT socket");
     assert!(
         flagged(&still),

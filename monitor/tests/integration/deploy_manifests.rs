@@ -23,14 +23,15 @@ use std::{
 use harness::{
     agent::{Agent, Launch, TEST_SCAN_INTERVAL},
     http,
-    netns::NetPair,
     peer::Peer,
+    ports::free_port,
     privilege::{self, Need},
     wait::wait_for,
 };
 
+use crate::common::{AGENT, scenario};
+
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
 /// Pinned: what validate.py and the lint were written against.
 const PY_TOOLS: &[&str] = &[
     "kubernetes-validate==1.37.0",
@@ -136,19 +137,17 @@ fn unit_capabilities() -> String {
 
 /// `tcp-liveness run` as nobody with exactly `caps`, `no_new_privs`, the Kubernetes config file
 /// (kept in `config`, which must outlive the agent).
-fn start_confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Agent {
-    confined(caps, port, config)
-        .start()
-        .expect("confined agent")
+fn start_confined(caps: &str, config: &tempfile::TempDir) -> Agent {
+    confined(caps, config).start().expect("confined agent")
 }
 
 /// [`start_confined`]'s launch, not started yet.
-fn confined(caps: &str, port: u16, config: &tempfile::TempDir) -> Launch {
+fn confined(caps: &str, config: &tempfile::TempDir) -> Launch {
     fs::set_permissions(config.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let file = config.path().join("tcp-liveness.toml");
     fs::write(&file, configmap_toml()).expect("write config");
     let file = file.to_str().expect("UTF-8 temp path");
-    Launch::new(AGENT, port)
+    Launch::new(AGENT, free_port().expect("a free loopback port"))
         .args(&["--config", file, "--scan-interval", TEST_SCAN_INTERVAL])
         .confined(caps)
 }
@@ -196,11 +195,11 @@ fn cap_bits(caps: &str) -> u64 {
 
 #[test]
 fn systemd_capabilities_are_enough() {
-    if !privilege::may_run("systemd_capabilities_are_enough", Need::RootAndKernelBtf)
-        || !have("setpriv", "util-linux")
-    {
+    let name = "systemd_capabilities_are_enough";
+    let Some(sc) = scenario(name, Need::RootAndKernelBtf).filter(|_| have("setpriv", "util-linux"))
+    else {
         return;
-    }
+    };
     let caps = unit_capabilities();
     assert!(
         unit_text().contains("\nNoNewPrivileges=yes\n"),
@@ -208,7 +207,7 @@ fn systemd_capabilities_are_enough() {
     );
     // Opened before the agent, in other namespaces, by root: only setns() finds them, and only
     // CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH read a root process's fds for a non-root agent.
-    let net = NetPair::create("cap", 241).expect("namespaces");
+    let net = sc.net();
     let server =
         Peer::start(&net.server, &["server", &net.server_ip, "7241", "echo"]).expect("peer");
     let _client =
@@ -216,7 +215,7 @@ fn systemd_capabilities_are_enough() {
     let server_ns = net.server.inode();
 
     let config = tempfile::tempdir().expect("tempdir");
-    let mut agent = start_confined(&caps, 19941, &config);
+    let mut agent = start_confined(&caps, &config);
     let status = proc_status(&agent);
     let mask = format!("{:016x}", cap_bits(&caps));
     assert_eq!(status["Uid"].split_whitespace().next(), Some("65534"));
@@ -288,7 +287,7 @@ fn systemd_capabilities_are_enough() {
     let short: Vec<&str> = caps.split(',').filter(|c| *c != "+sys_admin").collect();
     let config = tempfile::tempdir().expect("tempdir");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut agent = confined(&short.join(","), 19942, &config)
+    let mut agent = confined(&short.join(","), &config)
         .log_to(log.reopen().expect("log file"))
         .spawn()
         .expect("spawn");
@@ -315,7 +314,7 @@ fn no_memlock_warning_under_the_unit() {
     }
     let config = tempfile::tempdir().expect("tempdir");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut agent = confined(&unit_capabilities(), 19954, &config)
+    let mut agent = confined(&unit_capabilities(), &config)
         .rust_log(Some("debug"))
         .log_to(log.reopen().expect("log file"))
         .start()
@@ -369,15 +368,14 @@ fn allowed_syscalls() -> BTreeSet<String> {
 
 #[test]
 fn systemd_filters_allow_what_the_agent_does() {
-    if !privilege::may_run(
-        "systemd_filters_allow_what_the_agent_does",
-        Need::RootAndKernelBtf,
-    ) || !have("strace", "Debian package strace")
-        || !have("systemd-analyze", "Debian package systemd")
-    {
+    let tools = || have("strace", "Debian package strace") && have("systemd-analyze", "systemd");
+    let name = "systemd_filters_allow_what_the_agent_does";
+    let Some(sc) = scenario(name, Need::RootAndKernelBtf).filter(|_| tools()) else {
         return;
-    }
-    let net = NetPair::create("sys", 242).expect("namespaces");
+    };
+    let net = sc.net();
+    let port = free_port().expect("a free loopback port");
+    let listen = format!("127.0.0.1:{port}");
     let _server =
         Peer::start(&net.server, &["server", &net.server_ip, "7242", "no-close"]).expect("peer");
     let _client =
@@ -391,7 +389,7 @@ fn systemd_filters_allow_what_the_agent_does() {
             AGENT,
             "run",
             "--listen",
-            "127.0.0.1:19943",
+            &listen,
             "--scan-interval",
             "250ms",
             // Every slot is pushed onto the free-slot stack at load, one bpf() call each: a
@@ -407,10 +405,10 @@ fn systemd_filters_allow_what_the_agent_does() {
         .expect("spawn strace");
     let _group = KillGroupOnDrop(strace.id());
     wait_for("traced agent /healthz", Duration::from_mins(1), || {
-        http::get_ok(19943, "/healthz").ok()
+        http::get_ok(port, "/healthz").ok()
     });
     for path in ["/metrics", "/connections", "/alerts", "/healthz"] {
-        http::get_ok(19943, path).expect(path);
+        http::get_ok(port, path).expect(path);
     }
     std::thread::sleep(Duration::from_secs(1));
     // The traced agent is strace's only child; SIGTERM it and strace ends with it.

@@ -16,13 +16,15 @@ use harness::{
     capabilities::{self, NET_ADMIN, mask},
     netns::{NetPair, Netns},
     peer::Peer,
-    privilege::{self, Need},
+    ports::free_port,
+    privilege::Need,
+    scenario::Scenario,
     ss,
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{AGENT, SCANS_TO_SHOW, agent_only, scenario};
 
 /// `peer_unresponsive` after 2 s of silence with data outstanding.
 const FAST: &[&str] = &["--unresponsive-after", "2s"];
@@ -37,9 +39,13 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
 }
 
 /// The agent with `policy` as its config file, logging at info into `log`.
-fn agent_with(port: u16, policy: &tempfile::NamedTempFile, log: &tempfile::NamedTempFile) -> Agent {
+fn agent_with(
+    sc: &Scenario,
+    policy: &tempfile::NamedTempFile,
+    log: &tempfile::NamedTempFile,
+) -> Agent {
     let path = policy.path().to_str().expect("UTF-8 path");
-    Launch::test(AGENT, port)
+    sc.launch()
         .args(FAST)
         .args(&["--config", path])
         .rust_log(Some("info"))
@@ -130,12 +136,11 @@ fn wait_count(agent: &Agent, result: &str, n: u64, within: Duration) {
 
 #[test]
 fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_touched() {
-    if !privilege::may_run("remediate_destroys", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("remediate_destroys", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vrd", 243).expect("namespaces");
-    let _dead_server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    };
+    let net = sc.net();
+    let _dead_server = sc.server(&["sink"]);
     let _live_server =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
     // Every connection is eligible (no matcher): only the verdict keeps the controls safe.
@@ -143,10 +148,10 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         "[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\nmax_per_minute = 1\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = agent_with(19931, &policy, &log);
+    let agent = agent_with(&sc, &policy, &log);
     assert_net_admin_only_in_scan_threads(&agent, true);
-    let dead = senders(&net, "7000", 3);
-    let controls = senders(&net, "7001", 2);
+    let dead = senders(net, "7000", 3);
+    let controls = senders(net, "7001", 2);
     let control_cookies = cookies_to(&net.client, 7001);
     assert_eq!(control_cookies.len(), 2, "control connections");
     assert_eq!(
@@ -252,18 +257,17 @@ fn assert_audit_line(log: &str, cookie: u64, netns: u64, controls: &HashSet<u64>
 
 #[test]
 fn dry_run_destroys_nothing_but_logs_and_counts() {
-    if !privilege::may_run("remediate_dry_run", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("remediate_dry_run", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vrn", 244).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["sink"]);
     // dry_run is the default.
     let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\n");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = agent_with(19932, &policy, &log);
+    let agent = agent_with(&sc, &policy, &log);
     assert_net_admin_only_in_scan_threads(&agent, false);
-    let dead = senders(&net, "7000", 1);
+    let dead = senders(net, "7000", 1);
     let cookies = cookies_to(&net.client, 7000);
     net.server.drop_input().expect("iptables DROP");
     flagged(
@@ -307,14 +311,13 @@ fn destroy(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn destroy_command_refuses_a_healthy_connection_unless_forced() {
-    if !privilege::may_run("destroy_command", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("destroy_command", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vrc", 245).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
-    let agent = Launch::test(AGENT, 19933).start().expect("agent");
-    let clients = senders(&net, "7000", 2);
+    };
+    let net = sc.net();
+    let _server = sc.server(&["sink"]);
+    let agent = sc.agent();
+    let clients = senders(net, "7000", 2);
     let cookies = cookies_to(&net.client, 7000);
     assert_eq!(cookies.len(), 2);
     // Wait until the agent lists both (healthy: no verdict).
@@ -392,13 +395,18 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
 /// anything is loaded; a dry-run policy starts without it.
 #[test]
 fn a_destroying_policy_without_cap_net_admin_does_not_start() {
-    if !privilege::may_run("remediate_net_admin", Need::Root) {
+    let Some(sc) = agent_only("remediate_net_admin", Need::Root) else {
         return;
-    }
+    };
     let start = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
     let destroying = config_file("[[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n");
     let path = destroying.path().to_str().expect("UTF-8 path");
-    let (code, stderr) = agent::run_confined(AGENT, start, 19934, &["--config", path]);
+    let (code, stderr) = agent::run_confined(
+        AGENT,
+        start,
+        free_port().expect("a free loopback port"),
+        &["--config", path],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
@@ -411,7 +419,8 @@ fn a_destroying_policy_without_cap_net_admin_does_not_start() {
 
     let dry_run = config_file("[[remediate]]\nreason = \"peer_dead\"\n");
     let path = dry_run.path().to_str().expect("UTF-8 path");
-    let agent = Launch::test(AGENT, 19935)
+    let agent = sc
+        .launch()
         .confined(start)
         .args(&["--config", path])
         .start()
@@ -426,24 +435,23 @@ fn a_destroying_policy_without_cap_net_admin_does_not_start() {
 /// table not seen the ACK yet, the second look would: `skipped_changed`, unit-tested).
 #[test]
 fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
-    if !privilege::may_run("remediate_changed", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("remediate_changed", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vrx", 246).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "sink"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["sink"]);
     let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\n");
     let log = tempfile::NamedTempFile::new().expect("log file");
     let path = policy.path().to_str().expect("UTF-8 path");
     // Not Launch::test: its scan interval is 250 ms.
-    let agent = Launch::new(AGENT, 19936)
+    let agent = Launch::new(AGENT, free_port().expect("a free loopback port"))
         .args(&["--unresponsive-after", "500ms"])
         .args(&["--config", path, "--scan-interval", "2s"])
         .rust_log(Some("info,monitor::scan::remediate=debug"))
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");
-    let client = senders(&net, "7000", 1);
+    let client = senders(net, "7000", 1);
     let cookie = *cookies_to(&net.client, 7000)
         .iter()
         .next()
@@ -451,12 +459,12 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     net.server.drop_input().expect("iptables DROP");
     let suspects = r#"tcp_liveness_suspect_connections{reason="peer_unresponsive"}"#;
     let published = |n: f64| {
-        wait_for_optional(Duration::from_secs(10), || {
+        wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
             agent.metric(suspects).filter(|v| (v - n).abs() < 0.5)
         })
         .is_some()
     };
-    wait_for("the first look", Duration::from_secs(10), || {
+    wait_for("the first look", agent.scans(SCANS_TO_SHOW), || {
         let text = fs::read_to_string(log.path()).expect("agent log");
         text.lines()
             .any(|l| l.contains("first look recorded") && l.contains(&format!("cookie={cookie}")))
@@ -488,12 +496,11 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
 /// (`peer_alive`), is never touched.
 #[test]
 fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
-    if !privilege::may_run("remediate_peer_dead", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("remediate_peer_dead", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("vpd", 244).expect("namespaces");
-    let _dead_server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let net = sc.net();
+    let _dead_server = sc.server(&["echo"]);
     let _live_server =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "echo"]).expect("peer");
     let config = config_file(
@@ -504,7 +511,7 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
          [[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = agent_with(19937, &config, &log);
+    let agent = agent_with(&sc, &config, &log);
     let receiver = |port: &str| {
         let peer = Peer::start(
             &net.client,

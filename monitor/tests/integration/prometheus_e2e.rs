@@ -4,23 +4,20 @@
 //! The end-to-end test runs as root (`cargo xtask test`); under CI=true a missing privilege or a
 //! missing promtool fails instead of skipping.
 
-mod prom;
-
 use std::{collections::BTreeSet, time::Duration};
 
 use harness::{
-    agent::Launch,
     netns::NetPair,
     peer::Peer,
-    privilege::{self, Need},
+    privilege::Need,
     wait::{wait_for, wait_for_optional},
 };
-use prom::{Prometheus, dashboards, deploy_file, promtool};
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::scenario;
+use crate::prom;
+use crate::prom::{Prometheus, dashboards, deploy_file, promtool};
 
-const AGENT_PORT: u16 = 19931;
 /// The `CLOSE_WAIT` pile's server port, and the vanished peer's.
 const PILE_PORT: &str = "7231";
 const GONE_PORT: &str = "7232";
@@ -264,17 +261,18 @@ fn check_loaded_rules(prom: &Prometheus) {
 
 #[test]
 fn prometheus_runs_every_dashboard_query_and_fires_the_alerts() {
-    if !privilege::may_run("prometheus_e2e", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("prometheus_e2e", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("pe", 231).expect("namespaces");
-    let agent = Launch::test(AGENT, AGENT_PORT)
+    };
+    let net = sc.net();
+    let agent = sc
+        .launch()
         .args(&["--close-wait-after", "1s", "--unresponsive-after", "2s"])
         .start()
         .expect("agent");
-    let target = format!("127.0.0.1:{AGENT_PORT}");
+    let target = format!("127.0.0.1:{}", agent.port());
     let prom = Prometheus::start(&target, &fast_rules());
-    let _peers = make_faults(&net);
+    let _peers = make_faults(net);
 
     let up = format!("up{{job=\"tcp-liveness\", instance=\"{target}\"}} == 1");
     wait_for(

@@ -5,31 +5,31 @@
 //! namespace, counters from the maps, owners of new sockets. A start short of a capability exits
 //! 2 with one line naming it.
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
 use harness::{
-    agent::{self, Launch},
+    agent::{self},
     capabilities::{self, BPF, DAC_READ_SEARCH, PERFMON, SYS_ADMIN, SYS_PTRACE, mask},
-    netns::NetPair,
-    peer::Peer,
+    ports::free_port,
     privilege::{self, Need},
     wait::wait_for,
 };
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{AGENT, SCANS_TO_SHOW, scenario};
 
 /// The threads that enter namespaces and walk `/proc`: they alone keep capabilities.
 const PRIVILEGED_THREADS: &[&str] = &["scan", "kernel-state", "seed-netns"];
 
 #[test]
 fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
-    if !privilege::may_run("privileges_after_start", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("privileges_after_start", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("priv", 235).expect("namespaces");
+    };
+    let net = sc.net();
     // An Alertmanager URL (nobody listens there) so that the sender thread exists.
-    let agent = Launch::test(AGENT, 19961)
+    let agent = sc
+        .launch()
         .args(&["--alertmanager-url", "http://127.0.0.1:9"])
         .start()
         .expect("agent");
@@ -72,14 +72,12 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
     }
 
     // Still works: a CLOSE_WAIT made now, in another namespace, shows up with its owner.
-    let server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
-    let _client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer");
+    let server = sc.server(&["no-close"]);
+    let _client = sc.client(&["close"]);
     let inode = net.server.inode();
     let cw: Value = wait_for(
         "the CLOSE_WAIT with its owner",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent.connections_in(inode).into_iter().find(|c| {
                 c["state"] == "close_wait" && c["pid"].as_u64() == Some(u64::from(server.pid()))
@@ -90,7 +88,7 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
     // Kernel reads (an iterator created on the held link, in every namespace) go on.
     let reads = || agent.metric("tcp_liveness_kernel_reads_total");
     let before = reads().expect("kernel reads metric");
-    wait_for("more kernel reads", Duration::from_secs(10), || {
+    wait_for("more kernel reads", agent.scans(SCANS_TO_SHOW), || {
         reads().filter(|&n| n >= before + 2.0)
     });
     // Counters (map lookups on held descriptors) and verdict confirmations did not fail.
@@ -123,7 +121,8 @@ fn a_missing_capability_is_named_before_anything_is_loaded() {
         "sys_ptrace",
         "dac_read_search",
     ];
-    for (port, missing) in (19962..).zip(all) {
+    for missing in all {
+        let port = free_port().expect("a free loopback port");
         let caps: Vec<String> = all
             .iter()
             .filter(|c| **c != missing)

@@ -2,14 +2,10 @@
 //! receiver, no clustering, and its state in a temporary directory; killed on drop. Plain HTTP,
 //! or HTTPS with a client certificate and basic auth through its own `--web.config.file`.
 
-pub(crate) mod pki;
+use std::{path::Path, process::Command};
 
-use std::process::Command;
-
-use harness::{apt, server::LocalServer};
+use harness::{apt, server::LocalServer, tls::TestPki};
 use serde_json::Value;
-
-use self::pki::Pki;
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
@@ -58,26 +54,26 @@ impl Alertmanager {
     }
 
     /// Alertmanager serving HTTPS with `pki`'s server certificate, requiring a client
-    /// certificate signed by `pki`'s CA and basic auth ([`USER`], [`PASSWORD`]): its own
+    /// certificate signed by `pki`'s client CA and basic auth ([`USER`], [`PASSWORD`]): its own
     /// `--web.config.file` (exporter-toolkit's format).
-    pub(crate) fn start_tls(pki: &Pki) -> Self {
+    pub(crate) fn start_tls(pki: &TestPki) -> Self {
         apt::ensure("prometheus-alertmanager", BINARY, "prometheus-alertmanager")
             .expect("install Alertmanager");
         // The lowest cost bcrypt allows: the test checks the check, not the hash's strength.
         let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
         let web_config = format!(
             "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  {USER}: {hash}\n",
-            pki.file("server.pem"),
-            pki.file("server-key.pem"),
-            pki.file("ca.pem"),
+            text(&pki.server_cert),
+            text(&pki.server_key),
+            text(&pki.client_ca),
         );
         let curl_auth = vec![
             "--cacert".into(),
-            pki.file("ca.pem"),
+            text(&pki.server_ca).into(),
             "--cert".into(),
-            pki.file("client.pem"),
+            text(&pki.client_cert).into(),
             "--key".into(),
-            pki.file("client-key.pem"),
+            text(&pki.client_key).into(),
             "--user".into(),
             format!("{USER}:{PASSWORD}"),
         ];
@@ -134,4 +130,9 @@ fn curl(args: &[String], url: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A temporary file's path as text, for command lines and config files.
+pub(crate) fn text(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
 }

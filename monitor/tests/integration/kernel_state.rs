@@ -17,9 +17,9 @@ use std::{
 
 use harness::{
     command::ChildGuard,
-    netns::{NetPair, Netns as TestNetns},
+    netns::Netns as TestNetns,
     peer::Peer,
-    privilege::{self, Need},
+    privilege::Need,
     ss::{self, SsSocket, close_to},
     wait::wait_for,
 };
@@ -46,6 +46,8 @@ use monitor_common::{
     },
     tcp_state,
 };
+
+use crate::common::scenario;
 
 /// Socket table slots for the probes this process loads (only the iterator is used here).
 const CAPACITY: u32 = 4096;
@@ -520,20 +522,18 @@ fn ss_socket(rows: &[SsRow], cookie: u64) -> &SsRow {
 
 #[test]
 fn idle_keepalive_listening_and_unread_sockets_match_ss() {
-    if !privilege::may_run("kernel_state_idle", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("kernel_state_idle", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let hz = hz();
     let (_probes, reader) = load_reader();
-    let net = NetPair::create("ksi", 211).expect("namespaces");
-    let ip = net.server_ip.as_str();
-    let _server = Peer::start(&net.server, &["server", ip, "7000", "echo"]).expect("server");
-    let _idle = Peer::start(&net.client, &["client", ip, "7000", "idle"]).expect("idle client");
-    let _keepalive =
-        Peer::start(&net.client, &["client", ip, "7000", "keepalive", "3"]).expect("keepalive");
+    let net = sc.net();
+    let _ip = net.server_ip.as_str();
+    let _server = sc.server(&["echo"]);
+    let _idle = sc.client(&["idle"]);
+    let _keepalive = sc.client(&["keepalive", "3"]);
     // Sends a byte every 0.5 s and never reads the echo: its receive queue grows.
-    let _unread =
-        Peer::start(&net.client, &["client", ip, "7000", "heartbeat"]).expect("heartbeat");
+    let _unread = sc.client(&["heartbeat"]);
     // IPv6 on loopback, inside the server's namespace.
     let _server6 = Peer::start(&net.server, &["server", "::1", "7005", "echo"]).expect("server");
     let _client6 = Peer::start(&net.server, &["client", "::1", "7005", "idle"]).expect("client");
@@ -624,12 +624,12 @@ fn idle_keepalive_listening_and_unread_sockets_match_ss() {
 
 #[test]
 fn vanished_peer_with_a_send_queue_matches_ss() {
-    if !privilege::may_run("kernel_state_vanished", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("kernel_state_vanished", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let hz = hz();
     let (_probes, reader) = load_reader();
-    let net = NetPair::create("ksv", 212).expect("namespaces");
+    let net = sc.net();
     let ip = net.server_ip.as_str();
     let _server = Peer::start(&net.server, &["server", ip, "7001", "sink"]).expect("server");
     // Writes 1000 B every 0.1 s.
@@ -692,12 +692,12 @@ fn vanished_peer_with_a_send_queue_matches_ss() {
 
 #[test]
 fn close_wait_time_wait_and_request_sockets_match_ss() {
-    if !privilege::may_run("kernel_state_closing", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("kernel_state_closing", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let hz = hz();
     let (_probes, reader) = load_reader();
-    let net = NetPair::create("ksc", 213).expect("namespaces");
+    let net = sc.net();
     let ip = net.server_ip.as_str();
     // CLOSE_WAIT on the server (it never closes), an orphaned FIN_WAIT2 on the client.
     let _leaky = Peer::start(&net.server, &["server", ip, "7002", "no-close"]).expect("server");

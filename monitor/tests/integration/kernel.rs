@@ -5,17 +5,15 @@
 use std::{collections::HashMap, time::Duration};
 
 use harness::{
-    agent::Launch,
     bpf,
-    netns::NetPair,
     peer::Peer,
-    privilege::{self, Need},
+    privilege::Need,
     ss::{self, close_to},
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::common::{SCANS_TO_SHOW, agent_only, scenario};
 
 fn secs(c: &Value, key: &str) -> Option<f64> {
     c[key].as_f64()
@@ -33,18 +31,13 @@ fn by_state(conns: &[Value]) -> HashMap<String, usize> {
 
 #[test]
 fn busy_connections_are_not_idle_and_state_counts_match_ss() {
-    if !privilege::may_run("busy_connections", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("busy_connections", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("busy", 201).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let _clients: Vec<Peer> = (0..5)
-        .map(|_| {
-            Peer::start(&net.client, &["client", &net.server_ip, "7000", "busy"]).expect("peer")
-        })
-        .collect();
-    let agent = Launch::test(AGENT, 19901).start().expect("agent");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let _clients: Vec<Peer> = (0..5).map(|_| sc.client(&["busy"])).collect();
+    let agent = sc.agent();
     for ns in [&net.server, &net.client] {
         let inode = ns.inode();
         let ours = agent.connections_in(inode);
@@ -81,15 +74,13 @@ fn busy_connections_are_not_idle_and_state_counts_match_ss() {
 
 #[test]
 fn idle_connection_ages_match_tcp_info() {
-    if !privilege::may_run("idle_connection", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("idle_connection", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("idle", 202).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19902).start().expect("agent");
-    let client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.agent();
+    let client = sc.client(&["idle"]);
     std::thread::sleep(Duration::from_secs(4));
     let kernel = ss::sockets(&net.client).expect("ss");
     let ours = agent.connections_in(net.client.inode());
@@ -146,26 +137,16 @@ fn idle_connection_ages_match_tcp_info() {
 
 #[test]
 fn close_wait_leak_is_counted_with_owner_and_growing_age() {
-    if !privilege::may_run("close_wait", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("close_wait", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("cw", 203).expect("namespaces");
-    let agent = Launch::test(AGENT, 19903).start().expect("agent");
-    let server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
-    let _clients: Vec<Peer> = (0..3)
-        .map(|_| {
-            Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer")
-        })
-        .collect();
+    };
+    let net = sc.net();
+    let agent = sc.agent();
+    let server = sc.server(&["no-close"]);
+    let _clients: Vec<Peer> = (0..3).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    let first = wait_for("3 CLOSE_WAIT sockets", Duration::from_secs(10), || {
-        let cw: Vec<Value> = agent
-            .connections_in(inode)
-            .into_iter()
-            .filter(|c| c["state"] == "close_wait")
-            .collect();
-        (cw.len() == 3).then_some(cw)
+    let first = agent.wait_connections(inode, 3, "CLOSE_WAIT sockets", |c| {
+        c["state"] == "close_wait"
     });
     let kernel = ss::state_counts(&ss::sockets(&net.server).expect("ss"));
     assert_eq!(kernel.get("close_wait"), Some(&3), "ss agrees");
@@ -186,12 +167,15 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
         assert_eq!(c["cgroup"], cgroup, "owner cgroup: {c}");
     }
     // /connections reads the live table, /metrics the last scan: the metric may lag one scan.
-    let cw_metric = wait_for("the close_wait metric", Duration::from_secs(10), || {
-        agent
-            .metric("tcp_liveness_connections{state=\"close_wait\"}")
-            .filter(|&n| n >= 3.0)
-    });
-    assert!(cw_metric >= 3.0, "metric close_wait {cw_metric}");
+    wait_for(
+        "3 in the close_wait metric",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            agent
+                .metric("tcp_liveness_connections{state=\"close_wait\"}")
+                .filter(|&n| n >= 3.0)
+        },
+    );
     let age_before = secs(&first[0], "state_age_seconds").expect("state age known");
     std::thread::sleep(Duration::from_secs(2));
     let later = agent.connections_in(inode);
@@ -208,15 +192,13 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
 
 #[test]
 fn vanished_peer_shows_unacked_retransmits_and_silence() {
-    if !privilege::may_run("vanished_peer", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("vanished_peer", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("gone", 204).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19904).start().expect("agent");
-    let _client =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "send"]).expect("peer");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.agent();
+    let _client = sc.client(&["send"]);
     let inode = net.client.inode();
     std::thread::sleep(Duration::from_secs(1));
     let healthy = agent.connections_in(inode);
@@ -284,7 +266,7 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
     // within a scan or two.
     wait_for(
         "the retransmit counter to count this socket's retransmits",
-        Duration::from_secs(5),
+        agent.scans(SCANS_TO_SHOW / 2),
         || {
             agent
                 .metric("tcp_liveness_retransmits_total")
@@ -295,17 +277,15 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
 
 #[test]
 fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
-    if !privilege::may_run("preexisting", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("preexisting", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("pre", 205).expect("namespaces");
-    let server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "no-close"]).expect("peer");
-    let idle = Peer::start(&net.client, &["client", &net.server_ip, "7000", "idle"]).expect("peer");
-    let _closer =
-        Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer");
+    };
+    let net = sc.net();
+    let server = sc.server(&["no-close"]);
+    let idle = sc.client(&["idle"]);
+    let _closer = sc.client(&["close"]);
     std::thread::sleep(Duration::from_secs(3));
-    let agent = Launch::test(AGENT, 19905).start().expect("agent");
+    let agent = sc.agent();
     let kernel = ss::sockets(&net.client).expect("ss");
     let ours = agent.connections_in(net.client.inode());
     let k = kernel
@@ -381,31 +361,26 @@ fn connections_opened_before_the_agent_have_correct_ages_at_first_scrape() {
 
 #[test]
 fn churn_leaves_no_entries_behind() {
-    if !privilege::may_run("churn", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("churn", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("churn", 206).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19906).start().expect("agent");
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc.agent();
     let baseline = agent
         .metric("tcp_liveness_tracked_sockets")
         .expect("tracked");
-    let _churn = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "churn", "3000"],
-    )
-    .expect("peer");
+    let _churn = sc.client(&["churn", "3000"]);
     let (si, ci) = (net.server.inode(), net.client.inode());
     let connects = "tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}";
     wait_for(
         "the agent to count every connect",
-        Duration::from_secs(20),
+        agent.scans(2 * SCANS_TO_SHOW),
         || (agent.metric(connects).unwrap_or(0.0) >= 3000.0).then_some(()),
     );
     wait_for(
         "churned sockets to leave the table",
-        Duration::from_secs(20),
+        agent.scans(2 * SCANS_TO_SHOW),
         || {
             let left: Vec<Value> = agent
                 .connections()
@@ -418,14 +393,10 @@ fn churn_leaves_no_entries_behind() {
             left.is_empty().then_some(())
         },
     );
-    let transitions = agent
-        .metric("tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}")
-        .expect("transition counter");
-    assert!(transitions >= 3000.0, "saw {transitions} connects");
     // /metrics comes from the last scan, /connections is live: give the count one more scan.
     // Other processes on the host may open a few sockets meanwhile; 3000 leaked would show.
     let mut tracked = f64::NAN;
-    let back = wait_for_optional(Duration::from_secs(10), || {
+    let back = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         tracked = agent
             .metric("tcp_liveness_tracked_sockets")
             .expect("tracked");
@@ -440,13 +411,11 @@ fn churn_leaves_no_entries_behind() {
 
 #[test]
 fn freed_slots_are_reused() {
-    if !privilege::may_run("reuse", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("reuse", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("reuse", 208).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19909).start().expect("agent");
+    };
+    let _server = sc.server(&["echo"]);
+    let agent = sc.agent();
     let slots = || {
         bpf::map_named(agent.pid(), "SLOTS_USED")
             .and_then(|map| bpf::first_u64(map.id))
@@ -455,15 +424,11 @@ fn freed_slots_are_reused() {
     let before = slots();
     // One connection at a time, each finished (both sides closed) before the next: 1 000
     // sockets pass through the table, about two at once.
-    let _churn = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "churn-orderly", "500"],
-    )
-    .expect("peer");
+    let _churn = sc.client(&["churn-orderly", "500"]);
     let connects = "tcp_liveness_state_transitions_total{from=\"syn_sent\",to=\"established\"}";
     wait_for(
         "the agent to count every connect",
-        Duration::from_secs(20),
+        agent.scans(2 * SCANS_TO_SHOW),
         || (agent.metric(connects).unwrap_or(0.0) >= 500.0).then_some(()),
     );
     // Freed slots go back on top of the free stack and are taken first, so the slots ever used
@@ -477,30 +442,26 @@ fn freed_slots_are_reused() {
 
 #[test]
 fn a_full_table_counts_insert_failures_and_keeps_working() {
-    if !privilege::may_run("table_full", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("table_full", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("full", 207).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let _net = sc.net();
+    let _server = sc.server(&["echo"]);
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = Launch::test(AGENT, 19908)
+    let agent = sc
+        .launch()
         .args(&["--table-capacity", "1024"])
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");
     assert_eq!(agent.metric("tcp_liveness_table_capacity"), Some(1024.0));
     // 700 connections are 1400 sockets (both ends), more than the table holds.
-    let _many = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "700"],
-    )
-    .expect("peer");
+    let _many = sc.client(&["hold", "700"]);
     // Every socket past the capacity fails at least once; the count grows while the peer
     // connects, so wait for all of them rather than the first.
     let failures = wait_for(
         "insert failures to be counted",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent
                 .metric("tcp_liveness_table_insert_failures_total")
@@ -511,15 +472,11 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
         .metric("tcp_liveness_tracked_sockets")
         .expect("tracked");
     assert!(tracked <= 1024.0, "tracked {tracked} within capacity");
-    assert!(
-        failures >= 1400.0 - 1024.0,
-        "{failures} failures for 1400 sockets in 1024 slots"
-    );
     assert_eq!(agent.get("/healthz"), "ok", "the agent keeps serving");
     // The kernel programs say so through aya-log, a few lines rather than one per failure.
     let text = wait_for(
         "the kernel's 'table full' log line",
-        Duration::from_secs(5),
+        agent.scans(SCANS_TO_SHOW / 2),
         || {
             let text = std::fs::read_to_string(log.path()).ok()?;
             text.contains("socket table full").then_some(text)
@@ -542,30 +499,22 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
 /// as `ss` lists them, with nothing left untracked.
 #[test]
 fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
-    if !privilege::may_run("table_room", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("table_room", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("room", 223).expect("namespaces");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
-    let agent = Launch::test(AGENT, 19912)
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    let agent = sc
+        .launch()
         .args(&["--table-capacity", "1024"])
         .start()
         .expect("agent");
-    let mut first = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "300"],
-    )
-    .expect("peer");
-    let _second = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "400"],
-    )
-    .expect("peer");
+    let mut first = sc.client(&["hold", "300"]);
+    let _second = sc.client(&["hold", "400"]);
     // Full: some of the 1400 sockets are not in the table, and the kernel read says how many.
     let untracked = wait_for(
         "the kernel read to count untracked sockets",
-        Duration::from_secs(15),
+        agent.scans(3 * SCANS_TO_SHOW / 2),
         || {
             agent
                 .metric("tcp_liveness_untracked_sockets")
@@ -583,7 +532,7 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     let established = |c: &Value| c["state"] == "established";
     let (ours, kernel) = wait_for(
         "every remaining connection in the table",
-        Duration::from_secs(20),
+        agent.scans(2 * SCANS_TO_SHOW),
         || {
             let kernel: Vec<_> = [&net.client, &net.server]
                 .into_iter()
@@ -607,18 +556,22 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     kernel_cookies.sort_unstable();
     assert_eq!(cookies(&ours), kernel_cookies, "the same sockets as ss");
     // Fails on timeout: a socket left out of the table would still be counted.
-    wait_for("no untracked sockets left", Duration::from_secs(10), || {
-        agent
-            .metric("tcp_liveness_untracked_sockets")
-            .filter(|&n| n < 0.5)
-    });
+    wait_for(
+        "no untracked sockets left",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            agent
+                .metric("tcp_liveness_untracked_sockets")
+                .filter(|&n| n < 0.5)
+        },
+    );
 }
 
 #[test]
 fn sigterm_exits_zero_and_unloads_every_program() {
-    if !privilege::may_run("shutdown", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("shutdown", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let ours = |listing: &str| {
         listing
             .lines()
@@ -626,7 +579,7 @@ fn sigterm_exits_zero_and_unloads_every_program() {
             .count()
     };
     let before = ours(&bpftool_progs());
-    let mut agent = Launch::test(AGENT, 19907).start().expect("agent");
+    let mut agent = sc.agent();
     assert!(
         ours(&bpftool_progs()) > before,
         "agent's programs are loaded while it runs"
@@ -655,15 +608,15 @@ fn bpftool_progs() -> String {
 /// while it is 0).
 #[test]
 fn recursion_misses_are_the_kernels_per_program_counts() {
-    if !privilege::may_run("recursion_misses", Need::RootAndKernelBtf) {
+    let Some(sc) = agent_only("recursion_misses", Need::RootAndKernelBtf) else {
         return;
-    }
-    let agent = Launch::test(AGENT, 19914).start().expect("agent");
+    };
+    let agent = sc.agent();
     let series =
         |hook: &str| format!("tcp_liveness_hook_recursion_misses_total{{hook=\"{hook}\"}}");
     let ours: Vec<(&str, f64)> = wait_for(
         "a scan with the miss counts",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || {
             monitor::probes::HOOKS
                 .iter()
@@ -693,32 +646,20 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
 /// by its thread group leader: in `/connections`, in the `CLOSE_WAIT` metric and in `/alerts`.
 #[test]
 fn a_threaded_server_is_one_process_named_by_its_leader() {
-    if !privilege::may_run("threaded_server", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("threaded_server", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("thr", 215).expect("namespaces");
-    let agent = Launch::test(AGENT, 19915)
+    };
+    let net = sc.net();
+    let agent = sc
+        .launch()
         .args(&["--close-wait-after", "1s"])
         .start()
         .expect("agent");
-    let server = Peer::start(
-        &net.server,
-        &["server", &net.server_ip, "7000", "no-close-worker"],
-    )
-    .expect("peer");
-    let _clients: Vec<Peer> = (0..2)
-        .map(|_| {
-            Peer::start(&net.client, &["client", &net.server_ip, "7000", "close"]).expect("peer")
-        })
-        .collect();
+    let server = sc.server(&["no-close-worker"]);
+    let _clients: Vec<Peer> = (0..2).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    let cw = wait_for("2 CLOSE_WAIT sockets", Duration::from_secs(10), || {
-        let cw: Vec<Value> = agent
-            .connections_in(inode)
-            .into_iter()
-            .filter(|c| c["state"] == "close_wait")
-            .collect();
-        (cw.len() == 2).then_some(cw)
+    let cw = agent.wait_connections(inode, 2, "CLOSE_WAIT sockets", |c| {
+        c["state"] == "close_wait"
     });
     // The test means something only if the kernel did see threads named otherwise.
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
@@ -740,23 +681,27 @@ fn a_threaded_server_is_one_process_named_by_its_leader() {
     let series = "tcp_liveness_close_wait_connections{owner=\"python3\",local_port=\"7000\"}";
     wait_for(
         "the close_wait metric of python3",
-        Duration::from_secs(10),
+        agent.scans(SCANS_TO_SHOW),
         || agent.metric(series).filter(|&n| n >= 2.0),
     );
     let metrics = agent.get("/metrics");
     assert!(!metrics.contains("owner=\"worker\""), "{metrics}");
     // /alerts comes from the last scan: wait for the verdicts (close_wait_after 1 s).
-    let owners: Vec<String> = wait_for("close_wait_stuck alerts", Duration::from_secs(10), || {
-        let alerts: Value = serde_json::from_str(&agent.get("/alerts")).expect("alerts JSON");
-        let owners: Vec<String> = alerts["alerts"]
-            .as_array()
-            .expect("alert list")
-            .iter()
-            .filter(|g| g["reason"] == "close_wait_stuck")
-            .filter_map(|g| Some(g["owner"].as_str()?.to_owned()))
-            .collect();
-        (!owners.is_empty()).then_some(owners)
-    });
+    let owners: Vec<String> = wait_for(
+        "close_wait_stuck alerts",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            let alerts: Value = serde_json::from_str(&agent.get("/alerts")).expect("alerts JSON");
+            let owners: Vec<String> = alerts["alerts"]
+                .as_array()
+                .expect("alert list")
+                .iter()
+                .filter(|g| g["reason"] == "close_wait_stuck")
+                .filter_map(|g| Some(g["owner"].as_str()?.to_owned()))
+                .collect();
+            (!owners.is_empty()).then_some(owners)
+        },
+    );
     assert_eq!(owners, ["python3"], "one group, named by the leader");
 }
 
@@ -765,39 +710,22 @@ fn a_threaded_server_is_one_process_named_by_its_leader() {
 /// them, from `/proc/PID/fd`, the same holder `ss -p` names).
 #[test]
 fn sockets_never_used_are_owned_by_the_process_holding_them() {
-    if !privilege::may_run("owner_without_io", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("owner_without_io", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("own", 220).expect("namespaces");
-    let agent = Launch::test(AGENT, 19920).start().expect("agent");
-    let server = Peer::start(
-        &net.server,
-        &["server", &net.server_ip, "7000", "accept-only"],
-    )
-    .expect("peer");
-    let clients = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "7"],
-    )
-    .expect("peer");
+    };
+    let net = sc.net();
+    let agent = sc.agent();
+    let server = sc.server(&["accept-only"]);
+    let clients = sc.client(&["hold", "7"]);
     let inode = net.server.inode();
-    wait_for("7 accepted connections", Duration::from_secs(10), || {
+    wait_for("7 accepted connections", agent.scans(SCANS_TO_SHOW), || {
         let ss = ss::sockets(&net.server).ok()?;
         (ss::state_counts(&ss).get("established") == Some(&7)).then_some(())
     });
     drop(clients);
-    let cw = wait_for(
-        "7 owned CLOSE_WAIT sockets",
-        Duration::from_secs(10),
-        || {
-            let cw: Vec<Value> = agent
-                .connections_in(inode)
-                .into_iter()
-                .filter(|c| c["state"] == "close_wait" && c["pid"].is_u64())
-                .collect();
-            (cw.len() == 7).then_some(cw)
-        },
-    );
+    let cw = agent.wait_connections(inode, 7, "owned CLOSE_WAIT sockets", |c| {
+        c["state"] == "close_wait" && c["pid"].is_u64()
+    });
     for c in &cw {
         assert_eq!(c["pid"].as_u64(), Some(u64::from(server.pid())), "{c}");
         assert_eq!(c["comm"], "python3", "{c}");
@@ -809,24 +737,16 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
 /// listener's owner, before and after the clients close them (`CLOSE_WAIT` in the queue).
 #[test]
 fn sockets_in_the_accept_queue_are_owned_by_the_listeners_process() {
-    if !privilege::may_run("owner_accept_queue", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("owner_accept_queue", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("aq", 224).expect("namespaces");
-    let agent = Launch::test(AGENT, 19924).start().expect("agent");
-    let server = Peer::start(
-        &net.server,
-        &["server", &net.server_ip, "7000", "never-accept"],
-    )
-    .expect("peer");
-    let clients = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "hold", "4"],
-    )
-    .expect("peer");
+    };
+    let net = sc.net();
+    let agent = sc.agent();
+    let server = sc.server(&["never-accept"]);
+    let clients = sc.client(&["hold", "4"]);
     let inode = net.server.inode();
     let queued = |state: &'static str| {
-        let (net, agent) = (&net, &agent);
+        let (net, agent) = (net, &agent);
         move || {
             let kernel: Vec<_> = ss::sockets(&net.server)
                 .ok()?
@@ -844,7 +764,7 @@ fn sockets_in_the_accept_queue_are_owned_by_the_listeners_process() {
     let check = |state: &'static str| {
         let (kernel, ours) = wait_for(
             &format!("4 {state} sockets in the accept queue"),
-            Duration::from_secs(10),
+            agent.scans(SCANS_TO_SHOW),
             queued(state),
         );
         for s in &kernel {
@@ -866,31 +786,24 @@ fn sockets_in_the_accept_queue_are_owned_by_the_listeners_process() {
 /// `TIME_WAIT` pile-up (port exhaustion) must be visible.
 #[test]
 fn time_wait_sockets_are_counted_from_the_kernel() {
-    if !privilege::may_run("time_wait", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("time_wait", Need::RootAndKernelBtf) else {
         return;
-    }
-    let net = NetPair::create("tw", 221).expect("namespaces");
-    let agent = Launch::test(AGENT, 19921).start().expect("agent");
-    let _server =
-        Peer::start(&net.server, &["server", &net.server_ip, "7000", "echo"]).expect("peer");
+    };
+    let net = sc.net();
+    let agent = sc.agent();
+    let _server = sc.server(&["echo"]);
     // Each client connection shuts down first (and reads the server's FIN): its side waits in
     // TIME_WAIT for 60 s.
-    let _churn = Peer::start(
-        &net.client,
-        &["client", &net.server_ip, "7000", "churn-orderly", "5"],
-    )
-    .expect("peer");
-    let kernel = wait_for("5 TIME_WAIT sockets", Duration::from_secs(10), || {
+    let _churn = sc.client(&["churn-orderly", "5"]);
+    let kernel = wait_for("5 TIME_WAIT sockets", agent.scans(SCANS_TO_SHOW), || {
         let counts = ss::state_counts(&ss::sockets(&net.client).ok()?);
         counts.get("time_wait").copied().filter(|&n| n >= 5)
     });
-    let ours = wait_for("the time_wait series", Duration::from_secs(10), || {
+    // The test namespace alone has 5: the host-wide series counts at least those.
+    let what = format!("the time_wait series to count 5 (the kernel lists {kernel})");
+    wait_for(&what, agent.scans(SCANS_TO_SHOW), || {
         agent
             .metric("tcp_liveness_connections{state=\"time_wait\"}")
             .filter(|&n| n >= 5.0)
     });
-    assert!(
-        ours >= 5.0,
-        "agent {ours}, kernel {kernel} in the test namespace alone"
-    );
 }

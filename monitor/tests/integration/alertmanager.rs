@@ -2,21 +2,13 @@
 //! the alert resolves once the socket is gone. Also `tcp-liveness check` against the live agent.
 //! Run as root (`cargo xtask test`); under CI=true a missing privilege fails instead of skipping.
 
-mod am;
+use std::{path::Path, process::Command, time::Duration};
 
-use std::{process::Command, time::Duration};
-
-use am::{Alertmanager, PASSWORD, USER, pki::Pki};
-use harness::{
-    agent::{Agent, Launch},
-    netns::NetPair,
-    peer::Peer,
-    privilege::{self, Need},
-    wait::wait_for,
-};
+use harness::{agent::Agent, peer::Peer, privilege::Need, tls::TestPki, wait::wait_for};
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_tcp-liveness");
+use crate::am::{Alertmanager, PASSWORD, USER, text};
+use crate::common::{AGENT, scenario};
 
 const PORT: &str = "7221";
 /// The leaking server's port in the HTTPS test.
@@ -52,16 +44,17 @@ fn check(agent: &Agent) -> (Option<i32>, String) {
 
 #[test]
 fn close_wait_alert_fires_then_resolves() {
-    if !privilege::may_run("close_wait_alert", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("close_wait_alert", Need::RootAndKernelBtf) else {
         return;
-    }
+    };
     let am = Alertmanager::start();
-    let net = NetPair::create("am", 221).expect("namespaces");
+    let net = sc.net();
     let mut server =
         Peer::start(&net.server, &["server", &net.server_ip, PORT, "no-close"]).expect("peer");
     let _client =
         Peer::start(&net.client, &["client", &net.server_ip, PORT, "close"]).expect("peer");
-    let agent = Launch::test(AGENT, 19921)
+    let agent = sc
+        .launch()
         .args(&["--alertmanager-url", &am.base, "--close-wait-after", "1s"])
         .start()
         .expect("agent");
@@ -113,15 +106,16 @@ fn close_wait_alert_fires_then_resolves() {
 /// cannot push: each attempt is counted as a failure and the log says why.
 #[test]
 fn https_push_with_client_certificate_and_basic_auth() {
-    if !privilege::may_run("https_alertmanager", Need::RootAndKernelBtf) {
+    let Some(sc) = scenario("https_alertmanager", Need::RootAndKernelBtf) else {
         return;
-    }
-    let pki = Pki::create();
+    };
+    let pki_dir = tempfile::tempdir().expect("temp dir");
+    let pki = TestPki::create(pki_dir.path()).expect("test certificates");
     let am = Alertmanager::start_tls(&pki);
     let password_file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(password_file.path(), format!("{PASSWORD}\n")).expect("write password");
     let password = password_file.path().to_str().expect("UTF-8 path");
-    let net = NetPair::create("amtls", 222).expect("namespaces");
+    let net = sc.net();
     let _server = Peer::start(
         &net.server,
         &["server", &net.server_ip, TLS_PORT, "no-close"],
@@ -129,25 +123,22 @@ fn https_push_with_client_certificate_and_basic_auth() {
     .expect("peer");
     let _client =
         Peer::start(&net.client, &["client", &net.server_ip, TLS_PORT, "close"]).expect("peer");
-    let launch = |ca: &str| {
-        let (ca, cert, key) = (
-            pki.file(ca),
-            pki.file("client.pem"),
-            pki.file("client-key.pem"),
-        );
+    let launch = |ca: &Path| {
+        let (ca, cert, key) = (text(ca), text(&pki.client_cert), text(&pki.client_key));
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let agent = Launch::test(AGENT, 19922)
+        let agent = sc
+            .launch()
             .args(&[
                 "--close-wait-after",
                 "1s",
                 "--alertmanager-url",
                 &am.base,
                 "--alertmanager-ca-file",
-                &ca,
+                ca,
                 "--alertmanager-cert-file",
-                &cert,
+                cert,
                 "--alertmanager-key-file",
-                &key,
+                key,
                 "--alertmanager-username",
                 USER,
                 "--alertmanager-password-file",
@@ -165,7 +156,7 @@ fn https_push_with_client_certificate_and_basic_auth() {
         a["labels"]["reason"] == "close_wait_stuck" && a["labels"]["local_port"] == TLS_PORT
     };
 
-    let (mut agent, _log) = launch("ca.pem");
+    let (mut agent, _log) = launch(&pki.server_ca);
     let alert = wait_for(
         "the CLOSE_WAIT alert in the HTTPS Alertmanager",
         Duration::from_secs(30),
@@ -180,8 +171,9 @@ fn https_push_with_client_certificate_and_basic_auth() {
     );
     agent.stop().expect("stop agent");
 
-    // The wrong CA: Alertmanager's certificate cannot be verified, nothing is sent.
-    let (agent, log) = launch("other-ca.pem");
+    // The wrong CA (the one that signs clients, not servers): Alertmanager's certificate cannot
+    // be verified, nothing is sent.
+    let (agent, log) = launch(&pki.client_ca);
     wait_for("two failed pushes", Duration::from_secs(30), || {
         agent
             .metric("tcp_liveness_alertmanager_push_failures_total")

@@ -1,0 +1,34 @@
+//! The agent's integration tests, one binary with a module per feature: one link instead of one
+//! per file. Most need root and the kernel's BTF (namespaces, BPF programs, the agent as a
+//! process); without them they skip, and under `CI=true` they fail instead. They share the
+//! host's kernel, so `cargo xtask test` runs them one at a time (`--test-threads=1`).
+//!
+//! Each test's set-up is a [`harness::scenario::Scenario`] ([`common`]): its own namespaces,
+//! subnet and agent port, removed when the test ends, passed or failed.
+
+mod common;
+
+// Servers from Debian's packages, shared by the modules that talk to them.
+mod am;
+mod prom;
+
+mod alertmanager;
+mod bounded_output;
+mod btf_offsets;
+mod config_errors;
+mod deploy_manifests;
+mod enforce;
+mod enforce_config;
+mod http_server;
+mod kernel;
+mod kernel_state;
+mod layering;
+mod privileges;
+mod probe;
+mod prometheus_e2e;
+mod reload;
+mod remediate;
+mod scan_health;
+mod seed;
+mod sockopt;
+mod verdicts;
