@@ -9,6 +9,7 @@ mod connection;
 pub(crate) mod format;
 mod grouping;
 pub(crate) mod labels;
+pub mod metric_families;
 mod ports;
 mod probe;
 mod reason;

@@ -4,6 +4,7 @@
 use prometheus::proto::MetricFamily;
 
 use super::{
+    FamilyExt as _,
     proto::{counter, gauge},
     specs::{
         ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,

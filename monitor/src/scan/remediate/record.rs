@@ -74,11 +74,9 @@ impl RemediationCounters {
     /// Never: the name and labels are constants.
     #[must_use]
     pub fn new(policies: &[RemediatePolicy]) -> Self {
-        let opts = Opts::new(
-            "tcp_liveness_remediations_total",
-            "Actions of [[remediate]] policies on confirmed-dead connections, by the policy's reason and the result (destroyed, dry_run, skipped_changed, gone, rate_limited, failed)",
-        );
-        let vec = IntCounterVec::new(opts, &["reason", "result"]).expect("valid metric");
+        use crate::model::metric_families::REMEDIATIONS;
+        let opts = Opts::new(REMEDIATIONS.name, REMEDIATIONS.help);
+        let vec = IntCounterVec::new(opts, REMEDIATIONS.labels).expect("valid metric");
         for p in policies {
             for result in ActionResult::ALL {
                 vec.with_label_values(&[p.reason.as_str(), result.as_str()]);
