@@ -8,7 +8,7 @@ use monitor_common::enforce::ENFORCE_SLOTS;
 
 use super::{
     ConfigError,
-    file::{MATCHER_KEYS, check_keys, field, matcher},
+    toml_table::{MATCHER_KEYS, check_keys, field, matcher},
     values::{self, Raw},
 };
 use crate::verdict::{Enforce, EnforceMode, KeepaliveTimers, Matcher};

@@ -19,7 +19,7 @@ pub use self::{
     age::verdict_age,
     comm::{Comm, TASK_COMM_LEN, kernel_buffer},
     connection::{Connection, Keepalive},
-    grouping::{Grouping, Owner, split_top_ports},
+    grouping::{GroupBy, Grouping, Owner, split_top_ports},
     ports::{LocalPort, ServicePorts},
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
