@@ -59,7 +59,7 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
         KEEPALIVE_DISABLED.family(
             keepalive_off
                 .iter()
-                .map(|(s, n)| gauge(&[("state", s)], *n as f64))
+                .map(|(s, n)| gauge(&[("state", s.as_ref())], *n as f64))
                 .collect(),
         ),
         ENFORCED.family(

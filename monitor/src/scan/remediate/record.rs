@@ -107,7 +107,7 @@ pub(super) fn audit(c: &Connection, policy: &RemediatePolicy, result: ActionResu
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     // Omitted from the line when there is nothing to add.
     let detail = (!detail.is_empty()).then_some(detail);
-    let state = monitor_common::tcp_state::name(c.state).unwrap_or("unknown");
+    let state = &*crate::model::labels::state_label(c.state);
     macro_rules! line {
         ($level:ident, $message:literal) => {
             tracing::$level!(
