@@ -324,3 +324,6 @@ pub(super) fn flag_name(key: &str) -> String {
         .and_then(Row::flag)
         .unwrap_or_else(|| key.replace('_', "-"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use prometheus::core::Collector as _;
+use prometheus::{core::Collector as _, proto::LabelPair};
 
 use super::{Metrics, ReloadMetrics, SnapshotCollector, proto::metric_type};
 use crate::{
@@ -89,7 +89,7 @@ fn every_registered_family_is_in_the_catalogue_as_written_there() {
             "{name}"
         );
         for metric in gathered.get_metric() {
-            let labels: Vec<&str> = metric.get_label().iter().map(|l| l.name()).collect();
+            let labels: Vec<&str> = metric.get_label().iter().map(LabelPair::name).collect();
             assert_eq!(sorted(&labels), sorted(family.labels), "{name}");
         }
         defined.insert(name.to_owned());
