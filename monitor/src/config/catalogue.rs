@@ -17,7 +17,6 @@ use crate::model::GroupBy;
 settings! {
     flags {
         listen: SocketAddr = values::listen, Row {
-            key: "listen",
             default: "0.0.0.0:9977",
             value_name: "ADDR",
             env: Some("TCP_LIVENESS_LISTEN"),
@@ -25,7 +24,6 @@ settings! {
             ..Row::TOP
         };
         scan_interval: Duration = values::scan_interval, Row {
-            key: "scan_interval",
             default: "5s",
             value_name: "DURATION",
             style: Style::Hyphen,
@@ -33,7 +31,6 @@ settings! {
             ..Row::TOP
         };
         table_capacity: u32 = values::table_capacity, Row {
-            key: "table_capacity",
             default: "262144",
             value_name: "N",
             style: Style::Number,
@@ -41,7 +38,6 @@ settings! {
             ..Row::TOP
         };
         allow_remote_connections: bool = values::boolean, Row {
-            key: "allow_remote_connections",
             default: "false",
             value_name: "BOOL",
             style: Style::Switch,
@@ -49,14 +45,12 @@ settings! {
             ..Row::TOP
         };
         log_format: LogFormat = values::log_format, Row {
-            key: "log_format",
             default: "text",
             value_name: "FORMAT",
             about: "Log line format: text or json.",
             ..Row::TOP
         };
         close_wait_after: Duration = values::threshold, Row {
-            key: "close_wait_after",
             default: "60s",
             value_name: "DURATION",
             style: Style::Hyphen,
@@ -64,7 +58,6 @@ settings! {
             ..Row::TOP
         };
         fin_wait2_after: Duration = values::threshold, Row {
-            key: "fin_wait2_after",
             default: "120s",
             value_name: "DURATION",
             style: Style::Hyphen,
@@ -72,7 +65,6 @@ settings! {
             ..Row::TOP
         };
         unresponsive_after: Duration = values::threshold, Row {
-            key: "unresponsive_after",
             default: "10s",
             value_name: "DURATION",
             style: Style::Hyphen,
@@ -80,7 +72,6 @@ settings! {
             ..Row::TOP
         };
         idle_after: Duration = values::threshold, Row {
-            key: "idle_after",
             default: "15m",
             value_name: "DURATION",
             style: Style::Hyphen,
@@ -88,7 +79,6 @@ settings! {
             ..Row::TOP
         };
         top_n: usize = |raw| values::count(raw, 1000), Row {
-            key: "top_n",
             default: "20",
             value_name: "N",
             style: Style::Number,
@@ -96,52 +86,44 @@ settings! {
             ..Row::TOP
         };
         top_ports: usize = |raw| values::count(raw, 1000), Row {
-            key: "top_ports",
             default: "10",
             value_name: "N",
             about: "Service ports per owner kept as their own `CLOSE_WAIT` series and alert groups, 0 to 1000; the owner's other ports are summed as `local_port=\"other\"`.",
             ..Row::TOP
         };
         max_alert_groups: usize = values::max_alert_groups, Row {
-            key: "max_alert_groups",
             default: "200",
             value_name: "N",
             about: "Alert groups per scan in /alerts and the Alertmanager push, 10 to 10000; past it the smallest fold into one `owner=\"other\"` group per reason.",
             ..Row::TOP
         };
         group_by: GroupBy = values::group_by, Row {
-            key: "group_by",
             default: "process",
             value_name: "WHAT",
             about: "How owners are grouped in the top-N and in alerts: process or cgroup.",
             ..Row::TOP
         };
         alertmanager_url: Option<String> = values::alertmanager_url, Row {
-            key: "alertmanager_url",
             value_name: "URL",
             about: "Alertmanager base URL (http://HOST:PORT or https://HOST:PORT) to send alerts to; empty for none.",
             ..Row::TOP
         };
         alertmanager_ca_file: Option<PathBuf> = values::optional_path, Row {
-            key: "alertmanager_ca_file",
             value_name: "FILE",
             about: "PEM file of the CA(s) that sign Alertmanager's certificate, instead of the built-in public roots (Prometheus's `tls_config.ca_file`).",
             ..Row::TOP
         };
         alertmanager_cert_file: Option<PathBuf> = values::optional_path, Row {
-            key: "alertmanager_cert_file",
             value_name: "FILE",
             about: "PEM client certificate (chain) for Alertmanager's TLS client authentication (`tls_config.cert_file`); needs --alertmanager-key-file.",
             ..Row::TOP
         };
         alertmanager_key_file: Option<PathBuf> = values::optional_path, Row {
-            key: "alertmanager_key_file",
             value_name: "FILE",
             about: "PEM private key of --alertmanager-cert-file (`tls_config.key_file`).",
             ..Row::TOP
         };
         alertmanager_insecure_skip_verify: bool = values::boolean, Row {
-            key: "alertmanager_insecure_skip_verify",
             default: "false",
             value_name: "BOOL",
             style: Style::Switch,
@@ -149,19 +131,16 @@ settings! {
             ..Row::TOP
         };
         alertmanager_username: Option<String> = values::optional_text, Row {
-            key: "alertmanager_username",
             value_name: "USER",
             about: "Basic auth user for Alertmanager (`basic_auth.username`); needs --alertmanager-password-file.",
             ..Row::TOP
         };
         alertmanager_password_file: Option<PathBuf> = values::optional_path, Row {
-            key: "alertmanager_password_file",
             value_name: "FILE",
             about: "File holding the basic auth password, read at start, surrounding whitespace trimmed (`basic_auth.password_file`).",
             ..Row::TOP
         };
         alert_log_limit: usize = |raw| values::count(raw, 10_000), Row {
-            key: "alert_log_limit",
             default: "20",
             value_name: "N",
             style: Style::Number,
@@ -205,14 +184,12 @@ settings! {
             ..Row::PROBE
         };
         web_config_file: Option<PathBuf> = values::optional_path, Row {
-            key: "web_config_file",
             flag: Flag::Named("web.config.file"),
             value_name: "FILE",
             about: "Web config file (the format of `node_exporter`): TLS (`tls_server_config`) and basic authentication (`basic_auth_users`, bcrypt hashes).",
             ..Row::TOP
         };
         web_max_connections: usize = values::max_connections, Row {
-            key: "web_max_connections",
             flag: Flag::Named("web.max-connections"),
             default: "512",
             value_name: "N",
@@ -220,7 +197,6 @@ settings! {
             ..Row::TOP
         };
         web_max_connections_per_client: usize = values::max_connections, Row {
-            key: "web_max_connections_per_client",
             flag: Flag::Named("web.max-connections-per-client"),
             default: "32",
             value_name: "N",
@@ -250,20 +226,37 @@ fn row(id: &str) -> &'static Row {
         .expect("settings! makes a row for each id")
 }
 
-/// Rows of `table` (only those with a flag, if `with_flag_only`).
-const fn selected(row: &Row, table: Table, with_flag_only: bool) -> bool {
+/// What [`pairs`] puts beside each key.
+#[derive(Clone, Copy)]
+enum Second {
+    /// The default, for every row of the table.
+    Default,
+    /// The flag, for the rows with a flag of their own name.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only the tests list the [probe] flags")
+    )]
+    NamedFlag,
+}
+
+/// `row`'s `(key, default)` or `(key, flag)` if it is a row of `table` that [`Second`] takes.
+const fn pair(row: &Row, table: Table, second: Second) -> Option<(&'static str, &'static str)> {
     let in_table = matches!(
         (row.table, table),
         (Table::Top, Table::Top) | (Table::Probe, Table::Probe)
     );
-    in_table && !(with_flag_only && matches!(row.flag, Flag::None))
+    match (in_table, second, row.flag) {
+        (true, Second::Default, _) => Some((row.key(), row.default)),
+        (true, Second::NamedFlag, Flag::Named(flag)) => Some((row.key(), flag)),
+        _ => None,
+    }
 }
 
-/// How many rows [`selected`] takes: the length of the arrays below.
-const fn count(table: Table, with_flag_only: bool) -> usize {
+/// How many pairs [`pairs`] makes.
+const fn count(table: Table, second: Second) -> usize {
     let (mut i, mut n) = (0, 0);
     while i < CATALOGUE.len() {
-        if selected(&CATALOGUE[i], table, with_flag_only) {
+        if pair(&CATALOGUE[i], table, second).is_some() {
             n += 1;
         }
         i += 1;
@@ -271,30 +264,13 @@ const fn count(table: Table, with_flag_only: bool) -> usize {
     n
 }
 
-/// `(key, default)` of every row of `table`, in catalogue order.
-const fn defaults<const N: usize>(table: Table) -> [(&'static str, &'static str); N] {
+/// Every [`pair`] of `table`, in catalogue order; `N` is their [`count`].
+const fn pairs<const N: usize>(table: Table, second: Second) -> [(&'static str, &'static str); N] {
     let mut out = [("", ""); N];
     let (mut i, mut n) = (0, 0);
     while i < CATALOGUE.len() {
-        let row = &CATALOGUE[i];
-        if selected(row, table, false) {
-            out[n] = (row.key, row.default);
-            n += 1;
-        }
-        i += 1;
-    }
-    out
-}
-
-/// `(key, flag)` of every `[probe]` row with a flag.
-#[cfg(test)]
-const fn probe_flags<const N: usize>() -> [(&'static str, &'static str); N] {
-    let mut out = [("", ""); N];
-    let (mut i, mut n) = (0, 0);
-    while i < CATALOGUE.len() {
-        let row = &CATALOGUE[i];
-        if let (Table::Probe, Flag::Named(flag)) = (row.table, row.flag) {
-            out[n] = (row.key, flag);
+        if let Some(pair) = pair(&CATALOGUE[i], table, second) {
+            out[n] = pair;
             n += 1;
         }
         i += 1;
@@ -304,15 +280,17 @@ const fn probe_flags<const N: usize>() -> [(&'static str, &'static str); N] {
 
 /// Every top-level setting with its default: also the top-level keys the file accepts (besides
 /// `[probe]` and the `[[section]]`s).
-pub(super) const SETTINGS: &[(&str, &str)] = &defaults::<{ count(Table::Top, false) }>(Table::Top);
+pub(super) const SETTINGS: &[(&str, &str)] =
+    &pairs::<{ count(Table::Top, Second::Default) }>(Table::Top, Second::Default);
 
 /// Every `[probe]` key with its default; `after` empty means each connection's `idle_after`.
 pub(super) const PROBE_SETTINGS: &[(&str, &str)] =
-    &defaults::<{ count(Table::Probe, false) }>(Table::Probe);
+    &pairs::<{ count(Table::Probe, Second::Default) }>(Table::Probe, Second::Default);
 
 /// The `[probe]` keys that are also flags, with their flag: `enabled` is `--probe`, …
 #[cfg(test)]
-pub(super) const PROBE_FLAGS: &[(&str, &str)] = &probe_flags::<{ count(Table::Probe, true) }>();
+pub(super) const PROBE_FLAGS: &[(&str, &str)] =
+    &pairs::<{ count(Table::Probe, Second::NamedFlag) }>(Table::Probe, Second::NamedFlag);
 
 /// The flag (without `--`) that sets top-level config key `key` (error messages name the flag
 /// from its row; the tests check the spellings by key).
@@ -320,7 +298,7 @@ pub(super) const PROBE_FLAGS: &[(&str, &str)] = &probe_flags::<{ count(Table::Pr
 pub(super) fn flag_name(key: &str) -> String {
     CATALOGUE
         .iter()
-        .find(|row| row.table == Table::Top && row.key == key)
+        .find(|row| row.table == Table::Top && row.key() == key)
         .and_then(Row::flag)
         .unwrap_or_else(|| key.replace('_', "-"))
 }

@@ -5,10 +5,10 @@
 use std::{io::Read as _, path::Path};
 
 use super::{
-    ConfigError,
+    ConfigError, RunArgs,
     catalogue::{PROBE_SETTINGS, SETTINGS},
     enforce, remediate,
-    setting::FileValues,
+    setting::{FileValues, Resolver},
     toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
     values,
 };
@@ -101,6 +101,16 @@ impl FileConfig {
             remediate,
             enforce,
         })
+    }
+}
+
+impl FileConfig {
+    /// Resolves settings from `args` over this file over the defaults.
+    pub(super) fn resolver<'a>(&'a self, args: &'a RunArgs) -> Resolver<'a> {
+        Resolver {
+            args,
+            file: &self.values,
+        }
     }
 }
 

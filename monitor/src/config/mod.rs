@@ -186,10 +186,7 @@ impl RunConfig {
     /// # Errors
     /// A flag or file value that does not parse, named in the [`ConfigError`].
     pub fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let get = Resolver {
-            args,
-            file: &file.values,
-        };
+        let get = file.resolver(args);
         let defaults = Thresholds {
             close_wait_after: get.close_wait_after()?,
             fin_wait2_after: get.fin_wait2_after()?,

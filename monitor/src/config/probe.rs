@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 pub(super) use super::catalogue::{PROBE_FLAGS, PROBE_SETTINGS};
-use super::{ConfigError, FileConfig, RunArgs, setting::Resolver};
+use super::{ConfigError, FileConfig, RunArgs};
 use crate::scan::probe::ProbeSettings;
 
 /// Flags over the file's `[probe]` over the defaults.
@@ -16,10 +16,7 @@ use crate::scan::probe::ProbeSettings;
 /// # Errors
 /// A value that does not parse or is out of range: one line naming the flag or `[probe] key`.
 pub(super) fn resolve(args: &RunArgs, file: &FileConfig) -> Result<ProbeSettings, ConfigError> {
-    let get = Resolver {
-        args,
-        file: &file.values,
-    };
+    let get = file.resolver(args);
     Ok(ProbeSettings {
         enabled: get.probe()?,
         after: get.probe_after()?,

@@ -47,7 +47,7 @@ pub(super) struct Row {
     /// The [`RunArgs`](super::RunArgs) field and clap id (set by [`settings!`]).
     pub id: &'static str,
     pub table: Table,
-    /// The key in its table, as the file spells it.
+    /// The key in its table, as the file spells it; empty: the id (see [`Row::key`]).
     pub key: &'static str,
     pub flag: Flag,
     /// The built-in default, written as a flag value and parsed as one.
@@ -84,10 +84,19 @@ impl Row {
         ..Row::TOP
     };
 
+    /// The key in its table: `key`, or the id when the key is the field's name.
+    pub(super) const fn key(&self) -> &'static str {
+        if self.key.is_empty() {
+            self.id
+        } else {
+            self.key
+        }
+    }
+
     /// The flag without `--`, if the setting has one.
     pub(super) fn flag(&self) -> Option<String> {
         match self.flag {
-            Flag::FromKey => Some(self.key.replace('_', "-")),
+            Flag::FromKey => Some(self.key().replace('_', "-")),
             Flag::Named(flag) => Some(flag.to_owned()),
             Flag::None => None,
         }
@@ -96,8 +105,8 @@ impl Row {
     /// The key as messages name it: `scan_interval`, `[probe] count`.
     pub(super) fn file_key(&self) -> String {
         match self.table {
-            Table::Top => self.key.to_owned(),
-            Table::Probe => format!("[probe] {}", self.key),
+            Table::Top => self.key().to_owned(),
+            Table::Probe => format!("[probe] {}", self.key()),
         }
     }
 
@@ -148,7 +157,7 @@ impl Resolver<'_> {
         flag: Option<&str>,
         parse: impl Fn(Raw<'_>) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        let from_file = match self.file.get(row.table, row.key) {
+        let from_file = match self.file.get(row.table, row.key()) {
             Some(value) => Some(parse(Raw::Toml(value)).map_err(|problem| {
                 ConfigError::in_file(&self.file.path, format!("{}: {problem}", row.file_key()))
             })?),

@@ -118,8 +118,7 @@ pub(super) fn listen(raw: Raw<'_>) -> Result<SocketAddr, String> {
 
 /// Kernel map entries; the map is preallocated, so the ceiling bounds kernel memory (~200 B each).
 pub(super) fn table_capacity(raw: Raw<'_>) -> Result<u32, String> {
-    let n = integer_between(raw, 1024, 16_777_216)?;
-    Ok(u32::try_from(n).expect("range checked"))
+    u32_between(raw, 1024, 16_777_216)
 }
 
 /// An integer between `min` and `max` (both within `u32`).
@@ -139,17 +138,22 @@ pub(super) fn probe_after(raw: Raw<'_>) -> Result<Option<Duration>, String> {
 /// `[probe] interval`, between probes: whole seconds (`TCP_KEEPIDLE`/`TCP_KEEPINTVL` take
 /// seconds), 1 s to 1 h.
 pub(super) fn probe_interval(raw: Raw<'_>) -> Result<Duration, String> {
-    let d = duration_between(
-        raw,
-        Duration::from_secs(1),
-        Duration::from_hours(1),
-        "1s and 1h",
-    )?;
+    whole_seconds(raw, Duration::from_hours(1), "1s and 1h", |d| {
+        format!("{d} is not a whole number of seconds (the kernel's keepalive timers take seconds)")
+    })
+}
+
+/// Whole seconds from 1 s to `max` (`range` says both), as the kernel's keepalive timers take
+/// them; `not_whole` words the error for a duration (written back as text) with a fraction.
+pub(super) fn whole_seconds(
+    raw: Raw<'_>,
+    max: Duration,
+    range: &str,
+    not_whole: impl Fn(String) -> String,
+) -> Result<Duration, String> {
+    let d = duration_between(raw, Duration::from_secs(1), max, range)?;
     if d.subsec_nanos() != 0 {
-        return Err(format!(
-            "{} is not a whole number of seconds (the kernel's keepalive timers take seconds)",
-            humantime::format_duration(d)
-        ));
+        return Err(not_whole(humantime::format_duration(d).to_string()));
     }
     Ok(d)
 }

@@ -8,7 +8,6 @@ mod catalogue_tests;
 mod errno;
 mod proto;
 mod reload;
-mod specs;
 #[cfg(test)]
 mod tests;
 pub mod verdicts;
@@ -27,22 +26,18 @@ use prometheus::{
 };
 
 pub(crate) use self::proto::FamilyExt;
+use self::proto::{counter, float_counter, gauge, histogram_metric, idle_histogram};
 pub use self::{errno::errno_name, proto::histogram, reload::ReloadMetrics};
-use self::{
-    proto::{counter, float_counter, gauge, histogram_metric, idle_histogram},
-    specs::{
-        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
-        KERNEL_READ_SECONDS, KERNEL_READS, RECURSION_MISSES, RESETS, RETRANSMITS, SNAPSHOT_SPECS,
-        SOCKET_ERRORS, TRACKED, TRANSITIONS, UNTRACKED,
-    },
-};
 use super::{Published, SnapshotStore};
 pub use crate::scan::summary::IDLE_BUCKETS;
 use crate::{
     model::{
         labels::state_label,
         metric_families::{
-            LAST_SCAN_SUCCESS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL, STALE_ENTRIES_REMOVED,
+            BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
+            KERNEL_READ_SECONDS, KERNEL_READS, LAST_SCAN_SUCCESS, RECURSION_MISSES, RESETS,
+            RETRANSMITS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL, SNAPSHOT, SOCKET_ERRORS,
+            STALE_ENTRIES_REMOVED, TRACKED, TRANSITIONS, UNTRACKED,
         },
     },
     scan::{ScanStage, Snapshot, summary::IdleHistogram},
@@ -191,7 +186,7 @@ impl SnapshotCollector {
     /// # Errors
     /// A metric spec the prometheus crate rejects (a programming error; the tests build it).
     pub fn new(store: Arc<SnapshotStore>, version: &str) -> prometheus::Result<Self> {
-        let descs = SNAPSHOT_SPECS
+        let descs = SNAPSHOT
             .iter()
             .map(|s| {
                 let labels = s.labels.iter().map(|l| (*l).to_owned()).collect();

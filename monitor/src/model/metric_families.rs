@@ -298,8 +298,9 @@ pub const REMEDIATIONS: Family = family(
     "Actions of [[remediate]] policies on confirmed-dead connections, by the policy's reason and the result (destroyed, dry_run, skipped_changed, gone, rate_limited, failed)",
 );
 
-/// Every family above, in the order of this file.
-pub const FAMILIES: [&Family; 41] = [
+/// The families built from the latest scan at each scrape (export's snapshot collector
+/// describes them to the registry).
+pub const SNAPSHOT: [&Family; 26] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -326,6 +327,10 @@ pub const FAMILIES: [&Family; 41] = [
     &CLOSE_WAIT_FOLDED_PORTS,
     &ALERT_GROUPS,
     &ALERT_GROUPS_FOLDED,
+];
+
+/// The families kept as live counters and gauges by the room that counts them.
+pub const LIVE: [&Family; 15] = [
     &SCAN_DURATION,
     &SCAN_ERRORS,
     &LAST_SCAN_SUCCESS,
@@ -342,3 +347,24 @@ pub const FAMILIES: [&Family; 41] = [
     &PROBES,
     &REMEDIATIONS,
 ];
+
+/// Every family: [`SNAPSHOT`], then [`LIVE`].
+pub const FAMILIES: [&Family; 41] = concat(SNAPSHOT, LIVE);
+
+/// `a` then `b`; `N` must be their total length (checked when compiled).
+const fn concat<const A: usize, const B: usize, const N: usize>(
+    a: [&'static Family; A],
+    b: [&'static Family; B],
+) -> [&'static Family; N] {
+    assert!(
+        A + B == N,
+        "FAMILIES has the length of SNAPSHOT and LIVE together"
+    );
+    let mut out = [a[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < A { a[i] } else { b[i - A] };
+        i += 1;
+    }
+    out
+}
