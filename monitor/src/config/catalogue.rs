@@ -1,9 +1,10 @@
-//! Every setting of `tcp-liveness run`, one row each: its key (top-level or in `[probe]`), flag,
-//! default, parser and help. `--help`, the keys the file accepts, the [`RunArgs`] fields, the
-//! resolution (flag over file over default) and the defaults the tests compare with
-//! (`Thresholds::default`, `Grouping::default`, `ProbeSettings::default`, `Limits::default`)
-//! all come from here. A row also needs its line in `RunConfig::resolve` (where the value goes)
-//! and in `reload.rs` (how a reload prints it).
+//! Every setting of `tcp-liveness run`, one row each: its field (and key, unless it says
+//! another), type, parser, flag, default and help. `--help`, the keys the file accepts, the
+//! [`RunArgs`] fields and each setting's resolution (flag over file over default) come from
+//! here. A row also needs its line in `RunConfig::resolve` (where the value goes) and in
+//! `reload.rs` (how a reload prints it). The rooms below config keep `Default`s of their own
+//! (`Thresholds`, `Grouping`, `ProbeSettings`, the server's `Limits`); `catalogue/tests.rs`
+//! checks that they are these defaults.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -17,89 +18,67 @@ use crate::model::GroupBy;
 settings! {
     flags {
         listen: SocketAddr = values::listen, Row {
-            default: "0.0.0.0:9977",
-            value_name: "ADDR",
-            env: Some("TCP_LIVENESS_LISTEN"),
+            default: "0.0.0.0:9977", value_name: "ADDR", env: Some("TCP_LIVENESS_LISTEN"),
             about: "Address for /metrics, /connections and /healthz.",
             ..Row::TOP
         };
         scan_interval: Duration = values::scan_interval, Row {
-            default: "5s",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            default: "5s", value_name: "DURATION", style: Style::Hyphen,
             about: "How often the kernel table is read, 100ms to 1h.",
             ..Row::TOP
         };
         table_capacity: u32 = values::table_capacity, Row {
-            default: "262144",
-            value_name: "N",
-            style: Style::Number,
+            default: "262144", value_name: "N", style: Style::Number,
             about: "Sockets tracked in the kernel (about 280 bytes each); inserts beyond it are counted (`tcp_liveness_table_insert_failures_total`).",
             ..Row::TOP
         };
         allow_remote_connections: bool = values::boolean, Row {
-            default: "false",
-            value_name: "BOOL",
-            style: Style::Switch,
+            default: "false", value_name: "BOOL", style: Style::Switch,
             about: "Serve /connections (addresses, processes) to non-loopback clients too.",
             ..Row::TOP
         };
         log_format: LogFormat = values::log_format, Row {
-            default: "text",
-            value_name: "FORMAT",
+            default: "text", value_name: "FORMAT",
             about: "Log line format: text or json.",
             ..Row::TOP
         };
         close_wait_after: Duration = values::threshold, Row {
-            default: "60s",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            default: "60s", value_name: "DURATION", style: Style::Hyphen,
             about: "Report a socket in `CLOSE_WAIT` this long (the application never closed it).",
             ..Row::TOP
         };
         fin_wait2_after: Duration = values::threshold, Row {
-            default: "120s",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            default: "120s", value_name: "DURATION", style: Style::Hyphen,
             about: "Report a held socket in `FIN_WAIT2` this long (the peer never closed).",
             ..Row::TOP
         };
         unresponsive_after: Duration = values::threshold, Row {
-            default: "10s",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            default: "10s", value_name: "DURATION", style: Style::Hyphen,
             about: "Report a connection retransmitting with no reply from the peer this long.",
             ..Row::TOP
         };
         idle_after: Duration = values::threshold, Row {
-            default: "15m",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            default: "15m", value_name: "DURATION", style: Style::Hyphen,
             about: "Report a connection idle this long with no keepalive or user timeout.",
             ..Row::TOP
         };
         top_n: usize = |raw| values::count(raw, 1000), Row {
-            default: "20",
-            value_name: "N",
-            style: Style::Number,
+            default: "20", value_name: "N", style: Style::Number,
             about: "Largest `CLOSE_WAIT` owners exported as metric series, 0 to 1000.",
             ..Row::TOP
         };
         top_ports: usize = |raw| values::count(raw, 1000), Row {
-            default: "10",
-            value_name: "N",
+            default: "10", value_name: "N",
             about: "Service ports per owner kept as their own `CLOSE_WAIT` series and alert groups, 0 to 1000; the owner's other ports are summed as `local_port=\"other\"`.",
             ..Row::TOP
         };
         max_alert_groups: usize = values::max_alert_groups, Row {
-            default: "200",
-            value_name: "N",
+            default: "200", value_name: "N",
             about: "Alert groups per scan in /alerts and the Alertmanager push, 10 to 10000; past it the smallest fold into one `owner=\"other\"` group per reason.",
             ..Row::TOP
         };
         group_by: GroupBy = values::group_by, Row {
-            default: "process",
-            value_name: "WHAT",
+            default: "process", value_name: "WHAT",
             about: "How owners are grouped in the top-N and in alerts: process or cgroup.",
             ..Row::TOP
         };
@@ -124,9 +103,7 @@ settings! {
             ..Row::TOP
         };
         alertmanager_insecure_skip_verify: bool = values::boolean, Row {
-            default: "false",
-            value_name: "BOOL",
-            style: Style::Switch,
+            default: "false", value_name: "BOOL", style: Style::Switch,
             about: "Do not verify Alertmanager's certificate (`tls_config.insecure_skip_verify`; testing only).",
             ..Row::TOP
         };
@@ -141,78 +118,57 @@ settings! {
             ..Row::TOP
         };
         alert_log_limit: usize = |raw| values::count(raw, 10_000), Row {
-            default: "20",
-            value_name: "N",
-            style: Style::Number,
+            default: "20", value_name: "N", style: Style::Number,
             about: "Suspect connections logged one per line per scan, 0 to 10000.",
             ..Row::TOP
         };
         probe: bool = values::boolean, Row {
-            key: "enabled",
-            flag: Flag::Named("probe"),
-            default: "false",
-            value_name: "BOOL",
+            key: "enabled", flag: Flag::Named("probe"), default: "false", value_name: "BOOL",
             style: Style::Switch,
             about: "Keepalive probes (`[probe]`): make the kernel send keepalive probes on quiet connections without keepalive to prove their peer alive (`peer_alive`) or dead (`peer_dead`); the options are put back afterwards.",
             ..Row::PROBE
         };
         probe_after: Option<Duration> = values::probe_after, Row {
-            key: "after",
-            flag: Flag::Named("probe-after"),
-            empty_default: "`idle_after`",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            key: "after", flag: Flag::Named("probe-after"), empty_default: "`idle_after`",
+            value_name: "DURATION", style: Style::Hyphen,
             about: "Idle time (nothing from the peer) before a connection is probed.",
             ..Row::PROBE
         };
         probe_interval: Duration = values::probe_interval, Row {
-            key: "interval",
-            flag: Flag::Named("probe-interval"),
-            default: "5s",
-            value_name: "DURATION",
-            style: Style::Hyphen,
+            key: "interval", flag: Flag::Named("probe-interval"), default: "5s",
+            value_name: "DURATION", style: Style::Hyphen,
             about: "Between keepalive probes of one connection, whole seconds, 1s to 1h.",
             ..Row::PROBE
         };
         probe_count: u32 = |raw| values::u32_between(raw, 1, 100), Row {
-            key: "count",
-            flag: Flag::Named("probe-count"),
-            default: "3",
-            value_name: "N",
+            key: "count", flag: Flag::Named("probe-count"), default: "3", value_name: "N",
             style: Style::Number,
             about: "Unanswered probes before `peer_dead`, 1 to 100.",
             ..Row::PROBE
         };
         web_config_file: Option<PathBuf> = values::optional_path, Row {
-            flag: Flag::Named("web.config.file"),
-            value_name: "FILE",
+            flag: Flag::Named("web.config.file"), value_name: "FILE",
             about: "Web config file (the format of `node_exporter`): TLS (`tls_server_config`) and basic authentication (`basic_auth_users`, bcrypt hashes).",
             ..Row::TOP
         };
         web_max_connections: usize = values::max_connections, Row {
-            flag: Flag::Named("web.max-connections"),
-            default: "512",
-            value_name: "N",
+            flag: Flag::Named("web.max-connections"), default: "512", value_name: "N",
             about: "HTTP connections open at once; more are closed as soon as accepted (counted in `tcp_liveness_http_connections_refused_total`), 1 to 65536.",
             ..Row::TOP
         };
         web_max_connections_per_client: usize = values::max_connections, Row {
-            flag: Flag::Named("web.max-connections-per-client"),
-            default: "32",
-            value_name: "N",
+            flag: Flag::Named("web.max-connections-per-client"), default: "32", value_name: "N",
             about: "HTTP connections open at once from one client address (an IPv6 client's /64), so one client cannot take them all, 1 to 65536.",
             ..Row::TOP
         };
     }
     file_only {
         probe_max_per_second: u32 = |raw| values::u32_between(raw, 1, 10_000), Row {
-            key: "max_per_second",
-            default: "20",
+            key: "max_per_second", default: "20",
             ..Row::PROBE
         };
         probe_max_per_scan: u32 = |raw| values::u32_between(raw, 1, 4096), Row {
-            key: "max_per_scan",
-            default: "100",
+            key: "max_per_scan", default: "100",
             ..Row::PROBE
         };
     }

@@ -1,7 +1,7 @@
 //! What one setting is ([`Row`]: its key, flag, default, help) and the one way every setting is
 //! resolved ([`Resolver::value`]: flag over file over default), for the top-level keys and for
 //! `[probe]` alike. The rows themselves are in `catalogue.rs`, written through [`settings!`],
-//! which also makes the [`RunArgs`](super::RunArgs) field and the typed resolver of each.
+//! which also makes the [`RunArgs`] field and the typed resolver of each.
 
 use std::path::PathBuf;
 
@@ -44,7 +44,7 @@ pub(super) enum Style {
 /// One setting: everything about it but its type and parser (given beside it to [`settings!`]).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Row {
-    /// The [`RunArgs`](super::RunArgs) field and clap id (set by [`settings!`]).
+    /// The [`RunArgs`] field and clap id (set by [`settings!`]).
     pub id: &'static str,
     pub table: Table,
     /// The key in its table, as the file spells it; empty: the id (see [`Row::key`]).
@@ -180,8 +180,8 @@ impl Resolver<'_> {
 }
 
 /// The settings, one row each: `field: Type = parser, Row { … };` under `flags` (a
-/// [`RunArgs`](super::RunArgs) field and a flag) or `file_only`. Makes the `RunArgs` struct,
-/// [`CATALOGUE`], one `Resolver` method per setting (named as the field, returning `Type`), and
+/// [`RunArgs`] field and a flag) or `file_only`. Makes the `RunArgs` struct,
+/// [`CATALOGUE`](super::catalogue::CATALOGUE), one `Resolver` method per setting (named as the field, returning `Type`), and
 /// reading the fields from clap's matches.
 macro_rules! settings {
     (
