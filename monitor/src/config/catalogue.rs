@@ -10,7 +10,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
     ConfigError, LogFormat,
-    setting::{Flag, Resolver, Row, Style, Table, settings},
+    setting::{FileValues, Flag, Row, Style, Table, settings, value},
     values,
 };
 use crate::model::GroupBy;

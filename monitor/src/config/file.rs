@@ -6,9 +6,9 @@ use std::{io::Read as _, path::Path};
 
 use super::{
     ConfigError, RunArgs,
-    catalogue::{PROBE_SETTINGS, SETTINGS},
+    catalogue::{PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, remediate,
-    setting::{FileValues, Resolver},
+    setting::FileValues,
     toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
     values,
 };

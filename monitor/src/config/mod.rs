@@ -25,11 +25,11 @@ use std::{
     time::Duration,
 };
 
+use catalogue::Resolver;
 pub(crate) use catalogue::RunArgs;
 #[cfg(test)]
 use catalogue::{SETTINGS, flag_name};
 pub(crate) use file::FileConfig;
-use setting::Resolver;
 
 use crate::{
     alerting::{BasicAuth, HttpConfig},

@@ -1,11 +1,11 @@
 //! What one setting is ([`Row`]: its key, flag, default, help) and the one way every setting is
-//! resolved ([`Resolver::value`]: flag over file over default), for the top-level keys and for
-//! `[probe]` alike. The rows themselves are in `catalogue.rs`, written through [`settings!`],
+//! resolved ([`value`]: flag over file over default), for the top-level keys and for `[probe]`
+//! alike. The rows themselves are in `catalogue.rs`, written through [`settings!`],
 //! which also makes the [`RunArgs`] field and the typed resolver of each.
 
 use std::path::PathBuf;
 
-use super::{ConfigError, RunArgs, values::Raw};
+use super::{ConfigError, values::Raw};
 
 /// Where a setting's key lives in the config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,49 +140,40 @@ impl FileValues {
     }
 }
 
-/// Resolves settings from the flags and the file; `settings!` gives it one typed method per
-/// setting.
-pub(super) struct Resolver<'a> {
-    pub args: &'a RunArgs,
-    pub file: &'a FileValues,
-}
-
-impl Resolver<'_> {
-    /// Setting `row`: the flag if given, else the file's value, else the default. A bad file
-    /// value is an error even when a flag replaces it: the file is what gets deployed, it should
-    /// not hide mistakes.
-    pub(super) fn value<T>(
-        &self,
-        row: &Row,
-        flag: Option<&str>,
-        parse: impl Fn(Raw<'_>) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        let from_file = match self.file.get(row.table, row.key()) {
-            Some(value) => Some(parse(Raw::Toml(value)).map_err(|problem| {
-                ConfigError::in_file(&self.file.path, format!("{}: {problem}", row.file_key()))
-            })?),
-            None => None,
-        };
-        if let Some(text) = flag {
-            return parse(Raw::Text(text)).map_err(|problem| ConfigError::Flag {
-                flag: row.flag().unwrap_or_default(),
-                problem,
-            });
-        }
-        if let Some(value) = from_file {
-            return Ok(value);
-        }
-        parse(Raw::Text(row.default)).map_err(|problem| ConfigError::Default {
-            key: row.file_key(),
+/// Setting `row`: the flag's text if given, else the file's value, else the default, parsed by
+/// `parse`. A bad file value is an error even when a flag replaces it: the file is what gets
+/// deployed, it should not hide mistakes.
+pub(super) fn value<T>(
+    row: &Row,
+    file: &FileValues,
+    flag: Option<&str>,
+    parse: impl Fn(Raw<'_>) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let from_file = match file.get(row.table, row.key()) {
+        Some(value) => Some(parse(Raw::Toml(value)).map_err(|problem| {
+            ConfigError::in_file(&file.path, format!("{}: {problem}", row.file_key()))
+        })?),
+        None => None,
+    };
+    if let Some(text) = flag {
+        return parse(Raw::Text(text)).map_err(|problem| ConfigError::Flag {
+            flag: row.flag().unwrap_or_default(),
             problem,
-        })
+        });
     }
+    if let Some(value) = from_file {
+        return Ok(value);
+    }
+    parse(Raw::Text(row.default)).map_err(|problem| ConfigError::Default {
+        key: row.file_key(),
+        problem,
+    })
 }
 
 /// The settings, one row each: `field: Type = parser, Row { … };` under `flags` (a
 /// [`RunArgs`] field and a flag) or `file_only`. Makes the `RunArgs` struct,
-/// [`CATALOGUE`](super::catalogue::CATALOGUE), one `Resolver` method per setting (named as the field, returning `Type`), and
-/// reading the fields from clap's matches.
+/// [`CATALOGUE`](super::catalogue::CATALOGUE), the `Resolver` with one method per setting
+/// (named as the field, returning `Type`), and reading the fields from clap's matches.
 macro_rules! settings {
     (
         flags { $( $field:ident: $ty:ty = $parse:expr, $row:expr; )* }
@@ -207,15 +198,23 @@ macro_rules! settings {
             $( Row { id: stringify!($file_field), flag: Flag::None, ..$file_row }, )*
         ];
 
+        /// Resolves settings from the flags and the file: one method per setting, named as its
+        /// field, returning its parsed value.
+        pub(super) struct Resolver<'a> {
+            pub args: &'a RunArgs,
+            pub file: &'a FileValues,
+        }
+
         impl Resolver<'_> {
             $(
                 pub(super) fn $field(&self) -> Result<$ty, ConfigError> {
-                    self.value(row(stringify!($field)), self.args.$field.as_deref(), $parse)
+                    let flag = self.args.$field.as_deref();
+                    value(row(stringify!($field)), self.file, flag, $parse)
                 }
             )*
             $(
                 pub(super) fn $file_field(&self) -> Result<$file_ty, ConfigError> {
-                    self.value(row(stringify!($file_field)), None, $file_parse)
+                    value(row(stringify!($file_field)), self.file, None, $file_parse)
                 }
             )*
         }
