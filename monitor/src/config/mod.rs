@@ -3,6 +3,10 @@
 //!
 //! Every problem is a [`ConfigError`]: one line naming the flag or the file and key. The binary
 //! exits 2 on it, as clap does for a bad command line. deploy/tcp-liveness.toml documents keys.
+//!
+//! Each setting is one row of `catalogue.rs` (key, flag, default, parser, help); `setting.rs`
+//! says what a row is and resolves one, `args.rs` makes the command line from the rows,
+//! `file.rs` reads the file with the section helpers of `toml_table.rs`.
 
 mod args;
 mod catalogue;
