@@ -10,7 +10,10 @@ use std::{
 
 use prometheus::IntCounter;
 
-use crate::model::format::error_chain;
+use crate::model::{
+    format::error_chain,
+    metric_families::{ALERTMANAGER_PUSH_FAILURES, ALERTMANAGER_PUSHES, Family},
+};
 
 use super::{
     AlertGroup,
@@ -41,16 +44,10 @@ pub(super) struct PushCounters {
 impl PushCounters {
     pub(super) fn new() -> Self {
         // Constant, valid names: creation cannot fail.
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid counter");
+        let counter = |f: Family| IntCounter::new(f.name, f.help).expect("valid counter");
         Self {
-            pushes: counter(
-                "tcp_liveness_alertmanager_pushes_total",
-                "POSTs of alerts to Alertmanager attempted since the agent started (at most one per scan; skipped while the previous one is in flight).",
-            ),
-            failures: counter(
-                "tcp_liveness_alertmanager_push_failures_total",
-                "POSTs of alerts to Alertmanager that failed: no connection, a TLS error (unknown CA, bad client certificate), a timeout, or an answer other than 2xx (e.g. 401 for wrong basic auth credentials). The log says which, at most once a minute.",
-            ),
+            pushes: counter(ALERTMANAGER_PUSHES),
+            failures: counter(ALERTMANAGER_PUSH_FAILURES),
         }
     }
 }

@@ -127,7 +127,7 @@ fn from_kernel(cookie: u64) -> Result<Target, String> {
         .ok_or_else(|| {
             format!("not found: no TCP socket with cookie {cookie} in any network namespace")
         })?;
-    let state = monitor_common::tcp_state::name(socket.state).unwrap_or("unknown");
+    let state = crate::model::labels::state_label(socket.state);
     Ok(Target {
         key: SocketKey {
             netns: socket.netns,

@@ -8,7 +8,7 @@ use monitor_common::enforce::ENFORCE_SLOTS;
 
 use super::{
     ConfigError,
-    file::{MATCHER_KEYS, check_keys, field, matcher},
+    toml_table::{MATCHER_KEYS, check_keys, field, matcher},
     values::{self, Raw},
 };
 use crate::verdict::{Enforce, EnforceMode, KeepaliveTimers, Matcher};
@@ -114,19 +114,9 @@ fn mode(raw: Raw<'_>) -> Result<EnforceMode, String> {
 
 /// `TCP_KEEPIDLE` / `TCP_KEEPINTVL`: whole seconds, 1 s to 32767 s (the kernel's range).
 fn keepalive_seconds(raw: Raw<'_>) -> Result<Duration, String> {
-    let d = values::duration_between(
-        raw,
-        Duration::from_secs(1),
-        Duration::from_secs(32_767),
-        "1s and 32767s",
-    )?;
-    if d.subsec_nanos() != 0 {
-        return Err(format!(
-            "{}: the kernel counts keepalive timers in whole seconds",
-            humantime::format_duration(d)
-        ));
-    }
-    Ok(d)
+    values::whole_seconds(raw, Duration::from_secs(32_767), "1s and 32767s", |d| {
+        format!("{d}: the kernel counts keepalive timers in whole seconds")
+    })
 }
 
 /// `TCP_USER_TIMEOUT`: milliseconds, 1 ms to `i32::MAX` ms (about 24 days).

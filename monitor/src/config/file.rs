@@ -2,18 +2,18 @@
 //! on one line. `[[override]]` and `[[ignore]]` exist only here and are parsed on read; the
 //! top-level settings stay raw until `resolve`, which parses them exactly like flags.
 
-use std::{
-    io::Read as _,
-    path::{Path, PathBuf},
-};
+use std::{io::Read as _, path::Path};
 
 use super::{
-    ConfigError, SETTINGS,
-    values::{self, Raw},
+    ConfigError, RunArgs,
+    catalogue::{PROBE_SETTINGS, Resolver, SETTINGS},
+    enforce, remediate,
+    setting::FileValues,
+    toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
+    values,
 };
 use crate::verdict::{Enforce, Matcher, Override, remediation::RemediatePolicy};
 
-pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
 const OVERRIDE_SWITCH_KEYS: [&str; 1] = ["probe"];
 const THRESHOLD_KEYS: [&str; 4] = [
@@ -30,13 +30,10 @@ pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// A parsed config file; `FileConfig::default()` stands for "no file".
 #[derive(Clone, Debug, Default)]
 pub struct FileConfig {
-    path: PathBuf,
-    /// Top-level settings, names checked against [`SETTINGS`], values not yet parsed.
-    settings: toml::Table,
+    /// The top-level settings and `[probe]`, keys checked against the catalogue.
+    pub(super) values: FileValues,
     pub(super) overrides: Vec<Override>,
     pub(super) ignore: Vec<Matcher>,
-    /// The `[probe]` table, keys checked, values not yet parsed (empty: none).
-    pub(super) probe: toml::Table,
     /// `[[remediate]]` policies, in file order.
     pub(super) remediate: Vec<RemediatePolicy>,
     /// `[[enforce]]` policies in file order (`config/enforce.rs`).
@@ -83,35 +80,37 @@ impl FileConfig {
             Some(toml::Value::Table(table)) => table,
             Some(_) => return Err(error("probe: expected a [probe] table".into())),
         };
-        super::probe::check_table(&probe).map_err(error)?;
-        let remediate = numbered_sections(
-            settings.remove("remediate"),
-            "remediate",
-            super::remediate::entry,
-        )
-        .map_err(error)?;
-        let enforce = sections(settings.remove("enforce"), "enforce", super::enforce::entry)
-            .and_then(super::enforce::check_list)
+        let probe_keys: Vec<&str> = PROBE_SETTINGS.iter().map(|(key, _)| *key).collect();
+        check_keys(&probe, &probe_keys).map_err(|problem| error(format!("[probe]: {problem}")))?;
+        let remediate =
+            numbered_sections(settings.remove("remediate"), "remediate", remediate::entry)
+                .map_err(error)?;
+        let enforce = sections(settings.remove("enforce"), "enforce", enforce::entry)
+            .and_then(enforce::check_list)
             .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
-            path: path.to_path_buf(),
-            settings,
+            values: FileValues {
+                path: path.to_path_buf(),
+                top: settings,
+                probe,
+            },
             overrides,
             ignore,
-            probe,
             remediate,
             enforce,
         })
     }
+}
 
-    pub(super) fn get(&self, key: &str) -> Option<&toml::Value> {
-        self.settings.get(key)
-    }
-
-    pub(super) fn error(&self, key: &str, problem: &str) -> ConfigError {
-        ConfigError::in_file(&self.path, format!("{key}: {problem}"))
+impl FileConfig {
+    /// Resolves settings from `args` over this file over the defaults.
+    pub(super) fn resolver<'a>(&'a self, args: &'a RunArgs) -> Resolver<'a> {
+        Resolver {
+            args,
+            file: &self.values,
+        }
     }
 }
 
@@ -131,86 +130,6 @@ fn syntax(text: &str, error: &toml::de::Error) -> String {
         Some(line) => format!("line {line}: {}", message.join("; ")),
         None => message.join("; "),
     }
-}
-
-pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
-    match table.keys().find(|k| !known.contains(&k.as_str())) {
-        None => Ok(()),
-        Some(key) => {
-            // Catch the likely slips: flag spelling (kebab-case) and a truncated name.
-            let snake = key.replace('-', "_");
-            let guess = known
-                .iter()
-                .find(|k| **k == snake || (snake.len() >= 3 && k.starts_with(&snake)));
-            Err(match guess {
-                Some(guess) => format!("unknown key {key:?} (did you mean {guess}?)"),
-                None => format!("unknown key {key:?}"),
-            })
-        }
-    }
-}
-
-/// `[[name]]` sections, each parsed by `entry`; errors say which one (1-based, as in the file).
-pub(super) fn sections<T>(
-    value: Option<toml::Value>,
-    name: &str,
-    entry: fn(&toml::Table) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    let items = match value {
-        None => return Ok(Vec::new()),
-        Some(toml::Value::Array(items)) => items,
-        // `[override]` instead of `[[override]]`: a single table, easy to write by mistake.
-        Some(_) => {
-            return Err(format!(
-                "{name}: expected [[{name}]] sections (double brackets)"
-            ));
-        }
-    };
-    let at = |n: usize, problem: String| format!("[[{name}]] #{n}: {problem}");
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            toml::Value::Table(table) => entry(table).map_err(|p| at(i + 1, p)),
-            _ => Err(at(i + 1, "expected a table".into())),
-        })
-        .collect()
-}
-
-/// [`sections`] whose `entry` is also told the section's 1-based number (policies name
-/// themselves by it).
-fn numbered_sections<T>(
-    value: Option<toml::Value>,
-    name: &str,
-    entry: fn(usize, &toml::Table) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    let tables = sections(value, name, |table| Ok(table.clone()))?;
-    let at = |n: usize, problem: String| format!("[[{name}]] #{n}: {problem}");
-    (1..)
-        .zip(&tables)
-        .map(|(n, table)| entry(n, table).map_err(|p| at(n, p)))
-        .collect()
-}
-
-/// An optional key of a section, parsed; the error names the key.
-pub(super) fn field<T>(
-    table: &toml::Table,
-    key: &str,
-    parse: fn(Raw<'_>) -> Result<T, String>,
-) -> Result<Option<T>, String> {
-    table
-        .get(key)
-        .map(|v| parse(Raw::Toml(v)).map_err(|p| format!("{key}: {p}")))
-        .transpose()
-}
-
-pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
-    Ok(Matcher {
-        local_port: field(table, "local_port", values::port)?,
-        remote_port: field(table, "remote_port", values::port)?,
-        process: field(table, "process", values::process)?,
-        cgroup: field(table, "cgroup", values::cgroup)?,
-    })
 }
 
 fn override_entry(table: &toml::Table) -> Result<Override, String> {

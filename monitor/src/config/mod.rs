@@ -3,13 +3,20 @@
 //!
 //! Every problem is a [`ConfigError`]: one line naming the flag or the file and key. The binary
 //! exits 2 on it, as clap does for a bad command line. deploy/tcp-liveness.toml documents keys.
+//!
+//! Each setting is one row of `catalogue.rs` (key, flag, default, parser, help); `setting.rs`
+//! says what a row is and resolves one, `args.rs` makes the command line from the rows,
+//! `file.rs` reads the file with the section helpers of `toml_table.rs`.
 
 mod args;
+mod catalogue;
 mod enforce;
 mod file;
 mod probe;
 mod reload;
 mod remediate;
+mod setting;
+mod toml_table;
 mod values;
 
 #[cfg(test)]
@@ -22,79 +29,37 @@ use std::{
     time::Duration,
 };
 
-pub(crate) use args::RunArgs;
+use catalogue::Resolver;
+pub(crate) use catalogue::RunArgs;
+#[cfg(test)]
+use catalogue::{SETTINGS, flag_name};
 pub(crate) use file::FileConfig;
-use values::Raw;
 
 use crate::{
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
-    model::Grouping,
+    model::{GroupBy, Grouping},
     scan::probe::ProbeSettings,
     verdict::Enforce,
     verdict::{Policy, Thresholds, remediation::RemediatePolicy},
 };
 
-/// Every top-level setting with its default, written as a flag value and parsed as one.
-/// This list is also the set of keys the file accepts (besides `[[override]]`, `[[ignore]]` and
-/// `[[enforce]]`).
-const SETTINGS: &[(&str, &str)] = &[
-    ("listen", "0.0.0.0:9977"),
-    ("scan_interval", "5s"),
-    ("table_capacity", "262144"),
-    ("allow_remote_connections", "false"),
-    ("log_format", "text"),
-    ("close_wait_after", "60s"),
-    ("fin_wait2_after", "120s"),
-    ("unresponsive_after", "10s"),
-    ("idle_after", "15m"),
-    ("top_n", "20"),
-    ("top_ports", "10"),
-    ("max_alert_groups", "200"),
-    ("group_by", "process"),
-    ("alertmanager_url", ""),
-    ("alertmanager_ca_file", ""),
-    ("alertmanager_cert_file", ""),
-    ("alertmanager_key_file", ""),
-    ("alertmanager_insecure_skip_verify", "false"),
-    ("alertmanager_username", ""),
-    ("alertmanager_password_file", ""),
-    ("alert_log_limit", "20"),
-    ("web_config_file", ""),
-    ("web_max_connections", "512"),
-    ("web_max_connections_per_client", "32"),
-];
-
-/// Flags spelled otherwise than their key with `-` for `_`: the `--web.*` names of `node_exporter`.
-const FLAG_NAMES: &[(&str, &str)] = &[
-    ("web_config_file", "web.config.file"),
-    ("web_max_connections", "web.max-connections"),
-    (
-        "web_max_connections_per_client",
-        "web.max-connections-per-client",
-    ),
-];
-
-/// The flag (without `--`) that sets config key `key`.
-pub(crate) fn flag_name(key: &str) -> String {
-    FLAG_NAMES
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or_else(|| key.replace('_', "-"), |(_, flag)| (*flag).to_owned())
-}
-
+/// How log lines are written (`log_format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// How connection owners are grouped for the `CLOSE_WAIT` top-N and for alerts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GroupBy {
-    Process,
-    /// cgroup v2 path: one group per container or systemd unit.
-    Cgroup,
+impl LogFormat {
+    /// The config value: `text` or `json`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
 }
 
 /// The validated settings of `tcp-liveness run`.
@@ -145,9 +110,9 @@ pub struct RunConfig {
 /// one line naming the flag, or the file and key: `--flag: problem`, `config FILE: key: problem`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A flag's value (`key` in its config-file spelling).
-    #[error("--{flag}: {problem}", flag = flag_name(key))]
-    Flag { key: String, problem: String },
+    /// A flag's value (`flag` without `--`).
+    #[error("--{flag}: {problem}")]
+    Flag { flag: String, problem: String },
     /// The config file cannot be read.
     #[error("config {}: cannot read", path.display())]
     Read {
@@ -173,13 +138,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn flag(key: &str, problem: impl Display) -> Self {
-        Self::Flag {
-            key: key.to_owned(),
-            problem: problem.to_string(),
-        }
-    }
-
     fn in_file(path: &Path, problem: impl Display) -> Self {
         Self::File {
             path: path.to_path_buf(),
@@ -232,82 +190,30 @@ impl RunConfig {
     /// # Errors
     /// A flag or file value that does not parse, named in the [`ConfigError`].
     pub fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let get = Resolver { file };
+        let get = file.resolver(args);
         let defaults = Thresholds {
-            close_wait_after: get.value(
-                "close_wait_after",
-                args.close_wait_after.as_deref(),
-                values::threshold,
-            )?,
-            fin_wait2_after: get.value(
-                "fin_wait2_after",
-                args.fin_wait2_after.as_deref(),
-                values::threshold,
-            )?,
-            unresponsive_after: get.value(
-                "unresponsive_after",
-                args.unresponsive_after.as_deref(),
-                values::threshold,
-            )?,
-            idle_after: get.value("idle_after", args.idle_after.as_deref(), values::threshold)?,
+            close_wait_after: get.close_wait_after()?,
+            fin_wait2_after: get.fin_wait2_after()?,
+            unresponsive_after: get.unresponsive_after()?,
+            idle_after: get.idle_after()?,
         };
         Ok(Self {
-            listen: get.value("listen", args.listen.as_deref(), values::listen)?,
-            scan_interval: get.value(
-                "scan_interval",
-                args.scan_interval.as_deref(),
-                values::scan_interval,
-            )?,
-            table_capacity: get.value(
-                "table_capacity",
-                args.table_capacity.as_deref(),
-                values::table_capacity,
-            )?,
-            allow_remote_connections: get.value(
-                "allow_remote_connections",
-                args.allow_remote_connections.as_deref(),
-                values::boolean,
-            )?,
-            log_format: get.value("log_format", args.log_format.as_deref(), values::log_format)?,
-            top_n: get.value("top_n", args.top_n.as_deref(), |raw| {
-                values::count(raw, 1000)
-            })?,
-            top_ports: get.value("top_ports", args.top_ports.as_deref(), |raw| {
-                values::count(raw, 1000)
-            })?,
-            max_alert_groups: get.value(
-                "max_alert_groups",
-                args.max_alert_groups.as_deref(),
-                values::max_alert_groups,
-            )?,
-            group_by: get.value("group_by", args.group_by.as_deref(), values::group_by)?,
-            alertmanager_url: get.value(
-                "alertmanager_url",
-                args.alertmanager_url.as_deref(),
-                values::alertmanager_url,
-            )?,
-            alertmanager_http: alertmanager_http(&get, args)?,
-            alert_log_limit: get.value(
-                "alert_log_limit",
-                args.alert_log_limit.as_deref(),
-                |raw| values::count(raw, 10_000),
-            )?,
-            web_config_file: get.value(
-                "web_config_file",
-                args.web_config_file.as_deref(),
-                values::optional_path,
-            )?,
+            listen: get.listen()?,
+            scan_interval: get.scan_interval()?,
+            table_capacity: get.table_capacity()?,
+            allow_remote_connections: get.allow_remote_connections()?,
+            log_format: get.log_format()?,
+            top_n: get.top_n()?,
+            top_ports: get.top_ports()?,
+            max_alert_groups: get.max_alert_groups()?,
+            group_by: get.group_by()?,
+            alertmanager_url: get.alertmanager_url()?,
+            alertmanager_http: alertmanager_http(&get)?,
+            alert_log_limit: get.alert_log_limit()?,
+            web_config_file: get.web_config_file()?,
             web: WebConfig::default(),
-            max_connections: get.value(
-                "web_max_connections",
-                args.web_max_connections.as_deref(),
-                values::max_connections,
-            )?,
-            max_connections_per_client: get.value(
-                "web_max_connections_per_client",
-                args.web_max_connections_per_client.as_deref(),
-                values::max_connections,
-            )?,
+            max_connections: get.web_max_connections()?,
+            max_connections_per_client: get.web_max_connections_per_client()?,
             policy: Policy {
                 defaults,
                 overrides: file.overrides.clone(),
@@ -328,35 +234,23 @@ impl RunConfig {
             top_n: self.top_n,
             top_ports: self.top_ports,
             max_alert_groups: self.max_alert_groups,
-            by_cgroup: self.group_by == GroupBy::Cgroup,
+            group_by: self.group_by,
         }
     }
 }
 
 /// The `alertmanager_*` settings of Prometheus's `http_config`, checked to go together: a client
 /// certificate needs its key, a password file needs a username and the other way round.
-fn alertmanager_http(get: &Resolver<'_>, args: &RunArgs) -> Result<HttpConfig, ConfigError> {
-    let path = |key, flag: &Option<String>| get.value(key, flag.as_deref(), values::optional_path);
+fn alertmanager_http(get: &Resolver<'_>) -> Result<HttpConfig, ConfigError> {
     let config = HttpConfig {
-        ca_file: path("alertmanager_ca_file", &args.alertmanager_ca_file)?,
-        cert_file: path("alertmanager_cert_file", &args.alertmanager_cert_file)?,
-        key_file: path("alertmanager_key_file", &args.alertmanager_key_file)?,
-        insecure_skip_verify: get.value(
-            "alertmanager_insecure_skip_verify",
-            args.alertmanager_insecure_skip_verify.as_deref(),
-            values::boolean,
-        )?,
+        ca_file: get.alertmanager_ca_file()?,
+        cert_file: get.alertmanager_cert_file()?,
+        key_file: get.alertmanager_key_file()?,
+        insecure_skip_verify: get.alertmanager_insecure_skip_verify()?,
         basic_auth: None,
     };
-    let username = get.value(
-        "alertmanager_username",
-        args.alertmanager_username.as_deref(),
-        values::optional_text,
-    )?;
-    let password_file = path(
-        "alertmanager_password_file",
-        &args.alertmanager_password_file,
-    )?;
+    let username = get.alertmanager_username()?;
+    let password_file = get.alertmanager_password_file()?;
     let pair = |a: &str, b: &str, why: &str| {
         Err(ConfigError::Combination {
             problem: format!("{a} is set without {b} ({why})"),
@@ -400,39 +294,5 @@ fn alertmanager_http(get: &Resolver<'_>, args: &RunArgs) -> Result<HttpConfig, C
             basic_auth,
             ..config
         }),
-    }
-}
-
-struct Resolver<'a> {
-    file: &'a FileConfig,
-}
-
-impl Resolver<'_> {
-    /// The flag if given, else the file's value, else the default. A bad file value is an error
-    /// even when a flag replaces it: the file is what gets deployed, it should not hide mistakes.
-    fn value<T>(
-        &self,
-        key: &str,
-        flag: Option<&str>,
-        parse: impl Fn(Raw<'_>) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        let from_file = match self.file.get(key) {
-            Some(value) => Some(parse(Raw::Toml(value)).map_err(|p| self.file.error(key, &p))?),
-            None => None,
-        };
-        if let Some(text) = flag {
-            return parse(Raw::Text(text)).map_err(|p| ConfigError::flag(key, p));
-        }
-        if let Some(value) = from_file {
-            return Ok(value);
-        }
-        let default = SETTINGS
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or("", |(_, d)| d);
-        parse(Raw::Text(default)).map_err(|problem| ConfigError::Default {
-            key: key.to_owned(),
-            problem,
-        })
     }
 }

@@ -5,7 +5,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{GroupBy, LogFormat, RunConfig};
+use super::RunConfig;
 use crate::verdict::Enforce;
 use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
 
@@ -61,14 +61,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             "allow_remote_connections",
             c.allow_remote_connections.to_string(),
         ),
-        (
-            "log_format",
-            match c.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            }
-            .into(),
-        ),
+        ("log_format", c.log_format.as_str().into()),
         ("close_wait_after", d(t.close_wait_after)),
         ("fin_wait2_after", d(t.fin_wait2_after)),
         ("unresponsive_after", d(t.unresponsive_after)),
@@ -76,14 +69,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ("top_n", c.top_n.to_string()),
         ("top_ports", c.top_ports.to_string()),
         ("max_alert_groups", c.max_alert_groups.to_string()),
-        (
-            "group_by",
-            match c.group_by {
-                GroupBy::Process => "process",
-                GroupBy::Cgroup => "cgroup",
-            }
-            .into(),
-        ),
+        ("group_by", c.group_by.as_str().into()),
         (
             "alertmanager_url",
             c.alertmanager_url.as_deref().unwrap_or("none").into(),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{
-    file::{MATCHER_KEYS, check_keys, field, matcher},
+    toml_table::{MATCHER_KEYS, check_keys, field, matcher},
     values::{self, Raw},
 };
 use crate::{

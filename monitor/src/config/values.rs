@@ -3,7 +3,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use super::{GroupBy, LogFormat};
+use super::LogFormat;
+use crate::model::GroupBy;
 
 /// A value as given: text (a flag, or a built-in default) or a value from the TOML file.
 #[derive(Clone, Copy, Debug)]
@@ -117,8 +118,44 @@ pub(super) fn listen(raw: Raw<'_>) -> Result<SocketAddr, String> {
 
 /// Kernel map entries; the map is preallocated, so the ceiling bounds kernel memory (~200 B each).
 pub(super) fn table_capacity(raw: Raw<'_>) -> Result<u32, String> {
-    let n = integer_between(raw, 1024, 16_777_216)?;
+    u32_between(raw, 1024, 16_777_216)
+}
+
+/// An integer between `min` and `max` (both within `u32`).
+pub(super) fn u32_between(raw: Raw<'_>, min: u32, max: u32) -> Result<u32, String> {
+    let n = integer_between(raw, min.into(), max.into())?;
     Ok(u32::try_from(n).expect("range checked"))
+}
+
+/// `[probe] after`: a threshold, or empty for each connection's own `idle_after`.
+pub(super) fn probe_after(raw: Raw<'_>) -> Result<Option<Duration>, String> {
+    match raw {
+        Raw::Text("") => Ok(None),
+        raw => threshold(raw).map(Some),
+    }
+}
+
+/// `[probe] interval`, between probes: whole seconds (`TCP_KEEPIDLE`/`TCP_KEEPINTVL` take
+/// seconds), 1 s to 1 h.
+pub(super) fn probe_interval(raw: Raw<'_>) -> Result<Duration, String> {
+    whole_seconds(raw, Duration::from_hours(1), "1s and 1h", |d| {
+        format!("{d} is not a whole number of seconds (the kernel's keepalive timers take seconds)")
+    })
+}
+
+/// Whole seconds from 1 s to `max` (`range` says both), as the kernel's keepalive timers take
+/// them; `not_whole` words the error for a duration (written back as text) with a fraction.
+pub(super) fn whole_seconds(
+    raw: Raw<'_>,
+    max: Duration,
+    range: &str,
+    not_whole: impl Fn(String) -> String,
+) -> Result<Duration, String> {
+    let d = duration_between(raw, Duration::from_secs(1), max, range)?;
+    if d.subsec_nanos() != 0 {
+        return Err(not_whole(humantime::format_duration(d).to_string()));
+    }
+    Ok(d)
 }
 
 /// A count of things emitted per scan (metric series, log lines); bounded to keep output sane.
@@ -134,19 +171,19 @@ pub(super) fn max_alert_groups(raw: Raw<'_>) -> Result<usize, String> {
 }
 
 pub(super) fn log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
-    match string(raw)? {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        other => Err(format!("expected \"text\" or \"json\", got {other:?}")),
-    }
+    let text = string(raw)?;
+    [LogFormat::Text, LogFormat::Json]
+        .into_iter()
+        .find(|f| f.as_str() == text)
+        .ok_or_else(|| format!("expected \"text\" or \"json\", got {text:?}"))
 }
 
 pub(super) fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
-    match string(raw)? {
-        "process" => Ok(GroupBy::Process),
-        "cgroup" => Ok(GroupBy::Cgroup),
-        other => Err(format!("expected \"process\" or \"cgroup\", got {other:?}")),
-    }
+    let text = string(raw)?;
+    GroupBy::ALL
+        .into_iter()
+        .find(|g| g.as_str() == text)
+        .ok_or_else(|| format!("expected \"process\" or \"cgroup\", got {text:?}"))
 }
 
 /// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.

@@ -3,10 +3,11 @@
 //! Only aggregates: per-connection labels (addresses, pids) would make the series count grow with
 //! the connection count. Per-connection detail is in `/connections`.
 
+#[cfg(test)]
+mod catalogue_tests;
 mod errno;
 mod proto;
 mod reload;
-mod specs;
 #[cfg(test)]
 mod tests;
 pub mod verdicts;
@@ -19,23 +20,28 @@ use std::{
 
 use monitor_common::tcp_state;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
 
+pub(crate) use self::proto::FamilyExt;
+use self::proto::{counter, float_counter, gauge, histogram_metric, idle_histogram};
 pub use self::{errno::errno_name, proto::histogram, reload::ReloadMetrics};
-use self::{
-    proto::{counter, float_counter, gauge, histogram_metric, idle_histogram},
-    specs::{
-        BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
-        KERNEL_READ_SECONDS, KERNEL_READS, RECURSION_MISSES, RESETS, RETRANSMITS, SNAPSHOT_SPECS,
-        SOCKET_ERRORS, TRACKED, TRANSITIONS, UNTRACKED,
-    },
-};
 use super::{Published, SnapshotStore};
 pub use crate::scan::summary::IDLE_BUCKETS;
-use crate::scan::{ScanStage, Snapshot, summary::IdleHistogram};
+use crate::{
+    model::{
+        labels::state_label,
+        metric_families::{
+            BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
+            KERNEL_READ_SECONDS, KERNEL_READS, LAST_SCAN_SUCCESS, RECURSION_MISSES, RESETS,
+            RETRANSMITS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL, SNAPSHOT, SOCKET_ERRORS,
+            STALE_ENTRIES_REMOVED, TRACKED, TRANSITIONS, UNTRACKED,
+        },
+    },
+    scan::{ScanStage, Snapshot, summary::IdleHistogram},
+};
 
 /// Upper bounds of `tcp_liveness_scan_duration_seconds`: a scan is ms for small tables and can
 /// reach seconds for a full 262k-entry table.
@@ -50,17 +56,16 @@ const SCAN_BUCKETS: [f64; 13] = [
 pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFamily> {
     let snapshot = &published.snapshot;
     let per_state = &snapshot.summary.states;
-    let state_name = |s: u8| tcp_state::name(s).unwrap_or("unknown");
     // Every reported state, even at 0: a series that vanishes breaks rate() and alerts.
     let count = |s: &u8| per_state.get(s).map_or(0, |summary| summary.count);
     // TIME_WAIT sockets have no table entry: counted from the kernel's own state when read.
     let time_wait = snapshot.summary.time_wait.map(|n| {
-        let name = state_name(tcp_state::TIME_WAIT);
-        gauge(&[("state", name)], n as f64)
+        let name = state_label(tcp_state::TIME_WAIT);
+        gauge(&[("state", &name)], n as f64)
     });
     let connections = tcp_state::REPORTED
         .iter()
-        .map(|s| gauge(&[("state", state_name(*s))], count(s) as f64))
+        .map(|s| gauge(&[("state", &state_label(*s))], count(s) as f64))
         .chain(time_wait)
         .collect();
     let no_sockets = IdleHistogram::default();
@@ -71,7 +76,7 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
             let data = per_state
                 .get(s)
                 .map_or(&no_sockets, |summary| &summary.idle);
-            histogram_metric(&[("state", state_name(*s))], idle_histogram(data))
+            histogram_metric(&[("state", &state_label(*s))], idle_histogram(data))
         })
         .collect();
 
@@ -181,7 +186,7 @@ impl SnapshotCollector {
     /// # Errors
     /// A metric spec the prometheus crate rejects (a programming error; the tests build it).
     pub fn new(store: Arc<SnapshotStore>, version: &str) -> prometheus::Result<Self> {
-        let descs = SNAPSHOT_SPECS
+        let descs = SNAPSHOT
             .iter()
             .map(|s| {
                 let labels = s.labels.iter().map(|l| (*l).to_owned()).collect();
@@ -227,40 +232,21 @@ impl Metrics {
         // Registration only fails on invalid or duplicate names, all constants here (and covered
         // by the tests), so a failure is a programming error.
         let scan_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "tcp_liveness_scan_duration_seconds",
-                "Time taken to read the kernel socket table and build one snapshot.",
-            )
-            .buckets(SCAN_BUCKETS.to_vec()),
+            HistogramOpts::from(SCAN_DURATION.opts()).buckets(SCAN_BUCKETS.to_vec()),
         )
         .expect("valid scan duration histogram");
-        let scan_errors = IntCounterVec::new(
-            Opts::new(
-                "tcp_liveness_scan_errors_total",
-                "Scan stages that failed since the agent started, by stage (counters: reading the kernel programs' counter maps, whose last good values stay published; scan: the whole scan, whose previous results stay published).",
-            ),
-            &["stage"],
-        )
-        .expect("valid scan errors counter");
+        let scan_errors = IntCounterVec::new(SCAN_ERRORS.opts(), SCAN_ERRORS.labels)
+            .expect("valid scan errors counter");
         // Every stage at 0 from the start, so rate() and increase() see the first failure.
         for stage in ScanStage::ALL {
             scan_errors.with_label_values(&[stage.as_str()]);
         }
-        let last_success = Gauge::new(
-            "tcp_liveness_last_scan_success_timestamp_seconds",
-            "Unix time at which the last scan completed with every stage succeeding; 0 before the first. Compare with time() and tcp_liveness_scan_interval_seconds to find a stalled agent.",
-        )
-        .expect("valid last success gauge");
-        let scan_interval = Gauge::new(
-            "tcp_liveness_scan_interval_seconds",
-            "The configured interval between scans (--scan-interval), in seconds.",
-        )
-        .expect("valid scan interval gauge");
-        let stale_removed = IntCounter::new(
-            "tcp_liveness_stale_entries_removed_total",
-            "Table entries removed because the kernel's own socket state (iter/tcp) no longer has their socket: closes the kernel programs never saw (a lost event, or a socket that predates the agent).",
-        )
-        .expect("valid stale entries counter");
+        let last_success =
+            Gauge::with_opts(LAST_SCAN_SUCCESS.opts()).expect("valid last success gauge");
+        let scan_interval =
+            Gauge::with_opts(SCAN_INTERVAL.opts()).expect("valid scan interval gauge");
+        let stale_removed = IntCounter::with_opts(STALE_ENTRIES_REMOVED.opts())
+            .expect("valid stale entries counter");
         let registry = Registry::new();
         for collector in [
             Box::new(stale_removed.clone()) as Box<dyn Collector>,

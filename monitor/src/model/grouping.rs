@@ -19,8 +19,32 @@ pub struct Grouping {
     /// Alert groups listed per scan (`/alerts`, the Alertmanager push, `check`), folded groups
     /// included: past it, the smallest groups are folded into one `owner="other"` group per reason.
     pub max_alert_groups: usize,
-    /// Owners are cgroup v2 paths (containers, systemd units) instead of process names.
-    pub by_cgroup: bool,
+    /// What an owner is: a process name or a cgroup v2 path (`group_by`).
+    pub group_by: GroupBy,
+}
+
+/// How connection owners are grouped for the `CLOSE_WAIT` top-N and for alerts (`group_by`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupBy {
+    /// By the owning process's name (`comm`).
+    #[default]
+    Process,
+    /// By cgroup v2 path: one group per container or systemd unit.
+    Cgroup,
+}
+
+impl GroupBy {
+    /// Every value, as [`GroupBy::as_str`] spells it.
+    pub const ALL: [Self; 2] = [Self::Process, Self::Cgroup];
+
+    /// The config value: `process` or `cgroup`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Cgroup => "cgroup",
+        }
+    }
 }
 
 impl Default for Grouping {
@@ -29,7 +53,7 @@ impl Default for Grouping {
             top_n: 20,
             top_ports: 10,
             max_alert_groups: 200,
-            by_cgroup: false,
+            group_by: GroupBy::Process,
         }
     }
 }
@@ -47,12 +71,12 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// `c`'s owner: its cgroup when `grouping.by_cgroup`, else its process name.
+    /// `c`'s owner: its cgroup when grouping by cgroup, else its process name.
     #[must_use]
     pub fn of(c: &Connection, grouping: Grouping) -> Self {
-        match (grouping.by_cgroup, c.comm, &c.cgroup) {
-            (true, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
-            (false, Some(comm), _) => Owner::Process(comm),
+        match (grouping.group_by, c.comm, &c.cgroup) {
+            (GroupBy::Cgroup, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
+            (GroupBy::Process, Some(comm), _) => Owner::Process(comm),
             _ => Owner::Unknown,
         }
     }

@@ -1,6 +1,8 @@
 //! The words the agent labels things with, defined once: metrics, alerts, `/connections` and the
 //! CLI all spell a state, a port and an unknown owner the same way.
 
+use std::borrow::Cow;
+
 use monitor_common::tcp_state;
 
 /// Port label of a connection the host opened (its local port is ephemeral).
@@ -27,10 +29,11 @@ pub(crate) fn reported_state(state: u8) -> Option<u8> {
     tcp_state::REPORTED.contains(&state).then_some(state)
 }
 
-/// Display name of a state (`close_wait`); an unexpected number stays visible (`state_42`)
-/// instead of failing the response.
-pub(crate) fn state_label(state: u8) -> String {
-    tcp_state::name(state).map_or_else(|| format!("state_{state}"), str::to_owned)
+/// Display name of a state (`close_wait`), the one spelling of every output (metrics, alerts,
+/// `/connections`, logs); an unexpected number stays visible (`state_42`) instead of failing
+/// the response.
+pub(crate) fn state_label(state: u8) -> Cow<'static, str> {
+    tcp_state::name(state).map_or_else(|| Cow::Owned(format!("state_{state}")), Cow::Borrowed)
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl From<&Connection> for ConnectionView {
     fn from(c: &Connection) -> Self {
         Self {
             cookie: c.cookie,
-            state: state_label(c.state),
+            state: state_label(c.state).into_owned(),
             local: c.local.to_string(),
             remote: c.remote.to_string(),
             netns: c.netns,

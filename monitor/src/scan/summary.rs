@@ -75,7 +75,7 @@ pub struct Summary {
     pub suspects: BTreeMap<Reason, u64>,
     /// Sockets with keepalive known to be off, per state name (every reported state but listen
     /// present).
-    pub keepalive_off: BTreeMap<&'static str, u64>,
+    pub keepalive_off: BTreeMap<std::borrow::Cow<'static, str>, u64>,
     pub close_wait: CloseWaitTop,
     /// `TIME_WAIT` sockets, from the kernel's own state (they have no table entry); None
     /// without it.
@@ -110,8 +110,7 @@ impl Default for Summary {
             keepalive_off: tcp_state::REPORTED
                 .iter()
                 .filter(|&&s| s != tcp_state::LISTEN)
-                .filter_map(|&s| tcp_state::name(s))
-                .map(|name| (name, 0))
+                .map(|&s| (labels::state_label(s), 0))
                 .collect(),
             close_wait: CloseWaitTop::default(),
             time_wait: None,
@@ -179,7 +178,7 @@ impl SnapshotBuilder {
         if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
             *summary
                 .keepalive_off
-                .entry(tcp_state::name(c.state).unwrap_or(labels::UNKNOWN))
+                .entry(labels::state_label(c.state))
                 .or_default() += 1;
         }
         if c.state == tcp_state::CLOSE_WAIT {

@@ -48,23 +48,10 @@ fn example_rules_and_config_pass_promtool() {
     assert_ok("promtool check config", &config);
 }
 
-/// Metric names the agent defines (the contract): the `"tcp_liveness_…"` literals in its code.
+/// Metric names the agent defines (the contract): its catalogue of families.
 fn agent_metric_names() -> BTreeSet<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/export");
-    let mut names = BTreeSet::new();
-    // The remediation counter is defined where remediation runs (the scan, below export).
-    let files = [
-        "metrics/specs.rs",
-        "metrics.rs",
-        "http/server_metrics.rs",
-        "../scan/remediate/record.rs",
-    ];
-    for file in files {
-        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("read metrics code");
-        let literals = text.match_indices("\"tcp_liveness_");
-        names.extend(literals.map(|(i, _)| metric_name_at(&text[i + 1..])));
-    }
-    names
+    let families = monitor::model::metric_families::FAMILIES;
+    families.iter().map(|f| f.name.to_owned()).collect()
 }
 
 /// The `tcp_liveness_*` names a text uses.

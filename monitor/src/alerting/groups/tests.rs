@@ -56,7 +56,7 @@ fn groups_by_cgroup_when_configured() {
         in_cgroup(4, "redis-server", None),
     ];
     let by_cgroup = Grouping {
-        by_cgroup: true,
+        group_by: crate::model::GroupBy::Cgroup,
         ..Grouping::default()
     };
     let mut snapshot = snapshot(connections);

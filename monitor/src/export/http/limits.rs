@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::server_metrics::ServerMetrics;
+use super::server_metrics::{Refused, ServerMetrics};
 
 /// The server's limits and timeouts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,25 +36,6 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_mins(1),
             shutdown_grace: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Which limit refused a connection (the `limit` label of
-/// `tcp_liveness_http_connections_refused_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    MaxConnections,
-    MaxConnectionsPerClient,
-}
-
-impl Refused {
-    pub(crate) const ALL: [Self; 2] = [Self::MaxConnections, Self::MaxConnectionsPerClient];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::MaxConnections => "max_connections",
-            Self::MaxConnectionsPerClient => "max_connections_per_client",
         }
     }
 }

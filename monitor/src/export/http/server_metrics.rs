@@ -1,9 +1,31 @@
 //! The HTTP server's own metrics: open connections, refused ones, accept errors, and
 //! connections dropped by a timeout or a failed TLS handshake.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
-use super::limits::Refused;
+use crate::{
+    export::metrics::FamilyExt as _,
+    model::metric_families::{HTTP_ACCEPT_ERRORS, HTTP_DROPPED, HTTP_OPEN, HTTP_REFUSED},
+};
+
+/// Which limit refused a connection (the `limit` label of
+/// `tcp_liveness_http_connections_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    MaxConnections,
+    MaxConnectionsPerClient,
+}
+
+impl Refused {
+    pub(crate) const ALL: [Self; 2] = [Self::MaxConnections, Self::MaxConnectionsPerClient];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxConnections => "max_connections",
+            Self::MaxConnectionsPerClient => "max_connections_per_client",
+        }
+    }
+}
 
 /// Why the server dropped a connection (the `reason` label of
 /// `tcp_liveness_http_connections_dropped_total`).
@@ -57,32 +79,13 @@ impl ServerMetrics {
     /// # Panics
     /// Never: the names and labels are constants, valid (the tests build them).
     pub(crate) fn unregistered() -> Self {
-        let open = IntGauge::new(
-            "tcp_liveness_http_open_connections",
-            "Connections to the agent's HTTP endpoint open now (at most --web.max-connections).",
-        )
-        .expect("valid open connections gauge");
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "tcp_liveness_http_connections_refused_total",
-                "Connections to the HTTP endpoint closed as soon as accepted because a limit was reached, by limit (max_connections: --web.max-connections in all; max_connections_per_client: --web.max-connections-per-client from one address).",
-            ),
-            &["limit"],
-        )
-        .expect("valid refused connections counter");
-        let accept_errors = IntCounter::new(
-            "tcp_liveness_http_accept_errors_total",
-            "Errors accepting a connection on the HTTP endpoint (e.g. out of file descriptors); each is logged.",
-        )
-        .expect("valid accept errors counter");
-        let dropped = IntCounterVec::new(
-            Opts::new(
-                "tcp_liveness_http_connections_dropped_total",
-                "Connections the HTTP endpoint closed without an answer, by reason (header_timeout: a request begun and not complete within 10 s; idle_timeout: no byte read or written for 60 s; tls_handshake: failed or too slow).",
-            ),
-            &["reason"],
-        )
-        .expect("valid dropped connections counter");
+        let open = IntGauge::with_opts(HTTP_OPEN.opts()).expect("valid open connections gauge");
+        let refused = IntCounterVec::new(HTTP_REFUSED.opts(), HTTP_REFUSED.labels)
+            .expect("valid refused connections counter");
+        let accept_errors =
+            IntCounter::with_opts(HTTP_ACCEPT_ERRORS.opts()).expect("valid accept errors counter");
+        let dropped = IntCounterVec::new(HTTP_DROPPED.opts(), HTTP_DROPPED.labels)
+            .expect("valid dropped connections counter");
         // Every label from the start, so rate() and increase() see the first one.
         for limit in Refused::ALL {
             refused.with_label_values(&[limit.as_str()]);

@@ -3,27 +3,45 @@
 //! The collector builds families from scratch on every scrape (rather than keeping live
 //! `GaugeVec`s) so a state or errno that disappears from the snapshot cannot leave a stale series.
 
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::{
+    Opts,
+    proto::{self, LabelPair, MetricFamily, MetricType},
+};
 
-use crate::scan::summary::{IDLE_BUCKETS, IdleHistogram};
+use crate::{
+    model::metric_families::{Family, Kind},
+    scan::summary::{IDLE_BUCKETS, IdleHistogram},
+};
 
-/// Name, help text, type and label names of one metric family.
-pub(super) struct Spec {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: MetricType,
-    pub labels: &'static [&'static str],
+/// The prometheus forms of a catalogue [`Family`].
+pub(crate) trait FamilyExt {
+    /// A family of this spec holding `metrics` (whose labels must match its label names).
+    fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily;
+    /// Name and help, for the live counters and gauges (`IntCounter::with_opts`, …).
+    fn opts(&self) -> Opts;
 }
 
-impl Spec {
-    /// A family of this spec holding `metrics` (whose labels must match `self.labels`).
-    pub(super) fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
+impl FamilyExt for Family {
+    fn family(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
         let mut family = MetricFamily::default();
         family.set_name(self.name.to_owned());
         family.set_help(self.help.to_owned());
-        family.set_field_type(self.kind);
+        family.set_field_type(metric_type(self.kind));
         family.set_metric(metrics);
         family
+    }
+
+    fn opts(&self) -> Opts {
+        Opts::new(self.name, self.help)
+    }
+}
+
+/// The protobuf type of a [`Kind`].
+pub(crate) fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::COUNTER,
+        Kind::Gauge => MetricType::GAUGE,
+        Kind::Histogram => MetricType::HISTOGRAM,
     }
 }
 

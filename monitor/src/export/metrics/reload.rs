@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use prometheus::Gauge;
 
-use super::Metrics;
+use super::{FamilyExt as _, Metrics};
+use crate::model::metric_families::{RELOAD_SUCCESS_TIME, RELOAD_SUCCESSFUL};
 
 /// `tcp_liveness_config_last_reload_successful` and
 /// `tcp_liveness_config_last_reload_success_timestamp_seconds`, registered with [`Metrics`].
@@ -21,16 +22,9 @@ impl ReloadMetrics {
     /// When called twice for the same `metrics` (duplicate registration: a programming error).
     #[must_use]
     pub fn register(metrics: &Metrics) -> Self {
-        let successful = Gauge::new(
-            "tcp_liveness_config_last_reload_successful",
-            "Whether the last config reload (SIGHUP) succeeded (1) or was rejected (0, the agent runs on the previous config); 1 from the start.",
-        )
-        .expect("valid reload gauge");
-        let success_time = Gauge::new(
-            "tcp_liveness_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful config load: the start, or the last accepted reload.",
-        )
-        .expect("valid reload timestamp gauge");
+        let successful = Gauge::with_opts(RELOAD_SUCCESSFUL.opts()).expect("valid reload gauge");
+        let success_time =
+            Gauge::with_opts(RELOAD_SUCCESS_TIME.opts()).expect("valid reload timestamp gauge");
         for gauge in [&successful, &success_time] {
             metrics
                 .registry

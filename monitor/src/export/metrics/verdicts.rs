@@ -4,14 +4,21 @@
 use prometheus::proto::MetricFamily;
 
 use super::{
+    FamilyExt as _,
     proto::{counter, gauge},
-    specs::{
-        ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
-        CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS, ENFORCED,
-        KEEPALIVE_DISABLED, SUSPECTS,
+};
+use crate::{
+    alerting,
+    export::Published,
+    model::{
+        Reason,
+        metric_families::{
+            ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
+            CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
+            ENFORCED, KEEPALIVE_DISABLED, SUSPECTS,
+        },
     },
 };
-use crate::{alerting, export::Published, model::Reason};
 
 /// From the snapshot's summary: the suspects and keepalive counts (every reason and state
 /// present, 0 included, like `tcp_liveness_connections`) and the `CLOSE_WAIT` top N.
@@ -58,7 +65,7 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
         KEEPALIVE_DISABLED.family(
             keepalive_off
                 .iter()
-                .map(|(s, n)| gauge(&[("state", s)], *n as f64))
+                .map(|(s, n)| gauge(&[("state", s.as_ref())], *n as f64))
                 .collect(),
         ),
         ENFORCED.family(

@@ -90,13 +90,10 @@ impl ProbeBook {
     /// Never: the counter's name and labels are constants.
     #[must_use]
     pub fn new(settings: ProbeSettings, hz: Option<u32>) -> Self {
+        use crate::model::metric_families::PROBES;
         let probes_total = IntCounterVec::new(
-            prometheus::Opts::new(
-                "tcp_liveness_probes_total",
-                "Keepalive probes of the [probe] feature that finished, by result: answered (the \
-                 peer is alive) or unanswered (count probes without an answer: peer_dead).",
-            ),
-            &["result"],
+            prometheus::Opts::new(PROBES.name, PROBES.help),
+            PROBES.labels,
         )
         .expect("valid counter");
         for result in ["answered", "unanswered"] {

@@ -2,8 +2,6 @@
 //! check that keeps remediation from ending a connection that showed life since its verdict.
 //! Pure.
 
-use monitor_common::tcp_state;
-
 use crate::{model::Reason, seed::DiagSocket};
 
 /// How far apart two computations of the same last-ACK time may fall: `tcp_info`'s
@@ -49,7 +47,7 @@ impl Evidence {
     /// different situation than the one judged.
     pub(crate) fn changed_since(&self, before: &Self, reason: Reason) -> Option<String> {
         if self.state != before.state {
-            let name = |s| tcp_state::name(s).unwrap_or("unknown");
+            let name = crate::model::labels::state_label;
             return Some(format!(
                 "state {} → {}",
                 name(before.state),
@@ -85,6 +83,8 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+
+    use monitor_common::tcp_state;
 
     use super::*;
     use crate::seed::TcpInfoSummary;

@@ -74,11 +74,9 @@ impl RemediationCounters {
     /// Never: the name and labels are constants.
     #[must_use]
     pub fn new(policies: &[RemediatePolicy]) -> Self {
-        let opts = Opts::new(
-            "tcp_liveness_remediations_total",
-            "Actions of [[remediate]] policies on confirmed-dead connections, by the policy's reason and the result (destroyed, dry_run, skipped_changed, gone, rate_limited, failed)",
-        );
-        let vec = IntCounterVec::new(opts, &["reason", "result"]).expect("valid metric");
+        use crate::model::metric_families::REMEDIATIONS;
+        let opts = Opts::new(REMEDIATIONS.name, REMEDIATIONS.help);
+        let vec = IntCounterVec::new(opts, REMEDIATIONS.labels).expect("valid metric");
         for p in policies {
             for result in ActionResult::ALL {
                 vec.with_label_values(&[p.reason.as_str(), result.as_str()]);
@@ -109,7 +107,7 @@ pub(super) fn audit(c: &Connection, policy: &RemediatePolicy, result: ActionResu
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     // Omitted from the line when there is nothing to add.
     let detail = (!detail.is_empty()).then_some(detail);
-    let state = monitor_common::tcp_state::name(c.state).unwrap_or("unknown");
+    let state = &*crate::model::labels::state_label(c.state);
     macro_rules! line {
         ($level:ident, $message:literal) => {
             tracing::$level!(

@@ -191,7 +191,7 @@ fn owners_by_cgroup_and_unknown_merge_by_label() {
     named_unknown.cgroup = None;
     let by_cgroup = Grouping {
         top_n: 5,
-        by_cgroup: true,
+        group_by: crate::model::GroupBy::Cgroup,
         ..Grouping::default()
     };
     let top = Snapshot::from_connections(

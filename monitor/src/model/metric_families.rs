@@ -1,0 +1,370 @@
+//! Every `tcp_liveness_*` metric family the agent exports: name, type, help and label names,
+//! written once. The names are a contract with dashboards and alert rules (deploy/): change them
+//! only with a release note.
+//!
+//! The catalogue lives here, at the bottom of the crate, because the families are defined in
+//! several rooms (the scan's probe and remediation counters, the Alertmanager push counters,
+//! export's snapshot and HTTP metrics) and every room may import `model`. Each definer builds its
+//! family from the constant here; [`FAMILIES`] lists them all, and a unit test in
+//! `export::metrics` checks it against the registry the agent builds, so neither can drift.
+
+/// The Prometheus type of a family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric family: what `# HELP` and `# TYPE` say, and the label names of its series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Label names, in the order the definer passes values.
+    pub labels: &'static [&'static str],
+}
+
+const fn family(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Family {
+    Family {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+// The snapshot: sockets, kernel hooks and counters, read from the latest scan at each scrape.
+
+pub const CONNECTIONS: Family = family(
+    "tcp_liveness_connections",
+    Kind::Gauge,
+    &["state"],
+    "TCP sockets in each kernel state at the last scan (syn_recv includes request sockets; time_wait and orphaned fin_wait2 sockets come from the kernel's own socket state, read with iter/tcp).",
+);
+pub const IDLE: Family = family(
+    "tcp_liveness_idle_seconds",
+    Kind::Histogram,
+    &["state"],
+    "Time since each non-listening socket last sent, received or heard from its peer, at the last scan; sockets with no activity seen since the agent started are left out.",
+);
+pub const TRACKED: Family = family(
+    "tcp_liveness_tracked_sockets",
+    Kind::Gauge,
+    &[],
+    "Entries in the kernel socket table at the last scan.",
+);
+pub const CAPACITY: Family = family(
+    "tcp_liveness_table_capacity",
+    Kind::Gauge,
+    &[],
+    "Capacity of the kernel socket table; when tracked_sockets reaches it, new sockets go unmonitored.",
+);
+pub const UNTRACKED: Family = family(
+    "tcp_liveness_untracked_sockets",
+    Kind::Gauge,
+    &[],
+    "Full TCP sockets the kernel had and the socket table did not at the last kernel read (missed while the table was full, or opened during the read); those sockets are not monitored.",
+);
+pub const KERNEL_READS: Family = family(
+    "tcp_liveness_kernel_reads_total",
+    Kind::Counter,
+    &[],
+    "Reads of every network namespace's TCP sockets with iter/tcp, which refresh the table with each socket's own kernel state.",
+);
+pub const KERNEL_READ_SECONDS: Family = family(
+    "tcp_liveness_kernel_read_seconds_total",
+    Kind::Counter,
+    &[],
+    "Time spent in those reads (paced to at most 0.25% of a core, and at most one per scan interval).",
+);
+pub const INSERT_FAILURES: Family = family(
+    "tcp_liveness_table_insert_failures_total",
+    Kind::Counter,
+    &[],
+    "Sockets the kernel programs could not add to the table (full or out of memory); those sockets are not monitored.",
+);
+pub const HOOK_ATTACHED: Family = family(
+    "tcp_liveness_hook_attached",
+    Kind::Gauge,
+    &["hook"],
+    "1 if the kernel hook is attached, 0 if it failed to attach (the agent log says why); without it some fields stay unknown.",
+);
+pub const RECURSION_MISSES: Family = family(
+    "tcp_liveness_hook_recursion_misses_total",
+    Kind::Counter,
+    &["hook"],
+    "Events each attached kernel hook missed because the kernel skipped the program (entered again on the same CPU while it ran, e.g. from softirq): bpf_prog_info.recursion_misses, what bpftool prints. A missed inet_sock_set_state is a lost state transition.",
+);
+pub const TRANSITIONS: Family = family(
+    "tcp_liveness_state_transitions_total",
+    Kind::Counter,
+    &["from", "to"],
+    "TCP state changes seen by the kernel programs since the agent started.",
+);
+pub const RETRANSMITS: Family = family(
+    "tcp_liveness_retransmits_total",
+    Kind::Counter,
+    &[],
+    "TCP segment retransmissions seen since the agent started.",
+);
+pub const RESETS: Family = family(
+    "tcp_liveness_resets_total",
+    Kind::Counter,
+    &["direction"],
+    "TCP RST segments sent and received since the agent started.",
+);
+pub const SOCKET_ERRORS: Family = family(
+    "tcp_liveness_socket_errors_total",
+    Kind::Counter,
+    &["error"],
+    "Errors reported on TCP sockets (sk_err, e.g. ETIMEDOUT when retransmissions or keepalives give up), by errno name, since the agent started.",
+);
+pub const BUILD_INFO: Family = family(
+    "tcp_liveness_build_info",
+    Kind::Gauge,
+    &["version"],
+    "Always 1; the version label is the version of the running agent.",
+);
+// Verdicts and owners: bounded by the reasons and the top-N caps.
+
+pub const SUSPECTS: Family = family(
+    "tcp_liveness_suspect_connections",
+    Kind::Gauge,
+    &["reason"],
+    "Connections that look dead or leaking at the last scan, by reason (close_wait_stuck, fin_wait2_stuck, peer_unresponsive, keepalive_unanswered, idle_no_keepalive). See /alerts and /connections for which.",
+);
+pub const DETECTIONS: Family = family(
+    "tcp_liveness_suspect_detections_total",
+    Kind::Counter,
+    &["reason"],
+    "Connections newly found suspect, by reason, since the agent started.",
+);
+pub const CLOSE_WAIT_BY_OWNER: Family = family(
+    "tcp_liveness_close_wait_connections",
+    Kind::Gauge,
+    &["owner", "local_port"],
+    "CLOSE_WAIT sockets by owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports by count, the rest summed as local_port=\"other\". A growing count means the application does not close() after the peer closes.",
+);
+pub const CLOSE_WAIT_OLDEST: Family = family(
+    "tcp_liveness_close_wait_oldest_seconds",
+    Kind::Gauge,
+    &["owner"],
+    "Age of the oldest CLOSE_WAIT socket of each owner (process name, or cgroup per group_by; top N by count, rest as \"other\"), in seconds; a lower bound for sockets that predate the agent.",
+);
+pub const KEEPALIVE_DISABLED: Family = family(
+    "tcp_liveness_keepalive_disabled_connections",
+    Kind::Gauge,
+    &["state"],
+    "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
+);
+pub const ENFORCED: Family = family(
+    "tcp_liveness_enforced_connections",
+    Kind::Gauge,
+    &["policy"],
+    "Live connections whose keepalive timers or user timeout an [[enforce]] policy set, by policy name (every configured policy present, 0 included).",
+);
+pub const CARDINALITY_LIMIT: Family = family(
+    "tcp_liveness_cardinality_limit",
+    Kind::Gauge,
+    &["setting"],
+    "The caps on owner-labelled series and alert groups, by config key: top_n (owners in the CLOSE_WAIT metrics), top_ports (service ports per owner in the CLOSE_WAIT metrics and alert groups), max_alert_groups (alert groups per scan in /alerts and the Alertmanager push).",
+);
+pub const CLOSE_WAIT_FOLDED_OWNERS: Family = family(
+    "tcp_liveness_close_wait_folded_owners",
+    Kind::Gauge,
+    &[],
+    "Owners with CLOSE_WAIT sockets past top_n at the last scan, summed into owner=\"other\".",
+);
+pub const CLOSE_WAIT_FOLDED_PORTS: Family = family(
+    "tcp_liveness_close_wait_folded_ports",
+    Kind::Gauge,
+    &[],
+    "Service ports with CLOSE_WAIT sockets past their owner's top_ports at the last scan, summed into local_port=\"other\".",
+);
+pub const ALERT_GROUPS: Family = family(
+    "tcp_liveness_alert_groups",
+    Kind::Gauge,
+    &[],
+    "Alert groups at the last scan, as /alerts lists them and the Alertmanager push sends them (folded groups included; at most max_alert_groups).",
+);
+pub const ALERT_GROUPS_FOLDED: Family = family(
+    "tcp_liveness_alert_groups_folded",
+    Kind::Gauge,
+    &[],
+    "Reason x owner x port groups at the last scan folded into local_port=\"other\" groups (ports past top_ports, groups past max_alert_groups); 0 when every group is listed on its own.",
+);
+// The scan loop's own health and the config reload (`export::metrics`).
+
+pub const SCAN_DURATION: Family = family(
+    "tcp_liveness_scan_duration_seconds",
+    Kind::Histogram,
+    &[],
+    "Time taken to read the kernel socket table and build one snapshot.",
+);
+pub const SCAN_ERRORS: Family = family(
+    "tcp_liveness_scan_errors_total",
+    Kind::Counter,
+    &["stage"],
+    "Scan stages that failed since the agent started, by stage (counters: reading the kernel programs' counter maps, whose last good values stay published; scan: the whole scan, whose previous results stay published).",
+);
+pub const LAST_SCAN_SUCCESS: Family = family(
+    "tcp_liveness_last_scan_success_timestamp_seconds",
+    Kind::Gauge,
+    &[],
+    "Unix time at which the last scan completed with every stage succeeding; 0 before the first. Compare with time() and tcp_liveness_scan_interval_seconds to find a stalled agent.",
+);
+pub const SCAN_INTERVAL: Family = family(
+    "tcp_liveness_scan_interval_seconds",
+    Kind::Gauge,
+    &[],
+    "The configured interval between scans (--scan-interval), in seconds.",
+);
+pub const STALE_ENTRIES_REMOVED: Family = family(
+    "tcp_liveness_stale_entries_removed_total",
+    Kind::Counter,
+    &[],
+    "Table entries removed because the kernel's own socket state (iter/tcp) no longer has their socket: closes the kernel programs never saw (a lost event, or a socket that predates the agent).",
+);
+pub const RELOAD_SUCCESSFUL: Family = family(
+    "tcp_liveness_config_last_reload_successful",
+    Kind::Gauge,
+    &[],
+    "Whether the last config reload (SIGHUP) succeeded (1) or was rejected (0, the agent runs on the previous config); 1 from the start.",
+);
+pub const RELOAD_SUCCESS_TIME: Family = family(
+    "tcp_liveness_config_last_reload_success_timestamp_seconds",
+    Kind::Gauge,
+    &[],
+    "Unix time of the last successful config load: the start, or the last accepted reload.",
+);
+// The HTTP server (`export::http`).
+
+pub const HTTP_OPEN: Family = family(
+    "tcp_liveness_http_open_connections",
+    Kind::Gauge,
+    &[],
+    "Connections to the agent's HTTP endpoint open now (at most --web.max-connections).",
+);
+pub const HTTP_REFUSED: Family = family(
+    "tcp_liveness_http_connections_refused_total",
+    Kind::Counter,
+    &["limit"],
+    "Connections to the HTTP endpoint closed as soon as accepted because a limit was reached, by limit (max_connections: --web.max-connections in all; max_connections_per_client: --web.max-connections-per-client from one address).",
+);
+pub const HTTP_ACCEPT_ERRORS: Family = family(
+    "tcp_liveness_http_accept_errors_total",
+    Kind::Counter,
+    &[],
+    "Errors accepting a connection on the HTTP endpoint (e.g. out of file descriptors); each is logged.",
+);
+pub const HTTP_DROPPED: Family = family(
+    "tcp_liveness_http_connections_dropped_total",
+    Kind::Counter,
+    &["reason"],
+    "Connections the HTTP endpoint closed without an answer, by reason (header_timeout: a request begun and not complete within 10 s; idle_timeout: no byte read or written for 60 s; tls_handshake: failed or too slow).",
+);
+// The Alertmanager push (`alerting`), keepalive probes and remediation (`scan`).
+
+pub const ALERTMANAGER_PUSHES: Family = family(
+    "tcp_liveness_alertmanager_pushes_total",
+    Kind::Counter,
+    &[],
+    "POSTs of alerts to Alertmanager attempted since the agent started (at most one per scan; skipped while the previous one is in flight).",
+);
+pub const ALERTMANAGER_PUSH_FAILURES: Family = family(
+    "tcp_liveness_alertmanager_push_failures_total",
+    Kind::Counter,
+    &[],
+    "POSTs of alerts to Alertmanager that failed: no connection, a TLS error (unknown CA, bad client certificate), a timeout, or an answer other than 2xx (e.g. 401 for wrong basic auth credentials). The log says which, at most once a minute.",
+);
+pub const PROBES: Family = family(
+    "tcp_liveness_probes_total",
+    Kind::Counter,
+    &["result"],
+    "Keepalive probes of the [probe] feature that finished, by result: answered (the peer is alive) or unanswered (count probes without an answer: peer_dead).",
+);
+pub const REMEDIATIONS: Family = family(
+    "tcp_liveness_remediations_total",
+    Kind::Counter,
+    &["reason", "result"],
+    "Actions of [[remediate]] policies on confirmed-dead connections, by the policy's reason and the result (destroyed, dry_run, skipped_changed, gone, rate_limited, failed)",
+);
+
+/// The families built from the latest scan at each scrape (export's snapshot collector
+/// describes them to the registry).
+pub const SNAPSHOT: [&Family; 26] = [
+    &CONNECTIONS,
+    &IDLE,
+    &TRACKED,
+    &CAPACITY,
+    &UNTRACKED,
+    &KERNEL_READS,
+    &KERNEL_READ_SECONDS,
+    &INSERT_FAILURES,
+    &HOOK_ATTACHED,
+    &RECURSION_MISSES,
+    &TRANSITIONS,
+    &RETRANSMITS,
+    &RESETS,
+    &SOCKET_ERRORS,
+    &BUILD_INFO,
+    &SUSPECTS,
+    &DETECTIONS,
+    &CLOSE_WAIT_BY_OWNER,
+    &CLOSE_WAIT_OLDEST,
+    &KEEPALIVE_DISABLED,
+    &ENFORCED,
+    &CARDINALITY_LIMIT,
+    &CLOSE_WAIT_FOLDED_OWNERS,
+    &CLOSE_WAIT_FOLDED_PORTS,
+    &ALERT_GROUPS,
+    &ALERT_GROUPS_FOLDED,
+];
+
+/// The families kept as live counters and gauges by the room that counts them.
+pub const LIVE: [&Family; 15] = [
+    &SCAN_DURATION,
+    &SCAN_ERRORS,
+    &LAST_SCAN_SUCCESS,
+    &SCAN_INTERVAL,
+    &STALE_ENTRIES_REMOVED,
+    &RELOAD_SUCCESSFUL,
+    &RELOAD_SUCCESS_TIME,
+    &HTTP_OPEN,
+    &HTTP_REFUSED,
+    &HTTP_ACCEPT_ERRORS,
+    &HTTP_DROPPED,
+    &ALERTMANAGER_PUSHES,
+    &ALERTMANAGER_PUSH_FAILURES,
+    &PROBES,
+    &REMEDIATIONS,
+];
+
+/// Every family: [`SNAPSHOT`], then [`LIVE`].
+pub const FAMILIES: [&Family; 41] = concat(SNAPSHOT, LIVE);
+
+/// `a` then `b`; `N` must be their total length (checked when compiled).
+const fn concat<const A: usize, const B: usize, const N: usize>(
+    a: [&'static Family; A],
+    b: [&'static Family; B],
+) -> [&'static Family; N] {
+    assert!(
+        A + B == N,
+        "FAMILIES has the length of SNAPSHOT and LIVE together"
+    );
+    let mut out = [a[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < A { a[i] } else { b[i - A] };
+        i += 1;
+    }
+    out
+}
