@@ -2,7 +2,7 @@
 //! Needs `monitor`'s `bench` feature (`required-features`), which builds the kernel object with
 //! the floor programs: `cargo build --release -p monitor --features bench --example bench-probes`.
 //!
-//! - `bench-probes hooks`: loads every real and floor program (`monitor::probes::bench`), then
+//! - `bench-probes hooks`: loads every real and floor program (`monitor::bpf::bench`), then
 //!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
 //!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
 //! - `bench-probes diag N`: times N `sock_diag` dumps with `tcp_info` of every namespace
@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use monitor::probes::bench::BenchProbes;
+use monitor::bpf::bench::BenchPrograms;
 use monitor_common::tcp_state;
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn hooks() -> anyhow::Result<()> {
-    let mut probes = BenchProbes::load(monitor_common::DEFAULT_TABLE_CAPACITY)
+    let mut probes = BenchPrograms::load(monitor_common::DEFAULT_TABLE_CAPACITY)
         .context("loading the programs")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
@@ -53,7 +53,7 @@ fn hooks() -> anyhow::Result<()> {
             }
             "stats" => {
                 let mut all = serde_json::Map::new();
-                for name in BenchProbes::names() {
+                for name in probes.names() {
                     let s = probes.stats(&name)?;
                     all.insert(
                         name,

@@ -23,7 +23,7 @@ use monitor::{
         metrics::Metrics,
     },
     model::Grouping,
-    probes::{FixedStatus, SocketSource},
+    bpf::{FixedStatus, SocketSource},
     scan::{Pipeline, Scanner, convert::SocketDefaults},
     verdict::Policy,
 };

@@ -34,7 +34,7 @@ mod memory;
 pub mod model;
 mod periodic;
 mod privileges;
-pub mod probes;
+pub mod bpf;
 pub mod scan;
 pub mod seed;
 pub mod verdict;

@@ -24,8 +24,8 @@ use harness::{
     wait::wait_for,
 };
 use monitor::{
-    probes::{
-        KernelStateReader, Probes,
+    bpf::{
+        KernelStateReader, Programs as Probes,
         kernel_state::{
             convert::{
                 diag_state, jiffies_to_duration, recv_queue_bytes, send_queue_bytes,

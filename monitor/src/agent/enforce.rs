@@ -11,7 +11,7 @@ use monitor_common::enforce::{EnforceSlot, SLOT_ACTIVE, SLOT_DEFERRED};
 use crate::{
     clock,
     error::Error,
-    probes::{ProbeError, Probes, SocketSource, cgroup},
+    bpf::{BpfError, Programs, SocketSource, cgroup},
     scan::{
         Pipeline,
         enforce::{Enforcement, IteratorApplier},
@@ -24,17 +24,17 @@ use crate::{
 ///
 /// # Errors
 /// The cgroup v2 hierarchy cannot be found or a policy's cgroup read, or the kernel refuses the
-/// program, its maps or the attachment ([`Error::Probes`]).
+/// program, its maps or the attachment ([`Error::Bpf`]).
 pub(super) fn start(
     policies: &[Enforce],
-    probes: &Mutex<Probes>,
+    probes: &Mutex<Programs>,
     pipeline: &Pipeline,
     table: &dyn SocketSource,
 ) -> Result<(), Error> {
     if policies.is_empty() {
         return Ok(());
     }
-    let root = cgroup::v2_root().map_err(|source| ProbeError::Cgroup {
+    let root = cgroup::v2_root().map_err(|source| BpfError::Cgroup {
         step: "finding its mount in /proc/self/mountinfo".into(),
         source,
     })?;
@@ -70,10 +70,10 @@ pub(super) fn start(
 
 /// The kernel program's view of policy `p`: ports, cgroup (id and depth of its directory under
 /// `root`), what to set.
-fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, ProbeError> {
+fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, BpfError> {
     let (cgroup_id, cgroup_level) = match &p.matcher.cgroup {
         None => (0, 0),
-        Some(path) => cgroup::id_and_level(root, path).map_err(|source| ProbeError::Cgroup {
+        Some(path) => cgroup::id_and_level(root, path).map_err(|source| BpfError::Cgroup {
             step: format!("[[enforce]] {}: reading cgroup {path}", p.name),
             source,
         })?,

@@ -30,7 +30,7 @@ use crate::{
         metrics::{Metrics, ReloadMetrics},
     },
     privileges::{self, Feature},
-    probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
+    bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
     scan::{
         KernelStateThread, Pipeline, Scanner, kernel_defaults,
         probe::ProbeBook,
@@ -43,7 +43,7 @@ use crate::{
 ///
 /// # Errors
 /// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
-/// as a whole ([`Error::Probes`]), an address that cannot be bound
+/// as a whole ([`Error::Bpf`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
@@ -65,7 +65,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         &config.alertmanager_http,
         config.scan_interval,
     )?;
-    let mut probes = Probes::load(config.table_capacity)?;
+    let mut probes = Programs::load(config.table_capacity)?;
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
@@ -307,7 +307,7 @@ impl Signals {
 }
 
 /// Forwards what the kernel programs log (aya-log ring buffer) whenever it has records.
-async fn forward_kernel_log(kernel_log: crate::probes::KernelLog) {
+async fn forward_kernel_log(kernel_log: crate::bpf::KernelLog) {
     // SAFETY: the descriptor is the ring buffer map's, owned by `kernel_log`, which the AsyncFd
     // owns from here on: it stays open and the same for the AsyncFd's whole life.
     let registered = unsafe { AsyncFd::register_with_interest(kernel_log, Interest::READABLE) };

@@ -8,7 +8,7 @@ use crate::{
     config::RunConfig,
     error::Error,
     export::metrics::Metrics,
-    probes::{Probes, SockoptControl},
+    bpf::{Programs, SockoptControl},
     scan::{
         Pipeline,
         convert::SocketDefaults,
@@ -30,11 +30,11 @@ fn wanted(config: &RunConfig) -> bool {
 /// the drop).
 ///
 /// # Errors
-/// The kernel refused the program ([`Error::Probes`]): a feature asked for that cannot work
+/// The kernel refused the program ([`Error::Bpf`]): a feature asked for that cannot work
 /// stops the agent rather than run without it.
 pub(super) fn load_control(
     config: &RunConfig,
-    probes: &mut Probes,
+    probes: &mut Programs,
 ) -> Result<Option<Arc<SockoptControl>>, Error> {
     if !wanted(config) {
         return Ok(None);

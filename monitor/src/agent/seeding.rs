@@ -12,7 +12,7 @@ use std::{
 
 use monitor_common::tcp_state;
 
-use crate::{probes::Probes, seed};
+use crate::{bpf::Programs, seed};
 
 /// Every state a live socket can be in. Afterwards the kernel side sees every transition,
 /// `listen()` included.
@@ -27,7 +27,7 @@ pub(super) const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
     | 1 << tcp_state::CLOSING;
 
 /// Returns how many entries were written.
-pub(super) fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
+pub(super) fn seed(probes: &Arc<Mutex<Programs>>) -> usize {
     let sockets = seed::dump_all(LIVE_STATES_MASK);
     let owners = seed::socket_owners();
     let now = crate::clock::monotonic_now_ns();

@@ -212,7 +212,7 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
             })?;
     }
     if config.enforce.iter().any(|p| p.matcher.cgroup.is_some()) {
-        let root = crate::probes::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
+        let root = crate::bpf::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
             problem: format!("[[enforce]] cgroup: no cgroup v2 hierarchy mounted ({error})"),
         })?;
         enforce::check_cgroups(&config.enforce, &root)?;

@@ -38,7 +38,7 @@ use super::{
 use crate::{
     alerting::{self, AlertsView},
     clock,
-    probes::SocketSource,
+    bpf::SocketSource,
     scan::Pipeline,
 };
 

@@ -48,13 +48,13 @@ pub trait KernelRecords: Send + Sync {
     fn contains(&self, cookie: u64) -> bool;
 }
 
-impl KernelRecords for crate::probes::EnforceRecords {
+impl KernelRecords for crate::bpf::EnforceRecords {
     fn all(&self) -> Vec<(u64, EnforcedSocket)> {
-        crate::probes::EnforceRecords::all(self)
+        crate::bpf::EnforceRecords::all(self)
     }
 
     fn contains(&self, cookie: u64) -> bool {
-        crate::probes::EnforceRecords::contains(self, cookie)
+        crate::bpf::EnforceRecords::contains(self, cookie)
     }
 }
 

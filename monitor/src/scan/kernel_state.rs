@@ -18,7 +18,7 @@ use super::convert::SocketDefaults;
 use crate::{
     clock,
     model::Connection,
-    probes::{KernelStateReader, KernelStatus, ProbeError, SocketSource, kernel_state::convert},
+    bpf::{KernelStateReader, KernelStatus, BpfError, SocketSource, kernel_state::convert},
     seed::{self, Netns, SeedError},
 };
 
@@ -39,12 +39,12 @@ pub enum KernelStateError {
         source: SeedError,
     },
     /// Inside the namespace, the iterator could not be created or read (boxed: a
-    /// [`ProbeError`] is large, and this error is returned per namespace).
+    /// [`BpfError`] is large, and this error is returned per namespace).
     #[error("reading the socket state iterator in network namespace {}", ns.path.display())]
     Read {
         ns: Netns,
         #[source]
-        source: Box<ProbeError>,
+        source: Box<BpfError>,
     },
 }
 
@@ -73,7 +73,7 @@ pub fn read_namespace(
 fn with_reader_in<T: Send + 'static>(
     reader: &KernelStateReader,
     ns: &Netns,
-    read: impl FnOnce(&KernelStateReader) -> Result<T, ProbeError> + Send + 'static,
+    read: impl FnOnce(&KernelStateReader) -> Result<T, BpfError> + Send + 'static,
 ) -> Result<T, KernelStateError> {
     let inside = reader.clone();
     match seed::in_namespace(ns, move || read(&inside)) {

@@ -31,7 +31,7 @@ use crate::{
     clock,
     model::{Connection, Grouping, ServicePorts},
     periodic::Periodic,
-    probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
+    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts

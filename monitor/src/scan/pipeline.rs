@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     model::Connection,
-    probes::SocketSource,
+    bpf::SocketSource,
     verdict::{self, Policy},
 };
 

@@ -9,7 +9,7 @@ use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, T
 use super::*;
 use crate::{
     model::{Connection, Grouping},
-    probes::{HookStatus, KernelCounters},
+    bpf::{HookStatus, KernelCounters},
     scan::Snapshot,
 };
 

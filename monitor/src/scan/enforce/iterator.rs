@@ -9,7 +9,7 @@ use super::Applier;
 /// The agent's [`Applier`]: the `iter_tcp_sockopt` program, read from a thread inside the
 /// socket's namespace (`seed::in_namespace`; needs `CAP_SYS_ADMIN` for other namespaces).
 pub struct IteratorApplier {
-    pub control: Arc<crate::probes::SockoptControl>,
+    pub control: Arc<crate::bpf::SockoptControl>,
 }
 
 impl Applier for IteratorApplier {

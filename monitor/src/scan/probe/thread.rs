@@ -20,7 +20,7 @@ use super::{
 use crate::{
     clock,
     periodic::Periodic,
-    probes::SockoptControl,
+    bpf::SockoptControl,
     scan::kernel_state::FastMap,
     seed::{self, Netns},
 };
@@ -213,7 +213,7 @@ fn apply_in(
                 inside.apply(&reached)?;
             }
         }
-        Ok::<_, crate::probes::ProbeError>(outcomes)
+        Ok::<_, crate::bpf::BpfError>(outcomes)
     });
     match ran {
         Ok(Ok(outcomes)) => Some(outcomes.into_iter().collect()),

@@ -18,7 +18,7 @@ use monitor_common::{
     SockActivity, TCP_STATE_SLOTS, TRANSITIONS_MAP, counters,
 };
 
-use super::ProbeError;
+use super::BpfError;
 use super::source::{KernelCounters, SocketSource};
 
 pub struct KernelMaps {
@@ -30,12 +30,12 @@ pub struct KernelMaps {
     errors: PerCpuArray<MapData, u64>,
 }
 
-pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, BpfError>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
-    T::try_from(map).map_err(|source| ProbeError::Map { name, source })
+    let map = ebpf.take_map(name).ok_or(BpfError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| BpfError::Map { name, source })
 }
 
 impl KernelMaps {
@@ -44,7 +44,7 @@ impl KernelMaps {
     ///
     /// # Errors
     /// A map missing from the object, of the wrong type, or that cannot be memory-mapped.
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, BpfError> {
         Ok(Self {
             table: Arc::new(SocketTable::map(ebpf)?),
             index: take(ebpf, INDEX_MAP)?,
@@ -121,16 +121,16 @@ impl KernelMaps {
     ///
     /// # Errors
     /// The stack map is missing, or refuses a push.
-    pub fn provision_free_slots(ebpf: &mut Ebpf, capacity: u32) -> Result<(), ProbeError> {
+    pub fn provision_free_slots(ebpf: &mut Ebpf, capacity: u32) -> Result<(), BpfError> {
         let map = ebpf
             .map_mut(FREE_SLOTS_MAP)
-            .ok_or(ProbeError::MissingMap(FREE_SLOTS_MAP))?;
-        let mut stack = Stack::<_, u32>::try_from(map).map_err(|source| ProbeError::Map {
+            .ok_or(BpfError::MissingMap(FREE_SLOTS_MAP))?;
+        let mut stack = Stack::<_, u32>::try_from(map).map_err(|source| BpfError::Map {
             name: FREE_SLOTS_MAP,
             source,
         })?;
         for slot in (0..capacity).rev() {
-            stack.push(slot, 0).map_err(|source| ProbeError::Map {
+            stack.push(slot, 0).map_err(|source| BpfError::Map {
                 name: FREE_SLOTS_MAP,
                 source,
             })?;
@@ -150,8 +150,8 @@ impl KernelMaps {
     ///
     /// # Errors
     /// The first map read the kernel refused.
-    pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
-        let named = |name| move |source| ProbeError::Map { name, source };
+    pub fn counters(&self) -> Result<KernelCounters, BpfError> {
+        let named = |name| move |source| BpfError::Map { name, source };
         let counter = |index| sum(&self.counters, index).map_err(named(COUNTERS_MAP));
         let transitions = nonzero(&self.transitions, TCP_STATE_SLOTS * TCP_STATE_SLOTS)
             .map_err(named(TRANSITIONS_MAP))?
@@ -172,7 +172,7 @@ impl KernelMaps {
             socket_errors: nonzero(&self.errors, ERRNO_SLOTS)
                 .map_err(named(ERRORS_MAP))?
                 .collect(),
-            // Program information, not a map: `Probes::recursion_misses` fills it in.
+            // Program information, not a map: `Programs::recursion_misses` fills it in.
             recursion_misses: Vec::new(),
         })
     }
@@ -225,16 +225,16 @@ unsafe impl Send for SocketTable {}
 unsafe impl Sync for SocketTable {}
 
 impl SocketTable {
-    fn map(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    fn map(ebpf: &mut Ebpf) -> Result<Self, BpfError> {
         let slots = array_map(ebpf, SLOTS_MAP)?;
-        let info = slots.info().map_err(|source| ProbeError::Map {
+        let info = slots.info().map_err(|source| BpfError::Map {
             name: SLOTS_MAP,
             source,
         })?;
         let capacity = info.max_entries();
         let used_map = array_map(ebpf, SLOTS_USED_MAP)?;
         let used = Mapping::new(used_map.fd().as_fd(), 0, size_of::<u64>()).map_err(|source| {
-            ProbeError::Mmap {
+            BpfError::Mmap {
                 name: SLOTS_USED_MAP,
                 source,
             }
@@ -331,10 +331,10 @@ impl SocketSource for SocketTable {
     }
 }
 
-fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, ProbeError> {
-    match ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))? {
+fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, BpfError> {
+    match ebpf.take_map(name).ok_or(BpfError::MissingMap(name))? {
         Map::Array(data) => Ok(data),
-        _ => Err(ProbeError::MissingMap(name)),
+        _ => Err(BpfError::MissingMap(name)),
     }
 }
 

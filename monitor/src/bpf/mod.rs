@@ -62,7 +62,7 @@ pub const HOOKS: [&str; 9] = [
 /// Why the programs, a map or a program could not be used. Each variant keeps its cause as
 /// `source()`; [`error_chain`] prints the whole chain on one line.
 #[derive(Debug, Error)]
-pub enum ProbeError {
+pub enum BpfError {
     /// `/sys/kernel/btf/vmlinux` (or the given file) cannot be read or parsed for the offsets.
     #[error("reading kernel BTF {}", path.display())]
     BtfFile {
@@ -128,7 +128,7 @@ pub enum ProbeError {
     },
 }
 
-impl ProbeError {
+impl BpfError {
     fn program(name: &str) -> impl FnOnce(ProgramError) -> Self + '_ {
         move |source| Self::Program {
             name: name.to_owned(),
@@ -138,7 +138,7 @@ impl ProbeError {
 }
 
 /// The loaded programs. Dropping it detaches every hook and frees the maps.
-pub struct Probes {
+pub struct Programs {
     // Owns the program links: dropping it detaches every hook.
     ebpf: Ebpf,
     pub maps: KernelMaps,
@@ -151,27 +151,27 @@ pub struct Probes {
     /// of every tracked socket of a namespace into its slot, and yields the other sockets as
     /// records. None when the kernel refused it (its [`HookStatus`] in `hooks` says why).
     pub table_refresh: Option<KernelStateReader>,
-    /// The `iter_tcp_sockopt` program once loaded ([`Probes::sockopt_control`]).
+    /// The `iter_tcp_sockopt` program once loaded ([`Programs::sockopt_control`]).
     sockopt: Option<Arc<SockoptControl>>,
     /// Why `[[enforce]]` cannot attach on this kernel, found when the object was loaded.
-    enforce_unavailable: Option<ProbeError>,
+    enforce_unavailable: Option<BpfError>,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
 /// the agent's tracing subscriber receives.
 pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
-impl Probes {
+impl Programs {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can
-    /// (a hook the kernel refuses is logged and reported in [`Probes::hooks`]), then the
+    /// (a hook the kernel refuses is logged and reported in [`Programs::hooks`]), then the
     /// `iter/tcp` iterator (reported there too, as hook `iter_tcp`).
     ///
     /// # Errors
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
     /// cannot be mapped into memory.
-    pub fn load(capacity: u32) -> Result<Self, ProbeError> {
+    pub fn load(capacity: u32) -> Result<Self, BpfError> {
         let (mut ebpf, enforce_unavailable) = load_object(capacity, &[])?;
-        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+        let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let mut hooks: Vec<HookStatus> = HOOKS
             .iter()
             .map(|&hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
@@ -200,12 +200,12 @@ impl Probes {
 
     /// Loads the `iter_tcp` program, which writes one record per socket of a namespace (every
     /// socket, tracked or not, with every field): the whole view for tools and tests. The agent
-    /// itself uses [`Probes::table_refresh`].
+    /// itself uses [`Programs::table_refresh`].
     ///
     /// # Errors
     /// The kernel BTF cannot be read, or as [`KernelStateReader::load`].
-    pub fn records_reader(&mut self) -> Result<KernelStateReader, ProbeError> {
-        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+    pub fn records_reader(&mut self) -> Result<KernelStateReader, BpfError> {
+        let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         KernelStateReader::load(&mut self.ebpf, &btf, ITER_TCP_PROGRAM)
     }
 
@@ -216,11 +216,11 @@ impl Probes {
     ///
     /// # Errors
     /// The kernel BTF cannot be read, or as [`SockoptControl::load`].
-    pub fn sockopt_control(&mut self) -> Result<Arc<SockoptControl>, ProbeError> {
+    pub fn sockopt_control(&mut self) -> Result<Arc<SockoptControl>, BpfError> {
         if let Some(control) = &self.sockopt {
             return Ok(Arc::clone(control));
         }
-        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+        let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let control = Arc::new(SockoptControl::load(&mut self.ebpf, &btf)?);
         self.sockopt = Some(Arc::clone(&control));
         Ok(control)
@@ -231,18 +231,18 @@ impl Probes {
     ///
     /// # Errors
     /// The kernel refused the program information of one hook.
-    pub fn recursion_misses(&self) -> Result<Vec<(&'static str, u64)>, ProbeError> {
+    pub fn recursion_misses(&self) -> Result<Vec<(&'static str, u64)>, BpfError> {
         let attached = self.hooks.iter().filter(|h| h.attached).map(|h| h.hook);
         attached
             .map(|hook| {
                 let program = self
                     .ebpf
                     .program(hook)
-                    .ok_or_else(|| ProbeError::MissingProgram(hook.to_owned()))?;
-                let fd = program.fd().map_err(ProbeError::program(hook))?;
+                    .ok_or_else(|| BpfError::MissingProgram(hook.to_owned()))?;
+                let fd = program.fd().map_err(BpfError::program(hook))?;
                 misses::recursion_misses(fd.as_fd())
                     .map(|n| (hook, n))
-                    .map_err(|source| ProbeError::ProgramInfo { name: hook, source })
+                    .map_err(|source| BpfError::ProgramInfo { name: hook, source })
             })
             .collect()
     }
@@ -262,7 +262,7 @@ impl Probes {
 fn load_object(
     capacity: u32,
     map_sizes: &[(&str, u32)],
-) -> Result<(Ebpf, Option<ProbeError>), ProbeError> {
+) -> Result<(Ebpf, Option<BpfError>), BpfError> {
     // No RLIMIT_MEMLOCK raise here: kernels from 5.11 charge BPF memory to the memory cgroup
     // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
     // it. Raising it unconditionally failed, with a warning, on every start under the shipped
@@ -270,7 +270,7 @@ fn load_object(
     let btf = offsets::read_btf(Path::new(offsets::VMLINUX_BTF))?;
     let offsets = offsets::from_btf(&btf)?;
     tracing::debug!(?offsets, "kernel structure offsets from BTF");
-    // Zeros when the BTF lacks them: `[[enforce]]` then refuses to attach (`Probes::enforce`).
+    // Zeros when the BTF lacks them: `[[enforce]]` then refuses to attach (`Programs::enforce`).
     let (enforce_offsets, enforce_unavailable) = match offsets::enforce_from_btf(&btf) {
         Ok(offsets) => (offsets, None),
         Err(why) => (EnforceOffsets::default(), Some(why)),
@@ -292,7 +292,7 @@ fn load_object(
 }
 
 /// Logs whether `hook` could be attached, and says so as its [`HookStatus`].
-fn hook_status(hook: &'static str, refused: Option<&ProbeError>) -> HookStatus {
+fn hook_status(hook: &'static str, refused: Option<&BpfError>) -> HookStatus {
     let error = refused.map(|e| error_chain(e));
     match &error {
         None => tracing::info!(hook, "hook attached"),
@@ -306,17 +306,17 @@ fn hook_status(hook: &'static str, refused: Option<&ProbeError>) -> HookStatus {
 }
 
 /// Loads (verifies) the program named `hook` and attaches it to the BTF tracepoint of that name.
-fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), ProbeError> {
+fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), BpfError> {
     let program = btf_tracepoint(ebpf, hook)?;
-    program.load(hook, btf).map_err(ProbeError::program(hook))?;
-    program.attach().map_err(ProbeError::program(hook))?;
+    program.load(hook, btf).map_err(BpfError::program(hook))?;
+    program.attach().map_err(BpfError::program(hook))?;
     Ok(())
 }
 
 /// The BTF tracepoint program `name` of the object.
-fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, ProbeError> {
+fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, BpfError> {
     ebpf.program_mut(name)
-        .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
+        .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
         .try_into()
-        .map_err(ProbeError::program(name))
+        .map_err(BpfError::program(name))
 }

@@ -13,22 +13,13 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 
-use super::{HOOKS, ProbeError, btf_tracepoint, load_object};
+use super::{HOOKS, BpfError, btf_tracepoint, load_object};
 
 /// The floor programs' map (`FLOOR` in floor.rs) and the capacity the benchmark gives it.
 pub const FLOOR_MAP: &str = "FLOOR";
 pub const FLOOR_CAPACITY: u32 = 1 << 17;
 
-/// Floor program names and the hook each shares with a real program (`floor_` + hook).
-pub const FLOOR_HOOKS: [&str; 6] = [
-    "inet_sock_set_state",
-    "sock_send_length",
-    "sock_recv_length",
-    "tcp_probe",
-    "tcp_retransmit_skb",
-    "tcp_destroy_sock",
-];
-
+/// The floor program of `hook` (of [`HOOKS`]), when floor.rs has one: `floor_` + hook.
 #[must_use]
 pub fn floor_name(hook: &str) -> String {
     format!("floor_{hook}")
@@ -48,37 +39,46 @@ pub struct ProgramStats {
 }
 
 /// Every real and floor program loaded (verified) once; attached and detached at will.
-pub struct BenchProbes {
+pub struct BenchPrograms {
     ebpf: Ebpf,
+    /// The floor programs the object has, by name, in [`HOOKS`] order (floor.rs has one for
+    /// the hooks the benchmark times, not for the rare reset and error hooks).
+    floors: Vec<String>,
     links: Vec<(String, BtfTracePointLinkId)>,
     // Keeps run-time statistics on while the probes live.
     _stats: OwnedFd,
 }
 
-impl BenchProbes {
+impl BenchPrograms {
     /// Loads the object with a table of `capacity` sockets and verifies every real and floor
     /// program, attaching none; keeps run-time statistics on until dropped.
     ///
     /// # Errors
     /// Statistics refused (`CAP_SYS_ADMIN`), kernel BTF unreadable, or a program the verifier
     /// rejects.
-    pub fn load(capacity: u32) -> Result<Self, ProbeError> {
-        let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
+    pub fn load(capacity: u32) -> Result<Self, BpfError> {
+        let stats = enable_stats(Stats::RunTime).map_err(BpfError::Stats)?;
         let (mut ebpf, _) = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)])?;
-        let btf = Btf::from_sys_fs().map_err(ProbeError::KernelBtf)?;
-        for hook in FLOOR_HOOKS {
+        let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
+        let mut floors = Vec::new();
+        for hook in HOOKS {
             let name = floor_name(hook);
+            if ebpf.program(&name).is_none() {
+                continue;
+            }
             btf_tracepoint(&mut ebpf, &name)?
                 .load(hook, &btf)
-                .map_err(ProbeError::program(&name))?;
+                .map_err(BpfError::program(&name))?;
+            floors.push(name);
         }
         for hook in HOOKS {
             btf_tracepoint(&mut ebpf, hook)?
                 .load(hook, &btf)
-                .map_err(ProbeError::program(hook))?;
+                .map_err(BpfError::program(hook))?;
         }
         Ok(Self {
             ebpf,
+            floors,
             links: Vec::new(),
             _stats: stats,
         })
@@ -86,11 +86,11 @@ impl BenchProbes {
 
     /// Names of every program (real hooks, then floors).
     #[must_use]
-    pub fn names() -> Vec<String> {
+    pub fn names(&self) -> Vec<String> {
         HOOKS
             .iter()
             .map(|h| (*h).to_owned())
-            .chain(FLOOR_HOOKS.iter().map(|h| floor_name(h)))
+            .chain(self.floors.iter().cloned())
             .collect()
     }
 
@@ -99,12 +99,12 @@ impl BenchProbes {
     ///
     /// # Errors
     /// A name not in the object, or a program the kernel refuses to attach.
-    pub fn attach(&mut self, names: &[String]) -> Result<(), ProbeError> {
+    pub fn attach(&mut self, names: &[String]) -> Result<(), BpfError> {
         self.detach_all();
         for name in names {
             let link = btf_tracepoint(&mut self.ebpf, name)?
                 .attach()
-                .map_err(ProbeError::program(name))?;
+                .map_err(BpfError::program(name))?;
             self.links.push((name.clone(), link));
         }
         Ok(())
@@ -122,14 +122,14 @@ impl BenchProbes {
     ///
     /// # Errors
     /// A name not in the object, or the kernel refusing `BPF_OBJ_GET_INFO_BY_FD`.
-    pub fn stats(&self, name: &str) -> Result<ProgramStats, ProbeError> {
+    pub fn stats(&self, name: &str) -> Result<ProgramStats, BpfError> {
         let program: &BtfTracePoint = self
             .ebpf
             .program(name)
-            .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
+            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
             .try_into()
-            .map_err(ProbeError::program(name))?;
-        let info = program.info().map_err(ProbeError::program(name))?;
+            .map_err(BpfError::program(name))?;
+        let info = program.info().map_err(BpfError::program(name))?;
         Ok(ProgramStats {
             id: info.id(),
             run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use monitor_common::SockActivity;
 
-use super::{ProbeError, Probes};
+use super::{BpfError, Programs};
 
 /// Read access to the per-socket table: the kernel maps in the agent, a vector in tests.
 pub trait SocketSource: Send + Sync {
@@ -66,8 +66,8 @@ pub trait KernelStatus: Send + Sync {
     /// The programs' counters, summed over CPUs.
     ///
     /// # Errors
-    /// A map read the kernel refused ([`ProbeError::Map`]).
-    fn counters(&self) -> Result<KernelCounters, ProbeError>;
+    /// A map read the kernel refused ([`BpfError::Map`]).
+    fn counters(&self) -> Result<KernelCounters, BpfError>;
     /// Every hook, attached or not.
     fn hooks(&self) -> Vec<HookStatus>;
     /// Slots in the socket table (`--table-capacity`).
@@ -84,8 +84,8 @@ pub trait KernelStatus: Send + Sync {
 }
 
 /// The loaded programs (shared with seeding, hence the lock).
-impl KernelStatus for Mutex<Probes> {
-    fn counters(&self) -> Result<KernelCounters, ProbeError> {
+impl KernelStatus for Mutex<Programs> {
+    fn counters(&self) -> Result<KernelCounters, BpfError> {
         let probes = crate::locks::lock(self);
         Ok(KernelCounters {
             recursion_misses: probes.recursion_misses()?,
@@ -134,7 +134,7 @@ pub struct FixedStatus {
 }
 
 impl KernelStatus for FixedStatus {
-    fn counters(&self) -> Result<KernelCounters, ProbeError> {
+    fn counters(&self) -> Result<KernelCounters, BpfError> {
         Ok(self.counters.clone())
     }
 

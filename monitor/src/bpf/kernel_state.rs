@@ -27,7 +27,7 @@ use monitor_common::kernel_state::KernelSockState;
 #[cfg(doc)]
 use monitor_common::kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM};
 
-use super::ProbeError;
+use super::BpfError;
 
 /// Bytes of one record in the iterator's output.
 pub const RECORD_LEN: usize = size_of::<KernelSockState>();
@@ -52,21 +52,21 @@ impl KernelStateReader {
     /// [`ITER_TCP_TABLE_PROGRAM`]) as a `tcp` iterator and links it.
     ///
     /// # Errors
-    /// The object has no such program ([`ProbeError::MissingProgram`]), the verifier or the kernel
-    /// refuses it ([`ProbeError::Program`]), or `BPF_LINK_CREATE` fails
-    /// ([`ProbeError::KernelState`]).
-    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<Self, ProbeError> {
+    /// The object has no such program ([`BpfError::MissingProgram`]), the verifier or the kernel
+    /// refuses it ([`BpfError::Program`]), or `BPF_LINK_CREATE` fails
+    /// ([`BpfError::KernelState`]).
+    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<Self, BpfError> {
         let program: &mut Iter = ebpf
             .program_mut(name)
-            .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
+            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
             .try_into()
-            .map_err(ProbeError::program(name))?;
+            .map_err(BpfError::program(name))?;
         program
             .load(ITER_TARGET, btf)
-            .map_err(ProbeError::program(name))?;
-        let program_fd = program.fd().map_err(ProbeError::program(name))?;
+            .map_err(BpfError::program(name))?;
+        let program_fd = program.fd().map_err(BpfError::program(name))?;
         let link = sys::link_create_iter(program_fd.as_fd()).map_err(|source| {
-            ProbeError::KernelState {
+            BpfError::KernelState {
                 step: "BPF_LINK_CREATE (iter/tcp)",
                 source,
             }
@@ -82,9 +82,9 @@ impl KernelStateReader {
     /// (sockets that appear or go while it runs may be missed or seen once).
     ///
     /// # Errors
-    /// [`ProbeError::KernelState`]: the iterator cannot be created or read, or its output is not a
+    /// [`BpfError::KernelState`]: the iterator cannot be created or read, or its output is not a
     /// whole number of records.
-    pub fn read(&self) -> Result<Vec<KernelSockState>, ProbeError> {
+    pub fn read(&self) -> Result<Vec<KernelSockState>, BpfError> {
         let mut sockets = Vec::new();
         self.for_each(|record| sockets.push(*record))?;
         Ok(sockets)
@@ -94,8 +94,8 @@ impl KernelStateReader {
     ///
     /// # Errors
     /// As [`read`](Self::read); records before the failure have been passed to `f`.
-    pub fn for_each(&self, mut f: impl FnMut(&KernelSockState)) -> Result<(), ProbeError> {
-        let error = |step: &'static str| move |source| ProbeError::KernelState { step, source };
+    pub fn for_each(&self, mut f: impl FnMut(&KernelSockState)) -> Result<(), BpfError> {
+        let error = |step: &'static str| move |source| BpfError::KernelState { step, source };
         let iterator = sys::iter_create(self.link.as_fd()).map_err(error("BPF_ITER_CREATE"))?;
         let mut file = File::from(iterator);
         let mut buffer = vec![0u8; READ_CHUNK];

@@ -17,7 +17,7 @@ use monitor_common::sockopt::{
     ITER_TCP_SOCKOPT_PROGRAM, SOCKOPT_REQUESTS_CAPACITY, SOCKOPT_REQUESTS_MAP, SockoptRequest,
 };
 
-use super::{KernelStateReader, ProbeError, maps::take};
+use super::{KernelStateReader, BpfError, maps::take};
 
 /// The loaded `iter_tcp_sockopt` program and its request map. `Send + Sync`: one namespace's
 /// batch at a time (a mutex), from any thread.
@@ -32,7 +32,7 @@ impl SockoptControl {
     ///
     /// # Errors
     /// As [`KernelStateReader::load`]; the map is missing or of the wrong type.
-    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf) -> Result<Self, ProbeError> {
+    pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf) -> Result<Self, BpfError> {
         let iterator = KernelStateReader::load(ebpf, btf, ITER_TCP_SOCKOPT_PROGRAM)?;
         let requests = take(ebpf, SOCKOPT_REQUESTS_MAP)?;
         Ok(Self {
@@ -49,15 +49,15 @@ impl SockoptControl {
     /// call; a cookie given twice counts once (the last request).
     ///
     /// # Errors
-    /// Too many requests, a map update the kernel refuses (`ProbeError::Map`), or the iterator
-    /// cannot be created or read (`ProbeError::KernelState`). The map is emptied of this call's
+    /// Too many requests, a map update the kernel refuses (`BpfError::Map`), or the iterator
+    /// cannot be created or read (`BpfError::KernelState`). The map is emptied of this call's
     /// requests in every case.
     pub fn apply(
         &self,
         requests: &[(u64, SockoptRequest)],
-    ) -> Result<Vec<(u64, SockoptRequest)>, ProbeError> {
+    ) -> Result<Vec<(u64, SockoptRequest)>, BpfError> {
         if requests.len() > SOCKOPT_REQUESTS_CAPACITY as usize {
-            return Err(ProbeError::KernelState {
+            return Err(BpfError::KernelState {
                 step: "socket option requests",
                 source: std::io::Error::other(format!(
                     "{} requests in one batch, at most {SOCKOPT_REQUESTS_CAPACITY}",
@@ -81,8 +81,8 @@ impl SockoptControl {
         iterator: &KernelStateReader,
         map: &mut HashMap<MapData, u64, SockoptRequest>,
         requests: &[(u64, SockoptRequest)],
-    ) -> Result<Vec<(u64, SockoptRequest)>, ProbeError> {
-        let map_error = |source| ProbeError::Map {
+    ) -> Result<Vec<(u64, SockoptRequest)>, BpfError> {
+        let map_error = |source| BpfError::Map {
             name: SOCKOPT_REQUESTS_MAP,
             source,
         };

@@ -1,7 +1,7 @@
 //! Loads and attaches the `sock_ops_enforce` program (`monitor-ebpf/src/enforce.rs`) for
 //! `[[enforce]]`: fills its policy slots, attaches it to the root of the cgroup v2 hierarchy
 //! (every connection of the host passes it at establishment), and reads back which sockets it
-//! enforced. The attachment lasts as long as [`Probes`](super::Probes): the agent's exit detaches
+//! enforced. The attachment lasts as long as [`Programs`](super::Programs): the agent's exit detaches
 //! it; sockets keep the options it set.
 
 use std::{path::Path, sync::Mutex};
@@ -15,7 +15,7 @@ use monitor_common::enforce::{
     EnforcedSocket, SOCK_OPS_ENFORCE_PROGRAM,
 };
 
-use super::{ProbeError, Probes, maps::take};
+use super::{BpfError, Programs, maps::take};
 
 /// The attached program's record of the sockets it enforced. `Send + Sync`.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl EnforceRecords {
     }
 }
 
-impl Probes {
+impl Programs {
     /// Writes `slots` (config order, at most `ENFORCE_SLOTS`) into the program's policy map,
     /// loads it and attaches it to `cgroup_root` (the cgroup v2 mount). Needs `CAP_BPF` and
     /// `CAP_NET_ADMIN` (or `CAP_SYS_ADMIN`) to attach: call it before privileges drop.
@@ -57,13 +57,13 @@ impl Probes {
         &mut self,
         slots: &[EnforceSlot],
         cgroup_root: &Path,
-    ) -> Result<EnforceRecords, ProbeError> {
+    ) -> Result<EnforceRecords, BpfError> {
         // The object was loaded with zero offsets if the BTF lacked them: refuse to attach.
         if let Some(why) = self.enforce_unavailable.take() {
             return Err(why);
         }
         let mut policies: Array<MapData, EnforceSlot> = take(&mut self.ebpf, ENFORCE_POLICIES_MAP)?;
-        let map_error = |source| ProbeError::Map {
+        let map_error = |source| BpfError::Map {
             name: ENFORCE_POLICIES_MAP,
             source,
         };
@@ -75,11 +75,11 @@ impl Probes {
         let program: &mut SockOps = self
             .ebpf
             .program_mut(name)
-            .ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?
+            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
             .try_into()
-            .map_err(ProbeError::program(name))?;
-        program.load().map_err(ProbeError::program(name))?;
-        let cgroup = std::fs::File::open(cgroup_root).map_err(|source| ProbeError::Cgroup {
+            .map_err(BpfError::program(name))?;
+        program.load().map_err(BpfError::program(name))?;
+        let cgroup = std::fs::File::open(cgroup_root).map_err(|source| BpfError::Cgroup {
             step: format!("opening {}", cgroup_root.display()),
             source,
         })?;
@@ -87,7 +87,7 @@ impl Probes {
         // attaches it beside what is there, so other tools' sock_ops programs keep running.
         program
             .attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(ProbeError::program(name))?;
+            .map_err(BpfError::program(name))?;
         // The policy map stays referenced by the program; this handle is no longer needed.
         drop(policies);
         Ok(EnforceRecords {

@@ -8,7 +8,7 @@ use std::path::Path;
 use btf_rs::{Btf, Type};
 use monitor_common::{KernelOffsets, enforce::EnforceOffsets};
 
-use super::ProbeError;
+use super::BpfError;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -16,17 +16,17 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 ///
 /// # Errors
 /// The file cannot be read or parsed, or a field is missing or not byte-aligned
-/// ([`ProbeError::BtfFile`], [`ProbeError::BtfLayout`]).
-pub fn from_kernel(path: &Path) -> Result<KernelOffsets, ProbeError> {
+/// ([`BpfError::BtfFile`], [`BpfError::BtfLayout`]).
+pub fn from_kernel(path: &Path) -> Result<KernelOffsets, BpfError> {
     from_btf(&read_btf(path)?)
 }
 
 /// Parses the BTF file at `path` (normally [`VMLINUX_BTF`], ~6 MiB: parse it once per start).
 ///
 /// # Errors
-/// [`ProbeError::BtfFile`]: the file cannot be read or parsed.
-pub fn read_btf(path: &Path) -> Result<Btf, ProbeError> {
-    Btf::from_file(path).map_err(|source| ProbeError::BtfFile {
+/// [`BpfError::BtfFile`]: the file cannot be read or parsed.
+pub fn read_btf(path: &Path) -> Result<Btf, BpfError> {
+    Btf::from_file(path).map_err(|source| BpfError::BtfFile {
         path: path.to_path_buf(),
         source,
     })
@@ -35,8 +35,8 @@ pub fn read_btf(path: &Path) -> Result<Btf, ProbeError> {
 /// As [`from_kernel`], from BTF already parsed.
 ///
 /// # Errors
-/// [`ProbeError::BtfLayout`]: a field is missing or not byte-aligned.
-pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, ProbeError> {
+/// [`BpfError::BtfLayout`]: a field is missing or not byte-aligned.
+pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BpfError> {
     let sock = |path: &[&str]| field_offset(btf, "sock", path);
     let tcp = |path: &[&str]| field_offset(btf, "tcp_sock", path);
     let usec_ts = bit_offset(btf, "tcp_sock", &["tcp_usec_ts"])?;
@@ -97,7 +97,7 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, ProbeError> {
 ///
 /// # Errors
 /// As [`from_btf`]; kernels before 6.1 have `cgroup.ancestor_ids` instead of `ancestors`.
-pub fn enforce_from_btf(btf: &Btf) -> Result<EnforceOffsets, ProbeError> {
+pub fn enforce_from_btf(btf: &Btf) -> Result<EnforceOffsets, BpfError> {
     Ok(EnforceOffsets {
         sk_cgroup: field_offset(btf, "sock", &["sk_cgrp_data", "cgroup"])?,
         cgroup_level: field_offset(btf, "cgroup", &["level"])?,
@@ -110,8 +110,8 @@ pub fn enforce_from_btf(btf: &Btf) -> Result<EnforceOffsets, ProbeError> {
 
 /// Bit offset of `path` inside `struct root`, as [`field_offset`] but bit-fields allowed
 /// (`tcp_sock.tcp_usec_ts`: the programs load the byte that holds it and test the bit).
-fn bit_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
-    let missing = || ProbeError::BtfLayout {
+fn bit_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, BpfError> {
+    let missing = || BpfError::BtfLayout {
         what: format!("struct {root} has no field {}", path.join(".")),
     };
     let mut current = named_struct(btf, root).ok_or_else(missing)?;
@@ -128,10 +128,10 @@ fn bit_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
 
 /// Byte offset of `path` (member names, descending through nested structs) inside `struct root`.
 /// Anonymous struct/union members are searched transparently, as C does.
-fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError> {
+fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, BpfError> {
     let offset_bits = bit_offset(btf, root, path)?;
     if !offset_bits.is_multiple_of(8) {
-        return Err(ProbeError::BtfLayout {
+        return Err(BpfError::BtfLayout {
             what: format!(
                 "struct {root}: {} is a bit-field, not byte aligned",
                 path.join(".")
@@ -142,7 +142,7 @@ fn field_offset(btf: &Btf, root: &str, path: &[&str]) -> Result<u32, ProbeError>
 }
 
 /// Value of `name` in `enum root`.
-fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, ProbeError> {
+fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, BpfError> {
     btf.resolve_types_by_name(root)
         .unwrap_or_default()
         .into_iter()
@@ -154,7 +154,7 @@ fn enum_value(btf: &Btf, root: &str, name: &str) -> Result<u32, ProbeError> {
                 .map(btf_rs::EnumMember::val),
             _ => None,
         })
-        .ok_or_else(|| ProbeError::BtfLayout {
+        .ok_or_else(|| BpfError::BtfLayout {
             what: format!("enum {root} has no value {name}"),
         })
 }
