@@ -6,8 +6,8 @@
 //!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
 //!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
 //! - `bench-probes diag N`: times N `sock_diag` dumps with `tcp_info` of every namespace
-//!   (`monitor::seed::dump_all`, what the agent's seeding does), or of the namespace at
-//!   `NETNS_PATH` only (`monitor::seed::dump`); one JSON line.
+//!   (`monitor::sock_diag::dump_all`, what the agent's seeding does), or of the namespace at
+//!   `NETNS_PATH` only (`monitor::sock_diag::dump`); one JSON line.
 
 use std::{
     io::{BufRead as _, Write as _},
@@ -80,7 +80,7 @@ fn hooks() -> anyhow::Result<()> {
 
 fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
     let netns = match netns {
-        Some(path) => Some(monitor::seed::Netns {
+        Some(path) => Some(monitor::netns::Netns {
             // nsfs inodes are 32-bit (`proc_inum`), as the agent stores them.
             inode: u32::try_from(std::fs::metadata(&path)?.ino())
                 .with_context(|| format!("{}: inode wider than 32 bits", path.display()))?,
@@ -95,8 +95,8 @@ fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
     for _ in 0..runs {
         let started = Instant::now();
         sockets = match &netns {
-            Some(ns) => monitor::seed::dump(ns, mask)?.len(),
-            None => monitor::seed::dump_all(mask).len(),
+            Some(ns) => monitor::sock_diag::dump(ns, mask)?.len(),
+            None => monitor::sock_diag::dump_all(mask).len(),
         };
         // Saturates after 584 years.
         times_ns.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));

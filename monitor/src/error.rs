@@ -1,6 +1,6 @@
 //! The agent's error: every way `tcp-liveness run` can fail, each keeping its cause as
 //! [`source`](std::error::Error::source) (printed as a `: `-separated chain on one line).
-//! Rooms below keep their own error enums ([`ConfigError`], [`BpfError`], `seed::SeedError`,
+//! Rooms below keep their own error enums ([`ConfigError`], [`BpfError`], `sock_diag::SockDiagError`, `netns::NetnsError`,
 //! `alerting::client::PushError`); `anyhow` appears only in `main.rs` and the command-line front
 //! end (`cli`).
 

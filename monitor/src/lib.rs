@@ -36,5 +36,6 @@ mod periodic;
 mod privileges;
 pub mod bpf;
 pub mod scan;
-pub mod seed;
+pub mod netns;
+pub mod sock_diag;
 pub mod verdict;

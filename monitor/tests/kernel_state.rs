@@ -35,8 +35,8 @@ use monitor::{
             kernel_hz,
         },
     },
-    scan::kernel_state::read_namespace,
-    seed::Netns,
+    bpf::kernel_state::read_namespace,
+    netns::Netns,
 };
 use monitor_common::{
     AF_INET, AF_INET6,

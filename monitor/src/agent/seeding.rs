@@ -12,7 +12,7 @@ use std::{
 
 use monitor_common::tcp_state;
 
-use crate::{bpf::Programs, seed};
+use crate::{bpf::Programs, sock_diag};
 
 /// Every state a live socket can be in. Afterwards the kernel side sees every transition,
 /// `listen()` included.
@@ -28,15 +28,15 @@ pub(super) const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
 
 /// Returns how many entries were written.
 pub(super) fn seed(probes: &Arc<Mutex<Programs>>) -> usize {
-    let sockets = seed::dump_all(LIVE_STATES_MASK);
-    let owners = seed::socket_owners();
+    let sockets = sock_diag::dump_all(LIVE_STATES_MASK);
+    let owners = sock_diag::socket_owners();
     let now = crate::clock::monotonic_now_ns();
     let mut written = Vec::new();
     {
         let mut probes = crate::locks::lock(probes);
         // Timewait mini-sockets (orphaned FIN_WAIT2) are not seeded: nothing would remove them.
         for sock in sockets.iter().filter(|s| s.is_full_socket()) {
-            let entry = seed::to_activity(sock, owners.get(&sock.inode), now);
+            let entry = sock_diag::to_activity(sock, owners.get(&sock.inode), now);
             match probes.maps.seed(sock.cookie, &entry) {
                 Ok(true) => written.push(sock.cookie),
                 Ok(false) => {}
@@ -47,7 +47,7 @@ pub(super) fn seed(probes: &Arc<Mutex<Programs>>) -> usize {
             }
         }
     }
-    let still_open: HashSet<u64> = seed::dump_all(LIVE_STATES_MASK)
+    let still_open: HashSet<u64> = sock_diag::dump_all(LIVE_STATES_MASK)
         .iter()
         .map(|s| s.cookie)
         .collect();

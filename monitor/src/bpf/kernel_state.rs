@@ -4,8 +4,8 @@
 //! A BPF iterator walks the sockets of the network namespace of the thread that **creates the
 //! iterator file** (`BPF_ITER_CREATE` takes `current->nsproxy->net_ns`). [`KernelStateReader::read`]
 //! creates a new one on every call, in the calling thread, and reads it to the end; reading
-//! another namespace means calling it from a thread that entered that namespace (`scan` does
-//! that with `seed`'s per-namespace threads: `crate::scan::kernel_state`).
+//! another namespace means calling it from a thread that entered that namespace ([`read_namespace`],
+//! on `netns`'s per-namespace threads).
 //!
 //! aya 0.14 loads the program (`programs::Iter`), but its link can be turned into an iterator file
 //! only once (`IterLink::into_file` consumes it). The reader therefore creates the link itself
@@ -14,6 +14,7 @@
 //! values to ages and byte counts are in [`convert`].
 
 pub mod convert;
+mod namespace;
 
 use std::{
     fs::File,
@@ -27,6 +28,8 @@ use monitor_common::kernel_state::KernelSockState;
 #[cfg(doc)]
 use monitor_common::kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM};
 
+pub(crate) use self::namespace::read_in;
+pub use self::namespace::{KernelStateError, read_namespace};
 use super::BpfError;
 
 /// Bytes of one record in the iterator's output.

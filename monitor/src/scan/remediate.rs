@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     model::{Connection, Reason, format::error_chain},
-    seed::{DiagSocket, SeedError, SocketKey, SocketQueries},
+    sock_diag::{DiagSocket, SockDiagError, SocketKey, SocketQueries},
     verdict::remediation::{RemediatePolicy, policy_for},
 };
 
@@ -44,17 +44,17 @@ pub(crate) const MAX_LOOKS_PER_SCAN: usize = 256;
 /// The exact-query sockets, as remediation uses them (tests stand in for the kernel).
 pub(crate) trait SocketControl {
     /// [`SocketQueries::query`].
-    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SeedError>;
+    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SockDiagError>;
     /// [`SocketQueries::destroy`].
-    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SeedError>;
+    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SockDiagError>;
 }
 
 impl SocketControl for SocketQueries {
-    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SeedError> {
+    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SockDiagError> {
         SocketQueries::query(self, key)
     }
 
-    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SeedError> {
+    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SockDiagError> {
         SocketQueries::destroy(self, key)
     }
 }

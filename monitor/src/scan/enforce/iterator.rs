@@ -7,7 +7,7 @@ use monitor_common::sockopt::SockoptRequest;
 use super::Applier;
 
 /// The agent's [`Applier`]: the `iter_tcp_sockopt` program, read from a thread inside the
-/// socket's namespace (`seed::in_namespace`; needs `CAP_SYS_ADMIN` for other namespaces).
+/// socket's namespace (`netns::in_namespace`; needs `CAP_SYS_ADMIN` for other namespaces).
 pub struct IteratorApplier {
     pub control: Arc<crate::bpf::SockoptControl>,
 }
@@ -18,7 +18,7 @@ impl Applier for IteratorApplier {
         netns: Option<u32>,
         requests: &[(u64, SockoptRequest)],
     ) -> Result<Vec<(u64, SockoptRequest)>, String> {
-        let own = crate::seed::ns_inode(std::path::Path::new("/proc/self/ns/net"));
+        let own = crate::netns::ns_inode(std::path::Path::new("/proc/self/ns/net"));
         let control = Arc::clone(&self.control);
         let requests = requests.to_vec();
         let run = move || {
@@ -29,10 +29,10 @@ impl Applier for IteratorApplier {
         if netns.is_none() || netns == own {
             return run();
         }
-        let ns = crate::seed::find_namespaces()
+        let ns = crate::netns::find_namespaces()
             .into_iter()
             .find(|ns| Some(ns.inode) == netns)
             .ok_or_else(|| format!("network namespace {netns:?} not found"))?;
-        crate::seed::in_namespace(&ns, run).map_err(|e| crate::model::format::error_chain(&e))?
+        crate::netns::in_namespace(&ns, run).map_err(|e| crate::model::format::error_chain(&e))?
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     periodic::Periodic,
     bpf::SockoptControl,
     scan::kernel_state::FastMap,
-    seed::{self, Netns},
+    netns::{self, Netns},
 };
 
 /// How often the thread looks for work: a probe's answer is noticed within a scan plus a tick.
@@ -201,7 +201,7 @@ fn apply_in(
 ) -> Option<FastMap<u64, SockoptRequest>> {
     let ns = namespaces.find(netns)?;
     let inside = Arc::clone(control);
-    let ran = seed::in_namespace(&ns, move || {
+    let ran = netns::in_namespace(&ns, move || {
         let outcomes = inside.apply(&requests)?;
         if let Some(kick) = kick {
             let reached: Vec<(u64, SockoptRequest)> = outcomes
@@ -248,7 +248,7 @@ struct Namespaces {
 impl Namespaces {
     fn find(&mut self, inode: u32) -> Option<Netns> {
         if !self.by_inode.contains_key(&inode) {
-            self.by_inode = seed::find_namespaces()
+            self.by_inode = netns::find_namespaces()
                 .into_iter()
                 .map(|ns| (ns.inode, ns))
                 .collect();

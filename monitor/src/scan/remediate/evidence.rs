@@ -4,7 +4,7 @@
 
 use monitor_common::tcp_state;
 
-use crate::{model::Reason, seed::DiagSocket};
+use crate::{model::Reason, sock_diag::DiagSocket};
 
 /// How far apart two computations of the same last-ACK time may fall: `tcp_info`'s
 /// `tcpi_last_ack_recv` is in jiffies (4 ms at `HZ=250`), and the look's own clock reading
@@ -87,7 +87,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::seed::TcpInfoSummary;
+    use crate::sock_diag::TcpInfoSummary;
 
     fn look(
         state: u8,

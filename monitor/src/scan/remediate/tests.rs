@@ -4,7 +4,7 @@ use monitor_common::tcp_state;
 
 use super::*;
 use crate::{
-    seed::TcpInfoSummary,
+    sock_diag::TcpInfoSummary,
     verdict::{Matcher, remediation::RemediatePolicy},
 };
 
@@ -18,7 +18,7 @@ struct FakeKernel {
 }
 
 impl SocketControl for FakeKernel {
-    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SeedError> {
+    fn query(&mut self, key: &SocketKey) -> Result<Option<DiagSocket>, SockDiagError> {
         self.queries += 1;
         Ok(self
             .sockets
@@ -41,7 +41,7 @@ impl SocketControl for FakeKernel {
             }))
     }
 
-    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SeedError> {
+    fn destroy(&mut self, key: &SocketKey) -> Result<bool, SockDiagError> {
         Ok(self
             .sockets
             .remove(&key.cookie)

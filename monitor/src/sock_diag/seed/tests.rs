@@ -3,7 +3,7 @@ use std::net::Ipv4Addr;
 use monitor_common::{AF_INET, AF_INET6};
 
 use super::*;
-use crate::{model::kernel_buffer, seed::TcpInfoSummary};
+use crate::{model::kernel_buffer, sock_diag::TcpInfoSummary};
 
 const NOW: u64 = 5_000_000_000_000; // 5000 s of uptime
 

@@ -1,8 +1,11 @@
-//! Finding the host's network namespaces and running code inside one.
+//! Finding the host's network namespaces and running code inside one: the toolkit of every
+//! room that works per namespace (`sock_diag` dumps and queries, the kernel-state iterator
+//! reads, the namespace sysctls, the socket-option iterator of `[probe]` and `[[enforce]]`).
 
 use std::{
     collections::HashSet,
     fs::{self, File},
+    io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     thread,
@@ -10,7 +13,42 @@ use std::{
 
 use nix::sched::CloneFlags;
 
-use super::SeedError;
+/// Why a namespace could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot open network namespace {path}: {source}")]
+    OpenNamespace { path: PathBuf, source: io::Error },
+    #[error("cannot enter network namespace {path}: {source}")]
+    EnterNamespace { path: PathBuf, source: nix::Error },
+    #[error("cannot start the thread that enters a namespace: {0}")]
+    Thread(io::Error),
+    #[error("the thread dumping namespace {0} panicked")]
+    ThreadPanicked(PathBuf),
+}
+
+impl NetnsError {
+    /// The namespace went away between listing and entering (its last process exited):
+    /// expected churn, not worth a warning.
+    #[must_use]
+    pub fn is_vanished_namespace(&self) -> bool {
+        matches!(self, Self::OpenNamespace { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)))
+    }
+
+    /// The error of the namespace whose inode is `netns` when no process and no bind mount
+    /// holds it any more (what opening its file would have said).
+    #[must_use]
+    pub fn vanished(netns: u32) -> Self {
+        Self::OpenNamespace {
+            path: format!("net:[{netns}]").into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        }
+    }
+}
+
+/// The name of the short-lived threads that enter a namespace (`ps -T` shows it; the
+/// privilege tests look for it among the threads that keep capabilities).
+const THREAD_NAME: &str = "seed-netns";
 
 /// A network namespace the agent can enter: its inode and a path to open it by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,60 +95,44 @@ pub fn ns_inode(path: &Path) -> Option<u32> {
     u32::try_from(meta.ino()).ok()
 }
 
-/// Runs `f` inside `ns`. `setns()` moves only the calling thread, so a foreign namespace is entered
-/// on a short-lived thread that dies with it; the caller's thread never changes namespace.
+/// Runs `f` inside `ns` and returns its result (`T` may be a `Result` of `f`'s own errors). `setns()`
+/// moves only the calling thread, so a foreign namespace is entered on a short-lived thread that
+/// dies with it; the caller's thread never changes namespace, and when it is already in `ns`, `f`
+/// runs on it. For work that depends on the caller's namespace: a netlink socket answers for the
+/// namespace it was made in, a BPF iterator walks the namespace of the thread that creates it.
 ///
 /// # Errors
-/// The namespace cannot be opened or entered, the thread cannot start or panics, or `f` fails.
-pub(super) fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
+/// The namespace cannot be opened ([`NetnsError::OpenNamespace`]) or entered
+/// ([`NetnsError::EnterNamespace`]), or its thread cannot start or panicked.
+pub fn in_namespace<T, F>(ns: &Netns, f: F) -> Result<T, NetnsError>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, SeedError> + Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
 {
     if ns_inode(Path::new(THREAD_NETNS)) == Some(ns.inode) {
-        return f();
+        return Ok(f());
     }
     // Opened here so a vanished namespace is reported before a thread is spawned.
-    let file = File::open(&ns.path).map_err(|source| SeedError::OpenNamespace {
+    let file = File::open(&ns.path).map_err(|source| NetnsError::OpenNamespace {
         path: ns.path.clone(),
         source,
     })?;
     let path = ns.path.clone();
     let handle = thread::Builder::new()
-        .name("seed-netns".into())
+        .name(THREAD_NAME.into())
         .spawn(move || {
-            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| {
-                SeedError::EnterNamespace {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            f()
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+                .map_err(|source| NetnsError::EnterNamespace { path, source })?;
+            Ok(f())
         })
-        .map_err(SeedError::Thread)?;
+        .map_err(NetnsError::Thread)?;
     handle
         .join()
-        .map_err(|_| SeedError::ThreadPanicked(ns.path.clone()))?
-}
-
-/// Runs `f` inside `ns` and returns its result, as [`run_in`] does for the dumps: on the calling
-/// thread when it is already in `ns`, else on a short-lived thread that enters `ns` first. For
-/// work other than a `sock_diag` dump, whose errors are its own (`T` may be a `Result`): reading a
-/// BPF iterator, which walks the namespace of the thread that creates it.
-///
-/// # Errors
-/// The namespace cannot be opened ([`SeedError::OpenNamespace`]) or entered
-/// ([`SeedError::EnterNamespace`]), or its thread cannot start or panicked.
-pub fn in_namespace<T, F>(ns: &Netns, f: F) -> Result<T, SeedError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    run_in(ns, move || Ok(f()))
+        .map_err(|_| NetnsError::ThreadPanicked(ns.path.clone()))?
 }
 
 /// Numeric entries of `/proc`, ascending.
-pub(super) fn pids() -> Vec<u32> {
+pub(crate) fn pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -147,13 +169,13 @@ mod tests {
     }
 
     #[test]
-    fn run_in_own_namespace_stays_on_the_caller_thread() {
+    fn own_namespace_stays_on_the_caller_thread() {
         let own = Netns {
             inode: ns_inode(Path::new(SELF_NETNS)).expect("own namespace readable"),
             path: PathBuf::from(SELF_NETNS),
         };
         let caller = thread::current().id();
-        let ran_on = run_in(&own, move || Ok(thread::current().id())).expect("runs");
+        let ran_on = in_namespace(&own, move || thread::current().id()).expect("runs");
         assert_eq!(ran_on, caller);
     }
 
@@ -174,12 +196,12 @@ mod tests {
     }
 
     #[test]
-    fn vanished_namespace_is_an_open_error() {
-        let gone = Netns {
-            inode: 1,
-            path: PathBuf::from("/proc/0/ns/net"),
-        };
-        let err = run_in(&gone, || Ok(())).expect_err("no such namespace");
+    fn a_namespace_nobody_holds_reads_as_vanished() {
+        let err = NetnsError::vanished(1);
         assert!(err.is_vanished_namespace(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cannot open network namespace net:[1]: No such file or directory (os error 2)"
+        );
     }
 }

@@ -15,10 +15,10 @@ use netlink_packet_sock_diag::{
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
 use super::{
-    SeedError,
-    netns::{self, Netns},
+    SockDiagError,
     tcp_info::{self, TcpInfoSummary},
 };
+use crate::netns::{self, Netns};
 
 /// One socket from a `sock_diag` dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,16 +61,16 @@ pub(super) const RECV_BUFFER: usize = 64 * 1024;
 ///
 /// # Errors
 /// The namespace cannot be entered, or the netlink request fails or answers malformed messages
-/// ([`SeedError`]).
-pub fn dump(ns: &Netns, state_mask: u32) -> Result<Vec<DiagSocket>, SeedError> {
+/// ([`SockDiagError`]).
+pub fn dump(ns: &Netns, state_mask: u32) -> Result<Vec<DiagSocket>, SockDiagError> {
     let inode = ns.inode;
-    netns::run_in(ns, move || {
+    netns::in_namespace(ns, move || {
         // Created inside the namespace: a netlink socket answers for the namespace it was made in.
         let socket = open_socket()?;
         let mut sockets = dump_family(&socket, AF_INET, state_mask, inode)?;
         sockets.extend(dump_family(&socket, AF_INET6, state_mask, inode)?);
         Ok(sockets)
-    })
+    })?
 }
 
 /// [`dump`] in every namespace from [`netns::find_namespaces`]; a namespace that fails is logged
@@ -91,12 +91,12 @@ pub fn dump_all(state_mask: u32) -> Vec<DiagSocket> {
     all
 }
 
-pub(super) fn open_socket() -> Result<Socket, SeedError> {
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(SeedError::Netlink)?;
-    socket.bind_auto().map_err(SeedError::Netlink)?;
+pub(super) fn open_socket() -> Result<Socket, SockDiagError> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(SockDiagError::Netlink)?;
+    socket.bind_auto().map_err(SockDiagError::Netlink)?;
     socket
         .connect(&NetlinkAddr::new(0, 0))
-        .map_err(SeedError::Netlink)?;
+        .map_err(SockDiagError::Netlink)?;
     Ok(socket)
 }
 
@@ -105,10 +105,10 @@ fn dump_family(
     family: u8,
     state_mask: u32,
     netns: u32,
-) -> Result<Vec<DiagSocket>, SeedError> {
+) -> Result<Vec<DiagSocket>, SockDiagError> {
     socket
         .send(&request(family, state_mask), 0)
-        .map_err(SeedError::Netlink)?;
+        .map_err(SockDiagError::Netlink)?;
     let mut sockets = Vec::new();
     let mut buf = Vec::with_capacity(RECV_BUFFER);
     loop {
@@ -116,9 +116,9 @@ fn dump_family(
         // MSG_TRUNC makes recv return the datagram's real length, so truncation is detectable.
         let len = socket
             .recv(&mut buf, libc::MSG_TRUNC)
-            .map_err(SeedError::Netlink)?;
+            .map_err(SockDiagError::Netlink)?;
         if len > buf.len() {
-            return Err(SeedError::Truncated {
+            return Err(SockDiagError::Truncated {
                 len,
                 capacity: buf.len(),
             });
@@ -187,11 +187,11 @@ enum Batch {
 
 /// Parses one datagram of netlink messages, appending the sockets. A message whose attributes the
 /// crate cannot parse is skipped with a warning rather than failing the whole dump.
-fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batch, SeedError> {
+fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batch, SockDiagError> {
     let mut rest = buf;
     while !rest.is_empty() {
         let len = NetlinkBuffer::new_checked(rest)
-            .map_err(SeedError::Decode)?
+            .map_err(SockDiagError::Decode)?
             .length() as usize;
         let (message, tail) = rest.split_at(len);
         // Messages are padded to 4 bytes (NLMSG_ALIGN).
@@ -204,16 +204,16 @@ fn parse_batch(buf: &[u8], netns: u32, out: &mut Vec<DiagSocket>) -> Result<Batc
                     out.push(from_response(netns, &response));
                 }
                 NetlinkPayload::Done(done) if done.code < 0 => {
-                    return Err(SeedError::Kernel(std::io::Error::from_raw_os_error(
+                    return Err(SockDiagError::Kernel(std::io::Error::from_raw_os_error(
                         -done.code,
                     )));
                 }
                 NetlinkPayload::Done(_) => return Ok(Batch::Done),
                 NetlinkPayload::Error(err) if err.code.is_some() => {
-                    return Err(SeedError::Kernel(err.to_io()));
+                    return Err(SockDiagError::Kernel(err.to_io()));
                 }
                 NetlinkPayload::Overrun(_) => {
-                    return Err(SeedError::Overrun);
+                    return Err(SockDiagError::Overrun);
                 }
                 _ => {}
             },

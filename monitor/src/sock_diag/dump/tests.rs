@@ -154,7 +154,7 @@ fn errors_are_reported() {
     push_message(&mut batch, NLMSG_ERROR, 0, &payload);
     let err = parse_batch(&batch, 1, &mut Vec::new()).expect_err("NLMSG_ERROR");
     assert!(
-        matches!(&err, SeedError::Kernel(e) if e.raw_os_error() == Some(libc::EPERM)),
+        matches!(&err, SockDiagError::Kernel(e) if e.raw_os_error() == Some(libc::EPERM)),
         "{err}"
     );
 
@@ -167,7 +167,7 @@ fn errors_are_reported() {
     );
     assert!(matches!(
         parse_batch(&failed_dump, 1, &mut Vec::new()),
-        Err(SeedError::Kernel(_))
+        Err(SockDiagError::Kernel(_))
     ));
 }
 
@@ -178,7 +178,7 @@ fn truncated_datagram_is_a_decode_error() {
     batch.truncate(10);
     assert!(matches!(
         parse_batch(&batch, 1, &mut Vec::new()),
-        Err(SeedError::Decode(_))
+        Err(SockDiagError::Decode(_))
     ));
 }
 

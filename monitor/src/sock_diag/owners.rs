@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fs, path::Path};
 
-use super::netns;
+use crate::netns;
 use crate::model::{TASK_COMM_LEN, kernel_buffer};
 
 /// A process holding a socket.
