@@ -23,6 +23,7 @@
 //! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
 
 mod agent;
+pub mod act;
 pub mod alerting;
 pub mod cli;
 pub mod clock;

@@ -1,7 +1,7 @@
 //! `[[enforce]]` at start-up: the kernel program's policy slots filled and the program attached
 //! to the cgroup v2 root (new connections), the socket-option iterator loaded, and the
-//! connections that already exist given their policy once (issue 12 §2). Runs on the main thread
-//! before privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
+//! connections that already exist given their policy once. Runs on the main thread before
+//! privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
 //! `CAP_SYS_ADMIN`, entering other namespaces `CAP_SYS_ADMIN`.
 
 use std::sync::{Arc, Mutex};
@@ -9,30 +9,26 @@ use std::sync::{Arc, Mutex};
 use monitor_common::enforce::{EnforceSlot, SLOT_ACTIVE, SLOT_DEFERRED};
 
 use crate::{
+    act::enforce::{Enforce, Enforcement, IteratorApplier},
+    bpf::{BpfError, Programs, SocketSource, cgroup},
     clock,
     error::Error,
-    bpf::{BpfError, Programs, SocketSource, cgroup},
-    scan::{
-        Pipeline,
-        enforce::{Enforcement, IteratorApplier},
-    },
-    verdict::Enforce,
+    scan::Pipeline,
 };
 
-/// Attaches the program and applies the policies to existing connections; nothing without
+/// Attaches the program (new connections get their policy from then on) and loads the
+/// iterator that applies the rest: the enforcement the pipeline registers, None without
 /// `[[enforce]]`.
 ///
 /// # Errors
 /// The cgroup v2 hierarchy cannot be found or a policy's cgroup read, or the kernel refuses the
 /// program, its maps or the attachment ([`Error::Bpf`]).
-pub(super) fn start(
+pub(super) fn attach(
     policies: &[Enforce],
     probes: &Mutex<Programs>,
-    pipeline: &Pipeline,
-    table: &dyn SocketSource,
-) -> Result<(), Error> {
+) -> Result<Option<Arc<Enforcement>>, Error> {
     if policies.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let root = cgroup::v2_root().map_err(|source| BpfError::Cgroup {
         step: "finding its mount in /proc/self/mountinfo".into(),
@@ -54,18 +50,24 @@ pub(super) fn start(
         "enforce: sock_ops program attached; new connections get their policy at establishment"
     );
     let applier = IteratorApplier { control };
-    let enforcement = Arc::new(Enforcement::new(
+    Ok(Some(Arc::new(Enforcement::new(
         policies.to_vec(),
         Box::new(records),
         Box::new(applier),
-    ));
-    pipeline.set_enforcement(Arc::clone(&enforcement));
-    // The connections that exist now, once (the scans take those whose owner shows up later).
+    ))))
+}
+
+/// Gives the connections that exist now their policy, once (the scans take those whose owner
+/// shows up later), judged by `pipeline` (owners and names as the scans see them).
+pub(super) fn apply_to_existing(
+    enforcement: &Enforcement,
+    pipeline: &Pipeline,
+    table: &dyn SocketSource,
+) {
     let mut pass = enforcement.start_pass();
     pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(&c));
     let count = pass.finish();
     tracing::info!(count, "enforce: existing connections given their policy");
-    Ok(())
 }
 
 /// The kernel program's view of policy `p`: ports, cgroup (id and depth of its directory under

@@ -2,6 +2,7 @@
 
 mod descriptors;
 mod enforce;
+mod pipeline;
 mod probing;
 mod reload;
 mod scan_loop;
@@ -21,6 +22,10 @@ use tokio::{
 pub(crate) use descriptors::raise_limit as raise_open_file_limit;
 
 use crate::{
+    act::{
+        probe::ProbeBook,
+        remediate::{RemediationCounters, Remediator},
+    },
     alerting::Alerting,
     config::RunConfig,
     error::Error,
@@ -31,11 +36,7 @@ use crate::{
     },
     privileges::{self, Feature},
     bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
-    scan::{
-        KernelStateThread, Pipeline, Scanner, kernel_defaults,
-        probe::ProbeBook,
-        remediate::{RemediationCounters, Remediator},
-    },
+    scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
@@ -88,8 +89,14 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    let (pipeline, probe_book) =
-        probing::pipeline(kernel_defaults::load(), &config, sockopt.is_some());
+    // Before the drop below: loading and attaching to the cgroup need it.
+    let enforcement = tokio::task::block_in_place(|| enforce::attach(&config.enforce, &probes))?;
+    let defaults = kernel_defaults::load();
+    let features = pipeline::Features {
+        probe: probing::book(&config, defaults.hz, sockopt.is_some()),
+        enforcement,
+    };
+    let pipeline = pipeline::build(defaults, &config, &features);
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
@@ -98,10 +105,15 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         config.grouping(),
     )
     .reading_namespace_sysctls();
+    let scanner = Arc::new(scanner);
     let remediation = RemediationCounters::new(&config.remediate);
-    let scanner = Arc::new(with_remediation(scanner, &config, &remediation));
-    // Before the drop below: loading, attaching to the cgroup and entering namespaces need it.
-    tokio::task::block_in_place(|| enforce::start(&config.enforce, &probes, &pipeline, &*table))?;
+    let remediator = remediator(&config, &remediation);
+    if let Some(enforcement) = &features.enforcement {
+        // Before the drop below: entering other namespaces needs it.
+        tokio::task::block_in_place(|| {
+            enforce::apply_to_existing(enforcement, &pipeline, &*table);
+        });
+    }
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
     let kept = privileges::kept(&running_features(&config));
@@ -109,8 +121,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Reads the kernel's own socket state beside the scans (dropped before the probes).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
-    let probe_thread = probing::start(probe_book.as_ref(), sockopt)?;
-    let (store, metrics) = new_metrics(&config, &alerting, probe_book.as_deref(), &remediation);
+    let probe_thread = probing::start(features.probe.as_ref(), sockopt)?;
+    let (store, metrics) = new_metrics(&config, &alerting, features.probe.as_deref(), &remediation);
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -133,12 +145,10 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         ReloadMetrics::register(&metrics),
     );
     let outputs = scan_loop::Outputs { store, metrics };
-    let scans =
-        ScanThread::start(scanner, alerting, outputs, config.scan_interval).map_err(|source| {
-            Error::Thread {
-                name: "scan",
-                source,
-            }
+    let scans = ScanThread::start(scanner, remediator, alerting, outputs, config.scan_interval)
+        .map_err(|source| Error::Thread {
+            name: "scan",
+            source,
         })?;
     // Every thread that needs the kept set runs: this one (signals, reloads) keeps nothing.
     privileges::restrict_thread(&privileges::kept(&[]))?;
@@ -188,14 +198,11 @@ fn new_metrics(
 /// feature that needs more (socket destroy) adds itself here when its setting enables it.
 const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];
 
-/// `scanner`, remediating by the `[[remediate]]` policies if there are any.
-fn with_remediation(
-    scanner: Scanner,
-    config: &RunConfig,
-    counters: &RemediationCounters,
-) -> Scanner {
+/// Remediation by the `[[remediate]]` policies, if there are any (the scan loop runs it after
+/// each scan).
+fn remediator(config: &RunConfig, counters: &RemediationCounters) -> Option<Remediator> {
     if config.remediate.is_empty() {
-        return scanner;
+        return None;
     }
     for policy in &config.remediate {
         tracing::info!(
@@ -206,8 +213,7 @@ fn with_remediation(
             "remediation policy"
         );
     }
-    let remediator = Remediator::new(config.remediate.clone(), counters.clone());
-    scanner.remediating(remediator)
+    Some(Remediator::new(config.remediate.clone(), counters.clone()))
 }
 
 /// [`RUNNING_FEATURES`], and [`Feature::Destroy`] when a `[[remediate]]` policy really destroys

@@ -5,15 +5,11 @@
 use std::sync::Arc;
 
 use crate::{
+    act::probe::{ProbeBook, ProbeThread},
+    bpf::{Programs, SockoptControl},
     config::RunConfig,
     error::Error,
     export::metrics::Metrics,
-    bpf::{Programs, SockoptControl},
-    scan::{
-        Pipeline,
-        convert::SocketDefaults,
-        probe::{ProbeBook, ProbeThread},
-    },
 };
 
 /// Whether any connection may be probed: enabled for all, or opted in by an override.
@@ -52,19 +48,10 @@ pub(super) fn load_control(
     Ok(Some(control))
 }
 
-/// The verdict pipeline (confirming verdicts against the kernel), with the probe state when
-/// the socket-option program was loaded (`probing`).
-pub(super) fn pipeline(
-    defaults: SocketDefaults,
-    config: &RunConfig,
-    probing: bool,
-) -> (Arc<Pipeline>, Option<Arc<ProbeBook>>) {
-    let book = probing.then(|| Arc::new(ProbeBook::new(config.probe, defaults.hz)));
-    let mut pipeline = Pipeline::new(defaults, config.policy.clone()).confirming_verdicts();
-    if let Some(book) = &book {
-        pipeline = pipeline.probing(Arc::clone(book));
-    }
-    (Arc::new(pipeline), book)
+/// The probe state the scans and the probe thread share, when the socket-option program was
+/// loaded (`loaded`); `hz` (`CONFIG_HZ`) converts the kernel's jiffies.
+pub(super) fn book(config: &RunConfig, hz: Option<u32>, loaded: bool) -> Option<Arc<ProbeBook>> {
+    loaded.then(|| Arc::new(ProbeBook::new(config.probe, hz)))
 }
 
 /// `tcp_liveness_probes_total`, when probing.

@@ -11,7 +11,10 @@ use super::{
     ConfigError, SETTINGS,
     values::{self, Raw},
 };
-use crate::verdict::{Enforce, Matcher, Override, remediation::RemediatePolicy};
+use crate::{
+    act::{enforce::Enforce, remediate::policy::RemediatePolicy},
+    verdict::{Matcher, Override},
+};
 
 pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).

@@ -27,12 +27,11 @@ pub(crate) use file::FileConfig;
 use values::Raw;
 
 use crate::{
+    act::{enforce::Enforce, probe::ProbeSettings, remediate::policy::RemediatePolicy},
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
     model::Grouping,
-    scan::probe::ProbeSettings,
-    verdict::Enforce,
-    verdict::{Policy, Thresholds, remediation::RemediatePolicy},
+    verdict::{Policy, Thresholds},
 };
 
 /// Every top-level setting with its default, written as a flag value and parsed as one.

@@ -9,7 +9,7 @@ use super::{
     file::{FileConfig, check_keys},
     values::{self, Raw},
 };
-use crate::scan::probe::ProbeSettings;
+use crate::act::probe::ProbeSettings;
 
 /// Every `[probe]` key with its default, written as a flag value; `after` empty = `idle_after`.
 pub(super) const PROBE_SETTINGS: &[(&str, &str)] = &[

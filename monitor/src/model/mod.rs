@@ -12,6 +12,7 @@ pub(crate) mod labels;
 mod ports;
 mod probe;
 mod reason;
+mod remediation;
 mod view;
 
 pub use self::{
@@ -22,5 +23,6 @@ pub use self::{
     ports::{LocalPort, ServicePorts},
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
+    remediation::{RemediationAction, RemediationResult},
     view::{ConnectionView, KeepaliveView, container_id},
 };

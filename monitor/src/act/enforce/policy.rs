@@ -1,5 +1,5 @@
-//! `[[enforce]]` policies: the keepalive timers and user timeout that matching connections get
-//! (issue 12 §2). Pure: which policy a connection gets (the first that matches, in config
+//! `[[enforce]]` policies: the keepalive timers and user timeout that matching connections get.
+//! Pure: which policy a connection gets (the first that matches, in config
 //! order) and the socket option request that applies it. Built by `config`, applied by the
 //! kernel program (new connections) and the agent (existing ones, and policies on `process`).
 
@@ -10,8 +10,7 @@ use monitor_common::sockopt::{
     SockoptValues,
 };
 
-use super::Matcher;
-use crate::model::Connection;
+use crate::{model::Connection, verdict::Matcher};
 
 /// `fill` applies an option only where the socket still has the kernel default (the application
 /// never set it); `override` always applies it.

@@ -3,7 +3,7 @@ use std::{sync::Mutex, time::Duration};
 use monitor_common::sockopt::{OUTCOME_NOT_SEEN, SET_USER_TIMEOUT};
 
 use super::*;
-use crate::verdict::{EnforceMode, Matcher};
+use crate::verdict::Matcher;
 
 /// Records each batch; answers DONE except for cookie 99 (gone).
 /// (namespace, cookies) of each batch.

@@ -1,5 +1,5 @@
 //! Remediation: ending connections whose verdict is confirmed dead (`[[remediate]]`), on the
-//! scan thread, right after the scan's confirmation step.
+//! scan thread, right after each scan, on the snapshot's confirmed suspects ([`Remediator::act`]).
 //!
 //! A socket is ended only on two looks at its kernel state (exact `sock_diag` queries on the
 //! confirmer's per-namespace sockets): the first, at the first scan where a policy selects its
@@ -17,6 +17,7 @@
 //! rate-limited socket is not logged again every scan.
 
 mod evidence;
+pub mod policy;
 mod record;
 
 use std::{
@@ -25,16 +26,19 @@ use std::{
 };
 
 pub(crate) use self::evidence::Evidence;
-use self::record::audit;
-pub use self::record::{Action, ActionResult, RemediationCounters};
-use super::{
-    confirm::{key_of, overlay},
-    kernel_state::{FastMap, FastSet},
+pub use self::record::RemediationCounters;
+use self::{
+    policy::{RemediatePolicy, policy_for},
+    record::audit,
 };
 use crate::{
-    model::{Connection, Reason, format::error_chain},
+    model::{Connection, Reason, RemediationAction, RemediationResult, format::error_chain},
+    scan::{
+        Pipeline,
+        confirm::{key_of, overlay},
+        kernel_state::{FastMap, FastSet},
+    },
     sock_diag::{DiagSocket, SockDiagError, SocketKey, SocketQueries},
-    verdict::remediation::{RemediatePolicy, policy_for},
 };
 
 /// Kernel looks per scan at most (~10–20 µs each): a burst of dead sockets is worked through
@@ -67,7 +71,7 @@ pub struct Remediator {
     /// The first look at each socket waiting for its second.
     looked: FastMap<u64, Evidence>,
     /// The last result reported for each socket (reported again only when it differs).
-    reported: FastMap<u64, ActionResult>,
+    reported: FastMap<u64, RemediationResult>,
     counters: RemediationCounters,
 }
 
@@ -87,6 +91,16 @@ impl Remediator {
         }
     }
 
+    /// Acts on a scan's confirmed `suspects` (the snapshot's, right after the scan): through
+    /// `pipeline`'s exact-query sockets and with its verdict rules as its current policy applies
+    /// them. Returns the actions reported at this scan ([`Snapshot::remediations`]).
+    ///
+    /// [`Snapshot::remediations`]: crate::scan::Snapshot::remediations
+    pub fn act(&mut self, pipeline: &Pipeline, suspects: &[Connection]) -> Vec<RemediationAction> {
+        let now_ms = || crate::clock::monotonic_now_ns() / 1_000_000;
+        pipeline.with_kernel_queries(|queries, judge| self.run(suspects, queries, judge, &now_ms))
+    }
+
     /// Looks at, and acts on, this scan's confirmed `suspects` (see the module documentation).
     /// `judge` is the verdict rules as the scan applies them; `now_ms` reads
     /// `CLOCK_MONOTONIC` in milliseconds (the clock of [`Evidence`]). Returns the actions
@@ -97,7 +111,7 @@ impl Remediator {
         control: &mut dyn SocketControl,
         judge: &dyn Fn(&Connection) -> Vec<Reason>,
         now_ms: &dyn Fn() -> u64,
-    ) -> Vec<Action> {
+    ) -> Vec<RemediationAction> {
         let now = Instant::now();
         for recent in &mut self.recent {
             while recent
@@ -116,7 +130,7 @@ impl Remediator {
             };
             present.insert(c.cookie);
             let policy = self.policies[index].clone();
-            let done = self.reported.get(&c.cookie) == Some(&ActionResult::DryRun);
+            let done = self.reported.get(&c.cookie) == Some(&RemediationResult::DryRun);
             if done || !policy.old_enough(c) || looks >= MAX_LOOKS_PER_SCAN {
                 continue;
             }
@@ -124,7 +138,7 @@ impl Remediator {
             let full = self.recent[index].len() >= policy.max_per_minute as usize;
             let (result, detail) = if full && self.looked.contains_key(&c.cookie) {
                 // Nothing would be done now: no look needed.
-                (ActionResult::RateLimited, String::new())
+                (RemediationResult::RateLimited, String::new())
             } else {
                 looks += 1;
                 match self.look(c, policy.reason, &key, control, judge, now_ms()) {
@@ -133,7 +147,7 @@ impl Remediator {
                         tracing::debug!(cookie = c.cookie, %policy, "remediation: first look recorded");
                         continue;
                     }
-                    Look::Act if full => (ActionResult::RateLimited, String::new()),
+                    Look::Act if full => (RemediationResult::RateLimited, String::new()),
                     Look::Act => {
                         self.recent[index].push_back(now);
                         act(policy.dry_run, &key, control)
@@ -144,7 +158,7 @@ impl Remediator {
             if self.reported.insert(c.cookie, result) == Some(result) {
                 continue;
             }
-            let action = Action {
+            let action = RemediationAction {
                 cookie: c.cookie,
                 reason: policy.reason,
                 policy: policy.number,
@@ -172,22 +186,22 @@ impl Remediator {
     ) -> Look {
         let kernel = match control.query(key) {
             Ok(Some(kernel)) => kernel,
-            Ok(None) => return Look::Stop(ActionResult::Gone, String::new()),
-            Err(error) => return Look::Stop(ActionResult::Failed, error_chain(&error)),
+            Ok(None) => return Look::Stop(RemediationResult::Gone, String::new()),
+            Err(error) => return Look::Stop(RemediationResult::Failed, error_chain(&error)),
         };
         let mut now = c.clone();
         overlay(&mut now, &kernel);
         if !judge(&now).contains(&reason) {
             self.looked.remove(&c.cookie);
             let why = "the verdict no longer holds on the kernel's state".to_owned();
-            return Look::Stop(ActionResult::SkippedChanged, why);
+            return Look::Stop(RemediationResult::SkippedChanged, why);
         }
         let evidence = Evidence::of(&kernel, at_ms);
         match self.looked.insert(c.cookie, evidence) {
             None => Look::First,
             Some(before) => match evidence.changed_since(&before, reason) {
                 // The new look stays as the next first look: a fresh verdict.
-                Some(change) => Look::Stop(ActionResult::SkippedChanged, change),
+                Some(change) => Look::Stop(RemediationResult::SkippedChanged, change),
                 None => Look::Act,
             },
         }
@@ -201,18 +215,18 @@ enum Look {
     /// Unchanged since the first look: act (if the rate limit allows).
     Act,
     /// Not acted on, and why.
-    Stop(ActionResult, String),
+    Stop(RemediationResult, String),
 }
 
 /// Destroys the socket, or (dry run) does nothing.
-fn act(dry_run: bool, key: &SocketKey, control: &mut dyn SocketControl) -> (ActionResult, String) {
+fn act(dry_run: bool, key: &SocketKey, control: &mut dyn SocketControl) -> (RemediationResult, String) {
     if dry_run {
-        return (ActionResult::DryRun, String::new());
+        return (RemediationResult::DryRun, String::new());
     }
     match control.destroy(key) {
-        Ok(true) => (ActionResult::Destroyed, String::new()),
-        Ok(false) => (ActionResult::Gone, String::new()),
-        Err(error) => (ActionResult::Failed, error_chain(&error)),
+        Ok(true) => (RemediationResult::Destroyed, String::new()),
+        Ok(false) => (RemediationResult::Gone, String::new()),
+        Err(error) => (RemediationResult::Failed, error_chain(&error)),
     }
 }
 

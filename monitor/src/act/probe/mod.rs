@@ -7,9 +7,9 @@
 //! resets, the `tcp_probe` hook fires); `count` unanswered probes prove it gone (`peer_dead`).
 //! Then the application's own options are put back.
 //!
-//! [`ProbeBook`] is what the scans and the probe thread share: the scans offer candidates and
-//! read the results into each [`Connection`] ([`ProbeBook::annotate`]); the thread
-//! ([`ProbeThread`]) starts and finishes probes.
+//! [`ProbeBook`] is what the scans and the probe thread share: a pipeline [`Feature`], it reads
+//! the results into each [`Connection`] ([`ProbeBook::annotate`]) and takes the scans'
+//! candidates ([`ProbeBook::observe`]); the thread ([`ProbeThread`]) starts and finishes probes.
 
 mod machine;
 mod thread;
@@ -23,6 +23,7 @@ use self::machine::{Candidate, Conclusion, Machine};
 pub use self::thread::ProbeThread;
 use crate::{
     model::{Connection, Keepalive, PeerVerdict, ProbeResult},
+    scan::{Annotator, Feature, ScanPass},
     verdict::Policy,
 };
 
@@ -221,6 +222,37 @@ impl ProbeBook {
             Conclusion::Inconclusive | Conclusion::Gone => return,
         };
         self.probes_total.with_label_values(&[result]).inc();
+    }
+}
+
+/// Every pass shows the probes' state in each connection; each scan offers its candidates and
+/// ends with [`Machine::end_scan`].
+impl Feature for ProbeBook {
+    fn start_scan(&self) -> Option<Box<dyn ScanPass + '_>> {
+        Some(Box::new(Probing(self)))
+    }
+
+    fn annotator(&self) -> Option<Box<dyn Annotator + '_>> {
+        Some(Box::new(Probing(self)))
+    }
+}
+
+/// The book, in a pass.
+struct Probing<'a>(&'a ProbeBook);
+
+impl Annotator for Probing<'_> {
+    fn annotate(&self, c: &mut Connection, now_ns: u64, policy: &Policy) {
+        self.0.annotate(c, now_ns, policy);
+    }
+}
+
+impl ScanPass for Probing<'_> {
+    fn observe(&mut self, c: &Connection, policy: &Policy) {
+        self.0.observe(c, policy);
+    }
+
+    fn finish(self: Box<Self>) {
+        self.0.end_scan();
     }
 }
 

@@ -1,4 +1,4 @@
-//! `[[enforce]]` in the scan: which policy each connection got (for `/connections` and the
+//! `[[enforce]]` in the scans (a pipeline [`Feature`]): which policy each connection got (for `/connections` and the
 //! `tcp_liveness_enforced_connections{policy}` gauge), and the policies the kernel program cannot
 //! apply by itself, applied by the agent once per socket through the socket-option iterator
 //! (`SockoptControl`):
@@ -20,10 +20,15 @@ use monitor_common::{
     tcp_state,
 };
 
-use super::kernel_state::{FastMap, FastSet};
+use self::policy::first_match;
+pub use self::policy::{Enforce, EnforceMode, KeepaliveTimers};
 use crate::{
     model::Connection,
-    verdict::{Enforce, enforce::first_match},
+    scan::{
+        Annotator, Feature, ScanPass, Summary,
+        kernel_state::{FastMap, FastSet},
+    },
+    verdict::Policy,
 };
 
 /// Applies socket option requests to the sockets of one network namespace (by inode; None: the
@@ -271,7 +276,46 @@ impl Pass<'_> {
     }
 }
 
+/// Each scan starts a [`Pass`] (publishing the names its connections are annotated with),
+/// every connection shows its policy name, and the `policy` label of every policy exists from
+/// the first scan.
+impl Feature for Enforcement {
+    fn start_scan(&self) -> Option<Box<dyn ScanPass + '_>> {
+        Some(Box::new(self.start_pass()))
+    }
+
+    fn annotator(&self) -> Option<Box<dyn Annotator + '_>> {
+        Some(Box::new(EnforcedNames(self.names())))
+    }
+
+    fn summarize(&self, summary: &mut Summary) {
+        for name in self.policy_names() {
+            summary.enforced.entry(Arc::clone(name)).or_default();
+        }
+    }
+}
+
+impl ScanPass for Pass<'_> {
+    fn observe(&mut self, c: &Connection, _policy: &Policy) {
+        Pass::observe(self, c);
+    }
+
+    fn finish(self: Box<Self>) {
+        let _enforced = Pass::finish(*self);
+    }
+}
+
+/// cookie → policy name of every enforced socket, as of the pass's start.
+struct EnforcedNames(Arc<FastMap<u64, Arc<str>>>);
+
+impl Annotator for EnforcedNames {
+    fn annotate(&self, c: &mut Connection, _now_ns: u64, _policy: &Policy) {
+        c.enforced = self.0.get(&c.cookie).cloned();
+    }
+}
+
 mod iterator;
+pub mod policy;
 
 pub use iterator::IteratorApplier;
 

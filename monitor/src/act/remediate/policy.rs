@@ -1,11 +1,13 @@
 //! `[[remediate]]` policies: which confirmed verdicts end their connection. Pure: which policy
-//! a suspect connection falls under, and whether it is old enough. Built by `config`; acted on by
-//! the scan (`scan::remediate`).
+//! a suspect connection falls under, and whether it is old enough. Built by `config`; acted on
+//! after each scan ([`Remediator`](super::Remediator)).
 
 use std::time::Duration;
 
-use super::Matcher;
-use crate::model::{Connection, Reason, verdict_age};
+use crate::{
+    model::{Connection, Reason, verdict_age},
+    verdict::Matcher,
+};
 
 /// The reasons a policy may name: the peer is gone (or never closes), so ending the socket
 /// loses nothing and frees the application. `close_wait_stuck` is not one (destroying the

@@ -5,7 +5,7 @@ use monitor_common::tcp_state;
 use super::*;
 use crate::{
     sock_diag::TcpInfoSummary,
-    verdict::{Matcher, remediation::RemediatePolicy},
+    verdict::Matcher,
 };
 
 /// A kernel whose sockets are silent dead peers unless a test changes them.
@@ -90,7 +90,7 @@ fn scan(
     r: &mut Remediator,
     kernel: &mut FakeKernel,
     suspects: &[Connection],
-) -> Vec<(u64, ActionResult)> {
+) -> Vec<(u64, RemediationResult)> {
     let now = || 1_000_000 + CLOCK.get();
     let actions = r.run(suspects, kernel, &judge, &now);
     CLOCK.set(CLOCK.get() + 1_000);
@@ -122,9 +122,9 @@ fn destroys_on_the_second_unchanged_look_within_the_rate_limit() {
     assert_eq!(
         scan(&mut r, &mut kernel, &suspects),
         [
-            (1, ActionResult::Destroyed),
-            (2, ActionResult::RateLimited),
-            (3, ActionResult::RateLimited)
+            (1, RemediationResult::Destroyed),
+            (2, RemediationResult::RateLimited),
+            (3, RemediationResult::RateLimited)
         ]
     );
     assert_eq!(kernel.destroyed, [1]);
@@ -145,7 +145,7 @@ fn dry_run_destroys_nothing_and_reports_each_socket_once() {
     assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), []);
     assert_eq!(
         scan(&mut r, &mut kernel, &[dead(1)]),
-        [(1, ActionResult::DryRun)]
+        [(1, RemediationResult::DryRun)]
     );
     assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), []);
     assert!(kernel.destroyed.is_empty());
@@ -171,9 +171,9 @@ fn a_socket_that_showed_life_or_left_is_not_destroyed() {
     assert_eq!(
         actions,
         [
-            (1, ActionResult::SkippedChanged),
-            (2, ActionResult::Gone),
-            (3, ActionResult::SkippedChanged)
+            (1, RemediationResult::SkippedChanged),
+            (2, RemediationResult::Gone),
+            (3, RemediationResult::SkippedChanged)
         ]
     );
     assert!(kernel.destroyed.is_empty());
