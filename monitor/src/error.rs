@@ -6,7 +6,7 @@
 
 use std::{io, net::SocketAddr};
 
-use crate::{config::ConfigError, bpf::BpfError};
+use crate::{bpf::BpfError, config::ConfigError};
 
 /// Why the agent stopped or could not start.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ use harness::{
     wait::wait_for,
 };
 use monitor::{
+    bpf::kernel_state::read_namespace,
     bpf::{
         KernelStateReader, Programs as Probes,
         kernel_state::{
@@ -35,7 +36,6 @@ use monitor::{
             kernel_hz,
         },
     },
-    bpf::kernel_state::read_namespace,
     netns::Netns,
 };
 use monitor_common::{

@@ -219,7 +219,11 @@ enum Look {
 }
 
 /// Destroys the socket, or (dry run) does nothing.
-fn act(dry_run: bool, key: &SocketKey, control: &mut dyn SocketControl) -> (RemediationResult, String) {
+fn act(
+    dry_run: bool,
+    key: &SocketKey,
+    control: &mut dyn SocketControl,
+) -> (RemediationResult, String) {
     if dry_run {
         return (RemediationResult::DryRun, String::new());
     }

@@ -58,12 +58,16 @@ pub(super) fn attach(
 }
 
 /// Gives the connections that exist now their policy, once (the scans take those whose owner
-/// shows up later), judged by `pipeline` (owners and names as the scans see them).
+/// shows up later), judged by `pipeline` (owners and names as the scans see them); nothing
+/// without `[[enforce]]`.
 pub(super) fn apply_to_existing(
-    enforcement: &Enforcement,
+    enforcement: Option<&Enforcement>,
     pipeline: &Pipeline,
     table: &dyn SocketSource,
 ) {
+    let Some(enforcement) = enforcement else {
+        return;
+    };
     let mut pass = enforcement.start_pass();
     pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(&c));
     let count = pass.finish();

@@ -27,6 +27,7 @@ use crate::{
         remediate::{RemediationCounters, Remediator},
     },
     alerting::Alerting,
+    bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
     config::RunConfig,
     error::Error,
     export::{
@@ -35,8 +36,7 @@ use crate::{
         metrics::{Metrics, ReloadMetrics},
     },
     privileges::{self, Feature},
-    bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
-    scan::{KernelStateThread, Pipeline, Scanner, kernel_defaults},
+    scan::{KernelStateThread, Pipeline, Scanner},
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
@@ -89,14 +89,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    // Before the drop below: loading and attaching to the cgroup need it.
-    let enforcement = tokio::task::block_in_place(|| enforce::attach(&config.enforce, &probes))?;
-    let defaults = kernel_defaults::load();
-    let features = pipeline::Features {
-        probe: probing::book(&config, defaults.hz, sockopt.is_some()),
-        enforcement,
-    };
-    let pipeline = pipeline::build(defaults, &config, &features);
+    // Before the drop below: attaching `[[enforce]]` needs it.
+    let (pipeline, features) = pipeline::build(&config, &probes, sockopt.is_some())?;
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
@@ -108,12 +102,9 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let scanner = Arc::new(scanner);
     let remediation = RemediationCounters::new(&config.remediate);
     let remediator = remediator(&config, &remediation);
-    if let Some(enforcement) = &features.enforcement {
-        // Before the drop below: entering other namespaces needs it.
-        tokio::task::block_in_place(|| {
-            enforce::apply_to_existing(enforcement, &pipeline, &*table);
-        });
-    }
+    // Before the drop below: entering other namespaces needs it.
+    let enforcement = features.enforcement.as_deref();
+    tokio::task::block_in_place(|| enforce::apply_to_existing(enforcement, &pipeline, &*table));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
     let kept = privileges::kept(&running_features(&config));

@@ -13,7 +13,7 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 
-use super::{HOOKS, BpfError, btf_tracepoint, load_object};
+use super::{BpfError, HOOKS, btf_tracepoint, load_object};
 
 /// The floor programs' map (`FLOOR` in floor.rs) and the capacity the benchmark gives it.
 pub const FLOOR_MAP: &str = "FLOOR";

@@ -68,12 +68,11 @@ impl KernelStateReader {
             .load(ITER_TARGET, btf)
             .map_err(BpfError::program(name))?;
         let program_fd = program.fd().map_err(BpfError::program(name))?;
-        let link = sys::link_create_iter(program_fd.as_fd()).map_err(|source| {
-            BpfError::KernelState {
+        let link =
+            sys::link_create_iter(program_fd.as_fd()).map_err(|source| BpfError::KernelState {
                 step: "BPF_LINK_CREATE (iter/tcp)",
                 source,
-            }
-        })?;
+            })?;
         Ok(Self {
             link: Arc::new(link),
         })

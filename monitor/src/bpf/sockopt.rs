@@ -17,7 +17,7 @@ use monitor_common::sockopt::{
     ITER_TCP_SOCKOPT_PROGRAM, SOCKOPT_REQUESTS_CAPACITY, SOCKOPT_REQUESTS_MAP, SockoptRequest,
 };
 
-use super::{KernelStateReader, BpfError, maps::take};
+use super::{BpfError, KernelStateReader, maps::take};
 
 /// The loaded `iter_tcp_sockopt` program and its request map. `Send + Sync`: one namespace's
 /// batch at a time (a mutex), from any thread.

@@ -37,8 +37,8 @@ use super::{
 };
 use crate::{
     alerting::{self, AlertsView},
-    clock,
     bpf::SocketSource,
+    clock,
     scan::Pipeline,
 };
 

@@ -16,12 +16,12 @@ use monitor_common::{
 
 use super::convert::SocketDefaults;
 use crate::{
-    clock,
-    model::Connection,
     bpf::{
         KernelStateReader, KernelStatus, SocketSource,
         kernel_state::{KernelStateError, convert, read_in},
     },
+    clock,
+    model::Connection,
     netns, sock_diag,
 };
 

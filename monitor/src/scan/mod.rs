@@ -33,10 +33,10 @@ pub use self::{
     summary::Summary,
 };
 use crate::{
+    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
     clock,
     model::{Connection, Grouping, RemediationAction, ServicePorts},
     periodic::Periodic,
-    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts

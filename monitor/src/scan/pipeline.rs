@@ -120,8 +120,11 @@ impl Pipeline {
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
         // First: the pass's context takes what the features publish as their scans start.
-        let mut scans: Vec<Box<dyn ScanPass + '_>> =
-            self.features.iter().filter_map(|f| f.start_scan()).collect();
+        let mut scans: Vec<Box<dyn ScanPass + '_>> = self
+            .features
+            .iter()
+            .filter_map(|f| f.start_scan())
+            .collect();
         let mut processes = self.processes();
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
@@ -269,7 +272,6 @@ impl Pipeline {
         });
         gone
     }
-
 
     /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
     /// counts differ from what `ss` shows for live sockets); one whose socket the kernel no

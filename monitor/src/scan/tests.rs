@@ -4,7 +4,7 @@ use monitor_common::{AF_INET, SockActivity, tcp_state};
 
 use super::*;
 use crate::{
-    bpf::{HookStatus, BpfError},
+    bpf::{BpfError, HookStatus},
     scan::convert::SocketDefaults,
     verdict::Policy,
 };

@@ -19,7 +19,10 @@ impl SocketQueries {
     /// `EOPNOTSUPP` on a kernel without `CONFIG_INET_DIAG_DESTROY`.
     pub fn destroy(&mut self, key: &SocketKey) -> Result<bool, SockDiagError> {
         let answer = kill(self.socket_for(key.netns)?, key);
-        if matches!(answer, Err(SockDiagError::Netlink(_) | SockDiagError::Decode(_))) {
+        if matches!(
+            answer,
+            Err(SockDiagError::Netlink(_) | SockDiagError::Decode(_))
+        ) {
             self.forget(key.netns);
         }
         answer

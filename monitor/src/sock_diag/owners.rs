@@ -2,8 +2,8 @@
 
 use std::{collections::HashMap, fs, path::Path};
 
-use crate::netns;
 use crate::model::{TASK_COMM_LEN, kernel_buffer};
+use crate::netns;
 
 /// A process holding a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]

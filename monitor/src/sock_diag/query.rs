@@ -88,7 +88,9 @@ fn open_in(netns: u32) -> Result<Socket, SockDiagError> {
 /// One request, one reply: the socket, or ENOENT (no socket with those addresses) / ESTALE
 /// (another socket has them now) as None.
 fn ask(socket: &Socket, key: &SocketKey) -> Result<Option<DiagSocket>, SockDiagError> {
-    socket.send(&request(key), 0).map_err(SockDiagError::Netlink)?;
+    socket
+        .send(&request(key), 0)
+        .map_err(SockDiagError::Netlink)?;
     let mut buf = Vec::with_capacity(dump::RECV_BUFFER);
     socket.recv(&mut buf, 0).map_err(SockDiagError::Netlink)?;
     let message =

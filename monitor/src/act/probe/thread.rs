@@ -18,11 +18,11 @@ use super::{
     machine::{Candidate, Conclusion, Running},
 };
 use crate::{
-    clock,
-    periodic::Periodic,
     bpf::SockoptControl,
-    scan::kernel_state::FastMap,
+    clock,
     netns::{self, Netns},
+    periodic::Periodic,
+    scan::kernel_state::FastMap,
 };
 
 /// How often the thread looks for work: a probe's answer is noticed within a scan plus a tick.

@@ -50,7 +50,12 @@ impl RemediationCounters {
 /// The audit line: who (pid, comm, cgroup), what (cookie, addresses, namespace, state), why
 /// (reason, policy, the verdict's evidence: `since_peer_seconds`, `retransmits`,
 /// `unacked_bytes`), the result, and what changed or failed (`detail`) when it says more.
-pub(super) fn audit(c: &Connection, policy: &RemediatePolicy, result: RemediationResult, detail: &str) {
+pub(super) fn audit(
+    c: &Connection,
+    policy: &RemediatePolicy,
+    result: RemediationResult,
+    detail: &str,
+) {
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     // Omitted from the line when there is nothing to add.
     let detail = (!detail.is_empty()).then_some(detail);
@@ -80,7 +85,9 @@ pub(super) fn audit(c: &Connection, policy: &RemediatePolicy, result: Remediatio
     }
     match result {
         RemediationResult::Destroyed => line!(warn, "remediation: connection destroyed"),
-        RemediationResult::DryRun => line!(info, "remediation (dry run): would destroy the connection"),
+        RemediationResult::DryRun => {
+            line!(info, "remediation (dry run): would destroy the connection");
+        }
         RemediationResult::Failed => line!(error, "remediation: destroying the connection failed"),
         _ => line!(info, "remediation: connection left alone"),
     }

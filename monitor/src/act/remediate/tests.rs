@@ -3,10 +3,7 @@ use std::{cell::Cell, net::SocketAddr};
 use monitor_common::tcp_state;
 
 use super::*;
-use crate::{
-    sock_diag::TcpInfoSummary,
-    verdict::Matcher,
-};
+use crate::{sock_diag::TcpInfoSummary, verdict::Matcher};
 
 /// A kernel whose sockets are silent dead peers unless a test changes them.
 #[derive(Default)]

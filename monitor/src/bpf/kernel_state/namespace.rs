@@ -70,4 +70,3 @@ pub(crate) fn read_in<T: Send + 'static>(
         }),
     }
 }
-

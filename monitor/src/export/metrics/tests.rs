@@ -8,8 +8,8 @@ use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, T
 
 use super::*;
 use crate::{
-    model::{Connection, Grouping},
     bpf::{HookStatus, KernelCounters},
+    model::{Connection, Grouping},
     scan::Snapshot,
 };
 
