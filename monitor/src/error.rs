@@ -1,8 +1,8 @@
 //! The agent's error: every way `tcp-liveness run` can fail, each keeping its cause as
 //! [`source`](std::error::Error::source) (printed as a `: `-separated chain on one line).
-//! Rooms below keep their own error enums ([`ConfigError`], [`BpfError`], `sock_diag::SockDiagError`, `netns::NetnsError`,
-//! `alerting::client::PushError`); `anyhow` appears only in `main.rs` and the command-line front
-//! end (`cli`).
+//! Rooms below keep their own error enums ([`ConfigError`], [`BpfError`], `netns::NetnsError`,
+//! `sock_diag::SockDiagError`, `alerting::client::PushError`); `anyhow` appears only in `main.rs`
+//! and the command-line front end (`cli`).
 
 use std::{io, net::SocketAddr};
 

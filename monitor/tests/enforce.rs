@@ -33,7 +33,7 @@ fn agent_with(port: u16, config: &str) -> (Agent, tempfile::TempDir) {
     let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
     let agent = Launch::test(AGENT, port)
         .args(&["--config", file.to_str().expect("UTF-8 path")])
-        .rust_log(Some("warn,monitor::scan::enforce=info"))
+        .rust_log(Some("warn,monitor::act::enforce=info"))
         .log_to(log)
         .start()
         .expect("agent");

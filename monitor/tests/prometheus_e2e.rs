@@ -55,12 +55,12 @@ fn example_rules_and_config_pass_promtool() {
 fn agent_metric_names() -> BTreeSet<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/export");
     let mut names = BTreeSet::new();
-    // The remediation counter is defined where remediation runs (the scan, below export).
+    // The remediation counter is defined where remediation runs (act, below export).
     let files = [
         "metrics/specs.rs",
         "metrics.rs",
         "http/server_metrics.rs",
-        "../scan/remediate/record.rs",
+        "../act/remediate/record.rs",
     ];
     for file in files {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("read metrics code");

@@ -25,7 +25,7 @@ use crate::{
 /// program, its maps or the attachment ([`Error::Bpf`]).
 pub(super) fn attach(
     policies: &[Enforce],
-    probes: &Mutex<Programs>,
+    programs: &Mutex<Programs>,
 ) -> Result<Option<Arc<Enforcement>>, Error> {
     if policies.is_empty() {
         return Ok(None);
@@ -40,9 +40,9 @@ pub(super) fn attach(
         .map(|p| slot(p, &root))
         .collect::<Result<Vec<_>, _>>()?;
     let (records, control) = {
-        let mut probes = crate::locks::lock(probes);
-        let records = probes.enforce(&slots, &root)?;
-        (records, probes.sockopt_control()?)
+        let mut programs = crate::locks::lock(programs);
+        let records = programs.enforce(&slots, &root)?;
+        (records, programs.sockopt_control()?)
     };
     tracing::info!(
         policies = policies.len(),

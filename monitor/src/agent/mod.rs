@@ -1,4 +1,4 @@
-//! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
+//! The daemon: load the programs, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 mod descriptors;
 mod enforce;
@@ -66,32 +66,32 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         &config.alertmanager_http,
         config.scan_interval,
     )?;
-    let mut probes = Programs::load(config.table_capacity)?;
-    let attached = probes.hooks.iter().filter(|h| h.attached).count();
+    let mut programs = Programs::load(config.table_capacity)?;
+    let attached = programs.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
-        total = probes.hooks.len(),
+        total = programs.hooks.len(),
         capacity = config.table_capacity,
         "probes loaded"
     );
-    if let Some(kernel_log) = probes.kernel_log.take() {
+    if let Some(kernel_log) = programs.kernel_log.take() {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
     // Loaded now, while the thread has CAP_BPF; runs after the drop with none.
-    let sockopt = probing::load_control(&config, &mut probes)?;
-    let table = probes.socket_source();
-    let table_refresh = probes.table_refresh.clone();
-    let probes = Arc::new(Mutex::new(probes));
+    let sockopt = probing::load_control(&config, &mut programs)?;
+    let table = programs.socket_source();
+    let table_refresh = programs.table_refresh.clone();
+    let programs = Arc::new(Mutex::new(programs));
 
     // On this thread, which still has every capability (the runtime's threads have none).
-    let seeded = tokio::task::block_in_place(|| seeding::seed(&probes));
+    let seeded = tokio::task::block_in_place(|| seeding::seed(&programs));
     tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
     // Before the drop below: attaching `[[enforce]]` needs it.
-    let (pipeline, features) = pipeline::build(&config, &probes, sockopt.is_some())?;
-    let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
+    let (pipeline, features) = pipeline::build(&config, &programs, sockopt.is_some())?;
+    let kernel: Arc<dyn KernelStatus> = Arc::clone(&programs) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
         Arc::clone(&kernel),
@@ -109,7 +109,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // threads started next inherit the kept set.
     let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
-    // Reads the kernel's own socket state beside the scans (dropped before the probes).
+    // Reads the kernel's own socket state beside the scans (dropped before the programs).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
     let probe_thread = probing::start(features.probe.as_ref(), sockopt)?;
@@ -158,8 +158,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Restores every socket still being probed (on the probe thread, which may enter
     // namespaces) before the program is unloaded.
     tokio::task::block_in_place(|| drop(probe_thread));
-    // Last reference: dropping the probes detaches every program and frees the maps.
-    drop(probes);
+    // Last reference: dropping the programs detaches every program and frees the maps.
+    drop(programs);
     Ok(())
 }
 

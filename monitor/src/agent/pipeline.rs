@@ -30,10 +30,10 @@ pub(super) struct Features {
 /// As [`enforce::attach`].
 pub(super) fn build(
     config: &RunConfig,
-    probes: &Mutex<Programs>,
+    programs: &Mutex<Programs>,
     sockopt_loaded: bool,
 ) -> Result<(Arc<Pipeline>, Features), Error> {
-    let enforcement = tokio::task::block_in_place(|| enforce::attach(&config.enforce, probes))?;
+    let enforcement = tokio::task::block_in_place(|| enforce::attach(&config.enforce, programs))?;
     let defaults = kernel_defaults::load();
     let features = Features {
         probe: probing::book(config, defaults.hz, sockopt_loaded),

@@ -30,12 +30,12 @@ fn wanted(config: &RunConfig) -> bool {
 /// stops the agent rather than run without it.
 pub(super) fn load_control(
     config: &RunConfig,
-    probes: &mut Programs,
+    programs: &mut Programs,
 ) -> Result<Option<Arc<SockoptControl>>, Error> {
     if !wanted(config) {
         return Ok(None);
     }
-    let control = probes.sockopt_control()?;
+    let control = programs.sockopt_control()?;
     tracing::info!(
         enabled = config.probe.enabled,
         interval_s = config.probe.interval.as_secs(),

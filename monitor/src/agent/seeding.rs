@@ -27,17 +27,17 @@ pub(super) const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
     | 1 << tcp_state::CLOSING;
 
 /// Returns how many entries were written.
-pub(super) fn seed(probes: &Arc<Mutex<Programs>>) -> usize {
+pub(super) fn seed(programs: &Arc<Mutex<Programs>>) -> usize {
     let sockets = sock_diag::dump_all(LIVE_STATES_MASK);
     let owners = sock_diag::socket_owners();
     let now = crate::clock::monotonic_now_ns();
     let mut written = Vec::new();
     {
-        let mut probes = crate::locks::lock(probes);
+        let mut programs = crate::locks::lock(programs);
         // Timewait mini-sockets (orphaned FIN_WAIT2) are not seeded: nothing would remove them.
         for sock in sockets.iter().filter(|s| s.is_full_socket()) {
             let entry = sock_diag::to_activity(sock, owners.get(&sock.inode), now);
-            match probes.maps.seed(sock.cookie, &entry) {
+            match programs.maps.seed(sock.cookie, &entry) {
                 Ok(true) => written.push(sock.cookie),
                 Ok(false) => {}
                 Err(error) => {
@@ -51,13 +51,13 @@ pub(super) fn seed(probes: &Arc<Mutex<Programs>>) -> usize {
         .iter()
         .map(|s| s.cookie)
         .collect();
-    let mut probes = crate::locks::lock(probes);
+    let mut programs = crate::locks::lock(programs);
     let mut kept = 0;
     for cookie in written {
         if still_open.contains(&cookie) {
             kept += 1;
         } else {
-            probes.maps.forget(cookie);
+            programs.maps.forget(cookie);
         }
     }
     kept

@@ -45,7 +45,7 @@ pub struct BenchPrograms {
     /// the hooks the benchmark times, not for the rare reset and error hooks).
     floors: Vec<String>,
     links: Vec<(String, BtfTracePointLinkId)>,
-    // Keeps run-time statistics on while the probes live.
+    // Keeps run-time statistics on while the programs live.
     _stats: OwnedFd,
 }
 

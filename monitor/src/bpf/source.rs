@@ -86,35 +86,35 @@ pub trait KernelStatus: Send + Sync {
 /// The loaded programs (shared with seeding, hence the lock).
 impl KernelStatus for Mutex<Programs> {
     fn counters(&self) -> Result<KernelCounters, BpfError> {
-        let probes = crate::locks::lock(self);
+        let programs = crate::locks::lock(self);
         Ok(KernelCounters {
-            recursion_misses: probes.recursion_misses()?,
-            ..probes.maps.counters()?
+            recursion_misses: programs.recursion_misses()?,
+            ..programs.maps.counters()?
         })
     }
 
     fn hooks(&self) -> Vec<HookStatus> {
-        let probes = crate::locks::lock(self);
-        probes.hooks.clone()
+        let programs = crate::locks::lock(self);
+        programs.hooks.clone()
     }
 
     fn table_capacity(&self) -> u32 {
-        let probes = crate::locks::lock(self);
-        probes.capacity
+        let programs = crate::locks::lock(self);
+        programs.capacity
     }
 
     fn forget(&self, cookies: &[u64]) {
-        let mut probes = crate::locks::lock(self);
+        let mut programs = crate::locks::lock(self);
         for &cookie in cookies {
-            probes.maps.forget(cookie);
+            programs.maps.forget(cookie);
         }
     }
 
     fn track(&self, sockets: &[(u64, SockActivity)]) -> usize {
-        let mut probes = crate::locks::lock(self);
+        let mut programs = crate::locks::lock(self);
         let mut added = 0;
         for (cookie, entry) in sockets {
-            match probes.maps.seed(*cookie, entry) {
+            match programs.maps.seed(*cookie, entry) {
                 Ok(true) => added += 1,
                 Ok(false) => {}
                 // Full (no free slot) or refused: the next read tries again.

@@ -5,11 +5,11 @@
 //! socket only sees its own namespace, hence one dump (or one query socket) per namespace,
 //! entered through [`netns`](crate::netns).
 //!
-//! I/O lives in [`dump`] (every socket of a namespace: seeding the table at start, `destroy`'s
-//! lookup), [`query`] (one socket exactly, for confirming a verdict), [`destroy`]
-//! (`SOCK_DESTROY`, for remediation and the `destroy` command) and [`owners`] (`/proc`: which
-//! process holds each socket); parsing ([`tcp_info`]) and the conversion of a dumped socket to a
-//! kernel-table entry ([`seed`]) are pure.
+//! I/O lives in `dump.rs` (every socket of a namespace: seeding the table at start, the
+//! `destroy` command's lookup), `query.rs` (one socket exactly, for confirming a verdict),
+//! `destroy.rs` (`SOCK_DESTROY`, for remediation and the `destroy` command) and `owners.rs`
+//! (`/proc`: which process holds each socket); parsing (`tcp_info.rs`) and the conversion of a
+//! dumped socket to a kernel-table entry (`seed.rs`) are pure.
 
 mod destroy;
 mod dump;
