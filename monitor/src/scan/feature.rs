@@ -44,3 +44,6 @@ pub trait ScanPass {
     /// `/connections` reader never waits for what a feature does here).
     fn finish(self: Box<Self>);
 }
+
+#[cfg(test)]
+mod tests;

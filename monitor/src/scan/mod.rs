@@ -67,7 +67,8 @@ pub struct Snapshot {
     pub table_capacity: u32,
     /// Every hook, attached or not.
     pub hooks: Vec<HookStatus>,
-    /// How long the scan took (table pass and counter read).
+    /// How long the scan took (table pass and counter read; the agent's scan loop adds the
+    /// remediation that follows it).
     pub scan_duration: Duration,
     /// How owners are grouped in bounded-cardinality metrics and alerts.
     pub grouping: Grouping,
