@@ -11,7 +11,10 @@ use super::{
     toml_table::{MATCHER_KEYS, check_keys, field, matcher},
     values::{self, Raw},
 };
-use crate::verdict::{Enforce, EnforceMode, KeepaliveTimers, Matcher};
+use crate::{
+    act::enforce::{Enforce, EnforceMode, KeepaliveTimers},
+    verdict::Matcher,
+};
 
 const POLICY_KEYS: [&str; 4] = ["name", "keepalive", "user_timeout", "mode"];
 const KEEPALIVE_KEYS: [&str; 3] = ["idle", "interval", "count"];
@@ -174,7 +177,7 @@ mode = "override"
             p.matcher.cgroup.as_deref(),
             Some("/system.slice/payments.service")
         );
-        assert_eq!(p.mode, crate::verdict::EnforceMode::Override);
+        assert_eq!(p.mode, crate::act::enforce::EnforceMode::Override);
         assert_eq!(p.request().want.keepcnt, 3);
     }
 

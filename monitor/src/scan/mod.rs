@@ -7,17 +7,18 @@
 //! suspects, not the number of sockets. [`Scanner::scan`] is the one place a snapshot is built;
 //! tests build snapshots from connection lists through the same code
 //! ([`Snapshot::from_connections`]).
+//!
+//! A scan reads and judges; it never acts on a socket. Features that change sockets (`act`)
+//! join the pipeline through [`Feature`], and remediation runs on the snapshot after the scan.
 
-mod confirm;
+pub(crate) mod confirm;
 pub mod convert;
-pub mod enforce;
+mod feature;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
 pub(crate) mod namespaces;
 mod pipeline;
-pub mod probe;
 pub(crate) mod processes;
-pub mod remediate;
 pub mod summary;
 
 use std::{
@@ -26,12 +27,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use self::{pipeline::Pipeline, summary::Summary};
+pub use self::{
+    feature::{Annotator, Feature, ScanPass},
+    pipeline::Pipeline,
+    summary::Summary,
+};
 use crate::{
+    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
     clock,
-    model::{Connection, Grouping, ServicePorts},
+    model::{Connection, Grouping, RemediationAction, ServicePorts},
     periodic::Periodic,
-    probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts
@@ -62,7 +67,8 @@ pub struct Snapshot {
     pub table_capacity: u32,
     /// Every hook, attached or not.
     pub hooks: Vec<HookStatus>,
-    /// How long the scan took (table pass and counter read).
+    /// How long the scan took (table pass and counter read; the agent's scan loop adds the
+    /// remediation that follows it).
     pub scan_duration: Duration,
     /// How owners are grouped in bounded-cardinality metrics and alerts.
     pub grouping: Grouping,
@@ -71,8 +77,9 @@ pub struct Snapshot {
     /// Table entries this scan removed because the kernel no longer has their socket (their
     /// close was never seen: a lost event, or a socket that predates the agent).
     pub stale_removed: usize,
-    /// What `[[remediate]]` policies did at this scan (each socket's result reported once).
-    pub remediations: Vec<remediate::Action>,
+    /// What `[[remediate]]` policies did right after this scan (each socket's result reported
+    /// once); filled by the agent's scan loop, empty from [`Scanner::scan`].
+    pub remediations: Vec<RemediationAction>,
 }
 
 /// A part of a scan that failed; its values in the snapshot are the last good ones.
@@ -139,8 +146,6 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
-    /// `[[remediate]]`: None without policies.
-    remediator: Option<Mutex<remediate::Remediator>>,
 }
 
 impl Scanner {
@@ -157,16 +162,7 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
-            remediator: None,
         }
-    }
-
-    /// Acts on confirmed verdicts by `remediator`'s policies after each scan's table pass
-    /// ([`remediate`]); the actions are in [`Snapshot::remediations`].
-    #[must_use]
-    pub fn remediating(mut self, remediator: remediate::Remediator) -> Self {
-        self.remediator = Some(Mutex::new(remediator));
-        self
     }
 
     /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
@@ -194,10 +190,6 @@ impl Scanner {
         }
         let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
-        if let Some(remediator) = &self.remediator {
-            let mut remediator = crate::locks::lock(remediator);
-            snapshot.remediations = self.pipeline.remediate(&mut remediator, &snapshot.suspects);
-        }
         let failed = self.pipeline.confirm_errors() - confirm_errors;
         if failed > 0 {
             snapshot.failures.push(ScanFailure {
@@ -239,14 +231,8 @@ impl Scanner {
             builder.add_kernel_read(truth.time_wait, truth.orphan_fin_wait2, reads);
         }
         let mut snapshot = builder.finish();
-        if let Some(enforcement) = self.pipeline.enforcement() {
-            for name in enforcement.policy_names() {
-                snapshot
-                    .summary
-                    .enforced
-                    .entry(Arc::clone(name))
-                    .or_default();
-            }
+        for feature in self.pipeline.features() {
+            feature.summarize(&mut snapshot.summary);
         }
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();

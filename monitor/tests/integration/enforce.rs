@@ -30,7 +30,7 @@ fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
     let agent = sc
         .launch()
         .args(&["--config", file.to_str().expect("UTF-8 path")])
-        .rust_log(Some("warn,monitor::scan::enforce=info"))
+        .rust_log(Some("warn,monitor::act::enforce=info"))
         .log_to(log)
         .start()
         .expect("agent");

@@ -618,7 +618,7 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
         "a scan with the miss counts",
         agent.scans(SCANS_TO_SHOW),
         || {
-            monitor::probes::HOOKS
+            monitor::bpf::HOOKS
                 .iter()
                 .map(|&hook| agent.metric(&series(hook)).map(|n| (hook, n)))
                 .collect()

@@ -9,7 +9,7 @@ use std::{
 };
 
 use harness::privilege::{self, Need};
-use monitor::probes::Probes;
+use monitor::bpf::Programs as Probes;
 use monitor_common::sockopt::{
     OUTCOME_DONE, OUTCOME_NOT_SEEN, SET_KEEPALIVE, SET_KEEPCNT, SET_KEEPIDLE, SET_KEEPINTVL,
     SET_USER_TIMEOUT, SockoptRequest, SockoptValues,
