@@ -55,6 +55,9 @@ pub struct KernelTruth {
     /// (owner adoption included): set by the reading thread.
     pub(crate) reads: u64,
     pub(crate) read_time: Duration,
+    /// CPU time the namespaces' reads took, summed over the threads that read them (each
+    /// namespace is read from a thread inside it): what the reads are paced by.
+    pub(crate) cpu_time: Duration,
 }
 
 impl KernelTruth {
@@ -79,6 +82,7 @@ impl KernelTruth {
         self.time_wait += part.time_wait;
         self.orphan_fin_wait2 += part.orphan_fin_wait2;
         self.untracked += part.untracked;
+        self.cpu_time += part.cpu_time;
         let room = MAX_MISSING_KEPT.saturating_sub(self.missing.len());
         self.missing.extend(part.missing.into_iter().take(room));
     }
@@ -109,8 +113,11 @@ pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateEr
     for ns in netns::find_namespaces() {
         let started_ns = clock::monotonic_now_ns();
         let read = read_in(reader, &ns, move |inside| {
+            let cpu_started = clock::thread_cpu_time();
             let mut part = KernelTruth::default();
-            inside.for_each(|record| part.add(record)).map(|()| part)
+            let read = inside.for_each(|record| part.add(record));
+            part.cpu_time = clock::thread_cpu_time().saturating_sub(cpu_started);
+            read.map(|()| part)
         });
         match read {
             Ok(part) => truth.merge(ns.inode, started_ns, part),

@@ -243,7 +243,8 @@ impl Scanner {
 /// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]: the kernel
 /// writes each tracked socket's values into its slot) and hands what each read found besides the
 /// table to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
-/// to at most 1/[`KERNEL_READ_SHARE`] of a core and never more often than `min_interval` (the
+/// to at most 1/[`KERNEL_READ_SHARE`] of a core (CPU time, [`clock::thread_cpu_time`]) and never
+/// more often than `min_interval` (the
 /// scan interval): every scan on a host with a few thousand sockets, every few minutes at 100k
 /// connections. Each read refreshes the values the kernel keeps ([`kernel_state::apply`]), tells
 /// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets.
@@ -279,6 +280,8 @@ impl KernelStateThread {
                     "socket state of a namespace"
                 );
             }
+            // Measured from here on this thread; the namespaces' reads measured themselves.
+            let cpu_started = clock::thread_cpu_time();
             let hz = pipeline.defaults.hz();
             let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
             let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
@@ -297,8 +300,11 @@ impl KernelStateThread {
             reads += 1;
             read_time += elapsed;
             (truth.reads, truth.read_time) = (reads, read_time);
+            // Paced by CPU time, not wall time: a read that waited for a core on a busy host
+            // used no more of the budget than on an idle one, and must not come later for it.
+            let cpu = truth.cpu_time + clock::thread_cpu_time().saturating_sub(cpu_started);
             pipeline.set_truth(truth);
-            (elapsed * KERNEL_READ_SHARE).max(min_interval)
+            (cpu * KERNEL_READ_SHARE).max(min_interval)
         })?;
         Ok(Self { _thread: thread })
     }
