@@ -1,4 +1,4 @@
-//! `[[enforce]]` sections (issue 12 §2): parsed from the file only (a list has no flag), checked
+//! `[[enforce]]` sections: parsed from the file only (a list has no flag), checked
 //! for what can be checked without I/O; [`check_cgroups`] checks, at load, that each named
 //! cgroup exists under the cgroup v2 mount.
 

@@ -494,7 +494,7 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
     );
 }
 
-/// Issue 11 (7): a socket missed while the table was full has no later event to retry its insert
+/// A socket missed while the table was full has no later event to retry its insert
 /// when it is idle. The kernel reads list it (`tcp_liveness_untracked_sockets`) and add it once
 /// there is room: 300 connections fill most of a 1024-slot table, 400 more overflow it; closing
 /// the first 300 makes room, and every one of the 400 (both ends) must then be in `/connections`
@@ -730,7 +730,7 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
     }
 }
 
-/// Issue 10 (5c): connections that completed the handshake but were never `accept()`ed have no
+/// Connections that completed the handshake but were never `accept()`ed have no
 /// process file (`ss -e` `ino:0`): the agent says they are in the accept queue and names the
 /// listener's owner, before and after the clients close them (`CLOSE_WAIT` in the queue).
 #[test]

@@ -1,7 +1,7 @@
-//! The socket-option primitive of the active features (`Probes::sockopt_control`): the
+//! The socket-option primitive of the active features (`Programs::sockopt_control`): the
 //! `iter_tcp_sockopt` program changes the options of a socket this test holds, and the test reads
-//! them back with its own `getsockopt` — what the owning application would see. Run as root,
-//! under the shared kernel test lock; under CI=true a missing privilege fails instead of skipping.
+//! them back with its own `getsockopt` — what the owning application would see. Run as root;
+//! under CI=true a missing privilege fails instead of skipping.
 
 use std::{
     net::{TcpListener, TcpStream},
