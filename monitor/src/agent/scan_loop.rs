@@ -1,6 +1,7 @@
 //! The scan thread: every interval, one complete scan ([`Scanner::scan`]), then `[[remediate]]`
-//! on its confirmed suspects, then the alert transitions, then publish for HTTP and metrics. A failed stage is counted and logged, and what
-//! it would have produced keeps its last good value: nothing is ever published as zeros.
+//! on its confirmed suspects, then the alert transitions, then publish for HTTP and metrics. A
+//! failed stage is counted and logged, and what it would have produced keeps its last good
+//! value: nothing is ever published as zeros.
 //!
 //! A thread of its own, not the runtime's shared blocking pool: HTTP readers (`/connections`
 //! streams to slow clients) hold threads of that pool, and must never delay a scan.
