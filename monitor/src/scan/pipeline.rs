@@ -95,17 +95,10 @@ impl Pipeline {
     #[cfg(test)]
     pub(crate) fn without_proc(defaults: SocketDefaults, policy: Policy) -> Self {
         Self {
-            defaults: NamespaceDefaults::new(defaults),
-            policy: RwLock::new(Arc::new(policy)),
             processes: Mutex::new(ProcessCache::with_lookup(|_| {
                 super::processes::ProcessInfo::default()
             })),
-            truth: RwLock::default(),
-            confirmer: Mutex::default(),
-            confirmed: RwLock::default(),
-            listeners: RwLock::default(),
-            confirms: false,
-            features: Vec::new(),
+            ..Self::new(defaults, policy)
         }
     }
 
