@@ -1,0 +1,165 @@
+//! `iter/task_file`: every TCP socket descriptor of every process, with its holder, in one pass
+//! over every network namespace. The kernel calls the program once per open file of every task
+//! (threads that share a file table are visited once), and once more at the end with NULL
+//! pointers. A socket file leads to its `struct socket` (`bpf_sock_from_file`, which checks the
+//! file's operations), then to `sk`; a stream socket of `AF_INET`/`AF_INET6` with protocol TCP
+//! gets one [`HeldSocket`] record (`bpf_seq_write`). It runs when the agent reads the iterator,
+//! never on the packet path, and takes no socket lock: fields are single loads of what the kernel
+//! keeps. Nothing is converted here; offsets come from the `OFFSETS` global.
+//!
+//! The verifier marks the `sk` reached this way untrusted: typed loads work within
+//! `struct sock` (state, family, namespace, flags, the cookie field), but helpers that take a
+//! socket (`bpf_skc_to_tcp_sock`, `bpf_get_socket_cookie`) refuse it, and typed loads past
+//! `struct sock` are refused. The `tcp_sock` fields are therefore read with
+//! `bpf_probe_read_kernel` (the socket type and protocol checked first, so the object is a
+//! `tcp_sock`), and the cookie is the socket's own field, 0 until something made it.
+//!
+//! aya-ebpf 0.2.1 has no `#[iter]` macro: the entry point is a plain function in an
+//! `iter/task_file` section (aya-obj recognises it), and the context is spelled out below.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{
+    bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_seq_write,
+    generated::bpf_sock_from_file,
+};
+use monitor_common::{
+    KernelOffsets,
+    holders::{HS_KEEPOPEN, HS_USEC_TS, HeldSocket},
+};
+
+/// `SOCK_STREAM` (`enum sock_type`).
+const SOCK_STREAM: u16 = 1;
+
+use crate::socket::{self, read};
+
+/// `struct bpf_iter__task_file` (`kernel/bpf/task_iter.c`): the verifier types `task` and `file`
+/// as nullable `struct task_struct *` and `struct file *` from the kernel's BTF. `fd` is
+/// `__aligned(8)` there, which `repr(C)` reproduces (a pointer follows it). `meta` points to a
+/// `struct bpf_iter_meta`, of which only the first field, the `seq_file *`, is read.
+#[repr(C)]
+pub(crate) struct IterTaskFileCtx {
+    meta: *const *mut c_void,
+    task: *mut c_void,
+    fd: u32,
+    file: *mut c_void,
+}
+
+/// The record size `bpf_seq_write` takes, checked at compile time to fit its `u32`.
+const RECORD_LEN: u32 = {
+    let len = core::mem::size_of::<HeldSocket>();
+    assert!(len < 4096);
+    #[expect(clippy::cast_possible_truncation, reason = "checked just above")]
+    let len = len as u32;
+    len
+};
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_file")]
+extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
+    // SAFETY: the kernel passes a valid `bpf_iter__task_file`; the verifier checks each access.
+    let (meta, task, fd, file) = unsafe { ((*ctx).meta, (*ctx).task, (*ctx).fd, (*ctx).file) };
+    // NULL once, after the last file (the iterator's stop call).
+    if task.is_null() || file.is_null() {
+        return 0;
+    }
+    // SAFETY: `file` is the iterator's non-NULL `struct file`; NULL for a file not a socket.
+    let sock = unsafe { bpf_sock_from_file(file.cast()) } as *const c_void;
+    if sock.is_null() {
+        return 0;
+    }
+    let off = socket::offsets();
+    if read::<u16>(sock, off.socket_type) != SOCK_STREAM {
+        return 0;
+    }
+    let sk: *const c_void = read(sock, off.socket_sk);
+    if sk.is_null() || !socket::is_tcp(sk, off) {
+        return 0;
+    }
+    let mut record = HeldSocket::zeroed();
+    record.cookie = read(sk, off.skc_cookie);
+    record.tgid = read(task, off.task_tgid);
+    record.fd = fd;
+    let inode: u64 = probe(sock, off.socket_ino);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "socket inode numbers come from a 32-bit counter (get_next_ino)"
+    )]
+    let inode32 = inode as u32;
+    record.inode = inode32;
+    common(sk, off, &mut record);
+    transport(sk, off, &mut record);
+    // SAFETY: `meta` is never NULL for a running iterator; the record is fully initialised
+    // (`zeroed` first). A full buffer is reported as a short read, and the same file is shown
+    // again in the next read() call.
+    unsafe {
+        bpf_seq_write(
+            (*meta).cast(),
+            core::ptr::from_ref(&record).cast::<c_void>(),
+            RECORD_LEN,
+        );
+    }
+    0
+}
+
+/// The `struct sock` fields (typed loads): namespace, state, keepalive flag.
+#[inline(always)]
+fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
+    let net: *const c_void = read(sk, off.skc_net);
+    if !net.is_null() {
+        record.netns = read(net, off.net_ns_inum);
+    }
+    record.state = read(sk, off.skc_state);
+    let sk_flags: u64 = read(sk, off.sk_flags);
+    if sk_flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
+        record.flags |= HS_KEEPOPEN;
+    }
+}
+
+/// The `tcp_sock` times, counters and options (probe reads), with the clocks they are compared
+/// with (read first, so a stamp is never later than them).
+#[inline(always)]
+fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
+    // SAFETY: helpers without preconditions.
+    let (now_jiffies, now_ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
+    let usec_ts: u8 = probe(tp, off.tcp_usec_ts_byte);
+    let usec = usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0;
+    // The socket's TCP timestamp clock, as the kernel computes it (`tcp_clock_ms`/`_us`).
+    let stamp_now = if usec {
+        record.flags |= HS_USEC_TS;
+        now_ns / 1_000
+    } else {
+        now_ns / 1_000_000
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the kernel keeps both clocks as their low 32 bits (tcp_jiffies32, u32 stamps)"
+    )]
+    let (jiffies32, stamp32) = (now_jiffies as u32, stamp_now as u32);
+    record.now_jiffies = jiffies32;
+    record.stamp_now = stamp32;
+    record.lsndtime = probe(tp, off.tcp_lsndtime);
+    record.lrcvtime = probe(tp, off.icsk_lrcvtime);
+    record.rcv_tstamp = probe(tp, off.tcp_rcv_tstamp);
+    record.retrans_stamp = probe(tp, off.tcp_retrans_stamp);
+    record.snd_una = probe(tp, off.tcp_snd_una);
+    record.snd_nxt = probe(tp, off.tcp_snd_nxt);
+    record.packets_out = probe(tp, off.tcp_packets_out);
+    record.user_timeout_ms = probe(tp, off.icsk_user_timeout);
+    record.keepalive_time = probe(tp, off.tcp_keepalive_time);
+    record.keepalive_intvl = probe(tp, off.tcp_keepalive_intvl);
+    record.keepalive_probes = probe(tp, off.tcp_keepalive_probes);
+    record.probes_out = probe(tp, off.icsk_probes_out);
+    record.backoff = probe(tp, off.icsk_backoff);
+    record.retransmits = probe(tp, off.icsk_retransmits);
+    record.pending_timer = probe(tp, off.icsk_pending);
+}
+
+/// Reads a `T` at `offset` bytes into the kernel object at `base` with `bpf_probe_read_kernel`
+/// (for fields the verifier will not let a typed load reach); 0 when the read faults.
+#[inline(always)]
+fn probe<T: Copy + Default>(base: *const c_void, offset: u32) -> T {
+    let field = base.cast::<u8>().wrapping_add(offset as usize).cast::<T>();
+    // SAFETY: a probe read checks the address; a fault leaves the default.
+    unsafe { bpf_probe_read_kernel(field) }.unwrap_or_default()
+}
