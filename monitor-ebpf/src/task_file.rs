@@ -21,7 +21,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{
     bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_seq_write,
-    generated::bpf_sock_from_file,
+    generated::{self, bpf_sock_from_file},
 };
 use monitor_common::{
     KernelOffsets,
@@ -116,13 +116,24 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     }
 }
 
-/// The `tcp_sock` times, counters and options (probe reads), with the clocks they are compared
-/// with (read first, so a stamp is never later than them).
+/// The `tcp_sock` times, counters and options, with the clocks they are compared with (read
+/// first, so a stamp is never later than them).
+///
+/// Each probe read costs a helper call, and most of these fields lie in three clusters of the
+/// kernel's layout (`inet_connection_sock`'s counters and `lrcvtime`; `snd_nxt` to
+/// `rcv_tstamp`; `retrans_stamp` to the keepalive timers): one window read covers each
+/// cluster, and a field outside every window gets a read of its own.
 #[inline(always)]
 fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     // SAFETY: helpers without preconditions.
     let (now_jiffies, now_ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
-    let usec_ts: u8 = probe(tp, off.tcp_usec_ts_byte);
+    let mut bytes = [0u64; WINDOWS * WINDOW_LEN / 8];
+    let windows = Windows::read(
+        tp,
+        [off.icsk_retransmits, off.tcp_snd_nxt, off.tcp_retrans_stamp],
+        &mut bytes,
+    );
+    let usec_ts: u8 = windows.get(off.tcp_usec_ts_byte);
     let usec = usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0;
     // The socket's TCP timestamp clock, as the kernel computes it (`tcp_clock_ms`/`_us`).
     let stamp_now = if usec {
@@ -138,21 +149,85 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     let (jiffies32, stamp32) = (now_jiffies as u32, stamp_now as u32);
     record.now_jiffies = jiffies32;
     record.stamp_now = stamp32;
-    record.lsndtime = probe(tp, off.tcp_lsndtime);
-    record.lrcvtime = probe(tp, off.icsk_lrcvtime);
-    record.rcv_tstamp = probe(tp, off.tcp_rcv_tstamp);
-    record.retrans_stamp = probe(tp, off.tcp_retrans_stamp);
-    record.snd_una = probe(tp, off.tcp_snd_una);
-    record.snd_nxt = probe(tp, off.tcp_snd_nxt);
-    record.packets_out = probe(tp, off.tcp_packets_out);
-    record.user_timeout_ms = probe(tp, off.icsk_user_timeout);
-    record.keepalive_time = probe(tp, off.tcp_keepalive_time);
-    record.keepalive_intvl = probe(tp, off.tcp_keepalive_intvl);
-    record.keepalive_probes = probe(tp, off.tcp_keepalive_probes);
-    record.probes_out = probe(tp, off.icsk_probes_out);
-    record.backoff = probe(tp, off.icsk_backoff);
-    record.retransmits = probe(tp, off.icsk_retransmits);
-    record.pending_timer = probe(tp, off.icsk_pending);
+    record.lsndtime = windows.get(off.tcp_lsndtime);
+    record.lrcvtime = windows.get(off.icsk_lrcvtime);
+    record.rcv_tstamp = windows.get(off.tcp_rcv_tstamp);
+    record.retrans_stamp = windows.get(off.tcp_retrans_stamp);
+    record.snd_una = windows.get(off.tcp_snd_una);
+    record.snd_nxt = windows.get(off.tcp_snd_nxt);
+    record.packets_out = windows.get(off.tcp_packets_out);
+    record.user_timeout_ms = windows.get(off.icsk_user_timeout);
+    record.keepalive_time = windows.get(off.tcp_keepalive_time);
+    record.keepalive_intvl = windows.get(off.tcp_keepalive_intvl);
+    record.keepalive_probes = windows.get(off.tcp_keepalive_probes);
+    record.probes_out = windows.get(off.icsk_probes_out);
+    record.backoff = windows.get(off.icsk_backoff);
+    record.retransmits = windows.get(off.icsk_retransmits);
+    record.pending_timer = windows.get(off.icsk_pending);
+}
+
+/// Bytes of one window.
+const WINDOW_LEN: usize = 64;
+/// [`WINDOW_LEN`] as the probe read's size argument.
+#[expect(clippy::cast_possible_truncation, reason = "64 fits")]
+const WINDOW_LEN_U32: u32 = WINDOW_LEN as u32;
+/// How many windows [`transport`] reads.
+const WINDOWS: usize = 3;
+
+/// Copies of `WINDOW_LEN` bytes of the `tcp_sock`, each starting at a field. The bytes live in
+/// the caller's frame, filled in place: the stack is 512 bytes.
+///
+/// A window starts at the field itself, not at a multiple of 8 below it: LLVM would then know
+/// the low bits of the offset and add them to the (aligned) stack address with a bitwise or,
+/// which the verifier refuses on a pointer. Fields are therefore read unaligned.
+struct Windows<'a> {
+    tp: *const c_void,
+    starts: [u32; WINDOWS],
+    bytes: &'a [u64; WINDOWS * WINDOW_LEN / 8],
+}
+
+impl<'a> Windows<'a> {
+    /// Reads the windows of the `tcp_sock` at `tp` that start at `offsets` into `bytes`; zeros
+    /// where a read faults.
+    #[inline(always)]
+    fn read(
+        tp: *const c_void,
+        offsets: [u32; WINDOWS],
+        bytes: &'a mut [u64; WINDOWS * WINDOW_LEN / 8],
+    ) -> Self {
+        let starts = offsets;
+        for (i, start) in starts.into_iter().enumerate() {
+            let src = tp.cast::<u8>().wrapping_add(start as usize);
+            let dst = bytes.as_mut_ptr().wrapping_add(i * WINDOW_LEN / 8);
+            // SAFETY: a probe read of WINDOW_LEN bytes into window `i` of the array; on a fault
+            // the kernel zeroes it.
+            unsafe {
+                generated::bpf_probe_read_kernel(dst.cast(), WINDOW_LEN_U32, src.cast());
+            }
+        }
+        Self { tp, starts, bytes }
+    }
+
+    /// The `T` at `offset` of the `tcp_sock`: from the first window that holds all of it, else
+    /// read on its own.
+    #[inline(always)]
+    fn get<T: Copy + Default>(&self, offset: u32) -> T {
+        for (i, start) in self.starts.into_iter().enumerate() {
+            let at = offset.wrapping_sub(start) as usize;
+            if at + size_of::<T>() <= WINDOW_LEN {
+                let window = self
+                    .bytes
+                    .as_ptr()
+                    .wrapping_add(i * WINDOW_LEN / 8)
+                    .cast::<u8>();
+                // SAFETY: in bounds (checked above). The offsets come from the read-only
+                // `OFFSETS` global, so the verifier knows `at`; the read is unaligned (byte
+                // loads), as the window starts at a field, not at a multiple of 8.
+                return unsafe { window.add(at).cast::<T>().read_unaligned() };
+            }
+        }
+        probe(self.tp, offset)
+    }
 }
 
 /// Reads a `T` at `offset` bytes into the kernel object at `base` with `bpf_probe_read_kernel`

@@ -132,11 +132,9 @@ pub fn decode_records(bytes: &[u8]) -> Result<Vec<HeldSocket>, usize> {
     }
     Ok(chunks
         .map(|chunk| {
-            decode(
-                chunk
-                    .try_into()
-                    .expect("chunks_exact yields RECORD_LEN bytes"),
-            )
+            let mut raw = [0u8; RECORD_LEN];
+            raw.copy_from_slice(chunk);
+            decode(&raw)
         })
         .collect())
 }
