@@ -12,6 +12,8 @@
 //! Nothing is converted on the kernel side: times stay in jiffies or in the socket's TCP
 //! timestamp clock, with both clocks read at the visit beside them.
 
+#[cfg(doc)]
+use crate::kernel_state::KernelSockState;
 use crate::kernel_state::{KS_KEEPOPEN, KS_USEC_TS};
 
 /// Name of the `iter/task_file` program that writes one [`HeldSocket`] per TCP socket descriptor.
@@ -48,42 +50,47 @@ pub struct HeldSocket {
     /// The socket's TCP timestamp clock at the visit: `CLOCK_MONOTONIC` in ms (µs with
     /// [`HS_USEC_TS`]), low 32 bits: what `retrans_stamp` is compared with.
     pub stamp_now: u32,
-    /// Last data sent, jiffies (`tcp_sock.lsndtime`; `ss -i` `lastsnd`).
+    /// `tcp_sock.lsndtime`, jiffies: as [`KernelSockState::lsndtime`] (`ss -i` `lastsnd`).
     pub lsndtime: u32,
-    /// Last data received, jiffies (`icsk_ack.lrcvtime`; `ss -i` `lastrcv`).
+    /// `icsk_ack.lrcvtime`, jiffies: as [`KernelSockState::lrcvtime`] (`lastrcv`).
     pub lrcvtime: u32,
-    /// Last ACK from the peer, jiffies (`tcp_sock.rcv_tstamp`; `ss -i` `lastack`).
+    /// `tcp_sock.rcv_tstamp`, jiffies: as [`KernelSockState::rcv_tstamp`] (`lastack`).
     pub rcv_tstamp: u32,
     /// First transmission of the oldest data being retransmitted (`tcp_sock.retrans_stamp`), in
     /// the clock of `stamp_now`; 0 when nothing is being retransmitted.
     pub retrans_stamp: u32,
-    /// Oldest unacknowledged sequence number (`tcp_sock.snd_una`).
+    /// `tcp_sock.snd_una` and `snd_nxt`: their difference is the bytes in flight; `snd_una`
+    /// moving is the peer acknowledging data.
     pub snd_una: u32,
-    /// Next sequence number to send (`tcp_sock.snd_nxt`).
+    /// See `snd_una`.
     pub snd_nxt: u32,
-    /// Segments in flight (`tcp_sock.packets_out`; `ss -i` `unacked`).
+    /// `tcp_sock.packets_out`: segments in flight (`ss -i` `unacked`).
     pub packets_out: u32,
-    /// `TCP_USER_TIMEOUT` in ms (`icsk_user_timeout`); 0 = not set.
+    /// The socket's options, 0 when not set (the namespace's sysctls apply to the keepalive
+    /// ones): `icsk_user_timeout` (`TCP_USER_TIMEOUT`, ms), `tcp_sock.keepalive_time`
+    /// (`TCP_KEEPIDLE`, jiffies) and `keepalive_intvl` (`TCP_KEEPINTVL`, jiffies), and
+    /// `keepalive_probes` below (`TCP_KEEPCNT`).
     pub user_timeout_ms: u32,
-    /// `TCP_KEEPIDLE` in jiffies (`tcp_sock.keepalive_time`); 0 = the namespace's sysctl.
+    /// See `user_timeout_ms`.
     pub keepalive_time: u32,
-    /// `TCP_KEEPINTVL` in jiffies (`tcp_sock.keepalive_intvl`); 0 = the namespace's sysctl.
+    /// See `user_timeout_ms`.
     pub keepalive_intvl: u32,
-    /// Kernel TCP state (`skc_state`, see [`crate::tcp_state`]).
+    /// `skc_state` ([`crate::tcp_state`]).
     pub state: u8,
     /// [`HS_KEEPOPEN`], [`HS_USEC_TS`].
     pub flags: u8,
-    /// Keepalive or zero-window probes sent without an answer (`icsk_probes_out`).
-    pub probes_out: u8,
-    /// Exponential backoff of the retransmission timer (`icsk_backoff`).
-    pub backoff: u8,
-    /// Consecutive retransmission timeouts without progress (`icsk_retransmits`).
+    /// The `inet_connection_sock` counters, in the kernel's order and as in
+    /// [`KernelSockState`]: `icsk_retransmits`, `icsk_pending` (the pending timer, numbered as
+    /// [`KernelSockState::pending_timer`]), `icsk_backoff`, `icsk_probes_out`.
     pub retransmits: u8,
-    /// `TCP_KEEPCNT` (`tcp_sock.keepalive_probes`); 0 = the namespace's sysctl.
-    pub keepalive_probes: u8,
-    /// Pending connection timer (`icsk_pending`: 0 none, 1 retransmit, 2 delayed ACK, 3 zero
-    /// window probe, 4 loss probe, 5 reorder).
+    /// See `retransmits`.
     pub pending_timer: u8,
+    /// See `retransmits`.
+    pub backoff: u8,
+    /// See `retransmits`.
+    pub probes_out: u8,
+    /// See `user_timeout_ms`.
+    pub keepalive_probes: u8,
     _pad: u8,
 }
 
@@ -94,33 +101,8 @@ impl HeldSocket {
     /// A record with every field 0.
     #[must_use]
     pub const fn zeroed() -> Self {
-        Self {
-            cookie: 0,
-            tgid: 0,
-            fd: 0,
-            inode: 0,
-            netns: 0,
-            now_jiffies: 0,
-            stamp_now: 0,
-            lsndtime: 0,
-            lrcvtime: 0,
-            rcv_tstamp: 0,
-            retrans_stamp: 0,
-            snd_una: 0,
-            snd_nxt: 0,
-            packets_out: 0,
-            user_timeout_ms: 0,
-            keepalive_time: 0,
-            keepalive_intvl: 0,
-            state: 0,
-            flags: 0,
-            probes_out: 0,
-            backoff: 0,
-            retransmits: 0,
-            keepalive_probes: 0,
-            pending_timer: 0,
-            _pad: 0,
-        }
+        // SAFETY: integers only: all zeros is a valid value of every field.
+        unsafe { core::mem::zeroed() }
     }
 }
 

@@ -45,14 +45,12 @@ pub(crate) struct IterTaskFileCtx {
     file: *mut c_void,
 }
 
-/// The record size `bpf_seq_write` takes, checked at compile time to fit its `u32`.
-const RECORD_LEN: u32 = {
-    let len = core::mem::size_of::<HeldSocket>();
-    assert!(len < 4096);
-    #[expect(clippy::cast_possible_truncation, reason = "checked just above")]
-    let len = len as u32;
-    len
-};
+/// The record size, as `bpf_seq_write` takes it.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "80 bytes, asserted where the record is defined"
+)]
+const RECORD_LEN: u32 = size_of::<HeldSocket>() as u32;
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_file")]

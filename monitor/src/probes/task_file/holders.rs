@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use monitor_common::holders::{HS_KEEPOPEN, HS_USEC_TS, HeldSocket};
 
-use crate::probes::kernel_state::convert::jiffies_since;
+use crate::probes::kernel_state::convert::{jiffies_since, since_stamp};
 
 /// One descriptor of a socket: the process (tgid) and its descriptor number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,15 +98,10 @@ pub fn since_last_ack(s: &HeldSocket, hz: u32) -> Option<Duration> {
 /// nothing is being retransmitted.
 #[must_use]
 pub fn since_retrans_start(s: &HeldSocket) -> Option<Duration> {
-    if s.retrans_stamp == 0 {
-        return None;
-    }
-    let delta = u64::from(s.stamp_now.wrapping_sub(s.retrans_stamp));
-    Some(if s.flags & HS_USEC_TS != 0 {
-        Duration::from_micros(delta)
-    } else {
-        Duration::from_millis(delta)
-    })
+    let usec = s.flags & HS_USEC_TS != 0;
+    // `stamp_now` back in ns of the same clock: `since_stamp` divides it to the same value.
+    let ns_per_tick = if usec { 1_000 } else { 1_000_000 };
+    since_stamp(u64::from(s.stamp_now) * ns_per_tick, s.retrans_stamp, usec)
 }
 
 /// Bytes sent and not yet acknowledged: `snd_nxt - snd_una` (sequence space, wrapping).

@@ -22,15 +22,12 @@ fn record(cookie: u64, tgid: u32, fd: u32) -> HeldSocket {
     s
 }
 
+/// The records as the iterator writes them, back to back.
 fn bytes_of(records: &[HeldSocket]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for r in records {
-        // SAFETY: a repr(C) record without implicit padding, viewed as its bytes.
-        let raw =
-            unsafe { std::slice::from_raw_parts(std::ptr::from_ref(r).cast::<u8>(), RECORD_LEN) };
-        bytes.extend_from_slice(raw);
-    }
-    bytes
+    assert_eq!(size_of_val(records), records.len() * RECORD_LEN);
+    // SAFETY: repr(C) records without implicit padding, viewed as their bytes.
+    unsafe { std::slice::from_raw_parts(records.as_ptr().cast::<u8>(), size_of_val(records)) }
+        .to_vec()
 }
 
 #[test]
