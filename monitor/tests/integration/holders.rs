@@ -13,9 +13,9 @@ use std::{
 
 use harness::{
     command::ChildGuard,
-    netns::{NetPair, Netns},
-    peer::Peer,
-    privilege::{self, Need},
+    netns::Netns,
+    privilege::Need,
+    scenario::SERVICE_PORT,
     ss::{self, SsSocket, close_to},
 };
 use monitor::probes::{
@@ -28,11 +28,10 @@ use monitor::probes::{
 };
 use monitor_common::{holders::HeldSocket, tcp_state};
 
+use crate::common::scenario;
+
 /// Socket table slots for the probes this process loads (only the iterator is used here).
 const CAPACITY: u32 = 4096;
-/// Subnets and server ports no other test uses.
-const SUBNETS: [u8; 2] = [236, 237];
-const PORT: &str = "7261";
 
 /// Connects three sockets to `HOST PORT`, sends on each, then: `shared` stays held by this
 /// process and a forked child; `own` by this process only; `inherited` by a grandchild whose
@@ -84,7 +83,7 @@ impl Holders {
     fn start(ns: &Netns, host: &str) -> Self {
         let spawned = ns
             .command("python3")
-            .args(["-u", "-c", HOLDERS_SCRIPT, host, PORT])
+            .args(["-u", "-c", HOLDERS_SCRIPT, host, &SERVICE_PORT.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the holders script");
@@ -214,23 +213,20 @@ fn compare(reader: &TaskFileReader, ns: &Netns, hz: u32) -> (Vec<String>, Vec<Ss
 
 #[test]
 fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
-    if !privilege::may_run(
-        "one_pass_reports_every_socket_of_every_namespace_with_its_holders",
-        Need::RootAndKernelBtf,
-    ) {
+    // Two scenarios: two namespace pairs, each with its own subnet.
+    let scenarios: Vec<_> = (0..2)
+        .map_while(|_| scenario("holders_one_pass", Need::RootAndKernelBtf))
+        .collect();
+    if scenarios.len() < 2 {
         return;
     }
-    let pairs: Vec<NetPair> = SUBNETS
-        .iter()
-        .map(|&subnet| NetPair::create(&format!("hold{subnet}"), subnet).expect("namespaces"))
-        .collect();
     let mut servers = Vec::new();
     let mut holders = Vec::new();
-    for pair in &pairs {
-        let args = ["server", &pair.server_ip, PORT, "echo"];
-        servers.push(Peer::start(&pair.server, &args).expect("server"));
-        holders.push(Holders::start(&pair.client, &pair.server_ip));
+    for sc in &scenarios {
+        servers.push(sc.server(&["echo"]));
+        holders.push(Holders::start(&sc.net().client, &sc.net().server_ip));
     }
+    let pairs: Vec<_> = scenarios.iter().map(|sc| sc.net()).collect();
     let mut probes = Probes::load(CAPACITY).expect("load the probes");
     let reader = probes
         .holders_reader()
@@ -238,7 +234,7 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
     let hz = kernel_hz().expect("kernel tick rate");
 
     let mut wrong = Vec::new();
-    for (pair, tree) in pairs.iter().zip(&holders) {
+    for (pair, tree) in pairs.into_iter().zip(&holders) {
         let (server_wrong, server_lines) = compare(&reader, &pair.server, hz);
         wrong.extend(server_wrong);
         // The listener and three accepted sockets.
