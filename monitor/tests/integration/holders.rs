@@ -226,7 +226,10 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
         servers.push(sc.server(&["echo"]));
         holders.push(Holders::start(&sc.net().client, &sc.net().server_ip));
     }
-    let pairs: Vec<_> = scenarios.iter().map(harness::scenario::Scenario::net).collect();
+    let pairs: Vec<_> = scenarios
+        .iter()
+        .map(harness::scenario::Scenario::net)
+        .collect();
     let mut probes = Probes::load(CAPACITY).expect("load the probes");
     let reader = probes
         .holders_reader()
