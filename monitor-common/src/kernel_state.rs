@@ -1,6 +1,6 @@
 //! The kernel's own per-socket state, one [`KernelSockState`] record per TCP socket, written by the
 //! `iter/tcp` program (`monitor-ebpf/src/iter.rs`, `bpf_seq_write`) and read by the agent from the
-//! iterator's file (`monitor/src/probes/kernel_state.rs`).
+//! iterator's file (`monitor/src/bpf/kernel_state.rs`).
 //!
 //! Every value is copied from the kernel socket as it is (no conversion on the kernel side): times
 //! stay in jiffies and sequence numbers stay raw, with the clocks read at the same moment

@@ -5,7 +5,7 @@
 //!
 //! Compiled only with this crate's `bench` feature (`monitor`'s `bench` feature turns it on), so
 //! the object the agent embeds has neither these programs nor their map. Their map has one entry
-//! unless the benchmark loader sizes it (`monitor/src/probes/bench.rs`).
+//! unless the benchmark loader sizes it (`monitor/src/bpf/bench.rs`).
 #![expect(
     clippy::needless_pass_by_value,
     reason = "the `#[btf_tracepoint]` macro hands each entry point its context by value"

@@ -5,7 +5,7 @@
 //! from the stack (pop), written with the cookie still 0 (fill), indexed under its cookie without
 //! overwriting (index), and made live by storing the cookie (publish); removing a socket deletes
 //! its index entry, clears the cookie and pushes the slot back (release). The agent's seeding
-//! follows the same protocol (`KernelMaps::seed` in `monitor/src/probes/maps.rs`).
+//! follows the same protocol (`KernelMaps::seed` in `monitor/src/bpf/maps.rs`).
 //!
 //! The counters (per-CPU arrays) are bumped here too.
 

@@ -2,12 +2,12 @@
 //! Needs `monitor`'s `bench` feature (`required-features`), which builds the kernel object with
 //! the floor programs: `cargo build --release -p monitor --features bench --example bench-probes`.
 //!
-//! - `bench-probes hooks`: loads every real and floor program (`monitor::probes::bench`), then
+//! - `bench-probes hooks`: loads every real and floor program (`monitor::bpf::bench`), then
 //!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
 //!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
 //! - `bench-probes diag N`: times N `sock_diag` dumps with `tcp_info` of every namespace
-//!   (`monitor::seed::dump_all`, what the agent's seeding does), or of the namespace at
-//!   `NETNS_PATH` only (`monitor::seed::dump`); one JSON line.
+//!   (`monitor::sock_diag::dump_all`, what the agent's seeding does), or of the namespace at
+//!   `NETNS_PATH` only (`monitor::sock_diag::dump`); one JSON line.
 
 use std::{
     io::{BufRead as _, Write as _},
@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use monitor::probes::bench::BenchProbes;
+use monitor::bpf::bench::BenchPrograms;
 use monitor_common::tcp_state;
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn hooks() -> anyhow::Result<()> {
-    let mut probes = BenchProbes::load(monitor_common::DEFAULT_TABLE_CAPACITY)
+    let mut probes = BenchPrograms::load(monitor_common::DEFAULT_TABLE_CAPACITY)
         .context("loading the programs")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
@@ -53,7 +53,7 @@ fn hooks() -> anyhow::Result<()> {
             }
             "stats" => {
                 let mut all = serde_json::Map::new();
-                for name in BenchProbes::names() {
+                for name in probes.names() {
                     let s = probes.stats(&name)?;
                     all.insert(
                         name,
@@ -80,7 +80,7 @@ fn hooks() -> anyhow::Result<()> {
 
 fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
     let netns = match netns {
-        Some(path) => Some(monitor::seed::Netns {
+        Some(path) => Some(monitor::netns::Netns {
             // nsfs inodes are 32-bit (`proc_inum`), as the agent stores them.
             inode: u32::try_from(std::fs::metadata(&path)?.ino())
                 .with_context(|| format!("{}: inode wider than 32 bits", path.display()))?,
@@ -95,8 +95,8 @@ fn diag(runs: usize, netns: Option<PathBuf>) -> anyhow::Result<()> {
     for _ in 0..runs {
         let started = Instant::now();
         sockets = match &netns {
-            Some(ns) => monitor::seed::dump(ns, mask)?.len(),
-            None => monitor::seed::dump_all(mask).len(),
+            Some(ns) => monitor::sock_diag::dump(ns, mask)?.len(),
+            None => monitor::sock_diag::dump_all(mask).len(),
         };
         // Saturates after 584 years.
         times_ns.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));

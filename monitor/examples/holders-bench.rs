@@ -22,9 +22,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use harness::netns::Netns as TestNetns;
 use monitor::{
-    probes::{KernelStateReader, Probes, task_file::TaskFileReader},
-    scan::kernel_state::read_namespace,
-    seed::Netns,
+    bpf::{KernelStateReader, Programs, kernel_state::read_namespace, task_file::TaskFileReader},
+    netns::Netns,
 };
 
 /// Passes per measurement (the median is reported).
@@ -50,7 +49,7 @@ fn main() -> anyhow::Result<()> {
             .map(|a| parse_scenario(a))
             .collect::<anyhow::Result<_>>()?
     };
-    let mut probes = Probes::load(CAPACITY).context("load the probes")?;
+    let mut probes = Programs::load(CAPACITY).context("load the probes")?;
     let holders = probes.holders_reader().context("load iter/task_file")?;
     let records = probes.records_reader().context("load iter/tcp")?;
     println!("descriptors per holder process: {fd_limit}; {ROUNDS} passes each, medians");

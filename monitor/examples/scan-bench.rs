@@ -17,13 +17,13 @@ use std::{
 
 use monitor::{
     alerting::{self, Alerting},
+    bpf::{FixedStatus, SocketSource},
     export::{
         SnapshotStore,
         json::{ConnectionFilter, ViewsWriter},
         metrics::Metrics,
     },
     model::Grouping,
-    probes::{FixedStatus, SocketSource},
     scan::{Pipeline, Scanner, convert::SocketDefaults},
     verdict::Policy,
 };

@@ -1,12 +1,12 @@
 //! The agent's error: every way `tcp-liveness run` can fail, each keeping its cause as
 //! [`source`](std::error::Error::source) (printed as a `: `-separated chain on one line).
-//! Rooms below keep their own error enums ([`ConfigError`], [`ProbeError`], `seed::SeedError`,
-//! `alerting::client::PushError`); `anyhow` appears only in `main.rs` and the command-line front
-//! end (`cli`).
+//! Rooms below keep their own error enums ([`ConfigError`], [`BpfError`], `netns::NetnsError`,
+//! `sock_diag::SockDiagError`, `alerting::client::PushError`); `anyhow` appears only in `main.rs`
+//! and the command-line front end (`cli`).
 
 use std::{io, net::SocketAddr};
 
-use crate::{config::ConfigError, probes::ProbeError};
+use crate::{bpf::BpfError, config::ConfigError};
 
 /// Why the agent stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub(crate) enum Error {
     Config(#[from] ConfigError),
     /// The kernel refused the programs as a whole (one refused hook is not an error).
     #[error("loading the kernel programs")]
-    Probes(#[from] ProbeError),
+    Bpf(#[from] BpfError),
     /// Start-up lacks a capability (named), or the kernel refused to lower them.
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),

@@ -1,29 +1,33 @@
 //! tcp-liveness agent.
 //!
 //! Rooms, bottom up; a module imports only from rooms below it (checked by the import-graph test
-//! in `tests/integration/layering.rs`):
+//! in `tests/integration/layering.rs`, whose `LEVELS` are this picture):
 //!
 //! ```text
-//! model                       Connection, Reason, label words, owner grouping, wire views
-//!   ← verdict                 pure rules: Connection + Policy → reasons
-//!   ← probes, seed, clock     the kernel: programs and maps (the only aya user), sock_diag, time
-//!   ← scan                    table + counters → one Snapshot (pipeline, summary, /proc owners)
+//! model, clock, memory,       the vocabulary (Connection, Reason, label words, owner grouping,
+//!   locks, periodic,          wire views), time, giving freed heap back, the one way to take a
+//!   privileges, netns         lock, paced threads, capabilities, entering network namespaces
+//!   ← verdict, bpf,           pure rules (Connection + Policy → reasons); the kernel's
+//!     sock_diag               programs and maps (the only aya user); netlink dumps, exact
+//!                             queries and SOCK_DESTROY, tcp_info, /proc owners
+//!   ← scan                    table + counters → one Snapshot (pipeline, features, summary)
+//!   ← act                     what changes sockets: [probe], [[enforce]], [[remediate]]
 //!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push
 //!   ← export                  /metrics, /connections, /alerts, /healthz
 //!   ← config                  flags + file → validated settings
-//!   ← error                   the agent's error (wraps config's and probes')
-//!   ← agent                   the daemon: load, seed, scan loop, serve, stop
+//!   ← error                   the agent's error (wraps config's and bpf's)
+//!   ← agent                   the daemon: load, seed, wire the features, scan loop, serve, stop
 //!   ← cli                     the command line (with main.rs, the only user of anyhow)
 //! ```
 //!
-//! `memory` (giving freed heap back), `locks` (the one way to take a lock) and `privileges`
-//! (capabilities: the start-up check and the per-thread drop) sit beside `clock` at the bottom.
-
+//! Rooms on one line are one level: they do not import each other.
 //!
 //! Only what `main.rs`, `examples/`, `tests/` and `xtask` use is `pub`; the rest is `pub(crate)`.
 
+pub mod act;
 mod agent;
 pub mod alerting;
+pub mod bpf;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -32,9 +36,9 @@ pub mod export;
 mod locks;
 mod memory;
 pub mod model;
+pub mod netns;
 mod periodic;
 mod privileges;
-pub mod probes;
 pub mod scan;
-pub mod seed;
+pub mod sock_diag;
 pub mod verdict;

@@ -36,6 +36,10 @@ pub struct Agent {
     scan_interval: Duration,
 }
 
+/// The agent reads the kernel's socket state with at most 1/this of a core (its
+/// `scan::KERNEL_READ_SHARE`; the integration tests check that the two agree).
+pub const KERNEL_READ_SHARE: u32 = 400;
+
 /// How many scans a change may take to show in what the agent serves: the deadline of
 /// [`Agent::wait_connections`], and a unit for the tests' own waits ([`Agent::scans`]). Generous
 /// (10 s at the tests' 250 ms) because a 2-core machine running other builds delays scans.
@@ -77,6 +81,48 @@ impl Agent {
     #[must_use]
     pub fn scans(&self, n: u32) -> Duration {
         self.scan_interval * n
+    }
+
+    /// How long `n` more reads of the kernel's socket state may take at the agent's own pace:
+    /// the agent reads at most every `KERNEL_READ_SHARE` times the CPU time a read used and never
+    /// more often than a scan, so `n` reads come within `n` × max(scan interval,
+    /// [`KERNEL_READ_SHARE`] × the mean wall time of its reads so far — wall time being at
+    /// least the CPU time it paces by), plus two scans for the result to be published.
+    ///
+    /// # Panics
+    /// When `/metrics` cannot be read.
+    #[must_use]
+    pub fn kernel_reads(&self, n: u32) -> Duration {
+        let reads = self
+            .metric("tcp_liveness_kernel_reads_total")
+            .unwrap_or(0.0);
+        let seconds = self
+            .metric("tcp_liveness_kernel_read_seconds_total")
+            .unwrap_or(0.0);
+        let mean = if reads > 0.0 { seconds / reads } else { 0.0 };
+        let pace = self
+            .scan_interval
+            .max(Duration::from_secs_f64(mean * f64::from(KERNEL_READ_SHARE)));
+        pace * n + self.scans(2)
+    }
+
+    /// Waits until the agent has completed `n` more reads of the kernel's socket state than it
+    /// had at the call (`tcp_liveness_kernel_reads_total`), within [`Agent::kernel_reads`]: after
+    /// it, values only the kernel keeps (queues, options set without I/O) are in `/connections`.
+    ///
+    /// # Panics
+    /// When the reads do not come within that deadline, or `/metrics` cannot be read.
+    pub fn wait_kernel_reads(&self, n: u32) {
+        let reads = || {
+            self.metric("tcp_liveness_kernel_reads_total")
+                .unwrap_or(0.0)
+        };
+        let target = reads() + f64::from(n);
+        wait::wait_for(
+            &format!("{n} more kernel socket state reads"),
+            self.kernel_reads(n),
+            || (reads() >= target).then_some(()),
+        );
     }
 
     /// Polls `/connections?netns=INODE` until exactly `n` connections satisfy `matches`, and

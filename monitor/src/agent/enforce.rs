@@ -1,7 +1,7 @@
 //! `[[enforce]]` at start-up: the kernel program's policy slots filled and the program attached
 //! to the cgroup v2 root (new connections), the socket-option iterator loaded, and the
-//! connections that already exist given their policy once (issue 12 §2). Runs on the main thread
-//! before privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
+//! connections that already exist given their policy once. Runs on the main thread before
+//! privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
 //! `CAP_SYS_ADMIN`, entering other namespaces `CAP_SYS_ADMIN`.
 
 use std::sync::{Arc, Mutex};
@@ -9,32 +9,28 @@ use std::sync::{Arc, Mutex};
 use monitor_common::enforce::{EnforceSlot, SLOT_ACTIVE, SLOT_DEFERRED};
 
 use crate::{
+    act::enforce::{Enforce, Enforcement, IteratorApplier},
+    bpf::{BpfError, Programs, SocketSource, cgroup},
     clock,
     error::Error,
-    probes::{ProbeError, Probes, SocketSource, cgroup},
-    scan::{
-        Pipeline,
-        enforce::{Enforcement, IteratorApplier},
-    },
-    verdict::Enforce,
+    scan::Pipeline,
 };
 
-/// Attaches the program and applies the policies to existing connections; nothing without
+/// Attaches the program (new connections get their policy from then on) and loads the
+/// iterator that applies the rest: the enforcement the pipeline registers, None without
 /// `[[enforce]]`.
 ///
 /// # Errors
 /// The cgroup v2 hierarchy cannot be found or a policy's cgroup read, or the kernel refuses the
-/// program, its maps or the attachment ([`Error::Probes`]).
-pub(super) fn start(
+/// program, its maps or the attachment ([`Error::Bpf`]).
+pub(super) fn attach(
     policies: &[Enforce],
-    probes: &Mutex<Probes>,
-    pipeline: &Pipeline,
-    table: &dyn SocketSource,
-) -> Result<(), Error> {
+    programs: &Mutex<Programs>,
+) -> Result<Option<Arc<Enforcement>>, Error> {
     if policies.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let root = cgroup::v2_root().map_err(|source| ProbeError::Cgroup {
+    let root = cgroup::v2_root().map_err(|source| BpfError::Cgroup {
         step: "finding its mount in /proc/self/mountinfo".into(),
         source,
     })?;
@@ -44,9 +40,9 @@ pub(super) fn start(
         .map(|p| slot(p, &root))
         .collect::<Result<Vec<_>, _>>()?;
     let (records, control) = {
-        let mut probes = crate::locks::lock(probes);
-        let records = probes.enforce(&slots, &root)?;
-        (records, probes.sockopt_control()?)
+        let mut programs = crate::locks::lock(programs);
+        let records = programs.enforce(&slots, &root)?;
+        (records, programs.sockopt_control()?)
     };
     tracing::info!(
         policies = policies.len(),
@@ -54,26 +50,36 @@ pub(super) fn start(
         "enforce: sock_ops program attached; new connections get their policy at establishment"
     );
     let applier = IteratorApplier { control };
-    let enforcement = Arc::new(Enforcement::new(
+    Ok(Some(Arc::new(Enforcement::new(
         policies.to_vec(),
         Box::new(records),
         Box::new(applier),
-    ));
-    pipeline.set_enforcement(Arc::clone(&enforcement));
-    // The connections that exist now, once (the scans take those whose owner shows up later).
+    ))))
+}
+
+/// Gives the connections that exist now their policy, once (the scans take those whose owner
+/// shows up later), judged by `pipeline` (owners and names as the scans see them); nothing
+/// without `[[enforce]]`.
+pub(super) fn apply_to_existing(
+    enforcement: Option<&Enforcement>,
+    pipeline: &Pipeline,
+    table: &dyn SocketSource,
+) {
+    let Some(enforcement) = enforcement else {
+        return;
+    };
     let mut pass = enforcement.start_pass();
     pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(&c));
     let count = pass.finish();
     tracing::info!(count, "enforce: existing connections given their policy");
-    Ok(())
 }
 
 /// The kernel program's view of policy `p`: ports, cgroup (id and depth of its directory under
 /// `root`), what to set.
-fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, ProbeError> {
+fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, BpfError> {
     let (cgroup_id, cgroup_level) = match &p.matcher.cgroup {
         None => (0, 0),
-        Some(path) => cgroup::id_and_level(root, path).map_err(|source| ProbeError::Cgroup {
+        Some(path) => cgroup::id_and_level(root, path).map_err(|source| BpfError::Cgroup {
             step: format!("[[enforce]] {}: reading cgroup {path}", p.name),
             source,
         })?,

@@ -1,7 +1,8 @@
-//! The daemon: load the probes, seed the table, scan on an interval, serve HTTP, stop cleanly.
+//! The daemon: load the programs, seed the table, scan on an interval, serve HTTP, stop cleanly.
 
 mod descriptors;
 mod enforce;
+mod pipeline;
 mod probing;
 mod reload;
 mod scan_loop;
@@ -21,7 +22,12 @@ use tokio::{
 pub(crate) use descriptors::raise_limit as raise_open_file_limit;
 
 use crate::{
+    act::{
+        probe::ProbeBook,
+        remediate::{RemediationCounters, Remediator},
+    },
     alerting::Alerting,
+    bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
     config::RunConfig,
     error::Error,
     export::{
@@ -30,12 +36,7 @@ use crate::{
         metrics::{Metrics, ReloadMetrics},
     },
     privileges::{self, Feature},
-    probes::{KernelStateReader, KernelStatus, Probes, SocketSource},
-    scan::{
-        KernelStateThread, Pipeline, Scanner, kernel_defaults,
-        probe::ProbeBook,
-        remediate::{RemediationCounters, Remediator},
-    },
+    scan::{KernelStateThread, Pipeline, Scanner},
 };
 
 /// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
@@ -43,7 +44,7 @@ use crate::{
 ///
 /// # Errors
 /// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
-/// as a whole ([`Error::Probes`]), an address that cannot be bound
+/// as a whole ([`Error::Bpf`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
@@ -65,32 +66,32 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         &config.alertmanager_http,
         config.scan_interval,
     )?;
-    let mut probes = Probes::load(config.table_capacity)?;
-    let attached = probes.hooks.iter().filter(|h| h.attached).count();
+    let mut programs = Programs::load(config.table_capacity)?;
+    let attached = programs.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
-        total = probes.hooks.len(),
+        total = programs.hooks.len(),
         capacity = config.table_capacity,
         "probes loaded"
     );
-    if let Some(kernel_log) = probes.kernel_log.take() {
+    if let Some(kernel_log) = programs.kernel_log.take() {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
     // Loaded now, while the thread has CAP_BPF; runs after the drop with none.
-    let sockopt = probing::load_control(&config, &mut probes)?;
-    let table = probes.socket_source();
-    let table_refresh = probes.table_refresh.clone();
-    let probes = Arc::new(Mutex::new(probes));
+    let sockopt = probing::load_control(&config, &mut programs)?;
+    let table = programs.socket_source();
+    let table_refresh = programs.table_refresh.clone();
+    let programs = Arc::new(Mutex::new(programs));
 
     // On this thread, which still has every capability (the runtime's threads have none).
-    let seeded = tokio::task::block_in_place(|| seeding::seed(&probes));
+    let seeded = tokio::task::block_in_place(|| seeding::seed(&programs));
     tracing::info!(seeded, "pre-existing sockets seeded from sock_diag");
     // Loading parsed the kernel's BTF and seeding dumped every socket: give that memory back.
     crate::memory::release_free_heap();
 
-    let (pipeline, probe_book) =
-        probing::pipeline(kernel_defaults::load(), &config, sockopt.is_some());
-    let kernel: Arc<dyn KernelStatus> = Arc::clone(&probes) as _;
+    // Before the drop below: attaching `[[enforce]]` needs it.
+    let (pipeline, features) = pipeline::build(&config, &programs, sockopt.is_some())?;
+    let kernel: Arc<dyn KernelStatus> = Arc::clone(&programs) as _;
     let scanner = Scanner::new(
         Arc::clone(&table),
         Arc::clone(&kernel),
@@ -98,19 +99,21 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         config.grouping(),
     )
     .reading_namespace_sysctls();
+    let scanner = Arc::new(scanner);
     let remediation = RemediationCounters::new(&config.remediate);
-    let scanner = Arc::new(with_remediation(scanner, &config, &remediation));
-    // Before the drop below: loading, attaching to the cgroup and entering namespaces need it.
-    tokio::task::block_in_place(|| enforce::start(&config.enforce, &probes, &pipeline, &*table))?;
+    let remediator = remediator(&config, &remediation);
+    // Before the drop below: entering other namespaces needs it.
+    let enforcement = features.enforcement.as_deref();
+    tokio::task::block_in_place(|| enforce::apply_to_existing(enforcement, &pipeline, &*table));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
     let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
-    // Reads the kernel's own socket state beside the scans (dropped before the probes).
+    // Reads the kernel's own socket state beside the scans (dropped before the programs).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
-    let probe_thread = probing::start(probe_book.as_ref(), sockopt)?;
-    let (store, metrics) = new_metrics(&config, &alerting, probe_book.as_deref(), &remediation);
+    let probe_thread = probing::start(features.probe.as_ref(), sockopt)?;
+    let (store, metrics) = new_metrics(&config, &alerting, features.probe.as_deref(), &remediation);
     tracing::info!(listen = %config.listen, "serving /metrics, /connections, /alerts, /healthz");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -133,12 +136,10 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         ReloadMetrics::register(&metrics),
     );
     let outputs = scan_loop::Outputs { store, metrics };
-    let scans =
-        ScanThread::start(scanner, alerting, outputs, config.scan_interval).map_err(|source| {
-            Error::Thread {
-                name: "scan",
-                source,
-            }
+    let scans = ScanThread::start(scanner, remediator, alerting, outputs, config.scan_interval)
+        .map_err(|source| Error::Thread {
+            name: "scan",
+            source,
         })?;
     // Every thread that needs the kept set runs: this one (signals, reloads) keeps nothing.
     privileges::restrict_thread(&privileges::kept(&[]))?;
@@ -157,8 +158,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Restores every socket still being probed (on the probe thread, which may enter
     // namespaces) before the program is unloaded.
     tokio::task::block_in_place(|| drop(probe_thread));
-    // Last reference: dropping the probes detaches every program and frees the maps.
-    drop(probes);
+    // Last reference: dropping the programs detaches every program and frees the maps.
+    drop(programs);
     Ok(())
 }
 
@@ -188,14 +189,11 @@ fn new_metrics(
 /// feature that needs more (socket destroy) adds itself here when its setting enables it.
 const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];
 
-/// `scanner`, remediating by the `[[remediate]]` policies if there are any.
-fn with_remediation(
-    scanner: Scanner,
-    config: &RunConfig,
-    counters: &RemediationCounters,
-) -> Scanner {
+/// Remediation by the `[[remediate]]` policies, if there are any (the scan loop runs it after
+/// each scan).
+fn remediator(config: &RunConfig, counters: &RemediationCounters) -> Option<Remediator> {
     if config.remediate.is_empty() {
-        return scanner;
+        return None;
     }
     for policy in &config.remediate {
         tracing::info!(
@@ -206,8 +204,7 @@ fn with_remediation(
             "remediation policy"
         );
     }
-    let remediator = Remediator::new(config.remediate.clone(), counters.clone());
-    scanner.remediating(remediator)
+    Some(Remediator::new(config.remediate.clone(), counters.clone()))
 }
 
 /// [`RUNNING_FEATURES`], and [`Feature::Destroy`] when a `[[remediate]]` policy really destroys
@@ -307,7 +304,7 @@ impl Signals {
 }
 
 /// Forwards what the kernel programs log (aya-log ring buffer) whenever it has records.
-async fn forward_kernel_log(kernel_log: crate::probes::KernelLog) {
+async fn forward_kernel_log(kernel_log: crate::bpf::KernelLog) {
     // SAFETY: the descriptor is the ring buffer map's, owned by `kernel_log`, which the AsyncFd
     // owns from here on: it stays open and the same for the AsyncFd's whole life.
     let registered = unsafe { AsyncFd::register_with_interest(kernel_log, Interest::READABLE) };

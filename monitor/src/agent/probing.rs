@@ -5,15 +5,11 @@
 use std::sync::Arc;
 
 use crate::{
+    act::probe::{ProbeBook, ProbeThread},
+    bpf::{Programs, SockoptControl},
     config::RunConfig,
     error::Error,
     export::metrics::Metrics,
-    probes::{Probes, SockoptControl},
-    scan::{
-        Pipeline,
-        convert::SocketDefaults,
-        probe::{ProbeBook, ProbeThread},
-    },
 };
 
 /// Whether any connection may be probed: enabled for all, or opted in by an override.
@@ -30,16 +26,16 @@ fn wanted(config: &RunConfig) -> bool {
 /// the drop).
 ///
 /// # Errors
-/// The kernel refused the program ([`Error::Probes`]): a feature asked for that cannot work
+/// The kernel refused the program ([`Error::Bpf`]): a feature asked for that cannot work
 /// stops the agent rather than run without it.
 pub(super) fn load_control(
     config: &RunConfig,
-    probes: &mut Probes,
+    programs: &mut Programs,
 ) -> Result<Option<Arc<SockoptControl>>, Error> {
     if !wanted(config) {
         return Ok(None);
     }
-    let control = probes.sockopt_control()?;
+    let control = programs.sockopt_control()?;
     tracing::info!(
         enabled = config.probe.enabled,
         interval_s = config.probe.interval.as_secs(),
@@ -52,19 +48,10 @@ pub(super) fn load_control(
     Ok(Some(control))
 }
 
-/// The verdict pipeline (confirming verdicts against the kernel), with the probe state when
-/// the socket-option program was loaded (`probing`).
-pub(super) fn pipeline(
-    defaults: SocketDefaults,
-    config: &RunConfig,
-    probing: bool,
-) -> (Arc<Pipeline>, Option<Arc<ProbeBook>>) {
-    let book = probing.then(|| Arc::new(ProbeBook::new(config.probe, defaults.hz)));
-    let mut pipeline = Pipeline::new(defaults, config.policy.clone()).confirming_verdicts();
-    if let Some(book) = &book {
-        pipeline = pipeline.probing(Arc::clone(book));
-    }
-    (Arc::new(pipeline), book)
+/// The probe state the scans and the probe thread share, when the socket-option program was
+/// loaded (`loaded`); `hz` (`CONFIG_HZ`) converts the kernel's jiffies.
+pub(super) fn book(config: &RunConfig, hz: Option<u32>, loaded: bool) -> Option<Arc<ProbeBook>> {
+    loaded.then(|| Arc::new(ProbeBook::new(config.probe, hz)))
 }
 
 /// `tcp_liveness_probes_total`, when probing.

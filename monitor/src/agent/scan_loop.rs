@@ -1,6 +1,7 @@
-//! The scan thread: every interval, one complete scan ([`Scanner::scan`]), then the alert
-//! transitions, then publish for HTTP and metrics. A failed stage is counted and logged, and what
-//! it would have produced keeps its last good value: nothing is ever published as zeros.
+//! The scan thread: every interval, one complete scan ([`Scanner::scan`]), then `[[remediate]]`
+//! on its confirmed suspects, then the alert transitions, then publish for HTTP and metrics. A
+//! failed stage is counted and logged, and what it would have produced keeps its last good
+//! value: nothing is ever published as zeros.
 //!
 //! A thread of its own, not the runtime's shared blocking pool: HTTP readers (`/connections`
 //! streams to slow clients) hold threads of that pool, and must never delay a scan.
@@ -12,10 +13,11 @@ use std::{
 };
 
 use crate::{
+    act::remediate::Remediator,
     alerting::Alerting,
     export::{SnapshotStore, metrics::Metrics},
     periodic::Periodic,
-    scan::{ScanStage, Scanner},
+    scan::{ScanStage, Scanner, Snapshot},
 };
 
 /// What the loop publishes to.
@@ -32,12 +34,14 @@ pub(crate) struct ScanThread {
 }
 
 impl ScanThread {
-    /// Starts scanning, the first scan at once.
+    /// Starts scanning, the first scan at once; `remediator` (None without `[[remediate]]`)
+    /// acts after each scan.
     ///
     /// # Errors
     /// The thread could not be started.
     pub(crate) fn start(
         scanner: Arc<Scanner>,
+        mut remediator: Option<Remediator>,
         mut alerting: Alerting,
         outputs: Outputs,
         interval: Duration,
@@ -45,7 +49,7 @@ impl ScanThread {
         let thread = Periodic::start("scan", move || {
             let started = Instant::now();
             let scan = AssertUnwindSafe(|| {
-                scan_and_publish(&scanner, &mut alerting, &outputs);
+                scan_and_publish(&scanner, remediator.as_mut(), &mut alerting, &outputs);
             });
             if std::panic::catch_unwind(scan).is_err() {
                 // The previous scan stays published; /healthz and the stalled-scan rule see its
@@ -59,10 +63,18 @@ impl ScanThread {
     }
 }
 
-/// One scan, its alert transitions, and the publication of both.
-fn scan_and_publish(scanner: &Scanner, alerting: &mut Alerting, outputs: &Outputs) {
+/// One scan, its remediation, its alert transitions, and the publication of all.
+fn scan_and_publish(
+    scanner: &Scanner,
+    remediator: Option<&mut Remediator>,
+    alerting: &mut Alerting,
+    outputs: &Outputs,
+) {
     let Outputs { store, metrics } = outputs;
-    let snapshot = scanner.scan(alerting.watched());
+    let mut snapshot = scanner.scan(alerting.watched());
+    if let Some(remediator) = remediator {
+        remediate(remediator, scanner, &mut snapshot);
+    }
     for failure in &snapshot.failures {
         tracing::warn!(
             stage = failure.stage.as_str(),
@@ -83,4 +95,13 @@ fn scan_and_publish(scanner: &Scanner, alerting: &mut Alerting, outputs: &Output
     store.publish(snapshot, alerting.detections().clone());
     // The previous snapshot and the scan's transient buffers were just freed.
     crate::memory::release_free_heap();
+}
+
+/// `[[remediate]]` on the scan's confirmed suspects, before anything reads the snapshot: this
+/// scan's alerts and metrics show what was done ([`Snapshot::remediations`]). Its time counts in
+/// the scan's duration, as the scan's last step.
+fn remediate(remediator: &mut Remediator, scanner: &Scanner, snapshot: &mut Snapshot) {
+    let started = Instant::now();
+    snapshot.remediations = remediator.act(scanner.pipeline(), &snapshot.suspects);
+    snapshot.scan_duration += started.elapsed();
 }

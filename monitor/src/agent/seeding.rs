@@ -12,7 +12,7 @@ use std::{
 
 use monitor_common::tcp_state;
 
-use crate::{probes::Probes, seed};
+use crate::{bpf::Programs, sock_diag};
 
 /// Every state a live socket can be in. Afterwards the kernel side sees every transition,
 /// `listen()` included.
@@ -27,17 +27,17 @@ pub(super) const LIVE_STATES_MASK: u32 = 1 << tcp_state::ESTABLISHED
     | 1 << tcp_state::CLOSING;
 
 /// Returns how many entries were written.
-pub(super) fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
-    let sockets = seed::dump_all(LIVE_STATES_MASK);
-    let owners = seed::socket_owners();
+pub(super) fn seed(programs: &Arc<Mutex<Programs>>) -> usize {
+    let sockets = sock_diag::dump_all(LIVE_STATES_MASK);
+    let owners = sock_diag::socket_owners();
     let now = crate::clock::monotonic_now_ns();
     let mut written = Vec::new();
     {
-        let mut probes = crate::locks::lock(probes);
+        let mut programs = crate::locks::lock(programs);
         // Timewait mini-sockets (orphaned FIN_WAIT2) are not seeded: nothing would remove them.
         for sock in sockets.iter().filter(|s| s.is_full_socket()) {
-            let entry = seed::to_activity(sock, owners.get(&sock.inode), now);
-            match probes.maps.seed(sock.cookie, &entry) {
+            let entry = sock_diag::to_activity(sock, owners.get(&sock.inode), now);
+            match programs.maps.seed(sock.cookie, &entry) {
                 Ok(true) => written.push(sock.cookie),
                 Ok(false) => {}
                 Err(error) => {
@@ -47,17 +47,17 @@ pub(super) fn seed(probes: &Arc<Mutex<Probes>>) -> usize {
             }
         }
     }
-    let still_open: HashSet<u64> = seed::dump_all(LIVE_STATES_MASK)
+    let still_open: HashSet<u64> = sock_diag::dump_all(LIVE_STATES_MASK)
         .iter()
         .map(|s| s.cookie)
         .collect();
-    let mut probes = crate::locks::lock(probes);
+    let mut programs = crate::locks::lock(programs);
     let mut kept = 0;
     for cookie in written {
         if still_open.contains(&cookie) {
             kept += 1;
         } else {
-            probes.maps.forget(cookie);
+            programs.maps.forget(cookie);
         }
     }
     kept

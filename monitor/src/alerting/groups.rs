@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     model::{
-        Connection, ConnectionView, LocalPort, Owner, Reason, format::seconds, labels::OTHER,
-        split_top_ports,
+        Connection, ConnectionView, LocalPort, Owner, Reason, RemediationResult, format::seconds,
+        labels::OTHER, split_top_ports,
     },
-    scan::{Snapshot, remediate::ActionResult},
+    scan::Snapshot,
 };
 
 /// Bounds what one group carries, so a 100k-socket leak still answers in a few kilobytes.
@@ -100,7 +100,7 @@ fn older_first(
 }
 
 impl<'a> Acc<'a> {
-    fn add(&mut self, c: &'a Connection, age: Option<Duration>, acted: Option<ActionResult>) {
+    fn add(&mut self, c: &'a Connection, age: Option<Duration>, acted: Option<RemediationResult>) {
         self.count += 1;
         if let Some(result) = acted {
             *self.remediations.entry(result.as_str()).or_default() += 1;
@@ -214,7 +214,7 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
     let grouping = snapshot.grouping;
     let services = &snapshot.service_ports;
     let mut per_owner: HashMap<(Reason, Owner), HashMap<Option<u16>, Acc<'_>>> = HashMap::new();
-    let acted: HashMap<(u64, Reason), ActionResult> = snapshot
+    let acted: HashMap<(u64, Reason), RemediationResult> = snapshot
         .remediations
         .iter()
         .map(|a| ((a.cookie, a.reason), a.result))

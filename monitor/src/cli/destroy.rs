@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use super::connections::fetch;
 use crate::{
     model::{ConnectionView, format::escape_control},
-    seed::{self, SocketKey, SocketQueries},
+    sock_diag::{self, SocketKey, SocketQueries},
 };
 
 const DONE: i32 = 0;
@@ -121,7 +121,7 @@ fn find(args: &DestroyArgs) -> Result<Target, String> {
 /// The socket with `cookie` in any network namespace (a `sock_diag` dump of each).
 fn from_kernel(cookie: u64) -> Result<Target, String> {
     let every_state = u32::MAX;
-    let socket = seed::dump_all(every_state)
+    let socket = sock_diag::dump_all(every_state)
         .into_iter()
         .find(|s| s.cookie == cookie)
         .ok_or_else(|| {

@@ -1,4 +1,4 @@
-//! `[[enforce]]` sections (issue 12 §2): parsed from the file only (a list has no flag), checked
+//! `[[enforce]]` sections: parsed from the file only (a list has no flag), checked
 //! for what can be checked without I/O; [`check_cgroups`] checks, at load, that each named
 //! cgroup exists under the cgroup v2 mount.
 
@@ -11,7 +11,10 @@ use super::{
     toml_table::{MATCHER_KEYS, check_keys, field, matcher},
     values::{self, Raw},
 };
-use crate::verdict::{Enforce, EnforceMode, KeepaliveTimers, Matcher};
+use crate::{
+    act::enforce::{Enforce, EnforceMode, KeepaliveTimers},
+    verdict::Matcher,
+};
 
 const POLICY_KEYS: [&str; 4] = ["name", "keepalive", "user_timeout", "mode"];
 const KEEPALIVE_KEYS: [&str; 3] = ["idle", "interval", "count"];
@@ -174,7 +177,7 @@ mode = "override"
             p.matcher.cgroup.as_deref(),
             Some("/system.slice/payments.service")
         );
-        assert_eq!(p.mode, crate::verdict::EnforceMode::Override);
+        assert_eq!(p.mode, crate::act::enforce::EnforceMode::Override);
         assert_eq!(p.request().want.keepcnt, 3);
     }
 

@@ -12,7 +12,10 @@ use super::{
     toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
     values,
 };
-use crate::verdict::{Enforce, Matcher, Override, remediation::RemediatePolicy};
+use crate::{
+    act::{enforce::Enforce, remediate::policy::RemediatePolicy},
+    verdict::{Matcher, Override},
+};
 
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
 const OVERRIDE_SWITCH_KEYS: [&str; 1] = ["probe"];

@@ -36,12 +36,11 @@ use catalogue::{SETTINGS, flag_name};
 pub(crate) use file::FileConfig;
 
 use crate::{
+    act::{enforce::Enforce, probe::ProbeSettings, remediate::policy::RemediatePolicy},
     alerting::{BasicAuth, HttpConfig},
     export::http::web_config::WebConfig,
     model::{GroupBy, Grouping},
-    scan::probe::ProbeSettings,
-    verdict::Enforce,
-    verdict::{Policy, Thresholds, remediation::RemediatePolicy},
+    verdict::{Policy, Thresholds},
 };
 
 /// How log lines are written (`log_format`).
@@ -170,7 +169,7 @@ pub fn load(args: &RunArgs) -> Result<RunConfig, ConfigError> {
             })?;
     }
     if config.enforce.iter().any(|p| p.matcher.cgroup.is_some()) {
-        let root = crate::probes::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
+        let root = crate::bpf::cgroup::v2_root().map_err(|error| ConfigError::Unusable {
             problem: format!("[[enforce]] cgroup: no cgroup v2 hierarchy mounted ({error})"),
         })?;
         enforce::check_cgroups(&config.enforce, &root)?;

@@ -1,4 +1,4 @@
-//! `[probe]`: keepalive probes of quiet connections (`scan::probe`). A table in the file, and
+//! `[probe]`: keepalive probes of quiet connections (`act::probe`). A table in the file, and
 //! `--probe`, `--probe-after`, `--probe-interval`, `--probe-count` as flags; off unless enabled.
 //! Connections are opted in or out one by one with `probe = true|false` in an `[[override]]`.
 //! Its keys are rows of the settings catalogue, resolved like the top-level ones.
@@ -9,7 +9,7 @@ use std::time::Duration;
 #[cfg(test)]
 pub(super) use super::catalogue::{PROBE_FLAGS, PROBE_SETTINGS};
 use super::{ConfigError, FileConfig, RunArgs};
-use crate::scan::probe::ProbeSettings;
+use crate::act::probe::ProbeSettings;
 
 /// Flags over the file's `[probe]` over the defaults.
 ///

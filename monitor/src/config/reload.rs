@@ -6,8 +6,9 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::RunConfig;
-use crate::verdict::Enforce;
-use crate::verdict::{Matcher, Override, remediation::RemediatePolicy};
+use crate::act::enforce::Enforce;
+use crate::act::remediate::policy::RemediatePolicy;
+use crate::verdict::{Matcher, Override};
 
 /// Settings a reload applies to the running agent: what the verdicts read.
 pub(crate) const LIVE_KEYS: [&str; 6] = [

@@ -9,8 +9,8 @@ use super::{
     values::{self, Raw},
 };
 use crate::{
+    act::remediate::policy::{REMEDIABLE, RemediatePolicy},
     model::Reason,
-    verdict::remediation::{REMEDIABLE, RemediatePolicy},
 };
 
 const KEYS: [&str; 4] = ["reason", "min_age", "dry_run", "max_per_minute"];

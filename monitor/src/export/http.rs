@@ -37,8 +37,8 @@ use super::{
 };
 use crate::{
     alerting::{self, AlertsView},
+    bpf::SocketSource,
     clock,
-    probes::SocketSource,
     scan::Pipeline,
 };
 

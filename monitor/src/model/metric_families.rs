@@ -3,7 +3,7 @@
 //! only with a release note.
 //!
 //! The catalogue lives here, at the bottom of the crate, because the families are defined in
-//! several rooms (the scan's probe and remediation counters, the Alertmanager push counters,
+//! several rooms (act's probe and remediation counters, the Alertmanager push counters,
 //! export's snapshot and HTTP metrics) and every room may import `model`. Each definer builds its
 //! family from the constant here; [`FAMILIES`] lists them all, and a unit test in
 //! `export::metrics` checks it against the registry the agent builds, so neither can drift.

@@ -14,6 +14,7 @@ pub mod metric_families;
 mod ports;
 mod probe;
 mod reason;
+mod remediation;
 mod view;
 
 pub use self::{
@@ -24,5 +25,6 @@ pub use self::{
     ports::{LocalPort, ServicePorts},
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
+    remediation::{RemediationAction, RemediationResult},
     view::{ConnectionView, KeepaliveView, container_id},
 };

@@ -1,6 +1,6 @@
 //! What the `[probe]` feature found out about one connection's peer: the agent switched the
 //! socket's keepalive on for a few short intervals, watched for the peer's answer, and put the
-//! application's options back. Pure data; `scan::probe` fills it, the verdicts and views read it.
+//! application's options back. Pure data; `act::probe` fills it, the verdicts and views read it.
 
 use std::time::{Duration, SystemTime};
 

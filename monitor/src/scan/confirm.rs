@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use super::kernel_state::FastMap;
 use crate::{
     model::{Connection, Keepalive, Reason},
-    seed::{DiagSocket, SocketKey, SocketQueries},
+    sock_diag::{DiagSocket, SocketKey, SocketQueries},
 };
 
 /// Queries per scan at most (~10–20 µs each): a burst of new suspects beyond it is confirmed

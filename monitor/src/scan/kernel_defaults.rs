@@ -6,7 +6,7 @@
 use std::{path::Path, time::Duration};
 
 use super::convert::SocketDefaults;
-use crate::probes::kernel_state::kernel_hz;
+use crate::bpf::kernel_state::kernel_hz;
 
 /// The defaults of the calling thread's network namespace (the agent's own at start-up),
 /// with `CONFIG_HZ`. Unreadable values keep the kernel's built-in defaults.

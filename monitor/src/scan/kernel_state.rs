@@ -1,7 +1,7 @@
-//! The kernel's own socket state per network namespace: the `iter/tcp` readers (`probes`) run
-//! inside each namespace by `seed`'s per-namespace threads; the table refresh program writes
-//! each tracked socket's values into its slot, and [`apply`] turns them into a connection's. The glue lives here because `probes`
-//! and `seed` sit on one level and may not import each other; `scan` is the first room above both.
+//! The kernel's own socket state in the scans: the table refresh program, run in every network
+//! namespace ([`read_truth`]), writes each tracked socket's values into its slot, and [`apply`]
+//! turns them into a connection's; what a read finds besides the table ([`KernelTruth`]) tells
+//! which entries are gone and which sockets the table missed.
 
 use std::time::Duration;
 
@@ -16,10 +16,13 @@ use monitor_common::{
 
 use super::convert::SocketDefaults;
 use crate::{
+    bpf::{
+        KernelStateReader, KernelStatus, SocketSource,
+        kernel_state::{KernelStateError, convert, read_in},
+    },
     clock,
     model::Connection,
-    probes::{KernelStateReader, KernelStatus, ProbeError, SocketSource, kernel_state::convert},
-    seed::{self, Netns, SeedError},
+    netns, sock_diag,
 };
 
 /// A hash map with a fast hasher (foldhash, as hashbrown uses; keys are kernel namespace and
@@ -27,67 +30,6 @@ use crate::{
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// The set of [`FastMap`].
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
-/// Why one namespace's sockets could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelStateError {
-    /// The namespace could not be entered (gone, or no privilege), or its thread failed.
-    #[error("network namespace {}", ns.path.display())]
-    Namespace {
-        ns: Netns,
-        #[source]
-        source: SeedError,
-    },
-    /// Inside the namespace, the iterator could not be created or read (boxed: a
-    /// [`ProbeError`] is large, and this error is returned per namespace).
-    #[error("reading the socket state iterator in network namespace {}", ns.path.display())]
-    Read {
-        ns: Netns,
-        #[source]
-        source: Box<ProbeError>,
-    },
-}
-
-impl KernelStateError {
-    /// The namespace went away between listing and reading: expected churn.
-    #[must_use]
-    pub fn is_vanished_namespace(&self) -> bool {
-        matches!(self, Self::Namespace { source, .. } if source.is_vanished_namespace())
-    }
-}
-
-/// Every TCP socket of `ns` as the kernel keeps it ([`KernelStateReader::read`] on a thread inside
-/// `ns`; on the calling thread when it is already there). Each record's `netns` is `ns.inode`.
-///
-/// # Errors
-/// [`KernelStateError::Namespace`] when `ns` cannot be entered, [`KernelStateError::Read`] when
-/// the iterator fails inside it.
-pub fn read_namespace(
-    reader: &KernelStateReader,
-    ns: &Netns,
-) -> Result<Vec<KernelSockState>, KernelStateError> {
-    with_reader_in(reader, ns, KernelStateReader::read)
-}
-
-/// Runs `read` with `reader` on a thread inside `ns`, naming the namespace in its errors.
-fn with_reader_in<T: Send + 'static>(
-    reader: &KernelStateReader,
-    ns: &Netns,
-    read: impl FnOnce(&KernelStateReader) -> Result<T, ProbeError> + Send + 'static,
-) -> Result<T, KernelStateError> {
-    let inside = reader.clone();
-    match seed::in_namespace(ns, move || read(&inside)) {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(source)) => Err(KernelStateError::Read {
-            ns: ns.clone(),
-            source: Box::new(source),
-        }),
-        Err(source) => Err(KernelStateError::Namespace {
-            ns: ns.clone(),
-            source,
-        }),
-    }
-}
 
 /// One read of the kernel's sockets in every namespace that could be read, by the table refresh
 /// program (`iter_tcp_table`): each tracked socket's own values went into its table slot
@@ -113,6 +55,9 @@ pub struct KernelTruth {
     /// (owner adoption included): set by the reading thread.
     pub(crate) reads: u64,
     pub(crate) read_time: Duration,
+    /// CPU time the namespaces' reads took, summed over the threads that read them (each
+    /// namespace is read from a thread inside it): what the reads are paced by.
+    pub(crate) cpu_time: Duration,
 }
 
 impl KernelTruth {
@@ -137,6 +82,7 @@ impl KernelTruth {
         self.time_wait += part.time_wait;
         self.orphan_fin_wait2 += part.orphan_fin_wait2;
         self.untracked += part.untracked;
+        self.cpu_time += part.cpu_time;
         let room = MAX_MISSING_KEPT.saturating_sub(self.missing.len());
         self.missing.extend(part.missing.into_iter().take(room));
     }
@@ -164,11 +110,14 @@ impl KernelTruth {
 pub fn read_truth(reader: &KernelStateReader) -> (KernelTruth, Vec<KernelStateError>) {
     let mut truth = KernelTruth::default();
     let mut errors = Vec::new();
-    for ns in seed::find_namespaces() {
+    for ns in netns::find_namespaces() {
         let started_ns = clock::monotonic_now_ns();
-        let read = with_reader_in(reader, &ns, move |inside| {
+        let read = read_in(reader, &ns, move |inside| {
+            let cpu_started = clock::thread_cpu_time();
             let mut part = KernelTruth::default();
-            inside.for_each(|record| part.add(record)).map(|()| part)
+            let read = inside.for_each(|record| part.add(record));
+            part.cpu_time = clock::thread_cpu_time().saturating_sub(cpu_started);
+            read.map(|()| part)
         });
         match read {
             Ok(part) => truth.merge(ns.inode, started_ns, part),
@@ -291,7 +240,7 @@ pub(crate) fn adopt_owners(
     if unowned.iter().all(|inode| unfound.contains(inode)) {
         return 0;
     }
-    let holders = seed::socket_holders_of(|inode| unowned.contains(&inode));
+    let holders = sock_diag::socket_holders_of(|inode| unowned.contains(&inode));
     unfound.extend(unowned.iter().filter(|inode| !holders.contains_key(inode)));
     table.adopt_owners(&mut |entry| holders.get(&entry.kernel.inode).copied())
 }

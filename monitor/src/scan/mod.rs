@@ -7,17 +7,18 @@
 //! suspects, not the number of sockets. [`Scanner::scan`] is the one place a snapshot is built;
 //! tests build snapshots from connection lists through the same code
 //! ([`Snapshot::from_connections`]).
+//!
+//! A scan reads and judges; it never acts on a socket. Features that change sockets (`act`)
+//! join the pipeline through [`Feature`], and remediation runs on the snapshot after the scan.
 
-mod confirm;
+pub(crate) mod confirm;
 pub mod convert;
-pub mod enforce;
+mod feature;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
 pub(crate) mod namespaces;
 mod pipeline;
-pub mod probe;
 pub(crate) mod processes;
-pub mod remediate;
 pub mod summary;
 
 use std::{
@@ -26,12 +27,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use self::{pipeline::Pipeline, summary::Summary};
+pub use self::{
+    feature::{Annotator, Feature, ScanPass},
+    pipeline::Pipeline,
+    summary::Summary,
+};
 use crate::{
+    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
     clock,
-    model::{Connection, Grouping, ServicePorts},
+    model::{Connection, Grouping, RemediationAction, ServicePorts},
     periodic::Periodic,
-    probes::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
 };
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts
@@ -62,7 +67,8 @@ pub struct Snapshot {
     pub table_capacity: u32,
     /// Every hook, attached or not.
     pub hooks: Vec<HookStatus>,
-    /// How long the scan took (table pass and counter read).
+    /// How long the scan took (table pass and counter read; the agent's scan loop adds the
+    /// remediation that follows it).
     pub scan_duration: Duration,
     /// How owners are grouped in bounded-cardinality metrics and alerts.
     pub grouping: Grouping,
@@ -71,8 +77,9 @@ pub struct Snapshot {
     /// Table entries this scan removed because the kernel no longer has their socket (their
     /// close was never seen: a lost event, or a socket that predates the agent).
     pub stale_removed: usize,
-    /// What `[[remediate]]` policies did at this scan (each socket's result reported once).
-    pub remediations: Vec<remediate::Action>,
+    /// What `[[remediate]]` policies did right after this scan (each socket's result reported
+    /// once); filled by the agent's scan loop, empty from [`Scanner::scan`].
+    pub remediations: Vec<RemediationAction>,
 }
 
 /// A part of a scan that failed; its values in the snapshot are the last good ones.
@@ -139,8 +146,6 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
-    /// `[[remediate]]`: None without policies.
-    remediator: Option<Mutex<remediate::Remediator>>,
 }
 
 impl Scanner {
@@ -157,16 +162,7 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
-            remediator: None,
         }
-    }
-
-    /// Acts on confirmed verdicts by `remediator`'s policies after each scan's table pass
-    /// ([`remediate`]); the actions are in [`Snapshot::remediations`].
-    #[must_use]
-    pub fn remediating(mut self, remediator: remediate::Remediator) -> Self {
-        self.remediator = Some(Mutex::new(remediator));
-        self
     }
 
     /// Judges each socket by its own network namespace's sysctls (`tcp_keepalive_*`,
@@ -194,10 +190,6 @@ impl Scanner {
         }
         let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
-        if let Some(remediator) = &self.remediator {
-            let mut remediator = crate::locks::lock(remediator);
-            snapshot.remediations = self.pipeline.remediate(&mut remediator, &snapshot.suspects);
-        }
         let failed = self.pipeline.confirm_errors() - confirm_errors;
         if failed > 0 {
             snapshot.failures.push(ScanFailure {
@@ -239,14 +231,8 @@ impl Scanner {
             builder.add_kernel_read(truth.time_wait, truth.orphan_fin_wait2, reads);
         }
         let mut snapshot = builder.finish();
-        if let Some(enforcement) = self.pipeline.enforcement() {
-            for name in enforcement.policy_names() {
-                snapshot
-                    .summary
-                    .enforced
-                    .entry(Arc::clone(name))
-                    .or_default();
-            }
+        for feature in self.pipeline.features() {
+            feature.summarize(&mut snapshot.summary);
         }
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();
@@ -257,7 +243,8 @@ impl Scanner {
 /// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]: the kernel
 /// writes each tracked socket's values into its slot) and hands what each read found besides the
 /// table to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
-/// to at most 1/[`KERNEL_READ_SHARE`] of a core and never more often than `min_interval` (the
+/// to at most 1/[`KERNEL_READ_SHARE`] of a core (CPU time, [`clock::thread_cpu_time`]) and never
+/// more often than `min_interval` (the
 /// scan interval): every scan on a host with a few thousand sockets, every few minutes at 100k
 /// connections. Each read refreshes the values the kernel keeps ([`kernel_state::apply`]), tells
 /// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets.
@@ -293,6 +280,8 @@ impl KernelStateThread {
                     "socket state of a namespace"
                 );
             }
+            // Measured from here on this thread; the namespaces' reads measured themselves.
+            let cpu_started = clock::thread_cpu_time();
             let hz = pipeline.defaults.hz();
             let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
             let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
@@ -311,8 +300,11 @@ impl KernelStateThread {
             reads += 1;
             read_time += elapsed;
             (truth.reads, truth.read_time) = (reads, read_time);
+            // Paced by CPU time, not wall time: a read that waited for a core on a busy host
+            // used no more of the budget than on an idle one, and must not come later for it.
+            let cpu = truth.cpu_time + clock::thread_cpu_time().saturating_sub(cpu_started);
             pipeline.set_truth(truth);
-            (elapsed * KERNEL_READ_SHARE).max(min_interval)
+            (cpu * KERNEL_READ_SHARE).max(min_interval)
         })?;
         Ok(Self { _thread: thread })
     }

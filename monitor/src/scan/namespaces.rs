@@ -2,7 +2,7 @@
 //! `tcp_retries2` are per-namespace sysctls (a pod sets its own), so a socket is judged by its
 //! own namespace's values, never the agent's.
 //!
-//! Read from a thread inside each namespace ([`seed::in_namespace`]), cached by namespace inode, and
+//! Read from a thread inside each namespace ([`netns::in_namespace`]), cached by namespace inode, and
 //! read again when a scan meets a namespace it does not know yet (at most every
 //! [`RETRY_EVERY`]) and every [`REREAD_EVERY`] (sysctls can change).
 
@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::{convert::SocketDefaults, kernel_defaults};
-use crate::{locks, seed};
+use crate::{locks, netns};
 
 /// How soon a namespace met for the first time is read.
 pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -89,10 +89,10 @@ impl NamespaceDefaults {
         self.missing.store(false, Ordering::Relaxed);
         *last_read = Some(Instant::now());
         let hz = self.host.hz;
-        let table: HashMap<u32, SocketDefaults> = seed::find_namespaces()
+        let table: HashMap<u32, SocketDefaults> = netns::find_namespaces()
             .iter()
             .filter_map(|ns| {
-                let read = seed::in_namespace(ns, move || kernel_defaults::namespace_sysctls(hz));
+                let read = netns::in_namespace(ns, move || kernel_defaults::namespace_sysctls(hz));
                 read.ok().map(|defaults| (ns.inode, defaults))
             })
             .collect();

@@ -2,23 +2,22 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use monitor_common::{SockActivity, tcp_state};
 
 use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
-    enforce::Enforcement,
+    feature::{Annotator, Feature, ScanPass},
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
-    probe::ProbeBook,
     processes::ProcessCache,
-    remediate::{Action, Remediator},
 };
 use crate::{
-    model::Connection,
-    probes::SocketSource,
+    bpf::SocketSource,
+    model::{Connection, Reason},
+    sock_diag::SocketQueries,
     verdict::{self, Policy},
 };
 
@@ -47,12 +46,9 @@ pub struct Pipeline {
     /// Whether verdicts are confirmed against the kernel (the agent; tests and benchmarks judge
     /// made-up sockets the kernel has never had).
     confirms: bool,
-    /// The keepalive probes (`[probe]`), when enabled: results go into each connection, the
-    /// scans offer candidates.
-    probing: Option<Arc<ProbeBook>>,
-    /// `[[enforce]]`, when configured: which policy each socket got, and the agent's own
-    /// applications at each scan.
-    enforcement: OnceLock<Arc<Enforcement>>,
+    /// The features registered ([`with_feature`](Self::with_feature)), in registration order:
+    /// each pass goes through every one.
+    features: Vec<Arc<dyn Feature>>,
 }
 
 impl Pipeline {
@@ -69,8 +65,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
-            probing: None,
-            enforcement: OnceLock::new(),
+            features: Vec::new(),
         }
     }
 
@@ -82,12 +77,17 @@ impl Pipeline {
         self
     }
 
-    /// Puts the keepalive probes' state into every connection and offers the scans' candidates
-    /// to `book` ([`ProbeBook::annotate`], [`ProbeBook::observe`]).
+    /// Adds `feature` to every pass from now on (after the features added before it): the one
+    /// way a feature joins the pipeline.
     #[must_use]
-    pub fn probing(mut self, book: Arc<ProbeBook>) -> Self {
-        self.probing = Some(book);
+    pub fn with_feature(mut self, feature: Arc<dyn Feature>) -> Self {
+        self.features.push(feature);
         self
+    }
+
+    /// The features registered, in order.
+    pub fn features(&self) -> &[Arc<dyn Feature>] {
+        &self.features
     }
 
     /// A pipeline that never reads `/proc` (unit tests: their pids are made up, and the host's
@@ -105,8 +105,7 @@ impl Pipeline {
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
             confirms: false,
-            probing: None,
-            enforcement: OnceLock::new(),
+            features: Vec::new(),
         }
     }
 
@@ -120,64 +119,52 @@ impl Pipeline {
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
     ) -> Vec<u64> {
-        // First: the pass's context takes the enforced sockets' names it publishes.
-        let mut enforce = self.enforcement.get().map(|e| e.start_pass());
+        // First: the pass's context takes what the features publish as their scans start.
+        let mut scans: Vec<Box<dyn ScanPass + '_>> = self
+            .features
+            .iter()
+            .filter_map(|f| f.start_scan())
+            .collect();
         let mut processes = self.processes();
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
         confirmer.start_scan();
         let mut listeners = Listeners::default();
-        let gone = self.pass(&mut processes, &mut confirmer, source, now_ns, &mut |c| {
+        let locked = (&mut *processes, &mut *confirmer);
+        let gone = self.pass(locked, &mut scans, source, now_ns, &mut |c| {
             if c.state == tcp_state::LISTEN
                 && let (Some(netns), Some(pid)) = (c.netns, c.pid)
             {
                 listeners.entry((netns, c.local.port())).or_insert(pid);
             }
-            if let Some(pass) = &mut enforce {
-                pass.observe(&c);
-            }
             f(c);
         });
         processes.end_scan();
-        if let Some(book) = &self.probing {
-            book.end_scan();
-        }
         *crate::locks::write(&self.listeners) = Arc::new(listeners);
         *crate::locks::write(&self.confirmed) = confirmer.end_scan();
         drop((processes, confirmer));
-        // Outside the pass's locks: `/connections` readers do not wait for the iterator reads.
-        if let Some(pass) = enforce {
-            let _enforced = pass.finish();
+        // Outside the pass's locks: `/connections` readers do not wait for the features.
+        for scan in scans {
+            scan.finish();
         }
         gone
     }
 
-    /// Runs `remediator` on this scan's confirmed `suspects` (after the pass: their verdicts
-    /// are confirmed), through the confirmer's exact-query sockets and with the verdict rules
-    /// as the current policy applies them.
-    pub(crate) fn remediate(
+    /// Runs `f` with the confirmer's exact-query sockets (one per namespace, kept between
+    /// scans) and the verdict rules as the current policy applies them (a connection → its
+    /// reasons): for acting on a scan's confirmed suspects right after the scan. A scan waits
+    /// for `f`.
+    pub fn with_kernel_queries<R>(
         &self,
-        remediator: &mut Remediator,
-        suspects: &[Connection],
-    ) -> Vec<Action> {
-        let context = self.context();
+        f: impl FnOnce(&mut SocketQueries, &dyn Fn(&Connection) -> Vec<Reason>) -> R,
+    ) -> R {
+        let (namespaces, policy) = (self.defaults.current(), self.policy());
         let judge = |c: &Connection| {
-            let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
-            verdict::evaluate(c, &context.policy, retries2).0
+            let retries2 = self.defaults.of(&namespaces, c.netns).tcp_retries2;
+            verdict::evaluate(c, &policy, retries2).0
         };
-        let now_ms = || crate::clock::monotonic_now_ns() / 1_000_000;
         let mut confirmer = crate::locks::lock(&self.confirmer);
-        remediator.run(suspects, confirmer.queries(), &judge, &now_ms)
-    }
-
-    /// Hands the `[[enforce]]` state to the passes (once, at start-up).
-    pub fn set_enforcement(&self, enforcement: Arc<Enforcement>) {
-        let _ = self.enforcement.set(enforcement);
-    }
-
-    /// The `[[enforce]]` state, when configured.
-    pub fn enforcement(&self) -> Option<&Arc<Enforcement>> {
-        self.enforcement.get()
+        f(confirmer.queries(), &judge)
     }
 
     /// Verdict confirmations that failed (the kernel could not be asked), since the start.
@@ -231,13 +218,13 @@ impl Pipeline {
     }
 
     /// What a pass shares across its sockets, taken once at its start.
-    fn context(&self) -> Context {
+    fn context(&self) -> Context<'_> {
         Context {
             namespaces: self.defaults.current(),
             truth: self.truth(),
             policy: self.policy(),
             listeners: Arc::clone(&crate::locks::read(&self.listeners)),
-            enforced: self.enforcement.get().map(|e| e.names()),
+            annotators: self.features.iter().filter_map(|f| f.annotator()).collect(),
         }
     }
 
@@ -248,8 +235,8 @@ impl Pipeline {
 
     fn pass(
         &self,
-        processes: &mut ProcessCache,
-        confirmer: &mut Confirmer,
+        (processes, confirmer): (&mut ProcessCache, &mut Confirmer),
+        scans: &mut [Box<dyn ScanPass + '_>],
         source: &dyn SocketSource,
         now_ns: u64,
         f: &mut dyn FnMut(Connection),
@@ -271,26 +258,19 @@ impl Pipeline {
                         } else {
                             judge(&c).1
                         };
-                        self.offer_probe(&c, &context);
+                        observe(scans, &c, &context.policy);
                         f(c);
                     }
                 }
             }
             Judged::Live(c) => {
-                self.offer_probe(&c, &context);
+                observe(scans, &c, &context.policy);
                 f(c);
             }
             Judged::Gone => gone.push(cookie),
             Judged::NotLive => {}
         });
         gone
-    }
-
-    /// At a scan: `c` is a candidate for a keepalive probe, if probing is on and it qualifies.
-    fn offer_probe(&self, c: &Connection, context: &Context) {
-        if let Some(book) = &self.probing {
-            book.observe(c, &context.policy);
-        }
     }
 
     /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
@@ -328,13 +308,9 @@ impl Pipeline {
             c.comm = process.name.or(c.comm);
             c.cgroup = process.cgroup;
         }
-        if let Some(book) = &self.probing {
-            book.annotate(&mut c, now_ns, &context.policy);
+        for annotator in &context.annotators {
+            annotator.annotate(&mut c, now_ns, &context.policy);
         }
-        c.enforced = context
-            .enforced
-            .as_ref()
-            .and_then(|names| names.get(&cookie).cloned());
         (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
         Judged::Live(c)
     }
@@ -357,11 +333,18 @@ enum Judged {
 type Listeners = FastMap<(u32, u16), u32>;
 
 /// What one pass reads once and every socket of it shares.
-struct Context {
+struct Context<'a> {
     namespaces: DefaultsByNetns,
     truth: Option<Arc<KernelTruth>>,
     policy: Arc<Policy>,
     listeners: Arc<Listeners>,
-    /// cookie → `[[enforce]]` policy name (None without `[[enforce]]`).
-    enforced: Option<Arc<FastMap<u64, Arc<str>>>>,
+    /// Each feature's view of the pass, in registration order.
+    annotators: Vec<Box<dyn Annotator + 'a>>,
+}
+
+/// At a scan: every feature's scan follows `c` (judged, verdicts confirmed).
+fn observe(scans: &mut [Box<dyn ScanPass + '_>], c: &Connection, policy: &Policy) {
+    for scan in scans {
+        scan.observe(c, policy);
+    }
 }

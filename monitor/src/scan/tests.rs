@@ -4,7 +4,7 @@ use monitor_common::{AF_INET, SockActivity, tcp_state};
 
 use super::*;
 use crate::{
-    probes::{HookStatus, ProbeError},
+    bpf::{BpfError, HookStatus},
     scan::convert::SocketDefaults,
     verdict::Policy,
 };
@@ -16,10 +16,10 @@ struct FlakyCounters {
 }
 
 impl KernelStatus for FlakyCounters {
-    fn counters(&self) -> Result<KernelCounters, ProbeError> {
+    fn counters(&self) -> Result<KernelCounters, BpfError> {
         let read = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
         if self.failing.contains(&read) {
-            return Err(ProbeError::MissingMap("COUNTERS"));
+            return Err(BpfError::MissingMap("COUNTERS"));
         }
         Ok(KernelCounters {
             retransmits: read as u64,

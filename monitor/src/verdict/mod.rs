@@ -1,15 +1,12 @@
 //! Verdicts: which connections look dead or leaking, and why. Pure: a [`Connection`] and the
 //! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
-pub mod enforce;
 mod policy;
-pub mod remediation;
 mod rules;
 
 use std::time::Duration;
 
 pub use self::{
-    enforce::{Enforce, EnforceMode, KeepaliveTimers},
     policy::{Matcher, Override, Policy, Thresholds, in_cgroup},
     rules::evaluate,
 };

@@ -112,7 +112,7 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
 }
 
 /// Our own keepalive probes went unanswered `[probe].count` times and the peer has not been
-/// heard from since (`scan::probe` decides both): the peer is gone. Replaces
+/// heard from since (`act::probe` decides both): the peer is gone. Replaces
 /// `idle_no_keepalive`, the risk it proves real (one reason per fault).
 fn peer_dead(c: &Connection) -> bool {
     c.probe

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use harness::privilege::{self, KERNEL_BTF, Need};
-use monitor::probes::offsets::{VMLINUX_BTF, from_kernel};
+use monitor::bpf::offsets::{VMLINUX_BTF, from_kernel};
 
 /// The layout of `struct sock_common` has been stable for years (`skc_daddr` first, ports at 12/14,
 /// family at 16), which makes it a usable oracle.

@@ -1,10 +1,10 @@
-//! `[[enforce]]` (issue 12 §2) on a real kernel: a receive-only client without keepalive in a
+//! `[[enforce]]` on a real kernel: a receive-only client without keepalive in a
 //! policy's cgroup gets the policy's timers at connect time (`sock_ops`), and when its peer
 //! vanishes the kernel resets it and the application's `recv()` fails with ETIMEDOUT; a socket
 //! outside every policy is untouched; `fill` keeps what the application set, `override` does
 //! not; connections that existed before the agent, and policies on the process name, are applied
 //! through the socket-option iterator. The application's own `getsockopt` (`tcp_peer.py
-//! recv-report`) and `ss -o` are the oracles. Run as root, under the shared kernel test lock.
+//! recv-report`) and `ss -o` are the oracles. Run as root.
 
 use std::{
     fs,
@@ -30,7 +30,7 @@ fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
     let agent = sc
         .launch()
         .args(&["--config", file.to_str().expect("UTF-8 path")])
-        .rust_log(Some("warn,monitor::scan::enforce=info"))
+        .rust_log(Some("warn,monitor::act::enforce=info"))
         .log_to(log)
         .start()
         .expect("agent");

@@ -1,4 +1,4 @@
-//! The `iter/task_file` reader (`Probes::holders_reader`) against the kernel's own view: real
+//! The `iter/task_file` reader (`Programs::holders_reader`) against the kernel's own view: real
 //! connections in two pairs of namespaces the test creates, among them a socket held by two
 //! processes (a descriptor inherited across `fork`) and one whose only holder is a process whose
 //! parent exited. One pass must report every socket of those namespaces with `ss -tanieOp`'s
@@ -18,8 +18,8 @@ use harness::{
     scenario::SERVICE_PORT,
     ss::{self, SsSocket, close_to},
 };
-use monitor::probes::{
-    Probes,
+use monitor::bpf::{
+    Programs,
     kernel_state::kernel_hz,
     task_file::{
         TaskFileReader,
@@ -230,7 +230,7 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
         .iter()
         .map(harness::scenario::Scenario::net)
         .collect();
-    let mut probes = Probes::load(CAPACITY).expect("load the probes");
+    let mut probes = Programs::load(CAPACITY).expect("load the probes");
     let reader = probes
         .holders_reader()
         .expect("load the task_file iterator");

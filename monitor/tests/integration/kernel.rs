@@ -223,6 +223,8 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
     };
     let first = find();
     std::thread::sleep(Duration::from_secs(2));
+    // The send queue is a value only the kernel keeps: known once a read has come after it grew.
+    agent.wait_kernel_reads(1);
     let second = find();
     let kernel = ss::sockets(&net.client)
         .expect("ss")
@@ -492,7 +494,7 @@ fn a_full_table_counts_insert_failures_and_keeps_working() {
     );
 }
 
-/// Issue 11 (7): a socket missed while the table was full has no later event to retry its insert
+/// A socket missed while the table was full has no later event to retry its insert
 /// when it is idle. The kernel reads list it (`tcp_liveness_untracked_sockets`) and add it once
 /// there is room: 300 connections fill most of a 1024-slot table, 400 more overflow it; closing
 /// the first 300 makes room, and every one of the 400 (both ends) must then be in `/connections`
@@ -514,7 +516,7 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     // Full: some of the 1400 sockets are not in the table, and the kernel read says how many.
     let untracked = wait_for(
         "the kernel read to count untracked sockets",
-        agent.scans(3 * SCANS_TO_SHOW / 2),
+        agent.kernel_reads(3) + agent.scans(SCANS_TO_SHOW),
         || {
             agent
                 .metric("tcp_liveness_untracked_sockets")
@@ -532,7 +534,7 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     let established = |c: &Value| c["state"] == "established";
     let (ours, kernel) = wait_for(
         "every remaining connection in the table",
-        agent.scans(2 * SCANS_TO_SHOW),
+        agent.kernel_reads(3) + agent.scans(SCANS_TO_SHOW),
         || {
             let kernel: Vec<_> = [&net.client, &net.server]
                 .into_iter()
@@ -556,15 +558,11 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     kernel_cookies.sort_unstable();
     assert_eq!(cookies(&ours), kernel_cookies, "the same sockets as ss");
     // Fails on timeout: a socket left out of the table would still be counted.
-    wait_for(
-        "no untracked sockets left",
-        agent.scans(SCANS_TO_SHOW),
-        || {
-            agent
-                .metric("tcp_liveness_untracked_sockets")
-                .filter(|&n| n < 0.5)
-        },
-    );
+    wait_for("no untracked sockets left", agent.kernel_reads(3), || {
+        agent
+            .metric("tcp_liveness_untracked_sockets")
+            .filter(|&n| n < 0.5)
+    });
 }
 
 #[test]
@@ -618,7 +616,7 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
         "a scan with the miss counts",
         agent.scans(SCANS_TO_SHOW),
         || {
-            monitor::probes::HOOKS
+            monitor::bpf::HOOKS
                 .iter()
                 .map(|&hook| agent.metric(&series(hook)).map(|n| (hook, n)))
                 .collect()
@@ -732,7 +730,7 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
     }
 }
 
-/// Issue 10 (5c): connections that completed the handshake but were never `accept()`ed have no
+/// Connections that completed the handshake but were never `accept()`ed have no
 /// process file (`ss -e` `ino:0`): the agent says they are in the accept queue and names the
 /// listener's owner, before and after the clients close them (`CLOSE_WAIT` in the queue).
 #[test]
@@ -806,4 +804,13 @@ fn time_wait_sockets_are_counted_from_the_kernel() {
             .metric("tcp_liveness_connections{state=\"time_wait\"}")
             .filter(|&n| n >= 5.0)
     });
+}
+
+/// The harness derives its kernel-read deadlines from the agent's read budget: the two agree.
+#[test]
+fn harness_paces_kernel_reads_as_the_agent_does() {
+    assert_eq!(
+        harness::agent::KERNEL_READ_SHARE,
+        monitor::scan::KERNEL_READ_SHARE
+    );
 }

@@ -24,8 +24,9 @@ use harness::{
     wait::wait_for,
 };
 use monitor::{
-    probes::{
-        KernelStateReader, Probes,
+    bpf::kernel_state::read_namespace,
+    bpf::{
+        KernelStateReader, Programs as Probes,
         kernel_state::{
             convert::{
                 diag_state, jiffies_to_duration, recv_queue_bytes, send_queue_bytes,
@@ -35,8 +36,7 @@ use monitor::{
             kernel_hz,
         },
     },
-    scan::kernel_state::read_namespace,
-    seed::Netns,
+    netns::Netns,
 };
 use monitor_common::{
     AF_INET, AF_INET6,

@@ -86,11 +86,7 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
     );
     assert_eq!(cw["comm"], "python3", "{cw}");
     // Kernel reads (an iterator created on the held link, in every namespace) go on.
-    let reads = || agent.metric("tcp_liveness_kernel_reads_total");
-    let before = reads().expect("kernel reads metric");
-    wait_for("more kernel reads", agent.scans(SCANS_TO_SHOW), || {
-        reads().filter(|&n| n >= before + 2.0)
-    });
+    agent.wait_kernel_reads(2);
     // Counters (map lookups on held descriptors) and verdict confirmations did not fail.
     for stage in ["counters", "confirm"] {
         let series = format!("tcp_liveness_scan_errors_total{{stage=\"{stage}\"}}");

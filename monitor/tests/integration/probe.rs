@@ -1,7 +1,7 @@
 //! `[probe]` on the real kernel: the agent makes the kernel send keepalive probes on quiet
 //! connections of other processes, proves a live peer alive and a vanished one dead, and puts
 //! the options back — the owning process's own `getsockopt` (`tcp_peer.py idle-report`) is the
-//! oracle. Run as root, under the shared kernel test lock; under CI=true a missing privilege
+//! oracle. Run as root; under CI=true a missing privilege
 //! fails instead of skipping.
 
 use std::{

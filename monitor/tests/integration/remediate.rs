@@ -447,7 +447,7 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     let agent = Launch::new(AGENT, free_port().expect("a free loopback port"))
         .args(&["--unresponsive-after", "500ms"])
         .args(&["--config", path, "--scan-interval", "2s"])
-        .rust_log(Some("info,monitor::scan::remediate=debug"))
+        .rust_log(Some("info,monitor::act::remediate=debug"))
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent");

@@ -22,7 +22,8 @@ use harness::{
 };
 use monitor::{
     model::Comm,
-    seed::{self, DiagSocket, Netns, dump, dump_all, find_namespaces, socket_owners},
+    netns::{Netns, find_namespaces, ns_inode},
+    sock_diag::{self as seed, DiagSocket, dump, dump_all, socket_owners},
 };
 use monitor_common::tcp_state;
 
@@ -40,7 +41,7 @@ fn ss_cookie(inode: u32) -> Option<u64> {
 
 fn own_netns() -> Netns {
     let path = PathBuf::from("/proc/self/ns/net");
-    let inode = seed::ns_inode(&path).expect("own namespace readable");
+    let inode = ns_inode(&path).expect("own namespace readable");
     Netns { inode, path }
 }
 
@@ -190,7 +191,7 @@ fn dump_all_sees_listeners_in_other_namespaces() {
     }
     let name = format!("tl-seed-test-{}", std::process::id());
     let ns = NamedNamespace::create(name.clone()).expect("create the namespace");
-    let ns_inode = seed::ns_inode(&Path::new("/run/netns").join(&name)).expect("stat netns");
+    let ns_inode = ns_inode(&Path::new("/run/netns").join(&name)).expect("stat netns");
     assert_ne!(ns_inode, own_netns().inode);
     let listener = spawn_listener(&ns, 5555);
     let pid = listener.id();

@@ -1,7 +1,7 @@
-//! The socket-option primitive of the active features (`Probes::sockopt_control`): the
+//! The socket-option primitive of the active features (`Programs::sockopt_control`): the
 //! `iter_tcp_sockopt` program changes the options of a socket this test holds, and the test reads
-//! them back with its own `getsockopt` — what the owning application would see. Run as root,
-//! under the shared kernel test lock; under CI=true a missing privilege fails instead of skipping.
+//! them back with its own `getsockopt` — what the owning application would see. Run as root;
+//! under CI=true a missing privilege fails instead of skipping.
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -9,7 +9,7 @@ use std::{
 };
 
 use harness::privilege::{self, Need};
-use monitor::probes::Probes;
+use monitor::bpf::Programs as Probes;
 use monitor_common::sockopt::{
     OUTCOME_DONE, OUTCOME_NOT_SEEN, SET_KEEPALIVE, SET_KEEPCNT, SET_KEEPIDLE, SET_KEEPINTVL,
     SET_USER_TIMEOUT, SockoptRequest, SockoptValues,

@@ -2,7 +2,7 @@
 //! tracked: 2 sockets per connection), grown level by level under one agent at its default 5 s
 //! interval. Per level: the agent's own scan duration (its histogram), its CPU from /proc over
 //! whole intervals, RSS; and, right after a scan, a `sock_diag` dump with `tcp_info` of every namespace
-//! (`monitor::seed::dump_all`, what the agent's seeding runs) and `ss -tin` in the namespace.
+//! (`monitor::sock_diag::dump_all`, what the agent's seeding runs) and `ss -tin` in the namespace.
 
 use std::{
     process::{Command, Stdio},
@@ -267,7 +267,7 @@ fn scale_section(plan: &Plan, levels: &[Level], maps: &[MapInfo]) -> Section {
              intervals; scan ms = the agent's own tcp_liveness_scan_duration_seconds over the \
              same window (mean of n scans); kernel read ms = \
              tcp_liveness_kernel_read_seconds_total / reads in the window. \
-             dump = monitor::seed::dump of the benchmark's namespace with tcp_info (the same \
+             dump = monitor::sock_diag::dump of the benchmark's namespace with tcp_info (the same \
              sockets; `all ns` = dump_all, every namespace, what the agent's seeding runs), \
              each right after a scan; scan / dump uses the first; \
              ss = `ip netns exec … ss -tin > /dev/null`, process start included. \

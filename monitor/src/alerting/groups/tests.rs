@@ -336,23 +336,23 @@ fn groups_past_the_cap_fold_into_one_other_group_per_reason() {
 /// A remediation is counted in the group of the connection and reason it acted on, only.
 #[test]
 fn remediations_count_in_their_connections_group() {
-    use crate::scan::remediate::{Action, ActionResult};
+    use crate::model::{RemediationAction, RemediationResult};
     let mut snap = snapshot(vec![
         conn(1, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
         conn(2, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
         conn(3, Some("app"), 10, 6379, &[Reason::PeerUnresponsive]),
         conn(4, Some("db"), 11, 443, &[Reason::PeerUnresponsive]),
     ]);
-    let action = |cookie, result| Action {
+    let action = |cookie, result| RemediationAction {
         cookie,
         reason: Reason::PeerUnresponsive,
         policy: 1,
         result,
     };
     snap.remediations = vec![
-        action(1, ActionResult::Destroyed),
-        action(2, ActionResult::RateLimited),
-        action(3, ActionResult::RateLimited),
+        action(1, RemediationResult::Destroyed),
+        action(2, RemediationResult::RateLimited),
+        action(3, RemediationResult::RateLimited),
     ];
     let groups = group(&snap);
     let app = groups.iter().find(|g| g.owner == "app").expect("app group");

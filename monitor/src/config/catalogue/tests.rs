@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::{
+    act::probe::ProbeSettings,
     config::{FileConfig, RunConfig},
     export::http::limits::Limits,
     model::Grouping,
-    scan::probe::ProbeSettings,
     verdict::Thresholds,
 };
 

@@ -8,17 +8,17 @@ use prometheus::{core::Collector as _, proto::LabelPair};
 
 use super::{Metrics, ReloadMetrics, SnapshotCollector, proto::metric_type};
 use crate::{
+    act::{
+        probe::{ProbeBook, ProbeSettings},
+        remediate::{RemediationCounters, policy::RemediatePolicy},
+    },
     alerting::{Alerting, HttpConfig},
     export::{SnapshotStore, http::server_metrics::ServerMetrics},
     model::{
         Reason,
         metric_families::{FAMILIES, Family},
     },
-    scan::{
-        probe::{ProbeBook, ProbeSettings},
-        remediate::RemediationCounters,
-    },
-    verdict::{Matcher, remediation::RemediatePolicy},
+    verdict::Matcher,
 };
 
 /// A registry holding every metric the agent can register: the scan loop's, the reload's, the

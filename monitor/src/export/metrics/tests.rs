@@ -8,8 +8,8 @@ use monitor_common::tcp_state::{CLOSE_WAIT, ESTABLISHED, LISTEN, NEW_SYN_RECV, T
 
 use super::*;
 use crate::{
+    bpf::{HookStatus, KernelCounters},
     model::{Connection, Grouping},
-    probes::{HookStatus, KernelCounters},
     scan::Snapshot,
 };
 

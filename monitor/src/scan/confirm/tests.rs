@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use monitor_common::tcp_state;
 
 use super::*;
-use crate::seed::TcpInfoSummary;
+use crate::sock_diag::TcpInfoSummary;
 
 fn suspect(cookie: u64, reasons: &[Reason]) -> Connection {
     let local: SocketAddr = "10.0.0.1:80".parse().unwrap();

@@ -1,0 +1,323 @@
+//! `[[enforce]]` in the scans (a pipeline [`Feature`]): which policy each connection got (for `/connections` and the
+//! `tcp_liveness_enforced_connections{policy}` gauge), and the policies the kernel program cannot
+//! apply by itself, applied by the agent once per socket through the socket-option iterator
+//! (`SockoptControl`):
+//! - connections that existed before the agent started (its first pass, at start-up);
+//! - connections whose first matching policy depends on the process name (the kernel program
+//!   leaves them alone: the owner is not known at handshake time).
+//!
+//! Each socket is decided once (its cookie is remembered while it lives): an application's own
+//! later `setsockopt` wins. Audit: one log line per batch and policy, one debug line per socket.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard, RwLock},
+};
+
+use monitor_common::{
+    enforce::EnforcedSocket,
+    sockopt::{OUTCOME_DONE, SOCKOPT_REQUESTS_CAPACITY, SockoptRequest},
+    tcp_state,
+};
+
+use self::policy::first_match;
+pub use self::policy::{Enforce, EnforceMode, KeepaliveTimers};
+use crate::{
+    model::Connection,
+    scan::{
+        Annotator, Feature, ScanPass, Summary,
+        kernel_state::{FastMap, FastSet},
+    },
+    verdict::Policy,
+};
+
+/// Applies socket option requests to the sockets of one network namespace (by inode; None: the
+/// agent's own). The agent's is [`IteratorApplier`]; tests record calls.
+pub trait Applier: Send + Sync {
+    /// The outcome of each request, as `SockoptControl::apply` returns it.
+    ///
+    /// # Errors
+    /// The namespace cannot be entered or the iterator read: one line.
+    fn apply(
+        &self,
+        netns: Option<u32>,
+        requests: &[(u64, SockoptRequest)],
+    ) -> Result<Vec<(u64, SockoptRequest)>, String>;
+}
+
+/// Where the kernel program's records come from (`EnforceRecords`; a fixed list in tests).
+pub trait KernelRecords: Send + Sync {
+    /// Every socket the program enforced and that has not closed: (cookie, record).
+    fn all(&self) -> Vec<(u64, EnforcedSocket)>;
+    /// Whether the program enforced socket `cookie` (one lookup).
+    fn contains(&self, cookie: u64) -> bool;
+}
+
+impl KernelRecords for crate::bpf::EnforceRecords {
+    fn all(&self) -> Vec<(u64, EnforcedSocket)> {
+        crate::bpf::EnforceRecords::all(self)
+    }
+
+    fn contains(&self, cookie: u64) -> bool {
+        crate::bpf::EnforceRecords::contains(self, cookie)
+    }
+}
+
+/// The policies, the kernel's records and what the agent applied itself.
+pub struct Enforcement {
+    policies: Arc<[Enforce]>,
+    kernel: Box<dyn KernelRecords>,
+    applier: Box<dyn Applier>,
+    /// cookie → policy name, for every enforced socket as of the last pass start.
+    names: RwLock<Arc<FastMap<u64, Arc<str>>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Sockets the agent decided itself: the policy it applied (None: none matched, or the
+    /// socket was gone). Forgotten when the socket is.
+    decided: FastMap<u64, Option<usize>>,
+    /// Sockets the kernel program enforced, as of the last pass start.
+    kernel: FastMap<u64, usize>,
+}
+
+/// One pass over the live connections (a scan, or the start-up pass).
+pub struct Pass<'a> {
+    enforcement: &'a Enforcement,
+    state: MutexGuard<'a, State>,
+    seen: FastSet<u64>,
+    /// (namespace, cookie, policy index) to apply at [`Pass::finish`].
+    pending: Vec<(Option<u32>, u64, usize)>,
+}
+
+impl Enforcement {
+    #[must_use]
+    pub fn new(
+        policies: Vec<Enforce>,
+        kernel: Box<dyn KernelRecords>,
+        applier: Box<dyn Applier>,
+    ) -> Self {
+        Self {
+            policies: policies.into(),
+            kernel,
+            applier,
+            names: RwLock::default(),
+            state: Mutex::default(),
+        }
+    }
+
+    /// The policy names, in config order (every `policy` label, 0 included).
+    pub fn policy_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.policies.iter().map(|p| &p.name)
+    }
+
+    /// cookie → policy name of every socket known enforced (as of the last pass start).
+    #[must_use]
+    pub fn names(&self) -> Arc<FastMap<u64, Arc<str>>> {
+        Arc::clone(&crate::locks::read(&self.names))
+    }
+
+    /// Starts a pass: reads the kernel program's records (logging the sockets it enforced since
+    /// the last pass) and publishes every enforced socket's policy name.
+    pub fn start_pass(&self) -> Pass<'_> {
+        let mut state = crate::locks::lock(&self.state);
+        let kernel: FastMap<u64, usize> = self
+            .kernel
+            .all()
+            .into_iter()
+            .filter_map(|(cookie, r)| {
+                let slot = usize::try_from(r.slot)
+                    .ok()
+                    .filter(|&s| s < self.policies.len())?;
+                Some((cookie, slot))
+            })
+            .collect();
+        let mut new_by_policy: BTreeMap<usize, usize> = BTreeMap::new();
+        for (cookie, &slot) in &kernel {
+            if !state.kernel.contains_key(cookie) {
+                *new_by_policy.entry(slot).or_default() += 1;
+                tracing::debug!(
+                    cookie,
+                    policy = &*self.policies[slot].name,
+                    "enforced at establishment (sock_ops)"
+                );
+            }
+        }
+        for (slot, count) in new_by_policy {
+            tracing::info!(
+                policy = &*self.policies[slot].name,
+                count,
+                "enforce: new connections given the policy at establishment (sock_ops)"
+            );
+        }
+        state.kernel = kernel;
+        self.publish(&state);
+        Pass {
+            enforcement: self,
+            state,
+            seen: FastSet::default(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Enforcement {
+    /// Publishes every enforced socket's policy name, for [`names`](Self::names).
+    fn publish(&self, state: &State) {
+        let names: FastMap<u64, Arc<str>> = state
+            .kernel
+            .iter()
+            .map(|(&c, &s)| (c, s))
+            .chain(state.decided.iter().filter_map(|(&c, s)| Some((c, (*s)?))))
+            .map(|(cookie, slot)| (cookie, Arc::clone(&self.policies[slot].name)))
+            .collect();
+        *crate::locks::write(&self.names) = Arc::new(names);
+    }
+}
+
+impl Pass<'_> {
+    /// Looks at one live connection: an established one that neither the kernel program nor
+    /// the agent has decided yet, whose owner is known, gets its first matching policy at
+    /// [`finish`](Self::finish).
+    pub fn observe(&mut self, c: &Connection) {
+        self.seen.insert(c.cookie);
+        if c.state != tcp_state::ESTABLISHED
+            || self.state.kernel.contains_key(&c.cookie)
+            || self.state.decided.contains_key(&c.cookie)
+        {
+            return;
+        }
+        // Without the owner neither `process` nor `cgroup` can be decided: wait for it.
+        if c.comm.is_none() {
+            return;
+        }
+        let policy = first_match(&self.enforcement.policies, c).map(|(i, _)| i);
+        self.state.decided.insert(c.cookie, None);
+        if let Some(i) = policy {
+            self.pending.push((c.netns, c.cookie, i));
+        }
+    }
+
+    /// Applies what the pass found, one iterator read per namespace (batches of at most
+    /// `SOCKOPT_REQUESTS_CAPACITY`), and forgets sockets the pass did not see. Returns how many
+    /// sockets got a policy.
+    #[must_use = "the count is for the audit log"]
+    pub fn finish(mut self) -> usize {
+        let policies = Arc::clone(&self.enforcement.policies);
+        // A connection established after the pass read the kernel's records, and reached by the
+        // pass, is the kernel program's: it has it by now (it runs right after the state change
+        // that put the socket in the table), so it is not applied twice.
+        let kernel = &self.enforcement.kernel;
+        self.pending
+            .retain(|&(_, cookie, _)| !kernel.contains(cookie));
+        let mut by_netns: BTreeMap<Option<u32>, Vec<(u64, usize)>> = BTreeMap::new();
+        for (netns, cookie, policy) in std::mem::take(&mut self.pending) {
+            by_netns.entry(netns).or_default().push((cookie, policy));
+        }
+        let mut enforced = 0;
+        for (netns, sockets) in by_netns {
+            for chunk in sockets.chunks(SOCKOPT_REQUESTS_CAPACITY as usize) {
+                enforced += self.apply(netns, chunk, &policies);
+            }
+        }
+        let seen = std::mem::take(&mut self.seen);
+        self.state.decided.retain(|cookie, _| seen.contains(cookie));
+        if enforced > 0 {
+            self.enforcement.publish(&self.state);
+        }
+        enforced
+    }
+
+    fn apply(&mut self, netns: Option<u32>, chunk: &[(u64, usize)], policies: &[Enforce]) -> usize {
+        let requests: Vec<(u64, SockoptRequest)> = chunk
+            .iter()
+            .map(|&(cookie, i)| (cookie, policies[i].request()))
+            .collect();
+        let outcomes = match self.enforcement.applier.apply(netns, &requests) {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::warn!(netns, %error, sockets = chunk.len(), "enforce: cannot apply policies in this namespace");
+                return 0;
+            }
+        };
+        let mut by_policy: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        let mut enforced = 0;
+        for (&(cookie, i), (_, outcome)) in chunk.iter().zip(&outcomes) {
+            let counts = by_policy.entry(i).or_default();
+            if outcome.outcome != OUTCOME_DONE {
+                counts.1 += 1;
+                continue;
+            }
+            counts.0 += 1;
+            enforced += 1;
+            self.state.decided.insert(cookie, Some(i));
+            tracing::debug!(
+                cookie,
+                netns,
+                policy = &*policies[i].name,
+                applied = outcome.applied,
+                explicit_before = outcome.explicit,
+                error = outcome.error,
+                "enforce: policy applied to an existing connection"
+            );
+        }
+        for (i, (count, gone)) in by_policy {
+            tracing::info!(
+                policy = &*policies[i].name,
+                mode = policies[i].mode.as_str(),
+                netns,
+                count,
+                gone,
+                "enforce: policy applied to connections through the socket iterator"
+            );
+        }
+        enforced
+    }
+}
+
+/// Each scan starts a [`Pass`] (publishing the names its connections are annotated with),
+/// every connection shows its policy name, and the `policy` label of every policy exists from
+/// the first scan.
+impl Feature for Enforcement {
+    fn start_scan(&self) -> Option<Box<dyn ScanPass + '_>> {
+        Some(Box::new(self.start_pass()))
+    }
+
+    fn annotator(&self) -> Option<Box<dyn Annotator + '_>> {
+        Some(Box::new(EnforcedNames(self.names())))
+    }
+
+    fn summarize(&self, summary: &mut Summary) {
+        for name in self.policy_names() {
+            summary.enforced.entry(Arc::clone(name)).or_default();
+        }
+    }
+}
+
+impl ScanPass for Pass<'_> {
+    fn observe(&mut self, c: &Connection, _policy: &Policy) {
+        Pass::observe(self, c);
+    }
+
+    fn finish(self: Box<Self>) {
+        let _enforced = Pass::finish(*self);
+    }
+}
+
+/// cookie → policy name of every enforced socket, as of the pass's start.
+struct EnforcedNames(Arc<FastMap<u64, Arc<str>>>);
+
+impl Annotator for EnforcedNames {
+    fn annotate(&self, c: &mut Connection, _now_ns: u64, _policy: &Policy) {
+        c.enforced = self.0.get(&c.cookie).cloned();
+    }
+}
+
+mod iterator;
+pub mod policy;
+
+pub use iterator::IteratorApplier;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use std::{sync::Mutex, time::Duration};
+
+use monitor_common::sockopt::{OUTCOME_NOT_SEEN, SET_USER_TIMEOUT};
+
+use super::*;
+use crate::verdict::Matcher;
+
+/// Records each batch; answers DONE except for cookie 99 (gone).
+/// (namespace, cookies) of each batch.
+type Calls = Arc<Mutex<Vec<(Option<u32>, Vec<u64>)>>>;
+
+/// Records each batch; answers DONE except for cookie 99 (gone).
+#[derive(Default)]
+struct Recorder(Calls);
+
+impl Applier for Recorder {
+    fn apply(
+        &self,
+        netns: Option<u32>,
+        requests: &[(u64, SockoptRequest)],
+    ) -> Result<Vec<(u64, SockoptRequest)>, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((netns, requests.iter().map(|(c, _)| *c).collect()));
+        Ok(requests
+            .iter()
+            .map(|&(cookie, r)| {
+                let outcome = if cookie == 99 {
+                    OUTCOME_NOT_SEEN
+                } else {
+                    OUTCOME_DONE
+                };
+                (
+                    cookie,
+                    SockoptRequest {
+                        outcome,
+                        applied: r.set,
+                        ..r
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+struct Fixed(Vec<(u64, EnforcedSocket)>);
+
+impl KernelRecords for Fixed {
+    fn all(&self) -> Vec<(u64, EnforcedSocket)> {
+        // Cookie 7 is enforced at establishment while the pass runs: not listed at its start.
+        self.0.iter().copied().filter(|&(c, _)| c != 7).collect()
+    }
+
+    fn contains(&self, cookie: u64) -> bool {
+        self.0.iter().any(|&(c, _)| c == cookie)
+    }
+}
+
+fn policy(name: &str, matcher: Matcher) -> Enforce {
+    Enforce {
+        name: name.into(),
+        matcher,
+        keepalive: None,
+        user_timeout: Some(Duration::from_secs(5)),
+        mode: EnforceMode::Fill,
+    }
+}
+
+fn connection(cookie: u64, port: u16, comm: Option<&str>, netns: u32) -> Connection {
+    let addr = |p| std::net::SocketAddr::from(([10, 0, 0, 1], p));
+    let mut c = Connection::new(cookie, tcp_state::ESTABLISHED, addr(port), addr(40_000));
+    c.comm = comm.map(crate::model::Comm::new);
+    c.netns = Some(netns);
+    c
+}
+
+#[test]
+fn each_socket_is_decided_once_by_its_first_matching_policy() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let policies = vec![
+        policy(
+            "by-process",
+            Matcher {
+                process: Some("curl".into()),
+                ..Matcher::default()
+            },
+        ),
+        policy(
+            "by-port",
+            Matcher {
+                local_port: Some(80),
+                ..Matcher::default()
+            },
+        ),
+    ];
+    // Cookies 5 and 7 were enforced by the kernel program at establishment; 7 only after the
+    // pass read its records.
+    let kernel = Fixed(vec![
+        (7, EnforcedSocket::default()),
+        (
+            5,
+            EnforcedSocket {
+                slot: 1,
+                applied: SET_USER_TIMEOUT,
+                ..EnforcedSocket::default()
+            },
+        ),
+    ]);
+    let e = Enforcement::new(
+        policies,
+        Box::new(kernel),
+        Box::new(Recorder(Arc::clone(&calls))),
+    );
+
+    let mut pass = e.start_pass();
+    pass.observe(&connection(1, 80, Some("curl"), 7)); // by-process (first match)
+    pass.observe(&connection(2, 80, Some("nginx"), 7)); // by-port
+    pass.observe(&connection(3, 81, Some("nginx"), 8)); // no policy
+    pass.observe(&connection(4, 80, None, 7)); // owner unknown: later
+    pass.observe(&connection(5, 80, Some("nginx"), 7)); // the kernel did it
+    pass.observe(&connection(7, 80, Some("nginx"), 7)); // the kernel did it, during the pass
+    pass.observe(&connection(99, 80, Some("curl"), 8)); // gone meanwhile
+    let mut closing = connection(6, 80, Some("curl"), 7);
+    closing.state = tcp_state::CLOSE_WAIT;
+    pass.observe(&closing); // only established connections
+    assert_eq!(pass.finish(), 2);
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [(Some(7), vec![1, 2]), (Some(8), vec![99])],
+        "one batch per namespace"
+    );
+    let names = e.names();
+    assert_eq!(names.get(&1).map(|n| &**n), Some("by-process"));
+    assert_eq!(names.get(&2).map(|n| &**n), Some("by-port"));
+    assert_eq!(
+        names.get(&5).map(|n| &**n),
+        Some("by-port"),
+        "the kernel's record"
+    );
+    assert!(!names.contains_key(&3) && !names.contains_key(&99));
+
+    // The next pass applies nothing again (an application's own setsockopt wins), but takes the
+    // socket whose owner is now known.
+    let mut pass = e.start_pass();
+    for c in [1, 2, 3, 5, 99] {
+        pass.observe(&connection(c, 80, Some("x"), 7));
+    }
+    pass.observe(&connection(4, 80, Some("nginx"), 7));
+    assert_eq!(pass.finish(), 1);
+    assert_eq!(calls.lock().unwrap()[2], (Some(7), vec![4]));
+    // A socket not seen in a pass is forgotten (cookies are never reused, memory is).
+    let pass = e.start_pass();
+    assert_eq!(pass.finish(), 0);
+    assert!(crate::locks::lock(&e.state).decided.is_empty());
+}

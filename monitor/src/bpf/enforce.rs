@@ -1,0 +1,97 @@
+//! Loads and attaches the `sock_ops_enforce` program (`monitor-ebpf/src/enforce.rs`) for
+//! `[[enforce]]`: fills its policy slots, attaches it to the root of the cgroup v2 hierarchy
+//! (every connection of the host passes it at establishment), and reads back which sockets it
+//! enforced. The attachment lasts as long as [`Programs`](super::Programs): the agent's exit detaches
+//! it; sockets keep the options it set.
+
+use std::{path::Path, sync::Mutex};
+
+use aya::{
+    maps::{Array, HashMap, MapData},
+    programs::{CgroupAttachMode, SockOps},
+};
+use monitor_common::enforce::{
+    ENFORCE_POLICIES_MAP, ENFORCE_SLOTS, ENFORCED_CAPACITY, ENFORCED_MAP, EnforceSlot,
+    EnforcedSocket, SOCK_OPS_ENFORCE_PROGRAM,
+};
+
+use super::{BpfError, Programs, maps::take};
+
+/// The attached program's record of the sockets it enforced. `Send + Sync`.
+#[derive(Debug)]
+pub struct EnforceRecords {
+    enforced: Mutex<HashMap<MapData, u64, EnforcedSocket>>,
+}
+
+impl EnforceRecords {
+    /// Every socket the program enforced and has not seen close: (cookie, what it did).
+    #[must_use]
+    pub fn all(&self) -> Vec<(u64, EnforcedSocket)> {
+        let map = crate::locks::lock(&self.enforced);
+        // Two syscalls per entry (next key, lookup). An entry deleted during the walk can make
+        // the kernel start over: bounded by the capacity; the next scan reads the rest.
+        map.iter()
+            .map_while(Result::ok)
+            .take(ENFORCED_CAPACITY as usize)
+            .collect()
+    }
+}
+
+impl EnforceRecords {
+    /// Whether the program enforced socket `cookie` and has not seen it close.
+    #[must_use]
+    pub fn contains(&self, cookie: u64) -> bool {
+        crate::locks::lock(&self.enforced).get(&cookie, 0).is_ok()
+    }
+}
+
+impl Programs {
+    /// Writes `slots` (config order, at most `ENFORCE_SLOTS`) into the program's policy map,
+    /// loads it and attaches it to `cgroup_root` (the cgroup v2 mount). Needs `CAP_BPF` and
+    /// `CAP_NET_ADMIN` (or `CAP_SYS_ADMIN`) to attach: call it before privileges drop.
+    ///
+    /// # Errors
+    /// The kernel's BTF lacks the cgroup fields the program follows, a map or the program is
+    /// missing or refused, or the cgroup directory cannot be opened or attached to.
+    pub fn enforce(
+        &mut self,
+        slots: &[EnforceSlot],
+        cgroup_root: &Path,
+    ) -> Result<EnforceRecords, BpfError> {
+        // The object was loaded with zero offsets if the BTF lacked them: refuse to attach.
+        if let Some(why) = self.enforce_unavailable.take() {
+            return Err(why);
+        }
+        let mut policies: Array<MapData, EnforceSlot> = take(&mut self.ebpf, ENFORCE_POLICIES_MAP)?;
+        let map_error = |source| BpfError::Map {
+            name: ENFORCE_POLICIES_MAP,
+            source,
+        };
+        for (i, slot) in (0..ENFORCE_SLOTS).zip(slots) {
+            policies.set(i, slot, 0).map_err(map_error)?;
+        }
+        let enforced = take(&mut self.ebpf, ENFORCED_MAP)?;
+        let name = SOCK_OPS_ENFORCE_PROGRAM;
+        let program: &mut SockOps = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
+            .try_into()
+            .map_err(BpfError::program(name))?;
+        program.load().map_err(BpfError::program(name))?;
+        let cgroup = std::fs::File::open(cgroup_root).map_err(|source| BpfError::Cgroup {
+            step: format!("opening {}", cgroup_root.display()),
+            source,
+        })?;
+        // A BPF link (kernels from 5.7): the kernel refuses flags on it (EINVAL) and always
+        // attaches it beside what is there, so other tools' sock_ops programs keep running.
+        program
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(BpfError::program(name))?;
+        // The policy map stays referenced by the program; this handle is no longer needed.
+        drop(policies);
+        Ok(EnforceRecords {
+            enforced: Mutex::new(enforced),
+        })
+    }
+}
