@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod enforce;
+pub mod holders;
 pub mod kernel_state;
 pub mod sockopt;
 pub mod tcp_state;
@@ -291,9 +292,18 @@ pub struct KernelOffsets {
     pub socket_ino: u32,
     /// `tcp_timewait_sock` → `tw_sk.tw_substate`.
     pub tw_substate: u32,
+    // Read by the `iter/task_file` program (`holders::HeldSocket`).
+    /// `task_struct` → `tgid`.
+    pub task_tgid: u32,
+    /// `struct socket` → `sk`.
+    pub socket_sk: u32,
+    /// `struct socket` → `type` (`SOCK_STREAM`, ...).
+    pub socket_type: u32,
+    /// `struct sock` → `__sk_common.skc_cookie` (0 until something asks for the cookie).
+    pub skc_cookie: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

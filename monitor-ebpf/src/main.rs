@@ -8,6 +8,8 @@
 //! - `peer`: `tcp_probe`, `tcp_retransmit_skb`, resets, socket errors, `tcp_destroy_sock`;
 //! - `iter`: the `iter/tcp` iterator — the kernel's own state of every TCP socket of a network
 //!   namespace, one record per socket, when the agent reads it (not on the packet path);
+//! - `task_file`: the `iter/task_file` iterator — every TCP socket descriptor of every process,
+//!   with its holder and the socket's own times and counters, in one pass over all namespaces;
 //! - `sockopt`: the `iter/tcp` program that applies the agent's socket option changes
 //!   (`bpf_setsockopt`; probes and keepalive enforcement);
 //! - `enforce`: the `sock_ops` program that gives new connections the keepalive timers and user
@@ -43,6 +45,7 @@ mod peer;
 mod socket;
 mod sockopt;
 mod state;
+mod task_file;
 
 #[cfg(not(test))]
 #[panic_handler]

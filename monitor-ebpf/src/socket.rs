@@ -60,6 +60,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_socket: 0,
     socket_ino: 0,
     tw_substate: 0,
+    task_tgid: 0,
+    socket_sk: 0,
+    socket_type: 0,
+    skc_cookie: 0,
 };
 
 /// The offsets of the kernel fields the programs read.

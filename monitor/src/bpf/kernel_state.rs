@@ -166,7 +166,7 @@ pub fn kernel_hz() -> Option<u32> {
 }
 
 /// The two `bpf()` commands aya does not offer for an iterator link it keeps.
-mod sys {
+pub(crate) mod sys {
     use std::{
         io,
         os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
@@ -196,7 +196,7 @@ mod sys {
 
     /// A link of the loaded iterator program `program` (no iterator parameters: `tcp` takes
     /// none).
-    pub(super) fn link_create_iter(program: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    pub(crate) fn link_create_iter(program: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         let attr = LinkCreate {
             prog_fd: fd_u32(program),
             target_fd: 0,
@@ -207,7 +207,7 @@ mod sys {
     }
 
     /// A new iterator file of `link`, walking the calling thread's network namespace.
-    pub(super) fn iter_create(link: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    pub(crate) fn iter_create(link: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         let attr = IterCreate {
             link_fd: fd_u32(link),
             flags: 0,

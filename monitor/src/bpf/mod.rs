@@ -15,6 +15,7 @@ mod misses;
 pub mod offsets;
 pub mod sockopt;
 mod source;
+pub mod task_file;
 
 use std::{
     os::fd::AsFd as _,

@@ -89,6 +89,10 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BpfError> {
         socket_ino: field_offset(btf, "socket_alloc", &["vfs_inode", "i_ino"])?
             - field_offset(btf, "socket_alloc", &["socket"])?,
         tw_substate: field_offset(btf, "tcp_timewait_sock", &["tw_sk", "tw_substate"])?,
+        task_tgid: field_offset(btf, "task_struct", &["tgid"])?,
+        socket_sk: field_offset(btf, "socket", &["sk"])?,
+        socket_type: field_offset(btf, "socket", &["type"])?,
+        skc_cookie: sock(&["__sk_common", "skc_cookie"])?,
     })
 }
 

@@ -31,4 +31,9 @@ fn finds_sock_common_fields_in_kernel_btf() {
     // Stable for decades in include/net/sock.h.
     assert_eq!((off.sock_dead_bit, off.sock_keepopen_bit), (0, 3));
     assert!(off.icsk_user_timeout > 0 && off.tcp_keepalive_time > off.icsk_user_timeout);
+    // `struct socket` starts with state, type, flags, then (after a pointer) `sk`: never first.
+    assert!(off.socket_sk > off.socket_type);
+    assert_eq!(off.socket_type, 4, "after `socket_state state`");
+    assert!(off.task_tgid > 0);
+    assert!(off.skc_cookie > off.skc_state && off.skc_cookie < off.sk_protocol);
 }

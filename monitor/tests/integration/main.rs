@@ -19,6 +19,7 @@ mod config_errors;
 mod deploy_manifests;
 mod enforce;
 mod enforce_config;
+mod holders;
 mod http_server;
 mod kernel;
 mod kernel_state;

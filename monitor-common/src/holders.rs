@@ -1,0 +1,114 @@
+//! Every TCP socket a process holds, with its holder and the kernel's own per-socket times and
+//! counters, in one pass over every network namespace: the `iter/task_file` program
+//! (`monitor-ebpf/src/task_file.rs`) visits each open file of every process once (threads that
+//! share a file table once) and writes one [`HeldSocket`] per TCP socket descriptor
+//! (`bpf_seq_write`); the agent reads them from the iterator's file.
+//!
+//! A socket held by several processes (a descriptor inherited across `fork`, or passed over a
+//! UNIX socket) gives one record per holder, with the same cookie; a socket held twice by one
+//! process (`dup`) gives one record per descriptor. Sockets without a descriptor (orphans, the
+//! accept queue, `TIME_WAIT`) are not in it.
+//!
+//! Nothing is converted on the kernel side: times stay in jiffies or in the socket's TCP
+//! timestamp clock, with both clocks read at the visit beside them.
+
+#[cfg(doc)]
+use crate::kernel_state::KernelSockState;
+use crate::kernel_state::{KS_KEEPOPEN, KS_USEC_TS};
+
+/// Name of the `iter/task_file` program that writes one [`HeldSocket`] per TCP socket descriptor.
+pub const ITER_TASK_FILE_PROGRAM: &str = "iter_task_file";
+
+/// [`HeldSocket::flags`]: `SO_KEEPALIVE` is on (`SOCK_KEEPOPEN` in `sk_flags`).
+pub const HS_KEEPOPEN: u8 = KS_KEEPOPEN;
+/// [`HeldSocket::flags`]: the connection uses microsecond TCP timestamps (`tcp_usec_ts`):
+/// `retrans_stamp` and `stamp_now` count microseconds instead of milliseconds.
+pub const HS_USEC_TS: u8 = KS_USEC_TS;
+
+/// One TCP socket descriptor of one process, as the kernel keeps the socket at the visit.
+///
+/// Jiffies are the kernel's `u32` view (`tcp_jiffies32`): compare them with `now_jiffies` in
+/// wrapping arithmetic, as `tcp_get_info` does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldSocket {
+    /// Socket cookie (`skc_cookie`): `ss -e` `sk:`, `sock_diag`'s `idiag_cookie`. The kernel
+    /// makes it the first time something asks for it (`sock_diag`, a BPF program calling
+    /// `bpf_get_socket_cookie`), which this program cannot do: 0 until then (use `inode`).
+    pub cookie: u64,
+    /// The holding process (`task_struct.tgid`: a pid as `/proc` and `ss -p` show it, in the
+    /// initial pid namespace).
+    pub tgid: u32,
+    /// The descriptor number in the holder's file table.
+    pub fd: u32,
+    /// Socket inode (`SOCK_INODE(sock)->i_ino`, low 32 bits as `ss -e` `ino:` prints it).
+    pub inode: u32,
+    /// Network namespace inode of the socket (`skc_net->ns.inum`), not of the holder.
+    pub netns: u32,
+    /// Low 32 bits of `bpf_jiffies64()` at the visit (`tcp_jiffies32`).
+    pub now_jiffies: u32,
+    /// The socket's TCP timestamp clock at the visit: `CLOCK_MONOTONIC` in ms (µs with
+    /// [`HS_USEC_TS`]), low 32 bits: what `retrans_stamp` is compared with.
+    pub stamp_now: u32,
+    /// `tcp_sock.lsndtime`, jiffies: as [`KernelSockState::lsndtime`] (`ss -i` `lastsnd`).
+    pub lsndtime: u32,
+    /// `icsk_ack.lrcvtime`, jiffies: as [`KernelSockState::lrcvtime`] (`lastrcv`).
+    pub lrcvtime: u32,
+    /// `tcp_sock.rcv_tstamp`, jiffies: as [`KernelSockState::rcv_tstamp`] (`lastack`).
+    pub rcv_tstamp: u32,
+    /// First transmission of the oldest data being retransmitted (`tcp_sock.retrans_stamp`), in
+    /// the clock of `stamp_now`; 0 when nothing is being retransmitted.
+    pub retrans_stamp: u32,
+    /// `tcp_sock.snd_una` and `snd_nxt`: their difference is the bytes in flight; `snd_una`
+    /// moving is the peer acknowledging data.
+    pub snd_una: u32,
+    /// See `snd_una`.
+    pub snd_nxt: u32,
+    /// `tcp_sock.packets_out`: segments in flight (`ss -i` `unacked`).
+    pub packets_out: u32,
+    /// The socket's options, 0 when not set (the namespace's sysctls apply to the keepalive
+    /// ones): `icsk_user_timeout` (`TCP_USER_TIMEOUT`, ms), `tcp_sock.keepalive_time`
+    /// (`TCP_KEEPIDLE`, jiffies) and `keepalive_intvl` (`TCP_KEEPINTVL`, jiffies), and
+    /// `keepalive_probes` below (`TCP_KEEPCNT`).
+    pub user_timeout_ms: u32,
+    /// See `user_timeout_ms`.
+    pub keepalive_time: u32,
+    /// See `user_timeout_ms`.
+    pub keepalive_intvl: u32,
+    /// `skc_state` ([`crate::tcp_state`]).
+    pub state: u8,
+    /// [`HS_KEEPOPEN`], [`HS_USEC_TS`].
+    pub flags: u8,
+    /// The `inet_connection_sock` counters, in the kernel's order and as in
+    /// [`KernelSockState`]: `icsk_retransmits`, `icsk_pending` (the pending timer, numbered as
+    /// [`KernelSockState::pending_timer`]), `icsk_backoff`, `icsk_probes_out`.
+    pub retransmits: u8,
+    /// See `retransmits`.
+    pub pending_timer: u8,
+    /// See `retransmits`.
+    pub backoff: u8,
+    /// See `retransmits`.
+    pub probes_out: u8,
+    /// See `user_timeout_ms`.
+    pub keepalive_probes: u8,
+    _pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<HeldSocket>() == 80);
+const _: () = assert!(core::mem::align_of::<HeldSocket>() == 8);
+
+impl HeldSocket {
+    /// A record with every field 0.
+    #[must_use]
+    pub const fn zeroed() -> Self {
+        // SAFETY: integers only: all zeros is a valid value of every field.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), only integers, no implicit padding (the size assertion above counts every
+    // field and `_pad`).
+    unsafe impl aya::Pod for super::HeldSocket {}
+}
