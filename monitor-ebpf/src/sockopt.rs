@@ -42,14 +42,18 @@ const TCP_KEEPINTVL: i32 = 5;
 const TCP_KEEPCNT: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
 
-/// Every option the program handles, in the order it applies them: timers before
-/// `SO_KEEPALIVE`, so keepalive (re)starts with its new idle time.
+/// Every option the program handles, in the order it applies them: `SO_KEEPALIVE` first and
+/// `TCP_KEEPIDLE` last. Switching keepalive on arms its timer for a whole idle period from now;
+/// setting the idle time on a socket that has keepalive on re-arms the timer with the time left
+/// of the new idle period, counted from the last segment received
+/// (`tcp_sock_set_keepidle_locked`): a socket already idle that long gets its first probe at
+/// once, in the same walk. Switching keepalive off first disarms it before any timer changes.
 pub(crate) const OPTIONS: [(u32, i32, i32); 5] = [
+    (SET_KEEPALIVE, SOL_SOCKET, SO_KEEPALIVE),
     (SET_USER_TIMEOUT, SOL_TCP, TCP_USER_TIMEOUT),
     (SET_KEEPCNT, SOL_TCP, TCP_KEEPCNT),
     (SET_KEEPINTVL, SOL_TCP, TCP_KEEPINTVL),
     (SET_KEEPIDLE, SOL_TCP, TCP_KEEPIDLE),
-    (SET_KEEPALIVE, SOL_SOCKET, SO_KEEPALIVE),
 ];
 
 #[unsafe(no_mangle)]

@@ -26,7 +26,8 @@ use crate::{
 /// because of our probes within the probe window (it would take 127 unanswered probes).
 pub(crate) const PROBE_KEEPCNT: u32 = 127;
 
-/// The options a probe sets: keepalive on, first probe after `interval`, then every `interval`.
+/// The options a probe sets: keepalive on, the idle time = `interval` (a socket quiet for longer
+/// gets its first probe at once), then a probe every `interval`.
 const START_SET: u32 = SET_KEEPALIVE | SET_KEEPIDLE | SET_KEEPINTVL | SET_KEEPCNT;
 /// What a finish puts back: all five options, as the application's `getsockopt` showed them.
 const RESTORE_SET: u32 = START_SET | SET_USER_TIMEOUT;
@@ -187,20 +188,6 @@ impl Machine {
                 keepintvl_s: interval,
                 keepcnt: PROBE_KEEPCNT,
                 user_timeout_ms: 0,
-            },
-            ..SockoptRequest::default()
-        }
-    }
-
-    /// `TCP_KEEPIDLE` again, now that keepalive is on: the kernel re-arms the timer with the
-    /// time left (`tcp_sock_set_keepidle_locked`), none for a socket idle longer than
-    /// `interval`, so the first probe goes out at once instead of after one interval.
-    pub(crate) fn kick_request(&self) -> SockoptRequest {
-        SockoptRequest {
-            set: SET_KEEPIDLE,
-            want: SockoptValues {
-                keepidle_s: self.settings.interval_s(),
-                ..SockoptValues::default()
             },
             ..SockoptRequest::default()
         }

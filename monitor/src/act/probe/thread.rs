@@ -75,7 +75,7 @@ fn step(book: &ProbeBook, control: &Arc<SockoptControl>, ns: &mut Namespaces, st
             .iter()
             .map(|(r, req)| (r.candidate.cookie, *req))
             .collect();
-        let outcomes = apply_in(control, ns, netns, requests, None);
+        let outcomes = apply_in(control, ns, netns, requests);
         let now_ns = clock::monotonic_now_ns();
         for (running, _) in &batch {
             let cookie = running.candidate.cookie;
@@ -83,11 +83,10 @@ fn step(book: &ProbeBook, control: &Arc<SockoptControl>, ns: &mut Namespaces, st
             finish(book, running, outcome, now_ns);
         }
     }
-    let kick = book.machine().kick_request();
     for (netns, batch) in by_netns(starts, |(c, _)| c.netns) {
         let requests: Vec<(u64, SockoptRequest)> =
             batch.iter().map(|(c, req)| (c.cookie, *req)).collect();
-        let outcomes = apply_in(control, ns, netns, requests, Some(kick));
+        let outcomes = apply_in(control, ns, netns, requests);
         let (now_ns, now) = (clock::monotonic_now_ns(), SystemTime::now());
         for (candidate, _) in batch {
             let outcome = outcomes.as_ref().and_then(|o| o.get(&candidate.cookie));
@@ -130,7 +129,6 @@ fn start(
             ns,
             candidate.netns,
             vec![(candidate.cookie, restore)],
-            None,
         );
         tracing::warn!(
             cookie = candidate.cookie,
@@ -189,32 +187,19 @@ fn by_netns<T>(items: Vec<T>, netns: impl Fn(&T) -> u32) -> FastMap<u32, Vec<T>>
     groups
 }
 
-/// Applies `requests` inside namespace `netns` (then `kick` to every socket the first walk
-/// reached), returning each cookie's outcome; None when the namespace cannot be found or
-/// entered, or the program fails (logged).
+/// Applies `requests` inside namespace `netns` in one walk (the program switches keepalive on
+/// before it sets the idle time, so a quiet socket's first probe goes out at once), returning
+/// each cookie's outcome; None when the namespace cannot be found or entered, or the program
+/// fails (logged).
 fn apply_in(
     control: &Arc<SockoptControl>,
     namespaces: &mut Namespaces,
     netns: u32,
     requests: Vec<(u64, SockoptRequest)>,
-    kick: Option<SockoptRequest>,
 ) -> Option<FastMap<u64, SockoptRequest>> {
     let ns = namespaces.find(netns)?;
     let inside = Arc::clone(control);
-    let ran = netns::in_namespace(&ns, move || {
-        let outcomes = inside.apply(&requests)?;
-        if let Some(kick) = kick {
-            let reached: Vec<(u64, SockoptRequest)> = outcomes
-                .iter()
-                .filter(|(_, o)| o.applied != 0)
-                .map(|(cookie, _)| (*cookie, kick))
-                .collect();
-            if !reached.is_empty() {
-                inside.apply(&reached)?;
-            }
-        }
-        Ok::<_, crate::bpf::BpfError>(outcomes)
-    });
+    let ran = netns::in_namespace(&ns, move || inside.apply(&requests));
     match ran {
         Ok(Ok(outcomes)) => Some(outcomes.into_iter().collect()),
         Ok(Err(error)) => {
