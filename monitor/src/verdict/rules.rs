@@ -55,15 +55,30 @@ fn longer(age: Option<Duration>, limit: Duration) -> bool {
     age.is_some_and(|age| age > limit)
 }
 
-/// The peer closed; the local application never did.
+/// `clock`, bounded by `bound` when that is known: e.g. the time in a state during which
+/// nothing was sent is the time in the state, or the time since the last send if shorter.
+/// Unknown when `clock` is.
+fn bounded(clock: Option<Duration>, bound: Option<Duration>) -> Option<Duration> {
+    clock.map(|clock| bound.map_or(clock, |bound| clock.min(bound)))
+}
+
+/// The peer closed; the local application never did, and has sent nothing for longer than the
+/// threshold. A half-close is part of TCP: a server still sending its response after the
+/// client's FIN is in `CLOSE_WAIT` for as long as the response takes, and is not stuck while
+/// it sends (`since_send` within `close_wait_after`).
 fn close_wait_stuck(c: &Connection, t: &Thresholds) -> bool {
-    c.state == tcp_state::CLOSE_WAIT && longer(time_in_state(c), t.close_wait_after)
+    c.state == tcp_state::CLOSE_WAIT
+        && longer(bounded(time_in_state(c), c.since_send), t.close_wait_after)
 }
 
 /// We closed our side, the peer never closed its side, and the application still holds the
 /// socket. (After `close()` the kernel finishes an orphaned `FIN_WAIT2` alone within `tcp_fin_timeout`.)
+/// The other end of a half-close: a client reading the response after its `shutdown(SHUT_WR)`
+/// is not stuck while data arrives (`since_recv` within `fin_wait2_after`).
 fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
-    c.state == tcp_state::FIN_WAIT2 && !c.orphan && longer(time_in_state(c), t.fin_wait2_after)
+    c.state == tcp_state::FIN_WAIT2
+        && !c.orphan
+        && longer(bounded(time_in_state(c), c.since_recv), t.fin_wait2_after)
 }
 
 /// Data outstanding, being retransmitted, and nothing from the peer: it is gone while we send.
@@ -96,9 +111,12 @@ fn keepalive_unanswered(c: &Connection) -> bool {
 }
 
 /// ESTABLISHED, nothing from the peer for a long time, and nothing that would ever notice a dead
-/// peer: no keepalive, no `TCP_USER_TIMEOUT`. Only when keepalive is known to be off, and only
-/// with nothing outstanding: a socket with unacknowledged data is not idle, its sender
-/// retransmits and will notice (that fault is `peer_unresponsive`: one reason per fault).
+/// peer. Only when keepalive is known to be off, and only with nothing unacknowledged: a socket
+/// with unacknowledged data is not idle, its sender retransmits and will notice (that fault is
+/// `peer_unresponsive`: one reason per fault). `TCP_USER_TIMEOUT` runs only while something is
+/// outstanding (unacknowledged data, or data queued behind a zero window and probed): with
+/// nothing to send and no keepalive it never fires, so it protects only a socket with data
+/// queued.
 fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let keepalive_off = c.keepalive.is_some_and(|ka| !ka.enabled);
     // Any packet from the peer (data or ACK) shows it alive; a socket that never heard from it
@@ -106,8 +124,8 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let silent_for = c.since_peer.or(c.since_recv).or(time_in_state(c));
     c.state == tcp_state::ESTABLISHED
         && keepalive_off
-        && c.user_timeout.is_none()
         && c.unacked_bytes.is_none_or(|n| n == 0)
+        && (c.user_timeout.is_none() || c.send_queue_bytes.is_none_or(|n| n == 0))
         && longer(silent_for, t.idle_after)
 }
 

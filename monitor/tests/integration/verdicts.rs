@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common::{SCANS_TO_SHOW, scenario};
 
 /// Every threshold short; the scan interval is 250 ms (`harness::agent::Launch::test`).
-const FAST: &[&str] = &[
+pub(crate) const FAST: &[&str] = &[
     "--close-wait-after",
     "2s",
     "--fin-wait2-after",
@@ -27,16 +27,21 @@ const FAST: &[&str] = &[
     "3s",
 ];
 /// Threshold + one scan interval, plus slack for the HTTP round trip on a busy 2-core machine.
-const SLACK: Duration = Duration::from_millis(1250);
+pub(crate) const SLACK: Duration = Duration::from_millis(1250);
 
-fn has_reason(c: &Value, reason: &str) -> bool {
+pub(crate) fn has_reason(c: &Value, reason: &str) -> bool {
     c["suspect"]
         .as_array()
         .is_some_and(|r| r.iter().any(|r| r == reason))
 }
 
 /// Waits for a connection in `netns` flagged with `reason`; returns it and when it appeared.
-fn wait_for_verdict(agent: &Agent, netns: u64, reason: &str, within: Duration) -> (Value, Instant) {
+pub(crate) fn wait_for_verdict(
+    agent: &Agent,
+    netns: u64,
+    reason: &str,
+    within: Duration,
+) -> (Value, Instant) {
     let c = wait_for(&format!("a {reason} verdict"), within, || {
         agent
             .connections_in(netns)
