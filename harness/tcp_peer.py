@@ -7,7 +7,10 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           trickle: 2 s after accept, send 100 bytes every 0.5 s, never read |
           keepalive-after-accept: SO_KEEPALIVE with 2 s / 2 s / 6 probes set right after
           accept, then a blocking read | accept-only: accept, never read, write or close |
-          never-accept: listen and never accept: connections wait in the accept queue)
+          never-accept: listen and never accept: connections wait in the accept queue |
+          slow-stream: read the request until the client's FIN, then send 1000 bytes every
+          0.1 s for N seconds (a response streamed after a half-close), print "streamed", and
+          never send or close again)
           server HOST PORT many-ports N: listen on PORT .. PORT+N-1, accept, never read or close:
           one process with a CLOSE_WAIT socket on each of N service ports once the client closes
 Clients:  client HOST PORT close-many N: connect to PORT .. PORT+N-1 and close each at once.
@@ -27,7 +30,10 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, then blocks in
           recv() and prints "error ERRNO_NAME" or "eof" when it ends) | recv-report-preset
           (recv-report, with SO_KEEPALIVE, TCP_KEEPIDLE 100, TCP_KEEPINTVL 50, TCP_KEEPCNT 5 set
-          before connect()))
+          before connect()) | recv-report-user-timeout (recv-report, with TCP_USER_TIMEOUT N ms
+          and no keepalive) | idle-then-send (exchange a message, idle N seconds, send a query,
+          print "sent", then block in recv() and print "error ERRNO_NAME", "eof" or "data") |
+          half-close-read (send a request, shutdown our side, read until the server closes))
 Server mode sink: read and never write.
 """
 import ctypes
@@ -51,7 +57,7 @@ def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def serve(host, port, mode):
+def serve(host, port, mode, n):
     srv = socket.socket(family(host), socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
@@ -86,6 +92,10 @@ def serve(host, port, mode):
                 except OSError:
                     return
                 time.sleep(0.5)
+        if mode == "slow-stream":
+            slow_stream(conn, n)
+            held.append(conn)
+            return
         if mode == "no-close-worker":
             # The kernel's name for this thread (what a per-thread `comm` would report).
             with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
@@ -112,6 +122,20 @@ def serve(host, port, mode):
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+def slow_stream(conn, seconds):
+    """Reads the request until the client's FIN (CLOSE_WAIT from then on), streams the response
+    for `seconds`, then holds the socket without sending or closing."""
+    while conn.recv(65536):
+        pass
+    end = time.monotonic() + seconds
+    while True:
+        conn.sendall(b"r" * 1000)
+        if time.monotonic() >= end:
+            break
+        time.sleep(0.1)
+    print("streamed", flush=True)  # right after the last send
 
 
 def serve_many_ports(host, first, n):
@@ -168,8 +192,9 @@ def client(host, port, mode, n):
         ready()
         time.sleep(3600)
         return
-    if mode in ("recv-report", "recv-report-preset"):
-        recv_report(host, port, mode == "recv-report-preset")
+    if mode in ("recv-report", "recv-report-preset", "recv-report-user-timeout"):
+        user_timeout = n if mode == "recv-report-user-timeout" else None
+        recv_report(host, port, mode == "recv-report-preset", user_timeout)
         return
     s = socket.create_connection((host, port))
     if mode == "send-user-timeout":
@@ -194,6 +219,22 @@ def client(host, port, mode, n):
         s.recv(64)
         s.shutdown(socket.SHUT_WR)
         ready()
+        time.sleep(3600)
+    elif mode == "half-close-read":
+        s.sendall(b"request")
+        s.shutdown(socket.SHUT_WR)
+        ready()
+        while s.recv(65536):
+            pass
+        time.sleep(3600)
+    elif mode == "idle-then-send":
+        s.sendall(b"hello")
+        s.recv(64)
+        ready()
+        time.sleep(n)
+        s.sendall(b"query")
+        print("sent", flush=True)
+        print(recv_outcome(s), flush=True)
         time.sleep(3600)
     elif mode == "half-close":
         s.sendall(b"hello")
@@ -264,13 +305,23 @@ def options_line(s):
     return "options " + " ".join(str(v) for v in options(s))
 
 
-def recv_report(host, port, preset):
+def recv_outcome(s):
+    """How a blocking recv() on `s` ends: "eof", "data", or "error ERRNO_NAME"."""
+    try:
+        data = s.recv(64)  # PEP 475: a signal handler runs, then recv() resumes
+        return "eof" if not data else "data"
+    except OSError as e:
+        return "error " + errno.errorcode.get(e.errno, str(e.errno))
+
+
+def recv_report(host, port, preset, user_timeout):
     """A receive-only client: reports its socket options as the application sees them, and how
     its blocking recv() ends."""
-    import errno
     import signal
 
     s = socket.socket(family(host), socket.SOCK_STREAM)
+    if user_timeout is not None:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout)
     if preset:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 100)
@@ -282,11 +333,7 @@ def recv_report(host, port, preset):
     signal.signal(signal.SIGUSR1, lambda *_: print(options_line(s), flush=True))
     ready()
     print(options_line(s), flush=True)
-    try:
-        data = s.recv(64)  # PEP 475: a signal handler runs, then recv() resumes
-        print("eof" if not data else "data", flush=True)
-    except OSError as e:
-        print("error " + errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+    print(recv_outcome(s), flush=True)
     time.sleep(3600)
 
 
@@ -305,7 +352,7 @@ def main():
     if role == "server" and mode == "many-ports":
         serve_many_ports(host, port, n)
     elif role == "server":
-        serve(host, port, mode)
+        serve(host, port, mode, n)
     else:
         client(host, port, mode, n)
 

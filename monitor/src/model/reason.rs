@@ -6,16 +6,20 @@
 /// Why a connection is suspect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
-    /// In `CLOSE_WAIT` too long: the peer closed, the local application never called `close()`.
+    /// In `CLOSE_WAIT` too long and nothing sent for as long: the peer closed, the local
+    /// application never called `close()` (a response still streaming after a half-close is not).
     CloseWaitStuck,
-    /// In `FIN_WAIT2` too long on a socket the application still holds: we closed, the peer never did.
+    /// In `FIN_WAIT2` too long, nothing received for as long, on a socket the application still
+    /// holds: we closed, the peer never did.
     FinWait2Stuck,
-    /// Unacknowledged data, retransmits, and no packet from the peer for too long: the peer is gone.
+    /// Unacknowledged data, retransmits, and no packet from the peer for too long since the
+    /// oldest of that data was first sent: the peer is gone.
     PeerUnresponsive,
     /// Keepalive probes are going out and none is answered.
     KeepaliveUnanswered,
-    /// Nothing received for too long, no keepalive, no `TCP_USER_TIMEOUT`: a dead peer would never
-    /// be noticed (the receive-only side of the half-open problem).
+    /// Nothing received for too long, no keepalive, nothing outstanding (a `TCP_USER_TIMEOUT`
+    /// cannot fire then): a dead peer would never be noticed (the receive-only side of the
+    /// half-open problem).
     IdleNoKeepalive,
     /// Our own keepalive probes (the `[probe]` feature) went unanswered: the peer of a quiet
     /// connection is proven gone, the strongest verdict for a receive-only socket.

@@ -30,10 +30,7 @@ pub fn evaluate(
     if peer_unresponsive(c, &t) {
         reasons.push(Reason::PeerUnresponsive);
         let limit = retransmission_limit(c.user_timeout, tcp_retries2);
-        // The kernel's timer runs from the first transmission of what it retransmits
-        // (retrans_stamp); without the kernel read, the peer's silence is the nearest clock.
-        let running = c.since_retrans_start.or(c.since_peer);
-        gives_up_in = running.map(|since| limit.saturating_sub(since));
+        gives_up_in = retransmitting_for(c).map(|since| limit.saturating_sub(since));
     }
     if keepalive_unanswered(c) {
         reasons.push(Reason::KeepaliveUnanswered);
@@ -55,18 +52,51 @@ fn longer(age: Option<Duration>, limit: Duration) -> bool {
     age.is_some_and(|age| age > limit)
 }
 
-/// The peer closed; the local application never did.
+/// `clock`, bounded by `bound` when that is known: e.g. the time in a state during which
+/// nothing was sent is the time in the state, or the time since the last send if shorter.
+/// Unknown when `clock` is.
+fn bounded(clock: Option<Duration>, bound: Option<Duration>) -> Option<Duration> {
+    clock.map(|clock| bound.map_or(clock, |bound| clock.min(bound)))
+}
+
+/// The peer closed; the local application never did, and has sent nothing for longer than the
+/// threshold. A half-close is part of TCP: a server still sending its response after the
+/// client's FIN is in `CLOSE_WAIT` for as long as the response takes, and is not stuck while
+/// it sends (`since_send` within `close_wait_after`).
 fn close_wait_stuck(c: &Connection, t: &Thresholds) -> bool {
-    c.state == tcp_state::CLOSE_WAIT && longer(time_in_state(c), t.close_wait_after)
+    c.state == tcp_state::CLOSE_WAIT
+        && longer(bounded(time_in_state(c), c.since_send), t.close_wait_after)
 }
 
 /// We closed our side, the peer never closed its side, and the application still holds the
 /// socket. (After `close()` the kernel finishes an orphaned `FIN_WAIT2` alone within `tcp_fin_timeout`.)
+/// The other end of a half-close: a client reading the response after its `shutdown(SHUT_WR)`
+/// is not stuck while data arrives (`since_recv` within `fin_wait2_after`).
 fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
-    c.state == tcp_state::FIN_WAIT2 && !c.orphan && longer(time_in_state(c), t.fin_wait2_after)
+    c.state == tcp_state::FIN_WAIT2
+        && !c.orphan
+        && longer(bounded(time_in_state(c), c.since_recv), t.fin_wait2_after)
 }
 
-/// Data outstanding, being retransmitted, and nothing from the peer: it is gone while we send.
+/// How long the kernel has been retransmitting: since the first transmission of the oldest
+/// unacknowledged data (`since_retrans_start`: the kernel's `retrans_stamp`, or its backoff
+/// when a verdict was confirmed), the clock its give-up timer runs on. Without it, a bound
+/// from below: the peer cannot have left the data unanswered for longer than it has been
+/// silent (`since_peer`), nor for longer than the application has been sending
+/// (`since_send`). A pooled connection idle for minutes before a query to a vanished server
+/// has been unanswered only since the query, however long ago the peer last spoke; a steady
+/// sender's last send understates it (the give-up time is then late, never early).
+fn retransmitting_for(c: &Connection) -> Option<Duration> {
+    c.since_retrans_start
+        .or_else(|| bounded(c.since_peer, c.since_send))
+}
+
+/// Data outstanding, being retransmitted, and nothing from the peer since the oldest of it was
+/// first sent: it is gone while we send. The silence is the peer's (`since_peer`), no longer
+/// than the kernel has been retransmitting when that is dated (`since_retrans_start`: a peer
+/// that went quiet long before a query is silent only since the query). Undated, the
+/// peer's silence makes the socket a candidate, and confirming it dates the retransmissions
+/// from the kernel's own state before the verdict stands (`scan::confirm`).
 fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     let sending_states = [
         tcp_state::ESTABLISHED,
@@ -77,7 +107,10 @@ fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     sending_states.contains(&c.state)
         && c.unacked_bytes.is_some_and(|n| n > 0)
         && c.retransmits > 0
-        && longer(c.since_peer, t.unresponsive_after)
+        && longer(
+            bounded(c.since_peer, c.since_retrans_start),
+            t.unresponsive_after,
+        )
 }
 
 /// Keepalive is on, nothing is outstanding, and the peer has been silent for longer than the
@@ -96,9 +129,12 @@ fn keepalive_unanswered(c: &Connection) -> bool {
 }
 
 /// ESTABLISHED, nothing from the peer for a long time, and nothing that would ever notice a dead
-/// peer: no keepalive, no `TCP_USER_TIMEOUT`. Only when keepalive is known to be off, and only
-/// with nothing outstanding: a socket with unacknowledged data is not idle, its sender
-/// retransmits and will notice (that fault is `peer_unresponsive`: one reason per fault).
+/// peer. Only when keepalive is known to be off, and only with nothing unacknowledged: a socket
+/// with unacknowledged data is not idle, its sender retransmits and will notice (that fault is
+/// `peer_unresponsive`: one reason per fault). `TCP_USER_TIMEOUT` runs only while something is
+/// outstanding (unacknowledged data, or data queued behind a zero window and probed): with
+/// nothing to send and no keepalive it never fires, so it protects only a socket with data
+/// queued.
 fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let keepalive_off = c.keepalive.is_some_and(|ka| !ka.enabled);
     // Any packet from the peer (data or ACK) shows it alive; a socket that never heard from it
@@ -106,8 +142,8 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
     let silent_for = c.since_peer.or(c.since_recv).or(time_in_state(c));
     c.state == tcp_state::ESTABLISHED
         && keepalive_off
-        && c.user_timeout.is_none()
         && c.unacked_bytes.is_none_or(|n| n == 0)
+        && (c.user_timeout.is_none() || c.send_queue_bytes.is_none_or(|n| n == 0))
         && longer(silent_for, t.idle_after)
 }
 

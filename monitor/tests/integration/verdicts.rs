@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common::{SCANS_TO_SHOW, scenario};
 
 /// Every threshold short; the scan interval is 250 ms (`harness::agent::Launch::test`).
-const FAST: &[&str] = &[
+pub(crate) const FAST: &[&str] = &[
     "--close-wait-after",
     "2s",
     "--fin-wait2-after",
@@ -27,16 +27,21 @@ const FAST: &[&str] = &[
     "3s",
 ];
 /// Threshold + one scan interval, plus slack for the HTTP round trip on a busy 2-core machine.
-const SLACK: Duration = Duration::from_millis(1250);
+pub(crate) const SLACK: Duration = Duration::from_millis(1250);
 
-fn has_reason(c: &Value, reason: &str) -> bool {
+pub(crate) fn has_reason(c: &Value, reason: &str) -> bool {
     c["suspect"]
         .as_array()
         .is_some_and(|r| r.iter().any(|r| r == reason))
 }
 
 /// Waits for a connection in `netns` flagged with `reason`; returns it and when it appeared.
-fn wait_for_verdict(agent: &Agent, netns: u64, reason: &str, within: Duration) -> (Value, Instant) {
+pub(crate) fn wait_for_verdict(
+    agent: &Agent,
+    netns: u64,
+    reason: &str,
+    within: Duration,
+) -> (Value, Instant) {
     let c = wait_for(&format!("a {reason} verdict"), within, || {
         agent
             .connections_in(netns)
@@ -302,9 +307,7 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
         return;
     };
     let net = sc.net();
-    net.client
-        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
-        .expect("the client namespace's tcp_retries2");
+    client_retries2_6(net);
     let _server = sc.server(&["echo"]);
     let agent = sc.launch().args(FAST).start().expect("agent");
     let _client = sc.client(&["send"]);
@@ -324,6 +327,14 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
         gives_up > 15.0 && gives_up < 25.4,
         "tcp_retries2=6 → 25.4 s minus the time retransmitting: {gives_up}"
     );
+}
+
+/// Sets the client namespace's `tcp_retries2` to 6: the kernel gives up ~25 s after the first
+/// unacknowledged transmission (its model: 25.4 s), not ~15 min (the host's 15).
+pub(crate) fn client_retries2_6(net: &NetPair) {
+    net.client
+        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
+        .expect("the client namespace's tcp_retries2");
 }
 
 /// The server vanishes (all its input dropped); once the sender in namespace `inode` is

@@ -93,6 +93,62 @@ fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
     );
 }
 
+/// A pooled connection idle for long, then a query to a vanished peer: the peer has left the
+/// query unanswered only since it was sent, not since its last ACK before the idle spell.
+#[test]
+fn peer_unresponsive_counts_from_the_oldest_unacknowledged_send() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.unacked_bytes = Some(100);
+    c.retransmits = 3;
+    c.since_peer = Some(S(20));
+    c.since_send = Some(S(5));
+    // Undated: a candidate on the peer's silence; the give-up counts from the send at most.
+    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
+    assert_eq!(r, [Reason::PeerUnresponsive]);
+    assert_eq!(gives_up, Some(Duration::from_millis(924_600 - 5_000)));
+    // Dated by the kernel: retransmitting for 5 s only, not silent for long enough.
+    c.since_retrans_start = Some(S(5));
+    assert!(reasons(&c).is_empty(), "unanswered for 5 s");
+    // The kernel's date is the clock: later sends (queued behind it) do not reset it.
+    c.since_send = Some(Duration::from_millis(100));
+    c.since_retrans_start = Some(S(12));
+    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
+    assert_eq!(r, [Reason::PeerUnresponsive]);
+    assert_eq!(gives_up, Some(Duration::from_millis(924_600 - 12_000)));
+    // A date older than the peer's last answer (a read from before it answered) cannot make it
+    // silent.
+    c.since_retrans_start = Some(S(30));
+    c.since_peer = Some(S(2));
+    assert!(reasons(&c).is_empty(), "the peer answered 2 s ago");
+}
+
+/// A half-close in progress is not a leak: the side still sending after the peer's FIN
+/// (`CLOSE_WAIT`) and the side still receiving after its own (`FIN_WAIT2`) are stuck only once
+/// that data has stopped for longer than the threshold.
+#[test]
+fn half_close_moving_data_is_not_stuck() {
+    let mut server = conn(tcp_state::CLOSE_WAIT);
+    server.state_age = Some(S(61));
+    server.since_send = Some(Duration::from_millis(150));
+    assert!(reasons(&server).is_empty(), "still sending its response");
+    server.since_send = Some(S(61));
+    assert_eq!(reasons(&server), [Reason::CloseWaitStuck]);
+    server.since_send = None;
+    assert_eq!(reasons(&server), [Reason::CloseWaitStuck], "never sent");
+    let mut client = conn(tcp_state::FIN_WAIT2);
+    client.state_age = Some(S(121));
+    client.since_recv = Some(Duration::from_millis(150));
+    assert!(reasons(&client).is_empty(), "still receiving the response");
+    client.since_recv = Some(S(121));
+    assert_eq!(reasons(&client), [Reason::FinWait2Stuck]);
+    client.since_recv = Some(S(300));
+    client.state_age = Some(S(100));
+    assert!(
+        reasons(&client).is_empty(),
+        "data before the state counts from the state"
+    );
+}
+
 #[test]
 fn keepalive_unanswered_after_first_probe_interval() {
     let mut c = conn(tcp_state::ESTABLISHED);
@@ -114,11 +170,19 @@ fn idle_without_keepalive_or_user_timeout() {
     c.since_peer = Some(S(16 * 60));
     assert_eq!(reasons(&c), [Reason::IdleNoKeepalive]);
     c.user_timeout = Some(S(30));
+    c.send_queue_bytes = Some(0);
+    assert_eq!(
+        reasons(&c),
+        [Reason::IdleNoKeepalive],
+        "with nothing outstanding a user timeout never fires"
+    );
+    c.send_queue_bytes = Some(500);
     assert!(
         reasons(&c).is_empty(),
-        "TCP_USER_TIMEOUT bounds a dead peer on send"
+        "data queued behind a zero window is probed: the user timeout bounds it"
     );
     c.user_timeout = None;
+    c.send_queue_bytes = None;
     c.keepalive = None;
     assert!(reasons(&c).is_empty(), "unknown keepalive is not a verdict");
     c.keepalive = Some(Keepalive {
