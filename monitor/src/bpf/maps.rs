@@ -308,27 +308,6 @@ impl SocketSource for SocketTable {
     fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
         self.for_each_live(&mut |_, entry| f(entry.cookie, entry));
     }
-
-    /// Writes the adopted owner's pid into the slot. A hook may write the slot's owner at the
-    /// same moment (a process doing I/O on it): either value is a process holding the socket.
-    fn adopt_owners(&self, owner: &mut dyn FnMut(&SockActivity) -> Option<u32>) -> usize {
-        let mut adopted = 0;
-        self.for_each_live(&mut |at, entry| {
-            if entry.tgid != 0 {
-                return;
-            }
-            let Some(pid) = owner(entry) else { return };
-            // SAFETY: `at` is a slot of the mapping; u64 and u32 accesses are atomic here. The
-            // cookie is checked again so a slot reused meanwhile is left alone.
-            unsafe {
-                if (&raw const (*at).cookie).read_volatile() == entry.cookie {
-                    (&raw mut (*at).tgid).write_volatile(pid);
-                    adopted += 1;
-                }
-            }
-        });
-        adopted
-    }
 }
 
 fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, BpfError> {
