@@ -1,7 +1,10 @@
 //! The kernel's own view of TCP sockets, `ss -tanieO` (`sock_diag` with `tcp_info`), parsed into
 //! the fields the tests compare the agent against.
 
-use std::{collections::HashMap, process::Command};
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Command,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -49,6 +52,33 @@ impl SsSocket {
             .and_then(|v| v.split('/').nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The processes holding the socket, from `ss -p`'s `users:(("comm",pid=N,fd=M),…)`: pid →
+    /// name, ascending by pid, each pid once (a process may hold several descriptors); empty
+    /// without `-p` or when no process holds it.
+    ///
+    /// # Panics
+    /// When a `pid=` is not a number.
+    #[must_use]
+    pub fn holders(&self) -> BTreeMap<u32, String> {
+        let users = self.fields.get("users").map_or("", String::as_str);
+        users
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .split("),(")
+            .filter(|user| !user.is_empty())
+            .map(|user| {
+                let comm = user.split('"').nth(1).unwrap_or_default().to_owned();
+                let pid = user
+                    .split("pid=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or_else(|| panic!("pid=N in {user:?}"));
+                (pid, comm)
+            })
+            .collect()
     }
 
     /// The socket's inode (`ino:`), what `sock_diag` reports as `idiag_inode`.

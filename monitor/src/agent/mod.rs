@@ -27,7 +27,7 @@ use crate::{
         remediate::{RemediationCounters, Remediator},
     },
     alerting::Alerting,
-    bpf::{KernelStateReader, KernelStatus, Programs, SocketSource},
+    bpf::{KernelStateReader, KernelStatus, Programs, task_file::TaskFileReader},
     config::RunConfig,
     error::Error,
     export::{
@@ -81,6 +81,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let sockopt = probing::load_control(&config, &mut programs)?;
     let table = programs.socket_source();
     let table_refresh = programs.table_refresh.clone();
+    let holders = programs.holders.clone();
     let programs = Arc::new(Mutex::new(programs));
 
     // On this thread, which still has every capability (the runtime's threads have none).
@@ -110,7 +111,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the programs).
-    let kernel_state = start_kernel_state(table_refresh, &pipeline, &table, &kernel, &config)?;
+    let readers = (table_refresh, holders);
+    let kernel_state = start_kernel_state(readers, &pipeline, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
     let probe_thread = probing::start(features.probe.as_ref(), sockopt)?;
     let (store, metrics) = new_metrics(&config, &alerting, features.probe.as_deref(), &remediation);
@@ -218,20 +220,20 @@ fn running_features(config: &RunConfig) -> Vec<Feature> {
     features
 }
 
-/// The thread refreshing the table from the kernel's own socket state; None when the kernel
-/// refused the iterator (the hooks' values are then used alone).
+/// The thread refreshing the table from the kernel's own socket state and reading the sockets'
+/// holders (`readers`: the table refresh program, the `iter/task_file` program); None when the
+/// kernel refused the table refresh iterator (the hooks' values are then used alone).
 fn start_kernel_state(
-    reader: Option<KernelStateReader>,
+    (reader, holders): (Option<KernelStateReader>, Option<TaskFileReader>),
     pipeline: &Arc<Pipeline>,
-    table: &Arc<dyn SocketSource>,
     kernel: &Arc<dyn KernelStatus>,
     config: &RunConfig,
 ) -> Result<Option<KernelStateThread>, Error> {
     let Some(reader) = reader else {
         return Ok(None);
     };
-    let (pipeline, table, kernel) = (Arc::clone(pipeline), Arc::clone(table), Arc::clone(kernel));
-    KernelStateThread::start(pipeline, table, kernel, reader, config.scan_interval)
+    let (pipeline, kernel) = (Arc::clone(pipeline), Arc::clone(kernel));
+    KernelStateThread::start(pipeline, kernel, reader, holders, config.scan_interval)
         .map(Some)
         .map_err(|source| Error::Thread {
             name: "kernel-state",

@@ -283,8 +283,8 @@ impl SocketTable {
 }
 
 impl SocketTable {
-    /// Calls `f` with each live slot's place in our memory and a copy of its entry.
-    fn for_each_live(&self, f: &mut dyn FnMut(*mut SockActivity, &SockActivity)) {
+    /// Calls `f` with a copy of each live slot's entry.
+    fn for_each_live(&self, f: &mut dyn FnMut(&SockActivity)) {
         // Only the slots ever handed out: the rest is never mapped.
         let used = u32::try_from(self.used().load(Ordering::Relaxed))
             .unwrap_or(u32::MAX)
@@ -298,7 +298,7 @@ impl SocketTable {
             }
             let entry = unsafe { at.read_volatile() };
             if entry.cookie != 0 {
-                f(at, &entry);
+                f(&entry);
             }
         }
     }
@@ -306,28 +306,7 @@ impl SocketTable {
 
 impl SocketSource for SocketTable {
     fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        self.for_each_live(&mut |_, entry| f(entry.cookie, entry));
-    }
-
-    /// Writes the adopted owner's pid into the slot. A hook may write the slot's owner at the
-    /// same moment (a process doing I/O on it): either value is a process holding the socket.
-    fn adopt_owners(&self, owner: &mut dyn FnMut(&SockActivity) -> Option<u32>) -> usize {
-        let mut adopted = 0;
-        self.for_each_live(&mut |at, entry| {
-            if entry.tgid != 0 {
-                return;
-            }
-            let Some(pid) = owner(entry) else { return };
-            // SAFETY: `at` is a slot of the mapping; u64 and u32 accesses are atomic here. The
-            // cookie is checked again so a slot reused meanwhile is left alone.
-            unsafe {
-                if (&raw const (*at).cookie).read_volatile() == entry.cookie {
-                    (&raw mut (*at).tgid).write_volatile(pid);
-                    adopted += 1;
-                }
-            }
-        });
-        adopted
+        self.for_each_live(&mut |entry| f(entry.cookie, entry));
     }
 }
 

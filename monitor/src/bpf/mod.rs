@@ -30,6 +30,7 @@ use aya::{
 use monitor_common::{
     FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP,
     enforce::{ENFORCE_OFFSETS_GLOBAL, EnforceOffsets},
+    holders::ITER_TASK_FILE_PROGRAM,
     kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM},
 };
 use thiserror::Error;
@@ -152,6 +153,10 @@ pub struct Programs {
     /// of every tracked socket of a namespace into its slot, and yields the other sockets as
     /// records. None when the kernel refused it (its [`HookStatus`] in `hooks` says why).
     pub table_refresh: Option<KernelStateReader>,
+    /// The `iter/task_file` program (`iter_task_file`): which processes hold each socket, in one
+    /// pass over every namespace. None when the kernel refused it (its [`HookStatus`] in `hooks`
+    /// says why).
+    pub holders: Option<task_file::TaskFileReader>,
     /// The `iter_tcp_sockopt` program once loaded ([`Programs::sockopt_control`]).
     sockopt: Option<Arc<SockoptControl>>,
     /// Why `[[enforce]]` cannot attach on this kernel, found when the object was loaded.
@@ -165,7 +170,8 @@ pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 impl Programs {
     /// Loads the programs with a table of `capacity` sockets and attaches every hook it can
     /// (a hook the kernel refuses is logged and reported in [`Programs::hooks`]), then the
-    /// `iter/tcp` iterator (reported there too, as hook `iter_tcp`).
+    /// `iter/tcp` table refresh iterator and the `iter/task_file` holders iterator (reported
+    /// there too, as hooks `iter_tcp_table` and `iter_task_file`).
     ///
     /// # Errors
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
@@ -187,16 +193,22 @@ impl Programs {
             .inspect_err(|error| tracing::warn!(%error, "kernel programs' log unavailable"))
             .ok();
         let maps = KernelMaps::take(&mut ebpf)?;
-        Ok(Self {
+        let mut programs = Self {
             ebpf,
             maps,
             hooks,
             capacity,
             kernel_log,
             table_refresh,
+            holders: None,
             sockopt: None,
             enforce_unavailable,
-        })
+        };
+        let holders = programs.holders_reader();
+        let status = hook_status(ITER_TASK_FILE_PROGRAM, holders.as_ref().err());
+        programs.hooks.push(status);
+        programs.holders = holders.ok();
+        Ok(programs)
     }
 
     /// Loads the `iter_tcp` program, which writes one record per socket of a namespace (every

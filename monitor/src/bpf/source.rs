@@ -12,13 +12,6 @@ use super::{BpfError, Programs};
 pub trait SocketSource: Send + Sync {
     /// Calls `f` for every entry (socket cookie, activity), in no particular order.
     fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity));
-
-    /// Gives every entry without an owner (`tgid` 0) the pid `owner` names for it, if any;
-    /// returns how many were given one. A fixed table has nothing to adopt.
-    fn adopt_owners(&self, owner: &mut dyn FnMut(&SockActivity) -> Option<u32>) -> usize {
-        let _ = owner;
-        0
-    }
 }
 
 /// A fixed table (tests, benchmarks).

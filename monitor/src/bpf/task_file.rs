@@ -42,14 +42,18 @@ pub struct TaskFileReader {
 
 impl Programs {
     /// Loads (verifies) and links the `iter/task_file` program, which writes one [`HeldSocket`]
-    /// per TCP socket descriptor of every process. Loaded on demand: needs `CAP_BPF` (and
-    /// `CAP_PERFMON` for the kernel reads) when called.
+    /// per TCP socket descriptor of every process. [`Programs::load`] loads it (the agent's
+    /// [`Programs::holders`]); a later call returns that same reader. Loading needs `CAP_BPF`
+    /// (and `CAP_PERFMON` for the kernel reads).
     ///
     /// # Errors
     /// The kernel BTF cannot be read ([`BpfError::KernelBtf`]), the object has no such program
     /// ([`BpfError::MissingProgram`]), the verifier or the kernel refuses it
     /// ([`BpfError::Program`]), or `BPF_LINK_CREATE` fails ([`BpfError::KernelState`]).
     pub fn holders_reader(&mut self) -> Result<TaskFileReader, BpfError> {
+        if let Some(reader) = &self.holders {
+            return Ok(reader.clone());
+        }
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let name = ITER_TASK_FILE_PROGRAM;
         let program: &mut Iter = self

@@ -208,6 +208,7 @@ mod tests {
             netns: None,
             pid: Some(812),
             comm: Some("nginx".into()),
+            holders: None,
             state_age_seconds: Some(7900.0),
             idle_seconds: idle,
             since_send_seconds: idle,

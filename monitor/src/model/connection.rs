@@ -18,13 +18,19 @@ pub struct Connection {
     pub remote: SocketAddr,
     /// Network namespace inode (`net.ns.inum`), when known.
     pub netns: Option<u32>,
-    /// Owning process id (tgid), taken in process context (send/receive, `connect()`,
-    /// `listen()`) or, for seeded sockets, from the socket inode in `/proc/PID/fd`.
+    /// Owning process id (tgid): the lowest pid among [`holders`](Self::holders) when they
+    /// are known; a socket in its listener's accept queue takes the listener's owner; otherwise
+    /// (holders not read yet, or the socket has no descriptor) the process the hooks saw in
+    /// process context (send/receive, `connect()`, `listen()`) or, for seeded sockets, the
+    /// holder `/proc/PID/fd` named at seeding.
     pub pid: Option<u32>,
     /// The owner's process name: the thread group leader's `comm` (`/proc/PID/comm`), so a
     /// threaded server is one process; the name of the thread the kernel side saw when `/proc`
     /// no longer has the pid.
     pub comm: Option<Comm>,
+    /// Every process holding a descriptor of the socket at the last read of the processes'
+    /// descriptors (`iter/task_file`), as `ss -p` lists them.
+    pub holders: Holders,
     /// Time in the current state; unknown for sockets that predate the agent.
     pub state_age: Option<Duration>,
     /// For sockets that predate the agent: in this state at least this long (since first seen).
@@ -97,6 +103,7 @@ impl Connection {
             netns: None,
             pid: None,
             comm: None,
+            holders: Holders::Unknown,
             state_age: None,
             state_age_at_least: None,
             idle: None,
@@ -139,4 +146,38 @@ pub struct Keepalive {
     /// Unanswered probes before the kernel resets (`keepalive_probes`, else
     /// `net.ipv4.tcp_keepalive_probes`).
     pub count: Option<u32>,
+}
+
+/// One process holding a socket: its pid (tgid) and name (`/proc/PID/comm`, None once gone).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: Option<Comm>,
+}
+
+/// The processes holding a socket now. One holder is kept inline: the common case costs no
+/// allocation per socket and scan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Holders {
+    /// Not known: no read of the processes' descriptors yet (or the kernel refused it), or the
+    /// socket is newer than the last read, or it is held outside the agent's PID namespace.
+    #[default]
+    Unknown,
+    /// Held by exactly this process.
+    One(Holder),
+    /// Held by no process (the application closed it, or it waits in its listener's accept
+    /// queue), or by several, ascending by pid.
+    Many(Vec<Holder>),
+}
+
+impl Holders {
+    /// Every holder, ascending by pid; None when not known.
+    #[must_use]
+    pub fn as_slice(&self) -> Option<&[Holder]> {
+        match self {
+            Self::Unknown => None,
+            Self::One(holder) => Some(std::slice::from_ref(holder)),
+            Self::Many(holders) => Some(holders),
+        }
+    }
 }

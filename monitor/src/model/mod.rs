@@ -20,11 +20,11 @@ mod view;
 pub use self::{
     age::verdict_age,
     comm::{Comm, TASK_COMM_LEN, kernel_buffer},
-    connection::{Connection, Keepalive},
+    connection::{Connection, Holder, Holders, Keepalive},
     grouping::{GroupBy, Grouping, Owner, split_top_ports},
     ports::{LocalPort, ServicePorts},
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
     remediation::{RemediationAction, RemediationResult},
-    view::{ConnectionView, KeepaliveView, container_id},
+    view::{ConnectionView, HolderView, KeepaliveView, container_id},
 };

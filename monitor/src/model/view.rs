@@ -20,6 +20,10 @@ pub struct ConnectionView {
     pub netns: Option<u32>,
     pub pid: Option<u32>,
     pub comm: Option<String>,
+    /// Every process holding the socket, ascending by pid (`ss -p`'s); `[]` for a socket no
+    /// process holds (`orphan`, `accept_queue`); null when not known yet.
+    #[serde(default)]
+    pub holders: Option<Vec<HolderView>>,
     pub state_age_seconds: Option<f64>,
     pub idle_seconds: Option<f64>,
     pub since_send_seconds: Option<f64>,
@@ -68,6 +72,13 @@ pub struct ConnectionView {
     pub probe: Option<ProbeView>,
 }
 
+/// One process holding a socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderView {
+    pub pid: u32,
+    pub comm: Option<String>,
+}
+
 /// `SO_KEEPALIVE` and its effective timers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeepaliveView {
@@ -96,6 +107,15 @@ impl From<&Connection> for ConnectionView {
             netns: c.netns,
             pid: c.pid,
             comm: c.comm.map(|comm| comm.to_string()),
+            holders: c.holders.as_slice().map(|holders| {
+                holders
+                    .iter()
+                    .map(|h| HolderView {
+                        pid: h.pid,
+                        comm: h.comm.map(|comm| comm.to_string()),
+                    })
+                    .collect()
+            }),
             state_age_seconds: seconds(c.state_age),
             idle_seconds: seconds(c.idle),
             since_send_seconds: seconds(c.since_send),

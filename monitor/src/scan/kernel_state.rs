@@ -14,15 +14,15 @@ use monitor_common::{
     tcp_state,
 };
 
-use super::convert::SocketDefaults;
+use super::{convert::SocketDefaults, holders::HolderIndex};
 use crate::{
     bpf::{
-        KernelStateReader, KernelStatus, SocketSource,
+        KernelStateReader, KernelStatus,
         kernel_state::{KernelStateError, convert, read_in},
     },
     clock,
     model::Connection,
-    netns, sock_diag,
+    netns,
 };
 
 /// A hash map with a fast hasher (foldhash, as hashbrown uses; keys are kernel namespace and
@@ -51,8 +51,11 @@ pub struct KernelTruth {
     /// The first [`MAX_MISSING_KEPT`] of them, as read, for the reading thread to add to the
     /// table ([`track_missing`]); taken out before the truth is handed to the scans.
     pub(crate) missing: Vec<KernelSockState>,
+    /// Which processes hold each socket, from the `iter/task_file` pass of the same read; None
+    /// without the program, or when its pass failed (owners are then the hooks').
+    pub(crate) holders: Option<HolderIndex>,
     /// Reads completed since the agent started, this one included, and the time they took
-    /// (owner adoption included): set by the reading thread.
+    /// (the holders' pass included): set by the reading thread.
     pub(crate) reads: u64,
     pub(crate) read_time: Duration,
     /// CPU time the namespaces' reads took, summed over the threads that read them (each
@@ -212,41 +215,6 @@ pub fn entry_of(r: &KernelSockState, hz: Option<u32>) -> SockActivity {
     k.flags = r.flags & (KS_USEC_TS | KS_NO_SOCKET);
     e
 }
-
-/// Gives each tracked socket that no process has sent or received on (no owner yet) the process
-/// holding it now (`/proc/PID/fd`, the lowest pid when several do), found by the inode the last
-/// read put in its slot. An adopted owner stays until a process does I/O on the socket.
-///
-/// The `/proc` walk reads every descriptor on the host, so it runs only for inodes not searched
-/// before: `unfound` keeps those no process held (a socket of a process in another PID
-/// namespace, or in flight between processes), pruned to the ones still unowned, and is
-/// searched again every [`RESEARCH_UNFOUND_EVERY`] reads. Returns how many sockets were given
-/// an owner.
-pub(crate) fn adopt_owners(
-    table: &dyn SocketSource,
-    unfound: &mut FastSet<u32>,
-    reads: u64,
-) -> usize {
-    if reads.is_multiple_of(RESEARCH_UNFOUND_EVERY) {
-        unfound.clear();
-    }
-    let mut unowned = FastSet::default();
-    table.for_each_socket(&mut |_, entry| {
-        if entry.tgid == 0 && entry.kernel.inode != 0 {
-            unowned.insert(entry.kernel.inode);
-        }
-    });
-    unfound.retain(|inode| unowned.contains(inode));
-    if unowned.iter().all(|inode| unfound.contains(inode)) {
-        return 0;
-    }
-    let holders = sock_diag::socket_holders_of(|inode| unowned.contains(&inode));
-    unfound.extend(unowned.iter().filter(|inode| !holders.contains_key(inode)));
-    table.adopt_owners(&mut |entry| holders.get(&entry.kernel.inode).copied())
-}
-
-/// Kernel reads between two searches for the holders of sockets no process was found holding.
-pub(crate) const RESEARCH_UNFOUND_EVERY: u64 = 20;
 
 /// Whether the last kernel read found `entry`'s socket still in its listener's accept queue: a
 /// full socket without a `struct socket` that the application has not closed.

@@ -14,6 +14,7 @@
 pub(crate) mod confirm;
 pub mod convert;
 mod feature;
+pub mod holders;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
 pub(crate) mod namespaces;
@@ -33,7 +34,10 @@ pub use self::{
     summary::Summary,
 };
 use crate::{
-    bpf::{HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource},
+    bpf::{
+        HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource,
+        task_file::TaskFileReader,
+    },
     clock,
     model::{Connection, Grouping, RemediationAction, ServicePorts},
     periodic::Periodic,
@@ -256,20 +260,20 @@ pub struct KernelStateThread {
 impl KernelStateThread {
     /// Starts refreshing `table` with `reader` (the table refresh program), handing what the
     /// reads find besides the table to `pipeline`, adding the sockets the table missed through
-    /// `kernel` while it has room ([`kernel_state::track_missing`]), and adopting owners for
-    /// sockets no process did I/O on ([`kernel_state::adopt_owners`]).
+    /// `kernel` while it has room ([`kernel_state::track_missing`]), and reading which
+    /// processes hold each socket with `holders` (the `iter/task_file` program: one pass for
+    /// every namespace; None when the kernel refused it, and owners are then the hooks').
     ///
     /// # Errors
     /// The thread could not be started.
     pub fn start(
         pipeline: Arc<Pipeline>,
-        table: Arc<dyn SocketSource>,
         kernel: Arc<dyn KernelStatus>,
         reader: KernelStateReader,
+        holders: Option<TaskFileReader>,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
         let (mut reads, mut read_time) = (0, Duration::ZERO);
-        let mut unfound = kernel_state::FastSet::default();
         let thread = Periodic::start("kernel-state", move || {
             let started = Instant::now();
             let (mut truth, errors) = kernel_state::read_truth(&reader);
@@ -284,15 +288,29 @@ impl KernelStateThread {
             let cpu_started = clock::thread_cpu_time();
             let hz = pipeline.defaults.hz();
             let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
-            let adopted = kernel_state::adopt_owners(table.as_ref(), &mut unfound, reads);
-            // The /proc walk's buffers were just freed.
-            crate::memory::release_free_heap();
+            let pass = holders.as_ref().map(holders::HolderIndex::read);
+            let (holders_ms, held_sockets) = match &pass {
+                Some(Ok(pass)) => (pass.took.as_secs_f64() * 1e3, pass.sockets),
+                _ => (0.0, 0),
+            };
+            truth.holders = match pass {
+                Some(Ok(pass)) => Some(pass.index),
+                Some(Err(error)) => {
+                    tracing::debug!(
+                        error = crate::model::format::error_chain(&error),
+                        "holders of the sockets (owners stay the hooks')"
+                    );
+                    None
+                }
+                None => None,
+            };
             tracing::debug!(
                 read_ms = read.as_secs_f64() * 1e3,
+                holders_ms,
+                held_sockets,
                 total_ms = started.elapsed().as_secs_f64() * 1e3,
                 namespaces = truth.namespaces.len(),
                 added,
-                adopted,
                 untracked = truth.untracked,
                 "kernel socket state read"
             );
@@ -304,6 +322,8 @@ impl KernelStateThread {
             // used no more of the budget than on an idle one, and must not come later for it.
             let cpu = truth.cpu_time + clock::thread_cpu_time().saturating_sub(cpu_started);
             pipeline.set_truth(truth);
+            // The previous read's holders were just freed.
+            crate::memory::release_free_heap();
             (cpu * KERNEL_READ_SHARE).max(min_interval)
         })?;
         Ok(Self { _thread: thread })

@@ -10,6 +10,7 @@ use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
     feature::{Annotator, Feature, ScanPass},
+    holders,
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
@@ -292,7 +293,11 @@ impl Pipeline {
         let defaults = self.defaults.of(&context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(&mut c, entry, now_ns, &defaults);
-        if c.pid.is_none() && kernel_state::in_accept_queue(entry) {
+        let hooks_owner = c.pid;
+        let in_accept_queue = kernel_state::in_accept_queue(entry);
+        let index = context.truth.as_deref().and_then(|t| t.holders.as_ref());
+        holders::attribute(&mut c, index, in_accept_queue);
+        if c.pid.is_none() && in_accept_queue {
             c.accept_queue = true;
             c.pid = c
                 .netns
@@ -301,10 +306,13 @@ impl Pipeline {
         }
         if let Some(pid) = c.pid {
             let process = processes.info(pid);
-            // The thread group leader's name: the kernel side saw whichever thread did the I/O.
-            c.comm = process.name.or(c.comm);
+            // The thread group leader's name: the kernel side saw whichever thread did the I/O
+            // (its name is no fallback for another process).
+            let seen = c.comm.filter(|_| hooks_owner == Some(pid));
+            c.comm = process.name.or(seen);
             c.cgroup = process.cgroup;
         }
+        holders::name_holders(&mut c, processes);
         for annotator in &context.annotators {
             annotator.annotate(&mut c, now_ns, &context.policy);
         }

@@ -21,7 +21,7 @@ mod tcp_info;
 use std::io;
 
 pub use dump::{DiagSocket, dump, dump_all};
-pub use owners::{Owner, socket_holders, socket_holders_of, socket_owners};
+pub use owners::{Owner, socket_holders, socket_owners};
 pub use query::{SocketKey, SocketQueries};
 pub use seed::to_activity;
 pub use tcp_info::TcpInfoSummary;

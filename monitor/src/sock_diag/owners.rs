@@ -35,13 +35,6 @@ pub fn socket_owners() -> HashMap<u32, Owner> {
 /// The pid holding each socket inode (as [`socket_owners`], without the names).
 #[must_use]
 pub fn socket_holders() -> HashMap<u32, u32> {
-    socket_holders_of(|_| true)
-}
-
-/// As [`socket_holders`], keeping only the inodes `wanted` accepts (the map then grows with
-/// the sockets asked about, not with every descriptor on the host).
-#[must_use]
-pub fn socket_holders_of(wanted: impl Fn(u32) -> bool) -> HashMap<u32, u32> {
     let mut holders = HashMap::new();
     // Ascending pids: the first process seen holding an inode is the lowest.
     for pid in netns::pids() {
@@ -52,7 +45,6 @@ pub fn socket_holders_of(wanted: impl Fn(u32) -> bool) -> HashMap<u32, u32> {
             if let Some(inode) = fs::read_link(fd.path())
                 .ok()
                 .and_then(|target| socket_inode(target.to_str()?))
-                .filter(|&inode| wanted(inode))
             {
                 holders.entry(inode).or_insert(pid);
             }

@@ -120,18 +120,9 @@ fn ss_sockets(ns: &Netns) -> Vec<SsSocket> {
     ss::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// The pids in `ss -p`'s `users:(("comm",pid=N,fd=M),…)`, ascending and distinct.
+/// The pids `ss -p` lists as holding `s`, ascending and distinct.
 fn ss_pids(s: &SsSocket) -> Vec<u32> {
-    let users = s.fields.get("users").map_or("", String::as_str);
-    let pids: BTreeSet<u32> = users
-        .split("pid=")
-        .skip(1)
-        .map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().expect("pid=N")
-        })
-        .collect();
-    pids.into_iter().collect()
+    s.holders().into_keys().collect()
 }
 
 /// One pass's sockets of namespace `inode`, by cookie.

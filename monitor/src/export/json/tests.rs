@@ -3,7 +3,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use serde_json::json;
 
 use super::*;
-use crate::model::ConnectionView;
+use crate::model::{ConnectionView, Holder, Holders};
 
 fn conn(state: u8, idle: Option<Duration>) -> Connection {
     let local = SocketAddr::from((Ipv6Addr::LOCALHOST, 8080));
@@ -40,7 +40,7 @@ fn view_serializes_unknown_as_null() {
         json!({
             "cookie": 42, "state": "close_wait", "local": "[::1]:8080",
             "remote": "10.0.0.2:51000", "netns": 4_026_531_840_u32, "pid": 1234, "comm": "nginx",
-            "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
+            "holders": null, "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
             "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
             "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25,
             "send_queue_bytes": null, "recv_queue_bytes": null, "retransmits": 3,
@@ -53,6 +53,27 @@ fn view_serializes_unknown_as_null() {
     );
     let back: ConnectionView = serde_json::from_value(value).unwrap();
     assert_eq!(back, view);
+}
+
+#[test]
+fn holders_are_an_array_by_pid_and_empty_when_no_process_holds_the_socket() {
+    let mut c = conn(tcp_state::ESTABLISHED, None);
+    let holder = |pid, comm: Option<&str>| Holder {
+        pid,
+        comm: comm.map(Into::into),
+    };
+    c.holders = Holders::Many(vec![holder(1234, Some("nginx")), holder(1300, None)]);
+    let value = serde_json::to_value(ConnectionView::from(&c)).unwrap();
+    assert_eq!(
+        value["holders"],
+        json!([{"pid": 1234, "comm": "nginx"}, {"pid": 1300, "comm": null}])
+    );
+    c.holders = Holders::One(holder(1234, Some("nginx")));
+    let value = serde_json::to_value(ConnectionView::from(&c)).unwrap();
+    assert_eq!(value["holders"], json!([{"pid": 1234, "comm": "nginx"}]));
+    c.holders = Holders::Many(Vec::new());
+    let value = serde_json::to_value(ConnectionView::from(&c)).unwrap();
+    assert_eq!(value["holders"], json!([]));
 }
 
 fn params(state: Option<&str>, min_idle: Option<&str>) -> FilterParams {
