@@ -26,8 +26,11 @@ use crate::{
 /// because of our probes within the probe window (it would take 127 unanswered probes).
 pub(crate) const PROBE_KEEPCNT: u32 = 127;
 
-/// The options a probe sets: keepalive on, the idle time = `interval` (a socket quiet for longer
-/// gets its first probe at once), then a probe every `interval`.
+/// The kernel's largest `TCP_KEEPIDLE` (`MAX_TCP_KEEPIDLE`), in seconds.
+const MAX_KEEPIDLE_S: u32 = 32_767;
+
+/// The options a probe sets: keepalive on, the idle time (the socket's silence: its first probe
+/// goes out at once), then a probe every `interval`.
 const START_SET: u32 = SET_KEEPALIVE | SET_KEEPIDLE | SET_KEEPINTVL | SET_KEEPCNT;
 /// What a finish puts back: all five options, as the application's `getsockopt` showed them.
 const RESTORE_SET: u32 = START_SET | SET_USER_TIMEOUT;
@@ -173,18 +176,30 @@ impl Machine {
         chosen
             .into_iter()
             .filter(|c| !self.running.contains_key(&c.cookie))
-            .map(|c| (c, self.start_request()))
+            .map(|c| (c, self.start_request(c.silent_for)))
             .collect()
     }
 
-    /// Keepalive on, `TCP_KEEPIDLE` and `TCP_KEEPINTVL` = `interval`, `TCP_KEEPCNT` = 127.
-    pub(crate) fn start_request(&self) -> SockoptRequest {
+    /// Keepalive on, `TCP_KEEPINTVL` = `interval`, `TCP_KEEPCNT` = 127, and `TCP_KEEPIDLE` = the
+    /// whole seconds the socket has been `silent_for` (at least 1, at most the kernel's 32767).
+    ///
+    /// The kernel counts the idle time from the last segment received, so a socket silent that
+    /// long sends its first probe at once. An answer restarts that count: the next probe would
+    /// go out an idle time after it. With the idle time as long as the silence that made the
+    /// socket a candidate, that is well after the probe is read as answered, so the `rcv_tstamp`
+    /// the finish reads is the first answer's and the round trip measured is the first probe's.
+    /// (With `interval` there, a finish that came one interval late read the second answer: a
+    /// round trip one interval long.) Unanswered probes follow every `interval` whatever it is.
+    pub(crate) fn start_request(&self, silent_for: Duration) -> SockoptRequest {
         let interval = self.settings.interval_s();
+        let idle = u32::try_from(silent_for.as_secs())
+            .unwrap_or(u32::MAX)
+            .clamp(1, MAX_KEEPIDLE_S);
         SockoptRequest {
             set: START_SET,
             want: SockoptValues {
                 keepalive: 1,
-                keepidle_s: interval,
+                keepidle_s: idle,
                 keepintvl_s: interval,
                 keepcnt: PROBE_KEEPCNT,
                 user_timeout_ms: 0,

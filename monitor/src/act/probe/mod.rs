@@ -149,14 +149,12 @@ impl ProbeBook {
         let Some(result) = m.results.get_mut(&c.cookie) else {
             return;
         };
-        // The last kernel read may predate the restore: it still shows the probe's timers.
-        let probe_timers = Some(Keepalive {
-            enabled: true,
-            idle: Some(interval),
-            interval: Some(interval),
-            count: Some(machine::PROBE_KEEPCNT),
-        });
-        if c.keepalive == probe_timers {
+        // The last kernel read may predate the restore: it still shows the probe's timers (its
+        // idle time was the socket's silence; the interval and the count of 127 are the probe's).
+        let probe_timers = |ka: &Keepalive| {
+            ka.enabled && ka.interval == Some(interval) && ka.count == Some(machine::PROBE_KEEPCNT)
+        };
+        if c.keepalive.as_ref().is_some_and(probe_timers) {
             applications_options(c, &result.before);
         }
         let since_finish = Duration::from_nanos(now_ns.saturating_sub(result.ended_ns));

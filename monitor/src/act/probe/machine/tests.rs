@@ -80,13 +80,13 @@ fn start(m: &mut Machine, cookie: u64, at: u64) {
 #[test]
 fn start_sets_keepalive_with_probe_timers_and_restore_puts_back_before() {
     let m = machine();
-    let req = m.start_request();
+    let req = m.start_request(Duration::from_millis(5_900));
     assert_eq!(req.set, START_SET);
     assert_eq!(
         req.want,
         SockoptValues {
             keepalive: 1,
-            keepidle_s: 2,
+            keepidle_s: 5,
             keepintvl_s: 2,
             keepcnt: 127,
             user_timeout_ms: 0
@@ -94,6 +94,13 @@ fn start_sets_keepalive_with_probe_timers_and_restore_puts_back_before() {
     );
     let restore = restore_request(&started_outcome(1, 2));
     assert_eq!(restore.set, RESTORE_SET, "all five options");
+    let idle = |silent: Duration| m.start_request(silent).want.keepidle_s;
+    assert_eq!(idle(Duration::from_millis(300)), 1, "at least a second");
+    assert_eq!(
+        idle(Duration::from_secs(1 << 20)),
+        32_767,
+        "the kernel's maximum"
+    );
     assert_eq!(restore.want, APP, "exactly what the application had");
 }
 
