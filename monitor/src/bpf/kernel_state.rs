@@ -59,20 +59,7 @@ impl KernelStateReader {
     /// refuses it ([`BpfError::Program`]), or `BPF_LINK_CREATE` fails
     /// ([`BpfError::KernelState`]).
     pub(crate) fn load(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<Self, BpfError> {
-        let program: &mut Iter = ebpf
-            .program_mut(name)
-            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
-            .try_into()
-            .map_err(BpfError::program(name))?;
-        program
-            .load(ITER_TARGET, btf)
-            .map_err(BpfError::program(name))?;
-        let program_fd = program.fd().map_err(BpfError::program(name))?;
-        let link =
-            sys::link_create_iter(program_fd.as_fd()).map_err(|source| BpfError::KernelState {
-                step: "BPF_LINK_CREATE (iter/tcp)",
-                source,
-            })?;
+        let link = load_and_link(ebpf, btf, name, ITER_TARGET)?;
         Ok(Self {
             link: Arc::new(link),
         })
@@ -166,6 +153,32 @@ pub fn kernel_hz() -> Option<u32> {
 }
 
 /// The two `bpf()` commands aya does not offer for an iterator link it keeps.
+/// Loads (verifies) the program `name` of `ebpf` as an iterator of kernel type `target`
+/// (`tcp`, `task_file`) and links it, without iterator parameters (every socket of the reading
+/// thread's namespace, every task): the link each read makes a new iterator from.
+///
+/// # Errors
+/// The object has no such program ([`BpfError::MissingProgram`]), the verifier or the kernel
+/// refuses it ([`BpfError::Program`]), or `BPF_LINK_CREATE` fails ([`BpfError::KernelState`]).
+pub(crate) fn load_and_link(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    name: &str,
+    target: &str,
+) -> Result<OwnedFd, BpfError> {
+    let program: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
+        .try_into()
+        .map_err(BpfError::program(name))?;
+    program.load(target, btf).map_err(BpfError::program(name))?;
+    let program_fd = program.fd().map_err(BpfError::program(name))?;
+    sys::link_create_iter(program_fd.as_fd()).map_err(|source| BpfError::KernelState {
+        step: "BPF_LINK_CREATE",
+        source,
+    })
+}
+
 pub(crate) mod sys {
     use std::{
         io,

@@ -18,10 +18,13 @@ use std::{
     sync::Arc,
 };
 
-use aya::{Btf, programs::Iter};
+use aya::Btf;
 use monitor_common::holders::{HeldSocket, ITER_TASK_FILE_PROGRAM};
 
-use super::{BpfError, Programs, kernel_state::sys};
+use super::{
+    BpfError, Programs,
+    kernel_state::{load_and_link, sys},
+};
 
 /// Bytes of one record in the iterator's output.
 pub const RECORD_LEN: usize = size_of::<HeldSocket>();
@@ -55,23 +58,7 @@ impl Programs {
             return Ok(reader.clone());
         }
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
-        let name = ITER_TASK_FILE_PROGRAM;
-        let program: &mut Iter = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
-            .try_into()
-            .map_err(BpfError::program(name))?;
-        program
-            .load(ITER_TARGET, &btf)
-            .map_err(BpfError::program(name))?;
-        let program_fd = program.fd().map_err(BpfError::program(name))?;
-        // No iterator parameters: every task, not one process's.
-        let link =
-            sys::link_create_iter(program_fd.as_fd()).map_err(|source| BpfError::KernelState {
-                step: "BPF_LINK_CREATE (iter/task_file)",
-                source,
-            })?;
+        let link = load_and_link(&mut self.ebpf, &btf, ITER_TASK_FILE_PROGRAM, ITER_TARGET)?;
         Ok(TaskFileReader {
             link: Arc::new(link),
         })

@@ -42,7 +42,8 @@ impl KernelStatus for FlakyCounters {
     fn forget(&self, _cookies: &[u64]) {}
 }
 
-fn established(port: u16) -> SockActivity {
+/// An ESTABLISHED IPv4 table entry on local port `port` (also the feature tests' socket).
+pub(super) fn established(port: u16) -> SockActivity {
     let mut e = SockActivity::zeroed();
     e.family = AF_INET;
     e.state = tcp_state::ESTABLISHED;

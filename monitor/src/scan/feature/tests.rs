@@ -1,12 +1,12 @@
 use std::sync::{Arc, Mutex};
 
-use monitor_common::{AF_INET, SockActivity, tcp_state};
+use monitor_common::SockActivity;
 
 use super::*;
 use crate::{
     bpf::FixedStatus,
     model::Grouping,
-    scan::{Pipeline, Scanner, convert::SocketDefaults},
+    scan::{Pipeline, Scanner, convert::SocketDefaults, tests::established},
 };
 
 /// Writes down every hook call, in order.
@@ -57,15 +57,6 @@ impl ScanPass for RecorderPass<'_> {
     fn finish(self: Box<Self>) {
         self.0.note("finish".into());
     }
-}
-
-fn established(port: u16) -> SockActivity {
-    let mut e = SockActivity::zeroed();
-    e.family = AF_INET;
-    e.state = tcp_state::ESTABLISHED;
-    e.sport = port;
-    e.state_since_ns = 1;
-    e
 }
 
 /// A scan starts the feature's scan before its pass, annotates then observes each live
