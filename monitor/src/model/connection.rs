@@ -79,9 +79,7 @@ pub struct Connection {
     pub enforced: Option<Arc<str>>,
     /// Since the first transmission of the data the kernel is retransmitting (`retrans_stamp`,
     /// from the kernel read): the clock the kernel's give-up timer runs on. None when nothing
-    /// is being retransmitted, or without the kernel read. When the read did not date a
-    /// `peer_unresponsive` verdict, the `sock_diag` answer that confirmed it does, from the
-    /// kernel's backoff (`scan::confirm`).
+    /// is being retransmitted, or without the kernel read.
     pub since_retrans_start: Option<Duration>,
     /// For `peer_unresponsive`: how long until the kernel gives up retransmitting.
     pub gives_up_in: Option<Duration>,

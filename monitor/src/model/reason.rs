@@ -12,8 +12,7 @@ pub enum Reason {
     /// In `FIN_WAIT2` too long, nothing received for as long, on a socket the application still
     /// holds: we closed, the peer never did.
     FinWait2Stuck,
-    /// Unacknowledged data, retransmits, and no packet from the peer for too long since the
-    /// oldest of that data was first sent: the peer is gone.
+    /// Unacknowledged data, retransmits, and no packet from the peer for too long: the peer is gone.
     PeerUnresponsive,
     /// Keepalive probes are going out and none is answered.
     KeepaliveUnanswered,

@@ -7,65 +7,21 @@
 //! judges again: only the reasons that hold on the kernel's current state are raised. A socket
 //! the kernel no longer has is gone. Confirmed reasons are remembered while the connection stays
 //! suspect, so a lasting verdict costs one query, not one per scan.
-//!
-//! The answer also dates the retransmissions of a silent peer when the last kernel read did not
-//! (it came before they began): the table's clock for `peer_unresponsive` is then the peer's
-//! silence, an upper bound that makes the socket a candidate; the kernel's backoff decides, and
-//! the date it gives is remembered with the verdict for the give-up time of later scans.
 
 use std::{sync::Arc, time::Duration};
 
 use super::kernel_state::FastMap;
 use crate::{
     model::{Connection, Keepalive, Reason},
-    sock_diag::{DiagSocket, SocketKey, SocketQueries, TcpInfoSummary},
+    sock_diag::{DiagSocket, SocketKey, SocketQueries},
 };
 
 /// Queries per scan at most (~10–20 µs each): a burst of new suspects beyond it is confirmed
 /// over the next scans.
 pub(crate) const MAX_QUERIES_PER_SCAN: usize = 1024;
 
-/// The reasons confirmed for each suspect connection, by cookie, and for those retransmitting
-/// when (`CLOSE_MONOTONIC` ns) the kernel first sent the data it retransmits.
-#[derive(Debug, Default)]
-pub(crate) struct Confirmed {
-    reasons: FastMap<u64, Vec<Reason>>,
-    retransmitting_since_ns: FastMap<u64, u64>,
-}
-
-impl Confirmed {
-    /// The reasons confirmed for `cookie`.
-    pub(crate) fn get(&self, cookie: u64) -> Option<&Vec<Reason>> {
-        self.reasons.get(&cookie)
-    }
-
-    /// Records `reasons` as confirmed for `cookie`.
-    pub(crate) fn insert(&mut self, cookie: u64, reasons: Vec<Reason>) {
-        self.reasons.insert(cookie, reasons);
-    }
-
-    /// Whether anything was confirmed for `cookie`.
-    #[cfg(test)]
-    pub(crate) fn contains_key(&self, cookie: u64) -> bool {
-        self.reasons.contains_key(&cookie)
-    }
-
-    /// Whether nothing was confirmed.
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.reasons.is_empty()
-    }
-
-    /// Gives `c`, when its own values do not date its retransmissions, the date its
-    /// confirmation found, as an age at `now_ns`.
-    pub(crate) fn recall_retransmission_start(&self, c: &mut Connection, now_ns: u64) {
-        if c.since_retrans_start.is_none()
-            && let Some(&since) = self.retransmitting_since_ns.get(&c.cookie)
-        {
-            c.since_retrans_start = Some(Duration::from_nanos(now_ns.saturating_sub(since)));
-        }
-    }
-}
+/// The reasons confirmed for each suspect connection, by cookie.
+pub(crate) type Confirmed = FastMap<u64, Vec<Reason>>;
 
 /// What confirming one suspect connection decided.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,18 +41,15 @@ pub(crate) struct Confirmer {
     /// Confirmed at this scan (built during it).
     now: Confirmed,
     queried: usize,
-    /// `CLOCK_MONOTONIC` at the start of this scan (ns).
-    now_ns: u64,
     /// Queries that failed (namespace not enterable, netlink error), since the start.
     pub(crate) errors: u64,
 }
 
 impl Confirmer {
-    /// Starts a scan at `now_ns` (`CLOCK_MONOTONIC`, the clock of the connections' ages).
-    pub(crate) fn start_scan(&mut self, now_ns: u64) {
+    /// Starts a scan.
+    pub(crate) fn start_scan(&mut self) {
         self.now = Confirmed::default();
         self.queried = 0;
-        self.now_ns = now_ns;
     }
 
     /// Ends a scan: what it confirmed is what the next scan (and `/connections` until then)
@@ -122,10 +75,9 @@ impl Confirmer {
         key: Option<SocketKey>,
         judge: impl Fn(&Connection) -> Vec<Reason>,
     ) -> Outcome {
-        self.before.recall_retransmission_start(c, self.now_ns);
-        let known = self.before.get(c.cookie);
+        let known = self.before.get(&c.cookie);
         if known.is_some_and(|known| c.suspect.iter().all(|r| known.contains(r))) {
-            self.remember(c);
+            self.now.insert(c.cookie, c.suspect.clone());
             return Outcome::Judged;
         }
         let answer = match key {
@@ -161,14 +113,8 @@ impl Confirmer {
     }
 
     fn remember(&mut self, c: &Connection) {
-        if c.suspect.is_empty() {
-            return;
-        }
-        self.now.insert(c.cookie, c.suspect.clone());
-        if let Some(since) = c.since_retrans_start {
-            let since_ns = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-            let at = self.now_ns.saturating_sub(since_ns);
-            self.now.retransmitting_since_ns.insert(c.cookie, at);
+        if !c.suspect.is_empty() {
+            self.now.insert(c.cookie, c.suspect.clone());
         }
     }
 }
@@ -176,8 +122,7 @@ impl Confirmer {
 /// `c` with the kernel's current answer about its socket (`sock_diag` with `tcp_info`): its
 /// state (a different one than judged on means a transition the table has not caught: its age
 /// is unknown), the peer's last ACK (the more recent of the two), retransmits and bytes in flight,
-/// how long it has been retransmitting when the kernel read did not say
-/// ([`retransmitting_for`]), and keepalive on when the keepalive timer is pending.
+/// and keepalive on when the keepalive timer is pending.
 pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
     if kernel.state != c.state {
         c.state = kernel.state;
@@ -188,9 +133,6 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
         let ack = Duration::from_millis(info.last_ack_recv_ms.into());
         c.since_peer = Some(c.since_peer.map_or(ack, |hooks| hooks.min(ack)));
         c.retransmits = c.retransmits.max(info.total_retrans);
-        if c.since_retrans_start.is_none() {
-            c.since_retrans_start = retransmitting_for(info);
-        }
         if let (Some(sent), Some(retrans), Some(acked)) =
             (info.bytes_sent, info.bytes_retrans, info.bytes_acked)
         {
@@ -212,29 +154,6 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
             ..timers
         });
     }
-}
-
-/// The kernel's `TCP_RTO_MAX`, microseconds: no retransmission timeout is longer.
-const RTO_MAX_US: u64 = 120_000_000;
-
-/// How long the kernel has been retransmitting the oldest unacknowledged data, from `tcp_info`:
-/// after `backoff` timeouts in this loss episode the timeout is R·2^backoff (`rto`), so that
-/// data was first sent R + 2R + … + 2^(backoff−1)·R (each capped at `TCP_RTO_MAX`) before the
-/// last retransmission, which `last_data_sent` dates. None without a timeout in the episode.
-/// A lower bound: a later new segment moves `last_data_sent`, and a capped `rto` understates R.
-#[must_use]
-pub(crate) fn retransmitting_for(info: &TcpInfoSummary) -> Option<Duration> {
-    if info.backoff == 0 {
-        return None;
-    }
-    let mut timeout = u64::from(info.rto_us) >> info.backoff.min(63);
-    let mut before_last = 0u64;
-    for _ in 0..info.backoff {
-        before_last = before_last.saturating_add(timeout.min(RTO_MAX_US));
-        timeout = timeout.saturating_mul(2);
-    }
-    let last_sent = Duration::from_millis(info.last_data_sent_ms.into());
-    Some(Duration::from_micros(before_last) + last_sent)
 }
 
 /// The query key of `c`: None without its namespace (it cannot be asked).

@@ -122,7 +122,7 @@ impl Pipeline {
         let mut processes = self.processes();
         let mut confirmer = crate::locks::lock(&self.confirmer);
         processes.start_scan();
-        confirmer.start_scan(now_ns);
+        confirmer.start_scan();
         let mut listeners = Listeners::default();
         let locked = (&mut *processes, &mut *confirmer);
         let gone = self.pass(locked, &mut scans, source, now_ns, &mut |c| {
@@ -200,14 +200,10 @@ impl Pipeline {
             let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
             if let Judged::Live(mut c) = judged {
                 if self.confirms {
-                    let known = confirmed.get(cookie);
+                    let known = confirmed.get(&cookie);
                     c.suspect.retain(|r| known.is_some_and(|k| k.contains(r)));
                     if c.suspect.is_empty() {
                         c.gives_up_in = None;
-                    } else if c.since_retrans_start.is_none() {
-                        confirmed.recall_retransmission_start(&mut c, now_ns);
-                        let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
-                        c.gives_up_in = verdict::evaluate(&c, &context.policy, retries2).1;
                     }
                 }
                 f(c);

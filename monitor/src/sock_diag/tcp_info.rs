@@ -18,10 +18,6 @@ pub struct TcpInfoSummary {
     pub unacked_segments: u32,
     /// Segments retransmitted over the socket's lifetime.
     pub total_retrans: u32,
-    /// Retransmission timeouts of the current loss episode (`icsk_backoff`; 0 when none).
-    pub backoff: u8,
-    /// The retransmission timeout now, backoff included (`icsk_rto`), microseconds.
-    pub rto_us: u32,
     /// Smoothed RTT, microseconds.
     pub rtt_us: u32,
     /// Linux 4.19+.
@@ -35,8 +31,6 @@ pub struct TcpInfoSummary {
 }
 
 // Byte offsets in `struct tcp_info` (8 bytes of u8 fields, then u32s, then u64s from 104).
-const BACKOFF: usize = 4;
-const RTO: usize = 8;
 const UNACKED: usize = 24;
 const LAST_DATA_SENT: usize = 44;
 const LAST_DATA_RECV: usize = 52;
@@ -57,8 +51,6 @@ pub(super) fn parse(buf: &[u8]) -> Option<TcpInfoSummary> {
         last_ack_recv_ms: u32_at(buf, LAST_ACK_RECV)?,
         unacked_segments: u32_at(buf, UNACKED)?,
         total_retrans: u32_at(buf, TOTAL_RETRANS)?,
-        backoff: *buf.get(BACKOFF)?,
-        rto_us: u32_at(buf, RTO)?,
         rtt_us: u32_at(buf, RTT)?,
         bytes_sent: u64_at(buf, BYTES_SENT),
         bytes_acked: u64_at(buf, BYTES_ACKED),
@@ -87,13 +79,11 @@ mod tests {
     /// A `tcp_info` of `len` bytes with distinct values in the fields the parser reads.
     fn fixture(len: usize) -> Vec<u8> {
         let mut buf = vec![0xeeu8; len];
-        buf[BACKOFF] = 2;
         let mut put32 = |off: usize, v: u32| {
             if let Some(dst) = buf.get_mut(off..off + 4) {
                 dst.copy_from_slice(&v.to_ne_bytes());
             }
         };
-        put32(RTO, 800_000);
         put32(UNACKED, 3);
         put32(LAST_DATA_SENT, 1_000);
         put32(LAST_DATA_RECV, 2_000);
@@ -118,8 +108,6 @@ mod tests {
         last_ack_recv_ms: 3_000,
         unacked_segments: 3,
         total_retrans: 7,
-        backoff: 2,
-        rto_us: 800_000,
         rtt_us: 250,
         bytes_sent: Some(12_000),
         bytes_acked: Some(10_000),

@@ -30,7 +30,10 @@ pub fn evaluate(
     if peer_unresponsive(c, &t) {
         reasons.push(Reason::PeerUnresponsive);
         let limit = retransmission_limit(c.user_timeout, tcp_retries2);
-        gives_up_in = retransmitting_for(c).map(|since| limit.saturating_sub(since));
+        // The kernel's timer runs from the first transmission of what it retransmits
+        // (retrans_stamp); without the kernel read, the peer's silence is the nearest clock.
+        let running = c.since_retrans_start.or(c.since_peer);
+        gives_up_in = running.map(|since| limit.saturating_sub(since));
     }
     if keepalive_unanswered(c) {
         reasons.push(Reason::KeepaliveUnanswered);
@@ -78,25 +81,7 @@ fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
         && longer(bounded(time_in_state(c), c.since_recv), t.fin_wait2_after)
 }
 
-/// How long the kernel has been retransmitting: since the first transmission of the oldest
-/// unacknowledged data (`since_retrans_start`: the kernel's `retrans_stamp`, or its backoff
-/// when a verdict was confirmed), the clock its give-up timer runs on. Without it, a bound
-/// from below: the peer cannot have left the data unanswered for longer than it has been
-/// silent (`since_peer`), nor for longer than the application has been sending
-/// (`since_send`). A pooled connection idle for minutes before a query to a vanished server
-/// has been unanswered only since the query, however long ago the peer last spoke; a steady
-/// sender's last send understates it (the give-up time is then late, never early).
-fn retransmitting_for(c: &Connection) -> Option<Duration> {
-    c.since_retrans_start
-        .or_else(|| bounded(c.since_peer, c.since_send))
-}
-
-/// Data outstanding, being retransmitted, and nothing from the peer since the oldest of it was
-/// first sent: it is gone while we send. The silence is the peer's (`since_peer`), no longer
-/// than the kernel has been retransmitting when that is dated (`since_retrans_start`: a peer
-/// that went quiet long before a query is silent only since the query). Undated, the
-/// peer's silence makes the socket a candidate, and confirming it dates the retransmissions
-/// from the kernel's own state before the verdict stands (`scan::confirm`).
+/// Data outstanding, being retransmitted, and nothing from the peer: it is gone while we send.
 fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     let sending_states = [
         tcp_state::ESTABLISHED,
@@ -107,10 +92,7 @@ fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     sending_states.contains(&c.state)
         && c.unacked_bytes.is_some_and(|n| n > 0)
         && c.retransmits > 0
-        && longer(
-            bounded(c.since_peer, c.since_retrans_start),
-            t.unresponsive_after,
-        )
+        && longer(c.since_peer, t.unresponsive_after)
 }
 
 /// Keepalive is on, nothing is outstanding, and the peer has been silent for longer than the

@@ -307,7 +307,9 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
         return;
     };
     let net = sc.net();
-    client_retries2_6(net);
+    net.client
+        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
+        .expect("the client namespace's tcp_retries2");
     let _server = sc.server(&["echo"]);
     let agent = sc.launch().args(FAST).start().expect("agent");
     let _client = sc.client(&["send"]);
@@ -327,14 +329,6 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
         gives_up > 15.0 && gives_up < 25.4,
         "tcp_retries2=6 → 25.4 s minus the time retransmitting: {gives_up}"
     );
-}
-
-/// Sets the client namespace's `tcp_retries2` to 6: the kernel gives up ~25 s after the first
-/// unacknowledged transmission (its model: 25.4 s), not ~15 min (the host's 15).
-pub(crate) fn client_retries2_6(net: &NetPair) {
-    net.client
-        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
-        .expect("the client namespace's tcp_retries2");
 }
 
 /// The server vanishes (all its input dropped); once the sender in namespace `inode` is

@@ -14,8 +14,6 @@ fn info() -> TcpInfoSummary {
         last_ack_recv_ms: 30,
         unacked_segments: 2,
         total_retrans: 4,
-        backoff: 0,
-        rto_us: 200_000,
         rtt_us: 180,
         bytes_sent: Some(10_000),
         bytes_acked: Some(7_000),

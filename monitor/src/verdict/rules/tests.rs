@@ -93,35 +93,6 @@ fn peer_unresponsive_needs_unacked_retransmits_and_silence() {
     );
 }
 
-/// A pooled connection idle for long, then a query to a vanished peer: the peer has left the
-/// query unanswered only since it was sent, not since its last ACK before the idle spell.
-#[test]
-fn peer_unresponsive_counts_from_the_oldest_unacknowledged_send() {
-    let mut c = conn(tcp_state::ESTABLISHED);
-    c.unacked_bytes = Some(100);
-    c.retransmits = 3;
-    c.since_peer = Some(S(20));
-    c.since_send = Some(S(5));
-    // Undated: a candidate on the peer's silence; the give-up counts from the send at most.
-    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
-    assert_eq!(r, [Reason::PeerUnresponsive]);
-    assert_eq!(gives_up, Some(Duration::from_millis(924_600 - 5_000)));
-    // Dated by the kernel: retransmitting for 5 s only, not silent for long enough.
-    c.since_retrans_start = Some(S(5));
-    assert!(reasons(&c).is_empty(), "unanswered for 5 s");
-    // The kernel's date is the clock: later sends (queued behind it) do not reset it.
-    c.since_send = Some(Duration::from_millis(100));
-    c.since_retrans_start = Some(S(12));
-    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
-    assert_eq!(r, [Reason::PeerUnresponsive]);
-    assert_eq!(gives_up, Some(Duration::from_millis(924_600 - 12_000)));
-    // A date older than the peer's last answer (a read from before it answered) cannot make it
-    // silent.
-    c.since_retrans_start = Some(S(30));
-    c.since_peer = Some(S(2));
-    assert!(reasons(&c).is_empty(), "the peer answered 2 s ago");
-}
-
 /// A half-close in progress is not a leak: the side still sending after the peer's FIN
 /// (`CLOSE_WAIT`) and the side still receiving after its own (`FIN_WAIT2`) are stuck only once
 /// that data has stopped for longer than the threshold.
