@@ -149,7 +149,9 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     let dropped = Instant::now();
     let dead = wait_for(
         "peer_dead",
-        Duration::from_secs(2 + 3) + Duration::from_millis(500) + SLACK,
+        // Silent for `after` (2 s), 3 probes 1 s apart and half an interval, then a scan to
+        // become a candidate, a probe-thread round to finish and a scan to raise the verdict.
+        Duration::from_secs(2 + 3) + Duration::from_millis(500) + SLACK + agent.scans(3),
         // Raised (confirmed by a scan), not only probed.
         || {
             client_conn(&agent, net, 7000).filter(|c| {
