@@ -92,9 +92,24 @@ pub struct HeldSocket {
     /// See `user_timeout_ms`.
     pub keepalive_probes: u8,
     _pad: u8,
+    /// `tcp_sock.bytes_sent`: bytes sent in segments, retransmissions included (`ss -i`
+    /// `bytes_sent`).
+    pub bytes_sent: u64,
+    /// `tcp_sock.bytes_received`: bytes received in order (`ss -i` `bytes_received`).
+    pub bytes_received: u64,
+    /// `tcp_sock.srtt_us`: the smoothed RTT in µs, shifted left by 3 as the kernel keeps it
+    /// (`ss -i` `rtt` is this >> 3); 0 before the first sample.
+    pub srtt_us_x8: u32,
+    /// `tcp_sock.write_seq`: `write_seq - snd_una` is the send queue (`ss` `Send-Q`).
+    pub write_seq: u32,
+    /// `tcp_sock.segs_in`: segments received, including those no other field records (a
+    /// peer's keepalive probe is dropped as out of window, and changes no time the kernel
+    /// keeps); `ss -i` `segs_in`.
+    pub segs_in: u32,
+    _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<HeldSocket>() == 80);
+const _: () = assert!(core::mem::size_of::<HeldSocket>() == 112);
 const _: () = assert!(core::mem::align_of::<HeldSocket>() == 8);
 
 impl HeldSocket {

@@ -301,9 +301,16 @@ pub struct KernelOffsets {
     pub socket_type: u32,
     /// `struct sock` → `__sk_common.skc_cookie` (0 until something asks for the cookie).
     pub skc_cookie: u32,
+    /// `tcp_sock` → `bytes_sent` (segments sent, retransmissions included; `ss -i`
+    /// `bytes_sent`), `bytes_received` (`bytes_received`): `u64` each.
+    pub tcp_bytes_sent: u32,
+    pub tcp_bytes_received: u32,
+    /// `tcp_sock` → `segs_in`: every segment received, those the kernel drops as out of window
+    /// (a peer's keepalive probe) included (`ss -i` `segs_in`).
+    pub tcp_segs_in: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

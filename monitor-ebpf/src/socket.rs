@@ -64,6 +64,9 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     socket_sk: 0,
     socket_type: 0,
     skc_cookie: 0,
+    tcp_bytes_sent: 0,
+    tcp_bytes_received: 0,
+    tcp_segs_in: 0,
 };
 
 /// The offsets of the kernel fields the programs read.

@@ -48,7 +48,7 @@ pub(crate) struct IterTaskFileCtx {
 /// The record size, as `bpf_seq_write` takes it.
 #[expect(
     clippy::cast_possible_truncation,
-    reason = "80 bytes, asserted where the record is defined"
+    reason = "112 bytes, asserted where the record is defined"
 )]
 const RECORD_LEN: u32 = size_of::<HeldSocket>() as u32;
 
@@ -162,6 +162,12 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     record.backoff = windows.get(off.icsk_backoff);
     record.retransmits = windows.get(off.icsk_retransmits);
     record.pending_timer = windows.get(off.icsk_pending);
+    // Outside the three clusters: a read each.
+    record.bytes_sent = probe(tp, off.tcp_bytes_sent);
+    record.bytes_received = probe(tp, off.tcp_bytes_received);
+    record.srtt_us_x8 = probe(tp, off.tcp_srtt_us);
+    record.write_seq = probe(tp, off.tcp_write_seq);
+    record.segs_in = probe(tp, off.tcp_segs_in);
 }
 
 /// Bytes of one window.

@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
             .map(|a| parse_scenario(a))
             .collect::<anyhow::Result<_>>()?
     };
-    let mut probes = Programs::load(CAPACITY).context("load the probes")?;
+    let mut probes = Programs::load(CAPACITY, false).context("load the probes")?;
     let holders = probes.holders_reader().context("load iter/task_file")?;
     let records = probes.records_reader().context("load iter/tcp")?;
     println!("descriptors per holder process: {fd_limit}; {ROUNDS} passes each, medians");

@@ -125,6 +125,27 @@ impl Agent {
         );
     }
 
+    /// Waits until the agent has published `n` more scans than it had at the call
+    /// (`tcp_liveness_scan_duration_seconds_count`), within [`SCANS_TO_SHOW`] + `n` scans: after
+    /// it, what the kernel keeps about a socket that existed at the call (its holders, its
+    /// times and options) is in `/connections`, for each scan reads the held sockets before it
+    /// judges them. `n` = 2: the scan in progress at the call may have read them before.
+    ///
+    /// # Panics
+    /// When the scans do not come within that deadline, or `/metrics` cannot be read.
+    pub fn wait_scans(&self, n: u32) {
+        let scans = || {
+            self.metric("tcp_liveness_scan_duration_seconds_count")
+                .unwrap_or(0.0)
+        };
+        let target = scans() + f64::from(n);
+        wait::wait_for(
+            &format!("{n} more scans"),
+            self.scans(SCANS_TO_SHOW + n),
+            || (scans() >= target).then_some(()),
+        );
+    }
+
     /// Polls `/connections?netns=INODE` until exactly `n` connections satisfy `matches`, and
     /// returns them; `what` names them in the failure.
     ///

@@ -27,7 +27,7 @@ use crate::{
         remediate::{RemediationCounters, Remediator},
     },
     alerting::Alerting,
-    bpf::{KernelStateReader, KernelStatus, Programs, task_file::TaskFileReader},
+    bpf::{KernelStateReader, KernelStatus, Programs},
     config::RunConfig,
     error::Error,
     export::{
@@ -66,7 +66,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         &config.alertmanager_http,
         config.scan_interval,
     )?;
-    let mut programs = Programs::load(config.table_capacity)?;
+    let mut programs = Programs::load(config.table_capacity, config.per_packet_hooks)?;
     let attached = programs.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,
@@ -93,13 +93,16 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Before the drop below: attaching `[[enforce]]` needs it.
     let (pipeline, features) = pipeline::build(&config, &programs, sockopt.is_some())?;
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&programs) as _;
-    let scanner = Scanner::new(
+    let mut scanner = Scanner::new(
         Arc::clone(&table),
         Arc::clone(&kernel),
         Arc::clone(&pipeline),
         config.grouping(),
     )
     .reading_namespace_sysctls();
+    if let Some(holders) = holders {
+        scanner = scanner.reading_held_sockets(holders);
+    }
     let scanner = Arc::new(scanner);
     let remediation = RemediationCounters::new(&config.remediate);
     let remediator = remediator(&config, &remediation);
@@ -111,8 +114,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let kept = privileges::kept(&running_features(&config));
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the programs).
-    let readers = (table_refresh, holders);
-    let kernel_state = start_kernel_state(readers, &pipeline, &kernel, &config)?;
+    let kernel_state = start_kernel_state(table_refresh, &pipeline, &kernel, &config)?;
     // Keepalive probes (`[probe]`): on a thread of their own that enters the namespaces.
     let probe_thread = probing::start(features.probe.as_ref(), sockopt)?;
     let (store, metrics) = new_metrics(&config, &alerting, features.probe.as_deref(), &remediation);
@@ -224,7 +226,7 @@ fn running_features(config: &RunConfig) -> Vec<Feature> {
 /// holders (`readers`: the table refresh program, the `iter/task_file` program); None when the
 /// kernel refused the table refresh iterator (the hooks' values are then used alone).
 fn start_kernel_state(
-    (reader, holders): (Option<KernelStateReader>, Option<TaskFileReader>),
+    reader: Option<KernelStateReader>,
     pipeline: &Arc<Pipeline>,
     kernel: &Arc<dyn KernelStatus>,
     config: &RunConfig,
@@ -233,7 +235,7 @@ fn start_kernel_state(
         return Ok(None);
     };
     let (pipeline, kernel) = (Arc::clone(pipeline), Arc::clone(kernel));
-    KernelStateThread::start(pipeline, kernel, reader, holders, config.scan_interval)
+    KernelStateThread::start(pipeline, kernel, reader, config.scan_interval)
         .map(Some)
         .map_err(|source| Error::Thread {
             name: "kernel-state",

@@ -48,7 +48,8 @@ pub use sockopt::SockoptControl;
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp-liveness"));
 
 /// Every hook: (program name in the object, BTF tracepoint it attaches to). They are the same
-/// name, which is also the `hook` label in `tcp_liveness_hook_attached`.
+/// name, which is also the `hook` label in `tcp_liveness_hook_attached`. The agent attaches
+/// those of [`hooks`].
 pub const HOOKS: [&str; 9] = [
     "inet_sock_set_state",
     "sock_send_length",
@@ -60,6 +61,20 @@ pub const HOOKS: [&str; 9] = [
     "inet_sk_error_report",
     "tcp_destroy_sock",
 ];
+
+/// The hooks that run for every packet or every `send()`/`recv()` of every process on the host:
+/// attached only on request (`--per-packet-hooks`). What they record the kernel keeps per
+/// socket too, and the scans read it there.
+pub const PER_PACKET_HOOKS: [&str; 3] = ["sock_send_length", "sock_recv_length", "tcp_probe"];
+
+/// The hooks [`Programs::load`] attaches, in [`HOOKS`] order: the rare events (state changes,
+/// retransmits, resets, socket errors, destruction), and the [`PER_PACKET_HOOKS`] when
+/// `per_packet`.
+pub fn hooks(per_packet: bool) -> impl Iterator<Item = &'static str> {
+    HOOKS
+        .into_iter()
+        .filter(move |hook| per_packet || !PER_PACKET_HOOKS.contains(hook))
+}
 
 /// Why the programs, a map or a program could not be used. Each variant keeps its cause as
 /// `source()`; [`error_chain`] prints the whole chain on one line.
@@ -168,20 +183,20 @@ pub struct Programs {
 pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Programs {
-    /// Loads the programs with a table of `capacity` sockets and attaches every hook it can
-    /// (a hook the kernel refuses is logged and reported in [`Programs::hooks`]), then the
+    /// Loads the programs with a table of `capacity` sockets and attaches every hook of
+    /// [`hooks`]`(per_packet)` it can (a hook the kernel refuses is logged and reported in
+    /// [`Programs::hooks`]; the others are not loaded at all), then the
     /// `iter/tcp` table refresh iterator and the `iter/task_file` holders iterator (reported
     /// there too, as hooks `iter_tcp_table` and `iter_task_file`).
     ///
     /// # Errors
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
     /// cannot be mapped into memory.
-    pub fn load(capacity: u32) -> Result<Self, BpfError> {
+    pub fn load(capacity: u32, per_packet: bool) -> Result<Self, BpfError> {
         let (mut ebpf, enforce_unavailable) = load_object(capacity, &[])?;
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
-        let mut hooks: Vec<HookStatus> = HOOKS
-            .iter()
-            .map(|&hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
+        let mut hooks: Vec<HookStatus> = hooks(per_packet)
+            .map(|hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
             .collect();
         let table_refresh = KernelStateReader::load(&mut ebpf, &btf, ITER_TCP_TABLE_PROGRAM);
         hooks.push(hook_status(

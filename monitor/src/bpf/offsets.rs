@@ -93,6 +93,9 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BpfError> {
         socket_sk: field_offset(btf, "socket", &["sk"])?,
         socket_type: field_offset(btf, "socket", &["type"])?,
         skc_cookie: sock(&["__sk_common", "skc_cookie"])?,
+        tcp_bytes_sent: tcp(&["bytes_sent"])?,
+        tcp_bytes_received: tcp(&["bytes_received"])?,
+        tcp_segs_in: tcp(&["segs_in"])?,
     })
 }
 

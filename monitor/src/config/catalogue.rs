@@ -37,6 +37,11 @@ settings! {
             about: "Serve /connections (addresses, processes) to non-loopback clients too.",
             ..Row::TOP
         };
+        per_packet_hooks: bool = values::boolean, Row {
+            default: "false", value_name: "BOOL", style: Style::Switch,
+            about: "Also attach the per-packet and per-send/receive hooks (`sock_send_length`, `sock_recv_length`, `tcp_probe`): ages to the nanosecond between scans, at a cost to every application on the host (BENCHMARKS.md). Off, every value comes from the kernel's own per-socket state, read at each scan.",
+            ..Row::TOP
+        };
         log_format: LogFormat = values::log_format, Row {
             default: "text", value_name: "FORMAT",
             about: "Log line format: text or json.",

@@ -72,6 +72,8 @@ pub struct RunConfig {
     pub table_capacity: u32,
     /// Serve /connections to non-loopback clients too.
     pub allow_remote_connections: bool,
+    /// Attach the per-packet and per-send/receive hooks (off: nothing runs on the packet path).
+    pub per_packet_hooks: bool,
     pub log_format: LogFormat,
     /// `CLOSE_WAIT` owners exported as metric series.
     pub top_n: usize,
@@ -201,6 +203,7 @@ impl RunConfig {
             scan_interval: get.scan_interval()?,
             table_capacity: get.table_capacity()?,
             allow_remote_connections: get.allow_remote_connections()?,
+            per_packet_hooks: get.per_packet_hooks()?,
             log_format: get.log_format()?,
             top_n: get.top_n()?,
             top_ports: get.top_ports()?,

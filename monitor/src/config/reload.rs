@@ -62,6 +62,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             "allow_remote_connections",
             c.allow_remote_connections.to_string(),
         ),
+        ("per_packet_hooks", c.per_packet_hooks.to_string()),
         ("log_format", c.log_format.as_str().into()),
         ("close_wait_after", d(t.close_wait_after)),
         ("fin_wait2_after", d(t.fin_wait2_after)),

@@ -115,16 +115,36 @@ pub fn connection(
 }
 
 fn keepalive(entry: &SockActivity, defaults: &SocketDefaults) -> Keepalive {
+    keepalive_of(
+        entry.flags & FLAG_KEEPALIVE_ON != 0,
+        (
+            entry.keepalive_time,
+            entry.keepalive_intvl,
+            entry.keepalive_probes,
+        ),
+        defaults,
+    )
+}
+
+/// Keepalive on or off, with its effective timers: the socket's own `(keepalive_time,
+/// keepalive_intvl, keepalive_probes)` as the kernel keeps them (jiffies, jiffies, count; 0 =
+/// unset), the namespace's sysctls where unset. A timer set in jiffies is unknown without
+/// `defaults.hz`.
+pub(crate) fn keepalive_of(
+    enabled: bool,
+    (time, intvl, probes): (u32, u32, u8),
+    defaults: &SocketDefaults,
+) -> Keepalive {
     let jiffies = |j: u32, default: Duration| match (j, defaults.hz) {
         (0, _) => Some(default),
         (j, Some(hz)) if hz > 0 => Some(Duration::from_millis(u64::from(j) * 1000 / u64::from(hz))),
         _ => None,
     };
     Keepalive {
-        enabled: entry.flags & FLAG_KEEPALIVE_ON != 0,
-        idle: jiffies(entry.keepalive_time, defaults.keepalive_time),
-        interval: jiffies(entry.keepalive_intvl, defaults.keepalive_intvl),
-        count: Some(match entry.keepalive_probes {
+        enabled,
+        idle: jiffies(time, defaults.keepalive_time),
+        interval: jiffies(intvl, defaults.keepalive_intvl),
+        count: Some(match probes {
             0 => defaults.keepalive_probes,
             n => n.into(),
         }),

@@ -1,6 +1,7 @@
-//! Owners are the holders: which processes hold each tracked socket now, from one pass of the
-//! `iter/task_file` program over every process's descriptors (all network namespaces at once),
-//! and how a connection's `pid`, `comm` and `holders` follow from it.
+//! Every held socket's kernel state and holders, from one pass of the `iter/task_file` program
+//! over every process's descriptors (all network namespaces at once, at each scan that is due:
+//! [`HeldPacer`]), and how a connection's `pid`, `comm` and `holders` follow from it (owners are
+//! the holders). What the socket's own values change in a connection is [`super::held_state`].
 //!
 //! The owner of a socket several processes hold is the lowest pid among them: deterministic, and
 //! stable while the holder set is (a process that joins by `fork` or descriptor passing has a
@@ -13,46 +14,108 @@ use monitor_common::holders::HeldSocket;
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
     bpf::{BpfError, task_file::TaskFileReader},
+    clock,
     model::{Connection, Holder, Holders},
 };
 
-/// The holders of every socket one pass saw, by socket cookie. Sockets whose cookie the kernel
-/// has not made yet (cookie 0: nothing ever asked for it, so the agent does not track them) are
-/// left out.
+/// Every socket one pass saw, by socket cookie: its holders and its kernel values. Sockets whose
+/// cookie the kernel has not made yet (cookie 0: nothing ever asked for it, so the agent does
+/// not track them) are left out.
 #[derive(Clone, Debug, Default)]
-pub struct HolderIndex {
+pub struct HeldSockets {
     /// Each socket's lowest holding pid (the owner).
     first: FastMap<u64, u32>,
     /// The sockets held by more than one process: every holder, ascending and distinct.
     shared: FastMap<u64, Vec<u32>>,
+    /// Each socket's own values, from its first visit in the pass (the visits of one socket
+    /// through several descriptors are microseconds apart).
+    samples: FastMap<u64, HeldSocket>,
+    /// `CLOCK_MONOTONIC` (ns) when the pass began: the samples are no older than this.
+    pub read_ns: u64,
+    /// By when the peer was last heard from through a segment that changed no time the kernel
+    /// keeps ([`carry_from`](Self::carry_from)), by cookie, `CLOCK_MONOTONIC` ns.
+    heard: FastMap<u64, u64>,
+}
+
+/// One socket of a pass: its values, when the pass read them, and by when its peer was last
+/// heard from where no kernel time says so.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldView<'a> {
+    pub sample: &'a HeldSocket,
+    /// `CLOCK_MONOTONIC` ns when the pass began.
+    pub read_ns: u64,
+    /// `CLOCK_MONOTONIC` ns; see [`HeldSockets::carry_from`].
+    pub heard_ns: Option<u64>,
 }
 
 /// What one pass read and what it cost.
 #[derive(Clone, Debug, Default)]
-pub struct HolderPass {
-    pub index: HolderIndex,
+pub struct HeldPass {
+    pub index: HeldSockets,
     /// Distinct sockets seen (with a cookie).
     pub sockets: usize,
     /// Wall time of the pass, grouping included.
     pub took: Duration,
+    /// CPU time of the reading thread during the pass ([`clock::thread_cpu_time`]): what the
+    /// passes are paced by.
+    pub cpu: Duration,
 }
 
-impl HolderIndex {
+impl HeldSockets {
     /// Reads every process's TCP socket descriptors once with `reader`.
     ///
     /// # Errors
     /// As [`TaskFileReader::for_each`]: the iterator could not be created or read (nothing of a
     /// partial pass is kept: a socket missing from it would lose its holders).
-    pub fn read(reader: &TaskFileReader) -> Result<HolderPass, BpfError> {
-        let started = Instant::now();
-        let mut index = Self::default();
+    pub fn read(reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
+        let (started, cpu_started) = (Instant::now(), clock::thread_cpu_time());
+        let mut index = Self {
+            read_ns: clock::monotonic_now_ns(),
+            ..Self::default()
+        };
         reader.for_each(|record| index.add(record))?;
         index.finish();
-        Ok(HolderPass {
+        Ok(HeldPass {
             sockets: index.first.len(),
             index,
             took: started.elapsed(),
+            cpu: clock::thread_cpu_time().saturating_sub(cpu_started),
         })
+    }
+
+    /// The socket `cookie`'s own values as the pass read them; None when it saw no descriptor
+    /// of it.
+    #[must_use]
+    pub fn sample(&self, cookie: u64) -> Option<&HeldSocket> {
+        self.samples.get(&cookie)
+    }
+
+    /// The socket `cookie` as the pass saw it; None when it saw no descriptor of it.
+    #[must_use]
+    pub fn view(&self, cookie: u64) -> Option<HeldView<'_>> {
+        Some(HeldView {
+            sample: self.samples.get(&cookie)?,
+            read_ns: self.read_ns,
+            heard_ns: self.heard.get(&cookie).copied(),
+        })
+    }
+
+    /// Carries over from the `previous` pass what no single pass shows: a segment from the
+    /// peer that the kernel records in no time it keeps (a keepalive probe is acknowledged and
+    /// dropped as out of window: `segs_in` grows, `rcv_tstamp` does not). Such a socket was
+    /// heard from by this pass, the nearest bound there is (a silence is then never
+    /// overstated); the others keep what the previous pass recorded.
+    pub fn carry_from(&mut self, previous: &HeldSockets) {
+        for (cookie, now) in &self.samples {
+            let Some(before) = previous.samples.get(cookie) else {
+                continue;
+            };
+            if now.segs_in != before.segs_in && now.rcv_tstamp == before.rcv_tstamp {
+                self.heard.insert(*cookie, self.read_ns);
+            } else if let Some(&at) = previous.heard.get(cookie) {
+                self.heard.insert(*cookie, at);
+            }
+        }
     }
 
     /// The index of these records (tests).
@@ -71,6 +134,7 @@ impl HolderIndex {
             return;
         }
         let (cookie, pid) = (record.cookie, record.tgid);
+        self.samples.entry(cookie).or_insert(*record);
         let first = *self.first.entry(cookie).or_insert(pid);
         if first != pid {
             self.shared
@@ -106,7 +170,7 @@ impl HolderIndex {
 /// has no holders when it says why (`orphan`, or `in_accept_queue`; the caller then gives it
 /// its listener's owner); any other socket the pass did not see keeps the owner the hooks saw
 /// and unknown holders.
-pub(crate) fn attribute(c: &mut Connection, index: Option<&HolderIndex>, in_accept_queue: bool) {
+pub(crate) fn attribute(c: &mut Connection, index: Option<&HeldSockets>, in_accept_queue: bool) {
     let Some(index) = index else { return };
     match index.of(c.cookie) {
         Some(pids) => {
@@ -141,3 +205,30 @@ pub(crate) fn name_holders(c: &mut Connection, processes: &mut ProcessCache) {
 
 #[cfg(test)]
 mod tests;
+
+/// When the next pass is due: passes take at most 1/[`HELD_READ_SHARE`] of a core (the CPU time
+/// of the last pass, times the share, must have passed since it began), and come at most once a
+/// scan (the scan runs them). On a host with tens of thousands of sockets that is every scan;
+/// at 100k connections (about 150 ms a pass here) every 15 s.
+#[derive(Debug, Default)]
+pub struct HeldPacer {
+    /// When the last pass began, and how long from then the next must wait.
+    last: Option<(Instant, Duration)>,
+}
+
+/// Passes over every held socket take at most 1/this of a core (1%).
+pub const HELD_READ_SHARE: u32 = 100;
+
+impl HeldPacer {
+    /// Whether a pass is due at `now`.
+    #[must_use]
+    pub fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|(began, wait)| now.duration_since(began) >= wait)
+    }
+
+    /// Records a pass that began at `began` and used `cpu` of CPU time.
+    pub fn record(&mut self, began: Instant, cpu: Duration) {
+        self.last = Some((began, cpu * HELD_READ_SHARE));
+    }
+}

@@ -14,7 +14,7 @@ use monitor_common::{
     tcp_state,
 };
 
-use super::{convert::SocketDefaults, holders::HolderIndex};
+use super::convert::SocketDefaults;
 use crate::{
     bpf::{
         KernelStateReader, KernelStatus,
@@ -51,11 +51,8 @@ pub struct KernelTruth {
     /// The first [`MAX_MISSING_KEPT`] of them, as read, for the reading thread to add to the
     /// table ([`track_missing`]); taken out before the truth is handed to the scans.
     pub(crate) missing: Vec<KernelSockState>,
-    /// Which processes hold each socket, from the `iter/task_file` pass of the same read; None
-    /// without the program, or when its pass failed (owners are then the hooks').
-    pub(crate) holders: Option<HolderIndex>,
-    /// Reads completed since the agent started, this one included, and the time they took
-    /// (the holders' pass included): set by the reading thread.
+    /// Reads completed since the agent started, this one included, and the time they took:
+    /// set by the reading thread.
     pub(crate) reads: u64,
     pub(crate) read_time: Duration,
     /// CPU time the namespaces' reads took, summed over the threads that read them (each

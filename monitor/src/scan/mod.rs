@@ -14,6 +14,7 @@
 pub(crate) mod confirm;
 pub mod convert;
 mod feature;
+pub(crate) mod held_state;
 pub mod holders;
 pub(crate) mod kernel_defaults;
 pub mod kernel_state;
@@ -150,6 +151,9 @@ pub struct Scanner {
     /// Read each network namespace's sysctls (the agent; tests and benchmarks judge every
     /// socket by the defaults they were given).
     reads_namespaces: bool,
+    /// The `iter/task_file` program, and when its next pass is due (None: the kernel refused
+    /// it, or tests and benchmarks without it).
+    held: Option<(TaskFileReader, Mutex<holders::HeldPacer>)>,
 }
 
 impl Scanner {
@@ -166,6 +170,50 @@ impl Scanner {
             grouping,
             last_counters: Mutex::default(),
             reads_namespaces: false,
+            held: None,
+        }
+    }
+
+    /// Reads every held socket's own state and holders with `reader` at each scan that is due
+    /// ([`holders::HeldPacer`]: every scan unless that would take more than 1% of a core), before
+    /// judging the table: the values a verdict uses are then the kernel's as of that scan.
+    #[must_use]
+    pub fn reading_held_sockets(mut self, reader: TaskFileReader) -> Self {
+        self.held = Some((reader, Mutex::default()));
+        self
+    }
+
+    /// The pass over the held sockets, when one is due; a failed pass keeps the last one (the
+    /// debug log says why).
+    fn read_held_sockets(&self) {
+        let Some((reader, pacer)) = &self.held else {
+            return;
+        };
+        let mut pacer = crate::locks::lock(pacer);
+        let began = Instant::now();
+        if !pacer.due(began) {
+            return;
+        }
+        match holders::HeldSockets::read(reader) {
+            Ok(pass) => {
+                pacer.record(began, pass.cpu);
+                tracing::debug!(
+                    took_ms = pass.took.as_secs_f64() * 1e3,
+                    cpu_ms = pass.cpu.as_secs_f64() * 1e3,
+                    sockets = pass.sockets,
+                    "held sockets read"
+                );
+                self.pipeline.set_held(pass.index);
+                // The previous pass was just freed.
+                crate::memory::release_free_heap();
+            }
+            Err(error) => {
+                pacer.record(began, began.elapsed());
+                tracing::debug!(
+                    error = crate::model::format::error_chain(&error),
+                    "held sockets (their last values and holders stay)"
+                );
+            }
         }
     }
 
@@ -192,6 +240,7 @@ impl Scanner {
         if self.reads_namespaces {
             self.pipeline.defaults.refresh_if_due();
         }
+        self.read_held_sockets();
         let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let failed = self.pipeline.confirm_errors() - confirm_errors;
@@ -259,10 +308,8 @@ pub struct KernelStateThread {
 
 impl KernelStateThread {
     /// Starts refreshing `table` with `reader` (the table refresh program), handing what the
-    /// reads find besides the table to `pipeline`, adding the sockets the table missed through
-    /// `kernel` while it has room ([`kernel_state::track_missing`]), and reading which
-    /// processes hold each socket with `holders` (the `iter/task_file` program: one pass for
-    /// every namespace; None when the kernel refused it, and owners are then the hooks').
+    /// reads find besides the table to `pipeline`, and adding the sockets the table missed
+    /// through `kernel` while it has room ([`kernel_state::track_missing`]).
     ///
     /// # Errors
     /// The thread could not be started.
@@ -270,7 +317,6 @@ impl KernelStateThread {
         pipeline: Arc<Pipeline>,
         kernel: Arc<dyn KernelStatus>,
         reader: KernelStateReader,
-        holders: Option<TaskFileReader>,
         min_interval: Duration,
     ) -> std::io::Result<Self> {
         let (mut reads, mut read_time) = (0, Duration::ZERO);
@@ -288,26 +334,8 @@ impl KernelStateThread {
             let cpu_started = clock::thread_cpu_time();
             let hz = pipeline.defaults.hz();
             let added = kernel_state::track_missing(&mut truth, kernel.as_ref(), hz);
-            let pass = holders.as_ref().map(holders::HolderIndex::read);
-            let (holders_ms, held_sockets) = match &pass {
-                Some(Ok(pass)) => (pass.took.as_secs_f64() * 1e3, pass.sockets),
-                _ => (0.0, 0),
-            };
-            truth.holders = match pass {
-                Some(Ok(pass)) => Some(pass.index),
-                Some(Err(error)) => {
-                    tracing::debug!(
-                        error = crate::model::format::error_chain(&error),
-                        "holders of the sockets (owners stay the hooks')"
-                    );
-                    None
-                }
-                None => None,
-            };
             tracing::debug!(
                 read_ms = read.as_secs_f64() * 1e3,
-                holders_ms,
-                held_sockets,
                 total_ms = started.elapsed().as_secs_f64() * 1e3,
                 namespaces = truth.namespaces.len(),
                 added,
@@ -322,8 +350,6 @@ impl KernelStateThread {
             // used no more of the budget than on an idle one, and must not come later for it.
             let cpu = truth.cpu_time + clock::thread_cpu_time().saturating_sub(cpu_started);
             pipeline.set_truth(truth);
-            // The previous read's holders were just freed.
-            crate::memory::release_free_heap();
             (cpu * KERNEL_READ_SHARE).max(min_interval)
         })?;
         Ok(Self { _thread: thread })

@@ -10,7 +10,8 @@ use super::{
     confirm::{self, Confirmed, Confirmer, Outcome},
     convert::{self, SocketDefaults},
     feature::{Annotator, Feature, ScanPass},
-    holders,
+    held_state,
+    holders::{self, HeldSockets},
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
@@ -36,6 +37,9 @@ pub struct Pipeline {
     /// What the last read of the kernel's own socket state found besides the table (None before
     /// the first, or without the iterator): which namespaces were read, and when.
     truth: RwLock<Option<Arc<KernelTruth>>>,
+    /// The last pass over the held sockets (None before the first, or without the program):
+    /// every held socket's own values and its holders.
+    held: RwLock<Option<Arc<HeldSockets>>>,
     /// Confirms new verdicts against the kernel at the scan that raises them; locked by a scan
     /// for its pass.
     confirmer: Mutex<Confirmer>,
@@ -62,6 +66,7 @@ impl Pipeline {
             policy: RwLock::new(Arc::new(policy)),
             processes: Mutex::default(),
             truth: RwLock::default(),
+            held: RwLock::default(),
             confirmer: Mutex::default(),
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
@@ -171,6 +176,16 @@ impl Pipeline {
         *crate::locks::write(&self.truth) = Some(Arc::new(truth));
     }
 
+    /// Replaces the held sockets the next passes overlay, carrying over from the last ones
+    /// what one pass cannot show ([`HeldSockets::carry_from`]).
+    pub(crate) fn set_held(&self, mut held: HeldSockets) {
+        let mut current = crate::locks::write(&self.held);
+        if let Some(previous) = current.as_deref() {
+            held.carry_from(previous);
+        }
+        *current = Some(Arc::new(held));
+    }
+
     /// Replaces the thresholds, overrides and ignore list from the next pass on (a config
     /// reload).
     pub(crate) fn set_policy(&self, policy: Policy) {
@@ -216,6 +231,7 @@ impl Pipeline {
         Context {
             namespaces: self.defaults.current(),
             truth: self.truth(),
+            held: crate::locks::read(&self.held).clone(),
             policy: self.policy(),
             listeners: Arc::clone(&crate::locks::read(&self.listeners)),
             annotators: self.features.iter().filter_map(|f| f.annotator()).collect(),
@@ -270,7 +286,8 @@ impl Pipeline {
     /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
     /// counts differ from what `ss` shows for live sockets); one whose socket the kernel no
     /// longer has is gone. The kernel's own values come from the entry itself (the last read
-    /// wrote them into its slot).
+    /// wrote them into its slot) and, for a socket a process holds, from the last pass over the
+    /// held sockets.
     fn judge(
         &self,
         cookie: u64,
@@ -289,10 +306,13 @@ impl Pipeline {
         let defaults = self.defaults.of(&context.namespaces, netns);
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(&mut c, entry, now_ns, &defaults);
+        let held = context.held.as_deref();
+        if let Some(view) = held.and_then(|h| h.view(cookie)) {
+            held_state::apply(&mut c, entry, view, now_ns, &defaults);
+        }
         let hooks_owner = c.pid;
         let in_accept_queue = kernel_state::in_accept_queue(entry);
-        let index = context.truth.as_deref().and_then(|t| t.holders.as_ref());
-        holders::attribute(&mut c, index, in_accept_queue);
+        holders::attribute(&mut c, held, in_accept_queue);
         if c.pid.is_none() && in_accept_queue {
             c.accept_queue = true;
             c.pid = c
@@ -337,6 +357,7 @@ type Listeners = FastMap<(u32, u16), u32>;
 struct Context<'a> {
     namespaces: DefaultsByNetns,
     truth: Option<Arc<KernelTruth>>,
+    held: Option<Arc<HeldSockets>>,
     policy: Arc<Policy>,
     listeners: Arc<Listeners>,
     /// Each feature's view of the pass, in registration order.

@@ -228,7 +228,7 @@ fn systemd_capabilities_are_enough() {
     assert_eq!(status["NoNewPrivs"], "1");
 
     let metrics = agent.get("/metrics");
-    for hook in monitor::bpf::HOOKS {
+    for hook in monitor::bpf::hooks(false) {
         let line = format!("tcp_liveness_hook_attached{{hook=\"{hook}\"}} 1");
         assert!(metrics.contains(&line), "{hook} not attached:\n{metrics}");
     }

@@ -221,7 +221,7 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
         .iter()
         .map(harness::scenario::Scenario::net)
         .collect();
-    let mut probes = Programs::load(CAPACITY).expect("load the probes");
+    let mut probes = Programs::load(CAPACITY, false).expect("load the probes");
     let reader = probes
         .holders_reader()
         .expect("load the task_file iterator");

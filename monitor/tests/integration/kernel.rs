@@ -61,14 +61,30 @@ fn busy_connections_are_not_idle_and_state_counts_match_ss() {
         established >= 10.0,
         "metric counts {established} established, test alone has 10"
     );
-    for hook in [
-        "inet_sock_set_state",
-        "sock_send_length",
-        "sock_recv_length",
-        "tcp_probe",
-    ] {
-        let sample = format!("tcp_liveness_hook_attached{{hook=\"{hook}\"}}");
-        assert_eq!(agent.metric(&sample), Some(1.0), "{hook} attached");
+    let sample = |hook: &str| format!("tcp_liveness_hook_attached{{hook=\"{hook}\"}}");
+    assert_eq!(agent.metric(&sample("inet_sock_set_state")), Some(1.0));
+    // Nothing on the packet path by default: the kernel holds no program of the agent's for a
+    // per-packet or per-send/receive hook, and the agent does not list them.
+    let programs: Vec<String> = bpf::program_ids_of(agent.pid())
+        .expect("the agent's descriptors")
+        .into_iter()
+        .filter_map(bpf::program)
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        programs
+            .iter()
+            .any(|p| "inet_sock_set_state".starts_with(p.as_str())),
+        "the kernel lists the agent's programs: {programs:?}"
+    );
+    for hook in monitor::bpf::PER_PACKET_HOOKS {
+        // The kernel keeps the first 15 bytes of a program's name.
+        let short = &hook[..hook.len().min(15)];
+        assert!(
+            !programs.iter().any(|p| p == short),
+            "{hook} loaded by default: {programs:?}"
+        );
+        assert_eq!(agent.metric(&sample(hook)), None, "{hook} listed");
     }
 }
 
@@ -145,9 +161,16 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
     let server = sc.server(&["no-close"]);
     let _clients: Vec<Peer> = (0..3).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    let first = agent.wait_connections(inode, 3, "CLOSE_WAIT sockets", |c| {
+    agent.wait_connections(inode, 3, "CLOSE_WAIT sockets", |c| {
         c["state"] == "close_wait"
     });
+    // The holders come from the kernel at the next scan.
+    agent.wait_scans(2);
+    let first: Vec<Value> = agent
+        .connections_in(inode)
+        .into_iter()
+        .filter(|c| c["state"] == "close_wait")
+        .collect();
     let kernel = ss::state_counts(&ss::sockets(&net.server).expect("ss"));
     assert_eq!(kernel.get("close_wait"), Some(&3), "ss agrees");
     // The owner's cgroup v2 path, as the kernel lists it for the process (the "0::" line).
@@ -624,9 +647,8 @@ fn recursion_misses_are_the_kernels_per_program_counts() {
         "a scan with the miss counts",
         agent.scans(SCANS_TO_SHOW),
         || {
-            monitor::bpf::HOOKS
-                .iter()
-                .map(|&hook| agent.metric(&series(hook)).map(|n| (hook, n)))
+            monitor::bpf::hooks(false)
+                .map(|hook| agent.metric(&series(hook)).map(|n| (hook, n)))
                 .collect()
         },
     );
@@ -664,9 +686,17 @@ fn a_threaded_server_is_one_process_named_by_its_leader() {
     let server = sc.server(&["no-close-worker"]);
     let _clients: Vec<Peer> = (0..2).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    let cw = agent.wait_connections(inode, 2, "CLOSE_WAIT sockets", |c| {
+    agent.wait_connections(inode, 2, "CLOSE_WAIT sockets", |c| {
         c["state"] == "close_wait"
     });
+    // The holders come from the kernel at the next scan.
+    agent.wait_scans(2);
+    let cw: Vec<Value> = agent
+        .connections_in(inode)
+        .into_iter()
+        .filter(|c| c["state"] == "close_wait")
+        .collect();
+    assert_eq!(cw.len(), 2, "{cw:?}");
     // The test means something only if the kernel did see threads named otherwise.
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
         .expect("the server's threads")

@@ -123,7 +123,7 @@ fn read_by_cookie(reader: &KernelStateReader, ns: &TestNetns) -> HashMap<u64, Ke
 /// The probes with both iterators: the agent's table refresh (its hook status must say it
 /// loaded) and the records program these tests compare with `ss`.
 fn load_reader() -> (Probes, KernelStateReader) {
-    let mut probes = Probes::load(CAPACITY).expect("load the probes");
+    let mut probes = Probes::load(CAPACITY, false).expect("load the probes");
     let status = probes
         .hooks
         .iter()

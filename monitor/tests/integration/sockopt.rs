@@ -75,7 +75,7 @@ fn options_are_set_on_another_socket_and_put_back_exactly() {
     if !privilege::may_run("sockopt_set_and_restore", Need::RootAndKernelBtf) {
         return;
     }
-    let mut probes = Probes::load(CAPACITY).expect("load the programs");
+    let mut probes = Probes::load(CAPACITY, false).expect("load the programs");
     let control = probes.sockopt_control().expect("load iter_tcp_sockopt");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");

@@ -35,7 +35,7 @@ fn every_holder_once_ascending_and_the_lowest_owns() {
         record(1, 25, 3),
         record(0, 50, 3),
     ];
-    let index = HolderIndex::of_records(&records);
+    let index = HeldSockets::of_records(&records);
     assert_eq!(index.of(1), Some(&[20, 25, 30][..]));
     assert_eq!(index.of(2), Some(&[40][..]));
     assert_eq!(index.of(0), None);
@@ -63,7 +63,7 @@ fn every_holder_once_ascending_and_the_lowest_owns() {
 
 #[test]
 fn no_descriptor_says_why_and_unknown_keeps_the_hooks_owner() {
-    let index = HolderIndex::of_records(&[record(1, 30, 3)]);
+    let index = HeldSockets::of_records(&[record(1, 30, 3)]);
     let mut orphan = connection(7, Some(12));
     orphan.orphan = true;
     attribute(&mut orphan, Some(&index), false);
@@ -83,7 +83,7 @@ fn no_descriptor_says_why_and_unknown_keeps_the_hooks_owner() {
 
 #[test]
 fn holders_are_named_from_proc_and_the_owner_keeps_its_name() {
-    let index = HolderIndex::of_records(&[record(1, 7, 3), record(1, 8, 3)]);
+    let index = HeldSockets::of_records(&[record(1, 7, 3), record(1, 8, 3)]);
     let mut c = connection(1, None);
     attribute(&mut c, Some(&index), false);
     c.comm = Some(Comm::new("owner"));
@@ -100,4 +100,52 @@ fn holders_are_named_from_proc_and_the_owner_keeps_its_name() {
         .map(|h| h.comm)
         .collect();
     assert_eq!(names, [Some(Comm::new("owner")), Some(Comm::new("worker"))]);
+}
+
+#[test]
+fn the_first_visit_of_a_socket_is_its_sample() {
+    let mut a = record(1, 30, 3);
+    a.lsndtime = 7;
+    let mut b = record(1, 20, 4);
+    b.lsndtime = 9;
+    let index = HeldSockets::of_records(&[a, b]);
+    assert_eq!(index.sample(1).map(|s| s.lsndtime), Some(7));
+    assert_eq!(index.sample(2), None);
+}
+
+#[test]
+fn passes_are_paced_by_their_cpu_time() {
+    let mut pacer = HeldPacer::default();
+    let began = Instant::now();
+    assert!(pacer.due(began), "the first pass is due at once");
+    pacer.record(began, Duration::from_millis(2));
+    let wait = Duration::from_millis(2) * HELD_READ_SHARE;
+    assert!(!pacer.due(began + wait.saturating_sub(Duration::from_millis(1))));
+    assert!(pacer.due(began + wait));
+}
+
+#[test]
+fn a_peers_segment_that_changes_no_kernel_time_is_heard_by_the_pass_that_sees_it() {
+    let mut before = record(1, 30, 3);
+    (before.segs_in, before.rcv_tstamp) = (10, 500);
+    let mut previous = HeldSockets::of_records(&[before, record(2, 30, 4)]);
+    previous.read_ns = 1_000;
+    // Socket 1: one more segment, no new ACK time (a keepalive probe); socket 2: nothing.
+    let mut probe = before;
+    probe.segs_in = 11;
+    let mut next = HeldSockets::of_records(&[probe, record(2, 30, 4)]);
+    next.read_ns = 2_000;
+    next.carry_from(&previous);
+    assert_eq!(next.view(1).and_then(|v| v.heard_ns), Some(2_000));
+    assert_eq!(next.view(2).and_then(|v| v.heard_ns), None);
+    // Carried while nothing changes; an ACK the kernel timed (rcv_tstamp moved) needs none.
+    let mut later = HeldSockets::of_records(&[probe]);
+    later.read_ns = 3_000;
+    later.carry_from(&next);
+    assert_eq!(later.view(1).and_then(|v| v.heard_ns), Some(2_000));
+    let mut acked = probe;
+    (acked.segs_in, acked.rcv_tstamp) = (12, 600);
+    let mut last = HeldSockets::of_records(&[acked]);
+    last.carry_from(&later);
+    assert_eq!(last.view(1).and_then(|v| v.heard_ns), Some(2_000));
 }

@@ -1,0 +1,88 @@
+//! A connection's values from its socket's own state as the last pass over the held sockets read
+//! it ([`super::holders::HeldSockets`]): the kernel's times, counters and options, the same
+//! fields `tcp_get_info` reports (so they agree with `ss -ti`). Pure.
+//!
+//! Where the per-packet hooks run too (`--per-packet-hooks`), each age is the more recent of the
+//! hooks' and the kernel's: the pass may be older than the hooks' last event.
+
+use std::time::Duration;
+
+use monitor_common::{SockActivity, holders::HS_KEEPOPEN, tcp_state};
+
+use super::convert::{self, SocketDefaults};
+use super::holders::HeldView;
+use crate::{
+    bpf::task_file::holders::{since_last_ack, since_last_recv, since_last_send, unacked_bytes},
+    model::Connection,
+};
+
+/// Overlays `c` (converted from `entry`) with `held`, its socket as a pass read it; ages are
+/// counted to `now_ns`, jiffies converted with `defaults.hz` (unknown: the ages are left as
+/// they are). Sets:
+/// - state: the kernel's, when the hooks saw no transition since the pass (a lost event); its
+///   age is then a lower bound from the pass;
+/// - `since_send` (`lsndtime`, the last data segment sent), `since_recv` (`icsk_ack.lrcvtime`,
+///   the last data segment received), `since_peer` (`rcv_tstamp`, the peer's last ACK, keepalive
+///   answers included, or the pass that saw a segment no kernel time records, such as the
+///   peer's keepalive probe: [`HeldView::heard_ns`]) and `idle` (the most recent of the three);
+/// - `unacked_bytes` (`snd_nxt - snd_una`), `srtt` (`srtt_us >> 3`), `bytes_sent` and
+///   `bytes_received` (`tcp_sock`'s, as `ss -i` shows them), `send_queue_bytes`
+///   (`write_seq - snd_una`);
+/// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset).
+pub(crate) fn apply(
+    c: &mut Connection,
+    entry: &SockActivity,
+    held: HeldView,
+    now_ns: u64,
+    defaults: &SocketDefaults,
+) {
+    let (s, read_ns) = (held.sample, held.read_ns);
+    let since_read = Duration::from_nanos(now_ns.saturating_sub(read_ns));
+    if s.state != 0 && s.state != entry.state && entry.state_since_ns < read_ns {
+        c.state = s.state;
+        c.state_age = None;
+        c.state_age_at_least = Some(since_read);
+    }
+    c.keepalive = Some(convert::keepalive_of(
+        s.flags & HS_KEEPOPEN != 0,
+        (s.keepalive_time, s.keepalive_intvl, s.keepalive_probes),
+        defaults,
+    ));
+    c.user_timeout =
+        (s.user_timeout_ms != 0).then(|| Duration::from_millis(s.user_timeout_ms.into()));
+    if c.state == tcp_state::LISTEN {
+        // A listener has no peer and carries no data: its stamps are not ages of anything.
+        return;
+    }
+    c.unacked_bytes = Some(unacked_bytes(s));
+    c.send_queue_bytes = Some(s.write_seq.wrapping_sub(s.snd_una));
+    c.srtt = (s.srtt_us_x8 != 0).then(|| Duration::from_micros((s.srtt_us_x8 >> 3).into()));
+    c.bytes_sent = c.bytes_sent.max(s.bytes_sent);
+    c.bytes_received = c.bytes_received.max(s.bytes_received);
+    let Some(hz) = defaults.hz else { return };
+    let kernel = |since: Option<Duration>| since.map(|since| since + since_read);
+    c.since_send = more_recent(c.since_send, kernel(since_last_send(s, hz)));
+    c.since_recv = more_recent(c.since_recv, kernel(since_last_recv(s, hz)));
+    c.since_peer = more_recent(c.since_peer, kernel(since_last_ack(s, hz)));
+    c.since_peer = more_recent(c.since_peer, held.heard_ns.map(|at| age(now_ns, at)));
+    c.idle = [c.since_send, c.since_recv, c.since_peer]
+        .into_iter()
+        .flatten()
+        .min()
+        .or(c.idle);
+}
+
+fn age(now_ns: u64, at_ns: u64) -> Duration {
+    Duration::from_nanos(now_ns.saturating_sub(at_ns))
+}
+
+/// The shorter of two ages of the same event, either unknown.
+fn more_recent(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests;
