@@ -113,15 +113,12 @@ impl Agent {
     /// # Panics
     /// When the reads do not come within that deadline, or `/metrics` cannot be read.
     pub fn wait_kernel_reads(&self, n: u32) {
-        let reads = || {
-            self.metric("tcp_liveness_kernel_reads_total")
-                .unwrap_or(0.0)
-        };
-        let target = reads() + f64::from(n);
-        wait::wait_for(
-            &format!("{n} more kernel socket state reads"),
+        let what = format!("{n} more kernel socket state reads");
+        self.wait_count(
+            "tcp_liveness_kernel_reads_total",
+            n,
+            &what,
             self.kernel_reads(n),
-            || (reads() >= target).then_some(()),
         );
     }
 
@@ -134,16 +131,16 @@ impl Agent {
     /// # Panics
     /// When the scans do not come within that deadline, or `/metrics` cannot be read.
     pub fn wait_scans(&self, n: u32) {
-        let scans = || {
-            self.metric("tcp_liveness_scan_duration_seconds_count")
-                .unwrap_or(0.0)
-        };
-        let target = scans() + f64::from(n);
-        wait::wait_for(
-            &format!("{n} more scans"),
-            self.scans(SCANS_TO_SHOW + n),
-            || (scans() >= target).then_some(()),
-        );
+        let within = self.scans(SCANS_TO_SHOW + n);
+        let what = format!("{n} more scans");
+        self.wait_count("tcp_liveness_scan_duration_seconds_count", n, &what, within);
+    }
+
+    /// Waits until the counter `series` of `/metrics` has grown by `n` since the call.
+    fn wait_count(&self, series: &str, n: u32, what: &str, within: Duration) {
+        let count = || self.metric(series).unwrap_or(0.0);
+        let target = count() + f64::from(n);
+        wait::wait_for(what, within, || (count() >= target).then_some(()));
     }
 
     /// Polls `/connections?netns=INODE` until exactly `n` connections satisfy `matches`, and

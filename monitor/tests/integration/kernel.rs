@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use harness::{
+    agent::Agent,
     bpf,
     peer::Peer,
     privilege::Need,
@@ -161,16 +162,7 @@ fn close_wait_leak_is_counted_with_owner_and_growing_age() {
     let server = sc.server(&["no-close"]);
     let _clients: Vec<Peer> = (0..3).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    agent.wait_connections(inode, 3, "CLOSE_WAIT sockets", |c| {
-        c["state"] == "close_wait"
-    });
-    // The holders come from the kernel at the next scan.
-    agent.wait_scans(2);
-    let first: Vec<Value> = agent
-        .connections_in(inode)
-        .into_iter()
-        .filter(|c| c["state"] == "close_wait")
-        .collect();
+    let first = close_wait_with_holders(&agent, inode, 3);
     let kernel = ss::state_counts(&ss::sockets(&net.server).expect("ss"));
     assert_eq!(kernel.get("close_wait"), Some(&3), "ss agrees");
     // The owner's cgroup v2 path, as the kernel lists it for the process (the "0::" line).
@@ -246,8 +238,8 @@ fn vanished_peer_shows_unacked_retransmits_and_silence() {
     };
     let first = find();
     std::thread::sleep(Duration::from_secs(2));
-    // The send queue is a value only the kernel keeps: known once a read has come after it grew.
-    agent.wait_kernel_reads(1);
+    // The send queue is a value only the kernel keeps: read at each scan for a held socket.
+    agent.wait_scans(2);
     let second = find();
     let kernel = ss::sockets(&net.client)
         .expect("ss")
@@ -686,17 +678,7 @@ fn a_threaded_server_is_one_process_named_by_its_leader() {
     let server = sc.server(&["no-close-worker"]);
     let _clients: Vec<Peer> = (0..2).map(|_| sc.client(&["close"])).collect();
     let inode = net.server.inode();
-    agent.wait_connections(inode, 2, "CLOSE_WAIT sockets", |c| {
-        c["state"] == "close_wait"
-    });
-    // The holders come from the kernel at the next scan.
-    agent.wait_scans(2);
-    let cw: Vec<Value> = agent
-        .connections_in(inode)
-        .into_iter()
-        .filter(|c| c["state"] == "close_wait")
-        .collect();
-    assert_eq!(cw.len(), 2, "{cw:?}");
+    let cw = close_wait_with_holders(&agent, inode, 2);
     // The test means something only if the kernel did see threads named otherwise.
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
         .expect("the server's threads")
@@ -852,4 +834,19 @@ fn harness_paces_kernel_reads_as_the_agent_does() {
         harness::agent::KERNEL_READ_SHARE,
         monitor::scan::KERNEL_READ_SHARE
     );
+}
+
+/// The `n` `CLOSE_WAIT` connections of namespace `inode`, once a scan has read their holders (a
+/// value only the kernel has: the first scan after the socket appeared).
+fn close_wait_with_holders(agent: &Agent, inode: u64, n: usize) -> Vec<Value> {
+    let is_close_wait = |c: &Value| c["state"] == "close_wait";
+    agent.wait_connections(inode, n, "CLOSE_WAIT sockets", is_close_wait);
+    agent.wait_scans(2);
+    let found: Vec<Value> = agent
+        .connections_in(inode)
+        .into_iter()
+        .filter(is_close_wait)
+        .collect();
+    assert_eq!(found.len(), n, "{found:?}");
+    found
 }
