@@ -12,7 +12,8 @@ use std::{
 };
 
 use harness::{
-    agent::Agent, cgroup::Cgroup, peer::Peer, privilege::Need, scenario::Scenario, wait::wait_for,
+    agent::Agent, cgroup::Cgroup, netns::NetPair, peer::Peer, privilege::Need, scenario::Scenario,
+    wait::wait_for,
 };
 
 use crate::common::{SCANS_TO_SHOW, scenario};
@@ -74,6 +75,17 @@ fn connection_to(agent: &Agent, netns: u64, remote: &str) -> Option<serde_json::
         .connections_in(netns)
         .into_iter()
         .find(|c| c["remote"] == remote && c["state"] == "established")
+}
+
+/// Waits until the client's connection to the server's `port` names `policy` (`enforced`);
+/// returns it.
+fn wait_named(agent: &Agent, net: &NetPair, port: u16, policy: &str) -> serde_json::Value {
+    let remote = format!("{}:{port}", net.server_ip);
+    wait_for(
+        &format!("the connection to {remote} named {policy}"),
+        agent.scans(SCANS_TO_SHOW),
+        || connection_to(agent, net.client.inode(), &remote).filter(|c| c["enforced"] == policy),
+    )
 }
 
 /// `ss -to` in `ns` for established connections to `port`: the `timer:(keepalive,…)` oracle.
@@ -305,18 +317,7 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         "{}",
         ss_to(&net.client, 7002)
     );
-    let c = wait_for(
-        "the existing connection named",
-        agent.scans(SCANS_TO_SHOW),
-        || {
-            connection_to(
-                &agent,
-                net.client.inode(),
-                &format!("{}:7002", net.server_ip),
-            )
-            .filter(|c| c["enforced"] == "existing-7002")
-        },
-    );
+    let c = wait_named(&agent, net, 7002, "existing-7002");
     assert_eq!(c["seeded"], true, "{c}");
 
     // The process name is known only to the scan: the agent applies the policy then, once.
@@ -341,18 +342,7 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         "{}",
         ss_to(&net.client, 7003)
     );
-    wait_for(
-        "the process policy named",
-        agent.scans(SCANS_TO_SHOW),
-        || {
-            connection_to(
-                &agent,
-                net.client.inode(),
-                &format!("{}:7003", net.server_ip),
-            )
-            .filter(|c| c["enforced"] == "by-process")
-        },
-    );
+    wait_named(&agent, net, 7003, "by-process");
     let by_iterator = audit(&dir, BY_ITERATOR);
     for policy in ["existing-7002", "by-process"] {
         assert!(
