@@ -83,6 +83,13 @@ impl Launch {
         self
     }
 
+    /// `n` scan intervals of the agent this launch starts (as [`Agent::scans`]): for a test
+    /// that derives an argument (a threshold) from the agent's cadence before starting it.
+    #[must_use]
+    pub fn scans(&self, n: u32) -> Duration {
+        self.scan_interval * n
+    }
+
     /// Listens on `ip` (e.g. `0.0.0.0`, for clients in other namespaces) instead of 127.0.0.1;
     /// the harness still asks it on 127.0.0.1, so `ip` must include loopback.
     #[must_use]

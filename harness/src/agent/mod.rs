@@ -83,6 +83,16 @@ impl Agent {
         self.scan_interval * n
     }
 
+    /// The deadline of a wait for a verdict (or any change) the agent's rules make `threshold`
+    /// after its cause: `threshold` plus [`SCANS_TO_SHOW`] scans ([`Agent::scans`]) for a scan
+    /// to see it and publish it on a busy machine. A wait, not a latency bound: pair it with an
+    /// assertion that the verdict did not come before `threshold` (the flagged connection's own
+    /// ages), which no slowness can break.
+    #[must_use]
+    pub fn after(&self, threshold: Duration) -> Duration {
+        threshold + self.scans(SCANS_TO_SHOW)
+    }
+
     /// How long `n` more reads of the kernel's socket state may take at the agent's own pace:
     /// the agent reads at most every `KERNEL_READ_SHARE` times the CPU time a read used and never
     /// more often than a scan, so `n` reads come within `n` × max(scan interval,

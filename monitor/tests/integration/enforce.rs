@@ -12,13 +12,11 @@ use std::{
 };
 
 use harness::{
-    agent::Agent, cgroup::Cgroup, peer::Peer, privilege::Need, scenario::Scenario, wait::wait_for,
+    agent::Agent, cgroup::Cgroup, netns::NetPair, peer::Peer, privilege::Need, scenario::Scenario,
+    wait::wait_for,
 };
 
-use crate::common::scenario;
-
-/// One scan (250 ms) and an HTTP round trip on a busy 2-core machine.
-const SLACK: Duration = Duration::from_millis(1250);
+use crate::common::{SCANS_TO_SHOW, scenario};
 
 /// Starts the agent with `config` (a TOML text) written to a temporary file; its log (with the
 /// enforcement audit lines) goes to `agent.log` in the same directory.
@@ -77,6 +75,17 @@ fn connection_to(agent: &Agent, netns: u64, remote: &str) -> Option<serde_json::
         .connections_in(netns)
         .into_iter()
         .find(|c| c["remote"] == remote && c["state"] == "established")
+}
+
+/// Waits until the client's connection to the server's `port` names `policy` (`enforced`);
+/// returns it.
+fn wait_named(agent: &Agent, net: &NetPair, port: u16, policy: &str) -> serde_json::Value {
+    let remote = format!("{}:{port}", net.server_ip);
+    wait_for(
+        &format!("the connection to {remote} named {policy}"),
+        agent.scans(SCANS_TO_SHOW),
+        || connection_to(agent, net.client.inode(), &remote).filter(|c| c["enforced"] == policy),
+    )
 }
 
 /// `ss -to` in `ns` for established connections to `port`: the `timer:(keepalive,…)` oracle.
@@ -138,12 +147,16 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
 
     // /connections and the metric name the policy.
     let remote = format!("{}:7000", net.server_ip);
-    let enforced = wait_for("the enforced connection", Duration::from_secs(3), || {
-        agent
-            .connections_in(net.client.inode())
-            .into_iter()
-            .find(|c| c["enforced"] == "test-keepalive")
-    });
+    let enforced = wait_for(
+        "the enforced connection",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            agent
+                .connections_in(net.client.inode())
+                .into_iter()
+                .find(|c| c["enforced"] == "test-keepalive")
+        },
+    );
     assert_eq!(enforced["pid"].as_u64(), Some(u64::from(inside.pid())));
     assert_eq!(enforced["cgroup"], cgroup.path());
     let others: Vec<_> = agent
@@ -153,20 +166,29 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
         .collect();
     assert_eq!(others.len(), 1, "the outside client is not enforced");
     let metric = "tcp_liveness_enforced_connections{policy=\"test-keepalive\"}";
-    let counted = wait_for("the enforced gauge", Duration::from_secs(3), || {
+    let counted = wait_for("the enforced gauge", agent.scans(SCANS_TO_SHOW), || {
         agent.metric(metric).filter(|&n| n >= 1.0)
     });
     assert!((counted - 1.0).abs() < f64::EPSILON, "{counted}");
 
     // The peer vanishes: keepalive (idle 2 s, 2 probes 1 s apart) makes the kernel reset the
-    // connection within idle + interval × count (+ one interval), and recv() fails.
-    net.server.drop_input().expect("iptables DROP");
+    // connection once the peer has been silent for idle + interval × count, and recv() fails.
+    // The probes were answered until the drop (one every idle time): the reset comes between
+    // interval × count and that bound after it, plus an interval for the kernel's timer and one
+    // for the application's wake-up and our read of its error on a busy machine.
+    let (interval, count) = (Duration::from_secs(1), 2);
+    let bound = Duration::from_secs(2) + interval * count;
+    // Taken before the drop takes effect: no reset can be seen less than `took` after it.
     let dropped = Instant::now();
-    let bound = Duration::from_secs(2 + 2 + 1);
-    let ended = inside.next_line(bound + SLACK);
+    net.server.drop_input().expect("iptables DROP");
+    let ended = inside.next_line(bound + agent.scans(SCANS_TO_SHOW));
     let took = dropped.elapsed();
     assert_eq!(ended.as_deref(), Some("error ETIMEDOUT"), "after {took:?}");
-    assert!(took <= bound + SLACK, "reset after {took:?}");
+    assert!(
+        took >= interval * count,
+        "reset after {took:?}: before {count} probes could go unanswered"
+    );
+    assert!(took <= bound + 2 * interval, "reset after {took:?}");
     eprintln!("reset {took:?} after the peer vanished (bound {bound:?})");
     // The outside client has no keepalive: still blocked in recv(), its options as they were.
     assert_eq!(options_now(&outside), untouched);
@@ -295,18 +317,7 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         "{}",
         ss_to(&net.client, 7002)
     );
-    let c = wait_for(
-        "the existing connection named",
-        Duration::from_secs(3),
-        || {
-            connection_to(
-                &agent,
-                net.client.inode(),
-                &format!("{}:7002", net.server_ip),
-            )
-            .filter(|c| c["enforced"] == "existing-7002")
-        },
-    );
+    let c = wait_named(&agent, net, 7002, "existing-7002");
     assert_eq!(c["seeded"], true, "{c}");
 
     // The process name is known only to the scan: the agent applies the policy then, once.
@@ -321,22 +332,17 @@ fn existing_and_process_matched_connections_get_the_policy_through_the_iterator(
         0,
         "the kernel program left it to the agent"
     );
-    wait_for("the process policy applied", Duration::from_secs(3), || {
-        (options_now(&named) == [1, 30, 6, 4, 0]).then_some(())
-    });
+    wait_for(
+        "the process policy applied",
+        agent.scans(SCANS_TO_SHOW),
+        || (options_now(&named) == [1, 30, 6, 4, 0]).then_some(()),
+    );
     assert!(
         ss_to(&net.client, 7003).contains("timer:(keepalive,"),
         "{}",
         ss_to(&net.client, 7003)
     );
-    wait_for("the process policy named", Duration::from_secs(3), || {
-        connection_to(
-            &agent,
-            net.client.inode(),
-            &format!("{}:7003", net.server_ip),
-        )
-        .filter(|c| c["enforced"] == "by-process")
-    });
+    wait_named(&agent, net, 7003, "by-process");
     let by_iterator = audit(&dir, BY_ITERATOR);
     for policy in ["existing-7002", "by-process"] {
         assert!(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     common::scenario,
-    verdicts::{SLACK, has_reason, wait_for_verdict},
+    verdicts::{has_reason, wait_for_verdict},
 };
 
 /// `--close-wait-after` and `--fin-wait2-after`; the server streams for three times as long.
@@ -97,7 +97,8 @@ fn half_close_is_not_stuck_while_data_moves() {
     );
 
     // The data stopped; the server never closes: a leak now.
-    let (cw, flagged) = wait_for_verdict(&agent, si, "close_wait_stuck", THRESHOLD + 2 * SLACK);
+    let age = ("state_age_seconds", THRESHOLD);
+    let (cw, flagged) = wait_for_verdict(&agent, si, "close_wait_stuck", age);
     assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())), "{cw}");
     assert!(
         flagged - ended >= THRESHOLD.saturating_sub(Duration::from_millis(100)),
@@ -107,7 +108,7 @@ fn half_close_is_not_stuck_while_data_moves() {
     let kernel = kernel_close_wait(net).expect("the CLOSE_WAIT socket");
     let lastsnd = kernel.ms("lastsnd").expect("tcp_info lastsnd");
     assert!(lastsnd > THRESHOLD.as_secs_f64(), "the kernel: {kernel:?}");
-    let (fw, _) = wait_for_verdict(&agent, ci, "fin_wait2_stuck", agent.scans(SCANS_TO_SHOW));
+    let (fw, _) = wait_for_verdict(&agent, ci, "fin_wait2_stuck", age);
     assert_eq!(fw["pid"].as_u64(), Some(u64::from(client.pid())), "{fw}");
     eprintln!(
         "close_wait_stuck {:?} after the stream ended",

@@ -18,21 +18,37 @@ use harness::{
 };
 use serde_json::Value;
 
-use crate::common::{AGENT, scenario};
+use crate::common::{AGENT, SCANS_TO_SHOW, scenario};
 
-/// Probe after 2 s of silence, 1 s apart, 3 unanswered = dead; `idle_no_keepalive` only after
-/// 4 s, so a live peer is proven alive before the idle verdict could be raised.
-const PROBE_FAST: &[&str] = &[
-    "--idle-after",
-    "4s",
-    "--probe",
-    "--probe-after",
-    "2s",
-    "--probe-interval",
-    "1s",
-    "--probe-count",
-    "3",
-];
+/// `--probe-after`: probed after this much silence.
+const PROBE_AFTER: Duration = Duration::from_secs(2);
+/// `--probe-interval`: between probes.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// `--probe-count`: unanswered probes that prove the peer dead.
+const PROBE_COUNT: u32 = 3;
+
+/// `--probe` with [`PROBE_AFTER`], [`PROBE_INTERVAL`] and [`PROBE_COUNT`], and `--idle-after
+/// idle_after` (whole milliseconds).
+fn probe_fast(idle_after: Duration) -> Vec<String> {
+    let seconds = |d: Duration| format!("{}s", d.as_secs());
+    vec![
+        "--idle-after".into(),
+        format!("{}ms", idle_after.as_millis()),
+        "--probe".into(),
+        "--probe-after".into(),
+        seconds(PROBE_AFTER),
+        "--probe-interval".into(),
+        seconds(PROBE_INTERVAL),
+        "--probe-count".into(),
+        PROBE_COUNT.to_string(),
+    ]
+}
+
+/// How long a probe of a vanished peer runs before it is finished as dead: `count` probes
+/// `interval` apart (the first at once) and half an interval more (the agent's own deadline).
+fn probe_runs(interval: Duration, count: u32) -> Duration {
+    interval * count + interval / 2
+}
 /// Only the client side is probed: the server's own probes would reach the client even with
 /// the server's input dropped (a host that still sends is heard from).
 const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
@@ -42,9 +58,6 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
     file.write_all(text.as_bytes()).expect("write config");
     file
 }
-
-/// One scan (250 ms), the probe thread's tick, and the HTTP round trip on a busy machine.
-const SLACK: Duration = Duration::from_millis(1500);
 
 /// `options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT USER_TIMEOUT` lines of an `idle-report` peer.
 fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
@@ -87,10 +100,11 @@ fn suspects(c: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A receive-only idle connection to a live peer is proven alive (no alert, ever), its owner's
-/// options are the same before and after each probe; once the peer's host drops everything,
-/// the next probe proves it dead within after + count × interval + one scan, the kernel
-/// leaves the connection alone, and the options are again the application's.
+/// A receive-only idle connection to a live peer is proven alive (no alert, ever, though it
+/// stays quiet longer than `idle_after`), its owner's options are the same before and after each
+/// probe; once the peer's host drops everything, the next probe proves it dead (not before
+/// after + count × interval of silence), the kernel leaves the connection alone, and the options
+/// are again the application's.
 #[test]
 fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     let Some(sc) = scenario("probe_alive_then_dead", Need::RootAndKernelBtf) else {
@@ -99,9 +113,14 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     let net = sc.net();
     let _server = sc.server(&["echo"]);
     let config = config_file(CLIENT_ONLY);
-    let agent = sc
-        .launch()
-        .args(PROBE_FAST)
+    let launch = sc.launch();
+    // `idle_no_keepalive` only once a re-probe, due after `PROBE_AFTER`, has had as long as any
+    // change may take to show: an answer read late on a busy machine never lets it through.
+    let idle_after = PROBE_AFTER + launch.scans(SCANS_TO_SHOW);
+    let args = probe_fast(idle_after);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = launch
+        .args(&args)
         .args(&["--config", config.path().to_str().unwrap()])
         .start()
         .expect("agent");
@@ -111,7 +130,7 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     assert_eq!(original[0], 0, "keepalive off: {original:?}");
 
     let started = Instant::now();
-    let alive = wait_for("peer_alive", Duration::from_secs(2) + 2 * SLACK, || {
+    let alive = wait_for("peer_alive", agent.after(PROBE_AFTER), || {
         client_conn(&agent, net, 7000).filter(|c| probe_result(c) == Some("peer_alive"))
     });
     assert_eq!(alive["probe"]["answered"], true, "{alive}");
@@ -122,9 +141,10 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     );
     assert!(rtt < 100.0, "veth round trip to jiffies resolution: {rtt}");
     assert!(suspects(&alive).is_empty(), "{alive}");
-    // Probed again every 2 s of silence, never suspect (idle_after 4 s would say
-    // idle_no_keepalive without the answers).
-    while started.elapsed() < Duration::from_secs(9) {
+    // Probed again after each `PROBE_AFTER` of silence, never suspect: watched until the
+    // connection (older than `started`) has been quiet, but for the answers, past `idle_after`
+    // and a few scans, when idle_no_keepalive would be raised without them.
+    while started.elapsed() < idle_after + agent.scans(4) {
         let c = client_conn(&agent, net, 7000).expect("connection");
         assert!(suspects(&c).is_empty(), "a live peer is not suspect: {c}");
         std::thread::sleep(Duration::from_millis(200));
@@ -149,9 +169,9 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     let dropped = Instant::now();
     let dead = wait_for(
         "peer_dead",
-        // Silent for `after` (2 s), 3 probes 1 s apart and half an interval, then a scan to
-        // become a candidate, a probe-thread round to finish and a scan to raise the verdict.
-        Duration::from_secs(2 + 3) + Duration::from_millis(500) + SLACK + agent.scans(3),
+        // Silent for `after`, then a scan offers it, the probe thread starts the probe, which
+        // runs out unanswered; a probe-thread round finishes it and a scan raises the verdict.
+        agent.after(PROBE_AFTER + probe_runs(PROBE_INTERVAL, PROBE_COUNT)),
         // Raised (confirmed by a scan), not only probed.
         || {
             client_conn(&agent, net, 7000).filter(|c| {
@@ -161,27 +181,41 @@ fn live_peer_is_alive_then_a_vanished_one_is_dead_and_options_come_back() {
     );
     eprintln!("peer_dead {:?} after the drop", dropped.elapsed());
     assert_eq!(suspects(&dead), ["peer_dead"], "{dead}");
-    assert!(dead["probe"]["unanswered"].as_u64() >= Some(3), "{dead}");
+    assert!(
+        dead["probe"]["unanswered"].as_u64() >= Some(PROBE_COUNT.into()),
+        "{dead}"
+    );
     assert_eq!(dead["probe"]["answered"], false);
-    let unanswered = wait_for_optional(Duration::from_secs(2), || {
+    // Not before `count` probes `interval` apart could go unanswered after `after` of silence.
+    let silent = dead["since_peer_seconds"].as_f64().expect("silence");
+    let proven_after = PROBE_AFTER + PROBE_INTERVAL * PROBE_COUNT;
+    assert!(
+        silent >= proven_after.as_secs_f64(),
+        "dead before its probes could go unanswered: {dead}"
+    );
+    let unanswered = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         agent
             .metric("tcp_liveness_probes_total{result=\"unanswered\"}")
             .filter(|&n| n >= 1.0)
     });
     assert!(unanswered.is_some(), "unanswered counted");
-    let suspected = wait_for_optional(Duration::from_secs(2), || {
+    let suspected = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         agent
             .metric("tcp_liveness_suspect_connections{reason=\"peer_dead\"}")
             .filter(|&n| n >= 1.0)
     });
     assert!(suspected.is_some(), "peer_dead among the suspects");
 
-    // Restored: the application's getsockopt answers as before the first probe.
-    std::thread::sleep(Duration::from_millis(300));
-    options(&client, &mut seen);
+    // Restored (before the verdict was raised): the application's getsockopt, which the peer
+    // reports every 20 ms, answers as before the first probe.
+    wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
+        options(&client, &mut seen);
+        seen.last().filter(|o| **o == original).copied()
+    });
     assert_eq!(seen.last(), Some(&original), "options put back: {seen:?}");
-    // The kernel did not reset the connection because of the probes; the verdict stays.
-    std::thread::sleep(Duration::from_secs(2));
+    // The kernel did not reset the connection because of the probes; the verdict stays, and
+    // no new probe starts in longer than one would take to.
+    std::thread::sleep(PROBE_AFTER + agent.scans(4));
     let later = client_conn(&agent, net, 7000).expect("still established");
     assert_eq!(suspects(&later), ["peer_dead"], "{later}");
     options(&client, &mut seen);
@@ -198,6 +232,8 @@ fn caps_hold_and_data_in_flight_is_never_probed() {
         return;
     };
     let net = sc.net();
+    // Probe after 2 s of silence, 2 probes 1 s apart.
+    let (after, interval, count) = (Duration::from_secs(2), Duration::from_secs(1), 2);
     let mut config = tempfile::NamedTempFile::new().expect("temp file");
     write!(
         config,
@@ -225,7 +261,9 @@ fn caps_hold_and_data_in_flight_is_never_probed() {
     };
     let in_flight = |c: &Value| c["unacked_bytes"].as_u64().unwrap_or(0) > 0;
     let mut most_at_once = 0;
-    let deadline = Instant::now() + Duration::from_secs(2 + 3 * 3) + 2 * SLACK;
+    // Silent for `after`, then three probes in turn, each offered by a scan once the one before
+    // finished.
+    let deadline = Instant::now() + agent.after(after + 3 * probe_runs(interval, count));
     let dead = loop {
         let conns = client_conns();
         let running = conns
@@ -290,19 +328,16 @@ fn probes_in_progress_are_restored_at_shutdown() {
     net.server.drop_input().expect("iptables DROP");
     let mut seen = Vec::new();
     let original = first_options(&client, &mut seen);
-    wait_for(
-        "the probe to start",
-        Duration::from_secs(2) + 2 * SLACK,
-        || {
-            options(&client, &mut seen);
-            seen.last().filter(|o| o[0] == 1).copied()
-        },
-    );
+    wait_for("the probe to start", agent.after(PROBE_AFTER), || {
+        options(&client, &mut seen);
+        seen.last().filter(|o| o[0] == 1).copied()
+    });
     let probing = client_conn(&agent, net, 7000).expect("connection");
     assert_eq!(probe_result(&probing), Some("in_progress"), "{probing}");
     let status = agent.stop().expect("stop");
     assert!(status.success(), "{status}");
-    let restored = wait_for_optional(Duration::from_secs(1), || {
+    // Put back before the exit; the peer reports its options every 20 ms.
+    let restored = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         options(&client, &mut seen);
         seen.last().filter(|o| **o == original).copied()
     });

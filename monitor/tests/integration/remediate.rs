@@ -28,9 +28,8 @@ use crate::common::{AGENT, SCANS_TO_SHOW, agent_only, scenario};
 
 /// `peer_unresponsive` after 2 s of silence with data outstanding.
 const FAST: &[&str] = &["--unresponsive-after", "2s"];
-
-/// The HTTP round trips and a busy 2-core machine on top of a scan interval.
-const SLACK: Duration = Duration::from_millis(1250);
+/// FAST's `--unresponsive-after`.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
 fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
@@ -166,9 +165,8 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         &net.client,
         "peer_unresponsive",
         3,
-        Duration::from_secs(2) + 3 * SLACK,
+        agent.after(UNRESPONSIVE_AFTER),
     );
-    let confirmed = Instant::now();
     let dead_cookies: HashSet<u64> = verdicts
         .iter()
         .filter_map(|c| c["cookie"].as_u64())
@@ -178,26 +176,30 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         "controls are not suspect"
     );
 
-    // One application gets ECONNABORTED (tcp_abort) within a scan of the confirmation: the
-    // first look is at the confirming scan, the destroy at the next one.
-    let (errored, line) = wait_for("an application's send to fail", 2 * SLACK, || {
-        dead.iter()
-            .enumerate()
-            .find_map(|(i, p)| p.next_line(Duration::from_millis(20)).map(|l| (i, l)))
-    });
-    let took = confirmed.elapsed();
-    eprintln!("destroyed {took:?} after the verdicts were seen confirmed");
-    assert_eq!(line, "error ECONNABORTED", "client {errored}");
-    assert!(
-        took <= SLACK,
-        "destroyed {took:?} after the verdicts were confirmed"
+    // One application gets ECONNABORTED (tcp_abort): the first look is at the confirming scan,
+    // the destroy at the next one. Not before its verdict was due: the audit line's silence
+    // (below) is at least the threshold.
+    let confirmed = Instant::now();
+    let (errored, line) = wait_for(
+        "an application's send to fail",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            dead.iter()
+                .enumerate()
+                .find_map(|(i, p)| p.next_line(Duration::from_millis(20)).map(|l| (i, l)))
+        },
     );
-    wait_count(&agent, "destroyed", 1, 2 * SLACK);
-    wait_count(&agent, "rate_limited", 2, 2 * SLACK);
+    eprintln!(
+        "destroyed {:?} after the verdicts were seen confirmed",
+        confirmed.elapsed()
+    );
+    assert_eq!(line, "error ECONNABORTED", "client {errored}");
+    wait_count(&agent, "destroyed", 1, agent.scans(SCANS_TO_SHOW));
+    wait_count(&agent, "rate_limited", 2, agent.scans(SCANS_TO_SHOW));
 
     // The rate limit holds for the minute: the other two stay, blocked; the controls never
     // see an error. Eight scans of nothing more.
-    let quiet = Duration::from_secs(2);
+    let quiet = agent.scans(8);
     let started = Instant::now();
     while started.elapsed() < quiet {
         for (i, p) in dead.iter().enumerate().filter(|(i, _)| *i != errored) {
@@ -225,11 +227,36 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     assert_eq!(remediations(&agent, "failed"), Some(0));
 
     let log = fs::read_to_string(log.path()).expect("agent log");
-    assert_audit_line(&log, gone[0], net.client.inode(), &control_cookies);
+    let line = assert_audit_line(&log, gone[0], net.client.inode(), &control_cookies);
+    assert!(
+        audit_seconds(line, "since_peer_seconds") >= UNRESPONSIVE_AFTER.as_secs_f64(),
+        "destroyed only once its peer was silent past the threshold: {line}"
+    );
+}
+
+/// The value of `field=SECONDS` in an audit line.
+///
+/// # Panics
+/// When the line has no such field, or its value is not a number.
+fn audit_seconds(line: &str, field: &str) -> f64 {
+    let value = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .unwrap_or_else(|| panic!("{field} in {line}"));
+    value
+        .trim_matches('"')
+        .parse()
+        .unwrap_or_else(|e| panic!("{field}={value}: {e}"))
 }
 
 /// The destroy's audit line names who, what, why and the result; the controls are in none.
-fn assert_audit_line(log: &str, cookie: u64, netns: u64, controls: &HashSet<u64>) {
+/// Returns the line.
+fn assert_audit_line<'log>(
+    log: &'log str,
+    cookie: u64,
+    netns: u64,
+    controls: &HashSet<u64>,
+) -> &'log str {
     let line = log
         .lines()
         .find(|l| l.contains("remediation: connection destroyed"))
@@ -253,6 +280,7 @@ fn assert_audit_line(log: &str, cookie: u64, netns: u64, controls: &HashSet<u64>
             "control {cookie} in the log"
         );
     }
+    line
 }
 
 #[test]
@@ -275,13 +303,13 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
         &net.client,
         "peer_unresponsive",
         1,
-        Duration::from_secs(2) + 3 * SLACK,
+        agent.after(UNRESPONSIVE_AFTER),
     );
-    wait_count(&agent, "dry_run", 1, 2 * SLACK);
+    wait_count(&agent, "dry_run", 1, agent.scans(SCANS_TO_SHOW));
 
     // Reported once, never destroyed: eight more scans change nothing.
     assert_eq!(
-        dead[0].next_line(Duration::from_secs(2)),
+        dead[0].next_line(agent.scans(8)),
         None,
         "the send still blocks"
     );
@@ -321,14 +349,18 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     let cookies = cookies_to(&net.client, 7000);
     assert_eq!(cookies.len(), 2);
     // Wait until the agent lists both (healthy: no verdict).
-    wait_for("both connections listed", 2 * SLACK, || {
-        let listed: HashSet<u64> = agent
-            .connections_in(net.client.inode())
-            .iter()
-            .filter_map(|c| c["cookie"].as_u64())
-            .collect();
-        cookies.is_subset(&listed).then_some(())
-    });
+    wait_for(
+        "both connections listed",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            let listed: HashSet<u64> = agent
+                .connections_in(net.client.inode())
+                .iter()
+                .filter_map(|c| c["cookie"].as_u64())
+                .collect();
+            cookies.is_subset(&listed).then_some(())
+        },
+    );
     let mut cookies = cookies.into_iter();
     let (first, second) = (cookies.next().unwrap(), cookies.next().unwrap());
     let first_text = first.to_string();
@@ -503,6 +535,8 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
     let _dead_server = sc.server(&["echo"]);
     let _live_server =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "echo"]).expect("peer");
+    // Probe after 2 s of silence, 2 probes 1 s apart.
+    let (after, interval, count) = (Duration::from_secs(2), Duration::from_secs(1), 2);
     let config = config_file(
         "idle_after = \"1h\"\n\
          [probe]\nenabled = false\nafter = \"2s\"\ninterval = \"1s\"\ncount = 2\n\
@@ -530,11 +564,13 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
     assert_eq!(live_cookies.len(), 1, "the live connection (ss)");
     net.server.drop_input_to_port(7000).expect("iptables DROP");
 
-    // Quiet for `after` (2 s), then `count` probes 1 s apart and half an interval; then a look,
-    // and the destroy a scan later.
+    // Quiet for `after`, then a scan offers it and the probe runs `count` probes `interval`
+    // apart and half an interval more; then a scan raises peer_dead, a look, and the destroy a
+    // scan later.
+    let probe_runs = interval * count + interval / 2;
     let started = Instant::now();
     let ended = dead
-        .next_line(Duration::from_secs(2 + 2 + 1) + 4 * SLACK)
+        .next_line(agent.after(after + probe_runs))
         .expect("the dead connection's recv() to fail");
     eprintln!(
         "recv() failed {:?} after the peer vanished",
@@ -543,13 +579,13 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
     assert_eq!(ended, "error ECONNABORTED");
     assert!(cookies_to(&net.client, 7000).is_empty(), "destroyed (ss)");
     let destroyed = "tcp_liveness_remediations_total{reason=\"peer_dead\",result=\"destroyed\"}";
-    let count = wait_for_optional(2 * SLACK, || {
+    let counted = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         agent.metric(destroyed).filter(|v| v.to_string() == "1")
     });
-    assert!(count.is_some(), "one peer_dead destroy counted");
+    assert!(counted.is_some(), "one peer_dead destroy counted");
 
     // The live peer answered its probe: alive, never suspect, never touched.
-    let alive = wait_for_optional(2 * SLACK, || {
+    let alive = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
         agent
             .connections_in(net.client.inode())
             .into_iter()
@@ -570,4 +606,10 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
         .find(|l| l.contains("remediation: connection destroyed"))
         .expect("an audit line");
     assert!(audit.contains("reason=\"peer_dead\""), "{audit}");
+    // Proven dead only after `count` probes went unanswered: silent for at least `after`, then
+    // `count` intervals.
+    assert!(
+        audit_seconds(audit, "since_peer_seconds") >= (after + interval * count).as_secs_f64(),
+        "destroyed before its probe could prove the peer dead: {audit}"
+    );
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     common::scenario,
-    verdicts::{FAST, SLACK, has_reason},
+    verdicts::{FAST, IDLE_AFTER, has_reason},
 };
 
 /// The options a `recv-report` client printed: `[KEEPALIVE, IDLE, INTVL, CNT, USER_TIMEOUT_MS]`.
@@ -61,7 +61,7 @@ fn user_timeout_without_keepalive_is_still_idle() {
         let pid = Some(u64::from(peer.pid()));
         harness::wait::wait_for(
             "idle_no_keepalive on the client",
-            Duration::from_secs(3) + SLACK + agent.scans(SCANS_TO_SHOW),
+            agent.after(IDLE_AFTER),
             || {
                 agent
                     .connections_in(inode)
