@@ -230,6 +230,7 @@ mod tests {
             cgroup: None,
             container: None,
             enforced: None,
+            since_retrans_start_seconds: None,
             gives_up_in_seconds: None,
             suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
             probe: None,

@@ -63,6 +63,11 @@ pub struct ConnectionView {
     /// The `[[enforce]]` policy that set the connection's keepalive timers or user timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforced: Option<String>,
+    /// Seconds since the first transmission of the oldest data the kernel is retransmitting
+    /// on its retransmission timer (`retrans_stamp` while `icsk_retransmits` > 0); null when it
+    /// is not.
+    #[serde(default)]
+    pub since_retrans_start_seconds: Option<f64>,
     /// For `peer_unresponsive`: seconds until the kernel gives up retransmitting.
     #[serde(default)]
     pub gives_up_in_seconds: Option<f64>,
@@ -144,6 +149,7 @@ impl From<&Connection> for ConnectionView {
             cgroup: c.cgroup.as_deref().map(str::to_owned),
             container: c.cgroup.as_deref().and_then(container_id),
             enforced: c.enforced.as_deref().map(str::to_owned),
+            since_retrans_start_seconds: seconds(c.since_retrans_start),
             gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
             probe: c.probe.as_ref().map(ProbeView::from),

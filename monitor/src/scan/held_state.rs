@@ -12,7 +12,9 @@ use monitor_common::{SockActivity, holders::HS_KEEPOPEN, tcp_state};
 use super::convert::{self, SocketDefaults};
 use super::holders::HeldView;
 use crate::{
-    bpf::task_file::holders::{since_last_ack, since_last_recv, since_last_send, unacked_bytes},
+    bpf::task_file::holders::{
+        since_last_ack, since_last_recv, since_last_send, since_retrans_start, unacked_bytes,
+    },
     model::Connection,
 };
 
@@ -28,7 +30,12 @@ use crate::{
 /// - `unacked_bytes` (`snd_nxt - snd_una`), `srtt` (`srtt_us >> 3`), `bytes_sent` and
 ///   `bytes_received` (`tcp_sock`'s, as `ss -i` shows them), `send_queue_bytes`
 ///   (`write_seq - snd_una`);
-/// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset).
+/// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset);
+/// - `since_retrans_start`: since the first transmission of the oldest data being retransmitted
+///   (`retrans_stamp`) while the retransmission timer has fired (`icsk_retransmits` > 0: the
+///   peer answers nothing, the clock the kernel's give-up runs on), else None. A stamp outside
+///   such an episode (fast retransmits the peer's duplicate ACKs asked for, or one left from an
+///   episode the peer ended) is no silence.
 pub(crate) fn apply(
     c: &mut Connection,
     entry: &SockActivity,
@@ -56,6 +63,10 @@ pub(crate) fn apply(
     }
     c.unacked_bytes = Some(unacked_bytes(s));
     c.send_queue_bytes = Some(s.write_seq.wrapping_sub(s.snd_una));
+    c.since_retrans_start = (s.retransmits > 0)
+        .then(|| since_retrans_start(s))
+        .flatten()
+        .map(|since| since + since_read);
     c.srtt = (s.srtt_us_x8 != 0).then(|| Duration::from_micros((s.srtt_us_x8 >> 3).into()));
     c.bytes_sent = c.bytes_sent.max(s.bytes_sent);
     c.bytes_received = c.bytes_received.max(s.bytes_received);

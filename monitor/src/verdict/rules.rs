@@ -81,7 +81,11 @@ fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
         && longer(bounded(time_in_state(c), c.since_recv), t.fin_wait2_after)
 }
 
-/// Data outstanding, being retransmitted, and nothing from the peer: it is gone while we send.
+/// Data outstanding, being retransmitted, and nothing from the peer since the oldest of it was
+/// first sent: it is gone while we send. The silence is the peer's (`since_peer`), no longer
+/// than the kernel has been retransmitting when that is known (`since_retrans_start`): a pooled
+/// connection idle for minutes before a query to a vanished server has been left unanswered
+/// only since the query, however long ago the peer last spoke.
 fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     let sending_states = [
         tcp_state::ESTABLISHED,
@@ -92,7 +96,10 @@ fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     sending_states.contains(&c.state)
         && c.unacked_bytes.is_some_and(|n| n > 0)
         && c.retransmits > 0
-        && longer(c.since_peer, t.unresponsive_after)
+        && longer(
+            bounded(c.since_peer, c.since_retrans_start),
+            t.unresponsive_after,
+        )
 }
 
 /// Keepalive is on, nothing is outstanding, and the peer has been silent for longer than the

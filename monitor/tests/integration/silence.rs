@@ -1,6 +1,8 @@
-//! What counts as a peer's silence: a `TCP_USER_TIMEOUT` that cannot fire (nothing
-//! outstanding, no keepalive) does not make an idle connection safe. The kernel's own view is
-//! the oracle: the client's `getsockopt`, `ss -o`'s timers, and its `recv()` still blocked.
+//! What counts as a peer's silence: a query sent after a long idle spell is unanswered only
+//! since it was sent; and a `TCP_USER_TIMEOUT` that cannot fire (nothing outstanding, no
+//! keepalive) does not make an idle connection safe. The kernel's own view is the oracle: its
+//! reset (the socket gone from `ss`, the client's `recv()` failing with `ETIMEDOUT`), the
+//! client's `getsockopt`, `ss -o`'s timers, and its `recv()` still blocked.
 
 use std::time::Duration;
 
@@ -9,8 +11,54 @@ use serde_json::Value;
 
 use crate::{
     common::scenario,
-    verdicts::{FAST, IDLE_AFTER, has_reason},
+    verdicts::{FAST, IDLE_AFTER, has_reason, time_the_reset},
 };
+
+/// A pooled connection idles 8 s, then sends a query to a server that vanished during the idle
+/// spell (client namespace `tcp_retries2=6`: the kernel gives up ~25 s after the query's first
+/// transmission). The peer's last ACK is older than the idle spell, but the peer has left the
+/// query unanswered only since it was sent: the verdict counts from the kernel's retransmission
+/// start (`since_retrans_start_seconds`, at least 3 s when flagged), and
+/// `gives_up_in_seconds` predicts the kernel's own reset (counted from the last ACK, it would
+/// be 8 s early).
+#[test]
+fn unresponsive_counts_from_the_query_after_an_idle_spell() {
+    let Some(sc) = scenario("unresponsive_after_idle", Need::RootAndKernelBtf) else {
+        return;
+    };
+    let net = sc.net();
+    net.client
+        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
+        .expect("the client namespace's tcp_retries2");
+    let _server = sc.server(&["echo"]);
+    let unresponsive_after = Duration::from_secs(3);
+    let agent = sc
+        .launch()
+        .args(&["--unresponsive-after", "3s"])
+        .start()
+        .expect("agent");
+    let idle = Duration::from_secs(8);
+    let client = sc.client(&["idle-then-send", &idle.as_secs().to_string()]);
+    net.server.drop_input().expect("iptables DROP");
+    let line = client.next_line(idle + agent.scans(SCANS_TO_SHOW));
+    assert_eq!(line.as_deref(), Some("sent"), "the query");
+    let inode = net.client.inode();
+    let clock = ("since_retrans_start_seconds", unresponsive_after);
+    let (c, gives_up) = time_the_reset(net, &agent, inode, clock);
+    assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid())), "{c}");
+    let since_peer = c["since_peer_seconds"].as_f64().expect("since_peer");
+    assert!(
+        since_peer > idle.as_secs_f64(),
+        "the peer's last ACK precedes the idle spell: {c}"
+    );
+    assert!(gives_up < 25.4, "tcp_retries2=6: {gives_up}");
+    let outcome = client.next_line(agent.scans(SCANS_TO_SHOW));
+    assert_eq!(
+        outcome.as_deref(),
+        Some("error ETIMEDOUT"),
+        "the client's recv()"
+    );
+}
 
 /// The options a `recv-report` client printed: `[KEEPALIVE, IDLE, INTVL, CNT, USER_TIMEOUT_MS]`.
 fn reported_options(peer: &Peer, within: Duration) -> Vec<u64> {

@@ -379,20 +379,30 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
 /// not.
 fn vanish_and_time_the_reset(net: &NetPair, agent: &Agent, inode: u64) -> f64 {
     net.server.drop_input().expect("iptables DROP");
+    let clock = ("since_peer_seconds", UNRESPONSIVE_AFTER);
+    time_the_reset(net, agent, inode, clock).1
+}
+
+/// Once the sender in the client namespace (inode `inode`) is `peer_unresponsive` (not before
+/// its `clock` field reached the threshold), checks that the kernel's own reset comes when its
+/// `gives_up_in_seconds` said, as [`vanish_and_time_the_reset`]. Returns the connection as first
+/// flagged and that prediction (s).
+pub(crate) fn time_the_reset(
+    net: &NetPair,
+    agent: &Agent,
+    inode: u64,
+    (clock, threshold): (&str, Duration),
+) -> (Value, f64) {
     let (c, asked, answered) = wait_for(
         "a peer_unresponsive verdict",
-        agent.after(UNRESPONSIVE_AFTER),
+        agent.after(threshold),
         || {
             let asked = Instant::now();
             let c = agent
                 .connections_in(inode)
                 .into_iter()
                 .find(|c| has_reason(c, "peer_unresponsive"))?;
-            assert_not_before(
-                &c,
-                "peer_unresponsive",
-                ("since_peer_seconds", UNRESPONSIVE_AFTER),
-            );
+            assert_not_before(&c, "peer_unresponsive", (clock, threshold));
             Some((c, asked, Instant::now()))
         },
     );
@@ -431,7 +441,7 @@ fn vanish_and_time_the_reset(net: &NetPair, agent: &Agent, inode: u64) -> f64 {
         agent.scans(SCANS_TO_SHOW),
         || (agent.metric(etimedout).unwrap_or(0.0) > before).then_some(()),
     );
-    gives_up
+    (c, gives_up)
 }
 
 /// With `TCP_USER_TIMEOUT` (12 s here) the kernel gives up that long after the first

@@ -48,7 +48,8 @@ fn view_serializes_unknown_as_null() {
             "user_timeout_seconds": null, "orphan": false, "accept_queue": false,
             "cgroup": "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
             "container": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "gives_up_in_seconds": null, "suspect": ["peer_unresponsive"],
+            "since_retrans_start_seconds": null, "gives_up_in_seconds": null,
+            "suspect": ["peer_unresponsive"],
         })
     );
     let back: ConnectionView = serde_json::from_value(value).unwrap();

@@ -146,3 +146,18 @@ fn a_listener_has_no_peer_ages() {
         (None, None, None)
     );
 }
+
+#[test]
+fn retransmissions_are_dated_only_while_the_retransmission_timer_runs() {
+    let mut s = sample();
+    // First sent 4 000 ms before the pass, on the millisecond TCP clock.
+    (s.stamp_now, s.retrans_stamp) = (50_000, 46_000);
+    let idle = applied(&entry(), &s, 120 * SEC, 121 * SEC);
+    assert_eq!(
+        idle.since_retrans_start, None,
+        "no timeout fired: not a silence"
+    );
+    s.retransmits = 2;
+    let c = applied(&entry(), &s, 120 * SEC, 121 * SEC);
+    assert_eq!(c.since_retrans_start, Some(Duration::from_secs(5)));
+}

@@ -287,3 +287,25 @@ fn probe_opt_in_and_out_by_override() {
     });
     assert!(!p.probe_opted_in(&c, true), "ignored: never probed");
 }
+
+/// A query after a long idle spell: the peer's last ACK is a minute old, but the kernel has
+/// been retransmitting the query only since it was sent; it is unanswered only that long.
+#[test]
+fn peer_unresponsive_counts_from_the_first_transmission_of_what_is_retransmitted() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.unacked_bytes = Some(5);
+    c.retransmits = 2;
+    c.since_peer = Some(S(60));
+    c.since_retrans_start = Some(S(3));
+    assert!(
+        reasons(&c).is_empty(),
+        "3 s of retransmitting is under 10 s"
+    );
+    c.since_retrans_start = Some(S(11));
+    let (r, gives_up) = evaluate(&c, &policy(), RETRIES2);
+    assert_eq!(r, [Reason::PeerUnresponsive]);
+    assert_eq!(
+        gives_up,
+        Some(Duration::from_millis(924_600).checked_sub(S(11)).unwrap())
+    );
+}
