@@ -30,10 +30,7 @@ pub fn evaluate(
     if peer_unresponsive(c, &t) {
         reasons.push(Reason::PeerUnresponsive);
         let limit = retransmission_limit(c.user_timeout, tcp_retries2);
-        // The kernel's timer runs from the first transmission of what it retransmits
-        // (retrans_stamp); without the kernel read, the peer's silence is the nearest clock.
-        let running = c.since_retrans_start.or(c.since_peer);
-        gives_up_in = running.map(|since| limit.saturating_sub(since));
+        gives_up_in = retransmitting_for(c).map(|since| limit.saturating_sub(since));
     }
     if keepalive_unanswered(c) {
         reasons.push(Reason::KeepaliveUnanswered);
@@ -81,11 +78,22 @@ fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
         && longer(bounded(time_in_state(c), c.since_recv), t.fin_wait2_after)
 }
 
+/// How long the kernel has been retransmitting: since the first transmission of the oldest
+/// unacknowledged data (`since_retrans_start`, the kernel's `retrans_stamp`), the clock its
+/// give-up timer runs on. Not yet dated (the last read came before the retransmission timer
+/// fired), a bound from below: the peer cannot have left data unanswered for longer than it has
+/// been silent (`since_peer`), nor for longer than data was last sent (`since_send`) — late
+/// rather than early.
+fn retransmitting_for(c: &Connection) -> Option<Duration> {
+    c.since_retrans_start
+        .or_else(|| bounded(c.since_peer, c.since_send))
+}
+
 /// Data outstanding, being retransmitted, and nothing from the peer since the oldest of it was
 /// first sent: it is gone while we send. The silence is the peer's (`since_peer`), no longer
-/// than the kernel has been retransmitting when that is known (`since_retrans_start`): a pooled
-/// connection idle for minutes before a query to a vanished server has been left unanswered
-/// only since the query, however long ago the peer last spoke.
+/// than the kernel has been retransmitting ([`retransmitting_for`]): a pooled connection idle
+/// for minutes before a query to a vanished server has been left unanswered only since the
+/// query, however long ago the peer last spoke.
 fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
     let sending_states = [
         tcp_state::ESTABLISHED,
@@ -97,7 +105,7 @@ fn peer_unresponsive(c: &Connection, t: &Thresholds) -> bool {
         && c.unacked_bytes.is_some_and(|n| n > 0)
         && c.retransmits > 0
         && longer(
-            bounded(c.since_peer, c.since_retrans_start),
+            bounded(c.since_peer, retransmitting_for(c)),
             t.unresponsive_after,
         )
 }

@@ -327,7 +327,7 @@ fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
     let inode = net.server.inode();
     let c = wait_for(
         "keepalive on, from the kernel",
-        agent.scans(SCANS_TO_SHOW / 2),
+        agent.scans(SCANS_TO_SHOW),
         || {
             agent
                 .connections_in(inode)

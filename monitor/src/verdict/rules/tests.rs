@@ -309,3 +309,19 @@ fn peer_unresponsive_counts_from_the_first_transmission_of_what_is_retransmitted
         Some(Duration::from_millis(924_600).checked_sub(S(11)).unwrap())
     );
 }
+
+/// Before the kernel read dates the retransmissions, the last data sent bounds the silence:
+/// the query went out 1 s ago, so the peer has left it unanswered 1 s at most.
+#[test]
+fn undated_retransmissions_count_from_the_last_data_sent() {
+    let mut c = conn(tcp_state::ESTABLISHED);
+    c.unacked_bytes = Some(5);
+    c.retransmits = 2;
+    c.since_peer = Some(S(60));
+    c.since_send = Some(S(1));
+    assert!(reasons(&c).is_empty());
+    c.since_send = Some(S(12));
+    assert_eq!(reasons(&c), [Reason::PeerUnresponsive]);
+    let gives_up = evaluate(&c, &policy(), RETRIES2).1;
+    assert_eq!(gives_up, Duration::from_millis(924_600).checked_sub(S(12)));
+}
