@@ -99,7 +99,10 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
             let [with, without, floor, r, floor_r] = &toggled[load.name()];
             [
                 vec![
-                    format!("{} — programs attached vs detached", load.name()),
+                    format!(
+                        "{} — every hook attached (as with --per-packet-hooks) vs detached",
+                        load.name()
+                    ),
                     format!("{} {}", stats::summary(without, 0), load.unit()),
                     stats::summary(with, 0),
                     stats::summary(r, 3),
@@ -120,7 +123,10 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     rows.extend(LOADS.iter().map(|(load, target)| {
         let r = &ratios[load.name()];
         vec![
-            format!("{} — agent process running vs not", load.name()),
+            format!(
+                "{} — agent process running (default flags: no per-packet hook) vs not",
+                load.name()
+            ),
             format!("{} {}", stats::summary(&off[load.name()], 0), load.unit()),
             stats::summary(&on[load.name()], 0),
             stats::summary(r, 3),
