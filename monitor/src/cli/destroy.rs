@@ -1,8 +1,10 @@
 //! `tcp-liveness destroy --cookie C`: end one connection by hand, the way a `[[remediate]]`
 //! policy does (`sock_diag` `SOCK_DESTROY` on the exact socket, cookie included: the same code
-//! path, `SocketQueries::destroy`). Only a suspect connection (a confirmed verdict in the
-//! agent's `/connections`) unless `--force`. Exit 0 done (or, with `--dry-run`, would be done),
-//! 1 refused or not found, 2 bad input (clap).
+//! path, `SocketQueries::destroy`). Only a connection suspect of a verdict that destroying
+//! remedies (a confirmed verdict in the agent's `/connections`, one `[[remediate]]` accepts)
+//! unless `--force`; never a listening socket, even with `--force` (the service would stop
+//! accepting while its process runs on). Exit 0 done (or, with `--dry-run`, would be done), 1
+//! refused or not found, 2 bad input (clap).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,7 +12,8 @@ use anyhow::Context as _;
 
 use super::connections::fetch;
 use crate::{
-    model::{ConnectionView, format::escape_control},
+    act::remediate::policy::REMEDIABLE,
+    model::{ConnectionView, Reason, format::escape_control},
     sock_diag::{self, SocketKey, SocketQueries},
 };
 
@@ -88,10 +91,7 @@ fn find(args: &DestroyArgs) -> Result<Target, String> {
     });
     match listed {
         Ok(views) => match views.into_iter().find(|v| v.cookie == cookie) {
-            Some(view) if view.suspect.is_empty() && !args.force => Err(format!(
-                "refused: connection {cookie} ({}) is not suspect; --force to destroy it anyway",
-                describe_view(&view)
-            )),
+            Some(view) if let Some(refusal) = refusal(&view, args.force) => Err(refusal),
             Some(view) => match key_of_view(&view) {
                 Some(key) => Ok(Target {
                     key,
@@ -128,6 +128,12 @@ fn from_kernel(cookie: u64) -> Result<Target, String> {
             format!("not found: no TCP socket with cookie {cookie} in any network namespace")
         })?;
     let state = crate::model::labels::state_label(socket.state);
+    if socket.state == monitor_common::tcp_state::LISTEN {
+        return Err(listener_refusal(
+            cookie,
+            &format!("{}, {state}", socket.local),
+        ));
+    }
     Ok(Target {
         key: SocketKey {
             netns: socket.netns,
@@ -141,6 +147,46 @@ fn from_kernel(cookie: u64) -> Result<Target, String> {
             socket.local, socket.remote, socket.netns
         ),
     })
+}
+
+/// Why `view` is not destroyed, if it is not: a listening socket never; without `force`, a
+/// connection that is not suspect, or suspect only of verdicts destroying does not remedy (those
+/// `[[remediate]]` refuses).
+fn refusal(view: &ConnectionView, force: bool) -> Option<String> {
+    let cookie = view.cookie;
+    if view.state == "listen" {
+        return Some(listener_refusal(cookie, &describe_view(view)));
+    }
+    if force {
+        return None;
+    }
+    if view.suspect.is_empty() {
+        return Some(format!(
+            "refused: connection {cookie} ({}) is not suspect; --force to destroy it anyway",
+            describe_view(view)
+        ));
+    }
+    let remedied = view
+        .suspect
+        .iter()
+        .any(|r| Reason::parse(r).is_some_and(|r| REMEDIABLE.contains(&r)));
+    (!remedied).then(|| {
+        format!(
+            "refused: connection {cookie} ({}) is suspect only of what destroying does not \
+             remedy (close_wait_stuck: the application's descriptor leak stays; \
+             idle_no_keepalive: idle is not dead); --force to destroy it anyway",
+            describe_view(view)
+        )
+    })
+}
+
+/// The refusal of the listening socket `cookie` (`what` describes it).
+fn listener_refusal(cookie: u64, what: &str) -> String {
+    format!(
+        "refused: socket {cookie} ({what}) is a listening socket: destroying it would stop the \
+         service accepting while its process runs on; only connections are destroyed, even \
+         with --force"
+    )
 }
 
 fn key_of_view(view: &ConnectionView) -> Option<SocketKey> {
@@ -177,3 +223,6 @@ fn describe_view(view: &ConnectionView) -> String {
         view.local, view.remote, view.state
     )
 }
+
+#[cfg(test)]
+mod tests;

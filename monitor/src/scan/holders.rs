@@ -56,9 +56,6 @@ pub struct HeldPass {
     pub sockets: usize,
     /// Wall time of the pass, grouping included.
     pub took: Duration,
-    /// CPU time of the reading thread during the pass ([`clock::thread_cpu_time`]): what the
-    /// passes are paced by.
-    pub cpu: Duration,
 }
 
 impl HeldSockets {
@@ -68,7 +65,7 @@ impl HeldSockets {
     /// As [`TaskFileReader::for_each`]: the iterator could not be created or read (nothing of a
     /// partial pass is kept: a socket missing from it would lose its holders).
     pub fn read(reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
-        let (started, cpu_started) = (Instant::now(), clock::thread_cpu_time());
+        let started = Instant::now();
         let mut index = Self {
             read_ns: clock::monotonic_now_ns(),
             ..Self::default()
@@ -79,7 +76,6 @@ impl HeldSockets {
             sockets: index.first.len(),
             index,
             took: started.elapsed(),
-            cpu: clock::thread_cpu_time().saturating_sub(cpu_started),
         })
     }
 

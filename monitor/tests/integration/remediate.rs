@@ -421,6 +421,27 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     assert!(err.starts_with("not found"), "{err}");
     let (code, _, err) = destroy(&["--cookie", "twelve"]);
     assert_eq!(code, Some(2), "bad input: {err}");
+
+    // A listening socket never, even with --force, through the agent or without it: the
+    // service would stop accepting while its process runs on.
+    let listener = ss::sockets(&net.server)
+        .expect("ss")
+        .into_iter()
+        .find(|s| s.state == "listen" && s.local.ends_with(":7000"))
+        .and_then(|s| s.cookie)
+        .expect("the server's listener in ss");
+    let listener_text = listener.to_string();
+    for agent_url in [url.as_str(), nowhere] {
+        let args = ["--cookie", &listener_text, "--agent", agent_url, "--force"];
+        let (code, _, err) = destroy(&args);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("is a listening socket"), "{err}");
+    }
+    let still = ss::sockets(&net.server).expect("ss");
+    assert!(
+        still.iter().any(|s| s.cookie == Some(listener)),
+        "the listener is still there"
+    );
 }
 
 /// A destroying policy needs `CAP_NET_ADMIN`: a start without it exits 2 naming it, before
