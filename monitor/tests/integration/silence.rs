@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{
     common::scenario,
-    verdicts::{FAST, IDLE_AFTER, has_reason, time_the_reset},
+    verdicts::{FAST, IDLE_AFTER, client_retries2_6, has_reason, time_the_reset},
 };
 
 /// A pooled connection idles 8 s, then sends a query to a server that vanished during the idle
@@ -27,9 +27,7 @@ fn unresponsive_counts_from_the_query_after_an_idle_spell() {
         return;
     };
     let net = sc.net();
-    net.client
-        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
-        .expect("the client namespace's tcp_retries2");
+    client_retries2_6(net);
     let _server = sc.server(&["echo"]);
     let unresponsive_after = Duration::from_secs(3);
     let agent = sc

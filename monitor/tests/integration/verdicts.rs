@@ -345,6 +345,14 @@ fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
     );
 }
 
+/// Sets `tcp_retries2` = 6 in the client namespace: the kernel gives up 25.4 s after the first
+/// unacknowledged transmission (200 ms RTO, 7 transmissions).
+pub(crate) fn client_retries2_6(net: &NetPair) {
+    net.client
+        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
+        .expect("the client namespace's tcp_retries2");
+}
+
 /// `gives_up_in_seconds` follows the socket's own namespace's `tcp_retries2` (6 here: the
 /// kernel's model gives 25.4 s), not the host's (15: 924.6 s).
 #[test]
@@ -353,9 +361,7 @@ fn give_up_time_follows_the_namespaces_tcp_retries2() {
         return;
     };
     let net = sc.net();
-    net.client
-        .run("sysctl", &["-q", "-w", "net.ipv4.tcp_retries2=6"])
-        .expect("the client namespace's tcp_retries2");
+    client_retries2_6(net);
     let _server = sc.server(&["echo"]);
     let agent = sc.launch().args(FAST).start().expect("agent");
     let _client = sc.client(&["send"]);
