@@ -79,13 +79,6 @@ impl HeldSockets {
         })
     }
 
-    /// The socket `cookie`'s own values as the pass read them; None when it saw no descriptor
-    /// of it.
-    #[must_use]
-    pub fn sample(&self, cookie: u64) -> Option<&HeldSocket> {
-        self.samples.get(&cookie)
-    }
-
     /// The socket `cookie` as the pass saw it; None when it saw no descriptor of it.
     #[must_use]
     pub fn view(&self, cookie: u64) -> Option<HeldView<'_>> {

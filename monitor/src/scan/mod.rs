@@ -197,29 +197,25 @@ impl Scanner {
         // Paced by everything a pass costs this thread: the read, the index, what is carried
         // over from the last pass, and giving the last pass's memory back.
         let cpu_started = clock::thread_cpu_time();
-        match holders::HeldSockets::read(reader) {
-            Ok(pass) => {
-                let (took, sockets) = (pass.took, pass.sockets);
-                self.pipeline.set_held(pass.index);
-                // The previous pass was just freed.
-                crate::memory::release_free_heap();
-                let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
-                pacer.record(began, cpu);
-                tracing::debug!(
-                    read_ms = took.as_secs_f64() * 1e3,
-                    cpu_ms = cpu.as_secs_f64() * 1e3,
-                    sockets,
-                    "held sockets read"
-                );
-            }
-            Err(error) => {
-                let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
-                pacer.record(began, cpu);
-                tracing::debug!(
-                    error = crate::model::format::error_chain(&error),
-                    "held sockets (their last values and holders stay)"
-                );
-            }
+        let read = holders::HeldSockets::read(reader).map(|pass| {
+            self.pipeline.set_held(pass.index);
+            // The previous pass was just freed.
+            crate::memory::release_free_heap();
+            (pass.took, pass.sockets)
+        });
+        let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
+        pacer.record(began, cpu);
+        match read {
+            Ok((took, sockets)) => tracing::debug!(
+                read_ms = took.as_secs_f64() * 1e3,
+                cpu_ms = cpu.as_secs_f64() * 1e3,
+                sockets,
+                "held sockets read"
+            ),
+            Err(error) => tracing::debug!(
+                error = crate::model::format::error_chain(&error),
+                "held sockets (their last values and holders stay)"
+            ),
         }
     }
 

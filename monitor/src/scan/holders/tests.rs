@@ -109,8 +109,8 @@ fn the_first_visit_of_a_socket_is_its_sample() {
     let mut b = record(1, 20, 4);
     b.lsndtime = 9;
     let index = HeldSockets::of_records(&[a, b]);
-    assert_eq!(index.sample(1).map(|s| s.lsndtime), Some(7));
-    assert_eq!(index.sample(2), None);
+    assert_eq!(index.view(1).map(|v| v.sample.lsndtime), Some(7));
+    assert!(index.view(2).is_none());
 }
 
 #[test]
