@@ -75,16 +75,13 @@ pub(crate) fn apply(
     c.since_send = more_recent(c.since_send, kernel(since_last_send(s, hz)));
     c.since_recv = more_recent(c.since_recv, kernel(since_last_recv(s, hz)));
     c.since_peer = more_recent(c.since_peer, kernel(since_last_ack(s, hz)));
-    c.since_peer = more_recent(c.since_peer, held.heard_ns.map(|at| age(now_ns, at)));
+    let heard = held.heard_ns.and_then(|at| convert::age(now_ns, at));
+    c.since_peer = more_recent(c.since_peer, heard);
     c.idle = [c.since_send, c.since_recv, c.since_peer]
         .into_iter()
         .flatten()
         .min()
         .or(c.idle);
-}
-
-fn age(now_ns: u64, at_ns: u64) -> Duration {
-    Duration::from_nanos(now_ns.saturating_sub(at_ns))
 }
 
 /// The shorter of two ages of the same event, either unknown.

@@ -197,8 +197,8 @@ mod tests;
 
 /// When the next pass is due: passes take at most 1/[`HELD_READ_SHARE`] of a core (the CPU time
 /// of the last pass, times the share, must have passed since it began), and come at most once a
-/// scan (the scan runs them). On a host with tens of thousands of sockets that is every scan;
-/// at 100k connections (about 150 ms a pass here) every 15 s.
+/// scan (the scan runs them): every scan on a host with a few thousand sockets, less often as
+/// a pass grows (BENCHMARKS.md has the cost per level).
 #[derive(Debug, Default)]
 pub struct HeldPacer {
     /// When the last pass began, and how long from then the next must wait.
