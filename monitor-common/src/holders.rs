@@ -106,8 +106,14 @@ pub struct HeldSocket {
     /// peer's keepalive probe is dropped as out of window, and changes no time the kernel
     /// keeps); `ss -i` `segs_in`.
     pub segs_in: u32,
-    _pad2: u32,
+    /// The socket's slot in the agent's socket table (`SOCKET_INDEX` looked up by `cookie`),
+    /// [`NO_SLOT`] when the table does not track it (or the cookie is 0): the agent keeps each
+    /// pass's values by slot, so a scan finds them in table order without a lookup.
+    pub slot: u32,
 }
+
+/// [`HeldSocket::slot`] of a socket the table does not track.
+pub const NO_SLOT: u32 = u32::MAX;
 
 const _: () = assert!(core::mem::size_of::<HeldSocket>() == 112);
 const _: () = assert!(core::mem::align_of::<HeldSocket>() == 8);

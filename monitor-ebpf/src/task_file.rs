@@ -25,7 +25,7 @@ use aya_ebpf::helpers::{
 };
 use monitor_common::{
     KernelOffsets,
-    holders::{HS_KEEPOPEN, HS_USEC_TS, HeldSocket},
+    holders::{HS_KEEPOPEN, HS_USEC_TS, HeldSocket, NO_SLOT},
 };
 
 /// `SOCK_STREAM` (`enum sock_type`).
@@ -76,6 +76,13 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     }
     let mut record = HeldSocket::zeroed();
     record.cookie = read(sk, off.skc_cookie);
+    // The agent keeps each pass by table slot: finding it here saves it a lookup per socket at
+    // every scan.
+    record.slot = if record.cookie == 0 {
+        NO_SLOT
+    } else {
+        crate::maps::slot_of(record.cookie).unwrap_or(NO_SLOT)
+    };
     record.tgid = read(task, off.task_tgid);
     record.fd = fd;
     let inode: u64 = probe(sock, off.socket_ino);

@@ -283,8 +283,8 @@ impl SocketTable {
 }
 
 impl SocketTable {
-    /// Calls `f` with a copy of each live slot's entry.
-    fn for_each_live(&self, f: &mut dyn FnMut(&SockActivity)) {
+    /// Calls `f` with each live slot's number and a copy of its entry.
+    fn for_each_live(&self, f: &mut dyn FnMut(u32, &SockActivity)) {
         // Only the slots ever handed out: the rest is never mapped.
         let used = u32::try_from(self.used().load(Ordering::Relaxed))
             .unwrap_or(u32::MAX)
@@ -298,15 +298,15 @@ impl SocketTable {
             }
             let entry = unsafe { at.read_volatile() };
             if entry.cookie != 0 {
-                f(&entry);
+                f(slot, &entry);
             }
         }
     }
 }
 
 impl SocketSource for SocketTable {
-    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        self.for_each_live(&mut |entry| f(entry.cookie, entry));
+    fn for_each_socket(&self, f: &mut dyn FnMut(u32, u64, &SockActivity)) {
+        self.for_each_live(&mut |slot, entry| f(slot, entry.cookie, entry));
     }
 }
 

@@ -10,15 +10,16 @@ use super::{BpfError, Programs};
 
 /// Read access to the per-socket table: the kernel maps in the agent, a vector in tests.
 pub trait SocketSource: Send + Sync {
-    /// Calls `f` for every entry (socket cookie, activity), in no particular order.
-    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity));
+    /// Calls `f` for every entry (its slot in the table, socket cookie, activity), in slot
+    /// order.
+    fn for_each_socket(&self, f: &mut dyn FnMut(u32, u64, &SockActivity));
 }
 
-/// A fixed table (tests, benchmarks).
+/// A fixed table (tests, benchmarks): each entry's slot is its index.
 impl SocketSource for Vec<(u64, SockActivity)> {
-    fn for_each_socket(&self, f: &mut dyn FnMut(u64, &SockActivity)) {
-        for (cookie, entry) in self {
-            f(*cookie, entry);
+    fn for_each_socket(&self, f: &mut dyn FnMut(u32, u64, &SockActivity)) {
+        for (slot, (cookie, entry)) in (0..).zip(self) {
+            f(slot, *cookie, entry);
         }
     }
 }

@@ -34,10 +34,10 @@ use crate::{
     model::{
         labels::state_label,
         metric_families::{
-            BUILD_INFO, CAPACITY, CONNECTIONS, HOOK_ATTACHED, IDLE, INSERT_FAILURES,
-            KERNEL_READ_SECONDS, KERNEL_READS, LAST_SCAN_SUCCESS, RECURSION_MISSES, RESETS,
-            RETRANSMITS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL, SNAPSHOT, SOCKET_ERRORS,
-            STALE_ENTRIES_REMOVED, TRACKED, TRANSITIONS, UNTRACKED,
+            BUILD_INFO, CAPACITY, CONNECTIONS, HELD_READ_SECONDS, HELD_READS, HOOK_ATTACHED, IDLE,
+            INSERT_FAILURES, KERNEL_READ_SECONDS, KERNEL_READS, LAST_SCAN_SUCCESS,
+            RECURSION_MISSES, RESETS, RETRANSMITS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL,
+            SNAPSHOT, SOCKET_ERRORS, STALE_ENTRIES_REMOVED, TRACKED, TRANSITIONS, UNTRACKED,
         },
     },
     scan::{ScanStage, Snapshot, summary::IdleHistogram},
@@ -158,10 +158,10 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
 }
 
 /// The socket table's size and coverage, and the kernel reads that check it.
-fn table_families(snapshot: &Snapshot) -> [MetricFamily; 5] {
+fn table_families(snapshot: &Snapshot) -> [MetricFamily; 7] {
     // Without kernel reads (the iterator refused), their series are absent rather than 0: 0
     // untracked would claim a check that was never made.
-    let reads = snapshot.summary.kernel_reads;
+    let (reads, held) = (snapshot.summary.kernel_reads, snapshot.summary.held_reads);
     let one = |metric: Option<prometheus::proto::Metric>| metric.into_iter().collect();
     [
         TRACKED.family(vec![gauge(&[], snapshot.tracked_sockets as f64)]),
@@ -169,6 +169,8 @@ fn table_families(snapshot: &Snapshot) -> [MetricFamily; 5] {
         UNTRACKED.family(one(reads.map(|r| gauge(&[], r.untracked as f64)))),
         KERNEL_READS.family(one(reads.map(|r| counter(&[], r.total)))),
         KERNEL_READ_SECONDS.family(one(reads.map(|r| float_counter(&[], r.seconds)))),
+        HELD_READS.family(one(held.map(|r| counter(&[], r.total)))),
+        HELD_READ_SECONDS.family(one(held.map(|r| float_counter(&[], r.seconds)))),
     ]
 }
 

@@ -85,6 +85,18 @@ pub const KERNEL_READ_SECONDS: Family = family(
     &[],
     "Time spent in those reads (paced to at most 0.25% of a core, and at most one per scan interval).",
 );
+pub const HELD_READS: Family = family(
+    "tcp_liveness_held_socket_reads_total",
+    Kind::Counter,
+    &[],
+    "Passes of iter/task_file over every process's socket descriptors (all network namespaces at once), which give each held socket its own kernel state and holders.",
+);
+pub const HELD_READ_SECONDS: Family = family(
+    "tcp_liveness_held_socket_read_seconds_total",
+    Kind::Counter,
+    &[],
+    "Time spent in those passes (each scan runs one when due: at most 1% of a core, and none older than 10 s).",
+);
 pub const INSERT_FAILURES: Family = family(
     "tcp_liveness_table_insert_failures_total",
     Kind::Counter,
@@ -300,7 +312,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 26] = [
+pub const SNAPSHOT: [&Family; 28] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -308,6 +320,8 @@ pub const SNAPSHOT: [&Family; 26] = [
     &UNTRACKED,
     &KERNEL_READS,
     &KERNEL_READ_SECONDS,
+    &HELD_READS,
+    &HELD_READ_SECONDS,
     &INSERT_FAILURES,
     &HOOK_ATTACHED,
     &RECURSION_MISSES,
@@ -349,7 +363,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 41] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 43] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use monitor_common::holders::HeldSocket;
+use monitor_common::holders::{HeldSocket, NO_SLOT};
 
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
@@ -18,24 +18,52 @@ use crate::{
     model::{Connection, Holder, Holders},
 };
 
-/// Every socket one pass saw, by socket cookie: its holders and its kernel values. Sockets whose
-/// cookie the kernel has not made yet (cookie 0: nothing ever asked for it, so the agent does
-/// not track them) are left out.
+/// Every held socket the passes saw, by its slot in the socket table, so a scan finds each
+/// socket's values in table order without a lookup. Passes refill it in place
+/// ([`refill`](Self::refill)): a socket no descriptor refers to any more keeps its last
+/// values, dated by the pass that read them, and counts as unseen.
 #[derive(Clone, Debug, Default)]
 pub struct HeldSockets {
-    /// Each socket's lowest holding pid (the owner).
-    first: FastMap<u64, u32>,
-    /// The sockets held by more than one process: every holder, ascending and distinct.
-    shared: FastMap<u64, Vec<u32>>,
-    /// Each socket's own values, from its first visit in the pass (the visits of one socket
-    /// through several descriptors are microseconds apart).
-    samples: FastMap<u64, HeldSocket>,
-    /// `CLOCK_MONOTONIC` (ns) when the pass began: the samples are no older than this.
-    pub read_ns: u64,
-    /// By when the peer was last heard from through a segment that changed no time the kernel
-    /// keeps ([`carry_from`](Self::carry_from)), by cookie, `CLOCK_MONOTONIC` ns.
-    heard: FastMap<u64, u64>,
+    /// Indexed by table slot ([`HeldSocket::slot`]); grown to the highest slot seen.
+    slots: Vec<HeldSlot>,
+    /// The sockets held by more than one process, by slot: every holder, ascending and
+    /// distinct.
+    shared: FastMap<u32, Vec<u32>>,
+    /// `CLOCK_MONOTONIC` (ns) when the pass being filled (or the last one) began.
+    began_ns: u64,
+    /// When the last complete pass began: entries read since are current. A pass that failed
+    /// half-way leaves it at the pass before, so the sockets it did not reach keep the values
+    /// and holders of that one.
+    current_from_ns: u64,
 }
+
+/// One slot's socket as a pass read it.
+#[derive(Clone, Copy, Debug)]
+struct HeldSlot {
+    /// Its values, from its first visit in the pass (the visits of one socket through several
+    /// descriptors are microseconds apart); `cookie` 0 for a slot no pass saw.
+    sample: HeldSocket,
+    /// `CLOCK_MONOTONIC` ns when the pass that read it began.
+    read_ns: u64,
+    /// By when the peer was last heard from through a segment that changed no time the kernel
+    /// keeps (a keepalive probe is acknowledged and dropped as out of window: `segs_in` grows,
+    /// `rcv_tstamp` does not), `CLOCK_MONOTONIC` ns; 0 when never.
+    heard_ns: u64,
+}
+
+impl Default for HeldSlot {
+    fn default() -> Self {
+        Self {
+            sample: HeldSocket::zeroed(),
+            read_ns: 0,
+            heard_ns: 0,
+        }
+    }
+}
+
+/// [`HeldSocket::flags`] bit the agent sets (the program never does): more than one process
+/// holds the socket, its holders are in [`HeldSockets::shared`].
+const HS_SHARED: u8 = 1 << 7;
 
 /// One socket of a pass: its values, when the pass read them, and by when its peer was last
 /// heard from where no kernel time says so.
@@ -44,124 +72,153 @@ pub struct HeldView<'a> {
     pub sample: &'a HeldSocket,
     /// `CLOCK_MONOTONIC` ns when the pass began.
     pub read_ns: u64,
-    /// `CLOCK_MONOTONIC` ns; see [`HeldSockets::carry_from`].
+    /// `CLOCK_MONOTONIC` ns; see [`HeldSockets::refill`].
     pub heard_ns: Option<u64>,
 }
 
 /// What one pass read and what it cost.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct HeldPass {
-    pub index: HeldSockets,
-    /// Distinct sockets seen (with a cookie).
+    /// Distinct sockets the table tracks that the pass saw.
     pub sockets: usize,
+    /// Descriptors of TCP sockets the table does not track (cookie 0, or not indexed).
+    pub untracked: usize,
     /// Wall time of the pass, grouping included.
     pub took: Duration,
 }
 
 impl HeldSockets {
-    /// Reads every process's TCP socket descriptors once with `reader`.
+    /// Reads every process's TCP socket descriptors once with `reader`, into the slots of the
+    /// sockets the table tracks. A peer heard through a segment that changed no time the kernel
+    /// keeps (`segs_in` grew since the slot's last pass while `rcv_tstamp` did not) is dated at
+    /// this pass, the nearest bound there is (a silence is then never overstated); otherwise the
+    /// slot keeps the date it had.
     ///
     /// # Errors
-    /// As [`TaskFileReader::for_each`]: the iterator could not be created or read (nothing of a
-    /// partial pass is kept: a socket missing from it would lose its holders).
-    pub fn read(reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
+    /// As [`TaskFileReader::for_each`]: the iterator could not be created or read. The sockets
+    /// the pass reached have its values; the others keep the last complete pass's.
+    pub fn refill(&mut self, reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
         let started = Instant::now();
-        let mut index = Self {
-            read_ns: clock::monotonic_now_ns(),
-            ..Self::default()
-        };
-        reader.for_each(|record| index.add(record))?;
-        index.finish();
-        Ok(HeldPass {
-            sockets: index.first.len(),
-            index,
-            took: started.elapsed(),
-        })
+        let mut pass = HeldPass::default();
+        self.begin(clock::monotonic_now_ns());
+        reader.for_each(|record| self.add(record, &mut pass))?;
+        self.finish();
+        pass.took = started.elapsed();
+        Ok(pass)
     }
 
-    /// The socket `cookie` as the pass saw it; None when it saw no descriptor of it.
-    #[must_use]
-    pub fn view(&self, cookie: u64) -> Option<HeldView<'_>> {
-        Some(HeldView {
-            sample: self.samples.get(&cookie)?,
-            read_ns: self.read_ns,
-            heard_ns: self.heard.get(&cookie).copied(),
-        })
-    }
-
-    /// Carries over from the `previous` pass what no single pass shows: a segment from the
-    /// peer that the kernel records in no time it keeps (a keepalive probe is acknowledged and
-    /// dropped as out of window: `segs_in` grows, `rcv_tstamp` does not). Such a socket was
-    /// heard from by this pass, the nearest bound there is (a silence is then never
-    /// overstated); the others keep what the previous pass recorded.
-    pub fn carry_from(&mut self, previous: &HeldSockets) {
-        for (cookie, now) in &self.samples {
-            let Some(before) = previous.samples.get(cookie) else {
-                continue;
-            };
-            if now.segs_in != before.segs_in && now.rcv_tstamp == before.rcv_tstamp {
-                self.heard.insert(*cookie, self.read_ns);
-            } else if let Some(&at) = previous.heard.get(cookie) {
-                self.heard.insert(*cookie, at);
-            }
-        }
-    }
-
-    /// The index of these records (tests).
-    #[must_use]
-    pub fn of_records(records: &[HeldSocket]) -> Self {
-        let mut index = Self::default();
+    /// One pass over these records, begun at `read_ns` (tests).
+    pub fn pass_of(&mut self, records: &[HeldSocket], read_ns: u64) -> HeldPass {
+        let mut pass = HeldPass::default();
+        self.begin(read_ns);
         for record in records {
-            index.add(record);
+            self.add(record, &mut pass);
         }
-        index.finish();
-        index
+        self.finish();
+        pass
     }
 
-    fn add(&mut self, record: &HeldSocket) {
-        if record.cookie == 0 {
-            return;
-        }
-        let (cookie, pid) = (record.cookie, record.tgid);
-        self.samples.entry(cookie).or_insert(*record);
-        let first = *self.first.entry(cookie).or_insert(pid);
-        if first != pid {
-            self.shared
-                .entry(cookie)
-                .or_insert_with(|| vec![first])
-                .push(pid);
-        }
-    }
-
-    /// Sorts each shared socket's holders and makes the lowest the owner.
-    fn finish(&mut self) {
-        for (cookie, pids) in &mut self.shared {
-            pids.sort_unstable();
-            pids.dedup();
-            self.first.insert(*cookie, pids[0]);
-        }
-        self.shared.retain(|_, pids| pids.len() > 1);
-    }
-
-    /// The pids holding the socket `cookie`, ascending; None when the pass saw no descriptor
-    /// of it.
+    /// The socket `cookie` in table slot `slot` as the last pass saw it; None when that pass
+    /// saw no descriptor of it.
     #[must_use]
-    pub fn of(&self, cookie: u64) -> Option<&[u32]> {
-        if let Some(pids) = self.shared.get(&cookie) {
+    pub fn view(&self, slot: u32, cookie: u64) -> Option<HeldView<'_>> {
+        let held = self.current(slot, cookie)?;
+        Some(HeldView {
+            sample: &held.sample,
+            read_ns: held.read_ns,
+            heard_ns: (held.heard_ns != 0).then_some(held.heard_ns),
+        })
+    }
+
+    /// The pids holding the socket `cookie` in table slot `slot`, ascending; None when the
+    /// last pass saw no descriptor of it.
+    #[must_use]
+    pub fn of(&self, slot: u32, cookie: u64) -> Option<&[u32]> {
+        let held = self.current(slot, cookie)?;
+        if held.sample.flags & HS_SHARED != 0
+            && let Some(pids) = self.shared.get(&slot)
+        {
             return Some(pids);
         }
-        self.first.get(&cookie).map(std::slice::from_ref)
+        Some(std::slice::from_ref(&held.sample.tgid))
+    }
+
+    fn current(&self, slot: u32, cookie: u64) -> Option<&HeldSlot> {
+        let held = self.slots.get(slot as usize)?;
+        (cookie != 0 && held.sample.cookie == cookie && held.read_ns >= self.current_from_ns)
+            .then_some(held)
+    }
+
+    fn begin(&mut self, read_ns: u64) {
+        // Strictly later than the last pass, so its entries are never taken for this one's.
+        self.began_ns = read_ns.max(self.began_ns + 1);
+        self.shared.clear();
+    }
+
+    fn add(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
+        if record.cookie == 0 || record.slot == NO_SLOT {
+            pass.untracked += 1;
+            return;
+        }
+        let index = record.slot as usize;
+        if index >= self.slots.len() {
+            self.slots.resize(index + 1, HeldSlot::default());
+        }
+        let held = &mut self.slots[index];
+        let same_socket = held.sample.cookie == record.cookie;
+        if same_socket && held.read_ns == self.began_ns {
+            // Another descriptor of a socket this pass already read.
+            if record.tgid != held.sample.tgid {
+                held.sample.flags |= HS_SHARED;
+                self.shared
+                    .entry(record.slot)
+                    .or_insert_with(|| vec![held.sample.tgid])
+                    .push(record.tgid);
+            }
+            return;
+        }
+        let heard_ns = if !same_socket {
+            0
+        } else if record.segs_in != held.sample.segs_in
+            && record.rcv_tstamp == held.sample.rcv_tstamp
+        {
+            self.began_ns
+        } else {
+            held.heard_ns
+        };
+        *held = HeldSlot {
+            sample: *record,
+            read_ns: self.began_ns,
+            heard_ns,
+        };
+        held.sample.flags &= !HS_SHARED;
+        pass.sockets += 1;
+    }
+
+    /// Sorts each shared socket's holders (the lowest is the owner) and makes the pass
+    /// current.
+    fn finish(&mut self) {
+        for pids in self.shared.values_mut() {
+            pids.sort_unstable();
+            pids.dedup();
+        }
+        self.current_from_ns = self.began_ns;
     }
 }
 
-/// Gives `c` its holders and, when it has any, the lowest as its owner (`pid`). `index`: the
-/// last pass (None before the first, or without the program). A socket no descriptor refers to
+/// Gives `c` (in table slot `slot`) its holders and, when it has any, the lowest as its owner
+/// (`pid`). `index`: the last pass (None before the first, or without the program). A socket no descriptor refers to
 /// has no holders when it says why (`orphan`, or `in_accept_queue`; the caller then gives it
 /// its listener's owner); any other socket the pass did not see keeps the owner the hooks saw
 /// and unknown holders.
-pub(crate) fn attribute(c: &mut Connection, index: Option<&HeldSockets>, in_accept_queue: bool) {
+pub(crate) fn attribute(
+    c: &mut Connection,
+    index: Option<&HeldSockets>,
+    slot: u32,
+    in_accept_queue: bool,
+) {
     let Some(index) = index else { return };
-    match index.of(c.cookie) {
+    match index.of(slot, c.cookie) {
         Some(pids) => {
             c.pid = pids.first().copied();
             let holder = |&pid: &u32| Holder { pid, comm: None };
@@ -196,28 +253,41 @@ pub(crate) fn name_holders(c: &mut Connection, processes: &mut ProcessCache) {
 mod tests;
 
 /// When the next pass is due: passes take at most 1/[`HELD_READ_SHARE`] of a core (the CPU time
-/// of the last pass, times the share, must have passed since it began), and come at most once a
-/// scan (the scan runs them): every scan on a host with a few thousand sockets, less often as
-/// a pass grows (BENCHMARKS.md has the cost per level).
+/// of the last pass, times the share, must have passed since it began), but one is due at the
+/// latest [`HELD_READ_MAX_AGE`] after the last (a value is never older than that plus one scan
+/// interval, whatever a pass costs), and they come at most once a scan (the scan runs them):
+/// every scan on a host with tens of thousands of sockets, less often as a pass grows
+/// (BENCHMARKS.md has the cost per level). Also counts the passes for `/metrics`.
 #[derive(Debug, Default)]
 pub struct HeldPacer {
     /// When the last pass began, and how long from then the next must wait.
     last: Option<(Instant, Duration)>,
+    /// Passes completed, and their wall time.
+    pub(crate) reads: super::summary::HeldReads,
 }
 
-/// Passes over every held socket take at most 1/this of a core (1%).
+/// Passes over every held socket take at most 1/this of a core (1%), unless
+/// [`HELD_READ_MAX_AGE`] calls for one sooner.
 pub const HELD_READ_SHARE: u32 = 100;
+
+/// The longest wait between two passes.
+pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(10);
 
 impl HeldPacer {
     /// Whether a pass is due at `now`.
     #[must_use]
     pub fn due(&self, now: Instant) -> bool {
         self.last
-            .is_none_or(|(began, wait)| now.duration_since(began) >= wait)
+            .is_none_or(|(began, wait)| now.duration_since(began) >= wait.min(HELD_READ_MAX_AGE))
     }
 
-    /// Records a pass that began at `began` and used `cpu` of CPU time.
-    pub fn record(&mut self, began: Instant, cpu: Duration) {
+    /// Records a pass that began at `began` and used `cpu` of CPU time; `took`: its wall time
+    /// when it completed.
+    pub fn record(&mut self, began: Instant, cpu: Duration, took: Option<Duration>) {
         self.last = Some((began, cpu * HELD_READ_SHARE));
+        if let Some(took) = took {
+            self.reads.total += 1;
+            self.reads.seconds += took.as_secs_f64();
+        }
     }
 }

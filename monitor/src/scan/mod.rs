@@ -194,24 +194,21 @@ impl Scanner {
         if !pacer.due(began) {
             return;
         }
-        // Paced by everything a pass costs this thread: the read, the index, what is carried
-        // over from the last pass, and giving the last pass's memory back.
+        // Paced by everything a pass costs this thread: the read and filling the slots.
         let cpu_started = clock::thread_cpu_time();
-        let read = holders::HeldSockets::read(reader).map(|pass| {
-            self.pipeline.set_held(pass.index);
-            // The previous pass was just freed.
-            crate::memory::release_free_heap();
-            (pass.took, pass.sockets)
-        });
+        let read = self.pipeline.refill_held(reader);
         let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
-        pacer.record(began, cpu);
+        pacer.record(began, cpu, read.as_ref().ok().map(|pass| pass.took));
         match read {
-            Ok((took, sockets)) => tracing::debug!(
-                read_ms = took.as_secs_f64() * 1e3,
-                cpu_ms = cpu.as_secs_f64() * 1e3,
-                sockets,
-                "held sockets read"
-            ),
+            Ok(pass) => {
+                tracing::debug!(
+                    read_ms = pass.took.as_secs_f64() * 1e3,
+                    cpu_ms = cpu.as_secs_f64() * 1e3,
+                    sockets = pass.sockets,
+                    untracked = pass.untracked,
+                    "held sockets read"
+                );
+            }
             Err(error) => tracing::debug!(
                 error = crate::model::format::error_chain(&error),
                 "held sockets (their last values and holders stay)"
@@ -267,6 +264,9 @@ impl Scanner {
         snapshot.counters = last.clone();
         snapshot.hooks = self.kernel.hooks();
         snapshot.table_capacity = self.kernel.table_capacity();
+        if let Some((_, pacer)) = &self.held {
+            snapshot.summary.held_reads = Some(crate::locks::lock(pacer).reads);
+        }
         snapshot.scan_duration = started.elapsed();
         snapshot
     }

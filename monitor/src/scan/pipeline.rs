@@ -11,13 +11,13 @@ use super::{
     convert::{self, SocketDefaults},
     feature::{Annotator, Feature, ScanPass},
     held_state,
-    holders::{self, HeldSockets},
+    holders::{self, HeldPass, HeldSockets},
     kernel_state::{self, FastMap, KernelTruth},
     namespaces::{DefaultsByNetns, NamespaceDefaults},
     processes::ProcessCache,
 };
 use crate::{
-    bpf::SocketSource,
+    bpf::{BpfError, SocketSource, task_file::TaskFileReader},
     model::{Connection, Reason},
     sock_diag::SocketQueries,
     verdict::{self, Policy},
@@ -176,14 +176,16 @@ impl Pipeline {
         *crate::locks::write(&self.truth) = Some(Arc::new(truth));
     }
 
-    /// Replaces the held sockets the next passes overlay, carrying over from the last ones
-    /// what one pass cannot show ([`HeldSockets::carry_from`]).
-    pub(crate) fn set_held(&self, mut held: HeldSockets) {
+    /// Refills the held sockets the next passes overlay with one pass of `reader`
+    /// ([`HeldSockets::refill`]), in place: a copy is made only while a reader between scans
+    /// (`/connections`) still holds the last pass. Readers starting meanwhile wait for it.
+    ///
+    /// # Errors
+    /// As [`HeldSockets::refill`].
+    pub(crate) fn refill_held(&self, reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
         let mut current = crate::locks::write(&self.held);
-        if let Some(previous) = current.as_deref() {
-            held.carry_from(previous);
-        }
-        *current = Some(Arc::new(held));
+        let held = current.get_or_insert_with(Arc::default);
+        Arc::make_mut(held).refill(reader)
     }
 
     /// Replaces the thresholds, overrides and ignore list from the next pass on (a config
@@ -211,8 +213,9 @@ impl Pipeline {
     pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
         let context = self.context();
         let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
-        source.for_each_socket(&mut |cookie, entry| {
-            let judged = self.judge(cookie, entry, now_ns, &context, &mut self.processes());
+        source.for_each_socket(&mut |slot, cookie, entry| {
+            let socket = (slot, cookie, entry);
+            let judged = self.judge(socket, now_ns, &context, &mut self.processes());
             if let Judged::Live(mut c) = judged {
                 if self.confirms {
                     let known = confirmed.get(&cookie);
@@ -253,9 +256,12 @@ impl Pipeline {
     ) -> Vec<u64> {
         let context = self.context();
         let mut gone = Vec::new();
-        source.for_each_socket(&mut |cookie, entry| match self
-            .judge(cookie, entry, now_ns, &context, processes)
-        {
+        source.for_each_socket(&mut |slot, cookie, entry| match self.judge(
+            (slot, cookie, entry),
+            now_ns,
+            &context,
+            processes,
+        ) {
             Judged::Live(mut c) if self.confirms && !c.suspect.is_empty() => {
                 let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
                 let judge = |c: &Connection| verdict::evaluate(c, &context.policy, retries2);
@@ -290,8 +296,7 @@ impl Pipeline {
     /// held sockets.
     fn judge(
         &self,
-        cookie: u64,
-        entry: &SockActivity,
+        (slot, cookie, entry): (u32, u64, &SockActivity),
         now_ns: u64,
         context: &Context,
         processes: &mut ProcessCache,
@@ -307,12 +312,12 @@ impl Pipeline {
         let mut c = convert::connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(&mut c, entry, now_ns, &defaults);
         let held = context.held.as_deref();
-        if let Some(view) = held.and_then(|h| h.view(cookie)) {
+        if let Some(view) = held.and_then(|h| h.view(slot, cookie)) {
             held_state::apply(&mut c, entry, view, now_ns, &defaults);
         }
         let hooks_owner = c.pid;
         let in_accept_queue = kernel_state::in_accept_queue(entry);
-        holders::attribute(&mut c, held, in_accept_queue);
+        holders::attribute(&mut c, held, slot, in_accept_queue);
         if c.pid.is_none() && in_accept_queue {
             c.accept_queue = true;
             c.pid = c

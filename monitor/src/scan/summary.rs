@@ -82,6 +82,8 @@ pub struct Summary {
     pub time_wait: Option<u64>,
     /// The reads of the kernel's own socket state so far; None without them.
     pub kernel_reads: Option<KernelReads>,
+    /// The passes over the held sockets (`iter/task_file`) so far; None without the program.
+    pub held_reads: Option<HeldReads>,
     /// Connections an `[[enforce]]` policy set, by policy name (every policy, 0 included).
     pub enforced: BTreeMap<Arc<str>, u64>,
 }
@@ -96,6 +98,15 @@ pub struct KernelReads {
     pub seconds: f64,
     /// Full sockets the kernel had and the table did not, at the last read.
     pub untracked: u64,
+}
+
+/// The passes over every held socket (`iter/task_file`) so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeldReads {
+    /// Passes completed since the agent started.
+    pub total: u64,
+    /// Time spent in them (wall clock, seconds).
+    pub seconds: f64,
 }
 
 impl Default for Summary {
@@ -115,6 +126,7 @@ impl Default for Summary {
             close_wait: CloseWaitTop::default(),
             time_wait: None,
             kernel_reads: None,
+            held_reads: None,
             enforced: BTreeMap::new(),
         }
     }
