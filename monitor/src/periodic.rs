@@ -11,8 +11,28 @@ use std::{
 /// The running thread. Dropping it stops the thread — at once when it is pausing, else after the
 /// run in progress — and joins it.
 pub(crate) struct Periodic {
-    stop: Option<mpsc::Sender<()>>,
+    signals: mpsc::Sender<Signal>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What ends a pause early.
+#[derive(Debug)]
+enum Signal {
+    Stop,
+    Wake,
+}
+
+/// Ends the thread's current pause (or the next one, when it is running): it runs again at
+/// once. Holding one does not keep the thread alive.
+#[derive(Clone, Debug)]
+pub(crate) struct Waker(mpsc::Sender<Signal>);
+
+impl Waker {
+    /// Asks for a run now; several asks before it starts make one run.
+    pub(crate) fn wake(&self) {
+        // A stopped thread needs no run.
+        let _ = self.0.send(Signal::Wake);
+    }
 }
 
 impl Periodic {
@@ -38,29 +58,45 @@ impl Periodic {
         name: &str,
         mut run: impl FnMut(bool) -> Duration + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (signals, received) = mpsc::channel::<Signal>();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 loop {
                     let pause = run(false);
-                    // A message or a closed channel both mean stop.
-                    if stopped.recv_timeout(pause) != Err(RecvTimeoutError::Timeout) {
-                        run(true);
-                        return;
+                    match received.recv_timeout(pause) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(Signal::Wake) => {
+                            // Wakes sent while it ran or paused: one run answers them all.
+                            while let Ok(signal) = received.try_recv() {
+                                if let Signal::Stop = signal {
+                                    run(true);
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                            run(true);
+                            return;
+                        }
                     }
                 }
             })?;
         Ok(Self {
-            stop: Some(stop),
+            signals,
             thread: Some(thread),
         })
+    }
+
+    /// A [`Waker`] of this thread.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker(self.signals.clone())
     }
 }
 
 impl Drop for Periodic {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        let _ = self.signals.send(Signal::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -120,5 +156,36 @@ mod tests {
         }
         drop(thread);
         assert_eq!(*runs.lock().expect("not poisoned"), [false, true]);
+    }
+
+    /// A wake ends a long pause at once; a waker kept after the drop neither keeps the thread
+    /// alive nor fails.
+    #[test]
+    fn a_wake_runs_it_again_at_once() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let thread = Periodic::start("test", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Duration::from_hours(1)
+        })
+        .expect("thread");
+        let waker = thread.waker();
+        let wait_for = |n: u32| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while runs.load(Ordering::SeqCst) < n {
+                assert!(std::time::Instant::now() < deadline, "run {n}");
+                std::thread::yield_now();
+            }
+        };
+        wait_for(1);
+        waker.wake();
+        wait_for(2);
+        drop(thread);
+        waker.wake();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "one run per wake, none after the stop"
+        );
     }
 }

@@ -9,7 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use monitor_common::holders::{HeldSocket, NO_SLOT};
+use monitor_common::{
+    holders::{HeldSocket, NO_SLOT},
+    tcp_state,
+};
 
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
@@ -83,6 +86,9 @@ pub struct HeldPass {
     pub sockets: usize,
     /// Descriptors of TCP sockets the table does not track (cookie 0, or not indexed).
     pub untracked: usize,
+    /// Of those, the descriptors of sockets the table missed: a cookie (something asked for
+    /// it: the programs' hooks did when the table had no room) and not `CLOSE` (never tracked).
+    pub missed: usize,
     /// Wall time of the pass, grouping included.
     pub took: Duration,
 }
@@ -158,6 +164,9 @@ impl HeldSockets {
     fn add(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
         if record.cookie == 0 || record.slot == NO_SLOT {
             pass.untracked += 1;
+            if record.cookie != 0 && record.state != tcp_state::CLOSE {
+                pass.missed += 1;
+            }
             return;
         }
         let index = record.slot as usize;
@@ -264,6 +273,8 @@ pub struct HeldPacer {
     last: Option<(Instant, Duration)>,
     /// Passes completed, and their wall time.
     pub(crate) reads: super::summary::HeldReads,
+    /// When a pass last asked for a kernel read of every namespace.
+    asked_read: Option<Instant>,
 }
 
 /// Passes over every held socket take at most 1/this of a core (1%), unless
@@ -279,6 +290,20 @@ impl HeldPacer {
     pub fn due(&self, now: Instant) -> bool {
         self.last
             .is_none_or(|(began, wait)| now.duration_since(began) >= wait.min(HELD_READ_MAX_AGE))
+    }
+
+    /// Whether a pass that found sockets the table missed (see [`HeldPass::missed`]) may ask
+    /// for a kernel read of every namespace now, which adds them while the table has room: at
+    /// most once per [`HELD_READ_MAX_AGE`], so a table that stays full does not turn the paced
+    /// read into one per scan. Counts the ask when it returns true.
+    pub fn ask_for_read(&mut self, now: Instant) -> bool {
+        let due = self
+            .asked_read
+            .is_none_or(|at| now.duration_since(at) >= HELD_READ_MAX_AGE);
+        if due {
+            self.asked_read = Some(now);
+        }
+        due
     }
 
     /// Records a pass that began at `began` and used `cpu` of CPU time; `took`: its wall time

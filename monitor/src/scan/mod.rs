@@ -154,6 +154,8 @@ pub struct Scanner {
     /// The `iter/task_file` program, and when its next pass is due (None: the kernel refused
     /// it, or tests and benchmarks without it).
     held: Option<(TaskFileReader, Mutex<holders::HeldPacer>)>,
+    /// Live table entries at the last scan (whether the table has room).
+    tracked: std::sync::atomic::AtomicUsize,
 }
 
 impl Scanner {
@@ -171,6 +173,7 @@ impl Scanner {
             last_counters: Mutex::default(),
             reads_namespaces: false,
             held: None,
+            tracked: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -201,11 +204,19 @@ impl Scanner {
         pacer.record(began, cpu, read.as_ref().ok().map(|pass| pass.took));
         match read {
             Ok(pass) => {
+                let room = self.kernel.table_capacity() as usize
+                    > self.tracked.load(std::sync::atomic::Ordering::Relaxed);
+                if pass.missed > 0 && room && pacer.ask_for_read(began) {
+                    // Sockets the table missed while it was full: the read adds them now
+                    // rather than at its own pace (minutes on a large host).
+                    self.pipeline.read_kernel_state_now();
+                }
                 tracing::debug!(
                     read_ms = pass.took.as_secs_f64() * 1e3,
                     cpu_ms = cpu.as_secs_f64() * 1e3,
                     sockets = pass.sockets,
                     untracked = pass.untracked,
+                    missed = pass.missed,
                     "held sockets read"
                 );
             }
@@ -267,6 +278,10 @@ impl Scanner {
         if let Some((_, pacer)) = &self.held {
             snapshot.summary.held_reads = Some(crate::locks::lock(pacer).reads);
         }
+        self.tracked.store(
+            snapshot.tracked_sockets,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         snapshot.scan_duration = started.elapsed();
         snapshot
     }
@@ -322,6 +337,7 @@ impl KernelStateThread {
         min_interval: Duration,
     ) -> std::io::Result<Self> {
         let (mut reads, mut read_time) = (0, Duration::ZERO);
+        let ahead = Arc::clone(&pipeline);
         let thread = Periodic::start("kernel-state", move || {
             let started = Instant::now();
             let (mut truth, errors) = kernel_state::read_truth(&reader);
@@ -354,6 +370,7 @@ impl KernelStateThread {
             pipeline.set_truth(truth);
             (cpu * KERNEL_READ_SHARE).max(min_interval)
         })?;
+        ahead.set_kernel_read_waker(thread.waker());
         Ok(Self { _thread: thread })
     }
 }

@@ -2,7 +2,7 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use monitor_common::{SockActivity, tcp_state};
 
@@ -19,6 +19,7 @@ use super::{
 use crate::{
     bpf::{BpfError, SocketSource, task_file::TaskFileReader},
     model::{Connection, Reason},
+    periodic::Waker,
     sock_diag::SocketQueries,
     verdict::{self, Policy},
 };
@@ -40,6 +41,8 @@ pub struct Pipeline {
     /// The last pass over the held sockets (None before the first, or without the program):
     /// every held socket's own values and its holders.
     held: RwLock<Option<Arc<HeldSockets>>>,
+    /// Starts a read of the kernel's socket state ahead of its pace (set once its thread runs).
+    kernel_read: OnceLock<Waker>,
     /// Confirms new verdicts against the kernel at the scan that raises them; locked by a scan
     /// for its pass.
     confirmer: Mutex<Confirmer>,
@@ -67,6 +70,7 @@ impl Pipeline {
             processes: Mutex::default(),
             truth: RwLock::default(),
             held: RwLock::default(),
+            kernel_read: OnceLock::new(),
             confirmer: Mutex::default(),
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
@@ -186,6 +190,20 @@ impl Pipeline {
         let mut current = crate::locks::write(&self.held);
         let held = current.get_or_insert_with(Arc::default);
         Arc::make_mut(held).refill(reader)
+    }
+
+    /// Makes `waker` start the reads of the kernel's socket state ahead of their pace
+    /// ([`read_kernel_state_now`](Self::read_kernel_state_now)); the first one set stays.
+    pub(crate) fn set_kernel_read_waker(&self, waker: Waker) {
+        let _ = self.kernel_read.set(waker);
+    }
+
+    /// Starts a read of every namespace's socket state now, if its thread runs: the read adds
+    /// the sockets the table missed while it has room.
+    pub(crate) fn read_kernel_state_now(&self) {
+        if let Some(waker) = self.kernel_read.get() {
+            waker.wake();
+        }
     }
 
     /// Replaces the thresholds, overrides and ignore list from the next pass on (a config

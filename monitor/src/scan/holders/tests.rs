@@ -204,3 +204,24 @@ fn a_peers_segment_that_changes_no_kernel_time_is_heard_by_the_pass_that_sees_it
     pass(&mut held, &[other], 5_000);
     assert_eq!(held.view(1, 7).and_then(|v| v.heard_ns), None);
 }
+
+#[test]
+fn a_pass_that_finds_missed_sockets_asks_for_a_read_at_most_once_per_max_age() {
+    let mut held = HeldSockets::default();
+    let mut missed = record(9, 30, 3);
+    missed.slot = NO_SLOT;
+    missed.state = tcp_state::ESTABLISHED;
+    let mut never_connected = record(0, 30, 4);
+    never_connected.state = tcp_state::CLOSE;
+    let counted = pass(&mut held, &[missed, never_connected, record(1, 30, 5)], 1);
+    assert_eq!(
+        (counted.sockets, counted.untracked, counted.missed),
+        (1, 2, 1)
+    );
+
+    let mut pacer = HeldPacer::default();
+    let now = Instant::now();
+    assert!(pacer.ask_for_read(now));
+    assert!(!pacer.ask_for_read(now + HELD_READ_MAX_AGE.saturating_sub(Duration::from_millis(1))));
+    assert!(pacer.ask_for_read(now + HELD_READ_MAX_AGE));
+}
