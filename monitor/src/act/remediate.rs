@@ -1,13 +1,16 @@
 //! Remediation: ending connections whose verdict is confirmed dead (`[[remediate]]`), on the
 //! scan thread, right after each scan, on the snapshot's confirmed suspects ([`Remediator::act`]).
 //!
-//! A socket is ended only on two looks at its kernel state (exact `sock_diag` queries on the
+//! A socket is ended only on looks at its kernel state (exact `sock_diag` queries on the
 //! confirmer's per-namespace sockets): the first, at the first scan where a policy selects its
-//! confirmed verdict and the verdict is `min_age` old, records the evidence ([`Evidence`]); the
-//! second, a scan later and immediately before acting, must find the verdict still holding on
-//! the kernel's state (judged again) and nothing changed (state, last ACK from the peer, bytes
-//! acked or received, retransmits). A socket that changed gets a new first look; one that is
-//! gone is left alone. Then the policy's rate limit (a rolling minute) and `dry_run` decide:
+//! confirmed verdict and the verdict is `min_age` old, records the evidence ([`Evidence`]); each
+//! later one, at the following scans and immediately before acting, must find the verdict still
+//! holding on the kernel's state (judged again) and nothing changed (state, last ACK from the
+//! peer, bytes acked or received, retransmits). For a silence the kernel is still asking about
+//! (`peer_unresponsive`, `keepalive_unanswered`), the looks must also have seen a segment sent
+//! after the first look go unanswered for longer than its RTO ([`Unanswered`]): a peer back
+//! from a blip answers that one. A socket that changed gets a new first look; one that is gone
+//! is left alone. Then the policy's rate limit (a rolling minute) and `dry_run` decide:
 //! `SOCK_DESTROY` ([`SocketQueries::destroy`], the kernel's `tcp_abort`: the application's
 //! blocked and next calls fail with `ECONNABORTED`, the peer gets a reset), or a log line only.
 //!
@@ -25,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) use self::evidence::Evidence;
+pub(crate) use self::evidence::{Evidence, Unanswered};
 pub use self::record::RemediationCounters;
 use self::{
     policy::{RemediatePolicy, policy_for},
@@ -68,8 +71,8 @@ pub struct Remediator {
     policies: Vec<RemediatePolicy>,
     /// Per policy (same index): when its actions within the last minute happened.
     recent: Vec<VecDeque<Instant>>,
-    /// The first look at each socket waiting for its second.
-    looked: FastMap<u64, Evidence>,
+    /// The first look at each socket not acted on yet, and what the later looks proved.
+    looked: FastMap<u64, (Evidence, Unanswered)>,
     /// The last result reported for each socket (reported again only when it differs).
     reported: FastMap<u64, RemediationResult>,
     counters: RemediationCounters,
@@ -147,6 +150,11 @@ impl Remediator {
                         tracing::debug!(cookie = c.cookie, %policy, "remediation: first look recorded");
                         continue;
                     }
+                    Look::Waiting(state) => {
+                        let policy = policy.name();
+                        tracing::debug!(cookie = c.cookie, %policy, ?state, "remediation: waiting for an unanswered transmission");
+                        continue;
+                    }
                     Look::Act if full => (RemediationResult::RateLimited, String::new()),
                     Look::Act => {
                         self.recent[index].push_back(now);
@@ -197,13 +205,20 @@ impl Remediator {
             return Look::Stop(RemediationResult::SkippedChanged, why);
         }
         let evidence = Evidence::of(&kernel, at_ms);
-        match self.looked.insert(c.cookie, evidence) {
-            None => Look::First,
-            Some(before) => match evidence.changed_since(&before, reason) {
-                // The new look stays as the next first look: a fresh verdict.
-                Some(change) => Look::Stop(RemediationResult::SkippedChanged, change),
-                None => Look::Act,
-            },
+        let Some((first, proof)) = self.looked.get_mut(&c.cookie) else {
+            self.looked
+                .insert(c.cookie, (evidence, Unanswered::NotAskedYet));
+            return Look::First;
+        };
+        if let Some(change) = evidence.changed_since(first, reason) {
+            // The new look is the next first look: a fresh verdict.
+            (*first, *proof) = (evidence, Unanswered::NotAskedYet);
+            return Look::Stop(RemediationResult::SkippedChanged, change);
+        }
+        *proof = evidence.unanswered(first, *proof, reason);
+        match *proof {
+            Unanswered::Proven => Look::Act,
+            waiting => Look::Waiting(waiting),
         }
     }
 }
@@ -212,6 +227,8 @@ impl Remediator {
 enum Look {
     /// The first look: recorded, nothing done yet.
     First,
+    /// Unchanged, but no transmission since the first look has gone unanswered long enough.
+    Waiting(Unanswered),
     /// Unchanged since the first look: act (if the rate limit allows).
     Act,
     /// Not acted on, and why.

@@ -29,7 +29,7 @@ pub(super) fn entry(number: usize, table: &toml::Table) -> Result<RemediatePolic
         number,
         reason,
         matcher: matcher(table)?,
-        min_age: field(table, "min_age", min_age)?.unwrap_or(Duration::ZERO),
+        min_age: field(table, "min_age", min_age)?.unwrap_or(DEFAULT_MIN_AGE),
         dry_run: field(table, "dry_run", values::boolean)?.unwrap_or(true),
         max_per_minute: field(table, "max_per_minute", max_per_minute)?
             .unwrap_or(DEFAULT_MAX_PER_MINUTE),
@@ -62,6 +62,10 @@ fn reason(raw: Raw<'_>) -> Result<Reason, String> {
         )),
     }
 }
+
+/// `min_age` when not given: longer than the outages a network recovers from on its own (a link
+/// flap, a VRRP or load-balancer failover), so only a peer gone for good is ended.
+pub(super) const DEFAULT_MIN_AGE: Duration = Duration::from_secs(30);
 
 /// 0 (act as soon as the verdict is confirmed) to 30 days.
 fn min_age(raw: Raw<'_>) -> Result<Duration, String> {
@@ -97,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_dry_run_at_once_ten_a_minute() {
+    fn defaults_are_dry_run_after_30s_ten_a_minute() {
         let p = parse("[[remediate]]\nreason = \"peer_dead\"\n").unwrap();
         assert_eq!(
             p,
@@ -105,7 +109,7 @@ mod tests {
                 number: 1,
                 reason: Reason::PeerDead,
                 matcher: crate::verdict::Matcher::default(),
-                min_age: Duration::ZERO,
+                min_age: DEFAULT_MIN_AGE,
                 dry_run: true,
                 max_per_minute: 10,
             }]

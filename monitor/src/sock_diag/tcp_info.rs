@@ -8,6 +8,12 @@
 /// What seeding needs from one socket's `tcp_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpInfoSummary {
+    /// Keepalive or zero-window probes sent without an answer (`tcpi_probes`, the socket's
+    /// `icsk_probes_out`; 0 again once the peer answers).
+    pub probes: u8,
+    /// The retransmission timeout now, microseconds (`tcpi_rto`: backoff included, so after a
+    /// retransmission it is how long the kernel waits for that one's answer).
+    pub rto_us: u32,
     /// Milliseconds since the socket last sent data.
     pub last_data_sent_ms: u32,
     /// Milliseconds since the socket last received data.
@@ -31,6 +37,8 @@ pub struct TcpInfoSummary {
 }
 
 // Byte offsets in `struct tcp_info` (8 bytes of u8 fields, then u32s, then u64s from 104).
+const PROBES: usize = 3;
+const RTO: usize = 8;
 const UNACKED: usize = 24;
 const LAST_DATA_SENT: usize = 44;
 const LAST_DATA_RECV: usize = 52;
@@ -46,6 +54,8 @@ const BYTES_RETRANS: usize = 208;
 /// the buffer is too short for the non-optional fields.
 pub(super) fn parse(buf: &[u8]) -> Option<TcpInfoSummary> {
     Some(TcpInfoSummary {
+        probes: *buf.get(PROBES)?,
+        rto_us: u32_at(buf, RTO)?,
         last_data_sent_ms: u32_at(buf, LAST_DATA_SENT)?,
         last_data_recv_ms: u32_at(buf, LAST_DATA_RECV)?,
         last_ack_recv_ms: u32_at(buf, LAST_ACK_RECV)?,
@@ -84,6 +94,7 @@ mod tests {
                 dst.copy_from_slice(&v.to_ne_bytes());
             }
         };
+        put32(RTO, 204_000);
         put32(UNACKED, 3);
         put32(LAST_DATA_SENT, 1_000);
         put32(LAST_DATA_RECV, 2_000);
@@ -99,10 +110,13 @@ mod tests {
         put64(BYTES_RECEIVED, 20_000);
         put64(BYTES_SENT, 12_000);
         put64(BYTES_RETRANS, 500);
+        buf[PROBES] = 2;
         buf
     }
 
     const FULL: TcpInfoSummary = TcpInfoSummary {
+        probes: 2,
+        rto_us: 204_000,
         last_data_sent_ms: 1_000,
         last_data_recv_ms: 2_000,
         last_ack_recv_ms: 3_000,

@@ -142,9 +142,11 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     let _dead_server = sc.server(&["sink"]);
     let _live_server =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
-    // Every connection is eligible (no matcher): only the verdict keeps the controls safe.
+    // Every connection is eligible (no matcher): only the verdict keeps the controls safe. No
+    // min_age (the default waits out ordinary outages): the looks alone are under test.
     let policy = config_file(
-        "[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\nmax_per_minute = 1\n",
+        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\ndry_run = false\n\
+         max_per_minute = 1\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(&sc, &policy, &log);
@@ -177,12 +179,12 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     );
 
     // One application gets ECONNABORTED (tcp_abort): the first look is at the confirming scan,
-    // the destroy at the next one. Not before its verdict was due: the audit line's silence
-    // (below) is at least the threshold.
+    // the destroy once a retransmission sent after it went unanswered past its RTO. Not before
+    // its verdict was due: the audit line's silence (below) is at least the threshold.
     let confirmed = Instant::now();
     let (errored, line) = wait_for(
         "an application's send to fail",
-        agent.scans(SCANS_TO_SHOW),
+        proven_within(&agent),
         || {
             dead.iter()
                 .enumerate()
@@ -195,7 +197,7 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     );
     assert_eq!(line, "error ECONNABORTED", "client {errored}");
     wait_count(&agent, "destroyed", 1, agent.scans(SCANS_TO_SHOW));
-    wait_count(&agent, "rate_limited", 2, agent.scans(SCANS_TO_SHOW));
+    wait_count(&agent, "rate_limited", 2, proven_within(&agent));
 
     // The rate limit holds for the minute: the other two stay, blocked; the controls never
     // see an error. Eight scans of nothing more.
@@ -232,6 +234,14 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
         audit_seconds(line, "since_peer_seconds") >= UNRESPONSIVE_AFTER.as_secs_f64(),
         "destroyed only once its peer was silent past the threshold: {line}"
     );
+}
+
+/// How long after a `peer_unresponsive` verdict (FAST's threshold) remediation may take to
+/// prove the silence: the next retransmission comes within the RTO at the verdict (about the
+/// silence so far: the RTO doubles from 200 ms), and must then go unanswered for its own RTO
+/// (twice that), plus the looks' scans.
+fn proven_within(agent: &Agent) -> Duration {
+    agent.scans(SCANS_TO_SHOW) + UNRESPONSIVE_AFTER * 3
 }
 
 /// The value of `field=SECONDS` in an audit line.
@@ -291,7 +301,7 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
     let net = sc.net();
     let _server = sc.server(&["sink"]);
     // dry_run is the default.
-    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\n");
+    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\n");
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(&sc, &policy, &log);
     assert_net_admin_only_in_scan_threads(&agent, false);
@@ -305,7 +315,7 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
         1,
         agent.after(UNRESPONSIVE_AFTER),
     );
-    wait_count(&agent, "dry_run", 1, agent.scans(SCANS_TO_SHOW));
+    wait_count(&agent, "dry_run", 1, proven_within(&agent));
 
     // Reported once, never destroyed: eight more scans change nothing.
     assert_eq!(
@@ -481,11 +491,14 @@ fn a_destroying_policy_without_cap_net_admin_does_not_start() {
     assert_net_admin_only_in_scan_threads(&agent, false);
 }
 
-/// A peer that answers again after the first look saves its connection: one look is never
-/// enough to destroy. With `unresponsive_after = 500ms` the first look comes 0.5–2.5 s after the
-/// drop, when the next retransmission (at 0.6, 1.4 or 3.0 s: RTO 200 ms doubling) is less than
-/// a scan (2 s) away: the peer's ACK of it clears the verdict before the second look (had the
-/// table not seen the ACK yet, the second look would: `skipped_changed`, unit-tested).
+/// A peer that is back after the first look saves its connection, even when the kernel has
+/// not asked it anything since: during retransmission backoff nothing is sent until the next
+/// timer, so looks a scan apart cannot tell a dead peer from one that is back. With
+/// `unresponsive_after = 3s` the verdict comes when the RTO (200 ms, doubling) has grown to
+/// 3.2 s, and the scans are 250 ms apart: the drop ends right after the first look, many scans
+/// before the next retransmission. That retransmission is answered, and remediation, which
+/// waits for one sent after the first look to go unanswered past its RTO, leaves the
+/// connection alone.
 #[test]
 fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     let Some(sc) = scenario("remediate_changed", Need::RootAndKernelBtf) else {
@@ -493,13 +506,14 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     };
     let net = sc.net();
     let _server = sc.server(&["sink"]);
-    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\ndry_run = false\n");
+    let policy = config_file(
+        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\ndry_run = false\n",
+    );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let path = policy.path().to_str().expect("UTF-8 path");
-    // Not Launch::test: its scan interval is 250 ms.
     let agent = Launch::new(AGENT, free_port().expect("a free loopback port"))
-        .args(&["--unresponsive-after", "500ms"])
-        .args(&["--config", path, "--scan-interval", "2s"])
+        .args(&["--unresponsive-after", "3s"])
+        .args(&["--config", path, "--scan-interval", "250ms"])
         .rust_log(Some("info,monitor::act::remediate=debug"))
         .log_to(log.reopen().expect("log file"))
         .start()
@@ -517,16 +531,43 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
         })
         .is_some()
     };
-    wait_for("the first look", agent.scans(SCANS_TO_SHOW), || {
+    wait_for(
+        "the first look",
+        agent.after(Duration::from_secs(3)),
+        || {
+            let text = fs::read_to_string(log.path()).expect("agent log");
+            text.lines()
+                .any(|l| {
+                    l.contains("first look recorded") && l.contains(&format!("cookie={cookie}"))
+                })
+                .then_some(())
+        },
+    );
+    net.server.stop_dropping_input().expect("iptables -D");
+    assert!(published(1.0), "the scan of the first look published");
+    // Several looks found nothing changed before the peer was asked again.
+    let looks = || {
         let text = fs::read_to_string(log.path()).expect("agent log");
         text.lines()
-            .any(|l| l.contains("first look recorded") && l.contains(&format!("cookie={cookie}")))
-            .then_some(())
-    });
-    assert!(published(1.0), "the scan of the first look published");
-    net.server.stop_dropping_input().expect("iptables -D");
-    // A later scan, its remediation included, published without the verdict.
-    assert!(published(0.0), "the verdict cleared");
+            .filter(|l| {
+                l.contains("waiting for an unanswered") && l.contains(&format!("cookie={cookie}"))
+            })
+            .count()
+    };
+    // The next retransmission is answered: a later scan, its remediation included, published
+    // without the verdict. Deadline: that retransmission's RTO, at most the silence so far.
+    assert!(
+        wait_for_optional(agent.after(Duration::from_secs(7)), || {
+            agent.metric(suspects).filter(|v| v.abs() < 0.5)
+        })
+        .is_some(),
+        "the verdict cleared"
+    );
+    assert!(
+        looks() >= 2,
+        "looks waited for a retransmission: {}",
+        looks()
+    );
 
     assert_eq!(remediations(&agent, "destroyed"), Some(0));
     assert_eq!(
@@ -563,7 +604,7 @@ fn a_quiet_connection_whose_peer_is_proven_dead_is_destroyed() {
          [probe]\nenabled = false\nafter = \"2s\"\ninterval = \"1s\"\ncount = 2\n\
          [[override]]\nremote_port = 7000\nprobe = true\n\
          [[override]]\nremote_port = 7001\nprobe = true\n\
-         [[remediate]]\nreason = \"peer_dead\"\ndry_run = false\n",
+         [[remediate]]\nreason = \"peer_dead\"\nmin_age = \"0s\"\ndry_run = false\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(&sc, &config, &log);

@@ -1,6 +1,7 @@
-//! What a look at a socket's kernel state shows of its peer, and whether two looks differ: the
-//! check that keeps remediation from ending a connection that showed life since its verdict.
-//! Pure.
+//! What a look at a socket's kernel state shows of its peer, whether two looks differ, and
+//! whether the looks so far show a segment sent after the first one go unanswered: the checks
+//! that keep remediation from ending a connection that showed life since its verdict, or one
+//! whose peer is back but has not been asked yet. Pure.
 
 use crate::{model::Reason, sock_diag::DiagSocket};
 
@@ -14,6 +15,8 @@ pub(crate) const LAST_ACK_TOLERANCE_MS: u64 = 50;
 /// `at_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Evidence {
+    /// When the look was taken, `CLOCK_MONOTONIC` milliseconds.
+    pub at_ms: u64,
     /// Kernel TCP state.
     pub state: u8,
     /// When the peer was last heard from (any segment, pure ACKs and keepalive answers too):
@@ -25,6 +28,28 @@ pub(crate) struct Evidence {
     pub bytes_received: Option<u64>,
     /// `tcpi_total_retrans`.
     pub retransmits: Option<u32>,
+    /// `tcpi_probes`: keepalive probes sent without an answer (0 again once one is answered).
+    pub probes: Option<u8>,
+    /// `tcpi_rto` in milliseconds (rounded up): how long the kernel waits for the answer to
+    /// its last transmission.
+    pub rto_ms: Option<u64>,
+}
+
+/// Added to the RTO before a transmission counts as unanswered: the kernel's minimum RTO
+/// (`TCP_RTO_MIN`, 200 ms), so an answer racing the second look is not taken for silence.
+pub(crate) const UNANSWERED_MARGIN_MS: u64 = 200;
+
+/// What the looks after the first show of a segment sent since it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unanswered {
+    /// Nothing sent since the first look yet (a retransmission timer or keepalive interval is
+    /// still running): the peer has not been asked since.
+    NotAskedYet,
+    /// A segment sent since the first look has not been answered; it will have gone unanswered
+    /// for longer than the RTO at `CLOCK_MONOTONIC` ms `until_ms`.
+    Waiting { until_ms: u64 },
+    /// Proven: sent after the first look, and no answer for longer than the RTO.
+    Proven,
 }
 
 impl Evidence {
@@ -32,11 +57,44 @@ impl Evidence {
     pub(crate) fn of(kernel: &DiagSocket, at_ms: u64) -> Self {
         let info = kernel.tcp_info.as_ref();
         Self {
+            at_ms,
             state: kernel.state,
             last_ack_at_ms: info.map(|i| at_ms.saturating_sub(u64::from(i.last_ack_recv_ms))),
             bytes_acked: info.and_then(|i| i.bytes_acked),
             bytes_received: info.and_then(|i| i.bytes_received),
             retransmits: info.map(|i| i.total_retrans),
+            probes: info.map(|i| i.probes),
+            rto_ms: info.map(|i| u64::from(i.rto_us).div_ceil(1_000)),
+        }
+    }
+
+    /// Where this look (unchanged since `first`: see [`changed_since`](Self::changed_since))
+    /// leaves the proof that the peer does not answer, given `before` (the last look's
+    /// result). Two looks a scan apart alone cannot tell a dead peer from one that is back:
+    /// during retransmission backoff (or between keepalive probes) nothing is sent until the
+    /// next timer. So for `peer_unresponsive` a retransmission (`tcpi_total_retrans` grew), and
+    /// for `keepalive_unanswered` a keepalive probe (`tcpi_probes` grew), must have been sent
+    /// after the first look and gone unanswered for longer than the RTO this look reports plus
+    /// [`UNANSWERED_MARGIN_MS`]. The other reasons' evidence is not a transmission
+    /// (`peer_dead`: the agent's own probe round; `fin_wait2_stuck`: the peer's application)
+    /// and two unchanged looks prove them.
+    pub(crate) fn unanswered(
+        &self,
+        first: &Self,
+        before: Unanswered,
+        reason: Reason,
+    ) -> Unanswered {
+        let sent = match reason {
+            Reason::PeerUnresponsive => grew(self.retransmits, first.retransmits),
+            Reason::KeepaliveUnanswered => grew(self.probes, first.probes),
+            _ => return Unanswered::Proven,
+        };
+        match before {
+            Unanswered::NotAskedYet if sent => Unanswered::Waiting {
+                until_ms: self.at_ms + self.rto_ms.unwrap_or(0) + UNANSWERED_MARGIN_MS,
+            },
+            Unanswered::Waiting { until_ms } if self.at_ms >= until_ms => Unanswered::Proven,
+            other => other,
         }
     }
 
@@ -62,7 +120,6 @@ impl Evidence {
                 now - then
             ));
         }
-        let grew = |now: Option<u64>, then: Option<u64>| matches!((now, then), (Some(n), Some(t)) if n > t);
         if grew(self.bytes_acked, before.bytes_acked) {
             return Some("the peer acknowledged data".into());
         }
@@ -78,6 +135,11 @@ impl Evidence {
             _ => None,
         }
     }
+}
+
+/// Whether a counter both looks report is higher in the later one.
+fn grew<T: PartialOrd>(now: Option<T>, then: Option<T>) -> bool {
+    matches!((now, then), (Some(n), Some(t)) if n > t)
 }
 
 #[cfg(test)]
@@ -154,6 +216,41 @@ mod tests {
                 "{change:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_retransmission_after_the_first_look_must_go_unanswered_past_its_rto() {
+        let unresponsive = Reason::PeerUnresponsive;
+        let first = look(EST, 5_000, 100, 50, 3, 10_000);
+        // A scan later, nothing sent yet (backoff): the peer has not been asked.
+        let quiet = look(EST, 6_000, 100, 50, 3, 11_000);
+        let state = quiet.unanswered(&first, Unanswered::NotAskedYet, unresponsive);
+        assert_eq!(state, Unanswered::NotAskedYet);
+        // One retransmission since, with a 1.6 s RTO: unanswered only from 14.0 s + 1.6 s + margin.
+        let mut sent = look(EST, 9_000, 100, 50, 4, 14_000);
+        sent.rto_ms = Some(1_600);
+        let state = sent.unanswered(&first, state, unresponsive);
+        let until_ms = 14_000 + 1_600 + UNANSWERED_MARGIN_MS;
+        assert_eq!(state, Unanswered::Waiting { until_ms });
+        let early = look(EST, 10_000, 100, 50, 4, until_ms - 1);
+        assert_eq!(early.unanswered(&first, state, unresponsive), state);
+        let late = look(EST, 11_000, 100, 50, 5, until_ms);
+        assert_eq!(
+            late.unanswered(&first, state, unresponsive),
+            Unanswered::Proven
+        );
+        // Keepalive: a probe, not a retransmission, is what asks an idle peer.
+        let mut probed = look(EST, 9_000, 100, 50, 3, 14_000);
+        probed.probes = Some(1);
+        assert!(matches!(
+            probed.unanswered(&first, Unanswered::NotAskedYet, Reason::KeepaliveUnanswered),
+            Unanswered::Waiting { .. }
+        ));
+        // A stuck FIN_WAIT2 is no silence the kernel asks about.
+        assert_eq!(
+            quiet.unanswered(&first, Unanswered::NotAskedYet, Reason::FinWait2Stuck),
+            Unanswered::Proven
+        );
     }
 
     #[test]

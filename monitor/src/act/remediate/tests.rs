@@ -5,11 +5,14 @@ use monitor_common::tcp_state;
 use super::*;
 use crate::{sock_diag::TcpInfoSummary, verdict::Matcher};
 
-/// A kernel whose sockets are silent dead peers unless a test changes them.
+/// A kernel whose sockets are silent dead peers unless a test changes them: it sends one
+/// unanswered keepalive probe a second (200 ms RTO) unless `quiet`.
 #[derive(Default)]
 struct FakeKernel {
     /// cookie → (state, ms since the last ACK at t = 0, bytes acked)
     sockets: FastMap<u64, (u8, u32, u64)>,
+    /// Its timers send nothing (between two probes, or during a backoff).
+    quiet: bool,
     destroyed: Vec<u64>,
     queries: usize,
 }
@@ -29,6 +32,12 @@ impl SocketControl for FakeKernel {
                 remote: key.remote,
                 inode: 1,
                 tcp_info: Some(TcpInfoSummary {
+                    probes: if self.quiet {
+                        0
+                    } else {
+                        u8::try_from(CLOCK.get() / 1_000).unwrap()
+                    },
+                    rto_us: 200_000,
                     last_ack_recv_ms: ack + u32::try_from(CLOCK.get()).unwrap(),
                     bytes_acked: Some(acked),
                     bytes_received: Some(0),
@@ -110,12 +119,18 @@ fn kernel_with(cookies: &[u64]) -> FakeKernel {
 }
 
 #[test]
-fn destroys_on_the_second_unchanged_look_within_the_rate_limit() {
+fn destroys_once_a_probe_after_the_first_look_goes_unanswered_within_the_rate_limit() {
     CLOCK.set(0);
     let mut r = remediator(policy(false, 1));
     let mut kernel = kernel_with(&[1, 2, 3]);
     let suspects = [dead(1), dead(2), dead(3)];
     assert_eq!(scan(&mut r, &mut kernel, &suspects), [], "first looks only");
+    // A probe was sent since: its answer is due within the RTO and the margin.
+    assert_eq!(
+        scan(&mut r, &mut kernel, &suspects),
+        [],
+        "waiting for the answer"
+    );
     assert_eq!(
         scan(&mut r, &mut kernel, &suspects),
         [
@@ -139,6 +154,7 @@ fn dry_run_destroys_nothing_and_reports_each_socket_once() {
     CLOCK.set(0);
     let mut r = remediator(policy(true, 10));
     let mut kernel = kernel_with(&[1]);
+    assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), []);
     assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), []);
     assert_eq!(
         scan(&mut r, &mut kernel, &[dead(1)]),
@@ -192,4 +208,25 @@ fn young_verdicts_and_unmatched_sockets_are_not_looked_at() {
         );
     }
     assert_eq!(kernel.queries, 0);
+}
+
+#[test]
+fn a_silence_nothing_was_sent_into_since_the_first_look_is_not_acted_on() {
+    // Between keepalive probes (or during a retransmission backoff) the peer has not been
+    // asked since the first look: it may be back, so the looks wait, however many.
+    CLOCK.set(0);
+    let mut r = remediator(policy(false, 10));
+    let mut kernel = kernel_with(&[1]);
+    kernel.quiet = true;
+    for _ in 0..5 {
+        assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), []);
+    }
+    assert!(kernel.destroyed.is_empty());
+    // The next probe goes out and stays unanswered past the RTO: now proven.
+    kernel.quiet = false;
+    assert_eq!(scan(&mut r, &mut kernel, &[dead(1)]), [], "sent");
+    assert_eq!(
+        scan(&mut r, &mut kernel, &[dead(1)]),
+        [(1, RemediationResult::Destroyed)]
+    );
 }

@@ -60,6 +60,8 @@ fn kernel(state: u8, keepalive_timer: bool) -> DiagSocket {
         remote: c.remote,
         inode: 9,
         tcp_info: Some(TcpInfoSummary {
+            probes: 0,
+            rto_us: 200_000,
             last_data_sent_ms: 0,
             last_data_recv_ms: 0,
             last_ack_recv_ms: 2_000,

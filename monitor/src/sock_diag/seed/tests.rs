@@ -9,6 +9,8 @@ const NOW: u64 = 5_000_000_000_000; // 5000 s of uptime
 
 fn info() -> TcpInfoSummary {
     TcpInfoSummary {
+        probes: 0,
+        rto_us: 200_000,
         last_data_sent_ms: 1_000,
         last_data_recv_ms: 2_000,
         last_ack_recv_ms: 30,
