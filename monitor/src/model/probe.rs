@@ -35,6 +35,10 @@ pub enum PeerVerdict {
     /// `[probe].count` probes went unanswered, and nothing was heard from it since
     /// (`peer_dead`).
     Dead,
+    /// The peer sent segments of its own during the probe, yet our probes went unanswered:
+    /// the peer is there, the path from here to it is broken (not `peer_dead`: ending the
+    /// connection is not what a path outage needs).
+    OneWay,
 }
 
 /// The wire form of a [`ProbeResult`] (`/connections` `probe`).
@@ -42,7 +46,7 @@ pub enum PeerVerdict {
 pub struct ProbeView {
     /// RFC 3339, UTC, milliseconds.
     pub sent_at: String,
-    /// `in_progress`, `peer_alive`, `peer_dead`, or `answered` / `unanswered` once that verdict
+    /// `in_progress`, `peer_alive`, `peer_dead`, `one_way`, or `answered` / `unanswered` once that verdict
     /// has expired (the connection was idle again for `after`) or could not be reached.
     pub result: String,
     pub answered: bool,
@@ -56,6 +60,7 @@ impl From<&ProbeResult> for ProbeView {
             (true, _) => "in_progress",
             (false, Some(PeerVerdict::Dead)) => "peer_dead",
             (false, Some(PeerVerdict::Alive)) => "peer_alive",
+            (false, Some(PeerVerdict::OneWay)) => "one_way",
             (false, None) if p.answered => "answered",
             (false, None) => "unanswered",
         };

@@ -308,6 +308,58 @@ fn caps_hold_and_data_in_flight_is_never_probed() {
     }
 }
 
+/// Both ends probed, the server's input dropped: the server's own probes still reach the
+/// client, but a segment the peer sends on its own proves it exists, not that our probe got
+/// through. The client's probe is never `answered` (nor `peer_alive`) while the path to the
+/// server is broken; once the server's probing ends, the client's proves the peer dead.
+#[test]
+fn the_peers_own_keepalive_is_no_answer_to_our_probe() {
+    let Some(sc) = scenario("probe_one_way", Need::RootAndKernelBtf) else {
+        return;
+    };
+    let net = sc.net();
+    let _server = sc.server(&["echo"]);
+    // Both sides probed (no override); never idle_no_keepalive.
+    let args = probe_fast(Duration::from_hours(1));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = sc.launch().args(&args).start().expect("agent");
+    let client = sc.client(&["idle-report"]);
+    let mut seen = Vec::new();
+    first_options(&client, &mut seen);
+    // Before any probe: the connection is younger than PROBE_AFTER.
+    net.server.drop_input().expect("iptables DROP");
+    // The server's round (PROBE_AFTER, then its probes) keeps the client hearing from it; the
+    // client's own round can prove the peer dead only after that: two rounds.
+    let round = PROBE_AFTER + probe_runs(PROBE_INTERVAL, PROBE_COUNT);
+    let deadline = Instant::now() + agent.after(round * 2);
+    let mut results = Vec::new();
+    let dead = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no peer_dead for the client; results seen: {results:?}"
+        );
+        if let Some(c) = client_conn(&agent, net, 7000) {
+            assert_ne!(c["probe"]["answered"], true, "answered: {c}");
+            let result = probe_result(&c).map(str::to_owned);
+            if results.last() != Some(&result) {
+                results.push(result.clone());
+            }
+            assert_ne!(result.as_deref(), Some("peer_alive"), "{c}");
+            if result.as_deref() == Some("peer_dead") {
+                break c;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        dead["probe"]["unanswered"].as_u64() >= Some(u64::from(PROBE_COUNT)),
+        "{dead}"
+    );
+    let answered = agent.metric("tcp_liveness_probes_total{result=\"answered\"}");
+    assert_eq!(answered, Some(0.0), "no probe answered on either side");
+    eprintln!("client probe results: {results:?}");
+}
+
 /// SIGTERM during a probe: the agent puts the options back before it exits.
 #[test]
 fn probes_in_progress_are_restored_at_shutdown() {

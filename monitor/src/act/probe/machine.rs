@@ -26,6 +26,11 @@ use crate::{
 /// because of our probes within the probe window (it would take 127 unanswered probes).
 pub(crate) const PROBE_KEEPCNT: u32 = 127;
 
+/// Our probes unanswered, while the peer's own segments arrive, that show the path to it
+/// broken: the first of them then went unanswered for a whole interval (a probe sent just
+/// before the peer's segment arrived may simply not have been answered yet).
+pub(crate) const ONE_WAY_PROBES: u32 = 2;
+
 /// The kernel's largest `TCP_KEEPIDLE` (`MAX_TCP_KEEPIDLE`), in seconds.
 const MAX_KEEPIDLE_S: u32 = 32_767;
 
@@ -73,6 +78,9 @@ pub(crate) struct Finished {
     pub unanswered: u32,
     /// `count` probes unanswered: the peer is gone.
     pub dead: bool,
+    /// The peer sent segments of its own during the probe (its keepalives, for example), yet
+    /// our probes went unanswered: the peer is there, the path from here to it is broken.
+    pub one_way: bool,
     /// The application's options, put back at the finish.
     pub before: SockoptValues,
 }
@@ -83,6 +91,9 @@ pub(crate) enum Conclusion {
     Answered,
     /// `count` probes went unanswered: `peer_dead`.
     Dead,
+    /// The peer sent segments of its own, but at least [`ONE_WAY_PROBES`] of ours went
+    /// unanswered (the first for a whole interval): the path from here to it is broken.
+    OneWay,
     /// No answer, but fewer than `count` probes went out (the socket got busy: the kernel sends
     /// no keepalive with data in flight); no verdict.
     Inconclusive,
@@ -266,9 +277,11 @@ impl Machine {
             return Conclusion::Gone;
         }
         let start = &running.start;
-        let acked = outcome.rcv_tstamp != start.rcv_tstamp;
-        let answered = acked || running.heard;
-        let rtt = acked
+        // Only an ACK of our probe answers it (`tcp_ack` moved `rcv_tstamp`). A segment the
+        // peer sent on its own (its keepalive probe is out of window: `rcv_tstamp` stays) proves
+        // the peer exists, not that our probe got through.
+        let answered = outcome.rcv_tstamp != start.rcv_tstamp;
+        let rtt = answered
             .then(|| {
                 let jiffies = outcome.rcv_tstamp.wrapping_sub(start.now_jiffies);
                 // Before the start's jiffies (a wrap, or an ACK in the same tick): no rtt.
@@ -276,7 +289,9 @@ impl Machine {
             })
             .flatten()
             .and_then(|j| self.hz.map(|hz| jiffies_to_duration(j, hz)));
-        let dead = !answered && outcome.probes_out >= self.settings.count;
+        let heard = running.heard && !answered;
+        let dead = !answered && !heard && outcome.probes_out >= self.settings.count;
+        let one_way = heard && outcome.probes_out >= ONE_WAY_PROBES;
         self.results.insert(
             cookie,
             Finished {
@@ -286,13 +301,15 @@ impl Machine {
                 rtt,
                 unanswered: if answered { 0 } else { outcome.probes_out },
                 dead,
+                one_way,
                 before: start.before,
             },
         );
-        match (answered, dead) {
-            (true, _) => Conclusion::Answered,
-            (false, true) => Conclusion::Dead,
-            (false, false) => Conclusion::Inconclusive,
+        match (answered, dead, one_way) {
+            (true, _, _) => Conclusion::Answered,
+            (false, true, _) => Conclusion::Dead,
+            (false, false, true) => Conclusion::OneWay,
+            (false, false, false) => Conclusion::Inconclusive,
         }
     }
 }

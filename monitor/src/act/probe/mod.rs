@@ -79,7 +79,7 @@ pub(crate) fn jiffies_to_duration(jiffies: u32, hz: u32) -> Duration {
 #[derive(Debug)]
 pub struct ProbeBook {
     machine: std::sync::Mutex<Machine>,
-    /// `tcp_liveness_probes_total{result="answered|unanswered"}`.
+    /// `tcp_liveness_probes_total{result="answered|unanswered|one_way"}`.
     probes_total: IntCounterVec,
 }
 
@@ -97,7 +97,7 @@ impl ProbeBook {
             PROBES.labels,
         )
         .expect("valid counter");
-        for result in ["answered", "unanswered"] {
+        for result in ["answered", "unanswered", "one_way"] {
             probes_total.with_label_values(&[result]);
         }
         Self {
@@ -171,6 +171,9 @@ impl ProbeBook {
             unanswered: result.unanswered,
             verdict: if result.dead {
                 Some(PeerVerdict::Dead)
+            } else if result.one_way && since_finish < after {
+                // The peer's own segments keep coming: only a fresh observation stands.
+                Some(PeerVerdict::OneWay)
             } else {
                 (result.answered && c.since_peer.is_none_or(|s| s < after))
                     .then_some(PeerVerdict::Alive)
@@ -214,6 +217,7 @@ impl ProbeBook {
         let result = match conclusion {
             Conclusion::Answered => "answered",
             Conclusion::Dead => "unanswered",
+            Conclusion::OneWay => "one_way",
             Conclusion::Inconclusive | Conclusion::Gone => return,
         };
         self.probes_total.with_label_values(&[result]).inc();

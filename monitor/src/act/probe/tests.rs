@@ -131,6 +131,7 @@ fn results_expire_with_idleness_and_news_from_the_peer() {
         rtt: None,
         unanswered: 0,
         dead,
+        one_way: false,
         before: SockoptValues::default(),
     };
     b.machine().results.insert(1, finished(true, false));

@@ -150,6 +150,7 @@ fn finish(book: &ProbeBook, running: &Running, outcome: Option<&SockoptRequest>,
     let result = match conclusion {
         Conclusion::Answered => "answered",
         Conclusion::Dead => "peer_dead",
+        Conclusion::OneWay => "one_way",
         Conclusion::Inconclusive => "inconclusive",
         Conclusion::Gone => "socket_gone",
     };

@@ -180,6 +180,30 @@ fn answered_probe_finishes_early_with_rtt() {
 }
 
 #[test]
+fn the_peers_own_segment_is_no_answer_to_our_probe() {
+    // The peer's keepalive arrives (the scans hear it; `rcv_tstamp` stays: it is out of window)
+    // after two of our probes went unanswered: one way, neither alive nor dead.
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    m.heard(1, Duration::from_millis(100), 4 * SECOND);
+    assert_eq!(
+        m.due(4 * SECOND, false).len(),
+        1,
+        "the round ends when heard"
+    );
+    let conclusion = m.finished(1, &finish_outcome(1000, 2), 4 * SECOND);
+    assert_eq!(conclusion, Conclusion::OneWay);
+    let r = m.results[&1];
+    assert!(!r.answered && !r.dead && r.one_way && r.rtt.is_none());
+    // Heard right after our first probe went out: too early to tell.
+    start(&mut m, 2, SECOND);
+    m.heard(2, Duration::from_millis(100), SECOND + SECOND / 2);
+    let conclusion = m.finished(2, &finish_outcome(1000, 1), SECOND + SECOND / 2);
+    assert_eq!(conclusion, Conclusion::Inconclusive);
+    assert!(!m.results[&2].one_way && !m.results[&2].answered);
+}
+
+#[test]
 fn unanswered_probes_are_dead_after_count_intervals() {
     let mut m = machine();
     start(&mut m, 1, SECOND);
