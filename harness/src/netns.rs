@@ -102,6 +102,28 @@ impl Netns {
         self.run("iptables", &["-D", "INPUT", "-j", "DROP"])
     }
 
+    /// Drops each inbound packet with probability `probability` (`iptables -m statistic --mode
+    /// random`, independently per packet): a lossy link into this namespace.
+    ///
+    /// # Errors
+    /// When `iptables` fails.
+    pub fn drop_input_randomly(&self, probability: f64) -> anyhow::Result<()> {
+        let probability = format!("{probability:.4}");
+        let rule = [
+            "-A",
+            "INPUT",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &probability,
+            "-j",
+            "DROP",
+        ];
+        self.run("iptables", &rule)
+    }
+
     /// Drops inbound TCP to local port `port` only: one server vanishes, others stay.
     ///
     /// # Errors

@@ -25,6 +25,7 @@ mod http_server;
 mod kernel;
 mod kernel_state;
 mod layering;
+mod loss;
 mod owners;
 mod privileges;
 mod probe;
