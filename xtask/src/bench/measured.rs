@@ -114,10 +114,10 @@ impl Window {
     }
 }
 
-/// A window of whole kernel-read periods: from just after one read (`tcp_liveness_kernel_reads_total`
-/// moving) to just after the `reads`-th next, lasting at least `intervals` scan intervals. The
-/// reads are paced (at most 0.25% of a core, at most one per interval), so the CPU over whole
-/// periods is the long-run average, not whether a read happened to fall inside.
+/// A window of whole kernel-read periods: from just after one read ([`READS`] moving) to just
+/// after the `reads`-th next, lasting at least `intervals` scan intervals. The reads are paced
+/// (at most 0.25% of a core, at most one per interval), so the CPU over whole periods is the
+/// long-run average, not whether a read happened to fall inside.
 pub(super) fn read_window(agent: &Agent, intervals: u32, reads: u32) -> anyhow::Result<Window> {
     let m = metrics(agent)?;
     let before = wait_for_increase(

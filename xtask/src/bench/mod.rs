@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency,namespaces]` (root): the performance
-//! harness of issue #5. Every figure is a ratio or a median taken within one run, with
+//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency,namespaces]` (root): the
+//! performance harness of issue #5. Every figure is a ratio or a median taken within one run, with
 //! repetitions interleaved, because the machine is shared and single runs vary by ±15%. Prints
 //! the tables (Markdown) and writes them to target/bench/last.md; no timed assertions anywhere.
 //!
