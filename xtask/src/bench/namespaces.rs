@@ -119,7 +119,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
 fn measure(agent: &Agent, namespaces: usize, idle: f64) -> anyhow::Result<Arm> {
     let base = metric(&measured::metrics(agent)?, TRACKED);
     let started = Instant::now();
-    let level = spread(namespaces)?;
+    let mut level = spread(namespaces)?;
     let goal = base + SOCKETS - SLACK;
     let tracked = measured::wait_for_tracked(agent, |t| t >= goal, Instant::now() + SETTLE_MAX)?;
     if tracked < goal {
@@ -132,6 +132,10 @@ fn measure(agent: &Agent, namespaces: usize, idle: f64) -> anyhow::Result<Arm> {
         started.elapsed().as_secs_f64()
     );
     let window = measured::read_window(agent, WINDOW_INTERVALS, 1)?;
+    // Something else on the machine may end our workers; a level missing sockets is no datum.
+    if level.workers.iter_mut().any(Worker::exited) {
+        bail!("a hold worker of the {namespaces}-namespace level ended during its window");
+    }
     let arm = Arm {
         namespaces,
         tracked: metric(&window.after, TRACKED),
