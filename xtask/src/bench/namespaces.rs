@@ -109,14 +109,14 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     }
     let mut arms = Vec::new();
     for namespaces in order {
-        arms.push(measure(&agent, namespaces, idle)?);
+        arms.push(measure(&agent, namespaces)?);
     }
     Ok(section(plan, &arms, idle))
 }
 
 /// Builds a level of `namespaces`, waits until the agent tracks its sockets, measures one window,
-/// tears the level down and waits until the tracked count is back near `idle`.
-fn measure(agent: &Agent, namespaces: usize, idle: f64) -> anyhow::Result<Arm> {
+/// tears the level down and waits until the agent no longer tracks them.
+fn measure(agent: &Agent, namespaces: usize) -> anyhow::Result<Arm> {
     let base = metric(&measured::metrics(agent)?, TRACKED);
     let started = Instant::now();
     let mut level = spread(namespaces)?;
@@ -156,10 +156,11 @@ fn measure(agent: &Agent, namespaces: usize, idle: f64) -> anyhow::Result<Arm> {
         arm.read_s * 1e3,
     );
     drop(level);
-    let left =
-        measured::wait_for_tracked(agent, |t| t <= idle + SLACK, Instant::now() + SETTLE_MAX)?;
-    if left > idle + SLACK {
-        eprintln!("bench: {left} sockets still tracked after tearing the level down ({idle} idle)");
+    // Relative to the level's own count: the host's other sockets may have changed since.
+    let gone = arm.tracked - SOCKETS + SLACK;
+    let left = measured::wait_for_tracked(agent, |t| t <= gone, Instant::now() + SETTLE_MAX)?;
+    if left > gone {
+        eprintln!("bench: {left} sockets still tracked after tearing the level down");
     }
     Ok(arm)
 }
