@@ -31,8 +31,6 @@ const CONNECTIONS: usize = 5_000;
 const SOCKETS: f64 = (2 * CONNECTIONS) as f64;
 /// The listening port of the hold worker, the same in every namespace (each has its own ports).
 const PORT: &str = "20000";
-/// Scan intervals a measurement window lasts at least.
-const WINDOW_INTERVALS: u32 = 4;
 /// How far the tracked count may stay from its goal and the level still count as built (or torn
 /// down): the host's other sockets come and go meanwhile.
 const SLACK: f64 = 200.0;
@@ -109,14 +107,14 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     }
     let mut arms = Vec::new();
     for namespaces in order {
-        arms.push(measure(&agent, namespaces)?);
+        arms.push(measure(plan, &agent, namespaces)?);
     }
     Ok(section(plan, &arms, idle))
 }
 
 /// Builds a level of `namespaces`, waits until the agent tracks its sockets, measures one window,
 /// tears the level down and waits until the agent no longer tracks them.
-fn measure(agent: &Agent, namespaces: usize) -> anyhow::Result<Arm> {
+fn measure(plan: &Plan, agent: &Agent, namespaces: usize) -> anyhow::Result<Arm> {
     let base = metric(&measured::metrics(agent)?, TRACKED);
     let started = Instant::now();
     let mut level = spread(namespaces)?;
@@ -131,7 +129,7 @@ fn measure(agent: &Agent, namespaces: usize) -> anyhow::Result<Arm> {
         "bench: {CONNECTIONS} connections over {namespaces} namespaces open and tracked in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let window = measured::read_window(agent, WINDOW_INTERVALS, 1)?;
+    let window = measured::read_window(agent, plan.ns_window, 1)?;
     // Something else on the machine may end our workers; a level missing sockets is no datum.
     if level.workers.iter_mut().any(Worker::exited) {
         bail!("a hold worker of the {namespaces}-namespace level ended during its window");
@@ -234,7 +232,7 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
         format!(
             "Window: once the tracked count has risen by the level's sockets (less {SLACK}), from \
              just after one kernel read of every namespace (iter/tcp, paced to 0.25% of a core) \
-             to just after a later one, lasting at least {WINDOW_INTERVALS} intervals. Agent CPU \
+             to just after a later one, lasting at least {} intervals. Agent CPU \
              from /proc/PID/stat (10 ms ticks), idle HTTP server included; scan ms = the agent's \
              tcp_liveness_scan_duration_seconds over the window (n scans); held pass ms = \
              tcp_liveness_held_pass_duration_seconds (the per-scan iter/task_file read of every \
@@ -242,7 +240,8 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
              tcp_liveness_kernel_read_seconds_total / tcp_liveness_kernel_reads_total (n reads). \
              CPU vs {reference} namespace(s) = ratio of the median CPU shares. Target: with the \
              same sockets over {TARGET_NAMESPACES} namespaces, agent CPU ≤ {TARGET_RATIO}× that \
-             of one namespace."
+             of one namespace.",
+            plan.ns_window
         ),
     ];
     Section {
