@@ -36,9 +36,10 @@ const PORT: &str = "20000";
 const SLACK: f64 = 200.0;
 /// The longest wait for the tracked count to reach its goal after a level is built or torn down.
 const SETTLE_MAX: Duration = Duration::from_mins(2);
-/// The held-socket pass's own histogram (seconds); an agent without it shows "—".
-const HELD_SUM: &str = "tcp_liveness_held_pass_duration_seconds_sum";
-const HELD_COUNT: &str = "tcp_liveness_held_pass_duration_seconds_count";
+/// The held-socket passes (`iter/task_file` over every process's descriptors) and their total
+/// seconds; an agent that does not export them shows "—".
+const HELD_PASSES: &str = "tcp_liveness_held_socket_reads_total";
+const HELD_SECONDS: &str = "tcp_liveness_held_socket_read_seconds_total";
 /// The requirement: at this many namespaces, agent CPU at most `TARGET_RATIO` × one namespace's.
 const TARGET_NAMESPACES: usize = 50;
 const TARGET_RATIO: f64 = 1.5;
@@ -80,8 +81,9 @@ struct Arm {
     /// Mean scan duration (s) from `tcp_liveness_scan_duration_seconds`, and scans in the window.
     scan_s: f64,
     scans: f64,
-    /// Mean held-socket pass (s), when the agent exports its histogram.
+    /// Mean held-socket pass (s), when the agent exports its counters, and passes in the window.
     held_s: Option<f64>,
+    held_passes: f64,
     /// Mean kernel-iterator read of every namespace (s), and reads in the window.
     read_s: f64,
     reads: f64,
@@ -139,7 +141,8 @@ fn measure(plan: &Plan, agent: &Agent, namespaces: usize) -> anyhow::Result<Arm>
         tracked: metric(&window.after, TRACKED),
         scan_s: window.mean(SCAN_SUM, SCAN_COUNT),
         scans: window.delta(SCAN_COUNT),
-        held_s: window.mean_if_exported(HELD_SUM, HELD_COUNT),
+        held_s: window.mean_if_exported(HELD_SECONDS, HELD_PASSES),
+        held_passes: window.delta(HELD_PASSES),
         read_s: window.mean(READ_SECONDS, READS),
         reads: window.delta(READS),
         cpu_share: window.cpu_share(),
@@ -171,6 +174,16 @@ fn over_passes(values: &[f64], decimals: usize) -> String {
     }
 }
 
+/// [`over_passes`] of per-pass means, followed by `(n=…)`: how many events they average over
+/// all passes.
+fn counted(means: &[f64], events: &[f64], decimals: usize) -> String {
+    format!(
+        "{} (n={})",
+        over_passes(means, decimals),
+        events.iter().sum::<f64>()
+    )
+}
+
 /// Table 6: one row per level, medians over its arms, CPU also as a ratio to one namespace.
 fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
     let of_level = |n: usize| arms.iter().filter(move |a| a.namespaces == n);
@@ -194,20 +207,15 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
         rows.push(vec![
             n.to_string(),
             format!("{:.0}", stats::median(&collect(|a| a.tracked))),
-            format!(
-                "{} (n={})",
-                over_passes(&collect(|a| a.scan_s * 1e3), 2),
-                collect(|a| a.scans).iter().sum::<f64>()
-            ),
+            counted(&collect(|a| a.scan_s * 1e3), &collect(|a| a.scans), 2),
             held.map_or_else(
                 || "—".to_owned(),
-                |h| over_passes(&h.iter().map(|s| s * 1e3).collect::<Vec<_>>(), 2),
+                |h| {
+                    let ms: Vec<f64> = h.iter().map(|s| s * 1e3).collect();
+                    counted(&ms, &collect(|a| a.held_passes), 2)
+                },
             ),
-            format!(
-                "{} (n={})",
-                over_passes(&collect(|a| a.read_s * 1e3), 1),
-                collect(|a| a.reads).iter().sum::<f64>()
-            ),
+            counted(&collect(|a| a.read_s * 1e3), &collect(|a| a.reads), 1),
             over_passes(&collect(|a| a.cpu_share * 100.0), 3),
             format!("{ratio:.2}"),
             target,
@@ -235,8 +243,9 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
              to just after a later one, lasting at least {} intervals. Agent CPU \
              from /proc/PID/stat (10 ms ticks), idle HTTP server included; scan ms = the agent's \
              tcp_liveness_scan_duration_seconds over the window (n scans); held pass ms = \
-             tcp_liveness_held_pass_duration_seconds (the per-scan iter/task_file read of every \
-             held socket; — when the agent does not export it); kernel read ms = \
+             tcp_liveness_held_socket_read_seconds_total / tcp_liveness_held_socket_reads_total \
+             (n passes of iter/task_file over every process's descriptors; — when the agent does \
+             not export them); kernel read ms = \
              tcp_liveness_kernel_read_seconds_total / tcp_liveness_kernel_reads_total (n reads). \
              CPU vs {reference} namespace(s) = ratio of the median CPU shares. Target: with the \
              same sockets over {TARGET_NAMESPACES} namespaces, agent CPU ≤ {TARGET_RATIO}× that \
