@@ -1,12 +1,17 @@
 //! The agent under benchmark (started through `harness::agent`), and what /proc says about its
-//! CPU and memory, and the kernel about its BPF maps.
+//! CPU and memory, and the kernel about its BPF maps; windows of its own metrics that span whole
+//! kernel-read periods ([`read_window`]).
 
-use std::{process::Command, time::Duration};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use harness::{
     agent::{Agent, Launch},
     bpf,
+    metrics::{sum as metric, value},
 };
 
 use super::Plan;
@@ -24,6 +29,127 @@ pub(super) fn start(plan: &Plan, extra: &[&str]) -> anyhow::Result<Agent> {
 /// The agent's `/metrics` text.
 pub(super) fn metrics(agent: &Agent) -> anyhow::Result<String> {
     agent.try_get("/metrics")
+}
+
+/// The agent's scan interval in the benchmarks: its default.
+pub(super) const INTERVAL: Duration = Duration::from_secs(5);
+/// The agent's histogram of its own scan durations (seconds): sum and count.
+pub(super) const SCAN_SUM: &str = "tcp_liveness_scan_duration_seconds_sum";
+pub(super) const SCAN_COUNT: &str = "tcp_liveness_scan_duration_seconds_count";
+/// Completed reads of every namespace's sockets by the kernel iterator, and their total
+/// wall-clock seconds.
+pub(super) const READS: &str = "tcp_liveness_kernel_reads_total";
+pub(super) const READ_SECONDS: &str = "tcp_liveness_kernel_read_seconds_total";
+/// Sockets in the agent's table (a gauge).
+pub(super) const TRACKED: &str = "tcp_liveness_tracked_sockets";
+/// The longest wait for the next kernel read: the agent pauses 400× a read's duration, and a
+/// read at 100k connections (200k sockets) takes up to ~1.5 s on this VM.
+pub(super) const READ_PERIOD_MAX: Duration = Duration::from_mins(12);
+
+/// Polls /metrics every second until `name` moves past `after` (or `deadline`): returns the
+/// metrics then. Once a second, not faster: each scrape is agent CPU inside the measured window.
+pub(super) fn wait_for_increase(
+    agent: &Agent,
+    name: &str,
+    after: f64,
+    deadline: Instant,
+) -> anyhow::Result<String> {
+    loop {
+        let metrics = metrics(agent)?;
+        if metric(&metrics, name) > after {
+            return Ok(metrics);
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not move past {after} in time");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Polls the tracked-socket gauge every 500 ms until `done(count)` holds or `deadline` passes
+/// (no error then: the caller reports the count it got). Returns the last count.
+pub(super) fn wait_for_tracked(
+    agent: &Agent,
+    done: impl Fn(f64) -> bool,
+    deadline: Instant,
+) -> anyhow::Result<f64> {
+    loop {
+        let tracked = metric(&metrics(agent)?, TRACKED);
+        if done(tracked) || Instant::now() > deadline {
+            return Ok(tracked);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The agent's /metrics and CPU time at both ends of a measurement window.
+pub(super) struct Window {
+    pub before: String,
+    pub after: String,
+    /// Agent CPU (user + system) spent inside the window.
+    pub cpu: Duration,
+    pub elapsed: Duration,
+}
+
+impl Window {
+    /// How much the counter (or sum over label sets) `name` grew over the window.
+    pub(super) fn delta(&self, name: &str) -> f64 {
+        metric(&self.after, name) - metric(&self.before, name)
+    }
+
+    /// Mean per event over the window: growth of `total` / growth of `count` (NaN when none).
+    pub(super) fn mean(&self, total: &str, count: &str) -> f64 {
+        self.delta(total) / self.delta(count)
+    }
+
+    /// [`Self::mean`] of a series the agent may not export: None when either end lacks it.
+    pub(super) fn mean_if_exported(&self, total: &str, count: &str) -> Option<f64> {
+        let exported = |text: &str| value(text, total).and(value(text, count)).is_some();
+        (exported(&self.before) && exported(&self.after)).then(|| self.mean(total, count))
+    }
+
+    /// Agent CPU as a share of one core over the window (0.01 = 1%).
+    pub(super) fn cpu_share(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A window of whole kernel-read periods: from just after one read ([`READS`] moving) to just
+/// after the `reads`-th next, lasting at least `intervals` scan intervals. The reads are paced
+/// (at most 0.25% of a core, at most one per interval), so the CPU over whole periods is the
+/// long-run average, not whether a read happened to fall inside.
+pub(super) fn read_window(agent: &Agent, intervals: u32, reads: u32) -> anyhow::Result<Window> {
+    let m = metrics(agent)?;
+    let before = wait_for_increase(
+        agent,
+        READS,
+        metric(&m, READS),
+        Instant::now() + READ_PERIOD_MAX,
+    )?;
+    let started = Instant::now();
+    let cpu0 = cpu(agent)?;
+    let reads_wanted = metric(&before, READS) + f64::from(reads.max(1)) - 1.0;
+    let mut after = wait_for_increase(
+        agent,
+        READS,
+        reads_wanted,
+        Instant::now() + READ_PERIOD_MAX * reads.max(2),
+    )?;
+    while started.elapsed() < INTERVAL * intervals {
+        after = wait_for_increase(
+            agent,
+            READS,
+            metric(&after, READS),
+            Instant::now() + READ_PERIOD_MAX,
+        )?;
+    }
+    let cpu1 = cpu(agent)?;
+    Ok(Window {
+        before,
+        after,
+        cpu: cpu1.saturating_sub(cpu0),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// User + system CPU time of the agent so far.

@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency]` (root): the performance
-//! harness of issue #5. Every figure is a ratio or a median taken within one run, with
+//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency,namespaces]` (root): the
+//! performance harness of issue #5. Every figure is a ratio or a median taken within one run, with
 //! repetitions interleaved, because the machine is shared and single runs vary by ±15%. Prints
 //! the tables (Markdown) and writes them to target/bench/last.md; no timed assertions anywhere.
 //!
@@ -8,7 +8,8 @@
 //! - `overhead`: loopback throughput with the agent vs without (request/response, churn, bulk);
 //! - `scale`: scan duration, agent CPU and RSS from 1k to 100k connections vs a `sock_diag` dump,
 //!   and the growth slope;
-//! - `latency`: fault → verdict in /connections and /metrics.
+//! - `latency`: fault → verdict in /connections and /metrics;
+//! - `namespaces`: scan cost and agent CPU with the same 10k sockets over 1 to 100 namespaces.
 //!
 //! The parts that need the agent's library (loading the object, `sock_diag`) run in
 //! `monitor/examples/bench-probes.rs`; load generators are in `load` (loopback) and `worker`
@@ -18,6 +19,7 @@ mod hooks;
 mod latency;
 mod load;
 mod measured;
+mod namespaces;
 mod overhead;
 mod scale;
 mod stats;
@@ -37,10 +39,11 @@ use harness::{ports::free_port, privilege::require_root};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// A short run (fewer repetitions, 1k and 10k connections only).
+    /// A short run (fewer repetitions, 1k and 10k connections only, 1 and 10 namespaces).
     #[arg(long)]
     quick: bool,
-    /// Phases to run, comma separated: hooks, overhead, scale, latency (default: all).
+    /// Phases to run, comma separated: hooks, overhead, scale, latency, namespaces (default:
+    /// all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Connection counts for the scale phase, comma separated (default 1000,10000,50000,100000;
@@ -70,6 +73,13 @@ pub(crate) struct Plan {
     scan_windows: u32,
     dumps: usize,
     latency_trials: usize,
+    /// Namespace counts of the namespaces phase, and how many times each is measured (a second
+    /// pass runs the levels in reverse).
+    ns_levels: Vec<usize>,
+    ns_passes: usize,
+    /// Scan intervals each namespaces window lasts at least: longer than 4 on a full run, where
+    /// 10 ms CPU ticks over a 20 s window would move the figure by 5%.
+    ns_window: u32,
 }
 
 /// One table of the report.
@@ -151,6 +161,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         scan_windows: if args.quick { 2 } else { 4 },
         dumps: 3,
         latency_trials: if args.quick { 2 } else { 5 },
+        ns_levels: if args.quick {
+            vec![1, 10]
+        } else {
+            vec![1, 10, 50, 100]
+        },
+        ns_passes: if args.quick { 1 } else { 2 },
+        ns_window: if args.quick { 4 } else { 12 },
     };
     let wanted = |phase: &str| args.only.is_empty() || args.only.iter().any(|p| p == phase);
     let started = Instant::now();
@@ -168,10 +185,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         report.push(scale.to_string());
         growth = Some(grown.to_string());
     }
+    // Table 6 is printed last, after growth.
+    let mut namespaces = None;
+    if wanted("namespaces") {
+        namespaces = Some(namespaces::run(&plan)?.to_string());
+    }
     if wanted("latency") {
         report.push(latency::run(&plan)?.to_string());
     }
     report.extend(growth);
+    report.extend(namespaces);
     report.push(format!(
         "Run took {:.0} s ({}).\n",
         started.elapsed().as_secs_f64(),

@@ -18,40 +18,12 @@ use harness::{
 
 use super::{
     Plan, Section,
-    measured::{self, MapInfo, Rss},
+    measured::{self, INTERVAL, MapInfo, READ_SECONDS, READS, Rss, SCAN_COUNT, SCAN_SUM},
     stats, worker,
 };
 
 /// Connections per worker process: 2 fds each, under the 20 000 hard `RLIMIT_NOFILE` here.
 const PER_WORKER: usize = 9_000;
-const INTERVAL: Duration = Duration::from_secs(5);
-const SCAN_SUM: &str = "tcp_liveness_scan_duration_seconds_sum";
-const SCAN_COUNT: &str = "tcp_liveness_scan_duration_seconds_count";
-const READS: &str = "tcp_liveness_kernel_reads_total";
-const READ_SECONDS: &str = "tcp_liveness_kernel_read_seconds_total";
-/// The longest wait for the next kernel read: the agent pauses 400× a read's duration, and a
-/// read at 100k connections (200k sockets) takes up to ~1.5 s on this VM.
-const READ_PERIOD_MAX: Duration = Duration::from_mins(12);
-
-/// Polls /metrics every second until `name` moves past `after` (or `deadline`): returns the
-/// metrics then. Once a second, not faster: each scrape is agent CPU inside the measured window.
-fn wait_for_increase(
-    agent: &Agent,
-    name: &str,
-    after: f64,
-    deadline: Instant,
-) -> anyhow::Result<String> {
-    loop {
-        let metrics = measured::metrics(agent)?;
-        if metric(&metrics, name) > after {
-            return Ok(metrics);
-        }
-        if Instant::now() > deadline {
-            bail!("{name} did not move past {after} in time");
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
 
 /// Polls /metrics until the scan count moves: returns just after a scan was published.
 fn wait_for_scan(agent: &Agent) -> anyhow::Result<()> {
@@ -157,49 +129,16 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<[Section; 2]> {
 fn measure_level(plan: &Plan, agent: &Agent, ns: &Netns, total: usize) -> anyhow::Result<Level> {
     // Every connection tracked (both ends) before measuring.
     let deadline = Instant::now() + Duration::from_mins(2);
-    let tracked = loop {
-        let tracked = metric(&measured::metrics(agent)?, "tcp_liveness_tracked_sockets");
-        if tracked >= (2 * total) as f64 || Instant::now() > deadline {
-            break tracked;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    // The kernel reads are paced (at most 0.25% of a core, at most one per interval), so at
-    // 100k connections one comes every few minutes: the window runs from just after one read to just
-    // after the `plan.scan_windows / 2`-th next (at least `scan_windows` intervals), whole
-    // read periods, so the CPU is the long-run average and not whether a read fell inside.
-    let m = measured::metrics(agent)?;
-    let m = wait_for_increase(
-        agent,
-        READS,
-        metric(&m, READS),
-        Instant::now() + READ_PERIOD_MAX,
-    )?;
-    let started = Instant::now();
-    let (cpu0, m0) = (measured::cpu(agent)?, m);
-    let min_window = INTERVAL * plan.scan_windows;
-    let reads_wanted = metric(&m0, READS) + f64::from((plan.scan_windows / 2).max(1)) - 1.0;
-    let mut m1 = wait_for_increase(
-        agent,
-        READS,
-        reads_wanted,
-        Instant::now() + READ_PERIOD_MAX * 2,
-    )?;
-    while started.elapsed() < min_window {
-        m1 = wait_for_increase(
-            agent,
-            READS,
-            metric(&m1, READS),
-            Instant::now() + READ_PERIOD_MAX,
-        )?;
-    }
-    let cpu1 = measured::cpu(agent)?;
-    let window = started.elapsed();
-    let scan_count = metric(&m1, SCAN_COUNT) - metric(&m0, SCAN_COUNT);
-    let scan_s = (metric(&m1, SCAN_SUM) - metric(&m0, SCAN_SUM)) / scan_count;
-    let reads = metric(&m1, READS) - metric(&m0, READS);
-    let mean_read_s = (metric(&m1, READ_SECONDS) - metric(&m0, READ_SECONDS)) / reads;
-    let cpu = cpu1.checked_sub(cpu0).unwrap().as_secs_f64();
+    let tracked = measured::wait_for_tracked(agent, |t| t >= (2 * total) as f64, deadline)?;
+    // At 100k connections a kernel read comes every few minutes: the window spans
+    // `plan.scan_windows / 2` whole read periods and at least `scan_windows` intervals.
+    let window = measured::read_window(agent, plan.scan_windows, (plan.scan_windows / 2).max(1))?;
+    let scan_count = window.delta(SCAN_COUNT);
+    let scan_s = window.mean(SCAN_SUM, SCAN_COUNT);
+    let reads = window.delta(READS);
+    let mean_read_s = window.mean(READ_SECONDS, READS);
+    let cpu = window.cpu.as_secs_f64();
+    let window = window.elapsed;
     let rss = measured::rss(agent)?;
     let (mut dump_s, mut all_s, mut ss_s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.dumps {

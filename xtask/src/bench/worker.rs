@@ -66,6 +66,13 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether the process has ended (or cannot be asked): what it held is gone.
+    pub(super) fn exited(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .map_or(true, |status| status.is_some())
+    }
+
     pub(super) fn read_line(&mut self) -> anyhow::Result<String> {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
