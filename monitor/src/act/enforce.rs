@@ -194,9 +194,11 @@ impl Enforcement {
                 tracing::warn!(policy, %error, "enforce: cannot update the policy's cgroup in the kernel program");
                 return false;
             }
-            match change {
-                CgroupChange::Removed { .. } => tracing::warn!(policy, "{}", change.describe(path)),
-                _ => tracing::info!(policy, "{}", change.describe(path)),
+            let line = change.describe(path);
+            if matches!(change, CgroupChange::Removed { .. }) {
+                tracing::warn!(policy, "{line}");
+            } else {
+                tracing::info!(policy, "{line}");
             }
             true
         });

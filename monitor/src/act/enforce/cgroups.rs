@@ -96,7 +96,6 @@ impl PolicyCgroups {
             if id.is_none() {
                 tracing::warn!(
                     policy = &*p.name,
-                    cgroup = %path,
                     "enforce: cgroup {path} does not exist: policy waiting for its cgroup"
                 );
             }
