@@ -8,6 +8,9 @@
 //!
 //! Each socket is decided once (its cookie is remembered while it lives): an application's own
 //! later `setsockopt` wins. Audit: one log line per batch and policy, one debug line per socket.
+//! Each pass also follows the policies' cgroups (`cgroups`): one created, or created again with
+//! a new id, is what the kernel program compares from then on; a missing one makes its policy
+//! wait.
 
 use std::{
     collections::BTreeMap,
