@@ -8,6 +8,9 @@
 //!
 //! Each socket is decided once (its cookie is remembered while it lives): an application's own
 //! later `setsockopt` wins. Audit: one log line per batch and policy, one debug line per socket.
+//! Each pass also follows the policies' cgroups (`cgroups`): one created, or created again with
+//! a new id, is what the kernel program compares from then on; a missing one makes its policy
+//! wait.
 
 use std::{
     collections::BTreeMap,
@@ -20,6 +23,7 @@ use monitor_common::{
     tcp_state,
 };
 
+pub use self::cgroups::{CgroupChange, CgroupLookup, PolicyCgroups, WAITING_CGROUP_ID};
 use self::policy::first_match;
 pub use self::policy::{Enforce, EnforceMode, KeepaliveTimers};
 use crate::{
@@ -45,15 +49,21 @@ pub trait Applier: Send + Sync {
     ) -> Result<Vec<(u64, SockoptRequest)>, String>;
 }
 
-/// Where the kernel program's records come from (`EnforceRecords`; a fixed list in tests).
-pub trait KernelRecords: Send + Sync {
+/// The attached kernel program (`EnforceRecords`; a fixed list in tests): the sockets it
+/// enforced, and the cgroup each policy slot compares.
+pub trait KernelProgram: Send + Sync {
     /// Every socket the program enforced and that has not closed: (cookie, record).
     fn all(&self) -> Vec<(u64, EnforcedSocket)>;
     /// Whether the program enforced socket `cookie` (one lookup).
     fn contains(&self, cookie: u64) -> bool;
+    /// Makes policy `slot` compare cgroup id `cgroup_id` from the next connection on.
+    ///
+    /// # Errors
+    /// The kernel refuses the update: one line.
+    fn set_cgroup_id(&self, slot: usize, cgroup_id: u64) -> Result<(), String>;
 }
 
-impl KernelRecords for crate::bpf::EnforceRecords {
+impl KernelProgram for crate::bpf::EnforceRecords {
     fn all(&self) -> Vec<(u64, EnforcedSocket)> {
         crate::bpf::EnforceRecords::all(self)
     }
@@ -61,25 +71,31 @@ impl KernelRecords for crate::bpf::EnforceRecords {
     fn contains(&self, cookie: u64) -> bool {
         crate::bpf::EnforceRecords::contains(self, cookie)
     }
+
+    fn set_cgroup_id(&self, slot: usize, cgroup_id: u64) -> Result<(), String> {
+        crate::bpf::EnforceRecords::set_cgroup_id(self, slot, cgroup_id)
+            .map_err(|e| crate::model::format::error_chain(&e))
+    }
 }
 
-/// The policies, the kernel's records and what the agent applied itself.
+/// The policies, the kernel program and what the agent applied itself.
 pub struct Enforcement {
     policies: Arc<[Enforce]>,
-    kernel: Box<dyn KernelRecords>,
+    kernel: Box<dyn KernelProgram>,
     applier: Box<dyn Applier>,
     /// cookie → policy name, for every enforced socket as of the last pass start.
     names: RwLock<Arc<FastMap<u64, Arc<str>>>>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     /// Sockets the agent decided itself: the policy it applied (None: none matched, or the
     /// socket was gone). Forgotten when the socket is.
     decided: FastMap<u64, Option<usize>>,
     /// Sockets the kernel program enforced, as of the last pass start.
     kernel: FastMap<u64, usize>,
+    /// The policies' cgroups as last seen, followed at every pass start.
+    cgroups: PolicyCgroups,
 }
 
 /// One pass over the live connections (a scan, or the start-up pass).
@@ -92,10 +108,13 @@ pub struct Pass<'a> {
 }
 
 impl Enforcement {
+    /// `policies` in config order, the program `kernel` whose slots hold them (their cgroup ids
+    /// as `cgroups` last saw them), and what applies the rest.
     #[must_use]
     pub fn new(
         policies: Vec<Enforce>,
-        kernel: Box<dyn KernelRecords>,
+        kernel: Box<dyn KernelProgram>,
+        cgroups: PolicyCgroups,
         applier: Box<dyn Applier>,
     ) -> Self {
         Self {
@@ -103,7 +122,11 @@ impl Enforcement {
             kernel,
             applier,
             names: RwLock::default(),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                decided: FastMap::default(),
+                kernel: FastMap::default(),
+                cgroups,
+            }),
         }
     }
 
@@ -118,10 +141,13 @@ impl Enforcement {
         Arc::clone(&crate::locks::read(&self.names))
     }
 
-    /// Starts a pass: reads the kernel program's records (logging the sockets it enforced since
-    /// the last pass) and publishes every enforced socket's policy name.
+    /// Starts a pass: follows the policies' cgroups (a cgroup created, again or for the first
+    /// time, is what its policy's slot compares from now on; a removed one makes it wait), reads
+    /// the kernel program's records (logging the sockets it enforced since the last pass) and
+    /// publishes every enforced socket's policy name.
     pub fn start_pass(&self) -> Pass<'_> {
         let mut state = crate::locks::lock(&self.state);
+        self.follow_cgroups(&mut state.cgroups);
         let kernel: FastMap<u64, usize> = self
             .kernel
             .all()
@@ -163,6 +189,24 @@ impl Enforcement {
 }
 
 impl Enforcement {
+    /// Updates the slot of each policy whose cgroup changed, and says so once.
+    fn follow_cgroups(&self, cgroups: &mut PolicyCgroups) {
+        cgroups.look_again(|slot, path, change| {
+            let policy = &*self.policies[slot].name;
+            if let Err(error) = self.kernel.set_cgroup_id(slot, change.slot_id()) {
+                tracing::warn!(policy, %error, "enforce: cannot update the policy's cgroup in the kernel program");
+                return false;
+            }
+            let line = change.describe(path);
+            if matches!(change, CgroupChange::Removed { .. }) {
+                tracing::warn!(policy, "{line}");
+            } else {
+                tracing::info!(policy, "{line}");
+            }
+            true
+        });
+    }
+
     /// Publishes every enforced socket's policy name, for [`names`](Self::names).
     fn publish(&self, state: &State) {
         let names: FastMap<u64, Arc<str>> = state
@@ -314,6 +358,7 @@ impl Annotator for EnforcedNames {
     }
 }
 
+mod cgroups;
 mod iterator;
 pub mod policy;
 

@@ -1,6 +1,7 @@
 //! `[[enforce]]` at start-up: the kernel program's policy slots filled and the program attached
 //! to the cgroup v2 root (new connections), the socket-option iterator loaded, and the
-//! connections that already exist given their policy once. Runs on the main thread before
+//! connections that already exist given their policy once. A policy whose cgroup does not exist
+//! waits for it (a warning, not an error). Runs on the main thread before
 //! privileges drop: loading needs `CAP_BPF`, attaching to a cgroup `CAP_NET_ADMIN` or
 //! `CAP_SYS_ADMIN`, entering other namespaces `CAP_SYS_ADMIN`.
 
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use monitor_common::enforce::{EnforceSlot, SLOT_ACTIVE, SLOT_DEFERRED};
 
 use crate::{
-    act::enforce::{Enforce, Enforcement, IteratorApplier},
+    act::enforce::{Enforce, Enforcement, IteratorApplier, PolicyCgroups, WAITING_CGROUP_ID},
     bpf::{BpfError, Programs, SocketSource, cgroup},
     clock,
     error::Error,
@@ -21,8 +22,8 @@ use crate::{
 /// `[[enforce]]`.
 ///
 /// # Errors
-/// The cgroup v2 hierarchy cannot be found or a policy's cgroup read, or the kernel refuses the
-/// program, its maps or the attachment ([`Error::Bpf`]).
+/// The cgroup v2 hierarchy cannot be found or a policy's cgroup read (other than missing), or the
+/// kernel refuses the program, its maps or the attachment ([`Error::Bpf`]).
 pub(super) fn attach(
     policies: &[Enforce],
     programs: &Mutex<Programs>,
@@ -35,10 +36,27 @@ pub(super) fn attach(
         source,
     })?;
     warn_if_own_cgroup_namespace();
-    let slots = policies
+    let lookup_root = root.clone();
+    let cgroups = PolicyCgroups::start(
+        policies,
+        Box::new(move |path| cgroup::id(&lookup_root, path)),
+    )
+    .map_err(|(i, source)| {
+        let p = &policies[i];
+        BpfError::Cgroup {
+            step: format!(
+                "[[enforce]] {}: reading cgroup {}",
+                p.name,
+                p.matcher.cgroup.as_deref().unwrap_or_default()
+            ),
+            source,
+        }
+    })?;
+    let slots: Vec<EnforceSlot> = policies
         .iter()
-        .map(|p| slot(p, &root))
-        .collect::<Result<Vec<_>, _>>()?;
+        .enumerate()
+        .map(|(i, p)| slot(p, cgroups.id(i)))
+        .collect();
     let (records, control) = {
         let mut programs = crate::locks::lock(programs);
         let records = programs.enforce(&slots, &root)?;
@@ -53,6 +71,7 @@ pub(super) fn attach(
     Ok(Some(Arc::new(Enforcement::new(
         policies.to_vec(),
         Box::new(records),
+        cgroups,
         Box::new(applier),
     ))))
 }
@@ -74,18 +93,15 @@ pub(super) fn apply_to_existing(
     tracing::info!(count, "enforce: existing connections given their policy");
 }
 
-/// The kernel program's view of policy `p`: ports, cgroup (id and depth of its directory under
-/// `root`), what to set.
-fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, BpfError> {
+/// The kernel program's view of policy `p`: ports, cgroup (`cgroup_id`: its directory's id, None
+/// while it is missing; the depth comes from the path), what to set.
+fn slot(p: &Enforce, cgroup_id: Option<u64>) -> EnforceSlot {
     let (cgroup_id, cgroup_level) = match &p.matcher.cgroup {
         None => (0, 0),
-        Some(path) => cgroup::id_and_level(root, path).map_err(|source| BpfError::Cgroup {
-            step: format!("[[enforce]] {}: reading cgroup {path}", p.name),
-            source,
-        })?,
+        Some(path) => (cgroup_id.unwrap_or(WAITING_CGROUP_ID), cgroup::level(path)),
     };
     let request = p.request();
-    Ok(EnforceSlot {
+    EnforceSlot {
         flags: SLOT_ACTIVE | if p.needs_owner() { SLOT_DEFERRED } else { 0 },
         local_port: p.matcher.local_port.map_or(0, u32::from),
         remote_port: p.matcher.remote_port.map_or(0, u32::from),
@@ -95,7 +111,7 @@ fn slot(p: &Enforce, root: &std::path::Path) -> Result<EnforceSlot, BpfError> {
         fill: request.fill,
         want: request.want,
         reserved: 0,
-    })
+    }
 }
 
 /// In a cgroup namespace of its own (a container's default), the agent's cgroup v2 mount is its

@@ -34,15 +34,28 @@ fn v2_root_in(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// The cgroup id (the directory's inode number, what `kernfs_node.id` holds) and depth (the
-/// root is 0) of cgroup `path` (as `/proc/PID/cgroup` writes it) under `root`.
+/// The cgroup id (the directory's inode number, what `kernfs_node.id` holds) of cgroup `path`
+/// (as `/proc/PID/cgroup` writes it) under `root`: one `stat`.
 ///
 /// # Errors
-/// The directory cannot be read.
-pub fn id_and_level(root: &Path, path: &str) -> io::Result<(u64, u32)> {
+/// The directory cannot be read (`NotFound`: there is no such cgroup), or the path names a file
+/// (`NotADirectory`).
+pub fn id(root: &Path, path: &str) -> io::Result<u64> {
     let meta = std::fs::metadata(root.join(path.trim_start_matches('/')))?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a cgroup directory",
+        ));
+    }
+    Ok(meta.ino())
+}
+
+/// The depth of cgroup `path` in the hierarchy: the root is 0, `/a` is 1, `/a/b` is 2.
+#[must_use]
+pub fn level(path: &str) -> u32 {
     let level = path.split('/').filter(|c| !c.is_empty()).count();
-    Ok((meta.ino(), u32::try_from(level).unwrap_or(u32::MAX)))
+    u32::try_from(level).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -63,9 +76,17 @@ mod tests {
 
     #[test]
     fn depth_counts_path_components() {
-        let root = std::env::temp_dir();
-        let (_, level) = id_and_level(&root, "/").expect("the root exists");
-        assert_eq!(level, 0);
-        assert!(id_and_level(&root, "/no/such/cgroup").is_err());
+        assert_eq!(level("/"), 0);
+        assert_eq!(level("/a/b"), 2);
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_not_found_and_a_file_is_not_one() {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::write(root.path().join("cgroup.procs"), "").expect("file");
+        assert!(id(root.path(), "/").is_ok());
+        let kind = |path| id(root.path(), path).map_err(|e| e.kind()).err();
+        assert_eq!(kind("/no/such/cgroup"), Some(io::ErrorKind::NotFound));
+        assert_eq!(kind("/cgroup.procs"), Some(io::ErrorKind::NotADirectory));
     }
 }

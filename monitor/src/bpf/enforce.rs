@@ -17,10 +17,19 @@ use monitor_common::enforce::{
 
 use super::{BpfError, Programs, maps::take};
 
-/// The attached program's record of the sockets it enforced. `Send + Sync`.
-#[derive(Debug)]
+/// The attached program's record of the sockets it enforced, and its policy slots. `Send +
+/// Sync`.
 pub struct EnforceRecords {
     enforced: Mutex<HashMap<MapData, u64, EnforcedSocket>>,
+    policies: Mutex<Array<MapData, EnforceSlot>>,
+}
+
+impl std::fmt::Debug for EnforceRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnforceRecords")
+            .field("enforced", &self.enforced)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EnforceRecords {
@@ -42,6 +51,27 @@ impl EnforceRecords {
     #[must_use]
     pub fn contains(&self, cookie: u64) -> bool {
         crate::locks::lock(&self.enforced).get(&cookie, 0).is_ok()
+    }
+
+    /// Makes slot `slot` compare cgroup id `cgroup_id` (a directory's inode number;
+    /// `WAITING_CGROUP_ID` matches no connection) from the next established connection on.
+    /// Needs no privilege: the map's descriptor was opened at start.
+    ///
+    /// # Errors
+    /// The slot cannot be read or written ([`BpfError::Map`]).
+    pub fn set_cgroup_id(&self, slot: usize, cgroup_id: u64) -> Result<(), BpfError> {
+        let map_error = |source| BpfError::Map {
+            name: ENFORCE_POLICIES_MAP,
+            source,
+        };
+        let index = u32::try_from(slot).unwrap_or(ENFORCE_SLOTS);
+        let mut policies = crate::locks::lock(&self.policies);
+        let mut value = policies.get(&index, 0).map_err(map_error)?;
+        // The program may read the slot while this writes it: only the id differs, so a
+        // connection established meanwhile is at worst not matched, and the scan's fallback
+        // applies its policy.
+        value.cgroup_id = cgroup_id;
+        policies.set(index, value, 0).map_err(map_error)
     }
 }
 
@@ -88,10 +118,9 @@ impl Programs {
         program
             .attach(&cgroup, CgroupAttachMode::Single)
             .map_err(BpfError::program(name))?;
-        // The policy map stays referenced by the program; this handle is no longer needed.
-        drop(policies);
         Ok(EnforceRecords {
             enforced: Mutex::new(enforced),
+            policies: Mutex::new(policies),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `[[enforce]]` sections: parsed from the file only (a list has no flag), checked
-//! for what can be checked without I/O; [`check_cgroups`] checks, at load, that each named
-//! cgroup exists under the cgroup v2 mount.
+//! for what can be checked without I/O; [`check_cgroups`] checks, at load, that no named cgroup
+//! is something else than a cgroup under the cgroup v2 mount. A cgroup that does not exist is
+//! not an error: its policy waits for it (`act::enforce::PolicyCgroups`).
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -69,24 +70,29 @@ pub(super) fn check_list(policies: Vec<Enforce>) -> Result<Vec<Enforce>, String>
     Ok(policies)
 }
 
-/// Checks that every `[[enforce]]` cgroup exists under `root`, the cgroup v2 mount.
+/// Checks that every `[[enforce]]` cgroup under `root` (the cgroup v2 mount) is a cgroup
+/// directory or does not exist yet (a stopped service: its policy waits for it).
 ///
 /// # Errors
-/// [`ConfigError::Unusable`] naming the policy and the path.
+/// [`ConfigError::Unusable`] naming the policy and the path: it names a file, or cannot be read.
 pub(super) fn check_cgroups(policies: &[Enforce], root: &Path) -> Result<(), ConfigError> {
     for p in policies {
         let Some(cgroup) = &p.matcher.cgroup else {
             continue;
         };
-        let dir = root.join(cgroup.trim_start_matches('/'));
-        if !dir.is_dir() {
-            return Err(ConfigError::Unusable {
-                problem: format!(
-                    "[[enforce]] {}: cgroup: {cgroup:?} does not exist (no directory {})",
-                    &*p.name,
-                    dir.display()
-                ),
-            });
+        match crate::bpf::cgroup::id(root, cgroup) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                let dir = root.join(cgroup.trim_start_matches('/'));
+                return Err(ConfigError::Unusable {
+                    problem: format!(
+                        "[[enforce]] {}: cgroup: {cgroup:?} is not a cgroup ({}: {error})",
+                        &*p.name,
+                        dir.display()
+                    ),
+                });
+            }
         }
     }
     Ok(())
@@ -257,15 +263,20 @@ mode = "override"
     }
 
     #[test]
-    fn a_missing_cgroup_is_an_error_naming_the_policy() {
-        let file = parse("[[enforce]]\nname = \"a\"\ncgroup = \"/no/such\"\nuser_timeout = \"1s\"")
-            .expect("parses");
-        let root = std::env::temp_dir();
-        let error = super::check_cgroups(&file.enforce, &root).expect_err("missing");
+    fn a_missing_cgroup_waits_and_a_file_is_an_error_naming_the_policy() {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::write(root.path().join("cgroup.procs"), "").expect("file");
+        let check = |cgroup: &str| {
+            let text =
+                format!("[[enforce]]\nname = \"a\"\ncgroup = \"{cgroup}\"\nuser_timeout = \"1s\"");
+            let file = parse(&text).expect("parses");
+            super::check_cgroups(&file.enforce, root.path()).map_err(|e| e.to_string())
+        };
+        assert_eq!(check("/no/such"), Ok(()), "a stopped service's cgroup");
+        assert_eq!(check("/"), Ok(()));
+        let error = check("/cgroup.procs").expect_err("a file");
         assert!(
-            error
-                .to_string()
-                .starts_with("[[enforce]] a: cgroup: \"/no/such\" does not exist"),
+            error.starts_with("[[enforce]] a: cgroup: \"/cgroup.procs\" is not a cgroup ("),
             "{error}"
         );
     }

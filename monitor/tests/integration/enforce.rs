@@ -20,7 +20,7 @@ use crate::common::{SCANS_TO_SHOW, scenario};
 
 /// Starts the agent with `config` (a TOML text) written to a temporary file; its log (with the
 /// enforcement audit lines) goes to `agent.log` in the same directory.
-fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
+pub(crate) fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("enforce.toml");
     fs::write(&file, config).expect("write config");
@@ -36,7 +36,7 @@ fn agent_with(sc: &Scenario, config: &str) -> (Agent, tempfile::TempDir) {
 }
 
 /// The audit lines of the agent's log that contain `text`.
-fn audit(dir: &tempfile::TempDir, text: &str) -> Vec<String> {
+pub(crate) fn audit(dir: &tempfile::TempDir, text: &str) -> Vec<String> {
     fs::read_to_string(dir.path().join("agent.log"))
         .expect("agent log")
         .lines()
@@ -45,12 +45,13 @@ fn audit(dir: &tempfile::TempDir, text: &str) -> Vec<String> {
         .collect()
 }
 
-const BY_KERNEL: &str = "enforce: new connections given the policy at establishment";
-const BY_ITERATOR: &str = "enforce: policy applied to connections through the socket iterator";
+pub(crate) const BY_KERNEL: &str = "enforce: new connections given the policy at establishment";
+pub(crate) const BY_ITERATOR: &str =
+    "enforce: policy applied to connections through the socket iterator";
 
 /// The `options …` line a `recv-report` peer prints: keepalive, idle, interval, count, user
 /// timeout (ms), as its own `getsockopt` returns them.
-fn options(peer: &Peer) -> [u32; 5] {
+pub(crate) fn options(peer: &Peer) -> [u32; 5] {
     let line = peer
         .next_line(Duration::from_secs(5))
         .expect("an options line");

@@ -29,16 +29,18 @@ fn assert_one_line_exit_2(text: &str, expected: &str) {
 
 const POLICY: &str = "[[enforce]]\nname = \"payments\"\n";
 
+/// A file where a cgroup should be (every cgroup v2 directory has `cgroup.procs`) is a mistake;
+/// a cgroup that does not exist yet is not (its policy waits: `enforce.rs`).
 #[test]
-fn a_cgroup_that_does_not_exist() {
+fn a_cgroup_path_that_names_a_file() {
     let (code, stderr, _) = run_with(&format!(
-        "{POLICY}cgroup = \"/no-such-cgroup-for-tcp-liveness\"\nuser_timeout = \"5s\"\n"
+        "{POLICY}cgroup = \"/cgroup.procs\"\nuser_timeout = \"5s\"\n"
     ));
     assert_eq!(code, Some(2), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(
-            "tcp-liveness: [[enforce]] payments: cgroup: \"/no-such-cgroup-for-tcp-liveness\" does not exist (no directory "
+            "tcp-liveness: [[enforce]] payments: cgroup: \"/cgroup.procs\" is not a cgroup ("
         ),
         "{stderr}"
     );

@@ -18,6 +18,7 @@ mod btf_offsets;
 mod config_errors;
 mod deploy_manifests;
 mod enforce;
+mod enforce_cgroup;
 mod enforce_config;
 mod half_close;
 mod holders;

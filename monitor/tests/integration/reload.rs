@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{SCANS_TO_SHOW, scenario};
 
-fn hangup(agent: &Agent) {
+pub(crate) fn hangup(agent: &Agent) {
     let pid = libc::pid_t::try_from(agent.pid()).expect("pid");
     // SAFETY: kill() on the pid of the agent, our child, which the guard has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "SIGHUP");

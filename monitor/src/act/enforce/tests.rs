@@ -46,7 +46,7 @@ impl Applier for Recorder {
 
 struct Fixed(Vec<(u64, EnforcedSocket)>);
 
-impl KernelRecords for Fixed {
+impl KernelProgram for Fixed {
     fn all(&self) -> Vec<(u64, EnforcedSocket)> {
         // Cookie 7 is enforced at establishment while the pass runs: not listed at its start.
         self.0.iter().copied().filter(|&(c, _)| c != 7).collect()
@@ -55,6 +55,16 @@ impl KernelRecords for Fixed {
     fn contains(&self, cookie: u64) -> bool {
         self.0.iter().any(|&(c, _)| c == cookie)
     }
+
+    fn set_cgroup_id(&self, _slot: usize, _cgroup_id: u64) -> Result<(), String> {
+        Err("no cgroup policies here".into())
+    }
+}
+
+/// Follows no cgroup (the policies name none).
+fn no_cgroups(policies: &[Enforce]) -> PolicyCgroups {
+    PolicyCgroups::start(policies, Box::new(|_| unreachable!("no cgroup to look up")))
+        .expect("nothing to look up")
 }
 
 fn policy(name: &str, matcher: Matcher) -> Enforce {
@@ -107,9 +117,11 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
             },
         ),
     ]);
+    let cgroups = no_cgroups(&policies);
     let e = Enforcement::new(
         policies,
         Box::new(kernel),
+        cgroups,
         Box::new(Recorder(Arc::clone(&calls))),
     );
 
@@ -153,4 +165,77 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
     let pass = e.start_pass();
     assert_eq!(pass.finish(), 0);
     assert!(crate::locks::lock(&e.state).decided.is_empty());
+}
+
+/// The kernel program of a cgroup policy: no records; remembers each slot update.
+#[derive(Default)]
+struct Slots(Arc<Mutex<Vec<(usize, u64)>>>);
+
+impl KernelProgram for Slots {
+    fn all(&self) -> Vec<(u64, EnforcedSocket)> {
+        Vec::new()
+    }
+
+    fn contains(&self, _cookie: u64) -> bool {
+        false
+    }
+
+    fn set_cgroup_id(&self, slot: usize, cgroup_id: u64) -> Result<(), String> {
+        self.0.lock().unwrap().push((slot, cgroup_id));
+        Ok(())
+    }
+}
+
+#[test]
+fn each_pass_gives_the_kernel_program_the_cgroups_new_id() {
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    let existing = Arc::new(Mutex::new(None::<u64>));
+    let lookup = {
+        let existing = Arc::clone(&existing);
+        Box::new(move |path: &str| {
+            assert_eq!(path, "/svc");
+            existing
+                .lock()
+                .unwrap()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+    };
+    let policies = vec![
+        policy(
+            "by-port",
+            Matcher {
+                local_port: Some(80),
+                ..Matcher::default()
+            },
+        ),
+        policy(
+            "svc",
+            Matcher {
+                cgroup: Some("/svc".into()),
+                ..Matcher::default()
+            },
+        ),
+    ];
+    let cgroups = PolicyCgroups::start(&policies, lookup).expect("missing is no error");
+    let e = Enforcement::new(
+        policies,
+        Box::new(Slots(Arc::clone(&updates))),
+        cgroups,
+        Box::new(Recorder::default()),
+    );
+    let pass = |id: Option<u64>| {
+        *existing.lock().unwrap() = id;
+        let _ = e.start_pass().finish();
+    };
+    pass(None);
+    pass(Some(11));
+    pass(Some(11));
+    pass(Some(12));
+    pass(None);
+    pass(None);
+    assert_eq!(
+        *updates.lock().unwrap(),
+        [(1, 11), (1, 12), (1, WAITING_CGROUP_ID)],
+        "one update per change, for the cgroup policy's slot only"
+    );
 }
