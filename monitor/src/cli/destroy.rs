@@ -1,15 +1,20 @@
-//! `tcp-liveness destroy --cookie C`: end one connection by hand, the way a `[[remediate]]`
-//! policy does (`sock_diag` `SOCK_DESTROY` on the exact socket, cookie included: the same code
-//! path, `SocketQueries::destroy`). Only a connection suspect of a verdict that destroying
-//! remedies (a confirmed verdict in the agent's `/connections`, one `[[remediate]]` accepts)
-//! unless `--force`; never a listening socket, even with `--force` (the service would stop
-//! accepting while its process runs on). Exit 0 done (or, with `--dry-run`, would be done), 1
-//! refused or not found, 2 bad input (clap).
+//! `tcp-liveness destroy --cookie C` / `--dst ADDR[:PORT]` / `--src ADDR[:PORT]`: end
+//! connections by hand, the way a `[[remediate]]` policy does (`sock_diag` `SOCK_DESTROY` on the
+//! exact socket, cookie included: the same code path, `SocketQueries::destroy`), selected by
+//! cookie and/or addresses as `ss -K` selects them ([`select`]). Only a connection suspect of a
+//! verdict that destroying remedies (a confirmed verdict in the agent's `/connections`, one
+//! `[[remediate]]` accepts) unless `--force`; never a listening socket, even with `--force` (the
+//! service would stop accepting while its process runs on). Each selected socket gets one line.
+//! Exit 0 all done (or, with `--dry-run`, would be done), 1 any refused or none found, 2 bad
+//! input (clap).
+
+mod select;
 
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context as _;
 
+use self::select::{Endpoint, Selector};
 use super::connections::fetch;
 use crate::{
     act::remediate::policy::REMEDIABLE,
@@ -23,10 +28,17 @@ const REFUSED: i32 = 1;
 #[derive(Clone, Debug, clap::Args)]
 pub struct DestroyArgs {
     /// The connection's socket cookie (`cookie` in `/connections`, `connections --json`).
-    #[arg(long, value_name = "COOKIE")]
-    pub cookie: u64,
-    /// Base URL of the running agent's HTTP listener (asked whether the connection is suspect,
-    /// and where it is).
+    #[arg(long, value_name = "COOKIE", required_unless_present_any = ["src", "dst"])]
+    pub cookie: Option<u64>,
+    /// Connections whose remote end is this (`ss -K dst`): `ADDR`, `ADDR:PORT`, `[IPV6]:PORT`,
+    /// `:PORT`.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = Endpoint::parse)]
+    pub dst: Option<Endpoint>,
+    /// Connections whose local end is this (`ss -K src`), in the forms of `--dst`.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = Endpoint::parse)]
+    pub src: Option<Endpoint>,
+    /// Base URL of the running agent's HTTP listener (asked whether each connection is suspect,
+    /// and where it is). An agent with basic authentication: `https://USER:PASSWORD@HOST:PORT`.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9977")]
     pub agent: String,
     /// Find the connection and say what would be done; destroy nothing.
@@ -45,108 +57,178 @@ struct Target {
     description: String,
 }
 
-/// Runs the command; returns the exit code. The outcome goes to stdout, a refusal or failure
+/// What became of one selected socket before any action.
+enum Pick {
+    Destroy(Target),
+    /// Why not, as one line.
+    Refuse(String),
+}
+
+impl DestroyArgs {
+    fn selector(&self) -> Selector {
+        Selector {
+            cookie: self.cookie,
+            src: self.src,
+            dst: self.dst,
+        }
+    }
+}
+
+/// Runs the command; returns the exit code. Each outcome goes to stdout, each refusal or failure
 /// to stderr.
 pub(super) fn run(args: &DestroyArgs) -> i32 {
-    let target = match find(args) {
-        Ok(target) => target,
+    let picks = match find(args) {
+        Ok(picks) => picks,
         Err(refusal) => {
             eprintln!("{}", escape_control(&refusal));
             return REFUSED;
         }
     };
-    let what = format!("connection {}: {}", args.cookie, target.description);
-    if args.dry_run {
+    let mut code = DONE;
+    for pick in picks {
+        let done = match pick {
+            Pick::Destroy(target) => destroy(&target, args.dry_run),
+            Pick::Refuse(refusal) => {
+                eprintln!("{}", escape_control(&refusal));
+                false
+            }
+        };
+        if !done {
+            code = REFUSED;
+        }
+    }
+    code
+}
+
+/// Destroys `target` (or, `dry_run`, says it would); whether it was (or would be) done.
+fn destroy(target: &Target, dry_run: bool) -> bool {
+    let what = format!("connection {}: {}", target.key.cookie, target.description);
+    if dry_run {
         println!("dry run: would destroy {what}");
-        return DONE;
+        return true;
     }
     match SocketQueries::default().destroy(&target.key) {
         Ok(true) => {
             println!("destroyed {what}");
-            DONE
+            true
         }
         Ok(false) => {
             eprintln!(
                 "not found: {what} is gone (closed, or its addresses belong to another socket now)"
             );
-            REFUSED
+            false
         }
         Err(error) => {
             let error = crate::model::format::error_chain(&error);
             eprintln!(
                 "cannot destroy {what}: {error} (needs root: CAP_NET_ADMIN, and CAP_SYS_ADMIN for another network namespace)"
             );
-            REFUSED
+            false
         }
     }
 }
 
-/// The target, or why there is none (one line).
-fn find(args: &DestroyArgs) -> Result<Target, String> {
-    let cookie = args.cookie;
+/// The selected sockets, each to destroy or refused, or why there are none (one line).
+fn find(args: &DestroyArgs) -> Result<Vec<Pick>, String> {
+    let selector = args.selector();
     let url = format!("{}/connections", args.agent.trim_end_matches('/'));
     let listed = fetch(&url, &args.agent, &[]).and_then(|body| {
         serde_json::from_str::<Vec<ConnectionView>>(&body)
             .with_context(|| format!("{url} did not answer a connection list"))
     });
-    match listed {
-        Ok(views) => match views.into_iter().find(|v| v.cookie == cookie) {
-            Some(view) if let Some(refusal) = refusal(&view, args.force) => Err(refusal),
-            Some(view) => match key_of_view(&view) {
-                Some(key) => Ok(Target {
-                    key,
-                    description: describe_view(&view),
-                }),
-                None if args.force => from_kernel(cookie),
-                None => Err(format!(
-                    "refused: the agent does not know connection {cookie}'s network namespace"
-                )),
-            },
-            None if args.force => from_kernel(cookie),
-            None => Err(format!(
-                "not found: the agent at {} tracks no connection with cookie {cookie}",
-                args.agent
-            )),
-        },
+    let views = match listed {
+        Ok(views) => views,
         Err(error) if args.force => {
             tracing::debug!(%error, "agent not asked; looking in every namespace");
-            from_kernel(cookie)
+            return from_kernel(&selector);
         }
-        Err(error) => Err(format!(
-            "refused: {error:#}; without the agent only --force destroys (it cannot tell whether the connection is suspect)"
-        )),
-    }
-}
-
-/// The socket with `cookie` in any network namespace (a `sock_diag` dump of each).
-fn from_kernel(cookie: u64) -> Result<Target, String> {
-    let every_state = u32::MAX;
-    let socket = sock_diag::dump_all(every_state)
+        Err(error) => {
+            return Err(format!(
+                "refused: {error:#}; without the agent only --force destroys (it cannot tell whether a connection is suspect)"
+            ));
+        }
+    };
+    let selected: Vec<ConnectionView> = views
         .into_iter()
-        .find(|s| s.cookie == cookie)
-        .ok_or_else(|| {
-            format!("not found: no TCP socket with cookie {cookie} in any network namespace")
-        })?;
-    let state = crate::model::labels::state_label(socket.state);
-    if socket.state == monitor_common::tcp_state::LISTEN {
-        return Err(listener_refusal(
-            cookie,
-            &format!("{}, {state}", socket.local),
+        .filter(|v| {
+            let addr = |text: &str| text.parse::<SocketAddr>().ok();
+            match (addr(&v.local), addr(&v.remote)) {
+                (Some(local), Some(remote)) => selector.matches(v.cookie, local, remote),
+                _ => {
+                    selector.src.is_none()
+                        && selector.dst.is_none()
+                        && selector.cookie == Some(v.cookie)
+                }
+            }
+        })
+        .collect();
+    if selected.is_empty() {
+        if args.force {
+            return from_kernel(&selector);
+        }
+        return Err(format!(
+            "not found: the agent at {} tracks no connection with {selector}",
+            args.agent
         ));
     }
-    Ok(Target {
-        key: SocketKey {
-            netns: socket.netns,
-            family: socket.family,
-            local: socket.local,
-            remote: socket.remote,
-            cookie,
-        },
-        description: format!(
-            "{} → {} ({state}, netns {}; found with sock_diag, not judged by the agent)",
-            socket.local, socket.remote, socket.netns
-        ),
-    })
+    let mut picks = Vec::new();
+    for view in selected {
+        if let Some(refusal) = refusal(&view, args.force) {
+            picks.push(Pick::Refuse(refusal));
+            continue;
+        }
+        match key_of_view(&view) {
+            Some(key) => picks.push(Pick::Destroy(Target {
+                key,
+                description: describe_view(&view),
+            })),
+            None if args.force => picks.extend(from_kernel(&Selector {
+                cookie: Some(view.cookie),
+                ..selector
+            })?),
+            None => picks.push(Pick::Refuse(format!(
+                "refused: the agent does not know connection {}'s network namespace",
+                view.cookie
+            ))),
+        }
+    }
+    Ok(picks)
+}
+
+/// The sockets `selector` selects in any network namespace (a `sock_diag` dump of each), none
+/// of them judged by the agent.
+fn from_kernel(selector: &Selector) -> Result<Vec<Pick>, String> {
+    let every_state = u32::MAX;
+    let picks: Vec<Pick> = sock_diag::dump_all(every_state)
+        .into_iter()
+        .filter(|s| selector.matches(s.cookie, s.local, s.remote))
+        .map(|socket| {
+            let state = crate::model::labels::state_label(socket.state);
+            if socket.state == monitor_common::tcp_state::LISTEN {
+                let what = format!("{}, {state}", socket.local);
+                return Pick::Refuse(listener_refusal(socket.cookie, &what));
+            }
+            Pick::Destroy(Target {
+                key: SocketKey {
+                    netns: socket.netns,
+                    family: socket.family,
+                    local: socket.local,
+                    remote: socket.remote,
+                    cookie: socket.cookie,
+                },
+                description: format!(
+                    "{} → {} ({state}, netns {}; found with sock_diag, not judged by the agent)",
+                    socket.local, socket.remote, socket.netns
+                ),
+            })
+        })
+        .collect();
+    if picks.is_empty() {
+        return Err(format!(
+            "not found: no TCP socket with {selector} in any network namespace"
+        ));
+    }
+    Ok(picks)
 }
 
 /// Why `view` is not destroyed, if it is not: a listening socket never; without `force`, a

@@ -72,11 +72,8 @@ fn live_peers_behind_a_lossy_link_are_never_proven_dead() {
             .metric(&format!("tcp_liveness_probes_total{{result=\"{result}\"}}"))
             .unwrap_or(0.0)
     };
-    assert_eq!(
-        metric("unanswered"),
-        0.0,
-        "no round proved a live peer dead"
-    );
+    let dead = metric("unanswered");
+    assert!(dead < 0.5, "{dead} rounds proved a live peer dead");
     // Enough rounds ran for the claim to mean something: each connection answered at least
     // twice (a round lasts PROBE_AFTER plus a few intervals under this loss).
     let answered = metric("answered");
@@ -87,7 +84,10 @@ fn live_peers_behind_a_lossy_link_are_never_proven_dead() {
     let selected = agent
         .metric("tcp_liveness_remediations_total{reason=\"peer_dead\",result=\"dry_run\"}")
         .unwrap_or(0.0);
-    assert_eq!(selected, 0.0, "remediation selected a live connection");
+    assert!(
+        selected < 0.5,
+        "remediation selected {selected} live connections"
+    );
     // The clients report their options as the probes change them, and any error.
     for (i, client) in clients.iter().enumerate() {
         let errors: Vec<String> = client

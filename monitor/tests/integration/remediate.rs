@@ -355,9 +355,9 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     let net = sc.net();
     let _server = sc.server(&["sink"]);
     let agent = sc.agent();
-    let clients = senders(net, "7000", 2);
+    let clients = senders(net, "7000", 3);
     let cookies = cookies_to(&net.client, 7000);
-    assert_eq!(cookies.len(), 2);
+    assert_eq!(cookies.len(), 3);
     // Wait until the agent lists both (healthy: no verdict).
     wait_for(
         "both connections listed",
@@ -373,6 +373,7 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     );
     let mut cookies = cookies.into_iter();
     let (first, second) = (cookies.next().unwrap(), cookies.next().unwrap());
+    let third = cookies.next().unwrap();
     let first_text = first.to_string();
     let url = agent.url().to_owned();
 
@@ -451,6 +452,51 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     assert!(
         still.iter().any(|s| s.cookie == Some(listener)),
         "the listener is still there"
+    );
+
+    // By addresses, as `ss -K dst … src …` selects: the third connection alone.
+    let local = ss::sockets(&net.client)
+        .expect("ss")
+        .into_iter()
+        .find(|s| s.cookie == Some(third))
+        .expect("the third connection in ss")
+        .local;
+    let port = local.rsplit_once(':').expect("ADDR:PORT").1.to_owned();
+    let (dst, src) = (format!("{}:7000", net.server_ip), format!(":{port}"));
+    let by_address = [
+        "--dst",
+        dst.as_str(),
+        "--src",
+        src.as_str(),
+        "--agent",
+        url.as_str(),
+    ];
+    let (code, _, err) = destroy(&by_address);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("connection {third} (")), "{err}");
+    assert!(err.contains("is not suspect"), "{err}");
+    let (code, out, err) = destroy(&[&by_address[..], &["--force", "--dry-run"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 1, "one connection selected: {out}");
+    assert!(out.starts_with(&format!("dry run: would destroy connection {third}")));
+    let (code, _, err) = destroy(&["--dst", ":1", "--agent", url.as_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.starts_with("not found") && err.contains("dst *:1"),
+        "{err}"
+    );
+    let (code, _, err) = destroy(&["--dst", "server:7000"]);
+    assert_eq!(code, Some(2), "bad address: {err}");
+    // Without the agent, the server's end of port 7000: the listener refused, the accepted
+    // connection selected; one refusal makes the exit 1.
+    let server_end = ["--src", ":7000", "--agent", nowhere, "--force", "--dry-run"];
+    let (code, out, err) = destroy(&server_end);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("is a listening socket"), "{err}");
+    assert!(out.contains("dry run: would destroy connection"), "{out}");
+    assert!(
+        cookies_to(&net.client, 7000).contains(&third),
+        "dry runs leave it"
     );
 }
 
