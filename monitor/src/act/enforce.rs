@@ -83,17 +83,27 @@ pub struct Enforcement {
     policies: Arc<[Enforce]>,
     kernel: Box<dyn KernelProgram>,
     applier: Box<dyn Applier>,
-    /// cookie → policy name, for every enforced socket as of the last pass start.
-    names: RwLock<Arc<FastMap<u64, Arc<str>>>>,
+    /// cookie → the policy applied, for every enforced socket as of the last pass start.
+    names: RwLock<Arc<FastMap<u64, EnforcedAs>>>,
     state: Mutex<State>,
 }
 
+/// The policy applied to one socket, and what it set there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnforcedAs {
+    pub name: Arc<str>,
+    /// The policy's index (its slot in the kernel program).
+    pub slot: usize,
+    /// The options it set (`SET_*` bits): a `fill` sets only what the application left.
+    pub applied: u32,
+}
+
 struct State {
-    /// Sockets the agent decided itself: the policy it applied (None: none matched, or the
-    /// socket was gone). Forgotten when the socket is.
-    decided: FastMap<u64, Option<usize>>,
-    /// Sockets the kernel program enforced, as of the last pass start.
-    kernel: FastMap<u64, usize>,
+    /// Sockets the agent decided itself: the policy it applied and what it set (None: none
+    /// matched, it set nothing, or the socket was gone). Forgotten when the socket is.
+    decided: FastMap<u64, Option<(usize, u32)>>,
+    /// Sockets the kernel program enforced, as of the last pass start: slot, options set.
+    kernel: FastMap<u64, (usize, u32)>,
     /// The policies' cgroups as last seen, followed at every pass start.
     cgroups: PolicyCgroups,
 }
@@ -137,7 +147,7 @@ impl Enforcement {
 
     /// cookie → policy name of every socket known enforced (as of the last pass start).
     #[must_use]
-    pub fn names(&self) -> Arc<FastMap<u64, Arc<str>>> {
+    pub fn names(&self) -> Arc<FastMap<u64, EnforcedAs>> {
         Arc::clone(&crate::locks::read(&self.names))
     }
 
@@ -148,19 +158,21 @@ impl Enforcement {
     pub fn start_pass(&self) -> Pass<'_> {
         let mut state = crate::locks::lock(&self.state);
         self.follow_cgroups(&mut state.cgroups);
-        let kernel: FastMap<u64, usize> = self
+        let kernel: FastMap<u64, (usize, u32)> = self
             .kernel
             .all()
             .into_iter()
+            // A `fill` that found every value set by the application set nothing.
+            .filter(|(_, r)| r.applied != 0)
             .filter_map(|(cookie, r)| {
                 let slot = usize::try_from(r.slot)
                     .ok()
                     .filter(|&s| s < self.policies.len())?;
-                Some((cookie, slot))
+                Some((cookie, (slot, r.applied)))
             })
             .collect();
         let mut new_by_policy: BTreeMap<usize, usize> = BTreeMap::new();
-        for (cookie, &slot) in &kernel {
+        for (cookie, &(slot, _)) in &kernel {
             if !state.kernel.contains_key(cookie) {
                 *new_by_policy.entry(slot).or_default() += 1;
                 tracing::debug!(
@@ -209,12 +221,22 @@ impl Enforcement {
 
     /// Publishes every enforced socket's policy name, for [`names`](Self::names).
     fn publish(&self, state: &State) {
-        let names: FastMap<u64, Arc<str>> = state
+        let names: FastMap<u64, EnforcedAs> = state
             .kernel
             .iter()
-            .map(|(&c, &s)| (c, s))
-            .chain(state.decided.iter().filter_map(|(&c, s)| Some((c, (*s)?))))
-            .map(|(cookie, slot)| (cookie, Arc::clone(&self.policies[slot].name)))
+            .map(|(&c, &applied)| (c, applied))
+            .chain(state.decided.iter().filter_map(|(&c, a)| Some((c, (*a)?))))
+            .map(|(cookie, (slot, applied))| {
+                let name = Arc::clone(&self.policies[slot].name);
+                (
+                    cookie,
+                    EnforcedAs {
+                        name,
+                        slot,
+                        applied,
+                    },
+                )
+            })
             .collect();
         *crate::locks::write(&self.names) = Arc::new(names);
     }
@@ -294,8 +316,12 @@ impl Pass<'_> {
                 continue;
             }
             counts.0 += 1;
-            enforced += 1;
-            self.state.decided.insert(cookie, Some(i));
+            // A fill that found the application's own values set nothing: not enforced.
+            let set_something = outcome.applied != 0;
+            enforced += usize::from(set_something);
+            self.state
+                .decided
+                .insert(cookie, set_something.then_some((i, outcome.applied)));
             tracing::debug!(
                 cookie,
                 netns,
@@ -329,7 +355,10 @@ impl Feature for Enforcement {
     }
 
     fn annotator(&self) -> Option<Box<dyn Annotator + '_>> {
-        Some(Box::new(EnforcedNames(self.names())))
+        Some(Box::new(EnforcedNames {
+            names: self.names(),
+            policies: &self.policies,
+        }))
     }
 
     fn summarize(&self, summary: &mut Summary) {
@@ -349,12 +378,23 @@ impl ScanPass for Pass<'_> {
     }
 }
 
-/// cookie → policy name of every enforced socket, as of the pass's start.
-struct EnforcedNames(Arc<FastMap<u64, Arc<str>>>);
+/// The policy applied to every socket, as of the pass's start, and the policies: a connection
+/// shows the policy only while its options are still what the policy set.
+struct EnforcedNames<'a> {
+    names: Arc<FastMap<u64, EnforcedAs>>,
+    policies: &'a [Enforce],
+}
 
-impl Annotator for EnforcedNames {
+impl Annotator for EnforcedNames<'_> {
     fn annotate(&self, c: &mut Connection, _now_ns: u64, _policy: &Policy) {
-        c.enforced = self.0.get(&c.cookie).cloned();
+        let Some(applied) = self.names.get(&c.cookie) else {
+            c.enforced = None;
+            return;
+        };
+        let policy = &self.policies[applied.slot];
+        // Options not known yet (no pass has read the socket): the record stands.
+        let carried = policy.carried_by(c, applied.applied) != Some(false);
+        c.enforced = carried.then(|| Arc::clone(&applied.name));
     }
 }
 

@@ -103,6 +103,40 @@ impl Enforce {
     }
 }
 
+impl Enforce {
+    /// Whether `c`'s options, as the kernel keeps them now (`keepalive`, `user_timeout`: the
+    /// held-socket pass reads them from the socket), are still those this policy set on it
+    /// (`applied`: `SET_*` bits; a `fill` sets only what the application left). None when they
+    /// are not known. A socket whose options another program changed since (a second agent,
+    /// the application itself), or on which the policy set nothing, does not carry it.
+    #[must_use]
+    pub fn carried_by(&self, c: &Connection, applied: u32) -> Option<bool> {
+        if applied == 0 {
+            return Some(false);
+        }
+        let request = self.request();
+        let want = request.want;
+        let secs = |d: Option<Duration>| d.and_then(|d| u32::try_from(d.as_secs()).ok());
+        let mut carried = true;
+        if applied & (SET_KEEPALIVE | SET_KEEPIDLE | SET_KEEPINTVL | SET_KEEPCNT) != 0 {
+            let ka = c.keepalive?;
+            let check =
+                |bit: u32, have: Option<u32>, want: u32| applied & bit == 0 || have == Some(want);
+            carried &= check(SET_KEEPALIVE, Some(u32::from(ka.enabled)), want.keepalive)
+                && check(SET_KEEPIDLE, secs(ka.idle), want.keepidle_s)
+                && check(SET_KEEPINTVL, secs(ka.interval), want.keepintvl_s)
+                && check(SET_KEEPCNT, ka.count, want.keepcnt);
+        }
+        if applied & SET_USER_TIMEOUT != 0 {
+            let have = c
+                .user_timeout
+                .and_then(|t| u32::try_from(t.as_millis()).ok());
+            carried &= have == Some(want.user_timeout_ms);
+        }
+        Some(carried)
+    }
+}
+
 /// The policy `c` gets: the first of `policies` that matches it, with its index.
 #[must_use]
 pub fn first_match<'a>(policies: &'a [Enforce], c: &Connection) -> Option<(usize, &'a Enforce)> {
@@ -154,6 +188,36 @@ mod tests {
             ..p
         };
         assert_eq!(only_timeout.request().set, SET_USER_TIMEOUT);
+    }
+
+    #[test]
+    fn a_socket_carries_a_policy_only_with_all_its_values() {
+        let p = policy("p", Matcher::default(), EnforceMode::Fill);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 80));
+        let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
+        let all = p.request().set;
+        assert_eq!(p.carried_by(&c, all), None, "options unknown");
+        c.keepalive = Some(crate::model::Keepalive {
+            enabled: true,
+            idle: Some(Duration::from_secs(30)),
+            interval: Some(Duration::from_secs(10)),
+            count: Some(3),
+        });
+        c.user_timeout = Some(Duration::from_mins(1));
+        assert_eq!(p.carried_by(&c, all), Some(true));
+        assert_eq!(p.carried_by(&c, 0), Some(false), "a fill that set nothing");
+        // Another program's timers since (a second agent, the application).
+        let mut own = c.clone();
+        own.keepalive = own.keepalive.map(|ka| crate::model::Keepalive {
+            idle: Some(Duration::from_secs(600)),
+            ..ka
+        });
+        assert_eq!(p.carried_by(&own, all), Some(false));
+        // A fill that set only the user timeout: the application's timers are no mismatch.
+        assert_eq!(p.carried_by(&own, SET_USER_TIMEOUT), Some(true));
+        let mut no_timeout = c;
+        no_timeout.user_timeout = None;
+        assert_eq!(p.carried_by(&no_timeout, SET_USER_TIMEOUT), Some(false));
     }
 
     #[test]

@@ -5,11 +5,11 @@ use monitor_common::sockopt::{OUTCOME_NOT_SEEN, SET_USER_TIMEOUT};
 use super::*;
 use crate::verdict::Matcher;
 
-/// Records each batch; answers DONE except for cookie 99 (gone).
 /// (namespace, cookies) of each batch.
 type Calls = Arc<Mutex<Vec<(Option<u32>, Vec<u64>)>>>;
 
-/// Records each batch; answers DONE except for cookie 99 (gone).
+/// Records each batch; answers DONE except for cookie 99 (gone); for cookie 42 a `fill` that
+/// found the application's own values sets nothing.
 #[derive(Default)]
 struct Recorder(Calls);
 
@@ -35,7 +35,7 @@ impl Applier for Recorder {
                     cookie,
                     SockoptRequest {
                         outcome,
-                        applied: r.set,
+                        applied: if cookie == 42 { 0 } else { r.set },
                         ..r
                     },
                 )
@@ -106,8 +106,16 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
     ];
     // Cookies 5 and 7 were enforced by the kernel program at establishment; 7 only after the
     // pass read its records.
+    // Cookie 8's `fill` at establishment found the application's values and set nothing.
     let kernel = Fixed(vec![
         (7, EnforcedSocket::default()),
+        (
+            8,
+            EnforcedSocket {
+                slot: 1,
+                ..EnforcedSocket::default()
+            },
+        ),
         (
             5,
             EnforcedSocket {
@@ -133,29 +141,32 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
     pass.observe(&connection(5, 80, Some("nginx"), 7)); // the kernel did it
     pass.observe(&connection(7, 80, Some("nginx"), 7)); // the kernel did it, during the pass
     pass.observe(&connection(99, 80, Some("curl"), 8)); // gone meanwhile
+    pass.observe(&connection(42, 80, Some("nginx"), 7)); // nothing to fill
     let mut closing = connection(6, 80, Some("curl"), 7);
     closing.state = tcp_state::CLOSE_WAIT;
     pass.observe(&closing); // only established connections
     assert_eq!(pass.finish(), 2);
     assert_eq!(
         *calls.lock().unwrap(),
-        [(Some(7), vec![1, 2]), (Some(8), vec![99])],
+        [(Some(7), vec![1, 2, 42]), (Some(8), vec![99])],
         "one batch per namespace"
     );
     let names = e.names();
-    assert_eq!(names.get(&1).map(|n| &**n), Some("by-process"));
-    assert_eq!(names.get(&2).map(|n| &**n), Some("by-port"));
+    assert_eq!(names.get(&1).map(|n| &*n.name), Some("by-process"));
+    assert_eq!(names.get(&2).map(|n| &*n.name), Some("by-port"));
     assert_eq!(
-        names.get(&5).map(|n| &**n),
+        names.get(&5).map(|n| &*n.name),
         Some("by-port"),
         "the kernel's record"
     );
-    assert!(!names.contains_key(&3) && !names.contains_key(&99));
+    for not_enforced in [3, 99, 42, 8] {
+        assert!(!names.contains_key(&not_enforced), "{not_enforced}");
+    }
 
     // The next pass applies nothing again (an application's own setsockopt wins), but takes the
     // socket whose owner is now known.
     let mut pass = e.start_pass();
-    for c in [1, 2, 3, 5, 99] {
+    for c in [1, 2, 3, 5, 99, 42] {
         pass.observe(&connection(c, 80, Some("x"), 7));
     }
     pass.observe(&connection(4, 80, Some("nginx"), 7));
