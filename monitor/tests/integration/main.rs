@@ -17,6 +17,7 @@ mod bounded_output;
 mod btf_offsets;
 mod config_errors;
 mod deploy_manifests;
+mod destroy;
 mod enforce;
 mod enforce_cgroup;
 mod enforce_config;

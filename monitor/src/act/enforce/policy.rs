@@ -209,7 +209,7 @@ mod tests {
         // Another program's timers since (a second agent, the application).
         let mut own = c.clone();
         own.keepalive = own.keepalive.map(|ka| crate::model::Keepalive {
-            idle: Some(Duration::from_secs(600)),
+            idle: Some(Duration::from_mins(10)),
             ..ka
         });
         assert_eq!(p.carried_by(&own, all), Some(false));
