@@ -75,6 +75,40 @@ impl EnforceRecords {
     }
 }
 
+/// Says so when another agent's `sock_ops_enforce` program is loaded besides ours (`ours`:
+/// our program's id): a rolling upgrade, or a second copy started by hand. Both run at every
+/// establishment, and where both agents' policies match a connection the one that runs last
+/// sets its options.
+fn warn_of_other_enforcers(ours: Option<u32>) {
+    let loaded = aya::programs::loaded_programs().filter_map(Result::ok);
+    let others = other_enforcers(
+        ours,
+        loaded
+            .filter(|p| p.program_type() == aya::programs::ProgramType::SockOps.into())
+            .map(|p| (p.id(), p.name_as_str().map(str::to_owned))),
+    );
+    if !others.is_empty() {
+        tracing::warn!(
+            program_ids = ?others,
+            "enforce: another tcp-liveness agent's sock_ops program is loaded (a rolling upgrade              or a second copy?): where both agents' policies match a connection, the program              that runs last sets its options; each agent reports `enforced` only while a              connection's options are its own policy's"
+        );
+    }
+}
+
+/// The ids of the `sock_ops` programs among `loaded` (id, name as the kernel keeps it: at most
+/// 15 bytes) that are an enforcement program other than `ours`. Pure.
+fn other_enforcers(
+    ours: Option<u32>,
+    loaded: impl Iterator<Item = (u32, Option<String>)>,
+) -> Vec<u32> {
+    // The kernel keeps BPF_OBJ_NAME_LEN - 1 = 15 bytes of a program's name.
+    let kept = &SOCK_OPS_ENFORCE_PROGRAM[..SOCK_OPS_ENFORCE_PROGRAM.len().min(15)];
+    loaded
+        .filter(|(id, name)| Some(*id) != ours && name.as_deref() == Some(kept))
+        .map(|(id, _)| id)
+        .collect()
+}
+
 impl Programs {
     /// Writes `slots` (config order, at most `ENFORCE_SLOTS`) into the program's policy map,
     /// loads it and attaches it to `cgroup_root` (the cgroup v2 mount). Needs `CAP_BPF` and
@@ -118,9 +152,28 @@ impl Programs {
         program
             .attach(&cgroup, CgroupAttachMode::Single)
             .map_err(BpfError::program(name))?;
+        warn_of_other_enforcers(program.info().ok().map(|info| info.id()));
         Ok(EnforceRecords {
             enforced: Mutex::new(enforced),
             policies: Mutex::new(policies),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_agents_enforcement_program_is_found_by_its_kept_name() {
+        let loaded = [
+            (10, Some("sock_ops_enforc".to_owned())),
+            (11, Some("sock_ops_enforc".to_owned())),
+            (12, Some("cilium_sockops".to_owned())),
+            (13, None),
+        ];
+        assert_eq!(other_enforcers(Some(10), loaded.iter().cloned()), [11]);
+        assert_eq!(other_enforcers(None, loaded.iter().cloned()), [10, 11]);
+        assert!(other_enforcers(Some(11), loaded[1..].iter().cloned()).is_empty());
     }
 }

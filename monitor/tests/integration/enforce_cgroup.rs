@@ -153,3 +153,39 @@ fn a_missing_cgroup_waits_and_a_created_or_recreated_one_is_matched_at_connect()
         "all by the sock_ops program"
     );
 }
+
+/// Two agents with `[[enforce]]` (a rolling upgrade): the second says at start that another
+/// agent's `sock_ops` program is loaded, naming its id.
+#[test]
+fn a_second_enforcing_agent_warns_of_the_first() {
+    let Some(sc) = scenario("enforce_two_agents", Need::RootAndKernelBtf) else {
+        return;
+    };
+    let cgroup =
+        Cgroup::create(&format!("tcp-liveness-test-two-{}", std::process::id())).expect("cgroup");
+    let text = config(&cgroup.path(), "1h");
+    let (first, first_dir) = agent_with(&sc, &text);
+    first.wait_scans(1);
+    assert!(
+        audit(&first_dir, "another tcp-liveness agent").is_empty(),
+        "alone at its start"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("enforce.toml");
+    fs::write(&file, &text).expect("write config");
+    let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
+    let port = harness::ports::free_port().expect("a free loopback port");
+    let second = sc
+        .launch_on(port)
+        .args(&["--config", file.to_str().expect("UTF-8 path")])
+        .rust_log(Some("warn"))
+        .log_to(log)
+        .start()
+        .expect("the second agent");
+    let line = logged(
+        &second,
+        &dir,
+        "another tcp-liveness agent's sock_ops program",
+    );
+    assert!(line.contains("program_ids=["), "{line}");
+}
