@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, process::Command, time::Duration};
 
-use harness::{agent::Agent, netns::NetPair, privilege::Need, ss, wait::wait_for};
+use harness::{agent::Agent, peer::Peer, privilege::Need, scenario::Scenario, ss, wait::wait_for};
 
 use crate::{
     common::{AGENT, SCANS_TO_SHOW, scenario},
@@ -26,19 +26,51 @@ fn destroy(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
+/// A sink server, the agent, and two senders to it, which the agent lists (healthy: no verdict).
+struct Listed {
+    /// Kept for the test's length.
+    server: Peer,
+    agent: Agent,
+    clients: Vec<Peer>,
+    /// The two connections' cookies (`ss`).
+    cookies: HashSet<u64>,
+}
+
+fn two_listed(sc: &Scenario) -> Listed {
+    let net = sc.net();
+    let server = sc.server(&["sink"]);
+    let agent = sc.agent();
+    let clients = senders(net, "7000", 2);
+    let cookies = cookies_to(&net.client, 7000);
+    assert_eq!(cookies.len(), 2);
+    wait_for("the connections listed", agent.scans(SCANS_TO_SHOW), || {
+        let listed: HashSet<u64> = agent
+            .connections_in(net.client.inode())
+            .iter()
+            .filter_map(|c| c["cookie"].as_u64())
+            .collect();
+        cookies.is_subset(&listed).then_some(())
+    });
+    Listed {
+        server,
+        agent,
+        clients,
+        cookies,
+    }
+}
+
 #[test]
 fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     let Some(sc) = scenario("destroy_command", Need::RootAndKernelBtf) else {
         return;
     };
     let net = sc.net();
-    let _server = sc.server(&["sink"]);
-    let agent = sc.agent();
-    let clients = senders(net, "7000", 2);
-    let cookies = cookies_to(&net.client, 7000);
-    assert_eq!(cookies.len(), 2);
-    // Listed (healthy: no verdict).
-    wait_listed(&agent, net, &cookies);
+    let Listed {
+        server: _server,
+        agent,
+        clients,
+        cookies,
+    } = two_listed(&sc);
     let mut cookies = cookies.into_iter();
     let (first, second) = (cookies.next().unwrap(), cookies.next().unwrap());
     let first_text = first.to_string();
@@ -122,30 +154,18 @@ fn destroy_command_refuses_a_healthy_connection_unless_forced() {
     );
 }
 
-/// Waits until `agent` lists every connection of `cookies` in the client namespace.
-fn wait_listed(agent: &Agent, net: &NetPair, cookies: &HashSet<u64>) {
-    wait_for("the connections listed", agent.scans(SCANS_TO_SHOW), || {
-        let listed: HashSet<u64> = agent
-            .connections_in(net.client.inode())
-            .iter()
-            .filter_map(|c| c["cookie"].as_u64())
-            .collect();
-        cookies.is_subset(&listed).then_some(())
-    });
-}
-
 #[test]
 fn destroy_command_selects_by_address_as_ss_does() {
     let Some(sc) = scenario("destroy_by_address", Need::RootAndKernelBtf) else {
         return;
     };
     let net = sc.net();
-    let _server = sc.server(&["sink"]);
-    let agent = sc.agent();
-    let _clients = senders(net, "7000", 2);
-    let cookies = cookies_to(&net.client, 7000);
-    assert_eq!(cookies.len(), 2);
-    wait_listed(&agent, net, &cookies);
+    let Listed {
+        server: _server,
+        agent,
+        clients: _clients,
+        cookies,
+    } = two_listed(&sc);
     let third = *cookies.iter().next().expect("a connection");
     let url = agent.url().to_owned();
     let nowhere = NOWHERE;
