@@ -84,10 +84,12 @@ pub(super) fn run(args: &DestroyArgs) -> i32 {
             return REFUSED;
         }
     };
+    // One netlink socket per namespace, for every target in it.
+    let mut queries = SocketQueries::default();
     let mut code = DONE;
     for pick in picks {
         let done = match pick {
-            Pick::Destroy(target) => destroy(&target, args.dry_run),
+            Pick::Destroy(target) => destroy(&target, args.dry_run, &mut queries),
             Pick::Refuse(refusal) => {
                 eprintln!("{}", escape_control(&refusal));
                 false
@@ -100,14 +102,15 @@ pub(super) fn run(args: &DestroyArgs) -> i32 {
     code
 }
 
-/// Destroys `target` (or, `dry_run`, says it would); whether it was (or would be) done.
-fn destroy(target: &Target, dry_run: bool) -> bool {
+/// Destroys `target` through `queries` (or, `dry_run`, says it would); whether it was (or would
+/// be) done.
+fn destroy(target: &Target, dry_run: bool, queries: &mut SocketQueries) -> bool {
     let what = format!("connection {}: {}", target.key.cookie, target.description);
     if dry_run {
         println!("dry run: would destroy {what}");
         return true;
     }
-    match SocketQueries::default().destroy(&target.key) {
+    match queries.destroy(&target.key) {
         Ok(true) => {
             println!("destroyed {what}");
             true
