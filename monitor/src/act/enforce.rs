@@ -89,10 +89,9 @@ pub struct Enforcement {
 }
 
 /// The policy applied to one socket, and what it set there.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EnforcedAs {
-    pub name: Arc<str>,
-    /// The policy's index (its slot in the kernel program).
+    /// The policy's index in config order (its slot in the kernel program).
     pub slot: usize,
     /// The options it set (`SET_*` bits): a `fill` sets only what the application left.
     pub applied: u32,
@@ -101,9 +100,9 @@ pub struct EnforcedAs {
 struct State {
     /// Sockets the agent decided itself: the policy it applied and what it set (None: none
     /// matched, it set nothing, or the socket was gone). Forgotten when the socket is.
-    decided: FastMap<u64, Option<(usize, u32)>>,
+    decided: FastMap<u64, Option<EnforcedAs>>,
     /// Sockets the kernel program enforced, as of the last pass start: slot, options set.
-    kernel: FastMap<u64, (usize, u32)>,
+    kernel: FastMap<u64, EnforcedAs>,
     /// The policies' cgroups as last seen, followed at every pass start.
     cgroups: PolicyCgroups,
 }
@@ -158,7 +157,7 @@ impl Enforcement {
     pub fn start_pass(&self) -> Pass<'_> {
         let mut state = crate::locks::lock(&self.state);
         self.follow_cgroups(&mut state.cgroups);
-        let kernel: FastMap<u64, (usize, u32)> = self
+        let kernel: FastMap<u64, EnforcedAs> = self
             .kernel
             .all()
             .into_iter()
@@ -168,11 +167,12 @@ impl Enforcement {
                 let slot = usize::try_from(r.slot)
                     .ok()
                     .filter(|&s| s < self.policies.len())?;
-                Some((cookie, (slot, r.applied)))
+                let applied = r.applied;
+                Some((cookie, EnforcedAs { slot, applied }))
             })
             .collect();
         let mut new_by_policy: BTreeMap<usize, usize> = BTreeMap::new();
-        for (cookie, &(slot, _)) in &kernel {
+        for (cookie, &EnforcedAs { slot, .. }) in &kernel {
             if !state.kernel.contains_key(cookie) {
                 *new_by_policy.entry(slot).or_default() += 1;
                 tracing::debug!(
@@ -219,24 +219,13 @@ impl Enforcement {
         });
     }
 
-    /// Publishes every enforced socket's policy name, for [`names`](Self::names).
+    /// Publishes every enforced socket's policy and what it set, for [`names`](Self::names).
     fn publish(&self, state: &State) {
         let names: FastMap<u64, EnforcedAs> = state
             .kernel
             .iter()
             .map(|(&c, &applied)| (c, applied))
             .chain(state.decided.iter().filter_map(|(&c, a)| Some((c, (*a)?))))
-            .map(|(cookie, (slot, applied))| {
-                let name = Arc::clone(&self.policies[slot].name);
-                (
-                    cookie,
-                    EnforcedAs {
-                        name,
-                        slot,
-                        applied,
-                    },
-                )
-            })
             .collect();
         *crate::locks::write(&self.names) = Arc::new(names);
     }
@@ -319,9 +308,13 @@ impl Pass<'_> {
             // A fill that found the application's own values set nothing: not enforced.
             let set_something = outcome.applied != 0;
             enforced += usize::from(set_something);
-            self.state
-                .decided
-                .insert(cookie, set_something.then_some((i, outcome.applied)));
+            self.state.decided.insert(
+                cookie,
+                set_something.then_some(EnforcedAs {
+                    slot: i,
+                    applied: outcome.applied,
+                }),
+            );
             tracing::debug!(
                 cookie,
                 netns,
@@ -394,7 +387,7 @@ impl Annotator for EnforcedNames<'_> {
         let policy = &self.policies[applied.slot];
         // Options not known yet (no pass has read the socket): the record stands.
         let carried = policy.carried_by(c, applied.applied) != Some(false);
-        c.enforced = carried.then(|| Arc::clone(&applied.name));
+        c.enforced = carried.then(|| Arc::clone(&policy.name));
     }
 }
 

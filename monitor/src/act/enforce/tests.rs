@@ -152,10 +152,16 @@ fn each_socket_is_decided_once_by_its_first_matching_policy() {
         "one batch per namespace"
     );
     let names = e.names();
-    assert_eq!(names.get(&1).map(|n| &*n.name), Some("by-process"));
-    assert_eq!(names.get(&2).map(|n| &*n.name), Some("by-port"));
     assert_eq!(
-        names.get(&5).map(|n| &*n.name),
+        names.get(&1).map(|n| &*e.policies[n.slot].name),
+        Some("by-process")
+    );
+    assert_eq!(
+        names.get(&2).map(|n| &*e.policies[n.slot].name),
+        Some("by-port")
+    );
+    assert_eq!(
+        names.get(&5).map(|n| &*e.policies[n.slot].name),
         Some("by-port"),
         "the kernel's record"
     );
