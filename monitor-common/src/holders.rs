@@ -24,6 +24,12 @@ pub const HS_KEEPOPEN: u8 = KS_KEEPOPEN;
 /// [`HeldSocket::flags`]: the connection uses microsecond TCP timestamps (`tcp_usec_ts`):
 /// `retrans_stamp` and `stamp_now` count microseconds instead of milliseconds.
 pub const HS_USEC_TS: u8 = KS_USEC_TS;
+/// [`HeldSocket::flags`]: `retrans_stamp`, `stamp_now`, [`HS_USEC_TS`] and the keepalive timers
+/// (`keepalive_time`, `keepalive_intvl`, `keepalive_probes`) were read. The pass reads them only
+/// while they mean something: keepalive on, or data outstanding, retransmitted or probed
+/// (`packets_out`, `icsk_retransmits`, `icsk_probes_out` non-zero); otherwise they are 0 and
+/// say nothing about the socket.
+pub const HS_TIMERS_READ: u8 = 1 << 4;
 
 /// One TCP socket descriptor of one process, as the kernel keeps the socket at the visit.
 ///
@@ -48,7 +54,8 @@ pub struct HeldSocket {
     /// Low 32 bits of `bpf_jiffies64()` at the visit (`tcp_jiffies32`).
     pub now_jiffies: u32,
     /// The socket's TCP timestamp clock at the visit: `CLOCK_MONOTONIC` in ms (µs with
-    /// [`HS_USEC_TS`]), low 32 bits: what `retrans_stamp` is compared with.
+    /// [`HS_USEC_TS`]), low 32 bits: what `retrans_stamp` is compared with. 0 without
+    /// [`HS_TIMERS_READ`].
     pub stamp_now: u32,
     /// `tcp_sock.lsndtime`, jiffies: as [`KernelSockState::lsndtime`] (`ss -i` `lastsnd`).
     pub lsndtime: u32,
@@ -57,7 +64,8 @@ pub struct HeldSocket {
     /// `tcp_sock.rcv_tstamp`, jiffies: as [`KernelSockState::rcv_tstamp`] (`lastack`).
     pub rcv_tstamp: u32,
     /// First transmission of the oldest data being retransmitted (`tcp_sock.retrans_stamp`), in
-    /// the clock of `stamp_now`; 0 when nothing is being retransmitted.
+    /// the clock of `stamp_now`; 0 when nothing is being retransmitted, or without
+    /// [`HS_TIMERS_READ`].
     pub retrans_stamp: u32,
     /// `tcp_sock.snd_una` and `snd_nxt`: their difference is the bytes in flight; `snd_una`
     /// moving is the peer acknowledging data.
@@ -69,7 +77,8 @@ pub struct HeldSocket {
     /// The socket's options, 0 when not set (the namespace's sysctls apply to the keepalive
     /// ones): `icsk_user_timeout` (`TCP_USER_TIMEOUT`, ms), `tcp_sock.keepalive_time`
     /// (`TCP_KEEPIDLE`, jiffies) and `keepalive_intvl` (`TCP_KEEPINTVL`, jiffies), and
-    /// `keepalive_probes` below (`TCP_KEEPCNT`).
+    /// `keepalive_probes` below (`TCP_KEEPCNT`). The keepalive ones are 0 without
+    /// [`HS_TIMERS_READ`].
     pub user_timeout_ms: u32,
     /// See `user_timeout_ms`.
     pub keepalive_time: u32,
@@ -77,7 +86,7 @@ pub struct HeldSocket {
     pub keepalive_intvl: u32,
     /// `skc_state` ([`crate::tcp_state`]).
     pub state: u8,
-    /// [`HS_KEEPOPEN`], [`HS_USEC_TS`].
+    /// [`HS_KEEPOPEN`], [`HS_USEC_TS`], [`HS_TIMERS_READ`].
     pub flags: u8,
     /// The `inet_connection_sock` counters, in the kernel's order and as in
     /// [`KernelSockState`]: `icsk_retransmits`, `icsk_pending` (the pending timer, numbered as

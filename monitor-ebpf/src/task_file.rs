@@ -19,13 +19,17 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{
-    bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_seq_write,
-    generated::{self, bpf_sock_from_file},
+use aya_ebpf::{
+    helpers::{
+        bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_seq_write,
+        generated::{self, bpf_sock_from_file},
+    },
+    macros::map,
+    maps::PerCpuArray,
 };
 use monitor_common::{
     KernelOffsets,
-    holders::{HS_KEEPOPEN, HS_USEC_TS, HeldSocket, NO_SLOT},
+    holders::{HS_KEEPOPEN, HS_TIMERS_READ, HS_USEC_TS, HeldSocket, NO_SLOT},
 };
 
 /// `SOCK_STREAM` (`enum sock_type`).
@@ -124,24 +128,59 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
 /// The `tcp_sock` times, counters and options, with the clocks they are compared with (read
 /// first, so a stamp is never later than them).
 ///
-/// Each probe read costs a helper call, and most of these fields lie in three clusters of the
-/// kernel's layout (`inet_connection_sock`'s counters and `lrcvtime`; `snd_nxt` to
-/// `rcv_tstamp`; `retrans_stamp` to the keepalive timers): one window read covers each
-/// cluster, and a field outside every window gets a read of its own.
+/// A pass costs about what it touches: most of a visit is cache misses on objects no other
+/// code has in cache. The fields lie in clusters of the kernel's layout, and one probe read
+/// per cluster ([`Window`]) copies each: `inet_connection_sock`'s counters to the user
+/// timeout, `bytes_sent` to `lsndtime`, and `snd_nxt` to `segs_in`. The retransmission stamp,
+/// the clock it is kept in and the keepalive timers lie in three more lines; they mean
+/// something only while keepalive is on or something is outstanding or being probed, so an
+/// idle socket without keepalive (most of a large host's) skips them ([`HS_TIMERS_READ`]
+/// says which). A field that lies outside its window on some kernel gets a read of its own.
 #[inline(always)]
 fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     // SAFETY: helpers without preconditions.
     let (now_jiffies, now_ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
-    let mut bytes = [0u64; WINDOWS * WINDOW_LEN / 8];
-    let windows = Windows::read(
-        tp,
-        [off.icsk_retransmits, off.tcp_snd_nxt, off.tcp_retrans_stamp],
-        &mut bytes,
-    );
-    let usec_ts: u8 = windows.get(off.tcp_usec_ts_byte);
-    let usec = usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the kernel keeps jiffies as their low 32 bits (tcp_jiffies32)"
+    )]
+    let jiffies32 = now_jiffies as u32;
+    record.now_jiffies = jiffies32;
+    let icsk = Window::<0, 64>::read(tp, off.icsk_retransmits);
+    record.retransmits = icsk.get(tp, off.icsk_retransmits);
+    record.pending_timer = icsk.get(tp, off.icsk_pending);
+    record.backoff = icsk.get(tp, off.icsk_backoff);
+    record.probes_out = icsk.get(tp, off.icsk_probes_out);
+    record.lrcvtime = icsk.get(tp, off.icsk_lrcvtime);
+    record.user_timeout_ms = icsk.get(tp, off.icsk_user_timeout);
+    let sent = Window::<64, 64>::read(tp, off.tcp_bytes_sent);
+    record.bytes_sent = sent.get(tp, off.tcp_bytes_sent);
+    record.write_seq = sent.get(tp, off.tcp_write_seq);
+    record.lsndtime = sent.get(tp, off.tcp_lsndtime);
+    let seq = Window::<128, 128>::read(tp, off.tcp_snd_nxt);
+    record.snd_nxt = seq.get(tp, off.tcp_snd_nxt);
+    record.snd_una = seq.get(tp, off.tcp_snd_una);
+    record.srtt_us_x8 = seq.get(tp, off.tcp_srtt_us);
+    record.packets_out = seq.get(tp, off.tcp_packets_out);
+    record.rcv_tstamp = seq.get(tp, off.tcp_rcv_tstamp);
+    record.bytes_received = seq.get(tp, off.tcp_bytes_received);
+    record.segs_in = seq.get(tp, off.tcp_segs_in);
+    let timers_matter = record.flags & HS_KEEPOPEN != 0
+        || record.packets_out != 0
+        || record.retransmits != 0
+        || record.probes_out != 0;
+    if !timers_matter {
+        return;
+    }
+    record.flags |= HS_TIMERS_READ;
+    let timers = Window::<256, 64>::read(tp, off.tcp_retrans_stamp);
+    record.retrans_stamp = timers.get(tp, off.tcp_retrans_stamp);
+    record.keepalive_time = timers.get(tp, off.tcp_keepalive_time);
+    record.keepalive_intvl = timers.get(tp, off.tcp_keepalive_intvl);
+    record.keepalive_probes = probe(tp, off.tcp_keepalive_probes);
+    let usec_ts: u8 = probe(tp, off.tcp_usec_ts_byte);
     // The socket's TCP timestamp clock, as the kernel computes it (`tcp_clock_ms`/`_us`).
-    let stamp_now = if usec {
+    let stamp_now = if usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0 {
         record.flags |= HS_USEC_TS;
         now_ns / 1_000
     } else {
@@ -149,95 +188,71 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     };
     #[expect(
         clippy::cast_possible_truncation,
-        reason = "the kernel keeps both clocks as their low 32 bits (tcp_jiffies32, u32 stamps)"
+        reason = "the kernel keeps the stamps as u32 (retrans_stamp)"
     )]
-    let (jiffies32, stamp32) = (now_jiffies as u32, stamp_now as u32);
-    record.now_jiffies = jiffies32;
+    let stamp32 = stamp_now as u32;
     record.stamp_now = stamp32;
-    record.lsndtime = windows.get(off.tcp_lsndtime);
-    record.lrcvtime = windows.get(off.icsk_lrcvtime);
-    record.rcv_tstamp = windows.get(off.tcp_rcv_tstamp);
-    record.retrans_stamp = windows.get(off.tcp_retrans_stamp);
-    record.snd_una = windows.get(off.tcp_snd_una);
-    record.snd_nxt = windows.get(off.tcp_snd_nxt);
-    record.packets_out = windows.get(off.tcp_packets_out);
-    record.user_timeout_ms = windows.get(off.icsk_user_timeout);
-    record.keepalive_time = windows.get(off.tcp_keepalive_time);
-    record.keepalive_intvl = windows.get(off.tcp_keepalive_intvl);
-    record.keepalive_probes = windows.get(off.tcp_keepalive_probes);
-    record.probes_out = windows.get(off.icsk_probes_out);
-    record.backoff = windows.get(off.icsk_backoff);
-    record.retransmits = windows.get(off.icsk_retransmits);
-    record.pending_timer = windows.get(off.icsk_pending);
-    // Outside the three clusters: a read each.
-    record.bytes_sent = probe(tp, off.tcp_bytes_sent);
-    record.bytes_received = probe(tp, off.tcp_bytes_received);
-    record.srtt_us_x8 = probe(tp, off.tcp_srtt_us);
-    record.write_seq = probe(tp, off.tcp_write_seq);
-    record.segs_in = probe(tp, off.tcp_segs_in);
 }
 
-/// Bytes of one window.
-const WINDOW_LEN: usize = 64;
-/// [`WINDOW_LEN`] as the probe read's size argument.
-#[expect(clippy::cast_possible_truncation, reason = "64 fits")]
-const WINDOW_LEN_U32: u32 = WINDOW_LEN as u32;
-/// How many windows [`transport`] reads.
-const WINDOWS: usize = 3;
+/// The windows' bytes: one copy of each cluster per CPU, overwritten at every visit (the
+/// stack, 512 bytes, holds the record and not these). The iterator runs with migration
+/// disabled, and one thread of the agent reads it at a time, so a visit has its CPU's copy to
+/// itself.
+#[map]
+static HELD_WINDOWS: PerCpuArray<[u8; WINDOWS_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Copies of `WINDOW_LEN` bytes of the `tcp_sock`, each starting at a field. The bytes live in
-/// the caller's frame, filled in place: the stack is 512 bytes.
+/// Bytes of [`HELD_WINDOWS`]: the four windows of [`transport`], back to back.
+const WINDOWS_LEN: usize = 64 + 64 + 128 + 64;
+
+/// `N` bytes of the `tcp_sock` copied by one probe read into [`HELD_WINDOWS`] at `AT`,
+/// starting at a field.
 ///
 /// A window starts at the field itself, not at a multiple of 8 below it: LLVM would then know
-/// the low bits of the offset and add them to the (aligned) stack address with a bitwise or,
-/// which the verifier refuses on a pointer. Fields are therefore read unaligned.
-struct Windows<'a> {
-    tp: *const c_void,
-    starts: [u32; WINDOWS],
-    bytes: &'a [u64; WINDOWS * WINDOW_LEN / 8],
+/// the low bits of the offset and add them to the (aligned) address with a bitwise or, which
+/// the verifier refuses on a pointer. Fields are therefore read unaligned.
+struct Window<const AT: usize, const N: usize> {
+    start: u32,
+    /// Where the bytes are (this CPU's [`HELD_WINDOWS`] + `AT`); null when the scratch map
+    /// could not be looked up (never: an array's only element), and every field is then read
+    /// on its own.
+    bytes: *const u8,
 }
 
-impl<'a> Windows<'a> {
-    /// Reads the windows of the `tcp_sock` at `tp` that start at `offsets` into `bytes`; zeros
-    /// where a read faults.
+impl<const AT: usize, const N: usize> Window<AT, N> {
+    /// Reads the `N` bytes of the `tcp_sock` at `tp` from `start`.
     #[inline(always)]
-    fn read(
-        tp: *const c_void,
-        offsets: [u32; WINDOWS],
-        bytes: &'a mut [u64; WINDOWS * WINDOW_LEN / 8],
-    ) -> Self {
-        let starts = offsets;
-        for (i, start) in starts.into_iter().enumerate() {
-            let src = tp.cast::<u8>().wrapping_add(start as usize);
-            let dst = bytes.as_mut_ptr().wrapping_add(i * WINDOW_LEN / 8);
-            // SAFETY: a probe read of WINDOW_LEN bytes into window `i` of the array; on a fault
-            // the kernel zeroes it.
-            unsafe {
-                generated::bpf_probe_read_kernel(dst.cast(), WINDOW_LEN_U32, src.cast());
-            }
+    fn read(tp: *const c_void, start: u32) -> Self {
+        const { assert!(AT + N <= WINDOWS_LEN) };
+        let Some(scratch) = HELD_WINDOWS.get_ptr_mut(0) else {
+            return Self {
+                start,
+                bytes: core::ptr::null(),
+            };
+        };
+        let dst = scratch.cast::<u8>().wrapping_add(AT);
+        let src = tp.cast::<u8>().wrapping_add(start as usize);
+        #[expect(clippy::cast_possible_truncation, reason = "N is at most 128")]
+        let len = N as u32;
+        // SAFETY: a probe read of N bytes into this CPU's scratch at AT (in bounds, asserted
+        // above); it zeroes them on a fault.
+        unsafe {
+            generated::bpf_probe_read_kernel(dst.cast(), len, src.cast());
         }
-        Self { tp, starts, bytes }
+        Self { start, bytes: dst }
     }
 
-    /// The `T` at `offset` of the `tcp_sock`: from the first window that holds all of it, else
-    /// read on its own.
+    /// The `T` at `offset` of the `tcp_sock` at `tp`: from this window when it holds all of
+    /// it, else read on its own.
     #[inline(always)]
-    fn get<T: Copy + Default>(&self, offset: u32) -> T {
-        for (i, start) in self.starts.into_iter().enumerate() {
-            let at = offset.wrapping_sub(start) as usize;
-            if at + size_of::<T>() <= WINDOW_LEN {
-                let window = self
-                    .bytes
-                    .as_ptr()
-                    .wrapping_add(i * WINDOW_LEN / 8)
-                    .cast::<u8>();
-                // SAFETY: in bounds (checked above). The offsets come from the read-only
-                // `OFFSETS` global, so the verifier knows `at`; the read is unaligned (byte
-                // loads), as the window starts at a field, not at a multiple of 8.
-                return unsafe { window.add(at).cast::<T>().read_unaligned() };
-            }
+    fn get<T: Copy + Default>(&self, tp: *const c_void, offset: u32) -> T {
+        let at = offset.wrapping_sub(self.start) as usize;
+        if !self.bytes.is_null() && at + size_of::<T>() <= N {
+            // SAFETY: in bounds (checked above) of bytes the read wrote. The offsets come from
+            // the read-only `OFFSETS` global, so the verifier knows `at`; the read is
+            // unaligned (byte loads), as the window starts at a field.
+            return unsafe { self.bytes.add(at).cast::<T>().read_unaligned() };
         }
-        probe(self.tp, offset)
+        probe(tp, offset)
     }
 }
 

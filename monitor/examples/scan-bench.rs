@@ -165,7 +165,8 @@ fn main() -> anyhow::Result<()> {
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(Arc::clone(&store), "bench");
     println!("{sockets} synthetic sockets");
-    for round in 0..3 {
+    let scan_only = std::env::var_os("SCAN_BENCH_SCAN_ONLY").is_some();
+    for round in 0..if scan_only { 20 } else { 3 } {
         let (suspects, scan, heap) = measure(|| {
             // The table pass and the alert transitions, as the agent's scan loop does them.
             let snapshot = scanner.scan_table(alerting.watched(), NOW_NS);
@@ -181,6 +182,9 @@ fn main() -> anyhow::Result<()> {
             kib(heap.allocated),
             heap.retained / 1024,
         );
+        if scan_only {
+            continue;
+        }
         let (text, render, heap) = measure(|| metrics.render());
         println!(
             "         /metrics {render:.1?} ({} bytes): peak {} KiB, allocated {} KiB",

@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use monitor_common::{SockActivity, holders::HS_KEEPOPEN, tcp_state};
+use monitor_common::{
+    SockActivity,
+    holders::{HS_KEEPOPEN, HS_TIMERS_READ},
+    tcp_state,
+};
 
 use super::convert::{self, SocketDefaults};
 use super::holders::HeldView;
@@ -15,7 +19,7 @@ use crate::{
     bpf::task_file::holders::{
         since_last_ack, since_last_recv, since_last_send, since_retrans_start, unacked_bytes,
     },
-    model::Connection,
+    model::{Connection, Keepalive},
 };
 
 /// Overlays `c` (converted from `entry`) with `held`, its socket as a pass read it; ages are
@@ -30,7 +34,8 @@ use crate::{
 /// - `unacked_bytes` (`snd_nxt - snd_una`), `srtt` (`srtt_us >> 3`), `bytes_sent` and
 ///   `bytes_received` (`tcp_sock`'s, as `ss -i` shows them), `send_queue_bytes`
 ///   (`write_seq - snd_una`);
-/// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset);
+/// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset;
+///   when the pass did not read the timers, [`HS_TIMERS_READ`], only whether keepalive is on);
 /// - `since_retrans_start`: since the first transmission of the oldest data being retransmitted
 ///   (`retrans_stamp`) while the retransmission timer has fired (`icsk_retransmits` > 0: the
 ///   peer answers nothing, the clock the kernel's give-up runs on), else None. A stamp outside
@@ -50,11 +55,20 @@ pub(crate) fn apply(
         c.state_age = None;
         c.state_age_at_least = Some(since_read);
     }
-    c.keepalive = Some(convert::keepalive_of(
-        s.flags & HS_KEEPOPEN != 0,
-        (s.keepalive_time, s.keepalive_intvl, s.keepalive_probes),
-        defaults,
-    ));
+    let keepalive_on = s.flags & HS_KEEPOPEN != 0;
+    c.keepalive = match c.keepalive {
+        // Keepalive off and the timers not read: the socket's own timers as the slot has
+        // them (the last read of the kernel's socket state), which nothing judges while off.
+        Some(known) if s.flags & HS_TIMERS_READ == 0 => Some(Keepalive {
+            enabled: keepalive_on,
+            ..known
+        }),
+        _ => Some(convert::keepalive_of(
+            keepalive_on,
+            (s.keepalive_time, s.keepalive_intvl, s.keepalive_probes),
+            defaults,
+        )),
+    };
     c.user_timeout =
         (s.user_timeout_ms != 0).then(|| Duration::from_millis(s.user_timeout_ms.into()));
     if c.state == tcp_state::LISTEN {

@@ -104,7 +104,7 @@ fn a_hook_event_after_the_pass_is_more_recent() {
 #[test]
 fn options_are_the_sockets_with_the_namespaces_defaults_where_unset() {
     let mut s = sample();
-    s.flags = HS_KEEPOPEN;
+    s.flags = HS_KEEPOPEN | HS_TIMERS_READ;
     s.keepalive_time = 5 * HZ;
     s.user_timeout_ms = 3_000;
     let c = applied(&entry(), &s, 120 * SEC, 120 * SEC);
@@ -160,4 +160,24 @@ fn retransmissions_are_dated_only_while_the_retransmission_timer_runs() {
     s.retransmits = 2;
     let c = applied(&entry(), &s, 120 * SEC, 121 * SEC);
     assert_eq!(c.since_retrans_start, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn timers_the_pass_skipped_stay_as_the_slot_has_them() {
+    // The slot (the last read of the kernel's socket state) knows the socket's own idle time.
+    let mut e = entry();
+    e.flags |= monitor_common::FLAG_OPTIONS_KNOWN;
+    e.keepalive_time = 7 * HZ;
+    // Keepalive off, nothing outstanding: the pass read no timers.
+    let c = applied(&e, &sample(), 120 * SEC, 120 * SEC);
+    let ka = c.keepalive.expect("keepalive known");
+    assert!(!ka.enabled);
+    assert_eq!(ka.idle, Some(Duration::from_secs(7)), "the slot's, not a zero");
+    // Read: the pass's values replace the slot's.
+    let mut s = sample();
+    s.flags = HS_KEEPOPEN | HS_TIMERS_READ;
+    s.keepalive_time = 5 * HZ;
+    let ka = applied(&e, &s, 120 * SEC, 120 * SEC).keepalive.expect("known");
+    assert!(ka.enabled);
+    assert_eq!(ka.idle, Some(Duration::from_secs(5)));
 }
