@@ -115,9 +115,9 @@ pub struct HeldSocket {
     /// peer's keepalive probe is dropped as out of window, and changes no time the kernel
     /// keeps); `ss -i` `segs_in`.
     pub segs_in: u32,
-    /// The socket's slot in the agent's socket table (`SOCKET_INDEX` looked up by `cookie`),
-    /// [`NO_SLOT`] when the table does not track it (or the cookie is 0): the agent keeps each
-    /// pass's values by slot, so a scan finds them in table order without a lookup.
+    /// The socket's slot in the agent's socket table: the program writes [`NO_SLOT`], and the
+    /// agent fills it in from its table by `cookie` (so each pass's values are kept by slot and
+    /// a scan finds them in table order); [`NO_SLOT`] when the table does not track the socket.
     pub slot: u32,
 }
 

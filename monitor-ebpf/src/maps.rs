@@ -53,12 +53,6 @@ static TRANSITIONS: PerCpuArray<u64> =
 #[map(name = "SOCKET_ERRORS")]
 static SOCKET_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_SLOTS, 0);
 
-/// The slot of the socket with this cookie, if it is tracked.
-#[inline(always)]
-pub(crate) fn slot_of(cookie: u64) -> Option<u32> {
-    unsafe { SOCKET_INDEX.get(cookie) }.copied()
-}
-
 /// The entry of the socket with this cookie, if it is tracked.
 #[inline(always)]
 pub(crate) fn entry(cookie: u64) -> Option<&'static mut SockActivity> {

@@ -78,15 +78,18 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     if sk.is_null() || !socket::is_tcp(sk, off) {
         return 0;
     }
-    let mut record = HeldSocket::zeroed();
-    record.cookie = read(sk, off.skc_cookie);
-    // The agent keeps each pass by table slot: finding it here saves it a lookup per socket at
-    // every scan.
-    record.slot = if record.cookie == 0 {
-        NO_SLOT
-    } else {
-        crate::maps::slot_of(record.cookie).unwrap_or(NO_SLOT)
+    let Some(record) = HELD_RECORD.get_ptr_mut(0) else {
+        return 0;
     };
+    // SAFETY: this CPU's element of a one-element array, which the visit has to itself (see
+    // `HELD_RECORD`); every field is written below (the padding stays 0 from the map's
+    // creation), so nothing of the previous visit's socket is left in it.
+    let record = unsafe { &mut *record };
+    record.cookie = read(sk, off.skc_cookie);
+    // The slot is left to the agent, which resolves it from its table in one sweep: a lookup
+    // in the socket index here costs each visit two more cache misses (as much as reading the
+    // socket itself).
+    record.slot = NO_SLOT;
     record.tgid = read(task, off.task_tgid);
     record.fd = fd;
     let inode: u64 = probe(sock, off.socket_ino);
@@ -96,15 +99,15 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     )]
     let inode32 = inode as u32;
     record.inode = inode32;
-    common(sk, off, &mut record);
-    transport(sk, off, &mut record);
-    // SAFETY: `meta` is never NULL for a running iterator; the record is fully initialised
-    // (`zeroed` first). A full buffer is reported as a short read, and the same file is shown
-    // again in the next read() call.
+    common(sk, off, record);
+    transport(sk, off, record);
+    // SAFETY: `meta` is never NULL for a running iterator; the record is fully written. A full
+    // buffer is reported as a short read, and the same file is shown again in the next read()
+    // call.
     unsafe {
         bpf_seq_write(
             (*meta).cast(),
-            core::ptr::from_ref(&record).cast::<c_void>(),
+            core::ptr::from_ref(record).cast::<c_void>(),
             RECORD_LEN,
         );
     }
@@ -115,14 +118,18 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
 #[inline(always)]
 fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     let net: *const c_void = read(sk, off.skc_net);
-    if !net.is_null() {
-        record.netns = read(net, off.net_ns_inum);
-    }
+    record.netns = if net.is_null() {
+        0
+    } else {
+        read(net, off.net_ns_inum)
+    };
     record.state = read(sk, off.skc_state);
     let sk_flags: u64 = read(sk, off.sk_flags);
-    if sk_flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
-        record.flags |= HS_KEEPOPEN;
-    }
+    record.flags = if sk_flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
+        HS_KEEPOPEN
+    } else {
+        0
+    };
 }
 
 /// The `tcp_sock` times, counters and options, with the clocks they are compared with (read
@@ -170,6 +177,11 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
         || record.retransmits != 0
         || record.probes_out != 0;
     if !timers_matter {
+        record.retrans_stamp = 0;
+        record.keepalive_time = 0;
+        record.keepalive_intvl = 0;
+        record.keepalive_probes = 0;
+        record.stamp_now = 0;
         return;
     }
     record.flags |= HS_TIMERS_READ;
@@ -194,10 +206,15 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     record.stamp_now = stamp32;
 }
 
-/// The windows' bytes: one copy of each cluster per CPU, overwritten at every visit (the
-/// stack, 512 bytes, holds the record and not these). The iterator runs with migration
-/// disabled, and one thread of the agent reads it at a time, so a visit has its CPU's copy to
-/// itself.
+/// The record being filled, one per CPU: on the stack it would be zeroed first at every visit
+/// (a call to a memset of its own in the program), and the stack is 512 bytes. The iterator
+/// runs with migration disabled, and one thread of the agent reads it at a time, so a visit has
+/// its CPU's record to itself.
+#[map]
+static HELD_RECORD: PerCpuArray<HeldSocket> = PerCpuArray::with_max_entries(1, 0);
+
+/// The windows' bytes: one copy of each cluster per CPU, overwritten at every visit (the stack
+/// cannot hold them), to itself as [`HELD_RECORD`] is.
 #[map]
 static HELD_WINDOWS: PerCpuArray<[u8; WINDOWS_LEN]> = PerCpuArray::with_max_entries(1, 0);
 

@@ -194,7 +194,7 @@ fn main() -> anyhow::Result<()> {
         );
         let (json, read, heap) = measure(|| {
             let mut views = ViewsWriter::new(ConnectionFilter::default());
-            pipeline.read(source.as_ref(), NOW_NS, &mut |c| views.push(&c));
+            pipeline.read(source.as_ref(), NOW_NS, &mut |c| views.push(c));
             views.finish()
         });
         println!(

@@ -88,7 +88,7 @@ pub(super) fn apply_to_existing(
         return;
     };
     let mut pass = enforcement.start_pass();
-    pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(&c));
+    pipeline.read(table, clock::monotonic_now_ns(), &mut |c| pass.observe(c));
     let count = pass.finish();
     tracing::info!(count, "enforce: existing connections given their policy");
 }

@@ -283,13 +283,16 @@ impl SocketTable {
 }
 
 impl SocketTable {
+    /// Slots ever handed out, from 0: the rest is never mapped.
+    fn slots_handed_out(&self) -> u32 {
+        u32::try_from(self.used().load(Ordering::Relaxed))
+            .unwrap_or(u32::MAX)
+            .min(self.capacity)
+    }
+
     /// Calls `f` with each live slot's number and a copy of its entry.
     fn for_each_live(&self, f: &mut dyn FnMut(u32, &SockActivity)) {
-        // Only the slots ever handed out: the rest is never mapped.
-        let used = u32::try_from(self.used().load(Ordering::Relaxed))
-            .unwrap_or(u32::MAX)
-            .min(self.capacity);
-        for slot in 0..used {
+        for slot in 0..self.slots_handed_out() {
             let Some(at) = self.slot(slot) else { continue };
             // SAFETY: in bounds; volatile because the kernel writes concurrently.
             let cookie = unsafe { (&raw const (*at).cookie).read_volatile() };
@@ -307,6 +310,17 @@ impl SocketTable {
 impl SocketSource for SocketTable {
     fn for_each_socket(&self, f: &mut dyn FnMut(u32, u64, &SockActivity)) {
         self.for_each_live(&mut |slot, entry| f(slot, entry.cookie, entry));
+    }
+
+    fn for_each_cookie(&self, f: &mut dyn FnMut(u32, u64)) {
+        for slot in 0..self.slots_handed_out() {
+            let Some(at) = self.slot(slot) else { continue };
+            // SAFETY: in bounds; volatile because the kernel writes concurrently.
+            let cookie = unsafe { (&raw const (*at).cookie).read_volatile() };
+            if cookie != 0 {
+                f(slot, cookie);
+            }
+        }
     }
 }
 

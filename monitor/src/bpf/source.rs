@@ -13,6 +13,13 @@ pub trait SocketSource: Send + Sync {
     /// Calls `f` for every entry (its slot in the table, socket cookie, activity), in slot
     /// order.
     fn for_each_socket(&self, f: &mut dyn FnMut(u32, u64, &SockActivity));
+
+    /// Calls `f` with every entry's slot and socket cookie, in slot order: the same entries as
+    /// [`for_each_socket`](Self::for_each_socket), for a caller that needs only the index
+    /// (a table may then skip copying the entries).
+    fn for_each_cookie(&self, f: &mut dyn FnMut(u32, u64)) {
+        self.for_each_socket(&mut |slot, cookie, _| f(slot, cookie));
+    }
 }
 
 /// A fixed table (tests, benchmarks): each entry's slot is its index.

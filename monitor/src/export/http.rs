@@ -178,7 +178,7 @@ fn live_connections(
         if !client_open {
             return;
         }
-        views.push(&c);
+        views.push(c);
         if let Some(chunk) = views.take_at_least(CONNECTIONS_CHUNK) {
             client_open = chunks.blocking_send(chunk).is_ok();
         }

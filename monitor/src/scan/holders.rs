@@ -14,9 +14,10 @@ use monitor_common::{
     tcp_state,
 };
 
+use self::slot_finder::SlotFinder;
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
-    bpf::{BpfError, task_file::TaskFileReader},
+    bpf::{BpfError, SocketSource, task_file::TaskFileReader},
     clock,
     model::{Connection, Holder, Holders},
 };
@@ -38,6 +39,9 @@ pub struct HeldSockets {
     /// half-way leaves it at the pass before, so the sockets it did not reach keep the values
     /// and holders of that one.
     current_from_ns: u64,
+    /// Each record's slot, from the table as a pass begins: a socket the table added after
+    /// that is untracked for the pass.
+    slots_of: SlotFinder,
 }
 
 /// One slot's socket as a pass read it.
@@ -100,12 +104,19 @@ impl HeldSockets {
     /// this pass, the nearest bound there is (a silence is then never overstated); otherwise the
     /// slot keeps the date it had.
     ///
+    /// Each record's slot comes from `table` (by cookie, in one sweep before the read).
+    ///
     /// # Errors
     /// As [`TaskFileReader::for_each`]: the iterator could not be created or read. The sockets
     /// the pass reached have its values; the others keep the last complete pass's.
-    pub fn refill(&mut self, reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
+    pub fn refill(
+        &mut self,
+        reader: &TaskFileReader,
+        table: &dyn SocketSource,
+    ) -> Result<HeldPass, BpfError> {
         let started = Instant::now();
         let mut pass = HeldPass::default();
+        self.slots_of.sweep(table);
         self.begin(clock::monotonic_now_ns());
         reader.for_each(|record| self.add(record, &mut pass))?;
         self.finish();
@@ -113,9 +124,16 @@ impl HeldSockets {
         Ok(pass)
     }
 
-    /// One pass over these records, begun at `read_ns` (tests).
+    /// One pass over these records, begun at `read_ns`, each in the slot its `slot` field
+    /// names (tests).
     pub fn pass_of(&mut self, records: &[HeldSocket], read_ns: u64) -> HeldPass {
         let mut pass = HeldPass::default();
+        self.slots_of.sweep_pairs(
+            records
+                .iter()
+                .filter(|r| r.cookie != 0 && r.slot != NO_SLOT)
+                .map(|r| (r.slot, r.cookie)),
+        );
         self.begin(read_ns);
         for record in records {
             self.add(record, &mut pass);
@@ -162,14 +180,14 @@ impl HeldSockets {
     }
 
     fn add(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
-        if record.cookie == 0 || record.slot == NO_SLOT {
+        let Some(slot) = self.slots_of.find(record.cookie) else {
             pass.untracked += 1;
             if record.cookie != 0 && record.state != tcp_state::CLOSE {
                 pass.missed += 1;
             }
             return;
-        }
-        let index = record.slot as usize;
+        };
+        let index = slot as usize;
         if index >= self.slots.len() {
             self.slots.resize(index + 1, HeldSlot::default());
         }
@@ -180,7 +198,7 @@ impl HeldSockets {
             if record.tgid != held.sample.tgid {
                 held.sample.flags |= HS_SHARED;
                 self.shared
-                    .entry(record.slot)
+                    .entry(slot)
                     .or_insert_with(|| vec![held.sample.tgid])
                     .push(record.tgid);
             }
@@ -200,6 +218,7 @@ impl HeldSockets {
             read_ns: self.began_ns,
             heard_ns,
         };
+        held.sample.slot = slot;
         held.sample.flags &= !HS_SHARED;
         pass.sockets += 1;
     }
@@ -258,6 +277,7 @@ pub(crate) fn name_holders(c: &mut Connection, processes: &mut ProcessCache) {
     }
 }
 
+mod slot_finder;
 #[cfg(test)]
 mod tests;
 

@@ -131,7 +131,7 @@ impl Snapshot {
         let connections: Vec<Connection> = connections.into_iter().collect();
         let watched = connections.iter().map(|c| c.cookie).collect();
         let mut builder = summary::SnapshotBuilder::new(grouping, watched);
-        for c in connections {
+        for c in &connections {
             builder.add(c);
         }
         builder.finish()
@@ -199,7 +199,7 @@ impl Scanner {
         }
         // Paced by everything a pass costs this thread: the read and filling the slots.
         let cpu_started = clock::thread_cpu_time();
-        let read = self.pipeline.refill_held(reader);
+        let read = self.pipeline.refill_held(reader, self.table.as_ref());
         let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
         pacer.record(began, cpu, read.as_ref().ok().map(|pass| pass.took));
         match read {

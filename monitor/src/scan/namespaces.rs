@@ -7,7 +7,6 @@
 //! [`RETRY_EVERY`]) and every [`REREAD_EVERY`] (sysctls can change).
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -15,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{convert::SocketDefaults, kernel_defaults};
+use super::{convert::SocketDefaults, kernel_defaults, kernel_state::FastMap};
 use crate::{locks, netns};
 
 /// How soon a namespace met for the first time is read.
@@ -24,7 +23,7 @@ pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(5);
 pub(crate) const REREAD_EVERY: Duration = Duration::from_mins(1);
 
 /// Namespace inode → the defaults of that namespace.
-pub(crate) type DefaultsByNetns = Arc<HashMap<u32, SocketDefaults>>;
+pub(crate) type DefaultsByNetns = Arc<FastMap<u32, SocketDefaults>>;
 
 /// The defaults of every namespace read so far, and the agent's own as the fallback.
 pub(crate) struct NamespaceDefaults {
@@ -89,7 +88,7 @@ impl NamespaceDefaults {
         self.missing.store(false, Ordering::Relaxed);
         *last_read = Some(Instant::now());
         let hz = self.host.hz;
-        let table: HashMap<u32, SocketDefaults> = netns::find_namespaces()
+        let table: FastMap<u32, SocketDefaults> = netns::find_namespaces()
             .iter()
             .filter_map(|ns| {
                 let read = netns::in_namespace(ns, move || kernel_defaults::namespace_sysctls(hz));
@@ -104,7 +103,7 @@ impl NamespaceDefaults {
 mod tests {
     use super::*;
 
-    fn with_table(table: HashMap<u32, SocketDefaults>) -> NamespaceDefaults {
+    fn with_table(table: FastMap<u32, SocketDefaults>) -> NamespaceDefaults {
         let defaults = NamespaceDefaults::new(SocketDefaults::default());
         *locks::write(&defaults.by_netns) = Arc::new(table);
         defaults
@@ -119,7 +118,7 @@ mod tests {
             tcp_retries2: 6,
             ..SocketDefaults::default()
         };
-        let defaults = with_table(HashMap::from([(42, pod)]));
+        let defaults = with_table(FastMap::from_iter([(42, pod)]));
         let table = defaults.current();
         assert_eq!(defaults.of(&table, Some(42)), pod);
         assert!(!defaults.missing.load(Ordering::Relaxed));

@@ -120,7 +120,7 @@ impl Pipeline {
         &self,
         source: &dyn SocketSource,
         now_ns: u64,
-        f: &mut dyn FnMut(Connection),
+        f: &mut dyn FnMut(&Connection),
     ) -> Vec<u64> {
         // First: the pass's context takes what the features publish as their scans start.
         let mut scans: Vec<Box<dyn ScanPass + '_>> = self
@@ -180,16 +180,20 @@ impl Pipeline {
         *crate::locks::write(&self.truth) = Some(Arc::new(truth));
     }
 
-    /// Refills the held sockets the next passes overlay with one pass of `reader`
-    /// ([`HeldSockets::refill`]), in place: a copy is made only while a reader between scans
+    /// Refills the held sockets the next passes overlay with one pass of `reader`, each in its
+    /// slot of `table` ([`HeldSockets::refill`]), in place: a copy is made only while a reader between scans
     /// (`/connections`) still holds the last pass. Readers starting meanwhile wait for it.
     ///
     /// # Errors
     /// As [`HeldSockets::refill`].
-    pub(crate) fn refill_held(&self, reader: &TaskFileReader) -> Result<HeldPass, BpfError> {
+    pub(crate) fn refill_held(
+        &self,
+        reader: &TaskFileReader,
+        table: &dyn SocketSource,
+    ) -> Result<HeldPass, BpfError> {
         let mut current = crate::locks::write(&self.held);
         let held = current.get_or_insert_with(Arc::default);
-        Arc::make_mut(held).refill(reader)
+        Arc::make_mut(held).refill(reader, table)
     }
 
     /// Makes `waker` start the reads of the kernel's socket state ahead of their pace
@@ -228,13 +232,14 @@ impl Pipeline {
     ///
     /// When verdicts are confirmed, suspects show the reasons the last scan confirmed, and only
     /// those.
-    pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(Connection)) {
+    pub fn read(&self, source: &dyn SocketSource, now_ns: u64, f: &mut dyn FnMut(&Connection)) {
         let context = self.context();
         let confirmed = Arc::clone(&crate::locks::read(&self.confirmed));
+        let mut c = refilled();
         source.for_each_socket(&mut |slot, cookie, entry| {
             let socket = (slot, cookie, entry);
-            let judged = self.judge(socket, now_ns, &context, &mut self.processes());
-            if let Judged::Live(mut c) = judged {
+            let judged = self.judge(socket, now_ns, &context, &mut self.processes(), &mut c);
+            if judged == Judged::Live {
                 if self.confirms {
                     let known = confirmed.get(&cookie);
                     c.suspect.retain(|r| known.is_some_and(|k| k.contains(r)));
@@ -242,7 +247,7 @@ impl Pipeline {
                         c.gives_up_in = None;
                     }
                 }
-                f(c);
+                f(&c);
             }
         });
     }
@@ -270,17 +275,20 @@ impl Pipeline {
         scans: &mut [Box<dyn ScanPass + '_>],
         source: &dyn SocketSource,
         now_ns: u64,
-        f: &mut dyn FnMut(Connection),
+        f: &mut dyn FnMut(&Connection),
     ) -> Vec<u64> {
         let context = self.context();
         let mut gone = Vec::new();
+        // One connection, refilled for each socket: a pass moves no connection around.
+        let mut c = refilled();
         source.for_each_socket(&mut |slot, cookie, entry| match self.judge(
             (slot, cookie, entry),
             now_ns,
             &context,
             processes,
+            &mut c,
         ) {
-            Judged::Live(mut c) if self.confirms && !c.suspect.is_empty() => {
+            Judged::Live if self.confirms && !c.suspect.is_empty() => {
                 let retries2 = self.defaults.of(&context.namespaces, c.netns).tcp_retries2;
                 let judge = |c: &Connection| verdict::evaluate(c, &context.policy, retries2);
                 let key = confirm::key_of(&c);
@@ -293,13 +301,13 @@ impl Pipeline {
                             judge(&c).1
                         };
                         observe(scans, &c, &context.policy);
-                        f(c);
+                        f(&c);
                     }
                 }
             }
-            Judged::Live(c) => {
+            Judged::Live => {
                 observe(scans, &c, &context.policy);
-                f(c);
+                f(&c);
             }
             Judged::Gone => gone.push(cookie),
             Judged::NotLive => {}
@@ -307,7 +315,7 @@ impl Pipeline {
         gone
     }
 
-    /// One entry, judged. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
+    /// One entry, judged into `c` when live. CLOSE and `TIME_WAIT` entries are never live (a straggler would make
     /// counts differ from what `ss` shows for live sockets); one whose socket the kernel no
     /// longer has is gone. The kernel's own values come from the entry itself (the last read
     /// wrote them into its slot) and, for a socket a process holds, from the last pass over the
@@ -318,6 +326,7 @@ impl Pipeline {
         now_ns: u64,
         context: &Context,
         processes: &mut ProcessCache,
+        c: &mut Connection,
     ) -> Judged {
         if entry.state == tcp_state::CLOSE || entry.state == tcp_state::TIME_WAIT {
             return Judged::NotLive;
@@ -327,15 +336,15 @@ impl Pipeline {
         }
         let netns = (entry.netns != 0).then_some(entry.netns);
         let defaults = self.defaults.of(&context.namespaces, netns);
-        let mut c = convert::connection(cookie, entry, now_ns, &defaults);
-        kernel_state::apply(&mut c, entry, now_ns, &defaults);
+        *c = convert::connection(cookie, entry, now_ns, &defaults);
+        kernel_state::apply(c, entry, now_ns, &defaults);
         let held = context.held.as_deref();
         if let Some(view) = held.and_then(|h| h.view(slot, cookie)) {
-            held_state::apply(&mut c, entry, view, now_ns, &defaults);
+            held_state::apply(c, entry, view, now_ns, &defaults);
         }
         let hooks_owner = c.pid;
         let in_accept_queue = kernel_state::in_accept_queue(entry);
-        holders::attribute(&mut c, held, slot, in_accept_queue);
+        holders::attribute(c, held, slot, in_accept_queue);
         if c.pid.is_none() && in_accept_queue {
             c.accept_queue = true;
             c.pid = c
@@ -351,22 +360,26 @@ impl Pipeline {
             c.comm = process.name.or(seen);
             c.cgroup = process.cgroup;
         }
-        holders::name_holders(&mut c, processes);
+        holders::name_holders(c, processes);
         for annotator in &context.annotators {
-            annotator.annotate(&mut c, now_ns, &context.policy);
+            annotator.annotate(c, now_ns, &context.policy);
         }
-        (c.suspect, c.gives_up_in) = verdict::evaluate(&c, &context.policy, defaults.tcp_retries2);
-        Judged::Live(c)
+        (c.suspect, c.gives_up_in) = verdict::evaluate(c, &context.policy, defaults.tcp_retries2);
+        Judged::Live
     }
 }
 
+/// The connection a pass refills for each socket ([`Pipeline::judge`]), before the first.
+fn refilled() -> Connection {
+    let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    Connection::new(0, tcp_state::CLOSE, nowhere, nowhere)
+}
+
 /// What became of one table entry in a pass.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned by value once per socket and consumed at once; boxing would allocate per socket"
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Judged {
-    Live(Connection),
+    /// Judged into the pass's connection.
+    Live,
     /// CLOSE or `TIME_WAIT`: never reported.
     NotLive,
     /// The kernel no longer has the socket.

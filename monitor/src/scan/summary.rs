@@ -11,7 +11,7 @@ use std::{
 
 use monitor_common::tcp_state;
 
-use super::Snapshot;
+use super::{Snapshot, kernel_state::FastMap};
 use crate::model::{
     Connection, Grouping, LocalPort, Owner, Reason, ServicePorts,
     labels::{self, OTHER, reported_state},
@@ -145,7 +145,10 @@ pub struct SnapshotBuilder {
     grouping: Grouping,
     watched: HashSet<u64>,
     summary: Summary,
-    close_wait: HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    close_wait: FastMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    /// Sockets with keepalive off by state number, folded into
+    /// [`Summary::keepalive_off`] at the end (a count per socket, not a string key).
+    keepalive_off: [u64; 256],
     snapshot: Snapshot,
 }
 
@@ -157,7 +160,8 @@ impl SnapshotBuilder {
             grouping,
             watched,
             summary: Summary::default(),
-            close_wait: HashMap::new(),
+            close_wait: FastMap::default(),
+            keepalive_off: [0; 256],
             snapshot: Snapshot {
                 grouping,
                 ..Snapshot::default()
@@ -166,7 +170,7 @@ impl SnapshotBuilder {
     }
 
     /// Counts one connection; keeps it only if it is suspect.
-    pub fn add(&mut self, c: Connection) {
+    pub fn add(&mut self, c: &Connection) {
         self.snapshot.tracked_sockets += 1;
         if !self.watched.is_empty() && self.watched.contains(&c.cookie) {
             self.snapshot.watched_open.insert(c.cookie);
@@ -188,17 +192,14 @@ impl SnapshotBuilder {
             *summary.enforced.entry(Arc::clone(policy)).or_default() += 1;
         }
         if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
-            *summary
-                .keepalive_off
-                .entry(labels::state_label(c.state))
-                .or_default() += 1;
+            self.keepalive_off[usize::from(c.state)] += 1;
         }
         if c.state == tcp_state::CLOSE_WAIT {
             let age = c
                 .state_age
                 .or(c.state_age_at_least)
                 .map_or(0.0, |d| d.as_secs_f64());
-            let owner = Owner::of(&c, self.grouping);
+            let owner = Owner::of(c, self.grouping);
             let group = self
                 .close_wait
                 .entry((owner, c.netns, c.local.port()))
@@ -207,7 +208,7 @@ impl SnapshotBuilder {
             group.oldest_seconds = group.oldest_seconds.max(age);
         }
         if !c.suspect.is_empty() {
-            self.snapshot.suspects.push(c);
+            self.snapshot.suspects.push(c.clone());
         }
     }
 
@@ -225,6 +226,15 @@ impl SnapshotBuilder {
     /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).
     #[must_use]
     pub fn finish(mut self) -> Snapshot {
+        for (state, &count) in (0..=u8::MAX).zip(&self.keepalive_off) {
+            if count > 0 {
+                *self
+                    .summary
+                    .keepalive_off
+                    .entry(labels::state_label(state))
+                    .or_default() += count;
+            }
+        }
         self.summary.close_wait = close_wait_top(
             &self.close_wait,
             &self.snapshot.service_ports,
@@ -248,7 +258,7 @@ struct OwnerCloseWait {
 /// `top_ports` service ports with the most sockets (ties broken by port number), the rest of its
 /// ports summed as `local_port="other"`.
 fn close_wait_top(
-    groups: &HashMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    groups: &FastMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
     services: &ServicePorts,
     grouping: Grouping,
 ) -> CloseWaitTop {

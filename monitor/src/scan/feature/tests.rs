@@ -92,7 +92,7 @@ fn a_registered_feature_sees_every_pass() {
     let mut read = Vec::new();
     scanner
         .pipeline()
-        .read(table.as_ref(), 2, &mut |c| read.push(c));
+        .read(table.as_ref(), 2, &mut |c| read.push(c.clone()));
     assert_eq!(recorder.take(), ["annotator", "annotate 1", "annotate 2"]);
     assert!(
         read.iter()

@@ -172,12 +172,18 @@ fn timers_the_pass_skipped_stay_as_the_slot_has_them() {
     let c = applied(&e, &sample(), 120 * SEC, 120 * SEC);
     let ka = c.keepalive.expect("keepalive known");
     assert!(!ka.enabled);
-    assert_eq!(ka.idle, Some(Duration::from_secs(7)), "the slot's, not a zero");
+    assert_eq!(
+        ka.idle,
+        Some(Duration::from_secs(7)),
+        "the slot's, not a zero"
+    );
     // Read: the pass's values replace the slot's.
     let mut s = sample();
     s.flags = HS_KEEPOPEN | HS_TIMERS_READ;
     s.keepalive_time = 5 * HZ;
-    let ka = applied(&e, &s, 120 * SEC, 120 * SEC).keepalive.expect("known");
+    let ka = applied(&e, &s, 120 * SEC, 120 * SEC)
+        .keepalive
+        .expect("known");
     assert!(ka.enabled);
     assert_eq!(ka.idle, Some(Duration::from_secs(5)));
 }

@@ -149,6 +149,7 @@ fn a_socket_the_last_pass_missed_is_unseen_and_a_failed_pass_keeps_the_one_befor
     assert_eq!(held.view(2, 2).map(|v| v.read_ns), Some(2_000));
     // A pass that fails after reaching socket 2 only: socket 3 keeps the last complete pass.
     pass(&mut held, &[record(3, 50, 5)], 3_000);
+    held.slots_of.sweep_pairs([(2, 2), (3, 3)]);
     held.begin(4_000);
     held.add(&record(2, 42, 4), &mut HeldPass::default());
     assert_eq!(held.of(2, 2), Some(&[42][..]));

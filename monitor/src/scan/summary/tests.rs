@@ -215,8 +215,8 @@ fn owners_by_cgroup_and_unknown_merge_by_label() {
 #[test]
 fn watched_cookies_report_whether_they_are_still_open() {
     let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::from([1, 2]));
-    builder.add(conn(1, ESTABLISHED, 80));
-    builder.add(conn(3, ESTABLISHED, 80));
+    builder.add(&conn(1, ESTABLISHED, 80));
+    builder.add(&conn(3, ESTABLISHED, 80));
     let snapshot = builder.finish();
     assert_eq!(snapshot.watched_open, HashSet::from([1]));
 }
