@@ -2,6 +2,7 @@
 //! table behind a vector-backed `SocketSource`, through the agent's own scan code.
 //!
 //! `cargo run --release -p monitor --example scan-bench [-- SOCKETS]`
+//! (`SCAN_BENCH_SCAN_ONLY=1`: 20 scans and nothing else, for a profiler)
 //!
 //! Reports ns per entry and heap use: peak (bytes live at once above the starting point),
 //! allocated (all bytes requested) and retained (still live after the step, i.e. the snapshot).
