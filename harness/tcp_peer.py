@@ -27,8 +27,9 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change) |
           send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket) |
           recv-report (no options of its own; after "ready" prints "options KEEPALIVE IDLE INTVL
-          CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, then blocks in
-          recv() and prints "error ERRNO_NAME" or "eof" when it ends) | recv-report-preset
+          CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, and on SIGUSR2
+          sets its own TCP_KEEPIDLE 100 and prints them again; then blocks in recv() and prints
+          "error ERRNO_NAME" or "eof" when it ends) | recv-report-preset
           (recv-report, with SO_KEEPALIVE, TCP_KEEPIDLE 100, TCP_KEEPINTVL 50, TCP_KEEPCNT 5 set
           before connect()) | recv-report-user-timeout (recv-report, with TCP_USER_TIMEOUT N ms
           and no keepalive) | idle-then-send (exchange a message, idle N seconds, send a query,
@@ -331,6 +332,12 @@ def recv_report(host, port, preset, user_timeout):
     s.sendall(b"hello")
     s.recv(64)
     signal.signal(signal.SIGUSR1, lambda *_: print(options_line(s), flush=True))
+
+    def own_idle(*_):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 100)
+        print(options_line(s), flush=True)
+
+    signal.signal(signal.SIGUSR2, own_idle)
     ready()
     print(options_line(s), flush=True)
     print(recv_outcome(s), flush=True)

@@ -53,9 +53,17 @@ impl Peer {
     /// # Errors
     /// The signal cannot be sent.
     pub fn signal_usr1(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGUSR1)
+    }
+
+    /// Sends signal `signal` to the peer (what it does depends on the mode: see `tcp_peer.py`).
+    ///
+    /// # Errors
+    /// kill(2) failed (the peer exited).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
         let pid = libc::pid_t::try_from(self.pid()).context("pid")?;
         // SAFETY: kill(2) on our own child's pid.
-        if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+        if unsafe { libc::kill(pid, signal) } != 0 {
             bail!("kill: {}", std::io::Error::last_os_error());
         }
         Ok(())

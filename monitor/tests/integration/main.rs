@@ -21,6 +21,7 @@ mod destroy;
 mod enforce;
 mod enforce_cgroup;
 mod enforce_config;
+mod enforce_reported;
 mod half_close;
 mod holders;
 mod http_server;
