@@ -231,6 +231,7 @@ impl HeldSockets {
             pids.dedup();
         }
         self.current_from_ns = self.began_ns;
+        self.slots_of.finish();
     }
 }
 

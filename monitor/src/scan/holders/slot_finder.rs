@@ -19,7 +19,9 @@ const LOOKAHEAD: usize = 8;
 pub(super) struct SlotFinder {
     /// The table's cookie in each slot (0: free), swept as the pass began.
     cookie_at: Vec<u64>,
-    /// Cookie → slot, built from `cookie_at` the first time a pass needs a lookup.
+    /// Cookie → slot, built from `cookie_at` the first time a pass needs a lookup, and
+    /// dropped when the pass ends (megabytes at 100k sockets, needed only on a host whose
+    /// sockets changed since the last pass).
     by_cookie: FastMap<u64, u32>,
     /// Whether `by_cookie` is this pass's.
     by_cookie_built: bool,
@@ -67,8 +69,14 @@ impl SlotFinder {
         self.cookie_at[index] = cookie;
     }
 
-    fn start(&mut self) {
+    /// Ends the pass: frees the lookup table, if one was built.
+    pub(super) fn finish(&mut self) {
+        self.by_cookie = FastMap::default();
         self.by_cookie_built = false;
+    }
+
+    fn start(&mut self) {
+        self.finish();
         std::mem::swap(&mut self.last_order, &mut self.order);
         self.order.clear();
         self.cursor = 0;
@@ -92,7 +100,6 @@ impl SlotFinder {
 
     fn looked_up(&mut self, cookie: u64) -> Option<u32> {
         if !self.by_cookie_built {
-            self.by_cookie.clear();
             self.by_cookie.extend(
                 (0u32..)
                     .zip(&self.cookie_at)
