@@ -57,9 +57,10 @@ mod tests {
         let before = thread_cpu_time();
         std::thread::sleep(std::time::Duration::from_millis(50));
         let slept = thread_cpu_time().saturating_sub(before);
+        // A fixed amount of work, not a wall-clock spin: on a busy machine a spin of some
+        // milliseconds may get almost no CPU, while this work needs it whenever it runs.
         let mut x = 0_u64;
-        let started = std::time::Instant::now();
-        while started.elapsed() < std::time::Duration::from_millis(30) {
+        for _ in 0..20_000_000 {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let worked = thread_cpu_time().saturating_sub(before + slept);
