@@ -39,9 +39,13 @@ pub struct HeldSockets {
     /// half-way leaves it at the pass before, so the sockets it did not reach keep the values
     /// and holders of that one.
     current_from_ns: u64,
-    /// Each record's slot, from the table as a pass begins: a socket the table added after
-    /// that is untracked for the pass.
+    /// Each record's slot, from the table as a pass begins; looked up again as it ends for
+    /// the records it did not place ([`unplaced`](Self::unplaced)).
     slots_of: SlotFinder,
+    /// This pass's records of sockets with a cookie, not `CLOSE`, and not in the table as the
+    /// pass began: most were added to the table during the pass (a table pass at 100k sockets
+    /// takes a few hundred milliseconds); the rest the table missed.
+    unplaced: Vec<HeldSocket>,
 }
 
 /// One slot's socket as a pass read it.
@@ -119,6 +123,10 @@ impl HeldSockets {
         self.slots_of.sweep(table);
         self.begin(clock::monotonic_now_ns());
         reader.for_each(|record| self.add(record, &mut pass))?;
+        if !self.unplaced.is_empty() {
+            self.slots_of.look_again(table);
+            self.place_the_rest(&mut pass);
+        }
         self.finish();
         pass.took = started.elapsed();
         Ok(pass)
@@ -138,6 +146,7 @@ impl HeldSockets {
         for record in records {
             self.add(record, &mut pass);
         }
+        self.place_the_rest(&mut pass);
         self.finish();
         pass
     }
@@ -177,16 +186,36 @@ impl HeldSockets {
         // Strictly later than the last pass, so its entries are never taken for this one's.
         self.began_ns = read_ns.max(self.began_ns + 1);
         self.shared.clear();
+        self.unplaced.clear();
     }
 
     fn add(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
         let Some(slot) = self.slots_of.find(record.cookie) else {
-            pass.untracked += 1;
             if record.cookie != 0 && record.state != tcp_state::CLOSE {
-                pass.missed += 1;
+                self.unplaced.push(*record);
+            } else {
+                pass.untracked += 1;
             }
             return;
         };
+        self.place(slot, record, pass);
+    }
+
+    /// The records the table did not have as the pass began: in their slots if it has them
+    /// now, else untracked and missed.
+    fn place_the_rest(&mut self, pass: &mut HeldPass) {
+        for record in std::mem::take(&mut self.unplaced) {
+            match self.slots_of.find(record.cookie) {
+                Some(slot) => self.place(slot, &record, pass),
+                None => {
+                    pass.untracked += 1;
+                    pass.missed += 1;
+                }
+            }
+        }
+    }
+
+    fn place(&mut self, slot: u32, record: &HeldSocket, pass: &mut HeldPass) {
         let index = slot as usize;
         if index >= self.slots.len() {
             self.slots.resize(index + 1, HeldSlot::default());

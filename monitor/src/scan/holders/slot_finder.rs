@@ -50,6 +50,15 @@ impl SlotFinder {
         self.start();
     }
 
+    /// Takes the table's slots again, for the records [`find`](Self::find) did not place:
+    /// the order followed so far stays.
+    pub(super) fn look_again(&mut self, table: &dyn SocketSource) {
+        self.cookie_at.clear();
+        table.for_each_cookie(&mut |slot, cookie| self.set(slot, cookie));
+        self.by_cookie = FastMap::default();
+        self.by_cookie_built = false;
+    }
+
     /// The slot of the socket `cookie` (the next record of the pass); None when the table did
     /// not track it as the pass began, or the cookie is 0.
     pub(super) fn find(&mut self, cookie: u64) -> Option<u32> {

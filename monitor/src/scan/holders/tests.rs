@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use monitor_common::{
+    SockActivity,
     holders::{HeldSocket, NO_SLOT},
     tcp_state,
 };
@@ -225,4 +226,37 @@ fn a_pass_that_finds_missed_sockets_asks_for_a_read_at_most_once_per_max_age() {
     assert!(pacer.ask_for_read(now));
     assert!(!pacer.ask_for_read(now + HELD_READ_MAX_AGE.saturating_sub(Duration::from_millis(1))));
     assert!(pacer.ask_for_read(now + HELD_READ_MAX_AGE));
+}
+
+#[test]
+fn a_socket_the_table_added_during_the_pass_is_placed_not_missed() {
+    let mut held = HeldSockets::default();
+    let mut fresh = record(9, 30, 3);
+    fresh.state = tcp_state::ESTABLISHED;
+    let mut gone = record(8, 30, 4);
+    gone.state = tcp_state::ESTABLISHED;
+    // The table as the pass began: socket 1 only.
+    held.slots_of.sweep_pairs([(1, 1)]);
+    held.begin(1_000);
+    let mut counted = HeldPass::default();
+    for r in [record(1, 30, 5), fresh, gone] {
+        held.add(&r, &mut counted);
+    }
+    // As it ends: the hooks have added socket 9; socket 8 the table never got.
+    let table: Vec<(u64, SockActivity)> = [1, 0, 0, 0, 0, 0, 0, 0, 0, 9]
+        .into_iter()
+        .map(|cookie| (cookie, SockActivity::zeroed()))
+        .collect();
+    held.slots_of.look_again(&table);
+    held.place_the_rest(&mut counted);
+    held.finish();
+    assert_eq!(
+        (counted.sockets, counted.untracked, counted.missed),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        held.of(9, 9),
+        Some(&[30][..]),
+        "in the slot the table gave it"
+    );
 }
