@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::common::{AGENT, SCANS_TO_SHOW, scenario};
 
 /// `--probe-after`: probed after this much silence.
-const PROBE_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(2);
 /// `--probe-interval`: between probes.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// `--probe-count`: unanswered probes that prove the peer dead.
@@ -51,16 +51,16 @@ fn probe_runs(interval: Duration, count: u32) -> Duration {
 }
 /// Only the client side is probed: the server's own probes would reach the client even with
 /// the server's input dropped (a host that still sends is heard from).
-const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
+pub(crate) const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
 
-fn config_file(text: &str) -> tempfile::NamedTempFile {
+pub(crate) fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(text.as_bytes()).expect("write config");
     file
 }
 
 /// `options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT USER_TIMEOUT` lines of an `idle-report` peer.
-fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
+pub(crate) fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
     for line in peer.take_lines() {
         let Some(values) = line.strip_prefix("options ") else {
             continue;
@@ -71,7 +71,7 @@ fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
 }
 
 /// The options the peer reports first, as soon as it has.
-fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
+pub(crate) fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
     wait_for("the peer's options", Duration::from_secs(5), || {
         options(peer, seen);
         seen.first().copied()
@@ -79,7 +79,7 @@ fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
 }
 
 /// The established connection to `port` in the client namespace.
-fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Value> {
+pub(crate) fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Value> {
     let remote = format!("{}:{port}", net.server_ip);
     agent
         .connections_in(net.client.inode())

@@ -188,6 +188,9 @@ impl Journal {
     ///
     /// # Errors
     /// The directory cannot be created, or the file written or renamed.
+    ///
+    /// # Panics
+    /// Never: the entries are plain numbers and addresses, which always serialize.
     pub fn save(&self) -> Result<(), JournalError> {
         let path = self.path();
         create_dir(&self.dir).map_err(|e| io_error(&self.dir, "cannot create", e))?;

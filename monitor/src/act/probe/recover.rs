@@ -144,14 +144,14 @@ fn settle_namespace(
         .filter(|(_, d)| **d == Decision::Restore)
         .map(|(e, _)| (e.cookie, e.restore_request()))
         .collect();
-    let restored = apply_in(control, namespaces, netns, restores);
+    let outcomes = apply_in(control, namespaces, netns, restores);
     batch
         .iter()
         .zip(decisions)
         .map(|(entry, decision)| match decision {
             Decision::Gone => Settled::Gone,
             Decision::Changed => Settled::Changed,
-            Decision::Restore => match restored.as_ref().and_then(|r| r.get(&entry.cookie)) {
+            Decision::Restore => match outcomes.as_ref().and_then(|r| r.get(&entry.cookie)) {
                 Some(outcome) if outcome.outcome != OUTCOME_DONE => Settled::Gone,
                 Some(outcome) if is_restored(outcome) => Settled::Restored,
                 _ => Settled::Failed,
