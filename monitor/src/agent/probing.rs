@@ -69,12 +69,15 @@ pub(super) fn load_control(
     };
     let journal = journal.and_then(|mut journal| {
         restore_journalled(&control, &mut journal);
-        // Probing needs the directory writable: written now, empty or with what failed.
+        // Settled, and for probing, the directory proven writable: empty, or what failed.
         journal.save().map(|()| journal)
     });
     if !wanted {
         if let Err(error) = &journal {
-            warn_journal(error, "cannot read or settle the probe journal");
+            warn_journal(
+                error,
+                "cannot write the settled probe journal (read again at the next start)",
+            );
         }
         return Ok(None);
     }

@@ -14,6 +14,7 @@ use harness::{
     netns::NetPair,
     peer::Peer,
     privilege::Need,
+    scenario::Scenario,
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
@@ -85,6 +86,45 @@ pub(crate) fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Val
         .connections_in(net.client.inode())
         .into_iter()
         .find(|c| c["state"] == "established" && c["remote"] == remote)
+}
+
+/// An agent probing the client's quiet connection to a peer whose input is dropped: its
+/// probe runs `count × interval` unanswered.
+pub(crate) struct DeadPeerProbe {
+    pub agent: Agent,
+    /// The client (`idle-report`): its options before the probe, and every line since.
+    pub client: Peer,
+    pub original: [u32; 5],
+    pub seen: Vec<[u32; 5]>,
+}
+
+/// Starts an agent with the config file `config` and `args` (`--probe-after` added) and an
+/// idle client, drops the server's input, and waits until the client's own `getsockopt` shows
+/// the probe's options (keepalive on, `TCP_KEEPCNT` 127).
+pub(crate) fn probe_a_dead_peer(sc: &Scenario, config: &str, args: &[&str]) -> DeadPeerProbe {
+    let config = config_file(config);
+    let after = format!("{}s", PROBE_AFTER.as_secs());
+    let agent = sc
+        .launch()
+        .args(&["--config", config.path().to_str().unwrap()])
+        .args(&["--probe-after", &after])
+        .args(args)
+        .start()
+        .expect("agent");
+    let client = sc.client(&["idle-report"]);
+    sc.net().server.drop_input().expect("iptables DROP");
+    let mut seen = Vec::new();
+    let original = first_options(&client, &mut seen);
+    wait_for("the probe to start", agent.after(PROBE_AFTER), || {
+        options(&client, &mut seen);
+        seen.last().filter(|o| o[0] == 1 && o[3] == 127).copied()
+    });
+    DeadPeerProbe {
+        agent,
+        client,
+        original,
+        seen,
+    }
 }
 
 fn probe_result(c: &Value) -> Option<&str> {
@@ -368,22 +408,13 @@ fn probes_in_progress_are_restored_at_shutdown() {
     };
     let net = sc.net();
     let _server = sc.server(&["echo"]);
-    // A probe of a dead peer runs 3 × 30 s: it is surely still running at the stop.
-    let config = config_file(CLIENT_ONLY);
-    let mut agent = sc
-        .launch()
-        .args(&["--config", config.path().to_str().unwrap()])
-        .args(&["--probe", "--probe-after", "2s", "--probe-interval", "30s"])
-        .start()
-        .expect("agent");
-    let client = sc.client(&["idle-report"]);
-    net.server.drop_input().expect("iptables DROP");
-    let mut seen = Vec::new();
-    let original = first_options(&client, &mut seen);
-    wait_for("the probe to start", agent.after(PROBE_AFTER), || {
-        options(&client, &mut seen);
-        seen.last().filter(|o| o[0] == 1).copied()
-    });
+    // A probe of a dead peer runs 14 × 30 s: it is surely still running at the stop.
+    let DeadPeerProbe {
+        mut agent,
+        client,
+        original,
+        mut seen,
+    } = probe_a_dead_peer(&sc, CLIENT_ONLY, &["--probe", "--probe-interval", "30s"]);
     let probing = client_conn(&agent, net, 7000).expect("connection");
     assert_eq!(probe_result(&probing), Some("in_progress"), "{probing}");
     let status = agent.stop().expect("stop");

@@ -8,7 +8,7 @@
 use std::{fs, os::unix::process::ExitStatusExt as _, path::Path, time::Duration};
 
 use harness::{
-    agent::Agent,
+    agent::{Agent, Launch},
     peer::Peer,
     privilege::Need,
     scenario::Scenario,
@@ -17,8 +17,8 @@ use harness::{
 use serde_json::Value;
 
 use crate::{
-    common::{SCANS_TO_SHOW, scenario},
-    probe::{PROBE_AFTER, client_conn, config_file, first_options, options},
+    common::{SCANS_TO_SHOW, agent_only, scenario},
+    probe::{DeadPeerProbe, client_conn, options, probe_a_dead_peer},
 };
 
 /// The agent's journal file in its `--runtime-dir`.
@@ -32,10 +32,11 @@ const CLIENT_ONLY: &str =
 /// `TCP_KEEPCNT` while probing.
 const PROBE_KEEPCNT: u32 = 127;
 
-/// The state a prober killed with SIGKILL leaves: its journal's directory, the application, what its
-/// `getsockopt` said before the probe and since, and the probed socket's cookie.
+/// The state a prober killed with SIGKILL leaves: its journal's directory, the application, what
+/// its `getsockopt` said before the probe and since, and the probed socket's cookie.
 struct Killed {
     runtime: tempfile::TempDir,
+    _server: Peer,
     client: Peer,
     original: [u32; 5],
     seen: Vec<[u32; 5]>,
@@ -43,28 +44,22 @@ struct Killed {
 }
 
 /// An agent probing the client's quiet connection (its peer's input dropped, so the probe runs
-/// for minutes), killed with SIGKILL once the application's `getsockopt` shows the probe's options.
+/// for minutes), killed with SIGKILL once the application's `getsockopt` shows the probe's
+/// options; the journal names the socket.
 fn probe_then_kill(sc: &Scenario) -> Killed {
     let net = sc.net();
+    let server = sc.server(&["echo"]);
     let runtime = tempfile::tempdir().expect("runtime dir");
-    let config = config_file(CLIENT_ONLY);
     let interval = format!("{LONG_INTERVAL_S}s");
-    let mut agent = sc
-        .launch()
-        .args(&["--config", config.path().to_str().unwrap()])
-        .args(&["--probe-after", "2s", "--probe-interval", &interval])
-        .args(&["--runtime-dir", runtime.path().to_str().unwrap()])
-        .start()
-        .expect("agent");
-    let client = sc.client(&["idle-report"]);
-    net.server.drop_input().expect("iptables DROP");
-    let mut seen = Vec::new();
-    let original = first_options(&client, &mut seen);
+    let runtime_dir = runtime.path().to_str().unwrap();
+    let args = ["--probe-interval", &interval, "--runtime-dir", runtime_dir];
+    let DeadPeerProbe {
+        mut agent,
+        client,
+        original,
+        mut seen,
+    } = probe_a_dead_peer(sc, CLIENT_ONLY, &args);
     assert_eq!(original[0], 0, "keepalive off: {original:?}");
-    wait_for("the probe's options", agent.after(PROBE_AFTER), || {
-        options(&client, &mut seen);
-        seen.last().filter(|o| o[3] == PROBE_KEEPCNT).copied()
-    });
     let cookie = client_conn(&agent, net, 7000).expect("connection")["cookie"]
         .as_u64()
         .expect("cookie");
@@ -85,10 +80,19 @@ fn probe_then_kill(sc: &Scenario) -> Killed {
     );
     Killed {
         runtime,
+        _server: server,
         client,
         original,
         seen,
         cookie,
+    }
+}
+
+impl Killed {
+    /// The next agent: probing off, the same `--runtime-dir`.
+    fn next_agent(&self, sc: &Scenario) -> Launch {
+        sc.launch()
+            .args(&["--runtime-dir", self.runtime.path().to_str().unwrap()])
     }
 }
 
@@ -135,36 +139,36 @@ fn a_killed_probers_options_are_put_back_by_the_next_agent() {
     let Some(sc) = scenario("probe_journal_restore", Need::RootAndKernelBtf) else {
         return;
     };
-    let _server = sc.server(&["echo"]);
-    let Killed {
-        runtime,
-        client,
-        original,
-        mut seen,
-        cookie,
-    } = probe_then_kill(&sc);
+    let mut k = probe_then_kill(&sc);
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let agent = sc
-        .launch()
-        .args(&["--runtime-dir", runtime.path().to_str().unwrap()])
+    let agent = k
+        .next_agent(&sc)
         .rust_log(Some("info"))
         .log_to(log.reopen().expect("log file"))
         .start()
         .expect("agent, probing off");
     // Settled before the agent served; the peer reports its options every 20 ms.
     let restored = wait_for_optional(agent.scans(SCANS_TO_SHOW), || {
-        options(&client, &mut seen);
-        seen.last().filter(|o| **o == original).copied()
+        options(&k.client, &mut k.seen);
+        k.seen.last().filter(|o| **o == k.original).copied()
     });
-    assert_eq!(restored, Some(original), "put back at start: {seen:?}");
-    assert!(entries(runtime.path()).is_empty(), "journal settled");
+    assert_eq!(
+        restored,
+        Some(k.original),
+        "put back at start: {:?}",
+        k.seen
+    );
+    assert!(entries(k.runtime.path()).is_empty(), "journal settled");
     let text = fs::read_to_string(log.path()).expect("agent log");
     let recovered: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("probe_recover"))
         .collect();
     assert_eq!(recovered.len(), 1, "{text}");
-    assert!(recovered[0].contains(&format!("cookie={cookie}")), "{text}");
+    assert!(
+        recovered[0].contains(&format!("cookie={}", k.cookie)),
+        "{text}"
+    );
     assert!(text.contains("restored=1"), "the summary: {text}");
 }
 
@@ -175,30 +179,52 @@ fn options_the_application_changed_after_the_kill_are_left_alone() {
     let Some(sc) = scenario("probe_journal_changed", Need::RootAndKernelBtf) else {
         return;
     };
-    let _server = sc.server(&["echo"]);
-    let Killed {
-        runtime,
-        client,
-        mut seen,
-        ..
-    } = probe_then_kill(&sc);
-    client.signal_usr1().expect("SIGUSR1");
+    let mut k = probe_then_kill(&sc);
+    k.client.signal_usr1().expect("SIGUSR1");
     let changed = wait_for(
         "the application's own TCP_KEEPCNT",
         Duration::from_secs(5),
         || {
-            options(&client, &mut seen);
-            seen.last().filter(|o| o[3] == 5).copied()
+            options(&k.client, &mut k.seen);
+            k.seen.last().filter(|o| o[3] == 5).copied()
         },
     );
-    let agent = sc
-        .launch()
-        .args(&["--runtime-dir", runtime.path().to_str().unwrap()])
-        .start()
-        .expect("agent, probing off");
-    assert!(entries(runtime.path()).is_empty(), "journal settled");
+    let agent = k.next_agent(&sc).start().expect("agent, probing off");
+    assert!(entries(k.runtime.path()).is_empty(), "journal settled");
     // The journal is read before the agent serves; a few scans later nothing has moved.
     agent.wait_scans(2);
-    options(&client, &mut seen);
-    assert_eq!(seen.last(), Some(&changed), "left alone: {seen:?}");
+    options(&k.client, &mut k.seen);
+    assert_eq!(k.seen.last(), Some(&changed), "left alone: {:?}", k.seen);
+}
+
+/// Probing needs its journal: with a `--runtime-dir` that cannot be created, the agent warns
+/// once, monitors as usual, and probes nothing (its probe counter is not even registered).
+#[test]
+fn no_writable_journal_no_probing() {
+    let Some(sc) = agent_only("probe_journal_unwritable", Need::RootAndKernelBtf) else {
+        return;
+    };
+    // Below a regular file: no directory can be made there, not even by root.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let below_a_file = file.path().join("tcp-liveness");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let agent = sc
+        .launch()
+        .args(&["--probe", "--runtime-dir", below_a_file.to_str().unwrap()])
+        .log_to(log.reopen().expect("log file"))
+        .start()
+        .expect("the agent runs without probing");
+    agent.wait_scans(2);
+    assert_eq!(
+        agent.metric("tcp_liveness_probes_total{result=\"answered\"}"),
+        None
+    );
+    let text = fs::read_to_string(log.path()).expect("agent log");
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("keepalive probes stay off"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    let named = below_a_file.display().to_string();
+    assert!(warnings[0].contains(&named), "names the directory: {text}");
 }

@@ -53,8 +53,8 @@ pub(super) fn decide(entry: &JournalEntry, read: Option<&SockoptRequest>) -> Dec
 }
 
 /// Settles every entry of `journal` (see the module), logs one line per socket put back and a
-/// summary, and writes what is left (the entries that failed) back. Runs with the capabilities
-/// of start-up: entering a namespace needs `CAP_SYS_ADMIN`.
+/// summary; what is left (the entries that failed) stays in `journal`, for the caller to write.
+/// Runs with the capabilities of start-up: entering a namespace needs `CAP_SYS_ADMIN`.
 pub fn restore_journalled(control: &Arc<SockoptControl>, journal: &mut Journal) -> Recovery {
     let mut recovery = Recovery::default();
     if journal.is_empty() {
@@ -97,12 +97,6 @@ pub fn restore_journalled(control: &Arc<SockoptControl>, journal: &mut Journal) 
         failed = recovery.failed,
         "probe journal of a previous agent settled"
     );
-    if let Err(error) = journal.save() {
-        tracing::warn!(
-            error = %crate::model::format::error_chain(&error),
-            "probe journal: cannot write the settled journal (read again at the next start)"
-        );
-    }
     recovery
 }
 
