@@ -120,6 +120,15 @@ fn entry_of(runtime: &Path, cookie: u64) -> Option<Value> {
         .find(|e| e["cookie"].as_u64() == Some(cookie))
 }
 
+/// The agent's log at `path`, and its one line containing `needle` (panics unless exactly one).
+fn only_line(path: &Path, needle: &str) -> (String, String) {
+    let text = fs::read_to_string(path).expect("agent log");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+    assert_eq!(lines.len(), 1, "one line with {needle:?}: {text}");
+    let line = lines[0].to_owned();
+    (text, line)
+}
+
 /// A journalled options object as the peer's `options` line orders them.
 fn values(options: &Value) -> [u32; 5] {
     [
@@ -159,14 +168,9 @@ fn a_killed_probers_options_are_put_back_by_the_next_agent() {
         k.seen
     );
     assert!(entries(k.runtime.path()).is_empty(), "journal settled");
-    let text = fs::read_to_string(log.path()).expect("agent log");
-    let recovered: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("probe_recover"))
-        .collect();
-    assert_eq!(recovered.len(), 1, "{text}");
+    let (text, recovered) = only_line(log.path(), "probe_recover");
     assert!(
-        recovered[0].contains(&format!("cookie={}", k.cookie)),
+        recovered.contains(&format!("cookie={}", k.cookie)),
         "{text}"
     );
     assert!(text.contains("restored=1"), "the summary: {text}");
@@ -219,12 +223,7 @@ fn no_writable_journal_no_probing() {
         agent.metric("tcp_liveness_probes_total{result=\"answered\"}"),
         None
     );
-    let text = fs::read_to_string(log.path()).expect("agent log");
-    let warnings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("keepalive probes stay off"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{text}");
+    let (text, warning) = only_line(log.path(), "keepalive probes stay off");
     let named = below_a_file.display().to_string();
-    assert!(warnings[0].contains(&named), "names the directory: {text}");
+    assert!(warning.contains(&named), "names the directory: {text}");
 }
