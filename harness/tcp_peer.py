@@ -24,7 +24,8 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           heartbeat (send a byte every 0.5 s, never read: a long-poll whose peer only ACKs) |
           send (1000 bytes every 0.1 s) | send-user-timeout (send, with TCP_USER_TIMEOUT N ms) |
           idle-report (idle, receive-only; prints "options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT
-          USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change) |
+          USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change;
+          on SIGUSR1 it sets its own TCP_KEEPCNT to 5) |
           send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket) |
           recv-report (no options of its own; after "ready" prints "options KEEPALIVE IDLE INTVL
           CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, and on SIGUSR2
@@ -253,8 +254,15 @@ def client(host, port, mode, n):
             s.sendall(b"ping")
             s.recv(64)
     elif mode == "idle-report":
+        import signal
+
         s.sendall(b"hello")
         s.recv(64)
+        # The application changing its own options (a probe must not undo it).
+        signal.signal(
+            signal.SIGUSR1,
+            lambda *_: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5),
+        )
         ready()
         last = None
         while True:

@@ -48,7 +48,8 @@ impl Peer {
         Self::spawn(ns, args, false, None, Some(cgroup))
     }
 
-    /// Sends the peer `SIGUSR1` (`recv-report` prints its socket options).
+    /// Sends the peer `SIGUSR1` (`recv-report` prints its socket options, `idle-report` sets its
+    /// own `TCP_KEEPCNT` to 5).
     ///
     /// # Errors
     /// The signal cannot be sent.

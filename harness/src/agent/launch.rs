@@ -27,6 +27,8 @@ pub struct Launch {
     settle: Duration,
     stop_within: Duration,
     scan_interval: Duration,
+    /// A temporary `--runtime-dir` (the probe journal) unless the arguments give one.
+    own_runtime_dir: bool,
 }
 
 /// The scan interval of [`Launch::test`]: short, so tests see changes within a second.
@@ -52,16 +54,20 @@ impl Launch {
             settle: Duration::ZERO,
             stop_within: Duration::from_secs(15),
             scan_interval: DEFAULT_SCAN_INTERVAL,
+            own_runtime_dir: false,
         }
     }
 
     /// What the kernel tests run: [`new`](Self::new) scanning every [`TEST_SCAN_INTERVAL`],
     /// `RUST_LOG` from the environment (default `warn`), and once ready, 600 ms more (one more
-    /// scan) so the published snapshot postdates anything the test set up before.
+    /// scan) so the published snapshot postdates anything the test set up before. Unless the
+    /// arguments give a `--runtime-dir`, the agent gets a temporary one, removed with the
+    /// [`Agent`]: a test's probe journal never reaches the host's `/run/tcp-liveness`.
     pub fn test(binary: impl Into<PathBuf>, port: u16) -> Self {
         let mut launch = Self::new(binary, port).args(&["--scan-interval", TEST_SCAN_INTERVAL]);
         launch.rust_log = Some(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
         launch.settle = Duration::from_millis(600);
+        launch.own_runtime_dir = true;
         launch
     }
 
@@ -172,6 +178,17 @@ impl Launch {
         cmd.args(["run", "--listen", &listen])
             .args(&self.args)
             .stdout(Stdio::null());
+        let given = self
+            .args
+            .iter()
+            .any(|a| a == "--runtime-dir" || a.starts_with("--runtime-dir="));
+        let runtime_dir = if self.own_runtime_dir && !given {
+            let dir = tempfile::tempdir().context("temporary --runtime-dir")?;
+            cmd.arg("--runtime-dir").arg(dir.path());
+            Some(dir)
+        } else {
+            None
+        };
         if let Some(filter) = &self.rust_log {
             cmd.env("RUST_LOG", filter);
         }
@@ -189,6 +206,7 @@ impl Launch {
             self.port,
             (self.ready_within, self.settle, self.stop_within),
             self.scan_interval,
+            runtime_dir,
         ))
     }
 }

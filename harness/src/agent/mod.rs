@@ -34,6 +34,9 @@ pub struct Agent {
     settle: Duration,
     stop_within: Duration,
     scan_interval: Duration,
+    /// Its temporary `--runtime-dir`, removed after the agent stopped (fields drop after
+    /// [`Drop::drop`]).
+    _runtime_dir: Option<tempfile::TempDir>,
 }
 
 /// The agent reads the kernel's socket state with at most 1/this of a core (its
@@ -51,6 +54,7 @@ impl Agent {
         port: u16,
         (ready_within, settle, stop_within): (Duration, Duration, Duration),
         scan_interval: Duration,
+        runtime_dir: Option<tempfile::TempDir>,
     ) -> Self {
         Self {
             pid: child.id(),
@@ -61,6 +65,7 @@ impl Agent {
             settle,
             stop_within,
             scan_interval,
+            _runtime_dir: runtime_dir,
         }
     }
 

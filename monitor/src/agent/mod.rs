@@ -77,8 +77,9 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     if let Some(kernel_log) = programs.kernel_log.take() {
         tokio::spawn(forward_kernel_log(kernel_log));
     }
-    // Loaded now, while the thread has CAP_BPF; runs after the drop with none.
-    let sockopt = probing::load_control(&config, &mut programs)?;
+    // Loaded now, while the thread has CAP_BPF; runs after the drop with none. A previous
+    // agent's probe journal is settled here, before anything is probed (it enters namespaces).
+    let sockopt = tokio::task::block_in_place(|| probing::load_control(&config, &mut programs))?;
     let table = programs.socket_source();
     let table_refresh = programs.table_refresh.clone();
     let holders = programs.holders.clone();

@@ -166,6 +166,11 @@ settings! {
             about: "HTTP connections open at once from one client address (an IPv6 client's /64), so one client cannot take them all, 1 to 65536.",
             ..Row::TOP
         };
+        runtime_dir: PathBuf = values::directory, Row {
+            default: "/run/tcp-liveness", value_name: "DIR",
+            about: "Directory of the agent's runtime state: the keepalive probe journal (`[probe]`), read at every start to put back the options of sockets a killed agent was probing. An absolute path; created when needed.",
+            ..Row::TOP
+        };
     }
     file_only {
         probe_max_per_second: u32 = |raw| values::u32_between(raw, 1, 10_000), Row {

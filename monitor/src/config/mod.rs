@@ -105,6 +105,8 @@ pub struct RunConfig {
     pub remediate: Vec<RemediatePolicy>,
     /// `[[enforce]]` policies in file order (first match wins); empty: nothing is enforced.
     pub enforce: Vec<Enforce>,
+    /// The agent's runtime state directory (`runtime_dir`, absolute): the probe journal.
+    pub runtime_dir: PathBuf,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -224,6 +226,7 @@ impl RunConfig {
             probe: probe::resolve(args, file)?,
             remediate: file.remediate.clone(),
             enforce: file.enforce.clone(),
+            runtime_dir: get.runtime_dir()?,
         })
     }
 }

@@ -100,6 +100,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             "web_max_connections_per_client",
             c.max_connections_per_client.to_string(),
         ),
+        ("runtime_dir", c.runtime_dir.display().to_string()),
         (
             "[[override]]",
             list(c.policy.overrides.iter().map(override_text)),

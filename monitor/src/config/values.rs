@@ -209,6 +209,16 @@ pub(super) fn optional_path(raw: Raw<'_>) -> Result<Option<std::path::PathBuf>, 
     Ok(optional_text(raw)?.map(std::path::PathBuf::from))
 }
 
+/// An absolute directory path (relative to what would depend on where the agent was started).
+pub(super) fn directory(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
+    let text = string(raw)?;
+    let path = std::path::Path::new(text);
+    if !path.is_absolute() {
+        return Err(format!("expected an absolute directory path, got {text:?}"));
+    }
+    Ok(path.to_path_buf())
+}
+
 /// Text; empty means none.
 pub(super) fn optional_text(raw: Raw<'_>) -> Result<Option<String>, String> {
     let text = string(raw)?;

@@ -32,6 +32,7 @@ mod loss;
 mod owners;
 mod privileges;
 mod probe;
+mod probe_journal;
 mod prometheus_e2e;
 mod reload;
 mod remediate;

@@ -14,6 +14,7 @@ use harness::{
     netns::NetPair,
     peer::Peer,
     privilege::Need,
+    scenario::Scenario,
     wait::{wait_for, wait_for_optional},
 };
 use serde_json::Value;
@@ -21,7 +22,7 @@ use serde_json::Value;
 use crate::common::{AGENT, SCANS_TO_SHOW, scenario};
 
 /// `--probe-after`: probed after this much silence.
-const PROBE_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(2);
 /// `--probe-interval`: between probes.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// `--probe-count`: unanswered probes that prove the peer dead.
@@ -51,16 +52,16 @@ fn probe_runs(interval: Duration, count: u32) -> Duration {
 }
 /// Only the client side is probed: the server's own probes would reach the client even with
 /// the server's input dropped (a host that still sends is heard from).
-const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
+pub(crate) const CLIENT_ONLY: &str = "[[override]]\nlocal_port = 7000\nprobe = false\n";
 
-fn config_file(text: &str) -> tempfile::NamedTempFile {
+pub(crate) fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(text.as_bytes()).expect("write config");
     file
 }
 
 /// `options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT USER_TIMEOUT` lines of an `idle-report` peer.
-fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
+pub(crate) fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
     for line in peer.take_lines() {
         let Some(values) = line.strip_prefix("options ") else {
             continue;
@@ -71,7 +72,7 @@ fn options(peer: &Peer, seen: &mut Vec<[u32; 5]>) {
 }
 
 /// The options the peer reports first, as soon as it has.
-fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
+pub(crate) fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
     wait_for("the peer's options", Duration::from_secs(5), || {
         options(peer, seen);
         seen.first().copied()
@@ -79,12 +80,51 @@ fn first_options(peer: &Peer, seen: &mut Vec<[u32; 5]>) -> [u32; 5] {
 }
 
 /// The established connection to `port` in the client namespace.
-fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Value> {
+pub(crate) fn client_conn(agent: &Agent, net: &NetPair, port: u16) -> Option<Value> {
     let remote = format!("{}:{port}", net.server_ip);
     agent
         .connections_in(net.client.inode())
         .into_iter()
         .find(|c| c["state"] == "established" && c["remote"] == remote)
+}
+
+/// An agent probing the client's quiet connection to a peer whose input is dropped: its
+/// probe runs `count × interval` unanswered.
+pub(crate) struct DeadPeerProbe {
+    pub agent: Agent,
+    /// The client (`idle-report`): its options before the probe, and every line since.
+    pub client: Peer,
+    pub original: [u32; 5],
+    pub seen: Vec<[u32; 5]>,
+}
+
+/// Starts an agent with the config file `config` and `args` (`--probe-after` added) and an
+/// idle client, drops the server's input, and waits until the client's own `getsockopt` shows
+/// the probe's options (keepalive on, `TCP_KEEPCNT` 127).
+pub(crate) fn probe_a_dead_peer(sc: &Scenario, config: &str, args: &[&str]) -> DeadPeerProbe {
+    let config = config_file(config);
+    let after = format!("{}s", PROBE_AFTER.as_secs());
+    let agent = sc
+        .launch()
+        .args(&["--config", config.path().to_str().unwrap()])
+        .args(&["--probe-after", &after])
+        .args(args)
+        .start()
+        .expect("agent");
+    let client = sc.client(&["idle-report"]);
+    sc.net().server.drop_input().expect("iptables DROP");
+    let mut seen = Vec::new();
+    let original = first_options(&client, &mut seen);
+    wait_for("the probe to start", agent.after(PROBE_AFTER), || {
+        options(&client, &mut seen);
+        seen.last().filter(|o| o[0] == 1 && o[3] == 127).copied()
+    });
+    DeadPeerProbe {
+        agent,
+        client,
+        original,
+        seen,
+    }
 }
 
 fn probe_result(c: &Value) -> Option<&str> {
@@ -368,22 +408,13 @@ fn probes_in_progress_are_restored_at_shutdown() {
     };
     let net = sc.net();
     let _server = sc.server(&["echo"]);
-    // A probe of a dead peer runs 3 × 30 s: it is surely still running at the stop.
-    let config = config_file(CLIENT_ONLY);
-    let mut agent = sc
-        .launch()
-        .args(&["--config", config.path().to_str().unwrap()])
-        .args(&["--probe", "--probe-after", "2s", "--probe-interval", "30s"])
-        .start()
-        .expect("agent");
-    let client = sc.client(&["idle-report"]);
-    net.server.drop_input().expect("iptables DROP");
-    let mut seen = Vec::new();
-    let original = first_options(&client, &mut seen);
-    wait_for("the probe to start", agent.after(PROBE_AFTER), || {
-        options(&client, &mut seen);
-        seen.last().filter(|o| o[0] == 1).copied()
-    });
+    // A probe of a dead peer runs 14 × 30 s: it is surely still running at the stop.
+    let DeadPeerProbe {
+        mut agent,
+        client,
+        original,
+        mut seen,
+    } = probe_a_dead_peer(&sc, CLIENT_ONLY, &["--probe", "--probe-interval", "30s"]);
     let probing = client_conn(&agent, net, 7000).expect("connection");
     assert_eq!(probe_result(&probing), Some("in_progress"), "{probing}");
     let status = agent.stop().expect("stop");

@@ -323,6 +323,11 @@ pub(crate) fn restore_request(start: &SockoptRequest) -> SockoptRequest {
     }
 }
 
+/// Whether `outcome`, the kernel's answer to a [`restore_request`], put all five options back.
+pub(crate) fn is_restored(outcome: &SockoptRequest) -> bool {
+    outcome.outcome == OUTCOME_DONE && outcome.error == 0 && outcome.applied == RESTORE_SET
+}
+
 pub(super) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -11,7 +11,9 @@
 //! the results into each [`Connection`] ([`ProbeBook::annotate`]) and takes the scans'
 //! candidates ([`ProbeBook::observe`]); the thread ([`ProbeThread`]) starts and finishes probes.
 
+mod journal;
 mod machine;
+mod recover;
 mod thread;
 
 use std::time::Duration;
@@ -20,7 +22,11 @@ use monitor_common::{sockopt::SockoptValues, tcp_state};
 use prometheus::IntCounterVec;
 
 use self::machine::{Candidate, Conclusion, Machine};
-pub use self::thread::ProbeThread;
+pub use self::{
+    journal::{JOURNAL_FILE, Journal, JournalEntry, JournalError, SET_ASIDE_FILE},
+    recover::{Recovery, restore_journalled},
+    thread::ProbeThread,
+};
 use crate::{
     model::{Connection, Keepalive, PeerVerdict, ProbeResult},
     scan::{Annotator, Feature, ScanPass},

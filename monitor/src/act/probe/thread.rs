@@ -1,7 +1,8 @@
 //! The probe thread: every [`TICK`], starts the probes the last scan offered (within the caps)
 //! and finishes the ones answered or out of time, each namespace's batch through
 //! `SockoptControl::apply` on a thread inside that namespace. At stop it finishes every probe
-//! still running (restores the application's options) before it exits.
+//! still running (restores the application's options) before it exits. Each socket is
+//! journalled ([`super::journal`]) before its options change, and forgotten once they are back.
 //!
 //! Its own thread, started with the agent's kept capabilities: entering a namespace needs
 //! `CAP_SYS_ADMIN`; the map updates and the iterator reads on the loaded program need none.
@@ -11,11 +12,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use monitor_common::sockopt::SockoptRequest;
+use monitor_common::sockopt::{OUTCOME_DONE, SockoptRequest};
 
 use super::{
     ProbeBook,
-    machine::{Candidate, Conclusion, Running},
+    journal::{Journal, JournalEntry, Written},
+    machine::{Candidate, Conclusion, Running, is_restored, restore_request},
 };
 use crate::{
     bpf::SockoptControl,
@@ -35,115 +37,212 @@ pub struct ProbeThread {
 }
 
 impl ProbeThread {
-    /// Starts probing with `control` (the loaded `iter_tcp_sockopt` program) for `book`.
+    /// Starts probing with `control` (the loaded `iter_tcp_sockopt` program) for `book`,
+    /// recording each probed socket in `journal` (written already: its directory works) before
+    /// its options change.
     ///
     /// # Errors
     /// The thread could not be started.
-    pub fn start(book: Arc<ProbeBook>, control: Arc<SockoptControl>) -> std::io::Result<Self> {
-        let mut namespaces = Namespaces::default();
+    pub fn start(
+        book: Arc<ProbeBook>,
+        control: Arc<SockoptControl>,
+        journal: Journal,
+    ) -> std::io::Result<Self> {
+        let mut prober = Prober {
+            book,
+            control,
+            namespaces: Namespaces::default(),
+            journal: Written::new(journal),
+        };
         Periodic::start_with_last_run("probe", move |stopping| {
-            step(&book, &control, &mut namespaces, stopping);
+            prober.step(stopping);
             TICK
         })
         .map(|thread| Self { _thread: thread })
     }
 }
 
-/// One round: finish what is due (everything when `stopping`), then start what may start.
-fn step(book: &ProbeBook, control: &Arc<SockoptControl>, ns: &mut Namespaces, stopping: bool) {
-    let now_ns = clock::monotonic_now_ns();
-    let (due, starts) = {
-        let mut m = book.machine();
-        let due = m.due(now_ns, stopping);
-        let starts = if stopping {
-            Vec::new()
-        } else {
-            m.starts(now_ns)
+/// What the thread works with.
+struct Prober {
+    book: Arc<ProbeBook>,
+    control: Arc<SockoptControl>,
+    namespaces: Namespaces,
+    journal: Written,
+}
+
+impl Prober {
+    /// One round: finish what is due (everything when `stopping`), then start what may start;
+    /// the journal written if it changed.
+    fn step(&mut self, stopping: bool) {
+        let now_ns = clock::monotonic_now_ns();
+        let (due, starts) = {
+            let mut m = self.book.machine();
+            let due = m.due(now_ns, stopping);
+            let starts = if stopping {
+                Vec::new()
+            } else {
+                m.starts(now_ns)
+            };
+            (due, starts)
         };
-        (due, starts)
-    };
-    for (netns, batch) in by_netns(due, |(r, _)| r.candidate.netns) {
-        if ns.find(netns).is_none() {
-            // The namespace is gone, and its sockets with it: nothing to restore.
-            let mut m = book.machine();
-            for (running, _) in &batch {
-                m.finished(running.candidate.cookie, &SockoptRequest::default(), now_ns);
-            }
-            continue;
+        for (netns, batch) in by_netns(due, |(r, _)| r.candidate.netns) {
+            self.finish_batch(netns, &batch, now_ns);
         }
-        let requests: Vec<(u64, SockoptRequest)> = batch
+        for (netns, batch) in by_netns(starts, |(c, _)| c.netns) {
+            let batch = self.record_ahead(netns, batch);
+            if batch.is_empty() {
+                continue;
+            }
+            let requests: Vec<(u64, SockoptRequest)> =
+                batch.iter().map(|(c, req)| (c.cookie, *req)).collect();
+            let outcomes = self.apply(netns, requests);
+            let (now_ns, now) = (clock::monotonic_now_ns(), SystemTime::now());
+            for (candidate, _) in batch {
+                let outcome = outcomes.as_ref().and_then(|o| o.get(&candidate.cookie));
+                self.start(candidate, outcome, now_ns, now);
+            }
+        }
+        self.journal.save();
+    }
+
+    fn apply(
+        &mut self,
+        netns: u32,
+        requests: Vec<(u64, SockoptRequest)>,
+    ) -> Option<FastMap<u64, SockoptRequest>> {
+        apply_in(&self.control, &mut self.namespaces, netns, requests)
+    }
+
+    /// Puts the application's options back on `batch`'s sockets in `netns`.
+    fn finish_batch(&mut self, netns: u32, batch: &[(Running, SockoptRequest)], now_ns: u64) {
+        if self.namespaces.find(netns).is_none() {
+            // The namespace is gone, and its sockets with it: nothing to restore.
+            let mut m = self.book.machine();
+            for (running, _) in batch {
+                m.finished(running.candidate.cookie, &SockoptRequest::default(), now_ns);
+                self.journal.remove(running.candidate.cookie);
+            }
+            return;
+        }
+        let requests = batch
             .iter()
             .map(|(r, req)| (r.candidate.cookie, *req))
             .collect();
-        let outcomes = apply_in(control, ns, netns, requests);
+        let outcomes = self.apply(netns, requests);
         let now_ns = clock::monotonic_now_ns();
-        for (running, _) in &batch {
+        for (running, _) in batch {
             let cookie = running.candidate.cookie;
             let outcome = outcomes.as_ref().and_then(|o| o.get(&cookie));
-            finish(book, running, outcome, now_ns);
+            if finish(&self.book, running, outcome, now_ns) {
+                self.journal.remove(cookie);
+            }
         }
     }
-    for (netns, batch) in by_netns(starts, |(c, _)| c.netns) {
-        let requests: Vec<(u64, SockoptRequest)> =
-            batch.iter().map(|(c, req)| (c.cookie, *req)).collect();
-        let outcomes = apply_in(control, ns, netns, requests);
-        let (now_ns, now) = (clock::monotonic_now_ns(), SystemTime::now());
-        for (candidate, _) in batch {
-            let outcome = outcomes.as_ref().and_then(|o| o.get(&candidate.cookie));
-            start(book, control, ns, candidate, outcome, now_ns, now);
+
+    /// The write-ahead: reads the options of `batch`'s sockets (a request that sets nothing)
+    /// and journals them with the probe's before anything changes. Returns the candidates
+    /// recorded: none when the journal cannot be written (no probe starts then), without the
+    /// sockets already gone.
+    fn record_ahead(
+        &mut self,
+        netns: u32,
+        batch: Vec<(Candidate, SockoptRequest)>,
+    ) -> Vec<(Candidate, SockoptRequest)> {
+        let reads = batch
+            .iter()
+            .map(|(c, _)| (c.cookie, SockoptRequest::default()))
+            .collect();
+        let Some(read) = self.apply(netns, reads) else {
+            return Vec::new();
+        };
+        let batch: Vec<_> = batch
+            .into_iter()
+            .filter_map(|(c, req)| {
+                let now = read.get(&c.cookie).filter(|r| r.outcome == OUTCOME_DONE)?;
+                self.journal.add(JournalEntry {
+                    netns,
+                    cookie: c.cookie,
+                    local: c.local,
+                    remote: c.remote,
+                    original: now.before,
+                    probe: req.want,
+                });
+                Some((c, req))
+            })
+            .collect();
+        if self.journal.save() {
+            return batch;
+        }
+        for (c, _) in &batch {
+            self.journal.remove(c.cookie);
+        }
+        Vec::new()
+    }
+
+    /// Records one start; a partial one is put back at once. The journal entry follows: the
+    /// options the kernel read at the start are the ones a restore puts back; an entry whose
+    /// socket carries none of the probe's options is dropped.
+    fn start(
+        &mut self,
+        candidate: Candidate,
+        outcome: Option<&SockoptRequest>,
+        now_ns: u64,
+        now: SystemTime,
+    ) {
+        let Some(outcome) = outcome else {
+            // Unknown whether anything was applied: the entry stays for the next start.
+            return;
+        };
+        if self.book.machine().started(candidate, outcome, now_ns, now) {
+            self.journal.original_was(candidate.cookie, outcome);
+            tracing::info!(
+                action = "probe_start",
+                cookie = candidate.cookie,
+                netns = candidate.netns,
+                local = %candidate.local,
+                remote = %candidate.remote,
+                pid = candidate.pid,
+                comm = candidate.comm.as_deref(),
+                silent_s = candidate.silent_for.as_secs(),
+                before = ?outcome.before,
+                "keepalive probe started: keepalive switched on with probe timers (why: nothing \
+                 from the peer, no keepalive, no user timeout)"
+            );
+        } else if outcome.applied != 0 {
+            self.journal.original_was(candidate.cookie, outcome);
+            let restore = restore_request(outcome);
+            let restored = self.apply(candidate.netns, vec![(candidate.cookie, restore)]);
+            let settled = restored
+                .as_ref()
+                .and_then(|r| r.get(&candidate.cookie))
+                .is_some_and(|r| r.outcome != OUTCOME_DONE || is_restored(r));
+            if settled {
+                self.journal.remove(candidate.cookie);
+            }
+            tracing::warn!(
+                cookie = candidate.cookie,
+                error = outcome.error,
+                restored = settled,
+                "keepalive probe could not start: the options it set were put back"
+            );
+        } else {
+            self.journal.remove(candidate.cookie);
         }
     }
 }
 
-/// Records one start; a partial one is put back at once.
-fn start(
+/// Records one finish and writes its audit line; true when the socket is settled (its options
+/// put back, or it is gone).
+fn finish(
     book: &ProbeBook,
-    control: &Arc<SockoptControl>,
-    ns: &mut Namespaces,
-    candidate: Candidate,
+    running: &Running,
     outcome: Option<&SockoptRequest>,
     now_ns: u64,
-    now: SystemTime,
-) {
-    let Some(outcome) = outcome else {
-        return;
-    };
-    if book.machine().started(candidate, outcome, now_ns, now) {
-        tracing::info!(
-            action = "probe_start",
-            cookie = candidate.cookie,
-            netns = candidate.netns,
-            local = %candidate.local,
-            remote = %candidate.remote,
-            pid = candidate.pid,
-            comm = candidate.comm.as_deref(),
-            silent_s = candidate.silent_for.as_secs(),
-            before = ?outcome.before,
-            "keepalive probe started: keepalive switched on with probe timers (why: nothing from \
-             the peer, no keepalive, no user timeout)"
-        );
-    } else if outcome.applied != 0 {
-        let restore = super::machine::restore_request(outcome);
-        let _ = apply_in(
-            control,
-            ns,
-            candidate.netns,
-            vec![(candidate.cookie, restore)],
-        );
-        tracing::warn!(
-            cookie = candidate.cookie,
-            error = outcome.error,
-            "keepalive probe could not start: the options it set were put back"
-        );
-    }
-}
-
-/// Records one finish and writes its audit line.
-fn finish(book: &ProbeBook, running: &Running, outcome: Option<&SockoptRequest>, now_ns: u64) {
+) -> bool {
     let c = &running.candidate;
     let Some(outcome) = outcome else {
         // The namespace could not be entered: try again next round (still running).
-        return;
+        return false;
     };
     let conclusion = book.machine().finished(c.cookie, outcome, now_ns);
     book.count(conclusion);
@@ -154,8 +253,7 @@ fn finish(book: &ProbeBook, running: &Running, outcome: Option<&SockoptRequest>,
         Conclusion::Inconclusive => "inconclusive",
         Conclusion::Gone => "socket_gone",
     };
-    let restored =
-        outcome.error == 0 && outcome.applied == super::machine::restore_request(outcome).set;
+    let restored = is_restored(outcome);
     tracing::info!(
         action = "probe_finish",
         cookie = c.cookie,
@@ -177,10 +275,11 @@ fn finish(book: &ProbeBook, running: &Running, outcome: Option<&SockoptRequest>,
             "keepalive probe: the application's options could not all be put back"
         );
     }
+    conclusion == Conclusion::Gone || restored
 }
 
 /// `items` grouped by namespace inode.
-fn by_netns<T>(items: Vec<T>, netns: impl Fn(&T) -> u32) -> FastMap<u32, Vec<T>> {
+pub(super) fn by_netns<T>(items: Vec<T>, netns: impl Fn(&T) -> u32) -> FastMap<u32, Vec<T>> {
     let mut groups: FastMap<u32, Vec<T>> = FastMap::default();
     for item in items {
         groups.entry(netns(&item)).or_default().push(item);
@@ -192,7 +291,7 @@ fn by_netns<T>(items: Vec<T>, netns: impl Fn(&T) -> u32) -> FastMap<u32, Vec<T>>
 /// before it sets the idle time, so a quiet socket's first probe goes out at once), returning
 /// each cookie's outcome; None when the namespace cannot be found or entered, or the program
 /// fails (logged).
-fn apply_in(
+pub(super) fn apply_in(
     control: &Arc<SockoptControl>,
     namespaces: &mut Namespaces,
     netns: u32,
@@ -227,12 +326,12 @@ fn apply_in(
 
 /// The namespaces by inode, listed again when one is not known yet.
 #[derive(Default)]
-struct Namespaces {
+pub(super) struct Namespaces {
     by_inode: FastMap<u32, Netns>,
 }
 
 impl Namespaces {
-    fn find(&mut self, inode: u32) -> Option<Netns> {
+    pub(super) fn find(&mut self, inode: u32) -> Option<Netns> {
         if !self.by_inode.contains_key(&inode) {
             self.by_inode = netns::find_namespaces()
                 .into_iter()

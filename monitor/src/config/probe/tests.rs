@@ -136,3 +136,39 @@ fn probe_flags_show_their_defaults() {
         );
     }
 }
+
+/// `runtime_dir` (the probe journal's directory): an absolute path, `/run/tcp-liveness` unless
+/// given; anything else is one line naming the key or flag.
+#[test]
+fn runtime_dir_is_an_absolute_path() {
+    let run = |args: &RunArgs, text: &str| {
+        let file = FileConfig::parse(Path::new("/etc/x.toml"), text)?;
+        crate::config::RunConfig::resolve(args, &file).map(|c| c.runtime_dir)
+    };
+    let none = RunArgs::default();
+    assert_eq!(
+        run(&none, "").unwrap(),
+        Path::new("/run/tcp-liveness"),
+        "the default"
+    );
+    assert_eq!(
+        run(&none, "runtime_dir = \"/var/run/x\"").unwrap(),
+        Path::new("/var/run/x")
+    );
+    let flag = RunArgs {
+        runtime_dir: Some("state".into()),
+        ..RunArgs::default()
+    };
+    assert_eq!(
+        run(&flag, "").unwrap_err().to_string(),
+        "--runtime-dir: expected an absolute directory path, got \"state\""
+    );
+    assert_eq!(
+        run(&none, "runtime_dir = \"\"").unwrap_err().to_string(),
+        "config /etc/x.toml: runtime_dir: expected an absolute directory path, got \"\""
+    );
+    assert_eq!(
+        run(&none, "runtime_dir = 5").unwrap_err().to_string(),
+        "config /etc/x.toml: runtime_dir: expected a string, got integer 5"
+    );
+}
