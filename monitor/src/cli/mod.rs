@@ -4,6 +4,7 @@
 mod check;
 mod connections;
 mod destroy;
+mod table;
 
 use std::{ffi::OsStr, io::IsTerminal as _};
 
