@@ -91,7 +91,11 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A write that fails (stderr a closed pipe: `run 2>&1 | head`, a journald restart) is
+        // dropped. tracing-subscriber would otherwise report it with `eprintln!`, which panics
+        // when stderr itself is what failed, and the agent would die of its log reader's exit.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
