@@ -39,8 +39,9 @@ pub struct ConnectionsArgs {
     /// Only connections in this network namespace (its inode: stat -L -c %i /proc/PID/ns/net).
     #[arg(long, value_name = "INODE")]
     pub netns: Option<u32>,
-    /// More columns: idle time, unacknowledged bytes, retransmits, namespace, cookie, holders,
-    /// enforce policy, cgroup (lines get longer than 120 columns).
+    /// More columns: the times since the last send, receive and segment from the peer,
+    /// unacknowledged bytes, retransmits, namespace, cookie, holders, enforce policy, cgroup
+    /// (lines longer than 120 columns).
     #[arg(long, conflicts_with = "json")]
     pub wide: bool,
     /// Print the agent's JSON (pretty-printed) instead of a table.
