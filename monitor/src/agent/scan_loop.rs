@@ -52,11 +52,11 @@ impl ScanThread {
             let scan = AssertUnwindSafe(|| {
                 scan_and_publish(&scanner, remediator.as_mut(), &mut alerting, &outputs);
             });
-            let scanned = std::panic::catch_unwind(scan);
-            if scanned.is_ok() && std::mem::take(&mut first_scan) {
+            let outcome = std::panic::catch_unwind(scan);
+            if outcome.is_ok() && std::mem::take(&mut first_scan) {
                 log_first_scan(&scanner, &outputs.store);
             }
-            if scanned.is_err() {
+            if outcome.is_err() {
                 // The previous scan stays published; /healthz and the stalled-scan rule see its
                 // age.
                 tracing::error!("scan failed; keeping the previous results");

@@ -21,7 +21,7 @@ pub struct ConnectionsArgs {
     /// Base URL of the running agent's HTTP listener.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9977")]
     pub agent: String,
-    /// Only connections in this TCP state (established, close_wait, close-wait, SYN_SENT, ...).
+    /// Only connections in this TCP state (established, `close_wait`, close-wait, `SYN_SENT`, ...).
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub state: Option<u8>,
     /// Only connections idle at least this long (30s, 5m, 2h); unknown idle times never match.

@@ -42,15 +42,13 @@ pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<()> {
 /// A page could not be written.
 pub(super) fn man(args: &ManArgs) -> anyhow::Result<()> {
     let command = super::command();
-    match &args.dir {
-        Some(dir) => clap_mangen::generate_to(command, dir)
-            .with_context(|| format!("writing the manual pages into {}", dir.display())),
-        None => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(command).render(&mut out)?;
-            print(&out)
-        }
+    if let Some(dir) = &args.dir {
+        return clap_mangen::generate_to(command, dir)
+            .with_context(|| format!("writing the manual pages into {}", dir.display()));
     }
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command).render(&mut out)?;
+    print(&out)
 }
 
 fn print(bytes: &[u8]) -> anyhow::Result<()> {

@@ -153,15 +153,22 @@ pub struct ViewsWriter {
 }
 
 impl ViewsWriter {
-    /// `policy`: the thresholds the suspects' `why` sentences quote (the pass's own).
+    /// A writer whose suspects' `why` quote the default thresholds ([`with_policy`](Self::with_policy)
+    /// sets the agent's).
     #[must_use]
-    pub fn new(filter: ConnectionFilter, policy: Arc<Policy>) -> Self {
+    pub fn new(filter: ConnectionFilter) -> Self {
         Self {
             filter,
-            policy,
+            policy: Arc::default(),
             json: b"[".to_vec(),
             written_any: false,
         }
+    }
+
+    /// The suspects' `why` quote `policy`'s thresholds (the agent's, overrides included).
+    #[must_use]
+    pub fn with_policy(self, policy: Arc<Policy>) -> Self {
+        Self { policy, ..self }
     }
 
     /// Appends `c` if it matches the filter.

@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(human_age_bound(Some(5.0), Some(73.0)), "5s", "exact wins");
         assert_eq!(human_age_bound(None, Some(73.0)), "≥1m13s");
         assert_eq!(human_age_bound(None, None), "-");
-        assert_eq!(human_duration(Duration::from_secs(60)), "1m00s");
+        assert_eq!(human_duration(Duration::from_mins(1)), "1m00s");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct ConnectionView {
     pub gives_up_in_seconds: Option<f64>,
     pub suspect: Vec<String>,
     /// Why, one sentence per `suspect` reason in the same order: the connection's values and
-    /// the threshold they crossed ("CLOSE_WAIT 1m17s > `close_wait_after` 1m00s"). Empty when
+    /// the threshold they crossed ("`CLOSE_WAIT` 1m17s > `close_wait_after` 1m00s"). Empty when
     /// not suspect.
     #[serde(default)]
     pub why: Vec<String>,

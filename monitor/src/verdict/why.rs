@@ -1,8 +1,8 @@
 //! Why a connection is suspect, in words: for each reason, the connection's own values and the
-//! threshold they crossed ("CLOSE_WAIT 1m17s > `close_wait_after` 1m00s"), so an operator reading
+//! threshold they crossed ("`CLOSE_WAIT` 1m17s > `close_wait_after` 1m00s"), so an operator reading
 //! `/connections` or the CLI needs neither the rules nor the config file to see why.
 
-use std::time::Duration;
+use std::{fmt::Write as _, time::Duration};
 
 use super::{
     Policy, Thresholds,
@@ -52,7 +52,12 @@ pub fn why(c: &Connection, reason: Reason, t: &Thresholds) -> String {
                 human_duration(t.unresponsive_after),
             );
             if let Some(gives_up_in) = c.gives_up_in {
-                text += &format!("; the kernel gives up in {}", human_duration(gives_up_in));
+                // Writing into a String cannot fail.
+                let _ = write!(
+                    text,
+                    "; the kernel gives up in {}",
+                    human_duration(gives_up_in)
+                );
             }
             text
         }

@@ -142,7 +142,7 @@ fn filter_matches_state_and_min_idle() {
         conn(tcp_state::ESTABLISHED, secs(60)),
         conn(tcp_state::LISTEN, None),
     ];
-    let mut writer = ViewsWriter::new(idle, Arc::default());
+    let mut writer = ViewsWriter::new(idle);
     for c in &connections {
         writer.push(c);
     }
@@ -157,7 +157,7 @@ fn writer_output_is_a_serialized_vector() {
         conn(tcp_state::ESTABLISHED, Some(Duration::from_mins(1))),
         conn(tcp_state::CLOSE_WAIT, None),
     ];
-    let mut writer = ViewsWriter::new(ConnectionFilter::default(), Arc::default());
+    let mut writer = ViewsWriter::new(ConnectionFilter::default());
     for c in &connections {
         writer.push(c);
     }
@@ -167,7 +167,7 @@ fn writer_output_is_a_serialized_vector() {
         .collect();
     assert_eq!(views[0].why.len(), 1, "{views:?}");
     assert_eq!(writer.finish(), serde_json::to_vec(&views).unwrap());
-    let empty = ViewsWriter::new(ConnectionFilter::default(), Arc::default()).finish();
+    let empty = ViewsWriter::new(ConnectionFilter::default()).finish();
     assert_eq!(empty, b"[]");
 }
 
