@@ -168,6 +168,23 @@ fn suspect_view_lists_only_the_leak_with_its_cookie_and_why() {
         &["--suspect", "--pid", &leaking_server.pid().to_string()],
     );
     assert_eq!(rows(&by_pid).len(), 2, "the leak and its why: {by_pid}");
+
+    // check: the group, then why its oldest connection is flagged and what to do, each on a
+    // line of its own, every line within 120 columns.
+    let check = Command::new(AGENT)
+        .args(["check", "--agent", agent.url()])
+        .output()
+        .expect("run tcp-liveness check");
+    let report = String::from_utf8(check.stdout).expect("UTF-8 report");
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert_fits(&report);
+    let group = report
+        .lines()
+        .position(|l| l.starts_with("close_wait_stuck") && l.contains("python3"))
+        .unwrap_or_else(|| panic!("the leak's group: {report}"));
+    let below: Vec<&str> = report.lines().skip(group + 1).take(2).collect();
+    assert!(below[0].starts_with("    oldest: CLOSE_WAIT "), "{report}");
+    assert!(below[1].starts_with("    fix: "), "{report}");
 }
 
 /// `tcp-liveness run 2>&1 | head`: once the reader is gone every log write fails with EPIPE
