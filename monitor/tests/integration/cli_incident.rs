@@ -143,9 +143,15 @@ fn suspect_view_lists_only_the_leak_with_its_cookie_and_why() {
     let client_side = connections(&agent, &["--suspect", "--netns", &client_ns.to_string()]);
     assert_eq!(rows(&client_side), Vec::<&str>::new(), "{client_side}");
 
-    // Filters: by either port, with or without --suspect.
+    assert_filters(&agent, &server_ns_arg, cookie, leaking_server.pid());
+    assert_check_explains_the_leak(&agent);
+}
+
+/// `--port` (either end, with or without `--suspect`) and `--pid` select what they name: the
+/// idle connection's port lists it and nothing flagged, the leak's lists the leak (`cookie`).
+fn assert_filters(agent: &Agent, server_ns: &str, cookie: u64, server_pid: u32) {
     let idle_port = IDLE_PORT.to_string();
-    let by_port = connections(&agent, &["--netns", &server_ns_arg, "--port", &idle_port]);
+    let by_port = connections(agent, &["--netns", server_ns, "--port", &idle_port]);
     assert_fits(&by_port);
     let idle_rows = rows(&by_port);
     assert!(!idle_rows.is_empty(), "{by_port}");
@@ -154,23 +160,22 @@ fn suspect_view_lists_only_the_leak_with_its_cookie_and_why() {
         idle_rows.iter().all(|l| l.trim_end().ends_with(" -")),
         "nothing flagged on the idle port: {by_port}"
     );
-    let none = connections(&agent, &["--suspect", "--port", &idle_port]);
+    let none = connections(agent, &["--suspect", "--port", &idle_port]);
     assert_eq!(rows(&none), Vec::<&str>::new(), "{none}");
-    let leak_port = connections(&agent, &["--suspect", "--port", &SERVICE_PORT.to_string()]);
+    let leak_port = connections(agent, &["--suspect", "--port", &SERVICE_PORT.to_string()]);
     assert!(
         rows(&leak_port)
             .iter()
             .any(|l| l.contains(&cookie.to_string())),
         "{leak_port}"
     );
-    let by_pid = connections(
-        &agent,
-        &["--suspect", "--pid", &leaking_server.pid().to_string()],
-    );
+    let by_pid = connections(agent, &["--suspect", "--pid", &server_pid.to_string()]);
     assert_eq!(rows(&by_pid).len(), 2, "the leak and its why: {by_pid}");
+}
 
-    // check: the group, then why its oldest connection is flagged and what to do, each on a
-    // line of its own, every line within 120 columns.
+/// `check`: the leak's group, then why its oldest connection is flagged and what to do, each on
+/// a line of its own, every line within 120 columns.
+fn assert_check_explains_the_leak(agent: &Agent) {
     let check = Command::new(AGENT)
         .args(["check", "--agent", agent.url()])
         .output()

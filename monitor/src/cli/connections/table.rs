@@ -62,98 +62,51 @@ fn cgroup(c: &ConnectionView) -> String {
     }
 }
 
+/// A column of text, left-aligned.
+const fn left(header: &'static str, cell: fn(&ConnectionView) -> String) -> Column<ConnectionView> {
+    Column {
+        header,
+        right: false,
+        cell,
+    }
+}
+
+/// A column of ages or counts, right-aligned so their magnitudes line up.
+const fn right(
+    header: &'static str,
+    cell: fn(&ConnectionView) -> String,
+) -> Column<ConnectionView> {
+    Column {
+        header,
+        right: true,
+        cell,
+    }
+}
+
+const STATE: Column<ConnectionView> = left("STATE", |c| c.state.clone());
+const LOCAL: Column<ConnectionView> = left("LOCAL", |c| c.local.clone());
+const REMOTE: Column<ConnectionView> = left("REMOTE", |c| c.remote.clone());
+const OWNER: Column<ConnectionView> = left("PID/COMM", owner);
+/// Time in the current state (`kubectl`'s AGE is the time since creation; here the state is
+/// what matters).
+const AGE: Column<ConnectionView> = right("AGE", in_state);
+const IDLE: Column<ConnectionView> = right("IDLE", |c| human_age(c.idle_seconds));
 // The clocks since the application last sent, last received, and since the last segment from the
 // peer are ages: named `*-AGO` ("sent 4m05s ago"), as `kubectl` names its ages (AGE, LAST SEEN),
 // so they never read as byte counts. They are `ss -ti`'s lastsnd, lastrcv and lastack (whose
 // name would read as the LAST_ACK state in this table).
-const STATE: Column<ConnectionView> = Column {
-    header: "STATE",
-    right: false,
-    cell: |c| c.state.clone(),
-};
-const LOCAL: Column<ConnectionView> = Column {
-    header: "LOCAL",
-    right: false,
-    cell: |c| c.local.clone(),
-};
-const REMOTE: Column<ConnectionView> = Column {
-    header: "REMOTE",
-    right: false,
-    cell: |c| c.remote.clone(),
-};
-const OWNER: Column<ConnectionView> = Column {
-    header: "PID/COMM",
-    right: false,
-    cell: owner,
-};
-/// Time in the current state (`kubectl`'s AGE is the time since creation; here the state is
-/// what matters).
-const AGE: Column<ConnectionView> = Column {
-    header: "AGE",
-    right: true,
-    cell: in_state,
-};
-const IDLE: Column<ConnectionView> = Column {
-    header: "IDLE",
-    right: true,
-    cell: |c| human_age(c.idle_seconds),
-};
-const SEND_AGO: Column<ConnectionView> = Column {
-    header: "SEND-AGO",
-    right: true,
-    cell: |c| human_age(c.since_send_seconds),
-};
-const RECV_AGO: Column<ConnectionView> = Column {
-    header: "RECV-AGO",
-    right: true,
-    cell: |c| human_age(c.since_recv_seconds),
-};
-const PEER_AGO: Column<ConnectionView> = Column {
-    header: "PEER-AGO",
-    right: true,
-    cell: |c| human_age(c.since_peer_seconds),
-};
-const UNACKED: Column<ConnectionView> = Column {
-    header: "UNACKED",
-    right: true,
-    cell: |c| or_dash(c.unacked_bytes),
-};
-const RETRANS: Column<ConnectionView> = Column {
-    header: "RETRANS",
-    right: true,
-    cell: |c| c.retransmits.to_string(),
-};
-const NETNS: Column<ConnectionView> = Column {
-    header: "NETNS",
-    right: false,
-    cell: |c| or_dash(c.netns),
-};
+const SEND_AGO: Column<ConnectionView> = right("SEND-AGO", |c| human_age(c.since_send_seconds));
+const RECV_AGO: Column<ConnectionView> = right("RECV-AGO", |c| human_age(c.since_recv_seconds));
+const PEER_AGO: Column<ConnectionView> = right("PEER-AGO", |c| human_age(c.since_peer_seconds));
+const UNACKED: Column<ConnectionView> = right("UNACKED", |c| or_dash(c.unacked_bytes));
+const RETRANS: Column<ConnectionView> = right("RETRANS", |c| c.retransmits.to_string());
+const NETNS: Column<ConnectionView> = left("NETNS", |c| or_dash(c.netns));
 /// The socket cookie, as `destroy --cookie` takes it (`ss -e` prints it in hex as `sk:`).
-const COOKIE: Column<ConnectionView> = Column {
-    header: "COOKIE",
-    right: true,
-    cell: |c| c.cookie.to_string(),
-};
-const SUSPECT: Column<ConnectionView> = Column {
-    header: "SUSPECT",
-    right: false,
-    cell: verdict_cell,
-};
-const HOLDERS: Column<ConnectionView> = Column {
-    header: "HOLDERS",
-    right: false,
-    cell: holders,
-};
-const ENFORCED: Column<ConnectionView> = Column {
-    header: "ENFORCED",
-    right: false,
-    cell: |c| or_dash(c.enforced.as_deref()),
-};
-const CGROUP: Column<ConnectionView> = Column {
-    header: "CGROUP",
-    right: false,
-    cell: cgroup,
-};
+const COOKIE: Column<ConnectionView> = right("COOKIE", |c| c.cookie.to_string());
+const SUSPECT: Column<ConnectionView> = left("SUSPECT", verdict_cell);
+const HOLDERS: Column<ConnectionView> = left("HOLDERS", holders);
+const ENFORCED: Column<ConnectionView> = left("ENFORCED", |c| or_dash(c.enforced.as_deref()));
+const CGROUP: Column<ConnectionView> = left("CGROUP", cgroup);
 
 /// Every connection, one line each: [`super::super::table::WIDTH`] columns at most for IPv4
 /// and ordinary names; `wide` adds the time since the last send, receive and segment from the

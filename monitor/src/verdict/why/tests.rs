@@ -19,13 +19,18 @@ fn conn(state: u8) -> Connection {
     let remote: SocketAddr = "10.0.0.2:40000".parse().unwrap();
     let mut c = Connection::new(1, state, local, remote);
     c.unacked_bytes = Some(0);
-    c.keepalive = Some(Keepalive {
-        enabled: false,
-        idle: Some(S(7200)),
-        interval: Some(S(75)),
-        count: Some(9),
-    });
+    c.keepalive = Some(keepalive(false, (7200, 75, 9)));
     c
+}
+
+/// `SO_KEEPALIVE` and its timers: idle and interval in seconds, then the probe count.
+fn keepalive(enabled: bool, (idle, interval, count): (u64, u64, u32)) -> Keepalive {
+    Keepalive {
+        enabled,
+        idle: Some(S(idle)),
+        interval: Some(S(interval)),
+        count: Some(count),
+    }
 }
 
 /// Judges `c` as the scan does, then explains it under the default policy.
@@ -85,12 +90,7 @@ fn peer_unresponsive() {
 #[test]
 fn keepalive_unanswered() {
     let mut c = conn(tcp_state::ESTABLISHED);
-    c.keepalive = Some(Keepalive {
-        enabled: true,
-        idle: Some(S(30)),
-        interval: Some(S(5)),
-        count: Some(3),
-    });
+    c.keepalive = Some(keepalive(true, (30, 5, 3)));
     c.since_peer = Some(S(47));
     assert_eq!(
         explained(c),
