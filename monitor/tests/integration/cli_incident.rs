@@ -5,8 +5,9 @@
 
 use std::{
     fs::File,
-    io::Read as _,
+    io::{BufRead as _, BufReader},
     process::{Command, Output},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -192,8 +193,9 @@ fn assert_check_explains_the_leak(agent: &Agent) {
     assert!(below[1].starts_with("    fix: "), "{report}");
 }
 
-/// `tcp-liveness run 2>&1 | head`: once the reader is gone every log write fails with EPIPE
-/// (the runtime ignores SIGPIPE), and the agent must go on serving.
+/// `tcp-liveness run 2>&1 | head`: the start-up log says what the first scan found; once the
+/// reader is gone every log write fails with EPIPE (the runtime ignores SIGPIPE), and the agent
+/// must go on serving.
 #[test]
 fn a_closed_stderr_does_not_stop_the_agent() {
     let Some(sc) = agent_only("closed_stderr", Need::RootAndKernelBtf) else {
@@ -206,14 +208,38 @@ fn a_closed_stderr_does_not_stop_the_agent() {
         .log_to(File::from(write_end))
         .start()
         .expect("agent");
-    // What `head` does: read the first lines, then exit.
-    let mut reader = File::from(read_end);
-    let mut first = [0u8; 512];
-    let n = reader
-        .read(&mut first)
-        .expect("the agent's first log lines");
-    assert!(n > 0, "the agent logs at start-up");
-    drop(reader);
+    // What `head` does: read the first lines, then exit, closing the pipe.
+    let (first_scan, read) = mpsc::channel();
+    std::thread::spawn(move || {
+        let found = BufReader::new(File::from(read_end))
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("first scan: "));
+        let _ = first_scan.send(found);
+    });
+    let line = read
+        .recv_timeout(agent.scans(SCANS_TO_SHOW))
+        .expect("the agent's log within its first scans")
+        .expect("the agent logs what its first scan found");
+    let said = &line[line.find("first scan: ").unwrap()..];
+    let words: Vec<&str> = said.split_whitespace().collect();
+    assert!(
+        matches!(
+            words[..],
+            [
+                "first",
+                "scan:",
+                _,
+                "sockets",
+                "in",
+                _,
+                "namespaces,",
+                _,
+                "suspects"
+            ]
+        ),
+        "{line}"
+    );
     // A reload logs at info level: a write to the closed pipe for certain.
     let hup = Command::new("kill")
         .args(["-HUP", &agent.pid().to_string()])
