@@ -201,7 +201,8 @@ fn a_closed_stderr_does_not_stop_the_agent() {
     let Some(sc) = agent_only("closed_stderr", Need::RootAndKernelBtf) else {
         return;
     };
-    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    // Close-on-exec: the agent must not inherit the read end, or its writes would never fail.
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     let mut agent = sc
         .launch()
         .rust_log(Some("info"))
