@@ -46,12 +46,17 @@ impl ScanThread {
         outputs: Outputs,
         interval: Duration,
     ) -> std::io::Result<Self> {
+        let mut first_scan = true;
         let thread = Periodic::start("scan", move || {
             let started = Instant::now();
             let scan = AssertUnwindSafe(|| {
                 scan_and_publish(&scanner, remediator.as_mut(), &mut alerting, &outputs);
             });
-            if std::panic::catch_unwind(scan).is_err() {
+            let outcome = std::panic::catch_unwind(scan);
+            if outcome.is_ok() && std::mem::take(&mut first_scan) {
+                log_first_scan(&scanner, &outputs.store);
+            }
+            if outcome.is_err() {
                 // The previous scan stays published; /healthz and the stalled-scan rule see its
                 // age.
                 tracing::error!("scan failed; keeping the previous results");
@@ -61,6 +66,20 @@ impl ScanThread {
         })?;
         Ok(Self { _thread: thread })
     }
+}
+
+/// What the agent found, once, so the start-up log says more than "listening": the sockets
+/// tracked, the network namespaces whose settings were read (0 until they are, when the agent
+/// does not enter namespaces), and the suspect connections.
+fn log_first_scan(scanner: &Scanner, store: &SnapshotStore) {
+    let published = store.latest();
+    let snapshot = &published.snapshot;
+    tracing::info!(
+        "first scan: {} sockets in {} namespaces, {} suspects",
+        snapshot.tracked_sockets,
+        scanner.pipeline().namespaces_read(),
+        snapshot.suspects.len()
+    );
 }
 
 /// One scan, its remediation, its alert transitions, and the publication of all.

@@ -18,6 +18,7 @@ use crate::{
         labels::OTHER, split_top_ports,
     },
     scan::Snapshot,
+    verdict::{self, Policy},
 };
 
 /// Bounds what one group carries, so a 100k-socket leak still answers in a few kilobytes.
@@ -179,7 +180,8 @@ impl<'a> Pending<'a> {
         into
     }
 
-    fn finish(mut self) -> AlertGroup {
+    /// The group as served; its samples explain their verdicts by `policy`'s thresholds.
+    fn finish(mut self, policy: &Policy) -> AlertGroup {
         self.acc.samples.sort_by(older_first);
         AlertGroup {
             reason: self.reason,
@@ -193,7 +195,7 @@ impl<'a> Pending<'a> {
                 .acc
                 .samples
                 .iter()
-                .map(|(_, c)| ConnectionView::from(*c))
+                .map(|(_, c)| ConnectionView::from(*c).explained(verdict::explain(c, policy)))
                 .collect(),
             remedy: self.reason.remedy().to_owned(),
             remediations: self
@@ -249,7 +251,10 @@ pub fn group(snapshot: &Snapshot) -> Vec<AlertGroup> {
     }
     pending.sort_by(Pending::order);
     cap(&mut pending, grouping.max_alert_groups);
-    pending.into_iter().map(Pending::finish).collect()
+    pending
+        .into_iter()
+        .map(|p| p.finish(&snapshot.policy))
+        .collect()
 }
 
 /// Cuts `groups` (sorted largest first) to at most `max` entries: the largest are kept and the

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, io::Write as _};
 
 use anyhow::Context as _;
 
-use super::connections::fetch;
+use super::{connections::fetch, table::indented};
 use crate::{
     alerting::{AlertGroup, AlertsView},
     model::{
@@ -66,7 +66,8 @@ fn ask(args: &CheckArgs) -> anyhow::Result<Vec<AlertGroup>> {
     Ok(view.alerts)
 }
 
-/// A status line, then one aligned line per group.
+/// A status line, then one aligned line per group, followed by its oldest connection's `why`
+/// and the remedy, each on its own indented line.
 pub(super) fn report(groups: &[AlertGroup]) -> String {
     if groups.is_empty() {
         return "OK: no suspect connections\n".to_owned();
@@ -105,11 +106,17 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
         }
     }
     for (row, g) in rows.iter().zip(groups) {
+        let mut line = String::new();
         for (cell, w) in row.iter().zip(widths) {
-            let _ = write!(out, "{cell:<w$}  ");
+            let _ = write!(line, "{cell:<w$}  ");
         }
-        out += g.reason.remedy();
+        out += line.trim_end();
         out.push('\n');
+        // The oldest sample's reason, in its own values: what to look at first.
+        if let Some(why) = g.samples.first().and_then(|s| s.why_for(g.reason.as_str())) {
+            out += &indented(&format!("oldest: {why}"), 4);
+        }
+        out += &indented(&format!("fix: {}", g.reason.remedy()), 4);
     }
     out
 }

@@ -19,12 +19,34 @@ impl clap::Args for RunArgs {
             .value_name("FILE")
             .value_parser(value_parser!(PathBuf))
             .action(ArgAction::Set)
-            .help("TOML config file (keys as the flags, in `snake_case`); flags override it");
+            .help("TOML config file (keys as the flags, in snake_case); flags override it");
         command.arg(config).args(CATALOGUE.iter().filter_map(flag))
     }
 
     fn augment_args_for_update(command: Command) -> Command {
         Self::augment_args(command)
+    }
+}
+
+/// The `--help` section of the setting `id`: the verdict thresholds, the HTTP endpoint, the
+/// Alertmanager push and the active modes each together; None for the general options.
+fn heading(id: &str) -> Option<&'static str> {
+    const THRESHOLDS: [&str; 4] = [
+        "close_wait_after",
+        "fin_wait2_after",
+        "unresponsive_after",
+        "idle_after",
+    ];
+    if THRESHOLDS.contains(&id) {
+        Some("Thresholds")
+    } else if ["listen", "allow_remote_connections"].contains(&id) || id.starts_with("web_") {
+        Some("Web")
+    } else if id == "alert_log_limit" || id.starts_with("alertmanager_") {
+        Some("Alertmanager")
+    } else if id == "probe" || id.starts_with("probe_") {
+        Some("Active modes")
+    } else {
+        None
     }
 }
 
@@ -35,7 +57,8 @@ fn flag(row: &Row) -> Option<Arg> {
         .value_name(row.value_name)
         .value_parser(value_parser!(String))
         .action(ArgAction::Set)
-        .help(row.help());
+        .help(row.help())
+        .help_heading(heading(row.id));
     let arg = match row.style {
         Style::Text => arg,
         Style::Hyphen => arg.allow_hyphen_values(true),

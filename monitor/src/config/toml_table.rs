@@ -10,7 +10,8 @@ use crate::verdict::Matcher;
 pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
 
 /// Checks that `table` has only `known` keys; the error names the first other one, with a guess
-/// at what was meant (the flag spelling, or a truncated name).
+/// at what was meant (the flag spelling, a truncated name, or else the closest key by edit
+/// distance: a typo).
 pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), String> {
     match table.keys().find(|k| !known.contains(&k.as_str())) {
         None => Ok(()),
@@ -19,13 +20,43 @@ pub(super) fn check_keys(table: &toml::Table, known: &[&str]) -> Result<(), Stri
             let snake = key.replace('-', "_");
             let guess = known
                 .iter()
-                .find(|k| **k == snake || (snake.len() >= 3 && k.starts_with(&snake)));
+                .find(|k| **k == snake || (snake.len() >= 3 && k.starts_with(&snake)))
+                .or_else(|| closest(&snake, known));
             Err(match guess {
                 Some(guess) => format!("unknown key {key:?} (did you mean {guess}?)"),
                 None => format!("unknown key {key:?}"),
             })
         }
     }
+}
+
+/// The known key nearest to `key` by edit distance, if near enough to be a typo of it: at most
+/// one edit per three characters (`close_wiat_after`, `scan_intervall`), never a different word.
+fn closest<'k>(key: &str, known: &'k [&'k str]) -> Option<&'k &'k str> {
+    let most = (key.chars().count() / 3).max(1);
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(distance, _)| *distance <= most)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance: the fewest single-character insertions, deletions and substitutions
+/// that turn `a` into `b`, row by row.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// `[[name]]` sections, each parsed by `entry`; errors say which one (1-based, as in the file).
@@ -90,4 +121,34 @@ pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
         process: field(table, "process", values::process)?,
         cgroup: field(table, "cgroup", values::cgroup)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("close_wiat_after", "close_wait_after"), 2);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn a_typo_gets_the_closest_key_and_another_word_none() {
+        let known = ["close_wait_after", "scan_interval", "listen"];
+        assert_eq!(
+            closest("close_wiat_after", &known),
+            Some(&"close_wait_after")
+        );
+        assert_eq!(closest("scan_intervall", &known), Some(&"scan_interval"));
+        assert_eq!(closest("lisen", &known), Some(&"listen"));
+        assert_eq!(closest("colour", &known), None);
+        let table: toml::Table = toml::from_str("scan_intervall = \"5s\"").unwrap();
+        assert_eq!(
+            check_keys(&table, &known),
+            Err(r#"unknown key "scan_intervall" (did you mean scan_interval?)"#.to_owned())
+        );
+    }
 }

@@ -171,7 +171,7 @@ fn live_connections(
     filter: ConnectionFilter,
     chunks: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
-    let mut views = ViewsWriter::new(filter);
+    let mut views = ViewsWriter::new(filter).with_policy(state.pipeline.policy());
     let now = clock::monotonic_now_ns();
     let mut client_open = true;
     state.pipeline.read(state.source.as_ref(), now, &mut |c| {

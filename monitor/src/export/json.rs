@@ -1,11 +1,14 @@
 //! `/connections`: the query filters, and the answer written one [`ConnectionView`] at a time.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use monitor_common::tcp_state;
 use serde::Deserialize;
 
-use crate::model::{Connection, ConnectionView, labels::fold_syn_recv};
+use crate::{
+    model::{Connection, ConnectionView, labels::fold_syn_recv},
+    verdict::{self, Policy},
+};
 
 /// The raw `/connections` query string parameters.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -14,6 +17,12 @@ pub struct FilterParams {
     pub min_idle: Option<String>,
     /// Network namespace inode (one pod or container's connections).
     pub netns: Option<String>,
+    /// `true`: only connections with at least one suspect reason.
+    pub suspect: Option<String>,
+    /// Owning process id: the connection's owner or any of its holders.
+    pub pid: Option<String>,
+    /// Local or remote port.
+    pub port: Option<String>,
 }
 
 /// A query parameter that does not parse; the message is the whole 400 response body.
@@ -29,6 +38,12 @@ pub enum FilterError {
         "invalid query parameter netns={0:?}: expected a namespace inode number (stat -L -c %i /proc/PID/ns/net)"
     )]
     Netns(String),
+    #[error("invalid query parameter suspect={0:?}: expected true or false")]
+    Suspect(String),
+    #[error("invalid query parameter pid={0:?}: expected a process id")]
+    Pid(String),
+    #[error("invalid query parameter port={0:?}: expected a port number (1-65535)")]
+    Port(String),
 }
 
 /// Which connections `/connections` returns.
@@ -38,6 +53,12 @@ pub struct ConnectionFilter {
     /// Only connections idle at least this long; connections with unknown idle time never match.
     pub min_idle: Option<Duration>,
     pub netns: Option<u32>,
+    /// Only connections with at least one suspect reason.
+    pub suspect: bool,
+    /// Only connections this process owns or holds.
+    pub pid: Option<u32>,
+    /// Only connections with this local or remote port.
+    pub port: Option<u16>,
 }
 
 /// `syn_recv` is two kernel states (3 and request sockets, 12); both compare as one.
@@ -71,10 +92,31 @@ impl ConnectionFilter {
             .as_deref()
             .map(|v| v.parse().map_err(|_| FilterError::Netns(v.to_owned())))
             .transpose()?;
+        let suspect = match params.suspect.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(FilterError::Suspect(other.to_owned())),
+        };
+        let pid = params
+            .pid
+            .as_deref()
+            .map(|v| v.parse().map_err(|_| FilterError::Pid(v.to_owned())))
+            .transpose()?;
+        let port = params
+            .port
+            .as_deref()
+            .map(|v| match v.parse() {
+                Ok(port) if port != 0 => Ok(port),
+                _ => Err(FilterError::Port(v.to_owned())),
+            })
+            .transpose()?;
         Ok(Self {
             state,
             min_idle,
             netns,
+            suspect,
+            pid,
+            port,
         })
     }
 
@@ -85,6 +127,16 @@ impl ConnectionFilter {
             && self
                 .min_idle
                 .is_none_or(|min| c.idle.is_some_and(|idle| idle >= min))
+            && (!self.suspect || !c.suspect.is_empty())
+            && self.pid.is_none_or(|pid| {
+                c.pid == Some(pid)
+                    || c.holders
+                        .as_slice()
+                        .is_some_and(|holders| holders.iter().any(|h| h.pid == pid))
+            })
+            && self
+                .port
+                .is_none_or(|port| c.local.port() == port || c.remote.port() == port)
     }
 }
 
@@ -94,18 +146,29 @@ impl ConnectionFilter {
 #[derive(Debug)]
 pub struct ViewsWriter {
     filter: ConnectionFilter,
+    /// What the suspects' `why` quotes.
+    policy: Arc<Policy>,
     json: Vec<u8>,
     written_any: bool,
 }
 
 impl ViewsWriter {
+    /// A writer whose suspects' `why` quote the default thresholds ([`with_policy`](Self::with_policy)
+    /// sets the agent's).
     #[must_use]
     pub fn new(filter: ConnectionFilter) -> Self {
         Self {
             filter,
+            policy: Arc::default(),
             json: b"[".to_vec(),
             written_any: false,
         }
+    }
+
+    /// The suspects' `why` quote `policy`'s thresholds (the agent's, overrides included).
+    #[must_use]
+    pub fn with_policy(self, policy: Arc<Policy>) -> Self {
+        Self { policy, ..self }
     }
 
     /// Appends `c` if it matches the filter.
@@ -121,8 +184,8 @@ impl ViewsWriter {
         }
         self.written_any = true;
         // Writing plain data (strings, numbers) into a Vec cannot fail.
-        serde_json::to_writer(&mut self.json, &ConnectionView::from(c))
-            .expect("serializing a connection view");
+        let view = ConnectionView::from(c).explained(verdict::explain(c, &self.policy));
+        serde_json::to_writer(&mut self.json, &view).expect("serializing a connection view");
     }
 
     /// What is written so far, once it reaches `at_least` bytes: a streamed response sends the

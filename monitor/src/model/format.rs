@@ -37,6 +37,20 @@ pub(crate) fn human_age(seconds: Option<f64>) -> String {
     }
 }
 
+/// A [`Duration`] as [`human_age`] writes it (`1m17s`).
+pub(crate) fn human_duration(d: Duration) -> String {
+    human_age(seconds(Some(d)))
+}
+
+/// The time in a state: `exact` when the agent saw the transition, else the lower bound it has
+/// for a socket that predates it, marked `≥` (`≥1m13s`); `-` when neither is known.
+pub(crate) fn human_age_bound(exact: Option<f64>, at_least: Option<f64>) -> String {
+    match (exact, at_least) {
+        (None, Some(bound)) => format!("≥{}", human_age(Some(bound))),
+        (exact, _) => human_age(exact),
+    }
+}
+
 /// `text` safe to print on a terminal: control characters (ESC, CR, BEL, DEL, the C1 range…),
 /// which a process can put in its own name (`prctl(PR_SET_NAME)`) to rewrite or hide what the
 /// operator sees, are written as `\x1b`-style escapes (`\u{9b}` past ASCII), and so are the
@@ -100,6 +114,14 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(human_age(input), expected, "{input:?}");
         }
+    }
+
+    #[test]
+    fn predating_sockets_show_their_lower_bound() {
+        assert_eq!(human_age_bound(Some(5.0), Some(73.0)), "5s", "exact wins");
+        assert_eq!(human_age_bound(None, Some(73.0)), "≥1m13s");
+        assert_eq!(human_age_bound(None, None), "-");
+        assert_eq!(human_duration(Duration::from_mins(1)), "1m00s");
     }
 
     #[test]

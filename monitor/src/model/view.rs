@@ -72,9 +72,29 @@ pub struct ConnectionView {
     #[serde(default)]
     pub gives_up_in_seconds: Option<f64>,
     pub suspect: Vec<String>,
+    /// Why, one sentence per `suspect` reason in the same order: the connection's values and
+    /// the threshold they crossed ("`CLOSE_WAIT` 1m17s > `close_wait_after` 1m00s"). Empty when
+    /// not suspect.
+    #[serde(default)]
+    pub why: Vec<String>,
     /// The latest keepalive probe (`[probe]`); absent when the socket was never probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeView>,
+}
+
+impl ConnectionView {
+    /// The view with its `why` sentences (the verdict module writes them; this room cannot).
+    #[must_use]
+    pub fn explained(self, why: Vec<String>) -> Self {
+        Self { why, ..self }
+    }
+
+    /// The `why` sentence for `reason` (its contract name), if the connection has that reason.
+    #[must_use]
+    pub fn why_for(&self, reason: &str) -> Option<&str> {
+        let at = self.suspect.iter().position(|r| r == reason)?;
+        self.why.get(at).map(String::as_str)
+    }
 }
 
 /// One process holding a socket.
@@ -152,6 +172,7 @@ impl From<&Connection> for ConnectionView {
             since_retrans_start_seconds: seconds(c.since_retrans_start),
             gives_up_in_seconds: seconds(c.gives_up_in),
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
+            why: Vec::new(),
             probe: c.probe.as_ref().map(ProbeView::from),
         }
     }

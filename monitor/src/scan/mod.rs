@@ -42,6 +42,7 @@ use crate::{
     clock,
     model::{Connection, Grouping, RemediationAction, ServicePorts},
     periodic::Periodic,
+    verdict::Policy,
 };
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts
@@ -85,6 +86,9 @@ pub struct Snapshot {
     /// What `[[remediate]]` policies did right after this scan (each socket's result reported
     /// once); filled by the agent's scan loop, empty from [`Scanner::scan`].
     pub remediations: Vec<RemediationAction>,
+    /// The thresholds, overrides and ignore list the scan judged with: what the suspects' `why`
+    /// quotes ([`crate::verdict::explain`]).
+    pub policy: Arc<Policy>,
 }
 
 /// A part of a scan that failed; its values in the snapshot are the last good ones.
@@ -289,6 +293,9 @@ impl Scanner {
     /// The table pass alone, as of `now_ns` (benchmarks time it on its own).
     pub fn scan_table(&self, watched: HashSet<u64>, now_ns: u64) -> Snapshot {
         let mut builder = summary::SnapshotBuilder::new(self.grouping, watched);
+        // Taken as the pass takes its own: a reload in between at worst quotes the new
+        // thresholds for one scan.
+        let policy = self.pipeline.policy();
         let gone = self
             .pipeline
             .scan(self.table.as_ref(), now_ns, &mut |c| builder.add(c));
@@ -306,6 +313,7 @@ impl Scanner {
         }
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();
+        snapshot.policy = policy;
         snapshot
     }
 }

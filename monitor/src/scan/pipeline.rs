@@ -221,6 +221,12 @@ impl Pipeline {
         Arc::clone(&crate::locks::read(&self.policy))
     }
 
+    /// The network namespaces whose sysctls the last read found (the host's namespaces, when
+    /// the scanner reads them).
+    pub(crate) fn namespaces_read(&self) -> usize {
+        self.defaults.current().len()
+    }
+
     /// The last kernel truth, if any.
     pub(crate) fn truth(&self) -> Option<Arc<KernelTruth>> {
         crate::locks::read(&self.truth).clone()

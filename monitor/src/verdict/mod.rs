@@ -3,12 +3,14 @@
 
 mod policy;
 mod rules;
+mod why;
 
 use std::time::Duration;
 
 pub use self::{
     policy::{Matcher, Override, Policy, Thresholds, in_cgroup},
     rules::evaluate,
+    why::{explain, why},
 };
 #[cfg(doc)]
 use crate::model::{Connection, Reason};

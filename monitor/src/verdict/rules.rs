@@ -44,7 +44,7 @@ pub fn evaluate(
 }
 
 /// How long the socket has been in its state: exact, or at least since the agent first saw it.
-fn time_in_state(c: &Connection) -> Option<Duration> {
+pub(super) fn time_in_state(c: &Connection) -> Option<Duration> {
     c.state_age.or(c.state_age_at_least)
 }
 
@@ -55,7 +55,7 @@ fn longer(age: Option<Duration>, limit: Duration) -> bool {
 /// `clock`, bounded by `bound` when that is known: e.g. the time in a state during which
 /// nothing was sent is the time in the state, or the time since the last send if shorter.
 /// Unknown when `clock` is.
-fn bounded(clock: Option<Duration>, bound: Option<Duration>) -> Option<Duration> {
+pub(super) fn bounded(clock: Option<Duration>, bound: Option<Duration>) -> Option<Duration> {
     clock.map(|clock| bound.map_or(clock, |bound| clock.min(bound)))
 }
 
@@ -84,7 +84,7 @@ fn fin_wait2_stuck(c: &Connection, t: &Thresholds) -> bool {
 /// fired), a bound from below: the peer cannot have left data unanswered for longer than it has
 /// been silent (`since_peer`), nor for longer than data was last sent (`since_send`) — late
 /// rather than early.
-fn retransmitting_for(c: &Connection) -> Option<Duration> {
+pub(super) fn retransmitting_for(c: &Connection) -> Option<Duration> {
     c.since_retrans_start
         .or_else(|| bounded(c.since_peer, c.since_send))
 }

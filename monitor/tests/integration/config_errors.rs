@@ -55,6 +55,17 @@ fn unknown_key_in_config_file() {
     );
 }
 
+/// A typo gets the nearest key, still on one line with exit 2.
+#[test]
+fn misspelt_key_in_config_file() {
+    let file = config_file("scan_intervall = \"5s\"\n");
+    let path = file.path().to_str().unwrap();
+    assert_usage_error(
+        &["--config", path],
+        &format!(r#"config {path}: unknown key "scan_intervall" (did you mean scan_interval?)"#),
+    );
+}
+
 #[test]
 fn bad_value_in_config_file() {
     let file = config_file("[[override]]\nprocess = \"nginx\"\nidle_after = 7200\n");

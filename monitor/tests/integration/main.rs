@@ -15,6 +15,7 @@ mod prom;
 mod alertmanager;
 mod bounded_output;
 mod btf_offsets;
+mod cli_incident;
 mod config_errors;
 mod deploy_manifests;
 mod destroy;

@@ -4,18 +4,43 @@ use crate::model::{LocalPort, Reason};
 #[test]
 fn report_lines() {
     assert_eq!(report(&[]), "OK: no suspect connections\n");
+    let mut leak = AlertGroup::example(Reason::CloseWaitStuck, "redis-server", 6379, 3, 300.0);
+    let mut sample = crate::model::ConnectionView::from(&crate::model::Connection::new(
+        7,
+        monitor_common::tcp_state::CLOSE_WAIT,
+        "10.0.0.1:6379".parse().unwrap(),
+        "10.0.0.2:40000".parse().unwrap(),
+    ));
+    sample.suspect = vec!["close_wait_stuck".into()];
+    sample.why = vec!["CLOSE_WAIT 5m00s > close_wait_after 1m00s".into()];
+    leak.samples = vec![sample];
     let out = report(&[
-        AlertGroup::example(Reason::CloseWaitStuck, "redis-server", 6379, 3, 300.0),
+        leak,
         AlertGroup::example(Reason::IdleNoKeepalive, "java", 8080, 1, 7200.0),
     ]);
     let expected = format!(
         "WARNING: 4 suspect connections in 2 groups\n\
-         close_wait_stuck   redis-server  port 6379  3 connections  oldest 5m00s  {}\n\
-         idle_no_keepalive  java          port 8080  1 connection   oldest 2h00m  {}\n",
+         close_wait_stuck   redis-server  port 6379  3 connections  oldest 5m00s\n    \
+         oldest: CLOSE_WAIT 5m00s > close_wait_after 1m00s\n    \
+         fix: {}\n\
+         idle_no_keepalive  java          port 8080  1 connection   oldest 2h00m\n    \
+         fix: {}\n",
         Reason::CloseWaitStuck.remedy(),
         Reason::IdleNoKeepalive.remedy(),
     );
     assert_eq!(out, expected);
+}
+
+/// Every remedy fits the width on its indented line(s), the longest wrapped.
+#[test]
+fn every_line_fits_the_width() {
+    let groups: Vec<AlertGroup> = Reason::ALL
+        .into_iter()
+        .map(|r| AlertGroup::example(r, "redis-server", 6379, 12_000, 86_400.0 * 3.0))
+        .collect();
+    for line in report(&groups).lines() {
+        assert!(line.chars().count() <= crate::cli::table::WIDTH, "{line:?}");
+    }
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn view_serializes_unknown_as_null() {
             "cgroup": "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
             "container": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "since_retrans_start_seconds": null, "gives_up_in_seconds": null,
-            "suspect": ["peer_unresponsive"],
+            "suspect": ["peer_unresponsive"], "why": [],
         })
     );
     let back: ConnectionView = serde_json::from_value(value).unwrap();
@@ -81,7 +81,7 @@ fn params(state: Option<&str>, min_idle: Option<&str>) -> FilterParams {
     FilterParams {
         state: state.map(Into::into),
         min_idle: min_idle.map(Into::into),
-        netns: None,
+        ..FilterParams::default()
     }
 }
 
@@ -121,8 +121,7 @@ fn filter_matches_state_and_min_idle() {
     let secs = |s| Some(Duration::from_secs(s));
     let by_state = ConnectionFilter {
         state: Some(tcp_state::SYN_RECV),
-        min_idle: None,
-        netns: None,
+        ..ConnectionFilter::default()
     };
     assert!(by_state.matches(&conn(tcp_state::NEW_SYN_RECV, None)));
     assert!(!by_state.matches(&conn(tcp_state::ESTABLISHED, None)));
@@ -130,7 +129,7 @@ fn filter_matches_state_and_min_idle() {
     let idle = ConnectionFilter {
         state: None,
         min_idle: secs(30),
-        netns: None,
+        ..ConnectionFilter::default()
     };
     assert!(idle.matches(&conn(tcp_state::ESTABLISHED, secs(30))));
     assert!(!idle.matches(&conn(tcp_state::ESTABLISHED, secs(29))));
@@ -162,7 +161,11 @@ fn writer_output_is_a_serialized_vector() {
     for c in &connections {
         writer.push(c);
     }
-    let views: Vec<ConnectionView> = connections.iter().map(ConnectionView::from).collect();
+    let views: Vec<ConnectionView> = connections
+        .iter()
+        .map(|c| ConnectionView::from(c).explained(verdict::explain(c, &Policy::default())))
+        .collect();
+    assert_eq!(views[0].why.len(), 1, "{views:?}");
     assert_eq!(writer.finish(), serde_json::to_vec(&views).unwrap());
     let empty = ViewsWriter::new(ConnectionFilter::default()).finish();
     assert_eq!(empty, b"[]");
@@ -191,4 +194,56 @@ fn netns_filter() {
             .to_string()
             .contains("netns=\"host\"")
     );
+}
+
+#[test]
+fn filter_by_suspect_pid_and_either_port() {
+    let parse = |suspect: Option<&str>, pid: Option<&str>, port: Option<&str>| {
+        ConnectionFilter::from_params(&FilterParams {
+            suspect: suspect.map(Into::into),
+            pid: pid.map(Into::into),
+            port: port.map(Into::into),
+            ..FilterParams::default()
+        })
+    };
+    let suspect = conn(tcp_state::ESTABLISHED, None);
+    let mut healthy = suspect.clone();
+    healthy.suspect.clear();
+    let only_suspects = parse(Some("true"), None, None).unwrap();
+    assert!(only_suspects.matches(&suspect));
+    assert!(!only_suspects.matches(&healthy));
+    assert!(parse(Some("false"), None, None).unwrap().matches(&healthy));
+
+    let local = parse(None, None, Some("8080")).unwrap();
+    let remote = parse(None, None, Some("51000")).unwrap();
+    assert!(local.matches(&healthy) && remote.matches(&healthy));
+    assert!(!parse(None, None, Some("22")).unwrap().matches(&healthy));
+
+    assert!(parse(None, Some("1234"), None).unwrap().matches(&healthy));
+    let by_holder = parse(None, Some("1300"), None).unwrap();
+    assert!(!by_holder.matches(&healthy));
+    healthy.holders = Holders::Many(vec![
+        Holder {
+            pid: 1234,
+            comm: None,
+        },
+        Holder {
+            pid: 1300,
+            comm: None,
+        },
+    ]);
+    assert!(by_holder.matches(&healthy), "a second holder counts");
+
+    for (bad, name) in [
+        (parse(Some("yes"), None, None), "suspect"),
+        (parse(None, Some("-1"), None), "pid"),
+        (parse(None, None, Some("0")), "port"),
+        (parse(None, None, Some("70000")), "port"),
+    ] {
+        let err = bad.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid query parameter {name}=")),
+            "{err}"
+        );
+    }
 }
