@@ -205,12 +205,11 @@ impl HeldSockets {
     /// now, else untracked and missed.
     fn place_the_rest(&mut self, pass: &mut HeldPass) {
         for record in std::mem::take(&mut self.unplaced) {
-            match self.slots_of.find(record.cookie) {
-                Some(slot) => self.place(slot, &record, pass),
-                None => {
-                    pass.untracked += 1;
-                    pass.missed += 1;
-                }
+            if let Some(slot) = self.slots_of.find(record.cookie) {
+                self.place(slot, &record, pass);
+            } else {
+                pass.untracked += 1;
+                pass.missed += 1;
             }
         }
     }
