@@ -1,7 +1,8 @@
 //! The documentation against the code it describes, so neither can drift: every alert rule has
 //! its runbook section in `docs/alerts.md` (and points at it), every metric family the agent
 //! can export is in `docs/metrics.md`, and the `run` synopsis in `docs/configuration.md` lists
-//! exactly the long flags `tcp-liveness run --help` prints. Plain tests: no root, no kernel.
+//! exactly the long flags `tcp-liveness run --help` prints, and every link between the README
+//! and `docs/` leads to a file and heading that exist. Plain tests: no root, no kernel.
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command, sync::Arc};
 
@@ -156,4 +157,55 @@ fn the_run_synopsis_lists_every_flag_of_run_help() {
         missing.is_empty() && stale.is_empty(),
         "docs/configuration.md synopsis: missing {missing:?}, not a flag of run {stale:?}"
     );
+}
+
+/// The target of every Markdown link `[text](target)` in a text, web links left out.
+fn relative_links(markdown: &str) -> Vec<String> {
+    markdown
+        .match_indices("](")
+        .filter_map(|(i, _)| {
+            let rest = &markdown[i + 2..];
+            let target = &rest[..rest.find(')')?];
+            (!target.starts_with("http")).then(|| target.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn links_between_readme_and_docs_resolve() {
+    let docs_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut pages: Vec<String> = std::fs::read_dir(&docs_dir)
+        .expect("docs/")
+        .map(|entry| PathBuf::from(entry.expect("docs/ entry").file_name()))
+        .filter(|name| name.extension().is_some_and(|ext| ext == "md"))
+        .filter_map(|name| Some(format!("docs/{}", name.to_str()?)))
+        .collect();
+    pages.push("README.md".to_owned());
+    let mut broken = Vec::new();
+    for page in &pages {
+        let dir = PathBuf::from(page)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for link in relative_links(&repo_file(page)) {
+            let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if path.is_empty() {
+                PathBuf::from(page)
+            } else {
+                dir.join(path)
+            };
+            let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(&target);
+            let resolves = if anchor.is_empty() {
+                full.exists()
+            } else {
+                std::fs::read_to_string(&full).is_ok_and(|text| anchors(&text).contains(anchor))
+            };
+            if !resolves {
+                broken.push(format!("{page}: {link}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links that lead nowhere: {broken:#?}");
 }
