@@ -2,7 +2,8 @@
 //! its runbook section in `docs/alerts.md` (and points at it), every metric family the agent
 //! can export is in `docs/metrics.md`, and the `run` synopsis in `docs/configuration.md` lists
 //! exactly the long flags `tcp-liveness run --help` prints, and every link between the README
-//! and `docs/` leads to a file and heading that exist. Plain tests: no root, no kernel.
+//! and `docs/` leads to a file and heading that exist, and every kernel test file has its row in
+//! `docs/testing.md`. Plain tests: no root, no kernel.
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command, sync::Arc};
 
@@ -208,4 +209,28 @@ fn links_between_readme_and_docs_resolve() {
         }
     }
     assert!(broken.is_empty(), "links that lead nowhere: {broken:#?}");
+}
+
+#[test]
+fn every_integration_test_file_is_in_docs_testing() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
+    let docs = repo_file("docs/testing.md");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/integration")
+        .map(|entry| PathBuf::from(entry.expect("tests/integration entry").file_name()))
+        .filter(|name| name.extension().is_some_and(|ext| ext == "rs"))
+        .filter_map(|name| Some(name.to_str()?.to_owned()))
+        // The binary's root and the shared set-up, not tests.
+        .filter(|name| name != "main.rs" && name != "common.rs")
+        .collect();
+    files.sort();
+    assert!(files.len() > 20, "test files: {files:?}");
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|file| !docs.contains(&format!("| `{file}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/testing.md has no row for {missing:?}"
+    );
 }
