@@ -30,7 +30,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every test: unit tests, then the kernel tests (root, real programs, real connections).
+    /// Run every test: unit tests, the documentation drift tests, then the kernel tests (root,
+    /// real programs, real connections).
     Test,
     /// Measure hook cost, application overhead, scan cost and detection latency (root); prints
     /// a table (issue #5, BENCHMARKS.md).
@@ -109,6 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--lib",
                 "--bins",
             ])?;
+            // The documentation against the code (alert runbooks, metric families, the `run`
+            // synopsis): plain tests, no root.
+            cargo(&["test", "--package", "monitor", "--test", "docs_drift"])?;
             // The integration tests are one binary (monitor/tests/integration). They load
             // programs and create namespaces: one at a time, so that each test's agent and
             // counts are its own.

@@ -189,7 +189,7 @@ fn new_metrics(
     (store, metrics)
 }
 
-/// What the running agent does that needs a capability (README, "Privileges"): its scan and
+/// What the running agent does that needs a capability (docs/privileges.md): its scan and
 /// kernel-state threads enter every network namespace and walk every process's descriptors. A
 /// feature that needs more (socket destroy) adds itself here when its setting enables it.
 const RUNNING_FEATURES: &[Feature] = &[Feature::Namespaces, Feature::Owners];

@@ -153,6 +153,12 @@ pub const SUSPECTS: Family = family(
     &["reason"],
     "Connections that look dead or leaking at the last scan, by reason (close_wait_stuck, fin_wait2_stuck, peer_unresponsive, keepalive_unanswered, idle_no_keepalive). See /alerts and /connections for which.",
 );
+pub const SUSPECTS_BY_OWNER: Family = family(
+    "tcp_liveness_suspect_connections_by_owner",
+    Kind::Gauge,
+    &["reason", "owner", "local_port"],
+    "Suspect connections at the last scan by reason, owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): per reason, the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports, the rest summed as local_port=\"other\". Series exist only while there are suspects.",
+);
 pub const DETECTIONS: Family = family(
     "tcp_liveness_suspect_detections_total",
     Kind::Counter,
@@ -312,7 +318,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 28] = [
+pub const SNAPSHOT: [&Family; 29] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -331,6 +337,7 @@ pub const SNAPSHOT: [&Family; 28] = [
     &SOCKET_ERRORS,
     &BUILD_INFO,
     &SUSPECTS,
+    &SUSPECTS_BY_OWNER,
     &DETECTIONS,
     &CLOSE_WAIT_BY_OWNER,
     &CLOSE_WAIT_OLDEST,
@@ -363,7 +370,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 43] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 44] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

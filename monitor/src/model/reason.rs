@@ -35,7 +35,7 @@ struct Words {
     severity: &'static str,
     /// How an alert summary describes the connections ("stuck in `CLOSE_WAIT`").
     symptom: &'static str,
-    /// What the on-call should do about it (logs, alerts, `check`, the README).
+    /// What the on-call should do about it (logs, alerts, `check`, the README's verdict table).
     remedy: &'static str,
 }
 
@@ -131,7 +131,7 @@ impl Reason {
         self.words().symptom
     }
 
-    /// What the on-call should do about it (used in logs, alerts and the README).
+    /// What the on-call should do about it (used in logs, alerts and the README's verdict table).
     #[must_use]
     pub const fn remedy(self) -> &'static str {
         self.words().remedy

@@ -52,13 +52,14 @@ pub struct StateSummary {
     pub idle: IdleHistogram,
 }
 
-/// `CLOSE_WAIT` grouped by owner and port, cut to the top N owners and their top ports.
+/// Connections grouped by owner and port, cut to the top N owners and their top ports: the
+/// `CLOSE_WAIT` sockets, and each reason's suspects.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CloseWaitTop {
+pub struct OwnerPortTop {
     /// (owner, local port) → count; owners beyond the top N are folded into ("other", "other"),
     /// an owner's service ports beyond its top ports into (owner, "other").
     pub by_port: BTreeMap<(String, String), u64>,
-    /// owner → oldest age in seconds (top N owners, the rest as "other").
+    /// owner → oldest state age in seconds (top N owners, the rest as "other").
     pub oldest: BTreeMap<String, f64>,
     /// Owners past the top N, summed as `owner="other"`.
     pub folded_owners: usize,
@@ -76,7 +77,10 @@ pub struct Summary {
     /// Sockets with keepalive known to be off, per state name (every reported state but listen
     /// present).
     pub keepalive_off: BTreeMap<std::borrow::Cow<'static, str>, u64>,
-    pub close_wait: CloseWaitTop,
+    pub close_wait: OwnerPortTop,
+    /// Suspect connections of each reason by owner and port, cut as `close_wait` is; only
+    /// reasons with suspects at the last scan.
+    pub suspects_by_owner: BTreeMap<Reason, OwnerPortTop>,
     /// `TIME_WAIT` sockets, from the kernel's own state (they have no table entry); None
     /// without it.
     pub time_wait: Option<u64>,
@@ -123,7 +127,8 @@ impl Default for Summary {
                 .filter(|&&s| s != tcp_state::LISTEN)
                 .map(|&s| (labels::state_label(s), 0))
                 .collect(),
-            close_wait: CloseWaitTop::default(),
+            close_wait: OwnerPortTop::default(),
+            suspects_by_owner: BTreeMap::new(),
             time_wait: None,
             kernel_reads: None,
             held_reads: None,
@@ -132,12 +137,29 @@ impl Default for Summary {
     }
 }
 
-/// `CLOSE_WAIT` sockets of one owner on one (namespace, raw local port): the port becomes a label
-/// only at the end of the scan, once every listener is known.
+/// Connections of one owner on one (namespace, raw local port): the port becomes a label only at
+/// the end of the scan, once every listener is known.
 #[derive(Clone, Copy, Debug, Default)]
-struct CloseWaitGroup {
+struct OwnerPortGroup {
     count: u64,
     oldest_seconds: f64,
+}
+
+impl OwnerPortGroup {
+    fn add(&mut self, state_age_seconds: f64) {
+        self.count += 1;
+        self.oldest_seconds = self.oldest_seconds.max(state_age_seconds);
+    }
+}
+
+/// A group's key: the owner, the socket's namespace and its raw local port.
+type OwnerPortKey = (Owner, Option<u32>, u16);
+
+/// Time in the current state, or its lower bound for a socket older than the agent; 0 unknown.
+fn state_age_seconds(c: &Connection) -> f64 {
+    c.state_age
+        .or(c.state_age_at_least)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Accumulates one scan, connection by connection.
@@ -145,7 +167,8 @@ pub struct SnapshotBuilder {
     grouping: Grouping,
     watched: HashSet<u64>,
     summary: Summary,
-    close_wait: FastMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+    close_wait: FastMap<OwnerPortKey, OwnerPortGroup>,
+    suspects: BTreeMap<Reason, FastMap<OwnerPortKey, OwnerPortGroup>>,
     /// Sockets with keepalive off by state number, folded into
     /// [`Summary::keepalive_off`] at the end (a count per socket, not a string key).
     keepalive_off: [u64; 256],
@@ -161,6 +184,7 @@ impl SnapshotBuilder {
             watched,
             summary: Summary::default(),
             close_wait: FastMap::default(),
+            suspects: BTreeMap::new(),
             keepalive_off: [0; 256],
             snapshot: Snapshot {
                 grouping,
@@ -188,6 +212,16 @@ impl SnapshotBuilder {
         for r in &c.suspect {
             *summary.suspects.entry(*r).or_default() += 1;
         }
+        if !c.suspect.is_empty() {
+            let key = (Owner::of(c, self.grouping), c.netns, c.local.port());
+            for r in &c.suspect {
+                let groups = self.suspects.entry(*r).or_default();
+                groups
+                    .entry(key.clone())
+                    .or_default()
+                    .add(state_age_seconds(c));
+            }
+        }
         if let Some(policy) = &c.enforced {
             *summary.enforced.entry(Arc::clone(policy)).or_default() += 1;
         }
@@ -195,17 +229,12 @@ impl SnapshotBuilder {
             self.keepalive_off[usize::from(c.state)] += 1;
         }
         if c.state == tcp_state::CLOSE_WAIT {
-            let age = c
-                .state_age
-                .or(c.state_age_at_least)
-                .map_or(0.0, |d| d.as_secs_f64());
             let owner = Owner::of(c, self.grouping);
             let group = self
                 .close_wait
                 .entry((owner, c.netns, c.local.port()))
                 .or_default();
-            group.count += 1;
-            group.oldest_seconds = group.oldest_seconds.max(age);
+            group.add(state_age_seconds(c));
         }
         if !c.suspect.is_empty() {
             self.snapshot.suspects.push(c.clone());
@@ -235,19 +264,21 @@ impl SnapshotBuilder {
                     .or_default() += count;
             }
         }
-        self.summary.close_wait = close_wait_top(
-            &self.close_wait,
-            &self.snapshot.service_ports,
-            self.grouping,
-        );
+        let services = &self.snapshot.service_ports;
+        self.summary.close_wait = owner_port_top(&self.close_wait, services, self.grouping);
+        self.summary.suspects_by_owner = self
+            .suspects
+            .iter()
+            .map(|(r, groups)| (*r, owner_port_top(groups, services, self.grouping)))
+            .collect();
         self.snapshot.summary = self.summary;
         self.snapshot
     }
 }
 
-/// One owner's `CLOSE_WAIT` sockets: total, oldest, and per port (None: outbound).
+/// One owner's connections of a group: total, oldest, and per port (None: outbound).
 #[derive(Default)]
-struct OwnerCloseWait {
+struct OwnerTotals {
     count: u64,
     oldest_seconds: f64,
     ports: HashMap<Option<u16>, u64>,
@@ -257,12 +288,12 @@ struct OwnerCloseWait {
 /// `top_n` owners with the most sockets (ties broken by name), and each kept owner to its
 /// `top_ports` service ports with the most sockets (ties broken by port number), the rest of its
 /// ports summed as `local_port="other"`.
-fn close_wait_top(
-    groups: &FastMap<(Owner, Option<u32>, u16), CloseWaitGroup>,
+fn owner_port_top(
+    groups: &FastMap<OwnerPortKey, OwnerPortGroup>,
     services: &ServicePorts,
     grouping: Grouping,
-) -> CloseWaitTop {
-    let mut per_owner: HashMap<&str, OwnerCloseWait> = HashMap::new();
+) -> OwnerPortTop {
+    let mut per_owner: HashMap<&str, OwnerTotals> = HashMap::new();
     for ((owner, netns, port), group) in groups {
         let entry = per_owner.entry(owner.label()).or_default();
         entry.count += group.count;
@@ -274,7 +305,7 @@ fn close_wait_top(
     }
     let mut owners: Vec<_> = per_owner.into_iter().collect();
     owners.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
-    let mut top = CloseWaitTop::default();
+    let mut top = OwnerPortTop::default();
     for (rank, (owner, summary)) in owners.into_iter().enumerate() {
         if rank < grouping.top_n {
             let ports = summary.ports.into_iter().map(|(port, n)| (port, n, ()));

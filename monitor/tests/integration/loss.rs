@@ -1,7 +1,7 @@
 //! False positives under random loss: live peers over a link that drops 30% of the packets
 //! each way (`iptables -m statistic --mode random` in both namespaces). A probe round of
 //! `count` probes calls a live peer dead only when every probe or its answer is lost:
-//! (1 − 0.7²)^count = 0.51^count, 8·10⁻⁵ for the default 14 (README, Probe). Over the rounds
+//! (1 − 0.7²)^count = 0.51^count, 8·10⁻⁵ for the default 14 (docs/active-modes.md, "Probe"). Over the rounds
 //! this test runs, no live peer may be proven dead, and a `peer_dead` policy selects nothing.
 
 use std::{

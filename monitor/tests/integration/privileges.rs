@@ -1,4 +1,4 @@
-//! Privileges after start-up (README, "Privileges"): every thread of the running agent holds at
+//! Privileges after start-up (docs/privileges.md): every thread of the running agent holds at
 //! most the kept set (`CAP_SYS_ADMIN`, `CAP_SYS_PTRACE`, `CAP_DAC_READ_SEARCH`), only the scan and
 //! kernel-state threads (and the namespace threads they start) hold even that, `CAP_BPF` and
 //! `CAP_PERFMON` are gone from every set, and the agent still works: kernel reads in every

@@ -149,13 +149,13 @@ fn dashboards_are_complete_and_use_only_agent_metrics() {
 /// shipped ones.
 fn fast_rules() -> String {
     let text = std::fs::read_to_string(deploy_file("rules.yml")).expect("read rules.yml");
-    let pile = "tcp_liveness_close_wait_connections > 10";
+    let pile = r#"tcp_liveness_suspect_connections_by_owner{reason="close_wait_stuck"} > 10"#;
     assert_eq!(
         text.matches(pile).count(),
         1,
         "rules.yml: the pile expression changed"
     );
-    let lowered = text.replace(pile, "tcp_liveness_close_wait_connections > 2");
+    let lowered = text.replace(pile, &pile.replace("> 10", "> 2"));
     let lines = lowered.lines().map(|line| match line.split_once("for: ") {
         Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 5s"),
         _ => line.to_owned(),
@@ -223,7 +223,7 @@ fn check_dashboard_queries(prom: &Prometheus, vars: &[(&str, &str)]) {
 }
 
 /// Every shipped rule loaded, evaluates without error, runs as a query, and carries what the
-/// on-call needs: a severity, a summary and a description.
+/// on-call needs: a severity, a summary, a description and a runbook.
 fn check_loaded_rules(prom: &Prometheus) {
     let shipped = std::fs::read_to_string(deploy_file("rules.yml")).expect("read rules.yml");
     let rules = prom.rules();
@@ -236,7 +236,7 @@ fn check_loaded_rules(prom: &Prometheus) {
             rule["labels"]["severity"].is_string(),
             "{name}: no severity"
         );
-        for key in ["summary", "description"] {
+        for key in ["summary", "description", "runbook_url"] {
             let text = rule["annotations"][key].as_str().unwrap_or_default();
             assert!(!text.is_empty(), "{name}: no {key}");
         }
@@ -281,6 +281,8 @@ fn prometheus_runs_every_dashboard_query_and_fires_the_alerts() {
         l["instance"] == target.as_str()
     });
     assert_eq!(half_open["labels"]["severity"], "warning", "{half_open}");
+    // The half-open alerts name the process (suspects by owner), not only the host.
+    assert_eq!(half_open["labels"]["owner"], "python3", "{half_open}");
 
     let vars = [
         ("job", "tcp-liveness"),

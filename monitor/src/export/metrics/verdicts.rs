@@ -15,13 +15,14 @@ use crate::{
         metric_families::{
             ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
             CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
-            ENFORCED, KEEPALIVE_DISABLED, SUSPECTS,
+            ENFORCED, KEEPALIVE_DISABLED, SUSPECTS, SUSPECTS_BY_OWNER,
         },
     },
 };
 
 /// From the snapshot's summary: the suspects and keepalive counts (every reason and state
-/// present, 0 included, like `tcp_liveness_connections`) and the `CLOSE_WAIT` top N.
+/// present, 0 included, like `tcp_liveness_connections`), the suspects by owner and the
+/// `CLOSE_WAIT` top N (series only for what exists).
 #[must_use]
 pub fn families(published: &Published) -> Vec<MetricFamily> {
     let summary = &published.snapshot.summary;
@@ -73,6 +74,22 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
                 .enforced
                 .iter()
                 .map(|(policy, n)| gauge(&[("policy", policy)], *n as f64))
+                .collect(),
+        ),
+        SUSPECTS_BY_OWNER.family(
+            summary
+                .suspects_by_owner
+                .iter()
+                .flat_map(|(reason, top)| {
+                    top.by_port.iter().map(|((owner, port), n)| {
+                        let labels = [
+                            ("reason", reason.as_str()),
+                            ("owner", owner),
+                            ("local_port", port),
+                        ];
+                        gauge(&labels, *n as f64)
+                    })
+                })
                 .collect(),
         ),
     ]
@@ -151,6 +168,27 @@ mod tests {
         );
         let total: f64 = ka.iter().map(|m| m.get_gauge().get_value()).sum();
         assert_eq!(total, 1.0);
+        // The one suspect, by reason and owner: the alert rules name the owner from it.
+        let by_owner = families
+            .iter()
+            .find(|f| f.name() == "tcp_liveness_suspect_connections_by_owner")
+            .unwrap()
+            .get_metric();
+        let labels: Vec<_> = by_owner[0]
+            .get_label()
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect();
+        assert_eq!(by_owner.len(), 1);
+        assert_eq!(
+            labels,
+            [
+                ("reason", "idle_no_keepalive"),
+                ("owner", "app"),
+                ("local_port", "outbound")
+            ]
+        );
+        assert_eq!(by_owner[0].get_gauge().get_value(), 1.0);
     }
 
     /// The caps are exported, and so is what they folded: 30 service ports of one owner with

@@ -220,3 +220,65 @@ fn watched_cookies_report_whether_they_are_still_open() {
     let snapshot = builder.finish();
     assert_eq!(snapshot.watched_open, HashSet::from([1]));
 }
+
+fn suspect(comm: &str, port: u16, reasons: &[Reason]) -> Connection {
+    let mut c = conn(1, ESTABLISHED, port);
+    c.comm = Some(comm.into());
+    c.suspect = reasons.to_vec();
+    c
+}
+
+/// Suspects by reason and owner are cut as `CLOSE_WAIT` is, per reason: the top N owners (the
+/// rest one `owner="other"` series) and each owner's top ports (the rest `local_port="other"`).
+#[test]
+fn suspects_by_owner_keep_the_top_n_owners_and_ports_per_reason() {
+    let unresponsive = [Reason::PeerUnresponsive];
+    let mut connections = vec![
+        suspect("api", 7000, &unresponsive),
+        suspect(
+            "api",
+            7000,
+            &[Reason::PeerUnresponsive, Reason::IdleNoKeepalive],
+        ),
+        suspect("api", 7001, &unresponsive),
+        suspect("api", 7002, &unresponsive),
+        suspect("worker", 41_000, &unresponsive),
+        suspect("worker", 41_001, &unresponsive),
+        suspect("cron", 41_002, &unresponsive),
+        suspect("healthy", 7000, &[]),
+    ];
+    connections.extend([7000, 7001, 7002].map(listener));
+    let grouping = Grouping {
+        top_n: 2,
+        top_ports: 2,
+        ..Grouping::default()
+    };
+    let by_owner = Snapshot::from_connections(connections, grouping)
+        .summary
+        .suspects_by_owner;
+    assert_eq!(
+        by_owner.len(),
+        2,
+        "only reasons with suspects: {by_owner:?}"
+    );
+    let top = &by_owner[&Reason::PeerUnresponsive];
+    let series: Vec<_> = top
+        .by_port
+        .iter()
+        .map(|((o, p), n)| (o.as_str(), p.as_str(), *n))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            ("api", "7000", 2),
+            ("api", "7001", 1),
+            ("api", OTHER, 1),
+            (OTHER, OTHER, 1),
+            ("worker", "outbound", 2),
+        ]
+    );
+    assert_eq!((top.folded_owners, top.folded_ports), (1, 1));
+    let idle = &by_owner[&Reason::IdleNoKeepalive];
+    assert_eq!(idle.by_port[&("api".into(), "7000".into())], 1);
+    assert_eq!(idle.by_port.len(), 1);
+}
