@@ -103,7 +103,7 @@ pub(crate) fn first_missing<'a>(
 pub(crate) enum PrivilegeError {
     /// Start-up needs a capability the agent was not given.
     #[error(
-        "missing capability {cap}, needed to {why}: run as root or grant it (README, \"Privileges\")",
+        "missing capability {cap}, needed to {why}: run as root or grant it (docs/privileges.md)",
         cap = .0.cap,
         why = .0.why
     )]
