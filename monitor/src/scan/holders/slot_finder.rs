@@ -36,27 +36,26 @@ pub(super) struct SlotFinder {
 impl SlotFinder {
     /// Starts a pass: takes every tracked socket's slot from `table`.
     pub(super) fn sweep(&mut self, table: &dyn SocketSource) {
-        self.cookie_at.clear();
-        table.for_each_cookie(&mut |slot, cookie| self.set(slot, cookie));
-        self.start();
+        self.look_again(table);
+        self.follow_the_last_order();
     }
 
     /// Starts a pass over a table that holds exactly these `(slot, cookie)` pairs (tests).
     pub(super) fn sweep_pairs(&mut self, pairs: impl IntoIterator<Item = (u32, u64)>) {
+        self.finish();
         self.cookie_at.clear();
         for (slot, cookie) in pairs {
             self.set(slot, cookie);
         }
-        self.start();
+        self.follow_the_last_order();
     }
 
     /// Takes the table's slots again, for the records [`find`](Self::find) did not place:
     /// the order followed so far stays.
     pub(super) fn look_again(&mut self, table: &dyn SocketSource) {
+        self.finish();
         self.cookie_at.clear();
         table.for_each_cookie(&mut |slot, cookie| self.set(slot, cookie));
-        self.by_cookie = FastMap::default();
-        self.by_cookie_built = false;
     }
 
     /// The slot of the socket `cookie` (the next record of the pass); None when the table did
@@ -84,8 +83,8 @@ impl SlotFinder {
         self.by_cookie_built = false;
     }
 
-    fn start(&mut self) {
-        self.finish();
+    /// Makes the order the pass so far followed the one the next pass predicts from.
+    fn follow_the_last_order(&mut self) {
         std::mem::swap(&mut self.last_order, &mut self.order);
         self.order.clear();
         self.cursor = 0;
