@@ -40,15 +40,13 @@ pub const HS_TIMERS_READ: u8 = 1 << 4;
 pub struct HeldSocket {
     /// Socket cookie (`skc_cookie`): `ss -e` `sk:`, `sock_diag`'s `idiag_cookie`. The kernel
     /// makes it the first time something asks for it (`sock_diag`, a BPF program calling
-    /// `bpf_get_socket_cookie`), which this program cannot do: 0 until then (use `inode`).
+    /// `bpf_get_socket_cookie`), which this program cannot do: 0 until then.
     pub cookie: u64,
     /// The holding process (`task_struct.tgid`: a pid as `/proc` and `ss -p` show it, in the
     /// initial pid namespace).
     pub tgid: u32,
     /// The descriptor number in the holder's file table.
     pub fd: u32,
-    /// Socket inode (`SOCK_INODE(sock)->i_ino`, low 32 bits as `ss -e` `ino:` prints it).
-    pub inode: u32,
     /// Network namespace inode of the socket (`skc_net->ns.inum`), not of the holder.
     pub netns: u32,
     /// Low 32 bits of `bpf_jiffies64()` at the visit (`tcp_jiffies32`).
@@ -100,7 +98,7 @@ pub struct HeldSocket {
     pub probes_out: u8,
     /// See `user_timeout_ms`.
     pub keepalive_probes: u8,
-    _pad: u8,
+    _pad: [u8; 5],
     /// `tcp_sock.bytes_sent`: bytes sent in segments, retransmissions included (`ss -i`
     /// `bytes_sent`).
     pub bytes_sent: u64,

@@ -92,13 +92,6 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     record.slot = NO_SLOT;
     record.tgid = read(task, off.task_tgid);
     record.fd = fd;
-    let inode: u64 = probe(sock, off.socket_ino);
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "socket inode numbers come from a 32-bit counter (get_next_ino)"
-    )]
-    let inode32 = inode as u32;
-    record.inode = inode32;
     common(sk, off, record);
     transport(sk, off, record);
     // SAFETY: `meta` is never NULL for a running iterator; the record is fully written. A full

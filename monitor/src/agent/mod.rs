@@ -102,7 +102,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     )
     .reading_namespace_sysctls();
     if let Some(holders) = holders {
-        scanner = scanner.reading_held_sockets(holders);
+        scanner = scanner.reading_held_sockets(holders, config.scan_interval);
     }
     let scanner = Arc::new(scanner);
     let remediation = RemediationCounters::new(&config.remediate);

@@ -95,7 +95,7 @@ pub const HELD_READ_SECONDS: Family = family(
     "tcp_liveness_held_socket_read_seconds_total",
     Kind::Counter,
     &[],
-    "Time spent in those passes (each scan runs one when due: at most 1% of a core, and none older than 10 s).",
+    "Time spent in those passes (each scan runs one when due: at most 1% of a core, and none older than 15 s).",
 );
 pub const INSERT_FAILURES: Family = family(
     "tcp_liveness_table_insert_failures_total",

@@ -55,6 +55,19 @@ pub fn connection(
     now_ns: u64,
     defaults: &SocketDefaults,
 ) -> Connection {
+    let mut c = unnamed_connection(cookie, entry, now_ns, defaults);
+    c.comm = (entry.tgid != 0).then(|| Comm::from_kernel(&entry.comm));
+    c
+}
+
+/// [`connection`] without `comm`: a scan names the owner from `/proc` and converts the name
+/// the hooks saw only when `/proc` has none.
+pub(crate) fn unnamed_connection(
+    cookie: u64,
+    entry: &SockActivity,
+    now_ns: u64,
+    defaults: &SocketDefaults,
+) -> Connection {
     let since = |at| age(now_ns, at);
     // Idle = since the most recent activity in either direction. A socket that has carried no
     // data yet counts from when it entered its state (e.g. a fresh, silent connection).
@@ -74,7 +87,6 @@ pub fn connection(
     );
     c.netns = (entry.netns != 0).then_some(entry.netns);
     c.pid = (entry.tgid != 0).then_some(entry.tgid);
-    c.comm = (entry.tgid != 0).then(|| Comm::from_kernel(&entry.comm));
     c.state_age = since(entry.state_since_ns).filter(|_| state_since_exact);
     c.state_age_at_least = since(entry.state_since_ns).filter(|_| !state_since_exact);
     c.idle = since(last_activity);

@@ -312,14 +312,19 @@ mod tests;
 
 /// When the next pass is due: passes take at most 1/[`HELD_READ_SHARE`] of a core (the CPU time
 /// of the last pass, times the share, must have passed since it began), but one is due at the
-/// latest [`HELD_READ_MAX_AGE`] after the last (a value is never older than that plus one scan
-/// interval, whatever a pass costs), and they come at most once a scan (the scan runs them):
-/// every scan on a host with tens of thousands of sockets, less often as a pass grows
-/// (BENCHMARKS.md has the cost per level). Also counts the passes for `/metrics`.
+/// latest [`HELD_READ_MAX_AGE`] after the last, and they come at most once a scan (the scan runs
+/// them): every scan on a host with tens of thousands of sockets, every third scan at the
+/// default 5 s interval on one with 100k connections (BENCHMARKS.md has the cost per level).
+/// Scans come every interval give or take a little, so the longest wait counts as reached
+/// from half an interval before it ([`with_scan_interval`](Self::with_scan_interval)): a pass
+/// is then never put off to the scan after, and a value a scan judges with is never older than
+/// [`HELD_READ_MAX_AGE`]. Also counts the passes for `/metrics`.
 #[derive(Debug, Default)]
 pub struct HeldPacer {
     /// When the last pass began, and how long from then the next must wait.
     last: Option<(Instant, Duration)>,
+    /// Half the scan interval: how early [`HELD_READ_MAX_AGE`] counts as reached.
+    slack: Duration,
     /// Passes completed, and their wall time.
     pub(crate) reads: super::summary::HeldReads,
     /// When a pass last asked for a kernel read of every namespace.
@@ -330,15 +335,27 @@ pub struct HeldPacer {
 /// [`HELD_READ_MAX_AGE`] calls for one sooner.
 pub const HELD_READ_SHARE: u32 = 100;
 
-/// The longest wait between two passes.
-pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(10);
+/// The longest wait between two passes: no held socket's values are older than this (plus the
+/// pass's own duration).
+pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(15);
 
 impl HeldPacer {
+    /// A pacer for scans every `interval` (the agent's `scan_interval`).
+    #[must_use]
+    pub fn with_scan_interval(interval: Duration) -> Self {
+        Self {
+            slack: interval / 2,
+            ..Self::default()
+        }
+    }
+
     /// Whether a pass is due at `now`.
     #[must_use]
     pub fn due(&self, now: Instant) -> bool {
-        self.last
-            .is_none_or(|(began, wait)| now.duration_since(began) >= wait.min(HELD_READ_MAX_AGE))
+        self.last.is_none_or(|(began, wait)| {
+            let elapsed = now.duration_since(began);
+            elapsed >= wait || elapsed + self.slack >= HELD_READ_MAX_AGE
+        })
     }
 
     /// Whether a pass that found sockets the table missed (see [`HeldPass::missed`]) may ask

@@ -182,11 +182,13 @@ impl Scanner {
     }
 
     /// Reads every held socket's own state and holders with `reader` at each scan that is due
-    /// ([`holders::HeldPacer`]: every scan unless that would take more than 1% of a core), before
-    /// judging the table: the values a verdict uses are then the kernel's as of that scan.
+    /// ([`holders::HeldPacer`]: every scan unless that would take more than 1% of a core, and
+    /// at least every [`holders::HELD_READ_MAX_AGE`]), before judging the table. Scans come
+    /// every `scan_interval`.
     #[must_use]
-    pub fn reading_held_sockets(mut self, reader: TaskFileReader) -> Self {
-        self.held = Some((reader, Mutex::default()));
+    pub fn reading_held_sockets(mut self, reader: TaskFileReader, scan_interval: Duration) -> Self {
+        let pacer = holders::HeldPacer::with_scan_interval(scan_interval);
+        self.held = Some((reader, Mutex::new(pacer)));
         self
     }
 

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     bpf::{BpfError, SocketSource, task_file::TaskFileReader},
-    model::{Connection, Reason},
+    model::{Comm, Connection, Reason},
     periodic::Waker,
     sock_diag::SocketQueries,
     verdict::{self, Policy},
@@ -342,7 +342,7 @@ impl Pipeline {
         }
         let netns = (entry.netns != 0).then_some(entry.netns);
         let defaults = self.defaults.of(&context.namespaces, netns);
-        *c = convert::connection(cookie, entry, now_ns, &defaults);
+        *c = convert::unnamed_connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(c, entry, now_ns, &defaults);
         let held = context.held.as_deref();
         if let Some(view) = held.and_then(|h| h.view(slot, cookie)) {
@@ -362,9 +362,10 @@ impl Pipeline {
             let process = processes.info(pid);
             // The thread group leader's name: the kernel side saw whichever thread did the I/O
             // (its name is no fallback for another process).
-            let seen = c.comm.filter(|_| hooks_owner == Some(pid));
-            c.comm = process.name.or(seen);
-            c.cgroup = process.cgroup;
+            c.comm = process
+                .name
+                .or_else(|| (hooks_owner == Some(pid)).then(|| Comm::from_kernel(&entry.comm)));
+            c.cgroup.clone_from(&process.cgroup);
         }
         holders::name_holders(c, processes);
         for annotator in &context.annotators {

@@ -62,24 +62,23 @@ impl ProcessCache {
     }
 
     /// What `/proc` says about `pid`. Reads it only for pids not seen in the previous scan.
-    pub(crate) fn info(&mut self, pid: u32) -> ProcessInfo {
-        if let Some((last, info)) = &self.last
-            && *last == pid
-        {
-            return info.clone();
+    /// Borrowed: a pass asks once per socket, mostly for the pid it asked for last, and
+    /// takes only what it keeps.
+    pub(crate) fn info(&mut self, pid: u32) -> &ProcessInfo {
+        if self.last.as_ref().is_none_or(|(last, _)| *last != pid) {
+            let info = if let Some(info) = self.current.get(&pid) {
+                info.clone()
+            } else {
+                let info = self
+                    .previous
+                    .remove(&pid)
+                    .unwrap_or_else(|| (self.lookup)(pid));
+                self.current.insert(pid, info.clone());
+                info
+            };
+            self.last = Some((pid, info));
         }
-        let info = if let Some(info) = self.current.get(&pid) {
-            info.clone()
-        } else {
-            let info = self
-                .previous
-                .remove(&pid)
-                .unwrap_or_else(|| (self.lookup)(pid));
-            self.current.insert(pid, info.clone());
-            info
-        };
-        self.last = Some((pid, info.clone()));
-        info
+        &self.last.as_ref().expect("set above").1
     }
 }
 
@@ -134,17 +133,17 @@ mod tests {
     fn one_lookup_per_pid_shared_string_forgotten_after_an_unseen_scan() {
         let mut cache = ProcessCache::with_lookup(fixed);
         cache.start_scan();
-        let first = cache.info(7).cgroup.expect("pid 7 has a cgroup");
+        let first = cache.info(7).cgroup.clone().expect("pid 7 has a cgroup");
         assert_eq!(&*first, "/system.slice/redis.service");
         assert_eq!(cache.info(7).name, Some(Comm::new("redis-server")));
-        let again = cache.info(7).cgroup.unwrap();
+        let again = cache.info(7).cgroup.clone().unwrap();
         assert!(Arc::ptr_eq(&first, &again), "one string per pid");
-        assert_eq!(cache.info(8), ProcessInfo::default());
+        assert_eq!(cache.info(8), &ProcessInfo::default());
         assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2, "pid 7 once, pid 8 once");
         cache.end_scan();
         // Kept across one scan boundary without another lookup...
         cache.start_scan();
-        assert!(Arc::ptr_eq(&first, &cache.info(7).cgroup.unwrap()));
+        assert!(Arc::ptr_eq(&first, cache.info(7).cgroup.as_ref().unwrap()));
         assert_eq!(LOOKUPS.load(Ordering::Relaxed), 2);
         cache.end_scan();
         // ...forgotten after a scan that did not see the pid (pids get reused).

@@ -175,9 +175,6 @@ fn compare(reader: &TaskFileReader, ns: &Netns, hz: u32) -> (Vec<String>, Vec<Ss
                 line.fields.get("users")
             ));
         }
-        if Some(first.kernel.inode) != line.inode() {
-            wrong.push(format!("{who}: inode {}", first.kernel.inode));
-        }
         let state = tcp_state::name(first.kernel.state).unwrap_or("?");
         if state != line.state {
             wrong.push(format!("{who}: state {state}"));

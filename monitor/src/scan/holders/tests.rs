@@ -181,6 +181,39 @@ fn passes_are_paced_by_their_cpu_time() {
 }
 
 #[test]
+fn at_the_longest_wait_a_pass_comes_at_the_nearest_scan_not_the_one_after() {
+    let interval = Duration::from_secs(5);
+    let mut pacer = HeldPacer::with_scan_interval(interval);
+    let began = Instant::now();
+    // A pass whose share would put the next a minute off: the longest wait decides.
+    pacer.record(
+        began,
+        Duration::from_millis(600),
+        Some(Duration::from_millis(600)),
+    );
+    let early = Duration::from_millis(40);
+    let scans = |n: u32, late: bool| {
+        let at = interval * n;
+        began
+            + if late {
+                at + early
+            } else {
+                at.saturating_sub(early)
+            }
+    };
+    // Scans a little early or late: never the first two after the pass, always the third
+    // (15 s: HELD_READ_MAX_AGE), so values are never put off to the fourth (20 s).
+    for late in [false, true] {
+        assert!(
+            !pacer.due(scans(1, late)) && !pacer.due(scans(2, late)),
+            "late: {late}"
+        );
+        assert!(pacer.due(scans(3, late)), "late: {late}");
+    }
+    assert_eq!(interval * 3, HELD_READ_MAX_AGE);
+}
+
+#[test]
 fn a_peers_segment_that_changes_no_kernel_time_is_heard_by_the_pass_that_sees_it() {
     let mut before = record(1, 30, 3);
     (before.segs_in, before.rcv_tstamp) = (10, 500);
