@@ -183,6 +183,18 @@ pub const KEEPALIVE_DISABLED: Family = family(
     &["state"],
     "Connections known to have SO_KEEPALIVE off, by state: if their peer dies while they only read, nothing will ever notice.",
 );
+pub const IDLE_BEYOND_THRESHOLD: Family = family(
+    "tcp_liveness_idle_connections",
+    Kind::Gauge,
+    &["state"],
+    "Connections idle (nothing sent, received or heard from the peer) for longer than their idle_after threshold ([[override]]s applied), by state (every state but listen present). Without keepalive, a dead peer of one of them is never noticed.",
+);
+pub const THRESHOLDS: Family = family(
+    "tcp_liveness_threshold_seconds",
+    Kind::Gauge,
+    &["threshold"],
+    "The configured verdict thresholds, by config key (close_wait_after, fin_wait2_after, unresponsive_after, idle_after): the defaults before [[override]]s, as the agent judges with them now (a SIGHUP reload shows here).",
+);
 pub const ENFORCED: Family = family(
     "tcp_liveness_enforced_connections",
     Kind::Gauge,
@@ -318,7 +330,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 29] = [
+pub const SNAPSHOT: [&Family; 31] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -342,6 +354,8 @@ pub const SNAPSHOT: [&Family; 29] = [
     &CLOSE_WAIT_BY_OWNER,
     &CLOSE_WAIT_OLDEST,
     &KEEPALIVE_DISABLED,
+    &IDLE_BEYOND_THRESHOLD,
+    &THRESHOLDS,
     &ENFORCED,
     &CARDINALITY_LIMIT,
     &CLOSE_WAIT_FOLDED_OWNERS,
@@ -370,7 +384,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 44] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 46] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

@@ -134,7 +134,7 @@ impl Snapshot {
     ) -> Self {
         let connections: Vec<Connection> = connections.into_iter().collect();
         let watched = connections.iter().map(|c| c.cookie).collect();
-        let mut builder = summary::SnapshotBuilder::new(grouping, watched);
+        let mut builder = summary::SnapshotBuilder::new(grouping, watched, Arc::default());
         for c in &connections {
             builder.add(c);
         }
@@ -294,10 +294,11 @@ impl Scanner {
 
     /// The table pass alone, as of `now_ns` (benchmarks time it on its own).
     pub fn scan_table(&self, watched: HashSet<u64>, now_ns: u64) -> Snapshot {
-        let mut builder = summary::SnapshotBuilder::new(self.grouping, watched);
         // Taken as the pass takes its own: a reload in between at worst quotes the new
         // thresholds for one scan.
         let policy = self.pipeline.policy();
+        let mut builder =
+            summary::SnapshotBuilder::new(self.grouping, watched, Arc::clone(&policy));
         let gone = self
             .pipeline
             .scan(self.table.as_ref(), now_ns, &mut |c| builder.add(c));
@@ -315,7 +316,6 @@ impl Scanner {
         }
         self.kernel.forget(&gone);
         snapshot.stale_removed = gone.len();
-        snapshot.policy = policy;
         snapshot
     }
 }

@@ -17,6 +17,7 @@ use crate::model::{
     labels::{self, OTHER, reported_state},
     split_top_ports,
 };
+use crate::verdict::Policy;
 
 /// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
 /// so a connection kept open by keepalives alone still lands in a finite bucket.
@@ -77,6 +78,9 @@ pub struct Summary {
     /// Sockets with keepalive known to be off, per state name (every reported state but listen
     /// present).
     pub keepalive_off: BTreeMap<std::borrow::Cow<'static, str>, u64>,
+    /// Sockets idle for longer than their `idle_after` (overrides applied), per state name
+    /// (every reported state but listen present).
+    pub idle_beyond: BTreeMap<std::borrow::Cow<'static, str>, u64>,
     pub close_wait: OwnerPortTop,
     /// Suspect connections of each reason by owner and port, cut as `close_wait` is; only
     /// reasons with suspects at the last scan.
@@ -127,6 +131,11 @@ impl Default for Summary {
                 .filter(|&&s| s != tcp_state::LISTEN)
                 .map(|&s| (labels::state_label(s), 0))
                 .collect(),
+            idle_beyond: tcp_state::REPORTED
+                .iter()
+                .filter(|&&s| s != tcp_state::LISTEN)
+                .map(|&s| (labels::state_label(s), 0))
+                .collect(),
             close_wait: OwnerPortTop::default(),
             suspects_by_owner: BTreeMap::new(),
             time_wait: None,
@@ -172,13 +181,19 @@ pub struct SnapshotBuilder {
     /// Sockets with keepalive off by state number, folded into
     /// [`Summary::keepalive_off`] at the end (a count per socket, not a string key).
     keepalive_off: [u64; 256],
+    /// Sockets idle past their `idle_after` by state number, folded into
+    /// [`Summary::idle_beyond`] at the end.
+    idle_beyond: [u64; 256],
+    /// The thresholds `idle_beyond` counts by.
+    policy: Arc<Policy>,
     snapshot: Snapshot,
 }
 
 impl SnapshotBuilder {
-    /// `watched`: cookies whose presence in the table the snapshot reports (`watched_open`).
+    /// `watched`: cookies whose presence in the table the snapshot reports (`watched_open`);
+    /// `policy`: the thresholds the scan judges with (the snapshot quotes them).
     #[must_use]
-    pub fn new(grouping: Grouping, watched: HashSet<u64>) -> Self {
+    pub fn new(grouping: Grouping, watched: HashSet<u64>, policy: Arc<Policy>) -> Self {
         Self {
             grouping,
             watched,
@@ -186,10 +201,13 @@ impl SnapshotBuilder {
             close_wait: FastMap::default(),
             suspects: BTreeMap::new(),
             keepalive_off: [0; 256],
+            idle_beyond: [0; 256],
             snapshot: Snapshot {
                 grouping,
+                policy: Arc::clone(&policy),
                 ..Snapshot::default()
             },
+            policy,
         }
     }
 
@@ -225,8 +243,15 @@ impl SnapshotBuilder {
         if let Some(policy) = &c.enforced {
             *summary.enforced.entry(Arc::clone(policy)).or_default() += 1;
         }
-        if c.keepalive.is_some_and(|ka| !ka.enabled) && c.state != tcp_state::LISTEN {
-            self.keepalive_off[usize::from(c.state)] += 1;
+        if c.state != tcp_state::LISTEN {
+            if c.keepalive.is_some_and(|ka| !ka.enabled) {
+                self.keepalive_off[usize::from(c.state)] += 1;
+            }
+            if c.idle
+                .is_some_and(|idle| idle > self.policy.thresholds_for(c).idle_after)
+            {
+                self.idle_beyond[usize::from(c.state)] += 1;
+            }
         }
         if c.state == tcp_state::CLOSE_WAIT {
             let owner = Owner::of(c, self.grouping);
@@ -255,6 +280,15 @@ impl SnapshotBuilder {
     /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).
     #[must_use]
     pub fn finish(mut self) -> Snapshot {
+        for (state, &count) in (0..=u8::MAX).zip(&self.idle_beyond) {
+            if count > 0 {
+                *self
+                    .summary
+                    .idle_beyond
+                    .entry(labels::state_label(state))
+                    .or_default() += count;
+            }
+        }
         for (state, &count) in (0..=u8::MAX).zip(&self.keepalive_off) {
             if count > 0 {
                 *self

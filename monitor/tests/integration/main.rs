@@ -26,6 +26,7 @@ mod enforce_reported;
 mod half_close;
 mod holders;
 mod http_server;
+mod idle_metrics;
 mod kernel;
 mod kernel_state;
 mod layering;

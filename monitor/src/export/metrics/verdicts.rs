@@ -15,14 +15,15 @@ use crate::{
         metric_families::{
             ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
             CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
-            ENFORCED, KEEPALIVE_DISABLED, SUSPECTS, SUSPECTS_BY_OWNER,
+            ENFORCED, IDLE_BEYOND_THRESHOLD, KEEPALIVE_DISABLED, SUSPECTS, SUSPECTS_BY_OWNER,
+            THRESHOLDS,
         },
     },
 };
 
-/// From the snapshot's summary: the suspects and keepalive counts (every reason and state
-/// present, 0 included, like `tcp_liveness_connections`), the suspects by owner and the
-/// `CLOSE_WAIT` top N (series only for what exists).
+/// From the snapshot's summary: the suspects, keepalive and idle counts (every reason and state
+/// present, 0 included, like `tcp_liveness_connections`), the thresholds judged with, the
+/// suspects by owner and the `CLOSE_WAIT` top N (series only for what exists).
 #[must_use]
 pub fn families(published: &Published) -> Vec<MetricFamily> {
     let summary = &published.snapshot.summary;
@@ -69,6 +70,25 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
                 .map(|(s, n)| gauge(&[("state", s.as_ref())], *n as f64))
                 .collect(),
         ),
+        IDLE_BEYOND_THRESHOLD.family(
+            summary
+                .idle_beyond
+                .iter()
+                .map(|(s, n)| gauge(&[("state", s.as_ref())], *n as f64))
+                .collect(),
+        ),
+        THRESHOLDS.family({
+            let t = published.snapshot.policy.defaults;
+            [
+                ("close_wait_after", t.close_wait_after),
+                ("fin_wait2_after", t.fin_wait2_after),
+                ("unresponsive_after", t.unresponsive_after),
+                ("idle_after", t.idle_after),
+            ]
+            .iter()
+            .map(|(key, d)| gauge(&[("threshold", key)], d.as_secs_f64()))
+            .collect()
+        }),
         ENFORCED.family(
             summary
                 .enforced

@@ -214,7 +214,8 @@ fn owners_by_cgroup_and_unknown_merge_by_label() {
 
 #[test]
 fn watched_cookies_report_whether_they_are_still_open() {
-    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::from([1, 2]));
+    let mut builder =
+        SnapshotBuilder::new(Grouping::default(), HashSet::from([1, 2]), Arc::default());
     builder.add(&conn(1, ESTABLISHED, 80));
     builder.add(&conn(3, ESTABLISHED, 80));
     let snapshot = builder.finish();
@@ -281,4 +282,51 @@ fn suspects_by_owner_keep_the_top_n_owners_and_ports_per_reason() {
     let idle = &by_owner[&Reason::IdleNoKeepalive];
     assert_eq!(idle.by_port[&("api".into(), "7000".into())], 1);
     assert_eq!(idle.by_port.len(), 1);
+}
+
+#[test]
+fn idle_beyond_counts_each_socket_by_its_own_idle_after() {
+    use crate::verdict::{Matcher, Override};
+    let idle_for = |cookie, state, port, mins: u64| {
+        let mut c = conn(cookie, state, port);
+        c.idle = Some(Duration::from_mins(mins));
+        c
+    };
+    // The defaults (15 min) everywhere but port 6379, where idle_after is 5 min.
+    let policy = Policy {
+        overrides: vec![Override {
+            matcher: Matcher {
+                local_port: Some(6379),
+                ..Matcher::default()
+            },
+            close_wait_after: None,
+            fin_wait2_after: None,
+            unresponsive_after: None,
+            idle_after: Some(Duration::from_mins(5)),
+            probe: None,
+        }],
+        ..Policy::default()
+    };
+    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::new(), Arc::new(policy));
+    for c in [
+        idle_for(1, ESTABLISHED, 80, 20),
+        idle_for(2, ESTABLISHED, 80, 10),
+        idle_for(3, ESTABLISHED, 6379, 10),
+        idle_for(4, CLOSE_WAIT, 80, 16),
+        idle_for(5, LISTEN, 80, 60),
+        conn(6, ESTABLISHED, 80),
+    ] {
+        builder.add(&c);
+    }
+    let s = builder.finish().summary;
+    assert_eq!(
+        s.idle_beyond["established"], 2,
+        "20 min > 15, 10 min > 5 on 6379"
+    );
+    assert_eq!(s.idle_beyond["close_wait"], 1);
+    assert_eq!(s.idle_beyond["fin_wait2"], 0, "every state present");
+    assert!(
+        !s.idle_beyond.contains_key("listen"),
+        "a listener is never idle"
+    );
 }
