@@ -37,6 +37,7 @@ mod probe_journal;
 mod prometheus_e2e;
 mod reload;
 mod remediate;
+mod remediate_loss;
 mod scan_health;
 mod seed;
 mod silence;
