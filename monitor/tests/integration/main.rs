@@ -23,6 +23,7 @@ mod enforce;
 mod enforce_cgroup;
 mod enforce_config;
 mod enforce_reported;
+mod enforce_two_agents;
 mod half_close;
 mod holders;
 mod http_server;
