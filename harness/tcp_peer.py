@@ -26,7 +26,8 @@ Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn 
           idle-report (idle, receive-only; prints "options KEEPALIVE KEEPIDLE KEEPINTVL KEEPCNT
           USER_TIMEOUT" as its own getsockopt returns them, at once and whenever they change;
           on SIGUSR1 it sets its own TCP_KEEPCNT to 5) |
-          send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket) |
+          send-report (send, and when a send fails print "error ERRNO_NAME" and hold the socket;
+          on SIGUSR1 print "sent BYTES", the bytes its completed sends passed so far) |
           recv-report (no options of its own; after "ready" prints "options KEEPALIVE IDLE INTVL
           CNT USER_TIMEOUT_MS" as its getsockopt says, again on each SIGUSR1, and on SIGUSR2
           sets its own TCP_KEEPIDLE 100 and prints them again; then blocks in recv() and prints
@@ -288,10 +289,15 @@ def client(host, port, mode, n):
             s.sendall(b"x" * 1000)
             time.sleep(0.1)
     elif mode == "send-report":
+        import signal
+
+        sent = [0]  # bytes whose sendall() completed: the application's own progress counter
+        signal.signal(signal.SIGUSR1, lambda *_: print(f"sent {sent[0]}", flush=True))
         ready()
         try:
             while True:
                 s.sendall(b"x" * 1000)  # blocks once the send buffer is full (a vanished peer)
+                sent[0] += 1000
                 time.sleep(0.1)
         except OSError as e:
             print(f"error {errno.errorcode.get(e.errno, e.errno)}", flush=True)

@@ -34,6 +34,7 @@ pub(crate) use catalogue::RunArgs;
 #[cfg(test)]
 use catalogue::{SETTINGS, flag_name};
 pub(crate) use file::FileConfig;
+pub use remediate::DEFAULT_MIN_AGE;
 
 use crate::{
     act::{enforce::Enforce, probe::ProbeSettings, remediate::policy::RemediatePolicy},

@@ -63,9 +63,10 @@ fn reason(raw: Raw<'_>) -> Result<Reason, String> {
     }
 }
 
-/// `min_age` when not given: longer than the outages a network recovers from on its own (a link
-/// flap, a VRRP or load-balancer failover), so only a peer gone for good is ended.
-pub(super) const DEFAULT_MIN_AGE: Duration = Duration::from_secs(30);
+/// A `[[remediate]]` policy's `min_age` when not given: longer than the outages a network
+/// recovers from on its own (a link flap, a VRRP or load-balancer failover), so only a peer gone
+/// for good is ended.
+pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(30);
 
 /// 0 (act as soon as the verdict is confirmed) to 30 days.
 fn min_age(raw: Raw<'_>) -> Result<Duration, String> {

@@ -30,7 +30,7 @@ const FAST: &[&str] = &["--unresponsive-after", "2s"];
 /// FAST's `--unresponsive-after`.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
-fn config_file(text: &str) -> tempfile::NamedTempFile {
+pub(crate) fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(text.as_bytes()).expect("write config");
     file
@@ -116,7 +116,7 @@ fn assert_net_admin_only_in_scan_threads(agent: &Agent, destroys: bool) {
 }
 
 /// `tcp_liveness_remediations_total{reason="peer_unresponsive",result}`; None while absent.
-fn remediations(agent: &Agent, result: &str) -> Option<u64> {
+pub(crate) fn remediations(agent: &Agent, result: &str) -> Option<u64> {
     let series = format!(
         "tcp_liveness_remediations_total{{reason=\"peer_unresponsive\",result=\"{result}\"}}"
     );
