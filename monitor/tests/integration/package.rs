@@ -141,59 +141,17 @@ fn deb_installs_serves_and_purges() {
         return;
     };
     let installed = Installed::new(&deb);
-
     let files = expected_files();
-    let listing = query("dpkg", &["-L", PACKAGE]);
-    let listed: Vec<&str> = listing.lines().collect();
-    for file in &files {
-        assert!(
-            listed.contains(&file.as_str()),
-            "dpkg -L has no {file}:\n{listing}"
-        );
-    }
-    let unit = *listed
-        .iter()
-        .find(|l| l.ends_with(UNIT_SUFFIX))
-        .unwrap_or_else(|| panic!("dpkg -L has no unit:\n{listing}"));
-    let conffiles = query("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]);
-    assert!(conffiles.contains(CONFIG), "conffiles: {conffiles}");
-    // Enabled at install although systemd is not running: the maintainer scripts made the link.
-    assert!(fs::symlink_metadata(WANTS_LINK).is_ok(), "{WANTS_LINK}");
-
+    let unit = assert_installed(&files);
     let version = query(BINARY, &["--version"]);
     assert_eq!(
         version.trim(),
         format!("tcp-liveness {}", env!("CARGO_PKG_VERSION"))
     );
     if have("systemd-analyze", "Debian package systemd") {
-        verify_unit(Path::new(unit));
+        verify_unit(Path::new(&unit));
     }
-
-    let exec = exec_start(unit);
-    assert_eq!(exec[..2], [BINARY, "run"], "ExecStart: {exec:?}");
-    let interval = configured_scan_interval();
-    // Only what a test needs on top of the unit's command line: a free loopback port, for the
-    // config's 0.0.0.0:9977 may be taken (another agent), and a temporary runtime directory,
-    // for no systemd makes the unit's `RuntimeDirectory=` here and the host's /run/tcp-liveness
-    // is not the test's to write or leave behind.
-    let runtime_dir = tempfile::tempdir().expect("tempdir");
-    let runtime = runtime_dir.path().to_str().expect("UTF-8 temp path");
-    let mut args: Vec<&str> = exec[2..].iter().map(String::as_str).collect();
-    args.extend(["--runtime-dir", runtime]);
-    let mut agent = Launch::new(&exec[0], free_port().expect("a free loopback port"))
-        .args(&args)
-        .ready_within(interval * SCANS_TO_SHOW)
-        .start()
-        .expect("the installed agent answers /healthz");
-    wait_for("tcp_liveness_ families", interval * SCANS_TO_SHOW, || {
-        let metrics = agent.try_get("/metrics").ok()?;
-        metrics
-            .lines()
-            .any(|l| l.starts_with("# TYPE tcp_liveness_"))
-            .then_some(())
-    });
-    let status = agent.stop().expect("agent stops after SIGTERM");
-    assert!(status.success(), "agent exit status after SIGTERM");
+    serve_as_the_unit_starts_it(&unit);
 
     let out = Command::new("dpkg")
         .args(["--purge", PACKAGE])
@@ -204,8 +162,61 @@ fn deb_installs_serves_and_purges() {
     let left: Vec<&str> = files
         .iter()
         .map(String::as_str)
-        .chain([unit, WANTS_LINK, "/etc/tcp-liveness"])
+        .chain([unit.as_str(), WANTS_LINK, "/etc/tcp-liveness"])
         .filter(|f| fs::symlink_metadata(f).is_ok())
         .collect();
     assert!(left.is_empty(), "left after dpkg --purge: {left:?}");
+}
+
+/// Asserts that `dpkg -L` lists every one of `files` and a unit, that the config is a conffile
+/// and that the unit is enabled; returns the unit's path.
+fn assert_installed(files: &[String]) -> String {
+    let listing = query("dpkg", &["-L", PACKAGE]);
+    let listed: Vec<&str> = listing.lines().collect();
+    for file in files {
+        assert!(
+            listed.contains(&file.as_str()),
+            "dpkg -L has no {file}:\n{listing}"
+        );
+    }
+    let conffiles = query("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]);
+    assert!(conffiles.contains(CONFIG), "conffiles: {conffiles}");
+    // Enabled at install although systemd is not running: the maintainer scripts made the link.
+    assert!(fs::symlink_metadata(WANTS_LINK).is_ok(), "no {WANTS_LINK}");
+    listed
+        .into_iter()
+        .find(|l| l.ends_with(UNIT_SUFFIX))
+        .unwrap_or_else(|| panic!("dpkg -L has no unit:\n{listing}"))
+        .to_owned()
+}
+
+/// Runs the installed `unit`'s `ExecStart` command line until `/healthz` answers 200 and
+/// `/metrics` has the agent's families, then stops it (SIGTERM, exit 0). As root: the unit's
+/// user and capabilities are tested in `deploy_manifests.rs`.
+fn serve_as_the_unit_starts_it(unit: &str) {
+    let exec = exec_start(unit);
+    assert_eq!(exec[..2], [BINARY, "run"], "ExecStart: {exec:?}");
+    let deadline = configured_scan_interval() * SCANS_TO_SHOW;
+    // Only what a test needs on top of the unit's command line: a free loopback port, for the
+    // config's 0.0.0.0:9977 may be taken (another agent), and a temporary runtime directory,
+    // for no systemd makes the unit's `RuntimeDirectory=` here and the host's /run/tcp-liveness
+    // is not the test's to write or leave behind.
+    let runtime_dir = tempfile::tempdir().expect("tempdir");
+    let runtime = runtime_dir.path().to_str().expect("UTF-8 temp path");
+    let mut args: Vec<&str> = exec[2..].iter().map(String::as_str).collect();
+    args.extend(["--runtime-dir", runtime]);
+    let mut agent = Launch::new(&exec[0], free_port().expect("a free loopback port"))
+        .args(&args)
+        .ready_within(deadline)
+        .start()
+        .expect("the installed agent answers /healthz");
+    wait_for("tcp_liveness_ families in /metrics", deadline, || {
+        let metrics = agent.try_get("/metrics").ok()?;
+        metrics
+            .lines()
+            .any(|l| l.starts_with("# TYPE tcp_liveness_"))
+            .then_some(())
+    });
+    let status = agent.stop().expect("agent stops after SIGTERM");
+    assert!(status.success(), "agent exit status after SIGTERM");
 }
