@@ -1,13 +1,17 @@
-//! Project tasks: `cargo xtask setup | run | test | bench | demo`.
+//! Project tasks: `cargo xtask setup | run | test | deb | bench | demo`.
 //!
 //! `setup` makes a fresh machine able to build and test tcp-liveness (idempotent: it only installs
 //! what is missing). `run` and `test` call it first, so the README's two commands work anywhere.
 
 mod bench;
+mod deb;
 mod demo;
 mod setup;
 
-use std::process::{Command, ExitCode};
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode},
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -22,8 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing needs (nightly rust-src, LLVM 22, bpf-linker, iptables,
-    /// bpftool) and mount tracefs. Safe to run again.
+    /// Install what building and testing needs (nightly rust-src, LLVM 22, bpf-linker, cargo-deb,
+    /// iptables, bpftool) and mount tracefs. Safe to run again.
     Setup,
     /// Build the agent (release) and run it with its defaults; extra arguments go to `run`.
     Run {
@@ -31,8 +35,11 @@ enum Task {
         args: Vec<String>,
     },
     /// Run every test: unit tests, the documentation drift tests, then the kernel tests (root,
-    /// real programs, real connections).
+    /// real programs, real connections; one installs the Debian package built first).
     Test,
+    /// Build the Debian package (release binary, unit, config, manual pages, completions) and
+    /// print its path.
+    Deb,
     /// Measure hook cost, application overhead, scan cost and detection latency (root); prints
     /// a table (issue #5, BENCHMARKS.md).
     Bench(bench::Args),
@@ -65,6 +72,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !status.success() {
                 bail!("tcp-liveness exited with {status}");
             }
+            Ok(())
+        }
+        Task::Deb => {
+            let package = deb::build()?;
+            println!("{}", package.display());
             Ok(())
         }
         Task::Bench(args) => bench::run(&args),
@@ -113,25 +125,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // The documentation against the code (alert runbooks, metric families, the `run`
             // synopsis): plain tests, no root.
             cargo(&["test", "--package", "monitor", "--test", "docs_drift"])?;
+            // The package the kernel test `package` installs, built from this tree.
+            let package = deb::build()?;
             // The integration tests are one binary (monitor/tests/integration). They load
             // programs and create namespaces: one at a time, so that each test's agent and
             // counts are its own.
-            cargo(&[
-                "test",
-                "--package",
-                "monitor",
-                "--test",
-                "integration",
-                "--",
-                "--test-threads=1",
-            ])
+            check(
+                cargo_command()
+                    .args(["test", "--package", "monitor", "--test", "integration"])
+                    .args(["--", "--test-threads=1"])
+                    .env(PACKAGE_ENV, package),
+            )
         }
     }
 }
 
+/// The variable that gives the kernel tests the `.deb` to install (monitor/tests/integration/
+/// package.rs reads it).
+const PACKAGE_ENV: &str = "TCP_LIVENESS_DEB";
+
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    check(Command::new(cargo).args(args))
+    check(cargo_command().args(args))
+}
+
+/// The cargo that runs xtask (`CARGO`), else the one on `PATH`.
+fn cargo_command() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target` (xtask runs from the workspace
+/// root).
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| PathBuf::from("target"), PathBuf::from)
 }
 
 /// The eBPF crate needs nightly (build-std); `rustup run` picks it whatever cargo runs xtask.

@@ -8,6 +8,8 @@ use harness::{apt, command::run};
 /// The nightly the eBPF crate builds with must use the same LLVM major as bpf-linker.
 const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// What `cargo xtask deb` packages with (its `[package.metadata.deb]` keys are this version's).
+pub(crate) const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Debian packages: LLVM for bpf-linker, and the tools the kernel tests drive.
 const PACKAGES: &[(&str, &str)] = &[
@@ -41,6 +43,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_deb()?;
     tracefs()
 }
 
@@ -122,6 +125,26 @@ fn bpf_linker() -> anyhow::Result<()> {
         bail!("cargo install bpf-linker failed ({status})");
     }
     Ok(())
+}
+
+/// `cargo deb` for `cargo xtask deb` (and `test`, which installs the package it builds).
+pub(crate) fn cargo_deb() -> anyhow::Result<()> {
+    let current = Command::new("cargo-deb").arg("--version").output();
+    if let Ok(out) = current
+        && String::from_utf8_lossy(&out.stdout).contains(CARGO_DEB_VERSION)
+    {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION} (about a minute)");
+    run(
+        "cargo",
+        &[
+            "install",
+            "--locked",
+            "--force",
+            &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+        ],
+    )
 }
 
 /// Tracepoint attachment needs tracefs, which a fresh machine does not mount.

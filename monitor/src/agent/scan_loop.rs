@@ -16,6 +16,7 @@ use crate::{
     act::remediate::Remediator,
     alerting::Alerting,
     export::{SnapshotStore, metrics::Metrics},
+    model::format::counted,
     periodic::Periodic,
     scan::{ScanStage, Scanner, Snapshot},
 };
@@ -75,10 +76,10 @@ fn log_first_scan(scanner: &Scanner, store: &SnapshotStore) {
     let published = store.latest();
     let snapshot = &published.snapshot;
     tracing::info!(
-        "first scan: {} sockets in {} namespaces, {} suspects",
-        snapshot.tracked_sockets,
-        scanner.pipeline().namespaces_read(),
-        snapshot.suspects.len()
+        "first scan: {} in {}, {}",
+        counted(snapshot.tracked_sockets, "socket"),
+        counted(scanner.pipeline().namespaces_read(), "namespace"),
+        counted(snapshot.suspects.len(), "suspect")
     );
 }
 

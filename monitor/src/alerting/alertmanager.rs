@@ -9,7 +9,11 @@ use std::{
 use serde::Serialize;
 
 use super::{AlertGroup, groups::GroupKey};
-use crate::model::{LocalPort, format::human_age, labels};
+use crate::model::{
+    LocalPort,
+    format::{counted, human_age},
+    labels,
+};
 
 /// One element of the `POST /api/v2/alerts` body (Alertmanager's `postableAlert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,9 +35,8 @@ pub(super) struct PostableAlert {
 /// group says what it folds: "2990 connections of app on 2990 more ports …", "40 connections in
 /// 35 more groups (past `max_alert_groups`) …".
 pub(super) fn summary(group: &AlertGroup) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let connections = plural(group.count, "connection");
-    let more = |what| plural(group.folded_groups, &format!("more {what}"));
+    let connections = counted(group.count, "connection");
+    let more = |what| counted(group.folded_groups, &format!("more {what}"));
     let whose = match (group.local_port, group.owner.as_str()) {
         (LocalPort::Service(port), owner) => format!("of {owner} on port {port}"),
         (LocalPort::Outbound, owner) => format!("of {owner} {}", labels::OUTBOUND),

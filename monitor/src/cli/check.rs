@@ -11,7 +11,7 @@ use crate::{
     alerting::{AlertGroup, AlertsView},
     model::{
         LocalPort,
-        format::{escape_control, human_age},
+        format::{counted, escape_control, human_age},
         labels,
     },
 };
@@ -73,11 +73,10 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
         return "OK: no suspect connections\n".to_owned();
     }
     let total: usize = groups.iter().map(|g| g.count).sum();
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut out = format!(
         "WARNING: {} in {}\n",
-        plural(total, "suspect connection"),
-        plural(groups.len(), "group")
+        counted(total, "suspect connection"),
+        counted(groups.len(), "group")
     );
     let rows: Vec<[String; 5]> = groups
         .iter()
@@ -90,11 +89,11 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
                     LocalPort::Service(port) => format!("port {port}"),
                     LocalPort::Outbound => labels::OUTBOUND.to_owned(),
                     LocalPort::Other if g.owner == labels::OTHER => {
-                        plural(g.folded_groups, "more group")
+                        counted(g.folded_groups, "more group")
                     }
-                    LocalPort::Other => plural(g.folded_groups, "more port"),
+                    LocalPort::Other => counted(g.folded_groups, "more port"),
                 },
-                plural(g.count, "connection"),
+                counted(g.count, "connection"),
                 format!("oldest {}", human_age(g.oldest_seconds)),
             ]
         })

@@ -1,5 +1,5 @@
 //! How things are written, once: durations as seconds in JSON and logs, short human ages in the
-//! CLI and alert summaries, and errors with their causes on one line.
+//! CLI and alert summaries, counts with their noun, and errors with their causes on one line.
 
 use std::{borrow::Cow, fmt::Write as _, time::Duration};
 
@@ -49,6 +49,12 @@ pub(crate) fn human_age_bound(exact: Option<f64>, at_least: Option<f64>) -> Stri
         (None, Some(bound)) => format!("≥{}", human_age(Some(bound))),
         (exact, _) => human_age(exact),
     }
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 namespace", "3 namespaces", "0 suspects". For nouns
+/// whose plural adds an "s" (the agent's messages use no other).
+pub(crate) fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `text` safe to print on a terminal: control characters (ESC, CR, BEL, DEL, the C1 range…),
@@ -162,5 +168,12 @@ mod tests {
     fn seconds_keep_milliseconds() {
         assert_eq!(seconds(Some(Duration::from_micros(1_234_567))), Some(1.234));
         assert_eq!(seconds(None), None);
+    }
+
+    #[test]
+    fn counted_is_singular_for_one_only() {
+        assert_eq!(counted(1, "namespace"), "1 namespace");
+        assert_eq!(counted(0, "suspect"), "0 suspects");
+        assert_eq!(counted(3, "more port"), "3 more ports");
     }
 }

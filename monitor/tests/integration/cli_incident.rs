@@ -224,23 +224,39 @@ fn a_closed_stderr_does_not_stop_the_agent() {
         .expect("the agent logs what its first scan found");
     let said = &line[line.find("first scan: ").unwrap()..];
     let words: Vec<&str> = said.split_whitespace().collect();
-    assert!(
-        matches!(
-            words[..],
-            [
-                "first",
-                "scan:",
-                _,
-                "sockets",
-                "in",
-                _,
-                "namespaces,",
-                _,
-                "suspects"
-            ]
+    let [
+        "first",
+        "scan:",
+        sockets,
+        socket_noun,
+        "in",
+        namespaces,
+        namespace_noun,
+        suspects,
+        suspect_noun,
+    ] = words[..]
+    else {
+        panic!("{line}");
+    };
+    // Each count with its noun, singular for 1 only: "1 socket", "0 suspects".
+    for (count, noun, singular) in [
+        (sockets, socket_noun, "socket"),
+        (
+            namespaces,
+            namespace_noun.trim_end_matches(','),
+            "namespace",
         ),
-        "{line}"
-    );
+        (suspects, suspect_noun, "suspect"),
+    ] {
+        let count: usize = count.parse().unwrap_or_else(|_| panic!("{line}"));
+        let expected = if count == 1 {
+            singular.to_owned()
+        } else {
+            format!("{singular}s")
+        };
+        assert_eq!(noun, expected, "{line}");
+    }
+    assert!(namespace_noun.ends_with(','), "{line}");
     // A reload logs at info level: a write to the closed pipe for certain.
     let hup = Command::new("kill")
         .args(["-HUP", &agent.pid().to_string()])

@@ -15,7 +15,7 @@ use std::{
     fs,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Command,
     sync::OnceLock,
     time::Duration,
 };
@@ -29,7 +29,7 @@ use harness::{
     wait::wait_for,
 };
 
-use crate::common::{AGENT, scenario};
+use crate::common::{AGENT, have, output_text, scenario, verify_unit};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Pinned: what validate.py and the lint were written against.
@@ -41,24 +41,6 @@ const PY_TOOLS: &[&str] = &[
 
 fn repo(path: &str) -> PathBuf {
     Path::new(REPO).join(path)
-}
-
-/// False (skip) when `tool` is missing outside CI; a panic in CI.
-fn have(tool: &str, why: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    found || privilege::skip(tool, &format!("missing ({why})"))
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 // --- systemd ------------------------------------------------------------------------------------
@@ -79,13 +61,10 @@ fn unit_words(key: &str) -> Vec<String> {
 /// The unit with `ExecStart` pointing at the agent under test (the only difference from the file).
 fn unit_for_test(dir: &Path) -> PathBuf {
     let text = unit_text().replace(
-        "ExecStart=/usr/local/bin/tcp-liveness ",
+        "ExecStart=/usr/bin/tcp-liveness ",
         &format!("ExecStart={AGENT} "),
     );
-    assert!(
-        text.contains(AGENT),
-        "ExecStart is /usr/local/bin/tcp-liveness"
-    );
+    assert!(text.contains(AGENT), "ExecStart is /usr/bin/tcp-liveness");
     let path = dir.join("tcp-liveness.service");
     fs::write(&path, text).expect("write unit copy");
     path
@@ -97,29 +76,7 @@ fn systemd_unit_verifies() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit = unit_for_test(dir.path());
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
-        .expect("run systemd-analyze verify");
-    // An unknown key or a bad value is only a warning (exit 0): any output is a failure.
-    let text = output_text(&out);
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify: {text}"
-    );
-    // Exposure is 0 (locked down) to 10 (unprotected); the unit is at 2.6.
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold=30", "--no-pager"])
-        .arg(&unit)
-        .output()
-        .expect("run systemd-analyze security");
-    assert!(
-        out.status.success(),
-        "exposure above 3.0:\n{}",
-        output_text(&out)
-    );
+    verify_unit(&unit_for_test(dir.path()));
 }
 
 /// The unit's capabilities, as setpriv wants them: "+bpf,+perfmon,...".

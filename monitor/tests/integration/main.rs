@@ -33,6 +33,7 @@ mod kernel_state;
 mod layering;
 mod loss;
 mod owners;
+mod package;
 mod privileges;
 mod probe;
 mod probe_journal;

@@ -140,8 +140,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         "--example",
         "bench-probes",
     ])?;
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| PathBuf::from("target"), PathBuf::from);
+    let target = crate::target_dir();
     let plan = Plan {
         agent: target.join("release/tcp-liveness"),
         helper: target.join("release/examples/bench-probes"),
