@@ -144,7 +144,7 @@ impl Remediator {
                 (RemediationResult::RateLimited, String::new())
             } else {
                 looks += 1;
-                match self.look(c, policy.reason, &key, control, judge, now_ms()) {
+                match self.look(c, &policy, &key, control, judge, now_ms()) {
                     Look::First => {
                         let policy = policy.name();
                         tracing::debug!(cookie = c.cookie, %policy, "remediation: first look recorded");
@@ -182,16 +182,18 @@ impl Remediator {
         actions
     }
 
-    /// Asks the kernel about `c` and compares with the first look, if there was one.
+    /// Asks the kernel about `c` (selected by `policy`) and compares with the first look, if
+    /// there was one.
     fn look(
         &mut self,
         c: &Connection,
-        reason: Reason,
+        policy: &RemediatePolicy,
         key: &SocketKey,
         control: &mut dyn SocketControl,
         judge: &dyn Fn(&Connection) -> Vec<Reason>,
         at_ms: u64,
     ) -> Look {
+        let reason = policy.reason;
         let kernel = match control.query(key) {
             Ok(Some(kernel)) => kernel,
             Ok(None) => return Look::Stop(RemediationResult::Gone, String::new()),
@@ -215,7 +217,7 @@ impl Remediator {
             (*first, *proof) = (evidence, Unanswered::NotAskedYet);
             return Look::Stop(RemediationResult::SkippedChanged, change);
         }
-        *proof = evidence.unanswered(first, *proof, reason);
+        *proof = evidence.unanswered(first, *proof, reason, policy.min_retransmits);
         match *proof {
             Unanswered::Proven => Look::Act,
             waiting => Look::Waiting(waiting),

@@ -34,7 +34,7 @@ pub(crate) use catalogue::RunArgs;
 #[cfg(test)]
 use catalogue::{SETTINGS, flag_name};
 pub(crate) use file::FileConfig;
-pub use remediate::DEFAULT_MIN_AGE;
+pub use remediate::{DEFAULT_MIN_AGE, DEFAULT_MIN_RETRANSMITS};
 
 use crate::{
     act::{enforce::Enforce, probe::ProbeSettings, remediate::policy::RemediatePolicy},

@@ -13,7 +13,13 @@ use crate::{
     model::Reason,
 };
 
-const KEYS: [&str; 4] = ["reason", "min_age", "dry_run", "max_per_minute"];
+const KEYS: [&str; 5] = [
+    "reason",
+    "min_age",
+    "dry_run",
+    "max_per_minute",
+    "min_retransmits",
+];
 
 /// Actions per minute when `max_per_minute` is not given (the issue's example value).
 const DEFAULT_MAX_PER_MINUTE: u32 = 10;
@@ -25,6 +31,13 @@ pub(super) fn entry(number: usize, table: &toml::Table) -> Result<RemediatePolic
         None => return Err(format!("reason is required (one of {})", valid_reasons())),
         Some(value) => reason(Raw::Toml(value)).map_err(|p| format!("reason: {p}"))?,
     };
+    let min_retransmits = field(table, "min_retransmits", min_retransmits)?;
+    if min_retransmits.is_some() && reason != Reason::PeerUnresponsive {
+        return Err(format!(
+            "min_retransmits: only for reason = \"peer_unresponsive\" (this policy's reason is {})",
+            reason.as_str()
+        ));
+    }
     Ok(RemediatePolicy {
         number,
         reason,
@@ -33,6 +46,7 @@ pub(super) fn entry(number: usize, table: &toml::Table) -> Result<RemediatePolic
         dry_run: field(table, "dry_run", values::boolean)?.unwrap_or(true),
         max_per_minute: field(table, "max_per_minute", max_per_minute)?
             .unwrap_or(DEFAULT_MAX_PER_MINUTE),
+        min_retransmits: min_retransmits.unwrap_or(DEFAULT_MIN_RETRANSMITS),
     })
 }
 
@@ -67,6 +81,22 @@ fn reason(raw: Raw<'_>) -> Result<Reason, String> {
 /// recovers from on its own (a link flap, a VRRP or load-balancer failover), so only a peer gone
 /// for good is ended.
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(30);
+
+/// A `peer_unresponsive` policy's `min_retransmits` when not given: a live peer behind 30% loss
+/// each way leaves 8 retransmissions in a row unanswered about once in 200 episodes, behind 10%
+/// about once in 600,000 (docs/active-modes.md); a dead one reaches 8 after 51 s at the
+/// kernel's minimum RTO.
+pub const DEFAULT_MIN_RETRANSMITS: u8 = 8;
+
+/// 1 to 30: more than the kernel ever sends (`tcp_retries2` at most 15 by default) would never
+/// act, and the kernel then ends the connection itself.
+fn min_retransmits(raw: Raw<'_>) -> Result<u8, String> {
+    let n = values::count(raw, 30)?;
+    if n == 0 {
+        return Err("0 would act on no evidence: must be between 1 and 30".into());
+    }
+    Ok(u8::try_from(n).expect("range checked"))
+}
 
 /// 0 (act as soon as the verdict is confirmed) to 30 days.
 fn min_age(raw: Raw<'_>) -> Result<Duration, String> {
@@ -113,6 +143,7 @@ mod tests {
                 min_age: DEFAULT_MIN_AGE,
                 dry_run: true,
                 max_per_minute: 10,
+                min_retransmits: DEFAULT_MIN_RETRANSMITS,
             }]
         );
     }
@@ -122,7 +153,8 @@ mod tests {
         let p = parse(
             "[[remediate]]\nreason = \"peer_dead\"\n\
              [[remediate]]\nreason = \"fin_wait2_stuck\"\nremote_port = 6379\nprocess = \"app\"\n\
-             min_age = \"2m\"\ndry_run = false\nmax_per_minute = 3\n",
+             min_age = \"2m\"\ndry_run = false\nmax_per_minute = 3\n\
+             [[remediate]]\nreason = \"peer_unresponsive\"\nmin_retransmits = 3\n",
         )
         .unwrap();
         assert_eq!(p[1].number, 2);
@@ -132,6 +164,7 @@ mod tests {
         assert_eq!(p[1].min_age, Duration::from_mins(2));
         assert!(!p[1].dry_run);
         assert_eq!(p[1].max_per_minute, 3);
+        assert_eq!(p[2].min_retransmits, 3);
     }
 
     #[test]
@@ -161,6 +194,14 @@ mod tests {
             (
                 "reason = \"peer_dead\"\nmax_per_minute = 0",
                 "max_per_minute: 0 would never act",
+            ),
+            (
+                "reason = \"peer_unresponsive\"\nmin_retransmits = 0",
+                "min_retransmits: 0 would act on no evidence",
+            ),
+            (
+                "reason = \"peer_dead\"\nmin_retransmits = 3",
+                "min_retransmits: only for reason = \"peer_unresponsive\"",
             ),
             (
                 "reason = \"peer_dead\"\ndry_run = \"no\"",

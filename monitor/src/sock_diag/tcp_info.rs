@@ -8,6 +8,10 @@
 /// What seeding needs from one socket's `tcp_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpInfoSummary {
+    /// Retransmission timeouts in a row since the peer last acknowledged new data
+    /// (`tcpi_retransmits`, the socket's `icsk_retransmits`: 0 again at the next ACK that
+    /// moves `snd_una`).
+    pub retransmits: u8,
     /// Keepalive or zero-window probes sent without an answer (`tcpi_probes`, the socket's
     /// `icsk_probes_out`; 0 again once the peer answers).
     pub probes: u8,
@@ -37,6 +41,7 @@ pub struct TcpInfoSummary {
 }
 
 // Byte offsets in `struct tcp_info` (8 bytes of u8 fields, then u32s, then u64s from 104).
+const RETRANSMITS: usize = 2;
 const PROBES: usize = 3;
 const RTO: usize = 8;
 const UNACKED: usize = 24;
@@ -54,6 +59,7 @@ const BYTES_RETRANS: usize = 208;
 /// the buffer is too short for the non-optional fields.
 pub(super) fn parse(buf: &[u8]) -> Option<TcpInfoSummary> {
     Some(TcpInfoSummary {
+        retransmits: *buf.get(RETRANSMITS)?,
         probes: *buf.get(PROBES)?,
         rto_us: u32_at(buf, RTO)?,
         last_data_sent_ms: u32_at(buf, LAST_DATA_SENT)?,
@@ -110,11 +116,13 @@ mod tests {
         put64(BYTES_RECEIVED, 20_000);
         put64(BYTES_SENT, 12_000);
         put64(BYTES_RETRANS, 500);
+        buf[RETRANSMITS] = 4;
         buf[PROBES] = 2;
         buf
     }
 
     const FULL: TcpInfoSummary = TcpInfoSummary {
+        retransmits: 4,
         probes: 2,
         rto_us: 204_000,
         last_data_sent_ms: 1_000,

@@ -142,9 +142,10 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     let _live_server =
         Peer::start(&net.server, &["server", &net.server_ip, "7001", "sink"]).expect("peer");
     // Every connection is eligible (no matcher): only the verdict keeps the controls safe. No
-    // min_age (the default waits out ordinary outages): the looks alone are under test.
+    // min_age (the default waits out ordinary outages) and two timeouts in a row (the default
+    // bounds false positives behind loss): the looks alone are under test.
     let policy = config_file(
-        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\ndry_run = false\n\
+        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\nmin_retransmits = 2\ndry_run = false\n\
          max_per_minute = 1\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
@@ -300,7 +301,9 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
     let net = sc.net();
     let _server = sc.server(&["sink"]);
     // dry_run is the default.
-    let policy = config_file("[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\n");
+    let policy = config_file(
+        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\nmin_retransmits = 2\n",
+    );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let agent = agent_with(&sc, &policy, &log);
     assert_net_admin_only_in_scan_threads(&agent, false);
@@ -388,7 +391,7 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
     let net = sc.net();
     let _server = sc.server(&["sink"]);
     let policy = config_file(
-        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\ndry_run = false\n",
+        "[[remediate]]\nreason = \"peer_unresponsive\"\nmin_age = \"0s\"\nmin_retransmits = 2\ndry_run = false\n",
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let path = policy.path().to_str().expect("UTF-8 path");

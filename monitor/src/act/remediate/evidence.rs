@@ -28,6 +28,9 @@ pub(crate) struct Evidence {
     pub bytes_received: Option<u64>,
     /// `tcpi_total_retrans`.
     pub retransmits: Option<u32>,
+    /// `tcpi_retransmits`: retransmission timeouts in a row the peer has not answered (the
+    /// current episode; 0 again once it acknowledges data).
+    pub episode_retransmits: Option<u8>,
     /// `tcpi_probes`: keepalive probes sent without an answer (0 again once one is answered).
     pub probes: Option<u8>,
     /// `tcpi_rto` in milliseconds (rounded up): how long the kernel waits for the answer to
@@ -63,6 +66,7 @@ impl Evidence {
             bytes_acked: info.and_then(|i| i.bytes_acked),
             bytes_received: info.and_then(|i| i.bytes_received),
             retransmits: info.map(|i| i.total_retrans),
+            episode_retransmits: info.map(|i| i.retransmits),
             probes: info.map(|i| i.probes),
             rto_ms: info.map(|i| u64::from(i.rto_us).div_ceil(1_000)),
         }
@@ -75,25 +79,34 @@ impl Evidence {
     /// next timer. So for `peer_unresponsive` a retransmission (`tcpi_total_retrans` grew), and
     /// for `keepalive_unanswered` a keepalive probe (`tcpi_probes` grew), must have been sent
     /// after the first look and gone unanswered for longer than the RTO this look reports plus
-    /// [`UNANSWERED_MARGIN_MS`]. The other reasons' evidence is not a transmission
-    /// (`peer_dead`: the agent's own probe round; `fin_wait2_stuck`: the peer's application)
-    /// and two unchanged looks prove them.
+    /// [`UNANSWERED_MARGIN_MS`]. A `peer_unresponsive` proof also needs the kernel's current
+    /// episode to hold at least `min_retransmits` retransmission timeouts in a row: a live peer
+    /// behind loss p each way leaves that many unanswered with probability
+    /// (1 − (1 − p)²)^`min_retransmits` at most, whatever its RTO (loss inflates the RTO, and
+    /// fewer retransmissions then fit in the silence `min_age` asks for). The other reasons'
+    /// evidence is not a transmission (`peer_dead`: the agent's own probe round;
+    /// `fin_wait2_stuck`: the peer's application) and two unchanged looks prove them.
     pub(crate) fn unanswered(
         &self,
         first: &Self,
         before: Unanswered,
         reason: Reason,
+        min_retransmits: u8,
     ) -> Unanswered {
         let sent = match reason {
             Reason::PeerUnresponsive => grew(self.retransmits, first.retransmits),
             Reason::KeepaliveUnanswered => grew(self.probes, first.probes),
             _ => return Unanswered::Proven,
         };
+        let enough = reason != Reason::PeerUnresponsive
+            || self.episode_retransmits.unwrap_or(0) >= min_retransmits;
         match before {
             Unanswered::NotAskedYet if sent => Unanswered::Waiting {
                 until_ms: self.at_ms + self.rto_ms.unwrap_or(0) + UNANSWERED_MARGIN_MS,
             },
-            Unanswered::Waiting { until_ms } if self.at_ms >= until_ms => Unanswered::Proven,
+            Unanswered::Waiting { until_ms } if self.at_ms >= until_ms && enough => {
+                Unanswered::Proven
+            }
             other => other,
         }
     }
@@ -224,31 +237,46 @@ mod tests {
         let first = look(EST, 5_000, 100, 50, 3, 10_000);
         // A scan later, nothing sent yet (backoff): the peer has not been asked.
         let quiet = look(EST, 6_000, 100, 50, 3, 11_000);
-        let state = quiet.unanswered(&first, Unanswered::NotAskedYet, unresponsive);
+        let state = quiet.unanswered(&first, Unanswered::NotAskedYet, unresponsive, 1);
         assert_eq!(state, Unanswered::NotAskedYet);
         // One retransmission since, with a 1.6 s RTO: unanswered only from 14.0 s + 1.6 s + margin.
         let mut sent = look(EST, 9_000, 100, 50, 4, 14_000);
         sent.rto_ms = Some(1_600);
-        let state = sent.unanswered(&first, state, unresponsive);
+        let state = sent.unanswered(&first, state, unresponsive, 1);
         let until_ms = 14_000 + 1_600 + UNANSWERED_MARGIN_MS;
         assert_eq!(state, Unanswered::Waiting { until_ms });
         let early = look(EST, 10_000, 100, 50, 4, until_ms - 1);
-        assert_eq!(early.unanswered(&first, state, unresponsive), state);
-        let late = look(EST, 11_000, 100, 50, 5, until_ms);
+        assert_eq!(early.unanswered(&first, state, unresponsive, 1), state);
+        let mut late = look(EST, 11_000, 100, 50, 5, until_ms);
+        late.episode_retransmits = Some(2);
         assert_eq!(
-            late.unanswered(&first, state, unresponsive),
+            late.unanswered(&first, state, unresponsive, 1),
+            Unanswered::Proven
+        );
+        // Past the RTO, but fewer timeouts in a row than the policy asks for: still waiting,
+        // until the kernel's episode has them.
+        assert_eq!(late.unanswered(&first, state, unresponsive, 8), state);
+        let mut longer = look(EST, 60_000, 100, 50, 11, until_ms + 50_000);
+        longer.episode_retransmits = Some(8);
+        assert_eq!(
+            longer.unanswered(&first, state, unresponsive, 8),
             Unanswered::Proven
         );
         // Keepalive: a probe, not a retransmission, is what asks an idle peer.
         let mut probed = look(EST, 9_000, 100, 50, 3, 14_000);
         probed.probes = Some(1);
         assert!(matches!(
-            probed.unanswered(&first, Unanswered::NotAskedYet, Reason::KeepaliveUnanswered),
+            probed.unanswered(
+                &first,
+                Unanswered::NotAskedYet,
+                Reason::KeepaliveUnanswered,
+                8
+            ),
             Unanswered::Waiting { .. }
         ));
         // A stuck FIN_WAIT2 is no silence the kernel asks about.
         assert_eq!(
-            quiet.unanswered(&first, Unanswered::NotAskedYet, Reason::FinWait2Stuck),
+            quiet.unanswered(&first, Unanswered::NotAskedYet, Reason::FinWait2Stuck, 8),
             Unanswered::Proven
         );
     }

@@ -36,6 +36,10 @@ pub struct RemediatePolicy {
     pub dry_run: bool,
     /// Actions (dry-run ones included) per rolling minute, at most.
     pub max_per_minute: u32,
+    /// `peer_unresponsive` only: retransmission timeouts in a row (`tcpi_retransmits`) the
+    /// kernel's current episode must hold before the connection is ended, whatever `min_age`
+    /// says: what bounds the false positives behind a lossy link (docs/active-modes.md).
+    pub min_retransmits: u8,
 }
 
 impl RemediatePolicy {
@@ -84,6 +88,7 @@ mod tests {
             min_age: Duration::from_secs(30),
             dry_run: true,
             max_per_minute: 10,
+            min_retransmits: 8,
         }
     }
 

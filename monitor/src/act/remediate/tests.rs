@@ -79,6 +79,7 @@ fn policy(dry_run: bool, max_per_minute: u32) -> RemediatePolicy {
         min_age: Duration::from_secs(10),
         dry_run,
         max_per_minute,
+        min_retransmits: 8,
     }
 }
 

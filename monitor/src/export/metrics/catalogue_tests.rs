@@ -51,6 +51,7 @@ fn full_registry() -> (Metrics, Alerting) {
         min_age: Duration::ZERO,
         dry_run: true,
         max_per_minute: 1,
+        min_retransmits: 1,
     };
     RemediationCounters::new(&[policy])
         .register(metrics.registry())

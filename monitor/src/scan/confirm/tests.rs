@@ -60,6 +60,7 @@ fn kernel(state: u8, keepalive_timer: bool) -> DiagSocket {
         remote: c.remote,
         inode: 9,
         tcp_info: Some(TcpInfoSummary {
+            retransmits: 0,
             probes: 0,
             rto_us: 200_000,
             last_data_sent_ms: 0,

@@ -9,6 +9,7 @@ const NOW: u64 = 5_000_000_000_000; // 5000 s of uptime
 
 fn info() -> TcpInfoSummary {
     TcpInfoSummary {
+        retransmits: 0,
         probes: 0,
         rto_us: 200_000,
         last_data_sent_ms: 1_000,
