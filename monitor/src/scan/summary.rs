@@ -171,6 +171,18 @@ fn state_age_seconds(c: &Connection) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Adds counts kept by state number to `by_name`, keyed by the state's label.
+fn add_by_state_name(
+    counts: &[u64; 256],
+    by_name: &mut BTreeMap<std::borrow::Cow<'static, str>, u64>,
+) {
+    for (state, &count) in (0..=u8::MAX).zip(counts) {
+        if count > 0 {
+            *by_name.entry(labels::state_label(state)).or_default() += count;
+        }
+    }
+}
+
 /// Accumulates one scan, connection by connection.
 pub struct SnapshotBuilder {
     grouping: Grouping,
@@ -280,24 +292,8 @@ impl SnapshotBuilder {
     /// The snapshot (counters, hooks, capacity, timing and detections left for the caller).
     #[must_use]
     pub fn finish(mut self) -> Snapshot {
-        for (state, &count) in (0..=u8::MAX).zip(&self.idle_beyond) {
-            if count > 0 {
-                *self
-                    .summary
-                    .idle_beyond
-                    .entry(labels::state_label(state))
-                    .or_default() += count;
-            }
-        }
-        for (state, &count) in (0..=u8::MAX).zip(&self.keepalive_off) {
-            if count > 0 {
-                *self
-                    .summary
-                    .keepalive_off
-                    .entry(labels::state_label(state))
-                    .or_default() += count;
-            }
-        }
+        add_by_state_name(&self.idle_beyond, &mut self.summary.idle_beyond);
+        add_by_state_name(&self.keepalive_off, &mut self.summary.keepalive_off);
         let services = &self.snapshot.service_ports;
         self.summary.close_wait = owner_port_top(&self.close_wait, services, self.grouping);
         self.summary.suspects_by_owner = self
