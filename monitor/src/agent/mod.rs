@@ -48,6 +48,7 @@ use crate::{
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
+    crate::memory::keep_heap_small();
     // A capability the service was not given is named here, not found as a refused load later.
     privileges::check_start(&running_features(&config))?;
     // From here on SIGHUP is ours: its default action would end the agent with no log line.
