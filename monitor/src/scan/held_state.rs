@@ -48,7 +48,7 @@ pub(crate) fn apply(
     now_ns: u64,
     defaults: &SocketDefaults,
 ) {
-    let (s, read_ns) = (held.sample, held.read_ns);
+    let (s, read_ns) = (&held.sample, held.read_ns);
     let since_read = Duration::from_nanos(now_ns.saturating_sub(read_ns));
     if s.state != 0 && s.state != entry.state && entry.state_since_ns < read_ns {
         c.state = s.state;

@@ -14,7 +14,10 @@ use monitor_common::{
     tcp_state,
 };
 
-use self::slot_finder::SlotFinder;
+use self::{
+    slot::{HS_EXTRAS, HeldExtras, HeldSlot},
+    slot_finder::SlotFinder,
+};
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
     bpf::{BpfError, SocketSource, task_file::TaskFileReader},
@@ -30,6 +33,8 @@ use crate::{
 pub struct HeldSockets {
     /// Indexed by table slot ([`HeldSocket::slot`]); grown to the highest slot seen.
     slots: Vec<HeldSlot>,
+    /// The extras of the slots whose flags have [`HS_EXTRAS`], by slot.
+    extras: FastMap<u32, HeldExtras>,
     /// The sockets held by more than one process, by slot: every holder, ascending and
     /// distinct.
     shared: FastMap<u32, Vec<u32>>,
@@ -48,30 +53,6 @@ pub struct HeldSockets {
     unplaced: Vec<HeldSocket>,
 }
 
-/// One slot's socket as a pass read it.
-#[derive(Clone, Copy, Debug)]
-struct HeldSlot {
-    /// Its values, from its first visit in the pass (the visits of one socket through several
-    /// descriptors are microseconds apart); `cookie` 0 for a slot no pass saw.
-    sample: HeldSocket,
-    /// `CLOCK_MONOTONIC` ns when the pass that read it began.
-    read_ns: u64,
-    /// By when the peer was last heard from through a segment that changed no time the kernel
-    /// keeps (a keepalive probe is acknowledged and dropped as out of window: `segs_in` grows,
-    /// `rcv_tstamp` does not), `CLOCK_MONOTONIC` ns; 0 when never.
-    heard_ns: u64,
-}
-
-impl Default for HeldSlot {
-    fn default() -> Self {
-        Self {
-            sample: HeldSocket::zeroed(),
-            read_ns: 0,
-            heard_ns: 0,
-        }
-    }
-}
-
 /// [`HeldSocket::flags`] bit the agent sets (the program never does): more than one process
 /// holds the socket, its holders are in [`HeldSockets::shared`].
 const HS_SHARED: u8 = 1 << 7;
@@ -79,8 +60,10 @@ const HS_SHARED: u8 = 1 << 7;
 /// One socket of a pass: its values, when the pass read them, and by when its peer was last
 /// heard from where no kernel time says so.
 #[derive(Clone, Copy, Debug)]
-pub struct HeldView<'a> {
-    pub sample: &'a HeldSocket,
+pub struct HeldView {
+    /// The record as the pass read it, but for what the agent does not keep (see
+    /// `slot::HeldSlot::record`: sequence numbers rebased, unused fields 0).
+    pub sample: HeldSocket,
     /// `CLOCK_MONOTONIC` ns when the pass began.
     pub read_ns: u64,
     /// `CLOCK_MONOTONIC` ns; see [`HeldSockets::refill`].
@@ -154,13 +137,21 @@ impl HeldSockets {
     /// The socket `cookie` in table slot `slot` as the last pass saw it; None when that pass
     /// saw no descriptor of it.
     #[must_use]
-    pub fn view(&self, slot: u32, cookie: u64) -> Option<HeldView<'_>> {
+    pub fn view(&self, slot: u32, cookie: u64) -> Option<HeldView> {
         let held = self.current(slot, cookie)?;
+        let extras = self.extras_of(slot, held);
+        let heard_ns = extras.map_or(0, |e| e.heard_ns);
         Some(HeldView {
-            sample: &held.sample,
+            sample: held.record(extras, slot),
             read_ns: held.read_ns,
-            heard_ns: (held.heard_ns != 0).then_some(held.heard_ns),
+            heard_ns: (heard_ns != 0).then_some(heard_ns),
         })
+    }
+
+    fn extras_of(&self, slot: u32, held: &HeldSlot) -> Option<&HeldExtras> {
+        (held.flags & HS_EXTRAS != 0)
+            .then(|| self.extras.get(&slot))
+            .flatten()
     }
 
     /// The pids holding the socket `cookie` in table slot `slot`, ascending; None when the
@@ -168,17 +159,17 @@ impl HeldSockets {
     #[must_use]
     pub fn of(&self, slot: u32, cookie: u64) -> Option<&[u32]> {
         let held = self.current(slot, cookie)?;
-        if held.sample.flags & HS_SHARED != 0
+        if held.flags & HS_SHARED != 0
             && let Some(pids) = self.shared.get(&slot)
         {
             return Some(pids);
         }
-        Some(std::slice::from_ref(&held.sample.tgid))
+        Some(std::slice::from_ref(&held.tgid))
     }
 
     fn current(&self, slot: u32, cookie: u64) -> Option<&HeldSlot> {
         let held = self.slots.get(slot as usize)?;
-        (cookie != 0 && held.sample.cookie == cookie && held.read_ns >= self.current_from_ns)
+        (cookie != 0 && held.cookie == cookie && held.read_ns >= self.current_from_ns)
             .then_some(held)
     }
 
@@ -220,34 +211,37 @@ impl HeldSockets {
             self.slots.resize(index + 1, HeldSlot::default());
         }
         let held = &mut self.slots[index];
-        let same_socket = held.sample.cookie == record.cookie;
+        let same_socket = held.cookie == record.cookie;
         if same_socket && held.read_ns == self.began_ns {
             // Another descriptor of a socket this pass already read.
-            if record.tgid != held.sample.tgid {
-                held.sample.flags |= HS_SHARED;
+            if record.tgid != held.tgid {
+                held.flags |= HS_SHARED;
                 self.shared
                     .entry(slot)
-                    .or_insert_with(|| vec![held.sample.tgid])
+                    .or_insert_with(|| vec![held.tgid])
                     .push(record.tgid);
             }
             return;
         }
+        let had_extras = held.flags & HS_EXTRAS != 0;
         let heard_ns = if !same_socket {
             0
-        } else if record.segs_in != held.sample.segs_in
-            && record.rcv_tstamp == held.sample.rcv_tstamp
-        {
+        } else if record.segs_in != held.segs_in && record.rcv_tstamp == held.rcv_tstamp {
             self.began_ns
+        } else if had_extras {
+            self.extras.get(&slot).map_or(0, |e| e.heard_ns)
         } else {
-            held.heard_ns
+            0
         };
-        *held = HeldSlot {
-            sample: *record,
-            read_ns: self.began_ns,
-            heard_ns,
-        };
-        held.sample.slot = slot;
-        held.sample.flags &= !HS_SHARED;
+        *held = HeldSlot::of(record, self.began_ns);
+        held.flags &= !(HS_SHARED | HS_EXTRAS);
+        let extras = HeldExtras::of(record, heard_ns);
+        if extras.any() {
+            held.flags |= HS_EXTRAS;
+            self.extras.insert(slot, extras);
+        } else if had_extras {
+            self.extras.remove(&slot);
+        }
         pass.sockets += 1;
     }
 
@@ -306,6 +300,7 @@ pub(crate) fn name_holders(c: &mut Connection, processes: &mut ProcessCache) {
     }
 }
 
+mod slot;
 mod slot_finder;
 #[cfg(test)]
 mod tests;

@@ -50,7 +50,7 @@ fn heard(
     let d = defaults();
     let mut c = convert::connection(1, e, now_ns, &d);
     let view = HeldView {
-        sample: s,
+        sample: *s,
         read_ns,
         heard_ns,
     };

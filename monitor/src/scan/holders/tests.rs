@@ -293,3 +293,64 @@ fn a_socket_the_table_added_during_the_pass_is_placed_not_missed() {
         "in the slot the table gave it"
     );
 }
+
+#[test]
+fn a_view_gives_back_every_value_the_agent_uses_and_keeps_extras_only_while_set() {
+    use crate::bpf::task_file::holders::unacked_bytes;
+    use monitor_common::holders::{HS_KEEPOPEN, HS_TIMERS_READ};
+    let mut r = record(1, 30, 3);
+    (r.snd_una, r.snd_nxt, r.write_seq) = (u32::MAX - 100, 400, 900);
+    (r.user_timeout_ms, r.keepalive_time, r.keepalive_intvl) = (5_000, 60_000, 10_000);
+    (
+        r.stamp_now,
+        r.retrans_stamp,
+        r.retransmits,
+        r.keepalive_probes,
+    ) = (9_000, 8_000, 2, 4);
+    (r.now_jiffies, r.lsndtime, r.lrcvtime, r.rcv_tstamp) = (40, 10, 20, 30);
+    (r.bytes_sent, r.bytes_received, r.srtt_us_x8, r.segs_in) = (u64::MAX - 1, 7, 800, 9);
+    (r.state, r.flags) = (tcp_state::ESTABLISHED, HS_KEEPOPEN | HS_TIMERS_READ);
+    let mut held = HeldSockets::default();
+    pass(&mut held, &[r], 1_000);
+    let s = held.view(1, 1).unwrap().sample;
+    assert_eq!(unacked_bytes(&s), 501, "in flight across the sequence wrap");
+    assert_eq!(s.write_seq.wrapping_sub(s.snd_una), 1_001, "send queue");
+    let kept = |s: &HeldSocket| {
+        (
+            (s.cookie, s.tgid, s.state, s.flags, s.slot),
+            (
+                s.user_timeout_ms,
+                s.keepalive_time,
+                s.keepalive_intvl,
+                s.keepalive_probes,
+            ),
+            (s.stamp_now, s.retrans_stamp, s.retransmits),
+            (s.now_jiffies, s.lsndtime, s.lrcvtime, s.rcv_tstamp),
+            (s.bytes_sent, s.bytes_received, s.srtt_us_x8, s.segs_in),
+        )
+    };
+    assert_eq!(kept(&s), kept(&r));
+    // Nothing in flight, no options, nothing retransmitted: the extras go with their values.
+    let mut idle = r;
+    (idle.snd_nxt, idle.write_seq) = (idle.snd_una, idle.snd_una);
+    (
+        idle.user_timeout_ms,
+        idle.keepalive_time,
+        idle.keepalive_intvl,
+    ) = (0, 0, 0);
+    (idle.stamp_now, idle.retrans_stamp, idle.retransmits) = (0, 0, 0);
+    pass(&mut held, &[idle], 2_000);
+    let s = held.view(1, 1).unwrap().sample;
+    assert_eq!(
+        (unacked_bytes(&s), s.user_timeout_ms, s.stamp_now),
+        (0, 0, 0)
+    );
+    assert!(held.extras.is_empty());
+    // Another socket in the slot never shows the last one's extras.
+    pass(&mut held, &[r], 3_000);
+    let mut other = record(7, 30, 3);
+    other.slot = 1;
+    pass(&mut held, &[other], 4_000);
+    assert_eq!(held.view(1, 7).unwrap().sample.user_timeout_ms, 0);
+    assert!(held.extras.is_empty());
+}
