@@ -6,7 +6,7 @@ use std::{io::Read as _, path::Path};
 
 use super::{
     ConfigError, RunArgs,
-    catalogue::{PROBE_SETTINGS, Resolver, SETTINGS},
+    catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, remediate,
     setting::FileValues,
     toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
@@ -85,6 +85,14 @@ impl FileConfig {
         };
         let probe_keys: Vec<&str> = PROBE_SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&probe, &probe_keys).map_err(|problem| error(format!("[probe]: {problem}")))?;
+        let kubernetes = match settings.remove("kubernetes") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(error("kubernetes: expected a [kubernetes] table".into())),
+        };
+        let kubernetes_keys: Vec<&str> = KUBERNETES_SETTINGS.iter().map(|(key, _)| *key).collect();
+        check_keys(&kubernetes, &kubernetes_keys)
+            .map_err(|problem| error(format!("[kubernetes]: {problem}")))?;
         let remediate =
             numbered_sections(settings.remove("remediate"), "remediate", remediate::entry)
                 .map_err(error)?;
@@ -98,6 +106,7 @@ impl FileConfig {
                 path: path.to_path_buf(),
                 top: settings,
                 probe,
+                kubernetes,
             },
             overrides,
             ignore,

@@ -101,6 +101,8 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             c.max_connections_per_client.to_string(),
         ),
         ("runtime_dir", c.runtime_dir.display().to_string()),
+        // Restart-only: the runtime's client is started with the agent.
+        ("[kubernetes]", format!("{:?}", c.kubernetes)),
         (
             "[[override]]",
             list(c.policy.overrides.iter().map(override_text)),

@@ -219,6 +219,36 @@ pub(super) fn directory(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
     Ok(path.to_path_buf())
 }
 
+/// A unix socket's path: absolute (the agent's working directory is nobody's business).
+pub(super) fn socket_path(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
+    let text = string(raw)?;
+    let path = std::path::Path::new(text);
+    if !path.is_absolute() {
+        return Err(format!("expected an absolute socket path, got {text:?}"));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A containerd namespace name: what containerd accepts (letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit), so a typo fails at start, not at every lookup.
+pub(super) fn containerd_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && text.len() <= 76
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(format!(
+            "expected a containerd namespace (letters, digits, '.', '_', '-'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Text; empty means none.
 pub(super) fn optional_text(raw: Raw<'_>) -> Result<Option<String>, String> {
     let text = string(raw)?;
