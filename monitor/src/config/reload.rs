@@ -150,6 +150,14 @@ fn matcher_text(m: &Matcher) -> String {
     field("remote_port", m.remote_port.map(|p| p.to_string()));
     field("process", m.process.as_ref().map(|p| format!("{p:?}")));
     field("cgroup", m.cgroup.as_ref().map(|p| format!("{p:?}")));
+    field(
+        "pod_namespace",
+        m.pod_namespace.as_ref().map(|p| format!("{p:?}")),
+    );
+    field(
+        "pod_name_prefix",
+        m.pod_name_prefix.as_ref().map(|p| format!("{p:?}")),
+    );
     text
 }
 

@@ -7,7 +7,14 @@ use crate::verdict::Matcher;
 
 /// The keys of a connection matcher, which `[[override]]`, `[[ignore]]`, `[[remediate]]` and
 /// `[[enforce]]` share.
-pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
+pub(super) const MATCHER_KEYS: [&str; 6] = [
+    "local_port",
+    "remote_port",
+    "process",
+    "cgroup",
+    "pod_namespace",
+    "pod_name_prefix",
+];
 
 /// Checks that `table` has only `known` keys; the error names the first other one, with a guess
 /// at what was meant (the flag spelling, a truncated name, or else the closest key by edit
@@ -120,6 +127,8 @@ pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
         remote_port: field(table, "remote_port", values::port)?,
         process: field(table, "process", values::process)?,
         cgroup: field(table, "cgroup", values::cgroup)?,
+        pod_namespace: field(table, "pod_namespace", values::pod_namespace)?,
+        pod_name_prefix: field(table, "pod_name_prefix", values::pod_name_prefix)?,
     })
 }
 

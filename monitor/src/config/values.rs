@@ -249,6 +249,39 @@ pub(super) fn containerd_namespace(raw: Raw<'_>) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A Kubernetes namespace name: a DNS label (lowercase letters, digits, `-`; at most 63).
+pub(super) fn pod_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = (1..=63).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if !valid {
+        return Err(format!(
+            "expected a Kubernetes namespace (a DNS label: a-z, 0-9, '-'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// The start of a pod name: not empty (that would match every pod), and only what a pod name
+/// may hold (lowercase letters, digits, `-`, `.`; at most 253).
+pub(super) fn pod_name_prefix(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = (1..=253).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if !valid {
+        return Err(format!(
+            "expected the start of a pod name (a-z, 0-9, '-', '.'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Text; empty means none.
 pub(super) fn optional_text(raw: Raw<'_>) -> Result<Option<String>, String> {
     let text = string(raw)?;
