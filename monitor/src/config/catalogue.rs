@@ -84,7 +84,7 @@ settings! {
         };
         group_by: GroupBy = values::group_by, Row {
             default: "process", value_name: "WHAT",
-            about: "How owners are grouped in the top-N and in alerts: process or cgroup.",
+            about: "How owners are grouped in the top-N and in alerts: process, cgroup or pod (Kubernetes `namespace/pod`; a connection in no pod by its process).",
             ..Row::TOP
         };
         alertmanager_url: Option<String> = values::alertmanager_url, Row {

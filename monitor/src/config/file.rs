@@ -9,7 +9,9 @@ use super::{
     catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, remediate,
     setting::FileValues,
-    toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
+    toml_table::{
+        MATCHER_KEYS, check_keys, field, matcher, matcher_keys_text, numbered_sections, sections,
+    },
     values,
 };
 use crate::{
@@ -165,7 +167,7 @@ fn override_entry(table: &toml::Table) -> Result<Override, String> {
     };
     // Without a matcher it would silently replace the defaults for every connection.
     if entry.matcher == Matcher::default() {
-        return Err("override needs local_port, remote_port, process or cgroup".into());
+        return Err(format!("override needs {}", matcher_keys_text()));
     }
     if THRESHOLD_KEYS
         .iter()
@@ -186,7 +188,7 @@ fn ignore_entry(table: &toml::Table) -> Result<Matcher, String> {
     let matcher = matcher(table)?;
     // An empty matcher would ignore everything: surely not what was meant.
     if matcher == Matcher::default() {
-        return Err("ignore needs local_port, remote_port, process or cgroup".into());
+        return Err(format!("ignore needs {}", matcher_keys_text()));
     }
     Ok(matcher)
 }

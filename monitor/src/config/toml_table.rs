@@ -120,6 +120,12 @@ pub(super) fn field<T>(
         .transpose()
 }
 
+/// The matcher keys as a sentence names them: `local_port, …, pod_namespace or pod_name_prefix`.
+pub(super) fn matcher_keys_text() -> String {
+    let (last, rest) = MATCHER_KEYS.split_last().expect("matcher keys");
+    format!("{} or {last}", rest.join(", "))
+}
+
 /// The matcher keys of a section (all optional; the caller decides whether none is allowed).
 pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
     Ok(Matcher {

@@ -183,7 +183,7 @@ pub(super) fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
     GroupBy::ALL
         .into_iter()
         .find(|g| g.as_str() == text)
-        .ok_or_else(|| format!("expected \"process\" or \"cgroup\", got {text:?}"))
+        .ok_or_else(|| format!("expected \"process\", \"cgroup\" or \"pod\", got {text:?}"))
 }
 
 /// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.

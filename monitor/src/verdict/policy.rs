@@ -187,12 +187,12 @@ mod tests {
         assert!(both.by_pod() && !Matcher::default().by_pod());
         assert!(!both.matches(&c), "no pod never matches");
         let pod = |namespace: Option<&str>, name: Option<&str>| {
-            Some(Arc::new(PodIdentity {
-                namespace: namespace.map(str::to_owned),
-                pod: name.map(str::to_owned),
-                pod_uid: Some("u".into()),
-                container: None,
-            }))
+            Some(Arc::new(PodIdentity::new(
+                namespace.map(str::to_owned),
+                name.map(str::to_owned),
+                Some("u".into()),
+                None,
+            )))
         };
         c.pod = pod(Some("shop"), Some("web-7d9f"));
         assert!(both.matches(&c) && namespace_only.matches(&c));
