@@ -489,6 +489,8 @@ fn flags_match_settings_and_help_shows_defaults() {
         .filter(|(long, _)| *long != "config")
         // `[probe]` keys: checked by `probe::tests`.
         .filter(|(long, _)| !probe::PROBE_FLAGS.iter().any(|(_, f)| f == long))
+        // `[kubernetes]` keys: checked by `kubernetes::tests`.
+        .filter(|(long, _)| *long != "containerd-socket")
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {

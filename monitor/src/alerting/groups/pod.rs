@@ -1,0 +1,115 @@
+//! The pod an alert group's connections are all in, when they are: Alertmanager labels the
+//! alert with it (`pod`, `namespace`, `container`), so a pod's alerts route like its other ones.
+
+use std::sync::Arc;
+
+use crate::kubernetes::PodIdentity;
+
+/// The pod of every connection added so far, while there is one.
+#[derive(Clone, Debug, Default)]
+pub(super) enum OnePod {
+    /// No connection yet.
+    #[default]
+    Empty,
+    /// All in this named pod; `same_container`: all in its container too.
+    One {
+        pod: Arc<PodIdentity>,
+        same_container: bool,
+    },
+    /// In several pods, or some in a pod without a known name, or in none.
+    Several,
+}
+
+impl OnePod {
+    /// Adds a connection in `pod` (None: in no pod).
+    pub(super) fn add(&mut self, pod: Option<&Arc<PodIdentity>>) {
+        let next = match pod {
+            Some(pod) if pod.owner().is_some() => OnePod::One {
+                pod: Arc::clone(pod),
+                same_container: true,
+            },
+            _ => OnePod::Several,
+        };
+        self.merge(next);
+    }
+
+    /// Adds every connection `other` holds.
+    pub(super) fn merge(&mut self, other: Self) {
+        *self = match (std::mem::take(self), other) {
+            (OnePod::Empty, other) | (other, OnePod::Empty) => other,
+            (
+                OnePod::One {
+                    pod,
+                    same_container,
+                },
+                OnePod::One {
+                    pod: theirs,
+                    same_container: theirs_same,
+                },
+            ) if pod.owner() == theirs.owner() => OnePod::One {
+                same_container: same_container && theirs_same && pod.container == theirs.container,
+                pod,
+            },
+            _ => OnePod::Several,
+        };
+    }
+
+    /// The pod, its container only when one: None unless all are in one named pod.
+    pub(super) fn identity(&self) -> Option<PodIdentity> {
+        let OnePod::One {
+            pod,
+            same_container,
+        } = self
+        else {
+            return None;
+        };
+        let container = if *same_container {
+            pod.container.clone()
+        } else {
+            None
+        };
+        Some(PodIdentity::new(
+            pod.namespace.clone(),
+            pod.pod.clone(),
+            pod.pod_uid.clone(),
+            container,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, container: &str) -> Option<Arc<PodIdentity>> {
+        let named = |s: &str| Some(s.to_owned());
+        let identity = PodIdentity::new(named("shop"), named(name), named("u"), named(container));
+        Some(Arc::new(identity))
+    }
+
+    #[test]
+    fn one_pod_one_container_then_two_containers_then_two_pods() {
+        let mut one = OnePod::default();
+        assert_eq!(one.identity(), None, "empty");
+        one.add(pod("web-1", "nginx").as_ref());
+        one.add(pod("web-1", "nginx").as_ref());
+        assert_eq!(one.identity(), pod("web-1", "nginx").as_deref().cloned());
+        one.add(pod("web-1", "sidecar").as_ref());
+        let no_container = one.identity().unwrap();
+        assert_eq!(
+            (no_container.pod.as_deref(), no_container.container),
+            (Some("web-1"), None)
+        );
+        let mut two = one.clone();
+        two.add(pod("web-2", "nginx").as_ref());
+        assert_eq!(two.identity(), None);
+        one.add(None);
+        assert_eq!(one.identity(), None, "a connection in no pod");
+        let mut merged = OnePod::default();
+        merged.merge(OnePod::default());
+        let mut other = OnePod::default();
+        other.add(pod("web-1", "nginx").as_ref());
+        merged.merge(other);
+        assert!(merged.identity().is_some());
+    }
+}
