@@ -112,4 +112,47 @@ mod tests {
         merged.merge(other);
         assert!(merged.identity().is_some());
     }
+
+    /// With `group_by = "pod"` a pod's two containers make one group labelled with the pod (no
+    /// container), a connection in no pod groups by its process, and the samples carry the pod.
+    #[test]
+    fn groups_by_pod_and_carry_it() {
+        use crate::{
+            alerting::groups::group,
+            model::{Connection, GroupBy, Grouping, Reason},
+            scan::Snapshot,
+        };
+        let leak = |cookie: u64, comm: &str, pod: Option<Arc<PodIdentity>>| {
+            let local = "10.0.0.1:6379".parse().unwrap();
+            let remote = format!("10.0.0.2:{}", 40000 + cookie).parse().unwrap();
+            let state = monitor_common::tcp_state::CLOSE_WAIT;
+            let mut c = Connection::new(cookie, state, local, remote);
+            (c.comm, c.pid, c.pod) = (Some(comm.into()), Some(7), pod);
+            c.suspect = vec![Reason::CloseWaitStuck];
+            c
+        };
+        let connections = vec![
+            leak(1, "nginx", pod("web-1", "nginx")),
+            leak(2, "envoy", pod("web-1", "envoy")),
+            leak(3, "sshd", None),
+        ];
+        let grouping = Grouping {
+            group_by: GroupBy::Pod,
+            ..Grouping::default()
+        };
+        let groups = group(&Snapshot::from_connections(connections, grouping));
+        let owners: Vec<_> = groups.iter().map(|g| (g.owner.as_str(), g.count)).collect();
+        assert_eq!(owners, [("shop/web-1", 2), ("sshd", 1)]);
+        let in_pod = groups[0].kubernetes.as_ref().expect("one pod");
+        assert_eq!(
+            (in_pod.pod.as_deref(), in_pod.container.as_deref()),
+            (Some("web-1"), None)
+        );
+        assert_eq!(groups[1].kubernetes, None);
+        let sample = groups[0].samples[0]
+            .kubernetes
+            .as_ref()
+            .expect("sample's pod");
+        assert_eq!(sample.namespace.as_deref(), Some("shop"));
+    }
 }
