@@ -5,7 +5,6 @@
 //! [`ANSWER_TIMEOUT`].
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::mpsc,
     time::Duration,
@@ -16,14 +15,14 @@ use containerd_client::{
     tonic::{Code, Request, transport::Channel},
 };
 
-use super::{LabelError, LabelSource};
+use super::{LabelAnswer, LabelError, LabelSource};
 
 /// The longest a question waits for containerd (a local socket answers in milliseconds).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One question to the client thread: a container id and where to send the answer.
 type Question = (String, mpsc::Sender<Answer>);
-type Answer = Result<Option<HashMap<String, String>>, LabelError>;
+type Answer = LabelAnswer;
 
 /// Asks containerd at `socket`, in containerd namespace `namespace`, for containers' labels.
 /// Connects on the first question, and again after an error.
@@ -62,7 +61,7 @@ impl Containerd {
 }
 
 impl LabelSource for Containerd {
-    fn labels(&mut self, id: &str) -> Result<Option<HashMap<String, String>>, LabelError> {
+    fn labels(&mut self, id: &str) -> LabelAnswer {
         if !self.socket.exists() {
             return Err(LabelError::Absent(format!(
                 "no containerd socket at {}",
@@ -119,7 +118,7 @@ async fn get(
     socket: &Path,
     namespace: &str,
     id: &str,
-) -> Result<Option<HashMap<String, String>>, LabelError> {
+) -> LabelAnswer {
     let failed = |what: &str, error: &dyn std::fmt::Display| {
         LabelError::Failed(format!(
             "containerd at {}: {what}: {error}",

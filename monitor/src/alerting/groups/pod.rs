@@ -81,34 +81,38 @@ impl OnePod {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, container: &str) -> Option<Arc<PodIdentity>> {
+    fn pod(name: &str, container: &str) -> Arc<PodIdentity> {
         let named = |s: &str| Some(s.to_owned());
-        let identity = PodIdentity::new(named("shop"), named(name), named("u"), named(container));
-        Some(Arc::new(identity))
+        Arc::new(PodIdentity::new(
+            named("shop"),
+            named(name),
+            named("u"),
+            named(container),
+        ))
     }
 
     #[test]
     fn one_pod_one_container_then_two_containers_then_two_pods() {
         let mut one = OnePod::default();
         assert_eq!(one.identity(), None, "empty");
-        one.add(pod("web-1", "nginx").as_ref());
-        one.add(pod("web-1", "nginx").as_ref());
-        assert_eq!(one.identity(), pod("web-1", "nginx").as_deref().cloned());
-        one.add(pod("web-1", "sidecar").as_ref());
+        one.add(Some(&pod("web-1", "nginx")));
+        one.add(Some(&pod("web-1", "nginx")));
+        assert_eq!(one.identity().as_ref(), Some(&*pod("web-1", "nginx")));
+        one.add(Some(&pod("web-1", "sidecar")));
         let no_container = one.identity().unwrap();
         assert_eq!(
             (no_container.pod.as_deref(), no_container.container),
             (Some("web-1"), None)
         );
         let mut two = one.clone();
-        two.add(pod("web-2", "nginx").as_ref());
+        two.add(Some(&pod("web-2", "nginx")));
         assert_eq!(two.identity(), None);
         one.add(None);
         assert_eq!(one.identity(), None, "a connection in no pod");
         let mut merged = OnePod::default();
         merged.merge(OnePod::default());
         let mut other = OnePod::default();
-        other.add(pod("web-1", "nginx").as_ref());
+        other.add(Some(&pod("web-1", "nginx")));
         merged.merge(other);
         assert!(merged.identity().is_some());
     }
@@ -132,8 +136,8 @@ mod tests {
             c
         };
         let connections = vec![
-            leak(1, "nginx", pod("web-1", "nginx")),
-            leak(2, "envoy", pod("web-1", "envoy")),
+            leak(1, "nginx", Some(pod("web-1", "nginx"))),
+            leak(2, "envoy", Some(pod("web-1", "envoy"))),
             leak(3, "sshd", None),
         ];
         let grouping = Grouping {
