@@ -145,3 +145,34 @@ async fn get(
         Err(status) => Err(failed("get container", &status.message())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn no_socket_is_absent_and_a_socket_that_is_no_containerd_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let mut source = Containerd::new(socket.clone(), "k8s.io".into());
+        let absent = source.labels("id").unwrap_err();
+        assert!(matches!(absent, LabelError::Absent(_)), "{absent}");
+        // Accepts and hangs up at once: no gRPC answer.
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                drop(stream);
+            }
+        });
+        let started = std::time::Instant::now();
+        let failed = source.labels("id").unwrap_err();
+        assert!(matches!(failed, LabelError::Failed(_)), "{failed}");
+        assert!(started.elapsed() <= ANSWER_TIMEOUT + Duration::from_millis(500));
+        // The next question reconnects (the server takes a second connection).
+        let again = source.labels("id").unwrap_err();
+        assert!(matches!(again, LabelError::Failed(_)), "{again}");
+        server.join().unwrap();
+    }
+}
