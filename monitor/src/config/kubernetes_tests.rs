@@ -4,18 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args as _, Command};
 
-use super::*;
-
-fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
-    let file = FileConfig::parse(Path::new("/etc/x.toml"), text)?;
-    RunConfig::resolve(args, &file)
-}
-
-fn error(args: &RunArgs, text: &str) -> String {
-    let message = resolve(args, text).expect_err("rejected").to_string();
-    assert!(!message.contains('\n'), "one line: {message}");
-    message
-}
+use super::{
+    tests::{file_error, resolve},
+    *,
+};
 
 #[test]
 fn defaults_file_and_flag() {
@@ -69,7 +61,6 @@ fn the_flag_is_documented_with_its_default() {
 
 #[test]
 fn bad_values_are_one_line_naming_the_key() {
-    let args = RunArgs::default();
     let cases = [
         (
             "[kubernetes]\ncontainerd_socket = \"run/c.sock\"",
@@ -97,7 +88,7 @@ fn bad_values_are_one_line_naming_the_key() {
         ),
     ];
     for (text, expected) in cases {
-        let message = error(&args, text);
+        let message = file_error(text);
         assert!(message.contains(expected), "{text:?}: {message}");
     }
     let flag = RunArgs {
@@ -105,7 +96,7 @@ fn bad_values_are_one_line_naming_the_key() {
         ..RunArgs::default()
     };
     assert_eq!(
-        error(&flag, ""),
+        resolve(&flag, "").unwrap_err().to_string(),
         r#"--containerd-socket: expected an absolute socket path, got "c.sock""#
     );
 }

@@ -19,7 +19,7 @@ fn file(text: &str) -> Result<FileConfig, ConfigError> {
     FileConfig::parse(Path::new(PATH), text)
 }
 
-fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
+pub(super) fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
     RunConfig::resolve(args, &file(text)?)
 }
 
@@ -28,7 +28,7 @@ fn defaults() -> RunConfig {
 }
 
 /// The message for a file (with no flags), checked to be one line.
-fn file_error(text: &str) -> String {
+pub(super) fn file_error(text: &str) -> String {
     let message = resolve(&RunArgs::default(), text)
         .expect_err("should be rejected")
         .to_string();
