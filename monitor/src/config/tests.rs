@@ -19,7 +19,7 @@ fn file(text: &str) -> Result<FileConfig, ConfigError> {
     FileConfig::parse(Path::new(PATH), text)
 }
 
-fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
+pub(super) fn resolve(args: &RunArgs, text: &str) -> Result<RunConfig, ConfigError> {
     RunConfig::resolve(args, &file(text)?)
 }
 
@@ -28,7 +28,7 @@ fn defaults() -> RunConfig {
 }
 
 /// The message for a file (with no flags), checked to be one line.
-fn file_error(text: &str) -> String {
+pub(super) fn file_error(text: &str) -> String {
     let message = resolve(&RunArgs::default(), text)
         .expect_err("should be rejected")
         .to_string();
@@ -265,8 +265,8 @@ fn bad_file_values_name_the_file_and_key() {
             r#"log_format: expected "text" or "json", got "xml""#,
         ),
         (
-            r#"group_by = "pod""#,
-            r#"group_by: expected "process" or "cgroup", got "pod""#,
+            r#"group_by = "node""#,
+            r#"group_by: expected "process", "cgroup" or "pod", got "node""#,
         ),
         (
             r#"alertmanager_url = "ftp://am:9093""#,
@@ -322,7 +322,7 @@ fn bad_sections_name_the_entry() {
     let cases = [
         (
             "[[override]]\nidle_after = \"2h\"",
-            "[[override]] #1: override needs local_port, remote_port, process or cgroup",
+            "[[override]] #1: override needs local_port, remote_port, process, cgroup, pod_namespace or pod_name_prefix",
         ),
         (
             "[[override]]\nlocal_port = 80\nidle_after = \"2h\"\n[[override]]\nlocal_port = 81",
@@ -347,7 +347,7 @@ fn bad_sections_name_the_entry() {
         ),
         (
             "[[ignore]]",
-            "[[ignore]] #1: ignore needs local_port, remote_port, process or cgroup",
+            "[[ignore]] #1: ignore needs local_port, remote_port, process, cgroup, pod_namespace or pod_name_prefix",
         ),
         (
             "[[ignore]]\nidle_after = \"2h\"",
@@ -450,7 +450,7 @@ fn example_file_as_shipped_is_the_defaults() {
 fn example_file_examples_are_valid() {
     let c = resolve(&RunArgs::default(), &example_with_examples_enabled()).unwrap();
     assert_eq!(c.policy.overrides.len(), 2);
-    assert_eq!(c.policy.ignore.len(), 2);
+    assert_eq!(c.policy.ignore.len(), 3);
     assert!(c.alertmanager_url.is_some());
     assert_eq!(c.remediate.len(), 1, "the [[remediate]] example");
     assert!(c.remediate[0].dry_run, "the example stays a dry run");
@@ -471,6 +471,10 @@ fn example_file_documents_every_key() {
         "local_port",
         "remote_port",
         "process",
+        "pod_namespace",
+        "[kubernetes]",
+        "containerd_socket",
+        "containerd_namespace",
     ]) {
         assert!(
             enabled.lines().any(|l| l.starts_with(key)),
@@ -489,6 +493,8 @@ fn flags_match_settings_and_help_shows_defaults() {
         .filter(|(long, _)| *long != "config")
         // `[probe]` keys: checked by `probe::tests`.
         .filter(|(long, _)| !probe::PROBE_FLAGS.iter().any(|(_, f)| f == long))
+        // `[kubernetes]` keys: checked by `kubernetes::tests`.
+        .filter(|(long, _)| *long != "containerd-socket")
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {

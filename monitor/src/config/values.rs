@@ -183,7 +183,7 @@ pub(super) fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
     GroupBy::ALL
         .into_iter()
         .find(|g| g.as_str() == text)
-        .ok_or_else(|| format!("expected \"process\" or \"cgroup\", got {text:?}"))
+        .ok_or_else(|| format!("expected \"process\", \"cgroup\" or \"pod\", got {text:?}"))
 }
 
 /// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.
@@ -211,12 +211,66 @@ pub(super) fn optional_path(raw: Raw<'_>) -> Result<Option<std::path::PathBuf>, 
 
 /// An absolute directory path (relative to what would depend on where the agent was started).
 pub(super) fn directory(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
+    absolute_path(raw, "directory")
+}
+
+/// A unix socket's path: absolute (the agent's working directory is nobody's business).
+pub(super) fn socket_path(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
+    absolute_path(raw, "socket")
+}
+
+/// An absolute path to a `what` ("expected an absolute {what} path" otherwise).
+fn absolute_path(raw: Raw<'_>, what: &str) -> Result<std::path::PathBuf, String> {
     let text = string(raw)?;
     let path = std::path::Path::new(text);
     if !path.is_absolute() {
-        return Err(format!("expected an absolute directory path, got {text:?}"));
+        return Err(format!("expected an absolute {what} path, got {text:?}"));
     }
     Ok(path.to_path_buf())
+}
+
+/// A name of at most `max` characters, each one `allowed` takes ("expected {what}" otherwise).
+fn name(raw: Raw<'_>, max: usize, allowed: fn(char) -> bool, what: &str) -> Result<String, String> {
+    let text = string(raw)?;
+    if !(1..=max).contains(&text.len()) || !text.chars().all(allowed) {
+        return Err(format!("expected {what}, got {text:?}"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A containerd namespace name: what containerd accepts (letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit), so a typo fails at start, not at every lookup.
+pub(super) fn containerd_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let what = "a containerd namespace (letters, digits, '.', '_', '-')";
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let text = name(raw, 76, allowed, what)?;
+    if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("expected {what}, got {text:?}"));
+    }
+    Ok(text)
+}
+
+/// A Kubernetes namespace name: a DNS label (lowercase letters, digits, `-` inside; at most 63).
+pub(super) fn pod_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let what = "a Kubernetes namespace (a DNS label: a-z, 0-9, '-')";
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let text = name(raw, 63, allowed, what)?;
+    if text.starts_with('-') || text.ends_with('-') {
+        return Err(format!("expected {what}, got {text:?}"));
+    }
+    Ok(text)
+}
+
+/// The start of a pod name: not empty (that would match every pod), and only what a pod name
+/// may hold (lowercase letters, digits, `-`, `.`; at most 253).
+pub(super) fn pod_name_prefix(raw: Raw<'_>) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.');
+    name(
+        raw,
+        253,
+        allowed,
+        "the start of a pod name (a-z, 0-9, '-', '.')",
+    )
 }
 
 /// Text; empty means none.
