@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod export;
+pub mod kubernetes;
 mod locks;
 mod memory;
 pub mod model;

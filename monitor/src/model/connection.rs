@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{Comm, ProbeResult, Reason};
+use crate::kubernetes::PodIdentity;
 
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +75,10 @@ pub struct Connection {
     /// cgroup v2 path of the owning process (container attribution), when known.
     /// Shared by every connection of the process (one `Arc` per pid, cached by the scan).
     pub cgroup: Option<Arc<str>>,
+    /// The Kubernetes pod of the owning process, when its cgroup path shows one or the
+    /// container runtime's labels name one ([`PodIdentity`]). Shared by every connection of
+    /// the container (one `Arc` per container id).
+    pub pod: Option<Arc<PodIdentity>>,
     /// The `[[enforce]]` policy that set this connection's keepalive timers or user timeout
     /// (its `name`), when one did.
     pub enforced: Option<Arc<str>>,
@@ -121,6 +126,7 @@ impl Connection {
             orphan: false,
             accept_queue: false,
             cgroup: None,
+            pod: None,
             enforced: None,
             since_retrans_start: None,
             gives_up_in: None,

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Connection, ProbeView, format::seconds, labels::state_label};
+use crate::kubernetes::PodIdentity;
 
 /// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +61,10 @@ pub struct ConnectionView {
     /// Container id derived from the cgroup path, when it has one.
     #[serde(default)]
     pub container: Option<String>,
+    /// The Kubernetes pod of the owner: `{"namespace", "pod", "pod_uid", "container"}`, each
+    /// null when unknown; null when the owner is in no pod.
+    #[serde(default)]
+    pub kubernetes: Option<PodIdentity>,
     /// The `[[enforce]]` policy that set the connection's keepalive timers or user timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforced: Option<String>,
@@ -168,6 +173,7 @@ impl From<&Connection> for ConnectionView {
             accept_queue: c.accept_queue,
             cgroup: c.cgroup.as_deref().map(str::to_owned),
             container: c.cgroup.as_deref().and_then(container_id),
+            kubernetes: c.pod.as_deref().cloned(),
             enforced: c.enforced.as_deref().map(str::to_owned),
             since_retrans_start_seconds: seconds(c.since_retrans_start),
             gives_up_in_seconds: seconds(c.gives_up_in),

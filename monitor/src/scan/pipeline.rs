@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     bpf::{BpfError, SocketSource, task_file::TaskFileReader},
+    kubernetes::PodResolver,
     model::{Comm, Connection, Reason},
     periodic::Waker,
     sock_diag::SocketQueries,
@@ -84,6 +85,15 @@ impl Pipeline {
     #[must_use]
     pub fn confirming_verdicts(mut self) -> Self {
         self.confirms = true;
+        self
+    }
+
+    /// Names the Kubernetes pod of each connection's owner with `pods` (asked once per new
+    /// owner pid; see [`PodResolver`]).
+    #[must_use]
+    pub fn with_pods(self, pods: PodResolver) -> Self {
+        let processes = std::mem::take(&mut *self.processes()).with_pods(pods);
+        *self.processes() = processes;
         self
     }
 
@@ -366,6 +376,7 @@ impl Pipeline {
                 .name
                 .or_else(|| (hooks_owner == Some(pid)).then(|| Comm::from_kernel(&entry.comm)));
             c.cgroup.clone_from(&process.cgroup);
+            c.pod.clone_from(&process.pod);
         }
         holders::name_holders(c, processes);
         for annotator in &context.annotators {

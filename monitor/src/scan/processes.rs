@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use super::kernel_state::FastMap;
-use crate::model::Comm;
+use crate::{
+    kubernetes::{PodIdentity, PodResolver},
+    model::Comm,
+};
 
 /// What `/proc` says about one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +20,9 @@ pub(crate) struct ProcessInfo {
     pub(crate) name: Option<Comm>,
     /// The cgroup v2 path (`0::` line of `/proc/PID/cgroup`).
     pub(crate) cgroup: Option<Arc<str>>,
+    /// The Kubernetes pod the process runs in, from its cgroup path and the runtime's labels
+    /// (None without a pod, or without a [`PodResolver`]).
+    pub(crate) pod: Option<Arc<PodIdentity>>,
 }
 
 pub(crate) struct ProcessCache {
@@ -29,6 +35,9 @@ pub(crate) struct ProcessCache {
     last: Option<(u32, ProcessInfo)>,
     /// Where a pid's information comes from: `/proc/PID` (a fixed table in tests).
     lookup: fn(u32) -> ProcessInfo,
+    /// Names the pod of each new pid's cgroup, when the agent resolves pods: asked once per pid
+    /// the cache did not know (it caches by container id in turn).
+    pods: Option<PodResolver>,
 }
 
 impl Default for ProcessCache {
@@ -44,6 +53,15 @@ impl ProcessCache {
             previous: FastMap::default(),
             last: None,
             lookup,
+            pods: None,
+        }
+    }
+
+    /// Also resolves each new pid's pod with `pods`.
+    pub(crate) fn with_pods(self, pods: PodResolver) -> Self {
+        Self {
+            pods: Some(pods),
+            ..self
         }
     }
 
@@ -69,10 +87,13 @@ impl ProcessCache {
             let info = if let Some(info) = self.current.get(&pid) {
                 info.clone()
             } else {
-                let info = self
-                    .previous
-                    .remove(&pid)
-                    .unwrap_or_else(|| (self.lookup)(pid));
+                let info = self.previous.remove(&pid).unwrap_or_else(|| {
+                    let mut info = (self.lookup)(pid);
+                    if let (Some(pods), Some(cgroup)) = (&mut self.pods, &info.cgroup) {
+                        info.pod = pods.resolve(cgroup);
+                    }
+                    info
+                });
                 self.current.insert(pid, info.clone());
                 info
             };
@@ -93,6 +114,7 @@ fn read(pid: u32) -> ProcessInfo {
             .as_deref()
             .and_then(parse_cgroup)
             .map(Arc::from),
+        pod: None,
     }
 }
 
@@ -126,6 +148,7 @@ mod tests {
         ProcessInfo {
             name: Some(Comm::new("redis-server")),
             cgroup: Some(Arc::from("/system.slice/redis.service")),
+            pod: None,
         }
     }
 

@@ -1,0 +1,69 @@
+//! Kubernetes pod identity of a socket's owner: which pod, namespace and container a process
+//! runs in, from its cgroup v2 path (the pod UID and the container id, [`cgroup`]) and from the
+//! container runtime's labels for that container (the names, [`resolver`] over [`containerd`]).
+//! Nothing asks the API server: the kubelet already told the runtime.
+
+pub mod cgroup;
+pub mod containerd;
+pub mod resolver;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use resolver::{LabelError, LabelSource, PodResolver};
+
+/// The CRI label with the pod's name, set on every container Kubernetes creates.
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+/// The CRI label with the pod's namespace.
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// The CRI label with the pod's UID.
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+/// The CRI label with the container's name in the pod spec.
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// The pod a process runs in, as `/connections` serves it (`"kubernetes"`). Shared by every
+/// connection of the container (one `Arc` per container id). Each field is null when unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodIdentity {
+    /// The pod's namespace: runtime label `io.kubernetes.pod.namespace`.
+    pub namespace: Option<String>,
+    /// The pod's name: runtime label `io.kubernetes.pod.name`.
+    pub pod: Option<String>,
+    /// The pod's UID: from the cgroup path (`pod<uid>`, the systemd driver's `_` read back as
+    /// `-`), else runtime label `io.kubernetes.pod.uid`. Known without the runtime.
+    pub pod_uid: Option<String>,
+    /// The container's name in the pod spec: runtime label `io.kubernetes.container.name`.
+    pub container: Option<String>,
+}
+
+impl PodIdentity {
+    /// The identity a container's runtime labels give, with `pod_uid` from its cgroup path when
+    /// the path has one (the label otherwise). None when the labels name no pod: the container
+    /// was not created by Kubernetes, and the path shows no pod either.
+    #[must_use]
+    pub fn from_labels(labels: &HashMap<String, String>, pod_uid: Option<&str>) -> Option<Self> {
+        let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
+        let identity = Self {
+            namespace: label(LABEL_POD_NAMESPACE),
+            pod: label(LABEL_POD_NAME),
+            pod_uid: pod_uid.map(str::to_owned).or_else(|| label(LABEL_POD_UID)),
+            container: label(LABEL_CONTAINER_NAME),
+        };
+        (identity.pod.is_some() || identity.pod_uid.is_some()).then_some(identity)
+    }
+
+    /// `namespace/pod` (the POD column, the `group_by = "pod"` owner); None without a pod name.
+    /// A pod without a known namespace is `-/pod`.
+    #[must_use]
+    pub fn qualified_name(&self) -> Option<String> {
+        let pod = self.pod.as_deref()?;
+        Some(format!(
+            "{}/{pod}",
+            self.namespace.as_deref().unwrap_or("-")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
