@@ -9,6 +9,7 @@ use crate::{
     bpf::Programs,
     config::RunConfig,
     error::Error,
+    kubernetes::{PodResolver, containerd::Containerd},
     scan::{Feature, Pipeline, kernel_defaults},
 };
 
@@ -43,8 +44,15 @@ pub(super) fn build(
         features.probe.clone().map(|f| f as _),
         features.enforcement.clone().map(|f| f as _),
     ];
+    let k8s = &config.kubernetes;
+    let runtime = Containerd::new(
+        k8s.containerd_socket.clone(),
+        k8s.containerd_namespace.clone(),
+    );
     let pipeline = registered.into_iter().flatten().fold(
-        Pipeline::new(defaults, config.policy.clone()).confirming_verdicts(),
+        Pipeline::new(defaults, config.policy.clone())
+            .confirming_verdicts()
+            .with_pods(PodResolver::new(Box::new(runtime))),
         Pipeline::with_feature,
     );
     Ok((Arc::new(pipeline), features))

@@ -84,7 +84,7 @@ settings! {
         };
         group_by: GroupBy = values::group_by, Row {
             default: "process", value_name: "WHAT",
-            about: "How owners are grouped in the top-N and in alerts: process or cgroup.",
+            about: "How owners are grouped in the top-N and in alerts: process, cgroup or pod (Kubernetes `namespace/pod`; a connection in no pod by its process).",
             ..Row::TOP
         };
         alertmanager_url: Option<String> = values::alertmanager_url, Row {
@@ -171,6 +171,11 @@ settings! {
             about: "Directory of the agent's runtime state: the keepalive probe journal (`[probe]`), read at every start to put back the options of sockets a killed agent was probing. An absolute path; created when needed.",
             ..Row::TOP
         };
+        containerd_socket: PathBuf = values::socket_path, Row {
+            default: "/run/containerd/containerd.sock", value_name: "PATH",
+            about: "containerd's API socket, asked for the pod, namespace and container names of connections in Kubernetes pods (the CRI labels); without it they show their pod UID only (`[kubernetes]`).",
+            ..Row::KUBERNETES
+        };
     }
     file_only {
         probe_max_per_second: u32 = |raw| values::u32_between(raw, 1, 10_000), Row {
@@ -180,6 +185,10 @@ settings! {
         probe_max_per_scan: u32 = |raw| values::u32_between(raw, 1, 4096), Row {
             key: "max_per_scan", default: "100",
             ..Row::PROBE
+        };
+        containerd_namespace: String = values::containerd_namespace, Row {
+            default: "k8s.io",
+            ..Row::KUBERNETES
         };
     }
 }
@@ -209,7 +218,9 @@ enum Second {
 const fn pair(row: &Row, table: Table, second: Second) -> Option<(&'static str, &'static str)> {
     let in_table = matches!(
         (row.table, table),
-        (Table::Top, Table::Top) | (Table::Probe, Table::Probe)
+        (Table::Top, Table::Top)
+            | (Table::Probe, Table::Probe)
+            | (Table::Kubernetes, Table::Kubernetes)
     );
     match (in_table, second, row.flag) {
         (true, Second::Default, _) => Some((row.key(), row.default)),
@@ -252,6 +263,10 @@ pub(super) const SETTINGS: &[(&str, &str)] =
 /// Every `[probe]` key with its default; `after` empty means each connection's `idle_after`.
 pub(super) const PROBE_SETTINGS: &[(&str, &str)] =
     &pairs::<{ count(Table::Probe, Second::Default) }>(Table::Probe, Second::Default);
+
+/// Every `[kubernetes]` key with its default.
+pub(super) const KUBERNETES_SETTINGS: &[(&str, &str)] =
+    &pairs::<{ count(Table::Kubernetes, Second::Default) }>(Table::Kubernetes, Second::Default);
 
 /// The `[probe]` keys that are also flags, with their flag: `enabled` is `--probe`, …
 #[cfg(test)]

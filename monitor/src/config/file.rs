@@ -6,10 +6,12 @@ use std::{io::Read as _, path::Path};
 
 use super::{
     ConfigError, RunArgs,
-    catalogue::{PROBE_SETTINGS, Resolver, SETTINGS},
+    catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, remediate,
     setting::FileValues,
-    toml_table::{MATCHER_KEYS, check_keys, field, matcher, numbered_sections, sections},
+    toml_table::{
+        MATCHER_KEYS, check_keys, field, matcher, matcher_keys_text, numbered_sections, sections,
+    },
     values,
 };
 use crate::{
@@ -85,6 +87,14 @@ impl FileConfig {
         };
         let probe_keys: Vec<&str> = PROBE_SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&probe, &probe_keys).map_err(|problem| error(format!("[probe]: {problem}")))?;
+        let kubernetes = match settings.remove("kubernetes") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(error("kubernetes: expected a [kubernetes] table".into())),
+        };
+        let kubernetes_keys: Vec<&str> = KUBERNETES_SETTINGS.iter().map(|(key, _)| *key).collect();
+        check_keys(&kubernetes, &kubernetes_keys)
+            .map_err(|problem| error(format!("[kubernetes]: {problem}")))?;
         let remediate =
             numbered_sections(settings.remove("remediate"), "remediate", remediate::entry)
                 .map_err(error)?;
@@ -98,6 +108,7 @@ impl FileConfig {
                 path: path.to_path_buf(),
                 top: settings,
                 probe,
+                kubernetes,
             },
             overrides,
             ignore,
@@ -156,7 +167,7 @@ fn override_entry(table: &toml::Table) -> Result<Override, String> {
     };
     // Without a matcher it would silently replace the defaults for every connection.
     if entry.matcher == Matcher::default() {
-        return Err("override needs local_port, remote_port, process or cgroup".into());
+        return Err(format!("override needs {}", matcher_keys_text()));
     }
     if THRESHOLD_KEYS
         .iter()
@@ -177,7 +188,7 @@ fn ignore_entry(table: &toml::Table) -> Result<Matcher, String> {
     let matcher = matcher(table)?;
     // An empty matcher would ignore everything: surely not what was meant.
     if matcher == Matcher::default() {
-        return Err("ignore needs local_port, remote_port, process or cgroup".into());
+        return Err(format!("ignore needs {}", matcher_keys_text()));
     }
     Ok(matcher)
 }

@@ -108,6 +108,17 @@ pub struct RunConfig {
     pub enforce: Vec<Enforce>,
     /// The agent's runtime state directory (`runtime_dir`, absolute): the probe journal.
     pub runtime_dir: PathBuf,
+    /// `[kubernetes]`: where pod names come from.
+    pub kubernetes: KubernetesSettings,
+}
+
+/// `[kubernetes]`: the container runtime asked for the names of the pods connections are in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// containerd's API socket (`containerd_socket`, `--containerd-socket`; absolute).
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace of the containers the kubelet creates (`containerd_namespace`).
+    pub containerd_namespace: String,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -228,6 +239,10 @@ impl RunConfig {
             remediate: file.remediate.clone(),
             enforce: file.enforce.clone(),
             runtime_dir: get.runtime_dir()?,
+            kubernetes: KubernetesSettings {
+                containerd_socket: get.containerd_socket()?,
+                containerd_namespace: get.containerd_namespace()?,
+            },
         })
     }
 }

@@ -101,6 +101,8 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             c.max_connections_per_client.to_string(),
         ),
         ("runtime_dir", c.runtime_dir.display().to_string()),
+        // Restart-only: the runtime's client is started with the agent.
+        ("[kubernetes]", format!("{:?}", c.kubernetes)),
         (
             "[[override]]",
             list(c.policy.overrides.iter().map(override_text)),
@@ -148,6 +150,14 @@ fn matcher_text(m: &Matcher) -> String {
     field("remote_port", m.remote_port.map(|p| p.to_string()));
     field("process", m.process.as_ref().map(|p| format!("{p:?}")));
     field("cgroup", m.cgroup.as_ref().map(|p| format!("{p:?}")));
+    field(
+        "pod_namespace",
+        m.pod_namespace.as_ref().map(|p| format!("{p:?}")),
+    );
+    field(
+        "pod_name_prefix",
+        m.pod_name_prefix.as_ref().map(|p| format!("{p:?}")),
+    );
     text
 }
 

@@ -14,6 +14,8 @@ pub(super) enum Table {
     Top,
     /// A key of the `[probe]` table.
     Probe,
+    /// A key of the `[kubernetes]` table.
+    Kubernetes,
 }
 
 /// How a setting is spelled on the command line.
@@ -84,6 +86,12 @@ impl Row {
         ..Row::TOP
     };
 
+    /// The same for `[kubernetes]` rows.
+    pub(super) const KUBERNETES: Row = Row {
+        table: Table::Kubernetes,
+        ..Row::TOP
+    };
+
     /// The key in its table: `key`, or the id when the key is the field's name.
     pub(super) const fn key(&self) -> &'static str {
         if self.key.is_empty() {
@@ -107,6 +115,7 @@ impl Row {
         match self.table {
             Table::Top => self.key().to_owned(),
             Table::Probe => format!("[probe] {}", self.key()),
+            Table::Kubernetes => format!("[kubernetes] {}", self.key()),
         }
     }
 
@@ -129,6 +138,7 @@ pub(super) struct FileValues {
     pub path: PathBuf,
     pub top: toml::Table,
     pub probe: toml::Table,
+    pub kubernetes: toml::Table,
 }
 
 impl FileValues {
@@ -136,6 +146,7 @@ impl FileValues {
         match table {
             Table::Top => self.top.get(key),
             Table::Probe => self.probe.get(key),
+            Table::Kubernetes => self.kubernetes.get(key),
         }
     }
 }

@@ -265,8 +265,8 @@ fn bad_file_values_name_the_file_and_key() {
             r#"log_format: expected "text" or "json", got "xml""#,
         ),
         (
-            r#"group_by = "pod""#,
-            r#"group_by: expected "process" or "cgroup", got "pod""#,
+            r#"group_by = "node""#,
+            r#"group_by: expected "process", "cgroup" or "pod", got "node""#,
         ),
         (
             r#"alertmanager_url = "ftp://am:9093""#,
@@ -322,7 +322,7 @@ fn bad_sections_name_the_entry() {
     let cases = [
         (
             "[[override]]\nidle_after = \"2h\"",
-            "[[override]] #1: override needs local_port, remote_port, process or cgroup",
+            "[[override]] #1: override needs local_port, remote_port, process, cgroup, pod_namespace or pod_name_prefix",
         ),
         (
             "[[override]]\nlocal_port = 80\nidle_after = \"2h\"\n[[override]]\nlocal_port = 81",
@@ -347,7 +347,7 @@ fn bad_sections_name_the_entry() {
         ),
         (
             "[[ignore]]",
-            "[[ignore]] #1: ignore needs local_port, remote_port, process or cgroup",
+            "[[ignore]] #1: ignore needs local_port, remote_port, process, cgroup, pod_namespace or pod_name_prefix",
         ),
         (
             "[[ignore]]\nidle_after = \"2h\"",

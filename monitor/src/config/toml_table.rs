@@ -7,7 +7,14 @@ use crate::verdict::Matcher;
 
 /// The keys of a connection matcher, which `[[override]]`, `[[ignore]]`, `[[remediate]]` and
 /// `[[enforce]]` share.
-pub(super) const MATCHER_KEYS: [&str; 4] = ["local_port", "remote_port", "process", "cgroup"];
+pub(super) const MATCHER_KEYS: [&str; 6] = [
+    "local_port",
+    "remote_port",
+    "process",
+    "cgroup",
+    "pod_namespace",
+    "pod_name_prefix",
+];
 
 /// Checks that `table` has only `known` keys; the error names the first other one, with a guess
 /// at what was meant (the flag spelling, a truncated name, or else the closest key by edit
@@ -113,6 +120,12 @@ pub(super) fn field<T>(
         .transpose()
 }
 
+/// The matcher keys as a sentence names them: `local_port, …, pod_namespace or pod_name_prefix`.
+pub(super) fn matcher_keys_text() -> String {
+    let (last, rest) = MATCHER_KEYS.split_last().expect("matcher keys");
+    format!("{} or {last}", rest.join(", "))
+}
+
 /// The matcher keys of a section (all optional; the caller decides whether none is allowed).
 pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
     Ok(Matcher {
@@ -120,6 +133,8 @@ pub(super) fn matcher(table: &toml::Table) -> Result<Matcher, String> {
         remote_port: field(table, "remote_port", values::port)?,
         process: field(table, "process", values::process)?,
         cgroup: field(table, "cgroup", values::cgroup)?,
+        pod_namespace: field(table, "pod_namespace", values::pod_namespace)?,
+        pod_name_prefix: field(table, "pod_name_prefix", values::pod_name_prefix)?,
     })
 }
 

@@ -183,7 +183,7 @@ pub(super) fn group_by(raw: Raw<'_>) -> Result<GroupBy, String> {
     GroupBy::ALL
         .into_iter()
         .find(|g| g.as_str() == text)
-        .ok_or_else(|| format!("expected \"process\" or \"cgroup\", got {text:?}"))
+        .ok_or_else(|| format!("expected \"process\", \"cgroup\" or \"pod\", got {text:?}"))
 }
 
 /// An http(s) URL with a host; empty means "no Alertmanager", so a flag can turn off the file's.
@@ -217,6 +217,69 @@ pub(super) fn directory(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
         return Err(format!("expected an absolute directory path, got {text:?}"));
     }
     Ok(path.to_path_buf())
+}
+
+/// A unix socket's path: absolute (the agent's working directory is nobody's business).
+pub(super) fn socket_path(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
+    let text = string(raw)?;
+    let path = std::path::Path::new(text);
+    if !path.is_absolute() {
+        return Err(format!("expected an absolute socket path, got {text:?}"));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A containerd namespace name: what containerd accepts (letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit), so a typo fails at start, not at every lookup.
+pub(super) fn containerd_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && text.len() <= 76
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(format!(
+            "expected a containerd namespace (letters, digits, '.', '_', '-'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A Kubernetes namespace name: a DNS label (lowercase letters, digits, `-`; at most 63).
+pub(super) fn pod_namespace(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = (1..=63).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if !valid {
+        return Err(format!(
+            "expected a Kubernetes namespace (a DNS label: a-z, 0-9, '-'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// The start of a pod name: not empty (that would match every pod), and only what a pod name
+/// may hold (lowercase letters, digits, `-`, `.`; at most 253).
+pub(super) fn pod_name_prefix(raw: Raw<'_>) -> Result<String, String> {
+    let text = string(raw)?;
+    let valid = (1..=253).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if !valid {
+        return Err(format!(
+            "expected the start of a pod name (a-z, 0-9, '-', '.'), got {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Text; empty means none.

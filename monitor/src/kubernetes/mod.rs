@@ -7,7 +7,7 @@ pub mod cgroup;
 pub mod containerd;
 pub mod resolver;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,8 @@ pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 
 /// The pod a process runs in, as `/connections` serves it (`"kubernetes"`). Shared by every
 /// connection of the container (one `Arc` per container id). Each field is null when unknown.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Equal when the four fields are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PodIdentity {
     /// The pod's namespace: runtime label `io.kubernetes.pod.namespace`.
     pub namespace: Option<String>,
@@ -35,7 +36,25 @@ pub struct PodIdentity {
     pub pod_uid: Option<String>,
     /// The container's name in the pod spec: runtime label `io.kubernetes.container.name`.
     pub container: Option<String>,
+    /// [`Self::qualified_name`], made once per container: the `group_by = "pod"` owner of
+    /// every connection of the container costs a reference count, not a string.
+    #[serde(skip)]
+    owner: Option<Arc<str>>,
 }
+
+impl PartialEq for PodIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.namespace, &self.pod, &self.pod_uid, &self.container)
+            == (
+                &other.namespace,
+                &other.pod,
+                &other.pod_uid,
+                &other.container,
+            )
+    }
+}
+
+impl Eq for PodIdentity {}
 
 impl PodIdentity {
     /// The identity a container's runtime labels give, with `pod_uid` from its cgroup path when
@@ -44,13 +63,39 @@ impl PodIdentity {
     #[must_use]
     pub fn from_labels(labels: &HashMap<String, String>, pod_uid: Option<&str>) -> Option<Self> {
         let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
-        let identity = Self {
-            namespace: label(LABEL_POD_NAMESPACE),
-            pod: label(LABEL_POD_NAME),
-            pod_uid: pod_uid.map(str::to_owned).or_else(|| label(LABEL_POD_UID)),
-            container: label(LABEL_CONTAINER_NAME),
-        };
+        let identity = Self::new(
+            label(LABEL_POD_NAMESPACE),
+            label(LABEL_POD_NAME),
+            pod_uid.map(str::to_owned).or_else(|| label(LABEL_POD_UID)),
+            label(LABEL_CONTAINER_NAME),
+        );
         (identity.pod.is_some() || identity.pod_uid.is_some()).then_some(identity)
+    }
+
+    /// An identity of these parts (each None when unknown).
+    #[must_use]
+    pub fn new(
+        namespace: Option<String>,
+        pod: Option<String>,
+        pod_uid: Option<String>,
+        container: Option<String>,
+    ) -> Self {
+        let mut identity = Self {
+            namespace,
+            pod,
+            pod_uid,
+            container,
+            owner: None,
+        };
+        identity.owner = identity.qualified_name().map(Arc::from);
+        identity
+    }
+
+    /// [`Self::qualified_name`], shared; None without a pod name (or for an identity read back
+    /// from JSON).
+    #[must_use]
+    pub fn owner(&self) -> Option<&Arc<str>> {
+        self.owner.as_ref()
     }
 
     /// `namespace/pod` (the POD column, the `group_by = "pod"` owner); None without a pod name.

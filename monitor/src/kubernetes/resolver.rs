@@ -124,12 +124,7 @@ impl PodResolver {
 
 /// The identity the cgroup path alone gives: the pod UID, when it has one.
 fn uid_only(pod_uid: Option<String>) -> Option<Arc<PodIdentity>> {
-    pod_uid.map(|pod_uid| {
-        Arc::new(PodIdentity {
-            pod_uid: Some(pod_uid),
-            ..PodIdentity::default()
-        })
-    })
+    pod_uid.map(|pod_uid| Arc::new(PodIdentity::new(None, None, Some(pod_uid), None)))
 }
 
 impl std::fmt::Debug for PodResolver {

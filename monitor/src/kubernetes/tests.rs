@@ -109,13 +109,14 @@ fn labels_give_the_names_and_the_path_the_uid() {
     let identity = PodIdentity::from_labels(&cri_labels(), None).unwrap();
     assert_eq!(
         identity,
-        PodIdentity {
-            namespace: Some("shop".into()),
-            pod: Some("web-7d9f".into()),
-            pod_uid: Some(UID.into()),
-            container: Some("nginx".into()),
-        }
+        PodIdentity::new(
+            Some("shop".into()),
+            Some("web-7d9f".into()),
+            Some(UID.into()),
+            Some("nginx".into()),
+        )
     );
+    assert_eq!(identity.owner().map(|o| &**o), Some("shop/web-7d9f"));
     assert_eq!(identity.qualified_name().as_deref(), Some("shop/web-7d9f"));
     let from_path = PodIdentity::from_labels(&cri_labels(), Some("other-uid")).unwrap();
     assert_eq!(
@@ -192,11 +193,9 @@ fn without_the_runtime_the_uid_only_and_one_question_per_retry_period() {
         let identity = pods.resolve(&pod_path(&id())).unwrap();
         assert_eq!(
             *identity,
-            PodIdentity {
-                pod_uid: Some(UID.into()),
-                ..PodIdentity::default()
-            }
+            PodIdentity::new(None, None, Some(UID.into()), None)
         );
+        assert_eq!(identity.owner(), None, "no name to group by");
     }
     assert_eq!(questions.load(Ordering::Relaxed), 1, "then left alone");
     let (mut absent, _) = resolver(|| Err(LabelError::Absent("no socket".into())));

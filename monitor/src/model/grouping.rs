@@ -1,5 +1,6 @@
 //! Who a connection is counted against in bounded-cardinality outputs (the `CLOSE_WAIT` metrics
-//! and the alert groups): its process name, or its cgroup with `group_by = "cgroup"`.
+//! and the alert groups): its process name, its cgroup with `group_by = "cgroup"`, or its
+//! Kubernetes pod with `group_by = "pod"`.
 
 use std::sync::Arc;
 
@@ -31,18 +32,21 @@ pub enum GroupBy {
     Process,
     /// By cgroup v2 path: one group per container or systemd unit.
     Cgroup,
+    /// By Kubernetes pod (`namespace/pod`); a connection in no pod by its process name.
+    Pod,
 }
 
 impl GroupBy {
     /// Every value, as [`GroupBy::as_str`] spells it.
-    pub const ALL: [Self; 2] = [Self::Process, Self::Cgroup];
+    pub const ALL: [Self; 3] = [Self::Process, Self::Cgroup, Self::Pod];
 
-    /// The config value: `process` or `cgroup`.
+    /// The config value: `process`, `cgroup` or `pod`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Process => "process",
             Self::Cgroup => "cgroup",
+            Self::Pod => "pod",
         }
     }
 }
@@ -66,16 +70,26 @@ pub enum Owner {
     Process(Comm),
     /// The owning process's cgroup v2 path.
     Cgroup(Arc<str>),
-    /// Not known (no owner seen yet, or no cgroup when grouping by cgroup).
+    /// The owning process's Kubernetes pod, `namespace/pod`.
+    Pod(Arc<str>),
+    /// Not known (no owner seen yet, or no cgroup when grouping by cgroup; with `group_by =
+    /// "pod"`, neither a named pod nor a process name).
     Unknown,
 }
 
 impl Owner {
-    /// `c`'s owner: its cgroup when grouping by cgroup, else its process name.
+    /// `c`'s owner: its cgroup when grouping by cgroup; its pod when grouping by pod and the
+    /// pod's name is known, else its process name; its process name when grouping by process.
     #[must_use]
     pub fn of(c: &Connection, grouping: Grouping) -> Self {
+        let pod = || c.pod.as_deref().and_then(|pod| pod.owner());
         match (grouping.group_by, c.comm, &c.cgroup) {
             (GroupBy::Cgroup, _, Some(cgroup)) => Owner::Cgroup(Arc::clone(cgroup)),
+            (GroupBy::Pod, comm, _) => match (pod(), comm) {
+                (Some(pod), _) => Owner::Pod(Arc::clone(pod)),
+                (None, Some(comm)) => Owner::Process(comm),
+                (None, None) => Owner::Unknown,
+            },
             (GroupBy::Process, Some(comm), _) => Owner::Process(comm),
             _ => Owner::Unknown,
         }
@@ -86,7 +100,7 @@ impl Owner {
     pub fn label(&self) -> &str {
         match self {
             Owner::Process(comm) => comm.as_str(),
-            Owner::Cgroup(cgroup) => cgroup,
+            Owner::Cgroup(cgroup) | Owner::Pod(cgroup) => cgroup,
             Owner::Unknown => labels::UNKNOWN,
         }
     }
@@ -135,6 +149,50 @@ mod tests {
             [(Some(443), 9, 'b'), (Some(22), 5, 'c'), (None, 1, 'o')]
         );
         assert_eq!(folded, [(Some(80), 5, 'a'), (Some(8080), 1, 'd')]);
+    }
+
+    #[test]
+    fn pod_grouping_names_the_pod_and_falls_back_to_the_process() {
+        use crate::{kubernetes::PodIdentity, model::Comm};
+        let addr = "127.0.0.1:80".parse().expect("address");
+        let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
+        let by_pod = Grouping {
+            group_by: GroupBy::Pod,
+            ..Grouping::default()
+        };
+        assert_eq!(Owner::of(&c, by_pod), Owner::Unknown);
+        c.comm = Some(Comm::new("sshd"));
+        assert_eq!(Owner::of(&c, by_pod).label(), "sshd", "in no pod");
+        let uid_only = PodIdentity::new(None, None, Some("u".into()), None);
+        c.pod = Some(Arc::new(uid_only));
+        assert_eq!(
+            Owner::of(&c, by_pod).label(),
+            "sshd",
+            "a pod without a name"
+        );
+        let named = |container: &str| {
+            let (ns, pod) = (Some("shop".into()), Some("web-1".into()));
+            Some(Arc::new(PodIdentity::new(
+                ns,
+                pod,
+                None,
+                Some(container.into()),
+            )))
+        };
+        c.pod = named("nginx");
+        let owner = Owner::of(&c, by_pod);
+        assert_eq!(owner.label(), "shop/web-1");
+        c.pod = named("sidecar");
+        assert_eq!(
+            Owner::of(&c, by_pod),
+            owner,
+            "one owner for the pod's containers"
+        );
+        assert_eq!(Owner::of(&c, Grouping::default()).label(), "sshd");
+        assert_eq!(
+            GroupBy::ALL.map(GroupBy::as_str),
+            ["process", "cgroup", "pod"]
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@ impl Default for Thresholds {
     }
 }
 
-/// Selects connections by local port, remote port, process name and/or cgroup (all given must
-/// match).
+/// Selects connections by local port, remote port, process name, cgroup and/or Kubernetes pod
+/// (all given must match).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Matcher {
     pub local_port: Option<u16>,
@@ -33,6 +33,12 @@ pub struct Matcher {
     /// A cgroup v2 path (`/system.slice/payments.service`): matches connections whose owner is
     /// in it or in one of its descendants (whole path components: `/a/b` does not match `/a/bc`).
     pub cgroup: Option<String>,
+    /// A Kubernetes namespace: matches connections of processes in a pod of exactly this
+    /// namespace (the runtime's `io.kubernetes.pod.namespace` label; unknown never matches).
+    pub pod_namespace: Option<String>,
+    /// The start of a pod name (`web-` matches `web-7d9f-x2x4q`): matches connections of
+    /// processes in a pod whose name starts so (`io.kubernetes.pod.name`; unknown never matches).
+    pub pod_name_prefix: Option<String>,
 }
 
 impl Matcher {
@@ -48,6 +54,23 @@ impl Matcher {
                 .cgroup
                 .as_deref()
                 .is_none_or(|prefix| c.cgroup.as_deref().is_some_and(|g| in_cgroup(g, prefix)))
+            && self.pod_namespace.as_deref().is_none_or(|namespace| {
+                c.pod
+                    .as_deref()
+                    .is_some_and(|pod| pod.namespace.as_deref() == Some(namespace))
+            })
+            && self.pod_name_prefix.as_deref().is_none_or(|prefix| {
+                c.pod
+                    .as_deref()
+                    .and_then(|pod| pod.pod.as_deref())
+                    .is_some_and(|name| name.starts_with(prefix))
+            })
+    }
+
+    /// Whether it selects by the owner's Kubernetes pod (known only once a scan finds the owner).
+    #[must_use]
+    pub fn by_pod(&self) -> bool {
+        self.pod_namespace.is_some() || self.pod_name_prefix.is_some()
     }
 }
 
@@ -143,5 +166,41 @@ mod tests {
         assert!(m.matches(&c));
         c.cgroup = Some("/kubepods-besteffort".into());
         assert!(!m.matches(&c));
+    }
+
+    #[test]
+    fn pod_keys_match_the_namespace_exactly_and_the_name_by_prefix() {
+        use std::sync::Arc;
+
+        use crate::kubernetes::PodIdentity;
+        let addr = "127.0.0.1:80".parse().expect("address");
+        let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
+        let both = Matcher {
+            pod_namespace: Some("shop".into()),
+            pod_name_prefix: Some("web-".into()),
+            ..Matcher::default()
+        };
+        let namespace_only = Matcher {
+            pod_namespace: Some("shop".into()),
+            ..Matcher::default()
+        };
+        assert!(both.by_pod() && !Matcher::default().by_pod());
+        assert!(!both.matches(&c), "no pod never matches");
+        let pod = |namespace: Option<&str>, name: Option<&str>| {
+            Some(Arc::new(PodIdentity::new(
+                namespace.map(str::to_owned),
+                name.map(str::to_owned),
+                Some("u".into()),
+                None,
+            )))
+        };
+        c.pod = pod(Some("shop"), Some("web-7d9f"));
+        assert!(both.matches(&c) && namespace_only.matches(&c));
+        c.pod = pod(Some("shop"), Some("api-1"));
+        assert!(!both.matches(&c) && namespace_only.matches(&c));
+        c.pod = pod(Some("shop-staging"), Some("web-7d9f"));
+        assert!(!both.matches(&c) && !namespace_only.matches(&c), "exact");
+        c.pod = pod(None, None);
+        assert!(!both.matches(&c) && !namespace_only.matches(&c), "uid only");
     }
 }

@@ -96,10 +96,10 @@ impl Enforce {
     }
 
     /// Whether the kernel cannot decide this policy at handshake time (it matches on the
-    /// process name, known only once the agent's scan finds the owner).
+    /// process name or the pod, known only once the agent's scan finds the owner).
     #[must_use]
     pub fn needs_owner(&self) -> bool {
-        self.matcher.process.is_some()
+        self.matcher.process.is_some() || self.matcher.by_pod()
     }
 }
 
