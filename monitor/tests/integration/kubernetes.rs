@@ -65,13 +65,15 @@ fn holding_container<'a>(
         .unwrap_or_else(|e| panic!("container {name}: {e:#}\n{}", containerd.log_tail()))
 }
 
-/// The pid holding the only socket in `state` in `ns`, by `ss -tnp`, once it is there.
+/// The pid holding the only socket in `state` in `ns`, by `ss -tanp`, once it is there.
 fn holder_by_ss(agent: &Agent, ns: &Netns, state: &str) -> u32 {
     wait_for(
         &format!("a {state} socket in {}", ns.name()),
         agent.scans(SCANS_TO_SHOW),
         || {
-            let sockets = ss::sockets(ns).expect("ss in the pod's namespace");
+            let out = ns.command("ss").arg("-tanpO").output().expect("run ss");
+            assert!(out.status.success(), "ss -tanpO: {}", out.status);
+            let sockets = ss::parse(&String::from_utf8_lossy(&out.stdout));
             let socket = sockets.into_iter().find(|s| s.state == state)?;
             socket.holders().into_keys().next()
         },
@@ -127,8 +129,6 @@ fn pods_are_named_and_a_leaking_pod_is_grouped_by_pod() {
     let containerd = Containerd::start().expect("containerd");
     let leaky = Pod::new(NAMESPACE, "cart-7d9f", 0);
     let healthy = Pod::new(NAMESPACE, "checkout-5b2c", 1);
-    let leaker = holding_container(&containerd, &leaky_net, &leaky, "cart");
-    let keeper = holding_container(&containerd, &healthy_net, &healthy, "checkout");
 
     let config = tempfile::NamedTempFile::new().expect("a config file");
     fs::write(config.path(), "group_by = \"pod\"\n").expect("write the config");
@@ -145,6 +145,9 @@ fn pods_are_named_and_a_leaking_pod_is_grouped_by_pod() {
         ])
         .start()
         .expect("agent");
+    // Started after the agent, so the leak's CLOSE_WAIT age is measured, not a lower bound.
+    let leaker = holding_container(&containerd, &leaky_net, &leaky, "cart");
+    let keeper = holding_container(&containerd, &healthy_net, &healthy, "checkout");
 
     // The oracle: who holds each socket, and that it runs in the container's cgroup.
     let (leaky_ns, healthy_ns) = (&leaky_net.net().client, &healthy_net.net().client);
