@@ -1,7 +1,7 @@
 //! Pods on a node, as a real container runtime makes them: a containerd of the test's own runs
 //! two busybox containers in containerd namespace `k8s.io` with the CRI labels kubelet sets and
 //! systemd-driver cgroup paths, each pod in its own network namespace. Pod A's container
-//! connects to a server that closes at once and never closes its end (CLOSE_WAIT, held by
+//! connects to a server that closes at once and never closes its end (`CLOSE_WAIT`, held by
 //! `sleep`); pod B's holds an open connection to a server that keeps it. The agent, asking the
 //! runtime's socket (`--containerd-socket`) and grouping by pod, must name both pods in
 //! `/connections`, the CLI and `/alerts`, flag only pod A's socket and group it by pod. `ss -tnp`
