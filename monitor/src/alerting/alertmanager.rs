@@ -83,12 +83,20 @@ pub(super) fn build_alerts(
         .iter()
         .map(|(group, starts_at)| {
             let labels = [
-                ("alertname", group.reason.alert_name().to_owned()),
-                ("reason", group.reason.as_str().to_owned()),
-                ("owner", group.owner.clone()),
-                ("local_port", group.local_port.label()),
-                ("instance", instance.to_owned()),
-                ("severity", group.reason.severity().to_owned()),
+                ("alertname", Some(group.reason.alert_name().to_owned())),
+                ("reason", Some(group.reason.as_str().to_owned())),
+                ("owner", Some(group.owner.clone())),
+                ("local_port", Some(group.local_port.label())),
+                ("instance", Some(instance.to_owned())),
+                ("severity", Some(group.reason.severity().to_owned())),
+            ];
+            // The pod's labels when the group's connections are all in one (with
+            // `group_by = "pod"` they always are, the owner being the pod).
+            let pod = group.kubernetes.as_ref();
+            let pod_labels = [
+                ("pod", pod.and_then(|p| p.pod.clone())),
+                ("namespace", pod.and_then(|p| p.namespace.clone())),
+                ("container", pod.and_then(|p| p.container.clone())),
             ];
             let annotations = [
                 ("summary", Some(summary(group))),
@@ -96,7 +104,11 @@ pub(super) fn build_alerts(
                 ("remediation", remediation(group)),
             ];
             PostableAlert {
-                labels: labels.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
+                labels: labels
+                    .into_iter()
+                    .chain(pod_labels)
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                    .collect(),
                 annotations: annotations
                     .into_iter()
                     .filter_map(|(k, v)| Some((k.to_owned(), v?)))

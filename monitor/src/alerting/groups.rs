@@ -1,7 +1,7 @@
 //! Alert groups: suspect connections grouped by (reason × owner × local port), the unit a human
 //! (and Alertmanager) acts on. Ten thousand leaked sockets of one service are one problem, not ten
-//! thousand. The owner is the process name, or the cgroup with `group_by = "cgroup"`, as in the
-//! `CLOSE_WAIT` metrics. The count is bounded as the metrics are: an owner's service ports past
+//! thousand. The owner is the process name, the cgroup with `group_by = "cgroup"` or the
+//! Kubernetes pod with `group_by = "pod"`, as in the `CLOSE_WAIT` metrics. The count is bounded as the metrics are: an owner's service ports past
 //! its top `top_ports` fold into one `local_port: "other"` group, and past `max_alert_groups` the
 //! smallest groups fold into one `owner: "other"` group per reason. Pure: Snapshot in, groups out.
 
@@ -12,7 +12,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use self::pod::OnePod;
 use crate::{
+    kubernetes::PodIdentity,
     model::{
         Connection, ConnectionView, LocalPort, Owner, Reason, RemediationResult, format::seconds,
         labels::OTHER, split_top_ports,
@@ -30,8 +32,9 @@ const MAX_SAMPLES: usize = 3;
 pub struct AlertGroup {
     #[serde(with = "reason_name")]
     pub reason: Reason,
-    /// The owner (the `owner` label): process name (`comm`), or cgroup v2 path with
-    /// `group_by = "cgroup"`; `unknown` when not known.
+    /// The owner (the `owner` label): process name (`comm`), cgroup v2 path with
+    /// `group_by = "cgroup"`, `namespace/pod` with `group_by = "pod"` (the process name for a
+    /// connection in no pod); `unknown` when not known.
     pub owner: String,
     /// The service port (a port something listens on); null for outbound connections, whose
     /// ephemeral local ports would otherwise make one alert per socket; `"other"` for a folded
@@ -56,6 +59,10 @@ pub struct AlertGroup {
     /// (`destroyed`, `dry_run`, …); the Alertmanager alert sums them while it fires.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remediations: BTreeMap<String, u64>,
+    /// The Kubernetes pod every connection of the group is in (its container when one), as
+    /// the connections' `kubernetes`; absent when they are not all in one named pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<PodIdentity>,
 }
 
 /// Identity of a group across scans (Alertmanager labels are built from it).
@@ -90,6 +97,8 @@ struct Acc<'a> {
     samples: Vec<(Option<Duration>, &'a Connection)>,
     /// Remediation results of the group's connections at this scan.
     remediations: BTreeMap<&'static str, u64>,
+    /// The pod they are all in, while they are.
+    pod: OnePod,
 }
 
 /// Oldest first; unknown ages last; cookie breaks ties so the answer is stable between scans.
@@ -103,6 +112,7 @@ fn older_first(
 impl<'a> Acc<'a> {
     fn add(&mut self, c: &'a Connection, age: Option<Duration>, acted: Option<RemediationResult>) {
         self.count += 1;
+        self.pod.add(c.pod.as_ref());
         if let Some(result) = acted {
             *self.remediations.entry(result.as_str()).or_default() += 1;
         }
@@ -129,6 +139,7 @@ impl<'a> Acc<'a> {
     fn merge(&mut self, other: Acc<'a>) {
         self.count += other.count;
         self.oldest = self.oldest.max(other.oldest);
+        self.pod.merge(other.pod);
         for (result, n) in other.remediations {
             *self.remediations.entry(result).or_default() += n;
         }
@@ -204,6 +215,7 @@ impl<'a> Pending<'a> {
                 .into_iter()
                 .map(|(result, n)| (result.to_owned(), n))
                 .collect(),
+            kubernetes: self.acc.pod.identity(),
         }
     }
 }
@@ -333,9 +345,11 @@ impl AlertGroup {
             samples: Vec::new(),
             remedy: reason.remedy().into(),
             remediations: BTreeMap::new(),
+            kubernetes: None,
         }
     }
 }
 
+mod pod;
 #[cfg(test)]
 mod tests;

@@ -40,7 +40,7 @@ pub struct ConnectionsArgs {
     #[arg(long, value_name = "INODE")]
     pub netns: Option<u32>,
     /// More columns: the times since the last send, receive and segment from the peer,
-    /// unacknowledged bytes, retransmits, namespace, cookie, holders, enforce policy, cgroup
+    /// unacknowledged bytes, retransmits, namespace, cookie, holders, enforce policy, cgroup, pod
     /// (lines longer than 120 columns).
     #[arg(long, conflicts_with = "json")]
     pub wide: bool,

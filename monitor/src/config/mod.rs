@@ -20,6 +20,8 @@ mod toml_table;
 mod values;
 
 #[cfg(test)]
+mod kubernetes_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{

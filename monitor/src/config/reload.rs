@@ -215,6 +215,7 @@ mod tests {
             .iter()
             .map(|(k, _)| *k)
             .chain([
+                "[kubernetes]",
                 "[[override]]",
                 "[[ignore]]",
                 "[probe]",

@@ -450,7 +450,7 @@ fn example_file_as_shipped_is_the_defaults() {
 fn example_file_examples_are_valid() {
     let c = resolve(&RunArgs::default(), &example_with_examples_enabled()).unwrap();
     assert_eq!(c.policy.overrides.len(), 2);
-    assert_eq!(c.policy.ignore.len(), 2);
+    assert_eq!(c.policy.ignore.len(), 3);
     assert!(c.alertmanager_url.is_some());
     assert_eq!(c.remediate.len(), 1, "the [[remediate]] example");
     assert!(c.remediate[0].dry_run, "the example stays a dry run");
@@ -471,6 +471,10 @@ fn example_file_documents_every_key() {
         "local_port",
         "remote_port",
         "process",
+        "pod_namespace",
+        "[kubernetes]",
+        "containerd_socket",
+        "containerd_namespace",
     ]) {
         assert!(
             enabled.lines().any(|l| l.starts_with(key)),
@@ -489,6 +493,8 @@ fn flags_match_settings_and_help_shows_defaults() {
         .filter(|(long, _)| *long != "config")
         // `[probe]` keys: checked by `probe::tests`.
         .filter(|(long, _)| !probe::PROBE_FLAGS.iter().any(|(_, f)| f == long))
+        // `[kubernetes]` keys: checked by `kubernetes::tests`.
+        .filter(|(long, _)| *long != "containerd-socket")
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {

@@ -33,10 +33,12 @@ fn pod_uid(cgroup: &str) -> Option<String> {
     let mut components = cgroup.split('/');
     components.find(|c| c.starts_with("kubepods"))?;
     components.find_map(|component| {
-        let name = component.strip_suffix(".slice").unwrap_or(component);
-        // systemd: the last `-`-separated part (`kubepods-burstable-pod<uid>`); cgroupfs: all.
-        let last = name.rsplit('-').next().unwrap_or(name);
-        let uid = last.strip_prefix("pod")?;
+        // cgroupfs: `pod<uid>`, the UID with its dashes; systemd: `kubepods-…-pod<uid>.slice`,
+        // the last `-`-separated part (the UID's dashes are `_` there).
+        let uid = component.strip_prefix("pod").or_else(|| {
+            let slice = component.strip_suffix(".slice")?;
+            slice.rsplit('-').next()?.strip_prefix("pod")
+        })?;
         let is_uid = !uid.is_empty()
             && uid
                 .chars()

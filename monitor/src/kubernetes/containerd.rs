@@ -5,7 +5,6 @@
 //! [`ANSWER_TIMEOUT`].
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::mpsc,
     time::Duration,
@@ -16,14 +15,14 @@ use containerd_client::{
     tonic::{Code, Request, transport::Channel},
 };
 
-use super::{LabelError, LabelSource};
+use super::{LabelAnswer, LabelError, LabelSource};
 
 /// The longest a question waits for containerd (a local socket answers in milliseconds).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One question to the client thread: a container id and where to send the answer.
 type Question = (String, mpsc::Sender<Answer>);
-type Answer = Result<Option<HashMap<String, String>>, LabelError>;
+type Answer = LabelAnswer;
 
 /// Asks containerd at `socket`, in containerd namespace `namespace`, for containers' labels.
 /// Connects on the first question, and again after an error.
@@ -62,7 +61,7 @@ impl Containerd {
 }
 
 impl LabelSource for Containerd {
-    fn labels(&mut self, id: &str) -> Result<Option<HashMap<String, String>>, LabelError> {
+    fn labels(&mut self, id: &str) -> LabelAnswer {
         if !self.socket.exists() {
             return Err(LabelError::Absent(format!(
                 "no containerd socket at {}",
@@ -119,7 +118,7 @@ async fn get(
     socket: &Path,
     namespace: &str,
     id: &str,
-) -> Result<Option<HashMap<String, String>>, LabelError> {
+) -> LabelAnswer {
     let failed = |what: &str, error: &dyn std::fmt::Display| {
         LabelError::Failed(format!(
             "containerd at {}: {what}: {error}",
@@ -144,5 +143,36 @@ async fn get(
         Ok(response) => Ok(response.into_inner().container.map(|c| c.labels)),
         Err(status) if status.code() == Code::NotFound => Ok(None),
         Err(status) => Err(failed("get container", &status.message())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn no_socket_is_absent_and_a_socket_that_is_no_containerd_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let mut source = Containerd::new(socket.clone(), "k8s.io".into());
+        let absent = source.labels("id").unwrap_err();
+        assert!(matches!(absent, LabelError::Absent(_)), "{absent}");
+        // Accepts and hangs up at once: no gRPC answer.
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                drop(stream);
+            }
+        });
+        let started = std::time::Instant::now();
+        let failed = source.labels("id").unwrap_err();
+        assert!(matches!(failed, LabelError::Failed(_)), "{failed}");
+        assert!(started.elapsed() <= ANSWER_TIMEOUT + Duration::from_millis(500));
+        // The next question reconnects (the server takes a second connection).
+        let again = source.labels("id").unwrap_err();
+        assert!(matches!(again, LabelError::Failed(_)), "{again}");
+        server.join().unwrap();
     }
 }

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-pub use resolver::{LabelError, LabelSource, PodResolver};
+pub use resolver::{LabelAnswer, LabelError, LabelSource, Labels, PodResolver};
 
 /// The CRI label with the pod's name, set on every container Kubernetes creates.
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";

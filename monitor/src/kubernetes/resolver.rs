@@ -17,7 +17,23 @@ pub trait LabelSource: Send {
     ///
     /// # Errors
     /// The runtime cannot be asked: [`LabelError`] says whether it is absent or failing.
-    fn labels(&mut self, id: &str) -> Result<Option<HashMap<String, String>>, LabelError>;
+    fn labels(&mut self, id: &str) -> LabelAnswer;
+}
+
+/// A container's labels, by name.
+pub type Labels = HashMap<String, String>;
+
+/// What a [`LabelSource`] answers: the labels, None for a container it does not know.
+pub type LabelAnswer = Result<Option<Labels>, LabelError>;
+
+/// What asking the runtime about one container gave.
+enum Answer {
+    /// The container's labels.
+    Labels(Labels),
+    /// The runtime does not know the container.
+    Unknown,
+    /// The runtime could not be asked (now, or recently).
+    Unreachable,
 }
 
 /// Why a [`LabelSource`] could not answer, one line each.
@@ -33,7 +49,7 @@ pub enum LabelError {
 
 /// How long the runtime is left alone after it could not be asked: a node without containerd
 /// costs one attempt a minute, not one per new process.
-const RETRY_AFTER: Duration = Duration::from_secs(60);
+const RETRY_AFTER: Duration = Duration::from_mins(1);
 
 /// Containers remembered; past it the cache starts over (a node runs at most a few hundred pods,
 /// so this only bounds a node that churns through short-lived containers).
@@ -75,12 +91,12 @@ impl PodResolver {
         if let Some(known) = self.known.get(&id) {
             return known.clone();
         }
-        let Some(labels) = self.ask(&id) else {
-            return uid_only(ids.pod_uid);
-        };
-        let identity = match labels {
-            Some(labels) => PodIdentity::from_labels(&labels, ids.pod_uid.as_deref()).map(Arc::new),
-            None => uid_only(ids.pod_uid),
+        let identity = match self.ask(&id) {
+            Answer::Unreachable => return uid_only(ids.pod_uid),
+            Answer::Labels(labels) => {
+                PodIdentity::from_labels(&labels, ids.pod_uid.as_deref()).map(Arc::new)
+            }
+            Answer::Unknown => uid_only(ids.pod_uid),
         };
         if self.known.len() >= MAX_CONTAINERS {
             self.known.clear();
@@ -89,18 +105,17 @@ impl PodResolver {
         identity
     }
 
-    /// The runtime's answer for container `id`; None when it could not be asked (now, or
-    /// recently).
-    fn ask(&mut self, id: &str) -> Option<Option<HashMap<String, String>>> {
+    /// The runtime's answer for container `id`.
+    fn ask(&mut self, id: &str) -> Answer {
         if self.quiet_until.is_some_and(|until| Instant::now() < until) {
-            return None;
+            return Answer::Unreachable;
         }
         match self.source.labels(id) {
             Ok(labels) => {
                 if self.quiet_until.take().is_some() && self.failure_logged {
                     tracing::info!("container runtime answers again: pod names are known");
                 }
-                Some(labels)
+                labels.map_or(Answer::Unknown, Answer::Labels)
             }
             Err(error) => {
                 if !self.failure_logged {
@@ -116,7 +131,7 @@ impl PodResolver {
                     }
                 }
                 self.quiet_until = Some(Instant::now() + RETRY_AFTER);
-                None
+                Answer::Unreachable
             }
         }
     }

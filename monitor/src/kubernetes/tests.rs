@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    LabelError, LabelSource, PodIdentity, PodResolver,
+    LabelAnswer, LabelError, LabelSource, PodIdentity, PodResolver,
     cgroup::{CgroupIds, parse},
 };
 
@@ -138,20 +138,18 @@ fn labels_give_the_names_and_the_path_the_uid() {
 /// A runtime that knows one container, counts questions, and can be made to fail.
 struct FakeRuntime {
     questions: Arc<AtomicUsize>,
-    answer: fn() -> Result<Option<HashMap<String, String>>, LabelError>,
+    answer: fn() -> LabelAnswer,
 }
 
 impl LabelSource for FakeRuntime {
-    fn labels(&mut self, id: &str) -> Result<Option<HashMap<String, String>>, LabelError> {
+    fn labels(&mut self, id: &str) -> LabelAnswer {
         self.questions.fetch_add(1, Ordering::Relaxed);
         let answer = (self.answer)()?;
         Ok(answer.filter(|_| id == self::id()))
     }
 }
 
-fn resolver(
-    answer: fn() -> Result<Option<HashMap<String, String>>, LabelError>,
-) -> (PodResolver, Arc<AtomicUsize>) {
+fn resolver(answer: fn() -> LabelAnswer) -> (PodResolver, Arc<AtomicUsize>) {
     let questions = Arc::new(AtomicUsize::new(0));
     let runtime = FakeRuntime {
         questions: Arc::clone(&questions),

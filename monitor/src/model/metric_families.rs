@@ -157,7 +157,7 @@ pub const SUSPECTS_BY_OWNER: Family = family(
     "tcp_liveness_suspect_connections_by_owner",
     Kind::Gauge,
     &["reason", "owner", "local_port"],
-    "Suspect connections at the last scan by reason, owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): per reason, the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports, the rest summed as local_port=\"other\". Series exist only while there are suspects.",
+    "Suspect connections at the last scan by reason, owner (the process name, the cgroup v2 path with group_by = \"cgroup\", or namespace/pod with group_by = \"pod\") and local port (the service port, or \"outbound\"): per reason, the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports, the rest summed as local_port=\"other\". Series exist only while there are suspects.",
 );
 pub const DETECTIONS: Family = family(
     "tcp_liveness_suspect_detections_total",
@@ -169,13 +169,13 @@ pub const CLOSE_WAIT_BY_OWNER: Family = family(
     "tcp_liveness_close_wait_connections",
     Kind::Gauge,
     &["owner", "local_port"],
-    "CLOSE_WAIT sockets by owner (the process name, or the cgroup v2 path with group_by = \"cgroup\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports by count, the rest summed as local_port=\"other\". A growing count means the application does not close() after the peer closes.",
+    "CLOSE_WAIT sockets by owner (the process name, the cgroup v2 path with group_by = \"cgroup\", or namespace/pod with group_by = \"pod\") and local port (the service port, or \"outbound\"): the top N owners by count, the rest summed as owner=\"other\"; each owner's top_ports service ports by count, the rest summed as local_port=\"other\". A growing count means the application does not close() after the peer closes.",
 );
 pub const CLOSE_WAIT_OLDEST: Family = family(
     "tcp_liveness_close_wait_oldest_seconds",
     Kind::Gauge,
     &["owner"],
-    "Age of the oldest CLOSE_WAIT socket of each owner (process name, or cgroup per group_by; top N by count, rest as \"other\"), in seconds; a lower bound for sockets that predate the agent.",
+    "Age of the oldest CLOSE_WAIT socket of each owner (process name, cgroup or namespace/pod per group_by; top N by count, rest as \"other\"), in seconds; a lower bound for sockets that predate the agent.",
 );
 pub const KEEPALIVE_DISABLED: Family = family(
     "tcp_liveness_keepalive_disabled_connections",

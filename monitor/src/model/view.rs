@@ -188,6 +188,26 @@ impl From<&Connection> for ConnectionView {
 mod tests {
     use super::*;
 
+    /// `"kubernetes"`: null outside a pod, else the four fields, null where unknown.
+    #[test]
+    fn the_pod_is_an_object_of_four_fields() {
+        let addr = "127.0.0.1:80".parse().expect("address");
+        let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
+        let json = |c: &Connection| serde_json::to_value(ConnectionView::from(c)).unwrap();
+        assert_eq!(json(&c)["kubernetes"], serde_json::Value::Null);
+        let named = |s: &str| Some(s.to_owned());
+        let pod = PodIdentity::new(named("shop"), named("web-1"), named("1b3c"), None);
+        c.pod = Some(std::sync::Arc::new(pod.clone()));
+        assert_eq!(
+            json(&c)["kubernetes"],
+            serde_json::json!({
+                "namespace": "shop", "pod": "web-1", "pod_uid": "1b3c", "container": null,
+            })
+        );
+        let back: ConnectionView = serde_json::from_value(json(&c)).unwrap();
+        assert_eq!(back.kubernetes, Some(pod), "read back by the CLI");
+    }
+
     #[test]
     fn container_ids_from_cgroup_paths() {
         let id = "a".repeat(64);

@@ -178,6 +178,46 @@ mod tests {
         assert_eq!(LOOKUPS.load(Ordering::Relaxed), 3);
     }
 
+    /// A pid in a pod container: its pod is resolved when the pid is new, once, and shared by
+    /// the pid's lookups; the runtime is asked once for the container, not once per pid.
+    #[test]
+    fn new_pids_get_their_pod_once_per_container() {
+        use std::collections::HashMap;
+
+        use crate::kubernetes::{LabelAnswer, LabelSource};
+
+        static QUESTIONS: AtomicUsize = AtomicUsize::new(0);
+        struct OnePod;
+        impl LabelSource for OnePod {
+            fn labels(&mut self, _: &str) -> LabelAnswer {
+                QUESTIONS.fetch_add(1, Ordering::Relaxed);
+                let label = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+                Ok(Some(HashMap::from([
+                    label("io.kubernetes.pod.name", "web-1"),
+                    label("io.kubernetes.pod.namespace", "shop"),
+                ])))
+            }
+        }
+        fn in_pod(_pid: u32) -> ProcessInfo {
+            let id = "ab".repeat(32);
+            ProcessInfo {
+                name: Some(Comm::new("nginx")),
+                cgroup: Some(Arc::from(format!("/kubepods/pod1b3c/{id}").as_str())),
+                pod: None,
+            }
+        }
+        let pods = PodResolver::new(Box::new(OnePod));
+        let mut cache = ProcessCache::with_lookup(in_pod).with_pods(pods);
+        cache.start_scan();
+        let first = cache.info(10).pod.clone().expect("pod 10");
+        assert_eq!(first.qualified_name().as_deref(), Some("shop/web-1"));
+        assert_eq!(first.pod_uid.as_deref(), Some("1b3c"));
+        let second = cache.info(11).pod.clone().expect("pod 11");
+        assert!(Arc::ptr_eq(&first, &second), "one identity per container");
+        cache.info(10);
+        assert_eq!(QUESTIONS.load(Ordering::Relaxed), 1);
+    }
+
     /// The name of a process is its thread group leader's, as /proc/PID/comm gives it: this
     /// test's own process, whatever the test thread is called.
     #[test]

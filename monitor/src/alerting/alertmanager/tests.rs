@@ -68,6 +68,37 @@ fn firing_alert_has_identity_labels_and_a_future_end() {
     assert_eq!(alerts[0].labels["severity"], "info");
 }
 
+/// A group in one pod adds its labels (its container only when one), which identify it as the
+/// owner does; a group in no pod has none of them.
+#[test]
+fn a_group_in_one_pod_is_labelled_with_it() {
+    let mut g = group(Reason::CloseWaitStuck, "shop/web-1", 6379, 3);
+    let named = |s: &str| Some(s.to_owned());
+    g.kubernetes = Some(crate::kubernetes::PodIdentity::new(
+        named("shop"),
+        named("web-1"),
+        named("1b3c"),
+        named("nginx"),
+    ));
+    let alerts = build_alerts(&[(&g, at(0))], at(20), "node-1");
+    let labels = &alerts[0].labels;
+    assert_eq!(labels["pod"], "web-1");
+    assert_eq!(labels["namespace"], "shop");
+    assert_eq!(labels["container"], "nginx");
+    assert_eq!(labels["owner"], "shop/web-1");
+    g.kubernetes.as_mut().unwrap().container = None;
+    let alerts = build_alerts(&[(&g, at(0))], at(20), "node-1");
+    assert!(!alerts[0].labels.contains_key("container"));
+    assert_eq!(
+        alerts[0].labels.len(),
+        8,
+        "six of every alert, pod and namespace"
+    );
+    g.kubernetes = None;
+    let alerts = build_alerts(&[(&g, at(0))], at(20), "node-1");
+    assert_eq!(alerts[0].labels.len(), 6);
+}
+
 #[test]
 fn end_never_precedes_start() {
     let g = group(Reason::CloseWaitStuck, "x", 1, 1);

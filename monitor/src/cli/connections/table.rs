@@ -4,9 +4,12 @@
 use std::cmp::Ordering;
 
 use super::super::table::{Column, aligned, indented};
-use crate::model::{
-    ConnectionView, Reason,
-    format::{human_age, human_age_bound},
+use crate::{
+    kubernetes::PodIdentity,
+    model::{
+        ConnectionView, Reason,
+        format::{human_age, human_age_bound},
+    },
 };
 
 /// The time in the current state, `≥` its lower bound for a socket that predates the agent.
@@ -62,6 +65,11 @@ fn cgroup(c: &ConnectionView) -> String {
     }
 }
 
+/// The Kubernetes pod as `namespace/pod`, `-` when the connection is in no named pod.
+fn pod(c: &ConnectionView) -> String {
+    or_dash(c.kubernetes.as_ref().and_then(PodIdentity::qualified_name))
+}
+
 /// A column of text, left-aligned.
 const fn left(header: &'static str, cell: fn(&ConnectionView) -> String) -> Column<ConnectionView> {
     Column {
@@ -107,15 +115,17 @@ const SUSPECT: Column<ConnectionView> = left("SUSPECT", verdict_cell);
 const HOLDERS: Column<ConnectionView> = left("HOLDERS", holders);
 const ENFORCED: Column<ConnectionView> = left("ENFORCED", |c| or_dash(c.enforced.as_deref()));
 const CGROUP: Column<ConnectionView> = left("CGROUP", cgroup);
+const POD: Column<ConnectionView> = left("POD", pod);
 
 /// Every connection, one line each: [`super::super::table::WIDTH`] columns at most for IPv4
 /// and ordinary names; `wide` adds the time since the last send, receive and segment from the
-/// peer, the transport counters, namespace, cookie, holders, `[[enforce]]` policy and cgroup.
+/// peer, the transport counters, namespace, cookie, holders, `[[enforce]]` policy, cgroup and
+/// Kubernetes pod.
 pub(super) fn connections(views: &[ConnectionView], wide: bool) -> String {
     let columns = if wide {
         vec![
             STATE, LOCAL, REMOTE, OWNER, AGE, IDLE, SEND_AGO, RECV_AGO, PEER_AGO, UNACKED, RETRANS,
-            NETNS, COOKIE, SUSPECT, HOLDERS, ENFORCED, CGROUP,
+            NETNS, COOKIE, SUSPECT, HOLDERS, ENFORCED, CGROUP, POD,
         ]
     } else {
         // The three activity clocks make the line ~25 columns wider than 120 for ordinary
@@ -145,7 +155,7 @@ macro_rules! of_view {
 /// The flagged connections, by reason (in the order of the verdict table) and oldest first
 /// within one, each followed by why it is flagged (for an unresponsive peer, the why says when
 /// the kernel gives up). `wide` adds that time as a column, the state, transport counters,
-/// holders, `[[enforce]]` policy and cgroup.
+/// holders, `[[enforce]]` policy, cgroup and Kubernetes pod.
 pub(super) fn suspects(views: &[ConnectionView], wide: bool) -> String {
     let mut rows: Vec<Suspect<'_>> = views
         .iter()
@@ -182,6 +192,7 @@ pub(super) fn suspects(views: &[ConnectionView], wide: bool) -> String {
             of_view!(HOLDERS),
             of_view!(ENFORCED),
             of_view!(CGROUP),
+            of_view!(POD),
         ]);
     }
     aligned(&columns, &rows, |s| {

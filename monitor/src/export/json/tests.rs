@@ -42,7 +42,7 @@ fn view_serializes_unknown_as_null() {
             "remote": "10.0.0.2:51000", "netns": 4_026_531_840_u32, "pid": 1234, "comm": "nginx",
             "holders": null, "state_age_seconds": 61.25, "idle_seconds": null, "since_send_seconds": 1.5,
             "since_recv_seconds": null, "since_peer_seconds": null, "bytes_sent": 10,
-            "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25,
+            "bytes_received": 20, "unacked_bytes": null, "srtt_ms": 1.25, "kubernetes": null,
             "send_queue_bytes": null, "recv_queue_bytes": null, "retransmits": 3,
             "seeded": true, "state_age_at_least_seconds": null, "keepalive": null,
             "user_timeout_seconds": null, "orphan": false, "accept_queue": false,

@@ -117,6 +117,7 @@ fn holders_are_named_from_proc_and_the_owner_keeps_its_name() {
     let mut processes = ProcessCache::with_lookup(|pid| super::super::processes::ProcessInfo {
         name: (pid == 8).then(|| Comm::new("worker")),
         cgroup: None,
+        pod: None,
     });
     name_holders(&mut c, &mut processes);
     let names: Vec<_> = c

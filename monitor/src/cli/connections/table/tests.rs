@@ -35,6 +35,7 @@ fn view(state: &str, remote: &str, idle: Option<f64>, suspect: &[&str]) -> Conne
         accept_queue: false,
         cgroup: None,
         container: None,
+        kubernetes: None,
         enforced: None,
         since_retrans_start_seconds: None,
         gives_up_in_seconds: None,
@@ -256,4 +257,36 @@ fn control_characters_in_names_are_escaped() {
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
         assert!(out.contains("1234567/x\\x1b[2J\\x0droot"), "{out}");
     }
+}
+
+/// `--wide` names the pod as `namespace/pod` after the cgroup, `-` for a connection in none;
+/// the default table is unchanged.
+#[test]
+fn wide_shows_the_pod() {
+    let mut in_pod = view("established", "10.0.0.2:80", Some(1.0), &[]);
+    in_pod.kubernetes = Some(crate::kubernetes::PodIdentity::new(
+        Some("shop".into()),
+        Some("web-7d9f".into()),
+        Some("1b3c".into()),
+        Some("nginx".into()),
+    ));
+    let outside = view(
+        "established",
+        "10.0.0.3:80",
+        Some(1.0),
+        &["idle_no_keepalive"],
+    );
+    let views = [in_pod.clone(), outside];
+    let wide = connections(&views, true);
+    let lines: Vec<&str> = wide.lines().collect();
+    assert!(lines[0].ends_with("CGROUP  POD"), "{}", lines[0]);
+    assert!(lines[1].ends_with("  shop/web-7d9f"), "{}", lines[1]);
+    assert!(lines[2].ends_with("  -"), "{}", lines[2]);
+    assert!(!connections(&views, false).contains("POD"));
+    let mut suspect = in_pod;
+    suspect.suspect = vec!["idle_no_keepalive".into()];
+    suspect.why = vec!["why".into()];
+    let wide = suspects(&[suspect], true);
+    assert!(wide.lines().next().unwrap().ends_with("POD"), "{wide}");
+    assert!(wide.contains("shop/web-7d9f"), "{wide}");
 }
