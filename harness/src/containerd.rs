@@ -30,6 +30,16 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// The applets the rootfs links to busybox (`/bin/NAME`).
 const APPLETS: &[&str] = &["sh", "sleep", "nc", "cat"];
 
+/// Directories the runc shim makes under `/run/containerd` whatever containerd's own `--state`
+/// (its state and its sockets), deepest first: removed when empty once the daemon stopped. A
+/// node's own containerd keeps them in use, and a non-empty directory stays.
+const SHIM_DIRS: &[&str] = &[
+    "/run/containerd/runc/k8s.io",
+    "/run/containerd/runc",
+    "/run/containerd/s",
+    "/run/containerd",
+];
+
 /// How long containerd may take to answer on its socket after it starts.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
@@ -237,7 +247,11 @@ impl Drop for Containerd {
         let child = self.daemon.child_mut();
         let _ =
             wait::wait_for_optional(Duration::from_secs(10), || child.try_wait().ok().flatten());
-        // The guard kills (if still running) and reaps; the TempDir removes the directory.
+        self.daemon.kill();
+        for dir in SHIM_DIRS {
+            let _ = fs::remove_dir(dir);
+        }
+        // The TempDir removes the daemon's own directory.
     }
 }
 
