@@ -8,6 +8,7 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           keepalive-after-accept: SO_KEEPALIVE with 2 s / 2 s / 6 probes set right after
           accept, then a blocking read | accept-only: accept, never read, write or close |
           never-accept: listen and never accept: connections wait in the accept queue |
+          close: accept and close at once (a client that never closes sits in CLOSE_WAIT) |
           slow-stream: read the request until the client's FIN, then send 1000 bytes every
           0.1 s for N seconds (a response streamed after a half-close), print "streamed", and
           never send or close again)
@@ -73,6 +74,9 @@ def serve(host, port, mode, n):
     held = []  # no-close: keep every socket referenced so nothing closes it
 
     def handle(conn):
+        if mode == "close":
+            conn.close()
+            return
         if mode == "accept-only":
             held.append(conn)
             return

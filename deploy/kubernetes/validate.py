@@ -10,6 +10,9 @@
   the fields this project uses (unknown fields fail there too).
 - The chart rendered with values.yaml (PodMonitor on) must equal the plain manifests, once the
   labels and annotation only Helm adds are removed: the two copies cannot drift apart.
+- Every DaemonSet, plain or rendered, gives the agent what it needs on a node (agent_pod_problems):
+  hostPID and hostNetwork, the host's cgroup v2 hierarchy read-only at /sys/fs/cgroup, and for
+  --containerd-socket / --web.config.file the host directory or Secret holding that file.
 - Broken manifests must fail, so a validator that accepts everything is caught.
 
 Needs: pip install kubernetes-validate helm-python-sdk (monitor/tests/deploy_manifests.rs
@@ -99,6 +102,54 @@ def problems_of(doc):
     return out
 
 
+def flag_value(args, flag):
+    """The value of `--flag=VALUE` in a container's args; None when absent."""
+    return next((a.split("=", 1)[1] for a in args if a.startswith(f"{flag}=")), None)
+
+
+def mount_of(pod, container, path):
+    """(volumeMount, volume) of the mount holding `path` in `container`; (None, None) if none."""
+    mounts = [m for m in container.get("volumeMounts", [])
+              if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return None, None
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), None)
+    return mount, volume
+
+
+def agent_pod_problems(ds, where):
+    """What the agent's pod in DaemonSet `ds` lacks on a node, as strings (`where` names it)."""
+    pod = ds["spec"]["template"]["spec"]
+    agent = next(c for c in pod["containers"] if c["name"] == "tcp-liveness")
+    args, out = agent.get("args", []), []
+    for key in ("hostPID", "hostNetwork"):
+        if pod.get(key) is not True:
+            out.append(f"{where}: {key} is not true")
+    # The sock_ops program is attached at /sys/fs/cgroup: the host's root, not the pod's cgroup.
+    mount, volume = mount_of(pod, agent, "/sys/fs/cgroup")
+    if not (mount and mount["mountPath"] == "/sys/fs/cgroup" and mount.get("readOnly")
+            and (volume or {}).get("hostPath", {}).get("path") == "/sys/fs/cgroup"):
+        out.append(f"{where}: the host's /sys/fs/cgroup is not mounted read-only at /sys/fs/cgroup")
+    socket = flag_value(args, "--containerd-socket")
+    if socket is not None:
+        mount, volume = mount_of(pod, agent, socket)
+        host = (volume or {}).get("hostPath", {}).get("path")
+        if not (mount and mount.get("readOnly") and host == mount["mountPath"]):
+            out.append(f"{where}: --containerd-socket={socket} is not in a read-only hostPath "
+                       "mount of the same directory")
+    web = flag_value(args, "--web.config.file")
+    if web is not None:
+        mount, volume = mount_of(pod, agent, web)
+        if not (mount and mount.get("readOnly") and "secret" in (volume or {})):
+            out.append(f"{where}: --web.config.file={web} is not in a read-only Secret mount")
+    return out
+
+
+def daemonset(docs):
+    return next(d for d in docs if d["kind"] == "DaemonSet")
+
+
 def load_all(text):
     return [d for d in yaml.safe_load_all(text) if d]
 
@@ -162,9 +213,34 @@ def main():
         "config": {"alertmanagerUrl": "http://alertmanager.monitoring:9093"},
         "image": {"tag": "0.1.1"},
         "appArmorProfile": "RuntimeDefault",
+        "containerd": {"socketDir": "/run/k3s/containerd"},
+        "webConfig": {"secretName": "tcp-liveness-web", "tls": True},
     })
-    for doc in plain + defaults + with_podmonitor + custom:
+    without_containerd = render({"containerd": {"enabled": False}})
+    for doc in plain + defaults + with_podmonitor + custom + without_containerd:
         problems += problems_of(doc)
+
+    # The agent's pod: every rendering, and what each option must change.
+    renderings = {"deploy/kubernetes": plain, "values.yaml": defaults, "custom values": custom,
+                  "containerd off": without_containerd}
+    for where, docs in renderings.items():
+        problems += agent_pod_problems(daemonset(docs), where)
+    custom_ds = daemonset(custom)
+    custom_args = custom_ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    if flag_value(custom_args, "--containerd-socket") != "/run/k3s/containerd/containerd.sock":
+        problems.append(f"containerd.socketDir did not reach --containerd-socket: {custom_args}")
+    if flag_value(custom_args, "--web.config.file") != "/etc/tcp-liveness/web/web-config.yml":
+        problems.append(f"webConfig.secretName did not reach --web.config.file: {custom_args}")
+    probe = custom_ds["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    if probe.get("scheme") != "HTTPS" or "scheme: https" not in str(yaml.safe_dump(custom)):
+        problems.append("webConfig.tls did not make the probes and the PodMonitor use HTTPS")
+    off_args = daemonset(without_containerd)["spec"]["template"]["spec"]["containers"][0]["args"]
+    if flag_value(off_args, "--containerd-socket") is not None:
+        problems.append("containerd.enabled=false still passes --containerd-socket")
+    for where, docs in (("values.yaml", defaults), ("deploy/kubernetes", plain)):
+        toml = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["tcp-liveness.toml"]
+        if 'group_by = "pod"' not in toml:
+            problems.append(f"{where}: the config does not group by pod")
 
     kinds = sorted(d["kind"] for d in defaults)
     if kinds != ["ConfigMap", "DaemonSet", "Service"]:
@@ -190,13 +266,27 @@ def main():
     for broken in (ds, cm, pm):
         if not problems_of(broken):
             problems.append(f"validator accepted a broken {broken['kind']}")
+    # ... and an agent pod without the host's cgroups, or with a socket outside its mounts.
+    for change in ("cgroup", "socket"):
+        ds = copy.deepcopy(expected[("DaemonSet", "tcp-liveness")])
+        agent = ds["spec"]["template"]["spec"]["containers"][0]
+        if change == "cgroup":
+            agent["volumeMounts"] = [m for m in agent["volumeMounts"] if m["name"] != "cgroup"]
+        else:
+            agent["args"] = [a for a in agent["args"] if not a.startswith("--containerd-socket")]
+            agent["args"].append("--containerd-socket=/var/run/other/containerd.sock")
+        if not agent_pod_problems(ds, "broken"):
+            problems.append(f"agent pod check accepted a DaemonSet with a bad {change}")
 
     for p in problems:
         print(f"FAIL {p}")
-    checked = len(plain) + len(defaults) + len(with_podmonitor) + len(custom)
+    checked = (len(plain) + len(defaults) + len(with_podmonitor) + len(custom)
+               + len(without_containerd))
     print(f"{checked} manifests checked ({len(plain)} plain, {checked - len(plain)} rendered), "
           f"Helm {helm.helm_sdk_version()}, Kubernetes {' and '.join(KUBERNETES_VERSIONS)}: "
           f"{len(problems)} problems")
+    print(f"agent pod: {len(renderings)} DaemonSets checked (hostPID, hostNetwork, host cgroups, "
+          "containerd socket, web config)")
     return 1 if problems else 0
 
 

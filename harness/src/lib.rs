@@ -13,6 +13,8 @@
 //! - [`ss`]: the kernel's own view of sockets (`ss`), the tests' oracle.
 //! - [`bpf`]: the BPF maps a process holds (fdinfo, bpftool).
 //! - [`cgroup`]: a cgroup v2 directory the test creates, and peers started inside it.
+//! - [`containerd`]: a containerd of the test's own, and containers shaped as a Kubernetes
+//!   node's (CRI labels, systemd-driver cgroup paths) in the test's network namespaces.
 //! - [`capabilities`]: the capability sets of each thread of a process (`/proc/PID/task`).
 //! - [`server`]: a server from Debian's packages (Prometheus, Alertmanager) on a free port.
 //! - [`tls`]: test certificates (a CA, server and client certificates), made with `openssl`.
@@ -33,6 +35,7 @@ pub mod bpf;
 pub mod capabilities;
 pub mod cgroup;
 pub mod command;
+pub mod containerd;
 pub mod http;
 pub mod metrics;
 pub mod netns;

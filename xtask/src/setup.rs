@@ -39,6 +39,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("python3-pip", "/usr/bin/pip3"),
     // containerd-client compiles containerd's API protos at build time (prost-build runs protoc).
     ("protobuf-compiler", "/usr/bin/protoc"),
+    // monitor/tests/integration/kubernetes.rs: a container runtime of the test's own, and the
+    // static busybox its containers' root filesystem is made of.
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("busybox-static", "/bin/busybox"),
 ];
 
 pub(crate) fn all() -> anyhow::Result<()> {
@@ -61,8 +66,9 @@ fn debian_packages() -> anyhow::Result<()> {
     eprintln!("setup: installing {}", missing.join(" "));
     apt::install(&missing)?;
     // Debian starts the servers it installs; the tests start their own on free ports, and a
-    // stray system Prometheus (:9090) or Alertmanager (:9093) is not ours to leave running.
-    for service in ["prometheus", "prometheus-alertmanager"] {
+    // stray system Prometheus (:9090), Alertmanager (:9093) or containerd (the node's socket) is
+    // not ours to leave running.
+    for service in ["prometheus", "prometheus-alertmanager", "containerd"] {
         apt::disable_service(service);
     }
     Ok(())

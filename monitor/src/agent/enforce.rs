@@ -35,7 +35,12 @@ pub(super) fn attach(
         step: "finding its mount in /proc/self/mountinfo".into(),
         source,
     })?;
-    warn_if_own_cgroup_namespace();
+    // Attached at the hierarchy's root, the program sees every connection on the host, whatever
+    // cgroup namespace the agent runs in; below it, only those of the cgroup it is attached at.
+    let host_root = cgroup::is_hierarchy_root(&root).unwrap_or(false);
+    if !host_root {
+        warn_if_own_cgroup_namespace();
+    }
     let lookup_root = root.clone();
     let cgroups = PolicyCgroups::start(
         policies,
@@ -65,7 +70,15 @@ pub(super) fn attach(
     tracing::info!(
         policies = policies.len(),
         cgroup_root = %root.display(),
-        "enforce: sock_ops program attached; new connections get their policy at establishment"
+        host_root,
+        "enforce: sock_ops program attached at cgroup {} ({}); new connections get their policy \
+         at establishment",
+        root.display(),
+        if host_root {
+            "the host's root: every connection on the host"
+        } else {
+            "not the host's root: only connections of processes below it"
+        }
     );
     let applier = IteratorApplier { control };
     Ok(Some(Arc::new(Enforcement::new(

@@ -51,6 +51,19 @@ pub fn id(root: &Path, path: &str) -> io::Result<u64> {
     Ok(meta.ino())
 }
 
+/// The cgroup id of a cgroup v2 hierarchy's root (kernfs numbers its root directory 1).
+const HIERARCHY_ROOT_ID: u64 = 1;
+
+/// True when directory `dir` is the root cgroup of the host's cgroup v2 hierarchy, not a
+/// cgroup below it: what a container with its own cgroup namespace sees at `/sys/fs/cgroup`
+/// unless the host's `/sys/fs/cgroup` is mounted there. One `stat` (its inode is the cgroup id).
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn is_hierarchy_root(dir: &Path) -> io::Result<bool> {
+    Ok(std::fs::metadata(dir)?.ino() == HIERARCHY_ROOT_ID)
+}
+
 /// The depth of cgroup `path` in the hierarchy: the root is 0, `/a` is 1, `/a/b` is 2.
 #[must_use]
 pub fn level(path: &str) -> u32 {
@@ -72,6 +85,13 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         assert_eq!(v2_root_in("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn a_directory_below_the_root_is_not_the_hierarchy_root() {
+        let dir = tempfile::tempdir().expect("a directory");
+        assert!(!is_hierarchy_root(dir.path()).expect("stat"));
+        assert!(is_hierarchy_root(&dir.path().join("gone")).is_err());
     }
 
     #[test]

