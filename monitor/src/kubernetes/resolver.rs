@@ -64,6 +64,8 @@ pub struct PodResolver {
     quiet_until: Option<Instant>,
     /// Whether the runtime's failure was logged (once, and its recovery once).
     failure_logged: bool,
+    /// How long the runtime is left alone after a failure ([`RETRY_AFTER`]).
+    retry_after: Duration,
 }
 
 impl PodResolver {
@@ -75,6 +77,16 @@ impl PodResolver {
             known: HashMap::new(),
             quiet_until: None,
             failure_logged: false,
+            retry_after: RETRY_AFTER,
+        }
+    }
+
+    /// As [`new`](Self::new), asking again at once after a failure (tests).
+    #[cfg(test)]
+    pub(crate) fn retrying_at_once(source: Box<dyn LabelSource>) -> Self {
+        Self {
+            retry_after: Duration::ZERO,
+            ..Self::new(source)
         }
     }
 
@@ -120,7 +132,7 @@ impl PodResolver {
             Err(error) => {
                 if !self.failure_logged {
                     self.failure_logged = true;
-                    let retry = RETRY_AFTER.as_secs();
+                    let retry = self.retry_after.as_secs();
                     match &error {
                         LabelError::Absent(_) => tracing::debug!(
                             "no container runtime ({error}): no pod names; looked for every {retry}s"
@@ -130,7 +142,7 @@ impl PodResolver {
                         ),
                     }
                 }
-                self.quiet_until = Some(Instant::now() + RETRY_AFTER);
+                self.quiet_until = Some(Instant::now() + self.retry_after);
                 Answer::Unreachable
             }
         }

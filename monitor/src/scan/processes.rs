@@ -87,13 +87,20 @@ impl ProcessCache {
             let info = if let Some(info) = self.current.get(&pid) {
                 info.clone()
             } else {
-                let info = self.previous.remove(&pid).unwrap_or_else(|| {
-                    let mut info = (self.lookup)(pid);
-                    if let (Some(pods), Some(cgroup)) = (&mut self.pods, &info.cgroup) {
-                        info.pod = pods.resolve(cgroup);
+                let (mut info, resolve) = match self.previous.remove(&pid) {
+                    // Seen at the last scan: its pod was resolved then, unless the runtime
+                    // could not name it (asked again: the resolver answers from its cache, or
+                    // stays quiet for a while after a failure, so this is a lookup per such pid
+                    // and scan, not a question to the runtime).
+                    Some(info) => {
+                        let unnamed = info.pod.as_ref().is_some_and(|p| p.pod.is_none());
+                        (info, unnamed)
                     }
-                    info
-                });
+                    None => ((self.lookup)(pid), true),
+                };
+                if resolve && let (Some(pods), Some(cgroup)) = (&mut self.pods, &info.cgroup) {
+                    info.pod = pods.resolve(cgroup);
+                }
                 self.current.insert(pid, info.clone());
                 info
             };
@@ -216,6 +223,51 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &second), "one identity per container");
         cache.info(10);
         assert_eq!(QUESTIONS.load(Ordering::Relaxed), 1);
+    }
+
+    /// A pid first seen while the runtime could not be asked has its pod's UID only; a later
+    /// scan names its pod once the runtime answers.
+    #[test]
+    fn a_pod_the_runtime_could_not_name_is_named_at_a_later_scan() {
+        use std::collections::HashMap;
+
+        use crate::kubernetes::{LabelAnswer, LabelError, LabelSource};
+
+        struct DownThenUp(usize);
+        impl LabelSource for DownThenUp {
+            fn labels(&mut self, _: &str) -> LabelAnswer {
+                self.0 += 1;
+                if self.0 == 1 {
+                    return Err(LabelError::Failed("not yet".into()));
+                }
+                let label = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+                Ok(Some(HashMap::from([
+                    label("io.kubernetes.pod.name", "web-1"),
+                    label("io.kubernetes.pod.namespace", "shop"),
+                ])))
+            }
+        }
+        fn in_pod(_pid: u32) -> ProcessInfo {
+            ProcessInfo {
+                name: Some(Comm::new("nginx")),
+                cgroup: Some(Arc::from(
+                    format!("/kubepods/pod1b3c/{}", "cd".repeat(32)).as_str(),
+                )),
+                pod: None,
+            }
+        }
+        let pods = PodResolver::retrying_at_once(Box::new(DownThenUp(0)));
+        let mut cache = ProcessCache::with_lookup(in_pod).with_pods(pods);
+        cache.start_scan();
+        let first = cache.info(10).pod.clone().expect("the UID from the path");
+        assert_eq!(
+            (first.pod.as_deref(), first.pod_uid.as_deref()),
+            (None, Some("1b3c"))
+        );
+        cache.end_scan();
+        cache.start_scan();
+        let named = cache.info(10).pod.clone().expect("pod 10");
+        assert_eq!(named.qualified_name().as_deref(), Some("shop/web-1"));
     }
 
     /// The name of a process is its thread group leader's, as /proc/PID/comm gives it: this
