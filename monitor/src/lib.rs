@@ -8,8 +8,9 @@
 //!   locks, periodic,          wire views), time, giving freed heap back, the one way to take a
 //!   privileges, netns         lock, paced threads, capabilities, entering network namespaces
 //!   ← verdict, bpf,           pure rules (Connection + Policy → reasons); the kernel's
-//!     sock_diag               programs and maps (the only aya user); netlink dumps, exact
-//!                             queries and SOCK_DESTROY, tcp_info, /proc owners
+//!     sock_diag, kubernetes   programs and maps (the only aya user); netlink dumps, exact
+//!                             queries and SOCK_DESTROY, tcp_info, /proc owners; pods from
+//!                             cgroup paths and the container runtime's labels
 //!   ← scan                    table + counters → one Snapshot (pipeline, features, summary)
 //!   ← act                     what changes sockets: [probe], [[enforce]], [[remediate]]
 //!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{PodIdentity, cgroup};
+use super::{PodIdentity, cgroup, pod_from_labels};
 
 /// Where container labels come from: the container runtime ([`super::containerd`]), or a fixed
 /// table in tests.
@@ -106,7 +106,7 @@ impl PodResolver {
         let identity = match self.ask(&id) {
             Answer::Unreachable => return uid_only(ids.pod_uid),
             Answer::Labels(labels) => {
-                PodIdentity::from_labels(&labels, ids.pod_uid.as_deref()).map(Arc::new)
+                pod_from_labels(&labels, ids.pod_uid.as_deref()).map(Arc::new)
             }
             Answer::Unknown => uid_only(ids.pod_uid),
         };

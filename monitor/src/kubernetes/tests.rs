@@ -9,6 +9,7 @@ use std::{
 use super::{
     LabelAnswer, LabelError, LabelSource, PodIdentity, PodResolver,
     cgroup::{CgroupIds, parse},
+    pod_from_labels,
 };
 
 const UID: &str = "1b3c5e7a-2d4f-4a6b-8c0d-9e1f2a3b4c5d";
@@ -106,7 +107,7 @@ fn cri_labels() -> HashMap<String, String> {
 
 #[test]
 fn labels_give_the_names_and_the_path_the_uid() {
-    let identity = PodIdentity::from_labels(&cri_labels(), None).unwrap();
+    let identity = pod_from_labels(&cri_labels(), None).unwrap();
     assert_eq!(
         identity,
         PodIdentity::new(
@@ -118,19 +119,16 @@ fn labels_give_the_names_and_the_path_the_uid() {
     );
     assert_eq!(identity.owner().map(|o| &**o), Some("shop/web-7d9f"));
     assert_eq!(identity.qualified_name().as_deref(), Some("shop/web-7d9f"));
-    let from_path = PodIdentity::from_labels(&cri_labels(), Some("other-uid")).unwrap();
+    let from_path = pod_from_labels(&cri_labels(), Some("other-uid")).unwrap();
     assert_eq!(
         from_path.pod_uid.as_deref(),
         Some("other-uid"),
         "the path wins"
     );
     // Not created by Kubernetes, not in a pod's cgroup: no identity.
-    assert_eq!(
-        PodIdentity::from_labels(&labels(&[("app", "x")]), None),
-        None
-    );
+    assert_eq!(pod_from_labels(&labels(&[("app", "x")]), None), None);
     // A pod name with no namespace label still names the pod.
-    let bare = PodIdentity::from_labels(&labels(&[("io.kubernetes.pod.name", "p")]), None);
+    let bare = pod_from_labels(&labels(&[("io.kubernetes.pod.name", "p")]), None);
     assert_eq!(bare.unwrap().qualified_name().as_deref(), Some("-/p"));
     assert_eq!(PodIdentity::default().qualified_name(), None);
 }

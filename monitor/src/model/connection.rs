@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use super::pod::PodIdentity;
 use super::{Comm, ProbeResult, Reason};
-use crate::kubernetes::PodIdentity;
 
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]

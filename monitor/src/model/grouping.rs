@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn pod_grouping_names_the_pod_and_falls_back_to_the_process() {
-        use crate::{kubernetes::PodIdentity, model::Comm};
+        use crate::model::{Comm, PodIdentity};
         let addr = "127.0.0.1:80".parse().expect("address");
         let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
         let by_pod = Grouping {

@@ -11,6 +11,7 @@ pub(crate) mod format;
 mod grouping;
 pub(crate) mod labels;
 pub mod metric_families;
+mod pod;
 mod ports;
 mod probe;
 mod reason;
@@ -22,6 +23,7 @@ pub use self::{
     comm::{Comm, TASK_COMM_LEN, kernel_buffer},
     connection::{Connection, Holder, Holders, Keepalive},
     grouping::{GroupBy, Grouping, Owner, split_top_ports},
+    pod::PodIdentity,
     ports::{LocalPort, ServicePorts},
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,

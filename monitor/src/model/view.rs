@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pod::PodIdentity;
 use super::{Connection, ProbeView, format::seconds, labels::state_label};
-use crate::kubernetes::PodIdentity;
 
 /// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

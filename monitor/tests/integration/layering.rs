@@ -20,7 +20,7 @@ const LEVELS: &[&[&str]] = &[
         "privileges",
         "netns",
     ],
-    &["verdict", "bpf", "sock_diag"],
+    &["verdict", "bpf", "sock_diag", "kubernetes"],
     &["scan"],
     &["act"],
     &["alerting"],
