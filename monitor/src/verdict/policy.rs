@@ -172,7 +172,7 @@ mod tests {
     fn pod_keys_match_the_namespace_exactly_and_the_name_by_prefix() {
         use std::sync::Arc;
 
-        use crate::kubernetes::PodIdentity;
+        use crate::model::PodIdentity;
         let addr = "127.0.0.1:80".parse().expect("address");
         let mut c = Connection::new(1, monitor_common::tcp_state::ESTABLISHED, addr, addr);
         let both = Matcher {
