@@ -22,6 +22,7 @@ use harness::{
 use serde_json::{Value, json};
 
 use crate::{
+    am::Alertmanager,
     common::{AGENT, SCANS_TO_SHOW, have, scenario},
     verdicts::{has_reason, wait_for_verdict},
 };
@@ -133,6 +134,7 @@ fn pods_are_named_and_a_leaking_pod_is_grouped_by_pod() {
     let config = tempfile::NamedTempFile::new().expect("a config file");
     fs::write(config.path(), "group_by = \"pod\"\n").expect("write the config");
     let socket = containerd.socket();
+    let am = Alertmanager::start();
     let agent = leaky_net
         .launch()
         .args(&[
@@ -142,6 +144,8 @@ fn pods_are_named_and_a_leaking_pod_is_grouped_by_pod() {
             "2s",
             "--containerd-socket",
             socket.to_str().expect("UTF-8 path"),
+            "--alertmanager-url",
+            &am.base,
         ])
         .start()
         .expect("agent");
@@ -176,6 +180,7 @@ fn pods_are_named_and_a_leaking_pod_is_grouped_by_pod() {
     );
 
     assert_alert_grouped_by_pod(&agent, &leaky, &healthy);
+    assert_alertmanager_labels(&agent, &am, &leaky);
     assert_cli_names_pods(&agent, &leaky, &healthy, healthy_ns.inode());
 }
 
@@ -198,6 +203,26 @@ fn assert_alert_grouped_by_pod(agent: &Agent, leaky: &Pod, healthy: &Pod) {
     let alerts = agent.get("/alerts");
     let other = format!("\"{}/{}\"", healthy.namespace, healthy.name);
     assert!(!alerts.contains(&other), "pod B is not flagged: {alerts}");
+}
+
+/// Alertmanager holds pod A's alert with the pod's `pod`, `namespace` and `container` labels
+/// (the agent pushes after each scan).
+fn assert_alertmanager_labels(agent: &Agent, am: &Alertmanager, leaky: &Pod) {
+    let owner = format!("{}/{}", leaky.namespace, leaky.name);
+    let alert = wait_for(
+        "pod A's alert in Alertmanager",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            am.alerts()
+                .into_iter()
+                .find(|a| a["labels"]["owner"] == owner.as_str())
+        },
+    );
+    let labels = &alert["labels"];
+    assert_eq!(labels["alertname"], "TcpLivenessCloseWaitStuck", "{alert}");
+    assert_eq!(labels["pod"], leaky.name.as_str(), "{alert}");
+    assert_eq!(labels["namespace"], leaky.namespace.as_str(), "{alert}");
+    assert_eq!(labels["container"], "cart", "{alert}");
 }
 
 /// `connections --wide` shows pod B in its POD column; `check` names pod A's group (printed, so
