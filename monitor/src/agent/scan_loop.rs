@@ -15,6 +15,8 @@ use std::{
 use crate::{
     act::remediate::Remediator,
     alerting::Alerting,
+    config::RunConfig,
+    error::Error,
     export::{SnapshotStore, metrics::Metrics},
     model::format::counted,
     periodic::Periodic,
@@ -40,18 +42,20 @@ pub(crate) struct ScanThread {
 impl ScanThread {
     /// Starts scanning, the first scan at once; `remediator` (None without `[[remediate]]`)
     /// acts after each scan; then the processes holding the most suspects get their time to
-    /// descriptor exhaustion, alerted on within `fd_exhaustion_horizon`.
+    /// descriptor exhaustion, alerted on within `fd_exhaustion_horizon`. Scans come every
+    /// `scan_interval` of `config`.
     ///
     /// # Errors
-    /// The thread could not be started.
+    /// The thread could not be started ([`Error::Thread`]).
     pub(crate) fn start(
         scanner: Arc<Scanner>,
         mut remediator: Option<Remediator>,
         mut alerting: Alerting,
         outputs: Outputs,
-        interval: Duration,
-        fd_exhaustion_horizon: Duration,
-    ) -> std::io::Result<Self> {
+        config: &RunConfig,
+    ) -> Result<Self, Error> {
+        let (interval, fd_exhaustion_horizon) =
+            (config.scan_interval, config.fd_exhaustion_horizon);
         let mut first_scan = true;
         let mut forecaster = Forecaster::default();
         let thread = Periodic::start("scan", move || {
@@ -79,6 +83,10 @@ impl ScanThread {
                 outputs.metrics.scan_failed(ScanStage::Scan);
             }
             interval.saturating_sub(started.elapsed())
+        })
+        .map_err(|source| Error::Thread {
+            name: "scan",
+            source,
         })?;
         Ok(Self { _thread: thread })
     }

@@ -3,6 +3,8 @@
 //! [`forecast`](crate::scan::forecast)s). One alert per process, not per connection: it is the
 //! process that will fail (`accept()` and `open()` returning `EMFILE`).
 
+pub(super) mod push;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -143,7 +145,7 @@ mod tests {
                 f(3, None),
                 f(4, Some(30)),
             ],
-            fd_exhaustion_horizon: Duration::from_secs(3600),
+            fd_exhaustion_horizon: Duration::from_hours(1),
             ..Snapshot::default()
         };
         let alerts = predicted(&snapshot);

@@ -94,9 +94,10 @@ impl Alerting {
     /// Logs this scan's transitions and hands the alert groups to the Alertmanager sender.
     pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
         let transitions = self.tracker.observe(snapshot);
-        self.exhaustion.observe(&exhaustion::predicted(snapshot));
+        let predicted = exhaustion::predicted(snapshot);
+        self.exhaustion.observe(&predicted);
         if let Some((client, _)) = &self.alertmanager {
-            client.push(group(snapshot));
+            client.push(group(snapshot), predicted);
         }
         transitions
     }

@@ -72,7 +72,8 @@ fn forecast_lines(alerts: &[ExhaustionAlert]) -> String {
                 escape_control(&a.summary())
             )
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .concat()
 }
 
 fn ask(args: &CheckArgs) -> anyhow::Result<AlertsView> {

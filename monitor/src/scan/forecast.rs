@@ -17,7 +17,7 @@ use crate::model::{Connection, Grouping, Owner};
 
 /// How far back the growth rate looks: long enough to smooth a leak that comes in bursts,
 /// short enough to follow a leak that speeds up.
-pub const WINDOW: Duration = Duration::from_secs(300);
+pub const WINDOW: Duration = Duration::from_mins(5);
 
 /// A rate needs this many readings of a process…
 const MIN_SAMPLES: usize = 3;

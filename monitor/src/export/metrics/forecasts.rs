@@ -13,7 +13,7 @@ use crate::{
 /// From the snapshot's forecasts: seconds to exhaustion (only where growing), descriptors in
 /// use and the soft limit (only where limited).
 #[must_use]
-pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+pub(super) fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     let worst = forecast::worst_per_owner(&snapshot.forecasts);
     let series = |value: &dyn Fn(&forecast::ProcessForecast) -> Option<f64>| {
         worst
@@ -64,7 +64,7 @@ mod tests {
                 .iter()
                 .map(|m| {
                     (
-                        m.get_label()[0].get_value().to_owned(),
+                        m.get_label()[0].value().to_owned(),
                         m.get_gauge().get_value(),
                     )
                 })
