@@ -14,6 +14,10 @@ Servers:  server HOST PORT MODE   (MODE: echo | no-close: echo, and never close 
           never send or close again)
           server HOST PORT many-ports N: listen on PORT .. PORT+N-1, accept, never read or close:
           one process with a CLOSE_WAIT socket on each of N service ports once the client closes
+          server HOST PORT leak-emfile N: set its own soft RLIMIT_NOFILE to N, accept and never
+          close (CLOSE_WAIT once the client closes) until accept() fails with EMFILE, then print
+          "emfile HELD" (sockets held) and hold everything
+Clients:  client HOST PORT churn-rate N: connect and close N times a second, for ever.
 Clients:  client HOST PORT close-many N: connect to PORT .. PORT+N-1 and close each at once.
 Any mode: the environment variable TCP_PEER_COMM_HEX (hex bytes) renames the process
           (prctl(PR_SET_NAME): any bytes, control characters and invalid UTF-8 included).
@@ -166,6 +170,40 @@ def serve_many_ports(host, first, n):
             except BlockingIOError:
                 continue
             held.append(conn)
+
+
+def leak_until_emfile(host, port, limit):
+    """Holds every accepted socket until accept() runs out of descriptors: the time of the
+    "emfile" line is when a leaking server fails."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, port))
+    srv.listen(4096)
+    ready()
+    held = []
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except OSError as e:
+            if e.errno != errno.EMFILE:
+                raise
+            break
+        held.append(conn)
+    print(f"emfile {len(held)}", flush=True)
+    time.sleep(3600)
+
+
+def churn_rate(host, port, per_second):
+    """Connects and closes `per_second` times a second, on a fixed schedule (no drift)."""
+    ready()
+    started = time.monotonic()
+    for i in range(10**9):
+        socket.create_connection((host, port)).close()
+        delay = started + (i + 1) / per_second - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 def close_after_peer(s):
@@ -376,6 +414,10 @@ def main():
     n = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     if role == "server" and mode == "many-ports":
         serve_many_ports(host, port, n)
+    elif role == "server" and mode == "leak-emfile":
+        leak_until_emfile(host, port, n)
+    elif mode == "churn-rate":
+        churn_rate(host, port, n)
     elif role == "server":
         serve(host, port, mode, n)
     else:

@@ -142,11 +142,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         ReloadMetrics::register(&metrics),
     );
     let outputs = scan_loop::Outputs { store, metrics };
-    let scans = ScanThread::start(scanner, remediator, alerting, outputs, config.scan_interval)
-        .map_err(|source| Error::Thread {
-            name: "scan",
-            source,
-        })?;
+    let scans = ScanThread::start(scanner, remediator, alerting, outputs, &config)?;
     // Every thread that needs the kept set runs: this one (signals, reloads) keeps nothing.
     privileges::restrict_thread(&privileges::kept(&[]))?;
     tracing::info!(

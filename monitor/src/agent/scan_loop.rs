@@ -15,10 +15,15 @@ use std::{
 use crate::{
     act::remediate::Remediator,
     alerting::Alerting,
+    config::RunConfig,
+    error::Error,
     export::{SnapshotStore, metrics::Metrics},
     model::format::counted,
     periodic::Periodic,
-    scan::{ScanStage, Scanner, Snapshot},
+    scan::{
+        ScanStage, Scanner, Snapshot,
+        forecast::{self, Forecaster},
+    },
 };
 
 /// What the loop publishes to.
@@ -36,22 +41,36 @@ pub(crate) struct ScanThread {
 
 impl ScanThread {
     /// Starts scanning, the first scan at once; `remediator` (None without `[[remediate]]`)
-    /// acts after each scan.
+    /// acts after each scan; then the processes holding the most suspects get their time to
+    /// descriptor exhaustion, alerted on within `fd_exhaustion_horizon`. Scans come every
+    /// `scan_interval` of `config`.
     ///
     /// # Errors
-    /// The thread could not be started.
+    /// The thread could not be started ([`Error::Thread`]).
     pub(crate) fn start(
         scanner: Arc<Scanner>,
         mut remediator: Option<Remediator>,
         mut alerting: Alerting,
         outputs: Outputs,
-        interval: Duration,
-    ) -> std::io::Result<Self> {
+        config: &RunConfig,
+    ) -> Result<Self, Error> {
+        let (interval, fd_exhaustion_horizon) =
+            (config.scan_interval, config.fd_exhaustion_horizon);
         let mut first_scan = true;
+        let mut forecaster = Forecaster::default();
         let thread = Periodic::start("scan", move || {
             let started = Instant::now();
             let scan = AssertUnwindSafe(|| {
-                scan_and_publish(&scanner, remediator.as_mut(), &mut alerting, &outputs);
+                let mut snapshot = scanner.scan(alerting.watched());
+                snapshot.fd_exhaustion_horizon = fd_exhaustion_horizon;
+                forecast(&mut forecaster, &mut snapshot);
+                publish(
+                    snapshot,
+                    &scanner,
+                    remediator.as_mut(),
+                    &mut alerting,
+                    &outputs,
+                );
             });
             let outcome = std::panic::catch_unwind(scan);
             if outcome.is_ok() && std::mem::take(&mut first_scan) {
@@ -64,6 +83,10 @@ impl ScanThread {
                 outputs.metrics.scan_failed(ScanStage::Scan);
             }
             interval.saturating_sub(started.elapsed())
+        })
+        .map_err(|source| Error::Thread {
+            name: "scan",
+            source,
         })?;
         Ok(Self { _thread: thread })
     }
@@ -83,15 +106,25 @@ fn log_first_scan(scanner: &Scanner, store: &SnapshotStore) {
     );
 }
 
-/// One scan, its remediation, its alert transitions, and the publication of all.
-fn scan_and_publish(
+/// Reads the descriptors of the processes holding the most suspects and forecasts when each
+/// runs out; its time counts in the scan's duration.
+fn forecast(forecaster: &mut Forecaster, snapshot: &mut Snapshot) {
+    let started = Instant::now();
+    let candidates = forecast::candidates(&snapshot.suspects, snapshot.grouping);
+    let now = Duration::from_nanos(crate::clock::monotonic_now_ns());
+    snapshot.forecasts = forecaster.observe(now, candidates, forecast::procfs::read);
+    snapshot.scan_duration += started.elapsed();
+}
+
+/// A scan's remediation, its alert transitions, and the publication of all.
+fn publish(
+    mut snapshot: Snapshot,
     scanner: &Scanner,
     remediator: Option<&mut Remediator>,
     alerting: &mut Alerting,
     outputs: &Outputs,
 ) {
     let Outputs { store, metrics } = outputs;
-    let mut snapshot = scanner.scan(alerting.watched());
     if let Some(remediator) = remediator {
         remediate(remediator, scanner, &mut snapshot);
     }

@@ -67,7 +67,7 @@ pub(super) fn remediation(group: &AlertGroup) -> Option<String> {
     Some(format!("{} ([[remediate]])", done.join(", ")))
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

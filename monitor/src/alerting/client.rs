@@ -18,6 +18,7 @@ use crate::model::{
 use super::{
     AlertGroup,
     alertmanager::{PostableAlert, PushState},
+    exhaustion::{ExhaustionAlert, push::ExhaustionPushState},
     http_config::LoadedHttpConfig,
 };
 
@@ -28,7 +29,7 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_mins(1);
 
 #[derive(Default)]
 struct Slot {
-    latest: Option<Vec<AlertGroup>>,
+    latest: Option<(Vec<AlertGroup>, Vec<ExhaustionAlert>)>,
     closed: bool,
 }
 
@@ -94,9 +95,9 @@ impl AlertmanagerClient {
     }
 
     /// Hands the current groups to the sender thread (never blocks on the network).
-    pub(super) fn push(&self, groups: Vec<AlertGroup>) {
+    pub(super) fn push(&self, groups: Vec<AlertGroup>, exhaustion: Vec<ExhaustionAlert>) {
         let (slot, wake) = &*self.shared;
-        crate::locks::lock(slot).latest = Some(groups);
+        crate::locks::lock(slot).latest = Some((groups, exhaustion));
         wake.notify_one();
     }
 }
@@ -130,7 +131,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn next(&self) -> Option<Vec<AlertGroup>> {
+    fn next(&self) -> Option<(Vec<AlertGroup>, Vec<ExhaustionAlert>)> {
         let (slot, wake) = &*self.shared;
         let mut slot = crate::locks::lock(slot);
         loop {
@@ -146,9 +147,12 @@ impl Worker {
 
     fn run(self) {
         let mut state = PushState::default();
+        let mut processes = ExhaustionPushState::default();
         let mut failures = FailureLog::default();
-        while let Some(groups) = self.next() {
-            let alerts = state.alerts(groups, SystemTime::now(), self.hold, &self.instance);
+        while let Some((groups, exhaustion)) = self.next() {
+            let now = SystemTime::now();
+            let mut alerts = state.alerts(groups, now, self.hold, &self.instance);
+            alerts.extend(processes.alerts(exhaustion, now, self.hold, &self.instance));
             if alerts.is_empty() {
                 continue;
             }
@@ -161,6 +165,7 @@ impl Worker {
             ) {
                 Ok(()) => {
                     state.delivered();
+                    processes.delivered();
                     failures.succeeded(&self.url);
                 }
                 Err(error) => {

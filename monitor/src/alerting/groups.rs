@@ -299,6 +299,10 @@ fn cap(groups: &mut Vec<Pending<'_>>, max: usize) {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertsView {
     pub alerts: Vec<AlertGroup>,
+    /// Processes predicted to run out of descriptors within `fd_exhaustion_horizon`
+    /// (`FdExhaustionPredicted`), soonest first; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fd_exhaustion: Vec<super::exhaustion::ExhaustionAlert>,
 }
 
 /// Reasons travel as their contract names (`close_wait_stuck`), as everywhere else.

@@ -7,6 +7,7 @@
 
 mod alertmanager;
 mod client;
+pub mod exhaustion;
 mod groups;
 mod http_config;
 mod tracker;
@@ -17,6 +18,7 @@ use std::{
 };
 
 use self::client::{AlertmanagerClient, PushCounters};
+use self::exhaustion::ExhaustionLog;
 use self::tracker::Tracker;
 pub use self::{
     groups::{AlertGroup, AlertsView, group},
@@ -28,6 +30,7 @@ use crate::{model::Reason, scan::Snapshot};
 /// The tracker and the optional Alertmanager push, run once per scan.
 pub struct Alerting {
     tracker: Tracker,
+    exhaustion: ExhaustionLog,
     alertmanager: Option<(AlertmanagerClient, PushCounters)>,
 }
 
@@ -70,6 +73,7 @@ impl Alerting {
         };
         Ok(Self {
             tracker: Tracker::new(log_limit),
+            exhaustion: ExhaustionLog::default(),
             alertmanager,
         })
     }
@@ -90,8 +94,10 @@ impl Alerting {
     /// Logs this scan's transitions and hands the alert groups to the Alertmanager sender.
     pub fn observe(&mut self, snapshot: &Snapshot) -> Transitions {
         let transitions = self.tracker.observe(snapshot);
+        let predicted = exhaustion::predicted(snapshot);
+        self.exhaustion.observe(&predicted);
         if let Some((client, _)) = &self.alertmanager {
-            client.push(group(snapshot));
+            client.push(group(snapshot), predicted);
         }
         transitions
     }

@@ -8,7 +8,10 @@ use anyhow::Context as _;
 
 use super::{connections::fetch, table::indented};
 use crate::{
-    alerting::{AlertGroup, AlertsView},
+    alerting::{
+        AlertGroup, AlertsView,
+        exhaustion::{self, ExhaustionAlert},
+    },
     model::{
         LocalPort,
         format::{counted, escape_control, human_age},
@@ -34,13 +37,13 @@ pub struct CheckArgs {
 /// systems show the plugin's stdout.
 pub(super) fn run(args: &CheckArgs) -> i32 {
     let (code, out) = match ask(args) {
-        Ok(groups) => {
-            let code = if groups.is_empty() { OK } else { WARNING };
+        Ok(view) => {
+            let code = if view.alerts.is_empty() { OK } else { WARNING };
             let out = if args.json {
-                serde_json::to_string_pretty(&AlertsView { alerts: groups })
+                serde_json::to_string_pretty(&view)
                     .map_or_else(|e| format!("UNKNOWN: {e}"), |json| json + "\n")
             } else {
-                report(&groups)
+                report(&view.alerts) + &forecast_lines(&view.fd_exhaustion)
             };
             (code, out)
         }
@@ -58,12 +61,27 @@ pub(super) fn run(args: &CheckArgs) -> i32 {
     code
 }
 
-fn ask(args: &CheckArgs) -> anyhow::Result<Vec<AlertGroup>> {
+/// One line per process predicted to run out of descriptors (`FdExhaustionPredicted`).
+fn forecast_lines(alerts: &[ExhaustionAlert]) -> String {
+    alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}: {}\n",
+                exhaustion::ALERT_NAME,
+                escape_control(&a.summary())
+            )
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+fn ask(args: &CheckArgs) -> anyhow::Result<AlertsView> {
     let url = format!("{}/alerts", args.agent.trim_end_matches('/'));
     let body = fetch(&url, &args.agent, &[])?;
     let view: AlertsView = serde_json::from_str(&body)
         .with_context(|| format!("{url} did not answer an alert list (is it tcp-liveness?)"))?;
-    Ok(view.alerts)
+    Ok(view)
 }
 
 /// A status line, then one aligned line per group, followed by its oldest connection's `why`

@@ -67,6 +67,11 @@ settings! {
             about: "Report a connection idle this long with no keepalive or user timeout.",
             ..Row::TOP
         };
+        fd_exhaustion_horizon: Duration = values::threshold, Row {
+            default: "1h", value_name: "DURATION", style: Style::Hyphen,
+            about: "Alert (`FdExhaustionPredicted`) when a process holding suspect sockets is predicted to reach its open-file limit within this long.",
+            ..Row::TOP
+        };
         top_n: usize = |raw| values::count(raw, 1000), Row {
             default: "20", value_name: "N", style: Style::Number,
             about: "Largest `CLOSE_WAIT` owners exported as metric series, 0 to 1000.",

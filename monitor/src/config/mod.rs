@@ -78,6 +78,8 @@ pub struct RunConfig {
     /// Attach the per-packet and per-send/receive hooks (off: nothing runs on the packet path).
     pub per_packet_hooks: bool,
     pub log_format: LogFormat,
+    /// A process predicted to run out of descriptors within it is alerted on.
+    pub fd_exhaustion_horizon: Duration,
     /// `CLOSE_WAIT` owners exported as metric series.
     pub top_n: usize,
     /// Service ports per owner kept as their own series and alert groups.
@@ -221,6 +223,7 @@ impl RunConfig {
             allow_remote_connections: get.allow_remote_connections()?,
             per_packet_hooks: get.per_packet_hooks()?,
             log_format: get.log_format()?,
+            fd_exhaustion_horizon: get.fd_exhaustion_horizon()?,
             top_n: get.top_n()?,
             top_ports: get.top_ports()?,
             max_alert_groups: get.max_alert_groups()?,

@@ -68,6 +68,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ("fin_wait2_after", d(t.fin_wait2_after)),
         ("unresponsive_after", d(t.unresponsive_after)),
         ("idle_after", d(t.idle_after)),
+        ("fd_exhaustion_horizon", d(c.fd_exhaustion_horizon)),
         ("top_n", c.top_n.to_string()),
         ("top_ports", c.top_ports.to_string()),
         ("max_alert_groups", c.max_alert_groups.to_string()),

@@ -209,8 +209,10 @@ async fn alerts(
     if let Some(refused) = refuse_remote(&state, peer, "/alerts") {
         return refused;
     }
+    let published = state.store.latest();
     Json(AlertsView {
-        alerts: alerting::group(&state.store.latest().snapshot),
+        alerts: alerting::group(&published.snapshot),
+        fd_exhaustion: alerting::exhaustion::predicted(&published.snapshot),
     })
     .into_response()
 }

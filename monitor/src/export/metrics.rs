@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod catalogue_tests;
 mod errno;
+mod forecasts;
 mod proto;
 mod reload;
 #[cfg(test)]
@@ -154,6 +155,7 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
     .into_iter()
     .chain(table_families(snapshot))
     .chain(verdicts::families(published))
+    .chain(forecasts::families(snapshot))
     .collect()
 }
 

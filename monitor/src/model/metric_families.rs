@@ -231,6 +231,27 @@ pub const ALERT_GROUPS_FOLDED: Family = family(
     &[],
     "Reason x owner x port groups at the last scan folded into local_port=\"other\" groups (ports past top_ports, groups past max_alert_groups); 0 when every group is listed on its own.",
 );
+// Descriptor exhaustion of the processes holding suspects: bounded like the CLOSE_WAIT series
+// (one series per owner among the top N processes by suspects).
+
+pub const FD_EXHAUSTION: Family = family(
+    "tcp_liveness_fd_exhaustion_seconds",
+    Kind::Gauge,
+    &["owner"],
+    "Predicted seconds until the owner's process closest to its open-file soft limit (RLIMIT_NOFILE) reaches it, at its descriptors' growth rate over the last 5 minutes (least squares), among the top_n processes by suspect connections; 0 at the limit; absent when not growing or unlimited.",
+);
+pub const PROCESS_OPEN_FDS: Family = family(
+    "tcp_liveness_process_open_fds",
+    Kind::Gauge,
+    &["owner"],
+    "Descriptors in use (/proc/PID/fd) by the owner's process closest to its open-file limit, among the top_n processes by suspect connections at the last scan.",
+);
+pub const PROCESS_MAX_FDS: Family = family(
+    "tcp_liveness_process_max_fds",
+    Kind::Gauge,
+    &["owner"],
+    "Open-file soft limit (\"Max open files\" in /proc/PID/limits) of the process tcp_liveness_process_open_fds reports; absent when unlimited.",
+);
 // The scan loop's own health and the config reload (`export::metrics`).
 
 pub const SCAN_DURATION: Family = family(
@@ -330,7 +351,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 31] = [
+pub const SNAPSHOT: [&Family; 34] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -362,6 +383,9 @@ pub const SNAPSHOT: [&Family; 31] = [
     &CLOSE_WAIT_FOLDED_PORTS,
     &ALERT_GROUPS,
     &ALERT_GROUPS_FOLDED,
+    &FD_EXHAUSTION,
+    &PROCESS_OPEN_FDS,
+    &PROCESS_MAX_FDS,
 ];
 
 /// The families kept as live counters and gauges by the room that counts them.
@@ -384,7 +408,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 46] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 49] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

@@ -14,6 +14,7 @@
 pub(crate) mod confirm;
 pub mod convert;
 mod feature;
+pub mod forecast;
 pub(crate) mod held_state;
 pub mod holders;
 pub(crate) mod kernel_defaults;
@@ -86,6 +87,11 @@ pub struct Snapshot {
     /// What `[[remediate]]` policies did right after this scan (each socket's result reported
     /// once); filled by the agent's scan loop, empty from [`Scanner::scan`].
     pub remediations: Vec<RemediationAction>,
+    /// Time to descriptor exhaustion of the processes holding the most suspects
+    /// ([`forecast`]); filled by the agent's scan loop, empty from [`Scanner::scan`].
+    pub forecasts: Vec<forecast::ProcessForecast>,
+    /// `fd_exhaustion_horizon`: a forecast within it is an `FdExhaustionPredicted` alert.
+    pub fd_exhaustion_horizon: Duration,
     /// The thresholds, overrides and ignore list the scan judged with: what the suspects' `why`
     /// quotes ([`crate::verdict::explain`]).
     pub policy: Arc<Policy>,

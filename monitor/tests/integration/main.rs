@@ -24,6 +24,7 @@ mod enforce_cgroup;
 mod enforce_config;
 mod enforce_reported;
 mod enforce_two_agents;
+mod fd_forecast;
 mod half_close;
 mod holders;
 mod http_server;

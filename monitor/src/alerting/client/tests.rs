@@ -73,7 +73,7 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
     .unwrap();
     let recv = || posts.recv_timeout(Duration::from_secs(10)).unwrap();
 
-    client.push(vec![group("redis-server")]);
+    client.push(vec![group("redis-server")], Vec::new());
     let (path, body) = recv();
     assert_eq!(path, "/api/v2/alerts");
     assert_eq!(owners(&body), ["redis-server"]);
@@ -84,14 +84,14 @@ fn posts_firing_then_resolved_and_retries_a_rejected_resolution() {
         "{alert}"
     );
 
-    client.push(Vec::new());
+    client.push(Vec::new(), Vec::new());
     let (_, rejected) = recv();
     assert_eq!(owners(&rejected), ["redis-server"]);
     assert_eq!(rejected[0]["startsAt"], alert["startsAt"]);
     assert!(rejected[0]["endsAt"].as_str() < alert["endsAt"].as_str());
 
     // Rejected (400), so the resolution is sent again with the next scan.
-    client.push(Vec::new());
+    client.push(Vec::new(), Vec::new());
     let (_, retried) = recv();
     assert_eq!(owners(&retried), ["redis-server"]);
     // The counters are updated right after each answer: wait for the third.

@@ -194,6 +194,7 @@ fn json_round_trips_with_reason_names() {
             6379,
             &[Reason::FinWait2Stuck],
         )])),
+        fd_exhaustion: Vec::new(),
     };
     let json = serde_json::to_value(&view).unwrap();
     let first = &json["alerts"][0];
