@@ -201,6 +201,12 @@ pub const ENFORCED: Family = family(
     &["policy"],
     "Live connections whose keepalive timers or user timeout an [[enforce]] policy set, by policy name (every configured policy present, 0 included).",
 );
+pub const PATH_TIMEOUT_AT_RISK: Family = family(
+    "tcp_liveness_path_timeout_at_risk",
+    Kind::Gauge,
+    &["path"],
+    "Connections idle_beyond_path_timeout at the last scan, by [[path]] name (every configured path present, 0 included): idle past path_timeout_share of the path's idle timeout with nothing to send a packet before the middlebox forgets the flow.",
+);
 pub const CARDINALITY_LIMIT: Family = family(
     "tcp_liveness_cardinality_limit",
     Kind::Gauge,
@@ -330,7 +336,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 31] = [
+pub const SNAPSHOT: [&Family; 32] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -357,6 +363,7 @@ pub const SNAPSHOT: [&Family; 31] = [
     &IDLE_BEYOND_THRESHOLD,
     &THRESHOLDS,
     &ENFORCED,
+    &PATH_TIMEOUT_AT_RISK,
     &CARDINALITY_LIMIT,
     &CLOSE_WAIT_FOLDED_OWNERS,
     &CLOSE_WAIT_FOLDED_PORTS,
@@ -384,7 +391,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 46] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 47] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(
