@@ -237,6 +237,7 @@ mod tests {
                 "[kubernetes]",
                 "[[override]]",
                 "[[ignore]]",
+                "[[path]]",
                 "[probe]",
                 "[[remediate]]",
                 "[[enforce]]",

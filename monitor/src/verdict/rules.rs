@@ -186,3 +186,5 @@ fn peer_alive(c: &Connection) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod path_tests;
