@@ -21,8 +21,9 @@ pub(super) fn entry(table: &toml::Table) -> Result<PathTimeout, String> {
     check_keys(table, &PATH_KEYS)?;
     let remote = field(table, "cidr", cidr)?
         .ok_or("cidr is missing (the peers behind the middlebox, e.g. \"10.0.0.0/8\")")?;
-    let idle_timeout = field(table, "idle_timeout", idle_timeout)?
-        .ok_or("idle_timeout is missing (when the middlebox forgets an idle flow, e.g. \"350s\")")?;
+    let idle_timeout = field(table, "idle_timeout", idle_timeout)?.ok_or(
+        "idle_timeout is missing (when the middlebox forgets an idle flow, e.g. \"350s\")",
+    )?;
     let name = match field(table, "name", enforce::name)? {
         Some(name) => name.to_string(),
         None => remote.to_string(),
@@ -89,7 +90,10 @@ pub(super) fn share(raw: Raw<'_>) -> Result<Share, String> {
         Raw::Toml(toml::Value::Float(value)) => Share::parse(&value.to_string()),
         Raw::Toml(toml::Value::Integer(value)) => Share::parse(&value.to_string()),
         Raw::Toml(toml::Value::String(text)) => Share::parse(text),
-        Raw::Toml(other) => Err(format!("expected a share such as 0.8, got {}", other.type_str())),
+        Raw::Toml(other) => Err(format!(
+            "expected a share such as 0.8, got {}",
+            other.type_str()
+        )),
     }
 }
 

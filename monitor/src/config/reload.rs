@@ -71,7 +71,10 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ("fin_wait2_after", d(t.fin_wait2_after)),
         ("unresponsive_after", d(t.unresponsive_after)),
         ("idle_after", d(t.idle_after)),
-        ("path_timeout_share", c.policy.path_timeout_share.to_string()),
+        (
+            "path_timeout_share",
+            c.policy.path_timeout_share.to_string(),
+        ),
         ("top_n", c.top_n.to_string()),
         ("top_ports", c.top_ports.to_string()),
         ("max_alert_groups", c.max_alert_groups.to_string()),

@@ -46,7 +46,7 @@ impl Cidr {
             network: address,
             prefix,
         };
-        if mask(cidr.bits(address), prefix, width) != cidr.bits(address) {
+        if mask(Self::bits(address), prefix, width) != Self::bits(address) {
             return Err(format!(
                 "{text:?}: host bits are set (the range starts at {})",
                 cidr.masked()
@@ -67,10 +67,10 @@ impl Cidr {
         };
         let width = if address.is_ipv4() { 32 } else { 128 };
         self.network.is_ipv4() == address.is_ipv4()
-            && mask(self.bits(address), self.prefix, width) == self.bits(self.network)
+            && mask(Self::bits(address), self.prefix, width) == Self::bits(self.network)
     }
 
-    fn bits(&self, address: IpAddr) -> u128 {
+    fn bits(address: IpAddr) -> u128 {
         match address {
             IpAddr::V4(v4) => u128::from(u32::from(v4)),
             IpAddr::V6(v6) => u128::from(v6),
@@ -80,7 +80,7 @@ impl Cidr {
     /// The range's first address, host bits cleared.
     fn masked(&self) -> IpAddr {
         let width = if self.network.is_ipv4() { 32 } else { 128 };
-        let bits = mask(self.bits(self.network), self.prefix, width);
+        let bits = mask(Self::bits(self.network), self.prefix, width);
         match self.network {
             IpAddr::V4(_) => IpAddr::V4(u32::try_from(bits).unwrap_or_default().into()),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
@@ -91,7 +91,11 @@ impl Cidr {
 /// `bits` (an address `width` bits wide, right-aligned) with all but the first `prefix` cleared.
 fn mask(bits: u128, prefix: u8, width: u8) -> u128 {
     let host = u32::from(width - prefix);
-    if host >= 128 { 0 } else { (bits >> host) << host }
+    if host >= 128 {
+        0
+    } else {
+        (bits >> host) << host
+    }
 }
 
 impl fmt::Display for Cidr {

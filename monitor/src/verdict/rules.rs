@@ -164,9 +164,8 @@ fn idle_beyond_path_timeout(c: &Connection, policy: &Policy) -> bool {
 /// Whether a connection idle from now on stays silent past `timeout`: keepalive known off,
 /// or on with a first probe at or after it. Unknown keepalive settings are not guessed at.
 pub(super) fn outlives_path(c: &Connection, timeout: Duration) -> bool {
-    c.keepalive.is_some_and(|ka| {
-        !ka.enabled || ka.idle.is_some_and(|idle| idle >= timeout)
-    })
+    c.keepalive
+        .is_some_and(|ka| !ka.enabled || ka.idle.is_some_and(|idle| idle >= timeout))
 }
 
 /// Our own keepalive probes went unanswered `[probe].count` times and the peer has not been
@@ -185,6 +184,6 @@ fn peer_alive(c: &Connection) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod path_tests;
+#[cfg(test)]
+mod tests;

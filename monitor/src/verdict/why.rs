@@ -45,7 +45,7 @@ fn beyond_path(c: &Connection, policy: &Policy) -> String {
         Some(left) if !left.is_zero() => format!("forgets the flow in {}", human_duration(left)),
         _ => format!(
             "forgot the flow {} ago: the next packet gets no answer or a reset",
-            human_duration(idle - path.idle_timeout)
+            human_duration(idle.saturating_sub(path.idle_timeout))
         ),
     };
     format!(
@@ -119,10 +119,9 @@ pub fn why(c: &Connection, reason: Reason, t: &Thresholds) -> String {
                 human_duration(t.idle_after)
             )
         }
-        Reason::IdleBeyondPathTimeout => format!(
-            "idle {}, beyond its path's idle timeout",
-            age(c.idle)
-        ),
+        Reason::IdleBeyondPathTimeout => {
+            format!("idle {}, beyond its path's idle timeout", age(c.idle))
+        }
         Reason::PeerDead => format!(
             "{} keepalive probes of ours unanswered, nothing from the peer for {}",
             c.probe.map_or(0, |p| p.unanswered),

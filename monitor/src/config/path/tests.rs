@@ -36,8 +36,14 @@ fn without_paths_the_default_share_is_kept() {
 #[test]
 fn bad_paths_are_one_line_naming_the_problem() {
     let cases = [
-        ("[[path]]\nidle_timeout = \"1m\"\n", "[[path]] #1: cidr is missing"),
-        ("[[path]]\ncidr = \"10.0.0.0/8\"\n", "[[path]] #1: idle_timeout is missing"),
+        (
+            "[[path]]\nidle_timeout = \"1m\"\n",
+            "[[path]] #1: cidr is missing",
+        ),
+        (
+            "[[path]]\ncidr = \"10.0.0.0/8\"\n",
+            "[[path]] #1: idle_timeout is missing",
+        ),
         (
             "[[path]]\ncidr = \"10.0.0.1/8\"\nidle_timeout = \"1m\"\n",
             "[[path]] #1: cidr: \"10.0.0.1/8\": host bits are set",
@@ -59,8 +65,14 @@ fn bad_paths_are_one_line_naming_the_problem() {
              [[path]]\nname = \"a\"\ncidr = \"fd00::/8\"\nidle_timeout = \"1m\"\n",
             "[[path]] #2: name \"a\" is used twice",
         ),
-        ("[path]\ncidr = \"10.0.0.0/8\"\n", "expected [[path]] sections"),
-        ("path_timeout_share = 1.5\n", "path_timeout_share: 1.5 must be above 0 and at most 1"),
+        (
+            "[path]\ncidr = \"10.0.0.0/8\"\n",
+            "expected [[path]] sections",
+        ),
+        (
+            "path_timeout_share = 1.5\n",
+            "path_timeout_share: 1.5 must be above 0 and at most 1",
+        ),
     ];
     for (text, expected) in cases {
         let error = parse(text).expect_err(text);

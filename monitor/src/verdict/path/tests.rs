@@ -5,7 +5,10 @@ fn ranges_hold_their_addresses_and_mapped_ipv4() {
     let v4 = Cidr::parse("10.0.0.0/8").expect("range");
     assert!(v4.contains("10.200.1.2".parse().expect("ip")));
     assert!(!v4.contains("11.0.0.1".parse().expect("ip")));
-    assert!(v4.contains("::ffff:10.1.2.3".parse().expect("ip")), "dual stack");
+    assert!(
+        v4.contains("::ffff:10.1.2.3".parse().expect("ip")),
+        "dual stack"
+    );
     assert!(!v4.contains("fd00::1".parse().expect("ip")));
     let v6 = Cidr::parse("fd00::/8").expect("range");
     assert!(v6.contains("fd12::1".parse().expect("ip")));

@@ -11,7 +11,7 @@ use crate::{
 const S: fn(u64) -> Duration = Duration::from_secs;
 const RETRIES2: u32 = 15;
 
-/// An NLB in front of 10.0.0.0/8 port 443 (350 s) and a NAT for everything else in fd00::/8.
+/// An NLB in front of `10.0.0.0/8` port 443 (350 s) and a NAT for everything in `fd00::/8`.
 fn policy() -> Policy {
     let path = |name: &str, cidr, remote_port, secs| PathTimeout {
         name: name.into(),
@@ -33,7 +33,12 @@ fn policy() -> Policy {
 /// ESTABLISHED to `remote`, idle `idle` seconds, keepalive as given (idle in seconds).
 fn conn(remote: &str, idle: u64, keepalive: Option<u64>) -> Connection {
     let local: SocketAddr = "10.9.9.9:50000".parse().expect("address");
-    let mut c = Connection::new(1, tcp_state::ESTABLISHED, local, remote.parse().expect("address"));
+    let mut c = Connection::new(
+        1,
+        tcp_state::ESTABLISHED,
+        local,
+        remote.parse().expect("address"),
+    );
     c.idle = Some(S(idle));
     c.since_peer = Some(S(idle));
     c.state_age = Some(S(idle));
@@ -57,17 +62,44 @@ fn flagged(c: &Connection, policy: &Policy) -> bool {
 fn idle_past_the_share_without_timely_keepalive_is_flagged() {
     let p = policy();
     // 0.8 × 350 s = 280 s.
-    assert!(!flagged(&conn("10.1.2.3:443", 280, None), &p), "at the share");
-    assert!(flagged(&conn("10.1.2.3:443", 281, None), &p), "keepalive off");
-    assert!(flagged(&conn("10.1.2.3:443", 281, Some(350)), &p), "first probe at the timeout");
-    assert!(flagged(&conn("10.1.2.3:443", 281, Some(7200)), &p), "default 2 h");
-    assert!(!flagged(&conn("10.1.2.3:443", 281, Some(60)), &p), "probes keep it alive");
-    assert!(!flagged(&conn("10.1.2.3:80", 3000, None), &p), "another port");
-    assert!(!flagged(&conn("192.0.2.1:443", 3000, None), &p), "another range");
-    assert!(flagged(&conn("[fd00::1]:5432", 200, None), &p), "IPv6 path, any port");
+    assert!(
+        !flagged(&conn("10.1.2.3:443", 280, None), &p),
+        "at the share"
+    );
+    assert!(
+        flagged(&conn("10.1.2.3:443", 281, None), &p),
+        "keepalive off"
+    );
+    assert!(
+        flagged(&conn("10.1.2.3:443", 281, Some(350)), &p),
+        "first probe at the timeout"
+    );
+    assert!(
+        flagged(&conn("10.1.2.3:443", 281, Some(7200)), &p),
+        "default 2 h"
+    );
+    assert!(
+        !flagged(&conn("10.1.2.3:443", 281, Some(60)), &p),
+        "probes keep it alive"
+    );
+    assert!(
+        !flagged(&conn("10.1.2.3:80", 3000, None), &p),
+        "another port"
+    );
+    assert!(
+        !flagged(&conn("192.0.2.1:443", 3000, None), &p),
+        "another range"
+    );
+    assert!(
+        flagged(&conn("[fd00::1]:5432", 200, None), &p),
+        "IPv6 path, any port"
+    );
     let mut unknown = conn("10.1.2.3:443", 3000, None);
     unknown.keepalive = None;
-    assert!(!flagged(&unknown, &p), "unknown keepalive is not guessed at");
+    assert!(
+        !flagged(&unknown, &p),
+        "unknown keepalive is not guessed at"
+    );
     let mut closing = conn("10.1.2.3:443", 3000, None);
     closing.state = tcp_state::CLOSE_WAIT;
     assert!(!flagged(&closing, &p), "only ESTABLISHED");
@@ -77,7 +109,11 @@ fn idle_past_the_share_without_timely_keepalive_is_flagged() {
 fn independent_of_idle_after_and_absent_without_paths() {
     let c = conn("10.1.2.3:443", 300, None);
     let (reasons, _) = evaluate(&c, &policy(), RETRIES2);
-    assert_eq!(reasons, [Reason::IdleBeyondPathTimeout], "idle_after is 15 min");
+    assert_eq!(
+        reasons,
+        [Reason::IdleBeyondPathTimeout],
+        "idle_after is 15 min"
+    );
     assert!(!flagged(&c, &Policy::default()));
     let mut long = conn("10.1.2.3:443", 3600, None);
     long.since_peer = Some(S(3600));
@@ -95,12 +131,16 @@ fn the_sentence_names_the_path_its_timeout_and_when_the_flow_is_forgotten() {
     before.suspect = evaluate(&before, &p, RETRIES2).0;
     assert_eq!(
         explain(&before, &p),
-        ["path aws-nlb (10.0.0.0/8) drops flows idle 5m50s: idle 4m50s > 0.8 of it, keepalive off; forgets the flow in 1m00s"]
+        [
+            "path aws-nlb (10.0.0.0/8) drops flows idle 5m50s: idle 4m50s > 0.8 of it, keepalive off; forgets the flow in 1m00s"
+        ]
     );
     let mut after = conn("[fd00::1]:5432", 300, Some(7200));
     after.suspect = evaluate(&after, &p, RETRIES2).0;
     assert_eq!(
         explain(&after, &p),
-        ["path nat (fd00::/8) drops flows idle 4m00s: idle 5m00s > 0.8 of it, keepalive idle 2h00m ≥ the timeout; forgot the flow 1m00s ago: the next packet gets no answer or a reset"]
+        [
+            "path nat (fd00::/8) drops flows idle 4m00s: idle 5m00s > 0.8 of it, keepalive idle 2h00m ≥ the timeout; forgot the flow 1m00s ago: the next packet gets no answer or a reset"
+        ]
     );
 }
