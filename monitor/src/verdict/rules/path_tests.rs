@@ -62,38 +62,29 @@ fn flagged(c: &Connection, policy: &Policy) -> bool {
 fn idle_past_the_share_without_timely_keepalive_is_flagged() {
     let p = policy();
     // 0.8 × 350 s = 280 s.
-    assert!(
-        !flagged(&conn("10.1.2.3:443", 280, None), &p),
-        "at the share"
-    );
-    assert!(
-        flagged(&conn("10.1.2.3:443", 281, None), &p),
-        "keepalive off"
-    );
-    assert!(
-        flagged(&conn("10.1.2.3:443", 281, Some(350)), &p),
-        "first probe at the timeout"
-    );
-    assert!(
-        flagged(&conn("10.1.2.3:443", 281, Some(7200)), &p),
-        "default 2 h"
-    );
-    assert!(
-        !flagged(&conn("10.1.2.3:443", 281, Some(60)), &p),
-        "probes keep it alive"
-    );
-    assert!(
-        !flagged(&conn("10.1.2.3:80", 3000, None), &p),
-        "another port"
-    );
-    assert!(
-        !flagged(&conn("192.0.2.1:443", 3000, None), &p),
-        "another range"
-    );
-    assert!(
-        flagged(&conn("[fd00::1]:5432", 200, None), &p),
-        "IPv6 path, any port"
-    );
+    let cases = [
+        ("10.1.2.3:443", 280, None, false, "at the share"),
+        ("10.1.2.3:443", 281, None, true, "keepalive off"),
+        (
+            "10.1.2.3:443",
+            281,
+            Some(350),
+            true,
+            "first probe at the timeout",
+        ),
+        ("10.1.2.3:443", 281, Some(7200), true, "default 2 h"),
+        ("10.1.2.3:443", 281, Some(60), false, "probes keep it alive"),
+        ("10.1.2.3:80", 3000, None, false, "another port"),
+        ("192.0.2.1:443", 3000, None, false, "another range"),
+        ("[fd00::1]:5432", 200, None, true, "IPv6 path, any port"),
+    ];
+    for (remote, idle, keepalive, expected, case) in cases {
+        assert_eq!(
+            flagged(&conn(remote, idle, keepalive), &p),
+            expected,
+            "{case}"
+        );
+    }
     let mut unknown = conn("10.1.2.3:443", 3000, None);
     unknown.keepalive = None;
     assert!(
