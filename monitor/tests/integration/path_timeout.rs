@@ -224,9 +224,10 @@ fn idle_beyond_the_routers_conntrack_timeout() {
     );
     let (agent, _dir2) = agent_with(&sc, &enforce);
     let c = wait_for("the verdict cleared", agent.scans(40), || {
-        connection(&agent, netns, enforced_port).filter(|c| !flagged(c))
+        connection(&agent, netns, enforced_port)
+            .filter(|c| c["keepalive"]["enabled"] == true && !flagged(c))
     });
-    assert_eq!(c["keepalive"]["enabled"], true, "{c}");
+    assert_eq!(c["keepalive"]["idle_seconds"], 2.0, "{c}");
 
     // Past the timeout both clients send: the forgotten flow gets nothing, the kept one its echo.
     let until_sent = Duration::from_secs(IDLE_THEN_SEND + 10);
