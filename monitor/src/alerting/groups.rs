@@ -300,7 +300,7 @@ fn cap(groups: &mut Vec<Pending<'_>>, max: usize) {
 pub struct AlertsView {
     pub alerts: Vec<AlertGroup>,
     /// Processes predicted to run out of descriptors within `fd_exhaustion_horizon`
-    /// (`FdExhaustionPredicted`), soonest first; absent when none.
+    /// (`TcpLivenessFdExhaustionPredicted`), soonest first; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fd_exhaustion: Vec<super::exhaustion::ExhaustionAlert>,
 }

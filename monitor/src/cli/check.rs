@@ -61,7 +61,7 @@ pub(super) fn run(args: &CheckArgs) -> i32 {
     code
 }
 
-/// One line per process predicted to run out of descriptors (`FdExhaustionPredicted`).
+/// One line per process predicted to run out of descriptors (`TcpLivenessFdExhaustionPredicted`).
 fn forecast_lines(alerts: &[ExhaustionAlert]) -> String {
     alerts
         .iter()

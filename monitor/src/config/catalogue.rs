@@ -13,7 +13,7 @@ use super::{
     setting::{FileValues, Flag, Row, Style, Table, settings, value},
     values,
 };
-use crate::model::GroupBy;
+use crate::{model::GroupBy, verdict::Share};
 
 settings! {
     flags {
@@ -69,7 +69,12 @@ settings! {
         };
         fd_exhaustion_horizon: Duration = values::threshold, Row {
             default: "1h", value_name: "DURATION", style: Style::Hyphen,
-            about: "Alert (`FdExhaustionPredicted`) when a process holding suspect sockets is predicted to reach its open-file limit within this long.",
+            about: "Alert (`TcpLivenessFdExhaustionPredicted`) when a process holding suspect sockets is predicted to reach its open-file limit within this long.",
+            ..Row::TOP
+        };
+        path_timeout_share: Share = super::path::share, Row {
+            default: "0.8", value_name: "SHARE",
+            about: "Report a connection across a `[[path]]` once idle this share of the path's idle timeout (above 0, at most 1) with nothing to send a packet before it (`idle_beyond_path_timeout`).",
             ..Row::TOP
         };
         top_n: usize = |raw| values::count(raw, 1000), Row {

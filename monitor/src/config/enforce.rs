@@ -98,7 +98,8 @@ pub(super) fn check_cgroups(policies: &[Enforce], root: &Path) -> Result<(), Con
     Ok(())
 }
 
-fn name(raw: Raw<'_>) -> Result<Arc<str>, String> {
+/// A policy or path name: a metric label value, so short and plain.
+pub(super) fn name(raw: Raw<'_>) -> Result<Arc<str>, String> {
     let name = values::string(raw)?;
     let fits = !name.is_empty()
         && name.len() <= 64

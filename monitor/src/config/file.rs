@@ -7,7 +7,7 @@ use std::{io::Read as _, path::Path};
 use super::{
     ConfigError, RunArgs,
     catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
-    enforce, remediate,
+    enforce, path, remediate,
     setting::FileValues,
     toml_table::{
         MATCHER_KEYS, check_keys, field, matcher, matcher_keys_text, numbered_sections, sections,
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     act::{enforce::Enforce, remediate::policy::RemediatePolicy},
-    verdict::{Matcher, Override},
+    verdict::{Matcher, Override, PathTimeout},
 };
 
 /// What an `[[override]]` may set besides thresholds: `probe = true|false` (`[probe]` opt-in).
@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub(super) remediate: Vec<RemediatePolicy>,
     /// `[[enforce]]` policies in file order (`config/enforce.rs`).
     pub(super) enforce: Vec<Enforce>,
+    /// `[[path]]` middleboxes in file order (`config/path.rs`), before `path_timeout_share`.
+    pub(super) paths: Vec<PathTimeout>,
 }
 
 impl FileConfig {
@@ -101,6 +103,9 @@ impl FileConfig {
         let enforce = sections(settings.remove("enforce"), "enforce", enforce::entry)
             .and_then(enforce::check_list)
             .map_err(error)?;
+        let paths = sections(settings.remove("path"), "path", path::entry)
+            .and_then(path::check_list)
+            .map_err(error)?;
         let known: Vec<&str> = SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&settings, &known).map_err(error)?;
         Ok(Self {
@@ -114,6 +119,7 @@ impl FileConfig {
             ignore,
             remediate,
             enforce,
+            paths,
         })
     }
 }

@@ -12,6 +12,7 @@ mod args;
 mod catalogue;
 mod enforce;
 mod file;
+mod path;
 mod probe;
 mod reload;
 mod remediate;
@@ -210,6 +211,7 @@ impl RunConfig {
     /// A flag or file value that does not parse, named in the [`ConfigError`].
     pub fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
         let get = file.resolver(args);
+        let path_timeout_share = get.path_timeout_share()?;
         let defaults = Thresholds {
             close_wait_after: get.close_wait_after()?,
             fin_wait2_after: get.fin_wait2_after()?,
@@ -239,6 +241,8 @@ impl RunConfig {
                 defaults,
                 overrides: file.overrides.clone(),
                 ignore: file.ignore.clone(),
+                paths: path::apply_share(&file.paths, path_timeout_share),
+                path_timeout_share,
             },
             probe: probe::resolve(args, file)?,
             remediate: file.remediate.clone(),

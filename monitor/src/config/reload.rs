@@ -1,6 +1,7 @@
 //! What a config reload (SIGHUP) changes: the running and the reloaded [`RunConfig`] written
 //! out key by key as the file spells them, and compared. Only the verdict policy (the four
-//! thresholds, `[[override]]` and `[[ignore]]`) applies without a restart; every other setting
+//! thresholds, `[[override]]`, `[[ignore]]`, `[[path]]`, `path_timeout_share`) applies without a
+//! restart; every other setting
 //! shapes what was loaded, bound or started (the listen socket, the kernel table, the threads).
 
 use std::{fmt::Write as _, time::Duration};
@@ -8,16 +9,18 @@ use std::{fmt::Write as _, time::Duration};
 use super::RunConfig;
 use crate::act::enforce::Enforce;
 use crate::act::remediate::policy::RemediatePolicy;
-use crate::verdict::{Matcher, Override};
+use crate::verdict::{Matcher, Override, PathTimeout};
 
 /// Settings a reload applies to the running agent: what the verdicts read.
-pub(crate) const LIVE_KEYS: [&str; 6] = [
+pub(crate) const LIVE_KEYS: [&str; 8] = [
     "close_wait_after",
     "fin_wait2_after",
     "unresponsive_after",
     "idle_after",
+    "path_timeout_share",
     "[[override]]",
     "[[ignore]]",
+    "[[path]]",
 ];
 
 /// One setting whose value differs, both values as text (`1m`, `[local_port=80: idle_after=2h]`).
@@ -69,6 +72,10 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ("unresponsive_after", d(t.unresponsive_after)),
         ("idle_after", d(t.idle_after)),
         ("fd_exhaustion_horizon", d(c.fd_exhaustion_horizon)),
+        (
+            "path_timeout_share",
+            c.policy.path_timeout_share.to_string(),
+        ),
         ("top_n", c.top_n.to_string()),
         ("top_ports", c.top_ports.to_string()),
         ("max_alert_groups", c.max_alert_groups.to_string()),
@@ -109,6 +116,7 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
             list(c.policy.overrides.iter().map(override_text)),
         ),
         ("[[ignore]]", list(c.policy.ignore.iter().map(matcher_text))),
+        ("[[path]]", list(c.policy.paths.iter().map(path_text))),
         ("[probe]", format!("{:?}", c.probe)),
         (
             "[[remediate]]",
@@ -182,6 +190,20 @@ fn enforce_text(p: &Enforce) -> String {
     text
 }
 
+/// `aws-nlb=10.0.0.0/8 remote_port=443: idle_timeout=5m 50s`.
+fn path_text(p: &PathTimeout) -> String {
+    let ports = [("local_port", p.local_port), ("remote_port", p.remote_port)]
+        .into_iter()
+        .filter_map(|(key, port)| Some(format!(" {key}={}", port?)))
+        .collect::<String>();
+    format!(
+        "{}={}{ports}: idle_timeout={}",
+        p.name,
+        p.remote,
+        humantime::format_duration(p.idle_timeout)
+    )
+}
+
 /// `local_port=8080: idle_after=2h close_wait_after=5m`.
 fn override_text(o: &Override) -> String {
     let thresholds: Vec<String> = [
@@ -219,6 +241,7 @@ mod tests {
                 "[kubernetes]",
                 "[[override]]",
                 "[[ignore]]",
+                "[[path]]",
                 "[probe]",
                 "[[remediate]]",
                 "[[enforce]]",

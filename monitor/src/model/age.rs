@@ -14,7 +14,7 @@ pub fn verdict_age(c: &Connection, reason: Reason) -> Option<Duration> {
     let specific = match reason {
         Reason::CloseWaitStuck | Reason::FinWait2Stuck => c.state_age.or(c.state_age_at_least),
         Reason::PeerUnresponsive | Reason::KeepaliveUnanswered | Reason::PeerDead => c.since_peer,
-        Reason::IdleNoKeepalive => c.idle,
+        Reason::IdleNoKeepalive | Reason::IdleBeyondPathTimeout => c.idle,
     };
     specific.or(c.idle)
 }

@@ -201,6 +201,12 @@ pub const ENFORCED: Family = family(
     &["policy"],
     "Live connections whose keepalive timers or user timeout an [[enforce]] policy set, by policy name (every configured policy present, 0 included).",
 );
+pub const PATH_TIMEOUT_AT_RISK: Family = family(
+    "tcp_liveness_path_timeout_at_risk",
+    Kind::Gauge,
+    &["path"],
+    "Connections idle_beyond_path_timeout at the last scan, by [[path]] name (every configured path present, 0 included): idle past path_timeout_share of the path's idle timeout with nothing to send a packet before the middlebox forgets the flow.",
+);
 pub const CARDINALITY_LIMIT: Family = family(
     "tcp_liveness_cardinality_limit",
     Kind::Gauge,
@@ -351,7 +357,7 @@ pub const REMEDIATIONS: Family = family(
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 34] = [
+pub const SNAPSHOT: [&Family; 35] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -378,6 +384,7 @@ pub const SNAPSHOT: [&Family; 34] = [
     &IDLE_BEYOND_THRESHOLD,
     &THRESHOLDS,
     &ENFORCED,
+    &PATH_TIMEOUT_AT_RISK,
     &CARDINALITY_LIMIT,
     &CLOSE_WAIT_FOLDED_OWNERS,
     &CLOSE_WAIT_FOLDED_PORTS,
@@ -408,7 +415,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 49] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 50] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

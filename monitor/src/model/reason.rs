@@ -23,6 +23,10 @@ pub enum Reason {
     /// Our own keepalive probes (the `[probe]` feature) went unanswered: the peer of a quiet
     /// connection is proven gone, the strongest verdict for a receive-only socket.
     PeerDead,
+    /// ESTABLISHED across a `[[path]]` whose middlebox (load balancer, NAT, conntrack) forgets
+    /// idle flows, idle past a share of its timeout, and nothing (no keepalive, or keepalive
+    /// idle at or above the timeout) will send a packet before the flow is forgotten.
+    IdleBeyondPathTimeout,
 }
 
 /// Every string one reason is known by.
@@ -40,7 +44,7 @@ struct Words {
 }
 
 /// In [`Reason::ALL`] order.
-const WORDS: [Words; 6] = [
+const WORDS: [Words; 7] = [
     Words {
         name: "close_wait_stuck",
         alert_name: "TcpLivenessCloseWaitStuck",
@@ -84,17 +88,25 @@ const WORDS: [Words; 6] = [
         symptom: "with a peer that no longer answers probes",
         remedy: "the peer host is gone and the application will never notice: close the connection (or let a [[remediate]] policy destroy it) and enable keepalive or TCP_USER_TIMEOUT",
     },
+    Words {
+        name: "idle_beyond_path_timeout",
+        alert_name: "TcpLivenessIdleBeyondPathTimeout",
+        severity: "warning",
+        symptom: "idle beyond their path's idle timeout",
+        remedy: "a middlebox on the path forgets the flow before anything is sent: keep keepalive idle below the path's timeout (TCP_KEEPIDLE, or an [[enforce]] policy whose keepalive idle is below it), or send an application heartbeat",
+    },
 ];
 
 impl Reason {
     /// Every reason, in the order metrics and summaries list them.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::CloseWaitStuck,
         Reason::FinWait2Stuck,
         Reason::PeerUnresponsive,
         Reason::KeepaliveUnanswered,
         Reason::IdleNoKeepalive,
         Reason::PeerDead,
+        Reason::IdleBeyondPathTimeout,
     ];
 
     const fn words(self) -> &'static Words {

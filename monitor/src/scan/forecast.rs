@@ -65,7 +65,7 @@ pub struct ProcessForecast {
 }
 
 impl ProcessForecast {
-    /// Whether exhaustion is predicted within `horizon` (the `FdExhaustionPredicted` alert).
+    /// Whether exhaustion is predicted within `horizon` (the `TcpLivenessFdExhaustionPredicted` alert).
     #[must_use]
     pub fn within(&self, horizon: Duration) -> bool {
         self.exhaustion_in.is_some_and(|t| t <= horizon)

@@ -90,7 +90,7 @@ pub struct Snapshot {
     /// Time to descriptor exhaustion of the processes holding the most suspects
     /// ([`forecast`]); filled by the agent's scan loop, empty from [`Scanner::scan`].
     pub forecasts: Vec<forecast::ProcessForecast>,
-    /// `fd_exhaustion_horizon`: a forecast within it is an `FdExhaustionPredicted` alert.
+    /// `fd_exhaustion_horizon`: a forecast within it is an `TcpLivenessFdExhaustionPredicted` alert.
     pub fd_exhaustion_horizon: Duration,
     /// The thresholds, overrides and ignore list the scan judged with: what the suspects' `why`
     /// quotes ([`crate::verdict::explain`]).

@@ -94,6 +94,9 @@ pub struct Summary {
     pub held_reads: Option<HeldReads>,
     /// Connections an `[[enforce]]` policy set, by policy name (every policy, 0 included).
     pub enforced: BTreeMap<Arc<str>, u64>,
+    /// Connections `idle_beyond_path_timeout` by `[[path]]` name (every configured path, 0
+    /// included).
+    pub path_at_risk: BTreeMap<String, u64>,
 }
 
 /// The kernel-state reads (`iter/tcp`, every namespace) so far, and what the last one found
@@ -142,6 +145,7 @@ impl Default for Summary {
             kernel_reads: None,
             held_reads: None,
             enforced: BTreeMap::new(),
+            path_at_risk: BTreeMap::new(),
         }
     }
 }
@@ -206,10 +210,14 @@ impl SnapshotBuilder {
     /// `policy`: the thresholds the scan judges with (the snapshot quotes them).
     #[must_use]
     pub fn new(grouping: Grouping, watched: HashSet<u64>, policy: Arc<Policy>) -> Self {
+        let path_at_risk = policy.paths.iter().map(|p| (p.name.clone(), 0)).collect();
         Self {
             grouping,
             watched,
-            summary: Summary::default(),
+            summary: Summary {
+                path_at_risk,
+                ..Summary::default()
+            },
             close_wait: FastMap::default(),
             suspects: BTreeMap::new(),
             keepalive_off: [0; 256],
@@ -250,6 +258,12 @@ impl SnapshotBuilder {
                     .entry(key.clone())
                     .or_default()
                     .add(state_age_seconds(c));
+            }
+            if c.suspect.contains(&Reason::IdleBeyondPathTimeout)
+                && let Some(path) = self.policy.path_of(c)
+                && let Some(n) = summary.path_at_risk.get_mut(&path.name)
+            {
+                *n += 1;
             }
         }
         if let Some(policy) = &c.enforced {

@@ -1,6 +1,7 @@
 //! Verdicts: which connections look dead or leaking, and why. Pure: a [`Connection`] and the
 //! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
+mod path;
 mod policy;
 mod rules;
 mod why;
@@ -8,6 +9,7 @@ mod why;
 use std::time::Duration;
 
 pub use self::{
+    path::{Cidr, PathTimeout, Share},
     policy::{Matcher, Override, Policy, Thresholds, in_cgroup},
     rules::evaluate,
     why::{explain, why},

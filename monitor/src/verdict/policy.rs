@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::path::{PathTimeout, Share};
 use crate::model::Connection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,11 @@ pub struct Policy {
     pub overrides: Vec<Override>,
     /// Connections never flagged.
     pub ignore: Vec<Matcher>,
+    /// `[[path]]`: middleboxes that forget idle flows, in file order (the first match is a
+    /// connection's path). Empty: `idle_beyond_path_timeout` costs one length check.
+    pub paths: Vec<PathTimeout>,
+    /// `path_timeout_share`, already applied to each path's `report_after`; kept to be shown.
+    pub path_timeout_share: Share,
 }
 
 impl Policy {
@@ -131,6 +137,12 @@ impl Policy {
                 .filter(|o| o.matcher.matches(c))
                 .find_map(|o| o.probe)
                 .unwrap_or(enabled)
+    }
+
+    /// The `[[path]]` `c` crosses: the first that matches, None without any.
+    #[must_use]
+    pub fn path_of(&self, c: &Connection) -> Option<&PathTimeout> {
+        self.paths.iter().find(|p| p.matches(c))
     }
 
     #[must_use]

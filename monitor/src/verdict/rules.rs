@@ -40,6 +40,9 @@ pub fn evaluate(
     } else if idle_no_keepalive(c, &t) && !peer_alive(c) {
         reasons.push(Reason::IdleNoKeepalive);
     }
+    if !policy.paths.is_empty() && idle_beyond_path_timeout(c, policy) {
+        reasons.push(Reason::IdleBeyondPathTimeout);
+    }
     (reasons, gives_up_in)
 }
 
@@ -144,6 +147,27 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
         && longer(silent_for, t.idle_after)
 }
 
+/// ESTABLISHED across a `[[path]]` whose middlebox forgets idle flows, with nothing that keeps
+/// the flow alive in time (keepalive off, or its first probe not before the path's timeout),
+/// and idle (nothing sent or received, probes and their answers included) past the path's
+/// share of that timeout. Traffic clears it; `idle_after` plays no part.
+fn idle_beyond_path_timeout(c: &Connection, policy: &Policy) -> bool {
+    if c.state != tcp_state::ESTABLISHED {
+        return false;
+    }
+    let Some(path) = policy.path_of(c) else {
+        return false;
+    };
+    longer(c.idle, path.report_after) && outlives_path(c, path.idle_timeout)
+}
+
+/// Whether a connection idle from now on stays silent past `timeout`: keepalive known off,
+/// or on with a first probe at or after it. Unknown keepalive settings are not guessed at.
+pub(super) fn outlives_path(c: &Connection, timeout: Duration) -> bool {
+    c.keepalive
+        .is_some_and(|ka| !ka.enabled || ka.idle.is_some_and(|idle| idle >= timeout))
+}
+
 /// Our own keepalive probes went unanswered `[probe].count` times and the peer has not been
 /// heard from since (`act::probe` decides both): the peer is gone. Replaces
 /// `idle_no_keepalive`, the risk it proves real (one reason per fault).
@@ -159,5 +183,7 @@ fn peer_alive(c: &Connection) -> bool {
         .is_some_and(|p| p.verdict == Some(PeerVerdict::Alive))
 }
 
+#[cfg(test)]
+mod path_tests;
 #[cfg(test)]
 mod tests;

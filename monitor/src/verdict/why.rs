@@ -21,7 +21,41 @@ pub fn explain(c: &Connection, policy: &Policy) -> Vec<String> {
         return Vec::new();
     }
     let t = policy.thresholds_for(c);
-    c.suspect.iter().map(|&reason| why(c, reason, &t)).collect()
+    c.suspect
+        .iter()
+        .map(|&reason| match reason {
+            Reason::IdleBeyondPathTimeout => beyond_path(c, policy),
+            _ => why(c, reason, &t),
+        })
+        .collect()
+}
+
+/// Why `c` is `idle_beyond_path_timeout`: the path by name and range, its timeout, the
+/// connection's idle time and keepalive, and when the middlebox forgets the flow.
+fn beyond_path(c: &Connection, policy: &Policy) -> String {
+    let Some(path) = policy.path_of(c) else {
+        return "no [[path]] matches it any more".into();
+    };
+    let keepalive = match c.keepalive {
+        Some(ka) if ka.enabled => format!("keepalive idle {} ≥ the timeout", age(ka.idle)),
+        _ => "keepalive off".into(),
+    };
+    let idle = c.idle.unwrap_or_default();
+    let when = match path.idle_timeout.checked_sub(idle) {
+        Some(left) if !left.is_zero() => format!("forgets the flow in {}", human_duration(left)),
+        _ => format!(
+            "forgot the flow {} ago: the next packet gets no answer or a reset",
+            human_duration(idle.saturating_sub(path.idle_timeout))
+        ),
+    };
+    format!(
+        "path {} ({}) drops flows idle {}: idle {} > {} of it, {keepalive}; {when}",
+        path.name,
+        path.remote,
+        human_duration(path.idle_timeout),
+        human_duration(idle),
+        policy.path_timeout_share,
+    )
 }
 
 /// Why `c` is suspect for `reason` under thresholds `t`: the values the rule compared, the
@@ -84,6 +118,9 @@ pub fn why(c: &Connection, reason: Reason, t: &Thresholds) -> String {
                 "keepalive off, nothing from the peer for {silent} > idle_after {}",
                 human_duration(t.idle_after)
             )
+        }
+        Reason::IdleBeyondPathTimeout => {
+            format!("idle {}, beyond its path's idle timeout", age(c.idle))
         }
         Reason::PeerDead => format!(
             "{} keepalive probes of ours unanswered, nothing from the peer for {}",

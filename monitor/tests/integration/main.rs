@@ -36,6 +36,7 @@ mod layering;
 mod loss;
 mod owners;
 mod package;
+mod path_timeout;
 mod privileges;
 mod probe;
 mod probe_journal;

@@ -15,8 +15,8 @@ use crate::{
         metric_families::{
             ALERT_GROUPS, ALERT_GROUPS_FOLDED, CARDINALITY_LIMIT, CLOSE_WAIT_BY_OWNER,
             CLOSE_WAIT_FOLDED_OWNERS, CLOSE_WAIT_FOLDED_PORTS, CLOSE_WAIT_OLDEST, DETECTIONS,
-            ENFORCED, IDLE_BEYOND_THRESHOLD, KEEPALIVE_DISABLED, SUSPECTS, SUSPECTS_BY_OWNER,
-            THRESHOLDS,
+            ENFORCED, IDLE_BEYOND_THRESHOLD, KEEPALIVE_DISABLED, PATH_TIMEOUT_AT_RISK, SUSPECTS,
+            SUSPECTS_BY_OWNER, THRESHOLDS,
         },
     },
 };
@@ -94,6 +94,13 @@ pub fn families(published: &Published) -> Vec<MetricFamily> {
                 .enforced
                 .iter()
                 .map(|(policy, n)| gauge(&[("policy", policy)], *n as f64))
+                .collect(),
+        ),
+        PATH_TIMEOUT_AT_RISK.family(
+            summary
+                .path_at_risk
+                .iter()
+                .map(|(path, n)| gauge(&[("path", path)], *n as f64))
                 .collect(),
         ),
         SUSPECTS_BY_OWNER.family(

@@ -330,3 +330,32 @@ fn idle_beyond_counts_each_socket_by_its_own_idle_after() {
         "a listener is never idle"
     );
 }
+
+/// Every configured path has a series from the start; a connection counts for the path it
+/// crosses only while it carries the verdict.
+#[test]
+fn path_timeout_at_risk_counts_per_configured_path() {
+    use crate::verdict::{Cidr, PathTimeout};
+    let path = |name: &str, cidr| PathTimeout {
+        name: name.into(),
+        remote: Cidr::parse(cidr).expect("range"),
+        local_port: None,
+        remote_port: None,
+        idle_timeout: Duration::from_secs(20),
+        report_after: Duration::from_secs(16),
+    };
+    let policy = Policy {
+        paths: vec![path("router", "10.0.0.0/24"), path("nlb", "192.0.2.0/24")],
+        ..Policy::default()
+    };
+    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::new(), Arc::new(policy));
+    let mut at_risk = conn(1, ESTABLISHED, 40000);
+    at_risk.suspect = vec![Reason::IdleBeyondPathTimeout];
+    builder.add(&at_risk);
+    builder.add(&conn(2, ESTABLISHED, 40001));
+    let summary = builder.finish().summary;
+    assert_eq!(
+        summary.path_at_risk,
+        BTreeMap::from([("nlb".to_owned(), 0), ("router".to_owned(), 1)])
+    );
+}
