@@ -2,12 +2,13 @@
 //! which groups were already sent; [`super::client`] does the sending.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
 
+use self::lifecycle::Lifecycle;
 use super::{AlertGroup, groups::GroupKey};
 use crate::model::{
     LocalPort,
@@ -123,18 +124,10 @@ pub(super) fn build_alerts(
         .collect()
 }
 
-/// In key order, so every POST lists the alerts the same way.
-fn sorted(map: &HashMap<GroupKey, (AlertGroup, SystemTime)>) -> Vec<(&AlertGroup, SystemTime)> {
-    let mut v: Vec<_> = map.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v.into_iter().map(|(_, (g, t))| (g, *t)).collect()
-}
-
 /// What has been sent: firing groups (re-sent every scan) and resolved ones not yet delivered.
 #[derive(Debug, Default)]
 pub(super) struct PushState {
-    firing: HashMap<GroupKey, (AlertGroup, SystemTime)>,
-    resolved: HashMap<GroupKey, (AlertGroup, SystemTime)>,
+    groups: Lifecycle<GroupKey, AlertGroup>,
 }
 
 impl PushState {
@@ -149,37 +142,30 @@ impl PushState {
         hold: Duration,
         instance: &str,
     ) -> Vec<PostableAlert> {
-        let mut firing = HashMap::with_capacity(groups.len());
-        for mut group in groups {
-            let key = group.key();
-            self.resolved.remove(&key);
-            let previous = self.firing.remove(&key);
-            let started = previous.as_ref().map_or(now, |(_, started)| *started);
-            // Each action is reported once: the alert sums them while it fires.
-            for (result, n) in previous.into_iter().flat_map(|(g, _)| g.remediations) {
+        let current = groups.into_iter().map(|g| (g.key(), g));
+        // Each action is reported once: the alert sums them while it fires.
+        self.groups.update(current, now, |group, previous| {
+            for (result, n) in previous.remediations {
                 *group.remediations.entry(result).or_default() += n;
             }
-            firing.insert(key, (group, started));
-        }
-        self.resolved.extend(self.firing.drain());
-        self.firing = firing;
-
-        let mut alerts = build_alerts(&sorted(&self.firing), now + hold, instance);
-        alerts.extend(build_alerts(&sorted(&self.resolved), now, instance));
+        });
+        let mut alerts = build_alerts(&self.groups.firing(), now + hold, instance);
+        alerts.extend(build_alerts(&self.groups.resolved(), now, instance));
         alerts
     }
 
     /// The last batch reached Alertmanager: resolved groups need not be sent again.
     pub(super) fn delivered(&mut self) {
-        self.resolved.clear();
+        self.groups.delivered();
     }
 
     /// Groups currently firing (tests).
     #[cfg(test)]
     pub(super) fn firing(&self) -> usize {
-        self.firing.len()
+        self.groups.firing().len()
     }
 }
 
+pub(super) mod lifecycle;
 #[cfg(test)]
 mod tests;

@@ -3,12 +3,12 @@
 //! limit and the growth rates, which change between resends. Pure, like the groups' push state.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     time::{Duration, SystemTime},
 };
 
 use super::{ALERT_NAME, ExhaustionAlert};
-use crate::alerting::alertmanager::{PostableAlert, rfc3339};
+use crate::alerting::alertmanager::{PostableAlert, lifecycle::Lifecycle, rfc3339};
 
 /// What to do, in every alert's `description`.
 const REMEDY: &str = "The process will fail with EMFILE (accept() and open() refused) when its \
@@ -19,8 +19,7 @@ const REMEDY: &str = "The process will fail with EMFILE (accept() and open() ref
 /// (owner, pid).
 #[derive(Debug, Default)]
 pub(in crate::alerting) struct ExhaustionPushState {
-    firing: HashMap<(String, u32), (ExhaustionAlert, SystemTime)>,
-    resolved: HashMap<(String, u32), (ExhaustionAlert, SystemTime)>,
+    processes: Lifecycle<(String, u32), ExhaustionAlert>,
 }
 
 impl ExhaustionPushState {
@@ -34,37 +33,28 @@ impl ExhaustionPushState {
         hold: Duration,
         instance: &str,
     ) -> Vec<PostableAlert> {
-        let mut firing = HashMap::with_capacity(alerts.len());
-        for alert in alerts {
-            let key = (alert.owner.clone(), alert.pid);
-            self.resolved.remove(&key);
-            let started = self.firing.remove(&key).map_or(now, |(_, started)| started);
-            firing.insert(key, (alert, started));
-        }
-        self.resolved.extend(self.firing.drain());
-        self.firing = firing;
-        let mut out = build(&self.firing, now + hold, instance);
-        out.extend(build(&self.resolved, now, instance));
+        let current = alerts.into_iter().map(|a| ((a.owner.clone(), a.pid), a));
+        self.processes.update(current, now, |_, _| {});
+        let mut out = build(&self.processes.firing(), now + hold, instance);
+        out.extend(build(&self.processes.resolved(), now, instance));
         out
     }
 
     /// The last batch reached Alertmanager: resolved alerts need not be sent again.
     pub(in crate::alerting) fn delivered(&mut self) {
-        self.resolved.clear();
+        self.processes.delivered();
     }
 }
 
-/// In (owner, pid) order, so every POST lists them the same way.
+/// The alerts for `alerts`, each `(alert, when it started firing)`, all ending at `ends_at`.
 fn build(
-    alerts: &HashMap<(String, u32), (ExhaustionAlert, SystemTime)>,
+    alerts: &[(&ExhaustionAlert, SystemTime)],
     ends_at: SystemTime,
     instance: &str,
 ) -> Vec<PostableAlert> {
-    let mut sorted: Vec<_> = alerts.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    sorted
-        .into_iter()
-        .map(|(_, (a, started))| PostableAlert {
+    alerts
+        .iter()
+        .map(|&(a, started)| PostableAlert {
             labels: BTreeMap::from([
                 ("alertname".to_owned(), ALERT_NAME.to_owned()),
                 ("owner".to_owned(), a.owner.clone()),
@@ -87,9 +77,9 @@ fn build(
                         .map_or_else(|| "unknown".to_owned(), |r| format!("{r:.3}")),
                 ),
             ]),
-            starts_at: rfc3339(*started),
+            starts_at: rfc3339(started),
             // A start after the end is rejected by Alertmanager.
-            ends_at: rfc3339(ends_at.max(*started)),
+            ends_at: rfc3339(ends_at.max(started)),
             generator_url: None,
         })
         .collect()
