@@ -83,6 +83,10 @@ pub struct SockoptRequest {
     /// Written by the program: `tcp_sock.rcv_tstamp` (jiffies, low 32 bits) — when the last ACK
     /// from the peer arrived.
     pub rcv_tstamp: u32,
+    /// Written by the program: `icsk_ack.lrcvtime` (jiffies, low 32 bits) — when the last data
+    /// from the peer arrived. With `rcv_tstamp`, it dates the keepalive timer's idle period
+    /// (`keepalive_time_elapsed` counts from the later of the two).
+    pub lrcvtime: u32,
     /// Written by the program: the low 32 bits of `jiffies` when it ran.
     pub now_jiffies: u32,
     /// Written by the program: the TCP state (`sk_state`).
@@ -90,7 +94,7 @@ pub struct SockoptRequest {
 }
 
 const _: () = assert!(core::mem::size_of::<SockoptValues>() == 20);
-const _: () = assert!(core::mem::size_of::<SockoptRequest>() == 80);
+const _: () = assert!(core::mem::size_of::<SockoptRequest>() == 84);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -113,6 +113,7 @@ fn apply(sk: *mut c_void, tp: *const c_void, off: &KernelOffsets, request: &mut 
     request.error = error;
     request.probes_out = u32::from(read::<u8>(tp, off.icsk_probes_out));
     request.rcv_tstamp = read(tp, off.tcp_rcv_tstamp);
+    request.lrcvtime = read(tp, off.icsk_lrcvtime);
     // SAFETY: a helper without preconditions.
     #[expect(
         clippy::cast_possible_truncation,

@@ -281,14 +281,11 @@ impl Machine {
         // peer sent on its own (its keepalive probe is out of window: `rcv_tstamp` stays) proves
         // the peer exists, not that our probe got through.
         let answered = outcome.rcv_tstamp != start.rcv_tstamp;
-        let rtt = answered
-            .then(|| {
-                let jiffies = outcome.rcv_tstamp.wrapping_sub(start.now_jiffies);
-                // Before the start's jiffies (a wrap, or an ACK in the same tick): no rtt.
-                (i32::try_from(jiffies).is_ok()).then_some(jiffies)
-            })
-            .flatten()
-            .and_then(|j| self.hz.map(|hz| jiffies_to_duration(j, hz)));
+        let rtt = self.hz.filter(|_| answered).and_then(|hz| {
+            let jiffies = outcome.rcv_tstamp.wrapping_sub(probe_departure(start, hz));
+            // Before the probe left (a wrap, or an ACK in the same tick): no rtt.
+            (i32::try_from(jiffies).is_ok()).then(|| jiffies_to_duration(jiffies, hz))
+        });
         let heard = running.heard && !answered;
         let dead = !answered && !heard && outcome.probes_out >= self.settings.count;
         let one_way = heard && outcome.probes_out >= ONE_WAY_PROBES;
@@ -315,6 +312,20 @@ impl Machine {
 }
 
 /// Puts back what the application had: the start's `before`, all five options.
+/// When the first keepalive probe of a start left, in jiffies (low 32 bits): the kernel arms
+/// the keepalive timer for what is left of the probe's `TCP_KEEPIDLE` after the idle time it
+/// already counts (`keepalive_time_elapsed`: since the later of the last data, `lrcvtime`, and
+/// the last ACK, `rcv_tstamp`), and fires it at once when none is left. The wait from the start
+/// (`now_jiffies`) to that moment is not the peer's: it is left out of the round trip.
+fn probe_departure(start: &SockoptRequest, hz: u32) -> u32 {
+    let now = start.now_jiffies;
+    let elapsed = now
+        .wrapping_sub(start.lrcvtime)
+        .min(now.wrapping_sub(start.rcv_tstamp));
+    let idle = start.want.keepidle_s.saturating_mul(hz);
+    now.wrapping_add(idle.saturating_sub(elapsed))
+}
+
 pub(crate) fn restore_request(start: &SockoptRequest) -> SockoptRequest {
     SockoptRequest {
         set: RESTORE_SET,

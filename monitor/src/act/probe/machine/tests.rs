@@ -266,3 +266,29 @@ fn results_live_while_the_scans_see_their_connection() {
     m.end_scan();
     assert!(!m.results.contains_key(&1), "closed: forgotten");
 }
+
+#[test]
+fn the_round_trip_starts_when_the_keepalive_timer_sends_the_probe() {
+    // HZ=250, the probe's keepidle 2 s = 500 jiffies.
+    let start = |lrcvtime: u32, rcv_tstamp: u32| SockoptRequest {
+        want: SockoptValues {
+            keepidle_s: 2,
+            ..APP
+        },
+        lrcvtime,
+        rcv_tstamp,
+        ..started_outcome(rcv_tstamp, 10_000)
+    };
+    // Idle 1 s (the last ACK; the last data earlier): the timer fires 1 s after the start.
+    assert_eq!(probe_departure(&start(9_000, 9_750), 250), 10_250);
+    // Data 0.4 s ago, the last ACK earlier: counted from the data.
+    assert_eq!(probe_departure(&start(9_900, 9_000), 250), 10_400);
+    // Idle for longer than keepidle already: the probe leaves at the start.
+    assert_eq!(probe_departure(&start(1_000, 2_000), 250), 10_000);
+    // Across the 32-bit wrap of jiffies.
+    let wrapped = SockoptRequest {
+        now_jiffies: 100,
+        ..start(u32::MAX - 149, u32::MAX - 149)
+    };
+    assert_eq!(probe_departure(&wrapped, 250), 100 + 250);
+}
