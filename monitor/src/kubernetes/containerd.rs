@@ -11,7 +11,7 @@ use containerd_client::{
 
 use super::{
     Labels,
-    socket_source::{RuntimeApi, SocketSource},
+    socket_source::{RuntimeApi, SocketSource, channel},
 };
 
 /// Asks containerd at a socket, in one containerd namespace, for containers' labels.
@@ -37,10 +37,7 @@ impl RuntimeApi for ContainerdApi {
     const NAME: &'static str = "containerd";
 
     async fn connect(&self, socket: &Path) -> Result<Self::Client, String> {
-        let channel = containerd_client::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        Ok(ContainersClient::new(channel))
+        Ok(ContainersClient::new(channel(socket).await?))
     }
 
     async fn labels(&self, client: &mut Self::Client, id: &str) -> Result<Option<Labels>, String> {

@@ -9,7 +9,7 @@ use k8s_cri::v1::{ContainerStatusRequest, runtime_service_client::RuntimeService
 
 use super::{
     Labels,
-    socket_source::{RuntimeApi, SocketSource},
+    socket_source::{RuntimeApi, SocketSource, channel},
 };
 
 /// CRI-O's socket: asked when `runtime_endpoint` is not set and containerd's socket does not
@@ -37,12 +37,7 @@ impl RuntimeApi for CriApi {
     const NAME: &'static str = "CRI runtime";
 
     async fn connect(&self, socket: &Path) -> Result<Self::Client, String> {
-        // containerd-client's connector is plain gRPC over a unix socket: nothing in it is
-        // containerd's.
-        let channel = containerd_client::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        Ok(RuntimeServiceClient::new(channel))
+        Ok(RuntimeServiceClient::new(channel(socket).await?))
     }
 
     async fn labels(&self, client: &mut Self::Client, id: &str) -> Result<Option<Labels>, String> {

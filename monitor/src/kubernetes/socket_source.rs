@@ -41,6 +41,20 @@ pub trait RuntimeApi: Clone + Send + 'static {
     ) -> impl std::future::Future<Output = Result<Option<Labels>, String>>;
 }
 
+/// A gRPC channel to the unix socket `socket`, for a [`RuntimeApi::connect`].
+///
+/// # Errors
+/// `cannot connect: …`.
+pub async fn channel(
+    socket: &Path,
+) -> Result<containerd_client::tonic::transport::Channel, String> {
+    // containerd-client's connector is plain gRPC over a unix socket: nothing in it is
+    // containerd's, so the CRI client uses it too.
+    containerd_client::connect(socket)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))
+}
+
 /// One question to the client thread: a container id and where to send the answer.
 type Question = (String, mpsc::Sender<LabelAnswer>);
 
