@@ -131,12 +131,14 @@ def agent_pod_problems(ds, where):
     if not (mount and mount["mountPath"] == "/sys/fs/cgroup" and mount.get("readOnly")
             and (volume or {}).get("hostPath", {}).get("path") == "/sys/fs/cgroup"):
         out.append(f"{where}: the host's /sys/fs/cgroup is not mounted read-only at /sys/fs/cgroup")
-    socket = flag_value(args, "--containerd-socket")
-    if socket is not None:
-        mount, volume = mount_of(pod, agent, socket)
+    for flag in ("--containerd-socket", "--runtime-endpoint"):
+        socket = flag_value(args, flag)
+        if socket is None:
+            continue
+        mount, volume = mount_of(pod, agent, socket.removeprefix("unix://"))
         host = (volume or {}).get("hostPath", {}).get("path")
         if not (mount and mount.get("readOnly") and host == mount["mountPath"]):
-            out.append(f"{where}: --containerd-socket={socket} is not in a read-only hostPath "
+            out.append(f"{where}: {flag}={socket} is not in a read-only hostPath "
                        "mount of the same directory")
     web = flag_value(args, "--web.config.file")
     if web is not None:
@@ -217,12 +219,14 @@ def main():
         "webConfig": {"secretName": "tcp-liveness-web", "tls": True},
     })
     without_containerd = render({"containerd": {"enabled": False}})
-    for doc in plain + defaults + with_podmonitor + custom + without_containerd:
+    crio = render({"containerd": {"socketDir": "/run/crio", "socketName": "crio.sock",
+                                  "cri": True}})
+    for doc in plain + defaults + with_podmonitor + custom + without_containerd + crio:
         problems += problems_of(doc)
 
     # The agent's pod: every rendering, and what each option must change.
     renderings = {"deploy/kubernetes": plain, "values.yaml": defaults, "custom values": custom,
-                  "containerd off": without_containerd}
+                  "containerd off": without_containerd, "CRI-O": crio}
     for where, docs in renderings.items():
         problems += agent_pod_problems(daemonset(docs), where)
     custom_ds = daemonset(custom)
@@ -237,6 +241,10 @@ def main():
     off_args = daemonset(without_containerd)["spec"]["template"]["spec"]["containers"][0]["args"]
     if flag_value(off_args, "--containerd-socket") is not None:
         problems.append("containerd.enabled=false still passes --containerd-socket")
+    crio_args = daemonset(crio)["spec"]["template"]["spec"]["containers"][0]["args"]
+    if (flag_value(crio_args, "--runtime-endpoint") != "unix:///run/crio/crio.sock"
+            or flag_value(crio_args, "--containerd-socket") is not None):
+        problems.append(f"containerd.cri=true did not pass --runtime-endpoint alone: {crio_args}")
     for where, docs in (("values.yaml", defaults), ("deploy/kubernetes", plain)):
         toml = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["tcp-liveness.toml"]
         if 'group_by = "pod"' not in toml:
@@ -281,12 +289,12 @@ def main():
     for p in problems:
         print(f"FAIL {p}")
     checked = (len(plain) + len(defaults) + len(with_podmonitor) + len(custom)
-               + len(without_containerd))
+               + len(without_containerd) + len(crio))
     print(f"{checked} manifests checked ({len(plain)} plain, {checked - len(plain)} rendered), "
           f"Helm {helm.helm_sdk_version()}, Kubernetes {' and '.join(KUBERNETES_VERSIONS)}: "
           f"{len(problems)} problems")
     print(f"agent pod: {len(renderings)} DaemonSets checked (hostPID, hostNetwork, host cgroups, "
-          "containerd socket, web config)")
+          "runtime socket, web config)")
     return 1 if problems else 0
 
 

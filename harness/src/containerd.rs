@@ -63,15 +63,27 @@ impl Containerd {
     /// When `containerd` cannot be started, exits, or does not answer within 30 s (the error
     /// carries its log's tail); it is stopped then.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_configured(None)
+    }
+
+    /// As [`start`](Self::start), with `cri` (the CRI plugin's config section, made from the
+    /// daemon's directory) instead of the CRI plugin disabled.
+    pub(crate) fn start_configured(cri: Option<&dyn Fn(&Path) -> String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tl-containerd-")
             .tempdir()
             .context("temporary directory for containerd")?;
         let path = dir.path();
+        let (disabled, plugin) = match cri {
+            Some(section) => (String::new(), section(path)),
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".into(),
+                String::new(),
+            ),
+        };
         let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{disabled}\
+             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n{plugin}",
             root = path.join("root").display(),
             state = path.join("state").display(),
             sock = path.join("containerd.sock").display(),
@@ -119,6 +131,12 @@ impl Containerd {
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
+    /// The daemon's own directory (its root, state, sockets, log).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The gRPC socket: what the agent's `--containerd-socket` takes.
     #[must_use]
     pub fn socket(&self) -> PathBuf {
@@ -137,7 +155,7 @@ impl Containerd {
         cmd
     }
 
-    fn ctr_output(&self, args: &[&str]) -> anyhow::Result<Output> {
+    pub(crate) fn ctr_output(&self, args: &[&str]) -> anyhow::Result<Output> {
         let out = self
             .ctr(args)
             .output()
@@ -154,7 +172,7 @@ impl Containerd {
 
     /// A busybox root filesystem in the daemon's directory (made on first use): `/bin/busybox`
     /// and one symlink per applet the tests run, plus the empty mount points runc needs.
-    fn rootfs(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn rootfs(&self) -> anyhow::Result<PathBuf> {
         let rootfs = self.dir.path().join("rootfs");
         if rootfs.join("bin/busybox").exists() {
             return Ok(rootfs);
@@ -286,6 +304,13 @@ impl Pod {
         format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
     }
 
+    /// The cgroup parent of a `BestEffort` pod under the cgroupfs cgroup driver:
+    /// `/kubepods/besteffort/pod<uid>`.
+    #[must_use]
+    pub fn cgroupfs_parent(&self) -> String {
+        format!("/kubepods/besteffort/pod{}", self.uid)
+    }
+
     /// Container `id`'s cgroup: `<slice>/cri-containerd-<id>.scope`, as `/proc/PID/cgroup`
     /// shows it.
     #[must_use]
@@ -349,7 +374,7 @@ fn remove_container(containerd: &Containerd, id: &str) {
 /// Removes `cgroup` and each of its parents that is empty, in every mounted cgroup hierarchy
 /// (v1 controllers and the v2 tree): runc removes only the container's own directory. A
 /// directory still in use (another pod's slice, a real node's) fails `rmdir` and stays.
-fn remove_empty_slices(cgroup: &str) {
+pub fn remove_empty_slices(cgroup: &str) {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };

@@ -36,6 +36,7 @@ pub mod capabilities;
 pub mod cgroup;
 pub mod command;
 pub mod containerd;
+pub mod containerd_cri;
 pub mod http;
 pub mod metrics;
 pub mod netns;

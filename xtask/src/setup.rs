@@ -37,7 +37,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("strace", "/usr/bin/strace"),
     // The same test installs its Python validators (Helm engine, schemas, hadolint) with pip.
     ("python3-pip", "/usr/bin/pip3"),
-    // containerd-client compiles containerd's API protos at build time (prost-build runs protoc).
+    // containerd-client and k8s-cri compile containerd's API and the CRI protos at build time
+    // (prost-build runs protoc).
     ("protobuf-compiler", "/usr/bin/protoc"),
     // monitor/tests/integration/kubernetes.rs: a container runtime of the test's own, and the
     // static busybox its containers' root filesystem is made of.

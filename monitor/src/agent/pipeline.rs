@@ -1,7 +1,10 @@
 //! The per-socket pipeline the scans and `/connections` share, and the features registered on
 //! it: one line per feature, in the order every pass goes through them.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use super::{enforce, probing};
 use crate::{
@@ -9,7 +12,7 @@ use crate::{
     bpf::Programs,
     config::RunConfig,
     error::Error,
-    kubernetes::{PodResolver, containerd::Containerd},
+    kubernetes::{PodResolver, runtime::RuntimeChoice},
     scan::{Feature, Pipeline, kernel_defaults},
 };
 
@@ -44,15 +47,11 @@ pub(super) fn build(
         features.probe.clone().map(|f| f as _),
         features.enforcement.clone().map(|f| f as _),
     ];
-    let k8s = &config.kubernetes;
-    let runtime = Containerd::new(
-        k8s.containerd_socket.clone(),
-        k8s.containerd_namespace.clone(),
-    );
+    let runtime = RuntimeChoice::of(&config.kubernetes, Path::exists).into_source();
     let pipeline = registered.into_iter().flatten().fold(
         Pipeline::new(defaults, config.policy.clone())
             .confirming_verdicts()
-            .with_pods(PodResolver::new(Box::new(runtime))),
+            .with_pods(PodResolver::new(runtime)),
         Pipeline::with_feature,
     );
     Ok((Arc::new(pipeline), features))

@@ -186,6 +186,11 @@ settings! {
             about: "containerd's API socket, asked for the pod, namespace and container names of connections in Kubernetes pods (the CRI labels); without it they show their pod UID only (`[kubernetes]`).",
             ..Row::KUBERNETES
         };
+        runtime_endpoint: Option<PathBuf> = values::runtime_endpoint, Row {
+            value_name: "ENDPOINT",
+            about: "A CRI runtime's socket (CRI-O's `/run/crio/crio.sock`; a path or `unix:///path`), asked instead of containerd's API for the same names (`ContainerStatus`). Unset: containerd's socket, or CRI-O's when only CRI-O's exists (`[kubernetes]`).",
+            ..Row::KUBERNETES
+        };
     }
     file_only {
         probe_max_per_second: u32 = |raw| values::u32_between(raw, 1, 10_000), Row {

@@ -1,4 +1,4 @@
-//! `[kubernetes]`, `--containerd-socket` and the pod matcher keys.
+//! `[kubernetes]`, `--containerd-socket`, `--runtime-endpoint` and the pod matcher keys.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ fn defaults_file_and_flag() {
         KubernetesSettings {
             containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
             containerd_namespace: "k8s.io".into(),
+            runtime_endpoint: None,
         }
     );
     let text = "[kubernetes]\ncontainerd_socket = \"/run/k3s/containerd/containerd.sock\"\n\
@@ -40,6 +41,31 @@ fn defaults_file_and_flag() {
 }
 
 #[test]
+fn runtime_endpoint_is_a_path_or_a_unix_url_and_the_flag_wins() {
+    let endpoint =
+        |args: &RunArgs, text: &str| resolve(args, text).unwrap().kubernetes.runtime_endpoint;
+    let crio = Some(PathBuf::from("/run/crio/crio.sock"));
+    for text in [
+        "[kubernetes]\nruntime_endpoint = \"/run/crio/crio.sock\"",
+        "[kubernetes]\nruntime_endpoint = \"unix:///run/crio/crio.sock\"",
+    ] {
+        assert_eq!(endpoint(&RunArgs::default(), text), crio, "{text}");
+    }
+    let file = "[kubernetes]\nruntime_endpoint = \"/run/crio/crio.sock\"";
+    let flag = RunArgs {
+        runtime_endpoint: Some("unix:///run/cri.sock".into()),
+        ..RunArgs::default()
+    };
+    assert_eq!(endpoint(&flag, file), Some(PathBuf::from("/run/cri.sock")));
+    // An empty flag unsets the file's: containerd's API again.
+    let empty = RunArgs {
+        runtime_endpoint: Some(String::new()),
+        ..RunArgs::default()
+    };
+    assert_eq!(endpoint(&empty, file), None);
+}
+
+#[test]
 fn the_flag_is_documented_with_its_default() {
     let command = RunArgs::augment_args(Command::new("run"));
     let flag = command
@@ -51,6 +77,12 @@ fn the_flag_is_documented_with_its_default() {
         help.ends_with("[default: /run/containerd/containerd.sock]"),
         "{help}"
     );
+    let endpoint = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some("runtime-endpoint"))
+        .expect("--runtime-endpoint");
+    let help = endpoint.get_help().unwrap().to_string();
+    assert!(help.ends_with("[default: none]"), "{help}");
     assert!(
         !command
             .get_arguments()
@@ -69,6 +101,10 @@ fn bad_values_are_one_line_naming_the_key() {
         (
             "[kubernetes]\ncontainerd_namespace = \"k8s io\"",
             r#"[kubernetes] containerd_namespace: expected a containerd namespace (letters, digits, '.', '_', '-'), got "k8s io""#,
+        ),
+        (
+            "[kubernetes]\nruntime_endpoint = \"tcp://10.0.0.1:10010\"",
+            r#"[kubernetes] runtime_endpoint: expected a CRI runtime's unix socket (an absolute path or unix:///path), got "tcp://10.0.0.1:10010""#,
         ),
         (
             "[kubernetes]\ncontainerd_sock = \"/x\"",
@@ -98,6 +134,14 @@ fn bad_values_are_one_line_naming_the_key() {
     assert_eq!(
         resolve(&flag, "").unwrap_err().to_string(),
         r#"--containerd-socket: expected an absolute socket path, got "c.sock""#
+    );
+    let flag = RunArgs {
+        runtime_endpoint: Some("unix://crio.sock".into()),
+        ..RunArgs::default()
+    };
+    assert_eq!(
+        resolve(&flag, "").unwrap_err().to_string(),
+        r#"--runtime-endpoint: expected a CRI runtime's unix socket (an absolute path or unix:///path), got "unix://crio.sock""#
     );
 }
 

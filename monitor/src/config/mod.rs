@@ -124,6 +124,9 @@ pub struct KubernetesSettings {
     pub containerd_socket: PathBuf,
     /// The containerd namespace of the containers the kubelet creates (`containerd_namespace`).
     pub containerd_namespace: String,
+    /// A CRI runtime's socket, asked instead of containerd's API (`runtime_endpoint`,
+    /// `--runtime-endpoint`; absolute, `unix://` removed). None: containerd's, or CRI-O's.
+    pub runtime_endpoint: Option<PathBuf>,
 }
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
@@ -251,6 +254,7 @@ impl RunConfig {
             kubernetes: KubernetesSettings {
                 containerd_socket: get.containerd_socket()?,
                 containerd_namespace: get.containerd_namespace()?,
+                runtime_endpoint: get.runtime_endpoint()?,
             },
         })
     }

@@ -478,6 +478,7 @@ fn example_file_documents_every_key() {
         "[kubernetes]",
         "containerd_socket",
         "containerd_namespace",
+        "runtime_endpoint",
     ]) {
         assert!(
             enabled.lines().any(|l| l.starts_with(key)),
@@ -497,7 +498,7 @@ fn flags_match_settings_and_help_shows_defaults() {
         // `[probe]` keys: checked by `probe::tests`.
         .filter(|(long, _)| !probe::PROBE_FLAGS.iter().any(|(_, f)| f == long))
         // `[kubernetes]` keys: checked by `kubernetes::tests`.
-        .filter(|(long, _)| *long != "containerd-socket")
+        .filter(|(long, _)| !["containerd-socket", "runtime-endpoint"].contains(long))
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {

@@ -219,6 +219,22 @@ pub(super) fn socket_path(raw: Raw<'_>) -> Result<std::path::PathBuf, String> {
     absolute_path(raw, "socket")
 }
 
+/// A CRI runtime's endpoint as crictl takes it: its unix socket's absolute path, bare or as
+/// `unix:///path`; empty means none (so a flag can unset the file's). Other schemes (`tcp://`,
+/// `npipe://`) are not unix sockets on this host.
+pub(super) fn runtime_endpoint(raw: Raw<'_>) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(text) = optional_text(raw)? else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(text.strip_prefix("unix://").unwrap_or(&text));
+    if !path.is_absolute() {
+        return Err(format!(
+            "expected a CRI runtime's unix socket (an absolute path or unix:///path), got {text:?}"
+        ));
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
 /// An absolute path to a `what` ("expected an absolute {what} path" otherwise).
 fn absolute_path(raw: Raw<'_>, what: &str) -> Result<std::path::PathBuf, String> {
     let text = string(raw)?;

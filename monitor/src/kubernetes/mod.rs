@@ -1,11 +1,15 @@
 //! Kubernetes pod identity of a socket's owner: which pod, namespace and container a process
 //! runs in, from its cgroup v2 path (the pod UID and the container id, [`cgroup`]) and from the
-//! container runtime's labels for that container (the names, [`resolver`] over [`containerd`]).
+//! container runtime's labels for that container (the names, [`resolver`] over [`containerd`]'s
+//! API or any CRI runtime's, [`cri`]; [`runtime`] chooses).
 //! Nothing asks the API server: the kubelet already told the runtime.
 
 pub mod cgroup;
 pub mod containerd;
+pub mod cri;
 pub mod resolver;
+pub mod runtime;
+pub mod socket_source;
 
 use std::collections::HashMap;
 

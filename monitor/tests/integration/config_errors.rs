@@ -45,6 +45,23 @@ fn bad_flag_value() {
     );
 }
 
+/// A CRI endpoint that is no unix socket on this host: crictl's other schemes are refused.
+#[test]
+fn runtime_endpoint_that_is_no_unix_socket() {
+    assert_usage_error(
+        &["--runtime-endpoint", "tcp://10.0.0.1:10010"],
+        r#"--runtime-endpoint: expected a CRI runtime's unix socket (an absolute path or unix:///path), got "tcp://10.0.0.1:10010""#,
+    );
+    let file = config_file("[kubernetes]\nruntime_endpoint = \"crio.sock\"\n");
+    let path = file.path().to_str().unwrap();
+    assert_usage_error(
+        &["--config", path],
+        &format!(
+            r#"config {path}: [kubernetes] runtime_endpoint: expected a CRI runtime's unix socket (an absolute path or unix:///path), got "crio.sock""#
+        ),
+    );
+}
+
 #[test]
 fn unknown_key_in_config_file() {
     let file = config_file("close_wait = \"5m\"\n");

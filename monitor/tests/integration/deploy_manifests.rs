@@ -493,10 +493,10 @@ fn kubernetes_manifests_and_helm_chart_validate() {
         out.status.success(),
         "deploy/kubernetes/validate.py:\n{text}"
     );
-    // The agent's pod spec (host cgroups, containerd socket, web config) was checked, not only
+    // The agent's pod spec (host cgroups, runtime socket, web config) was checked, not only
     // the schemas.
     assert!(
-        text.contains("agent pod: 4 DaemonSets checked"),
+        text.contains("agent pod: 5 DaemonSets checked"),
         "validate.py checked no agent pod spec:\n{text}"
     );
 }

@@ -35,7 +35,7 @@ const NAMESPACE: &str = "shop";
 
 /// True when containerd, ctr, runc and the static busybox are on the machine (skip otherwise;
 /// a failure under CI=true).
-fn runtime_installed() -> bool {
+pub(crate) fn runtime_installed() -> bool {
     have("containerd", "Debian package containerd")
         && have("ctr", "Debian package containerd")
         && have("runc", "Debian package runc")

@@ -32,6 +32,7 @@ mod idle_metrics;
 mod kernel;
 mod kernel_state;
 mod kubernetes;
+mod kubernetes_cri;
 mod layering;
 mod loss;
 mod owners;
