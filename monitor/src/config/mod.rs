@@ -117,17 +117,8 @@ pub struct RunConfig {
     pub kubernetes: KubernetesSettings,
 }
 
-/// `[kubernetes]`: the container runtime asked for the names of the pods connections are in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KubernetesSettings {
-    /// containerd's API socket (`containerd_socket`, `--containerd-socket`; absolute).
-    pub containerd_socket: PathBuf,
-    /// The containerd namespace of the containers the kubelet creates (`containerd_namespace`).
-    pub containerd_namespace: String,
-    /// A CRI runtime's socket, asked instead of containerd's API (`runtime_endpoint`,
-    /// `--runtime-endpoint`; absolute, `unix://` removed). None: containerd's, or CRI-O's.
-    pub runtime_endpoint: Option<PathBuf>,
-}
+/// `[kubernetes]`: where pod names come from (defined with the runtimes it chooses between).
+pub use crate::kubernetes::runtime::KubernetesSettings;
 
 /// A setting that cannot be used. Its `Display` (with the cause, for [`ConfigError::Read`]) is
 /// one line naming the flag, or the file and key: `--flag: problem`, `config FILE: key: problem`.

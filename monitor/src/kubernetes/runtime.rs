@@ -9,7 +9,18 @@ use super::{
     containerd::Containerd,
     cri::{CRIO_SOCKET, Cri},
 };
-use crate::config::KubernetesSettings;
+
+/// `[kubernetes]`: the container runtime asked for the names of the pods connections are in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// containerd's API socket (`containerd_socket`, `--containerd-socket`; absolute).
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace of the containers the kubelet creates (`containerd_namespace`).
+    pub containerd_namespace: String,
+    /// A CRI runtime's socket, asked instead of containerd's API (`runtime_endpoint`,
+    /// `--runtime-endpoint`; absolute, `unix://` removed). None: containerd's, or CRI-O's.
+    pub runtime_endpoint: Option<PathBuf>,
+}
 
 /// The runtime API asked, and on which socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
