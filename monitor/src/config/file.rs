@@ -6,7 +6,7 @@ use std::{io::Read as _, path::Path};
 
 use super::{
     ConfigError, RunArgs,
-    catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
+    catalogue::{FORENSICS_SETTINGS, KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, path, remediate,
     setting::FileValues,
     toml_table::{
@@ -97,6 +97,14 @@ impl FileConfig {
         let kubernetes_keys: Vec<&str> = KUBERNETES_SETTINGS.iter().map(|(key, _)| *key).collect();
         check_keys(&kubernetes, &kubernetes_keys)
             .map_err(|problem| error(format!("[kubernetes]: {problem}")))?;
+        let forensics = match settings.remove("forensics") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(error("forensics: expected a [forensics] table".into())),
+        };
+        let forensics_keys: Vec<&str> = FORENSICS_SETTINGS.iter().map(|(key, _)| *key).collect();
+        check_keys(&forensics, &forensics_keys)
+            .map_err(|problem| error(format!("[forensics]: {problem}")))?;
         let remediate =
             numbered_sections(settings.remove("remediate"), "remediate", remediate::entry)
                 .map_err(error)?;
@@ -114,6 +122,7 @@ impl FileConfig {
                 top: settings,
                 probe,
                 kubernetes,
+                forensics,
             },
             overrides,
             ignore,

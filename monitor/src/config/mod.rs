@@ -115,6 +115,9 @@ pub struct RunConfig {
     pub runtime_dir: PathBuf,
     /// `[kubernetes]`: where pod names come from.
     pub kubernetes: KubernetesSettings,
+    /// `[forensics] stacks` (`--stacks`): record each connection's opening call stack and show
+    /// the suspects' (restart-only: the programs are attached at start).
+    pub stacks: bool,
 }
 
 /// `[kubernetes]`: the container runtime asked for the names of the pods connections are in.
@@ -256,6 +259,7 @@ impl RunConfig {
                 containerd_namespace: get.containerd_namespace()?,
                 runtime_endpoint: get.runtime_endpoint()?,
             },
+            stacks: get.stacks()?,
         })
     }
 }
