@@ -31,6 +31,10 @@ pub struct StackTables {
 
 /// Sizes the stack maps and sets the programs' switch: with `on` false the maps keep their
 /// one entry and the descriptor pass's join is dead code the verifier removes.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "the loader keeps a reference to the global's value until it loads the object"
+)]
 pub(super) fn configure<'a>(loader: &mut EbpfLoader<'a>, on: &'a u32) {
     loader.override_global(STACKS_ON_GLOBAL, on, true);
     if *on != 0 {

@@ -21,6 +21,8 @@ mod toml_table;
 mod values;
 
 #[cfg(test)]
+mod forensics_tests;
+#[cfg(test)]
 mod kubernetes_tests;
 #[cfg(test)]
 mod tests;

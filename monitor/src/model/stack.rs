@@ -104,7 +104,7 @@ mod tests {
             file: line.map(|_| "/src/report.c".to_owned()),
             line,
             module: Some(module.to_owned()),
-            address: 0x4011d6,
+            address: 0x0040_11d6,
         }
     }
 
