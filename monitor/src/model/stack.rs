@@ -49,13 +49,20 @@ impl StackFrame {
 }
 
 impl CallStack {
-    /// The frames from the first one in the application: frames of the C library (`libc`,
-    /// `ld-linux`) and of the kernel's vDSO are left out at the top, as they name the system
-    /// call's wrapper, not the caller. All frames when every one is such.
+    /// The application's frames: frames of the C library (`libc`, `ld-linux`) and of the
+    /// kernel's vDSO are left out at the top (the system call's wrapper) and at the bottom (the
+    /// C library's start-up code that calls `main`). All frames when every one is such.
     #[must_use]
     pub fn application_frames(&self) -> &[StackFrame] {
-        let first = self.frames.iter().position(|f| !is_system(f));
-        first.map_or(&self.frames[..], |i| &self.frames[i..])
+        let Some(first) = self.frames.iter().position(|f| !is_system(f)) else {
+            return &self.frames;
+        };
+        let last = self
+            .frames
+            .iter()
+            .rposition(|f| !is_system(f))
+            .unwrap_or(first);
+        &self.frames[first..=last]
     }
 }
 
@@ -76,16 +83,18 @@ pub fn is_system_module(path: &str) -> bool {
 }
 
 /// `open_report_connection (report.c:41) ← handle_request ← main`: the application's frames,
-/// innermost first, at most `MAX_SHOWN` of them.
+/// innermost first, at most `MAX_SHOWN` of them; the file and line of the first only (where
+/// the connection was opened), the callers by name (or address and module when unknown).
 impl fmt::Display for CallStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MAX_SHOWN: usize = 6;
         let frames = self.application_frames();
         for (i, frame) in frames.iter().take(MAX_SHOWN).enumerate() {
-            if i > 0 {
-                f.write_str(" ← ")?;
+            match (i, &frame.function) {
+                (0, _) => f.write_str(&frame.short())?,
+                (_, Some(function)) => write!(f, " ← {function}")?,
+                (_, None) => write!(f, " ← {}", frame.short())?,
             }
-            f.write_str(&frame.short())?;
         }
         if frames.len() > MAX_SHOWN {
             f.write_str(" ← …")?;
@@ -108,7 +117,8 @@ mod tests {
         }
     }
 
-    /// The C library's wrapper is left out; the file shows by its last component; an
+    /// The C library's wrapper and start-up code are left out; the first frame shows its file
+    /// (by its last component) and line, callers by name; an
     /// unknown function shows its address and module.
     #[test]
     fn the_summary_starts_at_the_application() {
@@ -121,7 +131,8 @@ mod tests {
                 ),
                 frame(Some("open_report_connection"), "/app/leaky", Some(41)),
                 frame(None, "/app/leaky", None),
-                frame(Some("main"), "/app/leaky", None),
+                frame(Some("main"), "/app/leaky", Some(90)),
+                frame(Some("__libc_start_call_main"), "/lib/libc.so.6", None),
             ],
         };
         assert_eq!(

@@ -149,6 +149,32 @@ fn suspects_stacks_name_the_functions_that_opened_them() {
         assert_eq!(opener["module"].as_str(), debug.to_str(), "{c}");
     }
 
+    // Each leak group counts the paths that opened its connections.
+    let connect_path = "open_report_connection (leaky_report.c:";
+    let paths = wait_for("the groups' opening paths", agent.scans(2), || {
+        let alerts: Value = serde_json::from_str(&agent.get("/alerts")).expect("/alerts is JSON");
+        let paths: Vec<Value> = alerts["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|g| g["owner"] == "leaky")
+            .flat_map(|g| g["opening_paths"].as_array().cloned().unwrap_or_default())
+            .collect();
+        (paths.len() == 2).then_some(paths)
+    });
+    let connect = paths
+        .iter()
+        .find(|p| p["path"].as_str().unwrap().starts_with(connect_path))
+        .unwrap_or_else(|| panic!("no connect path: {paths:?}"));
+    assert!(
+        connect["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("← handle_request ← main"),
+        "{connect}"
+    );
+    assert_eq!(connect["count"].as_u64(), Some(COUNT as u64), "{connect}");
+
     let in_binary = |c: &Value| {
         frames(c)
             .iter()
