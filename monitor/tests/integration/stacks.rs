@@ -10,8 +10,12 @@ use std::{
     time::Duration,
 };
 
-use harness::{command::ChildGuard, netns::Netns, privilege::Need, wait::wait_for};
+use harness::{
+    agent::Agent, command::ChildGuard, netns::Netns, privilege::Need, scenario::Scenario,
+    wait::wait_for,
+};
 use serde_json::Value;
+use tempfile::TempDir;
 
 use crate::{
     common::{have, output_text, scenario},
@@ -30,6 +34,22 @@ const COUNT: usize = 3;
 /// the test's own namespace.
 const PORT_A: u16 = 7101;
 const PORT_B: u16 = 7102;
+
+/// The scenario of `test` (None: skipped), a temporary directory for the builds, and the
+/// agent with `--close-wait-after 1s` and `flags`.
+fn set_up(test: &str, flags: &[&str]) -> Option<(Scenario, TempDir, Agent)> {
+    let sc = scenario(test, Need::RootAndKernelBtf)?;
+    if !have("cc", "gcc") {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let agent = sc
+        .launch()
+        .args(&[&["--close-wait-after", "1s"], flags].concat())
+        .start()
+        .expect("agent");
+    Some((sc, dir, agent))
+}
 
 /// Builds the program into `dir` (`cc -O0 -g -fno-omit-frame-pointer`, and `-s` when
 /// `stripped`); returns its path.
@@ -72,7 +92,7 @@ fn run_leaky(ns: &Netns, binary: &Path) -> ChildGuard {
 /// The `CLOSE_WAIT` suspects of `ns` once all `2 × COUNT` are flagged and `ready` holds for
 /// each, within a verdict's deadline plus one scan (stacks are symbolized after the scan that
 /// raises the verdict).
-fn suspects(agent: &harness::agent::Agent, ns: u64, ready: impl Fn(&Value) -> bool) -> Vec<Value> {
+fn suspects(agent: &Agent, ns: u64, ready: impl Fn(&Value) -> bool) -> Vec<Value> {
     let deadline = agent.after(THRESHOLD) + agent.scans(1);
     wait_for("every CLOSE_WAIT suspect", deadline, || {
         let flagged: Vec<Value> = agent
@@ -101,19 +121,10 @@ fn functions(c: &Value) -> Vec<&str> {
 /// the program in its module. Stripped: the program's frames keep address and module.
 #[test]
 fn suspects_stacks_name_the_functions_that_opened_them() {
-    let Some(sc) = scenario("stacks", Need::RootAndKernelBtf) else {
+    let Some((sc, dir, agent)) = set_up("stacks", &["--stacks"]) else {
         return;
     };
-    if !have("cc", "gcc") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let (debug, stripped) = (build(dir.path(), false), build(dir.path(), true));
-    let agent = sc
-        .launch()
-        .args(&["--stacks", "--close-wait-after", "1s"])
-        .start()
-        .expect("agent");
     let net = sc.net();
     let _debug = run_leaky(&net.server, &debug);
     let _stripped = run_leaky(&net.client, &stripped);
@@ -198,19 +209,10 @@ fn suspects_stacks_name_the_functions_that_opened_them() {
 /// Off by default: no stack program attached, and no suspect has a `stack`.
 #[test]
 fn without_the_option_no_stack_is_recorded() {
-    let Some(sc) = scenario("stacks_off", Need::RootAndKernelBtf) else {
+    let Some((sc, dir, agent)) = set_up("stacks_off", &[]) else {
         return;
     };
-    if !have("cc", "gcc") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let debug = build(dir.path(), false);
-    let agent = sc
-        .launch()
-        .args(&["--close-wait-after", "1s"])
-        .start()
-        .expect("agent");
     let net = sc.net();
     let _leaky = run_leaky(&net.server, &debug);
     let flagged = suspects(&agent, net.server.inode(), |_| true);
