@@ -2,7 +2,8 @@
 //! when it is on): `connect()`'s at the `CLOSE → SYN_SENT` transition (process context), by
 //! socket cookie; `accept4()`'s and `accept()`'s at the syscall's exit, by (tgid, new fd), which
 //! the `iter/task_file` pass joins to the socket ([`join_accepted`]). One `bpf_get_stackid` per
-//! connection, never per packet; identical stacks share one id.
+//! connection, never per packet; identical stacks share one id. A connection's entry is deleted
+//! at its `CLOSE` transition.
 #![expect(
     clippy::needless_pass_by_value,
     reason = "the tracepoint macros hand each entry point its context by value"
@@ -52,10 +53,15 @@ fn stack_at_connect(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
-    if old != i32::from(tcp_state::CLOSE) || new != i32::from(tcp_state::SYN_SENT) {
+    let opening = old == i32::from(tcp_state::CLOSE) && new == i32::from(tcp_state::SYN_SENT);
+    let closing = new == i32::from(tcp_state::CLOSE);
+    if !(opening || closing) || !socket::is_tcp(sk, socket::offsets()) {
         return 0;
     }
-    if !socket::is_tcp(sk, socket::offsets()) {
+    if closing {
+        // The connection's end (whichever way it opened): its entry goes with it, so the
+        // agent's pruning only finds what a lost event left.
+        let _ = STACK_OF_SOCKET.remove(socket::cookie(sk));
         return 0;
     }
     if let Some(origin) = origin(&ctx) {

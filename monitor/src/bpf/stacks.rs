@@ -115,7 +115,7 @@ impl StackTables {
     /// Removes the entries of connections that are gone: cookies not in `live` (and accepted
     /// descriptors of processes `alive` says are gone), then stacks no entry refers to. An entry
     /// is removed only when two prunes in a row find it unused: a connection opened while the
-    /// scan that made `live` ran is in the next scan's. Returns how many entries were removed.
+    /// scan that made `live` ran is in the next prune's. Returns how many entries were removed.
     pub fn prune(&mut self, live: &HashSet<u64>, alive: impl Fn(u32) -> bool) -> usize {
         let mut removed = 0;
         let mut referenced = HashSet::new();
