@@ -10,6 +10,7 @@ pub mod enforce;
 pub mod holders;
 pub mod kernel_state;
 pub mod sockopt;
+pub mod stacks;
 pub mod tcp_state;
 
 /// The socket table is an array of [`SockActivity`] slots that the agent maps into its memory

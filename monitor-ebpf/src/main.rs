@@ -12,6 +12,8 @@
 //!   with its holder and the socket's own times and counters, in one pass over all namespaces;
 //! - `sockopt`: the `iter/tcp` program that applies the agent's socket option changes
 //!   (`bpf_setsockopt`; probes and keepalive enforcement);
+//! - `stacks` (attached only with `[forensics] stacks`): the user-space call stack of each
+//!   connection's `connect()` or `accept()`;
 //! - `enforce`: the `sock_ops` program that gives new connections the keepalive timers and user
 //!   timeout of their `[[enforce]]` policy;
 //! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
@@ -44,6 +46,7 @@ mod maps;
 mod peer;
 mod socket;
 mod sockopt;
+mod stacks;
 mod state;
 mod task_file;
 

@@ -92,6 +92,7 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     record.slot = NO_SLOT;
     record.tgid = read(task, off.task_tgid);
     record.fd = fd;
+    crate::stacks::join_accepted(record.tgid, fd, record.cookie);
     common(sk, off, record);
     transport(sk, off, record);
     // SAFETY: `meta` is never NULL for a running iterator; the record is fully written. A full

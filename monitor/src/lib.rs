@@ -12,7 +12,8 @@
 //!                             queries and SOCK_DESTROY, tcp_info, /proc owners; pods from
 //!                             cgroup paths and the container runtime's labels
 //!   ← scan                    table + counters → one Snapshot (pipeline, features, summary)
-//!   ← act                     what changes sockets: [probe], [[enforce]], [[remediate]]
+//!   ← act, forensics          what changes sockets: [probe], [[enforce]], [[remediate]];
+//!                             the call stacks that opened suspect connections
 //!   ← alerting                new/cleared suspects, alert groups, the Alertmanager push
 //!   ← export                  /metrics, /connections, /alerts, /healthz
 //!   ← config                  flags + file → validated settings
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod export;
+pub mod forensics;
 pub mod kubernetes;
 mod locks;
 mod memory;

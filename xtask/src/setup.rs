@@ -45,6 +45,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("containerd", "/usr/bin/containerd"),
     ("runc", "/usr/sbin/runc"),
     ("busybox-static", "/bin/busybox"),
+    // monitor/tests/integration/stacks.rs builds its leaking C program (`cc -O0 -g
+    // -fno-omit-frame-pointer`).
+    ("gcc", "/usr/bin/gcc"),
 ];
 
 pub(crate) fn all() -> anyhow::Result<()> {

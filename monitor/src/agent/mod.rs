@@ -67,7 +67,11 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
         &config.alertmanager_http,
         config.scan_interval,
     )?;
-    let mut programs = Programs::load(config.table_capacity, config.per_packet_hooks)?;
+    let mut programs = Programs::load_recording_stacks(
+        config.table_capacity,
+        config.per_packet_hooks,
+        config.stacks,
+    )?;
     let attached = programs.hooks.iter().filter(|h| h.attached).count();
     tracing::info!(
         attached,

@@ -12,6 +12,7 @@ use crate::{
     bpf::Programs,
     config::RunConfig,
     error::Error,
+    forensics::Stacks,
     kubernetes::{PodResolver, runtime::RuntimeChoice},
     scan::{Feature, Pipeline, kernel_defaults},
 };
@@ -23,6 +24,8 @@ pub(super) struct Features {
     pub probe: Option<Arc<ProbeBook>>,
     /// `[[enforce]]`.
     pub enforcement: Option<Arc<Enforcement>>,
+    /// `[forensics] stacks`, when the programs record them.
+    pub stacks: Option<Arc<Stacks>>,
 }
 
 /// The features `config` enables, and the verdict pipeline (confirming verdicts against the
@@ -42,10 +45,15 @@ pub(super) fn build(
     let features = Features {
         probe: probing::book(config, defaults.hz, sockopt_loaded),
         enforcement,
+        stacks: crate::locks::lock(programs)
+            .stacks
+            .take()
+            .map(|tables| Arc::new(Stacks::new(tables))),
     };
-    let registered: [Option<Arc<dyn Feature>>; 2] = [
+    let registered: [Option<Arc<dyn Feature>>; 3] = [
         features.probe.clone().map(|f| f as _),
         features.enforcement.clone().map(|f| f as _),
+        features.stacks.clone().map(|f| f as _),
     ];
     let runtime = RuntimeChoice::of(&config.kubernetes, Path::exists).into_source();
     let pipeline = registered.into_iter().flatten().fold(

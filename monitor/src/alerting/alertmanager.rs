@@ -9,7 +9,10 @@ use std::{
 use serde::Serialize;
 
 use self::lifecycle::Lifecycle;
-use super::{AlertGroup, groups::GroupKey};
+use super::{
+    AlertGroup,
+    groups::{GroupKey, paths},
+};
 use crate::model::{
     LocalPort,
     format::{counted, human_age},
@@ -103,6 +106,7 @@ pub(super) fn build_alerts(
                 ("summary", Some(summary(group))),
                 ("description", Some(group.reason.remedy().to_owned())),
                 ("remediation", remediation(group)),
+                ("call_paths", paths::annotation(&group.opening_paths)),
             ];
             PostableAlert {
                 labels: labels

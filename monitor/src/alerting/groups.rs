@@ -12,7 +12,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use self::pod::OnePod;
+use self::{
+    paths::{OpeningPath, PathCounts},
+    pod::OnePod,
+};
 use crate::{
     kubernetes::PodIdentity,
     model::{
@@ -63,6 +66,10 @@ pub struct AlertGroup {
     /// the connections' `kubernetes`; absent when they are not all in one named pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<PodIdentity>,
+    /// The call paths that opened the group's connections, most connections first, at most 3
+    /// (`[forensics] stacks`; connections whose stack is known); absent without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opening_paths: Vec<OpeningPath>,
 }
 
 /// Identity of a group across scans (Alertmanager labels are built from it).
@@ -99,6 +106,8 @@ struct Acc<'a> {
     remediations: BTreeMap<&'static str, u64>,
     /// The pod they are all in, while they are.
     pod: OnePod,
+    /// The call paths that opened them.
+    paths: PathCounts<'a>,
 }
 
 /// Oldest first; unknown ages last; cookie breaks ties so the answer is stable between scans.
@@ -113,6 +122,7 @@ impl<'a> Acc<'a> {
     fn add(&mut self, c: &'a Connection, age: Option<Duration>, acted: Option<RemediationResult>) {
         self.count += 1;
         self.pod.add(c.pod.as_ref());
+        self.paths.add(c.stack.as_ref());
         if let Some(result) = acted {
             *self.remediations.entry(result.as_str()).or_default() += 1;
         }
@@ -140,6 +150,7 @@ impl<'a> Acc<'a> {
         self.count += other.count;
         self.oldest = self.oldest.max(other.oldest);
         self.pod.merge(other.pod);
+        self.paths.merge(other.paths);
         for (result, n) in other.remediations {
             *self.remediations.entry(result).or_default() += n;
         }
@@ -216,6 +227,7 @@ impl<'a> Pending<'a> {
                 .map(|(result, n)| (result.to_owned(), n))
                 .collect(),
             kubernetes: self.acc.pod.identity(),
+            opening_paths: self.acc.paths.top(),
         }
     }
 }
@@ -350,10 +362,12 @@ impl AlertGroup {
             remedy: reason.remedy().into(),
             remediations: BTreeMap::new(),
             kubernetes: None,
+            opening_paths: Vec::new(),
         }
     }
 }
 
+pub(crate) mod paths;
 mod pod;
 #[cfg(test)]
 mod tests;

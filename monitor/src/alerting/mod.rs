@@ -21,7 +21,7 @@ use self::client::{AlertmanagerClient, PushCounters};
 use self::exhaustion::ExhaustionLog;
 use self::tracker::Tracker;
 pub use self::{
-    groups::{AlertGroup, AlertsView, group},
+    groups::{AlertGroup, AlertsView, group, paths::OpeningPath},
     http_config::{BasicAuth, HttpConfig, HttpConfigError, LoadedHttpConfig},
     tracker::Transitions,
 };

@@ -15,6 +15,7 @@ mod misses;
 pub mod offsets;
 pub mod sockopt;
 mod source;
+pub mod stacks;
 pub mod task_file;
 
 use std::{
@@ -172,6 +173,9 @@ pub struct Programs {
     /// pass over every namespace. None when the kernel refused it (its [`HookStatus`] in `hooks`
     /// says why).
     pub holders: Option<task_file::TaskFileReader>,
+    /// The maps of the call stacks that opened connections, when they are recorded
+    /// (`[forensics] stacks`, [`Programs::load_recording_stacks`]); the agent takes them.
+    pub stacks: Option<stacks::StackTables>,
     /// The `iter_tcp_sockopt` program once loaded ([`Programs::sockopt_control`]).
     sockopt: Option<Arc<SockoptControl>>,
     /// Why `[[enforce]]` cannot attach on this kernel, found when the object was loaded.
@@ -193,11 +197,31 @@ impl Programs {
     /// The kernel BTF cannot be read, the object or its maps cannot be created, or the table
     /// cannot be mapped into memory.
     pub fn load(capacity: u32, per_packet: bool) -> Result<Self, BpfError> {
-        let (mut ebpf, enforce_unavailable) = load_object(capacity, &[])?;
+        Self::load_recording_stacks(capacity, per_packet, false)
+    }
+
+    /// As [`load`](Self::load), and with `stacks` the programs that record the user-space call
+    /// stack of each connection's `connect()` and `accept()` too (reported in
+    /// [`Programs::hooks`] as `stack_at_connect`, `stack_at_accept4`, `stack_at_accept`; their
+    /// maps in [`Programs::stacks`]). Without `stacks` it is [`load`](Self::load).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load), or a stack map missing from the object.
+    pub fn load_recording_stacks(
+        capacity: u32,
+        per_packet: bool,
+        stacks: bool,
+    ) -> Result<Self, BpfError> {
+        let (mut ebpf, enforce_unavailable) = load_object(capacity, &[], stacks)?;
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let mut hooks: Vec<HookStatus> = hooks(per_packet)
             .map(|hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
             .collect();
+        let stacks = if stacks {
+            Some(stacks::attach(&mut ebpf, &btf, &mut hooks)?)
+        } else {
+            None
+        };
         let table_refresh = KernelStateReader::load(&mut ebpf, &btf, ITER_TCP_TABLE_PROGRAM);
         hooks.push(hook_status(
             ITER_TCP_TABLE_PROGRAM,
@@ -216,6 +240,7 @@ impl Programs {
             kernel_log,
             table_refresh,
             holders: None,
+            stacks,
             sockopt: None,
             enforce_unavailable,
         };
@@ -284,12 +309,14 @@ impl Programs {
 }
 
 /// Loads the embedded object (maps created, no program loaded yet) with the kernel's offsets and a
-/// table of `capacity` sockets; `map_sizes` overrides other maps' capacities.
+/// table of `capacity` sockets; `map_sizes` overrides other maps' capacities; `stacks` sizes the
+/// call-stack maps and turns their recording on (`[forensics] stacks`).
 /// Also returns why `[[enforce]]` cannot work here, if the kernel's BTF lacks the cgroup fields
 /// its program follows (the object is then loaded with zero offsets for them).
 fn load_object(
     capacity: u32,
     map_sizes: &[(&str, u32)],
+    stacks: bool,
 ) -> Result<(Ebpf, Option<BpfError>), BpfError> {
     // No RLIMIT_MEMLOCK raise here: kernels from 5.11 charge BPF memory to the memory cgroup
     // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
@@ -311,6 +338,8 @@ fn load_object(
         .map_max_entries(SLOTS_MAP, capacity)
         .map_max_entries(INDEX_MAP, capacity)
         .map_max_entries(FREE_SLOTS_MAP, capacity);
+    let stacks_on = u32::from(stacks);
+    stacks::configure(&mut loader, &stacks_on);
     for &(map, size) in map_sizes {
         loader.map_max_entries(map, size);
     }

@@ -13,7 +13,7 @@ use crate::{
         exhaustion::{self, ExhaustionAlert},
     },
     model::{
-        LocalPort,
+        ConnectionView, LocalPort,
         format::{counted, escape_control, human_age},
         labels,
     },
@@ -31,6 +31,10 @@ pub struct CheckArgs {
     /// Print the agent's alert groups as JSON instead of one line per group (same exit codes).
     #[arg(long)]
     pub json: bool,
+    /// Also print the call paths that opened the suspect connections, most common first, with
+    /// their frames (an agent run with `--stacks`; same exit codes).
+    #[arg(long)]
+    pub stack: bool,
 }
 
 /// Runs the check; returns the exit code. Everything, errors included, goes to stdout: monitoring
@@ -43,7 +47,11 @@ pub(super) fn run(args: &CheckArgs) -> i32 {
                 serde_json::to_string_pretty(&view)
                     .map_or_else(|e| format!("UNKNOWN: {e}"), |json| json + "\n")
             } else {
-                report(&view.alerts) + &forecast_lines(&view.fd_exhaustion)
+                let mut out = report(&view.alerts) + &forecast_lines(&view.fd_exhaustion);
+                if args.stack {
+                    out += &stack_section(args);
+                }
+                out
             };
             (code, out)
         }
@@ -74,6 +82,23 @@ fn forecast_lines(alerts: &[ExhaustionAlert]) -> String {
         })
         .collect::<Vec<_>>()
         .concat()
+}
+
+/// The `--stack` section, from the agent's suspect connections; a line saying why when they
+/// cannot be read (the exit code stays the groups').
+fn stack_section(args: &CheckArgs) -> String {
+    let url = format!("{}/connections", args.agent.trim_end_matches('/'));
+    let suspects = fetch(&url, &args.agent, &[("suspect", "true".to_owned())]).and_then(|body| {
+        serde_json::from_str::<Vec<ConnectionView>>(&body)
+            .with_context(|| format!("{url} did not answer a connection list"))
+    });
+    match suspects {
+        Ok(suspects) => stacks::section(&suspects),
+        Err(error) => format!(
+            "call paths unavailable: {}\n",
+            escape_control(&format!("{error:#}"))
+        ),
+    }
 }
 
 fn ask(args: &CheckArgs) -> anyhow::Result<AlertsView> {
@@ -138,5 +163,6 @@ pub(super) fn report(groups: &[AlertGroup]) -> String {
     out
 }
 
+mod stacks;
 #[cfg(test)]
 mod tests;

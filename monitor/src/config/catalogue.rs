@@ -191,6 +191,12 @@ settings! {
             about: "A CRI runtime's socket (CRI-O's `/run/crio/crio.sock`; a path or `unix:///path`), asked instead of containerd's API for the same names (`ContainerStatus`). Unset: containerd's socket, or CRI-O's when only CRI-O's exists (`[kubernetes]`).",
             ..Row::KUBERNETES
         };
+        stacks: bool = values::boolean, Row {
+            flag: Flag::Named("stacks"), default: "false", value_name: "BOOL",
+            style: Style::Switch,
+            about: "Record the user-space call stack of each connection's `connect()` or `accept()` (one `bpf_get_stackid` per connection, never per packet) and show the suspects' stacks, symbolized, in `/connections` and `check --stack` (`[forensics]`). Off, nothing is attached for it.",
+            ..Row::FORENSICS
+        };
     }
     file_only {
         probe_max_per_second: u32 = |raw| values::u32_between(raw, 1, 10_000), Row {
@@ -236,6 +242,7 @@ const fn pair(row: &Row, table: Table, second: Second) -> Option<(&'static str, 
         (Table::Top, Table::Top)
             | (Table::Probe, Table::Probe)
             | (Table::Kubernetes, Table::Kubernetes)
+            | (Table::Forensics, Table::Forensics)
     );
     match (in_table, second, row.flag) {
         (true, Second::Default, _) => Some((row.key(), row.default)),
@@ -282,6 +289,10 @@ pub(super) const PROBE_SETTINGS: &[(&str, &str)] =
 /// Every `[kubernetes]` key with its default.
 pub(super) const KUBERNETES_SETTINGS: &[(&str, &str)] =
     &pairs::<{ count(Table::Kubernetes, Second::Default) }>(Table::Kubernetes, Second::Default);
+
+/// Every `[forensics]` key with its default.
+pub(super) const FORENSICS_SETTINGS: &[(&str, &str)] =
+    &pairs::<{ count(Table::Forensics, Second::Default) }>(Table::Forensics, Second::Default);
 
 /// The `[probe]` keys that are also flags, with their flag: `enabled` is `--probe`, …
 #[cfg(test)]

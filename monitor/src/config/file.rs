@@ -6,7 +6,7 @@ use std::{io::Read as _, path::Path};
 
 use super::{
     ConfigError, RunArgs,
-    catalogue::{KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
+    catalogue::{FORENSICS_SETTINGS, KUBERNETES_SETTINGS, PROBE_SETTINGS, Resolver, SETTINGS},
     enforce, path, remediate,
     setting::FileValues,
     toml_table::{
@@ -82,21 +82,11 @@ impl FileConfig {
         let overrides =
             sections(settings.remove("override"), "override", override_entry).map_err(error)?;
         let ignore = sections(settings.remove("ignore"), "ignore", ignore_entry).map_err(error)?;
-        let probe = match settings.remove("probe") {
-            None => toml::Table::new(),
-            Some(toml::Value::Table(table)) => table,
-            Some(_) => return Err(error("probe: expected a [probe] table".into())),
-        };
-        let probe_keys: Vec<&str> = PROBE_SETTINGS.iter().map(|(key, _)| *key).collect();
-        check_keys(&probe, &probe_keys).map_err(|problem| error(format!("[probe]: {problem}")))?;
-        let kubernetes = match settings.remove("kubernetes") {
-            None => toml::Table::new(),
-            Some(toml::Value::Table(table)) => table,
-            Some(_) => return Err(error("kubernetes: expected a [kubernetes] table".into())),
-        };
-        let kubernetes_keys: Vec<&str> = KUBERNETES_SETTINGS.iter().map(|(key, _)| *key).collect();
-        check_keys(&kubernetes, &kubernetes_keys)
-            .map_err(|problem| error(format!("[kubernetes]: {problem}")))?;
+        let probe = settings_table(&mut settings, "probe", PROBE_SETTINGS).map_err(error)?;
+        let kubernetes =
+            settings_table(&mut settings, "kubernetes", KUBERNETES_SETTINGS).map_err(error)?;
+        let forensics =
+            settings_table(&mut settings, "forensics", FORENSICS_SETTINGS).map_err(error)?;
         let remediate =
             numbered_sections(settings.remove("remediate"), "remediate", remediate::entry)
                 .map_err(error)?;
@@ -114,6 +104,7 @@ impl FileConfig {
                 top: settings,
                 probe,
                 kubernetes,
+                forensics,
             },
             overrides,
             ignore,
@@ -132,6 +123,26 @@ impl FileConfig {
             file: &self.values,
         }
     }
+}
+
+/// Takes the `[name]` table of catalogue settings out of the file's top level (empty when
+/// absent), its keys checked against `settings`.
+///
+/// # Errors
+/// `name` is not a table, or has a key that is not one of `settings` (the message names it).
+fn settings_table(
+    top: &mut toml::Table,
+    name: &str,
+    settings: &[(&str, &str)],
+) -> Result<toml::Table, String> {
+    let table = match top.remove(name) {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => return Err(format!("{name}: expected a [{name}] table")),
+    };
+    let keys: Vec<&str> = settings.iter().map(|(key, _)| *key).collect();
+    check_keys(&table, &keys).map_err(|problem| format!("[{name}]: {problem}"))?;
+    Ok(table)
 }
 
 /// toml's message can span lines (with a source excerpt); keep its text and the line number.

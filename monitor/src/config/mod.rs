@@ -21,6 +21,8 @@ mod toml_table;
 mod values;
 
 #[cfg(test)]
+mod forensics_tests;
+#[cfg(test)]
 mod kubernetes_tests;
 #[cfg(test)]
 mod tests;
@@ -115,6 +117,9 @@ pub struct RunConfig {
     pub runtime_dir: PathBuf,
     /// `[kubernetes]`: where pod names come from.
     pub kubernetes: KubernetesSettings,
+    /// `[forensics] stacks` (`--stacks`): record each connection's opening call stack and show
+    /// the suspects' (restart-only: the programs are attached at start).
+    pub stacks: bool,
 }
 
 /// `[kubernetes]`: where pod names come from (defined with the runtimes it chooses between).
@@ -247,6 +252,7 @@ impl RunConfig {
                 containerd_namespace: get.containerd_namespace()?,
                 runtime_endpoint: get.runtime_endpoint()?,
             },
+            stacks: get.stacks()?,
         })
     }
 }

@@ -111,6 +111,8 @@ fn settings(c: &RunConfig) -> Vec<(&'static str, String)> {
         ("runtime_dir", c.runtime_dir.display().to_string()),
         // Restart-only: the runtime's client is started with the agent.
         ("[kubernetes]", format!("{:?}", c.kubernetes)),
+        // Restart-only: the stack programs are attached with the others.
+        ("[forensics]", format!("stacks={}", c.stacks)),
         (
             "[[override]]",
             list(c.policy.overrides.iter().map(override_text)),
@@ -239,6 +241,7 @@ mod tests {
             .map(|(k, _)| *k)
             .chain([
                 "[kubernetes]",
+                "[forensics]",
                 "[[override]]",
                 "[[ignore]]",
                 "[[path]]",

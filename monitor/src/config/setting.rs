@@ -16,6 +16,8 @@ pub(super) enum Table {
     Probe,
     /// A key of the `[kubernetes]` table.
     Kubernetes,
+    /// A key of the `[forensics]` table.
+    Forensics,
 }
 
 /// How a setting is spelled on the command line.
@@ -92,6 +94,12 @@ impl Row {
         ..Row::TOP
     };
 
+    /// The same for `[forensics]` rows.
+    pub(super) const FORENSICS: Row = Row {
+        table: Table::Forensics,
+        ..Row::TOP
+    };
+
     /// The key in its table: `key`, or the id when the key is the field's name.
     pub(super) const fn key(&self) -> &'static str {
         if self.key.is_empty() {
@@ -116,6 +124,7 @@ impl Row {
             Table::Top => self.key().to_owned(),
             Table::Probe => format!("[probe] {}", self.key()),
             Table::Kubernetes => format!("[kubernetes] {}", self.key()),
+            Table::Forensics => format!("[forensics] {}", self.key()),
         }
     }
 
@@ -139,6 +148,7 @@ pub(super) struct FileValues {
     pub top: toml::Table,
     pub probe: toml::Table,
     pub kubernetes: toml::Table,
+    pub forensics: toml::Table,
 }
 
 impl FileValues {
@@ -147,6 +157,7 @@ impl FileValues {
             Table::Top => self.top.get(key),
             Table::Probe => self.probe.get(key),
             Table::Kubernetes => self.kubernetes.get(key),
+            Table::Forensics => self.forensics.get(key),
         }
     }
 }

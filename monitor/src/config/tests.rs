@@ -479,6 +479,8 @@ fn example_file_documents_every_key() {
         "containerd_socket",
         "containerd_namespace",
         "runtime_endpoint",
+        "[forensics]",
+        "stacks",
     ]) {
         assert!(
             enabled.lines().any(|l| l.starts_with(key)),
@@ -499,6 +501,8 @@ fn flags_match_settings_and_help_shows_defaults() {
         .filter(|(long, _)| !probe::PROBE_FLAGS.iter().any(|(_, f)| f == long))
         // `[kubernetes]` keys: checked by `kubernetes::tests`.
         .filter(|(long, _)| !["containerd-socket", "runtime-endpoint"].contains(long))
+        // `[forensics]` keys: checked by `forensics_tests`.
+        .filter(|(long, _)| *long != "stacks")
         .collect();
     assert_eq!(flags.len(), SETTINGS.len());
     for (long, help) in flags {

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use super::pod::PodIdentity;
-use super::{Comm, ProbeResult, Reason};
+use super::{CallStack, Comm, ProbeResult, Reason};
 
 /// What the agent knows about one TCP socket at one scan.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +92,10 @@ pub struct Connection {
     pub suspect: Vec<Reason>,
     /// The latest keepalive probe of the `[probe]` feature, when it probed this socket.
     pub probe: Option<ProbeResult>,
+    /// The user-space call stack of the `connect()` or `accept()` that opened the connection,
+    /// symbolized (`[forensics] stacks`); only on connections a scan found suspect, once
+    /// symbolized (the scan after the one that raised the verdict at the latest).
+    pub stack: Option<Arc<CallStack>>,
 }
 
 impl Connection {
@@ -132,6 +136,7 @@ impl Connection {
             gives_up_in: None,
             suspect: Vec::new(),
             probe: None,
+            stack: None,
         }
     }
 }

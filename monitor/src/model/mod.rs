@@ -16,6 +16,7 @@ mod ports;
 mod probe;
 mod reason;
 mod remediation;
+mod stack;
 mod view;
 
 pub use self::{
@@ -28,5 +29,6 @@ pub use self::{
     probe::{PeerVerdict, ProbeResult, ProbeView},
     reason::Reason,
     remediation::{RemediationAction, RemediationResult},
+    stack::{CallStack, StackFrame, is_system_module},
     view::{ConnectionView, HolderView, KeepaliveView, container_id},
 };

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::pod::PodIdentity;
-use super::{Connection, ProbeView, format::seconds, labels::state_label};
+use super::{CallStack, Connection, ProbeView, format::seconds, labels::state_label};
 
 /// One connection as served by `/connections` (and read back by `tcp-liveness connections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,11 @@ pub struct ConnectionView {
     /// The latest keepalive probe (`[probe]`); absent when the socket was never probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeView>,
+    /// The call stack that opened the connection (`[forensics] stacks`): `{"frames": [{"function",
+    /// "file", "line", "module", "address"}]}`, innermost first, each name null when unknown;
+    /// absent when not recorded or the connection is not suspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<CallStack>,
 }
 
 impl ConnectionView {
@@ -180,6 +185,7 @@ impl From<&Connection> for ConnectionView {
             suspect: c.suspect.iter().map(|r| r.as_str().to_owned()).collect(),
             why: Vec::new(),
             probe: c.probe.as_ref().map(ProbeView::from),
+            stack: c.stack.as_deref().cloned(),
         }
     }
 }

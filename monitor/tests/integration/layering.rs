@@ -22,7 +22,7 @@ const LEVELS: &[&[&str]] = &[
     ],
     &["verdict", "bpf", "sock_diag", "kubernetes"],
     &["scan"],
-    &["act"],
+    &["act", "forensics"],
     &["alerting"],
     &["export"],
     &["config"],

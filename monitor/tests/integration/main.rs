@@ -49,4 +49,5 @@ mod scan_health;
 mod seed;
 mod silence;
 mod sockopt;
+mod stacks;
 mod verdicts;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency,namespaces]` (root): the
+//! `cargo xtask bench [--quick] [--only hooks,overhead,scale,latency,namespaces,stacks]` (root): the
 //! performance harness of issue #5. Every figure is a ratio or a median taken within one run, with
 //! repetitions interleaved, because the machine is shared and single runs vary by ±15%. Prints
 //! the tables (Markdown) and writes them to target/bench/last.md; no timed assertions anywhere.
@@ -9,7 +9,8 @@
 //! - `scale`: scan duration, agent CPU and RSS from 1k to 100k connections vs a `sock_diag` dump,
 //!   and the growth slope;
 //! - `latency`: fault → verdict in /connections and /metrics;
-//! - `namespaces`: scan cost and agent CPU with the same 10k sockets over 1 to 100 namespaces.
+//! - `namespaces`: scan cost and agent CPU with the same 10k sockets over 1 to 100 namespaces;
+//! - `stacks`: connect/accept churn with the agent run with `--stacks` vs without.
 //!
 //! The parts that need the agent's library (loading the object, `sock_diag`) run in
 //! `monitor/examples/bench-probes.rs`; load generators are in `load` (loopback) and `worker`
@@ -22,6 +23,7 @@ mod measured;
 mod namespaces;
 mod overhead;
 mod scale;
+mod stacks;
 mod stats;
 mod worker;
 
@@ -42,8 +44,8 @@ pub(crate) struct Args {
     /// A short run (fewer repetitions, 1k and 10k connections only, 1 and 10 namespaces).
     #[arg(long)]
     quick: bool,
-    /// Phases to run, comma separated: hooks, overhead, scale, latency, namespaces (default:
-    /// all).
+    /// Phases to run, comma separated: hooks, overhead, scale, latency, namespaces, stacks
+    /// (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Connection counts for the scale phase, comma separated (default 1000,10000,50000,100000;
@@ -194,6 +196,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     report.extend(growth);
     report.extend(namespaces);
+    if wanted("stacks") {
+        report.push(stacks::run(&plan)?.to_string());
+    }
     report.push(format!(
         "Run took {:.0} s ({}).\n",
         started.elapsed().as_secs_f64(),

@@ -221,3 +221,30 @@ fn remediations_annotate_the_alert_and_add_up_while_it_fires() {
         "none without actions"
     );
 }
+
+/// A group whose connections' opening paths are known carries them as `call_paths`; without,
+/// the annotation is absent.
+#[test]
+fn opening_paths_are_annotated() {
+    let mut g = group(Reason::CloseWaitStuck, "leaky", 7102, 300);
+    let path = |count, path: &str| crate::alerting::OpeningPath {
+        count,
+        path: path.into(),
+    };
+    g.opening_paths = vec![
+        path(
+            297,
+            "open_report_connection (report.c:41) ← handle_request ← main",
+        ),
+        path(3, "serve_leaky_client (report.c:75) ← main"),
+    ];
+    let alerts = build_alerts(&[(&g, at(0))], at(20), "web-1");
+    assert_eq!(
+        alerts[0].annotations["call_paths"],
+        "297 opened at open_report_connection (report.c:41) ← handle_request ← main; \
+         3 opened at serve_leaky_client (report.c:75) ← main"
+    );
+    let plain = group(Reason::CloseWaitStuck, "leaky", 7102, 3);
+    let alerts = build_alerts(&[(&plain, at(0))], at(20), "web-1");
+    assert!(!alerts[0].annotations.contains_key("call_paths"));
+}

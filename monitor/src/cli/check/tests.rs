@@ -54,6 +54,7 @@ fn unreachable_agent_is_unknown() {
     let args = CheckArgs {
         agent: format!("http://127.0.0.1:{port}"),
         json: false,
+        stack: false,
     };
     let err = ask(&args).unwrap_err();
     assert!(

@@ -42,6 +42,7 @@ fn view(state: &str, remote: &str, idle: Option<f64>, suspect: &[&str]) -> Conne
         suspect: suspect.iter().map(|s| (*s).to_owned()).collect(),
         why: suspect.iter().map(|s| format!("why {s}")).collect(),
         probe: None,
+        stack: None,
     }
 }
 
