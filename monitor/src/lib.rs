@@ -8,9 +8,10 @@
 //!   locks, periodic,          wire views), time, giving freed heap back, the one way to take a
 //!   privileges, netns         lock, paced threads, capabilities, entering network namespaces
 //!   ← verdict, bpf,           pure rules (Connection + Policy → reasons); the kernel's
-//!     sock_diag, kubernetes   programs and maps (the only aya user); netlink dumps, exact
-//!                             queries and SOCK_DESTROY, tcp_info, /proc owners; pods from
-//!                             cgroup paths and the container runtime's labels
+//!     sock_diag, conntrack,   programs and maps (the only aya user); netlink dumps, exact
+//!     kubernetes              queries and SOCK_DESTROY, tcp_info, /proc owners; one flow's
+//!                             conntrack entry (ctnetlink); pods from cgroup paths and the
+//!                             container runtime's labels
 //!   ← scan                    table + counters → one Snapshot (pipeline, features, summary)
 //!   ← act, forensics          what changes sockets: [probe], [[enforce]], [[remediate]];
 //!                             the call stacks that opened suspect connections
@@ -33,6 +34,7 @@ pub mod bpf;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conntrack;
 mod error;
 pub mod export;
 pub mod forensics;

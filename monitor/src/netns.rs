@@ -131,6 +131,22 @@ where
         .map_err(|_| NetnsError::ThreadPanicked(ns.path.clone()))?
 }
 
+/// [`in_namespace`] for the namespace whose inode is `inode`, looked up in `/proc`.
+///
+/// # Errors
+/// No process is in that namespace any more ([`NetnsError::vanished`]), or as [`in_namespace`].
+pub fn in_namespace_of<T, F>(inode: u32, f: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let ns = find_namespaces()
+        .into_iter()
+        .find(|ns| ns.inode == inode)
+        .ok_or_else(|| NetnsError::vanished(inode))?;
+    in_namespace(&ns, f)
+}
+
 /// Numeric entries of `/proc`, ascending.
 pub(crate) fn pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {

@@ -39,6 +39,11 @@ const DAC_READ_SEARCH: Need = Need {
     why: "list other users' /proc/PID/fd (socket owners)",
 };
 
+const CONNTRACK_NET_ADMIN: Need = Need {
+    cap: Capability::CAP_NET_ADMIN,
+    why: "ask the host's conntrack about idle flows (ctnetlink), when the agent was given it",
+};
+
 const NET_ADMIN: Need = Need {
     cap: Capability::CAP_NET_ADMIN,
     why: "destroy sockets for a [[remediate]] policy with dry_run = false (sock_diag SOCK_DESTROY)",
@@ -60,6 +65,10 @@ pub(crate) enum Feature {
     /// Ending confirmed-dead connections (`[[remediate]]` with `dry_run = false`): `sock_diag`
     /// `SOCK_DESTROY` from the scan thread.
     Destroy,
+    /// The host's conntrack entry of an idle flow (ctnetlink `IPCTNL_MSG_CT_GET`, from the scan
+    /// thread): kept when the agent has it, never required at start (without it the entries are
+    /// not read).
+    Conntrack,
 }
 
 impl Feature {
@@ -70,6 +79,7 @@ impl Feature {
             Self::Namespaces => &[SYS_ADMIN, SYS_PTRACE],
             Self::Owners => &[SYS_PTRACE, DAC_READ_SEARCH],
             Self::Destroy => &[NET_ADMIN],
+            Self::Conntrack => &[CONNTRACK_NET_ADMIN],
         }
     }
 }

@@ -117,7 +117,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     tokio::task::block_in_place(|| enforce::apply_to_existing(enforcement, &pipeline, &*table));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
-    let kept = privileges::kept(&running_features(&config));
+    // Plus CAP_NET_ADMIN for the conntrack questions when given (never checked at start).
+    let kept = privileges::kept(&[running_features(&config), vec![Feature::Conntrack]].concat());
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the programs).
     let kernel_state = start_kernel_state(table_refresh, &pipeline, &kernel, &config)?;

@@ -14,7 +14,7 @@ use crate::{
     error::Error,
     forensics::Stacks,
     kubernetes::{PodResolver, runtime::RuntimeChoice},
-    scan::{Feature, Pipeline, kernel_defaults},
+    scan::{Feature, Pipeline, conntrack::HostConntrack, kernel_defaults},
 };
 
 /// The features the agent runs, each when its setting enables it.
@@ -50,10 +50,13 @@ pub(super) fn build(
             .take()
             .map(|tables| Arc::new(Stacks::new(tables))),
     };
-    let registered: [Option<Arc<dyn Feature>>; 3] = [
+    // The host's conntrack needs no setting: it asks the kernel only about idle candidates.
+    let conntrack: Arc<dyn Feature> = Arc::new(HostConntrack::new());
+    let registered: [Option<Arc<dyn Feature>>; 4] = [
         features.probe.clone().map(|f| f as _),
         features.enforcement.clone().map(|f| f as _),
         features.stacks.clone().map(|f| f as _),
+        Some(conntrack),
     ];
     let runtime = RuntimeChoice::of(&config.kubernetes, Path::exists).into_source();
     let pipeline = registered.into_iter().flatten().fold(

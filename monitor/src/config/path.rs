@@ -9,12 +9,9 @@ use super::{
     toml_table::{check_keys, field},
     values::{self, Raw},
 };
-use crate::verdict::{Cidr, PathTimeout, Share};
+use crate::verdict::{Cidr, PathTimeout, Share, conntrack::CONNTRACK_PATH};
 
 const PATH_KEYS: [&str; 5] = ["cidr", "local_port", "remote_port", "idle_timeout", "name"];
-
-/// The path label the agent's own conntrack detection uses: no `[[path]]` may take it.
-const CONNTRACK_PATH: &str = "conntrack";
 
 /// One `[[path]]` table; `report_after` is left at the timeout until [`apply_share`].
 pub(super) fn entry(table: &toml::Table) -> Result<PathTimeout, String> {

@@ -96,6 +96,12 @@ pub struct Connection {
     /// symbolized (`[forensics] stacks`); only on connections a scan found suspect, once
     /// symbolized (the scan after the one that raised the verdict at the latest).
     pub stack: Option<Arc<CallStack>>,
+    /// `net.netfilter.nf_conntrack_tcp_timeout_established` of the socket's own network
+    /// namespace; None when that namespace has no conntrack (the sysctl file is absent).
+    pub conntrack_timeout: Option<Duration>,
+    /// The host's own conntrack entry for this flow, when the kernel was asked and has one
+    /// (an idle candidate only: see `scan::conntrack`).
+    pub conntrack: Option<ConntrackDrop>,
 }
 
 impl Connection {
@@ -137,8 +143,22 @@ impl Connection {
             suspect: Vec::new(),
             probe: None,
             stack: None,
+            conntrack_timeout: None,
+            conntrack: None,
         }
     }
+}
+
+/// When the host's conntrack (in the socket's own network namespace or the agent's) drops an
+/// idle flow, from the kernel's entry for it (ctnetlink `CTA_TIMEOUT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackDrop {
+    /// `nf_conntrack_tcp_timeout_established` of the namespace whose entry it is: the idle
+    /// timeout the rule takes its share of.
+    pub timeout: Duration,
+    /// The connection's idle time at which the entry expires: its idle time when asked plus
+    /// the seconds the entry had left.
+    pub drops_at_idle: Duration,
 }
 
 /// Keepalive settings of one socket. Timers are the effective values: the socket's own when set

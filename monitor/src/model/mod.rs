@@ -22,7 +22,7 @@ mod view;
 pub use self::{
     age::verdict_age,
     comm::{Comm, TASK_COMM_LEN, kernel_buffer},
-    connection::{Connection, Holder, Holders, Keepalive},
+    connection::{Connection, ConntrackDrop, Holder, Holders, Keepalive},
     grouping::{GroupBy, Grouping, Owner, split_top_ports},
     pod::PodIdentity,
     ports::{LocalPort, ServicePorts},

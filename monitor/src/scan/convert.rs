@@ -27,6 +27,9 @@ pub struct SocketDefaults {
     pub keepalive_probes: u32,
     /// `net.ipv4.tcp_retries2`: retransmissions before the kernel gives up on a silent peer.
     pub tcp_retries2: u32,
+    /// `net.netfilter.nf_conntrack_tcp_timeout_established`; None when the namespace has no
+    /// conntrack (the sysctl file is absent).
+    pub conntrack_established: Option<Duration>,
 }
 
 impl Default for SocketDefaults {
@@ -38,6 +41,7 @@ impl Default for SocketDefaults {
             keepalive_intvl: Duration::from_secs(75),
             keepalive_probes: 9,
             tcp_retries2: 15,
+            conntrack_established: None,
         }
     }
 }
@@ -101,6 +105,7 @@ pub(crate) fn unnamed_connection(
         tcp_state::ESTABLISHED | tcp_state::CLOSE_WAIT | tcp_state::FIN_WAIT2
     );
     c.since_peer = since(entry.last_peer_ns).or(c.state_age.filter(|_| entered_on_peer_packet));
+    c.conntrack_timeout = defaults.conntrack_established;
     c.bytes_sent = entry.bytes_sent;
     c.bytes_received = entry.bytes_received;
     if flag(FLAG_TRANSPORT_KNOWN) {

@@ -1,6 +1,6 @@
 //! The defaults a socket inherits, read from the kernel: the tick rate (`CONFIG_HZ`, once at
 //! start-up, from the coarse clock's resolution: no kernel config file needed) and the TCP
-//! sysctls of a network namespace (read from a thread inside it: each namespace has its own
+//! and conntrack sysctls of a network namespace (read from a thread inside it: each namespace has its own
 //! `/proc/sys/net`).
 
 use std::{path::Path, time::Duration};
@@ -29,7 +29,16 @@ pub(crate) fn namespace_sysctls(hz: Option<u32>) -> SocketDefaults {
         keepalive_intvl: secs("tcp_keepalive_intvl", fallback.keepalive_intvl),
         keepalive_probes: count("tcp_keepalive_probes", fallback.keepalive_probes),
         tcp_retries2: count("tcp_retries2", fallback.tcp_retries2),
+        conntrack_established: conntrack_established(),
     }
+}
+
+/// `net.netfilter.nf_conntrack_tcp_timeout_established` in the calling thread's network
+/// namespace; None when the file is absent (no conntrack) or unreadable.
+pub(crate) fn conntrack_established() -> Option<Duration> {
+    let path = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established";
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().map(Duration::from_secs)
 }
 
 /// net.ipv4.`name` in the calling thread's network namespace.

@@ -12,6 +12,7 @@
 //! join the pipeline through [`Feature`], and remediation runs on the snapshot after the scan.
 
 pub(crate) mod confirm;
+pub mod conntrack;
 pub mod convert;
 mod feature;
 pub mod forecast;

@@ -17,7 +17,7 @@ use crate::model::{
     labels::{self, OTHER, reported_state},
     split_top_ports,
 };
-use crate::verdict::Policy;
+use crate::verdict::{Policy, conntrack::CONNTRACK_PATH};
 
 /// Upper bounds of `tcp_liveness_idle_seconds`, up to 4 h: past the 2 h default keepalive time,
 /// so a connection kept open by keepalives alone still lands in a finite bucket.
@@ -187,6 +187,18 @@ fn add_by_state_name(
     }
 }
 
+/// Counts `c` (`idle_beyond_path_timeout`) under its path's name: the `[[path]]` matching it,
+/// else the host's conntrack when its entry was found.
+fn count_path_at_risk(at_risk: &mut BTreeMap<String, u64>, c: &Connection, policy: &Policy) {
+    if let Some(path) = policy.path_of(c) {
+        if let Some(n) = at_risk.get_mut(&path.name) {
+            *n += 1;
+        }
+    } else if c.conntrack.is_some() {
+        *at_risk.entry(CONNTRACK_PATH.to_owned()).or_default() += 1;
+    }
+}
+
 /// Accumulates one scan, connection by connection.
 pub struct SnapshotBuilder {
     grouping: Grouping,
@@ -259,11 +271,8 @@ impl SnapshotBuilder {
                     .or_default()
                     .add(state_age_seconds(c));
             }
-            if c.suspect.contains(&Reason::IdleBeyondPathTimeout)
-                && let Some(path) = self.policy.path_of(c)
-                && let Some(n) = summary.path_at_risk.get_mut(&path.name)
-            {
-                *n += 1;
+            if c.suspect.contains(&Reason::IdleBeyondPathTimeout) {
+                count_path_at_risk(&mut summary.path_at_risk, c, &self.policy);
             }
         }
         if let Some(policy) = &c.enforced {

@@ -25,7 +25,7 @@ use super::{
     SockDiagError,
     dump::{self, DiagSocket},
 };
-use crate::netns::{self, NetnsError};
+use crate::netns;
 
 /// Which socket to ask about (what a table entry knows of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,11 +78,7 @@ impl SocketQueries {
 
 /// A `sock_diag` socket opened inside the namespace whose inode is `netns`.
 fn open_in(netns: u32) -> Result<Socket, SockDiagError> {
-    let ns = netns::find_namespaces()
-        .into_iter()
-        .find(|ns| ns.inode == netns)
-        .ok_or_else(|| NetnsError::vanished(netns))?;
-    netns::in_namespace(&ns, dump::open_socket)?
+    netns::in_namespace_of(netns, dump::open_socket)?
 }
 
 /// One request, one reply: the socket, or ENOENT (no socket with those addresses) / ESTALE

@@ -1,6 +1,7 @@
 //! Verdicts: which connections look dead or leaking, and why. Pure: a [`Connection`] and the
 //! [`Policy`] in, [`Reason`]s out; re-evaluated on every scan.
 
+pub mod conntrack;
 mod path;
 mod policy;
 mod rules;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use monitor_common::tcp_state;
 
-use super::{Policy, Thresholds, retransmission_limit};
+use super::{Policy, Thresholds, conntrack::beyond_conntrack, retransmission_limit};
 use crate::model::{Connection, PeerVerdict, Reason};
 
 /// The reasons `c` is suspect, and for an unresponsive peer how long until the kernel gives up.
@@ -40,7 +40,7 @@ pub fn evaluate(
     } else if idle_no_keepalive(c, &t) && !peer_alive(c) {
         reasons.push(Reason::IdleNoKeepalive);
     }
-    if !policy.paths.is_empty() && idle_beyond_path_timeout(c, policy) {
+    if (!policy.paths.is_empty() || c.conntrack.is_some()) && idle_beyond_path_timeout(c, policy) {
         reasons.push(Reason::IdleBeyondPathTimeout);
     }
     (reasons, gives_up_in)
@@ -150,15 +150,16 @@ fn idle_no_keepalive(c: &Connection, t: &Thresholds) -> bool {
 /// ESTABLISHED across a `[[path]]` whose middlebox forgets idle flows, with nothing that keeps
 /// the flow alive in time (keepalive off, or its first probe not before the path's timeout),
 /// and idle (nothing sent or received, probes and their answers included) past the path's
-/// share of that timeout. Traffic clears it; `idle_after` plays no part.
+/// share of that timeout. Without a matching `[[path]]`, the host's own conntrack entry for the
+/// flow, when the scan found one, is the path. Traffic clears it; `idle_after` plays no part.
 fn idle_beyond_path_timeout(c: &Connection, policy: &Policy) -> bool {
     if c.state != tcp_state::ESTABLISHED {
         return false;
     }
-    let Some(path) = policy.path_of(c) else {
-        return false;
-    };
-    longer(c.idle, path.report_after) && outlives_path(c, path.idle_timeout)
+    match policy.path_of(c) {
+        Some(path) => longer(c.idle, path.report_after) && outlives_path(c, path.idle_timeout),
+        None => beyond_conntrack(c, policy),
+    }
 }
 
 /// Whether a connection idle from now on stays silent past `timeout`: keepalive known off,

@@ -6,6 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use super::{
     Policy, Thresholds,
+    conntrack::CONNTRACK_PATH,
     rules::{bounded, retransmitting_for, time_in_state},
 };
 use crate::model::{
@@ -30,29 +31,38 @@ pub fn explain(c: &Connection, policy: &Policy) -> Vec<String> {
         .collect()
 }
 
-/// Why `c` is `idle_beyond_path_timeout`: the path by name and range, its timeout, the
-/// connection's idle time and keepalive, and when the middlebox forgets the flow.
+/// Why `c` is `idle_beyond_path_timeout`: the path by name and range (or the host's conntrack
+/// entry), its timeout, the connection's idle time and keepalive, and when the middlebox
+/// forgets the flow (for conntrack: when the kernel's entry expires).
 fn beyond_path(c: &Connection, policy: &Policy) -> String {
-    let Some(path) = policy.path_of(c) else {
-        return "no [[path]] matches it any more".into();
+    let idle = c.idle.unwrap_or_default();
+    let (name, timeout, drops_at) = match (policy.path_of(c), c.conntrack) {
+        (Some(path), _) => (
+            format!("{} ({})", path.name, path.remote),
+            path.idle_timeout,
+            path.idle_timeout,
+        ),
+        (None, Some(found)) => (
+            format!("{CONNTRACK_PATH} (this host's entry for the flow)"),
+            found.timeout,
+            found.drops_at_idle,
+        ),
+        (None, None) => return "no [[path]] matches it any more".into(),
     };
     let keepalive = match c.keepalive {
         Some(ka) if ka.enabled => format!("keepalive idle {} ≥ the timeout", age(ka.idle)),
         _ => "keepalive off".into(),
     };
-    let idle = c.idle.unwrap_or_default();
-    let when = match path.idle_timeout.checked_sub(idle) {
+    let when = match drops_at.checked_sub(idle) {
         Some(left) if !left.is_zero() => format!("forgets the flow in {}", human_duration(left)),
         _ => format!(
             "forgot the flow {} ago: the next packet gets no answer or a reset",
-            human_duration(idle.saturating_sub(path.idle_timeout))
+            human_duration(idle.saturating_sub(drops_at))
         ),
     };
     format!(
-        "path {} ({}) drops flows idle {}: idle {} > {} of it, {keepalive}; {when}",
-        path.name,
-        path.remote,
-        human_duration(path.idle_timeout),
+        "path {name} drops flows idle {}: idle {} > {} of it, {keepalive}; {when}",
+        human_duration(timeout),
         human_duration(idle),
         policy.path_timeout_share,
     )

@@ -20,7 +20,7 @@ const LEVELS: &[&[&str]] = &[
         "privileges",
         "netns",
     ],
-    &["verdict", "bpf", "sock_diag", "kubernetes"],
+    &["verdict", "bpf", "sock_diag", "conntrack", "kubernetes"],
     &["scan"],
     &["act", "forensics"],
     &["alerting"],
