@@ -12,6 +12,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLA_F_NESTED: u16 = 1 << 15;
 const NLMSG_HEADER: usize = 16;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
 const NFGENMSG: usize = 4;
 
 /// Top-level attributes (`enum ctattr_type`).
@@ -56,14 +59,14 @@ pub(super) enum Direction {
 /// The GET request for `tuple` as the entry's `direction` tuple, sequence number `seq`.
 pub(super) fn request(tuple: Tuple, direction: Direction, seq: u32) -> Vec<u8> {
     let (family, src, dst) = addresses(tuple);
-    let (ip_src, ip_dst) = if family == libc::AF_INET as u8 {
+    let (ip_src, ip_dst) = if family == AF_INET {
         (CTA_IP_V4_SRC, CTA_IP_V4_SRC + 1)
     } else {
         (CTA_IP_V6_SRC, CTA_IP_V6_SRC + 1)
     };
     let ip = [attribute(ip_src, &src), attribute(ip_dst, &dst)].concat();
     let proto = [
-        attribute(CTA_PROTO_NUM, &[libc::IPPROTO_TCP as u8]),
+        attribute(CTA_PROTO_NUM, &[IPPROTO_TCP]),
         attribute(CTA_PROTO_SRC_PORT, &tuple.src.port().to_be_bytes()),
         attribute(CTA_PROTO_DST_PORT, &tuple.dst.port().to_be_bytes()),
     ]
@@ -147,15 +150,11 @@ fn addresses(tuple: Tuple) -> (u8, Vec<u8>, Vec<u8>) {
     };
     let (src, dst) = (plain(tuple.src.ip()), plain(tuple.dst.ip()));
     let family = if src.is_ipv4() && dst.is_ipv4() {
-        libc::AF_INET
+        AF_INET
     } else {
-        libc::AF_INET6
+        AF_INET6
     };
-    (
-        u8::try_from(family).unwrap_or_default(),
-        octets(src),
-        octets(dst),
-    )
+    (family, octets(src), octets(dst))
 }
 
 /// One attribute: length and type in host order, `payload`, padding to 4 bytes.

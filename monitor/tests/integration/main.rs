@@ -27,6 +27,7 @@ mod enforce_two_agents;
 mod fd_forecast;
 mod half_close;
 mod holders;
+mod host_conntrack;
 mod http_server;
 mod idle_metrics;
 mod kernel;

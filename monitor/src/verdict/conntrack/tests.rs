@@ -21,22 +21,22 @@ fn idle(state: u8, idle_secs: u64, keepalive: Option<Keepalive>) -> Connection {
     }
 }
 
-fn off() -> Option<Keepalive> {
-    Some(Keepalive {
+fn off() -> Keepalive {
+    Keepalive {
         enabled: false,
         idle: None,
         interval: None,
         count: None,
-    })
+    }
 }
 
-fn on(idle_secs: u64) -> Option<Keepalive> {
-    Some(Keepalive {
+fn on(idle_secs: u64) -> Keepalive {
+    Keepalive {
         enabled: true,
         idle: Some(SECS(idle_secs)),
         interval: Some(SECS(10)),
         count: Some(3),
-    })
+    }
 }
 
 #[test]
@@ -44,25 +44,37 @@ fn asked_only_when_idle_past_the_share_without_keepalive_in_time() {
     let policy = Policy::default();
     assert_eq!(policy.path_timeout_share, Share::DEFAULT);
     assert!(worth_asking(
-        &idle(tcp_state::ESTABLISHED, 81, off()),
+        &idle(tcp_state::ESTABLISHED, 81, Some(off())),
         &policy,
         None
     ));
     assert!(
-        !worth_asking(&idle(tcp_state::ESTABLISHED, 79, off()), &policy, None),
+        !worth_asking(
+            &idle(tcp_state::ESTABLISHED, 79, Some(off())),
+            &policy,
+            None
+        ),
         "80% of 100 s"
     );
     assert!(!worth_asking(
-        &idle(tcp_state::CLOSE_WAIT, 81, off()),
+        &idle(tcp_state::CLOSE_WAIT, 81, Some(off())),
         &policy,
         None
     ));
     assert!(
-        worth_asking(&idle(tcp_state::ESTABLISHED, 81, on(100)), &policy, None),
+        worth_asking(
+            &idle(tcp_state::ESTABLISHED, 81, Some(on(100))),
+            &policy,
+            None
+        ),
         "probe at the timeout"
     );
     assert!(
-        !worth_asking(&idle(tcp_state::ESTABLISHED, 81, on(30)), &policy, None),
+        !worth_asking(
+            &idle(tcp_state::ESTABLISHED, 81, Some(on(30))),
+            &policy,
+            None
+        ),
         "probe in time"
     );
     assert!(
@@ -74,7 +86,7 @@ fn asked_only_when_idle_past_the_share_without_keepalive_in_time() {
 #[test]
 fn the_host_timeout_counts_and_the_shorter_one_decides() {
     let policy = Policy::default();
-    let mut c = idle(tcp_state::ESTABLISHED, 50, off());
+    let mut c = idle(tcp_state::ESTABLISHED, 50, Some(off()));
     c.conntrack_timeout = None;
     assert!(!worth_asking(&c, &policy, None), "no conntrack anywhere");
     assert!(
@@ -101,7 +113,7 @@ fn a_configured_path_wins() {
         ..Policy::default()
     };
     assert!(!worth_asking(
-        &idle(tcp_state::ESTABLISHED, 81, off()),
+        &idle(tcp_state::ESTABLISHED, 81, Some(off())),
         &policy,
         None
     ));
@@ -114,13 +126,13 @@ fn the_rule_takes_the_share_of_the_entrys_namespace_timeout() {
         timeout: SECS(100),
         drops_at_idle: SECS(100),
     };
-    let mut c = idle(tcp_state::ESTABLISHED, 81, off());
+    let mut c = idle(tcp_state::ESTABLISHED, 81, Some(off()));
     assert!(!beyond_conntrack(&c, &policy), "no entry found");
     c.conntrack = Some(found);
     assert!(beyond_conntrack(&c, &policy));
     c.idle = Some(SECS(5));
     assert!(!beyond_conntrack(&c, &policy), "traffic clears it");
     c.idle = Some(SECS(81));
-    c.keepalive = on(30);
+    c.keepalive = Some(on(30));
     assert!(!beyond_conntrack(&c, &policy));
 }
