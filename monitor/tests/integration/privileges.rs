@@ -1,5 +1,6 @@
 //! Privileges after start-up (docs/privileges.md): every thread of the running agent holds at
-//! most the kept set (`CAP_SYS_ADMIN`, `CAP_SYS_PTRACE`, `CAP_DAC_READ_SEARCH`), only the scan and
+//! most the kept set (`CAP_SYS_ADMIN`, `CAP_SYS_PTRACE`, `CAP_DAC_READ_SEARCH`, and
+//! `CAP_NET_ADMIN` for the conntrack questions since the agent runs as root here), only the scan and
 //! kernel-state threads (and the namespace threads they start) hold even that, `CAP_BPF` and
 //! `CAP_PERFMON` are gone from every set, and the agent still works: kernel reads in every
 //! namespace, counters from the maps, owners of new sockets. A start short of a capability exits
@@ -9,7 +10,7 @@ use std::process::Command;
 
 use harness::{
     agent::{self},
-    capabilities::{self, BPF, DAC_READ_SEARCH, PERFMON, SYS_ADMIN, SYS_PTRACE, mask},
+    capabilities::{self, BPF, DAC_READ_SEARCH, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_PTRACE, mask},
     ports::free_port,
     privilege::{self, Need},
     wait::wait_for,
@@ -34,7 +35,8 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
         .start()
         .expect("agent");
 
-    let kept = mask(&[DAC_READ_SEARCH, SYS_PTRACE, SYS_ADMIN]);
+    // CAP_NET_ADMIN: kept when given (root here), for ctnetlink; never required at start.
+    let kept = mask(&[DAC_READ_SEARCH, SYS_PTRACE, SYS_ADMIN, NET_ADMIN]);
     let loading = mask(&[BPF, PERFMON]);
     let threads = capabilities::threads(agent.pid());
     assert!(
