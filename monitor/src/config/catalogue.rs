@@ -74,7 +74,7 @@ settings! {
         };
         path_timeout_share: Share = super::path::share, Row {
             default: "0.8", value_name: "SHARE",
-            about: "Report a connection across a `[[path]]` once idle this share of the path's idle timeout (above 0, at most 1) with nothing to send a packet before it (`idle_beyond_path_timeout`).",
+            about: "Report a connection across a `[[path]]` (or tracked by this host's own conntrack) once idle this share of the path's idle timeout (above 0, at most 1) with nothing to send a packet before it (`idle_beyond_path_timeout`).",
             ..Row::TOP
         };
         top_n: usize = |raw| values::count(raw, 1000), Row {

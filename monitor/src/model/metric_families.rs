@@ -205,7 +205,7 @@ pub const PATH_TIMEOUT_AT_RISK: Family = family(
     "tcp_liveness_path_timeout_at_risk",
     Kind::Gauge,
     &["path"],
-    "Connections idle_beyond_path_timeout at the last scan, by [[path]] name (every configured path present, 0 included): idle past path_timeout_share of the path's idle timeout with nothing to send a packet before the middlebox forgets the flow.",
+    "Connections idle_beyond_path_timeout at the last scan, by [[path]] name (every configured path present, 0 included) or conntrack (this host's own conntrack entry for the flow): idle past path_timeout_share of the path's idle timeout with nothing to send a packet before the middlebox forgets the flow.",
 );
 pub const CARDINALITY_LIMIT: Family = family(
     "tcp_liveness_cardinality_limit",
