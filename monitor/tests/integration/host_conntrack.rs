@@ -17,12 +17,16 @@ use harness::{
 };
 use serde_json::Value;
 
-use crate::common::{agent_only, have};
+use crate::{
+    common::{agent_only, have},
+    verdicts::has_reason,
+};
 
-/// The client namespace's `nf_conntrack_tcp_timeout_established`, in seconds.
+/// The client namespace's `nf_conntrack_tcp_timeout_established`, in seconds (flagged at
+/// half of it: `path_timeout_share = 0.5`).
 const CONNTRACK_TIMEOUT: u64 = 30;
-const SHARE: &str = "0.5";
-const REASON: &str = "idle_beyond_path_timeout";
+/// What the idle connection is flagged with.
+const VERDICT: &str = "idle_beyond_path_timeout";
 const SERVER_IP: &str = "10.252.1.1";
 
 /// client (10.252.1.2, conntrack on) — server (10.252.1.1).
@@ -91,25 +95,16 @@ fn agent_seconds_left(why: &str) -> Option<f64> {
     rest.split('s').next()?.parse().ok()
 }
 
-fn flagged(c: &Value) -> bool {
-    c["suspect"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|r| r == REASON))
-}
-
 #[test]
 fn idle_beyond_the_hosts_own_conntrack_timeout() {
-    let Some(sc) = agent_only("host_conntrack", Need::RootAndKernelBtf) else {
-        return;
-    };
-    if !have("iptables", "Debian package iptables") {
-        return;
-    }
+    let sc = agent_only("host_conntrack", Need::RootAndKernelBtf)
+        .filter(|_| have("iptables", "Debian package iptables"));
+    let Some(sc) = sc else { return };
     let (client, server) = namespaces();
     let netns = client.inode();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("share.toml");
-    fs::write(&file, format!("path_timeout_share = {SHARE}\n")).expect("write config");
+    fs::write(&file, "path_timeout_share = 0.5\n").expect("write config");
     let args = ["--config", file.to_str().expect("UTF-8 path")];
     let agent = sc.launch().args(&args).start().expect("agent");
     let port = SERVICE_PORT.to_string();
@@ -139,7 +134,7 @@ fn idle_beyond_the_hosts_own_conntrack_timeout() {
         agent
             .connections_in(netns)
             .into_iter()
-            .find(|c| established(c) && local_is(c, idle_port) && flagged(c))
+            .find(|c| established(c) && local_is(c, idle_port) && has_reason(c, VERDICT))
     });
     let why = c["why"].to_string();
     assert!(why.contains("path conntrack"), "{why}");
@@ -165,6 +160,9 @@ fn idle_beyond_the_hosts_own_conntrack_timeout() {
         .collect();
     assert!(!others.is_empty(), "the keepalive connection is listed");
     for other in others {
-        assert!(!flagged(&other), "a 3 s keepalive keeps the flow: {other}");
+        assert!(
+            !has_reason(&other, VERDICT),
+            "a 3 s keepalive keeps the flow: {other}"
+        );
     }
 }
