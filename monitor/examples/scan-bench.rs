@@ -25,7 +25,7 @@ use monitor::{
         metrics::Metrics,
     },
     model::Grouping,
-    scan::{Pipeline, Scanner, convert::SocketDefaults},
+    scan::{Pipeline, Scanner, conntrack::HostConntrack, convert::SocketDefaults},
     verdict::Policy,
 };
 use monitor_common::{
@@ -150,7 +150,15 @@ fn main() -> anyhow::Result<()> {
         None => 200_000,
     };
     let source: Arc<dyn SocketSource> = Arc::new(synthetic_table(sockets));
-    let pipeline = Arc::new(Pipeline::new(SocketDefaults::default(), Policy::default()));
+    // As on a host with conntrack loaded (its default established timeout, 5 days), with the
+    // conntrack feature the agent registers: every ESTABLISHED socket goes through its check,
+    // and none is idle long enough to be asked about.
+    let defaults = SocketDefaults {
+        conntrack_established: Some(Duration::from_hours(120)),
+        ..SocketDefaults::default()
+    };
+    let conntrack = Arc::new(HostConntrack::new());
+    let pipeline = Arc::new(Pipeline::new(defaults, Policy::default()).with_feature(conntrack));
     let scanner = Scanner::new(
         Arc::clone(&source),
         Arc::new(FixedStatus::default()),

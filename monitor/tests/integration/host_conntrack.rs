@@ -136,6 +136,11 @@ fn idle_beyond_the_hosts_own_conntrack_timeout() {
             .into_iter()
             .find(|c| established(c) && local_is(c, idle_port) && has_reason(c, VERDICT))
     });
+    let idle = c["idle_seconds"].as_f64().expect("idle known");
+    assert!(
+        share_at.as_secs_f64() < idle && idle < CONNTRACK_TIMEOUT as f64,
+        "flagged at {idle} s: {c}"
+    );
     let why = c["why"].to_string();
     assert!(why.contains("path conntrack"), "{why}");
     let predicted = agent_seconds_left(&why).unwrap_or_else(|| panic!("no drop time: {why}"));

@@ -353,9 +353,22 @@ fn path_timeout_at_risk_counts_per_configured_path() {
     at_risk.suspect = vec![Reason::IdleBeyondPathTimeout];
     builder.add(&at_risk);
     builder.add(&conn(2, ESTABLISHED, 40001));
+    // Outside both ranges, found by this host's conntrack.
+    let mut tracked = conn(3, ESTABLISHED, 40002);
+    tracked.remote = "198.51.100.1:443".parse().expect("address");
+    tracked.suspect = vec![Reason::IdleBeyondPathTimeout];
+    tracked.conntrack = Some(crate::model::ConntrackDrop {
+        timeout: Duration::from_secs(20),
+        drops_at_idle: Duration::from_secs(20),
+    });
+    builder.add(&tracked);
     let summary = builder.finish().summary;
     assert_eq!(
         summary.path_at_risk,
-        BTreeMap::from([("nlb".to_owned(), 0), ("router".to_owned(), 1)])
+        BTreeMap::from([
+            ("conntrack".to_owned(), 1),
+            ("nlb".to_owned(), 0),
+            ("router".to_owned(), 1)
+        ])
     );
 }

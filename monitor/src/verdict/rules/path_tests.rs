@@ -135,3 +135,30 @@ fn the_sentence_names_the_path_its_timeout_and_when_the_flow_is_forgotten() {
         ]
     );
 }
+
+#[test]
+fn the_hosts_conntrack_entry_is_a_path_a_configured_one_wins_over() {
+    let found = crate::model::ConntrackDrop {
+        timeout: S(300),
+        drops_at_idle: S(299),
+    };
+    let mut c = conn("192.0.2.7:443", 250, None);
+    assert!(!flagged(&c, &policy()), "no [[path]] and no entry");
+    c.conntrack = Some(found);
+    c.suspect = evaluate(&c, &policy(), RETRIES2).0;
+    assert_eq!(c.suspect, [Reason::IdleBeyondPathTimeout]);
+    assert_eq!(
+        explain(&c, &policy()),
+        [
+            "path conntrack (this host's entry for the flow) drops flows idle 5m00s: idle 4m10s > 0.8 of it, keepalive off; forgets the flow in 49s"
+        ]
+    );
+    let mut nlb = conn("10.1.2.3:443", 250, None);
+    nlb.conntrack = Some(found);
+    assert!(
+        !flagged(&nlb, &policy()),
+        "the NLB's 350 s decides: 250 s < 280 s"
+    );
+    c.idle = Some(S(3));
+    assert!(!flagged(&c, &policy()), "traffic clears it");
+}
