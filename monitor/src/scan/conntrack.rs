@@ -1,5 +1,5 @@
 //! The host's own conntrack, read without configuration: for an idle ESTABLISHED connection
-//! conntrack would forget ([`worth_asking`]), the scan asks the kernel for the flow's entry
+//! conntrack would forget ([`Candidates`]), the scan asks the kernel for the flow's entry
 //! (an exact ctnetlink GET, in the socket's own namespace, then in the agent's) and keeps the
 //! answer by cookie; every pass then writes it into the connection ([`Connection::conntrack`])
 //! for `idle_beyond_path_timeout` to judge as the path `conntrack`.
@@ -26,7 +26,7 @@ use crate::{
     netns,
     verdict::{
         Policy,
-        conntrack::{CONNTRACK_PATH, worth_asking},
+        conntrack::{CONNTRACK_PATH, Candidates},
     },
 };
 
@@ -143,7 +143,8 @@ impl Feature for HostConntrack {
             now_ns: clock::monotonic_now_ns(),
             host_timeout: self.host_timeout(),
             previous: Arc::clone(&locks::read(&self.answers)),
-            candidates: Vec::new(),
+            candidates: None,
+            found: Vec::new(),
         }))
     }
 
@@ -190,18 +191,24 @@ struct ConntrackScan<'a> {
     now_ns: u64,
     host_timeout: Option<Duration>,
     previous: Arc<Answers>,
-    candidates: Vec<Candidate>,
+    /// The scan's test of candidacy (made at its first connection: it needs the policy).
+    candidates: Option<Candidates>,
+    /// The candidates seen.
+    found: Vec<Candidate>,
 }
 
 impl ScanPass for ConntrackScan<'_> {
     fn observe(&mut self, c: &Connection, policy: &Policy) {
-        if !worth_asking(c, policy, self.host_timeout) {
+        let candidates = self
+            .candidates
+            .get_or_insert_with(|| Candidates::new(policy, self.host_timeout));
+        if !candidates.worth_asking(c, policy) {
             return;
         }
         let (Some(idle), Some(last_activity_ns)) = (c.idle, last_activity(c, self.now_ns)) else {
             return;
         };
-        self.candidates.push(Candidate {
+        self.found.push(Candidate {
             cookie: c.cookie,
             netns: c.netns,
             tuple: Tuple {
@@ -219,7 +226,7 @@ impl ScanPass for ConntrackScan<'_> {
         let mut answers = Answers::default();
         let mut queries = locks::lock(&self.feature.queries);
         let mut asked = 0;
-        for candidate in &self.candidates {
+        for candidate in &self.found {
             let kept = self.previous.get(&candidate.cookie).filter(|previous| {
                 previous
                     .last_activity_ns
@@ -239,7 +246,7 @@ impl ScanPass for ConntrackScan<'_> {
             };
             answers.insert(candidate.cookie, answer);
         }
-        if self.candidates.is_empty() {
+        if self.found.is_empty() {
             // Each socket holds its namespace alive: none kept while nothing is idle.
             *queries = ConntrackQueries::default();
         }

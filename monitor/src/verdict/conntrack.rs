@@ -1,38 +1,64 @@
 //! The host's own conntrack as a path nobody configured: a flow tracked in the socket's own
 //! network namespace or the host's is forgotten once idle for that namespace's
 //! `nf_conntrack_tcp_timeout_established`. Which connections are worth asking the kernel about
-//! ([`worth_asking`]: cheap, for every socket of a scan), and the rule once the kernel's entry
+//! ([`Candidates`]: cheap, for every socket of a scan), and the rule once the kernel's entry
 //! is known ([`beyond_conntrack`]). A configured `[[path]]` matching the connection wins.
 
 use std::time::Duration;
 
 use monitor_common::tcp_state;
 
-use super::{Policy, rules::outlives_path};
+use super::{Policy, Share, rules::outlives_path};
 use crate::model::Connection;
 
 /// The path label of a connection found by its conntrack entry: no `[[path]]` may take it.
 pub const CONNTRACK_PATH: &str = "conntrack";
 
-/// Whether the kernel's conntrack entry of `c` is worth asking for: ESTABLISHED, conntrack in
-/// its own namespace or the host's (`host`: the agent's namespace's
-/// `nf_conntrack_tcp_timeout_established`), idle past `path_timeout_share` of the shorter
-/// timeout, nothing keeping it alive before that timeout, and no `[[path]]` matching it. A
-/// socket that is not ESTABLISHED or has no conntrack costs one or two comparisons.
-#[must_use]
-pub fn worth_asking(c: &Connection, policy: &Policy, host: Option<Duration>) -> bool {
-    if c.state != tcp_state::ESTABLISHED {
-        return false;
+/// Which connections of one scan are worth asking the kernel about (their conntrack entry):
+/// ESTABLISHED, conntrack in their own namespace or the host's, idle past
+/// `path_timeout_share` of the shorter timeout, nothing keeping them alive before that timeout,
+/// and no `[[path]]` matching them. The share is applied once per distinct timeout (not per
+/// socket), so a socket that is not a candidate costs a few comparisons.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidates {
+    share: Share,
+    /// The agent's own namespace's `nf_conntrack_tcp_timeout_established`.
+    host: Option<Duration>,
+    /// The last timeout met, and its share.
+    last: (Option<Duration>, Option<Duration>),
+}
+
+impl Candidates {
+    /// For a scan under `policy`, with `host` the agent's namespace's timeout (None: no
+    /// conntrack there).
+    #[must_use]
+    pub fn new(policy: &Policy, host: Option<Duration>) -> Self {
+        Self {
+            share: policy.path_timeout_share,
+            host,
+            last: (None, None),
+        }
     }
-    let timeout = match (c.conntrack_timeout, host) {
-        (Some(own), Some(host)) => own.min(host),
-        (Some(one), None) | (None, Some(one)) => one,
-        (None, None) => return false,
-    };
-    c.idle
-        .is_some_and(|idle| idle > policy.path_timeout_share.of(timeout))
-        && outlives_path(c, timeout)
-        && policy.path_of(c).is_none()
+
+    /// Whether `c` is worth asking about (see [`Candidates`]).
+    pub fn worth_asking(&mut self, c: &Connection, policy: &Policy) -> bool {
+        if c.state != tcp_state::ESTABLISHED {
+            return false;
+        }
+        let timeout = match (c.conntrack_timeout, self.host) {
+            (Some(own), Some(host)) => Some(own.min(host)),
+            (own, host) => own.or(host),
+        };
+        if timeout != self.last.0 {
+            self.last = (timeout, timeout.map(|t| self.share.of(t)));
+        }
+        let (Some(timeout), Some(report_after)) = self.last else {
+            return false;
+        };
+        c.idle.is_some_and(|idle| idle > report_after)
+            && outlives_path(c, timeout)
+            && policy.path_of(c).is_none()
+    }
 }
 
 /// `idle_beyond_path_timeout` by the connection's conntrack entry ([`Connection::conntrack`]):

@@ -134,11 +134,13 @@ impl Share {
         Ok(Self(thousandths as u16))
     }
 
-    /// `timeout` scaled by the share, to the millisecond.
+    /// `timeout` scaled by the share, to the millisecond. In 64 bits (exact up to half a
+    /// million years): the conntrack check runs it for every ESTABLISHED socket of a scan, and a
+    /// 128-bit division is a library call.
     #[must_use]
     pub fn of(self, timeout: Duration) -> Duration {
-        let millis = timeout.as_millis().saturating_mul(u128::from(self.0)) / 1000;
-        Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(millis.saturating_mul(u64::from(self.0)) / 1000)
     }
 }
 

@@ -39,6 +39,30 @@ fn on(idle_secs: u64) -> Keepalive {
     }
 }
 
+/// One connection judged by a fresh scan's test.
+fn worth_asking(c: &Connection, policy: &Policy, host: Option<Duration>) -> bool {
+    Candidates::new(policy, host).worth_asking(c, policy)
+}
+
+#[test]
+fn one_scans_test_follows_each_sockets_own_timeout() {
+    let policy = Policy::default();
+    let mut candidates = Candidates::new(&policy, None);
+    let mut short = idle(tcp_state::ESTABLISHED, 81, Some(off()));
+    assert!(candidates.worth_asking(&short, &policy));
+    let mut long = short.clone();
+    long.conntrack_timeout = Some(SECS(1000));
+    assert!(
+        !candidates.worth_asking(&long, &policy),
+        "800 s for this one"
+    );
+    short.idle = Some(SECS(79));
+    assert!(!candidates.worth_asking(&short, &policy));
+    short.conntrack_timeout = None;
+    short.idle = Some(SECS(10_000));
+    assert!(!candidates.worth_asking(&short, &policy), "no conntrack");
+}
+
 #[test]
 fn asked_only_when_idle_past_the_share_without_keepalive_in_time() {
     let policy = Policy::default();
@@ -88,14 +112,17 @@ fn the_host_timeout_counts_and_the_shorter_one_decides() {
     let policy = Policy::default();
     let mut c = idle(tcp_state::ESTABLISHED, 50, Some(off()));
     c.conntrack_timeout = None;
-    assert!(!worth_asking(&c, &policy, None), "no conntrack anywhere");
     assert!(
-        worth_asking(&c, &policy, Some(SECS(60))),
+        !Candidates::new(&policy, None).worth_asking(&c, &policy),
+        "no conntrack anywhere"
+    );
+    assert!(
+        Candidates::new(&policy, Some(SECS(60))).worth_asking(&c, &policy),
         "the host tracks it"
     );
     c.conntrack_timeout = Some(SECS(600));
-    assert!(worth_asking(&c, &policy, Some(SECS(60))));
-    assert!(!worth_asking(&c, &policy, Some(SECS(6000))));
+    assert!(Candidates::new(&policy, Some(SECS(60))).worth_asking(&c, &policy));
+    assert!(!Candidates::new(&policy, Some(SECS(6000))).worth_asking(&c, &policy));
 }
 
 #[test]
