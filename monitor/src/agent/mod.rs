@@ -117,7 +117,8 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     tokio::task::block_in_place(|| enforce::apply_to_existing(enforcement, &pipeline, &*table));
     // Loaded and seeded: CAP_BPF, CAP_PERFMON and all else not kept are gone for good; the
     // threads started next inherit the kept set.
-    // Plus CAP_NET_ADMIN for the conntrack questions when given (never checked at start).
+    // Plus CAP_NET_ADMIN for the conntrack questions when given (never required at start).
+    say_if_conntrack_is_unread();
     let kept = privileges::kept(&[running_features(&config), vec![Feature::Conntrack]].concat());
     privileges::restrict_thread(&kept)?;
     // Reads the kernel's own socket state beside the scans (dropped before the programs).
@@ -328,5 +329,21 @@ async fn forward_kernel_log(kernel_log: crate::bpf::KernelLog) {
         };
         ready.get_inner_mut().flush();
         ready.clear_ready();
+    }
+}
+
+/// Says once, at start, when the host's conntrack cannot be asked (no `CAP_NET_ADMIN`: not
+/// required), so an operator knows why no flow is flagged with path `conntrack`.
+fn say_if_conntrack_is_unread() {
+    if !caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_NET_ADMIN,
+    )
+    .unwrap_or(false)
+    {
+        tracing::info!(
+            "the host's conntrack timeouts are not read (no CAP_NET_ADMIN): idle flows the host's conntrack will drop are not flagged unless a [[path]] names them; grant CAP_NET_ADMIN to read them (docs/path-timeouts.md)"
+        );
     }
 }
