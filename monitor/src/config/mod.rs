@@ -21,9 +21,15 @@ mod toml_table;
 mod values;
 
 #[cfg(test)]
+mod example_tests;
+#[cfg(test)]
 mod forensics_tests;
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
 mod kubernetes_tests;
+#[cfg(test)]
+mod override_tests;
 #[cfg(test)]
 mod tests;
 
