@@ -28,7 +28,7 @@ const MIN_SPAN: Duration = Duration::from_secs(10);
 /// What `/proc` says about one process's descriptors at one scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Descriptors {
-    /// Entries in `/proc/PID/fd`.
+    /// Descriptors the process has open: the entries of `/proc/PID/fd`.
     pub open: u64,
     /// The soft limit, "Max open files" in `/proc/PID/limits`; None when unlimited.
     pub max: Option<u64>,

@@ -173,3 +173,32 @@ fn the_soft_limit_is_read_from_proc_limits() {
     let own = procfs::read(std::process::id()).expect("own /proc");
     assert!(own.open >= 3);
 }
+
+#[test]
+fn descriptors_in_use_follow_what_the_process_opens() {
+    // The oracle: the entries of /proc/self/fd, listed, against the count `read` reports, with
+    // 50 more descriptors open in between.
+    let listed = || {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .count() as u64
+    };
+    let pid = std::process::id();
+    let before = procfs::read(pid).expect("own /proc").open;
+    let files: Vec<std::fs::File> = (0..50)
+        .map(|_| std::fs::File::open("/proc/self/status").expect("open"))
+        .collect();
+    let during = procfs::read(pid).expect("own /proc").open;
+    // Other tests' threads open and close files meanwhile: the count moves with them, so
+    // compare against a listing taken right after, within that churn.
+    let listing = listed();
+    assert!(
+        during >= before + 50 - 8,
+        "{before} before, {during} with 50 more open"
+    );
+    assert!(
+        during.abs_diff(listing) <= 8,
+        "stat says {during}, the listing {listing}"
+    );
+    drop(files);
+}
