@@ -2,7 +2,9 @@
 //! table behind a vector-backed `SocketSource`, through the agent's own scan code.
 //!
 //! `cargo run --release -p monitor --example scan-bench [-- SOCKETS]`
-//! (`SCAN_BENCH_SCAN_ONLY=1`: 20 scans and nothing else, for a profiler)
+//! (`SCAN_BENCH_SCAN_ONLY=1`: 20 scans and nothing else, for a profiler;
+//! `SCAN_BENCH_KEEPALIVE_OFF=1`: no socket has keepalive, so most are idle long enough to be
+//! `idle_no_keepalive` suspects, as on a host of idle connection pools)
 //!
 //! Reports ns per entry and heap use: peak (bytes live at once above the starting point),
 //! allocated (all bytes requested) and retained (still live after the step, i.e. the snapshot).
@@ -87,7 +89,7 @@ const NOW_NS: u64 = 100_000 * SEC;
 /// `CLOSE_WAIT` from five process names (half on listening ports, half outbound), 1% listeners,
 /// `TIME_WAIT` stragglers, some `FIN_WAIT2` and `SYN_SENT`; 200 pids, a few of them real (this
 /// process) so cgroup lookups hit /proc.
-fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
+fn synthetic_table(n: usize, keepalive_off: bool) -> Vec<(u64, SockActivity)> {
     let own_pid = std::process::id();
     (0..n)
         .map(|i| {
@@ -108,7 +110,7 @@ fn synthetic_table(n: usize) -> Vec<(u64, SockActivity)> {
             };
             e.comm[..name.len()].copy_from_slice(name);
             e.flags = FLAG_TRANSPORT_KNOWN | FLAG_OPTIONS_KNOWN;
-            if i % 50 != 3 {
+            if i % 50 != 3 && !keepalive_off {
                 e.flags |= FLAG_KEEPALIVE_ON;
             }
             e.srtt_us = 300;
@@ -149,7 +151,8 @@ fn main() -> anyhow::Result<()> {
         Some(n) => n.parse()?,
         None => 200_000,
     };
-    let source: Arc<dyn SocketSource> = Arc::new(synthetic_table(sockets));
+    let keepalive_off = std::env::var_os("SCAN_BENCH_KEEPALIVE_OFF").is_some();
+    let source: Arc<dyn SocketSource> = Arc::new(synthetic_table(sockets, keepalive_off));
     // As on a host with conntrack loaded (its default established timeout, 5 days), with the
     // conntrack feature the agent registers: every ESTABLISHED socket goes through its check,
     // and none is idle long enough to be asked about.

@@ -12,10 +12,7 @@ mod groups;
 mod http_config;
 mod tracker;
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use self::client::{AlertmanagerClient, PushCounters};
 use self::exhaustion::ExhaustionLog;
@@ -25,7 +22,10 @@ pub use self::{
     http_config::{BasicAuth, HttpConfig, HttpConfigError, LoadedHttpConfig},
     tracker::Transitions,
 };
-use crate::{model::Reason, scan::Snapshot};
+use crate::{
+    model::Reason,
+    scan::{Cookies, Snapshot},
+};
 
 /// The tracker and the optional Alertmanager push, run once per scan.
 pub struct Alerting {
@@ -111,7 +111,7 @@ impl Alerting {
 
     /// The previous scan's suspects, for the next scan to report which are still open.
     #[must_use]
-    pub fn watched(&self) -> HashSet<u64> {
+    pub fn watched(&self) -> Cookies {
         self.tracker.watched()
     }
 }

@@ -5,7 +5,7 @@
 //! [`Tracker::observe`] writes logs.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, hash_map::Entry},
     net::SocketAddr,
     time::Duration,
 };
@@ -13,7 +13,7 @@ use std::{
 use super::groups;
 use crate::{
     model::{Comm, Connection, Reason, format::seconds},
-    scan::Snapshot,
+    scan::{Cookies, Snapshot, kernel_state::FastMap},
 };
 
 /// What is remembered about a suspect connection, so its "cleared" line can still name it after
@@ -77,7 +77,12 @@ fn count(events: &[Event], change: Change) -> Vec<(Reason, usize)> {
 /// Suspect (connection, reason) pairs from one scan to the next.
 #[derive(Debug)]
 pub(super) struct Tracker {
-    suspects: HashMap<(u64, Reason), Seen>,
+    /// Each pair as first seen, and the last scan (a count of [`diff`](Self::diff) calls) that
+    /// had it: updated in place, so a host with a steady crowd of suspects (idle pools without
+    /// keepalive) re-inserts nothing from one scan to the next.
+    suspects: FastMap<(u64, Reason), (Seen, u64)>,
+    /// Scans diffed so far.
+    scans: u64,
     detections: BTreeMap<Reason, u64>,
     log_limit: usize,
 }
@@ -86,7 +91,8 @@ impl Tracker {
     /// `log_limit`: individual lines per scan before the rest is summarized per reason.
     pub(super) fn new(log_limit: usize) -> Self {
         Self {
-            suspects: HashMap::new(),
+            suspects: FastMap::default(),
+            scans: 0,
             // Every reason from the start, so the counter exists at 0 before the first detection.
             detections: Reason::ALL.into_iter().map(|r| (r, 0)).collect(),
             log_limit,
@@ -100,34 +106,44 @@ impl Tracker {
 
     /// The cookies of the previous scan's suspects: the next scan reports which are still open
     /// ([`Snapshot::watched_open`]).
-    pub(super) fn watched(&self) -> HashSet<u64> {
+    pub(super) fn watched(&self) -> Cookies {
         self.suspects.keys().map(|(cookie, _)| *cookie).collect()
     }
 
     /// Compares `snapshot` with the previous one: new events in snapshot order, then cleared ones
     /// by reason and cookie. Updates the state and the detection counts; logs nothing.
     pub(super) fn diff(&mut self, snapshot: &Snapshot) -> Vec<Event> {
-        let mut previous = std::mem::take(&mut self.suspects);
+        self.scans += 1;
+        let scan = self.scans;
         let mut events = Vec::new();
         for c in &snapshot.suspects {
             for &reason in &c.suspect {
-                let seen = previous.remove(&(c.cookie, reason)).unwrap_or_else(|| {
-                    *self.detections.entry(reason).or_default() += 1;
-                    events.push(Event {
-                        change: Change::New,
-                        reason,
-                        conn: Seen::from(c),
-                        age: groups::age(c, reason),
-                        closed: false,
-                    });
-                    Seen::from(c)
-                });
-                self.suspects.insert((c.cookie, reason), seen);
+                match self.suspects.entry((c.cookie, reason)) {
+                    Entry::Occupied(mut known) => known.get_mut().1 = scan,
+                    Entry::Vacant(new) => {
+                        *self.detections.entry(reason).or_default() += 1;
+                        events.push(Event {
+                            change: Change::New,
+                            reason,
+                            conn: Seen::from(c),
+                            age: groups::age(c, reason),
+                            closed: false,
+                        });
+                        new.insert((Seen::from(c), scan));
+                    }
+                }
             }
         }
-        if !previous.is_empty() {
+        let mut cleared = Vec::new();
+        self.suspects.retain(|&key, (seen, last)| {
+            if *last == scan {
+                return true;
+            }
+            cleared.push((key, seen.clone()));
+            false
+        });
+        if !cleared.is_empty() {
             let open = &snapshot.watched_open;
-            let mut cleared: Vec<_> = previous.into_iter().collect();
             cleared.sort_by_key(|((cookie, reason), _)| (*reason, *cookie));
             events.extend(cleared.into_iter().map(|((cookie, reason), conn)| Event {
                 change: Change::Cleared,

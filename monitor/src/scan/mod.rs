@@ -26,7 +26,6 @@ pub(crate) mod processes;
 pub mod summary;
 
 use std::{
-    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -52,6 +51,11 @@ use crate::{
 /// at 100k connections they come every few minutes.
 pub const KERNEL_READ_SHARE: u32 = 400;
 
+/// A set of socket cookies (the kernel's `sk_cookie`), hashed with foldhash: a scan looks every
+/// table entry up in the cookies it watches, and the alert tracker builds the set from every
+/// suspect at each scan, hundreds of thousands on a host of idle pools.
+pub type Cookies = std::collections::HashSet<u64, foldhash::fast::RandomState>;
+
 /// One scan's view of the host: aggregates and suspects, no per-socket data for healthy sockets
 /// (`/connections` reads the live table instead).
 #[derive(Clone, Debug, Default)]
@@ -65,7 +69,7 @@ pub struct Snapshot {
     /// Of the cookies the scan was asked to watch (the alert tracker's previous suspects), those
     /// still in the table: how a cleared alert tells "socket closed" from "recovered" without
     /// the snapshot keeping every cookie.
-    pub watched_open: HashSet<u64>,
+    pub watched_open: Cookies,
     /// The kernel programs' counters; after a failed read, the last values read (never zeros:
     /// Prometheus would take them for a counter reset). See `failures`.
     pub counters: KernelCounters,
@@ -258,7 +262,7 @@ impl Scanner {
     /// One complete scan as of now. `watched`: cookies whose presence the snapshot reports
     /// ([`Snapshot::watched_open`]). A failed counter read is recorded in
     /// [`Snapshot::failures`]; the rest of the snapshot is still fresh.
-    pub fn scan(&self, watched: HashSet<u64>) -> Snapshot {
+    pub fn scan(&self, watched: Cookies) -> Snapshot {
         let started = Instant::now();
         if self.reads_namespaces {
             self.pipeline.defaults.refresh_if_due();
@@ -300,7 +304,7 @@ impl Scanner {
     }
 
     /// The table pass alone, as of `now_ns` (benchmarks time it on its own).
-    pub fn scan_table(&self, watched: HashSet<u64>, now_ns: u64) -> Snapshot {
+    pub fn scan_table(&self, watched: Cookies, now_ns: u64) -> Snapshot {
         // Taken as the pass takes its own: a reload in between at worst quotes the new
         // thresholds for one scan.
         let policy = self.pipeline.policy();

@@ -5,13 +5,13 @@
 //! not O(connections). Pure: connections in, [`Snapshot`] out.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
 };
 
 use monitor_common::tcp_state;
 
-use super::{Snapshot, kernel_state::FastMap};
+use super::{Cookies, Snapshot, kernel_state::FastMap};
 use crate::model::{
     Connection, Grouping, LocalPort, Owner, Reason, ServicePorts,
     labels::{self, OTHER, reported_state},
@@ -202,7 +202,7 @@ fn count_path_at_risk(at_risk: &mut BTreeMap<String, u64>, c: &Connection, polic
 /// Accumulates one scan, connection by connection.
 pub struct SnapshotBuilder {
     grouping: Grouping,
-    watched: HashSet<u64>,
+    watched: Cookies,
     summary: Summary,
     close_wait: FastMap<OwnerPortKey, OwnerPortGroup>,
     suspects: BTreeMap<Reason, FastMap<OwnerPortKey, OwnerPortGroup>>,
@@ -221,8 +221,9 @@ impl SnapshotBuilder {
     /// `watched`: cookies whose presence in the table the snapshot reports (`watched_open`);
     /// `policy`: the thresholds the scan judges with (the snapshot quotes them).
     #[must_use]
-    pub fn new(grouping: Grouping, watched: HashSet<u64>, policy: Arc<Policy>) -> Self {
+    pub fn new(grouping: Grouping, watched: Cookies, policy: Arc<Policy>) -> Self {
         let path_at_risk = policy.paths.iter().map(|p| (p.name.clone(), 0)).collect();
+        let expected_suspects = watched.len();
         Self {
             grouping,
             watched,
@@ -235,6 +236,9 @@ impl SnapshotBuilder {
             keepalive_off: [0; 256],
             idle_beyond: [0; 256],
             snapshot: Snapshot {
+                // The suspects of the last scan are watched: this one likely has as many, and
+                // growing the vector to hundreds of thousands copies it a dozen times.
+                suspects: Vec::with_capacity(expected_suspects),
                 grouping,
                 policy: Arc::clone(&policy),
                 ..Snapshot::default()

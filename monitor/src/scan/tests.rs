@@ -70,12 +70,12 @@ fn scanner(failing: Vec<usize>) -> Scanner {
 
 #[test]
 fn one_scan_builds_the_whole_snapshot() {
-    let snapshot = scanner(vec![]).scan(HashSet::from([2, 99]));
+    let snapshot = scanner(vec![]).scan(Cookies::from_iter([2, 99]));
     assert_eq!(snapshot.tracked_sockets, 2);
     assert_eq!(snapshot.counters.retransmits, 1);
     assert_eq!(snapshot.table_capacity, 1024);
     assert_eq!(snapshot.hooks.len(), 1);
-    assert_eq!(snapshot.watched_open, HashSet::from([2]));
+    assert_eq!(snapshot.watched_open, Cookies::from_iter([2]));
     assert!(snapshot.scan_duration > Duration::ZERO);
     assert!(snapshot.failures.is_empty());
 }
@@ -85,15 +85,15 @@ fn one_scan_builds_the_whole_snapshot() {
 #[test]
 fn a_failed_counter_read_keeps_the_last_good_values() {
     let scanner = scanner(vec![2, 3]);
-    assert_eq!(scanner.scan(HashSet::new()).counters.retransmits, 1);
-    let failed = scanner.scan(HashSet::new());
+    assert_eq!(scanner.scan(Cookies::default()).counters.retransmits, 1);
+    let failed = scanner.scan(Cookies::default());
     assert_eq!(failed.counters.retransmits, 1, "last good value, not 0");
     assert_eq!(failed.tracked_sockets, 2);
     assert_eq!(failed.failures.len(), 1);
     assert_eq!(failed.failures[0].stage, ScanStage::Counters);
     assert!(failed.failures[0].error.contains("COUNTERS"));
-    assert_eq!(scanner.scan(HashSet::new()).counters.retransmits, 1);
-    let recovered = scanner.scan(HashSet::new());
+    assert_eq!(scanner.scan(Cookies::default()).counters.retransmits, 1);
+    let recovered = scanner.scan(Cookies::default());
     assert_eq!(recovered.counters.retransmits, 4);
     assert!(recovered.failures.is_empty());
 }
@@ -101,7 +101,7 @@ fn a_failed_counter_read_keeps_the_last_good_values() {
 /// Before any read succeeded there is nothing better than zeros, but the failure is still said.
 #[test]
 fn a_first_failed_read_is_reported() {
-    let snapshot = scanner(vec![1]).scan(HashSet::new());
+    let snapshot = scanner(vec![1]).scan(Cookies::default());
     assert_eq!(snapshot.counters, KernelCounters::default());
     assert_eq!(snapshot.failures[0].stage, ScanStage::Counters);
 }

@@ -75,7 +75,7 @@ fn a_registered_feature_sees_every_pass() {
         Arc::new(pipeline),
         Grouping::default(),
     );
-    let snapshot = scanner.scan(std::collections::HashSet::new());
+    let snapshot = scanner.scan(crate::scan::Cookies::default());
     assert_eq!(
         recorder.take(),
         [

@@ -214,12 +214,15 @@ fn owners_by_cgroup_and_unknown_merge_by_label() {
 
 #[test]
 fn watched_cookies_report_whether_they_are_still_open() {
-    let mut builder =
-        SnapshotBuilder::new(Grouping::default(), HashSet::from([1, 2]), Arc::default());
+    let mut builder = SnapshotBuilder::new(
+        Grouping::default(),
+        Cookies::from_iter([1, 2]),
+        Arc::default(),
+    );
     builder.add(&conn(1, ESTABLISHED, 80));
     builder.add(&conn(3, ESTABLISHED, 80));
     let snapshot = builder.finish();
-    assert_eq!(snapshot.watched_open, HashSet::from([1]));
+    assert_eq!(snapshot.watched_open, Cookies::from_iter([1]));
 }
 
 fn suspect(comm: &str, port: u16, reasons: &[Reason]) -> Connection {
@@ -307,7 +310,8 @@ fn idle_beyond_counts_each_socket_by_its_own_idle_after() {
         }],
         ..Policy::default()
     };
-    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::new(), Arc::new(policy));
+    let mut builder =
+        SnapshotBuilder::new(Grouping::default(), Cookies::default(), Arc::new(policy));
     for c in [
         idle_for(1, ESTABLISHED, 80, 20),
         idle_for(2, ESTABLISHED, 80, 10),
@@ -348,7 +352,8 @@ fn path_timeout_at_risk_counts_per_configured_path() {
         paths: vec![path("router", "10.0.0.0/24"), path("nlb", "192.0.2.0/24")],
         ..Policy::default()
     };
-    let mut builder = SnapshotBuilder::new(Grouping::default(), HashSet::new(), Arc::new(policy));
+    let mut builder =
+        SnapshotBuilder::new(Grouping::default(), Cookies::default(), Arc::new(policy));
     let mut at_risk = conn(1, ESTABLISHED, 40000);
     at_risk.suspect = vec![Reason::IdleBeyondPathTimeout];
     builder.add(&at_risk);
