@@ -11,9 +11,14 @@ use std::{
 };
 
 use harness::{
-    agent::Agent, command::ChildGuard, netns::Netns, privilege::Need, scenario::Scenario,
-    wait::wait_for,
+    agent::{Agent, SCANS_TO_SHOW},
+    command::ChildGuard,
+    netns::Netns,
+    privilege::Need,
+    scenario::Scenario,
+    wait::{wait_for, wait_for_optional},
 };
+use monitor::scan::holders::HELD_READ_MAX_AGE;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -90,17 +95,24 @@ fn run_leaky(ns: &Netns, binary: &Path) -> ChildGuard {
 }
 
 /// The `CLOSE_WAIT` suspects of `ns` once all `2 × COUNT` are flagged and `ready` holds for
-/// each, within a verdict's deadline plus one scan (stacks are symbolized after the scan that
-/// raises the verdict).
+/// each. The deadline is the later of a verdict's and the next pass over the held sockets
+/// (which joins an accepted descriptor's stack to its socket and names the holders: at most
+/// [`HELD_READ_MAX_AGE`] after the last), plus one scan (stacks are symbolized after the scan
+/// that raises the verdict).
 fn suspects(agent: &Agent, ns: u64, ready: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = agent.after(THRESHOLD) + agent.scans(1);
-    wait_for("every CLOSE_WAIT suspect", deadline, || {
-        let flagged: Vec<Value> = agent
+    let held_pass = HELD_READ_MAX_AGE + agent.scans(SCANS_TO_SHOW);
+    let deadline = agent.after(THRESHOLD).max(held_pass) + agent.scans(1);
+    let mut last = Vec::new();
+    wait_for_optional(deadline, || {
+        last = agent
             .connections_in(ns)
             .into_iter()
             .filter(|c| has_reason(c, "close_wait_stuck"))
             .collect();
-        (flagged.len() == 2 * COUNT && flagged.iter().all(&ready)).then_some(flagged)
+        (last.len() == 2 * COUNT && last.iter().all(&ready)).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!("timed out after {deadline:?} waiting for every CLOSE_WAIT suspect, last seen: {last:#?}")
     })
 }
 
@@ -162,17 +174,22 @@ fn suspects_stacks_name_the_functions_that_opened_them() {
 
     // Each leak group counts the paths that opened its connections.
     let connect_path = "open_report_connection (leaky_report.c:";
-    let paths = wait_for("the groups' opening paths", agent.scans(2), || {
-        let alerts: Value = serde_json::from_str(&agent.get("/alerts")).expect("/alerts is JSON");
-        let paths: Vec<Value> = alerts["alerts"]
-            .as_array()
-            .expect("alerts")
-            .iter()
-            .filter(|g| g["owner"] == "leaky")
-            .flat_map(|g| g["opening_paths"].as_array().cloned().unwrap_or_default())
-            .collect();
-        (paths.len() == 2).then_some(paths)
-    });
+    let paths = wait_for(
+        "the groups' opening paths",
+        agent.scans(SCANS_TO_SHOW),
+        || {
+            let alerts: Value =
+                serde_json::from_str(&agent.get("/alerts")).expect("/alerts is JSON");
+            let paths: Vec<Value> = alerts["alerts"]
+                .as_array()
+                .expect("alerts")
+                .iter()
+                .filter(|g| g["owner"] == "leaky")
+                .flat_map(|g| g["opening_paths"].as_array().cloned().unwrap_or_default())
+                .collect();
+            (paths.len() == 2).then_some(paths)
+        },
+    );
     let connect = paths
         .iter()
         .find(|p| p["path"].as_str().unwrap().starts_with(connect_path))
