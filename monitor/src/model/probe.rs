@@ -50,6 +50,9 @@ pub struct ProbeView {
     /// has expired (the connection was idle again for `after`) or could not be reached.
     pub result: String,
     pub answered: bool,
+    /// Milliseconds from the first probe's departure to the peer's ACK (`rcv_tstamp`), in
+    /// jiffies; None when not answered, or when that ACK may answer something else (data the
+    /// application sent meanwhile, or a later probe).
     pub rtt_ms: Option<f64>,
     pub unanswered: u32,
 }

@@ -16,7 +16,8 @@ use monitor_common::sockopt::{
     SockoptRequest, SockoptValues,
 };
 
-use super::{ProbeSettings, jiffies_to_duration};
+use self::round_trip::first_round_trip;
+use super::ProbeSettings;
 use crate::{
     model::Comm,
     scan::kernel_state::{FastMap, FastSet},
@@ -65,7 +66,31 @@ pub(crate) struct Running {
     pub start: SockoptRequest,
     /// The hooks saw a segment from the peer after the start (`tcp_probe`, via the scans).
     pub heard: bool,
+    /// `CLOCK_MONOTONIC` of the last exact query of the socket ([`Machine::due_for_query`]); the
+    /// start's at first.
+    pub polled_ns: u64,
+    /// An exact query showed an ACK from the peer after the start: the probe is finished at
+    /// once, before the kernel's next probe can leave (a whole `TCP_KEEPIDLE` after the answer),
+    /// so the `rcv_tstamp` the finish reads is the first answer's.
+    pub answer_seen: bool,
+    /// An exact query showed data sent after the start: an ACK may answer that data, not the
+    /// probe, so no round trip is measured.
+    pub data_sent: bool,
 }
+
+/// What an exact `sock_diag` query of a running probe's socket showed (`tcp_info`), at the
+/// query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Polled {
+    /// Since the peer's last ACK (`tcpi_last_ack_recv`: `rcv_tstamp`).
+    pub last_ack_recv: Duration,
+    /// Since the socket last sent data (`tcpi_last_data_sent`: `lsndtime`; a keepalive probe
+    /// carries none and leaves it).
+    pub last_data_sent: Duration,
+}
+
+/// The longest wait between two exact queries of one running probe's socket.
+const POLL_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// A finished probe, kept while its connection lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,9 +264,41 @@ impl Machine {
                 sent_at: now,
                 start: *outcome,
                 heard: false,
+                polled_ns: now_ns,
+                answer_seen: false,
+                data_sent: false,
             },
         );
         true
+    }
+
+    /// The running probes whose sockets are due for an exact query at `now_ns` (their last one
+    /// [`poll_every`] ago, no answer seen yet); each is marked polled now.
+    pub(crate) fn due_for_query(&mut self, now_ns: u64) -> Vec<Candidate> {
+        self.running
+            .values_mut()
+            .filter(|r| !r.answer_seen)
+            .filter(|r| {
+                let every = duration_ns(poll_every(r.start.want.keepidle_s));
+                now_ns.saturating_sub(r.polled_ns) >= every
+            })
+            .map(|r| {
+                r.polled_ns = now_ns;
+                r.candidate
+            })
+            .collect()
+    }
+
+    /// An exact query of `cookie`'s socket at `now_ns` showed `seen`: an ACK from the peer after
+    /// the start finishes the probe at the next round ([`due`](Self::due)); data sent after it
+    /// leaves the round trip unmeasured.
+    pub(crate) fn polled(&mut self, cookie: u64, seen: Polled, now_ns: u64) {
+        let Some(running) = self.running.get_mut(&cookie) else {
+            return;
+        };
+        let since_start = now_ns.saturating_sub(running.started_ns);
+        running.answer_seen |= duration_ns(seen.last_ack_recv) < since_start;
+        running.data_sent |= duration_ns(seen.last_data_sent) < since_start;
     }
 
     /// How long a probe runs unanswered: `count` probes `interval` apart (the first at once),
@@ -257,7 +314,12 @@ impl Machine {
         let deadline = duration_ns(self.deadline());
         self.running
             .values()
-            .filter(|r| everything || r.heard || now_ns.saturating_sub(r.started_ns) >= deadline)
+            .filter(|r| {
+                everything
+                    || r.heard
+                    || r.answer_seen
+                    || now_ns.saturating_sub(r.started_ns) >= deadline
+            })
             .map(|r| (*r, restore_request(&r.start)))
             .collect()
     }
@@ -281,11 +343,10 @@ impl Machine {
         // peer sent on its own (its keepalive probe is out of window: `rcv_tstamp` stays) proves
         // the peer exists, not that our probe got through.
         let answered = outcome.rcv_tstamp != start.rcv_tstamp;
-        let rtt = self.hz.filter(|_| answered).and_then(|hz| {
-            let jiffies = outcome.rcv_tstamp.wrapping_sub(probe_departure(start, hz));
-            // Before the probe left (a wrap, or an ACK in the same tick): no rtt.
-            (i32::try_from(jiffies).is_ok()).then(|| jiffies_to_duration(jiffies, hz))
-        });
+        let rtt = self
+            .hz
+            .filter(|_| answered && !running.data_sent)
+            .and_then(|hz| first_round_trip(start, outcome.rcv_tstamp, hz));
         let heard = running.heard && !answered;
         let dead = !answered && !heard && outcome.probes_out >= self.settings.count;
         let one_way = heard && outcome.probes_out >= ONE_WAY_PROBES;
@@ -311,21 +372,14 @@ impl Machine {
     }
 }
 
-/// Puts back what the application had: the start's `before`, all five options.
-/// When the first keepalive probe of a start left, in jiffies (low 32 bits): the kernel arms
-/// the keepalive timer for what is left of the probe's `TCP_KEEPIDLE` after the idle time it
-/// already counts (`keepalive_time_elapsed`: since the later of the last data, `lrcvtime`, and
-/// the last ACK, `rcv_tstamp`), and fires it at once when none is left. The wait from the start
-/// (`now_jiffies`) to that moment is not the peer's: it is left out of the round trip.
-fn probe_departure(start: &SockoptRequest, hz: u32) -> u32 {
-    let now = start.now_jiffies;
-    let elapsed = now
-        .wrapping_sub(start.lrcvtime)
-        .min(now.wrapping_sub(start.rcv_tstamp));
-    let idle = start.want.keepidle_s.saturating_mul(hz);
-    now.wrapping_add(idle.saturating_sub(elapsed))
+/// How often a running probe's socket is queried for its answer: a quarter of the probe's
+/// `TCP_KEEPIDLE` (the kernel's next probe leaves that long after an answer), at most
+/// [`POLL_AT_MOST_EVERY`]; the probe thread's tick is the floor.
+fn poll_every(keepidle_s: u32) -> Duration {
+    (Duration::from_secs(keepidle_s.into()) / 4).min(POLL_AT_MOST_EVERY)
 }
 
+/// Puts back what the application had: the start's `before`, all five options.
 pub(crate) fn restore_request(start: &SockoptRequest) -> SockoptRequest {
     SockoptRequest {
         set: RESTORE_SET,
@@ -343,5 +397,6 @@ pub(super) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+mod round_trip;
 #[cfg(test)]
 mod tests;

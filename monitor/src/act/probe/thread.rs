@@ -1,6 +1,8 @@
 //! The probe thread: every [`TICK`], starts the probes the last scan offered (within the caps)
 //! and finishes the ones answered or out of time, each namespace's batch through
-//! `SockoptControl::apply` on a thread inside that namespace. At stop it finishes every probe
+//! `SockoptControl::apply` on a thread inside that namespace. A running probe's answer is
+//! looked for with exact `sock_diag` queries of its socket (one request each, a few times per
+//! `TCP_KEEPIDLE`), so it is finished before the kernel's next probe leaves. At stop it finishes every probe
 //! still running (restores the application's options) before it exits. Each socket is
 //! journalled ([`super::journal`]) before its options change, and forgotten once they are back.
 //!
@@ -17,7 +19,7 @@ use monitor_common::sockopt::{OUTCOME_DONE, SockoptRequest};
 use super::{
     ProbeBook,
     journal::{Journal, JournalEntry, Written},
-    machine::{Candidate, Conclusion, Running, is_restored, restore_request},
+    machine::{Candidate, Conclusion, Polled, Running, is_restored, restore_request},
 };
 use crate::{
     bpf::SockoptControl,
@@ -25,9 +27,11 @@ use crate::{
     netns::{self, Netns},
     periodic::Periodic,
     scan::kernel_state::FastMap,
+    sock_diag::{SocketKey, SocketQueries},
 };
 
-/// How often the thread looks for work: a probe's answer is noticed within a scan plus a tick.
+/// How often the thread looks for work: a probe's answer is noticed within its socket's next
+/// exact query (`machine::poll_every`) plus a tick.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// The running probe thread. Dropping it stops the thread, which first restores every socket
@@ -53,6 +57,7 @@ impl ProbeThread {
             control,
             namespaces: Namespaces::default(),
             journal: Written::new(journal),
+            queries: SocketQueries::default(),
         };
         Periodic::start_with_last_run("probe", move |stopping| {
             prober.step(stopping);
@@ -68,12 +73,17 @@ struct Prober {
     control: Arc<SockoptControl>,
     namespaces: Namespaces,
     journal: Written,
+    /// Exact queries of running probes' sockets, one netlink socket per namespace.
+    queries: SocketQueries,
 }
 
 impl Prober {
     /// One round: finish what is due (everything when `stopping`), then start what may start;
     /// the journal written if it changed.
     fn step(&mut self, stopping: bool) {
+        if !stopping {
+            self.look_for_answers();
+        }
         let now_ns = clock::monotonic_now_ns();
         let (due, starts) = {
             let mut m = self.book.machine();
@@ -103,6 +113,43 @@ impl Prober {
             }
         }
         self.journal.save();
+    }
+
+    /// Queries the sockets of the running probes due for it ([`Machine::due_for_query`]) and hands
+    /// what each showed to the machine. A socket gone or a query that fails is left to the
+    /// finish, which reads the socket anyway.
+    ///
+    /// [`Machine::due_for_query`]: super::machine::Machine::due_for_query
+    fn look_for_answers(&mut self) {
+        let polls = self.book.machine().due_for_query(clock::monotonic_now_ns());
+        for c in polls {
+            let key = SocketKey {
+                netns: c.netns,
+                family: if c.local.is_ipv4() {
+                    monitor_common::AF_INET
+                } else {
+                    monitor_common::AF_INET6
+                },
+                local: c.local,
+                remote: c.remote,
+                cookie: c.cookie,
+            };
+            let info = match self.queries.query(&key) {
+                Ok(found) => found.and_then(|s| s.tcp_info),
+                Err(error) => {
+                    tracing::debug!(cookie = c.cookie, %error, "keepalive probe: exact query");
+                    None
+                }
+            };
+            if let Some(info) = info {
+                let seen = Polled {
+                    last_ack_recv: Duration::from_millis(info.last_ack_recv_ms.into()),
+                    last_data_sent: Duration::from_millis(info.last_data_sent_ms.into()),
+                };
+                let now_ns = clock::monotonic_now_ns();
+                self.book.machine().polled(c.cookie, seen, now_ns);
+            }
+        }
     }
 
     fn apply(

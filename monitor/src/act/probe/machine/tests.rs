@@ -1,6 +1,6 @@
 use monitor_common::sockopt::{OUTCOME_NOT_SEEN, SockoptValues};
 
-use super::*;
+use super::{round_trip::probe_departure, *};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -35,12 +35,22 @@ const APP: SockoptValues = SockoptValues {
     user_timeout_ms: 0,
 };
 
+/// The probe's options for a candidate silent a minute ([`candidate`]).
+const STARTED: SockoptValues = SockoptValues {
+    keepalive: 1,
+    keepidle_s: 60,
+    keepintvl_s: 2,
+    keepcnt: 127,
+    user_timeout_ms: 0,
+};
+
 /// What the kernel answers to a start: everything applied, the application's options before.
 fn started_outcome(rcv_tstamp: u32, now_jiffies: u32) -> SockoptRequest {
     SockoptRequest {
         set: START_SET,
         outcome: OUTCOME_DONE,
         applied: START_SET,
+        want: STARTED,
         before: APP,
         rcv_tstamp,
         now_jiffies,
@@ -71,7 +81,8 @@ fn start(m: &mut Machine, cookie: u64, at: u64) {
     assert_eq!(starts.len(), 1);
     assert!(m.started(
         candidate(cookie),
-        &started_outcome(1000, 5000),
+        // Silent a minute (15000 jiffies at HZ=250), as the candidate: the probe leaves at once.
+        &started_outcome(1000, 16_000),
         at,
         SystemTime::UNIX_EPOCH
     ));
@@ -170,13 +181,80 @@ fn answered_probe_finishes_early_with_rtt() {
     let due = m.due(2 * SECOND, false);
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1.want, APP);
-    // The answer came 2 jiffies after the start (rcv_tstamp 5002, start jiffies 5000).
-    let conclusion = m.finished(1, &finish_outcome(5002, 0), 2 * SECOND);
+    // The answer came 2 jiffies after the start (rcv_tstamp 16002, start jiffies 16000).
+    let conclusion = m.finished(1, &finish_outcome(16_002, 0), 2 * SECOND);
     assert_eq!(conclusion, Conclusion::Answered);
     let r = m.results[&1];
     assert!(r.answered && !r.dead);
     assert_eq!(r.rtt, Some(Duration::from_millis(8)), "2 jiffies at HZ=250");
     assert!(m.running.is_empty());
+}
+
+/// Each running probe's socket is queried every quarter of its keepidle (at most every
+/// second); an ACK after the start finishes the probe at once, before the kernel's next probe.
+#[test]
+fn a_polled_answer_finishes_the_probe_before_the_next_one_leaves() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    assert!(
+        m.due_for_query(SECOND + SECOND / 2).is_empty(),
+        "polled at the start"
+    );
+    let polled = m.due_for_query(2 * SECOND);
+    assert_eq!(polled.iter().map(|c| c.cookie).collect::<Vec<_>>(), [1]);
+    assert!(
+        m.due_for_query(2 * SECOND + SECOND / 2).is_empty(),
+        "once a second"
+    );
+    // The last ACK 61 s ago: before the start (the silence that made it a candidate).
+    let before = Polled {
+        last_ack_recv: Duration::from_secs(61),
+        last_data_sent: Duration::from_secs(90),
+    };
+    m.polled(1, before, 2 * SECOND);
+    assert!(m.due(2 * SECOND, false).is_empty(), "no answer yet");
+    // 0.3 s ago, 0.7 s after the start: answered.
+    let answer = Polled {
+        last_ack_recv: Duration::from_millis(300),
+        ..before
+    };
+    m.polled(1, answer, 2 * SECOND);
+    assert_eq!(m.due(2 * SECOND, false).len(), 1, "finished at once");
+    assert!(
+        m.due_for_query(10 * SECOND).is_empty(),
+        "no query once answered"
+    );
+    let conclusion = m.finished(1, &finish_outcome(16_000 + 175, 0), 2 * SECOND);
+    assert_eq!(conclusion, Conclusion::Answered);
+    assert_eq!(m.results[&1].rtt, Some(Duration::from_millis(700)));
+
+    // A quarter of a short keepidle: 2 s → every 0.5 s.
+    assert_eq!(poll_every(2), Duration::from_millis(500));
+    assert_eq!(poll_every(600), Duration::from_secs(1));
+}
+
+/// An ACK read a whole keepidle or more after the first probe left may answer a later probe
+/// (the kernel sends the next one keepidle after an answer); one after data the application
+/// sent may answer that data. Neither is the first probe's round trip: the peer is alive, the
+/// round trip unknown.
+#[test]
+fn no_round_trip_from_a_later_probes_answer_or_from_data() {
+    let mut m = machine();
+    start(&mut m, 1, SECOND);
+    // keepidle 60 s = 15000 jiffies after the departure at 16000, and 1 jiffy more.
+    let late = m.finished(1, &finish_outcome(16_000 + 15_001, 0), 70 * SECOND);
+    assert_eq!(late, Conclusion::Answered);
+    assert!(m.results[&1].answered);
+    assert_eq!(m.results[&1].rtt, None);
+    start(&mut m, 2, SECOND);
+    let sent = Polled {
+        last_ack_recv: Duration::from_millis(100),
+        last_data_sent: Duration::from_millis(200),
+    };
+    m.polled(2, sent, 2 * SECOND);
+    m.finished(2, &finish_outcome(16_000 + 200, 0), 2 * SECOND);
+    assert!(m.results[&2].answered);
+    assert_eq!(m.results[&2].rtt, None, "data went out after the start");
 }
 
 #[test]
