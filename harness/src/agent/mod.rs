@@ -48,6 +48,12 @@ pub const KERNEL_READ_SHARE: u32 = 400;
 /// (10 s at the tests' 250 ms) because a 2-core machine running other builds delays scans.
 pub const SCANS_TO_SHOW: u32 = 40;
 
+/// The longest wait between two of the agent's passes over the held sockets (its
+/// `scan::holders::HELD_READ_MAX_AGE`; the integration tests check that the two agree). The
+/// passes are paced by their CPU time: on a busy machine they come this far apart, however
+/// often the agent scans.
+pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(15);
+
 impl Agent {
     fn new(
         child: Child,
@@ -98,6 +104,41 @@ impl Agent {
         threshold + self.scans(SCANS_TO_SHOW)
     }
 
+    /// The deadline of a wait for what only a pass over the held sockets shows, on its own or
+    /// with a verdict due `threshold` after its cause (`Duration::ZERO`: no verdict): the later
+    /// of the verdict's deadline ([`Agent::after`]) and the next pass (at most
+    /// [`HELD_READ_MAX_AGE`] after the last), plus [`SCANS_TO_SHOW`] scans to show it.
+    ///
+    /// Without `--per-packet-hooks` (as the tests run the agent), only a pass shows a socket's
+    /// holders, hence the owner (`pid`, `comm`, `cgroup`, pod) of a socket its process did not
+    /// `connect()` or `listen()` on (an accepted one) and the owner name of its alert groups, and
+    /// an accepted descriptor's stack; the times of its last send and receive (`since_send`,
+    /// `since_recv`, `idle`); and, for a socket a pass has seen, what the last pass read
+    /// (`keepalive`, `user_timeout`, `unacked_bytes`, `send_queue_bytes`, `srtt`,
+    /// `since_retrans_start`): options set, or bytes left unacknowledged, since the last pass
+    /// show at the next. A verdict that needs one of those after its cause (`peer_unresponsive`
+    /// needs the bytes the vanished peer left unacknowledged) waits for that pass too.
+    #[must_use]
+    pub fn held_pass_and(&self, threshold: Duration) -> Duration {
+        threshold.max(HELD_READ_MAX_AGE) + self.scans(SCANS_TO_SHOW)
+    }
+
+    /// Waits until the agent has completed `n` more passes over the held sockets than it had at
+    /// the call (`tcp_liveness_held_socket_reads_total`, published by the scan that ran the
+    /// pass, after it judged the sockets with it), within `n` × [`HELD_READ_MAX_AGE`] plus
+    /// [`SCANS_TO_SHOW`] scans: after it, what a pass reads of a socket as it was at the call
+    /// (its holders, its times and options) is in `/connections`. `n` = 2: the pass in progress
+    /// at the call may have read it before.
+    ///
+    /// # Panics
+    /// When the passes do not come within that deadline (or the agent has no `iter/task_file`
+    /// program: it publishes no such counter), or `/metrics` cannot be read.
+    pub fn wait_held_passes(&self, n: u32) {
+        let within = HELD_READ_MAX_AGE * n + self.scans(SCANS_TO_SHOW);
+        let what = format!("{n} more passes over the held sockets");
+        self.wait_count("tcp_liveness_held_socket_reads_total", n, &what, within);
+    }
+
     /// How long `n` more reads of the kernel's socket state may take at the agent's own pace:
     /// the agent reads at most every `KERNEL_READ_SHARE` times the CPU time a read used and never
     /// more often than a scan, so `n` reads come within `n` × max(scan interval,
@@ -139,9 +180,10 @@ impl Agent {
 
     /// Waits until the agent has published `n` more scans than it had at the call
     /// (`tcp_liveness_scan_duration_seconds_count`), within [`SCANS_TO_SHOW`] + `n` scans: after
-    /// it, what the kernel keeps about a socket that existed at the call (its holders, its
-    /// times and options) is in `/connections`, for each scan reads the held sockets before it
-    /// judges them. `n` = 2: the scan in progress at the call may have read them before.
+    /// it, what a scan publishes from what it judged at the call (its metrics, `/alerts`) is
+    /// out. `n` = 2: the scan in progress at the call may have judged before. Not every scan
+    /// reads the held sockets (their holders, times and options): for those,
+    /// [`Agent::wait_held_passes`].
     ///
     /// # Panics
     /// When the scans do not come within that deadline, or `/metrics` cannot be read.
@@ -159,7 +201,8 @@ impl Agent {
     }
 
     /// Polls `/connections?netns=INODE` until exactly `n` connections satisfy `matches`, and
-    /// returns them; `what` names them in the failure.
+    /// returns them; `what` names them in the failure. For what the hooks and the scans show;
+    /// a value only a pass over the held sockets shows needs [`Agent::held_pass_and`].
     ///
     /// # Panics
     /// When that is not the case within [`SCANS_TO_SHOW`] scans, or `/connections` cannot be
