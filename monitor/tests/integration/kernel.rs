@@ -14,8 +14,6 @@ use harness::{
 };
 use serde_json::Value;
 
-use monitor::scan::holders::HELD_READ_MAX_AGE;
-
 use crate::common::{SCANS_TO_SHOW, agent_only, scenario};
 
 fn secs(c: &Value, key: &str) -> Option<f64> {
@@ -554,7 +552,7 @@ fn sockets_missed_while_the_table_was_full_are_added_once_there_is_room() {
     // HELD_READ_MAX_AGE), and that read adds them.
     let (ours, kernel) = wait_for(
         "every remaining connection in the table",
-        HELD_READ_MAX_AGE + agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             let kernel: Vec<_> = [&net.client, &net.server]
                 .into_iter()
@@ -746,9 +744,19 @@ fn sockets_never_used_are_owned_by_the_process_holding_them() {
         (ss::state_counts(&ss).get("established") == Some(&7)).then_some(())
     });
     drop(clients);
-    let cw = agent.wait_connections(inode, 7, "owned CLOSE_WAIT sockets", |c| {
-        c["state"] == "close_wait" && c["pid"].is_u64()
-    });
+    // No process did I/O on them: only a pass over the held sockets names their owner.
+    let cw = wait_for(
+        "7 owned CLOSE_WAIT sockets",
+        agent.held_pass_and(Duration::ZERO),
+        || {
+            let owned: Vec<Value> = agent
+                .connections_in(inode)
+                .into_iter()
+                .filter(|c| c["state"] == "close_wait" && c["pid"].is_u64())
+                .collect();
+            (owned.len() == 7).then_some(owned)
+        },
+    );
     for c in &cw {
         assert_eq!(c["pid"].as_u64(), Some(u64::from(server.pid())), "{c}");
         assert_eq!(c["comm"], "python3", "{c}");
@@ -841,17 +849,29 @@ fn harness_paces_kernel_reads_as_the_agent_does() {
     );
 }
 
-/// The `n` `CLOSE_WAIT` connections of namespace `inode`, once a scan has read their holders (a
-/// value only the kernel has: the first scan after the socket appeared).
+/// The harness derives its deadlines for what the passes over the held sockets show from the
+/// agent's longest wait between two passes: the two agree.
+#[test]
+fn harness_waits_for_held_passes_as_the_agent_paces_them() {
+    assert_eq!(
+        harness::agent::HELD_READ_MAX_AGE,
+        monitor::scan::holders::HELD_READ_MAX_AGE
+    );
+}
+
+/// The `n` `CLOSE_WAIT` connections of namespace `inode`, once a pass over the held sockets has
+/// read their holders (a value only the kernel has: [`Agent::held_pass_and`]).
 fn close_wait_with_holders(agent: &Agent, inode: u64, n: usize) -> Vec<Value> {
-    let is_close_wait = |c: &Value| c["state"] == "close_wait";
-    agent.wait_connections(inode, n, "CLOSE_WAIT sockets", is_close_wait);
-    agent.wait_scans(2);
-    let found: Vec<Value> = agent
-        .connections_in(inode)
-        .into_iter()
-        .filter(is_close_wait)
-        .collect();
-    assert_eq!(found.len(), n, "{found:?}");
-    found
+    wait_for(
+        &format!("{n} CLOSE_WAIT sockets with their holders"),
+        agent.held_pass_and(Duration::ZERO),
+        || {
+            let found: Vec<Value> = agent
+                .connections_in(inode)
+                .into_iter()
+                .filter(|c| c["state"] == "close_wait")
+                .collect();
+            (found.len() == n && found.iter().all(|c| c["holders"].is_array())).then_some(found)
+        },
+    )
 }

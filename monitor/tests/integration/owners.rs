@@ -235,8 +235,8 @@ fn owners_are_the_processes_holding_the_socket_now() {
     ]);
     assert_eq!(shared.holders(), both);
 
-    // Two scans: the second read the holders after the set-up.
-    agent.wait_scans(2);
+    // Two passes over the held sockets: the second read the holders after the set-up.
+    agent.wait_held_passes(2);
     let mut wrong = Vec::new();
     for (state, ss_holders) in [("close_wait", &daemon_only), ("established", &both)] {
         let connection = agent_connection(&agent, &net.server, state);

@@ -6,7 +6,7 @@
 //! namespace, counters from the maps, owners of new sockets. A start short of a capability exits
 //! 2 with one line naming it.
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use harness::{
     agent::{self},
@@ -17,7 +17,7 @@ use harness::{
 };
 use serde_json::Value;
 
-use crate::common::{AGENT, SCANS_TO_SHOW, scenario};
+use crate::common::{AGENT, scenario};
 
 /// The threads that enter namespaces and walk `/proc`: they alone keep capabilities.
 const PRIVILEGED_THREADS: &[&str] = &["scan", "kernel-state", "seed-netns"];
@@ -73,13 +73,14 @@ fn every_thread_holds_at_most_the_kept_set_and_the_agent_still_works() {
         );
     }
 
-    // Still works: a CLOSE_WAIT made now, in another namespace, shows up with its owner.
+    // Still works: a CLOSE_WAIT made now, in another namespace, shows up with its owner (an
+    // accepted socket: named by a pass over the held sockets).
     let server = sc.server(&["no-close"]);
     let _client = sc.client(&["close"]);
     let inode = net.server.inode();
     let cw: Value = wait_for(
         "the CLOSE_WAIT with its owner",
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             agent.connections_in(inode).into_iter().find(|c| {
                 c["state"] == "close_wait" && c["pid"].as_u64() == Some(u64::from(server.pid()))

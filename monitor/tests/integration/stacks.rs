@@ -18,7 +18,6 @@ use harness::{
     scenario::Scenario,
     wait::{wait_for, wait_for_optional},
 };
-use monitor::scan::holders::HELD_READ_MAX_AGE;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -96,12 +95,11 @@ fn run_leaky(ns: &Netns, binary: &Path) -> ChildGuard {
 
 /// The `CLOSE_WAIT` suspects of `ns` once all `2 × COUNT` are flagged and `ready` holds for
 /// each. The deadline is the later of a verdict's and the next pass over the held sockets
-/// (which joins an accepted descriptor's stack to its socket and names the holders: at most
-/// [`HELD_READ_MAX_AGE`] after the last), plus one scan (stacks are symbolized after the scan
-/// that raises the verdict).
+/// (which joins an accepted descriptor's stack to its socket and names the holders:
+/// [`Agent::held_pass_and`]), plus one scan (stacks are symbolized after the scan that raises
+/// the verdict).
 fn suspects(agent: &Agent, ns: u64, ready: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let held_pass = HELD_READ_MAX_AGE + agent.scans(SCANS_TO_SHOW);
-    let deadline = agent.after(THRESHOLD).max(held_pass) + agent.scans(1);
+    let deadline = agent.held_pass_and(THRESHOLD) + agent.scans(1);
     let mut last = Vec::new();
     wait_for_optional(deadline, || {
         last = agent
@@ -233,8 +231,9 @@ fn without_the_option_no_stack_is_recorded() {
     let net = sc.net();
     let _leaky = run_leaky(&net.server, &debug);
     let flagged = suspects(&agent, net.server.inode(), |_| true);
-    // One scan more: a stack would be there by now.
-    agent.wait_scans(1);
+    // A scan and a pass over the held sockets more (which joins an accepted descriptor's
+    // stack): a stack would be there by now.
+    agent.wait_held_passes(2);
     for c in agent.connections_in(net.server.inode()) {
         assert!(c.get("stack").is_none(), "a stack without the option: {c}");
     }
