@@ -18,7 +18,7 @@ use harness::{
 
 use crate::{
     common::{AGENT, SCANS_TO_SHOW, agent_only, scenario},
-    verdicts::wait_for_verdict,
+    verdicts::{owned, wait_for_held_verdict},
 };
 
 /// The leak's threshold: short so the test runs in seconds, long enough that the socket is
@@ -94,7 +94,9 @@ fn suspect_view_lists_only_the_leak_with_its_cookie_and_why() {
     let _closing_client = sc.client(&["close"]);
     let (server_ns, client_ns) = (net.server.inode(), net.client.inode());
     let clock = ("state_age_seconds", CLOSE_WAIT_AFTER);
-    wait_for_verdict(&agent, server_ns, "close_wait_stuck", clock);
+    // An accepted socket: the rows below name its owner, which a pass over the held sockets
+    // names.
+    wait_for_held_verdict(&agent, server_ns, "close_wait_stuck", clock, owned);
     let idle_local = format!("{}:{IDLE_PORT}", net.server_ip);
     wait_for("the idle connection", agent.scans(SCANS_TO_SHOW), || {
         agent

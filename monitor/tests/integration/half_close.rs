@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     common::scenario,
-    verdicts::{has_reason, wait_for_verdict},
+    verdicts::{has_reason, owned, wait_for_held_verdict, wait_for_verdict},
 };
 
 /// `--close-wait-after` and `--fin-wait2-after`; the server streams for three times as long.
@@ -98,7 +98,8 @@ fn half_close_is_not_stuck_while_data_moves() {
 
     // The data stopped; the server never closes: a leak now.
     let age = ("state_age_seconds", THRESHOLD);
-    let (cw, flagged) = wait_for_verdict(&agent, si, "close_wait_stuck", age);
+    // An accepted socket: its owner is named by a pass over the held sockets.
+    let (cw, flagged) = wait_for_held_verdict(&agent, si, "close_wait_stuck", age, owned);
     assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())), "{cw}");
     assert!(
         flagged - ended >= THRESHOLD.saturating_sub(Duration::from_millis(100)),

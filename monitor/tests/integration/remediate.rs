@@ -163,12 +163,13 @@ fn dead_peers_are_destroyed_within_the_rate_limit_and_healthy_controls_never_tou
     );
 
     net.server.drop_input_to_port(7000).expect("iptables DROP");
+    // The bytes left unacknowledged show at the first pass over the held sockets after the drop.
     let verdicts = flagged(
         &agent,
         &net.client,
         "peer_unresponsive",
         3,
-        agent.after(UNRESPONSIVE_AFTER),
+        agent.held_pass_and(UNRESPONSIVE_AFTER),
     );
     let dead_cookies: HashSet<u64> = verdicts
         .iter()
@@ -318,7 +319,7 @@ fn dry_run_destroys_nothing_but_logs_and_counts() {
         &net.client,
         "peer_unresponsive",
         1,
-        agent.after(UNRESPONSIVE_AFTER),
+        agent.held_pass_and(UNRESPONSIVE_AFTER),
     );
     wait_count(&agent, "dry_run", 1, proven_within(&agent));
 
@@ -418,9 +419,11 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
         })
         .is_some()
     };
+    // The verdict (bytes left unacknowledged, from a pass over the held sockets after the drop)
+    // comes first.
     wait_for(
         "the first look",
-        agent.after(Duration::from_secs(3)),
+        agent.held_pass_and(Duration::from_secs(3)),
         || {
             let text = fs::read_to_string(log.path()).expect("agent log");
             text.lines()
@@ -442,9 +445,10 @@ fn a_peer_that_answers_again_after_the_first_look_is_left_alone() {
             .count()
     };
     // The next retransmission is answered: a later scan, its remediation included, published
-    // without the verdict. Deadline: that retransmission's RTO, at most the silence so far.
+    // without the verdict. Deadline: that retransmission's RTO, at most the silence so far, or
+    // the next pass over the held sockets (which reads the bytes acknowledged), if later.
     assert!(
-        wait_for_optional(agent.after(Duration::from_secs(7)), || {
+        wait_for_optional(agent.held_pass_and(Duration::from_secs(7)), || {
             agent.metric(suspects).filter(|v| v.abs() < 0.5)
         })
         .is_some(),

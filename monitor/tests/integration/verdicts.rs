@@ -60,32 +60,61 @@ pub(crate) fn wait_for_verdict(
     agent: &Agent,
     netns: u64,
     reason: &str,
-    (clock, threshold): (&str, Duration),
+    clock: (&str, Duration),
 ) -> (Value, Instant) {
-    let c = wait_for(
-        &format!("a {reason} verdict"),
-        agent.after(threshold),
-        || {
-            let flagged: Vec<Value> = agent
-                .connections_in(netns)
-                .into_iter()
-                .filter(|c| has_reason(c, reason))
-                .collect();
-            for c in &flagged {
-                assert_not_before(c, reason, (clock, threshold));
-            }
-            flagged.into_iter().next()
-        },
-    );
+    let deadline = agent.after(clock.1);
+    verdict_within(agent, (netns, reason, clock), deadline, |_| true)
+}
+
+/// [`wait_for_verdict`] for a verdict that needs a pass over the held sockets after its cause
+/// (`peer_unresponsive`: the bytes left unacknowledged), or a connection flagged on which
+/// `ready` holds too, where `ready` needs one (the owner of an accepted socket: `pid` known);
+/// within [`Agent::held_pass_and`] the threshold.
+pub(crate) fn wait_for_held_verdict(
+    agent: &Agent,
+    netns: u64,
+    reason: &str,
+    clock: (&str, Duration),
+    ready: impl Fn(&Value) -> bool,
+) -> (Value, Instant) {
+    let deadline = agent.held_pass_and(clock.1);
+    verdict_within(agent, (netns, reason, clock), deadline, ready)
+}
+
+/// The owner of a socket is known (`pid`): for an accepted one, once a pass over the held
+/// sockets named its holders.
+pub(crate) fn owned(c: &Value) -> bool {
+    c["pid"].is_u64()
+}
+
+fn verdict_within(
+    agent: &Agent,
+    (netns, reason, (clock, threshold)): (u64, &str, (&str, Duration)),
+    deadline: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> (Value, Instant) {
+    let c = wait_for(&format!("a {reason} verdict"), deadline, || {
+        let flagged: Vec<Value> = agent
+            .connections_in(netns)
+            .into_iter()
+            .filter(|c| has_reason(c, reason))
+            .collect();
+        for c in &flagged {
+            assert_not_before(c, reason, (clock, threshold));
+        }
+        flagged.into_iter().find(|c| ready(c))
+    });
     (c, Instant::now())
 }
 
 /// Waits until the established connection in `netns` has had data acknowledged by its peer
-/// (`since_peer_seconds` known) and satisfies `also`; returns it.
+/// (`since_peer_seconds` known) and satisfies `also`; returns it. Within
+/// [`Agent::held_pass_and`]: options set after `connect()` (`also` may ask for them) show once a
+/// pass over the held sockets read them.
 fn wait_acknowledged(agent: &Agent, netns: u64, also: impl Fn(&Value) -> bool) -> Value {
     wait_for(
         "data acknowledged by the peer",
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             agent.connections_in(netns).into_iter().find(|c| {
                 c["state"] == "established" && c["since_peer_seconds"].is_f64() && also(c)
@@ -125,7 +154,9 @@ fn close_wait_and_fin_wait2_stuck_name_their_owners() {
     assert!(early["suspect"].is_array(), "a suspect list: {early}");
     assert_not_before(&early, "close_wait_stuck", cw_clock);
 
-    let (cw, _) = wait_for_verdict(&agent, net.server.inode(), "close_wait_stuck", cw_clock);
+    // An accepted socket: its owner is named by a pass over the held sockets.
+    let server_ns = net.server.inode();
+    let (cw, _) = wait_for_held_verdict(&agent, server_ns, "close_wait_stuck", cw_clock, owned);
     assert_eq!(cw["state"], "close_wait");
     assert_eq!(cw["pid"].as_u64(), Some(u64::from(server.pid())));
     assert_eq!(cw["comm"], "python3");
@@ -169,11 +200,12 @@ fn vanished_peer_is_unresponsive_with_time_until_the_kernel_gives_up() {
     let client = sc.client(&["send"]);
     wait_acknowledged(&agent, net.client.inode(), |_| true);
     net.server.drop_input().expect("iptables DROP");
-    let (c, _) = wait_for_verdict(
+    let (c, _) = wait_for_held_verdict(
         &agent,
         net.client.inode(),
         "peer_unresponsive",
         ("since_peer_seconds", UNRESPONSIVE_AFTER),
+        |_| true,
     );
     assert_eq!(c["pid"].as_u64(), Some(u64::from(client.pid())));
     let gives_up = c["gives_up_in_seconds"]
@@ -219,11 +251,12 @@ fn unanswered_keepalive_is_flagged_before_the_kernel_kills_the_socket() {
     let client = sc.client(&["keepalive", "4"]);
     let inode = net.client.inode();
     // Answered keepalive keeps it clean: seen once it has lived past idle + interval (2 s), when
-    // an unanswered probe would be flagged.
+    // an unanswered probe would be flagged. Its timers, set after connect(), show once a pass
+    // over the held sockets read them.
     let lived = Duration::from_secs(3);
     let c = wait_for(
         "the connection past its first probes",
-        agent.after(lived),
+        agent.held_pass_and(lived),
         || {
             agent.connections_in(inode).into_iter().find(|c| {
                 c["state"] == "established"
@@ -285,11 +318,12 @@ fn peer_gone_right_after_the_handshake_is_unresponsive() {
     let _client = sc.client(&["hold"]);
     net.client.drop_input().expect("iptables DROP");
     let inode = net.server.inode();
-    let (c, _) = wait_for_verdict(
+    let (c, _) = wait_for_held_verdict(
         &agent,
         inode,
         "peer_unresponsive",
         ("since_peer_seconds", UNRESPONSIVE_AFTER),
+        |_| true,
     );
     let since_peer = c["since_peer_seconds"]
         .as_f64()
@@ -327,7 +361,7 @@ fn keepalive_set_after_accept_is_seen_and_its_silence_flagged() {
     let inode = net.server.inode();
     let c = wait_for(
         "keepalive on, from the kernel",
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             agent
                 .connections_in(inode)
@@ -399,9 +433,11 @@ pub(crate) fn time_the_reset(
     inode: u64,
     (clock, threshold): (&str, Duration),
 ) -> (Value, f64) {
+    // The bytes left unacknowledged show at the first pass over the held sockets after the
+    // peer vanished.
     let (c, asked, answered) = wait_for(
         "a peer_unresponsive verdict",
-        agent.after(threshold),
+        agent.held_pass_and(threshold),
         || {
             let asked = Instant::now();
             let c = agent
@@ -504,9 +540,10 @@ fn keepalive_timers_come_from_the_sockets_own_namespace() {
     let agent = sc.launch().args(FAST).start().expect("agent");
     let client = sc.client(&["keepalive-sysctl"]);
     let inode = net.client.inode();
+    // SO_KEEPALIVE set after connect(): shown once a pass over the held sockets read it.
     let c = wait_for(
         "the namespace's keepalive timers",
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             agent
                 .connections_in(inode)
@@ -539,18 +576,20 @@ fn assert_keepalive_timers(c: &Value, idle: f64, interval: f64, count: u64) {
 
 /// Waits for `keepalive_unanswered` on a socket of `owner` in `netns`: due once its peer has
 /// been silent for `threshold` (never before), and raised while the kernel still has the
-/// connection, which it resets once the peer has been silent for `reset`.
+/// connection, which it resets once the peer has been silent for `reset`. The owner of an
+/// accepted socket is named by a pass over the held sockets: waited for with the verdict.
 fn keepalive_flagged_before_reset(
     agent: &Agent,
     (netns, owner): (u64, u32),
     threshold: Duration,
     reset: Duration,
 ) {
-    let (flagged, _) = wait_for_verdict(
+    let (flagged, _) = wait_for_held_verdict(
         agent,
         netns,
         "keepalive_unanswered",
         ("since_peer_seconds", threshold),
+        owned,
     );
     assert_eq!(flagged["pid"].as_u64(), Some(u64::from(owner)));
     let silent = flagged["since_peer_seconds"].as_f64().expect("silence");
