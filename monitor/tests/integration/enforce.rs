@@ -79,12 +79,13 @@ fn connection_to(agent: &Agent, netns: u64, remote: &str) -> Option<serde_json::
 }
 
 /// Waits until the client's connection to the server's `port` names `policy` (`enforced`);
-/// returns it.
+/// returns it. A connection names its policy while its options are the policy's as last read:
+/// set on an existing connection, they show once a pass over the held sockets read them.
 fn wait_named(agent: &Agent, net: &NetPair, port: u16, policy: &str) -> serde_json::Value {
     let remote = format!("{}:{port}", net.server_ip);
     wait_for(
         &format!("the connection to {remote} named {policy}"),
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || connection_to(agent, net.client.inode(), &remote).filter(|c| c["enforced"] == policy),
     )
 }
@@ -146,11 +147,12 @@ fn keepalive_from_the_cgroup_policy_resets_a_vanished_peer_and_spares_the_rest()
     assert_eq!(untouched[0], 0, "no keepalive outside the policy");
     assert_ne!(untouched[1], 2, "the namespace's own idle time");
 
-    // /connections and the metric name the policy.
+    // /connections and the metric name the policy, once a pass over the held sockets read the
+    // options it set (`sock_ops` sets them after the state change that read them first).
     let remote = format!("{}:7000", net.server_ip);
     let enforced = wait_for(
         "the enforced connection",
-        agent.scans(SCANS_TO_SHOW),
+        agent.held_pass_and(Duration::ZERO),
         || {
             agent
                 .connections_in(net.client.inode())
@@ -273,9 +275,19 @@ fn fill_keeps_the_applications_timers_and_override_replaces_them() {
     assert_eq!(timers(7000), (2, 2), "accepted in the cgroup");
     assert_eq!(timers(7001), (1, 0), "accepted outside every policy");
     let local = format!("{}:7000", net.server_ip);
-    agent.wait_connections(net.server.inode(), 2, "accepted connections named", |c| {
-        c["local"] == local && c["enforced"] == "fill-cgroup"
-    });
+    // Named once a pass over the held sockets read the options the policy set.
+    wait_for(
+        "2 accepted connections named",
+        agent.held_pass_and(Duration::ZERO),
+        || {
+            let named = agent
+                .connections_in(net.server.inode())
+                .into_iter()
+                .filter(|c| c["local"] == local && c["enforced"] == "fill-cgroup")
+                .count();
+            (named == 2).then_some(())
+        },
+    );
     // All of it at establishment, by the kernel program (accepted ones included): nothing was
     // left for the agent's iterator, which would also have set these options a scan later.
     let by_kernel = audit(&dir, BY_KERNEL);

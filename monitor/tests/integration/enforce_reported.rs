@@ -4,11 +4,12 @@
 //! and shows the application's value. The application's own `getsockopt` (`tcp_peer.py
 //! recv-report`) is the oracle. Run as root.
 
-use harness::{cgroup::Cgroup, peer::Peer, privilege::Need};
-use monitor::scan::holders::HELD_READ_MAX_AGE;
+use std::time::Duration;
+
+use harness::{cgroup::Cgroup, peer::Peer, privilege::Need, wait::wait_for};
 
 use crate::{
-    common::{SCANS_TO_SHOW, scenario},
+    common::scenario,
     enforce::{agent_with, options},
 };
 
@@ -36,11 +37,19 @@ fn a_policy_is_no_longer_named_once_the_application_sets_its_own_options() {
     assert_eq!(options(&client), [1, 2, 1, 2, 0], "the policy's keepalive");
     let remote = format!("{}:7000", net.server_ip);
     let ours = |c: &serde_json::Value| c["remote"] == remote && c["state"] == "established";
-    agent.wait_connections(
-        net.client.inode(),
-        1,
-        "connection named by its policy",
-        |c| ours(c) && c["enforced"] == "fill-cgroup",
+    // Named once a pass over the held sockets read the options `sock_ops` set (after the state
+    // change that read them first).
+    wait_for(
+        "the connection named by its policy",
+        agent.held_pass_and(Duration::ZERO),
+        || {
+            let named = agent
+                .connections_in(net.client.inode())
+                .into_iter()
+                .filter(|c| ours(c) && c["enforced"] == "fill-cgroup")
+                .count();
+            (named == 1).then_some(())
+        },
     );
 
     // The application changes its mind: its own idle time, the policy's interval and count.
@@ -50,10 +59,9 @@ fn a_policy_is_no_longer_named_once_the_application_sets_its_own_options() {
         [1, 100, 1, 2, 0],
         "getsockopt after its setsockopt"
     );
-    // The next pass over the held sockets reads the new value: at the latest
-    // HELD_READ_MAX_AGE after the last, then a scan to show it.
-    let deadline = HELD_READ_MAX_AGE + agent.scans(SCANS_TO_SHOW);
-    let found = harness::wait::wait_for("the policy no longer named", deadline, || {
+    // The next pass over the held sockets reads the new value.
+    let deadline = agent.held_pass_and(Duration::ZERO);
+    let found = wait_for("the policy no longer named", deadline, || {
         agent
             .connections_in(net.client.inode())
             .into_iter()

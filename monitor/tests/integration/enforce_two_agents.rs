@@ -6,8 +6,9 @@
 //! `tcp_liveness_enforced_connections{policy}` accordingly. The application's own `getsockopt`
 //! (`tcp_peer.py recv-report`) is the oracle. Run as root.
 
+use std::time::Duration;
+
 use harness::{agent::Agent, cgroup::Cgroup, peer::Peer, privilege::Need, wait::wait_for};
-use monitor::scan::holders::HELD_READ_MAX_AGE;
 use serde_json::Value;
 
 use crate::{
@@ -81,9 +82,9 @@ fn of_two_agents_only_the_one_whose_options_the_socket_carries_names_its_policy(
     };
     eprintln!("the socket carries {}'s options", winner.1.name);
 
-    // Each agent learns the socket's options at its next pass over the held sockets: at the
-    // latest HELD_READ_MAX_AGE after its last, then a scan to show it. Until then what it
-    // shows is no judgement of the options the kernel keeps.
+    // Each agent learns the socket's options at its next pass over the held sockets
+    // (`Agent::held_pass_and`). Until then what it shows is no judgement of the options the
+    // kernel keeps.
     let remote = format!("{}:7000", net.server_ip);
     let ours = |agent: &Agent| {
         agent
@@ -99,7 +100,7 @@ fn of_two_agents_only_the_one_whose_options_the_socket_carries_names_its_policy(
             && c["keepalive"]["count"] == count
             && c["user_timeout_seconds"] == f64::from(user_timeout_ms) / 1000.0
     };
-    let deadline = HELD_READ_MAX_AGE + first.scans(SCANS_TO_SHOW);
+    let deadline = first.held_pass_and(Duration::ZERO);
     let [named, unnamed] = wait_for("both agents to show the socket's options", deadline, || {
         Some([ours(winner.0)?, ours(loser.0)?]).filter(|both| both.iter().all(shows_the_kernels))
     });

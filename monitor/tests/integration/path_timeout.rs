@@ -223,10 +223,15 @@ fn idle_beyond_the_routers_conntrack_timeout() {
         "{path}[[enforce]]\nname = \"router-keepalive\"\nlocal_port = {enforced_port}\nkeepalive = {{ idle = \"2s\", interval = \"2s\", count = 3 }}\n"
     );
     let (agent, _dir2) = agent_with(&sc, &enforce);
-    let c = wait_for("the verdict cleared", agent.scans(40), || {
-        connection(&agent, netns, enforced_port)
-            .filter(|c| c["keepalive"]["enabled"] == true && !flagged(c))
-    });
+    // The options the iterator set show once a pass over the held sockets read them.
+    let c = wait_for(
+        "the verdict cleared",
+        agent.held_pass_and(Duration::ZERO),
+        || {
+            connection(&agent, netns, enforced_port)
+                .filter(|c| c["keepalive"]["enabled"] == true && !flagged(c))
+        },
+    );
     assert_eq!(c["keepalive"]["idle_seconds"], 2.0, "{c}");
 
     // Past the timeout both clients send: the forgotten flow gets nothing, the kept one its echo.
