@@ -246,7 +246,8 @@ impl Pipeline {
 
     /// Like [`scan`](Self::scan), for readers between scans (`/connections`). The cgroup cache
     /// is locked per socket, not for the pass: `f` may wait on a slow client, and a scan must
-    /// not wait behind it.
+    /// not wait behind it; for the same reason a reader never asks the container runtime (a
+    /// process new since the last scan shows without its pod until the next).
     ///
     /// When verdicts are confirmed, suspects show the reasons the last scan confirmed, and only
     /// those.
@@ -256,7 +257,9 @@ impl Pipeline {
         let mut c = refilled();
         source.for_each_socket(&mut |slot, cookie, entry| {
             let socket = (slot, cookie, entry);
-            let judged = self.judge(socket, now_ns, &context, &mut self.processes(), &mut c);
+            let judged = self.processes().without_asking_runtime(|processes| {
+                self.judge(socket, now_ns, &context, processes, &mut c)
+            });
             if judged == Judged::Live {
                 if self.confirms {
                     let known = confirmed.get(&cookie);

@@ -38,6 +38,9 @@ pub(crate) struct ProcessCache {
     /// Names the pod of each new pid's cgroup, when the agent resolves pods: asked once per pid
     /// the cache did not know (it caches by container id in turn).
     pods: Option<PodResolver>,
+    /// Whether a lookup may ask the runtime (which can take up to the resolver's timeout): not
+    /// for readers between scans ([`without_asking_runtime`](Self::without_asking_runtime)).
+    asks_runtime: bool,
 }
 
 impl Default for ProcessCache {
@@ -54,7 +57,19 @@ impl ProcessCache {
             last: None,
             lookup,
             pods: None,
+            asks_runtime: true,
         }
+    }
+
+    /// Runs `f` with lookups that never ask the container runtime: a pid new to the cache is
+    /// read from `/proc` and shown without its pod, and left for the next scan to resolve (it is
+    /// not cached). For `/connections` readers, which lock the cache per socket between scans:
+    /// a runtime that is slow to answer must not hold up the scan waiting for the lock.
+    pub(crate) fn without_asking_runtime<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.asks_runtime = false;
+        let result = f(self);
+        self.asks_runtime = true;
+        result
     }
 
     /// Also resolves each new pid's pod with `pods`.
@@ -98,6 +113,12 @@ impl ProcessCache {
                     }
                     None => ((self.lookup)(pid), true),
                 };
+                let unresolved = resolve && self.pods.is_some() && info.cgroup.is_some();
+                if unresolved && !self.asks_runtime {
+                    // Not cached: the next scan looks it up and asks the runtime.
+                    self.last = Some((pid, info));
+                    return &self.last.as_ref().expect("set above").1;
+                }
                 if resolve && let (Some(pods), Some(cgroup)) = (&mut self.pods, &info.cgroup) {
                     info.pod = pods.resolve(cgroup);
                 }
@@ -223,6 +244,51 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &second), "one identity per container");
         cache.info(10);
         assert_eq!(QUESTIONS.load(Ordering::Relaxed), 1);
+    }
+
+    /// A reader between scans never asks the runtime: a new pid shows without its pod, and the
+    /// next scan asks once and caches the answer.
+    #[test]
+    fn readers_never_ask_the_runtime_the_next_scan_does() {
+        use std::collections::HashMap;
+
+        use crate::kubernetes::{LabelAnswer, LabelSource};
+
+        static ASKED: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl LabelSource for Counted {
+            fn labels(&mut self, _: &str) -> LabelAnswer {
+                ASKED.fetch_add(1, Ordering::Relaxed);
+                let label = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+                Ok(Some(HashMap::from([
+                    label("io.kubernetes.pod.name", "api-0"),
+                    label("io.kubernetes.pod.namespace", "shop"),
+                ])))
+            }
+        }
+        fn in_pod(_pid: u32) -> ProcessInfo {
+            ProcessInfo {
+                name: Some(Comm::new("api")),
+                cgroup: Some(Arc::from(
+                    format!("/kubepods/pod77aa/{}", "ef".repeat(32)).as_str(),
+                )),
+                pod: None,
+            }
+        }
+        let pods = PodResolver::new(Box::new(Counted));
+        let mut cache = ProcessCache::with_lookup(in_pod).with_pods(pods);
+        let read = cache.without_asking_runtime(|c| c.info(20).clone());
+        assert_eq!(read.name, Some(Comm::new("api")), "named from /proc");
+        assert!(read.pod.is_none(), "no pod before a scan asked");
+        assert_eq!(ASKED.load(Ordering::Relaxed), 0);
+        cache.start_scan();
+        let scanned = cache.info(20).pod.clone().expect("the scan names it");
+        assert_eq!(scanned.qualified_name().as_deref(), Some("shop/api-0"));
+        assert_eq!(ASKED.load(Ordering::Relaxed), 1);
+        cache.end_scan();
+        let again = cache.without_asking_runtime(|c| c.info(20).pod.clone());
+        assert!(again.is_some_and(|p| Arc::ptr_eq(&p, &scanned)), "cached");
+        assert_eq!(ASKED.load(Ordering::Relaxed), 1);
     }
 
     /// A pid first seen while the runtime could not be asked has its pod's UID only; a later
