@@ -10,7 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::kernel_state::FastMap;
+use super::{held_state::more_recent, kernel_state::FastMap};
 use crate::{
     model::{Connection, Keepalive, Reason},
     sock_diag::{DiagSocket, SocketKey, SocketQueries},
@@ -121,8 +121,10 @@ impl Confirmer {
 
 /// `c` with the kernel's current answer about its socket (`sock_diag` with `tcp_info`): its
 /// state (a different one than judged on means a transition the table has not caught: its age
-/// is unknown), the peer's last ACK (the more recent of the two), retransmits and bytes in flight,
-/// and keepalive on when the keepalive timer is pending.
+/// is unknown), the last data sent (`tcpi_last_data_sent`) and received
+/// (`tcpi_last_data_recv`), the peer's last ACK (`tcpi_last_ack_recv`; each the more recent of
+/// the two, and `idle` the most recent of the three), retransmits and bytes in flight, and
+/// keepalive on when the keepalive timer is pending.
 pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
     if kernel.state != c.state {
         c.state = kernel.state;
@@ -130,8 +132,17 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
         c.state_age_at_least = Some(Duration::ZERO);
     }
     if let Some(info) = &kernel.tcp_info {
-        let ack = Duration::from_millis(info.last_ack_recv_ms.into());
-        c.since_peer = Some(c.since_peer.map_or(ack, |hooks| hooks.min(ack)));
+        let ms = |v: u32| Some(Duration::from_millis(v.into()));
+        // The last pass over the held sockets may be many seconds old (they are paced): a
+        // half-close still moving data is not stuck, whatever that pass read.
+        c.since_send = more_recent(c.since_send, ms(info.last_data_sent_ms));
+        c.since_recv = more_recent(c.since_recv, ms(info.last_data_recv_ms));
+        c.since_peer = more_recent(c.since_peer, ms(info.last_ack_recv_ms));
+        c.idle = [c.since_send, c.since_recv, c.since_peer]
+            .into_iter()
+            .flatten()
+            .min()
+            .or(c.idle);
         c.retransmits = c.retransmits.max(info.total_retrans);
         if let (Some(sent), Some(retrans), Some(acked)) =
             (info.bytes_sent, info.bytes_retrans, info.bytes_acked)

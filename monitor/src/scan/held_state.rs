@@ -99,7 +99,7 @@ pub(crate) fn apply(
 }
 
 /// The shorter of two ages of the same event, either unknown.
-fn more_recent(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+pub(crate) fn more_recent(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -110,6 +110,45 @@ fn overlay_takes_the_kernels_current_values() {
     assert_eq!(c.keepalive, None);
 }
 
+/// A socket the last pass over the held sockets read as quiet, which has sent and received
+/// since: the kernel's times now stand, and a half-close still streaming is no longer
+/// `close_wait_stuck` when judged again on them.
+#[test]
+fn overlay_takes_the_kernels_last_data_times() {
+    let mut c = suspect(1, &[Reason::CloseWaitStuck]);
+    c.state = tcp_state::CLOSE_WAIT;
+    c.state_age = Some(Duration::from_mins(5));
+    c.since_send = Some(Duration::from_mins(2));
+    c.since_recv = Some(Duration::from_secs(25));
+    c.since_peer = Some(Duration::from_mins(2));
+    c.idle = Some(Duration::from_secs(25));
+    // `close_wait_after` 1 min by default: stuck, as that pass saw it.
+    let policy = crate::verdict::Policy::default();
+    let judged = |c: &Connection| crate::verdict::evaluate(c, &policy, 15).0;
+    assert!(judged(&c).contains(&Reason::CloseWaitStuck));
+    let mut streaming = kernel(tcp_state::CLOSE_WAIT, false);
+    let info = streaming.tcp_info.as_mut().expect("tcp_info");
+    (
+        info.last_data_sent_ms,
+        info.last_data_recv_ms,
+        info.last_ack_recv_ms,
+    ) = (150, 30_000, 140);
+    overlay(&mut c, &streaming);
+    assert_eq!(c.since_send, Some(Duration::from_millis(150)));
+    assert_eq!(
+        c.since_recv,
+        Some(Duration::from_secs(25)),
+        "ours is more recent"
+    );
+    assert_eq!(c.since_peer, Some(Duration::from_millis(140)));
+    assert_eq!(c.idle, Some(Duration::from_millis(140)));
+    let reasons = judged(&c);
+    assert!(
+        !reasons.contains(&Reason::CloseWaitStuck),
+        "still sending: {reasons:?}"
+    );
+}
+
 #[test]
 fn the_query_key_names_the_socket() {
     let mut c = suspect(5, &[]);
