@@ -121,7 +121,8 @@ impl Confirmer {
 
 /// `c` with the kernel's current answer about its socket (`sock_diag` with `tcp_info`): its
 /// state (a different one than judged on means a transition the table has not caught: its age
-/// is unknown), the last data sent (`tcpi_last_data_sent`) and received
+/// is unknown), the last data sent (`tcpi_last_data_sent`, unless a retransmission timeout is
+/// outstanding: `tcpi_retransmits` > 0) and received
 /// (`tcpi_last_data_recv`), the peer's last ACK (`tcpi_last_ack_recv`; each the more recent of
 /// the two, and `idle` the most recent of the three), retransmits and bytes in flight, and
 /// keepalive on when the keepalive timer is pending.
@@ -135,7 +136,11 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
         let ms = |v: u32| Some(Duration::from_millis(v.into()));
         // The last pass over the held sockets may be many seconds old (they are paced): a
         // half-close still moving data is not stuck, whatever that pass read.
-        c.since_send = more_recent(c.since_send, ms(info.last_data_sent_ms));
+        if info.retransmits == 0 {
+            // A retransmission moves `lsndtime` too: while the retransmission timer runs the
+            // peer is silent, and `peer_unresponsive` dates that silence from older evidence.
+            c.since_send = more_recent(c.since_send, ms(info.last_data_sent_ms));
+        }
         c.since_recv = more_recent(c.since_recv, ms(info.last_data_recv_ms));
         c.since_peer = more_recent(c.since_peer, ms(info.last_ack_recv_ms));
         c.idle = [c.since_send, c.since_recv, c.since_peer]

@@ -147,6 +147,19 @@ fn overlay_takes_the_kernels_last_data_times() {
         !reasons.contains(&Reason::CloseWaitStuck),
         "still sending: {reasons:?}"
     );
+
+    // Retransmitting (the timer has fired twice): the last segment sent is a retransmission,
+    // which tells nothing of the application's sending.
+    let mut c = suspect(1, &[Reason::PeerUnresponsive]);
+    c.since_send = Some(Duration::from_secs(9));
+    let mut retransmitting = streaming.clone();
+    retransmitting
+        .tcp_info
+        .as_mut()
+        .expect("tcp_info")
+        .retransmits = 2;
+    overlay(&mut c, &retransmitting);
+    assert_eq!(c.since_send, Some(Duration::from_secs(9)));
 }
 
 #[test]
