@@ -121,7 +121,15 @@ impl Prober {
     ///
     /// [`Machine::due_for_query`]: super::machine::Machine::due_for_query
     fn look_for_answers(&mut self) {
-        let polls = self.book.machine().due_for_query(clock::monotonic_now_ns());
+        let polls = {
+            let mut m = self.book.machine();
+            if m.running.is_empty() {
+                // Each namespace's netlink socket holds that namespace alive (a pod's would
+                // outlive the pod): none is kept while nothing is probed.
+                self.queries = SocketQueries::default();
+            }
+            m.due_for_query(clock::monotonic_now_ns())
+        };
         for c in polls {
             let key = SocketKey {
                 netns: c.netns,
