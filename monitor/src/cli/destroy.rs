@@ -10,7 +10,7 @@
 
 mod select;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
 
@@ -277,16 +277,7 @@ fn listener_refusal(cookie: u64, what: &str) -> String {
 fn key_of_view(view: &ConnectionView) -> Option<SocketKey> {
     let local: SocketAddr = view.local.parse().ok()?;
     let remote: SocketAddr = view.remote.parse().ok()?;
-    Some(SocketKey {
-        netns: view.netns?,
-        family: match local.ip() {
-            IpAddr::V4(_) => monitor_common::AF_INET,
-            IpAddr::V6(_) => monitor_common::AF_INET6,
-        },
-        local,
-        remote,
-        cookie: view.cookie,
-    })
+    Some(SocketKey::new(view.netns?, local, remote, view.cookie))
 }
 
 /// `10.0.0.1:40000 → 10.0.0.2:7000 (established, netns 4026532, pid 42 app, suspect:

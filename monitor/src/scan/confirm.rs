@@ -174,17 +174,7 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
 
 /// The query key of `c`: None without its namespace (it cannot be asked).
 pub(crate) fn key_of(c: &Connection) -> Option<SocketKey> {
-    Some(SocketKey {
-        netns: c.netns?,
-        family: if c.local.is_ipv4() {
-            monitor_common::AF_INET
-        } else {
-            monitor_common::AF_INET6
-        },
-        local: c.local,
-        remote: c.remote,
-        cookie: c.cookie,
-    })
+    Some(SocketKey::new(c.netns?, c.local, c.remote, c.cookie))
 }
 
 #[cfg(test)]

@@ -40,6 +40,26 @@ pub struct SocketKey {
     pub cookie: u64,
 }
 
+impl SocketKey {
+    /// The key of the socket `cookie` with these addresses in namespace `netns`; the family
+    /// follows the local address (a v4-mapped IPv6 address is `AF_INET6`, as the kernel sees
+    /// it).
+    #[must_use]
+    pub fn new(netns: u32, local: SocketAddr, remote: SocketAddr, cookie: u64) -> Self {
+        Self {
+            netns,
+            family: if local.is_ipv4() {
+                monitor_common::AF_INET
+            } else {
+                monitor_common::AF_INET6
+            },
+            local,
+            remote,
+            cookie,
+        }
+    }
+}
+
 /// The per-namespace netlink sockets that answer exact queries.
 #[derive(Default)]
 pub struct SocketQueries {

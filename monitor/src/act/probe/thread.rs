@@ -131,17 +131,7 @@ impl Prober {
             m.due_for_query(clock::monotonic_now_ns())
         };
         for c in polls {
-            let key = SocketKey {
-                netns: c.netns,
-                family: if c.local.is_ipv4() {
-                    monitor_common::AF_INET
-                } else {
-                    monitor_common::AF_INET6
-                },
-                local: c.local,
-                remote: c.remote,
-                cookie: c.cookie,
-            };
+            let key = SocketKey::new(c.netns, c.local, c.remote, c.cookie);
             let info = match self.queries.query(&key) {
                 Ok(found) => found.and_then(|s| s.tcp_info),
                 Err(error) => {
