@@ -10,7 +10,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{held_state::more_recent, kernel_state::FastMap};
+use super::{
+    held_state::{more_recent, most_recent_idle},
+    kernel_state::FastMap,
+};
 use crate::{
     model::{Connection, Keepalive, Reason},
     sock_diag::{DiagSocket, SocketKey, SocketQueries},
@@ -143,11 +146,7 @@ pub(crate) fn overlay(c: &mut Connection, kernel: &DiagSocket) {
         }
         c.since_recv = more_recent(c.since_recv, ms(info.last_data_recv_ms));
         c.since_peer = more_recent(c.since_peer, ms(info.last_ack_recv_ms));
-        c.idle = [c.since_send, c.since_recv, c.since_peer]
-            .into_iter()
-            .flatten()
-            .min()
-            .or(c.idle);
+        most_recent_idle(c);
         c.retransmits = c.retransmits.max(info.total_retrans);
         if let (Some(sent), Some(retrans), Some(acked)) =
             (info.bytes_sent, info.bytes_retrans, info.bytes_acked)

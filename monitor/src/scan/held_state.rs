@@ -91,6 +91,12 @@ pub(crate) fn apply(
     c.since_peer = more_recent(c.since_peer, kernel(since_last_ack(s, hz)));
     let heard = held.heard_ns.and_then(|at| convert::age(now_ns, at));
     c.since_peer = more_recent(c.since_peer, heard);
+    most_recent_idle(c);
+}
+
+/// Sets `c.idle` to the most recent of its last send, receive and ACK from the peer; left as
+/// it is when none is known.
+pub(crate) fn most_recent_idle(c: &mut Connection) {
     c.idle = [c.since_send, c.since_recv, c.since_peer]
         .into_iter()
         .flatten()

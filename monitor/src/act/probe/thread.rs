@@ -1,9 +1,9 @@
 //! The probe thread: every [`TICK`], starts the probes the last scan offered (within the caps)
 //! and finishes the ones answered or out of time, each namespace's batch through
-//! `SockoptControl::apply` on a thread inside that namespace. A running probe's answer is
-//! looked for with exact `sock_diag` queries of its socket (one request each, a few times per
-//! `TCP_KEEPIDLE`), so it is finished before the kernel's next probe leaves. At stop it finishes every probe
-//! still running (restores the application's options) before it exits. Each socket is
+//! `SockoptControl::apply` on a thread inside that namespace. A running probe's answer is looked
+//! for with exact `sock_diag` queries of its socket (one request each, a few times per
+//! `TCP_KEEPIDLE`), so it is finished before the kernel's next probe leaves. At stop it finishes
+//! every probe still running (restores the application's options) before it exits. Each socket is
 //! journalled ([`super::journal`]) before its options change, and forgotten once they are back.
 //!
 //! Its own thread, started with the agent's kept capabilities: entering a namespace needs
