@@ -3,6 +3,9 @@
 //! the real program) — in a map of its own. `cargo xtask bench` attaches these next to the real
 //! programs and reports each hook as a ratio to its floor.
 //!
+//! The `empty_*` programs return at once: on the rare hooks the agent attaches by default they
+//! measure what the tracepoint itself costs an application, which no program there can go below.
+//!
 //! Compiled only with this crate's `bench` feature (`monitor`'s `bench` feature turns it on), so
 //! the object the agent embeds has neither these programs nor their map. Their map has one entry
 //! unless the benchmark loader sizes it (`monitor/src/bpf/bench.rs`).
@@ -71,5 +74,35 @@ fn floor_tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
 fn floor_tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     let _ = FLOOR.remove(socket::cookie(sk));
+    0
+}
+
+#[btf_tracepoint(function = "inet_sock_set_state")]
+fn empty_inet_sock_set_state(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+fn empty_tcp_retransmit_skb(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[btf_tracepoint(function = "tcp_receive_reset")]
+fn empty_tcp_receive_reset(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+fn empty_tcp_send_reset(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[btf_tracepoint(function = "inet_sk_error_report")]
+fn empty_inet_sk_error_report(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+fn empty_tcp_destroy_sock(_ctx: BtfTracePointContext) -> i32 {
     0
 }

@@ -69,6 +69,10 @@ fn hooks() -> anyhow::Result<()> {
                 }
                 writeln!(out, "{}", serde_json::Value::Object(all))?;
             }
+            "defaults" => {
+                let defaults: Vec<&str> = monitor::bpf::hooks(false).collect();
+                writeln!(out, "{}", defaults.join(","))?;
+            }
             "quit" => break,
             other => bail!("unknown command {other:?}"),
         }

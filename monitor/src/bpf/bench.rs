@@ -25,6 +25,12 @@ pub fn floor_name(hook: &str) -> String {
     format!("floor_{hook}")
 }
 
+/// The empty program of `hook`, when floor.rs has one: `empty_` + hook (it returns at once).
+#[must_use]
+pub fn empty_name(hook: &str) -> String {
+    format!("empty_{hook}")
+}
+
 /// One program's kernel statistics.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProgramStats {
@@ -42,7 +48,8 @@ pub struct ProgramStats {
 pub struct BenchPrograms {
     ebpf: Ebpf,
     /// The floor programs the object has, by name, in [`HOOKS`] order (floor.rs has one for
-    /// the hooks the benchmark times, not for the rare reset and error hooks).
+    /// the hooks the benchmark times, not for the rare reset and error hooks), then the empty
+    /// programs (one for each rare hook).
     floors: Vec<String>,
     links: Vec<(String, BtfTracePointLinkId)>,
     // Keeps run-time statistics on while the programs live.
@@ -61,15 +68,17 @@ impl BenchPrograms {
         let (mut ebpf, _) = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)], false)?;
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let mut floors = Vec::new();
-        for hook in HOOKS {
-            let name = floor_name(hook);
-            if ebpf.program(&name).is_none() {
-                continue;
+        for name_of in [floor_name, empty_name] {
+            for hook in HOOKS {
+                let name = name_of(hook);
+                if ebpf.program(&name).is_none() {
+                    continue;
+                }
+                btf_tracepoint(&mut ebpf, &name)?
+                    .load(hook, &btf)
+                    .map_err(BpfError::program(&name))?;
+                floors.push(name);
             }
-            btf_tracepoint(&mut ebpf, &name)?
-                .load(hook, &btf)
-                .map_err(BpfError::program(&name))?;
-            floors.push(name);
         }
         for hook in HOOKS {
             btf_tracepoint(&mut ebpf, hook)?

@@ -130,7 +130,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let first = helper.stats()?;
     let real: Vec<String> = first
         .keys()
-        .filter(|n| !n.starts_with("floor_"))
+        .filter(|n| !n.starts_with("floor_") && !n.starts_with("empty_"))
         .cloned()
         .collect();
     let floors: Vec<String> = first

@@ -27,25 +27,60 @@ const LOADS: [(Load, f64); 3] = [
     (Load::Bulk, 0.995),
 ];
 
-/// Per load: rates with the real programs, with none, with the floor programs, and the ratios
-/// real/none and floor/none, from `pairs` rounds of alternating slices.
-fn toggled(plan: &Plan) -> anyhow::Result<BTreeMap<&'static str, [Vec<f64>; 5]>> {
+/// The programs of each arm of [`toggled`], by index: every real hook, none, every floor
+/// program, the hooks the agent attaches by default, and the empty program on each of those.
+const ARMS: usize = 5;
+const NONE: usize = 1;
+
+/// Per load and arm (see [`ARMS`]): the rates, and their ratios to the arm without programs
+/// within each round, from `pairs` rounds of alternating slices.
+type Toggled = BTreeMap<&'static str, [(Vec<f64>, Vec<f64>); ARMS]>;
+
+fn toggled(plan: &Plan) -> anyhow::Result<Toggled> {
     let mut helper = Helper::start(plan)?;
-    let (floor, real): (Vec<String>, Vec<String>) = helper
-        .stats()?
-        .into_keys()
-        .partition(|n| n.starts_with("floor_"));
-    let arms = [
+    let names: Vec<String> = helper.stats()?.into_keys().collect();
+    let with_prefix = |prefix: &str| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    let floor = with_prefix("floor_");
+    let empty = with_prefix("empty_");
+    let real: Vec<String> = names
+        .iter()
+        .filter(|n| !floor.contains(n) && !empty.contains(n))
+        .cloned()
+        .collect();
+    let defaults: Vec<String> = helper
+        .command("defaults")?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let empty_defaults: Vec<String> = defaults
+        .iter()
+        .map(|hook| format!("empty_{hook}"))
+        .filter(|name| empty.contains(name))
+        .collect();
+    let arms: [String; ARMS] = [
         format!("attach {}", real.join(",")),
         "attach ".to_owned(),
         format!("attach {}", floor.join(",")),
+        format!("attach {}", defaults.join(",")),
+        format!("attach {}", empty_defaults.join(",")),
     ];
-    let mut out: BTreeMap<&str, [Vec<f64>; 5]> = BTreeMap::new();
+    let mut out = Toggled::new();
     for (load, _) in LOADS {
         let results = out.entry(load.name()).or_default();
         for round in 0..plan.toggle_pairs {
-            let mut rates = [0.0; 3];
-            let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            let mut rates = [0.0; ARMS];
+            let forward: [usize; ARMS] = std::array::from_fn(|i| i);
+            let order = if round % 2 == 0 {
+                forward
+            } else {
+                forward.map(|i| ARMS - 1 - i)
+            };
             for arm in order {
                 let reply = helper.command(&arms[arm])?;
                 if reply != "ok" {
@@ -53,11 +88,10 @@ fn toggled(plan: &Plan) -> anyhow::Result<BTreeMap<&'static str, [Vec<f64>; 5]>>
                 }
                 rates[arm] = load.run(plan.toggle_time)?;
             }
-            for (i, rate) in rates.iter().enumerate() {
-                results[i].push(*rate);
+            for (arm, rate) in rates.iter().enumerate() {
+                results[arm].0.push(*rate);
+                results[arm].1.push(rate / rates[NONE]);
             }
-            results[3].push(rates[0] / rates[1]);
-            results[4].push(rates[2] / rates[1]);
         }
         eprintln!("bench: overhead (programs toggled) {} done", load.name());
     }
@@ -133,27 +167,43 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
     let mut rows: Vec<Vec<String>> = LOADS
         .iter()
         .flat_map(|(load, target)| {
-            let [with, without, floor, r, floor_r] = &toggled[load.name()];
+            let arms = &toggled[load.name()];
+            let without = format!("{} {}", stats::summary(&arms[NONE].0, 0), load.unit());
+            let row = |arm: usize, what: &str, target: String, verdict: String| {
+                vec![
+                    format!("{} — {what}", load.name()),
+                    without.clone(),
+                    stats::summary(&arms[arm].0, 0),
+                    stats::summary(&arms[arm].1, 3),
+                    target,
+                    verdict,
+                ]
+            };
             [
-                vec![
-                    format!(
-                        "{} — every hook attached (as with --per-packet-hooks) vs detached",
-                        load.name()
-                    ),
-                    format!("{} {}", stats::summary(without, 0), load.unit()),
-                    stats::summary(with, 0),
-                    stats::summary(r, 3),
+                row(
+                    0,
+                    "every hook attached (as with --per-packet-hooks) vs detached",
                     format!("≥ {target}"),
-                    verdict(r, *target),
-                ],
-                vec![
-                    format!("{} — floor programs only vs detached", load.name()),
-                    format!("{} {}", stats::summary(without, 0), load.unit()),
-                    stats::summary(floor, 0),
-                    stats::summary(floor_r, 3),
+                    verdict(&arms[0].1, *target),
+                ),
+                row(
+                    2,
+                    "floor programs only vs detached",
                     "(bound for any per-socket hook)".to_owned(),
                     String::new(),
-                ],
+                ),
+                row(
+                    3,
+                    "the default hooks (rare events only) vs detached",
+                    format!("≥ {target}"),
+                    verdict(&arms[3].1, *target),
+                ),
+                row(
+                    4,
+                    "empty programs on the default hooks vs detached",
+                    "(bound for any program on them)".to_owned(),
+                    String::new(),
+                ),
             ]
         })
         .collect();
@@ -183,10 +233,13 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
         ],
         rows,
         notes: vec![format!(
-            "Programs toggled: {} rounds × {:?} per load and arm (real programs, none, floor \
-             programs), alternating the order; kernel statistics are on during these arms. \
+            "Programs toggled: {} rounds × {:?} per load and arm (every real program, none, the \
+             floor programs, the default hooks' real programs, empty programs on the default \
+             hooks), the order reversed every round; kernel statistics are on during these arms. \
              The floor row is what one cookie + lookup + store on the same hooks costs the \
-             application: no per-socket monitor on these hooks can do better on this machine. Agent process: {reps} repetitions × {:?} per load and arm, ABBA order; the \
+             application: no per-socket monitor on these hooks can do better on this machine. \
+             The empty row is what the default hooks' tracepoints cost with a program that \
+             returns at once: no program there can do better. Agent process: {reps} repetitions × {:?} per load and arm, ABBA order; the \
              agent is started (default 5 s scan) and stopped in every repetition, and the loads \
              begin once it has settled (its first scan published and its first read of every \
              namespace done: start-up is left out). Ratios are \
