@@ -8,7 +8,10 @@
 //! the kernel no longer has is gone. Confirmed reasons are remembered while the connection stays
 //! suspect, so a lasting verdict costs one query, not one per scan.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use super::{
     held_state::{more_recent, most_recent_idle},
@@ -44,6 +47,8 @@ pub(crate) struct Confirmer {
     /// Confirmed at this scan (built during it).
     now: Confirmed,
     queried: usize,
+    /// When this scan began: sockets not used since are closed at its end.
+    scan_began: Option<Instant>,
     /// Queries that failed (namespace not enterable, netlink error), since the start.
     pub(crate) errors: u64,
 }
@@ -53,14 +58,17 @@ impl Confirmer {
     pub(crate) fn start_scan(&mut self) {
         self.now = Confirmed::default();
         self.queried = 0;
+        self.scan_began = Some(Instant::now());
     }
 
     /// Ends a scan: what it confirmed is what the next scan (and `/connections` until then)
-    /// treats as confirmed. Returns it. A scan that asked nothing closes the netlink sockets:
-    /// each holds its namespace alive, and reopening one costs ~0.1 ms when a suspect appears.
+    /// treats as confirmed. Returns it. The netlink sockets of namespaces this scan did not ask
+    /// about are closed: each holds its namespace alive (a deleted pod's would outlive the pod
+    /// while other namespaces keep raising suspects), and reopening one costs ~0.1 ms when a
+    /// suspect appears there.
     pub(crate) fn end_scan(&mut self) -> Arc<Confirmed> {
-        if self.queried == 0 {
-            self.queries = SocketQueries::default();
+        if let Some(began) = self.scan_began.take() {
+            self.queries.close_unused_since(began);
         }
         self.before = Arc::new(std::mem::take(&mut self.now));
         Arc::clone(&self.before)

@@ -8,9 +8,11 @@
 //! I/O lives in `dump.rs` (every socket of a namespace: seeding the table at start, the
 //! `destroy` command's lookup), `query.rs` (one socket exactly, for confirming a verdict),
 //! `destroy.rs` (`SOCK_DESTROY`, for remediation and the `destroy` command) and `owners.rs`
-//! (`/proc`: which process holds each socket); parsing (`tcp_info.rs`) and the conversion of a
+//! (`/proc`: which process holds each socket); `by_netns.rs` keeps the query sockets per
+//! namespace with their last use, so that unused ones are closed; parsing (`tcp_info.rs`) and the conversion of a
 //! dumped socket to a kernel-table entry (`seed.rs`) are pure.
 
+mod by_netns;
 mod destroy;
 mod dump;
 mod owners;

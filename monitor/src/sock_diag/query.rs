@@ -8,10 +8,7 @@
 //!
 //! The same sockets destroy one socket ([`SocketQueries::destroy`], in `destroy.rs`).
 
-use std::{
-    collections::{HashMap, hash_map::Entry},
-    net::SocketAddr,
-};
+use std::{net::SocketAddr, time::Instant};
 
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::{
@@ -23,6 +20,7 @@ use netlink_sys::Socket;
 
 use super::{
     SockDiagError,
+    by_netns::ByNetns,
     dump::{self, DiagSocket},
 };
 use crate::netns;
@@ -60,10 +58,11 @@ impl SocketKey {
     }
 }
 
-/// The per-namespace netlink sockets that answer exact queries.
+/// The per-namespace netlink sockets that answer exact queries. Each holds its namespace
+/// alive, so the owner closes those it stopped using ([`close_unused_since`](Self::close_unused_since)).
 #[derive(Default)]
 pub struct SocketQueries {
-    by_netns: HashMap<u32, Socket>,
+    by_netns: ByNetns<Socket>,
 }
 
 impl SocketQueries {
@@ -84,15 +83,25 @@ impl SocketQueries {
 
     /// The socket that answers for namespace `netns`, opened there on first use.
     pub(super) fn socket_for(&mut self, netns: u32) -> Result<&Socket, SockDiagError> {
-        Ok(match self.by_netns.entry(netns) {
-            Entry::Occupied(open) => open.into_mut(),
-            Entry::Vacant(slot) => slot.insert(open_in(netns)?),
-        })
+        self.by_netns
+            .get_or_open(netns, Instant::now(), || open_in(netns))
     }
 
     /// Forgets namespace `netns`'s socket (after a failed request): the next one reopens it.
     pub(super) fn forget(&mut self, netns: u32) {
-        self.by_netns.remove(&netns);
+        self.by_netns.forget(netns);
+    }
+
+    /// Closes the sockets last used before `cutoff`, releasing their namespaces; returns how
+    /// many were closed.
+    pub fn close_unused_since(&mut self, cutoff: Instant) -> usize {
+        self.by_netns.close_unused_since(cutoff)
+    }
+
+    /// How many namespaces' sockets are open.
+    #[must_use]
+    pub fn open_sockets(&self) -> usize {
+        self.by_netns.len()
     }
 }
 
