@@ -43,6 +43,7 @@ mod privileges;
 mod probe;
 mod probe_journal;
 mod prometheus_e2e;
+mod query_sockets;
 mod reload;
 mod remediate;
 mod remediate_loss;
