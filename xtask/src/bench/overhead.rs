@@ -28,8 +28,9 @@ const LOADS: [(Load, f64); 3] = [
 ];
 
 /// The programs of each arm of [`toggled`], by index: every real hook, none, every floor
-/// program, the hooks the agent attaches by default, and the empty program on each of those.
-const ARMS: usize = 5;
+/// program, the hooks the agent attaches by default, the empty program on each of those, and
+/// none again: the A/A arm, whose ratio to the first "none" is the measurement's own spread.
+const ARMS: usize = 6;
 const NONE: usize = 1;
 
 /// Per load and arm (see [`ARMS`]): the rates, and their ratios to the arm without programs
@@ -69,6 +70,7 @@ fn toggled(plan: &Plan) -> anyhow::Result<Toggled> {
         format!("attach {}", floor.join(",")),
         format!("attach {}", defaults.join(",")),
         format!("attach {}", empty_defaults.join(",")),
+        "attach ".to_owned(),
     ];
     let mut out = Toggled::new();
     for (load, _) in LOADS {
@@ -204,6 +206,12 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
                     "(bound for any program on them)".to_owned(),
                     String::new(),
                 ),
+                row(
+                    5,
+                    "detached vs detached (A/A: what the method resolves)",
+                    "(1.000 if noise-free)".to_owned(),
+                    String::new(),
+                ),
             ]
         })
         .collect();
@@ -235,11 +243,13 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
         notes: vec![format!(
             "Programs toggled: {} rounds × {:?} per load and arm (every real program, none, the \
              floor programs, the default hooks' real programs, empty programs on the default \
-             hooks), the order reversed every round; kernel statistics are on during these arms. \
+             hooks, none again), the order reversed every round; kernel statistics are on during these arms. \
              The floor row is what one cookie + lookup + store on the same hooks costs the \
              application: no per-socket monitor on these hooks can do better on this machine. \
              The empty row is what the default hooks' tracepoints cost with a program that \
-             returns at once: no program there can do better. Agent process: {reps} repetitions × {:?} per load and arm, ABBA order; the \
+             returns at once: no program there can do better. The A/A row compares two arms that \
+             differ in nothing: its spread is what a ratio of this method can resolve on this \
+             machine. Agent process: {reps} repetitions × {:?} per load and arm, ABBA order; the \
              agent is started (default 5 s scan) and stopped in every repetition, and the loads \
              begin once it has settled (its first scan published and its first read of every \
              namespace done: start-up is left out). Ratios are \
