@@ -54,6 +54,7 @@ impl<T> ByNetns<T> {
     }
 
     /// How many are open.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.open.len()
     }

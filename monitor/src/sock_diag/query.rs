@@ -97,12 +97,6 @@ impl SocketQueries {
     pub fn close_unused_since(&mut self, cutoff: Instant) -> usize {
         self.by_netns.close_unused_since(cutoff)
     }
-
-    /// How many namespaces' sockets are open.
-    #[must_use]
-    pub fn open_sockets(&self) -> usize {
-        self.by_netns.len()
-    }
 }
 
 /// A `sock_diag` socket opened inside the namespace whose inode is `netns`.
