@@ -154,19 +154,19 @@ fn agent_process(plan: &Plan) -> anyhow::Result<AgentArms> {
     Ok([on, off, ratios])
 }
 
-pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
-    let toggled = toggled(plan)?;
-    let [on, off, ratios] = agent_process(plan)?;
-    let reps = plan.agent_reps;
-    let verdict = |r: &[f64], target: f64| {
-        if stats::median(r) >= target {
-            "met"
-        } else {
-            "missed"
-        }
-        .to_owned()
-    };
-    let mut rows: Vec<Vec<String>> = LOADS
+/// "met" when the median of ratios `r` reaches `target`, else "missed".
+fn verdict(r: &[f64], target: f64) -> String {
+    if stats::median(r) >= target {
+        "met"
+    } else {
+        "missed"
+    }
+    .to_owned()
+}
+
+/// The rows of the toggled arms, by load: each arm's rates and ratio to the detached arm.
+fn toggled_rows(toggled: &Toggled) -> Vec<Vec<String>> {
+    LOADS
         .iter()
         .flat_map(|(load, target)| {
             let arms = &toggled[load.name()];
@@ -214,7 +214,14 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
                 ),
             ]
         })
-        .collect();
+        .collect()
+}
+
+pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
+    let toggled = toggled(plan)?;
+    let [on, off, ratios] = agent_process(plan)?;
+    let reps = plan.agent_reps;
+    let mut rows = toggled_rows(&toggled);
     rows.extend(LOADS.iter().map(|(load, target)| {
         let r = &ratios[load.name()];
         vec![
