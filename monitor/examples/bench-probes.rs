@@ -2,9 +2,11 @@
 //! Needs `monitor`'s `bench` feature (`required-features`), which builds the kernel object with
 //! the floor programs: `cargo build --release -p monitor --features bench --example bench-probes`.
 //!
-//! - `bench-probes hooks`: loads every real and floor program (`monitor::bpf::bench`), then
-//!   answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that order),
-//!   `stats` (one JSON line: per program run time, run count, instruction counts), `quit`.
+//! - `bench-probes hooks`: loads every real, floor and empty program (`monitor::bpf::bench`),
+//!   then answers one command per stdin line: `attach NAME,NAME,...` (detach all, attach in that
+//!   order), `stats` (one JSON line: per program run time, run count, instruction counts),
+//!   `defaults` (the hooks the agent attaches without `--per-packet-hooks`, comma-separated),
+//!   `quit`.
 //! - `bench-probes diag N`: times N `sock_diag` dumps with `tcp_info` of every namespace
 //!   (`monitor::sock_diag::dump_all`, what the agent's seeding does), or of the namespace at
 //!   `NETNS_PATH` only (`monitor::sock_diag::dump`); one JSON line.

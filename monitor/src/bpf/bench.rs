@@ -93,7 +93,7 @@ impl BenchPrograms {
         })
     }
 
-    /// Names of every program (real hooks, then floors).
+    /// Names of every program (real hooks, then the floor and the empty programs).
     #[must_use]
     pub fn names(&self) -> Vec<String> {
         HOOKS
