@@ -154,16 +154,6 @@ fn agent_process(plan: &Plan) -> anyhow::Result<AgentArms> {
     Ok([on, off, ratios])
 }
 
-/// "met" when the median of ratios `r` reaches `target`, else "missed".
-fn verdict(r: &[f64], target: f64) -> String {
-    if stats::median(r) >= target {
-        "met"
-    } else {
-        "missed"
-    }
-    .to_owned()
-}
-
 /// The rows of the toggled arms, by load: each arm's rates and ratio to the detached arm.
 fn toggled_rows(toggled: &Toggled) -> Vec<Vec<String>> {
     LOADS
@@ -186,7 +176,7 @@ fn toggled_rows(toggled: &Toggled) -> Vec<Vec<String>> {
                     0,
                     "every hook attached (as with --per-packet-hooks) vs detached",
                     format!("≥ {target}"),
-                    verdict(&arms[0].1, *target),
+                    stats::met_by_median(&arms[0].1, *target),
                 ),
                 row(
                     2,
@@ -198,7 +188,7 @@ fn toggled_rows(toggled: &Toggled) -> Vec<Vec<String>> {
                     3,
                     "the default hooks (rare events only) vs detached",
                     format!("≥ {target}"),
-                    verdict(&arms[3].1, *target),
+                    stats::met_by_median(&arms[3].1, *target),
                 ),
                 row(
                     4,
@@ -233,7 +223,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
             stats::summary(&on[load.name()], 0),
             stats::summary(r, 3),
             format!("≥ {target}"),
-            verdict(r, *target),
+            stats::met_by_median(r, *target),
         ]
     }));
     Ok(Section {

@@ -26,11 +26,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
         ratios.push(rates[1] / rates[0]);
         eprintln!("bench: stacks repetition {}/{reps} done", rep + 1);
     }
-    let met = if stats::median(&ratios) >= TARGET {
-        "met"
-    } else {
-        "missed"
-    };
+    let met = stats::met_by_median(&ratios, TARGET);
     Ok(Section {
         title: "7. Opening call stacks (`--stacks`): churn with vs without".into(),
         header: vec![
@@ -47,7 +43,7 @@ pub(super) fn run(plan: &Plan) -> anyhow::Result<Section> {
             stats::summary(&on, 0),
             stats::summary(&ratios, 3),
             format!("≥ {TARGET}"),
-            met.to_owned(),
+            met,
         ]],
         notes: vec![format!(
             "{reps} repetitions × {:?} per arm, ABBA order; the agent (default flags otherwise) \
