@@ -82,6 +82,6 @@ fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
     let sk: *mut c_void = ctx.arg(0);
     // Normally gone already (CLOSE transition); this catches sockets destroyed without one.
-    maps::remove(socket::cookie(sk));
+    maps::remove_destroyed(socket::cookie(sk));
     0
 }

@@ -192,13 +192,28 @@ pub(crate) fn read_transport(
 }
 
 /// Records the socket options that decide whether a dead peer can ever be noticed (keepalive and
-/// its timers, `TCP_USER_TIMEOUT`) and whether the application still holds the socket. Called on
-/// state changes and on the first I/O after a quiet second, never per packet.
+/// its timers, `TCP_USER_TIMEOUT`) and whether the application still holds the socket. Called
+/// when an entry is made, by the table refresh and on the first I/O after a quiet second, never
+/// per packet.
 #[inline(always)]
 pub(crate) fn read_options(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
     let Some(tp) = tcp_sock(sk) else {
         return;
     };
+    read_socket_flags(sk, off, entry);
+    entry.keepalive_time = read(tp, off.tcp_keepalive_time);
+    entry.keepalive_intvl = read(tp, off.tcp_keepalive_intvl);
+    entry.keepalive_probes = read(tp, off.tcp_keepalive_probes);
+    entry.user_timeout_ms = read(tp, off.icsk_user_timeout);
+    entry.flags |= FLAG_OPTIONS_KNOWN;
+}
+
+/// Records from `sk_flags` alone (one load in `struct sock`, no helper) whether keepalive is on
+/// (`SOCK_KEEPOPEN`) and whether the application has let go of the socket (`SOCK_DEAD`, set by
+/// `sock_orphan` at the last `close()`): what a state change can alter. The timers stay as the
+/// last full read ([`read_options`]) left them.
+#[inline(always)]
+pub(crate) fn read_socket_flags(sk: *const c_void, off: &KernelOffsets, entry: &mut SockActivity) {
     let flags: u64 = read(sk, off.sk_flags);
     entry.flags &= !(FLAG_KEEPALIVE_ON | FLAG_ORPHAN);
     if flags & (1 << (off.sock_keepopen_bit & 63)) != 0 {
@@ -207,9 +222,4 @@ pub(crate) fn read_options(sk: *const c_void, off: &KernelOffsets, entry: &mut S
     if flags & (1 << (off.sock_dead_bit & 63)) != 0 {
         entry.flags |= FLAG_ORPHAN;
     }
-    entry.keepalive_time = read(tp, off.tcp_keepalive_time);
-    entry.keepalive_intvl = read(tp, off.tcp_keepalive_intvl);
-    entry.keepalive_probes = read(tp, off.tcp_keepalive_probes);
-    entry.user_timeout_ms = read(tp, off.icsk_user_timeout);
-    entry.flags |= FLAG_OPTIONS_KNOWN;
 }

@@ -38,7 +38,7 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
     if new == u32::from(tcp_state::CLOSE) {
         // CLOSE is the end (TIME_WAIT is handled by a separate mini-socket that the kernel does
         // not report here): delete now so nothing leaks.
-        maps::remove(cookie);
+        maps::remove_closed(cookie);
         return;
     }
     #[expect(
@@ -47,7 +47,11 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
     )]
     let state = new as u8;
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = maps::entry(cookie) {
+    // The first transition of a new socket: connect() or listen() (from CLOSE), or a child
+    // cloned from its listener (from LISTEN). It has no entry yet, so the index is not asked
+    // first: the insert says so if one appeared meanwhile (the agent's seeding).
+    let first = old == u32::from(tcp_state::CLOSE) || old == u32::from(tcp_state::LISTEN);
+    if !first && let Some(entry) = maps::entry(cookie) {
         if entry.sport == 0 {
             // connect() enters SYN_SENT before the kernel picks the local port (and a bound
             // address may change): complete the identity at the next transition.
@@ -55,25 +59,38 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
             entry.sport = id.sport;
             entry.saddr = id.saddr;
         }
-        // close() on a FIN_WAIT2 socket "moves" it to FIN_WAIT2 again: not a new state.
-        if entry.state != state {
-            entry.state = state;
-            entry.state_since_ns = now;
-            entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
-        }
-        socket::read_options(sk, off, entry);
+        enter(entry, state, now);
+        // Only the flags: the timers are read when the entry is made (a child inherits its
+        // listener's, a client sets them before connect()), and the held pass and the table
+        // refresh read them again; here they would cost a helper call and two cold cache lines
+        // at each of the nine or so transitions of every connection.
+        socket::read_socket_flags(sk, off, entry);
         return;
     }
-    let mut entry = socket::identity(sk, off, state);
-    entry.state_since_ns = now;
-    socket::read_options(sk, off, &mut entry);
+    let mut fresh = socket::identity(sk, off, state);
+    fresh.state_since_ns = now;
+    socket::read_options(sk, off, &mut fresh);
     if old == u32::from(tcp_state::CLOSE)
         && (new == u32::from(tcp_state::SYN_SENT) || new == u32::from(tcp_state::LISTEN))
     {
         // connect() and listen() run in the calling process: the transitions where `current` is
         // the owner. Passive opens and FIN/ACK processing run in softirq, where it is unrelated.
-        entry.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        entry.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        fresh.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        fresh.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    let _ = maps::insert_new(ctx, cookie, &entry);
+    if let Some(entry) = maps::insert_new(ctx, cookie, &fresh) {
+        // Someone else's entry when the insert lost a race: it enters the new state all the same.
+        enter(entry, state, now);
+    }
+}
+
+/// Records that the socket of `entry` entered `state` at `now` (ns, `bpf_ktime_get_ns`).
+/// `close()` on a `FIN_WAIT2` socket "moves" it to `FIN_WAIT2` again: not a new state.
+#[inline(always)]
+fn enter(entry: &mut monitor_common::SockActivity, state: u8, now: u64) {
+    if entry.state != state {
+        entry.state = state;
+        entry.state_since_ns = now;
+        entry.flags &= !monitor_common::FLAG_STATE_SINCE_LOWER_BOUND;
+    }
 }
