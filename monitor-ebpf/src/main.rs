@@ -18,6 +18,8 @@
 //!   timeout of their `[[enforce]]` policy;
 //! - `maps`: every map, the slot protocol on the socket table (take, fill, index, publish,
 //!   release; the used-slot counter) and the counters;
+//! - `kfunc`: the kernel functions the programs call (`bpf_rdonly_cast`), as raw calls the agent
+//!   resolves at load;
 //! - `socket`: reads of kernel socket fields (BTF-typed loads at offsets from the `OFFSETS`
 //!   global) and the socket cookie;
 //! - `floor` (only with the `bench` feature): the benchmark's floor programs, which the agent's
@@ -25,6 +27,7 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
+#![feature(asm_experimental_arch)]
 #![expect(
     internal_features,
     reason = "`atomic_xadd` (maps.rs): the BPF target has no compare-and-swap, so \
@@ -42,6 +45,7 @@ mod enforce;
 mod floor;
 mod io;
 mod iter;
+mod kfunc;
 mod maps;
 mod peer;
 mod socket;

@@ -10,9 +10,12 @@
 //! The verifier marks the `sk` reached this way untrusted: typed loads work within
 //! `struct sock` (state, family, namespace, flags, the cookie field), but helpers that take a
 //! socket (`bpf_skc_to_tcp_sock`, `bpf_get_socket_cookie`) refuse it, and typed loads past
-//! `struct sock` are refused. The `tcp_sock` fields are therefore read with
-//! `bpf_probe_read_kernel` (the socket type and protocol checked first, so the object is a
-//! `tcp_sock`), and the cookie is the socket's own field, 0 until something made it.
+//! `struct sock` are refused. The `tcp_sock` fields are therefore read through
+//! `bpf_rdonly_cast` to `struct tcp_sock` (a load each; see `kfunc`), or, on kernels without
+//! it (before 6.2), with one `bpf_probe_read_kernel` per field; either way after the socket type
+//! and protocol were checked, so the object is a `tcp_sock`. Measured here at 100,000 sockets,
+//! a visit cost about 500 ns with the cast and 890 ns with probe reads. The cookie is the
+//! socket's own field, 0 until something made it.
 //!
 //! aya-ebpf 0.2.1 has no `#[iter]` macro: the entry point is a plain function in an
 //! `iter/task_file` section (aya-obj recognises it), and the context is spelled out below.
@@ -22,7 +25,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_seq_write,
-        generated::{self, bpf_sock_from_file},
+        generated::bpf_sock_from_file,
     },
     macros::map,
     maps::PerCpuArray,
@@ -35,7 +38,10 @@ use monitor_common::{
 /// `SOCK_STREAM` (`enum sock_type`).
 const SOCK_STREAM: u16 = 1;
 
-use crate::socket::{self, read};
+use crate::{
+    kfunc,
+    socket::{self, read},
+};
 
 /// `struct bpf_iter__task_file` (`kernel/bpf/task_iter.c`): the verifier types `task` and `file`
 /// as nullable `struct task_struct *` and `struct file *` from the kernel's BTF. `fd` is
@@ -94,7 +100,15 @@ extern "C" fn iter_task_file(ctx: *mut IterTaskFileCtx) -> i32 {
     record.fd = fd;
     crate::stacks::join_accepted(record.tgid, fd, record.cookie);
     common(sk, off, record);
-    transport(sk, off, record);
+    match kfunc::tcp_sock_type_id() {
+        // SAFETY: `sk` is a `tcp_sock` (checked above); the id is a verifier-known constant.
+        Some(id) => transport(
+            &CastTcpSock(unsafe { kfunc::rdonly_cast(sk, id) }),
+            off,
+            record,
+        ),
+        None => transport(&ProbedTcpSock(sk), off, record),
+    }
     // SAFETY: `meta` is never NULL for a running iterator; the record is fully written. A full
     // buffer is reported as a short read, and the same file is shown again in the next read()
     // call.
@@ -129,43 +143,37 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
 /// The `tcp_sock` times, counters and options, with the clocks they are compared with (read
 /// first, so a stamp is never later than them).
 ///
-/// A pass costs about what it touches: most of a visit is cache misses on objects no other
-/// code has in cache. The fields lie in clusters of the kernel's layout, and one probe read
-/// per cluster ([`Window`]) copies each: `inet_connection_sock`'s counters to the user
-/// timeout, `bytes_sent` to `lsndtime`, and `snd_nxt` to `segs_in`. The retransmission stamp,
-/// the clock it is kept in and the keepalive timers lie in three more lines; they mean
-/// something only while keepalive is on or something is outstanding or being probed, so an
-/// idle socket without keepalive (most of a large host's) skips them ([`HS_TIMERS_READ`]
-/// says which). A field that lies outside its window on some kernel gets a read of its own.
+/// The retransmission stamp, the clock it is kept in and the keepalive timers mean something
+/// only while keepalive is on or something is outstanding or being probed, so an idle socket
+/// without keepalive (most of a large host's) skips them, and the `CLOCK_MONOTONIC` read they
+/// need, which under a hypervisor costs as much as the rest of the fields together
+/// ([`HS_TIMERS_READ`] says which).
 #[inline(always)]
-fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
-    // SAFETY: helpers without preconditions.
-    let (now_jiffies, now_ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
+fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket) {
+    // SAFETY: a helper without preconditions.
+    let now_jiffies = unsafe { bpf_jiffies64() };
     #[expect(
         clippy::cast_possible_truncation,
         reason = "the kernel keeps jiffies as their low 32 bits (tcp_jiffies32)"
     )]
     let jiffies32 = now_jiffies as u32;
     record.now_jiffies = jiffies32;
-    let icsk = Window::<0, 64>::read(tp, off.icsk_retransmits);
-    record.retransmits = icsk.get(tp, off.icsk_retransmits);
-    record.pending_timer = icsk.get(tp, off.icsk_pending);
-    record.backoff = icsk.get(tp, off.icsk_backoff);
-    record.probes_out = icsk.get(tp, off.icsk_probes_out);
-    record.lrcvtime = icsk.get(tp, off.icsk_lrcvtime);
-    record.user_timeout_ms = icsk.get(tp, off.icsk_user_timeout);
-    let sent = Window::<64, 64>::read(tp, off.tcp_bytes_sent);
-    record.bytes_sent = sent.get(tp, off.tcp_bytes_sent);
-    record.write_seq = sent.get(tp, off.tcp_write_seq);
-    record.lsndtime = sent.get(tp, off.tcp_lsndtime);
-    let seq = Window::<128, 128>::read(tp, off.tcp_snd_nxt);
-    record.snd_nxt = seq.get(tp, off.tcp_snd_nxt);
-    record.snd_una = seq.get(tp, off.tcp_snd_una);
-    record.srtt_us_x8 = seq.get(tp, off.tcp_srtt_us);
-    record.packets_out = seq.get(tp, off.tcp_packets_out);
-    record.rcv_tstamp = seq.get(tp, off.tcp_rcv_tstamp);
-    record.bytes_received = seq.get(tp, off.tcp_bytes_received);
-    record.segs_in = seq.get(tp, off.tcp_segs_in);
+    record.retransmits = tp.get(off.icsk_retransmits);
+    record.pending_timer = tp.get(off.icsk_pending);
+    record.backoff = tp.get(off.icsk_backoff);
+    record.probes_out = tp.get(off.icsk_probes_out);
+    record.lrcvtime = tp.get(off.icsk_lrcvtime);
+    record.user_timeout_ms = tp.get(off.icsk_user_timeout);
+    record.bytes_sent = tp.get(off.tcp_bytes_sent);
+    record.write_seq = tp.get(off.tcp_write_seq);
+    record.lsndtime = tp.get(off.tcp_lsndtime);
+    record.snd_nxt = tp.get(off.tcp_snd_nxt);
+    record.snd_una = tp.get(off.tcp_snd_una);
+    record.srtt_us_x8 = tp.get(off.tcp_srtt_us);
+    record.packets_out = tp.get(off.tcp_packets_out);
+    record.rcv_tstamp = tp.get(off.tcp_rcv_tstamp);
+    record.bytes_received = tp.get(off.tcp_bytes_received);
+    record.segs_in = tp.get(off.tcp_segs_in);
     let timers_matter = record.flags & HS_KEEPOPEN != 0
         || record.packets_out != 0
         || record.retransmits != 0
@@ -179,12 +187,13 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
         return;
     }
     record.flags |= HS_TIMERS_READ;
-    let timers = Window::<256, 64>::read(tp, off.tcp_retrans_stamp);
-    record.retrans_stamp = timers.get(tp, off.tcp_retrans_stamp);
-    record.keepalive_time = timers.get(tp, off.tcp_keepalive_time);
-    record.keepalive_intvl = timers.get(tp, off.tcp_keepalive_intvl);
-    record.keepalive_probes = probe(tp, off.tcp_keepalive_probes);
-    let usec_ts: u8 = probe(tp, off.tcp_usec_ts_byte);
+    record.retrans_stamp = tp.get(off.tcp_retrans_stamp);
+    record.keepalive_time = tp.get(off.tcp_keepalive_time);
+    record.keepalive_intvl = tp.get(off.tcp_keepalive_intvl);
+    record.keepalive_probes = tp.get(off.tcp_keepalive_probes);
+    let usec_ts: u8 = tp.get(off.tcp_usec_ts_byte);
+    // SAFETY: a helper without preconditions.
+    let now_ns = unsafe { bpf_ktime_get_ns() };
     // The socket's TCP timestamp clock, as the kernel computes it (`tcp_clock_ms`/`_us`).
     let stamp_now = if usec_ts & (1 << (off.tcp_usec_ts_bit & 7)) != 0 {
         record.flags |= HS_USEC_TS;
@@ -200,78 +209,44 @@ fn transport(tp: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     record.stamp_now = stamp32;
 }
 
+/// How a visit reads fields of the socket as a `struct tcp_sock`, at offsets from the
+/// `OFFSETS` global.
+trait TcpFields {
+    /// The `T` at `offset`; 0 when the read faults.
+    fn get<T: Copy + Default>(&self, offset: u32) -> T;
+}
+
+/// Through the `tcp_sock` pointer `bpf_rdonly_cast` gave (Linux 6.2 and later): a load each,
+/// which the verifier makes exception-handled (a fault reads 0).
+struct CastTcpSock(*const c_void);
+
+impl TcpFields for CastTcpSock {
+    #[inline(always)]
+    fn get<T: Copy + Default>(&self, offset: u32) -> T {
+        read(self.0, offset)
+    }
+}
+
+/// With one `bpf_probe_read_kernel` per field, where the kernel has no `bpf_rdonly_cast`: the
+/// verifier refuses typed loads past `struct sock` on the socket this iterator reaches.
+struct ProbedTcpSock(*const c_void);
+
+impl TcpFields for ProbedTcpSock {
+    #[inline(always)]
+    fn get<T: Copy + Default>(&self, offset: u32) -> T {
+        let field = self
+            .0
+            .cast::<u8>()
+            .wrapping_add(offset as usize)
+            .cast::<T>();
+        // SAFETY: a probe read checks the address; a fault leaves the default.
+        unsafe { bpf_probe_read_kernel(field) }.unwrap_or_default()
+    }
+}
+
 /// The record being filled, one per CPU: on the stack it would be zeroed first at every visit
 /// (a call to a memset of its own in the program), and the stack is 512 bytes. The iterator
 /// runs with migration disabled, and one thread of the agent reads it at a time, so a visit has
 /// its CPU's record to itself.
 #[map]
 static HELD_RECORD: PerCpuArray<HeldSocket> = PerCpuArray::with_max_entries(1, 0);
-
-/// The windows' bytes: one copy of each cluster per CPU, overwritten at every visit (the stack
-/// cannot hold them), to itself as [`HELD_RECORD`] is.
-#[map]
-static HELD_WINDOWS: PerCpuArray<[u8; WINDOWS_LEN]> = PerCpuArray::with_max_entries(1, 0);
-
-/// Bytes of [`HELD_WINDOWS`]: the four windows of [`transport`], back to back.
-const WINDOWS_LEN: usize = 64 + 64 + 128 + 64;
-
-/// `N` bytes of the `tcp_sock` copied by one probe read into [`HELD_WINDOWS`] at `AT`,
-/// starting at a field.
-///
-/// A window starts at the field itself, not at a multiple of 8 below it: LLVM would then know
-/// the low bits of the offset and add them to the (aligned) address with a bitwise or, which
-/// the verifier refuses on a pointer. Fields are therefore read unaligned.
-struct Window<const AT: usize, const N: usize> {
-    start: u32,
-    /// Where the bytes are (this CPU's [`HELD_WINDOWS`] + `AT`); null when the scratch map
-    /// could not be looked up (never: an array's only element), and every field is then read
-    /// on its own.
-    bytes: *const u8,
-}
-
-impl<const AT: usize, const N: usize> Window<AT, N> {
-    /// Reads the `N` bytes of the `tcp_sock` at `tp` from `start`.
-    #[inline(always)]
-    fn read(tp: *const c_void, start: u32) -> Self {
-        const { assert!(AT + N <= WINDOWS_LEN) };
-        let Some(scratch) = HELD_WINDOWS.get_ptr_mut(0) else {
-            return Self {
-                start,
-                bytes: core::ptr::null(),
-            };
-        };
-        let dst = scratch.cast::<u8>().wrapping_add(AT);
-        let src = tp.cast::<u8>().wrapping_add(start as usize);
-        #[expect(clippy::cast_possible_truncation, reason = "N is at most 128")]
-        let len = N as u32;
-        // SAFETY: a probe read of N bytes into this CPU's scratch at AT (in bounds, asserted
-        // above); it zeroes them on a fault.
-        unsafe {
-            generated::bpf_probe_read_kernel(dst.cast(), len, src.cast());
-        }
-        Self { start, bytes: dst }
-    }
-
-    /// The `T` at `offset` of the `tcp_sock` at `tp`: from this window when it holds all of
-    /// it, else read on its own.
-    #[inline(always)]
-    fn get<T: Copy + Default>(&self, tp: *const c_void, offset: u32) -> T {
-        let at = offset.wrapping_sub(self.start) as usize;
-        if !self.bytes.is_null() && at + size_of::<T>() <= N {
-            // SAFETY: in bounds (checked above) of bytes the read wrote. The offsets come from
-            // the read-only `OFFSETS` global, so the verifier knows `at`; the read is
-            // unaligned (byte loads), as the window starts at a field.
-            return unsafe { self.bytes.add(at).cast::<T>().read_unaligned() };
-        }
-        probe(tp, offset)
-    }
-}
-
-/// Reads a `T` at `offset` bytes into the kernel object at `base` with `bpf_probe_read_kernel`
-/// (for fields the verifier will not let a typed load reach); 0 when the read faults.
-#[inline(always)]
-fn probe<T: Copy + Default>(base: *const c_void, offset: u32) -> T {
-    let field = base.cast::<u8>().wrapping_add(offset as usize).cast::<T>();
-    // SAFETY: a probe read checks the address; a fault leaves the default.
-    unsafe { bpf_probe_read_kernel(field) }.unwrap_or_default()
-}

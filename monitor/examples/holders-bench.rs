@@ -2,8 +2,9 @@
 //! over all namespaces) against the per-namespace `iter/tcp` read, with the same sockets held in
 //! one namespace or spread over many. Needs root; creates and deletes its own namespaces.
 //!
-//! `cargo run --release -p monitor --example holders-bench [-- SOCKETS:NAMESPACES ...]`
-//! (default `10000:1 10000:50 100000:10`).
+//! `cargo run --release -p monitor --example holders-bench [-- [--probe-reads]
+//! SOCKETS:NAMESPACES ...]` (default `10000:1 10000:50 100000:10`; `--probe-reads`: the program
+//! reads `tcp_sock` fields with probe reads, as on kernels without `bpf_rdonly_cast`).
 //!
 //! The sockets are loopback connections (both ends held) made by child processes of this one
 //! (the same binary, `--hold NETNS CONNECTIONS`), each inside one namespace: a process may hold
@@ -34,9 +35,13 @@ const SPARE_FDS: u64 = 64;
 const CAPACITY: u32 = 4096;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--hold") {
         return hold(&args[1], args[2].parse()?);
+    }
+    let probe_reads = args.first().map(String::as_str) == Some("--probe-reads");
+    if probe_reads {
+        args.remove(0);
     }
     let fd_limit = raise_fd_limit()?;
     // The programs' own run time (restored to off at the end: it costs every program a clock
@@ -49,10 +54,19 @@ fn main() -> anyhow::Result<()> {
             .map(|a| parse_scenario(a))
             .collect::<anyhow::Result<_>>()?
     };
-    let mut probes = Programs::load(CAPACITY, false).context("load the probes")?;
+    let mut probes = if probe_reads {
+        Programs::load_with_probe_reads(CAPACITY)
+    } else {
+        Programs::load(CAPACITY, false)
+    }
+    .context("load the probes")?;
     let holders = probes.holders_reader().context("load iter/task_file")?;
     let records = probes.records_reader().context("load iter/tcp")?;
-    println!("descriptors per holder process: {fd_limit}; {ROUNDS} passes each, medians");
+    println!(
+        "descriptors per holder process: {fd_limit}; {ROUNDS} passes each, medians; tcp_sock \
+         fields read by {:?}",
+        probes.tcp_sock_reads
+    );
     for (sockets, namespaces) in scenarios {
         run(sockets, namespaces, fd_limit, &holders, &records)?;
     }

@@ -65,7 +65,12 @@ impl BenchPrograms {
     /// rejects.
     pub fn load(capacity: u32) -> Result<Self, BpfError> {
         let stats = enable_stats(Stats::RunTime).map_err(BpfError::Stats)?;
-        let (mut ebpf, _) = load_object(capacity, &[(FLOOR_MAP, FLOOR_CAPACITY)], false)?;
+        let (mut ebpf, _) = load_object(
+            capacity,
+            &[(FLOOR_MAP, FLOOR_CAPACITY)],
+            false,
+            super::TcpSockReads::Cast,
+        )?;
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let mut floors = Vec::new();
         for name_of in [floor_name, empty_name] {

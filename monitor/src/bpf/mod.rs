@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cgroup;
 pub mod enforce;
 pub mod kernel_state;
+mod kfunc;
 pub(crate) mod maps;
 mod misses;
 pub mod offsets;
@@ -47,6 +48,22 @@ pub use sockopt::SockoptControl;
 
 /// The object built from `monitor-ebpf` by build.rs, embedded in the agent.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp-liveness"));
+
+/// The object as embedded, before its kfunc calls are resolved ([`kfunc::resolve`]).
+#[cfg(test)]
+pub(crate) fn embedded_object() -> &'static [u8] {
+    PROGRAMS
+}
+
+/// How the `iter/task_file` program reads the `tcp_sock` fields of each socket it visits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpSockReads {
+    /// A load per field through `bpf_rdonly_cast` (Linux 6.2 and later): the default where the
+    /// kernel has it.
+    Cast,
+    /// One `bpf_probe_read_kernel` per field: kernels without `bpf_rdonly_cast`.
+    Probe,
+}
 
 /// Every hook: (program name in the object, BTF tracepoint it attaches to). They are the same
 /// name, which is also the `hook` label in `tcp_liveness_hook_attached`. The agent attaches
@@ -180,6 +197,8 @@ pub struct Programs {
     sockopt: Option<Arc<SockoptControl>>,
     /// Why `[[enforce]]` cannot attach on this kernel, found when the object was loaded.
     enforce_unavailable: Option<BpfError>,
+    /// How the `iter/task_file` program reads `tcp_sock` fields on this kernel.
+    pub tcp_sock_reads: TcpSockReads,
 }
 
 /// The kernel programs' log ring buffer; `flush` forwards its records to the `log` facade, which
@@ -212,7 +231,32 @@ impl Programs {
         per_packet: bool,
         stacks: bool,
     ) -> Result<Self, BpfError> {
-        let (mut ebpf, enforce_unavailable) = load_object(capacity, &[], stacks)?;
+        Self::load_reading(capacity, per_packet, stacks, TcpSockReads::Cast)
+    }
+
+    /// As [`load`](Self::load) with the per-packet hooks off, reading `tcp_sock` fields with
+    /// probe reads even where the kernel has `bpf_rdonly_cast`: what kernels before 6.2 run,
+    /// so that tests compare the two ways.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with_probe_reads(capacity: u32) -> Result<Self, BpfError> {
+        Self::load_reading(capacity, false, false, TcpSockReads::Probe)
+    }
+
+    /// As [`load_recording_stacks`](Self::load_recording_stacks), reading `tcp_sock` fields as
+    /// `prefer` says where the kernel can ([`Programs::tcp_sock_reads`] says how they are).
+    fn load_reading(
+        capacity: u32,
+        per_packet: bool,
+        stacks: bool,
+        prefer: TcpSockReads,
+    ) -> Result<Self, BpfError> {
+        let (mut ebpf, loaded) = load_object(capacity, &[], stacks, prefer)?;
+        let Loaded {
+            enforce_unavailable,
+            tcp_sock_reads,
+        } = loaded;
         let btf = Btf::from_sys_fs().map_err(BpfError::KernelBtf)?;
         let mut hooks: Vec<HookStatus> = hooks(per_packet)
             .map(|hook| hook_status(hook, attach(&mut ebpf, &btf, hook).err().as_ref()))
@@ -243,6 +287,7 @@ impl Programs {
             stacks,
             sockopt: None,
             enforce_unavailable,
+            tcp_sock_reads,
         };
         let holders = programs.holders_reader();
         let status = hook_status(ITER_TASK_FILE_PROGRAM, holders.as_ref().err());
@@ -308,16 +353,25 @@ impl Programs {
     }
 }
 
+/// What loading the object found out about the kernel.
+struct Loaded {
+    /// Why `[[enforce]]` cannot work here: the kernel's BTF lacks the cgroup fields its program
+    /// follows (the object is then loaded with zero offsets for them).
+    enforce_unavailable: Option<BpfError>,
+    /// How the `iter/task_file` program reads `tcp_sock` fields.
+    tcp_sock_reads: TcpSockReads,
+}
+
 /// Loads the embedded object (maps created, no program loaded yet) with the kernel's offsets and a
 /// table of `capacity` sockets; `map_sizes` overrides other maps' capacities; `stacks` sizes the
-/// call-stack maps and turns their recording on (`[forensics] stacks`).
-/// Also returns why `[[enforce]]` cannot work here, if the kernel's BTF lacks the cgroup fields
-/// its program follows (the object is then loaded with zero offsets for them).
+/// call-stack maps and turns their recording on (`[forensics] stacks`); `prefer`: how
+/// `tcp_sock` fields are read where the kernel can ([`kfunc`] resolves the calls).
 fn load_object(
     capacity: u32,
     map_sizes: &[(&str, u32)],
     stacks: bool,
-) -> Result<(Ebpf, Option<BpfError>), BpfError> {
+    prefer: TcpSockReads,
+) -> Result<(Ebpf, Loaded), BpfError> {
     // No RLIMIT_MEMLOCK raise here: kernels from 5.11 charge BPF memory to the memory cgroup
     // instead, and on older ones aya raises the limit itself when the kernel refuses a map for
     // it. Raising it unconditionally failed, with a warning, on every start under the shipped
@@ -330,11 +384,25 @@ fn load_object(
         Ok(offsets) => (offsets, None),
         Err(why) => (EnforceOffsets::default(), Some(why)),
     };
+    let kfuncs = kfunc::KfuncIds::of(&btf).filter(|_| prefer == TcpSockReads::Cast);
     drop(btf);
+    let (object, calls) = kfunc::resolve(PROGRAMS, kfuncs);
+    let tcp_sock_reads = if kfuncs.is_some() {
+        TcpSockReads::Cast
+    } else {
+        TcpSockReads::Probe
+    };
+    tracing::info!(
+        calls,
+        ?tcp_sock_reads,
+        "kfunc calls resolved (Cast: iter_task_file reads tcp_sock fields through bpf_rdonly_cast)"
+    );
+    let tcp_sock_type = kfuncs.map_or(0, |ids| ids.tcp_sock);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(OFFSETS_GLOBAL, &offsets, true)
         .override_global(ENFORCE_OFFSETS_GLOBAL, &enforce_offsets, true)
+        .override_global(kfunc::TCP_SOCK_TYPE_ID_GLOBAL, &tcp_sock_type, true)
         .map_max_entries(SLOTS_MAP, capacity)
         .map_max_entries(INDEX_MAP, capacity)
         .map_max_entries(FREE_SLOTS_MAP, capacity);
@@ -343,9 +411,15 @@ fn load_object(
     for &(map, size) in map_sizes {
         loader.map_max_entries(map, size);
     }
-    let mut ebpf = loader.load(PROGRAMS)?;
+    let mut ebpf = loader.load(object.bytes())?;
     KernelMaps::provision_free_slots(&mut ebpf, capacity)?;
-    Ok((ebpf, enforce_unavailable))
+    Ok((
+        ebpf,
+        Loaded {
+            enforce_unavailable,
+            tcp_sock_reads,
+        },
+    ))
 }
 
 /// Logs whether `hook` could be attached, and says so as its [`HookStatus`].

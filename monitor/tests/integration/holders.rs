@@ -2,8 +2,10 @@
 //! connections in two pairs of namespaces the test creates, among them a socket held by two
 //! processes (a descriptor inherited across `fork`) and one whose only holder is a process whose
 //! parent exited. One pass must report every socket of those namespaces with `ss -tanieOp`'s
-//! holders, cookie and state, and ages within `ss -ti`'s tolerance. Run as root, under the shared
-//! kernel test lock; under CI=true a missing privilege fails instead of skipping.
+//! holders, cookie and state, ages within `ss -ti`'s tolerance and its byte and segment counts,
+//! both ways the program reads `tcp_sock` fields (through `bpf_rdonly_cast`, the default where
+//! the kernel has it, and with probe reads, as on kernels before 6.2). Run as root, under the
+//! shared kernel test lock; under CI=true a missing privilege fails instead of skipping.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -19,7 +21,7 @@ use harness::{
     ss::{self, SsSocket, close_to},
 };
 use monitor::bpf::{
-    Programs,
+    Programs, TcpSockReads,
     kernel_state::kernel_hz,
     task_file::{
         TaskFileReader,
@@ -182,6 +184,18 @@ fn compare(reader: &TaskFileReader, ns: &Netns, hz: u32) -> (Vec<String>, Vec<Ss
         if first.kernel.state == tcp_state::LISTEN {
             continue;
         }
+        // The connections are idle by now: the counters are what ss shows (which leaves out a
+        // count of 0).
+        for (key, ours) in [
+            ("bytes_sent", first.kernel.bytes_sent),
+            ("bytes_received", first.kernel.bytes_received),
+            ("segs_in", u64::from(first.kernel.segs_in)),
+        ] {
+            let kernel: u64 = line.fields.get(key).map_or(0, |v| v.parse().expect(key));
+            if ours != kernel {
+                wrong.push(format!("{who}: {key} {ours} vs ss {kernel}"));
+            }
+        }
         for (key, age) in [
             ("lastsnd", since_last_send as fn(&HeldSocket, u32) -> _),
             ("lastrcv", since_last_recv),
@@ -218,31 +232,65 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
         .iter()
         .map(harness::scenario::Scenario::net)
         .collect();
-    let mut probes = Programs::load(CAPACITY, false).expect("load the probes");
-    let reader = probes
-        .holders_reader()
-        .expect("load the task_file iterator");
+    let mut cast = Programs::load(CAPACITY, false).expect("load the probes");
+    // bpf_rdonly_cast came with Linux 6.2: from there on the default reads through it.
+    let expected = if kernel_at_least(6, 2) {
+        TcpSockReads::Cast
+    } else {
+        TcpSockReads::Probe
+    };
+    assert_eq!(cast.tcp_sock_reads, expected, "tcp_sock reads by default");
+    let mut probed = Programs::load_with_probe_reads(CAPACITY).expect("load the probes");
+    assert_eq!(probed.tcp_sock_reads, TcpSockReads::Probe);
+    let readers = [&mut cast, &mut probed].map(|programs| {
+        let reads = programs.tcp_sock_reads;
+        let reader = programs
+            .holders_reader()
+            .expect("load the task_file iterator");
+        (reads, reader)
+    });
     let hz = kernel_hz().expect("kernel tick rate");
 
     let mut wrong = Vec::new();
     for (pair, tree) in pairs.into_iter().zip(&holders) {
-        let (server_wrong, server_lines) = compare(&reader, &pair.server, hz);
-        wrong.extend(server_wrong);
-        // The listener and three accepted sockets.
-        assert_eq!(server_lines.len(), 4, "server sockets: {server_lines:?}");
-        let (client_wrong, client_lines) = compare(&reader, &pair.client, hz);
-        wrong.extend(client_wrong);
-        assert_eq!(client_lines.len(), 3, "client sockets: {client_lines:?}");
-        // The scenario itself, so a wrong set-up cannot pass by agreeing with ss.
-        let mut client_pids: Vec<Vec<u32>> = client_lines.iter().map(ss_pids).collect();
-        client_pids.sort();
-        let main = tree.main.id();
-        let mut expected = vec![vec![main], vec![main, tree.child], vec![tree.grandchild]];
-        for pids in &mut expected {
-            pids.sort_unstable();
+        for (reads, reader) in &readers {
+            let (server_wrong, server_lines) = compare(reader, &pair.server, hz);
+            wrong.extend(server_wrong.into_iter().map(|w| format!("{reads:?}: {w}")));
+            // The listener and three accepted sockets.
+            assert_eq!(server_lines.len(), 4, "server sockets: {server_lines:?}");
+            let (client_wrong, client_lines) = compare(reader, &pair.client, hz);
+            wrong.extend(client_wrong.into_iter().map(|w| format!("{reads:?}: {w}")));
+            assert_eq!(client_lines.len(), 3, "client sockets: {client_lines:?}");
+            // The scenario itself, so a wrong set-up cannot pass by agreeing with ss.
+            let mut client_pids: Vec<Vec<u32>> = client_lines.iter().map(ss_pids).collect();
+            client_pids.sort();
+            let main = tree.main.id();
+            let mut expected = vec![vec![main], vec![main, tree.child], vec![tree.grandchild]];
+            for pids in &mut expected {
+                pids.sort_unstable();
+            }
+            expected.sort();
+            assert_eq!(client_pids, expected, "holders of the client sockets");
+            let sent: u64 = client_lines
+                .iter()
+                .filter_map(|l| l.fields.get("bytes_sent")?.parse::<u64>().ok())
+                .sum();
+            assert_eq!(
+                sent, 12,
+                "each client socket sent 4 bytes: {client_lines:?}"
+            );
         }
-        expected.sort();
-        assert_eq!(client_pids, expected, "holders of the client sockets");
     }
     assert!(wrong.is_empty(), "one pass vs ss:\n{}", wrong.join("\n"));
+}
+
+/// Whether the running kernel's release (`uname -r`) is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
