@@ -140,8 +140,11 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
     };
 }
 
-/// The `tcp_sock` times, counters and options, with the clocks they are compared with (read
-/// first, so a stamp is never later than them).
+/// The `tcp_sock` times, counters and options, with the clocks they are compared with, each
+/// read after the stamps it dates: the socket is not locked, and a stamp written after a clock
+/// read could be a tick later than the clock, which in the kernel's wrapping `u32` arithmetic
+/// would read as an age of about 49 days (x86 keeps the loads in order, so a clock read after a
+/// stamp is never behind it).
 ///
 /// The retransmission stamp, the clock it is kept in and the keepalive timers mean something
 /// only while keepalive is on or something is outstanding or being probed, so an idle socket
@@ -150,14 +153,6 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
 /// ([`HS_TIMERS_READ`] says which).
 #[inline(always)]
 fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket) {
-    // SAFETY: a helper without preconditions.
-    let now_jiffies = unsafe { bpf_jiffies64() };
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "the kernel keeps jiffies as their low 32 bits (tcp_jiffies32)"
-    )]
-    let jiffies32 = now_jiffies as u32;
-    record.now_jiffies = jiffies32;
     record.retransmits = tp.get(off.icsk_retransmits);
     record.pending_timer = tp.get(off.icsk_pending);
     record.backoff = tp.get(off.icsk_backoff);
@@ -174,6 +169,14 @@ fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket)
     record.rcv_tstamp = tp.get(off.tcp_rcv_tstamp);
     record.bytes_received = tp.get(off.tcp_bytes_received);
     record.segs_in = tp.get(off.tcp_segs_in);
+    // SAFETY: a helper without preconditions.
+    let now_jiffies = unsafe { bpf_jiffies64() };
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the kernel keeps jiffies as their low 32 bits (tcp_jiffies32)"
+    )]
+    let jiffies32 = now_jiffies as u32;
+    record.now_jiffies = jiffies32;
     let timers_matter = record.flags & HS_KEEPOPEN != 0
         || record.packets_out != 0
         || record.retransmits != 0
