@@ -393,9 +393,9 @@ fn load_object(
         TcpSockReads::Probe
     };
     tracing::info!(
-        calls,
+        kfunc_calls = calls,
         ?tcp_sock_reads,
-        "kfunc calls resolved (Cast: iter_task_file reads tcp_sock fields through bpf_rdonly_cast)"
+        "how iter_task_file reads tcp_sock fields (Cast: bpf_rdonly_cast, Probe: probe reads)"
     );
     let tcp_sock_type = kfuncs.map_or(0, |ids| ids.tcp_sock);
     let mut loader = EbpfLoader::new();
