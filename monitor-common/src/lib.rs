@@ -33,6 +33,10 @@ pub const TRANSITIONS_MAP: &str = "TRANSITIONS";
 pub const ERRORS_MAP: &str = "SOCKET_ERRORS";
 /// Name of the global holding the kernel structure offsets.
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+/// The `imm` of a kfunc call the programs make and the agent has yet to resolve: the programs
+/// write each kfunc call with it (aya resolves no kfunc relocation), and the agent replaces it
+/// with the kfunc's BTF id before loading the object.
+pub const KFUNC_CALL_MARKER_IMM: u32 = 0x7ead_beef;
 
 /// Default capacity of the per-socket table; the agent may change it at load time.
 pub const DEFAULT_TABLE_CAPACITY: u32 = 262_144;

@@ -6,6 +6,11 @@
 
 use core::ffi::c_void;
 
+use monitor_common::KFUNC_CALL_MARKER_IMM;
+
+/// The marker's bytes, as the instruction holds them.
+const MARKER: [u8; 4] = KFUNC_CALL_MARKER_IMM.to_le_bytes();
+
 /// BTF id of `struct tcp_sock` in the running kernel's BTF, set by the agent when the kernel has
 /// `bpf_rdonly_cast` (Linux 6.2 and later); 0 otherwise, and [`rdonly_cast`] is then not called.
 #[unsafe(no_mangle)]
@@ -28,8 +33,9 @@ pub(crate) fn tcp_sock_type_id() -> Option<u32> {
 /// the verifier knows (a read-only global's).
 ///
 /// The instruction: `call` (`BPF_JMP | BPF_CALL`, 0x85) with `src_reg` =
-/// `BPF_PSEUDO_KFUNC_CALL` (2, the 0x20 byte), `imm` = the marker 0x7eadbeef, which the agent
-/// replaces. Arguments in r1 and r2, the result in r0; r1–r5 are clobbered, as by any call.
+/// `BPF_PSEUDO_KFUNC_CALL` (2, the 0x20 byte), `imm` = [`KFUNC_CALL_MARKER_IMM`] (little-endian),
+/// which the agent replaces. Arguments in r1 and r2, the result in r0; r1–r5 are clobbered, as
+/// by any call.
 #[inline(always)]
 pub(crate) unsafe fn rdonly_cast(obj: *const c_void, type_id: u32) -> *const c_void {
     let out: *const c_void;
@@ -37,7 +43,11 @@ pub(crate) unsafe fn rdonly_cast(obj: *const c_void, type_id: u32) -> *const c_v
     // convention declared by the operands.
     unsafe {
         core::arch::asm!(
-            ".byte 0x85, 0x20, 0x00, 0x00, 0xef, 0xbe, 0xad, 0x7e",
+            ".byte 0x85, 0x20, 0x00, 0x00, {imm0}, {imm1}, {imm2}, {imm3}",
+            imm0 = const MARKER[0],
+            imm1 = const MARKER[1],
+            imm2 = const MARKER[2],
+            imm3 = const MARKER[3],
             inlateout("r1") obj => _,
             inlateout("r2") u64::from(type_id) => _,
             lateout("r0") out,

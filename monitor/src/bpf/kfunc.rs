@@ -1,24 +1,22 @@
 //! The kernel functions (kfuncs) the programs call, resolved before the object is loaded.
 //!
 //! aya 0.14 resolves no kfunc relocation, so each call in the programs is a raw `call`
-//! instruction whose `imm` holds [`CALL_MARKER_IMM`] (`monitor-ebpf/src/kfunc.rs`). Before
+//! instruction whose `imm` holds [`KFUNC_CALL_MARKER_IMM`] (`monitor-ebpf/src/kfunc.rs`). Before
 //! loading, the agent copies the embedded object and replaces every such instruction: with the
 //! kfunc's BTF id when the kernel has `bpf_rdonly_cast` (Linux 6.2 and later), else with
 //! `r0 = 0` (the verifier reads every call before it prunes the paths not taken, and would
 //! refuse an unknown id) while the type id global stays 0, so no program takes that path.
 
 use btf_rs::{Btf, Type};
+use monitor_common::KFUNC_CALL_MARKER_IMM;
 
 /// Name of the global holding the BTF id of `struct tcp_sock` (0: no cast).
 pub(crate) const TCP_SOCK_TYPE_ID_GLOBAL: &str = "TCP_SOCK_TYPE_ID";
 
-/// The `imm` of a kfunc call the agent has yet to resolve.
-const CALL_MARKER_IMM: u32 = 0x7ead_beef;
-
 /// The unresolved call: `BPF_JMP | BPF_CALL` (0x85), `src_reg` = `BPF_PSEUDO_KFUNC_CALL` (2),
-/// `off` 0, `imm` = [`CALL_MARKER_IMM`], little-endian.
+/// `off` 0, `imm` = [`KFUNC_CALL_MARKER_IMM`], little-endian.
 const CALL_MARKER: [u8; 8] = {
-    let imm = CALL_MARKER_IMM.to_le_bytes();
+    let imm = KFUNC_CALL_MARKER_IMM.to_le_bytes();
     [0x85, 0x20, 0, 0, imm[0], imm[1], imm[2], imm[3]]
 };
 
