@@ -16,7 +16,9 @@ const IDS: KfuncIds = KfuncIds {
 
 #[test]
 fn every_marker_gets_the_kfunc_id_and_the_rest_is_untouched() {
-    let other = [0x95, 0, 0, 0, 0xef, 0xbe, 0xad, 0x7e]; // `exit`, same imm bytes
+    // `exit` with the marker's imm bytes: only a kfunc call is resolved.
+    let mut other = CALL_MARKER;
+    other[..4].copy_from_slice(&[0x95, 0, 0, 0]);
     let bytes = object(16, &[CALL_MARKER, other, CALL_MARKER]);
     let (resolved, calls) = resolve(&bytes, Some(IDS));
     assert_eq!(calls, 2);
@@ -46,8 +48,9 @@ fn a_marker_across_an_instruction_boundary_is_not_an_instruction() {
 
 #[test]
 fn the_embedded_object_has_the_task_file_programs_one_call() {
-    // The marker the programs' inline assembly spells out must be the one resolved here: a
-    // mismatch would leave the call unresolved and the kernel would refuse the program.
+    // The programs' assembly builds the call from the same marker constant: if it changed
+    // shape (another opcode, register byte or alignment) the call would stay unresolved and the
+    // kernel would refuse the program.
     let (_, calls) = resolve(crate::bpf::embedded_object(), Some(IDS));
     assert_eq!(calls, 1);
 }
