@@ -14,13 +14,16 @@
 
 #[cfg(doc)]
 use crate::kernel_state::KernelSockState;
-use crate::kernel_state::{KS_KEEPOPEN, KS_USEC_TS};
+use crate::kernel_state::{KS_DEAD, KS_KEEPOPEN, KS_USEC_TS};
 
 /// Name of the `iter/task_file` program that writes one [`HeldSocket`] per TCP socket descriptor.
 pub const ITER_TASK_FILE_PROGRAM: &str = "iter_task_file";
 
 /// [`HeldSocket::flags`]: `SO_KEEPALIVE` is on (`SOCK_KEEPOPEN` in `sk_flags`).
 pub const HS_KEEPOPEN: u8 = KS_KEEPOPEN;
+/// [`HeldSocket::flags`]: the application has let go of the socket (`SOCK_DEAD` in
+/// `sk_flags`: an orphan). Set by the slot walk only (a descriptor pass reaches no orphan).
+pub const HS_DEAD: u8 = KS_DEAD;
 /// [`HeldSocket::flags`]: the connection uses microsecond TCP timestamps (`tcp_usec_ts`):
 /// `retrans_stamp` and `stamp_now` count microseconds instead of milliseconds.
 pub const HS_USEC_TS: u8 = KS_USEC_TS;
@@ -140,3 +143,19 @@ mod pod {
     // field and `_pad`).
     unsafe impl aya::Pod for super::HeldSocket {}
 }
+
+/// Name of the raw tracepoint program that reads the kernel's values of every tracked socket by
+/// walking the table's slots (`monitor-ebpf/src/walk.rs`). It is never attached: the agent runs
+/// it with `BPF_PROG_TEST_RUN`, over [`WALK_CHUNK`] slots at a time, with the first slot and the
+/// slot count as its two arguments.
+pub const SLOT_WALK_PROGRAM: &str = "walk_slots";
+/// Name of the per-slot array of socket addresses (`struct sock *` as a `u64`) the walk follows:
+/// written when a program fills a slot, and by each `iter/tcp` table refresh for the sockets the
+/// agent seeded; 0 until then (the walk skips the slot).
+pub const SOCKET_ADDRS_MAP: &str = "SOCKET_ADDRS";
+/// Name of the mappable array of [`WALK_CHUNK`] [`HeldSocket`]s one run of the walk writes: the
+/// record of slot `first + i` at index `i`, with `cookie` 0 where the walk read nothing.
+pub const WALK_RECORDS_MAP: &str = "WALK_RECORDS";
+/// Slots one run of the walk covers: bounds its output array and each run's time with
+/// preemption off (about 0.7 ms here).
+pub const WALK_CHUNK: u32 = 4096;

@@ -59,7 +59,7 @@ fn on_io(ctx: &BtfTracePointContext, sk: *mut c_void, ret: i32, dir: Direction) 
             return;
         }
         let fresh = socket::identity(sk, off, state);
-        match maps::insert_new(ctx, cookie, &fresh) {
+        match maps::insert_new(ctx, cookie, &fresh, sk) {
             Some(entry) => entry,
             None => return,
         }

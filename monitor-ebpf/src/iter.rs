@@ -83,7 +83,7 @@ extern "C" fn iter_tcp_table(ctx: *mut IterTcpCtx) -> i32 {
         return 0;
     }
     if let Some(tp) = socket::tcp_sock(sk)
-        && let Some(entry) = maps::entry(socket::cookie(sk))
+        && let Some(entry) = maps::entry_remembering(socket::cookie(sk), sk.cast())
     {
         refresh(sk, tp, socket::offsets(), entry);
         return 0;

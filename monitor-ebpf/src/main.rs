@@ -53,6 +53,7 @@ mod sockopt;
 mod stacks;
 mod state;
 mod task_file;
+mod walk;
 
 #[cfg(not(test))]
 #[panic_handler]

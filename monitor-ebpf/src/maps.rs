@@ -9,7 +9,7 @@
 //!
 //! The counters (per-CPU arrays) are bumped here too.
 
-use core::intrinsics::AtomicOrdering;
+use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
 use aya_ebpf::{
     EbpfContext,
@@ -27,6 +27,12 @@ use monitor_common::{
 #[map(name = "SOCKET_SLOTS")]
 static SOCKET_SLOTS: Array<SockActivity> =
     Array::with_max_entries(DEFAULT_TABLE_CAPACITY, BPF_F_MMAPABLE);
+
+/// Each slot's socket (`struct sock *` as an integer), for the slot walk (`walk.rs`), which
+/// reads the socket through it once it has checked the socket's own cookie against the slot's:
+/// an address outlives its socket here, and the check is what makes a stale one harmless.
+#[map(name = "SOCKET_ADDRS")]
+static SOCKET_ADDRS: Array<u64> = Array::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
 
 #[map(name = "SOCKET_INDEX")]
 static SOCKET_INDEX: HashMap<u64, u32> = HashMap::with_max_entries(DEFAULT_TABLE_CAPACITY, 0);
@@ -61,6 +67,38 @@ pub(crate) fn entry(cookie: u64) -> Option<&'static mut SockActivity> {
     SOCKET_SLOTS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
 
+/// As [`entry`], with the socket's address remembered for the slot walk (the `iter/tcp` table
+/// refresh: the sockets the agent seeded have no address until it visits them).
+#[inline(always)]
+pub(crate) fn entry_remembering(
+    cookie: u64,
+    sk: *const c_void,
+) -> Option<&'static mut SockActivity> {
+    let slot = unsafe { *SOCKET_INDEX.get(cookie)? };
+    remember_address(slot, sk);
+    SOCKET_SLOTS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
+}
+
+/// The cookie and the address of the socket in `slot`, when the slot is live and its address
+/// known (the slot walk). The cookie is read first: a slot being refilled has cookie 0 until its
+/// new address is written.
+#[inline(always)]
+pub(crate) fn slot_socket(slot: u32) -> Option<(u64, u64)> {
+    let entry = SOCKET_SLOTS.get_ptr(slot)?;
+    // SAFETY: an element of the array; volatile because other CPUs write it.
+    let cookie = unsafe { core::ptr::read_volatile(&raw const (*entry).cookie) };
+    let address = *SOCKET_ADDRS.get(slot)?;
+    (cookie != 0 && address != 0).then_some((cookie, address))
+}
+
+#[inline(always)]
+fn remember_address(slot: u32, sk: *const c_void) {
+    if let Some(address) = SOCKET_ADDRS.get_ptr_mut(slot) {
+        // SAFETY: an element of the array.
+        unsafe { *address = sk as u64 };
+    }
+}
+
 /// Tracks a new socket: takes a free slot, fills it, indexes it, then publishes the cookie (the
 /// agent skips slots whose cookie is 0, so it never reads a half-written entry as live).
 /// Returns the entry, or the existing one when another CPU (or the seeding) got there first.
@@ -73,6 +111,7 @@ pub(crate) fn insert_new<C: EbpfContext>(
     ctx: &C,
     cookie: u64,
     fresh: &SockActivity,
+    sk: *const c_void,
 ) -> Option<&'static mut SockActivity> {
     const ENOSPC: i64 = 28;
     const EEXIST: i64 = 17;
@@ -84,6 +123,7 @@ pub(crate) fn insert_new<C: EbpfContext>(
     };
     *entry = *fresh;
     entry.cookie = 0;
+    remember_address(slot, sk);
     match SOCKET_INDEX.insert(cookie, slot, BPF_NOEXIST) {
         Ok(()) => {
             unsafe { core::ptr::write_volatile(&raw mut entry.cookie, cookie) };

@@ -78,7 +78,7 @@ fn on_state_change(ctx: &BtfTracePointContext, sk: *mut c_void, old: u32, new: u
         fresh.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         fresh.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    if let Some(entry) = maps::insert_new(ctx, cookie, &fresh) {
+    if let Some(entry) = maps::insert_new(ctx, cookie, &fresh, sk) {
         // Someone else's entry when the insert lost a race: it enters the new state all the same.
         enter(entry, state, now);
     }

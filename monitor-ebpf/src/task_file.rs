@@ -152,7 +152,7 @@ fn common(sk: *const c_void, off: &KernelOffsets, record: &mut HeldSocket) {
 /// need (about 120 ns a call under the hypervisor this was measured on; [`HS_TIMERS_READ`]
 /// says which sockets had them read).
 #[inline(always)]
-fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket) {
+pub(crate) fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket) {
     record.retransmits = tp.get(off.icsk_retransmits);
     record.pending_timer = tp.get(off.icsk_pending);
     record.backoff = tp.get(off.icsk_backoff);
@@ -214,14 +214,14 @@ fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut HeldSocket)
 
 /// How a visit reads fields of the socket as a `struct tcp_sock`, at offsets from the
 /// `OFFSETS` global.
-trait TcpFields {
+pub(crate) trait TcpFields {
     /// The `T` at `offset`; 0 when the read faults.
     fn get<T: Copy + Default>(&self, offset: u32) -> T;
 }
 
 /// Through the `tcp_sock` pointer `bpf_rdonly_cast` gave (Linux 6.2 and later): a load each,
 /// which the verifier makes exception-handled (a fault reads 0).
-struct CastTcpSock(*const c_void);
+pub(crate) struct CastTcpSock(pub(crate) *const c_void);
 
 impl TcpFields for CastTcpSock {
     #[inline(always)]

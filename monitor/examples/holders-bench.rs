@@ -23,7 +23,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use harness::netns::Netns as TestNetns;
 use monitor::{
-    bpf::{KernelStateReader, Programs, kernel_state::read_namespace, task_file::TaskFileReader},
+    bpf::{
+        KernelStateReader, Programs, kernel_state::read_namespace, task_file::TaskFileReader,
+        walk::SlotWalker,
+    },
     netns::Netns,
 };
 
@@ -31,8 +34,9 @@ use monitor::{
 const ROUNDS: usize = 15;
 /// Descriptors a holder keeps for itself besides its sockets.
 const SPARE_FDS: u64 = 64;
-/// Socket table slots for the probes (only the iterators are used).
-const CAPACITY: u32 = 4096;
+/// Socket table slots for the probes: room for every socket of the largest scenario, which the
+/// slot walk reads through the table.
+const CAPACITY: u32 = 262_144;
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,13 +66,22 @@ fn main() -> anyhow::Result<()> {
     .context("load the probes")?;
     let holders = probes.holders_reader().context("load iter/task_file")?;
     let records = probes.records_reader().context("load iter/tcp")?;
+    // Only where the programs read through `bpf_rdonly_cast` (not with --probe-reads).
+    let walker = probes.slot_walker().ok();
     println!(
         "descriptors per holder process: {fd_limit}; {ROUNDS} passes each, medians; tcp_sock \
          fields read by {:?}",
         probes.tcp_sock_reads
     );
     for (sockets, namespaces) in scenarios {
-        run(sockets, namespaces, fd_limit, &holders, &records)?;
+        run(
+            sockets,
+            namespaces,
+            fd_limit,
+            &holders,
+            &records,
+            walker.as_ref(),
+        )?;
     }
     std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").context("bpf_stats_enabled")?;
     Ok(())
@@ -95,6 +108,7 @@ fn run(
     fd_limit: u64,
     holders: &TaskFileReader,
     records: &KernelStateReader,
+    walker: Option<&SlotWalker>,
 ) -> anyhow::Result<()> {
     let per_ns = sockets / namespaces as u64 / 2;
     let per_child = (fd_limit - SPARE_FDS) / 2;
@@ -161,6 +175,26 @@ fn run(
             nanos as f64 / rounds as f64 / 1e6,
             runs / rounds,
             nanos as f64 / runs.max(1) as f64,
+        );
+    }
+    if let Some(walker) = walker {
+        let mut ours = 0;
+        let (walk_time, records) = median(|| {
+            let mut all = 0usize;
+            ours = 0;
+            walker
+                .for_each(|r| {
+                    all += 1;
+                    ours += usize::from(r.state == 1);
+                })
+                .expect("slot walk");
+            all
+        });
+        println!(
+            "    slot walk (every tracked socket, no holders): {:.2} ms for {records} records \
+             ({ours} established; {:.3} µs/record)",
+            ms(walk_time),
+            micros_per(walk_time, records),
         );
     }
     for mut child in children {

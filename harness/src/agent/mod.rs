@@ -54,6 +54,11 @@ pub const SCANS_TO_SHOW: u32 = 40;
 /// often the agent scans.
 pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(15);
 
+/// The longest wait between two of the agent's passes over every process's descriptors where
+/// the slot walk brings the values between them (its `scan::holders::HOLDERS_READ_MAX_AGE`;
+/// checked as [`HELD_READ_MAX_AGE`] is): the holders a pass reads come this far apart at most.
+pub const HOLDERS_READ_MAX_AGE: Duration = Duration::from_mins(1);
+
 impl Agent {
     fn new(
         child: Child,
@@ -107,7 +112,9 @@ impl Agent {
     /// The deadline of a wait for what only a pass over the held sockets shows, on its own or
     /// with a verdict due `threshold` after its cause (`Duration::ZERO`: no verdict): the later
     /// of the verdict's deadline ([`Agent::after`]) and the next pass (at most
-    /// [`HELD_READ_MAX_AGE`] after the last), plus [`SCANS_TO_SHOW`] scans to show it.
+    /// [`HOLDERS_READ_MAX_AGE`] after the last where the agent runs the slot walk, which brings
+    /// the values at least every [`HELD_READ_MAX_AGE`]; at most that without it), plus
+    /// [`SCANS_TO_SHOW`] scans to show it.
     ///
     /// Without `--per-packet-hooks` (as the tests run the agent), only a pass shows a socket's
     /// holders, hence the owner (`pid`, `comm`, `cgroup`, pod) of a socket its process did not
@@ -120,12 +127,12 @@ impl Agent {
     /// needs the bytes the vanished peer left unacknowledged) waits for that pass too.
     #[must_use]
     pub fn held_pass_and(&self, threshold: Duration) -> Duration {
-        threshold.max(HELD_READ_MAX_AGE) + self.scans(SCANS_TO_SHOW)
+        threshold.max(HOLDERS_READ_MAX_AGE) + self.scans(SCANS_TO_SHOW)
     }
 
     /// Waits until the agent has completed `n` more passes over the held sockets than it had at
     /// the call (`tcp_liveness_held_socket_reads_total`, published by the scan that ran the
-    /// pass, after it judged the sockets with it), within `n` × [`HELD_READ_MAX_AGE`] plus
+    /// pass, after it judged the sockets with it), within `n` × [`HOLDERS_READ_MAX_AGE`] plus
     /// [`SCANS_TO_SHOW`] scans: after it, what a pass reads of a socket as it was at the call
     /// (its holders, its times and options) is in `/connections`. `n` = 2: the pass in progress
     /// at the call may have read it before.
@@ -134,7 +141,7 @@ impl Agent {
     /// When the passes do not come within that deadline (or the agent has no `iter/task_file`
     /// program: it publishes no such counter), or `/metrics` cannot be read.
     pub fn wait_held_passes(&self, n: u32) {
-        let within = HELD_READ_MAX_AGE * n + self.scans(SCANS_TO_SHOW);
+        let within = HOLDERS_READ_MAX_AGE * n + self.scans(SCANS_TO_SHOW);
         let what = format!("{n} more passes over the held sockets");
         self.wait_count("tcp_liveness_held_socket_reads_total", n, &what, within);
     }

@@ -46,6 +46,39 @@ use crate::{
 /// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
 /// as a whole ([`Error::Bpf`]), an address that cannot be bound
 /// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
+/// What reads the held sockets' state, as far as the kernel runs it: the descriptor pass
+/// (`iter/task_file`) and the slot walk.
+struct HeldReaders {
+    holders: Option<crate::bpf::task_file::TaskFileReader>,
+    walker: Option<crate::bpf::walk::SlotWalker>,
+}
+
+impl HeldReaders {
+    /// Takes them from `programs`, loading the walk now (while the thread has `CAP_BPF`); a walk
+    /// the kernel refuses is reported as hook `walk_slots`, and the descriptor pass then reads
+    /// the values too, as often as before.
+    fn take(programs: &mut Programs) -> Self {
+        let walker = programs.slot_walker();
+        programs
+            .hooks
+            .push(crate::bpf::walk_status(walker.as_ref().err()));
+        Self {
+            holders: programs.holders.clone(),
+            walker: walker.ok(),
+        }
+    }
+
+    fn into_scanner(self, mut scanner: Scanner, scan_interval: std::time::Duration) -> Scanner {
+        if let Some(holders) = self.holders {
+            scanner = scanner.reading_held_sockets(holders, scan_interval);
+        }
+        if let Some(walker) = self.walker {
+            scanner = scanner.walking_slots(walker, scan_interval);
+        }
+        scanner
+    }
+}
+
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     crate::memory::keep_heap_small();
@@ -87,7 +120,7 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     let sockopt = tokio::task::block_in_place(|| probing::load_control(&config, &mut programs))?;
     let table = programs.socket_source();
     let table_refresh = programs.table_refresh.clone();
-    let holders = programs.holders.clone();
+    let held = HeldReaders::take(&mut programs);
     let programs = Arc::new(Mutex::new(programs));
 
     // On this thread, which still has every capability (the runtime's threads have none).
@@ -99,17 +132,14 @@ pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error
     // Before the drop below: attaching `[[enforce]]` needs it.
     let (pipeline, features) = pipeline::build(&config, &programs, sockopt.is_some())?;
     let kernel: Arc<dyn KernelStatus> = Arc::clone(&programs) as _;
-    let mut scanner = Scanner::new(
+    let scanner = Scanner::new(
         Arc::clone(&table),
         Arc::clone(&kernel),
         Arc::clone(&pipeline),
         config.grouping(),
     )
     .reading_namespace_sysctls();
-    if let Some(holders) = holders {
-        scanner = scanner.reading_held_sockets(holders, config.scan_interval);
-    }
-    let scanner = Arc::new(scanner);
+    let scanner = Arc::new(held.into_scanner(scanner, config.scan_interval));
     let remediation = RemediationCounters::new(&config.remediate);
     let remediator = remediator(&config, &remediation);
     // Before the drop below: entering other namespaces needs it.

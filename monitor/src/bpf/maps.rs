@@ -284,7 +284,7 @@ impl SocketTable {
 
 impl SocketTable {
     /// Slots ever handed out, from 0: the rest is never mapped.
-    fn slots_handed_out(&self) -> u32 {
+    pub(crate) fn slots_handed_out(&self) -> u32 {
         u32::try_from(self.used().load(Ordering::Relaxed))
             .unwrap_or(u32::MAX)
             .min(self.capacity)
@@ -324,7 +324,7 @@ impl SocketSource for SocketTable {
     }
 }
 
-fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, BpfError> {
+pub(super) fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, BpfError> {
     match ebpf.take_map(name).ok_or(BpfError::MissingMap(name))? {
         Map::Array(data) => Ok(data),
         _ => Err(BpfError::MissingMap(name)),
@@ -333,14 +333,14 @@ fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, BpfError> {
 
 /// A shared, read-write memory mapping of part of a `BPF_F_MMAPABLE` array map. It keeps the map
 /// alive by itself (the kernel holds a reference for the mapping).
-struct Mapping {
+pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 impl Mapping {
     /// `offset` must be page aligned; the kernel refuses a range beyond the map's data.
-    fn new(fd: BorrowedFd<'_>, offset: usize, len: usize) -> std::io::Result<Self> {
+    pub(super) fn new(fd: BorrowedFd<'_>, offset: usize, len: usize) -> std::io::Result<Self> {
         let offset = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
         // SAFETY: a fresh shared mapping; the kernel checks the range against the map.
         let ptr = unsafe {
@@ -362,6 +362,17 @@ impl Mapping {
         })
     }
 }
+
+impl Mapping {
+    /// Where the mapping starts (page aligned).
+    pub(super) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+// SAFETY: shared memory with no thread affinity; its users synchronise their accesses.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {

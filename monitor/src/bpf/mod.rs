@@ -18,6 +18,7 @@ pub mod sockopt;
 mod source;
 pub mod stacks;
 pub mod task_file;
+pub mod walk;
 
 use std::{
     os::fd::AsFd as _,
@@ -32,7 +33,7 @@ use aya::{
 use monitor_common::{
     FREE_SLOTS_MAP, INDEX_MAP, OFFSETS_GLOBAL, SLOTS_MAP,
     enforce::{ENFORCE_OFFSETS_GLOBAL, EnforceOffsets},
-    holders::ITER_TASK_FILE_PROGRAM,
+    holders::{ITER_TASK_FILE_PROGRAM, SOCKET_ADDRS_MAP},
     kernel_state::{ITER_TCP_PROGRAM, ITER_TCP_TABLE_PROGRAM},
 };
 use thiserror::Error;
@@ -153,6 +154,9 @@ pub enum BpfError {
         #[source]
         source: std::io::Error,
     },
+    /// The kernel lacks what a program needs (the message says what).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// Linking, creating or reading the `iter/tcp` iterator (`step` names the call), or output
     /// that is not a whole number of records.
     #[error("kernel socket state iterator: {step}")]
@@ -405,7 +409,8 @@ fn load_object(
         .override_global(kfunc::TCP_SOCK_TYPE_ID_GLOBAL, &tcp_sock_type, true)
         .map_max_entries(SLOTS_MAP, capacity)
         .map_max_entries(INDEX_MAP, capacity)
-        .map_max_entries(FREE_SLOTS_MAP, capacity);
+        .map_max_entries(FREE_SLOTS_MAP, capacity)
+        .map_max_entries(SOCKET_ADDRS_MAP, capacity);
     let stacks_on = u32::from(stacks);
     stacks::configure(&mut loader, &stacks_on);
     for &(map, size) in map_sizes {
@@ -420,6 +425,13 @@ fn load_object(
             tcp_sock_reads,
         },
     ))
+}
+
+/// The slot walk's [`HookStatus`] (`walk_slots`), logged as a hook's is: `refused` is why
+/// [`Programs::slot_walker`] could not load it.
+#[must_use]
+pub fn walk_status(refused: Option<&BpfError>) -> HookStatus {
+    hook_status(monitor_common::holders::SLOT_WALK_PROGRAM, refused)
 }
 
 /// Logs whether `hook` could be attached, and says so as its [`HookStatus`].

@@ -38,7 +38,8 @@ use crate::{
             BUILD_INFO, CAPACITY, CONNECTIONS, HELD_READ_SECONDS, HELD_READS, HOOK_ATTACHED, IDLE,
             INSERT_FAILURES, KERNEL_READ_SECONDS, KERNEL_READS, LAST_SCAN_SUCCESS,
             RECURSION_MISSES, RESETS, RETRANSMITS, SCAN_DURATION, SCAN_ERRORS, SCAN_INTERVAL,
-            SNAPSHOT, SOCKET_ERRORS, STALE_ENTRIES_REMOVED, TRACKED, TRANSITIONS, UNTRACKED,
+            SLOT_WALK_SECONDS, SLOT_WALKS, SNAPSHOT, SOCKET_ERRORS, STALE_ENTRIES_REMOVED, TRACKED,
+            TRANSITIONS, UNTRACKED,
         },
     },
     scan::{ScanStage, Snapshot, summary::IdleHistogram},
@@ -160,10 +161,11 @@ pub fn snapshot_families(published: &Published, version: &str) -> Vec<MetricFami
 }
 
 /// The socket table's size and coverage, and the kernel reads that check it.
-fn table_families(snapshot: &Snapshot) -> [MetricFamily; 7] {
+fn table_families(snapshot: &Snapshot) -> [MetricFamily; 9] {
     // Without kernel reads (the iterator refused), their series are absent rather than 0: 0
     // untracked would claim a check that was never made.
     let (reads, held) = (snapshot.summary.kernel_reads, snapshot.summary.held_reads);
+    let walks = snapshot.summary.slot_walks;
     let one = |metric: Option<prometheus::proto::Metric>| metric.into_iter().collect();
     [
         TRACKED.family(vec![gauge(&[], snapshot.tracked_sockets as f64)]),
@@ -173,6 +175,8 @@ fn table_families(snapshot: &Snapshot) -> [MetricFamily; 7] {
         KERNEL_READ_SECONDS.family(one(reads.map(|r| float_counter(&[], r.seconds)))),
         HELD_READS.family(one(held.map(|r| counter(&[], r.total)))),
         HELD_READ_SECONDS.family(one(held.map(|r| float_counter(&[], r.seconds)))),
+        SLOT_WALKS.family(one(walks.map(|r| counter(&[], r.total)))),
+        SLOT_WALK_SECONDS.family(one(walks.map(|r| float_counter(&[], r.seconds)))),
     ]
 }
 

@@ -95,7 +95,19 @@ pub const HELD_READ_SECONDS: Family = family(
     "tcp_liveness_held_socket_read_seconds_total",
     Kind::Counter,
     &[],
-    "Time spent in those passes (each scan runs one when due: at most 1% of a core, and none older than 15 s).",
+    "Time spent in those passes (each scan runs one when due: at most 1% of a core and at least every 15 s; where the slot walk runs, at most 0.25% and at least every 60 s).",
+);
+pub const SLOT_WALKS: Family = family(
+    "tcp_liveness_slot_walks_total",
+    Kind::Counter,
+    &[],
+    "Walks of the socket table's slots, which give every tracked socket (orphans and the accept queue included) its own kernel state between descriptor passes (Linux 6.2 and later).",
+);
+pub const SLOT_WALK_SECONDS: Family = family(
+    "tcp_liveness_slot_walk_seconds_total",
+    Kind::Counter,
+    &[],
+    "Time spent in those walks (each scan runs one when due: at most 0.25% of a core, and at least every 15 s).",
 );
 pub const INSERT_FAILURES: Family = family(
     "tcp_liveness_table_insert_failures_total",
@@ -263,7 +275,7 @@ pub use live::*;
 
 /// The families built from the latest scan at each scrape (export's snapshot collector
 /// describes them to the registry).
-pub const SNAPSHOT: [&Family; 35] = [
+pub const SNAPSHOT: [&Family; 37] = [
     &CONNECTIONS,
     &IDLE,
     &TRACKED,
@@ -273,6 +285,8 @@ pub const SNAPSHOT: [&Family; 35] = [
     &KERNEL_READ_SECONDS,
     &HELD_READS,
     &HELD_READ_SECONDS,
+    &SLOT_WALKS,
+    &SLOT_WALK_SECONDS,
     &INSERT_FAILURES,
     &HOOK_ATTACHED,
     &RECURSION_MISSES,
@@ -321,7 +335,7 @@ pub const LIVE: [&Family; 15] = [
 ];
 
 /// Every family: [`SNAPSHOT`], then [`LIVE`].
-pub const FAMILIES: [&Family; 50] = concat(SNAPSHOT, LIVE);
+pub const FAMILIES: [&Family; 52] = concat(SNAPSHOT, LIVE);
 
 /// `a` then `b`; `N` must be their total length (checked when compiled).
 const fn concat<const A: usize, const B: usize, const N: usize>(

@@ -3,6 +3,11 @@
 //! [`HeldPacer`]), and how a connection's `pid`, `comm` and `holders` follow from it (owners are
 //! the holders). What the socket's own values change in a connection is [`super::held_state`].
 //!
+//! Where the kernel has the slot walk ([`SlotWalker`]), walks between those passes refresh the
+//! values of every tracked socket (orphans and the accept queue included) and leave the holders
+//! as the last descriptor pass found them ([`HeldSockets::refresh`]), so the descriptor pass,
+//! four times as costly a socket, can come less often.
+//!
 //! The owner of a socket several processes hold is the lowest pid among them: deterministic, and
 //! stable while the holder set is (a process that joins by `fork` or descriptor passing has a
 //! higher pid than its parent, in practice); it changes only when the lowest holder lets go.
@@ -10,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use monitor_common::{
-    holders::{HeldSocket, NO_SLOT},
+    holders::{HS_DEAD, HeldSocket, NO_SLOT},
     tcp_state,
 };
 
@@ -20,7 +25,7 @@ use self::{
 };
 use super::{kernel_state::FastMap, processes::ProcessCache};
 use crate::{
-    bpf::{BpfError, SocketSource, task_file::TaskFileReader},
+    bpf::{BpfError, SocketSource, task_file::TaskFileReader, walk::SlotWalker},
     clock,
     model::{Connection, Holder, Holders},
 };
@@ -40,10 +45,13 @@ pub struct HeldSockets {
     shared: FastMap<u32, Vec<u32>>,
     /// `CLOCK_MONOTONIC` (ns) when the pass being filled (or the last one) began.
     began_ns: u64,
-    /// When the last complete pass began: entries read since are current. A pass that failed
-    /// half-way leaves it at the pass before, so the sockets it did not reach keep the values
-    /// and holders of that one.
+    /// When the last complete descriptor pass began: entries read since (by it or by a walk
+    /// after it) are current. A pass that failed half-way leaves it at the pass before, so the
+    /// sockets it did not reach keep the values and holders of that one.
     current_from_ns: u64,
+    /// When the last complete walk began (None before the first, or without the walk): an
+    /// entry read since is current too (an orphan, which no descriptor pass sees).
+    walked_from_ns: Option<u64>,
     /// Each record's slot, from the table as a pass begins; looked up again as it ends for
     /// the records it did not place ([`unplaced`](Self::unplaced)).
     slots_of: SlotFinder,
@@ -115,6 +123,35 @@ impl HeldSockets {
         Ok(pass)
     }
 
+    /// Refreshes the values of every socket `walker` reaches (each record names its slot),
+    /// keeping each one's holders from the last descriptor pass, unless the slot holds another
+    /// socket now or the socket is an orphan (`HS_DEAD`): it then has none. A socket the walk
+    /// does not reach (no address known yet: seeded by the agent and not yet visited by a table
+    /// refresh) keeps the values of the pass that last read it.
+    ///
+    /// # Errors
+    /// As [`SlotWalker::for_each`]: the sockets reached before have the walk's values.
+    pub fn refresh(&mut self, walker: &SlotWalker) -> Result<HeldPass, BpfError> {
+        let started = Instant::now();
+        let mut pass = HeldPass::default();
+        self.begin_walk(clock::monotonic_now_ns());
+        walker.for_each(|record| self.place_values(record, &mut pass))?;
+        self.walked_from_ns = Some(self.began_ns);
+        pass.took = started.elapsed();
+        Ok(pass)
+    }
+
+    /// A walk over these records, begun at `read_ns` (tests).
+    pub fn walk_of(&mut self, records: &[HeldSocket], read_ns: u64) -> HeldPass {
+        let mut pass = HeldPass::default();
+        self.begin_walk(read_ns);
+        for record in records {
+            self.place_values(record, &mut pass);
+        }
+        self.walked_from_ns = Some(self.began_ns);
+        pass
+    }
+
     /// One pass over these records, begun at `read_ns`, each in the slot its `slot` field
     /// names (tests).
     pub fn pass_of(&mut self, records: &[HeldSocket], read_ns: u64) -> HeldPass {
@@ -158,7 +195,7 @@ impl HeldSockets {
     /// last pass saw no descriptor of it.
     #[must_use]
     pub fn of(&self, slot: u32, cookie: u64) -> Option<&[u32]> {
-        let held = self.current(slot, cookie)?;
+        let held = self.current(slot, cookie).filter(|held| held.tgid != 0)?;
         if held.flags & HS_SHARED != 0
             && let Some(pids) = self.shared.get(&slot)
         {
@@ -169,15 +206,43 @@ impl HeldSockets {
 
     fn current(&self, slot: u32, cookie: u64) -> Option<&HeldSlot> {
         let held = self.slots.get(slot as usize)?;
-        (cookie != 0 && held.cookie == cookie && held.read_ns >= self.current_from_ns)
-            .then_some(held)
+        // Read by the last complete pass of either kind, or since.
+        let from = self.walked_from_ns.map_or(self.current_from_ns, |walked| {
+            walked.min(self.current_from_ns)
+        });
+        (cookie != 0 && held.cookie == cookie && held.read_ns >= from).then_some(held)
     }
 
     fn begin(&mut self, read_ns: u64) {
-        // Strictly later than the last pass, so its entries are never taken for this one's.
-        self.began_ns = read_ns.max(self.began_ns + 1);
+        self.begin_walk(read_ns);
         self.shared.clear();
         self.unplaced.clear();
+    }
+
+    fn begin_walk(&mut self, read_ns: u64) {
+        // Strictly later than the last pass, so its entries are never taken for this one's.
+        self.began_ns = read_ns.max(self.began_ns + 1);
+    }
+
+    /// A walk's record: the values, with the holders the slot had when it is the same socket.
+    fn place_values(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
+        let slot = record.slot;
+        let kept = self
+            .slots
+            .get(slot as usize)
+            .filter(|held| held.cookie == record.cookie && record.flags & HS_DEAD == 0)
+            .map(|held| (held.tgid, held.flags & HS_SHARED));
+        self.place(slot, record, pass);
+        let held = &mut self.slots[slot as usize];
+        match kept {
+            Some((tgid, shared)) => {
+                held.tgid = tgid;
+                held.flags |= shared;
+            }
+            None => {
+                self.shared.remove(&slot);
+            }
+        }
     }
 
     fn add(&mut self, record: &HeldSocket, pass: &mut HeldPass) {
@@ -254,6 +319,13 @@ impl HeldSockets {
         }
         self.current_from_ns = self.began_ns;
         self.slots_of.finish();
+        // Holders are this pass's: a socket it did not see has none now (walks keep them).
+        for held in &mut self.slots {
+            if held.read_ns != self.began_ns {
+                held.tgid = 0;
+                held.flags &= !HS_SHARED;
+            }
+        }
     }
 }
 
@@ -314,7 +386,7 @@ mod tests;
 /// from half an interval before it ([`with_scan_interval`](Self::with_scan_interval)): a pass
 /// is then never put off to the scan after, and a value a scan judges with is never older than
 /// [`HELD_READ_MAX_AGE`]. Also counts the passes for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HeldPacer {
     /// When the last pass began, and how long from then the next must wait.
     last: Option<(Instant, Duration)>,
@@ -324,6 +396,11 @@ pub struct HeldPacer {
     pub(crate) reads: super::summary::HeldReads,
     /// When a pass last asked for a kernel read of every namespace.
     asked_read: Option<Instant>,
+    /// Passes take at most 1/this of a core ([`HELD_READ_SHARE`] unless [`paced`](Self::paced)).
+    share: u32,
+    /// The longest wait between two passes ([`HELD_READ_MAX_AGE`] unless
+    /// [`paced`](Self::paced)).
+    max_age: Duration,
 }
 
 /// Passes over every held socket take at most 1/this of a core (1%), unless
@@ -333,6 +410,32 @@ pub const HELD_READ_SHARE: u32 = 100;
 /// The longest wait between two passes: no held socket's values are older than this (plus the
 /// pass's own duration).
 pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(15);
+
+/// Where the slot walk refreshes every socket's values ([`HeldSockets::refresh`]), descriptor
+/// passes, which then only have the holders to bring, take at most 1/this of a core (0.25%)...
+pub const HOLDERS_READ_SHARE: u32 = 400;
+
+/// ...and come at least this often: at 100k connections, where a pass costs about 190 ms, about
+/// once a minute; every scan up to about 10k connections (BENCHMARKS.md has the cost per level).
+pub const HOLDERS_READ_MAX_AGE: Duration = Duration::from_mins(1);
+
+/// Walks take at most 1/this of a core (0.25%), and come at least every [`HELD_READ_MAX_AGE`]:
+/// every scan up to about 50k connections, every second or third above.
+pub const WALK_SHARE: u32 = 400;
+
+impl Default for HeldPacer {
+    /// Paced by [`HELD_READ_SHARE`] and [`HELD_READ_MAX_AGE`], with no slack.
+    fn default() -> Self {
+        Self {
+            last: None,
+            slack: Duration::ZERO,
+            reads: super::summary::HeldReads::default(),
+            asked_read: None,
+            share: HELD_READ_SHARE,
+            max_age: HELD_READ_MAX_AGE,
+        }
+    }
+}
 
 impl HeldPacer {
     /// A pacer for scans every `interval` (the agent's `scan_interval`).
@@ -344,12 +447,22 @@ impl HeldPacer {
         }
     }
 
+    /// The same pacer with passes at most 1/`share` of a core and at least every `max_age`.
+    #[must_use]
+    pub fn paced(self, share: u32, max_age: Duration) -> Self {
+        Self {
+            share,
+            max_age,
+            ..self
+        }
+    }
+
     /// Whether a pass is due at `now`.
     #[must_use]
     pub fn due(&self, now: Instant) -> bool {
         self.last.is_none_or(|(began, wait)| {
             let elapsed = now.duration_since(began);
-            elapsed >= wait || elapsed + self.slack >= HELD_READ_MAX_AGE
+            elapsed >= wait || elapsed + self.slack >= self.max_age
         })
     }
 
@@ -370,7 +483,7 @@ impl HeldPacer {
     /// Records a pass that began at `began` and used `cpu` of CPU time; `took`: its wall time
     /// when it completed.
     pub fn record(&mut self, began: Instant, cpu: Duration, took: Option<Duration>) {
-        self.last = Some((began, cpu * HELD_READ_SHARE));
+        self.last = Some((began, cpu * self.share));
         if let Some(took) = took {
             self.reads.total += 1;
             self.reads.seconds += took.as_secs_f64();

@@ -38,7 +38,7 @@ pub use self::{
 use crate::{
     bpf::{
         HookStatus, KernelCounters, KernelStateReader, KernelStatus, SocketSource,
-        task_file::TaskFileReader,
+        task_file::TaskFileReader, walk::SlotWalker,
     },
     clock,
     model::{Connection, Grouping, RemediationAction, ServicePorts},
@@ -169,6 +169,9 @@ pub struct Scanner {
     /// The `iter/task_file` program, and when its next pass is due (None: the kernel refused
     /// it, or tests and benchmarks without it).
     held: Option<(TaskFileReader, Mutex<holders::HeldPacer>)>,
+    /// The slot walk, and when the next is due (None: the kernel cannot run it, or tests and
+    /// benchmarks without it).
+    walk: Option<(SlotWalker, Mutex<holders::HeldPacer>)>,
     /// Live table entries at the last scan (whether the table has room).
     tracked: std::sync::atomic::AtomicUsize,
 }
@@ -188,6 +191,7 @@ impl Scanner {
             last_counters: Mutex::default(),
             reads_namespaces: false,
             held: None,
+            walk: None,
             tracked: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -201,6 +205,52 @@ impl Scanner {
         let pacer = holders::HeldPacer::with_scan_interval(scan_interval);
         self.held = Some((reader, Mutex::new(pacer)));
         self
+    }
+
+    /// Refreshes every tracked socket's values with `walker` at each scan that is due
+    /// ([`holders::HeldPacer`] with [`holders::WALK_SHARE`], at least every
+    /// [`holders::HELD_READ_MAX_AGE`]); the descriptor pass, which then brings only the holders,
+    /// comes at most every [`holders::HOLDERS_READ_SHARE`] and at least every
+    /// [`holders::HOLDERS_READ_MAX_AGE`]. Scans come every `scan_interval`.
+    #[must_use]
+    pub fn walking_slots(mut self, walker: SlotWalker, scan_interval: Duration) -> Self {
+        let pacer = holders::HeldPacer::with_scan_interval(scan_interval)
+            .paced(holders::WALK_SHARE, holders::HELD_READ_MAX_AGE);
+        self.walk = Some((walker, Mutex::new(pacer)));
+        if let Some((_, pacer)) = &mut self.held {
+            *crate::locks::lock(pacer) = holders::HeldPacer::with_scan_interval(scan_interval)
+                .paced(holders::HOLDERS_READ_SHARE, holders::HOLDERS_READ_MAX_AGE);
+        }
+        self
+    }
+
+    /// The slot walk, when one is due; a failed walk keeps the values there were (the debug log
+    /// says why).
+    fn walk_slots(&self) {
+        let Some((walker, pacer)) = &self.walk else {
+            return;
+        };
+        let mut pacer = crate::locks::lock(pacer);
+        let began = Instant::now();
+        if !pacer.due(began) {
+            return;
+        }
+        let cpu_started = clock::thread_cpu_time();
+        let refreshed = self.pipeline.refresh_held(walker);
+        let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
+        pacer.record(began, cpu, refreshed.as_ref().ok().map(|pass| pass.took));
+        match refreshed {
+            Ok(pass) => tracing::debug!(
+                walk_ms = pass.took.as_secs_f64() * 1e3,
+                cpu_ms = cpu.as_secs_f64() * 1e3,
+                sockets = pass.sockets,
+                "tracked sockets' values refreshed by the slot walk"
+            ),
+            Err(error) => tracing::debug!(
+                error = crate::model::format::error_chain(&error),
+                "slot walk (the last values stay)"
+            ),
+        }
     }
 
     /// The pass over the held sockets, when one is due; a failed pass keeps the last one (the
@@ -268,6 +318,9 @@ impl Scanner {
             self.pipeline.defaults.refresh_if_due();
         }
         self.read_held_sockets();
+        // After the descriptor pass, whose values of the held sockets it brings up to date and
+        // to which it adds the sockets no process holds.
+        self.walk_slots();
         let confirm_errors = self.pipeline.confirm_errors();
         let mut snapshot = self.scan_table(watched, clock::monotonic_now_ns());
         let failed = self.pipeline.confirm_errors() - confirm_errors;
@@ -294,6 +347,9 @@ impl Scanner {
         snapshot.table_capacity = self.kernel.table_capacity();
         if let Some((_, pacer)) = &self.held {
             snapshot.summary.held_reads = Some(crate::locks::lock(pacer).reads);
+        }
+        if let Some((_, pacer)) = &self.walk {
+            snapshot.summary.slot_walks = Some(crate::locks::lock(pacer).reads);
         }
         self.tracked.store(
             snapshot.tracked_sockets,

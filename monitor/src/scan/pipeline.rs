@@ -19,7 +19,7 @@ use super::{
     processes::ProcessCache,
 };
 use crate::{
-    bpf::{BpfError, SocketSource, task_file::TaskFileReader},
+    bpf::{BpfError, SocketSource, task_file::TaskFileReader, walk::SlotWalker},
     kubernetes::PodResolver,
     model::{Connection, Reason},
     periodic::Waker,
@@ -206,6 +206,17 @@ impl Pipeline {
         let mut current = crate::locks::write(&self.held);
         let held = current.get_or_insert_with(Arc::default);
         Arc::make_mut(held).refill(reader, table)
+    }
+
+    /// Refreshes the values of the held sockets the next passes overlay with one slot walk
+    /// ([`HeldSockets::refresh`]), in place, as [`refill_held`](Self::refill_held) does.
+    ///
+    /// # Errors
+    /// As [`HeldSockets::refresh`].
+    pub(crate) fn refresh_held(&self, walker: &SlotWalker) -> Result<HeldPass, BpfError> {
+        let mut current = crate::locks::write(&self.held);
+        let held = current.get_or_insert_with(Arc::default);
+        Arc::make_mut(held).refresh(walker)
     }
 
     /// Makes `waker` start the reads of the kernel's socket state ahead of their pace

@@ -92,6 +92,8 @@ pub struct Summary {
     pub kernel_reads: Option<KernelReads>,
     /// The passes over the held sockets (`iter/task_file`) so far; None without the program.
     pub held_reads: Option<HeldReads>,
+    /// The slot walks so far (None without the walk).
+    pub slot_walks: Option<HeldReads>,
     /// Connections an `[[enforce]]` policy set, by policy name (every policy, 0 included).
     pub enforced: BTreeMap<Arc<str>, u64>,
     /// Connections `idle_beyond_path_timeout` by `[[path]]` name (every configured path, 0
@@ -144,6 +146,7 @@ impl Default for Summary {
             time_wait: None,
             kernel_reads: None,
             held_reads: None,
+            slot_walks: None,
             enforced: BTreeMap::new(),
             path_at_risk: BTreeMap::new(),
         }

@@ -151,6 +151,22 @@ fn cap_bits(caps: &str) -> u64 {
         .fold(0, |mask, bit| mask | 1 << bit)
 }
 
+/// The slot walk runs after the drop too (`BPF_PROG_TEST_RUN` of a program the agent holds
+/// needs no capability), from the first scan on: called after a few scans, which published its
+/// walks.
+fn assert_walks(agent: &Agent) {
+    if !crate::holders::kernel_at_least(6, 2) {
+        return;
+    }
+    let metrics = agent.get("/metrics");
+    assert!(
+        metrics.contains("tcp_liveness_hook_attached{hook=\"walk_slots\"} 1"),
+        "{metrics}"
+    );
+    let walks = agent.metric("tcp_liveness_slot_walks_total");
+    assert!(walks >= Some(1.0), "slot walks: {walks:?}");
+}
+
 #[test]
 fn systemd_capabilities_are_enough() {
     let name = "systemd_capabilities_are_enough";
@@ -238,6 +254,7 @@ fn systemd_capabilities_are_enough() {
         Some(u64::from(server.pid())),
         "{owner}"
     );
+    assert_walks(&agent);
     let status = agent.stop().expect("agent stops after SIGTERM");
     assert!(status.success(), "agent exit status after SIGTERM");
 

@@ -116,7 +116,7 @@ impl Drop for Holders {
 }
 
 /// `ss -tanieOp` in `ns`: every TCP socket with `tcp_info`, cookie and holders.
-fn ss_sockets(ns: &Netns) -> Vec<SsSocket> {
+pub(crate) fn ss_sockets(ns: &Netns) -> Vec<SsSocket> {
     let out = ns.command("ss").arg("-tanieOp").output().expect("run ss");
     assert!(out.status.success(), "ss failed: {}", out.status);
     ss::parse(&String::from_utf8_lossy(&out.stdout))
@@ -184,33 +184,47 @@ fn compare(reader: &TaskFileReader, ns: &Netns, hz: u32) -> (Vec<String>, Vec<Ss
         if first.kernel.state == tcp_state::LISTEN {
             continue;
         }
-        // The connections are idle by now: the counters are what ss shows (which leaves out a
-        // count of 0).
-        for (key, ours) in [
-            ("bytes_sent", first.kernel.bytes_sent),
-            ("bytes_received", first.kernel.bytes_received),
-            ("segs_in", u64::from(first.kernel.segs_in)),
-        ] {
-            let kernel: u64 = line.fields.get(key).map_or(0, |v| v.parse().expect(key));
-            if ours != kernel {
-                wrong.push(format!("{who}: {key} {ours} vs ss {kernel}"));
-            }
-        }
-        for (key, age) in [
-            ("lastsnd", since_last_send as fn(&HeldSocket, u32) -> _),
-            ("lastrcv", since_last_recv),
-            ("lastack", since_last_ack),
-        ] {
-            // ss leaves out an age of 0 ms.
-            let kernel = line.ms(key).unwrap_or(0.0);
-            let secs = |s: &SocketHolders| age(&s.kernel, hz).expect("HZ").as_secs_f64();
-            let (a, b) = (secs(first), secs(second));
-            if !close_to(a, kernel) && !close_to(b, kernel) {
-                wrong.push(format!("{who}: {key} {a:.3}/{b:.3} s vs ss {kernel:.3} s"));
-            }
-        }
+        wrong.extend(values_vs_ss(&who, &first.kernel, &second.kernel, line, hz));
     }
     (wrong, lines)
+}
+
+/// Where the kernel values of one socket, read twice (`first` before `line`, `second` after),
+/// disagree with `ss -tanieO`'s `line`: the byte and segment counters (the connections are idle
+/// by then, so they are what ss shows; ss leaves out a count of 0) and the ages of the last
+/// send, receive and ACK (within ss's tolerance of either read).
+pub(crate) fn values_vs_ss(
+    who: &str,
+    first: &HeldSocket,
+    second: &HeldSocket,
+    line: &SsSocket,
+    hz: u32,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (key, ours) in [
+        ("bytes_sent", first.bytes_sent),
+        ("bytes_received", first.bytes_received),
+        ("segs_in", u64::from(first.segs_in)),
+    ] {
+        let kernel: u64 = line.fields.get(key).map_or(0, |v| v.parse().expect(key));
+        if ours != kernel {
+            wrong.push(format!("{who}: {key} {ours} vs ss {kernel}"));
+        }
+    }
+    for (key, age) in [
+        ("lastsnd", since_last_send as fn(&HeldSocket, u32) -> _),
+        ("lastrcv", since_last_recv),
+        ("lastack", since_last_ack),
+    ] {
+        // ss leaves out an age of 0 ms.
+        let kernel = line.ms(key).unwrap_or(0.0);
+        let secs = |s: &HeldSocket| age(s, hz).expect("HZ").as_secs_f64();
+        let (a, b) = (secs(first), secs(second));
+        if !close_to(a, kernel) && !close_to(b, kernel) {
+            wrong.push(format!("{who}: {key} {a:.3}/{b:.3} s vs ss {kernel:.3} s"));
+        }
+    }
+    wrong
 }
 
 #[test]
@@ -285,7 +299,7 @@ fn one_pass_reports_every_socket_of_every_namespace_with_its_holders() {
 }
 
 /// Whether the running kernel's release (`uname -r`) is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
+pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     let mut parts = release
         .trim()

@@ -872,6 +872,10 @@ fn harness_waits_for_held_passes_as_the_agent_paces_them() {
         harness::agent::HELD_READ_MAX_AGE,
         monitor::scan::holders::HELD_READ_MAX_AGE
     );
+    assert_eq!(
+        harness::agent::HOLDERS_READ_MAX_AGE,
+        monitor::scan::holders::HOLDERS_READ_MAX_AGE
+    );
 }
 
 /// The `n` `CLOSE_WAIT` connections of namespace `inode`, once a pass over the held sockets has

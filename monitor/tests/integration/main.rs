@@ -53,3 +53,4 @@ mod silence;
 mod sockopt;
 mod stacks;
 mod verdicts;
+mod walk;

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use monitor_common::{
     SockActivity,
-    holders::{HeldSocket, NO_SLOT},
+    holders::{HS_DEAD, HeldSocket, NO_SLOT},
     tcp_state,
 };
 
@@ -354,4 +354,101 @@ fn a_view_gives_back_every_value_the_agent_uses_and_keeps_extras_only_while_set(
     pass(&mut held, &[other], 4_000);
     assert_eq!(held.view(1, 7).unwrap().sample.user_timeout_ms, 0);
     assert!(held.extras.is_empty());
+}
+
+/// A walk's record of the socket `cookie` (in its slot), with no holder, as the program writes
+/// it.
+fn walked(cookie: u64, bytes_sent: u64) -> HeldSocket {
+    let mut r = record(cookie, 0, 0);
+    r.bytes_sent = bytes_sent;
+    r
+}
+
+#[test]
+fn a_walk_refreshes_the_values_and_keeps_the_holders_of_the_same_socket() {
+    let mut held = HeldSockets::default();
+    let mut first = record(1, 30, 3);
+    first.bytes_sent = 10;
+    pass(
+        &mut held,
+        &[first, record(1, 31, 4), record(2, 40, 5)],
+        1_000,
+    );
+    held.walk_of(&[walked(1, 99), walked(2, 7)], 2_000);
+    let view = held.view(1, 1).expect("walked");
+    assert_eq!((view.sample.bytes_sent, view.read_ns), (99, 2_000));
+    assert_eq!(held.of(1, 1), Some(&[30, 31][..]));
+    assert_eq!(held.of(2, 2), Some(&[40][..]));
+}
+
+#[test]
+fn a_walk_gives_no_holders_to_an_orphan_or_to_another_socket_in_the_slot() {
+    let mut held = HeldSockets::default();
+    pass(&mut held, &[record(1, 30, 3), record(2, 40, 5)], 1_000);
+    let mut orphan = walked(1, 5);
+    orphan.flags |= HS_DEAD;
+    // Slot 2 now holds the socket with cookie 2 + 2^32 (the same slot, another socket).
+    let mut other = walked(2, 5);
+    other.cookie = 2 + (1 << 32);
+    held.walk_of(&[orphan, other], 2_000);
+    assert_eq!(held.of(1, 1), None);
+    assert!(held.view(1, 1).is_some(), "its values are the walk's");
+    assert_eq!(held.of(2, other.cookie), None);
+    assert_eq!(
+        held.view(2, 2).map(|v| v.read_ns),
+        None,
+        "the old socket is gone"
+    );
+    // A later walk that finds the first socket alive again in the same slot does not bring its
+    // holders back: only a descriptor pass knows them.
+    held.walk_of(&[walked(2, 6)], 3_000);
+    assert_eq!(held.of(2, 2), None);
+}
+
+#[test]
+fn a_descriptor_pass_takes_the_holders_from_what_it_saw_and_walked_values_stay_current() {
+    let mut held = HeldSockets::default();
+    pass(&mut held, &[record(1, 30, 3), record(2, 40, 5)], 1_000);
+    held.walk_of(&[walked(1, 11), walked(2, 22)], 2_000);
+    // Socket 1's descriptor was closed (an orphan now, or about to be); socket 2 is still held.
+    pass(&mut held, &[record(2, 41, 5)], 3_000);
+    assert_eq!(held.of(1, 1), None);
+    assert_eq!(held.of(2, 2), Some(&[41][..]));
+    // Its values from the walk before the pass stay current until the next walk...
+    assert_eq!(held.view(1, 1).map(|v| v.read_ns), Some(2_000));
+    // ...which no longer finding it (closed) makes it stale; socket 2 the pass read stays.
+    held.walk_of(&[walked(2, 23)], 4_000);
+    assert_eq!(held.view(1, 1).map(|v| v.read_ns), None);
+    assert_eq!(held.view(2, 2).map(|v| v.sample.bytes_sent), Some(23));
+}
+
+#[test]
+fn a_socket_no_walk_reaches_keeps_the_values_of_the_descriptor_pass_until_the_next() {
+    let mut held = HeldSockets::default();
+    // Socket 3 was seeded by the agent: no walk reaches it until a table refresh visits it.
+    pass(&mut held, &[record(1, 30, 3), record(3, 50, 6)], 1_000);
+    held.walk_of(&[walked(1, 11)], 2_000);
+    assert_eq!(held.view(3, 3).map(|v| v.read_ns), Some(1_000));
+    assert_eq!(held.of(3, 3), Some(&[50][..]));
+    held.walk_of(&[walked(1, 12)], 3_000);
+    pass(&mut held, &[record(1, 30, 3)], 4_000);
+    assert!(held.view(3, 3).is_none());
+    assert_eq!(held.of(3, 3), None);
+}
+
+#[test]
+fn a_pacer_paced_otherwise_waits_by_its_own_share_and_longest_wait() {
+    let mut pacer = HeldPacer::default().paced(HOLDERS_READ_SHARE, HOLDERS_READ_MAX_AGE);
+    let began = Instant::now();
+    pacer.record(
+        began,
+        Duration::from_millis(10),
+        Some(Duration::from_millis(10)),
+    );
+    let wait = Duration::from_millis(10) * HOLDERS_READ_SHARE;
+    assert!(!pacer.due(began + wait.saturating_sub(Duration::from_millis(1))));
+    assert!(pacer.due(began + wait));
+    pacer.record(began, Duration::from_secs(1), Some(Duration::from_secs(1)));
+    assert!(!pacer.due(began + HOLDERS_READ_MAX_AGE.saturating_sub(Duration::from_millis(1))));
+    assert!(pacer.due(began + HOLDERS_READ_MAX_AGE));
 }
