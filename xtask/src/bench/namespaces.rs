@@ -40,6 +40,10 @@ const SETTLE_MAX: Duration = Duration::from_mins(2);
 /// seconds; an agent that does not export them shows "—".
 const HELD_PASSES: &str = "tcp_liveness_held_socket_reads_total";
 const HELD_SECONDS: &str = "tcp_liveness_held_socket_read_seconds_total";
+/// The slot walks (every tracked socket's own values through the table's slots) and their
+/// total seconds; "—" where the agent does not export them (kernels before 6.2).
+const WALKS: &str = "tcp_liveness_slot_walks_total";
+const WALK_SECONDS: &str = "tcp_liveness_slot_walk_seconds_total";
 /// The requirement: at this many namespaces, agent CPU at most `TARGET_RATIO` × one namespace's.
 const TARGET_NAMESPACES: usize = 50;
 const TARGET_RATIO: f64 = 1.5;
@@ -84,6 +88,9 @@ struct Arm {
     /// Mean held-socket pass (s), when the agent exports its counters, and passes in the window.
     held_s: Option<f64>,
     held_passes: f64,
+    /// Mean slot walk (s), when the agent exports its counters, and walks in the window.
+    walk_s: Option<f64>,
+    walks: f64,
     /// Mean kernel-iterator read of every namespace (s), and reads in the window.
     read_s: f64,
     reads: f64,
@@ -143,6 +150,8 @@ fn measure(plan: &Plan, agent: &Agent, namespaces: usize) -> anyhow::Result<Arm>
         scans: window.delta(SCAN_COUNT),
         held_s: window.mean_if_exported(HELD_SECONDS, HELD_PASSES),
         held_passes: window.delta(HELD_PASSES),
+        walk_s: window.mean_if_exported(WALK_SECONDS, WALKS),
+        walks: window.delta(WALKS),
         read_s: window.mean(READ_SECONDS, READS),
         reads: window.delta(READS),
         cpu_share: window.cpu_share(),
@@ -184,6 +193,18 @@ fn counted(means: &[f64], events: &[f64], decimals: usize) -> String {
     )
 }
 
+/// [`counted`] milliseconds of per-arm means in seconds; "—" when an arm has none (the agent
+/// does not export the counter).
+fn ms_or_dash(seconds: Option<Vec<f64>>, events: &[f64]) -> String {
+    seconds.map_or_else(
+        || "—".to_owned(),
+        |s| {
+            let ms: Vec<f64> = s.iter().map(|s| s * 1e3).collect();
+            counted(&ms, events, 2)
+        },
+    )
+}
+
 /// Table 6: one row per level, medians over its arms, CPU also as a ratio to one namespace.
 fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
     let of_level = |n: usize| arms.iter().filter(move |a| a.namespaces == n);
@@ -193,6 +214,7 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
     for &n in &plan.ns_levels {
         let collect = |f: fn(&Arm) -> f64| of_level(n).map(f).collect::<Vec<_>>();
         let held: Option<Vec<f64>> = of_level(n).map(|a| a.held_s).collect();
+        let walk: Option<Vec<f64>> = of_level(n).map(|a| a.walk_s).collect();
         let ratio = cpu_of(n) / cpu_of(reference);
         let target = if n == TARGET_NAMESPACES {
             let met = if ratio <= TARGET_RATIO {
@@ -208,13 +230,8 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
             n.to_string(),
             format!("{:.0}", stats::median(&collect(|a| a.tracked))),
             counted(&collect(|a| a.scan_s * 1e3), &collect(|a| a.scans), 2),
-            held.map_or_else(
-                || "—".to_owned(),
-                |h| {
-                    let ms: Vec<f64> = h.iter().map(|s| s * 1e3).collect();
-                    counted(&ms, &collect(|a| a.held_passes), 2)
-                },
-            ),
+            ms_or_dash(held, &collect(|a| a.held_passes)),
+            ms_or_dash(walk, &collect(|a| a.walks)),
             counted(&collect(|a| a.read_s * 1e3), &collect(|a| a.reads), 1),
             over_passes(&collect(|a| a.cpu_share * 100.0), 3),
             format!("{ratio:.2}"),
@@ -245,7 +262,9 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
              tcp_liveness_scan_duration_seconds over the window (n scans); held pass ms = \
              tcp_liveness_held_socket_read_seconds_total / tcp_liveness_held_socket_reads_total \
              (n passes of iter/task_file over every process's descriptors; — when the agent does \
-             not export them); kernel read ms = \
+             not export them); slot walk ms = tcp_liveness_slot_walk_seconds_total / \
+             tcp_liveness_slot_walks_total (n walks of the table's slots, Linux 6.2 and later); \
+             kernel read ms = \
              tcp_liveness_kernel_read_seconds_total / tcp_liveness_kernel_reads_total (n reads). \
              CPU vs {reference} namespace(s) = ratio of the median CPU shares. Target: with the \
              same sockets over {TARGET_NAMESPACES} namespaces, agent CPU ≤ {TARGET_RATIO}× that \
@@ -260,6 +279,7 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
             "tracked sockets",
             "scan ms",
             "held pass ms",
+            "slot walk ms",
             "kernel read ms (iter/tcp)",
             "agent CPU % of a core",
             "CPU vs 1 namespace",
