@@ -118,8 +118,8 @@ extern "C" fn visit(index: u64, ctx: *mut c_void) -> i64 {
     let bit = |n: u32| u8::from(sk_flags & (1 << (n & 63)) != 0);
     record.flags = (bit(off.sock_keepopen_bit) * HS_KEEPOPEN) | (bit(off.sock_dead_bit) * HS_DEAD);
     transport(&CastTcpSock(tp), off, record);
-    // Published last: the agent reads a record only once the run returned, but a cookie makes
-    // the record whole.
+    // Written last: every way out of a visit leaves its record whole or with cookie 0, which
+    // the agent skips.
     record.cookie = cookie;
     0
 }

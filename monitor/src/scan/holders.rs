@@ -206,10 +206,13 @@ impl HeldSockets {
 
     fn current(&self, slot: u32, cookie: u64) -> Option<&HeldSlot> {
         let held = self.slots.get(slot as usize)?;
-        // Read by the last complete pass of either kind, or since.
-        let from = self.walked_from_ns.map_or(self.current_from_ns, |walked| {
-            walked.min(self.current_from_ns)
-        });
+        // Read by the last complete pass of either kind, or since (by the last walk alone
+        // before the first descriptor pass completes).
+        let from = match (self.walked_from_ns, self.current_from_ns) {
+            (Some(walked), 0) => walked,
+            (Some(walked), described) => walked.min(described),
+            (None, described) => described,
+        };
         (cookie != 0 && held.cookie == cookie && held.read_ns >= from).then_some(held)
     }
 

@@ -452,3 +452,15 @@ fn a_pacer_paced_otherwise_waits_by_its_own_share_and_longest_wait() {
     assert!(!pacer.due(began + HOLDERS_READ_MAX_AGE.saturating_sub(Duration::from_millis(1))));
     assert!(pacer.due(began + HOLDERS_READ_MAX_AGE));
 }
+
+#[test]
+fn before_any_descriptor_pass_the_last_walk_alone_says_what_is_current() {
+    let mut held = HeldSockets::default();
+    held.walk_of(&[walked(1, 5), walked(2, 6)], 1_000);
+    assert_eq!(held.view(1, 1).map(|v| v.sample.bytes_sent), Some(5));
+    assert_eq!(held.of(1, 1), None, "no holders without a descriptor pass");
+    // Socket 1 closed: the next walk does not find it, and its values are not current.
+    held.walk_of(&[walked(2, 7)], 2_000);
+    assert!(held.view(1, 1).is_none());
+    assert_eq!(held.view(2, 2).map(|v| v.sample.bytes_sent), Some(7));
+}
