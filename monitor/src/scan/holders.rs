@@ -404,6 +404,8 @@ pub struct HeldPacer {
     /// The longest wait between two passes ([`HELD_READ_MAX_AGE`] unless
     /// [`paced`](Self::paced)).
     max_age: Duration,
+    /// Passes that failed in a row (the scanner's to keep: see `Scanner::walking_slots`).
+    pub(crate) failures: u32,
 }
 
 /// Passes over every held socket take at most 1/this of a core (1%), unless
@@ -436,6 +438,7 @@ impl Default for HeldPacer {
             asked_read: None,
             share: HELD_READ_SHARE,
             max_age: HELD_READ_MAX_AGE,
+            failures: 0,
         }
     }
 }
@@ -452,12 +455,15 @@ impl HeldPacer {
 
     /// The same pacer with passes at most 1/`share` of a core and at least every `max_age`.
     #[must_use]
-    pub fn paced(self, share: u32, max_age: Duration) -> Self {
-        Self {
-            share,
-            max_age,
-            ..self
-        }
+    pub fn paced(mut self, share: u32, max_age: Duration) -> Self {
+        self.pace(share, max_age);
+        self
+    }
+
+    /// From now on, passes at most 1/`share` of a core and at least every `max_age` (the wait
+    /// the last pass set stays as it was computed).
+    pub fn pace(&mut self, share: u32, max_age: Duration) {
+        (self.share, self.max_age) = (share, max_age);
     }
 
     /// Whether a pass is due at `now`.

@@ -211,21 +211,34 @@ impl Scanner {
     /// ([`holders::HeldPacer`] with [`holders::WALK_SHARE`], at least every
     /// [`holders::HELD_READ_MAX_AGE`]); the descriptor pass, which then brings only the holders,
     /// comes at most every [`holders::HOLDERS_READ_SHARE`] and at least every
-    /// [`holders::HOLDERS_READ_MAX_AGE`]. Scans come every `scan_interval`.
+    /// [`holders::HOLDERS_READ_MAX_AGE`] while walks succeed (after a failed one, as without
+    /// the walk, until one succeeds again). Scans come every `scan_interval`. Call it after
+    /// [`reading_held_sockets`](Self::reading_held_sockets).
     #[must_use]
     pub fn walking_slots(mut self, walker: SlotWalker, scan_interval: Duration) -> Self {
         let pacer = holders::HeldPacer::with_scan_interval(scan_interval)
             .paced(holders::WALK_SHARE, holders::HELD_READ_MAX_AGE);
         self.walk = Some((walker, Mutex::new(pacer)));
-        if let Some((_, pacer)) = &mut self.held {
-            *crate::locks::lock(pacer) = holders::HeldPacer::with_scan_interval(scan_interval)
-                .paced(holders::HOLDERS_READ_SHARE, holders::HOLDERS_READ_MAX_AGE);
-        }
+        self.pace_descriptor_passes(true);
         self
     }
 
-    /// The slot walk, when one is due; a failed walk keeps the values there were (the debug log
-    /// says why).
+    /// Paces the descriptor passes for holders alone while the walk brings the values
+    /// (`walking`), else for the values too.
+    fn pace_descriptor_passes(&self, walking: bool) {
+        if let Some((_, pacer)) = &self.held {
+            let (share, max_age) = if walking {
+                (holders::HOLDERS_READ_SHARE, holders::HOLDERS_READ_MAX_AGE)
+            } else {
+                (holders::HELD_READ_SHARE, holders::HELD_READ_MAX_AGE)
+            };
+            crate::locks::lock(pacer).pace(share, max_age);
+        }
+    }
+
+    /// The slot walk, when one is due. A failed walk keeps the values there were, and the
+    /// descriptor passes bring them as often as without the walk until a walk succeeds (the
+    /// first failure is logged as a warning, the others at debug level).
     fn walk_slots(&self) {
         let Some((walker, pacer)) = &self.walk else {
             return;
@@ -239,17 +252,31 @@ impl Scanner {
         let refreshed = self.pipeline.refresh_held(walker);
         let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
         pacer.record(began, cpu, refreshed.as_ref().ok().map(|pass| pass.took));
+        let failed_before = pacer.failures > 0;
         match refreshed {
-            Ok(pass) => tracing::debug!(
-                walk_ms = pass.took.as_secs_f64() * 1e3,
-                cpu_ms = cpu.as_secs_f64() * 1e3,
-                sockets = pass.sockets,
-                "tracked sockets' values refreshed by the slot walk"
-            ),
-            Err(error) => tracing::debug!(
-                error = crate::model::format::error_chain(&error),
-                "slot walk (the last values stay)"
-            ),
+            Ok(pass) => {
+                pacer.failures = 0;
+                tracing::debug!(
+                    walk_ms = pass.took.as_secs_f64() * 1e3,
+                    cpu_ms = cpu.as_secs_f64() * 1e3,
+                    sockets = pass.sockets,
+                    "tracked sockets' values refreshed by the slot walk"
+                );
+            }
+            Err(error) => {
+                pacer.failures += 1;
+                let error = crate::model::format::error_chain(&error);
+                if pacer.failures == 1 {
+                    tracing::warn!(%error, "slot walk failed: descriptor passes bring the values");
+                } else {
+                    tracing::debug!(%error, "slot walk failed again");
+                }
+            }
+        }
+        let failing = pacer.failures > 0;
+        drop(pacer);
+        if failing != failed_before {
+            self.pace_descriptor_passes(!failing);
         }
     }
 

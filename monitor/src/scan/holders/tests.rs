@@ -464,3 +464,20 @@ fn before_any_descriptor_pass_the_last_walk_alone_says_what_is_current() {
     assert!(held.view(1, 1).is_none());
     assert_eq!(held.view(2, 2).map(|v| v.sample.bytes_sent), Some(7));
 }
+
+#[test]
+fn a_pacer_paced_back_to_the_values_cadence_is_due_by_its_longest_wait_at_once() {
+    // Descriptor passes paced for holders alone; then the walk fails, and they bring the
+    // values again: the pass due by the shorter longest wait comes at the next scan.
+    let mut pacer = HeldPacer::default().paced(HOLDERS_READ_SHARE, HOLDERS_READ_MAX_AGE);
+    let began = Instant::now();
+    pacer.record(
+        began,
+        Duration::from_millis(100),
+        Some(Duration::from_millis(100)),
+    );
+    let later = began + HELD_READ_MAX_AGE + Duration::from_secs(1);
+    assert!(!pacer.due(later), "40 s by its share, 60 s at most");
+    pacer.pace(HELD_READ_SHARE, HELD_READ_MAX_AGE);
+    assert!(pacer.due(later));
+}
