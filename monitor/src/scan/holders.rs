@@ -420,12 +420,13 @@ pub const HELD_READ_MAX_AGE: Duration = Duration::from_secs(15);
 /// passes, which then only have the holders to bring, take at most 1/this of a core (0.25%)...
 pub const HOLDERS_READ_SHARE: u32 = 400;
 
-/// ...and come at least this often: at 100k connections, where a pass costs about 190 ms, about
-/// once a minute; every scan up to about 10k connections (BENCHMARKS.md has the cost per level).
+/// ...and come at least this often: at 100k connections, where a pass costs about 160 ms, about
+/// once a minute; every scan up to about 5k connections (BENCHMARKS.md has the cost per level).
 pub const HOLDERS_READ_MAX_AGE: Duration = Duration::from_mins(1);
 
 /// Walks take at most 1/this of a core (0.25%), and come at least every [`HELD_READ_MAX_AGE`]:
-/// every scan up to about 50k connections, every second or third above.
+/// every scan up to about 20k connections, every second or third above (a walk at 100k
+/// connections costs about 40 ms, placement included).
 pub const WALK_SHARE: u32 = 400;
 
 impl Default for HeldPacer {
