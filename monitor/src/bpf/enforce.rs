@@ -136,12 +136,7 @@ impl Programs {
         }
         let enforced = take(&mut self.ebpf, ENFORCED_MAP)?;
         let name = SOCK_OPS_ENFORCE_PROGRAM;
-        let program: &mut SockOps = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
-            .try_into()
-            .map_err(BpfError::program(name))?;
+        let program: &mut SockOps = super::program_of(&mut self.ebpf, name)?;
         program.load().map_err(BpfError::program(name))?;
         let cgroup = std::fs::File::open(cgroup_root).map_err(|source| BpfError::Cgroup {
             step: format!("opening {}", cgroup_root.display()),

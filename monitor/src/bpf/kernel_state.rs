@@ -166,11 +166,7 @@ pub(crate) fn load_and_link(
     name: &str,
     target: &str,
 ) -> Result<OwnedFd, BpfError> {
-    let program: &mut Iter = ebpf
-        .program_mut(name)
-        .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
-        .try_into()
-        .map_err(BpfError::program(name))?;
+    let program: &mut Iter = super::program_of(ebpf, name)?;
     program.load(target, btf).map_err(BpfError::program(name))?;
     let program_fd = program.fd().map_err(BpfError::program(name))?;
     sys::link_create_iter(program_fd.as_fd()).map_err(|source| BpfError::KernelState {

@@ -458,6 +458,17 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: &'static str) -> Result<(), BpfError
 
 /// The BTF tracepoint program `name` of the object.
 fn btf_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint, BpfError> {
+    program_of(ebpf, name)
+}
+
+/// The program `name` of the object, as the program type `T` it must be.
+///
+/// # Errors
+/// [`BpfError::MissingProgram`], or [`BpfError::Program`] when it is of another type.
+fn program_of<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, BpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
         .try_into()

@@ -84,11 +84,7 @@ fn attach_syscall_exit(
     program: &'static str,
     tracepoint: &str,
 ) -> Result<(), BpfError> {
-    let found: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| BpfError::MissingProgram(program.to_owned()))?
-        .try_into()
-        .map_err(BpfError::program(program))?;
+    let found: &mut TracePoint = super::program_of(ebpf, program)?;
     found.load().map_err(BpfError::program(program))?;
     found
         .attach("syscalls", tracepoint)

@@ -52,12 +52,7 @@ impl Programs {
             ));
         }
         let name = SLOT_WALK_PROGRAM;
-        let program: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| BpfError::MissingProgram(name.to_owned()))?
-            .try_into()
-            .map_err(BpfError::program(name))?;
+        let program: &mut RawTracePoint = super::program_of(&mut self.ebpf, name)?;
         program.load().map_err(BpfError::program(name))?;
         let fd = program.fd().map_err(BpfError::program(name))?;
         let program = fd

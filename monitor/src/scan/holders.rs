@@ -490,6 +490,24 @@ impl HeldPacer {
         due
     }
 
+    /// Runs `pass` when one is due, and records it ([`record`](Self::record)), paced by
+    /// everything it cost this thread (the read and filling the slots): when it began, the CPU
+    /// time it used and what it returned; None when none was due.
+    pub fn run_if_due(
+        &mut self,
+        pass: impl FnOnce() -> Result<HeldPass, BpfError>,
+    ) -> Option<(Instant, Duration, Result<HeldPass, BpfError>)> {
+        let began = Instant::now();
+        if !self.due(began) {
+            return None;
+        }
+        let cpu_started = clock::thread_cpu_time();
+        let result = pass();
+        let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
+        self.record(began, cpu, result.as_ref().ok().map(|pass| pass.took));
+        Some((began, cpu, result))
+    }
+
     /// Records a pass that began at `began` and used `cpu` of CPU time; `took`: its wall time
     /// when it completed.
     pub fn record(&mut self, began: Instant, cpu: Duration, took: Option<Duration>) {

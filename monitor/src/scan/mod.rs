@@ -244,14 +244,10 @@ impl Scanner {
             return;
         };
         let mut pacer = crate::locks::lock(pacer);
-        let began = Instant::now();
-        if !pacer.due(began) {
+        let Some((_, cpu, refreshed)) = pacer.run_if_due(|| self.pipeline.refresh_held(walker))
+        else {
             return;
-        }
-        let cpu_started = clock::thread_cpu_time();
-        let refreshed = self.pipeline.refresh_held(walker);
-        let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
-        pacer.record(began, cpu, refreshed.as_ref().ok().map(|pass| pass.took));
+        };
         let failed_before = pacer.failures > 0;
         match refreshed {
             Ok(pass) => {
@@ -287,15 +283,11 @@ impl Scanner {
             return;
         };
         let mut pacer = crate::locks::lock(pacer);
-        let began = Instant::now();
-        if !pacer.due(began) {
+        let Some((began, cpu, read)) =
+            pacer.run_if_due(|| self.pipeline.refill_held(reader, self.table.as_ref()))
+        else {
             return;
-        }
-        // Paced by everything a pass costs this thread: the read and filling the slots.
-        let cpu_started = clock::thread_cpu_time();
-        let read = self.pipeline.refill_held(reader, self.table.as_ref());
-        let cpu = clock::thread_cpu_time().saturating_sub(cpu_started);
-        pacer.record(began, cpu, read.as_ref().ok().map(|pass| pass.took));
+        };
         match read {
             Ok(pass) => {
                 let room = self.kernel.table_capacity() as usize
