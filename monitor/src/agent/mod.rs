@@ -39,13 +39,6 @@ use crate::{
     scan::{KernelStateThread, Pipeline, Scanner},
 };
 
-/// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
-/// applies what it can of the result ([`Reloader`]).
-///
-/// # Errors
-/// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
-/// as a whole ([`Error::Bpf`]), an address that cannot be bound
-/// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 /// What reads the held sockets' state, as far as the kernel runs it: the descriptor pass
 /// (`iter/task_file`) and the slot walk.
 struct HeldReaders {
@@ -79,6 +72,13 @@ impl HeldReaders {
     }
 }
 
+/// Runs the agent until SIGTERM or SIGINT, then detaches everything. SIGHUP calls `load` and
+/// applies what it can of the result ([`Reloader`]).
+///
+/// # Errors
+/// A capability start-up needs is missing ([`Error::Privileges`]), programs the kernel refuses
+/// as a whole ([`Error::Bpf`]), an address that cannot be bound
+/// ([`Error::Bind`]), a thread or signal handler that cannot be set up, or a task that panicked.
 pub(crate) async fn run(config: RunConfig, load: LoadConfig) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     crate::memory::keep_heap_small();
