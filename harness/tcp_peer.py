@@ -23,6 +23,7 @@ Any mode: the environment variable TCP_PEER_COMM_HEX (hex bytes) renames the pro
           (prctl(PR_SET_NAME): any bytes, control characters and invalid UTF-8 included).
 Clients:  client HOST PORT MODE [N]   (MODE: busy | idle | close | send | churn | churn-orderly
           (N connections one at a time, each closed by both sides first) | hold (N idle) |
+          send-hold (N connections, each sends 100 bytes once and then idles) |
           keepalive (idle, SO_KEEPALIVE with 1 s timers and N probes) | keepalive-sysctl (idle,
           SO_KEEPALIVE with the namespace's sysctl timers) | half-close-hold (shutdown
           our side, keep the socket) | half-close (shutdown, read the reply, close) |
@@ -215,8 +216,11 @@ def close_after_peer(s):
 
 
 def client(host, port, mode, n):
-    if mode == "hold":
+    if mode in ("hold", "send-hold"):
         held = [socket.create_connection((host, port)) for _ in range(n)]
+        if mode == "send-hold":
+            for s in held:
+                s.sendall(b"q" * 100)
         ready()
         time.sleep(3600)
         return

@@ -26,6 +26,9 @@ pub struct SsSocket {
     pub local: String,
     /// The peer's `ADDR:PORT` (`0.0.0.0:*` for a listener).
     pub remote: String,
+    /// `Recv-Q`: bytes received and not read by the application (for a listener, connections
+    /// waiting in its accept queue).
+    pub recv_q: u32,
     /// The socket cookie (`sk:` in hex), what the agent reports as `cookie`.
     pub cookie: Option<u64>,
     /// Every `key:value` field of the extended and info parts (`ino`, `lastsnd`, `lastrcv`,
@@ -129,6 +132,7 @@ pub fn parse(output: &str) -> Vec<SsSocket> {
                 state: state_name(tokens[0]),
                 local: tokens[3].to_string(),
                 remote: tokens[4].to_string(),
+                recv_q: tokens[1].parse().unwrap_or(0),
                 cookie,
                 fields,
             })
@@ -181,6 +185,7 @@ ESTAB 0 0 10.9.0.2:40000 10.9.0.1:7000 ino:123 sk:1f cgroup:/ <-> ts sack cubic 
         let s = &parse(out)[0];
         assert_eq!(s.state, "established");
         assert_eq!(s.remote, "10.9.0.1:7000");
+        assert_eq!(s.recv_q, 0);
         assert_eq!(s.cookie, Some(0x1f));
         assert_eq!(s.inode(), Some(123));
         assert_eq!(s.ms("lastsnd"), Some(1.5));

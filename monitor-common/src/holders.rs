@@ -101,7 +101,10 @@ pub struct HeldSocket {
     pub probes_out: u8,
     /// See `user_timeout_ms`.
     pub keepalive_probes: u8,
-    _pad: [u8; 5],
+    _pad: u8,
+    /// `tcp_sock.rcv_nxt - copied_seq`: bytes received and not yet read by the application
+    /// (`ss` `Recv-Q`), as the `iter/tcp` read computes it.
+    pub recv_queue: u32,
     /// `tcp_sock.bytes_sent`: bytes sent in segments, retransmissions included (`ss -i`
     /// `bytes_sent`).
     pub bytes_sent: u64,

@@ -169,6 +169,9 @@ pub(crate) fn transport<F: TcpFields>(tp: &F, off: &KernelOffsets, record: &mut 
     record.rcv_tstamp = tp.get(off.tcp_rcv_tstamp);
     record.bytes_received = tp.get(off.tcp_bytes_received);
     record.segs_in = tp.get(off.tcp_segs_in);
+    let rcv_nxt: u32 = tp.get(off.tcp_rcv_nxt);
+    let copied_seq: u32 = tp.get(off.tcp_copied_seq);
+    record.recv_queue = rcv_nxt.wrapping_sub(copied_seq);
     // SAFETY: a helper without preconditions.
     let now_jiffies = unsafe { bpf_jiffies64() };
     #[expect(

@@ -16,8 +16,11 @@ use monitor_common::{
 use super::convert::{self, SocketDefaults};
 use super::holders::HeldView;
 use crate::{
-    bpf::task_file::holders::{
-        since_last_ack, since_last_recv, since_last_send, since_retrans_start, unacked_bytes,
+    bpf::{
+        kernel_state::convert::clamp_queue,
+        task_file::holders::{
+            since_last_ack, since_last_recv, since_last_send, since_retrans_start, unacked_bytes,
+        },
     },
     model::{Connection, Keepalive},
 };
@@ -33,7 +36,7 @@ use crate::{
 ///   peer's keepalive probe: [`HeldView::heard_ns`]) and `idle` (the most recent of the three);
 /// - `unacked_bytes` (`snd_nxt - snd_una`), `srtt` (`srtt_us >> 3`), `bytes_sent` and
 ///   `bytes_received` (`tcp_sock`'s, as `ss -i` shows them), `send_queue_bytes`
-///   (`write_seq - snd_una`);
+///   (`write_seq - snd_una`) and `recv_queue_bytes` (`rcv_nxt - copied_seq`, `ss`'s `Recv-Q`);
 /// - `keepalive` and `user_timeout` (the socket's options, the namespace's sysctls where unset;
 ///   when the pass did not read the timers, [`HS_TIMERS_READ`], only whether keepalive is on);
 /// - `since_retrans_start`: since the first transmission of the oldest data being retransmitted
@@ -77,6 +80,7 @@ pub(crate) fn apply(
     }
     c.unacked_bytes = Some(unacked_bytes(s));
     c.send_queue_bytes = Some(s.write_seq.wrapping_sub(s.snd_una));
+    c.recv_queue_bytes = Some(clamp_queue(s.recv_queue));
     c.since_retrans_start = (s.retransmits > 0)
         .then(|| since_retrans_start(s))
         .flatten()

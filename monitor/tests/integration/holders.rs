@@ -211,6 +211,12 @@ pub(crate) fn values_vs_ss(
             wrong.push(format!("{who}: {key} {ours} vs ss {kernel}"));
         }
     }
+    if first.recv_queue != line.recv_q {
+        wrong.push(format!(
+            "{who}: recv_queue {} vs ss Recv-Q {}",
+            first.recv_queue, line.recv_q
+        ));
+    }
     for (key, age) in [
         ("lastsnd", since_last_send as fn(&HeldSocket, u32) -> _),
         ("lastrcv", since_last_recv),

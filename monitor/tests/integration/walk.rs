@@ -2,8 +2,8 @@
 //! pair of namespaces the test creates, among them sockets no process holds (an orphan in
 //! FIN-WAIT-2 after its application closed it, and a connection waiting in an accept queue),
 //! which the descriptor pass cannot see. One walk must report every socket of both namespaces
-//! with `ss -tanieO`'s cookie and state, its byte and segment counts and ages within `ss -ti`'s
-//! tolerance, and say which is the orphan. Run as root, under the shared kernel test lock; under
+//! with `ss -tanieO`'s cookie and state, its byte and segment counts, receive queue and ages
+//! within `ss -ti`'s tolerance, and say which is the orphan. Run as root, under the shared kernel test lock; under
 //! CI=true a missing privilege fails instead of skipping.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -86,12 +86,16 @@ fn one_walk_reads_every_tracked_socket_orphans_and_the_accept_queue_included() {
         Peer::start(&net.server, &["server", ip, &queue_port, "never-accept"]).expect("listener");
     let _idle = sc.client(&["idle"]);
     let _closed = sc.client(&["close"]);
-    let _queued =
-        Peer::start(&net.client, &["client", ip, &queue_port, "hold", "1"]).expect("queued client");
+    let _queued = Peer::start(&net.client, &["client", ip, &queue_port, "send-hold", "1"])
+        .expect("queued client");
     let client = settled(&net.client, |lines| {
         lines.len() == 3 && lines.iter().any(|l| l.state == "fin_wait2")
     });
-    let server = settled(&net.server, |lines| lines.len() == 5);
+    // The queued client's 100 bytes arrived (they wait, unread, in the queued socket).
+    let server = settled(&net.server, |lines| {
+        let connections = lines.iter().filter(|l| l.state != "listen");
+        lines.len() == 5 && connections.map(|l| l.recv_q).sum::<u32>() == 100
+    });
 
     let before = walk(&walker);
     let lines: Vec<SsSocket> = [ss_sockets(&net.client), ss_sockets(&net.server)].concat();
@@ -149,5 +153,15 @@ fn one_walk_reads_every_tracked_socket_orphans_and_the_accept_queue_included() {
         .iter()
         .filter_map(|l| l.fields.get("bytes_sent")?.parse::<u64>().ok())
         .sum();
-    assert_eq!(sent, 8, "hello and bye: {client:?}");
+    assert_eq!(
+        sent, 108,
+        "hello, bye and the queued client's 100: {client:?}"
+    );
+    // Those 100 bytes are the queued socket's, which no process can read yet.
+    let queued: Vec<u32> = server
+        .iter()
+        .filter(|l| l.holders().is_empty())
+        .map(|l| l.recv_q)
+        .collect();
+    assert_eq!(queued, [100], "Recv-Q of the queued socket: {server:?}");
 }

@@ -33,6 +33,7 @@ fn sample() -> HeldSocket {
     (s.snd_una, s.snd_nxt, s.write_seq) = (1_000, 1_500, 4_000);
     s.srtt_us_x8 = 8 * 250;
     (s.bytes_sent, s.bytes_received) = (5_000, 7_000);
+    s.recv_queue = 1_200;
     s
 }
 
@@ -82,6 +83,7 @@ fn ages_are_the_kernels_plus_the_time_since_the_pass() {
     assert_eq!(c.idle, Some(Duration::from_millis(1_500)));
     assert_eq!(c.unacked_bytes, Some(500));
     assert_eq!(c.send_queue_bytes, Some(3_000));
+    assert_eq!(c.recv_queue_bytes, Some(1_200));
     assert_eq!(c.srtt, Some(Duration::from_micros(250)));
     assert_eq!((c.bytes_sent, c.bytes_received), (5_000, 7_000));
     assert_eq!(c.state, tcp_state::ESTABLISHED);

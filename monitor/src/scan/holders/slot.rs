@@ -41,14 +41,15 @@ const _: () = assert!(size_of::<HeldSlot>() == 64);
 
 /// The values of a held socket that are 0 on most sockets, and the date its peer was last heard
 /// from where no kernel time says so; kept only when one of them is not 0. Sequence numbers are
-/// kept as the differences the agent uses: bytes in flight (`snd_nxt - snd_una`) and the send
-/// queue (`write_seq - snd_una`).
+/// kept as the differences the agent uses: bytes in flight (`snd_nxt - snd_una`), the send
+/// queue (`write_seq - snd_una`) and the receive queue (`rcv_nxt - copied_seq`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct HeldExtras {
     pub(super) stamp_now: u32,
     pub(super) retrans_stamp: u32,
     pub(super) unacked: u32,
     pub(super) send_queue: u32,
+    pub(super) recv_queue: u32,
     pub(super) user_timeout_ms: u32,
     pub(super) keepalive_time: u32,
     pub(super) keepalive_intvl: u32,
@@ -64,6 +65,7 @@ impl HeldExtras {
             retrans_stamp: record.retrans_stamp,
             unacked: record.snd_nxt.wrapping_sub(record.snd_una),
             send_queue: record.write_seq.wrapping_sub(record.snd_una),
+            recv_queue: record.recv_queue,
             user_timeout_ms: record.user_timeout_ms,
             keepalive_time: record.keepalive_time,
             keepalive_intvl: record.keepalive_intvl,
@@ -116,6 +118,7 @@ impl HeldSlot {
         r.retrans_stamp = extras.retrans_stamp;
         r.snd_nxt = extras.unacked;
         r.write_seq = extras.send_queue;
+        r.recv_queue = extras.recv_queue;
         r.user_timeout_ms = extras.user_timeout_ms;
         r.keepalive_time = extras.keepalive_time;
         r.keepalive_intvl = extras.keepalive_intvl;

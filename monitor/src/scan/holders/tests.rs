@@ -301,6 +301,7 @@ fn a_view_gives_back_every_value_the_agent_uses_and_keeps_extras_only_while_set(
     use monitor_common::holders::{HS_KEEPOPEN, HS_TIMERS_READ};
     let mut r = record(1, 30, 3);
     (r.snd_una, r.snd_nxt, r.write_seq) = (u32::MAX - 100, 400, 900);
+    r.recv_queue = 64;
     (r.user_timeout_ms, r.keepalive_time, r.keepalive_intvl) = (5_000, 60_000, 10_000);
     (
         r.stamp_now,
@@ -325,7 +326,7 @@ fn a_view_gives_back_every_value_the_agent_uses_and_keeps_extras_only_while_set(
                 s.keepalive_intvl,
                 s.keepalive_probes,
             ),
-            (s.stamp_now, s.retrans_stamp, s.retransmits),
+            (s.stamp_now, s.retrans_stamp, s.retransmits, s.recv_queue),
             (s.now_jiffies, s.lsndtime, s.lrcvtime, s.rcv_tstamp),
             (s.bytes_sent, s.bytes_received, s.srtt_us_x8, s.segs_in),
         )
@@ -333,7 +334,7 @@ fn a_view_gives_back_every_value_the_agent_uses_and_keeps_extras_only_while_set(
     assert_eq!(kept(&s), kept(&r));
     // Nothing in flight, no options, nothing retransmitted: the extras go with their values.
     let mut idle = r;
-    (idle.snd_nxt, idle.write_seq) = (idle.snd_una, idle.snd_una);
+    (idle.snd_nxt, idle.write_seq, idle.recv_queue) = (idle.snd_una, idle.snd_una, 0);
     (
         idle.user_timeout_ms,
         idle.keepalive_time,
