@@ -39,9 +39,11 @@ pub struct Agent {
     _runtime_dir: Option<tempfile::TempDir>,
 }
 
-/// The agent reads the kernel's socket state with at most 1/this of a core (its
-/// `scan::KERNEL_READ_SHARE`; the integration tests check that the two agree).
-pub const KERNEL_READ_SHARE: u32 = 400;
+/// The agent reads the kernel's socket state with at most 1/this of a core: its
+/// `scan::KERNEL_READ_SHARE_WALKING` while slot walks succeed, the smaller of its two shares
+/// (`scan::KERNEL_READ_SHARE` otherwise), so the slower pace bounds a wait either way; the
+/// integration tests check that the two agree.
+pub const KERNEL_READ_SHARE: u32 = 1000;
 
 /// How many scans a change may take to show in what the agent serves: the deadline of
 /// [`Agent::wait_connections`], and a unit for the tests' own waits ([`Agent::scans`]). Generous

@@ -48,8 +48,16 @@ use crate::{
 
 /// Reads of the kernel's socket state take at most 1/this of a core (0.25%): with verdicts
 /// confirmed at scan time by an exact query, the reads refresh values and find stale entries;
-/// at 100k connections they come every few minutes.
+/// at 100k connections they come every minute or two.
 pub const KERNEL_READ_SHARE: u32 = 400;
+
+/// [`KERNEL_READ_SHARE`] while slot walks succeed (0.1% of a core): the walk then brings every
+/// tracked socket's values (the receive queue too), and the reads are left with what the
+/// table has no entry for (sockets it missed, `TIME_WAIT` and orphaned `FIN_WAIT2` counts), the
+/// entries whose close was never seen, and the addresses of sockets older than the agent. A
+/// descriptor pass that finds sockets the table missed still starts a read at once. At 100k
+/// connections the reads come every three to four minutes.
+pub const KERNEL_READ_SHARE_WALKING: u32 = 1000;
 
 /// A set of socket cookies (the kernel's `sk_cookie`), hashed with foldhash: a scan looks every
 /// table entry up in the cookies it watches, and the alert tracker builds the set from every
@@ -224,8 +232,14 @@ impl Scanner {
     }
 
     /// Paces the descriptor passes for holders alone while the walk brings the values
-    /// (`walking`), else for the values too.
+    /// (`walking`), else for the values too; and the reads of the kernel's socket state
+    /// ([`KERNEL_READ_SHARE_WALKING`] or [`KERNEL_READ_SHARE`]).
     fn pace_descriptor_passes(&self, walking: bool) {
+        self.pipeline.set_kernel_read_share(if walking {
+            KERNEL_READ_SHARE_WALKING
+        } else {
+            KERNEL_READ_SHARE
+        });
         if let Some((_, pacer)) = &self.held {
             let (share, max_age) = if walking {
                 (holders::HOLDERS_READ_SHARE, holders::HOLDERS_READ_MAX_AGE)
@@ -409,8 +423,9 @@ impl Scanner {
 /// The thread that reads the kernel's own socket state ([`kernel_state::read_truth`]: the kernel
 /// writes each tracked socket's values into its slot) and hands what each read found besides the
 /// table to the pipeline, apart from the scans so a scan never waits for it. Reads are paced
-/// to at most 1/[`KERNEL_READ_SHARE`] of a core (CPU time, [`clock::thread_cpu_time`]) and never
-/// more often than `min_interval` (the
+/// to at most 1/[`KERNEL_READ_SHARE`] of a core (1/[`KERNEL_READ_SHARE_WALKING`] while slot
+/// walks succeed; CPU time, [`clock::thread_cpu_time`]) and never more often than
+/// `min_interval` (the
 /// scan interval): every scan on a host with a few thousand sockets, every few minutes at 100k
 /// connections. Each read refreshes the values the kernel keeps ([`kernel_state::apply`]), tells
 /// which entries are gone, and counts `TIME_WAIT`, orphaned `FIN_WAIT2` and untracked sockets.
@@ -463,8 +478,9 @@ impl KernelStateThread {
             // Paced by CPU time, not wall time: a read that waited for a core on a busy host
             // used no more of the budget than on an idle one, and must not come later for it.
             let cpu = truth.cpu_time + clock::thread_cpu_time().saturating_sub(cpu_started);
+            let share = pipeline.kernel_read_share();
             pipeline.set_truth(truth);
-            (cpu * KERNEL_READ_SHARE).max(min_interval)
+            (cpu * share).max(min_interval)
         })?;
         ahead.set_kernel_read_waker(thread.waker());
         Ok(Self { _thread: thread })

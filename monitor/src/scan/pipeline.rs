@@ -2,7 +2,10 @@
 //! [`Connection`] → owner's cgroup → verdicts. Nothing is collected: each connection is handed
 //! to the caller and dropped unless the caller keeps it.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, RwLock,
+    atomic::{AtomicU32, Ordering},
+};
 
 mod judge;
 
@@ -46,6 +49,9 @@ pub struct Pipeline {
     held: RwLock<Option<Arc<HeldSockets>>>,
     /// Starts a read of the kernel's socket state ahead of its pace (set once its thread runs).
     kernel_read: OnceLock<Waker>,
+    /// The reads of the kernel's socket state take at most 1/this of a core
+    /// ([`super::KERNEL_READ_SHARE`], less while slot walks succeed).
+    kernel_read_share: AtomicU32,
     /// Confirms new verdicts against the kernel at the scan that raises them; locked by a scan
     /// for its pass.
     confirmer: Mutex<Confirmer>,
@@ -74,6 +80,7 @@ impl Pipeline {
             truth: RwLock::default(),
             held: RwLock::default(),
             kernel_read: OnceLock::new(),
+            kernel_read_share: AtomicU32::new(super::KERNEL_READ_SHARE),
             confirmer: Mutex::default(),
             confirmed: RwLock::default(),
             listeners: RwLock::default(),
@@ -223,6 +230,17 @@ impl Pipeline {
     /// ([`read_kernel_state_now`](Self::read_kernel_state_now)); the first one set stays.
     pub(crate) fn set_kernel_read_waker(&self, waker: Waker) {
         let _ = self.kernel_read.set(waker);
+    }
+
+    /// Paces the reads of the kernel's socket state to at most 1/`share` of a core from the next
+    /// read on.
+    pub(crate) fn set_kernel_read_share(&self, share: u32) {
+        self.kernel_read_share.store(share, Ordering::Relaxed);
+    }
+
+    /// See [`set_kernel_read_share`](Self::set_kernel_read_share).
+    pub(crate) fn kernel_read_share(&self) -> u32 {
+        self.kernel_read_share.load(Ordering::Relaxed)
     }
 
     /// Starts a read of every namespace's socket state now, if its thread runs: the read adds
