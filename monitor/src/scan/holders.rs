@@ -321,7 +321,7 @@ impl HeldSockets {
             pids.dedup();
         }
         self.current_from_ns = self.began_ns;
-        self.slots_of.finish();
+        self.slots_of.release();
         // Holders are this pass's: a socket it did not see has none now (walks keep them).
         for held in &mut self.slots {
             if held.read_ns != self.began_ns {

@@ -83,6 +83,15 @@ impl SlotFinder {
         self.by_cookie_built = false;
     }
 
+    /// Ends the pass and frees what only a pass needs: the lookup table, the table's cookies
+    /// as the pass began, and the last pass's order (this pass's is kept for the next). Between
+    /// passes (a minute apart at 100k connections) that is 2.4 MB less at 200k sockets.
+    pub(super) fn release(&mut self) {
+        self.finish();
+        self.cookie_at = Vec::new();
+        self.last_order = Vec::new();
+    }
+
     /// Makes the order the pass so far followed the one the next pass predicts from.
     fn follow_the_last_order(&mut self) {
         std::mem::swap(&mut self.last_order, &mut self.order);
@@ -147,6 +156,7 @@ mod tests {
             "77 is not tracked"
         );
         assert!(f.looked_up_this_pass());
+        f.release();
         f.sweep_pairs(table);
         let second: Vec<_> = [90, 20, 50].map(|c| f.find(c)).into();
         assert_eq!(second, [Some(9), Some(2), Some(5)]);
