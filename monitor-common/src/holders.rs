@@ -14,7 +14,7 @@
 
 #[cfg(doc)]
 use crate::kernel_state::KernelSockState;
-use crate::kernel_state::{KS_DEAD, KS_KEEPOPEN, KS_USEC_TS};
+use crate::kernel_state::{KS_DEAD, KS_KEEPOPEN, KS_NO_SOCKET, KS_USEC_TS};
 
 /// Name of the `iter/task_file` program that writes one [`HeldSocket`] per TCP socket descriptor.
 pub const ITER_TASK_FILE_PROGRAM: &str = "iter_task_file";
@@ -27,6 +27,10 @@ pub const HS_DEAD: u8 = KS_DEAD;
 /// [`HeldSocket::flags`]: the connection uses microsecond TCP timestamps (`tcp_usec_ts`):
 /// `retrans_stamp` and `stamp_now` count microseconds instead of milliseconds.
 pub const HS_USEC_TS: u8 = KS_USEC_TS;
+/// [`HeldSocket::flags`]: the socket has no `struct socket` (`sk_socket` NULL, `ss -e` `ino:0`):
+/// an orphan, or a connection waiting in its listener's accept queue. Set by the slot walk only
+/// (a descriptor leads to a `struct socket`).
+pub const HS_NO_SOCKET: u8 = KS_NO_SOCKET;
 /// [`HeldSocket::flags`]: `retrans_stamp`, `stamp_now`, [`HS_USEC_TS`] and the keepalive timers
 /// (`keepalive_time`, `keepalive_intvl`, `keepalive_probes`) were read. The pass reads them only
 /// while they mean something: keepalive on, or data outstanding, retransmitted or probed
@@ -87,7 +91,8 @@ pub struct HeldSocket {
     pub keepalive_intvl: u32,
     /// `skc_state` ([`crate::tcp_state`]).
     pub state: u8,
-    /// [`HS_KEEPOPEN`], [`HS_USEC_TS`], [`HS_TIMERS_READ`].
+    /// [`HS_KEEPOPEN`], [`HS_USEC_TS`], [`HS_TIMERS_READ`]; from the slot walk also
+    /// [`HS_DEAD`] and [`HS_NO_SOCKET`].
     pub flags: u8,
     /// The `inet_connection_sock` counters, in the kernel's order and as in
     /// [`KernelSockState`]: `icsk_retransmits`, `icsk_pending` (the pending timer, numbered as

@@ -28,7 +28,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     BPF_F_MMAPABLE,
-    holders::{HS_DEAD, HS_KEEPOPEN, HeldSocket, WALK_CHUNK},
+    holders::{HS_DEAD, HS_KEEPOPEN, HS_NO_SOCKET, HeldSocket, WALK_CHUNK},
     tcp_state,
 };
 
@@ -116,7 +116,10 @@ extern "C" fn visit(index: u64, ctx: *mut c_void) -> i64 {
     record.state = state;
     let sk_flags: u64 = read(tp, off.sk_flags);
     let bit = |n: u32| u8::from(sk_flags & (1 << (n & 63)) != 0);
-    record.flags = (bit(off.sock_keepopen_bit) * HS_KEEPOPEN) | (bit(off.sock_dead_bit) * HS_DEAD);
+    let sock: u64 = read(tp, off.sk_socket);
+    record.flags = (bit(off.sock_keepopen_bit) * HS_KEEPOPEN)
+        | (bit(off.sock_dead_bit) * HS_DEAD)
+        | (u8::from(sock == 0) * HS_NO_SOCKET);
     transport(&CastTcpSock(tp), off, record);
     // Written last: every way out of a visit leaves its record whole or with cookie 0, which
     // the agent skips.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use monitor_common::{
     SockActivity,
-    holders::{HS_KEEPOPEN, HS_TIMERS_READ},
+    holders::{HS_DEAD, HS_KEEPOPEN, HS_NO_SOCKET, HS_TIMERS_READ, HeldSocket},
     tcp_state,
 };
 
@@ -28,6 +28,7 @@ use crate::{
 /// Overlays `c` (converted from `entry`) with `held`, its socket as a pass read it; ages are
 /// counted to `now_ns`, jiffies converted with `defaults.hz` (unknown: the ages are left as
 /// they are). Sets:
+/// - `orphan` when the walk found `SOCK_DEAD` ([`HS_DEAD`]);
 /// - state: the kernel's, when the hooks saw no transition since the pass (a lost event); its
 ///   age is then a lower bound from the pass;
 /// - `since_send` (`lsndtime`, the last data segment sent), `since_recv` (`icsk_ack.lrcvtime`,
@@ -58,6 +59,9 @@ pub(crate) fn apply(
         c.state_age = None;
         c.state_age_at_least = Some(since_read);
     }
+    // The walk reads `SOCK_DEAD` at every walk; the `iter/tcp` read's flag (in `entry`) may
+    // be minutes old. A socket never leaves that state: only set.
+    c.orphan |= s.flags & HS_DEAD != 0;
     let keepalive_on = s.flags & HS_KEEPOPEN != 0;
     c.keepalive = match c.keepalive {
         // Keepalive off and the timers not read: the socket's own timers as the slot has
@@ -96,6 +100,14 @@ pub(crate) fn apply(
     let heard = held.heard_ns.and_then(|at| convert::age(now_ns, at));
     c.since_peer = more_recent(c.since_peer, heard);
     most_recent_idle(c);
+}
+
+/// Whether `s` waits in its listener's accept queue: a full socket without a `struct socket`
+/// (`HS_NO_SOCKET`, which only the walk reads; a descriptor pass reaches held sockets) that is
+/// not an orphan and not a listener. What a current view says is what the socket is now: it
+/// comes before the `iter/tcp` read's ([`super::kernel_state::in_accept_queue`]).
+pub(crate) fn in_accept_queue(s: &HeldSocket) -> bool {
+    s.flags & HS_NO_SOCKET != 0 && s.flags & HS_DEAD == 0 && s.state != tcp_state::LISTEN
 }
 
 /// Sets `c.idle` to the most recent of its last send, receive and ACK from the peer; left as

@@ -3,7 +3,8 @@
 //! FIN-WAIT-2 after its application closed it, and a connection waiting in an accept queue),
 //! which the descriptor pass cannot see. One walk must report every socket of both namespaces
 //! with `ss -tanieO`'s cookie and state, its byte and segment counts, receive queue and ages
-//! within `ss -ti`'s tolerance, and say which is the orphan. Run as root, under the shared kernel test lock; under
+//! within `ss -ti`'s tolerance, and say which is the orphan and which sockets have no
+//! `struct socket` (`ino:0`: the orphan and the queued connection). Run as root, under the shared kernel test lock; under
 //! CI=true a missing privilege fails instead of skipping.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -13,7 +14,7 @@ use harness::{
 };
 use monitor::bpf::{Programs, kernel_state::kernel_hz, walk::SlotWalker};
 use monitor_common::{
-    holders::{HS_DEAD, HeldSocket},
+    holders::{HS_DEAD, HS_NO_SOCKET, HeldSocket},
     tcp_state,
 };
 
@@ -125,6 +126,14 @@ fn one_walk_reads_every_tracked_socket_orphans_and_the_accept_queue_included() {
         let orphan = line.state == "fin_wait2";
         if (first.flags & HS_DEAD != 0) != orphan {
             wrong.push(format!("{who}: orphan flag {}", first.flags & HS_DEAD != 0));
+        }
+        // No `struct socket` (ss: ino 0): the orphan and the connection nobody accepted yet.
+        let no_socket = first.flags & HS_NO_SOCKET != 0;
+        if no_socket != (line.inode() == Some(0)) {
+            wrong.push(format!(
+                "{who}: no-socket flag {no_socket}, ss ino {:?}",
+                line.inode()
+            ));
         }
         if first.state != tcp_state::LISTEN {
             wrong.extend(values_vs_ss(&who, first, second, line, hz));

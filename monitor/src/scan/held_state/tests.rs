@@ -189,3 +189,21 @@ fn timers_the_pass_skipped_stay_as_the_slot_has_them() {
     assert!(ka.enabled);
     assert_eq!(ka.idle, Some(Duration::from_secs(5)));
 }
+
+#[test]
+fn the_walk_says_which_socket_is_an_orphan_and_which_waits_to_be_accepted() {
+    // The iter/tcp read (the entry's flags) has not seen either yet.
+    let mut s = sample();
+    s.flags = HS_DEAD | HS_NO_SOCKET;
+    let orphan = applied(&entry(), &s, 120 * SEC, 120 * SEC);
+    assert!(orphan.orphan);
+    assert!(!in_accept_queue(&s), "an orphan is in no accept queue");
+    s.flags = HS_NO_SOCKET;
+    assert!(in_accept_queue(&s));
+    assert!(!applied(&entry(), &s, 120 * SEC, 120 * SEC).orphan);
+    s.flags = 0;
+    assert!(!in_accept_queue(&s), "accepted: it has a struct socket");
+    s.state = tcp_state::LISTEN;
+    s.flags = HS_NO_SOCKET;
+    assert!(!in_accept_queue(&s), "a listener is no queued connection");
+}

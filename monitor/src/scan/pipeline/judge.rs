@@ -46,11 +46,15 @@ impl Pipeline {
         *c = convert::unnamed_connection(cookie, entry, now_ns, &defaults);
         kernel_state::apply(c, entry, now_ns, &defaults);
         let held = context.held.as_deref();
-        if let Some(view) = held.and_then(|h| h.view(slot, cookie)) {
+        let view = held.and_then(|h| h.view(slot, cookie));
+        let in_accept_queue = view.as_ref().map_or_else(
+            || kernel_state::in_accept_queue(entry),
+            |view| held_state::in_accept_queue(&view.sample),
+        );
+        if let Some(view) = view {
             held_state::apply(c, entry, view, now_ns, &defaults);
         }
         let hooks_owner = c.pid;
-        let in_accept_queue = kernel_state::in_accept_queue(entry);
         holders::attribute(c, held, slot, in_accept_queue);
         if c.pid.is_none() && in_accept_queue {
             c.accept_queue = true;
