@@ -56,6 +56,45 @@ fn settled(ns: &Netns, ready: impl Fn(&[SsSocket]) -> bool) -> Vec<SsSocket> {
     })
 }
 
+/// What two walks (`before` and `after` `line` was printed) say of `line`'s socket that `ss`
+/// does not: its state, whether it is an orphan and has a `struct socket`, its values.
+fn walked_vs_ss(
+    line: &SsSocket,
+    before: &BTreeMap<u64, HeldSocket>,
+    after: &BTreeMap<u64, HeldSocket>,
+    hz: u32,
+) -> Vec<String> {
+    let cookie = line.cookie.expect("ss -e prints sk:");
+    let who = format!(
+        "{} {} -> {} sk:{cookie:x}",
+        line.state, line.local, line.remote
+    );
+    let (Some(first), Some(second)) = (before.get(&cookie), after.get(&cookie)) else {
+        return vec![format!("{who}: not in the walk")];
+    };
+    let mut wrong = Vec::new();
+    let state = tcp_state::name(first.state).unwrap_or("?");
+    if state != line.state {
+        wrong.push(format!("{who}: state {state}"));
+    }
+    let orphan = line.state == "fin_wait2";
+    if (first.flags & HS_DEAD != 0) != orphan {
+        wrong.push(format!("{who}: orphan flag {}", first.flags & HS_DEAD != 0));
+    }
+    // No `struct socket` (ss: ino 0): the orphan and the connection nobody accepted yet.
+    let no_socket = first.flags & HS_NO_SOCKET != 0;
+    if no_socket != (line.inode() == Some(0)) {
+        wrong.push(format!(
+            "{who}: no-socket flag {no_socket}, ss ino {:?}",
+            line.inode()
+        ));
+    }
+    if first.state != tcp_state::LISTEN {
+        wrong.extend(values_vs_ss(&who, first, second, line, hz));
+    }
+    wrong
+}
+
 #[test]
 fn one_walk_reads_every_tracked_socket_orphans_and_the_accept_queue_included() {
     let Some(sc) = scenario("slot_walk", Need::RootAndKernelBtf) else {
@@ -108,37 +147,10 @@ fn one_walk_reads_every_tracked_socket_orphans_and_the_accept_queue_included() {
         .map(|r| r.cookie)
         .collect();
 
-    let mut wrong = Vec::new();
-    for line in &lines {
-        let cookie = line.cookie.expect("ss -e prints sk:");
-        let who = format!(
-            "{} {} -> {} sk:{cookie:x}",
-            line.state, line.local, line.remote
-        );
-        let (Some(first), Some(second)) = (before.get(&cookie), after.get(&cookie)) else {
-            wrong.push(format!("{who}: not in the walk"));
-            continue;
-        };
-        let state = tcp_state::name(first.state).unwrap_or("?");
-        if state != line.state {
-            wrong.push(format!("{who}: state {state}"));
-        }
-        let orphan = line.state == "fin_wait2";
-        if (first.flags & HS_DEAD != 0) != orphan {
-            wrong.push(format!("{who}: orphan flag {}", first.flags & HS_DEAD != 0));
-        }
-        // No `struct socket` (ss: ino 0): the orphan and the connection nobody accepted yet.
-        let no_socket = first.flags & HS_NO_SOCKET != 0;
-        if no_socket != (line.inode() == Some(0)) {
-            wrong.push(format!(
-                "{who}: no-socket flag {no_socket}, ss ino {:?}",
-                line.inode()
-            ));
-        }
-        if first.state != tcp_state::LISTEN {
-            wrong.extend(values_vs_ss(&who, first, second, line, hz));
-        }
-    }
+    let wrong: Vec<String> = lines
+        .iter()
+        .flat_map(|line| walked_vs_ss(line, &before, &after, hz))
+        .collect();
     assert!(wrong.is_empty(), "one walk vs ss:\n{}", wrong.join("\n"));
 
     // The scenario itself, so a wrong set-up cannot pass by agreeing with ss: an orphan and a
