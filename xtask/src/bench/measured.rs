@@ -42,9 +42,10 @@ pub(super) const READS: &str = "tcp_liveness_kernel_reads_total";
 pub(super) const READ_SECONDS: &str = "tcp_liveness_kernel_read_seconds_total";
 /// Sockets in the agent's table (a gauge).
 pub(super) const TRACKED: &str = "tcp_liveness_tracked_sockets";
-/// The longest wait for the next kernel read: the agent pauses 400× a read's duration, and a
-/// read at 100k connections (200k sockets) takes up to ~1.5 s on this VM.
-pub(super) const READ_PERIOD_MAX: Duration = Duration::from_mins(12);
+/// The longest wait for the next kernel read: the agent pauses 1000× a read's CPU time while
+/// its slot walks succeed (400× otherwise), and a read at 100k connections (200k sockets) takes
+/// 0.2–0.3 s on this VM, up to ~1 s when the machine is busy.
+pub(super) const READ_PERIOD_MAX: Duration = Duration::from_mins(20);
 
 /// Polls /metrics every second until `name` moves past `after` (or `deadline`): returns the
 /// metrics then. Once a second, not faster: each scrape is agent CPU inside the measured window.
@@ -116,8 +117,8 @@ impl Window {
 
 /// A window of whole kernel-read periods: from just after one read ([`READS`] moving) to just
 /// after the `reads`-th next, lasting at least `intervals` scan intervals. The reads are paced
-/// (at most 0.25% of a core, at most one per interval), so the CPU over whole periods is the
-/// long-run average, not whether a read happened to fall inside.
+/// (at most 0.1% of a core while slot walks succeed, at most one per interval), so the CPU over
+/// whole periods is the long-run average, not whether a read happened to fall inside.
 pub(super) fn read_window(agent: &Agent, intervals: u32, reads: u32) -> anyhow::Result<Window> {
     let m = metrics(agent)?;
     let before = wait_for_increase(

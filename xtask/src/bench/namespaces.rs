@@ -256,8 +256,9 @@ fn section(plan: &Plan, arms: &[Arm], idle: f64) -> Section {
         ),
         format!(
             "Window: once the tracked count has risen by the level's sockets (less {SLACK}), from \
-             just after one kernel read of every namespace (iter/tcp, paced to 0.25% of a core) \
-             to just after a later one, lasting at least {} intervals. Agent CPU \
+             just after one kernel read of every namespace (iter/tcp, paced to 0.1% of a core \
+             while slot walks succeed) to just after a later one, lasting at least {} \
+             intervals. Agent CPU \
              from /proc/PID/stat (10 ms ticks), idle HTTP server included; scan ms = the agent's \
              tcp_liveness_scan_duration_seconds over the window (n scans); held pass ms = \
              tcp_liveness_held_socket_read_seconds_total / tcp_liveness_held_socket_reads_total \
