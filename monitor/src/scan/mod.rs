@@ -56,7 +56,7 @@ pub const KERNEL_READ_SHARE: u32 = 400;
 /// table has no entry for (sockets it missed, `TIME_WAIT` and orphaned `FIN_WAIT2` counts), the
 /// entries whose close was never seen, and the addresses of sockets older than the agent. A
 /// descriptor pass that finds sockets the table missed still starts a read at once. At 100k
-/// connections the reads come every three to four minutes.
+/// connections the reads come every three to five minutes.
 pub const KERNEL_READ_SHARE_WALKING: u32 = 1000;
 
 /// A set of socket cookies (the kernel's `sk_cookie`), hashed with foldhash: a scan looks every
